@@ -1,0 +1,707 @@
+/*
+ * derive.c - from objects to resources: what model_commit() rebuilds.
+ *
+ * For each dirty service name: its scope in every cluster that has it, the
+ * LOCAL copies (one per cluster, seen only there), the merged GLOBAL service
+ * and one split-horizon workload per network that serves it through its
+ * east-west gateway. For each dirty pod: its workload as its own cluster sees
+ * it, and as the other clusters of its network see it (global services only).
+ * Then the network gateways. A rebuilt variant equal to the published one is
+ * kept as is, so unchanged resources never look changed to a diff.
+ */
+#include "internal.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MAX_VARIANTS 64
+
+typedef struct build {
+    model_t *m;
+    model_pmap_edit_t *edit;
+} build_t;
+
+/* ---------- publishing one name ---------- */
+
+static const model_res_t *find_equal(const model_entry_t *old, const model_res_t *r)
+{
+    for (size_t i = 0; old && i < old->n; i++)
+        if (model_res_equal(old->v[i], r))
+            return old->v[i];
+    return NULL;
+}
+
+/* Publishes name with variants v (takes their references); n 0 removes it. */
+static void publish(build_t *b, const char *name, model_res_t **v, size_t n)
+{
+    const model_entry_t *old = model_pmap_edit_get(b->edit, name);
+    bool same = old ? old->n == n : n == 0;
+    for (size_t i = 0; i < n; i++) {
+        const model_res_t *eq = find_equal(old, v[i]);
+        if (eq) {
+            model_res_unref(v[i]);
+            v[i] = (model_res_t *)eq;
+            model_res_ref(v[i]);
+        } else {
+            v[i]->version = b->m->version;
+            same = false;
+        }
+    }
+    if (same) {
+        for (size_t i = 0; i < n; i++)
+            model_res_unref(v[i]);
+        return;
+    }
+    b->m->changes++;
+    if (model_pmap_put(b->edit, name, n ? model_entry_new(v, n) : NULL) < 0)
+        abort();
+}
+
+/* ---------- helpers ---------- */
+
+static const char *ns_of(const char *key, char *buf, size_t len)
+{
+    const char *slash = strchr(key, '/');
+    size_t n = (size_t)(slash - key);
+    if (n >= len)
+        n = len - 1;
+    memcpy(buf, key, n);
+    buf[n] = '\0';
+    return buf;
+}
+
+static char *hostname(const model_t *m, const char *ns, const char *name)
+{
+    size_t len = strlen(name) + strlen(ns) + strlen(m->domain_suffix) + 7;
+    char *h = malloc(len);
+    if (!h)
+        abort();
+    snprintf(h, len, "%s.%s.svc.%s", name, ns, m->domain_suffix);
+    return h;
+}
+
+static const char *trust_domain(const model_t *m)
+{
+    /* istiod leaves the default trust domain out of the resources */
+    return strcmp(m->trust_domain, "cluster.local") == 0 ? "" : m->trust_domain;
+}
+
+static const char **arena_strv(model_arena_t *a, char *const *v, size_t n)
+{
+    const char **out = model_arena_alloc(a, (n ? n : 1) * sizeof(*out));
+    for (size_t i = 0; i < n; i++)
+        out[i] = model_arena_strdup(a, v[i]);
+    return out;
+}
+
+static bool port_name_eq(const char *a, const char *b)
+{
+    return strcmp(a ? a : "", b ? b : "") == 0;
+}
+
+static void set_lb(model_out_service_t *o, model_traffic_dist_t td)
+{
+    static const model_lb_scope_t close[] = {MODEL_LB_SCOPE_NETWORK, MODEL_LB_SCOPE_CLUSTER,
+                                             MODEL_LB_SCOPE_REGION, MODEL_LB_SCOPE_ZONE};
+    static const model_lb_scope_t node[] = {MODEL_LB_SCOPE_NETWORK, MODEL_LB_SCOPE_CLUSTER,
+                                            MODEL_LB_SCOPE_REGION,  MODEL_LB_SCOPE_ZONE,
+                                            MODEL_LB_SCOPE_SUBZONE, MODEL_LB_SCOPE_NODE};
+    const model_lb_scope_t *p = NULL;
+    size_t n = 0;
+    if (td == MODEL_TD_PREFER_CLOSE) {
+        p = close;
+        n = sizeof(close) / sizeof(close[0]);
+    } else if (td == MODEL_TD_PREFER_SAME_NODE) {
+        p = node;
+        n = sizeof(node) / sizeof(node[0]);
+    }
+    o->lb_mode = n ? MODEL_LB_FAILOVER : MODEL_LB_UNSPECIFIED;
+    o->nlb_prefs = n;
+    if (n)
+        memcpy(o->lb_prefs, p, n * sizeof(*p));
+}
+
+/* ---------- services ---------- */
+
+typedef struct svc_in {
+    model_cluster_int_t *c;
+    model_service_t *svc;
+    model_scope_result_t scope;
+} svc_in_t;
+
+static int netaddr_cmp(const void *a, const void *b)
+{
+    const model_net_addr_t *x = a, *y = b;
+    int c = strcmp(x->network, y->network);
+    if (c)
+        return c;
+    if (x->ip.len != y->ip.len)
+        return x->ip.len - y->ip.len;
+    return memcmp(x->ip.b, y->ip.b, x->ip.len);
+}
+
+static model_res_t *build_service(build_t *b, const char *key, const char *host,
+                                  const svc_in_t *in, size_t nin, const svc_in_t *base)
+{
+    model_res_t *r = model_res_new(MODEL_RES_SERVICE, key);
+    model_arena_t *a = &r->arena;
+    model_out_service_t *o = &r->u.svc;
+    o->name = model_arena_strdup(a, base->svc->name);
+    o->ns = model_arena_strdup(a, base->svc->ns);
+    o->hostname = model_arena_strdup(a, host);
+    size_t naddr = 0;
+    for (size_t i = 0; i < nin; i++)
+        naddr += in[i].svc->ncluster_ips;
+    o->addrs = model_arena_alloc(a, (naddr ? naddr : 1) * sizeof(*o->addrs));
+    for (size_t i = 0; i < nin; i++) {
+        for (size_t j = 0; j < in[i].svc->ncluster_ips; j++) {
+            model_net_addr_t na = {model_arena_strdup(a, in[i].c->network),
+                                   in[i].svc->cluster_ips[j]};
+            bool dup = false;
+            for (size_t k = 0; k < o->naddrs && !dup; k++)
+                dup = netaddr_cmp(&o->addrs[k], &na) == 0;
+            if (!dup)
+                o->addrs[o->naddrs++] = na;
+        }
+    }
+    qsort(o->addrs, o->naddrs, sizeof(*o->addrs), netaddr_cmp);
+    const model_service_t *s = base->svc;
+    o->nports = s->nports;
+    o->ports = model_arena_alloc(a, (s->nports ? s->nports : 1) * sizeof(*o->ports));
+    o->port_names = model_arena_alloc(a, (s->nports ? s->nports : 1) * sizeof(char *));
+    for (size_t i = 0; i < s->nports; i++) {
+        o->ports[i] = (model_port_pair_t){s->ports[i].port, s->ports[i].target_port};
+        o->port_names[i] = model_arena_strdup(a, s->ports[i].name ? s->ports[i].name : "");
+    }
+    set_lb(o, s->traffic_dist);
+    (void)b;
+    return r;
+}
+
+static bool same_ports(const model_service_t *a, const model_service_t *b)
+{
+    if (a->nports != b->nports)
+        return false;
+    for (size_t i = 0; i < a->nports; i++)
+        if (a->ports[i].port != b->ports[i].port ||
+            a->ports[i].target_port != b->ports[i].target_port ||
+            a->ports[i].protocol != b->ports[i].protocol ||
+            !port_name_eq(a->ports[i].name, b->ports[i].name))
+            return false;
+    return true;
+}
+
+/* The definition a global service takes when clusters disagree: the oldest
+ * Service wins (as for Kubernetes MCS), then the smallest cluster id. */
+static const svc_in_t *pick_base(const svc_in_t *in, size_t n)
+{
+    const svc_in_t *best = NULL;
+    for (size_t i = 0; i < n; i++) {
+        if (in[i].scope.scope != MODEL_SCOPE_GLOBAL)
+            continue;
+        if (!best || in[i].svc->created < best->svc->created)
+            best = &in[i];
+    }
+    return best;
+}
+
+static uint32_t ready_endpoints(const model_cluster_int_t *c, const char *key)
+{
+    const model_ptrs_t *slices = model_hmap_get(&c->slices_by_svc, key);
+    uint32_t n = 0;
+    for (size_t i = 0; slices && i < slices->n; i++) {
+        const model_endpointslice_t *s = slices->p[i];
+        for (size_t j = 0; j < s->nendpoints; j++)
+            n += s->endpoints[j].ready;
+    }
+    return n;
+}
+
+static const model_cluster_int_t *network_gateway(const model_t *m, const char *network)
+{
+    for (size_t i = 0; i < m->nclusters; i++)
+        if (m->clusters[i]->gw.len && strcmp(m->clusters[i]->network, network) == 0)
+            return m->clusters[i];
+    return NULL;
+}
+
+static model_res_t *build_split_horizon(build_t *b, const model_cluster_int_t *gw,
+                                        const model_service_t *base, const char *host,
+                                        uint32_t capacity)
+{
+    char ip[64];
+    model_ip_format(&gw->gw, ip, sizeof(ip));
+    size_t len = strlen(gw->network) + strlen(gw->gw_ns) + strlen(gw->gw_name) + strlen(ip) +
+                 strlen(base->ns) + strlen(host) + 32;
+    char *uid = malloc(len);
+    if (!uid)
+        abort();
+    snprintf(uid, len, "%s/SplitHorizonWorkload/%s/%s/%s/%s/%s", gw->network, gw->gw_ns,
+             gw->gw_name, ip, base->ns, host);
+    model_res_t *r = model_res_new(MODEL_RES_WORKLOAD, uid);
+    free(uid);
+    model_arena_t *a = &r->arena;
+    model_out_workload_t *w = &r->u.wl;
+    w->uid = r->name;
+    w->name = r->name;
+    w->ns = model_arena_strdup(a, base->ns);
+    w->network = model_arena_strdup(a, gw->network);
+    w->cluster_id = model_arena_strdup(a, gw->id);
+    w->trust_domain = model_arena_strdup(a, trust_domain(b->m));
+    w->healthy = true;
+    w->workload_type = 2; /* POD, as istiod sends it */
+    w->capacity = capacity;
+    w->has_gateway = true;
+    w->gateway.network = w->network;
+    w->gateway.ip = gw->gw;
+    w->gateway_port = gw->gw_port;
+    size_t klen = strlen(base->ns) + strlen(host) + 2;
+    char *skey = model_arena_alloc(a, klen);
+    snprintf(skey, klen, "%s/%s", base->ns, host);
+    w->services = model_arena_alloc(a, sizeof(*w->services));
+    w->nservices = 1;
+    w->services[0].key = skey;
+    w->services[0].nports = base->nports;
+    w->services[0].ports = model_arena_alloc(a, (base->nports ? base->nports : 1) *
+                                                    sizeof(model_port_pair_t));
+    for (size_t i = 0; i < base->nports; i++)
+        w->services[0].ports[i] =
+            (model_port_pair_t){base->ports[i].port, base->ports[i].target_port};
+    return r;
+}
+
+static void set_vis(model_res_t *r, model_vis_mode_t mode, const char *cluster,
+                    const char *network, char *const *exclude, size_t nexclude)
+{
+    r->vis.mode = mode;
+    r->vis.cluster = model_arena_strdup(&r->arena, cluster);
+    r->vis.network = model_arena_strdup(&r->arena, network);
+    r->vis.exclude = arena_strv(&r->arena, exclude, nexclude);
+    r->vis.nexclude = nexclude;
+}
+
+static bool name_in(char *const *v, size_t n, const char *s)
+{
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(v[i], s) == 0)
+            return true;
+    return false;
+}
+
+static void strv_free(char **v, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        free(v[i]);
+    free(v);
+}
+
+void model_svc_state_free(void *p)
+{
+    model_svc_state_t *st = p;
+    if (!st)
+        return;
+    strv_free(st->names, st->nnames);
+    strv_free(st->clusters, st->nclusters);
+    free(st->scopes);
+    free(st->base_cluster);
+    free(st->conflict);
+    free(st);
+}
+
+static bool scopes_changed(const model_svc_state_t *st, const svc_in_t *in, size_t n)
+{
+    if (st->nclusters != n)
+        return true;
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(st->clusters[i], in[i].c->id) != 0 || st->scopes[i].scope != in[i].scope.scope)
+            return true;
+    return false;
+}
+
+static void mark_service_pods(model_t *m, const char *key)
+{
+    for (size_t i = 0; i < m->nclusters; i++) {
+        model_cluster_int_t *c = m->clusters[i];
+        const model_ptrs_t *slices = model_hmap_get(&c->slices_by_svc, key);
+        for (size_t j = 0; slices && j < slices->n; j++) {
+            const model_endpointslice_t *s = slices->p[j];
+            for (size_t k = 0; k < s->nendpoints; k++)
+                if (s->endpoints[k].pod)
+                    model_mark_pod(m, c, s->ns, s->endpoints[k].pod);
+        }
+    }
+}
+
+static char *describe_conflict(const svc_in_t *in, size_t n, const svc_in_t *base)
+{
+    char buf[512];
+    size_t off = 0;
+    buf[0] = '\0';
+    for (size_t i = 0; i < n && off < sizeof(buf) - 1; i++) {
+        const svc_in_t *x = &in[i];
+        if (x == base || x->scope.scope != MODEL_SCOPE_GLOBAL)
+            continue;
+        if (!same_ports(x->svc, base->svc))
+            off += (size_t)snprintf(buf + off, sizeof(buf) - off,
+                                    "%sports in cluster %s differ from cluster %s",
+                                    off ? "; " : "", x->c->id, base->c->id);
+        else if (!model_labels_equal(&x->svc->labels, &base->svc->labels))
+            off += (size_t)snprintf(buf + off, sizeof(buf) - off,
+                                    "%slabels in cluster %s differ from cluster %s",
+                                    off ? "; " : "", x->c->id, base->c->id);
+    }
+    for (size_t i = 0; i < n && off < sizeof(buf) - 1; i++)
+        if (in[i].scope.scope == MODEL_SCOPE_LOCAL)
+            off += (size_t)snprintf(buf + off, sizeof(buf) - off,
+                                    "%sLOCAL in cluster %s but GLOBAL elsewhere",
+                                    off ? "; " : "", in[i].c->id);
+    return off ? strdup(buf) : NULL;
+}
+
+static void derive_service(build_t *b, const char *key)
+{
+    model_t *m = b->m;
+    char ns[256];
+    ns_of(key, ns, sizeof(ns));
+    const char *name = key + strlen(ns) + 1;
+    char *host = hostname(m, ns, name);
+    svc_in_t in[MAX_VARIANTS];
+    size_t nin = 0;
+    char *local[MAX_VARIANTS];
+    size_t nlocal = 0;
+    for (size_t i = 0; i < m->nclusters && nin < MAX_VARIANTS; i++) {
+        model_cluster_int_t *c = m->clusters[i];
+        model_service_t *svc = model_hmap_get(&c->objs[MODEL_KIND_SERVICE], key);
+        if (!svc)
+            continue;
+        const model_namespace_t *nso = model_hmap_get(&c->objs[MODEL_KIND_NAMESPACE], ns);
+        in[nin] = (svc_in_t){c, svc, model_scope_eval(m->rules, nso ? &nso->labels : NULL,
+                                                      &svc->labels)};
+        if (in[nin].scope.scope == MODEL_SCOPE_LOCAL)
+            local[nlocal++] = c->id;
+        nin++;
+    }
+    const svc_in_t *base = pick_base(in, nin);
+    char hkey[600];
+    snprintf(hkey, sizeof(hkey), "%s/%s", ns, host);
+
+    /* the service itself: LOCAL copies, then the merged GLOBAL one */
+    model_res_t *v[MAX_VARIANTS + 1];
+    size_t nv = 0;
+    for (size_t i = 0; i < nin; i++) {
+        if (in[i].scope.scope != MODEL_SCOPE_LOCAL)
+            continue;
+        v[nv] = build_service(b, hkey, host, &in[i], 1, &in[i]);
+        set_vis(v[nv++], MODEL_VIS_CLUSTER, in[i].c->id, NULL, NULL, 0);
+    }
+    svc_in_t exp[MAX_VARIANTS];
+    size_t nexp = 0;
+    for (size_t i = 0; i < nin; i++)
+        if (in[i].scope.scope == MODEL_SCOPE_GLOBAL)
+            exp[nexp++] = in[i];
+    if (base) {
+        v[nv] = build_service(b, hkey, host, exp, nexp, base);
+        set_vis(v[nv++], MODEL_VIS_ALL, NULL, NULL, local, nlocal);
+    }
+    char **names = calloc(MAX_VARIANTS + 1, sizeof(char *));
+    size_t nnames = 0;
+    publish(b, hkey, v, nv);
+    names[nnames++] = strdup(hkey);
+
+    /* one split-horizon workload per network with ready endpoints */
+    for (size_t i = 0; base && i < nexp; i++) {
+        const char *net = exp[i].c->network;
+        bool seen = false;
+        for (size_t j = 0; j < i && !seen; j++)
+            seen = strcmp(exp[j].c->network, net) == 0;
+        const model_cluster_int_t *gw = network_gateway(m, net);
+        if (seen || !gw)
+            continue;
+        uint32_t cap = 0;
+        for (size_t j = i; j < nexp; j++)
+            if (strcmp(exp[j].c->network, net) == 0)
+                cap += ready_endpoints(exp[j].c, key);
+        if (!cap)
+            continue;
+        model_res_t *w = build_split_horizon(b, gw, base->svc, host, cap);
+        set_vis(w, MODEL_VIS_OTHER_NETWORKS, NULL, net, local, nlocal);
+        char *wname = strdup(w->name);
+        publish(b, wname, &w, 1);
+        names[nnames++] = wname;
+    }
+
+    model_svc_state_t *st = model_hmap_get(&m->svc_state, key);
+    if (!st) {
+        st = calloc(1, sizeof(*st));
+        model_hmap_put(&m->svc_state, key, st);
+    }
+    for (size_t i = 0; i < st->nnames; i++)
+        if (!name_in(names, nnames, st->names[i]))
+            publish(b, st->names[i], NULL, 0);
+    if (scopes_changed(st, in, nin))
+        mark_service_pods(m, key);
+    strv_free(st->names, st->nnames);
+    strv_free(st->clusters, st->nclusters);
+    free(st->scopes);
+    free(st->base_cluster);
+    free(st->conflict);
+    st->names = names;
+    st->nnames = nnames;
+    st->clusters = calloc(nin + 1, sizeof(char *));
+    st->scopes = calloc(nin + 1, sizeof(*st->scopes));
+    st->nclusters = nin;
+    for (size_t i = 0; i < nin; i++) {
+        st->clusters[i] = strdup(in[i].c->id);
+        st->scopes[i] = in[i].scope;
+    }
+    st->base_cluster = base ? strdup(base->c->id) : NULL;
+    st->conflict = base ? describe_conflict(in, nin, base) : NULL;
+    if (nin == 0) {
+        model_hmap_del(&m->svc_state, key);
+        model_svc_state_free(st);
+    }
+    free(host);
+}
+
+/* ---------- pods ---------- */
+
+typedef struct pod_svc {
+    const model_service_t *svc;
+    const model_endpointslice_t *slice;
+    bool global;
+} pod_svc_t;
+
+static const char *label_first(const model_labels_t *l, const char *const *keys, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        const char *v = model_labels_get(l, keys[i]);
+        if (v && *v)
+            return v;
+    }
+    return NULL;
+}
+
+/* The owning workload's name: a Deployment's pod is "<name>-<hash>-<id>"
+ * with label pod-template-hash=<hash>. */
+static char *workload_name(const model_pod_t *p)
+{
+    const char *hash = model_labels_get(&p->labels, "pod-template-hash");
+    const char *n = p->name;
+    if (hash && *hash) {
+        const char *at = strstr(n, hash);
+        if (at && at > n && at[-1] == '-')
+            return strndup(n, (size_t)(at - n - 1));
+    }
+    const char *dash = strrchr(n, '-');
+    if (model_labels_get(&p->labels, "controller-revision-hash") && dash && dash > n)
+        return strndup(n, (size_t)(dash - n)); /* StatefulSet or DaemonSet pod */
+    return strdup(n);
+}
+
+static void fill_services(model_res_t *r, const model_cluster_int_t *c, const pod_svc_t *ps,
+                          size_t n, bool global_only, const model_t *m)
+{
+    model_arena_t *a = &r->arena;
+    model_out_workload_t *w = &r->u.wl;
+    w->services = model_arena_alloc(a, (n ? n : 1) * sizeof(*w->services));
+    for (size_t i = 0; i < n; i++) {
+        if (global_only && !ps[i].global)
+            continue;
+        const model_service_t *svc = ps[i].svc;
+        char *host = hostname(m, svc->ns, svc->name);
+        size_t klen = strlen(svc->ns) + strlen(host) + 2;
+        char *key = model_arena_alloc(a, klen);
+        snprintf(key, klen, "%s/%s", svc->ns, host);
+        free(host);
+        model_wl_service_t *ws = &w->services[w->nservices++];
+        ws->key = key;
+        ws->ports = model_arena_alloc(a, (svc->nports ? svc->nports : 1) * sizeof(*ws->ports));
+        for (size_t j = 0; j < svc->nports; j++) {
+            uint16_t target = svc->ports[j].target_port;
+            /* the slice carries the resolved target port, by port name */
+            for (size_t k = 0; k < ps[i].slice->nports; k++)
+                if (port_name_eq(ps[i].slice->ports[k].name, svc->ports[j].name))
+                    target = ps[i].slice->ports[k].port;
+            if (!target)
+                continue;
+            ws->ports[ws->nports++] = (model_port_pair_t){svc->ports[j].port, target};
+        }
+    }
+    (void)c;
+}
+
+static model_res_t *build_pod(const model_t *m, const model_cluster_int_t *c,
+                              const model_pod_t *p, const char *uid)
+{
+    static const char *const cn_keys[] = {"service.istio.io/canonical-name",
+                                          "app.kubernetes.io/name", "app"};
+    static const char *const cr_keys[] = {"service.istio.io/canonical-revision",
+                                          "app.kubernetes.io/version", "version"};
+    model_res_t *r = model_res_new(MODEL_RES_WORKLOAD, uid);
+    model_arena_t *a = &r->arena;
+    model_out_workload_t *w = &r->u.wl;
+    w->uid = r->name;
+    w->name = model_arena_strdup(a, p->name);
+    w->ns = model_arena_strdup(a, p->ns);
+    w->cluster_id = model_arena_strdup(a, c->id);
+    w->network = model_arena_strdup(a, c->network);
+    w->node = model_arena_strdup(a, p->node);
+    w->service_account = model_arena_strdup(a, p->service_account);
+    w->trust_domain = model_arena_strdup(a, trust_domain(m));
+    char *wn = workload_name(p);
+    w->workload_name = model_arena_strdup(a, wn);
+    free(wn);
+    const char *cn = label_first(&p->labels, cn_keys, 3);
+    w->canonical_name = model_arena_strdup(a, cn ? cn : w->workload_name);
+    const char *cr = label_first(&p->labels, cr_keys, 3);
+    w->canonical_revision = model_arena_strdup(a, cr ? cr : "latest");
+    const model_node_t *node =
+        p->node ? model_hmap_get(&c->objs[MODEL_KIND_NODE], p->node) : NULL;
+    if (node) {
+        w->region = model_arena_strdup(
+            a, model_labels_get(&node->labels, "topology.kubernetes.io/region"));
+        w->zone =
+            model_arena_strdup(a, model_labels_get(&node->labels, "topology.kubernetes.io/zone"));
+        w->subzone =
+            model_arena_strdup(a, model_labels_get(&node->labels, "topology.istio.io/subzone"));
+    }
+    w->addrs = model_arena_alloc(a, p->nips * sizeof(*w->addrs));
+    memcpy(w->addrs, p->ips, p->nips * sizeof(*w->addrs));
+    w->naddrs = p->nips;
+    w->healthy = p->ready && !p->terminating;
+    w->workload_type = 2;
+    return r;
+}
+
+static void derive_pod(build_t *b, const char *dkey)
+{
+    model_t *m = b->m;
+    const char *nl = strchr(dkey, '\n');
+    char cid[256];
+    size_t clen = (size_t)(nl - dkey) < sizeof(cid) - 1 ? (size_t)(nl - dkey) : sizeof(cid) - 1;
+    memcpy(cid, dkey, clen);
+    cid[clen] = '\0';
+    const char *key = nl + 1;
+    char uid[768];
+    char ns[256];
+    ns_of(key, ns, sizeof(ns));
+    snprintf(uid, sizeof(uid), "%s//Pod/%s", cid, key);
+    const model_cluster_int_t *c = model_cluster_find(m, cid);
+    const model_pod_t *p = c ? model_hmap_get(&c->objs[MODEL_KIND_POD], key) : NULL;
+    if (!p || p->nips == 0) {
+        publish(b, uid, NULL, 0);
+        return;
+    }
+    pod_svc_t ps[MAX_VARIANTS];
+    size_t nps = 0;
+    char *exclude[MAX_VARIANTS];
+    size_t nexclude = 0;
+    bool any_global = false;
+    const model_ptrs_t *slices = model_hmap_get(&c->slices_by_pod, key);
+    for (size_t i = 0; slices && i < slices->n && nps < MAX_VARIANTS; i++) {
+        const model_endpointslice_t *s = slices->p[i];
+        char skey[512];
+        snprintf(skey, sizeof(skey), "%s/%s", s->ns, s->service ? s->service : "");
+        const model_service_t *svc = model_hmap_get(&c->objs[MODEL_KIND_SERVICE], skey);
+        bool dup = false;
+        for (size_t j = 0; j < nps && !dup; j++)
+            dup = ps[j].svc == svc;
+        if (!svc || dup)
+            continue;
+        const model_svc_state_t *st = model_hmap_get(&m->svc_state, skey);
+        bool global = false;
+        for (size_t j = 0; st && j < st->nclusters; j++) {
+            if (strcmp(st->clusters[j], c->id) == 0)
+                global = st->scopes[j].scope == MODEL_SCOPE_GLOBAL;
+            else if (st->scopes[j].scope == MODEL_SCOPE_LOCAL && nexclude < MAX_VARIANTS &&
+                     !name_in(exclude, nexclude, st->clusters[j]))
+                exclude[nexclude++] = st->clusters[j];
+        }
+        any_global |= global;
+        ps[nps++] = (pod_svc_t){svc, s, global};
+    }
+    model_res_t *v[2];
+    v[0] = build_pod(m, c, p, uid);
+    fill_services(v[0], c, ps, nps, false, m);
+    set_vis(v[0], MODEL_VIS_CLUSTER, c->id, NULL, NULL, 0);
+    size_t nv = 1;
+    if (any_global) {
+        v[1] = build_pod(m, c, p, uid);
+        fill_services(v[1], c, ps, nps, true, m);
+        set_vis(v[1], MODEL_VIS_NETWORK_PEERS, c->id, c->network, exclude, nexclude);
+        nv = 2;
+    }
+    publish(b, uid, v, nv);
+}
+
+/* ---------- network gateways ---------- */
+
+static void derive_gateways(build_t *b)
+{
+    model_t *m = b->m;
+    char **names = calloc(m->nclusters + 1, sizeof(char *));
+    size_t n = 0;
+    for (size_t i = 0; i < m->nclusters; i++) {
+        const model_cluster_int_t *c = m->clusters[i];
+        if (!c->gw.len || network_gateway(m, c->network) != c)
+            continue;
+        char ip[64], uid[512];
+        model_ip_format(&c->gw, ip, sizeof(ip));
+        snprintf(uid, sizeof(uid), "NetworkGateway/%s/%s/%u", c->network, ip, c->gw_port);
+        model_res_t *r = model_res_new(MODEL_RES_WORKLOAD, uid);
+        model_out_workload_t *w = &r->u.wl;
+        w->uid = r->name;
+        w->name = r->name;
+        w->ns = model_arena_strdup(&r->arena, c->gw_ns);
+        w->service_account = model_arena_strdup(&r->arena, c->gw_name);
+        w->network = model_arena_strdup(&r->arena, c->network);
+        w->cluster_id = model_arena_strdup(&r->arena, c->id);
+        w->addrs = model_arena_alloc(&r->arena, sizeof(*w->addrs));
+        w->addrs[0] = c->gw;
+        w->naddrs = 1;
+        w->healthy = true;
+        w->workload_type = 2;
+        set_vis(r, MODEL_VIS_ALL, NULL, NULL, NULL, 0);
+        names[n++] = strdup(uid);
+        publish(b, uid, &r, 1);
+    }
+    for (size_t i = 0; i < m->ngw_names; i++)
+        if (!name_in(names, n, m->gw_names[i]))
+            publish(b, m->gw_names[i], NULL, 0);
+    strv_free(m->gw_names, m->ngw_names);
+    m->gw_names = names;
+    m->ngw_names = n;
+}
+
+/* ---------- commit ---------- */
+
+static void drain(model_hmap_t *h, build_t *b, void (*fn)(build_t *, const char *))
+{
+    while (h->n) {
+        model_hmap_ent_t *e = model_hmap_first(h);
+        char *key = strdup(e->key);
+        model_hmap_del(h, key);
+        fn(b, key);
+        free(key);
+    }
+}
+
+model_snapshot_t *model_commit(model_t *m)
+{
+    build_t b = {m, model_pmap_edit(m->map)};
+    m->version++;
+    m->changes = 0;
+    /* services first: pods read the scopes they record */
+    drain(&m->dirty_svcs, &b, derive_service);
+    drain(&m->dirty_pods, &b, derive_pod);
+    if (m->dirty_gateways)
+        derive_gateways(&b);
+    m->dirty_gateways = false;
+    model_pmap_t *map = model_pmap_finish(b.edit);
+    if (m->changes == 0)
+        m->version--;
+    model_pmap_unref(m->map);
+    m->map = map;
+    return model_snapshot_new(model_pmap_ref(map), m->version);
+}

@@ -1,0 +1,455 @@
+/*
+ * index.c - the model's input side: clusters and their objects.
+ *
+ * Each cluster keeps its objects by kind, plus two derived indexes that make
+ * an event cost proportional to what it touches: EndpointSlices by service
+ * and by pod. Every event marks the outputs it may change as dirty; the next
+ * model_commit() rebuilds just those (derive.c).
+ */
+#include "internal.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static char *key2(const char *ns, const char *name)
+{
+    size_t a = strlen(ns), b = strlen(name);
+    char *k = malloc(a + b + 2);
+    if (!k)
+        abort();
+    memcpy(k, ns, a);
+    k[a] = '/';
+    memcpy(k + a + 1, name, b + 1);
+    return k;
+}
+
+char *model_obj_key(model_kind_t kind, const void *obj)
+{
+    switch (kind) {
+    case MODEL_KIND_NAMESPACE:
+        return strdup(((const model_namespace_t *)obj)->name);
+    case MODEL_KIND_NODE:
+        return strdup(((const model_node_t *)obj)->name);
+    case MODEL_KIND_SERVICE:
+        return key2(((const model_service_t *)obj)->ns, ((const model_service_t *)obj)->name);
+    case MODEL_KIND_ENDPOINTSLICE:
+        return key2(((const model_endpointslice_t *)obj)->ns,
+                    ((const model_endpointslice_t *)obj)->name);
+    case MODEL_KIND_POD:
+        return key2(((const model_pod_t *)obj)->ns, ((const model_pod_t *)obj)->name);
+    default:
+        return NULL;
+    }
+}
+
+/* ---------- small pointer sets (slices of a service, slices of a pod) ---------- */
+
+static void ptrset_add(model_hmap_t *h, const char *key, void *p)
+{
+    model_ptrs_t *s = model_hmap_get(h, key);
+    if (!s) {
+        s = calloc(1, sizeof(*s));
+        if (!s)
+            abort();
+        model_hmap_put(h, key, s);
+    }
+    for (size_t i = 0; i < s->n; i++)
+        if (s->p[i] == p)
+            return;
+    void **np = realloc(s->p, (s->n + 1) * sizeof(void *));
+    if (!np)
+        abort();
+    s->p = np;
+    s->p[s->n++] = p;
+}
+
+static void ptrset_del(model_hmap_t *h, const char *key, void *p)
+{
+    model_ptrs_t *s = model_hmap_get(h, key);
+    if (!s)
+        return;
+    for (size_t i = 0; i < s->n; i++) {
+        if (s->p[i] == p) {
+            s->p[i] = s->p[--s->n];
+            break;
+        }
+    }
+    if (s->n == 0) {
+        model_hmap_del(h, key);
+        free(s->p);
+        free(s);
+    }
+}
+
+void model_ptrs_free(void *p)
+{
+    model_ptrs_t *s = p;
+    if (s)
+        free(s->p);
+    free(s);
+}
+
+/* ---------- dirty marks ---------- */
+
+void model_mark_service(model_t *m, const char *ns, const char *name)
+{
+    char *k = key2(ns, name);
+    if (!model_hmap_get(&m->dirty_svcs, k))
+        model_hmap_put(&m->dirty_svcs, k, m);
+    free(k);
+}
+
+void model_mark_pod(model_t *m, const model_cluster_int_t *c, const char *ns, const char *name)
+{
+    /* cluster ids cannot contain '\n', so this key is unambiguous */
+    size_t a = strlen(c->id), b = strlen(ns), d = strlen(name);
+    char *k = malloc(a + b + d + 3);
+    if (!k)
+        abort();
+    sprintf(k, "%s\n%s/%s", c->id, ns, name);
+    if (!model_hmap_get(&m->dirty_pods, k))
+        model_hmap_put(&m->dirty_pods, k, m);
+    free(k);
+}
+
+static void mark_slice_pods(model_t *m, model_cluster_int_t *c, const model_endpointslice_t *s)
+{
+    for (size_t i = 0; s && i < s->nendpoints; i++)
+        if (s->endpoints[i].pod)
+            model_mark_pod(m, c, s->ns, s->endpoints[i].pod);
+}
+
+/* ---------- clusters ---------- */
+
+model_cluster_int_t *model_cluster_find(const model_t *m, const char *id)
+{
+    for (size_t i = 0; i < m->nclusters; i++)
+        if (strcmp(m->clusters[i]->id, id) == 0)
+            return m->clusters[i];
+    return NULL;
+}
+
+static void mark_cluster_all(model_t *m, model_cluster_int_t *c)
+{
+    for (model_hmap_ent_t *e = model_hmap_first(&c->objs[MODEL_KIND_SERVICE]); e;
+         e = model_hmap_next(&c->objs[MODEL_KIND_SERVICE], e)) {
+        model_service_t *s = e->val;
+        model_mark_service(m, s->ns, s->name);
+    }
+    for (model_hmap_ent_t *e = model_hmap_first(&c->objs[MODEL_KIND_POD]); e;
+         e = model_hmap_next(&c->objs[MODEL_KIND_POD], e)) {
+        model_pod_t *p = e->val;
+        model_mark_pod(m, c, p->ns, p->name);
+    }
+    m->dirty_gateways = true;
+}
+
+static bool valid_id(const char *id)
+{
+    if (!id || !*id || strlen(id) > 253)
+        return false;
+    for (const char *p = id; *p; p++)
+        if (*p == '/' || *p == '\n' || (unsigned char)*p < 0x20)
+            return false;
+    return true;
+}
+
+int model_cluster_set(model_t *m, const model_cluster_t *in, char *err, size_t errlen)
+{
+    if (!valid_id(in->id)) {
+        snprintf(err, errlen, "invalid cluster id \"%s\": must be 1-253 characters without '/'",
+                 in->id ? in->id : "");
+        return -1;
+    }
+    model_cluster_int_t *c = model_cluster_find(m, in->id);
+    if (!c) {
+        c = calloc(1, sizeof(*c));
+        model_cluster_int_t **nc = realloc(m->clusters, (m->nclusters + 1) * sizeof(*nc));
+        if (!c || !nc)
+            abort();
+        m->clusters = nc;
+        /* keep clusters sorted by id: every derived order follows from it */
+        size_t i = m->nclusters;
+        while (i > 0 && strcmp(m->clusters[i - 1]->id, in->id) > 0) {
+            m->clusters[i] = m->clusters[i - 1];
+            i--;
+        }
+        m->clusters[i] = c;
+        m->nclusters++;
+        c->id = strdup(in->id);
+        for (int k = 0; k < MODEL_KIND__COUNT; k++)
+            model_hmap_init(&c->objs[k]);
+        model_hmap_init(&c->slices_by_svc);
+        model_hmap_init(&c->slices_by_pod);
+    }
+    free(c->network);
+    free(c->gw_ns);
+    free(c->gw_name);
+    c->network = strdup(in->network ? in->network : "");
+    c->gw = in->gateway;
+    c->gw_port = in->gateway_port ? in->gateway_port : 15008;
+    c->gw_ns = strdup(in->gateway_ns ? in->gateway_ns : "istio-system");
+    c->gw_name = strdup(in->gateway_name ? in->gateway_name : "istio-eastwest");
+    /* A network or gateway change moves other clusters' resources too. */
+    for (size_t i = 0; i < m->nclusters; i++)
+        mark_cluster_all(m, m->clusters[i]);
+    return 0;
+}
+
+static void cluster_free(model_cluster_int_t *c)
+{
+    for (int k = 0; k < MODEL_KIND__COUNT; k++) {
+        for (model_hmap_ent_t *e = model_hmap_first(&c->objs[k]); e;
+             e = model_hmap_next(&c->objs[k], e))
+            model_obj_free((model_kind_t)k, e->val);
+        model_hmap_destroy(&c->objs[k], NULL);
+    }
+    model_hmap_destroy(&c->slices_by_svc, model_ptrs_free);
+    model_hmap_destroy(&c->slices_by_pod, model_ptrs_free);
+    free(c->id);
+    free(c->network);
+    free(c->gw_ns);
+    free(c->gw_name);
+    free(c);
+}
+
+int model_cluster_remove(model_t *m, const char *id)
+{
+    for (size_t i = 0; i < m->nclusters; i++) {
+        model_cluster_int_t *c = m->clusters[i];
+        if (strcmp(c->id, id) != 0)
+            continue;
+        /* Services and pods are rebuilt without this cluster at commit; the
+         * pods' dirty keys then find no pod and drop its resources. */
+        mark_cluster_all(m, c);
+        memmove(&m->clusters[i], &m->clusters[i + 1], (m->nclusters - i - 1) * sizeof(c));
+        m->nclusters--;
+        cluster_free(c);
+        return 0;
+    }
+    return -1;
+}
+
+int model_cluster_set_state(model_t *m, const char *id, model_cluster_state_t st)
+{
+    model_cluster_int_t *c = model_cluster_find(m, id);
+    if (!c)
+        return -1;
+    c->state = st;
+    return 0;
+}
+
+/* ---------- object events ---------- */
+
+static void slice_index(model_cluster_int_t *c, model_endpointslice_t *s, bool add)
+{
+    if (s->service) {
+        char *k = key2(s->ns, s->service);
+        if (add)
+            ptrset_add(&c->slices_by_svc, k, s);
+        else
+            ptrset_del(&c->slices_by_svc, k, s);
+        free(k);
+    }
+    for (size_t i = 0; i < s->nendpoints; i++) {
+        if (!s->endpoints[i].pod)
+            continue;
+        char *k = key2(s->ns, s->endpoints[i].pod);
+        if (add)
+            ptrset_add(&c->slices_by_pod, k, s);
+        else
+            ptrset_del(&c->slices_by_pod, k, s);
+        free(k);
+    }
+}
+
+/* Marks what an object's presence affects, before and after a change. */
+static void mark_effects(model_t *m, model_cluster_int_t *c, model_kind_t kind, const void *obj)
+{
+    if (!obj)
+        return;
+    switch (kind) {
+    case MODEL_KIND_NAMESPACE: {
+        const char *ns = ((const model_namespace_t *)obj)->name;
+        size_t n = strlen(ns);
+        for (model_hmap_ent_t *e = model_hmap_first(&c->objs[MODEL_KIND_SERVICE]); e;
+             e = model_hmap_next(&c->objs[MODEL_KIND_SERVICE], e))
+            if (strncmp(e->key, ns, n) == 0 && e->key[n] == '/')
+                model_mark_service(m, ns, e->key + n + 1);
+        break;
+    }
+    case MODEL_KIND_SERVICE: {
+        const model_service_t *s = obj;
+        model_mark_service(m, s->ns, s->name);
+        break;
+    }
+    case MODEL_KIND_ENDPOINTSLICE: {
+        const model_endpointslice_t *s = obj;
+        if (s->service)
+            model_mark_service(m, s->ns, s->service);
+        mark_slice_pods(m, c, s);
+        break;
+    }
+    case MODEL_KIND_POD: {
+        const model_pod_t *p = obj;
+        model_mark_pod(m, c, p->ns, p->name);
+        break;
+    }
+    case MODEL_KIND_NODE: {
+        const char *node = ((const model_node_t *)obj)->name;
+        for (model_hmap_ent_t *e = model_hmap_first(&c->objs[MODEL_KIND_POD]); e;
+             e = model_hmap_next(&c->objs[MODEL_KIND_POD], e)) {
+            model_pod_t *p = e->val;
+            if (p->node && strcmp(p->node, node) == 0)
+                model_mark_pod(m, c, p->ns, p->name);
+        }
+        break;
+    }
+    default:
+        break;
+    }
+}
+
+static bool slice_pods_same(const model_endpointslice_t *a, const model_endpointslice_t *b)
+{
+    if (a->nendpoints != b->nendpoints || a->nports != b->nports)
+        return false;
+    for (size_t i = 0; i < a->nports; i++)
+        if (a->ports[i].port != b->ports[i].port ||
+            (a->ports[i].name ? strcmp(a->ports[i].name, b->ports[i].name ? b->ports[i].name : "")
+                              : b->ports[i].name != NULL))
+            return false;
+    for (size_t i = 0; i < a->nendpoints; i++) {
+        const char *pa = a->endpoints[i].pod, *pb = b->endpoints[i].pod;
+        if ((pa == NULL) != (pb == NULL) || (pa && strcmp(pa, pb) != 0))
+            return false;
+    }
+    return true;
+}
+
+static void mark_slice_change(model_t *m, model_cluster_int_t *c, const model_endpointslice_t *old,
+                              const model_endpointslice_t *nw)
+{
+    if (old && nw && slice_pods_same(old, nw) &&
+        (old->service ? nw->service && strcmp(old->service, nw->service) == 0 : !nw->service)) {
+        /* Same pods, same ports: only readiness or topology moved. Pods'
+         * resources do not depend on those; the service's counts do. */
+        if (nw->service)
+            model_mark_service(m, nw->ns, nw->service);
+        return;
+    }
+    mark_effects(m, c, MODEL_KIND_ENDPOINTSLICE, old);
+    mark_effects(m, c, MODEL_KIND_ENDPOINTSLICE, nw);
+}
+
+int model_apply(model_t *m, const char *cluster, model_kind_t kind, model_op_t op, void *obj,
+                char *err, size_t errlen)
+{
+    model_cluster_int_t *c = cluster ? model_cluster_find(m, cluster) : NULL;
+    char *key = NULL;
+    if (!c) {
+        snprintf(err, errlen, "unknown cluster \"%s\"", cluster ? cluster : "");
+        goto fail;
+    }
+    if ((unsigned)kind >= MODEL_KIND__COUNT || !obj) {
+        snprintf(err, errlen, "invalid object kind %d", (int)kind);
+        goto fail;
+    }
+    key = model_obj_key(kind, obj);
+    if (!key || !*key || key[0] == '/' || key[strlen(key) - 1] == '/') {
+        snprintf(err, errlen, "%s without namespace or name", model_kind_name(kind));
+        goto fail;
+    }
+    m->events++;
+    void *old = model_hmap_get(&c->objs[kind], key);
+    if (kind == MODEL_KIND_ENDPOINTSLICE)
+        mark_slice_change(m, c, old, op == MODEL_OP_UPSERT ? obj : NULL);
+    else
+        mark_effects(m, c, kind, old);
+    if (old && kind == MODEL_KIND_ENDPOINTSLICE)
+        slice_index(c, old, false);
+    if (op == MODEL_OP_DELETE) {
+        model_hmap_del(&c->objs[kind], key);
+        model_obj_free(kind, old);
+        model_obj_free(kind, obj);
+        free(key);
+        return 0;
+    }
+    model_hmap_put(&c->objs[kind], key, obj);
+    model_obj_free(kind, old);
+    if (kind == MODEL_KIND_ENDPOINTSLICE)
+        slice_index(c, obj, true);
+    else
+        mark_effects(m, c, kind, obj);
+    free(key);
+    return 0;
+fail:
+    free(key);
+    model_obj_free(kind, obj);
+    return -1;
+}
+
+int model_cluster_clear_kind(model_t *m, const char *id, model_kind_t kind)
+{
+    model_cluster_int_t *c = model_cluster_find(m, id);
+    if (!c || (unsigned)kind >= MODEL_KIND__COUNT)
+        return -1;
+    model_hmap_t *h = &c->objs[kind];
+    for (model_hmap_ent_t *e = model_hmap_first(h); e; e = model_hmap_next(h, e)) {
+        if (kind == MODEL_KIND_ENDPOINTSLICE) {
+            mark_slice_change(m, c, e->val, NULL);
+            slice_index(c, e->val, false);
+        } else {
+            mark_effects(m, c, kind, e->val);
+        }
+        model_obj_free(kind, e->val);
+    }
+    model_hmap_destroy(h, NULL);
+    return 0;
+}
+
+/* ---------- life cycle ---------- */
+
+model_t *model_new(const model_config_t *cfg)
+{
+    model_t *m = calloc(1, sizeof(*m));
+    if (!m)
+        return NULL;
+    m->trust_domain = strdup(cfg && cfg->trust_domain ? cfg->trust_domain : "cluster.local");
+    m->domain_suffix = strdup(cfg && cfg->domain_suffix ? cfg->domain_suffix : "cluster.local");
+    m->rules = model_scope_rules_default();
+    model_hmap_init(&m->dirty_svcs);
+    model_hmap_init(&m->dirty_pods);
+    model_hmap_init(&m->svc_state);
+    m->map = model_pmap_new(&model_entry_ops);
+    return m;
+}
+
+void model_scope_set(model_t *m, model_scope_rules_t *rules)
+{
+    model_scope_rules_free(m->rules);
+    m->rules = rules ? rules : model_scope_rules_default();
+    for (size_t i = 0; i < m->nclusters; i++)
+        mark_cluster_all(m, m->clusters[i]);
+}
+
+void model_free(model_t *m)
+{
+    if (!m)
+        return;
+    for (size_t i = 0; i < m->nclusters; i++)
+        cluster_free(m->clusters[i]);
+    free(m->clusters);
+    model_hmap_destroy(&m->dirty_svcs, NULL);
+    model_hmap_destroy(&m->dirty_pods, NULL);
+    model_hmap_destroy(&m->svc_state, model_svc_state_free);
+    for (size_t i = 0; i < m->ngw_names; i++)
+        free(m->gw_names[i]);
+    free(m->gw_names);
+    model_scope_rules_free(m->rules);
+    model_pmap_unref(m->map);
+    free(m->trust_domain);
+    free(m->domain_suffix);
+    free(m);
+}

@@ -1,0 +1,415 @@
+/*
+ * model.h - the pure multicluster model of meshfed.
+ *
+ * The model takes typed Kubernetes objects from many clusters (already decoded
+ * by kube/), evaluates ServiceScope rules, merges global services across
+ * clusters by namespace sameness and publishes immutable, refcounted snapshots
+ * of the resources that proxies receive. It does no I/O, starts no threads and
+ * reads no clock: everything it knows is passed in.
+ *
+ * Ownership: objects passed to model_apply() are owned by the model from then
+ * on, even when the call fails. Snapshots are refcounted and immutable; they
+ * may be read from any thread. A model_t itself is used by one thread.
+ */
+#ifndef MESHFED_MODEL_H
+#define MESHFED_MODEL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define MODEL_ERRLEN 256
+
+/* ---------- labels ---------- */
+
+typedef struct model_label {
+    char *key;
+    char *value;
+} model_label_t;
+
+/* A label set: pairs sorted by key, keys unique. */
+typedef struct model_labels {
+    model_label_t *kv;
+    size_t n;
+} model_labels_t;
+
+/* Adds or replaces key=value, keeping the set sorted. 0 or -1 (no memory). */
+int model_labels_set(model_labels_t *l, const char *key, const char *value);
+/* The value of key, or NULL when absent. Borrowed. */
+const char *model_labels_get(const model_labels_t *l, const char *key);
+void model_labels_clear(model_labels_t *l);
+bool model_labels_equal(const model_labels_t *a, const model_labels_t *b);
+
+/* ---------- label selectors (Kubernetes metav1.LabelSelector) ---------- */
+
+typedef enum model_selop {
+    MODEL_SELOP_IN,
+    MODEL_SELOP_NOT_IN,
+    MODEL_SELOP_EXISTS,
+    MODEL_SELOP_DOES_NOT_EXIST,
+} model_selop_t;
+
+typedef struct model_selector model_selector_t;
+
+/* An empty selector, which matches every label set. Caller owns. */
+model_selector_t *model_selector_new(void);
+void model_selector_free(model_selector_t *s);
+/* Parses "In", "NotIn", "Exists", "DoesNotExist" (exact case). 0 or -1. */
+int model_selop_parse(const char *s, model_selop_t *op);
+const char *model_selop_name(model_selop_t op);
+/* A matchLabels entry: key must equal value. 0, or -1 with a reason in err. */
+int model_selector_add_label(model_selector_t *s, const char *key, const char *value, char *err,
+                             size_t errlen);
+/* A matchExpressions entry. Validates the key, the values and their count for
+ * the operator (In/NotIn need at least one value, Exists/DoesNotExist none).
+ * 0, or -1 with a reason in err; the selector is unchanged on failure. */
+int model_selector_add_expr(model_selector_t *s, const char *key, model_selop_t op,
+                            const char *const *values, size_t nvalues, char *err, size_t errlen);
+/* All requirements ANDed; an empty selector matches everything. */
+bool model_selector_matches(const model_selector_t *s, const model_labels_t *labels);
+bool model_selector_empty(const model_selector_t *s);
+/* Kubernetes string form ("app=a,env in (x,y),!gone"); caller frees. */
+char *model_selector_string(const model_selector_t *s);
+/* Label key and value syntax checks, as the API server applies them. */
+bool model_label_key_valid(const char *key, char *err, size_t errlen);
+bool model_label_value_valid(const char *value, char *err, size_t errlen);
+
+/* ---------- ServiceScope ---------- */
+
+typedef enum model_scope { MODEL_SCOPE_LOCAL = 0, MODEL_SCOPE_GLOBAL = 1 } model_scope_t;
+
+typedef struct model_scope_rule {
+    char *origin;                       /* e.g. "ServiceScope/default[0]", for /debug */
+    model_selector_t *namespace_sel;    /* NULL matches every namespace */
+    model_selector_t *service_sel;      /* NULL matches every service */
+    model_scope_t scope;
+} model_scope_rule_t;
+
+typedef struct model_scope_rules model_scope_rules_t;
+
+/* An empty rule set. Caller owns. */
+model_scope_rules_t *model_scope_rules_new(void);
+/* Appends a rule; takes ownership of its fields (also on failure). */
+int model_scope_rules_add(model_scope_rules_t *r, model_scope_rule_t rule);
+/* The default rule set: services labelled istio.io/global=true are GLOBAL. */
+model_scope_rules_t *model_scope_rules_default(void);
+void model_scope_rules_free(model_scope_rules_t *r);
+size_t model_scope_rules_count(const model_scope_rules_t *r);
+const model_scope_rule_t *model_scope_rules_at(const model_scope_rules_t *r, size_t i);
+
+/* Why a service got its scope: the deciding rule index or -1 (no rule matched). */
+typedef struct model_scope_result {
+    model_scope_t scope;
+    int rule;
+} model_scope_result_t;
+
+/* Evaluates the rules for a service with the given labels in a namespace with
+ * the given labels (NULL namespace labels: namespace unknown, no labels). */
+model_scope_result_t model_scope_eval(const model_scope_rules_t *r, const model_labels_t *ns_labels,
+                                      const model_labels_t *svc_labels);
+
+/* ---------- input objects (decoded by kube/, owned by the model) ---------- */
+
+typedef enum model_kind {
+    MODEL_KIND_NAMESPACE,
+    MODEL_KIND_SERVICE,
+    MODEL_KIND_ENDPOINTSLICE,
+    MODEL_KIND_POD,
+    MODEL_KIND_NODE,
+    MODEL_KIND__COUNT
+} model_kind_t;
+
+const char *model_kind_name(model_kind_t k);
+
+typedef enum model_op { MODEL_OP_UPSERT, MODEL_OP_DELETE } model_op_t;
+
+typedef enum model_proto { MODEL_PROTO_TCP, MODEL_PROTO_UDP, MODEL_PROTO_SCTP } model_proto_t;
+
+typedef enum model_traffic_dist {
+    MODEL_TD_NONE = 0,
+    MODEL_TD_PREFER_CLOSE,     /* PreferClose (and PreferSameZone, its newer name) */
+    MODEL_TD_PREFER_SAME_NODE, /* PreferSameNode */
+    MODEL_TD_ANY,              /* annotation "Any": explicit even spread */
+} model_traffic_dist_t;
+
+/* A binary IP address: 4 or 16 bytes. */
+typedef struct model_ip {
+    uint8_t len;
+    uint8_t b[16];
+} model_ip_t;
+
+/* Parses dotted IPv4 or textual IPv6. 0 or -1. */
+int model_ip_parse(const char *s, model_ip_t *ip);
+/* Formats into buf (at least 46 bytes). */
+const char *model_ip_format(const model_ip_t *ip, char *buf, size_t len);
+bool model_ip_equal(const model_ip_t *a, const model_ip_t *b);
+
+typedef struct model_namespace {
+    char *name;
+    model_labels_t labels;
+} model_namespace_t;
+
+typedef struct model_svc_port {
+    char *name;
+    uint16_t port;
+    uint16_t target_port;     /* 0 when target port is named or absent */
+    char *target_port_name;   /* named target port, or NULL */
+    model_proto_t protocol;
+    char *app_protocol;       /* or NULL */
+} model_svc_port_t;
+
+typedef struct model_service {
+    char *ns;
+    char *name;
+    char *uid;
+    int64_t created;          /* creationTimestamp, seconds since the epoch */
+    model_labels_t labels;
+    model_ip_t *cluster_ips;  /* empty for headless services */
+    size_t ncluster_ips;
+    bool headless;
+    model_svc_port_t *ports;
+    size_t nports;
+    model_traffic_dist_t traffic_dist;
+    /* status.loadBalancer.ingress addresses (east-west gateway discovery) */
+    model_ip_t *lb_ips;
+    size_t nlb_ips;
+} model_service_t;
+
+typedef struct model_ep_port {
+    char *name;
+    uint16_t port;
+    model_proto_t protocol;
+} model_ep_port_t;
+
+typedef struct model_endpoint {
+    model_ip_t ip;            /* first address of the endpoint */
+    bool ready;               /* conditions.ready (absent = true) */
+    bool serving;
+    bool terminating;
+    char *node;               /* nodeName or NULL */
+    char *zone;               /* zone or NULL */
+    char *pod;                /* targetRef name when kind is Pod, or NULL */
+} model_endpoint_t;
+
+typedef struct model_endpointslice {
+    char *ns;
+    char *name;
+    char *service;            /* label kubernetes.io/service-name */
+    model_ep_port_t *ports;
+    size_t nports;
+    model_endpoint_t *endpoints;
+    size_t nendpoints;
+} model_endpointslice_t;
+
+typedef struct model_pod {
+    char *ns;
+    char *name;
+    char *uid;
+    model_labels_t labels;
+    model_ip_t *ips;
+    size_t nips;
+    char *node;
+    char *service_account;
+    bool ready;               /* condition Ready=True and phase Running */
+    bool terminating;         /* deletionTimestamp set */
+} model_pod_t;
+
+typedef struct model_node {
+    char *name;
+    model_labels_t labels;    /* region, zone, subzone come from these */
+} model_node_t;
+
+/* Frees an object of the given kind (and the struct itself). NULL is fine. */
+void model_obj_free(model_kind_t kind, void *obj);
+
+/* ---------- clusters ---------- */
+
+typedef enum model_cluster_state {
+    MODEL_CLUSTER_SYNCING,
+    MODEL_CLUSTER_SYNCED,
+    MODEL_CLUSTER_STALE,
+} model_cluster_state_t;
+
+const char *model_cluster_state_name(model_cluster_state_t s);
+
+typedef struct model_cluster {
+    const char *id;
+    const char *network;      /* topology.istio.io/network; "" is a network too */
+    model_ip_t gateway;       /* east-west gateway address; len 0 = none */
+    uint16_t gateway_port;    /* HBONE port, 15008 when 0 */
+    const char *gateway_ns;   /* gateway's namespace, "istio-system" when NULL */
+    const char *gateway_name; /* gateway's name, "istio-eastwest" when NULL */
+} model_cluster_t;
+
+/* ---------- the model ---------- */
+
+typedef struct model_config {
+    const char *trust_domain;  /* "cluster.local" when NULL */
+    const char *domain_suffix; /* "cluster.local" when NULL */
+} model_config_t;
+
+typedef struct model model_t;
+
+model_t *model_new(const model_config_t *cfg);
+void model_free(model_t *m);
+
+/* Adds a cluster or updates its network and gateway. Copies the strings. */
+int model_cluster_set(model_t *m, const model_cluster_t *c, char *err, size_t errlen);
+/* Removes a cluster and everything it contributed. 0, or -1 if unknown. */
+int model_cluster_remove(model_t *m, const char *id);
+int model_cluster_set_state(model_t *m, const char *id, model_cluster_state_t st);
+/* Drops every object of one kind in a cluster (before a relist). */
+int model_cluster_clear_kind(model_t *m, const char *id, model_kind_t kind);
+
+/* Applies one object event. For MODEL_OP_DELETE only the identity fields of
+ * obj (ns, name) are read. Takes ownership of obj. 0, or -1 with err set. */
+int model_apply(model_t *m, const char *cluster, model_kind_t kind, model_op_t op, void *obj,
+                char *err, size_t errlen);
+
+/* Replaces the ServiceScope rules (NULL = the default rules); takes ownership. */
+void model_scope_set(model_t *m, model_scope_rules_t *rules);
+
+/* ---------- output resources ---------- */
+
+typedef enum model_res_kind { MODEL_RES_WORKLOAD, MODEL_RES_SERVICE } model_res_kind_t;
+
+/* Who may see a resource variant. */
+typedef enum model_vis_mode {
+    MODEL_VIS_CLUSTER,        /* only proxies of vis_cluster */
+    MODEL_VIS_NETWORK_PEERS,  /* proxies of vis_network, except those of vis_cluster */
+    MODEL_VIS_OTHER_NETWORKS, /* proxies of every network but vis_network */
+    MODEL_VIS_ALL,            /* everyone */
+} model_vis_mode_t;
+
+typedef struct model_vis {
+    model_vis_mode_t mode;
+    const char *cluster;
+    const char *network;
+    const char *const *exclude; /* clusters that never see it (any mode) */
+    size_t nexclude;
+} model_vis_t;
+
+/* A proxy's view: its cluster and network. */
+typedef struct model_view {
+    const char *cluster;
+    const char *network;
+} model_view_t;
+
+typedef enum model_lb_mode {
+    MODEL_LB_UNSPECIFIED = 0,
+    MODEL_LB_STRICT = 1,
+    MODEL_LB_FAILOVER = 2,
+} model_lb_mode_t;
+
+/* Values of istio.workload.LoadBalancing.Scope. */
+typedef enum model_lb_scope {
+    MODEL_LB_SCOPE_UNSPECIFIED = 0,
+    MODEL_LB_SCOPE_REGION = 1,
+    MODEL_LB_SCOPE_ZONE = 2,
+    MODEL_LB_SCOPE_SUBZONE = 3,
+    MODEL_LB_SCOPE_NODE = 4,
+    MODEL_LB_SCOPE_CLUSTER = 5,
+    MODEL_LB_SCOPE_NETWORK = 6,
+} model_lb_scope_t;
+
+typedef struct model_net_addr {
+    const char *network;
+    model_ip_t ip;
+} model_net_addr_t;
+
+typedef struct model_port_pair {
+    uint16_t service_port;
+    uint16_t target_port;
+} model_port_pair_t;
+
+typedef struct model_out_service {
+    const char *name;
+    const char *ns;
+    const char *hostname;
+    model_net_addr_t *addrs;
+    size_t naddrs;
+    model_port_pair_t *ports;
+    size_t nports;
+    const char **port_names; /* parallel to ports */
+    model_lb_mode_t lb_mode;
+    model_lb_scope_t lb_prefs[6];
+    size_t nlb_prefs;
+} model_out_service_t;
+
+typedef struct model_wl_service {
+    const char *key; /* "ns/hostname" */
+    model_port_pair_t *ports;
+    size_t nports;
+} model_wl_service_t;
+
+typedef struct model_out_workload {
+    const char *uid;
+    const char *name;
+    const char *ns;
+    const char *cluster_id;
+    const char *network;
+    const char *node;
+    const char *service_account;
+    const char *trust_domain;
+    const char *workload_name;
+    const char *canonical_name;
+    const char *canonical_revision;
+    const char *region, *zone, *subzone;
+    model_ip_t *addrs;
+    size_t naddrs;
+    model_wl_service_t *services;
+    size_t nservices;
+    bool healthy;
+    bool has_gateway;           /* reached through network_gateway */
+    model_net_addr_t gateway;
+    uint16_t gateway_port;      /* hbone_mtls_port */
+    uint32_t capacity;          /* 0 = not set */
+    int workload_type;          /* istio.workload.WorkloadType */
+} model_out_workload_t;
+
+/* One resource variant: immutable once published. */
+typedef struct model_res model_res_t;
+
+model_res_kind_t model_res_kind(const model_res_t *r);
+/* The xDS resource name (workload uid, or "ns/hostname"). Borrowed. */
+const char *model_res_name(const model_res_t *r);
+const model_vis_t *model_res_vis(const model_res_t *r);
+const model_out_workload_t *model_res_workload(const model_res_t *r);
+const model_out_service_t *model_res_service(const model_res_t *r);
+/* The model version at which this variant was built. */
+uint64_t model_res_version(const model_res_t *r);
+bool model_res_visible(const model_res_t *r, const model_view_t *v);
+/* A slot for the encoder: set once (atomically), freed with the resource.
+ * Returns the value now in the slot (yours, or one set first by another). */
+void *model_res_cache(const model_res_t *r);
+void *model_res_cache_set(const model_res_t *r, void *p, void (*free_fn)(void *));
+
+/* ---------- snapshots ---------- */
+
+typedef struct model_snapshot model_snapshot_t;
+
+/* Applies all pending events and returns the current snapshot (a new
+ * reference, caller unrefs). Cost is proportional to what changed. */
+model_snapshot_t *model_commit(model_t *m);
+model_snapshot_t *model_snapshot_ref(model_snapshot_t *s);
+void model_snapshot_unref(model_snapshot_t *s);
+uint64_t model_snapshot_version(const model_snapshot_t *s);
+size_t model_snapshot_size(const model_snapshot_t *s); /* names, all views */
+
+typedef void (*model_res_fn)(const model_res_t *r, void *arg);
+/* Calls fn for each resource visible in view. */
+void model_snapshot_each(const model_snapshot_t *s, const model_view_t *v, model_res_fn fn,
+                         void *arg);
+/* The variant of name visible in view, or NULL. Borrowed from s. */
+const model_res_t *model_snapshot_get(const model_snapshot_t *s, const model_view_t *v,
+                                      const char *name);
+
+/* For a view, what changed from 'from' to 'to': fn(name, old, new) with old
+ * NULL for added, new NULL for removed. 'from' NULL means empty. Cost is
+ * proportional to the change, not to the size of the snapshots. */
+typedef void (*model_diff_fn)(const char *name, const model_res_t *old_r,
+                              const model_res_t *new_r, void *arg);
+void model_snapshot_diff(const model_snapshot_t *from, const model_snapshot_t *to,
+                         const model_view_t *v, model_diff_fn fn, void *arg);
+
+#endif

@@ -1,0 +1,365 @@
+/*
+ * res.c - published resources, the entries that group their variants, and
+ * snapshots.
+ *
+ * A resource is built once by the model thread, then only read: it lives in
+ * one arena and is freed when its last reference (held by snapshot map
+ * entries) goes. The encoder may hang its bytes on it through the cache slot.
+ */
+#include "internal.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct model_arena_chunk {
+    struct model_arena_chunk *next;
+    size_t used, cap;
+    max_align_t data[];
+} model_arena_chunk_t;
+
+void *model_arena_alloc(model_arena_t *a, size_t n)
+{
+    n = (n + 15) & ~(size_t)15;
+    model_arena_chunk_t *c = a->head;
+    if (!c || c->cap - c->used < n) {
+        size_t cap = n > 384 ? n : 384;
+        c = malloc(sizeof(*c) + cap);
+        if (!c)
+            abort(); /* the model cannot continue half-built; see DESIGN.md */
+        c->next = a->head;
+        c->used = 0;
+        c->cap = cap;
+        a->head = c;
+    }
+    void *p = (char *)c->data + c->used;
+    c->used += n;
+    memset(p, 0, n);
+    return p;
+}
+
+char *model_arena_strdup(model_arena_t *a, const char *s)
+{
+    if (!s)
+        return NULL;
+    size_t n = strlen(s) + 1;
+    char *d = model_arena_alloc(a, n);
+    memcpy(d, s, n);
+    return d;
+}
+
+void model_arena_free(model_arena_t *a)
+{
+    model_arena_chunk_t *c = a->head;
+    while (c) {
+        model_arena_chunk_t *next = c->next;
+        free(c);
+        c = next;
+    }
+    a->head = NULL;
+}
+
+model_res_t *model_res_new(model_res_kind_t kind, const char *name)
+{
+    model_res_t *r = calloc(1, sizeof(*r));
+    if (!r)
+        abort();
+    atomic_init(&r->refs, 1);
+    r->kind = kind;
+    r->name = model_arena_strdup(&r->arena, name);
+    return r;
+}
+
+void model_res_ref(model_res_t *r)
+{
+    atomic_fetch_add_explicit(&r->refs, 1, memory_order_relaxed);
+}
+
+void model_res_unref(model_res_t *r)
+{
+    if (!r || atomic_fetch_sub_explicit(&r->refs, 1, memory_order_acq_rel) != 1)
+        return;
+    void *c = atomic_load(&r->cache);
+    if (c && r->cache_free)
+        r->cache_free(c);
+    model_arena_free(&r->arena);
+    free(r);
+}
+
+model_res_kind_t model_res_kind(const model_res_t *r)
+{
+    return r->kind;
+}
+
+const char *model_res_name(const model_res_t *r)
+{
+    return r->name;
+}
+
+const model_vis_t *model_res_vis(const model_res_t *r)
+{
+    return &r->vis;
+}
+
+const model_out_workload_t *model_res_workload(const model_res_t *r)
+{
+    return r->kind == MODEL_RES_WORKLOAD ? &r->u.wl : NULL;
+}
+
+const model_out_service_t *model_res_service(const model_res_t *r)
+{
+    return r->kind == MODEL_RES_SERVICE ? &r->u.svc : NULL;
+}
+
+uint64_t model_res_version(const model_res_t *r)
+{
+    return r->version;
+}
+
+static bool str_eq(const char *a, const char *b)
+{
+    if (!a || !b)
+        return a == b;
+    return strcmp(a, b) == 0;
+}
+
+bool model_res_visible(const model_res_t *r, const model_view_t *v)
+{
+    const model_vis_t *vis = &r->vis;
+    for (size_t i = 0; i < vis->nexclude; i++)
+        if (str_eq(vis->exclude[i], v->cluster))
+            return false;
+    switch (vis->mode) {
+    case MODEL_VIS_CLUSTER:
+        return str_eq(vis->cluster, v->cluster);
+    case MODEL_VIS_NETWORK_PEERS:
+        return str_eq(vis->network, v->network) && !str_eq(vis->cluster, v->cluster);
+    case MODEL_VIS_OTHER_NETWORKS:
+        return !str_eq(vis->network, v->network);
+    case MODEL_VIS_ALL:
+        return true;
+    }
+    return false;
+}
+
+void *model_res_cache(const model_res_t *r)
+{
+    return atomic_load_explicit(&((model_res_t *)r)->cache, memory_order_acquire);
+}
+
+void *model_res_cache_set(const model_res_t *r, void *p, void (*free_fn)(void *))
+{
+    model_res_t *w = (model_res_t *)r;
+    void *expected = NULL;
+    /* Only the winner's free_fn is recorded; every setter passes the same one. */
+    w->cache_free = free_fn;
+    if (atomic_compare_exchange_strong(&w->cache, &expected, p))
+        return p;
+    free_fn(p);
+    return expected;
+}
+
+static bool vis_equal(const model_vis_t *a, const model_vis_t *b)
+{
+    if (a->mode != b->mode || !str_eq(a->cluster, b->cluster) ||
+        !str_eq(a->network, b->network) || a->nexclude != b->nexclude)
+        return false;
+    for (size_t i = 0; i < a->nexclude; i++)
+        if (!str_eq(a->exclude[i], b->exclude[i]))
+            return false;
+    return true;
+}
+
+static bool ports_equal(const model_port_pair_t *a, size_t na, const model_port_pair_t *b,
+                        size_t nb)
+{
+    return na == nb && (na == 0 || memcmp(a, b, na * sizeof(*a)) == 0);
+}
+
+static bool netaddrs_equal(const model_net_addr_t *a, size_t na, const model_net_addr_t *b,
+                           size_t nb)
+{
+    if (na != nb)
+        return false;
+    for (size_t i = 0; i < na; i++)
+        if (!str_eq(a[i].network, b[i].network) || !model_ip_equal(&a[i].ip, &b[i].ip))
+            return false;
+    return true;
+}
+
+static bool service_equal(const model_out_service_t *a, const model_out_service_t *b)
+{
+    if (!str_eq(a->name, b->name) || !str_eq(a->ns, b->ns) || !str_eq(a->hostname, b->hostname) ||
+        !netaddrs_equal(a->addrs, a->naddrs, b->addrs, b->naddrs) ||
+        !ports_equal(a->ports, a->nports, b->ports, b->nports) || a->lb_mode != b->lb_mode ||
+        a->nlb_prefs != b->nlb_prefs ||
+        memcmp(a->lb_prefs, b->lb_prefs, a->nlb_prefs * sizeof(a->lb_prefs[0])) != 0)
+        return false;
+    for (size_t i = 0; i < a->nports; i++)
+        if (!str_eq(a->port_names[i], b->port_names[i]))
+            return false;
+    return true;
+}
+
+static bool workload_equal(const model_out_workload_t *a, const model_out_workload_t *b)
+{
+    const char *const sa[] = {a->uid, a->name, a->ns, a->cluster_id, a->network, a->node,
+                              a->service_account, a->trust_domain, a->workload_name,
+                              a->canonical_name, a->canonical_revision, a->region, a->zone,
+                              a->subzone};
+    const char *const sb[] = {b->uid, b->name, b->ns, b->cluster_id, b->network, b->node,
+                              b->service_account, b->trust_domain, b->workload_name,
+                              b->canonical_name, b->canonical_revision, b->region, b->zone,
+                              b->subzone};
+    for (size_t i = 0; i < sizeof(sa) / sizeof(sa[0]); i++)
+        if (!str_eq(sa[i], sb[i]))
+            return false;
+    if (a->naddrs != b->naddrs || a->nservices != b->nservices || a->healthy != b->healthy ||
+        a->has_gateway != b->has_gateway || a->gateway_port != b->gateway_port ||
+        a->capacity != b->capacity || a->workload_type != b->workload_type)
+        return false;
+    if (a->has_gateway && !netaddrs_equal(&a->gateway, 1, &b->gateway, 1))
+        return false;
+    for (size_t i = 0; i < a->naddrs; i++)
+        if (!model_ip_equal(&a->addrs[i], &b->addrs[i]))
+            return false;
+    for (size_t i = 0; i < a->nservices; i++)
+        if (!str_eq(a->services[i].key, b->services[i].key) ||
+            !ports_equal(a->services[i].ports, a->services[i].nports, b->services[i].ports,
+                         b->services[i].nports))
+            return false;
+    return true;
+}
+
+bool model_res_equal(const model_res_t *a, const model_res_t *b)
+{
+    if (a->kind != b->kind || !str_eq(a->name, b->name) || !vis_equal(&a->vis, &b->vis))
+        return false;
+    return a->kind == MODEL_RES_WORKLOAD ? workload_equal(&a->u.wl, &b->u.wl)
+                                         : service_equal(&a->u.svc, &b->u.svc);
+}
+
+/* ---------- entries ---------- */
+
+model_entry_t *model_entry_new(model_res_t **v, size_t n)
+{
+    model_entry_t *e = malloc(sizeof(*e) + n * sizeof(e->v[0]));
+    if (!e)
+        abort();
+    atomic_init(&e->refs, 0);
+    e->n = n;
+    memcpy(e->v, v, n * sizeof(e->v[0]));
+    return e;
+}
+
+static void entry_retain(void *p)
+{
+    model_entry_t *e = p;
+    atomic_fetch_add_explicit(&e->refs, 1, memory_order_relaxed);
+}
+
+static void entry_release(void *p)
+{
+    model_entry_t *e = p;
+    if (atomic_fetch_sub_explicit(&e->refs, 1, memory_order_acq_rel) != 1)
+        return;
+    for (size_t i = 0; i < e->n; i++)
+        model_res_unref(e->v[i]);
+    free(e);
+}
+
+const model_pmap_ops_t model_entry_ops = {entry_retain, entry_release};
+
+const model_res_t *model_entry_pick(const model_entry_t *e, const model_view_t *v)
+{
+    for (size_t i = 0; e && i < e->n; i++)
+        if (model_res_visible(e->v[i], v))
+            return e->v[i];
+    return NULL;
+}
+
+/* ---------- snapshots ---------- */
+
+model_snapshot_t *model_snapshot_new(model_pmap_t *map, uint64_t version)
+{
+    model_snapshot_t *s = malloc(sizeof(*s));
+    if (!s)
+        abort();
+    atomic_init(&s->refs, 1);
+    s->version = version;
+    s->map = map;
+    return s;
+}
+
+model_snapshot_t *model_snapshot_ref(model_snapshot_t *s)
+{
+    atomic_fetch_add_explicit(&s->refs, 1, memory_order_relaxed);
+    return s;
+}
+
+void model_snapshot_unref(model_snapshot_t *s)
+{
+    if (!s || atomic_fetch_sub_explicit(&s->refs, 1, memory_order_acq_rel) != 1)
+        return;
+    model_pmap_unref(s->map);
+    free(s);
+}
+
+uint64_t model_snapshot_version(const model_snapshot_t *s)
+{
+    return s->version;
+}
+
+size_t model_snapshot_size(const model_snapshot_t *s)
+{
+    return model_pmap_count(s->map);
+}
+
+typedef struct each_ctx {
+    const model_view_t *view;
+    model_res_fn fn;
+    void *arg;
+} each_ctx_t;
+
+static void each_one(const char *key, void *val, void *arg)
+{
+    (void)key;
+    each_ctx_t *c = arg;
+    const model_res_t *r = model_entry_pick(val, c->view);
+    if (r)
+        c->fn(r, c->arg);
+}
+
+void model_snapshot_each(const model_snapshot_t *s, const model_view_t *v, model_res_fn fn,
+                         void *arg)
+{
+    each_ctx_t c = {v, fn, arg};
+    model_pmap_each(s->map, each_one, &c);
+}
+
+const model_res_t *model_snapshot_get(const model_snapshot_t *s, const model_view_t *v,
+                                      const char *name)
+{
+    return model_entry_pick(model_pmap_get(s->map, name), v);
+}
+
+typedef struct diff_ctx {
+    const model_view_t *view;
+    model_diff_fn fn;
+    void *arg;
+} diff_ctx_t;
+
+static void diff_one(const char *key, void *a, void *b, void *arg)
+{
+    diff_ctx_t *c = arg;
+    const model_res_t *ra = model_entry_pick(a, c->view);
+    const model_res_t *rb = model_entry_pick(b, c->view);
+    if (ra != rb)
+        c->fn(key, ra, rb, c->arg);
+}
+
+void model_snapshot_diff(const model_snapshot_t *from, const model_snapshot_t *to,
+                         const model_view_t *v, model_diff_fn fn, void *arg)
+{
+    diff_ctx_t c = {v, fn, arg};
+    model_pmap_diff(from ? from->map : NULL, to->map, diff_one, &c);
+}

@@ -1,0 +1,772 @@
+/*
+ * test_model.c - the multicluster model: scope, merge, views, snapshots, deltas.
+ */
+#include "model/internal.h" /* model_res_equal, to compare two models */
+#include "model/model.h"
+
+#include <check.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---------- object builders ---------- */
+
+static void labels(model_labels_t *l, const char *const *kv)
+{
+    for (; kv && kv[0]; kv += 2)
+        ck_assert_int_eq(model_labels_set(l, kv[0], kv[1]), 0);
+}
+
+static model_namespace_t *mk_ns(const char *name, const char *const *kv)
+{
+    model_namespace_t *n = calloc(1, sizeof(*n));
+    n->name = strdup(name);
+    labels(&n->labels, kv);
+    return n;
+}
+
+static model_service_t *mk_svc(const char *ns, const char *name, const char *vip,
+                               const char *const *kv, uint16_t port)
+{
+    model_service_t *s = calloc(1, sizeof(*s));
+    s->ns = strdup(ns);
+    s->name = strdup(name);
+    labels(&s->labels, kv);
+    if (vip) {
+        s->cluster_ips = calloc(1, sizeof(model_ip_t));
+        ck_assert_int_eq(model_ip_parse(vip, &s->cluster_ips[0]), 0);
+        s->ncluster_ips = 1;
+    }
+    s->ports = calloc(1, sizeof(model_svc_port_t));
+    s->ports[0].name = strdup("http");
+    s->ports[0].port = port;
+    s->ports[0].target_port = 8080;
+    s->nports = 1;
+    return s;
+}
+
+/* A slice whose endpoints are pods p<i> with IPs base.<i>; ready given per pod. */
+static model_endpointslice_t *mk_slice(const char *ns, const char *name, const char *svc,
+                                       const char *ipbase, int n, const bool *ready)
+{
+    model_endpointslice_t *s = calloc(1, sizeof(*s));
+    s->ns = strdup(ns);
+    s->name = strdup(name);
+    s->service = strdup(svc);
+    s->ports = calloc(1, sizeof(model_ep_port_t));
+    s->ports[0].name = strdup("http");
+    s->ports[0].port = 8080;
+    s->nports = 1;
+    s->endpoints = calloc((size_t)n + 1, sizeof(model_endpoint_t));
+    s->nendpoints = (size_t)n;
+    for (int i = 0; i < n; i++) {
+        char ip[64], pod[64];
+        snprintf(ip, sizeof(ip), "%s.%d", ipbase, i + 1);
+        snprintf(pod, sizeof(pod), "%s-%d", svc, i);
+        ck_assert_int_eq(model_ip_parse(ip, &s->endpoints[i].ip), 0);
+        s->endpoints[i].ready = ready ? ready[i] : true;
+        s->endpoints[i].pod = strdup(pod);
+    }
+    return s;
+}
+
+static model_pod_t *mk_pod(const char *ns, const char *name, const char *ip, const char *node)
+{
+    model_pod_t *p = calloc(1, sizeof(*p));
+    p->ns = strdup(ns);
+    p->name = strdup(name);
+    p->ips = calloc(1, sizeof(model_ip_t));
+    ck_assert_int_eq(model_ip_parse(ip, &p->ips[0]), 0);
+    p->nips = 1;
+    p->node = node ? strdup(node) : NULL;
+    p->service_account = strdup("default");
+    p->ready = true;
+    return p;
+}
+
+static void apply(model_t *m, const char *cluster, model_kind_t k, void *obj)
+{
+    char err[MODEL_ERRLEN];
+    ck_assert_msg(model_apply(m, cluster, k, MODEL_OP_UPSERT, obj, err, sizeof(err)) == 0, "%s",
+                  err);
+}
+
+static void add_cluster(model_t *m, const char *id, const char *network, const char *gw)
+{
+    model_cluster_t c = {.id = id, .network = network};
+    if (gw)
+        ck_assert_int_eq(model_ip_parse(gw, &c.gateway), 0);
+    char err[MODEL_ERRLEN];
+    ck_assert_int_eq(model_cluster_set(m, &c, err, sizeof(err)), 0);
+}
+
+/* Pods "<svc>-<i>" with IPs ipbase.<i+1>, their slice, and the service. */
+static void add_service(model_t *m, const char *cluster, const char *ns, const char *name,
+                        const char *vip, const char *const *kv, const char *ipbase, int n)
+{
+    apply(m, cluster, MODEL_KIND_SERVICE, mk_svc(ns, name, vip, kv, 80));
+    for (int i = 0; i < n; i++) {
+        char ip[64], pod[64];
+        snprintf(ip, sizeof(ip), "%s.%d", ipbase, i + 1);
+        snprintf(pod, sizeof(pod), "%s-%d", name, i);
+        apply(m, cluster, MODEL_KIND_POD, mk_pod(ns, pod, ip, NULL));
+    }
+    char slice[128];
+    snprintf(slice, sizeof(slice), "%s-abc", name);
+    apply(m, cluster, MODEL_KIND_ENDPOINTSLICE, mk_slice(ns, slice, name, ipbase, n, NULL));
+}
+
+static const char *const GLOBAL[] = {"istio.io/global", "true", NULL};
+
+/* A mesh: c1 and c2 in networks n1 and n2, each with a gateway. */
+static model_t *mesh(void)
+{
+    model_t *m = model_new(NULL);
+    add_cluster(m, "c1", "n1", "192.0.2.1");
+    add_cluster(m, "c2", "n2", "192.0.2.2");
+    return m;
+}
+
+static const model_view_t V1 = {"c1", "n1"}, V2 = {"c2", "n2"};
+
+static const model_out_workload_t *wl(const model_snapshot_t *s, const model_view_t *v,
+                                      const char *uid)
+{
+    const model_res_t *r = model_snapshot_get(s, v, uid);
+    return r ? model_res_workload(r) : NULL;
+}
+
+static const model_out_service_t *svc(const model_snapshot_t *s, const model_view_t *v,
+                                      const char *key)
+{
+    const model_res_t *r = model_snapshot_get(s, v, key);
+    return r ? model_res_service(r) : NULL;
+}
+
+#define SH(net, gwip, ns, host)                                                                    \
+    net "/SplitHorizonWorkload/istio-system/istio-eastwest/" gwip "/" ns "/" host
+
+/* ---------- scope ---------- */
+
+START_TEST(default_rule_global_label)
+{
+    model_t *m = mesh();
+    add_service(m, "c1", "ns", "a", "10.96.0.1", GLOBAL, "10.1.0", 2);
+    add_service(m, "c1", "ns", "b", "10.96.0.2", NULL, "10.1.1", 2);
+    model_snapshot_t *s = model_commit(m);
+    /* a is global: c2 sees it, b is local: only c1 does */
+    ck_assert_ptr_nonnull(svc(s, &V2, "ns/a.ns.svc.cluster.local"));
+    ck_assert_ptr_null(svc(s, &V2, "ns/b.ns.svc.cluster.local"));
+    ck_assert_ptr_nonnull(svc(s, &V1, "ns/b.ns.svc.cluster.local"));
+    model_snapshot_unref(s);
+    model_free(m);
+}
+END_TEST
+
+static model_selector_t *sel(const char *key, model_selop_t op, const char *value)
+{
+    model_selector_t *s = model_selector_new();
+    char err[MODEL_ERRLEN];
+    const char *vals[] = {value};
+    ck_assert_int_eq(model_selector_add_expr(s, key, op, vals, value ? 1 : 0, err, sizeof(err)), 0);
+    return s;
+}
+
+/* rule 0: ns team=a AND svc tier=web -> GLOBAL; rule 1: svc export=yes -> GLOBAL */
+static model_scope_rules_t *and_or_rules(void)
+{
+    model_scope_rules_t *r = model_scope_rules_new();
+    model_scope_rule_t r0 = {strdup("r0"), sel("team", MODEL_SELOP_IN, "a"),
+                             sel("tier", MODEL_SELOP_IN, "web"), MODEL_SCOPE_GLOBAL};
+    model_scope_rule_t r1 = {strdup("r1"), NULL, sel("export", MODEL_SELOP_IN, "yes"),
+                             MODEL_SCOPE_GLOBAL};
+    ck_assert_int_eq(model_scope_rules_add(r, r0), 0);
+    ck_assert_int_eq(model_scope_rules_add(r, r1), 0);
+    return r;
+}
+
+START_TEST(scope_and_within_rule_or_across_rules)
+{
+    model_scope_rules_t *r = and_or_rules();
+    model_labels_t ns_a = {0}, ns_b = {0}, web = {0}, exp = {0}, none = {0};
+    model_labels_set(&ns_a, "team", "a");
+    model_labels_set(&ns_b, "team", "b");
+    model_labels_set(&web, "tier", "web");
+    model_labels_set(&exp, "export", "yes");
+    ck_assert_int_eq(model_scope_eval(r, &ns_a, &web).scope, MODEL_SCOPE_GLOBAL);
+    ck_assert_int_eq(model_scope_eval(r, &ns_a, &web).rule, 0);
+    ck_assert_int_eq(model_scope_eval(r, &ns_b, &web).scope, MODEL_SCOPE_LOCAL); /* AND */
+    ck_assert_int_eq(model_scope_eval(r, &ns_a, &none).scope, MODEL_SCOPE_LOCAL);
+    ck_assert_int_eq(model_scope_eval(r, &ns_b, &exp).scope, MODEL_SCOPE_GLOBAL); /* OR */
+    ck_assert_int_eq(model_scope_eval(r, &ns_b, &exp).rule, 1);
+    ck_assert_int_eq(model_scope_eval(r, NULL, &web).scope, MODEL_SCOPE_LOCAL);
+    model_labels_clear(&ns_a);
+    model_labels_clear(&ns_b);
+    model_labels_clear(&web);
+    model_labels_clear(&exp);
+    model_scope_rules_free(r);
+}
+END_TEST
+
+START_TEST(scope_local_rule_does_not_override_global)
+{
+    model_scope_rules_t *r = model_scope_rules_new();
+    model_scope_rule_t local = {strdup("l"), NULL, sel("tier", MODEL_SELOP_EXISTS, NULL),
+                                MODEL_SCOPE_LOCAL};
+    model_scope_rule_t global = {strdup("g"), NULL, sel("tier", MODEL_SELOP_IN, "web"),
+                                 MODEL_SCOPE_GLOBAL};
+    model_scope_rules_add(r, local);
+    model_scope_rules_add(r, global);
+    model_labels_t web = {0}, db = {0};
+    model_labels_set(&web, "tier", "web");
+    model_labels_set(&db, "tier", "db");
+    model_scope_result_t res = model_scope_eval(r, NULL, &web);
+    ck_assert_int_eq(res.scope, MODEL_SCOPE_GLOBAL);
+    ck_assert_int_eq(res.rule, 1);
+    res = model_scope_eval(r, NULL, &db);
+    ck_assert_int_eq(res.scope, MODEL_SCOPE_LOCAL);
+    ck_assert_int_eq(res.rule, 0); /* the LOCAL rule is the recorded reason */
+    model_labels_clear(&web);
+    model_labels_clear(&db);
+    model_scope_rules_free(r);
+}
+END_TEST
+
+START_TEST(scope_empty_rules_make_everything_local)
+{
+    model_scope_rules_t *r = model_scope_rules_new();
+    model_labels_t g = {0};
+    model_labels_set(&g, "istio.io/global", "true");
+    ck_assert_int_eq(model_scope_eval(r, NULL, &g).scope, MODEL_SCOPE_LOCAL);
+    model_scope_rules_free(r);
+    r = model_scope_rules_default();
+    ck_assert_int_eq(model_scope_eval(r, NULL, &g).scope, MODEL_SCOPE_GLOBAL);
+    model_labels_clear(&g);
+    model_scope_rules_free(r);
+}
+END_TEST
+
+START_TEST(namespace_label_flips_scope)
+{
+    model_t *m = mesh();
+    model_scope_set(m, and_or_rules());
+    const char *const web[] = {"tier", "web", NULL};
+    const char *const team_b[] = {"team", "b", NULL};
+    const char *const team_a[] = {"team", "a", NULL};
+    apply(m, "c1", MODEL_KIND_NAMESPACE, mk_ns("ns", team_b));
+    add_service(m, "c1", "ns", "web", "10.96.0.1", web, "10.1.0", 2);
+    model_snapshot_t *s1 = model_commit(m);
+    ck_assert_ptr_null(svc(s1, &V2, "ns/web.ns.svc.cluster.local"));
+    apply(m, "c1", MODEL_KIND_NAMESPACE, mk_ns("ns", team_a));
+    model_snapshot_t *s2 = model_commit(m);
+    ck_assert_ptr_nonnull(svc(s2, &V2, "ns/web.ns.svc.cluster.local"));
+    ck_assert_ptr_nonnull(
+        wl(s2, &V2, SH("n1", "192.0.2.1", "ns", "web.ns.svc.cluster.local")));
+    apply(m, "c1", MODEL_KIND_NAMESPACE, mk_ns("ns", team_b));
+    model_snapshot_t *s3 = model_commit(m);
+    ck_assert_ptr_null(svc(s3, &V2, "ns/web.ns.svc.cluster.local"));
+    ck_assert_ptr_null(wl(s3, &V2, SH("n1", "192.0.2.1", "ns", "web.ns.svc.cluster.local")));
+    model_snapshot_unref(s1);
+    model_snapshot_unref(s2);
+    model_snapshot_unref(s3);
+    model_free(m);
+}
+END_TEST
+
+/* ---------- merge and views ---------- */
+
+START_TEST(global_service_merges_vips_across_clusters)
+{
+    model_t *m = mesh();
+    add_service(m, "c1", "ns", "a", "10.96.0.1", GLOBAL, "10.1.0", 2);
+    add_service(m, "c2", "ns", "a", "10.97.0.1", GLOBAL, "10.2.0", 3);
+    model_snapshot_t *s = model_commit(m);
+    const model_out_service_t *o = svc(s, &V1, "ns/a.ns.svc.cluster.local");
+    ck_assert_ptr_nonnull(o);
+    ck_assert_uint_eq(o->naddrs, 2);
+    ck_assert_str_eq(o->addrs[0].network, "n1");
+    ck_assert_str_eq(o->addrs[1].network, "n2");
+    ck_assert_ptr_eq(model_snapshot_get(s, &V1, "ns/a.ns.svc.cluster.local"),
+                     model_snapshot_get(s, &V2, "ns/a.ns.svc.cluster.local"));
+    model_snapshot_unref(s);
+    model_free(m);
+}
+END_TEST
+
+START_TEST(remote_network_reached_through_gateway_with_capacity)
+{
+    model_t *m = mesh();
+    add_service(m, "c1", "ns", "a", "10.96.0.1", GLOBAL, "10.1.0", 1);
+    add_service(m, "c2", "ns", "a", "10.97.0.1", GLOBAL, "10.2.0", 3);
+    model_snapshot_t *s = model_commit(m);
+    /* c1 sees its own pod, not c2's pod IPs, and one workload for n2 */
+    ck_assert_ptr_nonnull(wl(s, &V1, "c1//Pod/ns/a-0"));
+    ck_assert_ptr_null(wl(s, &V1, "c2//Pod/ns/a-0"));
+    const model_out_workload_t *w =
+        wl(s, &V1, SH("n2", "192.0.2.2", "ns", "a.ns.svc.cluster.local"));
+    ck_assert_ptr_nonnull(w);
+    ck_assert_uint_eq(w->capacity, 3);
+    ck_assert(w->has_gateway);
+    ck_assert_uint_eq(w->gateway_port, 15008);
+    ck_assert_uint_eq(w->naddrs, 0);
+    ck_assert_str_eq(w->services[0].key, "ns/a.ns.svc.cluster.local");
+    /* c1 does not see the split-horizon workload of its own network */
+    ck_assert_ptr_null(wl(s, &V1, SH("n1", "192.0.2.1", "ns", "a.ns.svc.cluster.local")));
+    ck_assert_ptr_nonnull(wl(s, &V2, SH("n1", "192.0.2.1", "ns", "a.ns.svc.cluster.local")));
+    /* the gateways themselves */
+    ck_assert_ptr_nonnull(wl(s, &V1, "NetworkGateway/n2/192.0.2.2/15008"));
+    model_snapshot_unref(s);
+    model_free(m);
+}
+END_TEST
+
+START_TEST(capacity_counts_ready_endpoints_only)
+{
+    model_t *m = mesh();
+    add_service(m, "c2", "ns", "a", "10.97.0.1", GLOBAL, "10.2.0", 3);
+    const bool ready[] = {true, false, false};
+    apply(m, "c2", MODEL_KIND_ENDPOINTSLICE, mk_slice("ns", "a-abc", "a", "10.2.0", 3, ready));
+    model_snapshot_t *s = model_commit(m);
+    const char *uid = SH("n2", "192.0.2.2", "ns", "a.ns.svc.cluster.local");
+    ck_assert_uint_eq(wl(s, &V1, uid)->capacity, 1);
+    const bool none[] = {false, false, false};
+    apply(m, "c2", MODEL_KIND_ENDPOINTSLICE, mk_slice("ns", "a-abc", "a", "10.2.0", 3, none));
+    model_snapshot_t *s2 = model_commit(m);
+    ck_assert_ptr_null(wl(s2, &V1, uid)); /* nothing healthy there: no route */
+    model_snapshot_unref(s);
+    model_snapshot_unref(s2);
+    model_free(m);
+}
+END_TEST
+
+START_TEST(local_service_of_other_cluster_invisible)
+{
+    model_t *m = mesh();
+    add_service(m, "c2", "ns", "private", "10.97.0.9", NULL, "10.2.9", 2);
+    model_snapshot_t *s = model_commit(m);
+    ck_assert_ptr_null(svc(s, &V1, "ns/private.ns.svc.cluster.local"));
+    ck_assert_ptr_null(wl(s, &V1, "c2//Pod/ns/private-0"));
+    ck_assert_ptr_null(wl(s, &V1, SH("n2", "192.0.2.2", "ns", "private.ns.svc.cluster.local")));
+    ck_assert_ptr_nonnull(svc(s, &V2, "ns/private.ns.svc.cluster.local"));
+    ck_assert_ptr_nonnull(wl(s, &V2, "c2//Pod/ns/private-0"));
+    model_snapshot_unref(s);
+    model_free(m);
+}
+END_TEST
+
+START_TEST(same_network_peer_sees_pods_directly)
+{
+    model_t *m = model_new(NULL);
+    add_cluster(m, "c1", "n1", "192.0.2.1");
+    add_cluster(m, "c3", "n1", NULL);
+    add_service(m, "c3", "ns", "a", "10.98.0.1", GLOBAL, "10.3.0", 2);
+    add_service(m, "c3", "ns", "b", "10.98.0.2", NULL, "10.3.1", 1);
+    model_snapshot_t *s = model_commit(m);
+    const model_view_t v1 = {"c1", "n1"};
+    const model_out_workload_t *w = wl(s, &v1, "c3//Pod/ns/a-0");
+    ck_assert_ptr_nonnull(w);
+    ck_assert_uint_eq(w->naddrs, 1);
+    ck_assert_uint_eq(w->nservices, 1);
+    ck_assert_ptr_null(wl(s, &v1, "c3//Pod/ns/b-0")); /* backs only a local service */
+    ck_assert_ptr_null(wl(s, &v1, SH("n1", "192.0.2.1", "ns", "a.ns.svc.cluster.local")));
+    model_snapshot_unref(s);
+    model_free(m);
+}
+END_TEST
+
+START_TEST(conflicting_ports_oldest_definition_wins)
+{
+    model_t *m = mesh();
+    model_service_t *a1 = mk_svc("ns", "a", "10.96.0.1", GLOBAL, 80);
+    model_service_t *a2 = mk_svc("ns", "a", "10.97.0.1", GLOBAL, 9090);
+    a1->created = 2000;
+    a2->created = 1000;
+    apply(m, "c1", MODEL_KIND_SERVICE, a1);
+    apply(m, "c2", MODEL_KIND_SERVICE, a2);
+    model_snapshot_t *s = model_commit(m);
+    const model_out_service_t *o = svc(s, &V1, "ns/a.ns.svc.cluster.local");
+    ck_assert_uint_eq(o->ports[0].service_port, 9090);
+    model_snapshot_unref(s);
+    model_free(m);
+}
+END_TEST
+
+START_TEST(cluster_removal_drops_its_contribution)
+{
+    model_t *m = mesh();
+    add_service(m, "c1", "ns", "a", "10.96.0.1", GLOBAL, "10.1.0", 1);
+    add_service(m, "c2", "ns", "a", "10.97.0.1", GLOBAL, "10.2.0", 2);
+    model_snapshot_t *s1 = model_commit(m);
+    ck_assert_int_eq(model_cluster_remove(m, "c2"), 0);
+    model_snapshot_t *s2 = model_commit(m);
+    ck_assert_ptr_null(wl(s2, &V1, SH("n2", "192.0.2.2", "ns", "a.ns.svc.cluster.local")));
+    ck_assert_ptr_null(wl(s2, &V1, "NetworkGateway/n2/192.0.2.2/15008"));
+    ck_assert_uint_eq(svc(s2, &V1, "ns/a.ns.svc.cluster.local")->naddrs, 1);
+    ck_assert_ptr_null(wl(s2, &V2, "c2//Pod/ns/a-0"));
+    /* the old snapshot is untouched */
+    ck_assert_ptr_nonnull(wl(s1, &V1, SH("n2", "192.0.2.2", "ns", "a.ns.svc.cluster.local")));
+    ck_assert_int_eq(model_cluster_remove(m, "c2"), -1);
+    model_snapshot_unref(s1);
+    model_snapshot_unref(s2);
+    model_free(m);
+}
+END_TEST
+
+START_TEST(traffic_distribution_sets_failover)
+{
+    model_t *m = mesh();
+    model_service_t *a = mk_svc("ns", "a", "10.96.0.1", GLOBAL, 80);
+    a->traffic_dist = MODEL_TD_PREFER_CLOSE;
+    apply(m, "c1", MODEL_KIND_SERVICE, a);
+    model_service_t *b = mk_svc("ns", "b", "10.96.0.2", GLOBAL, 80);
+    b->traffic_dist = MODEL_TD_PREFER_SAME_NODE;
+    apply(m, "c1", MODEL_KIND_SERVICE, b);
+    apply(m, "c1", MODEL_KIND_SERVICE, mk_svc("ns", "c", "10.96.0.3", GLOBAL, 80));
+    model_snapshot_t *s = model_commit(m);
+    const model_out_service_t *o = svc(s, &V2, "ns/a.ns.svc.cluster.local");
+    ck_assert_int_eq(o->lb_mode, MODEL_LB_FAILOVER);
+    ck_assert_uint_eq(o->nlb_prefs, 4);
+    ck_assert_int_eq(o->lb_prefs[0], MODEL_LB_SCOPE_NETWORK);
+    ck_assert_int_eq(o->lb_prefs[1], MODEL_LB_SCOPE_CLUSTER);
+    o = svc(s, &V2, "ns/b.ns.svc.cluster.local");
+    ck_assert_uint_eq(o->nlb_prefs, 6);
+    ck_assert_int_eq(o->lb_prefs[5], MODEL_LB_SCOPE_NODE);
+    o = svc(s, &V2, "ns/c.ns.svc.cluster.local");
+    ck_assert_int_eq(o->lb_mode, MODEL_LB_UNSPECIFIED);
+    ck_assert_uint_eq(o->nlb_prefs, 0);
+    model_snapshot_unref(s);
+    model_free(m);
+}
+END_TEST
+
+START_TEST(pod_locality_from_node)
+{
+    model_t *m = mesh();
+    model_node_t *n = calloc(1, sizeof(*n));
+    n->name = strdup("node1");
+    const char *const kv[] = {"topology.kubernetes.io/region", "eu",
+                              "topology.kubernetes.io/zone", "eu-1", NULL};
+    labels(&n->labels, kv);
+    apply(m, "c1", MODEL_KIND_NODE, n);
+    apply(m, "c1", MODEL_KIND_POD, mk_pod("ns", "p", "10.1.0.1", "node1"));
+    model_snapshot_t *s = model_commit(m);
+    const model_out_workload_t *w = wl(s, &V1, "c1//Pod/ns/p");
+    ck_assert_str_eq(w->region, "eu");
+    ck_assert_str_eq(w->zone, "eu-1");
+    ck_assert_ptr_null(w->subzone);
+    model_snapshot_unref(s);
+    model_free(m);
+}
+END_TEST
+
+START_TEST(unknown_cluster_rejected_and_object_freed)
+{
+    model_t *m = mesh();
+    char err[MODEL_ERRLEN];
+    ck_assert_int_eq(model_apply(m, "nope", MODEL_KIND_POD, MODEL_OP_UPSERT,
+                                 mk_pod("ns", "p", "10.0.0.1", NULL), err, sizeof(err)),
+                     -1);
+    ck_assert_ptr_nonnull(strstr(err, "nope"));
+    model_cluster_t bad = {.id = "a/b"};
+    ck_assert_int_eq(model_cluster_set(m, &bad, err, sizeof(err)), -1);
+    model_free(m);
+}
+END_TEST
+
+/* ---------- snapshots and deltas ---------- */
+
+typedef struct delta {
+    char names[4096][160];
+    int n;
+} delta_t;
+
+static void record(const char *name, const model_res_t *a, const model_res_t *b, void *arg)
+{
+    (void)a;
+    (void)b;
+    delta_t *d = arg;
+    if (d->n < 4096)
+        snprintf(d->names[d->n++], 160, "%s", name);
+}
+
+START_TEST(one_endpoint_change_is_a_small_delta)
+{
+    model_t *m = mesh();
+    for (int i = 0; i < 50; i++) {
+        char name[32], base[32];
+        snprintf(name, sizeof(name), "s%d", i);
+        snprintf(base, sizeof(base), "10.2.%d", i);
+        add_service(m, "c2", "ns", name, NULL, GLOBAL, base, 4);
+    }
+    model_snapshot_t *s1 = model_commit(m);
+    const bool ready[] = {true, true, false, true};
+    apply(m, "c2", MODEL_KIND_ENDPOINTSLICE, mk_slice("ns", "s7-abc", "s7", "10.2.7", 4, ready));
+    model_snapshot_t *s2 = model_commit(m);
+    ck_assert_uint_gt(model_snapshot_version(s2), model_snapshot_version(s1));
+    delta_t *d = calloc(1, sizeof(*d));
+    model_snapshot_diff(s1, s2, &V1, record, d);
+    ck_assert_int_eq(d->n, 1); /* only the capacity of s7's split-horizon workload */
+    ck_assert_str_eq(d->names[0], SH("n2", "192.0.2.2", "ns", "s7.ns.svc.cluster.local"));
+    d->n = 0;
+    model_snapshot_diff(s1, s2, &V2, record, d); /* c2's own pods did not change */
+    ck_assert_int_eq(d->n, 0);
+    model_snapshot_t *s3 = model_commit(m); /* nothing pending */
+    ck_assert_uint_eq(model_snapshot_version(s3), model_snapshot_version(s2));
+    free(d);
+    model_snapshot_unref(s1);
+    model_snapshot_unref(s2);
+    model_snapshot_unref(s3);
+    model_free(m);
+}
+END_TEST
+
+/* Full view contents as sorted "name=version" lines. */
+typedef struct view_dump {
+    char **lines;
+    size_t n, cap;
+} view_dump_t;
+
+static void dump_one(const model_res_t *r, void *arg)
+{
+    view_dump_t *d = arg;
+    if (d->n == d->cap) {
+        d->cap = d->cap ? d->cap * 2 : 64;
+        d->lines = realloc(d->lines, d->cap * sizeof(char *));
+    }
+    char buf[512];
+    snprintf(buf, sizeof(buf), "%s=%p", model_res_name(r), (const void *)r);
+    d->lines[d->n++] = strdup(buf);
+}
+
+static int cmpstr(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static void dump(const model_snapshot_t *s, const model_view_t *v, view_dump_t *d)
+{
+    memset(d, 0, sizeof(*d));
+    if (s)
+        model_snapshot_each(s, v, dump_one, d);
+    if (d->n > 1)
+        qsort(d->lines, d->n, sizeof(char *), cmpstr);
+}
+
+static void dump_free(view_dump_t *d)
+{
+    for (size_t i = 0; i < d->n; i++)
+        free(d->lines[i]);
+    free(d->lines);
+}
+
+typedef struct applied {
+    view_dump_t *state;
+} applied_t;
+
+static void apply_delta(const char *name, const model_res_t *a, const model_res_t *b, void *arg)
+{
+    view_dump_t *st = arg;
+    size_t nl = strlen(name);
+    for (size_t i = 0; i < st->n; i++) {
+        if (strncmp(st->lines[i], name, nl) == 0 && st->lines[i][nl] == '=') {
+            ck_assert_ptr_nonnull(a);
+            free(st->lines[i]);
+            st->lines[i] = st->lines[--st->n];
+            break;
+        }
+    }
+    if (b)
+        dump_one(b, st);
+}
+
+/* Events may name a cluster that a previous event removed: then they fail
+ * cleanly, which is part of what this exercises. */
+static void try_apply(model_t *m, const char *cluster, model_kind_t k, model_op_t op, void *obj)
+{
+    char err[MODEL_ERRLEN];
+    (void)model_apply(m, cluster, k, op, obj, err, sizeof(err));
+}
+
+static void random_event(model_t *m, unsigned *seed)
+{
+    static const char *const clusters[] = {"c1", "c2", "c3"};
+    const char *c = clusters[rand_r(seed) % 3];
+    char name[16], base[32], pod[32], ip[32];
+    int si = rand_r(seed) % 6;
+    snprintf(name, sizeof(name), "s%d", si);
+    switch (rand_r(seed) % 7) {
+    case 0:
+        try_apply(m, c, MODEL_KIND_SERVICE, MODEL_OP_UPSERT,
+              mk_svc("ns", name, "10.96.0.1", rand_r(seed) % 2 ? GLOBAL : NULL, 80));
+        break;
+    case 1: {
+        int n = rand_r(seed) % 4;
+        bool ready[4];
+        for (int i = 0; i < 4; i++)
+            ready[i] = rand_r(seed) % 3 != 0;
+        snprintf(base, sizeof(base), "10.%d.%d", c[1] - '0', si);
+        char slice[32];
+        snprintf(slice, sizeof(slice), "%s-abc", name);
+        try_apply(m, c, MODEL_KIND_ENDPOINTSLICE, MODEL_OP_UPSERT, mk_slice("ns", slice, name, base, n, ready));
+        break;
+    }
+    case 2: {
+        int i = rand_r(seed) % 4;
+        snprintf(pod, sizeof(pod), "%s-%d", name, i);
+        snprintf(ip, sizeof(ip), "10.%d.%d.%d", c[1] - '0', si, i + 1);
+        model_pod_t *p = mk_pod("ns", pod, ip, NULL);
+        p->ready = rand_r(seed) % 2;
+        try_apply(m, c, MODEL_KIND_POD, MODEL_OP_UPSERT, p);
+        break;
+    }
+    case 3:
+        snprintf(pod, sizeof(pod), "%s-%d", name, rand_r(seed) % 4);
+        try_apply(m, c, MODEL_KIND_POD, MODEL_OP_DELETE, mk_pod("ns", pod, "10.0.0.1", NULL));
+        break;
+    case 4:
+        try_apply(m, c, MODEL_KIND_SERVICE, MODEL_OP_DELETE, mk_svc("ns", name, NULL, NULL, 80));
+        break;
+    case 5: {
+        const char *const kv[] = {"istio.io/global", "true", NULL};
+        model_namespace_t *ns = mk_ns("ns", rand_r(seed) % 2 ? kv : NULL);
+        try_apply(m, c, MODEL_KIND_NAMESPACE, MODEL_OP_UPSERT, ns);
+        break;
+    }
+    case 6: {
+        static const char *const nets[] = {"n1", "n2"};
+        if (rand_r(seed) % 8 == 0) {
+            if (model_cluster_remove(m, c) == 0)
+                break;
+        }
+        add_cluster(m, c, nets[rand_r(seed) % 2], rand_r(seed) % 2 ? "192.0.2.9" : NULL);
+        break;
+    }
+    }
+}
+
+static model_t *random_mesh(void)
+{
+    model_t *m = model_new(NULL);
+    add_cluster(m, "c1", "n1", "192.0.2.1");
+    add_cluster(m, "c2", "n2", "192.0.2.2");
+    add_cluster(m, "c3", "n1", NULL);
+    return m;
+}
+
+/* The same events, applied in one batch to a fresh model. */
+static model_t *replay(int steps)
+{
+    unsigned seed = 42;
+    model_t *m = random_mesh();
+    for (int step = 0; step < steps; step++) {
+        int burst = 1 + rand_r(&seed) % 5;
+        for (int i = 0; i < burst; i++)
+            random_event(m, &seed);
+    }
+    return m;
+}
+
+typedef struct cmp_ctx {
+    const model_snapshot_t *other;
+    const model_view_t *view;
+    size_t n;
+} cmp_ctx_t;
+
+static void cmp_one(const model_res_t *r, void *arg)
+{
+    cmp_ctx_t *c = arg;
+    const model_res_t *o = model_snapshot_get(c->other, c->view, model_res_name(r));
+    ck_assert_msg(o && model_res_equal(r, o), "%s differs from a fresh build", model_res_name(r));
+    c->n++;
+}
+
+static size_t count_view(const model_snapshot_t *s, const model_view_t *v)
+{
+    view_dump_t d;
+    dump(s, v, &d);
+    size_t n = d.n;
+    dump_free(&d);
+    return n;
+}
+
+START_TEST(delta_chain_equals_fresh_build)
+{
+    unsigned seed = 42;
+    model_t *m = random_mesh();
+    static const model_view_t views[] = {{"c1", "n1"}, {"c2", "n2"}, {"c3", "n1"}, {"c4", "n9"}};
+    view_dump_t state[4];
+    for (int v = 0; v < 4; v++)
+        memset(&state[v], 0, sizeof(state[v]));
+    model_snapshot_t *prev = NULL;
+    for (int step = 0; step < 400; step++) {
+        int burst = 1 + rand_r(&seed) % 5;
+        for (int i = 0; i < burst; i++)
+            random_event(m, &seed);
+        model_snapshot_t *s = model_commit(m);
+        for (int v = 0; v < 4; v++) {
+            model_snapshot_diff(prev, s, &views[v], apply_delta, &state[v]);
+            if (state[v].n > 1)
+                qsort(state[v].lines, state[v].n, sizeof(char *), cmpstr);
+            view_dump_t full;
+            dump(s, &views[v], &full);
+            ck_assert_uint_eq(state[v].n, full.n);
+            for (size_t i = 0; i < full.n; i++)
+                ck_assert_str_eq(state[v].lines[i], full.lines[i]);
+            dump_free(&full);
+        }
+        if (step % 40 == 39) {
+            /* incremental = from scratch: no dirty mark was missed */
+            model_t *fresh = replay(step + 1);
+            model_snapshot_t *f = model_commit(fresh);
+            for (int v = 0; v < 4; v++) {
+                cmp_ctx_t c = {f, &views[v], 0};
+                model_snapshot_each(s, &views[v], cmp_one, &c);
+                ck_assert_uint_eq(c.n, count_view(f, &views[v]));
+            }
+            model_snapshot_unref(f);
+            model_free(fresh);
+        }
+        model_snapshot_unref(prev);
+        prev = s;
+    }
+    for (int v = 0; v < 4; v++)
+        dump_free(&state[v]);
+    model_snapshot_unref(prev);
+    model_free(m);
+}
+END_TEST
+
+static Suite *suite(void)
+{
+    Suite *s = suite_create("model");
+    TCase *t = tcase_create("model");
+    tcase_set_timeout(t, 120);
+    tcase_add_test(t, default_rule_global_label);
+    tcase_add_test(t, scope_and_within_rule_or_across_rules);
+    tcase_add_test(t, scope_local_rule_does_not_override_global);
+    tcase_add_test(t, scope_empty_rules_make_everything_local);
+    tcase_add_test(t, namespace_label_flips_scope);
+    tcase_add_test(t, global_service_merges_vips_across_clusters);
+    tcase_add_test(t, remote_network_reached_through_gateway_with_capacity);
+    tcase_add_test(t, capacity_counts_ready_endpoints_only);
+    tcase_add_test(t, local_service_of_other_cluster_invisible);
+    tcase_add_test(t, same_network_peer_sees_pods_directly);
+    tcase_add_test(t, conflicting_ports_oldest_definition_wins);
+    tcase_add_test(t, cluster_removal_drops_its_contribution);
+    tcase_add_test(t, traffic_distribution_sets_failover);
+    tcase_add_test(t, pod_locality_from_node);
+    tcase_add_test(t, unknown_cluster_rejected_and_object_freed);
+    tcase_add_test(t, one_endpoint_change_is_a_small_delta);
+    tcase_add_test(t, delta_chain_equals_fresh_build);
+    suite_add_tcase(s, t);
+    return s;
+}
+
+int main(void)
+{
+    SRunner *r = srunner_create(suite());
+    srunner_run_all(r, CK_NORMAL);
+    int failed = srunner_ntests_failed(r);
+    srunner_free(r);
+    return failed ? 1 : 0;
+}
