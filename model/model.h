@@ -54,6 +54,8 @@ typedef struct model_selector model_selector_t;
 /* An empty selector, which matches every label set. Caller owns. */
 model_selector_t *model_selector_new(void);
 void model_selector_free(model_selector_t *s);
+/* A deep copy (NULL when out of memory). Caller owns. */
+model_selector_t *model_selector_copy(const model_selector_t *s);
 /* Parses "In", "NotIn", "Exists", "DoesNotExist" (exact case). 0 or -1. */
 int model_selop_parse(const char *s, model_selop_t *op);
 const char *model_selop_name(model_selop_t op);
@@ -268,6 +270,43 @@ int model_apply(model_t *m, const char *cluster, model_kind_t kind, model_op_t o
 
 /* Replaces the ServiceScope rules (NULL = the default rules); takes ownership. */
 void model_scope_set(model_t *m, model_scope_rules_t *rules);
+
+/* ---------- introspection (for /debug; same thread as the model) ---------- */
+
+typedef struct model_cluster_info {
+    const char *id;
+    const char *network;
+    model_ip_t gateway;
+    uint16_t gateway_port;
+    model_cluster_state_t state;
+    size_t objects[MODEL_KIND__COUNT];
+} model_cluster_info_t;
+
+typedef struct model_service_info {
+    const char *key;             /* "ns/name" */
+    size_t nclusters;
+    const char *const *clusters; /* clusters that have the Service, sorted */
+    const model_scope_result_t *scopes; /* parallel to clusters */
+    const char *base_cluster;    /* whose definition the global service uses, or NULL */
+    const char *conflict;        /* how the clusters disagree, or NULL */
+} model_service_info_t;
+
+typedef void (*model_cluster_fn)(const model_cluster_info_t *c, void *arg);
+typedef void (*model_service_fn)(const model_service_info_t *s, void *arg);
+
+void model_each_cluster(const model_t *m, model_cluster_fn fn, void *arg);
+/* Services as of the last commit, in no particular order. */
+void model_each_service(const model_t *m, model_service_fn fn, void *arg);
+/* One service ("ns/name") as of the last commit; false if unknown. */
+bool model_service_info(const model_t *m, const char *key, model_service_info_t *out);
+const model_scope_rules_t *model_rules(const model_t *m);
+/* Objects of one kind in one cluster: fn(obj) for each (borrowed). */
+void model_each_object(const model_t *m, const char *cluster, model_kind_t kind,
+                       void (*fn)(const void *obj, void *arg), void *arg);
+/* The object stored under key ("ns/name" or name), or NULL. Borrowed. */
+const void *model_object(const model_t *m, const char *cluster, model_kind_t kind,
+                         const char *key);
+uint64_t model_events(const model_t *m);
 
 /* ---------- output resources ---------- */
 

@@ -316,6 +316,19 @@ void model_selector_free(model_selector_t *s)
     free(s);
 }
 
+model_selector_t *model_selector_copy(const model_selector_t *src)
+{
+    model_selector_t *s = model_selector_new();
+    for (size_t i = 0; s && i < src->n; i++) {
+        const req_t *r = &src->reqs[i];
+        if (selector_add(s, r->key, r->op, (const char *const *)r->values, r->nvalues) < 0) {
+            model_selector_free(s);
+            return NULL;
+        }
+    }
+    return s;
+}
+
 /* matchLabels is a map, so adding a key again replaces its value. */
 int model_selector_add_label(model_selector_t *s, const char *key, const char *value, char *err,
                              size_t errlen)

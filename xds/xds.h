@@ -1,0 +1,83 @@
+/*
+ * xds.h - the xDS server: gRPC (grpc core C API) ADS streams for ztunnels,
+ * east-west gateways and proxyless gRPC clients.
+ *
+ * The server only reads published model snapshots: controller/ hands it each
+ * new one with xds_server_publish(), and every stream sends its proxy the
+ * difference between what it last acknowledged and the newest snapshot, for
+ * that proxy's view (cluster and network from its node metadata).
+ */
+#ifndef MESHFED_XDS_H
+#define MESHFED_XDS_H
+
+#include "model.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define XDS_TYPE_ADDRESS "type.googleapis.com/istio.workload.Address"
+#define XDS_TYPE_AUTHORIZATION "type.googleapis.com/istio.security.Authorization"
+
+typedef struct xds_config {
+    const char *listen;        /* plaintext "host:port", e.g. "127.0.0.1:15010"; port 0 picks one */
+    const char *tls_listen;    /* TLS "host:port" or NULL */
+    const char *tls_cert_file; /* PEM server certificate chain (with tls_listen) */
+    const char *tls_key_file;  /* PEM private key */
+    size_t max_message_bytes;  /* 0: 16 MiB */
+    int max_streams;           /* 0: 10000 */
+} xds_config_t;
+
+typedef struct xds_server xds_server_t;
+
+/* Binds the listeners. NULL with a reason in err on failure. */
+xds_server_t *xds_server_new(const xds_config_t *cfg, char *err, size_t errlen);
+/* The bound plaintext port (useful with port 0). */
+int xds_server_port(const xds_server_t *s);
+/* Starts serving on its own thread(s). 0 or -1. */
+int xds_server_start(xds_server_t *s);
+/* Hands the server a new snapshot (it takes its own reference). Thread-safe. */
+void xds_server_publish(xds_server_t *s, model_snapshot_t *snap);
+/* Stops accepting, lets streams finish for up to grace_ms, then cancels them. */
+void xds_server_shutdown(xds_server_t *s, int grace_ms);
+void xds_server_free(xds_server_t *s);
+
+typedef struct xds_stats {
+    uint64_t streams_open;
+    uint64_t streams_total;
+    uint64_t pushes;           /* responses sent */
+    uint64_t resources_sent;
+    uint64_t bytes_sent;
+    uint64_t acks;
+    uint64_t nacks;
+    uint64_t bad_requests;     /* rejected with an error status */
+    uint64_t push_latency_us_sum;
+    uint64_t push_latency_count;
+} xds_stats_t;
+
+void xds_server_stats(xds_server_t *s, xds_stats_t *out);
+
+/* One connected proxy, as /debug/syncz shows it. Strings borrowed for the call. */
+typedef struct xds_proxy_info {
+    const char *node_id;
+    const char *cluster;
+    const char *network;
+    const char *type_url;
+    const char *peer;
+    uint64_t version_sent;     /* snapshot version last sent */
+    uint64_t version_acked;
+    uint64_t nacks;
+    const char *last_nack;     /* error detail of the last NACK, or NULL */
+    size_t resources;          /* resources the proxy currently holds */
+} xds_proxy_info_t;
+
+typedef void (*xds_proxy_fn)(const xds_proxy_info_t *p, void *arg);
+void xds_server_each_proxy(xds_server_t *s, xds_proxy_fn fn, void *arg);
+
+/* Encodes one resource as the serialized istio.workload.Address message.
+ * The bytes are cached on the resource and shared; borrowed. */
+const uint8_t *xds_encode_address(const model_res_t *r, size_t *len);
+/* The xDS version of a resource: 16 hex digits of a 64-bit hash of its
+ * encoding, stable across restarts (for initial_resource_versions). */
+const char *xds_address_version(const model_res_t *r);
+
+#endif
