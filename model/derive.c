@@ -593,7 +593,7 @@ static void derive_pod(build_t *b, const char *dkey)
         publish(b, uid, NULL, 0);
         return;
     }
-    pod_svc_t ps[MAX_VARIANTS];
+    pod_svc_t ps[MAX_VARIANTS] = {{0}};
     size_t nps = 0;
     char *exclude[MAX_VARIANTS];
     size_t nexclude = 0;
@@ -624,9 +624,16 @@ static void derive_pod(build_t *b, const char *dkey)
     model_res_t *v[2];
     v[0] = build_pod(m, c, p, uid);
     fill_services(v[0], c, ps, nps, false, m);
-    set_vis(v[0], MODEL_VIS_CLUSTER, c->id, NULL, NULL, 0);
-    size_t nv = 1;
-    if (any_global) {
+    size_t nv = 1, nglobal = 0;
+    for (size_t i = 0; i < nps; i++)
+        nglobal += ps[i].global;
+    if (any_global && nglobal == nps) {
+        /* the same content for its cluster and its network peers: one variant */
+        set_vis(v[0], MODEL_VIS_NETWORK, c->id, c->network, exclude, nexclude);
+    } else {
+        set_vis(v[0], MODEL_VIS_CLUSTER, c->id, NULL, NULL, 0);
+    }
+    if (any_global && nglobal < nps) {
         v[1] = build_pod(m, c, p, uid);
         fill_services(v[1], c, ps, nps, true, m);
         set_vis(v[1], MODEL_VIS_NETWORK_PEERS, c->id, c->network, exclude, nexclude);
@@ -676,14 +683,23 @@ static void derive_gateways(build_t *b)
 
 /* ---------- commit ---------- */
 
+/* Rebuilds every dirty key. Taking the keys out first keeps this linear, and
+ * lets a rebuild mark further keys (a service marks its pods). */
 static void drain(model_hmap_t *h, build_t *b, void (*fn)(build_t *, const char *))
 {
     while (h->n) {
-        model_hmap_ent_t *e = model_hmap_first(h);
-        char *key = strdup(e->key);
-        model_hmap_del(h, key);
-        fn(b, key);
-        free(key);
+        size_t n = 0;
+        char **keys = malloc(h->n * sizeof(char *));
+        if (!keys)
+            abort();
+        for (model_hmap_ent_t *e = model_hmap_first(h); e; e = model_hmap_next(h, e))
+            keys[n++] = strdup(e->key);
+        model_hmap_destroy(h, NULL);
+        for (size_t i = 0; i < n; i++) {
+            fn(b, keys[i]);
+            free(keys[i]);
+        }
+        free(keys);
     }
 }
 

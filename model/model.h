@@ -316,6 +316,7 @@ typedef enum model_res_kind { MODEL_RES_WORKLOAD, MODEL_RES_SERVICE } model_res_
 typedef enum model_vis_mode {
     MODEL_VIS_CLUSTER,        /* only proxies of vis_cluster */
     MODEL_VIS_NETWORK_PEERS,  /* proxies of vis_network, except those of vis_cluster */
+    MODEL_VIS_NETWORK,        /* every proxy of vis_network */
     MODEL_VIS_OTHER_NETWORKS, /* proxies of every network but vis_network */
     MODEL_VIS_ALL,            /* everyone */
 } model_vis_mode_t;

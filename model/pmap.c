@@ -59,12 +59,16 @@ struct model_pmap {
     size_t count;
 };
 
+#define EDIT_PATHS 64
+
 struct model_pmap_edit {
     model_pmap_t *src; /* the version we started from; one ref */
     model_pmap_t *out; /* preallocated so that finish cannot fail */
     node_t *root;      /* one ref */
     size_t count;
     uint32_t id;
+    uint32_t nputs;                /* changing puts so far */
+    uint64_t hashes[EDIT_PATHS];   /* of the first puts, for freezing */
 };
 
 static uint64_t (*test_hash)(const char *key);
@@ -94,7 +98,14 @@ static inline bool owned(const node_t *n, uint32_t id)
 
 static inline unsigned popc(uint32_t x)
 {
+#ifdef __POPCNT__
     return (unsigned)__builtin_popcount(x);
+#else
+    /* Without -mpopcnt the builtin is a libgcc call; this is inline. */
+    x = x - ((x >> 1) & 0x55555555u);
+    x = (x & 0x33333333u) + ((x >> 2) & 0x33333333u);
+    return (((x + (x >> 4)) & 0x0f0f0f0fu) * 0x01010101u) >> 24;
+#endif
 }
 
 static inline uint32_t bit_at(uint64_t hash, unsigned shift)
@@ -672,6 +683,7 @@ model_pmap_edit_t *model_pmap_edit(model_pmap_t *m)
     e->out = out;
     e->root = m->root ? node_ref(m->root) : NULL;
     e->count = m->count;
+    e->nputs = 0;
     /* 30-bit ids, never 0 (= frozen). Ids are cleared at finish, so wrapping
      * only matters if a billion edits were open at once. */
     do
@@ -693,6 +705,9 @@ int model_pmap_put(model_pmap_edit_t *e, const char *key, void *val)
         e->count++;
     else if (!val)
         e->count--;
+    if (e->nputs < EDIT_PATHS)
+        e->hashes[e->nputs] = c.hash;
+    e->nputs++;
     return 0;
 }
 
@@ -709,7 +724,7 @@ size_t model_pmap_edit_count(const model_pmap_edit_t *e)
 
 /* Clears this edit's id from its nodes. They form a subtree hanging from the
  * root: changing any node copied (and so owned) every ancestor. */
-static void freeze(node_t *n, uint32_t id)
+static void freeze_all(node_t *n, uint32_t id)
 {
     if (!n || !owned(n, id))
         return;
@@ -717,12 +732,46 @@ static void freeze(node_t *n, uint32_t id)
     if (kind_of(n) == KIND_BRANCH) {
         branch_t *b = (branch_t *)n;
         for (unsigned i = 0, k = popc(b->bitmap); i < k; i++)
-            freeze(b->kids[i], id);
+            freeze_all(b->kids[i], id);
     } else if (kind_of(n) == KIND_COLL) {
         coll_t *c = (coll_t *)n;
         for (uint32_t i = 0; i < c->n; i++)
-            freeze(c->leaves[i], id);
+            freeze_all(c->leaves[i], id);
     }
+}
+
+/* Same as freeze_all for an edit of a few keys, without reading every child
+ * of every owned branch (a cache miss each): each owned node lies on the hash
+ * path of some key this edit put, as nodes only move along their own path. */
+static void freeze_path(node_t *n, uint64_t hash, uint32_t id)
+{
+    /* Walk to the end even past frozen nodes: an earlier path of this same
+     * edit may have cleared the ancestors already. */
+    for (unsigned shift = 0; n; shift += PM_BITS) {
+        if (owned(n, id))
+            n->tag = kind_of(n);
+        if (kind_of(n) == KIND_COLL) {
+            coll_t *c = (coll_t *)n;
+            for (uint32_t i = 0; i < c->n; i++)
+                if (owned(c->leaves[i], id))
+                    c->leaves[i]->tag = KIND_LEAF;
+        }
+        if (kind_of(n) != KIND_BRANCH)
+            return;
+        const branch_t *b = (const branch_t *)n;
+        uint32_t bit = bit_at(hash, shift);
+        n = (b->bitmap & bit) ? b->kids[pos_of(b->bitmap, bit)] : NULL;
+    }
+}
+
+static void freeze(model_pmap_edit_t *e)
+{
+    if (e->nputs > EDIT_PATHS) {
+        freeze_all(e->root, e->id);
+        return;
+    }
+    for (uint32_t i = 0; i < e->nputs; i++)
+        freeze_path(e->root, e->hashes[i], e->id);
 }
 
 model_pmap_t *model_pmap_finish(model_pmap_edit_t *e)
@@ -737,7 +786,7 @@ model_pmap_t *model_pmap_finish(model_pmap_edit_t *e)
         free(e);
         return src;
     }
-    freeze(e->root, e->id);
+    freeze(e);
     atomic_init(&out->refs, 1);
     out->ops = src->ops;
     out->root = e->root;

@@ -13,26 +13,32 @@
 
 typedef struct model_arena_chunk {
     struct model_arena_chunk *next;
-    size_t used, cap;
-    max_align_t data[];
+    uint32_t used, cap;
+    bool embedded; /* allocated with its owner, not freed on its own */
+    uint64_t data[];
 } model_arena_chunk_t;
+
+/* The first chunk lives in the resource's own allocation: most resources fit
+ * in it, so a resource is one malloc. */
+#define FIRST_CHUNK 320
 
 void *model_arena_alloc(model_arena_t *a, size_t n)
 {
-    n = (n + 15) & ~(size_t)15;
+    n = (n + 7) & ~(size_t)7;
     model_arena_chunk_t *c = a->head;
     if (!c || c->cap - c->used < n) {
-        size_t cap = n > 384 ? n : 384;
+        size_t cap = n > 256 ? n : 256;
         c = malloc(sizeof(*c) + cap);
         if (!c)
             abort(); /* the model cannot continue half-built; see DESIGN.md */
         c->next = a->head;
         c->used = 0;
-        c->cap = cap;
+        c->cap = (uint32_t)cap;
+        c->embedded = false;
         a->head = c;
     }
     void *p = (char *)c->data + c->used;
-    c->used += n;
+    c->used += (uint32_t)n;
     memset(p, 0, n);
     return p;
 }
@@ -52,7 +58,8 @@ void model_arena_free(model_arena_t *a)
     model_arena_chunk_t *c = a->head;
     while (c) {
         model_arena_chunk_t *next = c->next;
-        free(c);
+        if (!c->embedded)
+            free(c);
         c = next;
     }
     a->head = NULL;
@@ -60,9 +67,13 @@ void model_arena_free(model_arena_t *a)
 
 model_res_t *model_res_new(model_res_kind_t kind, const char *name)
 {
-    model_res_t *r = calloc(1, sizeof(*r));
+    model_res_t *r = calloc(1, sizeof(*r) + sizeof(model_arena_chunk_t) + FIRST_CHUNK);
     if (!r)
         abort();
+    model_arena_chunk_t *first = (model_arena_chunk_t *)(r + 1);
+    first->cap = FIRST_CHUNK;
+    first->embedded = true;
+    r->arena.head = first;
     atomic_init(&r->refs, 1);
     r->kind = kind;
     r->name = model_arena_strdup(&r->arena, name);
@@ -133,6 +144,8 @@ bool model_res_visible(const model_res_t *r, const model_view_t *v)
         return str_eq(vis->cluster, v->cluster);
     case MODEL_VIS_NETWORK_PEERS:
         return str_eq(vis->network, v->network) && !str_eq(vis->cluster, v->cluster);
+    case MODEL_VIS_NETWORK:
+        return str_eq(vis->network, v->network);
     case MODEL_VIS_OTHER_NETWORKS:
         return !str_eq(vis->network, v->network);
     case MODEL_VIS_ALL:
