@@ -321,18 +321,58 @@ START_TEST(pmap_diff_of_empty_and_equal_versions_is_empty)
 END_TEST
 
 /* Evens share all low 60 bits (a branch chain down to the last level, split
- * by the top 4 bits); odds fall into 5 fully colliding classes. */
+ * by the top 4 bits); odds fall into 5 fully colliding classes that share
+ * their low 40 bits, so collision nodes get split by other hashes too. */
 static uint64_t colliding_hash(const char *key)
 {
     uint64_t id = (uint64_t)id_of(key);
     if (id % 2 == 0)
         return 0x0123456789abcdeULL | (id / 2 % 16) << 60;
-    return id % 5;
+    return 7 | (id % 5) << 40;
+}
+
+/* Puts (val != NULL) or removes key id, returning the new version. */
+static model_pmap_t *step(model_pmap_t *m, int id, void *val)
+{
+    char key[64];
+    key_of(key, sizeof(key), id);
+    model_pmap_edit_t *e = model_pmap_edit(m);
+    ck_assert_int_eq(model_pmap_put(e, key, val), 0);
+    model_pmap_t *n = model_pmap_finish(e);
+    assert_diff_is_naive(m, n);
+    assert_diff_is_naive(n, m);
+    model_pmap_unref(m);
+    return n;
 }
 
 START_TEST(pmap_collision_keys)
 {
     model_pmap_set_test_hash(colliding_hash);
+    reset_counts();
+    /* 1 and 11 collide fully: the root becomes a collision node; 3 has
+     * another hash sharing 40 low bits and splits it; removing 3 hoists the
+     * collision node back to the root; 2 and 4 differ only in the top bits. */
+    model_pmap_t *m = model_pmap_new(&tval_ops);
+    m = step(m, 1, &vals[1]);
+    m = step(m, 11, &vals[2]);
+    m = step(m, 3, &vals[3]);
+    m = step(m, 2, &vals[4]);
+    m = step(m, 4, &vals[5]);
+    void *ref[12] = {NULL, &vals[1], &vals[4], &vals[3], &vals[5], [11] = &vals[2]};
+    assert_holds(m, ref, 12);
+    m = step(m, 3, NULL);
+    m = step(m, 2, NULL);
+    m = step(m, 4, NULL);
+    m = step(m, 11, &vals[6]);
+    ref[2] = ref[3] = ref[4] = NULL;
+    ref[11] = &vals[6];
+    assert_holds(m, ref, 12);
+    m = step(m, 1, NULL);
+    m = step(m, 11, NULL);
+    ck_assert_uint_eq(model_pmap_count(m), 0);
+    model_pmap_unref(m);
+    assert_all_released();
+
     run_random(99, 4000, 300, 40);
     run_random(100, 2000, 40, 5);
     model_pmap_set_test_hash(NULL);

@@ -168,6 +168,7 @@ typedef struct client {
     bool done[4], pending[4];
     int okv[4];
     grpc_byte_buffer *rbuf;
+    bool got_imd;
     grpc_metadata_array imd, tmd;
     grpc_status_code status;
     grpc_slice details;
@@ -243,8 +244,11 @@ static bool client_recv(client_t *c, int ms, grpc_slice *out)
     if (!c->pending[T_RECV] && !c->done[T_RECV]) {
         grpc_op ops[2] = {0};
         size_t n = 0;
-        static bool dummy;
-        (void)dummy;
+        if (!c->got_imd) { /* grpc core wants it before the first message */
+            ops[n].op = GRPC_OP_RECV_INITIAL_METADATA;
+            ops[n++].data.recv_initial_metadata.recv_initial_metadata = &c->imd;
+            c->got_imd = true;
+        }
         ops[n].op = GRPC_OP_RECV_MESSAGE;
         ops[n++].data.recv_message.recv_message = &c->rbuf;
         batch(c, ops, n, T_RECV);
@@ -264,6 +268,9 @@ static bool client_recv(client_t *c, int ms, grpc_slice *out)
 
 static grpc_status_code client_status(client_t *c, char *msg, size_t len)
 {
+    grpc_slice sl; /* status arrives once the receive side is drained */
+    while (client_recv(c, 5000, &sl))
+        grpc_slice_unref(sl);
     ck_assert(wait_tag(c, T_STATUS, 5000));
     snprintf(msg, len, "%.*s", (int)GRPC_SLICE_LENGTH(c->details),
              (const char *)GRPC_SLICE_START_PTR(c->details));
@@ -415,4 +422,460 @@ static bool ip_is(const ProtobufCBinaryData *b, const char *ip)
     model_ip_t x;
     ck_assert_int_eq(model_ip_parse(ip, &x), 0);
     return b->len == x.len && memcmp(b->data, x.b, x.len) == 0;
+}
+
+/* ---------- tests ---------- */
+
+START_TEST(delta_wildcard_gets_view)
+{
+    env_t *e = env_new();
+    client_t *c = client_open(e->port, DELTA);
+    send_first(c, XDS_TYPE_ADDRESS, NULL, 0);
+    dresp_t *r = recv_delta(c, 5000);
+    ck_assert_ptr_nonnull(r);
+    ck_assert_str_eq(r->type_url, XDS_TYPE_ADDRESS);
+    ck_assert_str_ne(r->nonce, "");
+    for (size_t i = 0; i < r->n_resources; i++) { /* every resource decodes */
+        ck_assert_uint_eq(strlen(r->resources[i]->version), 16);
+        addr_free(decode(r->resources[i]->resource));
+    }
+    Istio__Workload__Address *a = find(r, "c1//Pod/ns/a-0");
+    ck_assert_ptr_nonnull(a);
+    ck_assert_int_eq(a->type_case, ISTIO__WORKLOAD__ADDRESS__TYPE_WORKLOAD);
+    ck_assert_str_eq(a->workload->uid, "c1//Pod/ns/a-0");
+    ck_assert_str_eq(a->workload->cluster_id, "c1");
+    ck_assert_str_eq(a->workload->network, "n1");
+    ck_assert_uint_eq(a->workload->n_addresses, 1);
+    ck_assert(ip_is(&a->workload->addresses[0], "10.1.0.1"));
+    ck_assert_int_eq(a->workload->tunnel_protocol, ISTIO__WORKLOAD__TUNNEL_PROTOCOL__HBONE);
+    ck_assert_uint_eq(a->workload->n_services, 1);
+    ck_assert_str_eq(a->workload->services[0]->key, "ns/a.ns.svc.cluster.local");
+    ck_assert_uint_eq(a->workload->services[0]->value->ports[0]->service_port, 80);
+    addr_free(a);
+    a = find(r, SH_A_N2);
+    ck_assert_ptr_nonnull(a);
+    ck_assert_ptr_nonnull(a->workload->capacity);
+    ck_assert_uint_eq(a->workload->capacity->value, 3);
+    ck_assert_ptr_nonnull(a->workload->network_gateway);
+    ck_assert_uint_eq(a->workload->network_gateway->hbone_mtls_port, 15008);
+    ck_assert_int_eq(a->workload->network_gateway->destination_case,
+                     ISTIO__WORKLOAD__GATEWAY_ADDRESS__DESTINATION_ADDRESS);
+    ck_assert_str_eq(a->workload->network_gateway->address->network, "n2");
+    ck_assert(ip_is(&a->workload->network_gateway->address->address, "192.0.2.2"));
+    addr_free(a);
+    a = find(r, "ns/a.ns.svc.cluster.local");
+    ck_assert_ptr_nonnull(a);
+    ck_assert_int_eq(a->type_case, ISTIO__WORKLOAD__ADDRESS__TYPE_SERVICE);
+    ck_assert_str_eq(a->service->hostname, "a.ns.svc.cluster.local");
+    ck_assert_uint_eq(a->service->n_addresses, 2);
+    ck_assert(ip_is(&a->service->addresses[0]->address, "10.96.0.1"));
+    ck_assert(ip_is(&a->service->addresses[1]->address, "10.97.0.1"));
+    ck_assert_int_eq(a->service->ip_families, ISTIO__WORKLOAD__IPFAMILIES__IPV4_ONLY);
+    ck_assert_uint_eq(a->service->ports[0]->target_port, 8080);
+    addr_free(a);
+    a = find(r, "ns/b.ns.svc.cluster.local");
+    ck_assert_ptr_nonnull(a);
+    addr_free(a);
+    ck_assert_ptr_null(find(r, "ns/private.ns.svc.cluster.local"));
+    ck_assert_ptr_null(find(r, "c2//Pod/ns/a-0"));
+    ck_assert_ptr_null(find(r, "c2//Pod/ns/private-0"));
+    dresp_free(r);
+    client_close(c);
+    env_free(e);
+}
+END_TEST
+
+START_TEST(delta_ack_then_push_only_changes)
+{
+    env_t *e = env_new();
+    client_t *c = client_open(e->port, DELTA);
+    send_first(c, XDS_TYPE_ADDRESS, NULL, 0);
+    dresp_t *r = recv_delta(c, 5000);
+    ck_assert_uint_gt(r->n_resources, 4);
+    send_ack(c, XDS_TYPE_ADDRESS, r->nonce, NULL);
+    char first_nonce[64];
+    snprintf(first_nonce, sizeof(first_nonce), "%s", r->nonce);
+    dresp_free(r);
+    env_change_capacity(e, 2);
+    r = recv_delta(c, 5000);
+    ck_assert_ptr_nonnull(r);
+    ck_assert_uint_eq(r->n_resources, 1);
+    ck_assert_uint_eq(r->n_removed_resources, 0);
+    ck_assert_str_ne(r->nonce, first_nonce);
+    ck_assert_str_eq(r->resources[0]->name, SH_A_N2);
+    Istio__Workload__Address *a = decode(r->resources[0]->resource);
+    ck_assert_uint_eq(a->workload->capacity->value, 2);
+    addr_free(a);
+    dresp_free(r);
+    xds_stats_t st;
+    xds_server_stats(e->s, &st);
+    ck_assert_uint_ge(st.acks, 1);
+    ck_assert_uint_ge(st.pushes, 2);
+    client_close(c);
+    env_free(e);
+}
+END_TEST
+
+static void proxy_cb(const xds_proxy_info_t *p, void *arg)
+{
+    char *out = arg;
+    snprintf(out, 128, "%s|%s|%s|%llu", p->cluster, p->network, p->last_nack ? p->last_nack : "",
+             (unsigned long long)p->nacks);
+}
+
+START_TEST(delta_nack_counted_and_no_resend)
+{
+    env_t *e = env_new();
+    client_t *c = client_open(e->port, DELTA);
+    send_first(c, XDS_TYPE_ADDRESS, NULL, 0);
+    dresp_t *r = recv_delta(c, 5000);
+    send_ack(c, XDS_TYPE_ADDRESS, r->nonce, "rejected: bad workload");
+    dresp_free(r);
+    ck_assert_ptr_null(recv_delta(c, 300)); /* no resend loop */
+    xds_stats_t st;
+    xds_server_stats(e->s, &st);
+    ck_assert_uint_eq(st.nacks, 1);
+    char info[128] = "";
+    xds_server_each_proxy(e->s, proxy_cb, info);
+    ck_assert_str_eq(info, "c1|n1|rejected: bad workload|1");
+    env_change_capacity(e, 1); /* a later change still flows, as a diff */
+    r = recv_delta(c, 5000);
+    ck_assert_ptr_nonnull(r);
+    ck_assert_uint_eq(r->n_resources, 1);
+    ck_assert_str_eq(r->resources[0]->name, SH_A_N2);
+    dresp_free(r);
+    client_close(c);
+    env_free(e);
+}
+END_TEST
+
+START_TEST(delta_reconnect_initial_versions_skips_unchanged)
+{
+    env_t *e = env_new();
+    client_t *c = client_open(e->port, DELTA);
+    send_first(c, XDS_TYPE_ADDRESS, NULL, 0);
+    dresp_t *r = recv_delta(c, 5000);
+    size_t n = r->n_resources;
+    ck_assert_uint_gt(n, 2);
+    /* reconnect claiming everything, one stale version and one gone name */
+    Envoy__Service__Discovery__V3__DeltaDiscoveryRequest__InitialResourceVersionsEntry *ent =
+        calloc(n + 1, sizeof(*ent));
+    Envoy__Service__Discovery__V3__DeltaDiscoveryRequest__InitialResourceVersionsEntry **entp =
+        calloc(n + 1, sizeof(*entp));
+    const char *stale = NULL;
+    for (size_t i = 0; i < n; i++) {
+        envoy__service__discovery__v3__delta_discovery_request__initial_resource_versions_entry__init(&ent[i]);
+        ent[i].key = r->resources[i]->name;
+        ent[i].value = r->resources[i]->version;
+        if (strcmp(ent[i].key, "ns/b.ns.svc.cluster.local") == 0) {
+            ent[i].value = (char *)"0000000000000000";
+            stale = ent[i].key;
+        }
+        entp[i] = &ent[i];
+    }
+    ck_assert_ptr_nonnull(stale);
+    envoy__service__discovery__v3__delta_discovery_request__initial_resource_versions_entry__init(&ent[n]);
+    ent[n].key = (char *)"ns/gone.ns.svc.cluster.local";
+    ent[n].value = (char *)"1234";
+    entp[n] = &ent[n];
+    client_t *c2 = client_open(e->port, DELTA);
+    node_buf_t nb;
+    dreq_t rq = ENVOY__SERVICE__DISCOVERY__V3__DELTA_DISCOVERY_REQUEST__INIT;
+    rq.node = mk_node(&nb, "c1", "n1");
+    rq.type_url = (char *)XDS_TYPE_ADDRESS;
+    rq.initial_resource_versions = entp;
+    rq.n_initial_resource_versions = n + 1;
+    send_delta(c2, &rq);
+    dresp_t *r2 = recv_delta(c2, 5000);
+    ck_assert_ptr_nonnull(r2);
+    ck_assert_uint_eq(r2->n_resources, 1);
+    ck_assert_str_eq(r2->resources[0]->name, "ns/b.ns.svc.cluster.local");
+    ck_assert_uint_eq(r2->n_removed_resources, 1);
+    ck_assert(removed(r2, "ns/gone.ns.svc.cluster.local"));
+    dresp_free(r2);
+    free(ent);
+    free(entp);
+    dresp_free(r);
+    client_close(c2);
+    client_close(c);
+    env_free(e);
+}
+END_TEST
+
+START_TEST(delta_on_demand_subscribe_by_name_and_network_ip)
+{
+    env_t *e = env_new();
+    client_t *c = client_open(e->port, DELTA);
+    char *subs[] = {(char *)"c1//Pod/ns/b-0"};
+    send_first(c, XDS_TYPE_ADDRESS, subs, 1);
+    dresp_t *r = recv_delta(c, 5000);
+    ck_assert_uint_eq(r->n_resources, 1);
+    Istio__Workload__Address *a = find(r, "c1//Pod/ns/b-0");
+    ck_assert_ptr_nonnull(a);
+    ck_assert(ip_is(&a->workload->addresses[0], "10.1.1.1"));
+    addr_free(a);
+    send_ack(c, XDS_TYPE_ADDRESS, r->nonce, NULL);
+    dresp_free(r);
+    /* by network/IP: a pod IP and a service VIP; and a name that does not exist */
+    dreq_t rq = ENVOY__SERVICE__DISCOVERY__V3__DELTA_DISCOVERY_REQUEST__INIT;
+    char *more[] = {(char *)"n1/10.1.0.1", (char *)"n1/10.96.0.1", (char *)"ns/nope.ns.svc.cluster.local"};
+    rq.type_url = (char *)XDS_TYPE_ADDRESS;
+    rq.resource_names_subscribe = more;
+    rq.n_resource_names_subscribe = 3;
+    send_delta(c, &rq);
+    r = recv_delta(c, 5000);
+    ck_assert_ptr_nonnull(r);
+    ck_assert_uint_eq(r->n_resources, 2);
+    a = find(r, "c1//Pod/ns/a-0");
+    ck_assert_ptr_nonnull(a);
+    addr_free(a);
+    a = find(r, "ns/a.ns.svc.cluster.local");
+    ck_assert_ptr_nonnull(a);
+    ck_assert_str_eq(a->service->name, "a");
+    addr_free(a);
+    ck_assert(removed(r, "ns/nope.ns.svc.cluster.local"));
+    send_ack(c, XDS_TYPE_ADDRESS, r->nonce, NULL);
+    dresp_free(r);
+    /* unsubscribed names stop flowing; the SH workload was never asked for */
+    dreq_t un = ENVOY__SERVICE__DISCOVERY__V3__DELTA_DISCOVERY_REQUEST__INIT;
+    char *gone[] = {(char *)"c1//Pod/ns/b-0"};
+    un.type_url = (char *)XDS_TYPE_ADDRESS;
+    un.resource_names_unsubscribe = gone;
+    un.n_resource_names_unsubscribe = 1;
+    send_delta(c, &un);
+    env_change_capacity(e, 2);
+    ck_assert_ptr_null(recv_delta(c, 300));
+    client_close(c);
+    env_free(e);
+}
+END_TEST
+
+static void expect_rejected(env_t *e, const uint8_t *buf, size_t len, grpc_status_code want,
+                            const char *needle)
+{
+    client_t *c = client_open(e->port, DELTA);
+    client_send(c, buf, len);
+    char msg[512];
+    ck_assert_int_eq(client_status(c, msg, sizeof(msg)), want);
+    ck_assert_msg(strstr(msg, needle) != NULL, "status message \"%s\" lacks \"%s\"", msg, needle);
+    client_close(c);
+}
+
+static void expect_delta_rejected(env_t *e, dreq_t *rq, const char *needle)
+{
+    size_t len = envoy__service__discovery__v3__delta_discovery_request__get_packed_size(rq);
+    uint8_t *buf = malloc(len + 1);
+    envoy__service__discovery__v3__delta_discovery_request__pack(rq, buf);
+    expect_rejected(e, buf, len, GRPC_STATUS_INVALID_ARGUMENT, needle);
+    free(buf);
+}
+
+START_TEST(delta_missing_node_rejected)
+{
+    env_t *e = env_new();
+    dreq_t rq = ENVOY__SERVICE__DISCOVERY__V3__DELTA_DISCOVERY_REQUEST__INIT;
+    rq.type_url = (char *)XDS_TYPE_ADDRESS;
+    expect_delta_rejected(e, &rq, "no node");
+    node_buf_t nb;
+    rq.node = mk_node(&nb, NULL, "n1");
+    expect_delta_rejected(e, &rq, "CLUSTER_ID");
+    xds_stats_t st;
+    xds_server_stats(e->s, &st);
+    ck_assert_uint_eq(st.bad_requests, 2);
+    env_free(e);
+}
+END_TEST
+
+START_TEST(delta_unknown_type_url_rejected)
+{
+    env_t *e = env_new();
+    node_buf_t nb;
+    dreq_t rq = ENVOY__SERVICE__DISCOVERY__V3__DELTA_DISCOVERY_REQUEST__INIT;
+    rq.node = mk_node(&nb, "c1", "n1");
+    rq.type_url = (char *)"type.googleapis.com/envoy.config.cluster.v3.Bogus";
+    expect_delta_rejected(e, &rq, "envoy.config.cluster.v3.Bogus");
+    char longname[1100];
+    memset(longname, 'x', sizeof(longname) - 1);
+    longname[sizeof(longname) - 1] = '\0';
+    char *subs[] = {longname};
+    rq.type_url = (char *)XDS_TYPE_ADDRESS;
+    rq.resource_names_subscribe = subs;
+    rq.n_resource_names_subscribe = 1;
+    expect_delta_rejected(e, &rq, "longer than 1024");
+    env_free(e);
+}
+END_TEST
+
+START_TEST(delta_malformed_request_rejected)
+{
+    env_t *e = env_new();
+    const uint8_t junk[] = {0xff, 0xff, 0xff, 0xff, 0x0f, 0x12, 0x99, 0x01};
+    expect_rejected(e, junk, sizeof(junk), GRPC_STATUS_INVALID_ARGUMENT, "malformed");
+    xds_stats_t st;
+    xds_server_stats(e->s, &st);
+    ck_assert_uint_eq(st.bad_requests, 1);
+    env_free(e);
+}
+END_TEST
+
+START_TEST(authorization_type_empty_set)
+{
+    env_t *e = env_new();
+    client_t *c = client_open(e->port, DELTA);
+    send_first(c, XDS_TYPE_AUTHORIZATION, NULL, 0);
+    dresp_t *r = recv_delta(c, 5000);
+    ck_assert_ptr_nonnull(r);
+    ck_assert_str_eq(r->type_url, XDS_TYPE_AUTHORIZATION);
+    ck_assert_uint_eq(r->n_resources, 0);
+    ck_assert_uint_eq(r->n_removed_resources, 0);
+    ck_assert_str_ne(r->nonce, "");
+    ck_assert_str_ne(r->system_version_info, "");
+    send_ack(c, XDS_TYPE_AUTHORIZATION, r->nonce, NULL);
+    dresp_free(r);
+    /* the same stream then asks for addresses */
+    dreq_t rq = ENVOY__SERVICE__DISCOVERY__V3__DELTA_DISCOVERY_REQUEST__INIT;
+    rq.type_url = (char *)XDS_TYPE_ADDRESS;
+    send_delta(c, &rq);
+    r = recv_delta(c, 5000);
+    ck_assert_ptr_nonnull(r);
+    ck_assert_str_eq(r->type_url, XDS_TYPE_ADDRESS);
+    Istio__Workload__Address *a = find(r, "c1//Pod/ns/a-0");
+    ck_assert_ptr_nonnull(a);
+    addr_free(a);
+    dresp_free(r);
+    client_close(c);
+    env_free(e);
+}
+END_TEST
+
+typedef Envoy__Service__Discovery__V3__DiscoveryResponse sresp_t;
+
+static sresp_t *recv_sotw(client_t *c)
+{
+    grpc_slice sl;
+    if (!client_recv(c, 5000, &sl))
+        return NULL;
+    sresp_t *r = envoy__service__discovery__v3__discovery_response__unpack(
+        NULL, GRPC_SLICE_LENGTH(sl), GRPC_SLICE_START_PTR(sl));
+    grpc_slice_unref(sl);
+    return r;
+}
+
+static void send_sotw(client_t *c, bool node, const char *nonce)
+{
+    node_buf_t nb;
+    Envoy__Service__Discovery__V3__DiscoveryRequest rq =
+        ENVOY__SERVICE__DISCOVERY__V3__DISCOVERY_REQUEST__INIT;
+    if (node)
+        rq.node = mk_node(&nb, "c1", "n1");
+    rq.type_url = (char *)XDS_TYPE_ADDRESS;
+    if (nonce)
+        rq.response_nonce = (char *)nonce;
+    size_t len = envoy__service__discovery__v3__discovery_request__get_packed_size(&rq);
+    uint8_t *buf = malloc(len + 1);
+    envoy__service__discovery__v3__discovery_request__pack(&rq, buf);
+    client_send(c, buf, len);
+    free(buf);
+}
+
+static int sotw_count(const sresp_t *r, const char *uid, uint32_t *capacity)
+{
+    int found = 0;
+    for (size_t i = 0; i < r->n_resources; i++) {
+        Istio__Workload__Address *a = decode(r->resources[i]);
+        if (a->type_case == ISTIO__WORKLOAD__ADDRESS__TYPE_WORKLOAD &&
+            strcmp(a->workload->uid, uid) == 0) {
+            found++;
+            if (capacity && a->workload->capacity)
+                *capacity = a->workload->capacity->value;
+        }
+        addr_free(a);
+    }
+    return found;
+}
+
+START_TEST(sotw_full_state)
+{
+    env_t *e = env_new();
+    client_t *c = client_open(e->port, SOTW);
+    send_sotw(c, true, NULL);
+    sresp_t *r = recv_sotw(c);
+    ck_assert_ptr_nonnull(r);
+    ck_assert_str_eq(r->type_url, XDS_TYPE_ADDRESS);
+    ck_assert_str_ne(r->version_info, "");
+    size_t n = r->n_resources;
+    uint32_t cap = 0;
+    ck_assert_int_eq(sotw_count(r, SH_A_N2, &cap), 1);
+    ck_assert_uint_eq(cap, 3);
+    ck_assert_int_eq(sotw_count(r, "c2//Pod/ns/private-0", NULL), 0);
+    char v1[32];
+    snprintf(v1, sizeof(v1), "%s", r->version_info);
+    send_sotw(c, false, r->nonce);
+    envoy__service__discovery__v3__discovery_response__free_unpacked(r, NULL);
+    env_change_capacity(e, 2);
+    r = recv_sotw(c);
+    ck_assert_ptr_nonnull(r);
+    ck_assert_uint_eq(r->n_resources, n); /* full state again, not a diff */
+    ck_assert_str_ne(r->version_info, v1);
+    ck_assert_int_eq(sotw_count(r, SH_A_N2, &cap), 1);
+    ck_assert_uint_eq(cap, 2);
+    envoy__service__discovery__v3__discovery_response__free_unpacked(r, NULL);
+    client_close(c);
+    env_free(e);
+}
+END_TEST
+
+START_TEST(bad_stream_does_not_disturb_good_one)
+{
+    env_t *e = env_new();
+    client_t *good = client_open(e->port, DELTA);
+    send_first(good, XDS_TYPE_ADDRESS, NULL, 0);
+    dresp_t *r = recv_delta(good, 5000);
+    send_ack(good, XDS_TYPE_ADDRESS, r->nonce, NULL);
+    dresp_free(r);
+    const uint8_t junk[] = {0x0a, 0xff, 0x01};
+    expect_rejected(e, junk, sizeof(junk), GRPC_STATUS_INVALID_ARGUMENT, "malformed");
+    client_t *odd = client_open(e->port, "/some.Other/Method");
+    char msg[256];
+    ck_assert_int_eq(client_status(odd, msg, sizeof(msg)), GRPC_STATUS_UNIMPLEMENTED);
+    client_close(odd);
+    env_change_capacity(e, 2);
+    r = recv_delta(good, 5000);
+    ck_assert_ptr_nonnull(r);
+    ck_assert_uint_eq(r->n_resources, 1);
+    ck_assert_str_eq(r->resources[0]->name, SH_A_N2);
+    dresp_free(r);
+    xds_stats_t st;
+    xds_server_stats(e->s, &st);
+    ck_assert_uint_eq(st.bad_requests, 1);
+    ck_assert_uint_eq(st.streams_open, 1);
+    client_close(good);
+    env_free(e);
+}
+END_TEST
+
+int main(void)
+{
+    grpc_init(); /* the client side's own reference, across servers */
+    Suite *s = suite_create("xds");
+    TCase *t = tcase_create("xds");
+    tcase_set_timeout(t, 120);
+    tcase_add_test(t, delta_wildcard_gets_view);
+    tcase_add_test(t, delta_ack_then_push_only_changes);
+    tcase_add_test(t, delta_nack_counted_and_no_resend);
+    tcase_add_test(t, delta_reconnect_initial_versions_skips_unchanged);
+    tcase_add_test(t, delta_on_demand_subscribe_by_name_and_network_ip);
+    tcase_add_test(t, delta_missing_node_rejected);
+    tcase_add_test(t, delta_unknown_type_url_rejected);
+    tcase_add_test(t, delta_malformed_request_rejected);
+    tcase_add_test(t, authorization_type_empty_set);
+    tcase_add_test(t, sotw_full_state);
+    tcase_add_test(t, bad_stream_does_not_disturb_good_one);
+    suite_add_tcase(s, t);
+    SRunner *sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    grpc_shutdown();
+    return failed != 0;
 }

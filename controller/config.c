@@ -1,0 +1,251 @@
+/*
+ * config.c - meshfed's settings from flags, environment and a config file.
+ *
+ * One table names every setting once: its flag, its environment variable,
+ * the key in the config file (the flag name) and its default. Precedence is
+ * flag, then environment, then file, then default. A bad value stops the
+ * program at start with the setting's name in the message.
+ */
+#include "ctl.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef enum { T_STR, T_INT, T_LEVEL, T_FORMAT, T_BOOL } type_t;
+
+typedef struct setting {
+    const char *flag;
+    const char *env;
+    type_t type;
+    size_t off;
+    const char *def;
+    const char *help;
+} setting_t;
+
+#define OFF(f) offsetof(ctl_config_t, f)
+
+static const setting_t settings[] = {
+    {"cluster-id", "CLUSTER_ID", T_STR, OFF(cluster_id), "Kubernetes",
+     "ID of the cluster meshfed runs in"},
+    {"network", "NETWORK", T_STR, OFF(network), "",
+     "network of the local cluster (default: topology.istio.io/network of the system namespace)"},
+    {"system-namespace", "MESHFED_SYSTEM_NAMESPACE", T_STR, OFF(system_namespace), "istio-system",
+     "namespace holding remote-cluster Secrets, the network label and the east-west gateway"},
+    {"kubeconfig", "KUBECONFIG", T_STR, OFF(kubeconfig), NULL,
+     "kubeconfig of the local cluster (default: in-cluster config)"},
+    {"demo", "MESHFED_DEMO", T_STR, OFF(demo_dir), NULL,
+     "serve file-backed clusters: one subdirectory of manifests per cluster"},
+    {"xds-listen", "MESHFED_XDS_LISTEN", T_STR, OFF(xds_listen), "127.0.0.1:15010",
+     "plaintext xDS address"},
+    {"xds-tls-listen", "MESHFED_XDS_TLS_LISTEN", T_STR, OFF(xds_tls_listen), NULL,
+     "TLS xDS address (e.g. 0.0.0.0:15012)"},
+    {"tls-cert", "MESHFED_TLS_CERT", T_STR, OFF(tls_cert), NULL, "PEM server certificate"},
+    {"tls-key", "MESHFED_TLS_KEY", T_STR, OFF(tls_key), NULL, "PEM server key"},
+    {"debug-listen", "MESHFED_DEBUG_LISTEN", T_STR, OFF(debug_listen), "127.0.0.1:15014",
+     "debug HTTP address (/ready, /metrics, /debug/...)"},
+    {"trust-domain", "TRUST_DOMAIN", T_STR, OFF(trust_domain), "cluster.local", "trust domain"},
+    {"domain-suffix", "DOMAIN_SUFFIX", T_STR, OFF(domain_suffix), "cluster.local",
+     "cluster DNS domain"},
+    {"debounce-ms", "MESHFED_DEBOUNCE_MS", T_INT, OFF(debounce_ms), "100",
+     "quiet time before a burst of events becomes one push (0-10000)"},
+    {"stale-after", "MESHFED_STALE_AFTER", T_INT, OFF(stale_after_s), "60",
+     "seconds an unreachable cluster keeps its state before it is marked stale (1-86400)"},
+    {"log-level", "MESHFED_LOG_LEVEL", T_LEVEL, OFF(log_level), "info", "debug|info|warn|error"},
+    {"log-format", "MESHFED_LOG_FORMAT", T_FORMAT, OFF(log_json), "text", "text|json"},
+    {"once", "MESHFED_ONCE", T_BOOL, OFF(once), "false",
+     "load, print every cluster's view as JSON and exit"},
+};
+
+#define NSETTINGS (sizeof(settings) / sizeof(settings[0]))
+
+static void usage(void)
+{
+    printf("usage: meshfed [flags]\n\n"
+           "A control plane for Istio ambient multicluster: watches every member cluster,\n"
+           "decides which Services are global (ServiceScope) and serves xDS to ztunnels.\n\n"
+           "flags (environment variable; also accepted as keys of --config FILE):\n");
+    for (size_t i = 0; i < NSETTINGS; i++)
+        printf("  --%-18s %s (%s; default %s)\n", settings[i].flag, settings[i].help,
+               settings[i].env, settings[i].def ? settings[i].def : "none");
+    printf("  --%-18s YAML or JSON file with the settings above\n", "config");
+    printf("  --%-18s print the version\n", "version");
+}
+
+static int set(ctl_config_t *c, const setting_t *s, const char *v, const char *from, char *err,
+               size_t errlen)
+{
+    char *field = (char *)c + s->off;
+    switch (s->type) {
+    case T_STR:
+        free(*(char **)field);
+        *(char **)field = strdup(v);
+        return 0;
+    case T_INT: {
+        char *end;
+        errno = 0;
+        long n = strtol(v, &end, 10);
+        long max = strcmp(s->flag, "debounce-ms") == 0 ? 10000 : 86400;
+        long min = strcmp(s->flag, "debounce-ms") == 0 ? 0 : 1;
+        if (errno || end == v || *end || n < min || n > max) {
+            snprintf(err, errlen, "%s %s: \"%s\" is not an integer in %ld..%ld", from, s->flag, v,
+                     min, max);
+            return -1;
+        }
+        *(int *)field = (int)n;
+        return 0;
+    }
+    case T_LEVEL: {
+        static const char *const levels[] = {"debug", "info", "warn", "error"};
+        for (int i = 0; i < 4; i++) {
+            if (strcmp(v, levels[i]) == 0) {
+                *(int *)field = i;
+                return 0;
+            }
+        }
+        snprintf(err, errlen, "%s %s: \"%s\" is not one of debug, info, warn, error", from,
+                 s->flag, v);
+        return -1;
+    }
+    case T_FORMAT:
+        if (strcmp(v, "text") && strcmp(v, "json")) {
+            snprintf(err, errlen, "%s %s: \"%s\" is not text or json", from, s->flag, v);
+            return -1;
+        }
+        *(bool *)field = strcmp(v, "json") == 0;
+        return 0;
+    case T_BOOL:
+        if (strcmp(v, "true") && strcmp(v, "false") && strcmp(v, "1") && strcmp(v, "0")) {
+            snprintf(err, errlen, "%s %s: \"%s\" is not true or false", from, s->flag, v);
+            return -1;
+        }
+        *(bool *)field = strcmp(v, "true") == 0 || strcmp(v, "1") == 0;
+        return 0;
+    }
+    return -1;
+}
+
+typedef struct file_ctx {
+    ctl_config_t *c;
+    const bool *from_flag;
+    char *err;
+    size_t errlen;
+    int rc;
+} file_ctx_t;
+
+static int file_doc(json_t *doc, void *arg)
+{
+    file_ctx_t *f = arg;
+    const char *key;
+    json_t *val;
+    json_object_foreach(doc, key, val)
+    {
+        size_t i = 0;
+        while (i < NSETTINGS && strcmp(settings[i].flag, key) != 0)
+            i++;
+        if (i == NSETTINGS) {
+            snprintf(f->err, f->errlen, "config file: unknown setting \"%s\"", key);
+            return f->rc = -1;
+        }
+        char buf[64];
+        const char *v = json_is_string(val) ? json_string_value(val) : NULL;
+        if (json_is_integer(val)) {
+            snprintf(buf, sizeof(buf), "%lld", (long long)json_integer_value(val));
+            v = buf;
+        } else if (json_is_boolean(val)) {
+            v = json_is_true(val) ? "true" : "false";
+        }
+        if (!v) {
+            snprintf(f->err, f->errlen, "config file %s: expected a string, number or boolean",
+                     key);
+            return f->rc = -1;
+        }
+        if (!f->from_flag[i] && !getenv(settings[i].env) &&
+            set(f->c, &settings[i], v, "config file", f->err, f->errlen) < 0)
+            return f->rc = -1;
+    }
+    return 0;
+}
+
+int ctl_config_load(ctl_config_t *c, int argc, char **argv, char *err, size_t errlen)
+{
+    memset(c, 0, sizeof(*c));
+    for (size_t i = 0; i < NSETTINGS; i++)
+        if (settings[i].def && set(c, &settings[i], settings[i].def, "default", err, errlen) < 0)
+            return -1;
+    struct option opts[NSETTINGS + 4];
+    for (size_t i = 0; i < NSETTINGS; i++)
+        opts[i] = (struct option){settings[i].flag,
+                                  settings[i].type == T_BOOL ? optional_argument : required_argument,
+                                  NULL, (int)(i + 1000)};
+    opts[NSETTINGS] = (struct option){"config", required_argument, NULL, 'c'};
+    opts[NSETTINGS + 1] = (struct option){"help", no_argument, NULL, 'h'};
+    opts[NSETTINGS + 2] = (struct option){"version", no_argument, NULL, 'V'};
+    opts[NSETTINGS + 3] = (struct option){NULL, 0, NULL, 0};
+    bool from_flag[NSETTINGS] = {false};
+    const char *config_file = getenv("MESHFED_CONFIG");
+    optind = 1;
+    opterr = 0;
+    int o;
+    while ((o = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        if (o == 'h') {
+            usage();
+            return 1;
+        }
+        if (o == 'V') {
+            printf("meshfed %s\n", MESHFED_VERSION);
+            return 1;
+        }
+        if (o == 'c') {
+            config_file = optarg;
+            continue;
+        }
+        if (o < 1000) {
+            snprintf(err, errlen, "unknown or incomplete flag \"%s\" (see --help)",
+                     argv[optind - 1]);
+            return -1;
+        }
+        size_t i = (size_t)(o - 1000);
+        const char *v = optarg ? optarg : "true";
+        if (set(c, &settings[i], v, "flag --", err, errlen) < 0)
+            return -1;
+        from_flag[i] = true;
+    }
+    if (optind < argc) {
+        snprintf(err, errlen, "unexpected argument \"%s\" (see --help)", argv[optind]);
+        return -1;
+    }
+    for (size_t i = 0; i < NSETTINGS; i++) {
+        const char *v = getenv(settings[i].env);
+        if (!from_flag[i] && v && *v &&
+            set(c, &settings[i], v, "environment variable for", err, errlen) < 0)
+            return -1;
+    }
+    if (config_file) {
+        c->config_file = strdup(config_file);
+        file_ctx_t f = {c, from_flag, err, errlen, 0};
+        char lerr[CTL_ERRLEN];
+        int rc = kube_manifest_load_file(config_file, file_doc, &f, lerr, sizeof(lerr));
+        if (rc < 0 && f.rc == 0)
+            snprintf(err, errlen, "config file: %s", lerr);
+        if (rc != 0)
+            return -1;
+    }
+    if ((c->tls_cert == NULL) != (c->tls_key == NULL) ||
+        (c->xds_tls_listen && !c->tls_cert)) {
+        snprintf(err, errlen, "tls-cert and tls-key go together, and xds-tls-listen needs both");
+        return -1;
+    }
+    return 0;
+}
+
+void ctl_config_free(ctl_config_t *c)
+{
+    for (size_t i = 0; i < NSETTINGS; i++)
+        if (settings[i].type == T_STR)
+            free(*(char **)((char *)c + settings[i].off));
+    free(c->config_file);
+}

@@ -1,0 +1,141 @@
+/*
+ * ctl.h - the meshfed program: configuration, logging, the event queue that
+ * feeds the model thread, file-backed demo clusters, the debug HTTP endpoint
+ * and metrics. This is the only place that wires kube/, model/ and xds/.
+ */
+#ifndef MESHFED_CTL_H
+#define MESHFED_CTL_H
+
+#include "kube.h"
+#include "model.h"
+#include "xds.h"
+
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+
+#define CTL_ERRLEN 512
+
+/* ---------- configuration: flags > environment > config file > defaults ---------- */
+
+typedef struct ctl_config {
+    char *cluster_id;       /* --cluster-id, CLUSTER_ID */
+    char *network;          /* --network, NETWORK ("" = from the system namespace label) */
+    char *system_namespace; /* --system-namespace, MESHFED_SYSTEM_NAMESPACE */
+    char *kubeconfig;       /* --kubeconfig, KUBECONFIG */
+    char *demo_dir;         /* --demo DIR: file-backed clusters, one per subdirectory */
+    char *xds_listen;       /* --xds-listen */
+    char *xds_tls_listen;   /* --xds-tls-listen */
+    char *tls_cert;         /* --tls-cert */
+    char *tls_key;          /* --tls-key */
+    char *debug_listen;     /* --debug-listen */
+    char *trust_domain;     /* --trust-domain */
+    char *domain_suffix;    /* --domain-suffix */
+    char *config_file;      /* --config */
+    int debounce_ms;        /* --debounce-ms */
+    int stale_after_s;      /* --stale-after */
+    int log_level;          /* --log-level: 0 debug, 1 info, 2 warn, 3 error */
+    bool log_json;          /* --log-format json */
+    bool once;              /* --once: build, print the views, exit */
+} ctl_config_t;
+
+/* 0; 1 when --help or --version was printed; -1 with a reason naming the
+ * setting. */
+int ctl_config_load(ctl_config_t *c, int argc, char **argv, char *err, size_t errlen);
+void ctl_config_free(ctl_config_t *c);
+
+/* ---------- logging ---------- */
+
+enum { CTL_DEBUG, CTL_INFO, CTL_WARN, CTL_ERROR };
+void ctl_log_setup(int level, bool json);
+void ctl_log(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* ---------- metrics: plain counters, rendered by /metrics ---------- */
+
+typedef struct ctl_metrics {
+    atomic_ulong events_applied;
+    atomic_ulong events_rejected;
+    atomic_ulong commits;
+    atomic_ulong queue_full;
+    atomic_ulong decode_errors;
+    atomic_ulong scope_errors;
+    atomic_ulong http_requests;
+    atomic_ulong http_bad_requests;
+    atomic_ulong demo_reloads;
+    atomic_ulong commit_us_sum;
+    atomic_long queue_depth;
+} ctl_metrics_t;
+
+extern ctl_metrics_t ctl_metrics;
+
+/* ---------- the event queue and the model thread ---------- */
+
+typedef enum ctl_ev_type {
+    CTL_EV_OBJECT,        /* obj of kind in cluster, upsert or delete */
+    CTL_EV_CLUSTER_SET,   /* add or update a cluster (network, gateway) */
+    CTL_EV_CLUSTER_REMOVE,
+    CTL_EV_CLUSTER_STATE,
+    CTL_EV_CLEAR_KIND,    /* a relist starts: drop kind in cluster */
+    CTL_EV_SCOPES,        /* replace the rules of one source (rules may be NULL) */
+} ctl_ev_type_t;
+
+typedef struct ctl_event {
+    ctl_ev_type_t type;
+    char *cluster;
+    model_kind_t kind;
+    model_op_t op;
+    void *obj;
+    model_cluster_t info;         /* CLUSTER_SET: strings owned by the event */
+    model_cluster_state_t state;
+    char *source;                 /* SCOPES: e.g. "east/servicescope.yaml" */
+    model_scope_rules_t *rules;   /* SCOPES */
+} ctl_event_t;
+
+typedef struct ctl ctl_t;
+
+ctl_t *ctl_new(const ctl_config_t *cfg, char *err, size_t errlen);
+void ctl_free(ctl_t *c);
+/* Queues an event for the model thread; takes ownership of ev's contents.
+ * Blocks while the queue is full (counted in queue_full). */
+void ctl_push(ctl_t *c, ctl_event_t *ev);
+/* Starts the model thread. */
+int ctl_start(ctl_t *c);
+/* Waits until the queue is empty and the last batch is published. */
+void ctl_flush(ctl_t *c);
+void ctl_stop(ctl_t *c);
+void ctl_set_xds(ctl_t *c, xds_server_t *x);
+
+/* Runs fn with the model locked (for reads from other threads). */
+void ctl_with_model(ctl_t *c, void (*fn)(const model_t *m, void *arg), void *arg);
+/* The newest snapshot (caller unrefs), or NULL before the first commit. */
+model_snapshot_t *ctl_snapshot(ctl_t *c);
+xds_server_t *ctl_xds(ctl_t *c);
+const ctl_config_t *ctl_config(const ctl_t *c);
+/* True once every known cluster finished its initial sync. */
+bool ctl_ready(ctl_t *c);
+
+/* ---------- file-backed demo clusters ---------- */
+
+typedef struct ctl_demo ctl_demo_t;
+
+/* Loads every subdirectory of dir as a cluster (its name is the cluster id)
+ * and watches the files for changes. */
+ctl_demo_t *ctl_demo_start(ctl_t *c, const char *dir, char *err, size_t errlen);
+void ctl_demo_stop(ctl_demo_t *d);
+
+/* ---------- rendering resources as JSON ---------- */
+
+#include <jansson.h>
+json_t *ctl_res_json(const model_res_t *r);
+json_t *ctl_view_json(const model_snapshot_t *s, const model_view_t *v);
+
+/* ---------- debug HTTP ---------- */
+
+typedef struct ctl_http ctl_http_t;
+
+ctl_http_t *ctl_http_start(ctl_t *c, const char *listen, char *err, size_t errlen);
+int ctl_http_port(const ctl_http_t *h);
+void ctl_http_stop(ctl_http_t *h);
+
+#endif

@@ -1,0 +1,424 @@
+/*
+ * demo.c - file-backed clusters for the embedded demo and for trying meshfed
+ * without a cluster.
+ *
+ * Each subdirectory of the demo directory is one cluster, named after it; its
+ * *.yaml, *.yml and *.json files hold plain Kubernetes objects. A thread
+ * polls the files; when a directory changes it is reloaded the way an
+ * informer relists: drop every kind, apply what the files say now. The model
+ * turns that into the exact difference, so clients see only what changed.
+ */
+#include "ctl.h"
+
+#include <dirent.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define MAX_CLUSTERS 64
+
+typedef struct demo_cluster {
+    char *id;
+    uint64_t sig; /* changes when any file of the directory changes */
+} demo_cluster_t;
+
+struct ctl_demo {
+    ctl_t *ctl;
+    char *dir;
+    demo_cluster_t clusters[MAX_CLUSTERS];
+    size_t n;
+    pthread_t thread;
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    bool stop;
+};
+
+/* dir/name into path; false (and path "") when it does not fit. */
+static bool join(char *path, size_t len, const char *dir, const char *name)
+{
+    int n = snprintf(path, len, "%s/%s", dir, name);
+    if (n < 0 || (size_t)n >= len) {
+        path[0] = '\0';
+        return false;
+    }
+    return true;
+}
+
+static bool manifest_name(const char *n)
+{
+    size_t l = strlen(n);
+    return n[0] != '.' && ((l > 5 && strcmp(n + l - 5, ".yaml") == 0) ||
+                           (l > 4 && strcmp(n + l - 4, ".yml") == 0) ||
+                           (l > 5 && strcmp(n + l - 5, ".json") == 0));
+}
+
+static int cmp_names(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Sorted entries of dir accepted by keep(); caller frees. */
+static size_t list_dir(const char *dir, bool (*keep)(const char *dir, const char *name),
+                       char ***out)
+{
+    DIR *d = opendir(dir);
+    char **v = NULL;
+    size_t n = 0;
+    struct dirent *e;
+    while (d && (e = readdir(d))) {
+        if (!keep(dir, e->d_name))
+            continue;
+        char **nv = realloc(v, (n + 1) * sizeof(char *));
+        if (!nv)
+            break;
+        v = nv;
+        v[n++] = strdup(e->d_name);
+    }
+    if (d)
+        closedir(d);
+    if (n > 1)
+        qsort(v, n, sizeof(char *), cmp_names);
+    *out = v;
+    return n;
+}
+
+static bool keep_manifest(const char *dir, const char *name)
+{
+    (void)dir;
+    return manifest_name(name);
+}
+
+static bool keep_subdir(const char *dir, const char *name)
+{
+    char path[4096];
+    struct stat st;
+    join(path, sizeof(path), dir, name);
+    return name[0] != '.' && stat(path, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+static void free_names(char **v, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        free(v[i]);
+    free(v);
+}
+
+static uint64_t dir_signature(const char *dir)
+{
+    char **files;
+    size_t n = list_dir(dir, keep_manifest, &files);
+    uint64_t sig = 1469598103934665603ULL;
+    for (size_t i = 0; i < n; i++) {
+        char path[4096];
+        struct stat st;
+        join(path, sizeof(path), dir, files[i]);
+        if (stat(path, &st) != 0)
+            continue;
+        uint64_t parts[3] = {(uint64_t)st.st_mtim.tv_sec, (uint64_t)st.st_mtim.tv_nsec,
+                             (uint64_t)st.st_size};
+        for (int k = 0; k < 3; k++)
+            sig = (sig ^ parts[k]) * 1099511628211ULL;
+        for (const char *p = files[i]; *p; p++)
+            sig = (sig ^ (unsigned char)*p) * 1099511628211ULL;
+    }
+    free_names(files, n);
+    return sig;
+}
+
+/* ---------- loading one cluster ---------- */
+
+typedef struct load_ctx {
+    ctl_demo_t *d;
+    const char *cluster;
+    const char *file;
+    bool local;                 /* the config cluster: its ServiceScopes count */
+    model_scope_rules_t *rules; /* ServiceScopes found */
+    model_cluster_t info;       /* network and gateway found */
+    ctl_event_t *objs;
+    size_t nobjs, cap;
+} load_ctx_t;
+
+static void add_obj(load_ctx_t *l, model_kind_t kind, void *obj)
+{
+    if (l->nobjs == l->cap) {
+        l->cap = l->cap ? l->cap * 2 : 64;
+        l->objs = realloc(l->objs, l->cap * sizeof(*l->objs));
+        if (!l->objs)
+            abort();
+    }
+    l->objs[l->nobjs++] = (ctl_event_t){.type = CTL_EV_OBJECT,
+                                        .cluster = strdup(l->cluster),
+                                        .kind = kind,
+                                        .op = MODEL_OP_UPSERT,
+                                        .obj = obj};
+}
+
+/* The network label of the system namespace; the east-west gateway is a
+ * Service there labelled with the network and holding a load-balancer IP. */
+static void note_topology(load_ctx_t *l, model_kind_t kind, const void *obj)
+{
+    const ctl_config_t *cfg = ctl_config(l->d->ctl);
+    if (kind == MODEL_KIND_NAMESPACE) {
+        const model_namespace_t *ns = obj;
+        const char *net = model_labels_get(&ns->labels, "topology.istio.io/network");
+        if (strcmp(ns->name, cfg->system_namespace) == 0 && net) {
+            free((char *)l->info.network);
+            l->info.network = strdup(net);
+        }
+    } else if (kind == MODEL_KIND_SERVICE) {
+        const model_service_t *s = obj;
+        if (strcmp(s->ns, cfg->system_namespace) != 0 || !s->nlb_ips ||
+            !model_labels_get(&s->labels, "topology.istio.io/network"))
+            return;
+        l->info.gateway = s->lb_ips[0];
+        l->info.gateway_port = 15008;
+        for (size_t i = 0; i < s->nports; i++)
+            if (s->ports[i].name && strcmp(s->ports[i].name, "tls-hbone") == 0)
+                l->info.gateway_port = s->ports[i].port;
+        free((char *)l->info.gateway_ns);
+        free((char *)l->info.gateway_name);
+        l->info.gateway_ns = strdup(s->ns);
+        l->info.gateway_name = strdup(s->name);
+    }
+}
+
+static int mesh_doc(json_t *doc, void *arg)
+{
+    load_ctx_t *l = arg;
+    char err[CTL_ERRLEN];
+    json_t *arr = json_object_get(doc, "serviceScopeConfigs");
+    if (arr && kube_decode_scope_configs(arr, "MeshConfig", l->rules, err, sizeof(err)) < 0) {
+        atomic_fetch_add(&ctl_metrics.scope_errors, 1);
+        ctl_log(CTL_WARN, "%s/%s: ConfigMap istio: %s", l->cluster, l->file, err);
+    }
+    return 0;
+}
+
+/* MeshConfig's serviceScopeConfigs, from the "mesh" key of the istio ConfigMap
+ * in the system namespace, as istiod reads it. */
+static void load_meshconfig(load_ctx_t *l, json_t *doc)
+{
+    json_t *meta = json_object_get(doc, "metadata");
+    const char *name = json_string_value(json_object_get(meta, "name"));
+    const char *ns = json_string_value(json_object_get(meta, "namespace"));
+    const char *mesh = json_string_value(json_object_get(json_object_get(doc, "data"), "mesh"));
+    if (!name || !ns || !mesh || strcmp(name, "istio") != 0 ||
+        strcmp(ns, ctl_config(l->d->ctl)->system_namespace) != 0)
+        return;
+    char err[CTL_ERRLEN];
+    if (kube_manifest_load_string(mesh, strlen(mesh), mesh_doc, l, err, sizeof(err)) < 0) {
+        atomic_fetch_add(&ctl_metrics.scope_errors, 1);
+        ctl_log(CTL_WARN, "%s/%s: ConfigMap istio data.mesh: %s", l->cluster, l->file, err);
+    }
+}
+
+static int load_doc(json_t *doc, void *arg)
+{
+    load_ctx_t *l = arg;
+    const char *api = json_string_value(json_object_get(doc, "apiVersion"));
+    const char *kind = json_string_value(json_object_get(doc, "kind"));
+    char err[CTL_ERRLEN];
+    model_kind_t k;
+    if (api && kind && strcmp(kind, "ServiceScope") == 0) {
+        if (!l->local) {
+            ctl_log(CTL_WARN, "%s/%s: ServiceScope ignored: only the config cluster's count",
+                    l->cluster, l->file);
+            return 0;
+        }
+        if (kube_decode_servicescope(doc, l->rules, err, sizeof(err)) < 0) {
+            atomic_fetch_add(&ctl_metrics.scope_errors, 1);
+            ctl_log(CTL_WARN, "%s/%s: %s", l->cluster, l->file, err);
+        }
+        return 0;
+    }
+    if (l->local && api && kind && strcmp(api, "v1") == 0 && strcmp(kind, "ConfigMap") == 0) {
+        load_meshconfig(l, doc);
+        return 0;
+    }
+    if (!api || !kind || kube_kind_lookup(api, kind, &k) < 0) {
+        ctl_log(CTL_DEBUG, "%s/%s: skipping %s %s", l->cluster, l->file, api ? api : "?",
+                kind ? kind : "?");
+        return 0;
+    }
+    void *obj;
+    if (kube_decode(k, doc, &obj, err, sizeof(err)) < 0) {
+        atomic_fetch_add(&ctl_metrics.decode_errors, 1);
+        ctl_log(CTL_WARN, "%s/%s: %s", l->cluster, l->file, err);
+        return 0;
+    }
+    note_topology(l, k, obj);
+    add_obj(l, k, obj);
+    return 0;
+}
+
+static void push_cluster(ctl_demo_t *d, const char *id, bool reload)
+{
+    const ctl_config_t *cfg = ctl_config(d->ctl);
+    char dir[4096];
+    join(dir, sizeof(dir), d->dir, id);
+    load_ctx_t l = {.d = d, .cluster = id, .rules = model_scope_rules_new()};
+    l.local = strcmp(id, cfg->cluster_id) == 0 || (d->n && strcmp(id, d->clusters[0].id) == 0 &&
+                                                   !keep_subdir(d->dir, cfg->cluster_id));
+    char **files;
+    size_t nfiles = list_dir(dir, keep_manifest, &files);
+    for (size_t i = 0; i < nfiles; i++) {
+        char path[8192], err[CTL_ERRLEN];
+        join(path, sizeof(path), dir, files[i]);
+        l.file = files[i];
+        if (kube_manifest_load_file(path, load_doc, &l, err, sizeof(err)) < 0) {
+            atomic_fetch_add(&ctl_metrics.decode_errors, 1);
+            ctl_log(CTL_WARN, "%s", err);
+        }
+    }
+    free_names(files, nfiles);
+    if (l.local && cfg->network && *cfg->network) {
+        free((char *)l.info.network);
+        l.info.network = strdup(cfg->network);
+    }
+    ctl_event_t ev = {.type = CTL_EV_CLUSTER_SET, .info = l.info};
+    ev.info.id = strdup(id);
+    if (!ev.info.network)
+        ev.info.network = strdup("");
+    ctl_push(d->ctl, &ev);
+    for (int k = 0; reload && k < MODEL_KIND__COUNT; k++) {
+        ctl_event_t clr = {.type = CTL_EV_CLEAR_KIND, .cluster = strdup(id),
+                           .kind = (model_kind_t)k};
+        ctl_push(d->ctl, &clr);
+    }
+    for (size_t i = 0; i < l.nobjs; i++)
+        ctl_push(d->ctl, &l.objs[i]);
+    free(l.objs);
+    if (l.local) {
+        char src[300];
+        snprintf(src, sizeof(src), "%s/ServiceScope", id);
+        bool none = model_scope_rules_count(l.rules) == 0;
+        ctl_event_t sc = {.type = CTL_EV_SCOPES, .source = strdup(src),
+                          .rules = none ? NULL : l.rules};
+        if (none)
+            model_scope_rules_free(l.rules);
+        ctl_push(d->ctl, &sc);
+    } else {
+        model_scope_rules_free(l.rules);
+    }
+    ctl_event_t st = {.type = CTL_EV_CLUSTER_STATE, .cluster = strdup(id),
+                      .state = MODEL_CLUSTER_SYNCED};
+    ctl_push(d->ctl, &st);
+    ctl_log(CTL_INFO, "cluster %s %s from %s (%zu objects)", id, reload ? "reloaded" : "loaded",
+            dir, l.nobjs);
+}
+
+/* ---------- watching ---------- */
+
+static void scan(ctl_demo_t *d, bool first)
+{
+    char **dirs;
+    size_t n = list_dir(d->dir, keep_subdir, &dirs);
+    /* clusters whose directory went away */
+    for (size_t i = 0; i < d->n;) {
+        bool found = false;
+        for (size_t j = 0; j < n && !found; j++)
+            found = strcmp(dirs[j], d->clusters[i].id) == 0;
+        if (found) {
+            i++;
+            continue;
+        }
+        ctl_event_t ev = {.type = CTL_EV_CLUSTER_REMOVE, .cluster = d->clusters[i].id};
+        ctl_log(CTL_INFO, "cluster %s removed", d->clusters[i].id);
+        ctl_push(d->ctl, &ev);
+        d->clusters[i] = d->clusters[--d->n];
+    }
+    for (size_t j = 0; j < n; j++) {
+        char path[4096];
+        join(path, sizeof(path), d->dir, dirs[j]);
+        uint64_t sig = dir_signature(path);
+        size_t i = 0;
+        while (i < d->n && strcmp(d->clusters[i].id, dirs[j]) != 0)
+            i++;
+        if (i == d->n) {
+            if (d->n == MAX_CLUSTERS)
+                continue;
+            d->clusters[d->n++] = (demo_cluster_t){strdup(dirs[j]), sig};
+            push_cluster(d, dirs[j], false);
+        } else if (d->clusters[i].sig != sig) {
+            d->clusters[i].sig = sig;
+            atomic_fetch_add(&ctl_metrics.demo_reloads, 1);
+            push_cluster(d, dirs[j], true);
+        }
+    }
+    (void)first;
+    free_names(dirs, n);
+}
+
+static void *watch_thread(void *arg)
+{
+    ctl_demo_t *d = arg;
+    pthread_mutex_lock(&d->lock);
+    while (!d->stop) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_nsec += 500000000L;
+        if (ts.tv_nsec >= 1000000000L) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000L;
+        }
+        pthread_cond_timedwait(&d->cond, &d->lock, &ts);
+        if (d->stop)
+            break;
+        pthread_mutex_unlock(&d->lock);
+        scan(d, false);
+        pthread_mutex_lock(&d->lock);
+    }
+    pthread_mutex_unlock(&d->lock);
+    return NULL;
+}
+
+ctl_demo_t *ctl_demo_start(ctl_t *c, const char *dir, char *err, size_t errlen)
+{
+    struct stat st;
+    if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode)) {
+        snprintf(err, errlen, "demo: \"%s\" is not a directory", dir);
+        return NULL;
+    }
+    ctl_demo_t *d = calloc(1, sizeof(*d));
+    if (!d) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    d->ctl = c;
+    d->dir = strdup(dir);
+    pthread_mutex_init(&d->lock, NULL);
+    pthread_cond_init(&d->cond, NULL);
+    scan(d, true);
+    if (d->n == 0) {
+        snprintf(err, errlen, "demo: \"%s\" has no cluster subdirectories", dir);
+        ctl_demo_stop(d);
+        return NULL;
+    }
+    if (pthread_create(&d->thread, NULL, watch_thread, d) != 0) {
+        snprintf(err, errlen, "demo: cannot start the watcher thread");
+        d->thread = 0;
+        ctl_demo_stop(d);
+        return NULL;
+    }
+    return d;
+}
+
+void ctl_demo_stop(ctl_demo_t *d)
+{
+    if (!d)
+        return;
+    pthread_mutex_lock(&d->lock);
+    d->stop = true;
+    pthread_cond_signal(&d->cond);
+    pthread_mutex_unlock(&d->lock);
+    if (d->thread)
+        pthread_join(d->thread, NULL);
+    for (size_t i = 0; i < d->n; i++)
+        free(d->clusters[i].id);
+    free(d->dir);
+    pthread_mutex_destroy(&d->lock);
+    pthread_cond_destroy(&d->cond);
+    free(d);
+}

@@ -1,0 +1,593 @@
+/*
+ * http.c - the debug HTTP endpoint (libmicrohttpd): health, readiness,
+ * Prometheus metrics and /debug pages that show what meshfed knows and why.
+ *
+ * Every page is JSON with stable field names (?pretty indents it). Pages read
+ * the model under the controller's lock, build the whole body, then answer:
+ * no lock is held while a client reads.
+ */
+#include "ctl.h"
+
+#include <arpa/inet.h>
+#include <microhttpd.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct ctl_http {
+    ctl_t *ctl;
+    struct MHD_Daemon *d;
+    int port;
+};
+
+typedef struct reply {
+    int status;
+    char *body;
+    const char *type;
+} reply_t;
+
+static reply_t json_reply(int status, json_t *j, bool pretty)
+{
+    char *s = json_dumps(j, pretty ? JSON_INDENT(2) | JSON_SORT_KEYS : JSON_COMPACT);
+    json_decref(j);
+    size_t n = s ? strlen(s) : 0;
+    char *body = malloc(n + 2);
+    if (body) {
+        memcpy(body, s ? s : "", n);
+        body[n] = '\n';
+        body[n + 1] = '\0';
+    }
+    free(s);
+    return (reply_t){status, body, "application/json"};
+}
+
+static reply_t error_reply(int status, const char *fmt, const char *arg)
+{
+    char msg[512];
+    snprintf(msg, sizeof(msg), fmt, arg ? arg : "");
+    if (status == 400)
+        atomic_fetch_add(&ctl_metrics.http_bad_requests, 1);
+    return json_reply(status, json_pack("{s:s}", "error", msg), false);
+}
+
+static reply_t text_reply(int status, char *body, const char *type)
+{
+    return (reply_t){status, body, type};
+}
+
+/* ---------- /debug/clusterz ---------- */
+
+static void cluster_one(const model_cluster_info_t *ci, void *arg)
+{
+    char gw[64] = "";
+    if (ci->gateway.len)
+        model_ip_format(&ci->gateway, gw, sizeof(gw));
+    json_t *objs = json_object();
+    for (int k = 0; k < MODEL_KIND__COUNT; k++)
+        json_object_set_new(objs, model_kind_name((model_kind_t)k),
+                            json_integer((json_int_t)ci->objects[k]));
+    json_array_append_new(arg, json_pack("{s:s, s:s, s:s, s:i, s:s, s:o}", "id", ci->id,
+                                         "network", ci->network, "gateway", gw, "gatewayPort",
+                                         (int)ci->gateway_port, "state",
+                                         model_cluster_state_name(ci->state), "objects", objs));
+}
+
+static void clusterz(const model_t *m, void *arg)
+{
+    model_each_cluster(m, cluster_one, arg);
+}
+
+/* ---------- services and scopes ---------- */
+
+static json_t *scope_json(const model_t *m, const model_service_info_t *si)
+{
+    json_t *per = json_array();
+    bool global = false;
+    for (size_t i = 0; i < si->nclusters; i++) {
+        const model_scope_result_t *r = &si->scopes[i];
+        const model_scope_rule_t *rule = model_scope_rules_at(model_rules(m), (size_t)r->rule);
+        char why[512];
+        if (r->scope == MODEL_SCOPE_GLOBAL)
+            snprintf(why, sizeof(why), "GLOBAL: selected by rule %d (%s)", r->rule,
+                     rule ? rule->origin : "?");
+        else if (rule)
+            snprintf(why, sizeof(why),
+                     "LOCAL: no GLOBAL rule matches; LOCAL rule %d (%s) matches", r->rule,
+                     rule->origin);
+        else
+            snprintf(why, sizeof(why), "LOCAL: no rule matches");
+        global |= r->scope == MODEL_SCOPE_GLOBAL;
+        json_array_append_new(per, json_pack("{s:s, s:s, s:i, s:s}", "cluster", si->clusters[i],
+                                             "scope", r->scope ? "GLOBAL" : "LOCAL", "rule",
+                                             r->rule, "reason", why));
+    }
+    json_t *o = json_pack("{s:s, s:s, s:o}", "service", si->key, "scope",
+                          global ? "GLOBAL" : "LOCAL", "clusters", per);
+    if (si->base_cluster)
+        json_object_set_new(o, "definitionFrom", json_string(si->base_cluster));
+    if (si->conflict)
+        json_object_set_new(o, "conflict", json_string(si->conflict));
+    return o;
+}
+
+typedef struct svc_ctx {
+    const model_t *m;
+    json_t *out;
+    const char *key;
+    bool found;
+    json_t *rule_sel; /* array per rule of selected services */
+} svc_ctx_t;
+
+static void service_one(const model_service_info_t *si, void *arg)
+{
+    svc_ctx_t *c = arg;
+    json_array_append_new(c->out, scope_json(c->m, si));
+    for (size_t i = 0; c->rule_sel && i < si->nclusters; i++) {
+        if (si->scopes[i].rule < 0)
+            continue;
+        json_t *sel = json_array_get(c->rule_sel, (size_t)si->scopes[i].rule);
+        char entry[600];
+        snprintf(entry, sizeof(entry), "%s/%s", si->clusters[i], si->key);
+        if (sel)
+            json_array_append_new(sel, json_string(entry));
+    }
+}
+
+static int cmp_service(const void *a, const void *b)
+{
+    const char *x = json_string_value(json_object_get(*(json_t *const *)a, "service"));
+    const char *y = json_string_value(json_object_get(*(json_t *const *)b, "service"));
+    return strcmp(x ? x : "", y ? y : "");
+}
+
+static json_t *sorted(json_t *arr)
+{
+    size_t n = json_array_size(arr);
+    json_t **v = calloc(n + 1, sizeof(*v));
+    for (size_t i = 0; i < n; i++)
+        v[i] = json_incref(json_array_get(arr, i));
+    qsort(v, n, sizeof(*v), cmp_service);
+    json_t *out = json_array();
+    for (size_t i = 0; i < n; i++)
+        json_array_append_new(out, v[i]);
+    free(v);
+    json_decref(arr);
+    return out;
+}
+
+static void servicez(const model_t *m, void *arg)
+{
+    svc_ctx_t *c = arg;
+    c->m = m;
+    if (c->key) {
+        model_service_info_t si;
+        c->found = model_service_info(m, c->key, &si);
+        if (c->found)
+            c->out = scope_json(m, &si);
+        return;
+    }
+    model_each_service(m, service_one, c);
+}
+
+static void scopez(const model_t *m, void *arg)
+{
+    svc_ctx_t *c = arg;
+    const model_scope_rules_t *r = model_rules(m);
+    c->rule_sel = json_array();
+    for (size_t i = 0; i < model_scope_rules_count(r); i++)
+        json_array_append_new(c->rule_sel, json_array());
+    servicez(m, c);
+    json_t *rules = json_array();
+    for (size_t i = 0; i < model_scope_rules_count(r); i++) {
+        const model_scope_rule_t *rule = model_scope_rules_at(r, i);
+        char *ns = rule->namespace_sel ? model_selector_string(rule->namespace_sel) : NULL;
+        char *sv = rule->service_sel ? model_selector_string(rule->service_sel) : NULL;
+        json_array_append_new(
+            rules, json_pack("{s:i, s:s, s:s, s:s?, s:s?, s:O}", "index", (int)i, "origin",
+                             rule->origin, "scope", rule->scope ? "GLOBAL" : "LOCAL",
+                             "namespaceSelector", ns, "servicesSelector", sv, "matches",
+                             json_array_get(c->rule_sel, i)));
+        free(ns);
+        free(sv);
+    }
+    json_decref(c->rule_sel);
+    c->rule_sel = rules;
+}
+
+/* ---------- /debug/endpointz ---------- */
+
+typedef struct ep_ctx {
+    const char *ns, *name;
+    json_t *eps;
+} ep_ctx_t;
+
+static void slice_one(const void *obj, void *arg)
+{
+    const model_endpointslice_t *s = obj;
+    ep_ctx_t *c = arg;
+    if (strcmp(s->ns, c->ns) != 0 || !s->service || strcmp(s->service, c->name) != 0)
+        return;
+    for (size_t i = 0; i < s->nendpoints; i++) {
+        const model_endpoint_t *e = &s->endpoints[i];
+        char ip[64];
+        model_ip_format(&e->ip, ip, sizeof(ip));
+        json_array_append_new(c->eps, json_pack("{s:s, s:b, s:s?, s:s?, s:s?, s:s}", "address", ip,
+                                                "ready", e->ready, "pod", e->pod, "node", e->node,
+                                                "zone", e->zone, "slice", s->name));
+    }
+}
+
+typedef struct endpointz_ctx {
+    const char *key;
+    json_t *out;
+    bool found;
+} endpointz_ctx_t;
+
+static void endpointz(const model_t *m, void *arg)
+{
+    endpointz_ctx_t *c = arg;
+    model_service_info_t si;
+    c->found = model_service_info(m, c->key, &si);
+    if (!c->found)
+        return;
+    char ns[256];
+    const char *slash = strchr(c->key, '/');
+    snprintf(ns, sizeof(ns), "%.*s", (int)(slash - c->key), c->key);
+    json_t *clusters = json_object();
+    for (size_t i = 0; i < si.nclusters; i++) {
+        ep_ctx_t e = {ns, slash + 1, json_array()};
+        model_each_object(m, si.clusters[i], MODEL_KIND_ENDPOINTSLICE, slice_one, &e);
+        json_object_set_new(clusters, si.clusters[i],
+                            json_pack("{s:s, s:o}", "scope",
+                                      si.scopes[i].scope ? "GLOBAL" : "LOCAL", "endpoints",
+                                      e.eps));
+    }
+    c->out = json_pack("{s:s, s:o}", "service", c->key, "clusters", clusters);
+}
+
+/* ---------- /debug/syncz and /debug/config_dump ---------- */
+
+static void proxy_one(const xds_proxy_info_t *p, void *arg)
+{
+    json_array_append_new(
+        arg, json_pack("{s:s, s:s, s:s, s:s, s:s?, s:I, s:I, s:I, s:s?, s:I}", "proxy", p->node_id,
+                       "cluster", p->cluster, "network", p->network, "type", p->type_url, "peer",
+                       p->peer, "versionSent", (json_int_t)p->version_sent, "versionAcked",
+                       (json_int_t)p->version_acked, "nacks", (json_int_t)p->nacks, "lastNack",
+                       p->last_nack, "resources", (json_int_t)p->resources));
+}
+
+typedef struct find_proxy {
+    const char *id;
+    char *cluster, *network;
+} find_proxy_t;
+
+static void find_one(const xds_proxy_info_t *p, void *arg)
+{
+    find_proxy_t *f = arg;
+    if (!f->cluster && strcmp(p->node_id, f->id) == 0) {
+        f->cluster = strdup(p->cluster);
+        f->network = strdup(p->network);
+    }
+}
+
+static bool valid_query(const char *v)
+{
+    if (!v || !*v || strlen(v) > 512)
+        return false;
+    for (const char *p = v; *p; p++)
+        if ((unsigned char)*p < 0x20)
+            return false;
+    return true;
+}
+
+static reply_t config_dump(ctl_t *ctl, struct MHD_Connection *conn, bool pretty)
+{
+    const char *proxy = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "proxy");
+    const char *cluster = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "cluster");
+    const char *network = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "network");
+    find_proxy_t f = {proxy, NULL, NULL};
+    if (proxy) {
+        if (!valid_query(proxy))
+            return error_reply(400, "proxy: invalid value", NULL);
+        if (ctl_xds(ctl))
+            xds_server_each_proxy(ctl_xds(ctl), find_one, &f);
+        if (!f.cluster)
+            return error_reply(404, "no connected proxy \"%s\" (see /debug/syncz)", proxy);
+        cluster = f.cluster;
+        network = f.network;
+    } else if (!valid_query(cluster)) {
+        return error_reply(400, "give ?proxy=ID or ?cluster=ID[&network=NAME]", NULL);
+    }
+    model_snapshot_t *s = ctl_snapshot(ctl);
+    json_t *out = json_object();
+    model_view_t v = {cluster, network ? network : ""};
+    if (s)
+        json_object_set_new(out, "version", json_integer((json_int_t)model_snapshot_version(s)));
+    json_object_set_new(out, "cluster", json_string(cluster));
+    json_object_set_new(out, "network", json_string(v.network));
+    json_object_set_new(out, "resources", s ? ctl_view_json(s, &v) : json_object());
+    model_snapshot_unref(s);
+    free(f.cluster);
+    free(f.network);
+    return json_reply(200, out, pretty);
+}
+
+/* ---------- /metrics ---------- */
+
+typedef struct buf {
+    char *p;
+    size_t n, cap;
+} buf_t;
+
+static void bprintf(buf_t *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void bprintf(buf_t *b, const char *fmt, ...)
+{
+    va_list ap;
+    for (;;) {
+        va_start(ap, fmt);
+        int n = vsnprintf(b->p ? b->p + b->n : NULL, b->p ? b->cap - b->n : 0, fmt, ap);
+        va_end(ap);
+        if (n < 0)
+            return;
+        if (b->p && b->n + (size_t)n < b->cap) {
+            b->n += (size_t)n;
+            return;
+        }
+        size_t cap = (b->cap ? b->cap * 2 : 8192) + (size_t)n;
+        char *p = realloc(b->p, cap);
+        if (!p)
+            return;
+        b->p = p;
+        b->cap = cap;
+    }
+}
+
+static void counter(buf_t *b, const char *name, const char *help, unsigned long v)
+{
+    bprintf(b, "# HELP %s %s\n# TYPE %s counter\n%s %lu\n", name, help, name, name, v);
+}
+
+static void metric_cluster(const model_cluster_info_t *ci, void *arg)
+{
+    buf_t *b = arg;
+    for (int k = 0; k < MODEL_KIND__COUNT; k++)
+        bprintf(b, "meshfed_objects{cluster=\"%s\",kind=\"%s\"} %zu\n", ci->id,
+                model_kind_name((model_kind_t)k), ci->objects[k]);
+    for (int s = 0; s < 3; s++)
+        bprintf(b, "meshfed_cluster_state{cluster=\"%s\",state=\"%s\"} %d\n", ci->id,
+                model_cluster_state_name((model_cluster_state_t)s), (int)ci->state == s);
+}
+
+typedef struct gcount {
+    size_t global, local;
+} gcount_t;
+
+static void count_service(const model_service_info_t *si, void *arg)
+{
+    gcount_t *g = arg;
+    bool global = false;
+    for (size_t i = 0; i < si->nclusters; i++)
+        global |= si->scopes[i].scope == MODEL_SCOPE_GLOBAL;
+    if (global)
+        g->global++;
+    else
+        g->local++;
+}
+
+static void metrics_model(const model_t *m, void *arg)
+{
+    buf_t *b = arg;
+    bprintf(b, "# HELP meshfed_objects Objects known, by cluster and kind.\n"
+               "# TYPE meshfed_objects gauge\n");
+    model_each_cluster(m, metric_cluster, b);
+    gcount_t g = {0, 0};
+    model_each_service(m, count_service, &g);
+    bprintf(b,
+            "# HELP meshfed_services Services by scope.\n# TYPE meshfed_services gauge\n"
+            "meshfed_services{scope=\"GLOBAL\"} %zu\nmeshfed_services{scope=\"LOCAL\"} %zu\n",
+            g.global, g.local);
+    counter(b, "meshfed_model_events_total", "Object events applied to the model.",
+            (unsigned long)model_events(m));
+}
+
+static reply_t metrics(ctl_t *ctl)
+{
+    buf_t b = {0};
+    ctl_with_model(ctl, metrics_model, &b);
+    counter(&b, "meshfed_events_applied_total", "Queue events applied.",
+            atomic_load(&ctl_metrics.events_applied));
+    counter(&b, "meshfed_events_rejected_total", "Queue events the model rejected.",
+            atomic_load(&ctl_metrics.events_rejected));
+    counter(&b, "meshfed_commits_total", "Model commits (debounced batches).",
+            atomic_load(&ctl_metrics.commits));
+    counter(&b, "meshfed_commit_microseconds_total", "Time spent committing batches.",
+            atomic_load(&ctl_metrics.commit_us_sum));
+    counter(&b, "meshfed_queue_full_total", "Times a source waited on a full event queue.",
+            atomic_load(&ctl_metrics.queue_full));
+    bprintf(&b, "# HELP meshfed_queue_depth Events waiting.\n# TYPE meshfed_queue_depth gauge\n"
+                "meshfed_queue_depth %ld\n",
+            atomic_load(&ctl_metrics.queue_depth));
+    bprintf(&b, "# HELP meshfed_errors_total Bad input, by kind.\n"
+                "# TYPE meshfed_errors_total counter\n"
+                "meshfed_errors_total{kind=\"decode\"} %lu\n"
+                "meshfed_errors_total{kind=\"servicescope\"} %lu\n"
+                "meshfed_errors_total{kind=\"http\"} %lu\n",
+            atomic_load(&ctl_metrics.decode_errors), atomic_load(&ctl_metrics.scope_errors),
+            atomic_load(&ctl_metrics.http_bad_requests));
+    counter(&b, "meshfed_demo_reloads_total", "Demo cluster directories reloaded.",
+            atomic_load(&ctl_metrics.demo_reloads));
+    if (ctl_xds(ctl)) {
+        xds_stats_t x;
+        xds_server_stats(ctl_xds(ctl), &x);
+        bprintf(&b, "# HELP meshfed_xds_connected Open xDS streams.\n"
+                    "# TYPE meshfed_xds_connected gauge\nmeshfed_xds_connected %llu\n",
+                (unsigned long long)x.streams_open);
+        counter(&b, "meshfed_xds_streams_total", "xDS streams accepted.", x.streams_total);
+        counter(&b, "meshfed_xds_pushes_total", "xDS responses sent.", x.pushes);
+        counter(&b, "meshfed_xds_resources_sent_total", "Resources sent.", x.resources_sent);
+        counter(&b, "meshfed_xds_bytes_sent_total", "Response bytes sent.", x.bytes_sent);
+        counter(&b, "meshfed_xds_acks_total", "ACKs received.", x.acks);
+        counter(&b, "meshfed_xds_nacks_total", "NACKs received.", x.nacks);
+        counter(&b, "meshfed_xds_bad_requests_total", "Requests rejected.", x.bad_requests);
+        counter(&b, "meshfed_xds_push_latency_microseconds_sum",
+                "Publish-to-send latency, summed.", x.push_latency_us_sum);
+        counter(&b, "meshfed_xds_push_latency_microseconds_count", "Pushes timed.",
+                x.push_latency_count);
+    }
+    return text_reply(200, b.p, "text/plain; version=0.0.4");
+}
+
+/* ---------- routing ---------- */
+
+static reply_t route(ctl_http_t *h, struct MHD_Connection *conn, const char *url)
+{
+    ctl_t *ctl = h->ctl;
+    bool pretty = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "pretty") != NULL;
+    if (strcmp(url, "/healthz") == 0)
+        return text_reply(200, strdup("ok\n"), "text/plain");
+    if (strcmp(url, "/ready") == 0)
+        return ctl_ready(ctl) ? text_reply(200, strdup("ready\n"), "text/plain")
+                              : text_reply(503, strdup("not ready: clusters still syncing\n"),
+                                           "text/plain");
+    if (strcmp(url, "/metrics") == 0)
+        return metrics(ctl);
+    if (strcmp(url, "/debug/clusterz") == 0) {
+        json_t *a = json_array();
+        ctl_with_model(ctl, clusterz, a);
+        return json_reply(200, a, pretty);
+    }
+    if (strcmp(url, "/debug/servicez") == 0 || strcmp(url, "/debug/servicescopez") == 0) {
+        const char *key = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "service");
+        if (key && (!valid_query(key) || !strchr(key, '/')))
+            return error_reply(400, "service: want namespace/name, got \"%s\"", key);
+        svc_ctx_t c = {.out = key ? NULL : json_array(), .key = key};
+        bool scopes = strcmp(url, "/debug/servicescopez") == 0 && !key;
+        ctl_with_model(ctl, scopes ? scopez : servicez, &c);
+        if (key && !c.found) {
+            json_decref(c.out);
+            return error_reply(404, "service \"%s\" is not known in any cluster", key);
+        }
+        if (scopes)
+            return json_reply(200, json_pack("{s:o, s:o}", "rules", c.rule_sel, "services",
+                                             sorted(c.out)),
+                              pretty);
+        return json_reply(200, key ? c.out : sorted(c.out), pretty);
+    }
+    if (strcmp(url, "/debug/endpointz") == 0) {
+        const char *key = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "service");
+        if (!valid_query(key) || !strchr(key, '/'))
+            return error_reply(400, "service: want ?service=namespace/name", NULL);
+        endpointz_ctx_t c = {key, NULL, false};
+        ctl_with_model(ctl, endpointz, &c);
+        if (!c.found)
+            return error_reply(404, "service \"%s\" is not known in any cluster", key);
+        return json_reply(200, c.out, pretty);
+    }
+    if (strcmp(url, "/debug/syncz") == 0) {
+        json_t *a = json_array();
+        if (ctl_xds(ctl))
+            xds_server_each_proxy(ctl_xds(ctl), proxy_one, a);
+        return json_reply(200, a, pretty);
+    }
+    if (strcmp(url, "/debug/config_dump") == 0)
+        return config_dump(ctl, conn, pretty);
+    return error_reply(404, "no page %s; try /debug/clusterz, /debug/servicescopez, "
+                            "/debug/servicez, /debug/endpointz, /debug/syncz, /debug/config_dump",
+                       url);
+}
+
+static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char *url,
+                              const char *method, const char *version, const char *upload,
+                              size_t *upload_size, void **state)
+{
+    (void)version;
+    (void)upload;
+    ctl_http_t *h = cls;
+    static int first;
+    if (!*state) { /* headers only: answer once the (empty) body is in */
+        *state = &first;
+        return MHD_YES;
+    }
+    atomic_fetch_add(&ctl_metrics.http_requests, 1);
+    reply_t r;
+    if (*upload_size) {
+        *upload_size = 0;
+        return MHD_YES;
+    }
+    if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0)
+        r = error_reply(405, "method %s not allowed: pages are read-only", method);
+    else
+        r = route(h, conn, url);
+    const char *body = r.body ? r.body : "";
+    struct MHD_Response *resp =
+        MHD_create_response_from_buffer(strlen(body), (void *)body, MHD_RESPMEM_MUST_COPY);
+    free(r.body);
+    if (!resp)
+        return MHD_NO;
+    MHD_add_response_header(resp, "Content-Type", r.type);
+    enum MHD_Result ret = MHD_queue_response(conn, (unsigned)r.status, resp);
+    MHD_destroy_response(resp);
+    return ret;
+}
+
+static int parse_listen(const char *listen, struct sockaddr_in *sa, char *err, size_t errlen)
+{
+    char host[256];
+    const char *colon = strrchr(listen, ':');
+    memset(sa, 0, sizeof(*sa));
+    sa->sin_family = AF_INET;
+    char *end;
+    long port = colon ? strtol(colon + 1, &end, 10) : -1;
+    if (!colon || (size_t)(colon - listen) >= sizeof(host) || port < 0 || port > 65535 ||
+        *end || end == colon + 1) {
+        snprintf(err, errlen, "debug-listen: \"%s\" is not host:port", listen);
+        return -1;
+    }
+    snprintf(host, sizeof(host), "%.*s", (int)(colon - listen), listen);
+    if (strcmp(host, "localhost") == 0)
+        snprintf(host, sizeof(host), "127.0.0.1");
+    if (inet_pton(AF_INET, *host ? host : "0.0.0.0", &sa->sin_addr) != 1) {
+        snprintf(err, errlen, "debug-listen: \"%s\" is not an IPv4 address", host);
+        return -1;
+    }
+    sa->sin_port = htons((uint16_t)port);
+    return 0;
+}
+
+ctl_http_t *ctl_http_start(ctl_t *c, const char *listen, char *err, size_t errlen)
+{
+    struct sockaddr_in sa;
+    if (parse_listen(listen, &sa, err, errlen) < 0)
+        return NULL;
+    ctl_http_t *h = calloc(1, sizeof(*h));
+    if (!h)
+        return NULL;
+    h->ctl = c;
+    h->d = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL, ntohs(sa.sin_port),
+                            NULL, NULL, handle, h, MHD_OPTION_SOCK_ADDR, &sa,
+                            MHD_OPTION_CONNECTION_LIMIT, 256u, MHD_OPTION_CONNECTION_TIMEOUT, 30u,
+                            MHD_OPTION_END);
+    if (!h->d) {
+        snprintf(err, errlen, "debug-listen: cannot listen on %s", listen);
+        free(h);
+        return NULL;
+    }
+    const union MHD_DaemonInfo *info = MHD_get_daemon_info(h->d, MHD_DAEMON_INFO_BIND_PORT);
+    h->port = info ? info->port : ntohs(sa.sin_port);
+    return h;
+}
+
+int ctl_http_port(const ctl_http_t *h)
+{
+    return h->port;
+}
+
+void ctl_http_stop(ctl_http_t *h)
+{
+    if (!h)
+        return;
+    MHD_stop_daemon(h->d);
+    free(h);
+}

@@ -1,0 +1,395 @@
+/*
+ * loop.c - the model thread: a bounded event queue in, snapshots out.
+ *
+ * Sources (watchers, demo files) push typed events. The model thread applies
+ * them in batches: after the first event of a burst it waits for the queue to
+ * stay quiet for the debounce time (at most ten times that in all), then
+ * commits once and hands the snapshot to the xDS server. A source blocks
+ * while the queue is full, which shows in the queue_full counter.
+ */
+#include "ctl.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define QUEUE_CAP 65536
+
+ctl_metrics_t ctl_metrics;
+
+typedef struct scope_src {
+    char *source;
+    model_scope_rules_t *rules;
+} scope_src_t;
+
+struct ctl {
+    ctl_config_t cfg;
+    model_t *model;
+    pthread_mutex_t model_lock; /* model_t: model thread writes, debug reads */
+    pthread_mutex_t qlock;
+    pthread_cond_t qcond;       /* queue not empty / not full / idle */
+    ctl_event_t *q;
+    size_t qhead, qlen;
+    bool busy;                  /* a batch is being applied */
+    bool stopping;
+    pthread_t thread;
+    bool started;
+    pthread_mutex_t snap_lock;
+    model_snapshot_t *snap;
+    xds_server_t *xds;
+    scope_src_t *scopes;        /* rules by source, combined in source order */
+    size_t nscopes;
+};
+
+static const ctl_config_t *cfg_of(const ctl_t *c)
+{
+    return &c->cfg;
+}
+
+const ctl_config_t *ctl_config(const ctl_t *c)
+{
+    return cfg_of(c);
+}
+
+ctl_t *ctl_new(const ctl_config_t *cfg, char *err, size_t errlen)
+{
+    ctl_t *c = calloc(1, sizeof(*c));
+    if (!c) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    c->cfg = *cfg;
+    model_config_t mc = {cfg->trust_domain, cfg->domain_suffix};
+    c->model = model_new(&mc);
+    c->q = calloc(QUEUE_CAP, sizeof(*c->q));
+    if (!c->model || !c->q) {
+        snprintf(err, errlen, "out of memory");
+        model_free(c->model);
+        free(c->q);
+        free(c);
+        return NULL;
+    }
+    pthread_mutex_init(&c->model_lock, NULL);
+    pthread_mutex_init(&c->qlock, NULL);
+    pthread_mutex_init(&c->snap_lock, NULL);
+    pthread_cond_init(&c->qcond, NULL);
+    return c;
+}
+
+static void event_free(ctl_event_t *ev)
+{
+    free(ev->cluster);
+    if (ev->type == CTL_EV_OBJECT)
+        model_obj_free(ev->kind, ev->obj);
+    free((char *)ev->info.id);
+    free((char *)ev->info.network);
+    free((char *)ev->info.gateway_ns);
+    free((char *)ev->info.gateway_name);
+    free(ev->source);
+    model_scope_rules_free(ev->rules);
+}
+
+void ctl_push(ctl_t *c, ctl_event_t *ev)
+{
+    pthread_mutex_lock(&c->qlock);
+    if (c->qlen == QUEUE_CAP)
+        atomic_fetch_add(&ctl_metrics.queue_full, 1);
+    while (c->qlen == QUEUE_CAP && !c->stopping)
+        pthread_cond_wait(&c->qcond, &c->qlock);
+    if (c->stopping) {
+        pthread_mutex_unlock(&c->qlock);
+        event_free(ev);
+        return;
+    }
+    c->q[(c->qhead + c->qlen++) % QUEUE_CAP] = *ev;
+    atomic_store(&ctl_metrics.queue_depth, (long)c->qlen);
+    pthread_cond_broadcast(&c->qcond);
+    pthread_mutex_unlock(&c->qlock);
+}
+
+/* Rebuilds the combined rule set: every source's rules in source order. No
+ * source at all means the default rule. */
+static void apply_scopes(ctl_t *c, ctl_event_t *ev)
+{
+    size_t i = 0;
+    while (i < c->nscopes && strcmp(c->scopes[i].source, ev->source) != 0)
+        i++;
+    if (i == c->nscopes) {
+        if (!ev->rules)
+            return;
+        c->scopes = realloc(c->scopes, (c->nscopes + 1) * sizeof(*c->scopes));
+        if (!c->scopes)
+            abort();
+        c->scopes[c->nscopes++] = (scope_src_t){ev->source, NULL};
+        ev->source = NULL;
+    }
+    model_scope_rules_free(c->scopes[i].rules);
+    c->scopes[i].rules = ev->rules;
+    ev->rules = NULL;
+    if (!c->scopes[i].rules) {
+        free(c->scopes[i].source);
+        c->scopes[i] = c->scopes[--c->nscopes];
+    }
+    if (c->nscopes == 0) {
+        model_scope_set(c->model, NULL);
+        return;
+    }
+    model_scope_rules_t *all = model_scope_rules_new();
+    for (size_t s = 0; s < c->nscopes; s++) {
+        const model_scope_rules_t *r = c->scopes[s].rules;
+        for (size_t k = 0; k < model_scope_rules_count(r); k++) {
+            const model_scope_rule_t *rule = model_scope_rules_at(r, k);
+            model_scope_rule_t copy = {strdup(rule->origin), NULL, NULL, rule->scope};
+            for (int w = 0; w < 2; w++) {
+                const model_selector_t *src = w ? rule->service_sel : rule->namespace_sel;
+                model_selector_t *dst = src ? model_selector_copy(src) : NULL;
+                if (w)
+                    copy.service_sel = dst;
+                else
+                    copy.namespace_sel = dst;
+            }
+            model_scope_rules_add(all, copy);
+        }
+    }
+    model_scope_set(c->model, all);
+}
+
+static void apply_one(ctl_t *c, ctl_event_t *ev)
+{
+    char err[MODEL_ERRLEN] = "";
+    int rc = 0;
+    switch (ev->type) {
+    case CTL_EV_OBJECT:
+        rc = model_apply(c->model, ev->cluster, ev->kind, ev->op, ev->obj, err, sizeof(err));
+        ev->obj = NULL;
+        break;
+    case CTL_EV_CLUSTER_SET:
+        rc = model_cluster_set(c->model, &ev->info, err, sizeof(err));
+        break;
+    case CTL_EV_CLUSTER_REMOVE:
+        model_cluster_remove(c->model, ev->cluster);
+        break;
+    case CTL_EV_CLUSTER_STATE:
+        model_cluster_set_state(c->model, ev->cluster, ev->state);
+        break;
+    case CTL_EV_CLEAR_KIND:
+        model_cluster_clear_kind(c->model, ev->cluster, ev->kind);
+        break;
+    case CTL_EV_SCOPES:
+        apply_scopes(c, ev);
+        break;
+    }
+    if (rc < 0) {
+        atomic_fetch_add(&ctl_metrics.events_rejected, 1);
+        ctl_log(CTL_WARN, "event rejected: %s", err);
+    } else {
+        atomic_fetch_add(&ctl_metrics.events_applied, 1);
+    }
+    event_free(ev);
+}
+
+static uint64_t now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+static void deadline_in(struct timespec *ts, int ms)
+{
+    clock_gettime(CLOCK_REALTIME, ts);
+    ts->tv_sec += ms / 1000;
+    ts->tv_nsec += (long)(ms % 1000) * 1000000L;
+    if (ts->tv_nsec >= 1000000000L) {
+        ts->tv_sec++;
+        ts->tv_nsec -= 1000000000L;
+    }
+}
+
+/* Takes everything queued now; the caller applies it without qlock. */
+static size_t take(ctl_t *c, ctl_event_t *out, size_t max)
+{
+    size_t n = 0;
+    while (c->qlen && n < max) {
+        out[n++] = c->q[c->qhead];
+        c->qhead = (c->qhead + 1) % QUEUE_CAP;
+        c->qlen--;
+    }
+    atomic_store(&ctl_metrics.queue_depth, (long)c->qlen);
+    pthread_cond_broadcast(&c->qcond);
+    return n;
+}
+
+static void commit(ctl_t *c)
+{
+    uint64_t t0 = now_us();
+    pthread_mutex_lock(&c->model_lock);
+    model_snapshot_t *s = model_commit(c->model);
+    pthread_mutex_unlock(&c->model_lock);
+    atomic_fetch_add(&ctl_metrics.commits, 1);
+    atomic_fetch_add(&ctl_metrics.commit_us_sum, now_us() - t0);
+    pthread_mutex_lock(&c->snap_lock);
+    bool changed = !c->snap || model_snapshot_version(c->snap) != model_snapshot_version(s);
+    model_snapshot_t *old = c->snap;
+    c->snap = s;
+    pthread_mutex_unlock(&c->snap_lock);
+    if (changed && c->xds)
+        xds_server_publish(c->xds, s);
+    if (changed)
+        ctl_log(CTL_DEBUG, "published snapshot version %llu (%zu resources)",
+                (unsigned long long)model_snapshot_version(s), model_snapshot_size(s));
+    model_snapshot_unref(old);
+}
+
+static void *model_thread(void *arg)
+{
+    ctl_t *c = arg;
+    enum { BATCH = 4096 };
+    ctl_event_t *batch = malloc(BATCH * sizeof(*batch));
+    if (!batch)
+        abort();
+    pthread_mutex_lock(&c->qlock);
+    for (;;) {
+        while (!c->qlen && !c->stopping)
+            pthread_cond_wait(&c->qcond, &c->qlock);
+        if (c->stopping)
+            break;
+        c->busy = true;
+        uint64_t start = now_us();
+        uint64_t limit = start + (uint64_t)c->cfg.debounce_ms * 10000u;
+        for (;;) {
+            size_t n = take(c, batch, BATCH);
+            pthread_mutex_unlock(&c->qlock);
+            pthread_mutex_lock(&c->model_lock);
+            for (size_t i = 0; i < n; i++)
+                apply_one(c, &batch[i]);
+            pthread_mutex_unlock(&c->model_lock);
+            pthread_mutex_lock(&c->qlock);
+            if (c->qlen)
+                continue;
+            if (c->cfg.debounce_ms == 0 || now_us() >= limit)
+                break;
+            struct timespec ts;
+            deadline_in(&ts, c->cfg.debounce_ms);
+            while (!c->qlen && !c->stopping &&
+                   pthread_cond_timedwait(&c->qcond, &c->qlock, &ts) == 0)
+                ;
+            if (!c->qlen || c->stopping)
+                break;
+        }
+        pthread_mutex_unlock(&c->qlock);
+        commit(c);
+        pthread_mutex_lock(&c->qlock);
+        c->busy = false;
+        pthread_cond_broadcast(&c->qcond);
+    }
+    pthread_mutex_unlock(&c->qlock);
+    free(batch);
+    return NULL;
+}
+
+int ctl_start(ctl_t *c)
+{
+    if (pthread_create(&c->thread, NULL, model_thread, c) != 0)
+        return -1;
+    c->started = true;
+    return 0;
+}
+
+void ctl_flush(ctl_t *c)
+{
+    pthread_mutex_lock(&c->qlock);
+    while ((c->qlen || c->busy) && !c->stopping)
+        pthread_cond_wait(&c->qcond, &c->qlock);
+    pthread_mutex_unlock(&c->qlock);
+}
+
+void ctl_stop(ctl_t *c)
+{
+    pthread_mutex_lock(&c->qlock);
+    c->stopping = true;
+    pthread_cond_broadcast(&c->qcond);
+    pthread_mutex_unlock(&c->qlock);
+    if (c->started)
+        pthread_join(c->thread, NULL);
+    c->started = false;
+}
+
+void ctl_set_xds(ctl_t *c, xds_server_t *x)
+{
+    c->xds = x;
+}
+
+xds_server_t *ctl_xds(ctl_t *c)
+{
+    return c->xds;
+}
+
+void ctl_with_model(ctl_t *c, void (*fn)(const model_t *m, void *arg), void *arg)
+{
+    pthread_mutex_lock(&c->model_lock);
+    fn(c->model, arg);
+    pthread_mutex_unlock(&c->model_lock);
+}
+
+model_snapshot_t *ctl_snapshot(ctl_t *c)
+{
+    pthread_mutex_lock(&c->snap_lock);
+    model_snapshot_t *s = c->snap ? model_snapshot_ref(c->snap) : NULL;
+    pthread_mutex_unlock(&c->snap_lock);
+    return s;
+}
+
+typedef struct ready_ctx {
+    bool ready;
+    size_t n;
+} ready_ctx_t;
+
+static void ready_one(const model_cluster_info_t *ci, void *arg)
+{
+    ready_ctx_t *r = arg;
+    r->n++;
+    if (ci->state == MODEL_CLUSTER_SYNCING)
+        r->ready = false;
+}
+
+static void ready_check(const model_t *m, void *arg)
+{
+    model_each_cluster(m, ready_one, arg);
+}
+
+bool ctl_ready(ctl_t *c)
+{
+    ready_ctx_t r = {true, 0};
+    ctl_with_model(c, ready_check, &r);
+    model_snapshot_t *s = ctl_snapshot(c);
+    bool ok = r.ready && r.n > 0 && s;
+    model_snapshot_unref(s);
+    return ok;
+}
+
+void ctl_free(ctl_t *c)
+{
+    if (!c)
+        return;
+    ctl_stop(c);
+    while (c->qlen) {
+        event_free(&c->q[c->qhead]);
+        c->qhead = (c->qhead + 1) % QUEUE_CAP;
+        c->qlen--;
+    }
+    free(c->q);
+    for (size_t i = 0; i < c->nscopes; i++) {
+        free(c->scopes[i].source);
+        model_scope_rules_free(c->scopes[i].rules);
+    }
+    free(c->scopes);
+    model_snapshot_unref(c->snap);
+    model_free(c->model);
+    pthread_mutex_destroy(&c->model_lock);
+    pthread_mutex_destroy(&c->qlock);
+    pthread_mutex_destroy(&c->snap_lock);
+    pthread_cond_destroy(&c->qcond);
+    free(c);
+}

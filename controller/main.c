@@ -1,0 +1,150 @@
+/*
+ * main.c - the meshfed program: load settings, start the model thread, the
+ * sources, the xDS server and the debug endpoint; stop cleanly on SIGTERM.
+ */
+#include "ctl.h"
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static volatile sig_atomic_t got_signal;
+
+static void on_signal(int sig)
+{
+    got_signal = sig;
+}
+
+typedef struct print_ctx {
+    json_t *views;
+    model_snapshot_t *snap;
+} print_ctx_t;
+
+static void print_cluster(const model_cluster_info_t *ci, void *arg)
+{
+    print_ctx_t *p = arg;
+    model_view_t v = {ci->id, ci->network};
+    json_object_set_new(p->views, ci->id, ctl_view_json(p->snap, &v));
+}
+
+static void print_views(const model_t *m, void *arg)
+{
+    model_each_cluster(m, print_cluster, arg);
+}
+
+/* --once: every cluster's view, as its ztunnels would receive it. */
+static int run_once(ctl_t *c)
+{
+    print_ctx_t p = {json_object(), ctl_snapshot(c)};
+    if (!p.snap) {
+        fprintf(stderr, "meshfed: nothing was loaded\n");
+        json_decref(p.views);
+        return 1;
+    }
+    ctl_with_model(c, print_views, &p);
+    json_dumpf(p.views, stdout, JSON_INDENT(2) | JSON_SORT_KEYS);
+    putchar('\n');
+    json_decref(p.views);
+    model_snapshot_unref(p.snap);
+    return 0;
+}
+
+static void banner(const ctl_config_t *cfg, xds_server_t *x, ctl_http_t *h)
+{
+    int dport = ctl_http_port(h);
+    ctl_log(CTL_INFO, "meshfed %s serving xDS on port %d, debug on port %d", MESHFED_VERSION,
+            xds_server_port(x), dport);
+    if (!cfg->demo_dir)
+        return;
+    fprintf(stderr,
+            "\nmeshfed demo is running with the clusters in %s. Try:\n"
+            "  curl -s localhost:%d/debug/clusterz?pretty\n"
+            "  curl -s localhost:%d/debug/servicescopez?pretty\n"
+            "  curl -s 'localhost:%d/debug/servicescopez?service=shop/checkout&pretty'\n"
+            "  curl -s 'localhost:%d/debug/endpointz?service=bookinfo/reviews&pretty'\n"
+            "  curl -s 'localhost:%d/debug/config_dump?cluster=west&network=network-west&pretty'\n"
+            "  curl -s localhost:%d/metrics\n"
+            "Edit a label in %s/*/cluster.yaml (e.g. istio.io/global on a Service) and\n"
+            "watch the service change scope. Ctrl-C stops.\n\n",
+            cfg->demo_dir, dport, dport, dport, dport, dport, dport, cfg->demo_dir);
+}
+
+int main(int argc, char **argv)
+{
+    ctl_config_t cfg;
+    char err[CTL_ERRLEN] = "";
+    int rc = ctl_config_load(&cfg, argc, argv, err, sizeof(err));
+    if (rc != 0) {
+        if (rc < 0)
+            fprintf(stderr, "meshfed: %s\n", err);
+        ctl_config_free(&cfg);
+        return rc < 0 ? 2 : 0;
+    }
+    ctl_log_setup(cfg.log_level, cfg.log_json);
+    if (!cfg.demo_dir) {
+        fprintf(stderr, "meshfed: no cluster source: give --demo DIR (the Kubernetes watcher "
+                        "is not built into this version yet)\n");
+        ctl_config_free(&cfg);
+        return 2;
+    }
+    ctl_t *c = ctl_new(&cfg, err, sizeof(err));
+    if (!c || ctl_start(c) < 0) {
+        fprintf(stderr, "meshfed: %s\n", err);
+        ctl_config_free(&cfg);
+        return 1;
+    }
+    ctl_demo_t *demo = ctl_demo_start(c, cfg.demo_dir, err, sizeof(err));
+    if (!demo) {
+        fprintf(stderr, "meshfed: %s\n", err);
+        ctl_free(c);
+        ctl_config_free(&cfg);
+        return 2;
+    }
+    ctl_flush(c);
+    if (cfg.once) {
+        rc = run_once(c);
+        ctl_demo_stop(demo);
+        ctl_free(c);
+        ctl_config_free(&cfg);
+        return rc;
+    }
+    xds_config_t xc = {.listen = cfg.xds_listen,
+                       .tls_listen = cfg.xds_tls_listen,
+                       .tls_cert_file = cfg.tls_cert,
+                       .tls_key_file = cfg.tls_key};
+    xds_server_t *x = xds_server_new(&xc, err, sizeof(err));
+    ctl_http_t *h = x ? ctl_http_start(c, cfg.debug_listen, err, sizeof(err)) : NULL;
+    if (!x || !h || xds_server_start(x) < 0) {
+        fprintf(stderr, "meshfed: %s\n", err);
+        ctl_http_stop(h);
+        xds_server_free(x);
+        ctl_demo_stop(demo);
+        ctl_free(c);
+        ctl_config_free(&cfg);
+        return 1;
+    }
+    ctl_set_xds(c, x);
+    model_snapshot_t *s = ctl_snapshot(c);
+    if (s)
+        xds_server_publish(x, s);
+    model_snapshot_unref(s);
+    struct sigaction sa = {.sa_handler = on_signal};
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    banner(&cfg, x, h);
+    while (!got_signal)
+        pause();
+    ctl_log(CTL_INFO, "signal %d: draining xDS streams and stopping", (int)got_signal);
+    ctl_demo_stop(demo);
+    ctl_stop(c);
+    ctl_set_xds(c, NULL);
+    xds_server_shutdown(x, 5000);
+    ctl_http_stop(h);
+    xds_server_free(x);
+    ctl_free(c);
+    ctl_config_free(&cfg);
+    return 0;
+}

@@ -1,0 +1,127 @@
+/*
+ * render.c - resources as JSON, with the field names of the istio.workload
+ * protos (proto3 JSON style), for /debug/config_dump and --once.
+ */
+#include "ctl.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static const char *const lb_scopes[] = {"UNSPECIFIED_SCOPE", "REGION", "ZONE",   "SUBZONE",
+                                        "NODE",              "CLUSTER", "NETWORK"};
+
+static void set_str(json_t *o, const char *k, const char *v)
+{
+    if (v && *v)
+        json_object_set_new(o, k, json_string(v));
+}
+
+static json_t *ip_json(const model_ip_t *ip)
+{
+    char buf[64];
+    return json_string(model_ip_format(ip, buf, sizeof(buf)));
+}
+
+static json_t *netaddr_json(const model_net_addr_t *a)
+{
+    json_t *o = json_object();
+    json_object_set_new(o, "network", json_string(a->network ? a->network : ""));
+    json_object_set_new(o, "address", ip_json(&a->ip));
+    return o;
+}
+
+static json_t *ports_json(const model_port_pair_t *p, size_t n)
+{
+    json_t *a = json_array();
+    for (size_t i = 0; i < n; i++)
+        json_array_append_new(a, json_pack("{s:i, s:i}", "servicePort", (int)p[i].service_port,
+                                           "targetPort", (int)p[i].target_port));
+    return a;
+}
+
+static json_t *workload_json(const model_out_workload_t *w)
+{
+    json_t *o = json_object();
+    set_str(o, "uid", w->uid);
+    set_str(o, "name", w->name);
+    set_str(o, "namespace", w->ns);
+    json_t *addrs = json_array();
+    for (size_t i = 0; i < w->naddrs; i++)
+        json_array_append_new(addrs, ip_json(&w->addrs[i]));
+    json_object_set_new(o, "addresses", addrs);
+    set_str(o, "network", w->network);
+    json_object_set_new(o, "tunnelProtocol", json_string("HBONE"));
+    set_str(o, "trustDomain", w->trust_domain);
+    set_str(o, "serviceAccount", w->service_account);
+    set_str(o, "node", w->node);
+    set_str(o, "clusterId", w->cluster_id);
+    set_str(o, "workloadName", w->workload_name);
+    set_str(o, "canonicalName", w->canonical_name);
+    set_str(o, "canonicalRevision", w->canonical_revision);
+    json_object_set_new(o, "workloadType", json_string("POD"));
+    json_object_set_new(o, "status", json_string(w->healthy ? "HEALTHY" : "UNHEALTHY"));
+    if (w->region || w->zone || w->subzone) {
+        json_t *l = json_object();
+        set_str(l, "region", w->region);
+        set_str(l, "zone", w->zone);
+        set_str(l, "subzone", w->subzone);
+        json_object_set_new(o, "locality", l);
+    }
+    if (w->has_gateway) {
+        json_t *g = json_object();
+        json_object_set_new(g, "address", netaddr_json(&w->gateway));
+        json_object_set_new(g, "hboneMtlsPort", json_integer(w->gateway_port));
+        json_object_set_new(o, "networkGateway", g);
+    }
+    if (w->capacity)
+        json_object_set_new(o, "capacity", json_integer(w->capacity));
+    json_t *svcs = json_object();
+    for (size_t i = 0; i < w->nservices; i++)
+        json_object_set_new(svcs, w->services[i].key,
+                            json_pack("{s:o}", "ports",
+                                      ports_json(w->services[i].ports, w->services[i].nports)));
+    json_object_set_new(o, "services", svcs);
+    return o;
+}
+
+static json_t *service_json(const model_out_service_t *s)
+{
+    json_t *o = json_object();
+    set_str(o, "name", s->name);
+    set_str(o, "namespace", s->ns);
+    set_str(o, "hostname", s->hostname);
+    json_t *addrs = json_array();
+    for (size_t i = 0; i < s->naddrs; i++)
+        json_array_append_new(addrs, netaddr_json(&s->addrs[i]));
+    json_object_set_new(o, "addresses", addrs);
+    json_object_set_new(o, "ports", ports_json(s->ports, s->nports));
+    if (s->lb_mode != MODEL_LB_UNSPECIFIED) {
+        json_t *prefs = json_array();
+        for (size_t i = 0; i < s->nlb_prefs; i++)
+            json_array_append_new(prefs, json_string(lb_scopes[s->lb_prefs[i]]));
+        json_object_set_new(o, "loadBalancing",
+                            json_pack("{s:o, s:s}", "routingPreference", prefs, "mode",
+                                      s->lb_mode == MODEL_LB_FAILOVER ? "FAILOVER" : "STRICT"));
+    }
+    return o;
+}
+
+json_t *ctl_res_json(const model_res_t *r)
+{
+    const model_out_workload_t *w = model_res_workload(r);
+    if (w)
+        return json_pack("{s:o}", "workload", workload_json(w));
+    return json_pack("{s:o}", "service", service_json(model_res_service(r)));
+}
+
+static void add_one(const model_res_t *r, void *arg)
+{
+    json_object_set_new(arg, model_res_name(r), ctl_res_json(r));
+}
+
+json_t *ctl_view_json(const model_snapshot_t *s, const model_view_t *v)
+{
+    json_t *o = json_object();
+    model_snapshot_each(s, v, add_one, o);
+    return o;
+}

@@ -1,0 +1,149 @@
+#!/usr/bin/python3
+"""End to end: the real meshfed binary on a copy of the embedded demo.
+
+Starts `meshfed --demo DIR` on ephemeral ports, checks the debug endpoint's
+answers, edits a manifest and waits for the scope change to show, checks bad
+queries, then stops it with SIGTERM and expects a clean exit.
+Usage: e2e_demo.py MESHFED_BINARY EXAMPLES_DIR
+"""
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+
+FAILURES = []
+PASSED = []
+
+
+def check(cond, what):
+    print(("ok   " if cond else "FAIL ") + what)
+    (PASSED if cond else FAILURES).append(what)
+
+
+def get(port, path):
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+
+
+def wait_for(fn, timeout=15.0):
+    end = time.time() + timeout
+    while time.time() < end:
+        v = fn()
+        if v:
+            return v
+        time.sleep(0.1)
+    return fn()
+
+
+def scope_of(port, key):
+    st, body = get(port, f"/debug/servicescopez?service={key}")
+    return json.loads(body).get("scope") if st == 200 else None
+
+
+def main():
+    binary, examples = sys.argv[1], sys.argv[2]
+    work = tempfile.mkdtemp(prefix="meshfed-e2e-")
+    demo = os.path.join(work, "examples")
+    shutil.copytree(examples, demo)
+    log = open(os.path.join(work, "meshfed.log"), "w+")
+    proc = subprocess.Popen([binary, "--demo", demo, "--xds-listen", "127.0.0.1:0",
+                             "--debug-listen", "127.0.0.1:0", "--debounce-ms", "20"],
+                            stdout=log, stderr=log)
+    try:
+        def ports():
+            log.seek(0)
+            m = re.search(r"serving xDS on port (\d+), debug on port (\d+)", log.read())
+            return m and (int(m.group(1)), int(m.group(2)))
+        p = wait_for(ports)
+        check(bool(p), "meshfed starts and prints its ports")
+        if not p:
+            return
+        _, dport = p
+
+        st, body = get(dport, "/healthz")
+        check(st == 200 and body.strip() == "ok", "/healthz answers ok")
+        check(wait_for(lambda: get(dport, "/ready")[0] == 200), "/ready once both clusters synced")
+
+        st, body = get(dport, "/debug/clusterz")
+        clusters = {c["id"]: c for c in json.loads(body)}
+        check(set(clusters) == {"east", "west"}, "clusterz lists east and west")
+        check(clusters["west"]["network"] == "network-west", "west's network from the namespace label")
+        check(clusters["east"]["gateway"] == "192.0.2.10", "east's gateway from the labelled Service")
+        check(clusters["east"]["state"] == "synced", "east is synced")
+
+        st, body = get(dport, "/debug/servicescopez")
+        doc = json.loads(body)
+        check(len(doc["rules"]) == 2, "servicescopez shows the two rules")
+        check(any("east/shop/checkout" == m for m in doc["rules"][1]["matches"]),
+              "rule 1 (namespace AND service selector) selects shop/checkout")
+        check(scope_of(dport, "bookinfo/reviews") == "GLOBAL", "reviews is GLOBAL (label rule)")
+        check(scope_of(dport, "shop/checkout") == "GLOBAL", "checkout is GLOBAL (AND rule)")
+        check(scope_of(dport, "shop/ledger") == "LOCAL", "ledger is LOCAL (tier=backend)")
+        check(scope_of(dport, "bookinfo/ratings") == "LOCAL", "ratings is LOCAL")
+
+        st, body = get(dport, "/debug/endpointz?service=bookinfo/reviews")
+        eps = json.loads(body)["clusters"]
+        check(len(eps["west"]["endpoints"]) == 3 and len(eps["east"]["endpoints"]) == 2,
+              "endpointz shows endpoints by cluster")
+
+        st, body = get(dport, "/debug/config_dump?cluster=east&network=network-east")
+        res = json.loads(body)["resources"]
+        sh = [k for k in res if "/SplitHorizonWorkload/" in k and k.endswith("/reviews.bookinfo.svc.cluster.local")]
+        check(len(sh) == 1 and res[sh[0]]["workload"]["capacity"] == 2,
+              "east reaches west's reviews through the gateway, capacity 2 (ready endpoints)")
+        check(not any(k.startswith("west//Pod/") for k in res), "east never gets west's pod IPs")
+        check("bookinfo/ratings.bookinfo.svc.cluster.local" in res
+              and res["bookinfo/ratings.bookinfo.svc.cluster.local"]["service"]["addresses"][0]["network"] == "network-east",
+              "east sees only its own local ratings")
+
+        # Make ledger global by labelling it, as a user would, and watch it flip.
+        path = os.path.join(demo, "east", "cluster.yaml")
+        text = open(path).read()
+        text = text.replace("    tier: backend\n", "    tier: backend\n    istio.io/global: 'true'\n", 1)
+        open(path, "w").write(text)
+        check(wait_for(lambda: scope_of(dport, "shop/ledger") == "GLOBAL"),
+              "labelling ledger istio.io/global=true makes it GLOBAL")
+        st, body = get(dport, "/debug/config_dump?cluster=west&network=network-west")
+        check("shop/ledger.shop.svc.cluster.local" in json.loads(body)["resources"],
+              "west now sees ledger")
+
+        st, body = get(dport, "/metrics")
+        check(st == 200 and 'meshfed_objects{cluster="east",kind="Pod"}' in body,
+              "/metrics has objects per cluster and kind")
+        check("meshfed_demo_reloads_total 1" in body, "/metrics counts the reload")
+
+        check(get(dport, "/debug/endpointz")[0] == 400, "endpointz without a service is 400")
+        check(get(dport, "/debug/servicescopez?service=nonsense")[0] == 400, "a malformed service is 400")
+        check(get(dport, "/debug/servicez?service=a/b")[0] == 404, "an unknown service is 404")
+        check(get(dport, "/debug/nothing")[0] == 404, "an unknown page is 404")
+        check(get(dport, "/debug/config_dump?proxy=nobody")[0] == 404, "an unknown proxy is 404")
+        st, body = get(dport, "/metrics")
+        check('meshfed_errors_total{kind="http"} 2' in body, "bad queries are counted")
+
+        proc.send_signal(signal.SIGTERM)
+        rc = proc.wait(timeout=20)
+        check(rc == 0, f"SIGTERM exits cleanly (rc={rc})")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        if FAILURES:
+            log.seek(0)
+            print("--- meshfed log ---\n" + log.read())
+        shutil.rmtree(work, ignore_errors=True)
+    print(f"checks: {len(PASSED)} passed, {len(FAILURES)} failed")
+
+
+if __name__ == "__main__":
+    main()
+    sys.exit(1 if FAILURES else 0)

@@ -1,0 +1,298 @@
+/*
+ * encode.c - model resources to serialized istio.workload.Address bytes.
+ *
+ * Each resource variant is immutable, so it is encoded once and the bytes
+ * (with their xDS version string) are cached on the resource itself and
+ * shared by every stream that sends it.
+ */
+#include "xds.h"
+#include "xds_internal.h"
+
+#include "workload.pb-c.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct xds_enc {
+    uint8_t *buf;
+    size_t len;
+    char version[17];
+} xds_enc_t;
+
+/* protobuf-c wants char *, never NULL, for string fields. */
+static char *s(const char *p)
+{
+    return p ? (char *)p : (char *)"";
+}
+
+/* FNV-1a 64: stable across restarts, so clients' initial versions stay valid. */
+uint64_t xds_hash64(const void *p, size_t n)
+{
+    const uint8_t *b = p;
+    uint64_t h = 1469598103934665603ULL;
+    for (size_t i = 0; i < n; i++) {
+        h ^= b[i];
+        h *= 1099511628211ULL;
+    }
+    return h;
+}
+
+static Istio__Workload__Port *ports_new(const model_port_pair_t *pp, size_t n)
+{
+    Istio__Workload__Port *p = calloc(n ? n : 1, sizeof(*p));
+    for (size_t i = 0; p && i < n; i++) {
+        istio__workload__port__init(&p[i]);
+        p[i].service_port = pp[i].service_port;
+        p[i].target_port = pp[i].target_port;
+    }
+    return p;
+}
+
+static Istio__Workload__Port **ptrs(Istio__Workload__Port *p, size_t n)
+{
+    Istio__Workload__Port **v = calloc(n ? n : 1, sizeof(*v));
+    for (size_t i = 0; v && i < n; i++)
+        v[i] = &p[i];
+    return v;
+}
+
+/* Everything a Workload message points at, freed together after packing. */
+typedef struct wl_parts {
+    ProtobufCBinaryData *addrs;
+    Istio__Workload__Workload__ServicesEntry *ents, **entp;
+    Istio__Workload__PortList *lists;
+    Istio__Workload__Port **ports;     /* per service: contiguous Port array */
+    Istio__Workload__Port ***portp;
+    size_t nsvc;
+} wl_parts_t;
+
+static void wl_parts_free(wl_parts_t *p)
+{
+    for (size_t i = 0; i < p->nsvc; i++) {
+        if (p->ports)
+            free(p->ports[i]);
+        if (p->portp)
+            free(p->portp[i]);
+    }
+    free(p->ports);
+    free(p->portp);
+    free(p->addrs);
+    free(p->ents);
+    free(p->entp);
+    free(p->lists);
+}
+
+static int wl_services(const model_out_workload_t *w, Istio__Workload__Workload *m, wl_parts_t *p)
+{
+    size_t n = w->nservices;
+    p->nsvc = n;
+    p->ents = calloc(n + 1, sizeof(*p->ents));
+    p->entp = calloc(n + 1, sizeof(*p->entp));
+    p->lists = calloc(n + 1, sizeof(*p->lists));
+    p->ports = calloc(n + 1, sizeof(*p->ports));
+    p->portp = calloc(n + 1, sizeof(*p->portp));
+    if (!p->ents || !p->entp || !p->lists || !p->ports || !p->portp)
+        return -1;
+    for (size_t i = 0; i < n; i++) {
+        const model_wl_service_t *ws = &w->services[i];
+        istio__workload__workload__services_entry__init(&p->ents[i]);
+        istio__workload__port_list__init(&p->lists[i]);
+        p->ports[i] = ports_new(ws->ports, ws->nports);
+        p->portp[i] = ptrs(p->ports[i], ws->nports);
+        if (!p->ports[i] || !p->portp[i])
+            return -1;
+        p->lists[i].n_ports = ws->nports;
+        p->lists[i].ports = p->portp[i];
+        p->ents[i].key = s(ws->key);
+        p->ents[i].value = &p->lists[i];
+        p->entp[i] = &p->ents[i];
+    }
+    m->n_services = n;
+    m->services = p->entp;
+    return 0;
+}
+
+static uint8_t *pack_address(Istio__Workload__Address *a, size_t *len)
+{
+    *len = istio__workload__address__get_packed_size(a);
+    uint8_t *buf = malloc(*len ? *len : 1);
+    if (buf)
+        istio__workload__address__pack(a, buf);
+    return buf;
+}
+
+static uint8_t *encode_workload(const model_out_workload_t *w, size_t *len)
+{
+    Istio__Workload__Workload m = ISTIO__WORKLOAD__WORKLOAD__INIT;
+    Istio__Workload__Locality loc = ISTIO__WORKLOAD__LOCALITY__INIT;
+    Istio__Workload__GatewayAddress gw = ISTIO__WORKLOAD__GATEWAY_ADDRESS__INIT;
+    Istio__Workload__NetworkAddress gwa = ISTIO__WORKLOAD__NETWORK_ADDRESS__INIT;
+    Google__Protobuf__UInt32Value cap = GOOGLE__PROTOBUF__UINT32_VALUE__INIT;
+    wl_parts_t p = {0};
+    uint8_t *buf = NULL;
+
+    m.uid = s(w->uid);
+    m.name = s(w->name);
+    m.namespace_ = s(w->ns);
+    m.network = s(w->network);
+    m.trust_domain = s(w->trust_domain);
+    m.service_account = s(w->service_account);
+    m.node = s(w->node);
+    m.cluster_id = s(w->cluster_id);
+    m.canonical_name = s(w->canonical_name);
+    m.canonical_revision = s(w->canonical_revision);
+    m.workload_name = s(w->workload_name);
+    m.workload_type = (Istio__Workload__WorkloadType)w->workload_type;
+    m.status = w->healthy ? ISTIO__WORKLOAD__WORKLOAD_STATUS__HEALTHY
+                          : ISTIO__WORKLOAD__WORKLOAD_STATUS__UNHEALTHY;
+    m.tunnel_protocol = ISTIO__WORKLOAD__TUNNEL_PROTOCOL__HBONE;
+    p.addrs = calloc(w->naddrs + 1, sizeof(*p.addrs));
+    if (!p.addrs)
+        goto out;
+    for (size_t i = 0; i < w->naddrs; i++) {
+        p.addrs[i].data = (uint8_t *)w->addrs[i].b;
+        p.addrs[i].len = w->addrs[i].len;
+    }
+    m.n_addresses = w->naddrs;
+    m.addresses = p.addrs;
+    if (w->region || w->zone || w->subzone) {
+        loc.region = s(w->region);
+        loc.zone = s(w->zone);
+        loc.subzone = s(w->subzone);
+        m.locality = &loc;
+    }
+    if (w->has_gateway) {
+        gwa.network = s(w->gateway.network);
+        gwa.address.data = (uint8_t *)w->gateway.ip.b;
+        gwa.address.len = w->gateway.ip.len;
+        gw.destination_case = ISTIO__WORKLOAD__GATEWAY_ADDRESS__DESTINATION_ADDRESS;
+        gw.address = &gwa;
+        gw.hbone_mtls_port = w->gateway_port ? w->gateway_port : 15008;
+        m.network_gateway = &gw;
+    }
+    if (w->capacity) {
+        cap.value = w->capacity;
+        m.capacity = &cap;
+    }
+    if (wl_services(w, &m, &p) == 0) {
+        Istio__Workload__Address a = ISTIO__WORKLOAD__ADDRESS__INIT;
+        a.type_case = ISTIO__WORKLOAD__ADDRESS__TYPE_WORKLOAD;
+        a.workload = &m;
+        buf = pack_address(&a, len);
+    }
+out:
+    wl_parts_free(&p);
+    return buf;
+}
+
+static Istio__Workload__IPFamilies ip_families(const model_out_service_t *o)
+{
+    bool v4 = false, v6 = false;
+    for (size_t i = 0; i < o->naddrs; i++) {
+        if (o->addrs[i].ip.len == 4)
+            v4 = true;
+        else if (o->addrs[i].ip.len == 16)
+            v6 = true;
+    }
+    if (v4 && v6)
+        return ISTIO__WORKLOAD__IPFAMILIES__DUAL;
+    if (v4)
+        return ISTIO__WORKLOAD__IPFAMILIES__IPV4_ONLY;
+    if (v6)
+        return ISTIO__WORKLOAD__IPFAMILIES__IPV6_ONLY;
+    return ISTIO__WORKLOAD__IPFAMILIES__AUTOMATIC;
+}
+
+static uint8_t *encode_service(const model_out_service_t *o, size_t *len)
+{
+    Istio__Workload__Service m = ISTIO__WORKLOAD__SERVICE__INIT;
+    Istio__Workload__LoadBalancing lb = ISTIO__WORKLOAD__LOAD_BALANCING__INIT;
+    Istio__Workload__LoadBalancing__Scope prefs[6];
+    Istio__Workload__NetworkAddress *na = calloc(o->naddrs + 1, sizeof(*na));
+    Istio__Workload__NetworkAddress **nap = calloc(o->naddrs + 1, sizeof(*nap));
+    Istio__Workload__Port *ports = ports_new(o->ports, o->nports);
+    Istio__Workload__Port **portp = ptrs(ports, o->nports);
+    uint8_t *buf = NULL;
+
+    if (!na || !nap || !ports || !portp)
+        goto out;
+    m.name = s(o->name);
+    m.namespace_ = s(o->ns);
+    m.hostname = s(o->hostname);
+    for (size_t i = 0; i < o->naddrs; i++) {
+        istio__workload__network_address__init(&na[i]);
+        na[i].network = s(o->addrs[i].network);
+        na[i].address.data = (uint8_t *)o->addrs[i].ip.b;
+        na[i].address.len = o->addrs[i].ip.len;
+        nap[i] = &na[i];
+    }
+    m.n_addresses = o->naddrs;
+    m.addresses = nap;
+    m.n_ports = o->nports;
+    m.ports = portp;
+    if (o->lb_mode != MODEL_LB_UNSPECIFIED) {
+        size_t n = o->nlb_prefs < 6 ? o->nlb_prefs : 6;
+        for (size_t i = 0; i < n; i++)
+            prefs[i] = (Istio__Workload__LoadBalancing__Scope)o->lb_prefs[i];
+        lb.mode = (Istio__Workload__LoadBalancing__Mode)o->lb_mode;
+        lb.n_routing_preference = n;
+        lb.routing_preference = prefs;
+        m.load_balancing = &lb;
+    }
+    m.ip_families = ip_families(o);
+    Istio__Workload__Address a = ISTIO__WORKLOAD__ADDRESS__INIT;
+    a.type_case = ISTIO__WORKLOAD__ADDRESS__TYPE_SERVICE;
+    a.service = &m;
+    buf = pack_address(&a, len);
+out:
+    free(na);
+    free(nap);
+    free(ports);
+    free(portp);
+    return buf;
+}
+
+static void enc_free(void *p)
+{
+    xds_enc_t *e = p;
+    if (e)
+        free(e->buf);
+    free(e);
+}
+
+/* The cached encoding of r, building it on first use. NULL: out of memory. */
+static const xds_enc_t *enc_get(const model_res_t *r)
+{
+    xds_enc_t *e = model_res_cache(r);
+    if (e)
+        return e;
+    e = calloc(1, sizeof(*e));
+    if (!e)
+        return NULL;
+    if (model_res_kind(r) == MODEL_RES_WORKLOAD)
+        e->buf = encode_workload(model_res_workload(r), &e->len);
+    else
+        e->buf = encode_service(model_res_service(r), &e->len);
+    if (!e->buf) {
+        free(e);
+        return NULL;
+    }
+    snprintf(e->version, sizeof(e->version), "%016llx",
+             (unsigned long long)xds_hash64(e->buf, e->len));
+    /* another thread may have won the race: use whichever is in the slot */
+    return model_res_cache_set(r, e, enc_free);
+}
+
+const uint8_t *xds_encode_address(const model_res_t *r, size_t *len)
+{
+    const xds_enc_t *e = enc_get(r);
+    *len = e ? e->len : 0;
+    return e ? e->buf : NULL;
+}
+
+const char *xds_address_version(const model_res_t *r)
+{
+    const xds_enc_t *e = enc_get(r);
+    return e ? e->version : NULL;
+}

@@ -1,0 +1,462 @@
+/*
+ * server.c - the gRPC side of the xDS server: listener, completion-queue
+ * thread, call lifecycle and the send/close primitives. Protocol logic
+ * (what to send) lives in stream.c.
+ *
+ * One CQ thread does everything; it holds srv->mu while handling an event, so
+ * publish/stats/each_proxy from other threads see consistent state. grpc core
+ * has no public alarm, so the thread polls the queue with a 5 ms deadline and
+ * notices new snapshots through a generation counter.
+ */
+#include "xds_internal.h"
+
+#include <grpc/byte_buffer.h>
+#include <grpc/byte_buffer_reader.h>
+#include <grpc/grpc_security.h>
+#include <grpc/support/alloc.h>
+#include <grpc/support/time.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define DELTA_METHOD "/envoy.service.discovery.v3.AggregatedDiscoveryService/DeltaAggregatedResources"
+#define SOTW_METHOD "/envoy.service.discovery.v3.AggregatedDiscoveryService/StreamAggregatedResources"
+
+uint64_t xds_now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+static void set_err(char *err, size_t errlen, const char *msg)
+{
+    if (err && errlen)
+        snprintf(err, errlen, "%s", msg);
+}
+
+xds_server_t *xds_server_new(const xds_config_t *cfg, char *err, size_t errlen)
+{
+    if (!cfg || !cfg->listen) {
+        set_err(err, errlen, "xds: no listen address");
+        return NULL;
+    }
+    xds_server_t *s = calloc(1, sizeof(*s));
+    if (!s || !(s->listen = strdup(cfg->listen))) {
+        free(s);
+        set_err(err, errlen, "xds: out of memory");
+        return NULL;
+    }
+    s->max_msg = cfg->max_message_bytes ? cfg->max_message_bytes : 16u << 20;
+    s->max_streams = cfg->max_streams ? cfg->max_streams : 10000;
+    pthread_mutex_init(&s->mu, NULL);
+    s->t_shutdown.kind = XDS_TAG_SHUTDOWN;
+    grpc_init();
+    grpc_arg args[1];
+    args[0].type = GRPC_ARG_INTEGER;
+    args[0].key = (char *)GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH;
+    args[0].value.integer = (int)(s->max_msg > 0x7fffffff ? 0x7fffffff : s->max_msg);
+    grpc_channel_args ca = {1, args};
+    s->server = grpc_server_create(&ca, NULL);
+    s->cq = grpc_completion_queue_create_for_next(NULL);
+    grpc_server_register_completion_queue(s->server, s->cq, NULL);
+    grpc_server_credentials *creds = grpc_insecure_server_credentials_create();
+    s->port = grpc_server_add_http2_port(s->server, s->listen, creds);
+    grpc_server_credentials_release(creds);
+    if (s->port <= 0) {
+        if (err && errlen)
+            snprintf(err, errlen, "xds: cannot listen on %s", s->listen);
+        xds_server_free(s);
+        return NULL;
+    }
+    return s;
+}
+
+int xds_server_port(const xds_server_t *s)
+{
+    return s->port;
+}
+
+/* Asks grpc for the next incoming call; the stream object waits for it. */
+static void request_call(xds_server_t *s)
+{
+    xds_stream_t *st = calloc(1, sizeof(*st));
+    if (!st)
+        return; /* no memory: stop accepting rather than crash */
+    st->srv = s;
+    st->t_recv = (xds_tag_t){XDS_TAG_RECV, st};
+    st->t_send = (xds_tag_t){XDS_TAG_SEND, st};
+    st->t_close = (xds_tag_t){XDS_TAG_CLOSE, st};
+    st->t_status = (xds_tag_t){XDS_TAG_STATUS, st};
+    grpc_call_details_init(&st->details);
+    grpc_metadata_array_init(&st->md);
+    s->pending_call = st;
+    /* t_status doubles as the NEW_CALL tag until the call arrives */
+    st->t_status.kind = XDS_TAG_NEW_CALL;
+    grpc_call_error e = grpc_server_request_call(s->server, &st->call, &st->details, &st->md,
+                                                 s->cq, s->cq, &st->t_status);
+    if (e != GRPC_CALL_OK) {
+        s->pending_call = NULL;
+        grpc_call_details_destroy(&st->details);
+        grpc_metadata_array_destroy(&st->md);
+        free(st);
+    }
+}
+
+static void stream_free(xds_stream_t *st)
+{
+    xds_server_t *s = st->srv;
+    if (st->prev)
+        st->prev->next = st->next;
+    else if (s->streams == st)
+        s->streams = st->next;
+    if (st->next)
+        st->next->prev = st->prev;
+    s->nstreams--;
+    if (st->open) {
+        s->nopen--;
+        s->stats.streams_open--;
+    }
+    xds_stream_state_free(st);
+    if (st->recv_buf)
+        grpc_byte_buffer_destroy(st->recv_buf);
+    if (st->send_buf)
+        grpc_byte_buffer_destroy(st->send_buf);
+    if (st->has_close_msg)
+        grpc_slice_unref(st->close_msg);
+    if (st->call)
+        grpc_call_unref(st->call);
+    grpc_call_details_destroy(&st->details);
+    grpc_metadata_array_destroy(&st->md);
+    free(st);
+}
+
+static void start(xds_stream_t *st, const grpc_op *ops, size_t n, xds_tag_t *tag)
+{
+    if (grpc_call_start_batch(st->call, ops, n, tag, NULL) == GRPC_CALL_OK)
+        st->ops++;
+}
+
+static void start_recv(xds_stream_t *st)
+{
+    grpc_op op = {0};
+    op.op = GRPC_OP_RECV_MESSAGE;
+    op.data.recv_message.recv_message = &st->recv_buf;
+    start(st, &op, 1, &st->t_recv);
+}
+
+static void add_initial_md(xds_stream_t *st, grpc_op *op, size_t *n)
+{
+    if (st->initial_md_sent)
+        return;
+    memset(&op[*n], 0, sizeof(op[*n]));
+    op[*n].op = GRPC_OP_SEND_INITIAL_METADATA;
+    (*n)++;
+    st->initial_md_sent = true;
+}
+
+static void send_status(xds_stream_t *st)
+{
+    grpc_op ops[2];
+    size_t n = 0;
+    add_initial_md(st, ops, &n);
+    memset(&ops[n], 0, sizeof(ops[n]));
+    ops[n].op = GRPC_OP_SEND_STATUS_FROM_SERVER;
+    ops[n].data.send_status_from_server.status = st->close_code;
+    ops[n].data.send_status_from_server.status_details = st->has_close_msg ? &st->close_msg : NULL;
+    n++;
+    start(st, ops, n, &st->t_status);
+}
+
+void xds_stream_close(xds_stream_t *st, grpc_status_code code, const char *msg)
+{
+    if (st->closing)
+        return;
+    st->closing = true;
+    st->close_code = code;
+    if (msg) {
+        st->close_msg = grpc_slice_from_copied_string(msg);
+        st->has_close_msg = true;
+    }
+    if (st->sending)
+        st->close_pending = true; /* one send at a time: status goes after it */
+    else
+        send_status(st);
+}
+
+void xds_stream_send(xds_stream_t *st, uint8_t *buf, size_t len)
+{
+    grpc_slice sl = grpc_slice_new(buf, len, free);
+    st->send_buf = grpc_raw_byte_buffer_create(&sl, 1);
+    grpc_slice_unref(sl);
+    grpc_op ops[2];
+    size_t n = 0;
+    add_initial_md(st, ops, &n);
+    memset(&ops[n], 0, sizeof(ops[n]));
+    ops[n].op = GRPC_OP_SEND_MESSAGE;
+    ops[n].data.send_message.send_message = st->send_buf;
+    n++;
+    st->sending = true;
+    st->srv->stats.pushes++;
+    st->srv->stats.bytes_sent += len;
+    start(st, ops, n, &st->t_send);
+}
+
+static bool method_is(const grpc_slice *m, const char *name)
+{
+    size_t n = strlen(name);
+    return GRPC_SLICE_LENGTH(*m) == n && memcmp(GRPC_SLICE_START_PTR(*m), name, n) == 0;
+}
+
+/* A call arrived: route it by method and start receiving. */
+static void on_new_call(xds_server_t *s, xds_stream_t *st)
+{
+    st->t_status.kind = XDS_TAG_STATUS;
+    st->next = s->streams;
+    if (s->streams)
+        s->streams->prev = st;
+    s->streams = st;
+    s->nstreams++;
+    char *peer = grpc_call_get_peer(st->call);
+    st->peer = peer ? strdup(peer) : NULL;
+    gpr_free(peer);
+    grpc_op op = {0};
+    op.op = GRPC_OP_RECV_CLOSE_ON_SERVER;
+    op.data.recv_close_on_server.cancelled = &st->cancelled;
+    start(st, &op, 1, &st->t_close);
+    st->delta = method_is(&st->details.method, DELTA_METHOD);
+    if (!st->delta && !method_is(&st->details.method, SOTW_METHOD)) {
+        xds_stream_close(st, GRPC_STATUS_UNIMPLEMENTED, "xds: unknown method");
+        return;
+    }
+    if (s->nopen >= (size_t)s->max_streams) {
+        xds_stream_close(st, GRPC_STATUS_RESOURCE_EXHAUSTED, "xds: too many streams");
+        return;
+    }
+    st->open = true;
+    s->nopen++;
+    s->stats.streams_open++;
+    s->stats.streams_total++;
+    start_recv(st);
+}
+
+static void on_recv(xds_stream_t *st, bool ok)
+{
+    grpc_byte_buffer *b = st->recv_buf;
+    st->recv_buf = NULL;
+    if (!ok || st->closing) {
+        if (b)
+            grpc_byte_buffer_destroy(b);
+        return;
+    }
+    if (!b) { /* the client half-closed: we are done too */
+        xds_stream_close(st, GRPC_STATUS_OK, NULL);
+        return;
+    }
+    grpc_byte_buffer_reader rd;
+    if (!grpc_byte_buffer_reader_init(&rd, b)) {
+        grpc_byte_buffer_destroy(b);
+        st->srv->stats.bad_requests++;
+        xds_stream_close(st, GRPC_STATUS_INVALID_ARGUMENT, "xds: unreadable message");
+        return;
+    }
+    grpc_slice sl = grpc_byte_buffer_reader_readall(&rd);
+    grpc_byte_buffer_reader_destroy(&rd);
+    grpc_byte_buffer_destroy(b);
+    xds_stream_on_message(st, GRPC_SLICE_START_PTR(sl), GRPC_SLICE_LENGTH(sl));
+    grpc_slice_unref(sl);
+    if (!st->closing)
+        start_recv(st);
+}
+
+static void on_sent(xds_stream_t *st)
+{
+    st->sending = false;
+    grpc_byte_buffer_destroy(st->send_buf);
+    st->send_buf = NULL;
+    if (st->close_pending) {
+        st->close_pending = false;
+        send_status(st);
+    }
+}
+
+static void handle_event(xds_server_t *s, xds_tag_t *tag, bool ok)
+{
+    xds_stream_t *st = tag->st;
+    switch (tag->kind) {
+    case XDS_TAG_SHUTDOWN:
+        atomic_store(&s->shutdown_done, true);
+        return;
+    case XDS_TAG_NEW_CALL:
+        s->pending_call = NULL;
+        if (!ok) { /* server shutting down */
+            grpc_call_details_destroy(&st->details);
+            grpc_metadata_array_destroy(&st->md);
+            free(st);
+            return;
+        }
+        if (!atomic_load(&s->stopping))
+            request_call(s);
+        on_new_call(s, st);
+        break;
+    case XDS_TAG_RECV:
+        st->ops--;
+        on_recv(st, ok);
+        break;
+    case XDS_TAG_SEND:
+        st->ops--;
+        on_sent(st);
+        break;
+    case XDS_TAG_CLOSE:
+    case XDS_TAG_STATUS:
+        st->ops--;
+        break;
+    }
+    if (st->ops == 0)
+        stream_free(st);
+    else if (!st->closing)
+        xds_stream_pump(st);
+}
+
+static void *cq_thread(void *arg)
+{
+    xds_server_t *s = arg;
+    uint64_t seen = 0;
+    bool cq_shut = false;
+    for (;;) {
+        gpr_timespec dl = gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC),
+                                       gpr_time_from_millis(5, GPR_TIMESPAN));
+        grpc_event ev = grpc_completion_queue_next(s->cq, dl, NULL);
+        if (ev.type == GRPC_QUEUE_SHUTDOWN)
+            break;
+        pthread_mutex_lock(&s->mu);
+        if (ev.type == GRPC_OP_COMPLETE)
+            handle_event(s, ev.tag, ev.success != 0);
+        uint64_t g = atomic_load(&s->gen);
+        if (g != seen) { /* a new snapshot: every idle stream sends its diff */
+            seen = g;
+            for (xds_stream_t *st = s->streams; st; st = st->next)
+                if (!st->closing)
+                    xds_stream_pump(st);
+        }
+        if (atomic_load(&s->quit) && !cq_shut && atomic_load(&s->shutdown_done) &&
+            !s->nstreams && !s->pending_call) {
+            grpc_completion_queue_shutdown(s->cq);
+            cq_shut = true;
+        }
+        pthread_mutex_unlock(&s->mu);
+    }
+    return NULL;
+}
+
+int xds_server_start(xds_server_t *s)
+{
+    if (s->started)
+        return -1;
+    grpc_server_start(s->server);
+    pthread_mutex_lock(&s->mu);
+    request_call(s);
+    pthread_mutex_unlock(&s->mu);
+    if (!s->pending_call || pthread_create(&s->thr, NULL, cq_thread, s) != 0)
+        return -1;
+    s->started = true;
+    return 0;
+}
+
+void xds_server_publish(xds_server_t *s, model_snapshot_t *snap)
+{
+    model_snapshot_t *ref = snap ? model_snapshot_ref(snap) : NULL;
+    pthread_mutex_lock(&s->mu);
+    model_snapshot_t *old = s->snap;
+    s->snap = ref;
+    s->publish_us = xds_now_us();
+    pthread_mutex_unlock(&s->mu);
+    atomic_fetch_add(&s->gen, 1);
+    /* old may still be some stream's base: those hold their own refs */
+    if (old)
+        model_snapshot_unref(old);
+}
+
+static void sleep_ms(int ms)
+{
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+void xds_server_shutdown(xds_server_t *s, int grace_ms)
+{
+    if (!s->started || s->joined)
+        return;
+    atomic_store(&s->stopping, true);
+    grpc_server_shutdown_and_notify(s->server, s->cq, &s->t_shutdown);
+    for (int waited = 0; waited < grace_ms && !atomic_load(&s->shutdown_done); waited += 5)
+        sleep_ms(5);
+    if (!atomic_load(&s->shutdown_done))
+        grpc_server_cancel_all_calls(s->server);
+    atomic_store(&s->quit, true);
+    pthread_join(s->thr, NULL);
+    s->joined = true;
+}
+
+/* Shutdown for a server that never started: nothing to cancel, just drain. */
+static void shutdown_unstarted(xds_server_t *s)
+{
+    grpc_server_shutdown_and_notify(s->server, s->cq, &s->t_shutdown);
+    grpc_server_cancel_all_calls(s->server);
+    grpc_completion_queue_shutdown(s->cq);
+    for (;;) {
+        grpc_event ev = grpc_completion_queue_next(s->cq, gpr_inf_future(GPR_CLOCK_MONOTONIC), NULL);
+        if (ev.type == GRPC_QUEUE_SHUTDOWN)
+            break;
+    }
+}
+
+void xds_server_free(xds_server_t *s)
+{
+    if (!s)
+        return;
+    if (s->started)
+        xds_server_shutdown(s, 0);
+    else
+        shutdown_unstarted(s);
+    grpc_server_destroy(s->server);
+    grpc_completion_queue_destroy(s->cq);
+    if (s->snap)
+        model_snapshot_unref(s->snap);
+    pthread_mutex_destroy(&s->mu);
+    free(s->listen);
+    free(s);
+    grpc_shutdown();
+}
+
+void xds_server_stats(xds_server_t *s, xds_stats_t *out)
+{
+    pthread_mutex_lock(&s->mu);
+    *out = s->stats;
+    pthread_mutex_unlock(&s->mu);
+}
+
+void xds_server_each_proxy(xds_server_t *s, xds_proxy_fn fn, void *arg)
+{
+    pthread_mutex_lock(&s->mu);
+    for (xds_stream_t *st = s->streams; st; st = st->next) {
+        if (!st->open || !st->node_id)
+            continue;
+        const xds_type_state_t *ts = &st->addr;
+        xds_proxy_info_t p = {
+            .node_id = st->node_id,
+            .cluster = st->cluster,
+            .network = st->network,
+            .type_url = ts->subscribed ? XDS_TYPE_ADDRESS : XDS_TYPE_AUTHORIZATION,
+            .peer = st->peer,
+            .version_sent = ts->version_sent,
+            .version_acked = ts->version_acked,
+            .nacks = st->nacks,
+            .last_nack = st->last_nack,
+            .resources = st->delta ? ts->have.n : ts->nsent,
+        };
+        fn(&p, arg);
+    }
+    pthread_mutex_unlock(&s->mu);
+}

@@ -1,0 +1,220 @@
+/*
+ * stream.c - the xDS protocol on one stream: parse requests (delta and SotW),
+ * track subscriptions, ACK/NACK and flow control, and build responses from
+ * snapshot diffs. Runs on the CQ thread with srv->mu held.
+ */
+#include "xds_internal.h"
+
+#include "envoy/service/discovery/v3/discovery.pb-c.h"
+#include "google/protobuf/struct.pb-c.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+
+
+static void type_state_free(xds_type_state_t *ts)
+{
+    if (ts->base)
+        model_snapshot_unref(ts->base);
+    ts->base = NULL;
+    xds_map_clear(&ts->subs);
+    xds_map_clear(&ts->pending);
+    xds_map_clear(&ts->have);
+    xds_map_clear(&ts->initial);
+}
+
+void xds_stream_state_free(xds_stream_t *st)
+{
+    type_state_free(&st->addr);
+    type_state_free(&st->auth);
+    free(st->node_id);
+    free(st->cluster);
+    free(st->network);
+    free(st->peer);
+    free(st->last_nack);
+}
+
+static void reject(xds_stream_t *st, grpc_status_code code, const char *fmt, const char *arg)
+{
+    char msg[1200];
+    snprintf(msg, sizeof(msg), fmt, arg);
+    st->srv->stats.bad_requests++;
+    xds_stream_close(st, code, msg);
+}
+
+static const char *meta_string(const Google__Protobuf__Struct *md, const char *key)
+{
+    for (size_t i = 0; md && i < md->n_fields; i++) {
+        const Google__Protobuf__Struct__FieldsEntry *e = md->fields[i];
+        if (e->key && strcmp(e->key, key) == 0 && e->value &&
+            e->value->kind_case == GOOGLE__PROTOBUF__VALUE__KIND_STRING_VALUE)
+            return e->value->string_value;
+    }
+    return NULL;
+}
+
+/* The first request names the proxy: node id and CLUSTER_ID/NETWORK
+ * metadata (the keys istiod's NodeMetadata and ztunnel use). 0 or -1. */
+static int take_node(xds_stream_t *st, const Envoy__Config__Core__V3__Node *node)
+{
+    if (st->node_id)
+        return 0;
+    if (!node) {
+        reject(st, GRPC_STATUS_INVALID_ARGUMENT, "xds: first request has no node%s", "");
+        return -1;
+    }
+    const char *cluster = meta_string(node->metadata, "CLUSTER_ID");
+    if (!cluster || !*cluster) {
+        reject(st, GRPC_STATUS_INVALID_ARGUMENT,
+               "xds: node %s has no CLUSTER_ID in its metadata", node->id ? node->id : "");
+        return -1;
+    }
+    const char *network = meta_string(node->metadata, "NETWORK");
+    st->node_id = strdup(node->id ? node->id : "");
+    st->cluster = strdup(cluster);
+    st->network = strdup(network ? network : "");
+    st->view.cluster = st->cluster;
+    st->view.network = st->network;
+    return 0;
+}
+
+static xds_type_state_t *type_state(xds_stream_t *st, const char *type_url)
+{
+    if (type_url && strcmp(type_url, XDS_TYPE_ADDRESS) == 0)
+        return &st->addr;
+    if (type_url && strcmp(type_url, XDS_TYPE_AUTHORIZATION) == 0)
+        return &st->auth;
+    reject(st, GRPC_STATUS_INVALID_ARGUMENT, "xds: unknown type_url \"%s\"",
+           type_url ? type_url : "");
+    return NULL;
+}
+
+static int check_names(xds_stream_t *st, char **names, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (strlen(names[i]) > XDS_MAX_NAME) {
+            reject(st, GRPC_STATUS_INVALID_ARGUMENT, "xds: resource name longer than %s bytes",
+                   "1024");
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* A response_nonce: ACK or NACK of the response in flight, if it matches. */
+static void take_ack(xds_stream_t *st, xds_type_state_t *ts, const char *nonce,
+                     const Google__Rpc__Status *err)
+{
+    if (!nonce || !*nonce || strcmp(nonce, ts->nonce) != 0)
+        return; /* stale or no nonce: nothing in flight is acknowledged */
+    ts->nonce[0] = '\0';
+    if (err) {
+        /* the client keeps its last good state; we do not resend the same
+         * thing: the next push is the diff from what we sent */
+        st->srv->stats.nacks++;
+        st->nacks++;
+        free(st->last_nack);
+        st->last_nack = strdup(err->message ? err->message : "");
+        return;
+    }
+    st->srv->stats.acks++;
+    ts->version_acked = ts->version_sent;
+}
+
+static int put(xds_map_t *m, const char *k, const char *v)
+{
+    return xds_map_put(m, k, v);
+}
+
+static void on_delta(xds_stream_t *st, Envoy__Service__Discovery__V3__DeltaDiscoveryRequest *rq)
+{
+    if (take_node(st, rq->node) < 0)
+        return;
+    xds_type_state_t *ts = type_state(st, rq->type_url);
+    if (!ts || check_names(st, rq->resource_names_subscribe, rq->n_resource_names_subscribe) < 0 ||
+        check_names(st, rq->resource_names_unsubscribe, rq->n_resource_names_unsubscribe) < 0)
+        return;
+    take_ack(st, ts, rq->response_nonce, rq->error_detail);
+    if (!ts->subscribed) {
+        ts->subscribed = true;
+        ts->need_push = true;
+        ts->wildcard = rq->n_resource_names_subscribe == 0; /* legacy wildcard */
+        for (size_t i = 0; i < rq->n_initial_resource_versions; i++) {
+            const char *k = rq->initial_resource_versions[i]->key;
+            if (strlen(k) > XDS_MAX_NAME) {
+                reject(st, GRPC_STATUS_INVALID_ARGUMENT, "xds: resource name longer than %s bytes",
+                       "1024");
+                return;
+            }
+            put(&ts->initial, k, rq->initial_resource_versions[i]->value);
+            put(&ts->have, k, NULL);
+        }
+    }
+    for (size_t i = 0; i < rq->n_resource_names_subscribe; i++) {
+        const char *n = rq->resource_names_subscribe[i];
+        if (strcmp(n, "*") == 0) {
+            ts->wildcard = true;
+            continue;
+        }
+        put(&ts->subs, n, NULL);
+        put(&ts->pending, n, NULL);
+    }
+    for (size_t i = 0; i < rq->n_resource_names_unsubscribe; i++) {
+        const char *n = rq->resource_names_unsubscribe[i];
+        if (strcmp(n, "*") == 0) {
+            ts->wildcard = false;
+            continue;
+        }
+        xds_map_del(&ts->subs, n);
+        xds_map_del(&ts->pending, n);
+        if (!ts->wildcard)
+            xds_map_del(&ts->have, n); /* the client forgets it itself */
+    }
+}
+
+static void on_sotw(xds_stream_t *st, Envoy__Service__Discovery__V3__DiscoveryRequest *rq)
+{
+    if (take_node(st, rq->node) < 0)
+        return;
+    xds_type_state_t *ts = type_state(st, rq->type_url);
+    if (!ts || check_names(st, rq->resource_names, rq->n_resource_names) < 0)
+        return;
+    if (rq->response_nonce && *rq->response_nonce) {
+        take_ack(st, ts, rq->response_nonce, rq->error_detail);
+        return;
+    }
+    /* a request without nonce (first or re-request) wants the full state */
+    ts->subscribed = true;
+    ts->wildcard = true;
+    ts->need_push = true;
+}
+
+void xds_stream_on_message(xds_stream_t *st, const uint8_t *buf, size_t len)
+{
+    if (st->delta) {
+        Envoy__Service__Discovery__V3__DeltaDiscoveryRequest *rq =
+            envoy__service__discovery__v3__delta_discovery_request__unpack(NULL, len, buf);
+        if (!rq) {
+            reject(st, GRPC_STATUS_INVALID_ARGUMENT,
+                   "xds: malformed DeltaDiscoveryRequest (%s)", "protobuf decode failed");
+            return;
+        }
+        on_delta(st, rq);
+        envoy__service__discovery__v3__delta_discovery_request__free_unpacked(rq, NULL);
+    } else {
+        Envoy__Service__Discovery__V3__DiscoveryRequest *rq =
+            envoy__service__discovery__v3__discovery_request__unpack(NULL, len, buf);
+        if (!rq) {
+            reject(st, GRPC_STATUS_INVALID_ARGUMENT, "xds: malformed DiscoveryRequest (%s)",
+                   "protobuf decode failed");
+            return;
+        }
+        on_sotw(st, rq);
+        envoy__service__discovery__v3__discovery_request__free_unpacked(rq, NULL);
+    }
+    if (!st->closing)
+        xds_stream_pump(st);
+}
