@@ -523,9 +523,9 @@ static bool kube_td_annotation(const char *v, model_traffic_dist_t *td)
     return true;
 }
 
-/* The annotation, when it holds a known value, wins over the spec field.
- * Unknown values are ignored: Kubernetes adds new ones over time and a new
- * value must not make a whole service undecodable. */
+/* The spec field first; the annotation only when the spec field is unset or
+ * unknown, as istiod reads them. Unknown values are ignored: Kubernetes adds
+ * new ones over time and a new value must not make a service undecodable. */
 static int kube_svc_td(kube_dctx_t *c, const json_t *spec, const kube_meta_t *m, model_service_t *s)
 {
     const char *ann, *v;
@@ -533,14 +533,12 @@ static int kube_svc_td(kube_dctx_t *c, const json_t *spec, const kube_meta_t *m,
         kube_get_str(c, spec, "spec", "trafficDistribution", &v) < 0)
         return -1;
     s->traffic_dist = MODEL_TD_NONE;
-    if (ann && kube_td_annotation(ann, &s->traffic_dist))
-        return 0;
-    if (!v)
-        return 0;
-    if (strcmp(v, "PreferClose") == 0 || strcmp(v, "PreferSameZone") == 0)
+    if (v && (strcmp(v, "PreferClose") == 0 || strcmp(v, "PreferSameZone") == 0))
         s->traffic_dist = MODEL_TD_PREFER_CLOSE;
-    else if (strcmp(v, "PreferSameNode") == 0)
+    else if (v && strcmp(v, "PreferSameNode") == 0)
         s->traffic_dist = MODEL_TD_PREFER_SAME_NODE;
+    else if (ann)
+        kube_td_annotation(ann, &s->traffic_dist);
     return 0;
 }
 

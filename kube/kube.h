@@ -36,9 +36,10 @@
  *    EndpointSlice and Pod (no "default" guessing).
  *  - Service: clusterIPs (fallback clusterIP), "None" means headless; a port
  *    without targetPort gets targetPort = port (the API server default); port
- *    names absent are "". The networking.istio.io/traffic-distribution
- *    annotation (case-insensitive) wins over spec.trafficDistribution;
- *    unknown values of either are ignored.
+ *    names absent are "". spec.trafficDistribution wins; the
+ *    networking.istio.io/traffic-distribution annotation (case-insensitive)
+ *    applies when it is unset or unknown (as istiod); unknown values of
+ *    either are ignored.
  *  - EndpointSlice: the kubernetes.io/service-name label is required; FQDN
  *    slices decode with 0 endpoints; an absent port is 0 (all ports).
  *  - Pod: ready = phase Running and condition Ready "True";
@@ -91,5 +92,113 @@ int kube_manifest_load_file(const char *path, kube_manifest_fn fn, void *arg, ch
 /* Same for text in memory; errors are reported against the name "<string>". */
 int kube_manifest_load_string(const char *text, size_t len, kube_manifest_fn fn, void *arg,
                               char *err, size_t errlen);
+
+/* ---------- connection config (kubeconfig.c) ---------- */
+
+/* How to reach one API server. All strings are owned by the struct (free with
+ * kube_conn_free); NULL means unset. *_data fields hold PEM bytes (already
+ * base64-decoded from kubeconfig *-data fields) and win over the *_file ones. */
+typedef struct kube_conn {
+    char *server;           /* "https://host:port", no trailing path needed */
+    char *ca_file;
+    char *ca_data;
+    size_t ca_len;
+    bool insecure;          /* insecure-skip-tls-verify */
+    char *token;
+    char *token_file;       /* re-read at every (re)connect, so rotation works */
+    char *cert_file;
+    char *cert_data;
+    size_t cert_len;
+    char *key_file;
+    char *key_data;
+    size_t key_len;
+    char *tls_server_name;  /* name to verify (and send as SNI) instead of the URL host */
+} kube_conn_t;
+
+/* Parses kubeconfig YAML for context (NULL: current-context) into out (zeroed
+ * first; caller frees with kube_conn_free, also on failure). Relative file
+ * paths are kept as written. Exec and auth-provider plugins are rejected.
+ * 0, or -1 with a reason in err. */
+int kube_conn_from_kubeconfig(const char *text, size_t len, const char *context,
+                              kube_conn_t *out, char *err, size_t errlen);
+/* The in-cluster config: KUBERNETES_SERVICE_HOST/PORT and the service account
+ * directory (/var/run/secrets/kubernetes.io/serviceaccount, or
+ * $MESHFED_SA_DIR) token (as token_file) and ca.crt. 0, or -1 with err. */
+int kube_conn_in_cluster(kube_conn_t *out, char *err, size_t errlen);
+/* Deep copy; 0, or -1 when out of memory (dst is then freed). */
+int kube_conn_copy(kube_conn_t *dst, const kube_conn_t *src);
+void kube_conn_free(kube_conn_t *c);
+
+/* ---------- informers (client.c, informer.c) ---------- */
+
+typedef enum kube_res {
+    KUBE_RES_NAMESPACES,
+    KUBE_RES_SERVICES,
+    KUBE_RES_ENDPOINTSLICES,
+    KUBE_RES_PODS,
+    KUBE_RES_NODES,
+    KUBE_RES_SERVICESCOPES,
+    KUBE_RES_SECRETS,    /* istio/multiCluster=true secrets in the system namespace */
+    KUBE_RES_CONFIGMAPS, /* the "istio" ConfigMap in the system namespace */
+    KUBE_RES__COUNT
+} kube_res_t;
+
+#define KUBE_RES_BIT(r) (1u << (r))
+#define KUBE_RES_ALL ((1u << KUBE_RES__COUNT) - 1)
+
+typedef enum kube_ev {
+    KUBE_EV_ADDED,
+    KUBE_EV_MODIFIED,
+    KUBE_EV_DELETED,   /* obj may be a stub {apiVersion, kind, metadata{name, namespace}} */
+    KUBE_EV_SYNCED,    /* res finished its initial list (or a relist); obj NULL */
+    KUBE_EV_STALE,     /* cluster: no successful request for stale_after_s; res __COUNT */
+    KUBE_EV_RECOVERED, /* cluster: a request succeeded again after STALE */
+    KUBE_EV_ERROR,     /* obj NULL, msg says what (names the cluster) */
+} kube_ev_t;
+
+/* Called on the watcher's I/O thread. obj is borrowed (incref to keep it);
+ * list items carry kind and apiVersion. Must not block for long: every
+ * cluster shares the thread. May call kube_watcher_add/remove_cluster. */
+typedef void (*kube_event_fn)(void *arg, const char *cluster, kube_res_t res, kube_ev_t ev,
+                              json_t *obj, const char *msg);
+
+typedef struct kube_watcher kube_watcher_t;
+
+typedef struct kube_stats {
+    uint64_t lists;          /* list pages received */
+    uint64_t watches;        /* watch requests started */
+    uint64_t relists;        /* lists after a 410 Gone */
+    uint64_t watch_restarts; /* watches that ended (timeout, disconnect) and resumed */
+    uint64_t bookmarks;
+    uint64_t events;         /* ADDED/MODIFIED/DELETED passed to the callback */
+    uint64_t errors;         /* KUBE_EV_ERROR passed to the callback */
+    uint64_t decode_errors;  /* malformed or oversized watch lines / list bodies */
+} kube_stats_t;
+
+/* A watcher owning one I/O thread for all clusters. system_namespace is
+ * copied (used by SECRETS and CONFIGMAPS); stale_after_s <= 0 disables STALE.
+ * NULL when out of memory. */
+kube_watcher_t *kube_watcher_new(kube_event_fn fn, void *arg, const char *system_namespace,
+                                 int stale_after_s);
+/* Adds (or replaces: keeps the caches, relists and emits only the
+ * difference) cluster id watching the resources in res_mask. conn is copied.
+ * Thread-safe, before or after start. 0, or -1 with err (bad conn or mask). */
+int kube_watcher_add_cluster(kube_watcher_t *w, const char *id, const kube_conn_t *conn,
+                             unsigned res_mask, char *err, size_t errlen);
+/* Stops watching id and forgets its caches (emits nothing). Thread-safe.
+ * 0, or -1 when id is unknown. */
+int kube_watcher_remove_cluster(kube_watcher_t *w, const char *id);
+/* 0, or -1 if the thread could not start (or already runs). */
+int kube_watcher_start(kube_watcher_t *w);
+/* Stops and joins the thread; no callbacks after it returns. Idempotent. */
+void kube_watcher_stop(kube_watcher_t *w);
+/* Stops if needed and frees everything. */
+void kube_watcher_free(kube_watcher_t *w);
+void kube_watcher_stats(kube_watcher_t *w, kube_stats_t *out);
+/* Whether every informer of id finished its initial list, and whether it is
+ * stale. 0, or -1 when id is not (yet) known to the I/O thread. */
+int kube_watcher_cluster_status(kube_watcher_t *w, const char *id, bool *synced, bool *stale);
+const char *kube_res_name(kube_res_t r);
+const char *kube_ev_name(kube_ev_t e);
 
 #endif

@@ -19,7 +19,8 @@
 
 typedef struct build {
     model_t *m;
-    model_pmap_edit_t *edit;
+    model_pmap_edit_t *edit;  /* Address resources */
+    model_pmap_edit_t *eedit; /* Endpoints resources */
 } build_t;
 
 /* ---------- publishing one name ---------- */
@@ -32,10 +33,12 @@ static const model_res_t *find_equal(const model_entry_t *old, const model_res_t
     return NULL;
 }
 
-/* Publishes name with variants v (takes their references); n 0 removes it. */
-static void publish(build_t *b, const char *name, model_res_t **v, size_t n)
+/* Publishes name with variants v (takes their references) into edit; n 0
+ * removes it. */
+static void publish_to(build_t *b, model_pmap_edit_t *edit, const char *name, model_res_t **v,
+                       size_t n)
 {
-    const model_entry_t *old = model_pmap_edit_get(b->edit, name);
+    const model_entry_t *old = model_pmap_edit_get(edit, name);
     bool same = old ? old->n == n : n == 0;
     for (size_t i = 0; i < n; i++) {
         const model_res_t *eq = find_equal(old, v[i]);
@@ -54,8 +57,13 @@ static void publish(build_t *b, const char *name, model_res_t **v, size_t n)
         return;
     }
     b->m->changes++;
-    if (model_pmap_put(b->edit, name, n ? model_entry_new(v, n) : NULL) < 0)
+    if (model_pmap_put(edit, name, n ? model_entry_new(v, n) : NULL) < 0)
         abort();
+}
+
+static void publish(build_t *b, const char *name, model_res_t **v, size_t n)
+{
+    publish_to(b, b->edit, name, v, n);
 }
 
 /* ---------- helpers ---------- */
@@ -281,6 +289,154 @@ static void set_vis(model_res_t *r, model_vis_mode_t mode, const char *cluster,
     r->vis.nexclude = nexclude;
 }
 
+/* ---------- endpoints for Envoy-style clients ---------- */
+
+static const char *node_label(const model_cluster_int_t *c, const char *node, const char *key)
+{
+    const model_node_t *n = node ? model_hmap_get(&c->objs[MODEL_KIND_NODE], node) : NULL;
+    return n ? model_labels_get(&n->labels, key) : NULL;
+}
+
+static size_t count_endpoints(const model_cluster_int_t *c, const char *key)
+{
+    const model_ptrs_t *slices = model_hmap_get(&c->slices_by_svc, key);
+    size_t n = 0;
+    for (size_t i = 0; slices && i < slices->n; i++)
+        n += ((const model_endpointslice_t *)slices->p[i])->nendpoints;
+    return n;
+}
+
+/* s copied into the arena, or prev when it holds the same text: endpoints of
+ * one cluster share their cluster, network and locality strings. */
+static const char *arena_same(model_arena_t *a, const char *s, const char *prev)
+{
+    if (!s)
+        return NULL;
+    return prev && strcmp(prev, s) == 0 ? prev : model_arena_strdup(a, s);
+}
+
+/* Appends cluster c's endpoints of key, ports matched by name. */
+static void add_direct(model_res_t *r, const model_cluster_int_t *c, const char *key,
+                       const model_service_t *base, uint8_t priority)
+{
+    model_out_endpoints_t *o = &r->u.eps;
+    const model_ptrs_t *slices = model_hmap_get(&c->slices_by_svc, key);
+    for (size_t i = 0; slices && i < slices->n; i++) {
+        const model_endpointslice_t *s = slices->p[i];
+        uint16_t *ports = model_arena_alloc(&r->arena, (base->nports ? base->nports : 1) * 2);
+        for (size_t j = 0; j < base->nports; j++)
+            for (size_t k = 0; k < s->nports; k++)
+                if (port_name_eq(s->ports[k].name, base->ports[j].name))
+                    ports[j] = s->ports[k].port;
+        for (size_t j = 0; j < s->nendpoints; j++) {
+            const model_endpoint_t *e = &s->endpoints[j];
+            const model_out_endpoint_t *pe = o->neps ? &o->eps[o->neps - 1] : NULL;
+            model_out_endpoint_t *oe = &o->eps[o->neps++];
+            model_arena_t *a = &r->arena;
+            oe->ip = e->ip;
+            oe->ports = ports;
+            oe->cluster = arena_same(a, c->id, pe ? pe->cluster : NULL);
+            oe->network = arena_same(a, c->network, pe ? pe->network : NULL);
+            const char *zone = node_label(c, e->node, "topology.kubernetes.io/zone");
+            oe->region = arena_same(a, node_label(c, e->node, "topology.kubernetes.io/region"),
+                                    pe ? pe->region : NULL);
+            oe->zone = arena_same(a, zone ? zone : e->zone, pe ? pe->zone : NULL);
+            oe->subzone = arena_same(a, node_label(c, e->node, "topology.istio.io/subzone"),
+                                     pe ? pe->subzone : NULL);
+            oe->weight = 1;
+            oe->priority = priority;
+            oe->healthy = e->ready;
+        }
+    }
+}
+
+/* What viewer cluster v's Envoy-style clients get for key: see
+ * model_out_endpoints_t. exp are the exporting clusters (global), or just v's
+ * own copy (local). */
+static model_res_t *build_endpoints(build_t *b, const char *hkey, const char *host,
+                                    const model_cluster_int_t *v, const svc_in_t *exp, size_t nexp,
+                                    const model_service_t *base, bool global)
+{
+    model_res_t *r = model_res_new(MODEL_RES_ENDPOINTS, hkey);
+    model_arena_t *a = &r->arena;
+    model_out_endpoints_t *o = &r->u.eps;
+    o->name = model_arena_strdup(a, base->name);
+    o->ns = model_arena_strdup(a, base->ns);
+    o->hostname = model_arena_strdup(a, host);
+    o->global = global;
+    o->prefer_local = base->traffic_dist == MODEL_TD_PREFER_CLOSE ||
+                      base->traffic_dist == MODEL_TD_PREFER_SAME_NODE;
+    o->nports = base->nports;
+    o->ports = model_arena_alloc(a, (base->nports ? base->nports : 1) * sizeof(*o->ports));
+    o->port_names = model_arena_alloc(a, (base->nports ? base->nports : 1) * sizeof(char *));
+    for (size_t i = 0; i < base->nports; i++) {
+        o->ports[i] = (model_port_pair_t){base->ports[i].port, base->ports[i].target_port};
+        o->port_names[i] = model_arena_strdup(a, base->ports[i].name ? base->ports[i].name : "");
+    }
+    char key[600];
+    snprintf(key, sizeof(key), "%s/%s", base->ns, base->name);
+    size_t cap = nexp;
+    for (size_t i = 0; i < nexp; i++)
+        cap += count_endpoints(exp[i].c, key);
+    o->eps = model_arena_alloc(a, (cap ? cap : 1) * sizeof(*o->eps));
+    for (size_t i = 0; i < nexp; i++) {
+        const model_cluster_int_t *c = exp[i].c;
+        uint8_t prio = o->prefer_local && c != v ? 1 : 0;
+        if (strcmp(c->network, v->network) == 0) {
+            add_direct(r, c, key, base, prio);
+            continue;
+        }
+        /* another network: one endpoint, its gateway, weighted by capacity */
+        bool seen = false;
+        for (size_t j = 0; j < i && !seen; j++)
+            seen = strcmp(exp[j].c->network, c->network) == 0;
+        const model_cluster_int_t *gw = network_gateway(b->m, c->network);
+        if (seen || !gw)
+            continue;
+        uint32_t ready = 0;
+        for (size_t j = i; j < nexp; j++)
+            if (strcmp(exp[j].c->network, c->network) == 0)
+                ready += ready_endpoints(exp[j].c, key);
+        if (!ready)
+            continue;
+        model_out_endpoint_t *oe = &o->eps[o->neps++];
+        oe->ip = gw->gw;
+        uint16_t *ports = model_arena_alloc(a, (base->nports ? base->nports : 1) * 2);
+        for (size_t j = 0; j < base->nports; j++)
+            ports[j] = gw->gw_port;
+        oe->ports = ports;
+        oe->cluster = model_arena_strdup(a, gw->id);
+        oe->network = model_arena_strdup(a, gw->network);
+        oe->weight = ready;
+        oe->priority = o->prefer_local ? 1 : 0;
+        oe->healthy = true;
+        oe->via_gateway = true;
+    }
+    set_vis(r, MODEL_VIS_CLUSTER, v->id, NULL, NULL, 0);
+    return r;
+}
+
+/* One endpoints variant per cluster that can see the service. */
+static void derive_endpoints(build_t *b, const char *hkey, const char *host, const svc_in_t *in,
+                             size_t nin, const svc_in_t *exp, size_t nexp, const svc_in_t *base)
+{
+    model_t *m = b->m;
+    model_res_t *v[MAX_VARIANTS];
+    size_t nv = 0;
+    for (size_t i = 0; i < m->nclusters && nv < MAX_VARIANTS; i++) {
+        const model_cluster_int_t *c = m->clusters[i];
+        const svc_in_t *own = NULL;
+        for (size_t j = 0; j < nin && !own; j++)
+            if (in[j].c == c)
+                own = &in[j];
+        if (own && own->scope.scope == MODEL_SCOPE_LOCAL)
+            v[nv++] = build_endpoints(b, hkey, host, c, own, 1, own->svc, false);
+        else if (base)
+            v[nv++] = build_endpoints(b, hkey, host, c, exp, nexp, base->svc, true);
+    }
+    publish_to(b, b->eedit, hkey, v, nv);
+}
+
 static bool name_in(char *const *v, size_t n, const char *s)
 {
     for (size_t i = 0; i < n; i++)
@@ -408,6 +564,7 @@ static void derive_service(build_t *b, const char *key)
     size_t nnames = 0;
     publish(b, hkey, v, nv);
     names[nnames++] = strdup(hkey);
+    derive_endpoints(b, hkey, host, in, nin, exp, nexp, base);
 
     /* one split-horizon workload per network with ready endpoints */
     for (size_t i = 0; base && i < nexp; i++) {
@@ -705,7 +862,7 @@ static void drain(model_hmap_t *h, build_t *b, void (*fn)(build_t *, const char 
 
 model_snapshot_t *model_commit(model_t *m)
 {
-    build_t b = {m, model_pmap_edit(m->map)};
+    build_t b = {m, model_pmap_edit(m->map), model_pmap_edit(m->emap)};
     m->version++;
     m->changes = 0;
     /* services first: pods read the scopes they record */
@@ -715,9 +872,12 @@ model_snapshot_t *model_commit(model_t *m)
         derive_gateways(&b);
     m->dirty_gateways = false;
     model_pmap_t *map = model_pmap_finish(b.edit);
+    model_pmap_t *emap = model_pmap_finish(b.eedit);
     if (m->changes == 0)
         m->version--;
     model_pmap_unref(m->map);
+    model_pmap_unref(m->emap);
     m->map = map;
-    return model_snapshot_new(model_pmap_ref(map), m->version);
+    m->emap = emap;
+    return model_snapshot_new(model_pmap_ref(map), model_pmap_ref(emap), m->version);
 }

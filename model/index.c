@@ -304,6 +304,12 @@ static void mark_effects(model_t *m, model_cluster_int_t *c, model_kind_t kind, 
             if (p->node && strcmp(p->node, node) == 0)
                 model_mark_pod(m, c, p->ns, p->name);
         }
+        /* endpoint localities come from nodes too; node changes are rare */
+        for (model_hmap_ent_t *e = model_hmap_first(&c->objs[MODEL_KIND_SERVICE]); e;
+             e = model_hmap_next(&c->objs[MODEL_KIND_SERVICE], e)) {
+            model_service_t *s = e->val;
+            model_mark_service(m, s->ns, s->name);
+        }
         break;
     }
     default:
@@ -423,6 +429,7 @@ model_t *model_new(const model_config_t *cfg)
     model_hmap_init(&m->dirty_pods);
     model_hmap_init(&m->svc_state);
     m->map = model_pmap_new(&model_entry_ops);
+    m->emap = model_pmap_new(&model_entry_ops);
     return m;
 }
 
@@ -449,6 +456,7 @@ void model_free(model_t *m)
     free(m->gw_names);
     model_scope_rules_free(m->rules);
     model_pmap_unref(m->map);
+    model_pmap_unref(m->emap);
     free(m->trust_domain);
     free(m->domain_suffix);
     free(m);

@@ -28,6 +28,7 @@ struct model_res {
     union {
         model_out_workload_t wl;
         model_out_service_t svc;
+        model_out_endpoints_t eps;
     } u;
     _Atomic(void *) cache;
     void (*cache_free)(void *);
@@ -57,10 +58,12 @@ const model_res_t *model_entry_pick(const model_entry_t *e, const model_view_t *
 struct model_snapshot {
     atomic_long refs;
     uint64_t version;
-    model_pmap_t *map;
+    model_pmap_t *map;  /* Address resources */
+    model_pmap_t *emap; /* Endpoints resources */
 };
 
-model_snapshot_t *model_snapshot_new(model_pmap_t *map, uint64_t version);
+/* Takes over both map references. */
+model_snapshot_t *model_snapshot_new(model_pmap_t *map, model_pmap_t *emap, uint64_t version);
 
 /* ---------- the model's own state (model thread only) ---------- */
 
@@ -110,6 +113,7 @@ struct model {
     char **gw_names;
     size_t ngw_names;
     model_pmap_t *map;       /* the last committed resources */
+    model_pmap_t *emap;      /* and endpoints */
     uint64_t version;
     uint64_t events;
     size_t changes;          /* resource names written in this commit */

@@ -310,7 +310,11 @@ uint64_t model_events(const model_t *m);
 
 /* ---------- output resources ---------- */
 
-typedef enum model_res_kind { MODEL_RES_WORKLOAD, MODEL_RES_SERVICE } model_res_kind_t;
+typedef enum model_res_kind {
+    MODEL_RES_WORKLOAD,  /* istio.workload.Workload */
+    MODEL_RES_SERVICE,   /* istio.workload.Service */
+    MODEL_RES_ENDPOINTS, /* a service's endpoints for Envoy-style clients (EDS) */
+} model_res_kind_t;
 
 /* Who may see a resource variant. */
 typedef enum model_vis_mode {
@@ -407,6 +411,36 @@ typedef struct model_out_workload {
     int workload_type;          /* istio.workload.WorkloadType */
 } model_out_workload_t;
 
+/* One endpoint as an Envoy-style client (gateway, proxyless gRPC) sees it. */
+typedef struct model_out_endpoint {
+    model_ip_t ip;
+    const uint16_t *ports;   /* parallel to the service ports; 0 = not served */
+    const char *cluster;
+    const char *network;
+    const char *region, *zone, *subzone;
+    uint32_t weight;         /* 1, or the ready endpoints a gateway stands for */
+    uint8_t priority;        /* 0: preferred; 1: only when priority 0 has none healthy */
+    bool healthy;
+    bool via_gateway;        /* ip and ports are the remote network's gateway */
+} model_out_endpoint_t;
+
+/* A service's endpoints for one viewing cluster: its own cluster's and its
+ * network's pods directly, other networks through their gateways. With a
+ * trafficDistribution, everything outside the viewer's cluster has
+ * priority 1. */
+typedef struct model_out_endpoints {
+    const char *name;
+    const char *ns;
+    const char *hostname;
+    model_port_pair_t *ports;
+    const char **port_names;
+    size_t nports;
+    model_out_endpoint_t *eps;
+    size_t neps;
+    bool global;
+    bool prefer_local;       /* trafficDistribution set */
+} model_out_endpoints_t;
+
 /* One resource variant: immutable once published. */
 typedef struct model_res model_res_t;
 
@@ -416,6 +450,7 @@ const char *model_res_name(const model_res_t *r);
 const model_vis_t *model_res_vis(const model_res_t *r);
 const model_out_workload_t *model_res_workload(const model_res_t *r);
 const model_out_service_t *model_res_service(const model_res_t *r);
+const model_out_endpoints_t *model_res_endpoints(const model_res_t *r);
 /* The model version at which this variant was built. */
 uint64_t model_res_version(const model_res_t *r);
 bool model_res_visible(const model_res_t *r, const model_view_t *v);
@@ -451,5 +486,14 @@ typedef void (*model_diff_fn)(const char *name, const model_res_t *old_r,
                               const model_res_t *new_r, void *arg);
 void model_snapshot_diff(const model_snapshot_t *from, const model_snapshot_t *to,
                          const model_view_t *v, model_diff_fn fn, void *arg);
+
+/* The same three for the endpoints family (MODEL_RES_ENDPOINTS), named
+ * "ns/hostname" like the services they belong to. */
+void model_snapshot_each_endpoints(const model_snapshot_t *s, const model_view_t *v,
+                                   model_res_fn fn, void *arg);
+const model_res_t *model_snapshot_get_endpoints(const model_snapshot_t *s, const model_view_t *v,
+                                                const char *name);
+void model_snapshot_diff_endpoints(const model_snapshot_t *from, const model_snapshot_t *to,
+                                   const model_view_t *v, model_diff_fn fn, void *arg);
 
 #endif

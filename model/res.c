@@ -121,6 +121,11 @@ const model_out_service_t *model_res_service(const model_res_t *r)
     return r->kind == MODEL_RES_SERVICE ? &r->u.svc : NULL;
 }
 
+const model_out_endpoints_t *model_res_endpoints(const model_res_t *r)
+{
+    return r->kind == MODEL_RES_ENDPOINTS ? &r->u.eps : NULL;
+}
+
 uint64_t model_res_version(const model_res_t *r)
 {
     return r->version;
@@ -243,12 +248,45 @@ static bool workload_equal(const model_out_workload_t *a, const model_out_worklo
     return true;
 }
 
+static bool endpoint_equal(const model_out_endpoint_t *a, const model_out_endpoint_t *b,
+                           size_t nports)
+{
+    return model_ip_equal(&a->ip, &b->ip) && str_eq(a->cluster, b->cluster) &&
+           str_eq(a->network, b->network) && str_eq(a->region, b->region) &&
+           str_eq(a->zone, b->zone) && str_eq(a->subzone, b->subzone) && a->weight == b->weight &&
+           a->priority == b->priority && a->healthy == b->healthy &&
+           a->via_gateway == b->via_gateway &&
+           (nports == 0 || memcmp(a->ports, b->ports, nports * sizeof(uint16_t)) == 0);
+}
+
+static bool endpoints_equal(const model_out_endpoints_t *a, const model_out_endpoints_t *b)
+{
+    if (!str_eq(a->name, b->name) || !str_eq(a->ns, b->ns) || !str_eq(a->hostname, b->hostname) ||
+        !ports_equal(a->ports, a->nports, b->ports, b->nports) || a->neps != b->neps ||
+        a->global != b->global || a->prefer_local != b->prefer_local)
+        return false;
+    for (size_t i = 0; i < a->nports; i++)
+        if (!str_eq(a->port_names[i], b->port_names[i]))
+            return false;
+    for (size_t i = 0; i < a->neps; i++)
+        if (!endpoint_equal(&a->eps[i], &b->eps[i], a->nports))
+            return false;
+    return true;
+}
+
 bool model_res_equal(const model_res_t *a, const model_res_t *b)
 {
     if (a->kind != b->kind || !str_eq(a->name, b->name) || !vis_equal(&a->vis, &b->vis))
         return false;
-    return a->kind == MODEL_RES_WORKLOAD ? workload_equal(&a->u.wl, &b->u.wl)
-                                         : service_equal(&a->u.svc, &b->u.svc);
+    switch (a->kind) {
+    case MODEL_RES_WORKLOAD:
+        return workload_equal(&a->u.wl, &b->u.wl);
+    case MODEL_RES_SERVICE:
+        return service_equal(&a->u.svc, &b->u.svc);
+    case MODEL_RES_ENDPOINTS:
+        return endpoints_equal(&a->u.eps, &b->u.eps);
+    }
+    return false;
 }
 
 /* ---------- entries ---------- */
@@ -292,7 +330,7 @@ const model_res_t *model_entry_pick(const model_entry_t *e, const model_view_t *
 
 /* ---------- snapshots ---------- */
 
-model_snapshot_t *model_snapshot_new(model_pmap_t *map, uint64_t version)
+model_snapshot_t *model_snapshot_new(model_pmap_t *map, model_pmap_t *emap, uint64_t version)
 {
     model_snapshot_t *s = malloc(sizeof(*s));
     if (!s)
@@ -300,6 +338,7 @@ model_snapshot_t *model_snapshot_new(model_pmap_t *map, uint64_t version)
     atomic_init(&s->refs, 1);
     s->version = version;
     s->map = map;
+    s->emap = emap;
     return s;
 }
 
@@ -314,6 +353,7 @@ void model_snapshot_unref(model_snapshot_t *s)
     if (!s || atomic_fetch_sub_explicit(&s->refs, 1, memory_order_acq_rel) != 1)
         return;
     model_pmap_unref(s->map);
+    model_pmap_unref(s->emap);
     free(s);
 }
 
@@ -349,10 +389,23 @@ void model_snapshot_each(const model_snapshot_t *s, const model_view_t *v, model
     model_pmap_each(s->map, each_one, &c);
 }
 
+void model_snapshot_each_endpoints(const model_snapshot_t *s, const model_view_t *v,
+                                   model_res_fn fn, void *arg)
+{
+    each_ctx_t c = {v, fn, arg};
+    model_pmap_each(s->emap, each_one, &c);
+}
+
 const model_res_t *model_snapshot_get(const model_snapshot_t *s, const model_view_t *v,
                                       const char *name)
 {
     return model_entry_pick(model_pmap_get(s->map, name), v);
+}
+
+const model_res_t *model_snapshot_get_endpoints(const model_snapshot_t *s, const model_view_t *v,
+                                                const char *name)
+{
+    return model_entry_pick(model_pmap_get(s->emap, name), v);
 }
 
 typedef struct diff_ctx {
@@ -375,4 +428,11 @@ void model_snapshot_diff(const model_snapshot_t *from, const model_snapshot_t *t
 {
     diff_ctx_t c = {v, fn, arg};
     model_pmap_diff(from ? from->map : NULL, to->map, diff_one, &c);
+}
+
+void model_snapshot_diff_endpoints(const model_snapshot_t *from, const model_snapshot_t *to,
+                                   const model_view_t *v, model_diff_fn fn, void *arg)
+{
+    diff_ctx_t c = {v, fn, arg};
+    model_pmap_diff(from ? from->emap : NULL, to->emap, diff_one, &c);
 }

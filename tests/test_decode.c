@@ -162,7 +162,7 @@ START_TEST(decode_service_cluster_ip_fallback)
 }
 END_TEST
 
-START_TEST(decode_service_traffic_distribution_annotation_wins)
+START_TEST(decode_service_traffic_distribution_spec_wins)
 {
     static const struct {
         const char *spec, *ann;
@@ -178,10 +178,10 @@ START_TEST(decode_service_traffic_distribution_annotation_wins)
         {NULL, "PreferSameNode", MODEL_TD_PREFER_SAME_NODE},
         {NULL, "Any", MODEL_TD_ANY},
         {NULL, "preferclose", MODEL_TD_PREFER_CLOSE}, /* Istio matches without case */
-        {"PreferClose", "Any", MODEL_TD_ANY},
-        {"PreferSameNode", "PreferClose", MODEL_TD_PREFER_CLOSE},
-        {"PreferClose", "PreferSameNode", MODEL_TD_PREFER_SAME_NODE},
-        {"PreferClose", "PreferNetwork", MODEL_TD_NONE},
+        {"PreferClose", "Any", MODEL_TD_PREFER_CLOSE}, /* the spec field wins, as in istiod */
+        {"PreferSameNode", "PreferClose", MODEL_TD_PREFER_SAME_NODE},
+        {"PreferClose", "PreferSameNode", MODEL_TD_PREFER_CLOSE},
+        {"SomethingNew", "PreferSameNode", MODEL_TD_PREFER_SAME_NODE}, /* unknown spec: annotation */
         {"PreferSameNode", "bogus", MODEL_TD_PREFER_SAME_NODE}, /* unknown: ignored */
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
@@ -1105,7 +1105,7 @@ static Suite *decode_suite(void)
     tcase_add_test(tc, decode_service_lb_ingress_ips_skip_hostnames);
     tcase_add_test(tc, decode_service_headless_unnamed_port_defaults);
     tcase_add_test(tc, decode_service_cluster_ip_fallback);
-    tcase_add_test(tc, decode_service_traffic_distribution_annotation_wins);
+    tcase_add_test(tc, decode_service_traffic_distribution_spec_wins);
     tcase_add_test(tc, decode_endpointslice_ready_unready_terminating);
     tcase_add_test(tc, decode_endpointslice_condition_defaults);
     tcase_add_test(tc, decode_endpointslice_fqdn_has_no_endpoints);

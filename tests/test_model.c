@@ -439,6 +439,51 @@ START_TEST(traffic_distribution_sets_failover)
 }
 END_TEST
 
+START_TEST(endpoints_prefer_local_priorities)
+{
+    model_t *m = mesh();
+    add_cluster(m, "c3", "n1", NULL);
+    model_service_t *a = mk_svc("ns", "a", "10.96.0.1", GLOBAL, 80);
+    a->traffic_dist = MODEL_TD_PREFER_CLOSE;
+    apply(m, "c1", MODEL_KIND_SERVICE, a);
+    apply(m, "c1", MODEL_KIND_ENDPOINTSLICE, mk_slice("ns", "a-abc", "a", "10.1.0", 2, NULL));
+    add_service(m, "c2", "ns", "a", "10.97.0.1", GLOBAL, "10.2.0", 3);
+    add_service(m, "c3", "ns", "a", "10.98.0.1", GLOBAL, "10.3.0", 1);
+    add_service(m, "c1", "ns", "b", "10.96.0.2", NULL, "10.1.1", 1);
+    model_snapshot_t *s = model_commit(m);
+    const model_res_t *r = model_snapshot_get_endpoints(s, &V1, "ns/a.ns.svc.cluster.local");
+    ck_assert_ptr_nonnull(r);
+    const model_out_endpoints_t *e = model_res_endpoints(r);
+    ck_assert(e->global && e->prefer_local);
+    ck_assert_uint_eq(e->neps, 4); /* 2 own, 1 in c3 (same network), 1 gateway for n2 */
+    int p0 = 0, gw = 0;
+    for (size_t i = 0; i < e->neps; i++) {
+        p0 += e->eps[i].priority == 0;
+        if (e->eps[i].via_gateway) {
+            gw++;
+            ck_assert_uint_eq(e->eps[i].weight, 3);
+            ck_assert_uint_eq(e->eps[i].ports[0], 15008);
+            ck_assert_str_eq(e->eps[i].network, "n2");
+        } else {
+            ck_assert_uint_eq(e->eps[i].ports[0], 8080);
+            ck_assert_uint_eq(e->eps[i].priority, strcmp(e->eps[i].cluster, "c1") != 0);
+        }
+    }
+    ck_assert_int_eq(p0, 2);
+    ck_assert_int_eq(gw, 1);
+    /* a local service: its own cluster only, and nobody else sees it */
+    e = model_res_endpoints(model_snapshot_get_endpoints(s, &V1, "ns/b.ns.svc.cluster.local"));
+    ck_assert_uint_eq(e->neps, 1);
+    ck_assert(!e->global);
+    ck_assert_ptr_null(model_snapshot_get_endpoints(s, &V2, "ns/b.ns.svc.cluster.local"));
+    /* Address lookups never return the endpoints family */
+    ck_assert_int_ne(model_res_kind(model_snapshot_get(s, &V1, "ns/a.ns.svc.cluster.local")),
+                     MODEL_RES_ENDPOINTS);
+    model_snapshot_unref(s);
+    model_free(m);
+}
+END_TEST
+
 START_TEST(pod_locality_from_node)
 {
     model_t *m = mesh();
@@ -670,12 +715,15 @@ typedef struct cmp_ctx {
     const model_snapshot_t *other;
     const model_view_t *view;
     size_t n;
+    bool endpoints;
 } cmp_ctx_t;
 
 static void cmp_one(const model_res_t *r, void *arg)
 {
     cmp_ctx_t *c = arg;
-    const model_res_t *o = model_snapshot_get(c->other, c->view, model_res_name(r));
+    const model_res_t *o = c->endpoints
+                               ? model_snapshot_get_endpoints(c->other, c->view, model_res_name(r))
+                               : model_snapshot_get(c->other, c->view, model_res_name(r));
     ck_assert_msg(o && model_res_equal(r, o), "%s differs from a fresh build", model_res_name(r));
     c->n++;
 }
@@ -694,9 +742,11 @@ START_TEST(delta_chain_equals_fresh_build)
     unsigned seed = 42;
     model_t *m = random_mesh();
     static const model_view_t views[] = {{"c1", "n1"}, {"c2", "n2"}, {"c3", "n1"}, {"c4", "n9"}};
-    view_dump_t state[4];
-    for (int v = 0; v < 4; v++)
+    view_dump_t state[4], estate[4];
+    for (int v = 0; v < 4; v++) {
         memset(&state[v], 0, sizeof(state[v]));
+        memset(&estate[v], 0, sizeof(estate[v]));
+    }
     model_snapshot_t *prev = NULL;
     for (int step = 0; step < 400; step++) {
         int burst = 1 + rand_r(&seed) % 5;
@@ -713,15 +763,22 @@ START_TEST(delta_chain_equals_fresh_build)
             for (size_t i = 0; i < full.n; i++)
                 ck_assert_str_eq(state[v].lines[i], full.lines[i]);
             dump_free(&full);
+            model_snapshot_diff_endpoints(prev, s, &views[v], apply_delta, &estate[v]);
+            view_dump_t efull = {0};
+            model_snapshot_each_endpoints(s, &views[v], dump_one, &efull);
+            ck_assert_uint_eq(estate[v].n, efull.n);
+            dump_free(&efull);
         }
         if (step % 40 == 39) {
             /* incremental = from scratch: no dirty mark was missed */
             model_t *fresh = replay(step + 1);
             model_snapshot_t *f = model_commit(fresh);
             for (int v = 0; v < 4; v++) {
-                cmp_ctx_t c = {f, &views[v], 0};
+                cmp_ctx_t c = {f, &views[v], 0, false};
                 model_snapshot_each(s, &views[v], cmp_one, &c);
                 ck_assert_uint_eq(c.n, count_view(f, &views[v]));
+                cmp_ctx_t e = {f, &views[v], 0, true};
+                model_snapshot_each_endpoints(s, &views[v], cmp_one, &e);
             }
             model_snapshot_unref(f);
             model_free(fresh);
@@ -729,8 +786,10 @@ START_TEST(delta_chain_equals_fresh_build)
         model_snapshot_unref(prev);
         prev = s;
     }
-    for (int v = 0; v < 4; v++)
+    for (int v = 0; v < 4; v++) {
         dump_free(&state[v]);
+        dump_free(&estate[v]);
+    }
     model_snapshot_unref(prev);
     model_free(m);
 }
@@ -754,6 +813,7 @@ static Suite *suite(void)
     tcase_add_test(t, conflicting_ports_oldest_definition_wins);
     tcase_add_test(t, cluster_removal_drops_its_contribution);
     tcase_add_test(t, traffic_distribution_sets_failover);
+    tcase_add_test(t, endpoints_prefer_local_priorities);
     tcase_add_test(t, pod_locality_from_node);
     tcase_add_test(t, unknown_cluster_rejected_and_object_freed);
     tcase_add_test(t, one_endpoint_change_is_a_small_delta);
