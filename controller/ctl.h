@@ -93,6 +93,7 @@ typedef struct ctl_event {
 } ctl_event_t;
 
 typedef struct ctl ctl_t;
+typedef struct ctl_kube ctl_kube_t;
 
 ctl_t *ctl_new(const ctl_config_t *cfg, char *err, size_t errlen);
 void ctl_free(ctl_t *c);
@@ -105,6 +106,8 @@ int ctl_start(ctl_t *c);
 void ctl_flush(ctl_t *c);
 void ctl_stop(ctl_t *c);
 void ctl_set_xds(ctl_t *c, xds_server_t *x);
+void ctl_set_kube(ctl_t *c, ctl_kube_t *k);
+ctl_kube_t *ctl_kube_of(ctl_t *c);
 
 /* Runs fn with the model locked (for reads from other threads). */
 void ctl_with_model(ctl_t *c, void (*fn)(const model_t *m, void *arg), void *arg);
@@ -123,6 +126,14 @@ typedef struct ctl_demo ctl_demo_t;
  * and watches the files for changes. */
 ctl_demo_t *ctl_demo_start(ctl_t *c, const char *dir, char *err, size_t errlen);
 void ctl_demo_stop(ctl_demo_t *d);
+
+/* ---------- live clusters (kube/ watcher) ---------- */
+
+/* Watches the local cluster (--kubeconfig, else in-cluster) and every remote
+ * cluster its istio/multiCluster=true Secrets name. */
+ctl_kube_t *ctl_kube_start(ctl_t *c, char *err, size_t errlen);
+void ctl_kube_stats(ctl_kube_t *k, kube_stats_t *out);
+void ctl_kube_stop(ctl_kube_t *k);
 
 /* ---------- rendering resources as JSON ---------- */
 

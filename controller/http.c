@@ -418,6 +418,20 @@ static reply_t metrics(ctl_t *ctl)
             atomic_load(&ctl_metrics.http_bad_requests));
     counter(&b, "meshfed_demo_reloads_total", "Demo cluster directories reloaded.",
             atomic_load(&ctl_metrics.demo_reloads));
+    if (ctl_kube_of(ctl)) {
+        kube_stats_t k;
+        ctl_kube_stats(ctl_kube_of(ctl), &k);
+        counter(&b, "meshfed_kube_lists_total", "List pages received.", k.lists);
+        counter(&b, "meshfed_kube_watches_total", "Watch requests started.", k.watches);
+        counter(&b, "meshfed_kube_relists_total", "Relists after 410 Gone.", k.relists);
+        counter(&b, "meshfed_kube_watch_restarts_total", "Watches resumed after ending.",
+                k.watch_restarts);
+        counter(&b, "meshfed_kube_bookmarks_total", "Watch bookmarks.", k.bookmarks);
+        counter(&b, "meshfed_kube_events_total", "Object events received.", k.events);
+        counter(&b, "meshfed_kube_errors_total", "Watch and list errors.", k.errors);
+        counter(&b, "meshfed_kube_decode_errors_total", "Malformed watch lines or list bodies.",
+                k.decode_errors);
+    }
     if (ctl_xds(ctl)) {
         xds_stats_t x;
         xds_server_stats(ctl_xds(ctl), &x);

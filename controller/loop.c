@@ -38,6 +38,7 @@ struct ctl {
     pthread_mutex_t snap_lock;
     model_snapshot_t *snap;
     xds_server_t *xds;
+    ctl_kube_t *kube;
     scope_src_t *scopes;        /* rules by source, combined in source order */
     size_t nscopes;
 };
@@ -319,6 +320,16 @@ void ctl_stop(ctl_t *c)
 void ctl_set_xds(ctl_t *c, xds_server_t *x)
 {
     c->xds = x;
+}
+
+void ctl_set_kube(ctl_t *c, ctl_kube_t *k)
+{
+    c->kube = k;
+}
+
+ctl_kube_t *ctl_kube_of(ctl_t *c)
+{
+    return c->kube;
 }
 
 xds_server_t *ctl_xds(ctl_t *c)

@@ -83,9 +83,8 @@ int main(int argc, char **argv)
         return rc < 0 ? 2 : 0;
     }
     ctl_log_setup(cfg.log_level, cfg.log_json);
-    if (!cfg.demo_dir) {
-        fprintf(stderr, "meshfed: no cluster source: give --demo DIR (the Kubernetes watcher "
-                        "is not built into this version yet)\n");
+    if (cfg.once && !cfg.demo_dir) {
+        fprintf(stderr, "meshfed: --once needs --demo DIR\n");
         ctl_config_free(&cfg);
         return 2;
     }
@@ -95,13 +94,19 @@ int main(int argc, char **argv)
         ctl_config_free(&cfg);
         return 1;
     }
-    ctl_demo_t *demo = ctl_demo_start(c, cfg.demo_dir, err, sizeof(err));
-    if (!demo) {
+    ctl_demo_t *demo = NULL;
+    ctl_kube_t *kube = NULL;
+    if (cfg.demo_dir)
+        demo = ctl_demo_start(c, cfg.demo_dir, err, sizeof(err));
+    else
+        kube = ctl_kube_start(c, err, sizeof(err));
+    if (!demo && !kube) {
         fprintf(stderr, "meshfed: %s\n", err);
         ctl_free(c);
         ctl_config_free(&cfg);
         return 2;
     }
+    ctl_set_kube(c, kube);
     ctl_flush(c);
     if (cfg.once) {
         rc = run_once(c);
@@ -121,6 +126,7 @@ int main(int argc, char **argv)
         ctl_http_stop(h);
         xds_server_free(x);
         ctl_demo_stop(demo);
+        ctl_kube_stop(kube);
         ctl_free(c);
         ctl_config_free(&cfg);
         return 1;
@@ -139,6 +145,8 @@ int main(int argc, char **argv)
         pause();
     ctl_log(CTL_INFO, "signal %d: draining xDS streams and stopping", (int)got_signal);
     ctl_demo_stop(demo);
+    ctl_set_kube(c, NULL);
+    ctl_kube_stop(kube);
     ctl_stop(c);
     ctl_set_xds(c, NULL);
     xds_server_shutdown(x, 5000);

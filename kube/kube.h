@@ -99,32 +99,36 @@ int kube_manifest_load_string(const char *text, size_t len, kube_manifest_fn fn,
  * kube_conn_free); NULL means unset. *_data fields hold PEM bytes (already
  * base64-decoded from kubeconfig *-data fields) and win over the *_file ones. */
 typedef struct kube_conn {
-    char *server;           /* "https://host:port", no trailing path needed */
+    char *server; /* "https://host:port", no trailing path needed */
     char *ca_file;
     char *ca_data;
     size_t ca_len;
-    bool insecure;          /* insecure-skip-tls-verify */
+    bool insecure; /* insecure-skip-tls-verify */
     char *token;
-    char *token_file;       /* re-read at every (re)connect, so rotation works */
+    char *token_file; /* re-read at every (re)connect, so rotation works */
     char *cert_file;
     char *cert_data;
     size_t cert_len;
     char *key_file;
     char *key_data;
     size_t key_len;
-    char *tls_server_name;  /* name to verify (and send as SNI) instead of the URL host */
+    char *tls_server_name; /* name to verify (and send as SNI) instead of the URL host */
 } kube_conn_t;
 
 /* Parses kubeconfig YAML for context (NULL: current-context) into out (zeroed
  * first; caller frees with kube_conn_free, also on failure). Relative file
  * paths are kept as written. Exec and auth-provider plugins are rejected.
  * 0, or -1 with a reason in err. */
-int kube_conn_from_kubeconfig(const char *text, size_t len, const char *context,
-                              kube_conn_t *out, char *err, size_t errlen);
+int kube_conn_from_kubeconfig(const char *text, size_t len, const char *context, kube_conn_t *out,
+                              char *err, size_t errlen);
 /* The in-cluster config: KUBERNETES_SERVICE_HOST/PORT and the service account
  * directory (/var/run/secrets/kubernetes.io/serviceaccount, or
  * $MESHFED_SA_DIR) token (as token_file) and ca.crt. 0, or -1 with err. */
 int kube_conn_in_cluster(kube_conn_t *out, char *err, size_t errlen);
+/* Decodes standard base64 (padding required, whitespace skipped), as in
+ * kubeconfig *-data fields and Secret data. Returns a NUL-terminated buffer
+ * (caller frees) with its length in *len, or NULL on bad input / no memory. */
+char *kube_base64_decode(const char *b64, size_t *len);
 /* Deep copy; 0, or -1 when out of memory (dst is then freed). */
 int kube_conn_copy(kube_conn_t *dst, const kube_conn_t *src);
 void kube_conn_free(kube_conn_t *c);
@@ -170,9 +174,9 @@ typedef struct kube_stats {
     uint64_t relists;        /* lists after a 410 Gone */
     uint64_t watch_restarts; /* watches that ended (timeout, disconnect) and resumed */
     uint64_t bookmarks;
-    uint64_t events;         /* ADDED/MODIFIED/DELETED passed to the callback */
-    uint64_t errors;         /* KUBE_EV_ERROR passed to the callback */
-    uint64_t decode_errors;  /* malformed or oversized watch lines / list bodies */
+    uint64_t events;        /* ADDED/MODIFIED/DELETED passed to the callback */
+    uint64_t errors;        /* KUBE_EV_ERROR passed to the callback */
+    uint64_t decode_errors; /* malformed or oversized watch lines / list bodies */
 } kube_stats_t;
 
 /* A watcher owning one I/O thread for all clusters. system_namespace is

@@ -1,0 +1,483 @@
+/*
+ * clusters.c - live clusters: the local one (kubeconfig or in-cluster) and
+ * the remote ones its istio/multiCluster=true Secrets name, all watched by
+ * one kube/ watcher and turned into model events.
+ *
+ * Runs on the watcher's I/O thread: decode, push to the model thread's
+ * queue, never block on anything else. Per cluster it remembers just enough
+ * to say where the cluster's network and east-west gateway are.
+ */
+#include "ctl.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MAX_REMOTES 256
+#define NETWORK_LABEL "topology.istio.io/network"
+
+/* What a cluster says about itself, from its objects. */
+typedef struct topo {
+    char id[254];
+    char network[254];
+    model_ip_t gw;
+    uint16_t gw_port;
+    char gw_ns[254];
+    char gw_name[254];
+    unsigned synced; /* bit per kube_res_t that finished its list */
+} topo_t;
+
+/* A remote cluster and the Secret that declared it. */
+typedef struct remote {
+    char *id;
+    char *secret;
+} remote_t;
+
+struct ctl_kube {
+    ctl_t *ctl;
+    kube_watcher_t *w;
+    topo_t topo[MAX_REMOTES + 1];
+    size_t ntopo;
+    remote_t remotes[MAX_REMOTES];
+    size_t nremotes;
+    json_t *scopes; /* ServiceScope name -> object */
+};
+
+static const unsigned MODEL_RES = KUBE_RES_BIT(KUBE_RES_NAMESPACES) |
+                                  KUBE_RES_BIT(KUBE_RES_SERVICES) |
+                                  KUBE_RES_BIT(KUBE_RES_ENDPOINTSLICES) |
+                                  KUBE_RES_BIT(KUBE_RES_PODS) | KUBE_RES_BIT(KUBE_RES_NODES);
+
+static topo_t *topo_of(ctl_kube_t *k, const char *id)
+{
+    for (size_t i = 0; i < k->ntopo; i++)
+        if (strcmp(k->topo[i].id, id) == 0)
+            return &k->topo[i];
+    if (k->ntopo == MAX_REMOTES + 1)
+        return NULL;
+    topo_t *t = &k->topo[k->ntopo++];
+    memset(t, 0, sizeof(*t));
+    snprintf(t->id, sizeof(t->id), "%s", id);
+    snprintf(t->gw_ns, sizeof(t->gw_ns), "%s", ctl_config(k->ctl)->system_namespace);
+    return t;
+}
+
+static void forget_topo(ctl_kube_t *k, const char *id)
+{
+    for (size_t i = 0; i < k->ntopo; i++)
+        if (strcmp(k->topo[i].id, id) == 0)
+            k->topo[i] = k->topo[--k->ntopo];
+}
+
+static void push_cluster(ctl_kube_t *k, const topo_t *t)
+{
+    const ctl_config_t *cfg = ctl_config(k->ctl);
+    bool local = strcmp(t->id, cfg->cluster_id) == 0;
+    const char *net = local && cfg->network && *cfg->network ? cfg->network : t->network;
+    ctl_event_t ev = {.type = CTL_EV_CLUSTER_SET};
+    ev.info.id = strdup(t->id);
+    ev.info.network = strdup(net);
+    ev.info.gateway = t->gw;
+    ev.info.gateway_port = t->gw_port;
+    ev.info.gateway_ns = strdup(t->gw_ns);
+    ev.info.gateway_name = t->gw_name[0] ? strdup(t->gw_name) : NULL;
+    ctl_push(k->ctl, &ev);
+}
+
+/* The network label of the system namespace, and the east-west gateway: a
+ * Service there labelled with the network and holding a load-balancer IP. */
+static void note_topology(ctl_kube_t *k, topo_t *t, model_kind_t kind, const void *obj,
+                          bool deleted)
+{
+    const char *sysns = ctl_config(k->ctl)->system_namespace;
+    if (kind == MODEL_KIND_NAMESPACE) {
+        const model_namespace_t *ns = obj;
+        const char *net = deleted ? "" : model_labels_get(&ns->labels, NETWORK_LABEL);
+        if (strcmp(ns->name, sysns) != 0 || strcmp(t->network, net ? net : "") == 0)
+            return;
+        snprintf(t->network, sizeof(t->network), "%s", net ? net : "");
+    } else if (kind == MODEL_KIND_SERVICE) {
+        const model_service_t *s = obj;
+        if (strcmp(s->ns, sysns) != 0)
+            return;
+        bool is_gw = !deleted && s->nlb_ips && model_labels_get(&s->labels, NETWORK_LABEL);
+        bool was_gw = strcmp(t->gw_name, s->name) == 0;
+        if (!is_gw && !was_gw)
+            return;
+        if (is_gw) {
+            t->gw = s->lb_ips[0];
+            t->gw_port = 15008;
+            for (size_t i = 0; i < s->nports; i++)
+                if (s->ports[i].name && strcmp(s->ports[i].name, "tls-hbone") == 0)
+                    t->gw_port = s->ports[i].port;
+            snprintf(t->gw_name, sizeof(t->gw_name), "%s", s->name);
+        } else {
+            memset(&t->gw, 0, sizeof(t->gw));
+            t->gw_name[0] = '\0';
+        }
+    } else {
+        return;
+    }
+    push_cluster(k, t);
+}
+
+static model_kind_t kind_of(kube_res_t r)
+{
+    switch (r) {
+    case KUBE_RES_NAMESPACES:
+        return MODEL_KIND_NAMESPACE;
+    case KUBE_RES_SERVICES:
+        return MODEL_KIND_SERVICE;
+    case KUBE_RES_ENDPOINTSLICES:
+        return MODEL_KIND_ENDPOINTSLICE;
+    case KUBE_RES_PODS:
+        return MODEL_KIND_POD;
+    default:
+        return MODEL_KIND_NODE;
+    }
+}
+
+/* A deleted object needs only its identity; the stub the API sends may not
+ * decode as a whole object. */
+static void *identity_of(model_kind_t kind, const json_t *obj)
+{
+    json_t *meta = json_object_get(obj, "metadata");
+    const char *name = json_string_value(json_object_get(meta, "name"));
+    const char *ns = json_string_value(json_object_get(meta, "namespace"));
+    if (!name || (!ns && kind != MODEL_KIND_NAMESPACE && kind != MODEL_KIND_NODE))
+        return NULL;
+    switch (kind) {
+    case MODEL_KIND_NAMESPACE: {
+        model_namespace_t *o = calloc(1, sizeof(*o));
+        o->name = strdup(name);
+        return o;
+    }
+    case MODEL_KIND_NODE: {
+        model_node_t *o = calloc(1, sizeof(*o));
+        o->name = strdup(name);
+        return o;
+    }
+    case MODEL_KIND_SERVICE: {
+        model_service_t *o = calloc(1, sizeof(*o));
+        o->ns = strdup(ns);
+        o->name = strdup(name);
+        return o;
+    }
+    case MODEL_KIND_ENDPOINTSLICE: {
+        model_endpointslice_t *o = calloc(1, sizeof(*o));
+        o->ns = strdup(ns);
+        o->name = strdup(name);
+        return o;
+    }
+    default: {
+        model_pod_t *o = calloc(1, sizeof(*o));
+        o->ns = strdup(ns);
+        o->name = strdup(name);
+        return o;
+    }
+    }
+}
+
+static void on_object(ctl_kube_t *k, const char *cluster, kube_res_t res, kube_ev_t ev,
+                      json_t *obj)
+{
+    model_kind_t kind = kind_of(res);
+    char err[CTL_ERRLEN];
+    void *o = NULL;
+    bool del = ev == KUBE_EV_DELETED;
+    if (del) {
+        o = identity_of(kind, obj);
+    } else if (kube_decode(kind, obj, &o, err, sizeof(err)) < 0) {
+        atomic_fetch_add(&ctl_metrics.decode_errors, 1);
+        ctl_log(CTL_WARN, "cluster %s: %s", cluster, err);
+        return;
+    }
+    if (!o)
+        return;
+    topo_t *t = topo_of(k, cluster);
+    if (t)
+        note_topology(k, t, kind, o, del);
+    ctl_event_t e = {.type = CTL_EV_OBJECT, .cluster = strdup(cluster), .kind = kind,
+                     .op = del ? MODEL_OP_DELETE : MODEL_OP_UPSERT, .obj = o};
+    ctl_push(k->ctl, &e);
+}
+
+/* ---------- ServiceScope and MeshConfig (local cluster only) ---------- */
+
+static void push_scopes(ctl_kube_t *k, const char *source, model_scope_rules_t *r)
+{
+    ctl_event_t ev = {.type = CTL_EV_SCOPES, .source = strdup(source), .rules = r};
+    ctl_push(k->ctl, &ev);
+}
+
+/* Every valid ServiceScope, in name order; an invalid one is skipped (and
+ * logged) so that it never takes the others down with it. */
+static void rebuild_servicescopes(ctl_kube_t *k)
+{
+    const char **names = calloc(json_object_size(k->scopes) + 1, sizeof(char *));
+    size_t n = 0;
+    const char *name;
+    json_t *obj;
+    json_object_foreach(k->scopes, name, obj) names[n++] = name;
+    for (size_t i = 1; i < n; i++)
+        for (size_t j = i; j > 0 && strcmp(names[j - 1], names[j]) > 0; j--) {
+            const char *tmp = names[j];
+            names[j] = names[j - 1];
+            names[j - 1] = tmp;
+        }
+    model_scope_rules_t *r = model_scope_rules_new();
+    char err[CTL_ERRLEN];
+    for (size_t i = 0; i < n; i++) {
+        if (kube_decode_servicescope(json_object_get(k->scopes, names[i]), r, err, sizeof(err)) <
+            0) {
+            atomic_fetch_add(&ctl_metrics.scope_errors, 1);
+            ctl_log(CTL_WARN, "ServiceScope %s rejected: %s", names[i], err);
+        }
+    }
+    free(names);
+    if (n == 0) {
+        model_scope_rules_free(r);
+        r = NULL;
+    }
+    push_scopes(k, "ServiceScope", r);
+}
+
+static int mesh_doc(json_t *doc, void *arg)
+{
+    json_t **out = arg;
+    json_t *arr = json_object_get(doc, "serviceScopeConfigs");
+    if (arr)
+        *out = json_incref(arr);
+    return 0;
+}
+
+static void on_configmap(ctl_kube_t *k, kube_ev_t ev, json_t *obj)
+{
+    const char *mesh = json_string_value(json_object_get(json_object_get(obj, "data"), "mesh"));
+    json_t *arr = NULL;
+    char err[CTL_ERRLEN];
+    if (ev != KUBE_EV_DELETED && mesh &&
+        kube_manifest_load_string(mesh, strlen(mesh), mesh_doc, &arr, err, sizeof(err)) < 0) {
+        atomic_fetch_add(&ctl_metrics.scope_errors, 1);
+        ctl_log(CTL_WARN, "ConfigMap istio data.mesh: %s", err);
+        return;
+    }
+    model_scope_rules_t *r = NULL;
+    if (arr) {
+        r = model_scope_rules_new();
+        if (kube_decode_scope_configs(arr, "MeshConfig", r, err, sizeof(err)) < 0) {
+            atomic_fetch_add(&ctl_metrics.scope_errors, 1);
+            ctl_log(CTL_WARN, "MeshConfig serviceScopeConfigs rejected: %s", err);
+            model_scope_rules_free(r);
+            json_decref(arr);
+            return;
+        }
+        json_decref(arr);
+    }
+    push_scopes(k, "MeshConfig", r);
+}
+
+/* ---------- remote clusters from Secrets ---------- */
+
+static void remove_remote(ctl_kube_t *k, size_t i)
+{
+    remote_t *r = &k->remotes[i];
+    ctl_log(CTL_INFO, "cluster %s removed (Secret %s)", r->id, r->secret);
+    kube_watcher_remove_cluster(k->w, r->id);
+    forget_topo(k, r->id);
+    ctl_event_t ev = {.type = CTL_EV_CLUSTER_REMOVE, .cluster = r->id};
+    ctl_push(k->ctl, &ev);
+    free(r->secret);
+    k->remotes[i] = k->remotes[--k->nremotes];
+}
+
+static bool add_remote(ctl_kube_t *k, const char *secret, const char *id, const char *b64)
+{
+    char err[CTL_ERRLEN];
+    size_t len;
+    char *text = kube_base64_decode(b64, &len);
+    kube_conn_t conn;
+    memset(&conn, 0, sizeof(conn));
+    int rc = text ? kube_conn_from_kubeconfig(text, len, NULL, &conn, err, sizeof(err)) : -1;
+    if (!text)
+        snprintf(err, sizeof(err), "value is not base64");
+    if (rc == 0 && strcmp(id, ctl_config(k->ctl)->cluster_id) == 0) {
+        snprintf(err, sizeof(err), "names the local cluster");
+        rc = -1;
+    }
+    if (rc == 0)
+        rc = kube_watcher_add_cluster(k->w, id, &conn, MODEL_RES, err, sizeof(err));
+    kube_conn_free(&conn);
+    free(text);
+    if (rc < 0) {
+        atomic_fetch_add(&ctl_metrics.decode_errors, 1);
+        ctl_log(CTL_WARN, "Secret %s, cluster %s: %s", secret, id, err);
+        return false;
+    }
+    topo_t *t = topo_of(k, id);
+    if (t)
+        push_cluster(k, t);
+    return true;
+}
+
+static void on_secret(ctl_kube_t *k, kube_ev_t ev, json_t *obj)
+{
+    const char *secret =
+        json_string_value(json_object_get(json_object_get(obj, "metadata"), "name"));
+    json_t *data = ev == KUBE_EV_DELETED ? NULL : json_object_get(obj, "data");
+    if (!secret)
+        return;
+    /* clusters this Secret no longer names */
+    for (size_t i = 0; i < k->nremotes;) {
+        if (strcmp(k->remotes[i].secret, secret) == 0 &&
+            !json_object_get(data, k->remotes[i].id))
+            remove_remote(k, i);
+        else
+            i++;
+    }
+    const char *id;
+    json_t *val;
+    json_object_foreach(data, id, val)
+    {
+        if (!json_is_string(val) || k->nremotes == MAX_REMOTES)
+            continue;
+        size_t i = 0;
+        while (i < k->nremotes && strcmp(k->remotes[i].id, id) != 0)
+            i++;
+        if (i < k->nremotes && strcmp(k->remotes[i].secret, secret) != 0) {
+            ctl_log(CTL_WARN, "Secret %s names cluster %s, already declared by Secret %s", secret,
+                    id, k->remotes[i].secret);
+            continue;
+        }
+        /* adding again reconnects with the new kubeconfig, keeping the caches */
+        if (add_remote(k, secret, id, json_string_value(val)) && i == k->nremotes) {
+            k->remotes[k->nremotes++] = (remote_t){strdup(id), strdup(secret)};
+            ctl_log(CTL_INFO, "cluster %s added (Secret %s)", id, secret);
+        }
+    }
+}
+
+/* ---------- the watcher callback ---------- */
+
+static void on_event(void *arg, const char *cluster, kube_res_t res, kube_ev_t ev, json_t *obj,
+                     const char *msg)
+{
+    ctl_kube_t *k = arg;
+    bool local = strcmp(cluster, ctl_config(k->ctl)->cluster_id) == 0;
+    ctl_event_t st = {.type = CTL_EV_CLUSTER_STATE, .cluster = NULL};
+    switch (ev) {
+    case KUBE_EV_ERROR:
+        ctl_log(CTL_WARN, "%s", msg ? msg : "watch error");
+        return;
+    case KUBE_EV_STALE:
+    case KUBE_EV_RECOVERED:
+        ctl_log(CTL_WARN, "cluster %s is %s", cluster, ev == KUBE_EV_STALE ? "stale" : "back");
+        st.cluster = strdup(cluster);
+        st.state = ev == KUBE_EV_STALE ? MODEL_CLUSTER_STALE : MODEL_CLUSTER_SYNCED;
+        ctl_push(k->ctl, &st);
+        return;
+    case KUBE_EV_SYNCED: {
+        topo_t *t = topo_of(k, cluster);
+        if (!t)
+            return;
+        t->synced |= KUBE_RES_BIT(res);
+        unsigned want = local ? KUBE_RES_ALL : MODEL_RES;
+        if ((t->synced & want) == want) {
+            st.cluster = strdup(cluster);
+            st.state = MODEL_CLUSTER_SYNCED;
+            ctl_push(k->ctl, &st);
+        }
+        return;
+    }
+    default:
+        break;
+    }
+    if (!obj)
+        return;
+    if (res == KUBE_RES_SECRETS && local)
+        on_secret(k, ev, obj);
+    else if (res == KUBE_RES_CONFIGMAPS && local)
+        on_configmap(k, ev, obj);
+    else if (res == KUBE_RES_SERVICESCOPES && local) {
+        const char *name =
+            json_string_value(json_object_get(json_object_get(obj, "metadata"), "name"));
+        if (!name)
+            return;
+        if (ev == KUBE_EV_DELETED)
+            json_object_del(k->scopes, name);
+        else
+            json_object_set(k->scopes, name, obj);
+        rebuild_servicescopes(k);
+    } else if (MODEL_RES & KUBE_RES_BIT(res)) {
+        on_object(k, cluster, res, ev, obj);
+    }
+}
+
+ctl_kube_t *ctl_kube_start(ctl_t *c, char *err, size_t errlen)
+{
+    const ctl_config_t *cfg = ctl_config(c);
+    kube_conn_t conn;
+    memset(&conn, 0, sizeof(conn));
+    int rc;
+    if (cfg->kubeconfig) {
+        FILE *f = fopen(cfg->kubeconfig, "r");
+        char *text = NULL;
+        size_t len = 0;
+        if (f) {
+            fseek(f, 0, SEEK_END);
+            long n = ftell(f);
+            fseek(f, 0, SEEK_SET);
+            text = n > 0 && n < (64 << 20) ? malloc((size_t)n + 1) : NULL;
+            len = text ? fread(text, 1, (size_t)n, f) : 0;
+            fclose(f);
+        }
+        if (!text) {
+            snprintf(err, errlen, "kubeconfig: cannot read %s", cfg->kubeconfig);
+            return NULL;
+        }
+        text[len] = '\0';
+        rc = kube_conn_from_kubeconfig(text, len, NULL, &conn, err, errlen);
+        free(text);
+    } else {
+        rc = kube_conn_in_cluster(&conn, err, errlen);
+    }
+    ctl_kube_t *k = rc == 0 ? calloc(1, sizeof(*k)) : NULL;
+    if (!k) {
+        kube_conn_free(&conn);
+        return NULL;
+    }
+    k->ctl = c;
+    k->scopes = json_object();
+    k->w = kube_watcher_new(on_event, k, cfg->system_namespace, cfg->stale_after_s);
+    topo_t *t = topo_of(k, cfg->cluster_id);
+    push_cluster(k, t);
+    if (!k->w || kube_watcher_add_cluster(k->w, cfg->cluster_id, &conn, KUBE_RES_ALL, err,
+                                          errlen) < 0 ||
+        kube_watcher_start(k->w) < 0) {
+        if (!*err)
+            snprintf(err, errlen, "cannot start the Kubernetes watcher");
+        kube_conn_free(&conn);
+        ctl_kube_stop(k);
+        return NULL;
+    }
+    kube_conn_free(&conn);
+    return k;
+}
+
+void ctl_kube_stats(ctl_kube_t *k, kube_stats_t *out)
+{
+    kube_watcher_stats(k->w, out);
+}
+
+void ctl_kube_stop(ctl_kube_t *k)
+{
+    if (!k)
+        return;
+    kube_watcher_free(k->w);
+    for (size_t i = 0; i < k->nremotes; i++) {
+        free(k->remotes[i].id);
+        free(k->remotes[i].secret);
+    }
+    json_decref(k->scopes);
+    free(k);
+}

@@ -1,0 +1,540 @@
+/*
+ * informer.c - one list/watch loop for one resource of one cluster.
+ *
+ * An informer lists (paginated), then watches from the list's
+ * resourceVersion, decoding the newline-delimited watch stream as it
+ * arrives. It keeps only key -> resourceVersion of what it has told the
+ * callback, which is enough to turn a relist (after 410 Gone) into the exact
+ * difference and to drop duplicates. It is driven by the I/O thread in
+ * client.c and never blocks.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kube_int.h"
+
+typedef struct kube_resdef {
+    const char *name, *prefix, *plural, *api_version, *kind, *query;
+    bool in_system_ns;
+} kube_resdef_t;
+
+static const kube_resdef_t kube_resdefs[KUBE_RES__COUNT] = {
+    [KUBE_RES_NAMESPACES] = {"namespaces", "/api/v1", "namespaces", "v1", "Namespace", NULL, 0},
+    [KUBE_RES_SERVICES] = {"services", "/api/v1", "services", "v1", "Service", NULL, 0},
+    [KUBE_RES_ENDPOINTSLICES] = {"endpointslices", "/apis/discovery.k8s.io/v1", "endpointslices",
+                                 "discovery.k8s.io/v1", "EndpointSlice", NULL, 0},
+    [KUBE_RES_PODS] = {"pods", "/api/v1", "pods", "v1", "Pod", NULL, 0},
+    [KUBE_RES_NODES] = {"nodes", "/api/v1", "nodes", "v1", "Node", NULL, 0},
+    [KUBE_RES_SERVICESCOPES] = {"servicescopes", "/apis/meshfed.io/v1alpha1", "servicescopes",
+                                "meshfed.io/v1alpha1", "ServiceScope", NULL, 0},
+    [KUBE_RES_SECRETS] = {"secrets", "/api/v1", "secrets", "v1", "Secret",
+                          "labelSelector=istio%2FmultiCluster%3Dtrue", 1},
+    [KUBE_RES_CONFIGMAPS] = {"configmaps", "/api/v1", "configmaps", "v1", "ConfigMap",
+                             "fieldSelector=metadata.name%3Distio", 1},
+};
+
+const char *kube_res_name(kube_res_t r)
+{
+    return (unsigned)r < KUBE_RES__COUNT ? kube_resdefs[r].name : "cluster";
+}
+
+const char *kube_ev_name(kube_ev_t e)
+{
+    static const char *const names[] = {"ADDED", "MODIFIED",  "DELETED", "SYNCED",
+                                        "STALE", "RECOVERED", "ERROR"};
+    return (unsigned)e <= KUBE_EV_ERROR ? names[e] : "?";
+}
+
+kube_informer_t *kube_inf_new(kube_cluster_t *cl, kube_res_t res)
+{
+    kube_informer_t *inf = calloc(1, sizeof(*inf));
+    if (!inf)
+        return NULL;
+    inf->cl = cl;
+    inf->res = res;
+    inf->seed = (unsigned)kube_now_ms() ^ (unsigned)(uintptr_t)inf;
+    inf->easy = curl_easy_init();
+    inf->cache = kube_smap_new();
+    if (!inf->easy || !inf->cache) {
+        kube_inf_free(inf);
+        return NULL;
+    }
+    return inf;
+}
+
+/* The caller has taken easy out of the multi handle. */
+void kube_inf_free(kube_informer_t *inf)
+{
+    if (!inf)
+        return;
+    if (inf->easy)
+        curl_easy_cleanup(inf->easy);
+    curl_slist_free_all(inf->hdrs);
+    kube_smap_free(inf->cache);
+    free(inf->rv);
+    free(inf->cont);
+    free(inf->buf);
+    free(inf);
+}
+
+void kube_inf_reset(kube_informer_t *inf)
+{
+    inf->phase = KUBE_PH_LIST;
+    free(inf->cont);
+    inf->cont = NULL;
+    inf->synced = false;
+    inf->backoff_ms = 0;
+    inf->due_ms = 0;
+}
+
+static void kube_set(char **dst, const char *s)
+{
+    char *d = s ? strdup(s) : NULL;
+    free(*dst);
+    *dst = d;
+}
+
+/* Exponential backoff with jitter: the next try in [b/2, b). */
+static void kube_backoff(kube_informer_t *inf)
+{
+    unsigned b = inf->backoff_ms ? inf->backoff_ms * 2 : KUBE_BACKOFF_MIN_MS;
+    if (b > KUBE_BACKOFF_MAX_MS)
+        b = KUBE_BACKOFF_MAX_MS;
+    inf->backoff_ms = b;
+    inf->due_ms = kube_now_ms() + b / 2 + (unsigned)rand_r(&inf->seed) % (b / 2 + 1);
+}
+
+static int kube_timeout_s(const kube_informer_t *inf)
+{
+    int s = inf->cl->w->stale_after_s;
+    if (s <= 0)
+        return 300;
+    s /= 2; /* an idle watch must end (a success) well before it could look stale */
+    return s < 1 ? 1 : s > 300 ? 300 : s;
+}
+
+/* path?query for the next request. */
+static int kube_inf_url(kube_informer_t *inf, char *out, size_t outlen)
+{
+    const kube_resdef_t *d = &kube_resdefs[inf->res];
+    char ns[300] = "", q[2048];
+    if (d->in_system_ns)
+        snprintf(ns, sizeof(ns), "/namespaces/%s", inf->cl->w->system_namespace);
+    if (inf->phase == KUBE_PH_LIST) {
+        char *c = inf->cont ? curl_easy_escape(inf->easy, inf->cont, 0) : NULL;
+        snprintf(q, sizeof(q), "limit=%d%s%s", KUBE_LIST_LIMIT, c ? "&continue=" : "", c ? c : "");
+        curl_free(c);
+    } else {
+        char *r = curl_easy_escape(inf->easy, inf->rv ? inf->rv : "", 0);
+        snprintf(q, sizeof(q),
+                 "watch=1&allowWatchBookmarks=true&resourceVersion=%s"
+                 "&timeoutSeconds=%d",
+                 r ? r : "", kube_timeout_s(inf));
+        curl_free(r);
+    }
+    int n = snprintf(out, outlen, "%s%s/%s?%s%s%s", d->prefix, ns, d->plural,
+                     d->query ? d->query : "", d->query ? "&" : "", q);
+    return n > 0 && (size_t)n < outlen ? 0 : -1;
+}
+
+/* ---------- objects ---------- */
+
+/* "namespace/name" or "name"; the object's resourceVersion in *rv. */
+static int kube_obj_key(json_t *obj, char *key, size_t keylen, const char **rv)
+{
+    json_t *md = json_object_get(obj, "metadata");
+    const char *name = json_string_value(json_object_get(md, "name"));
+    const char *ns = json_string_value(json_object_get(md, "namespace"));
+    *rv = json_string_value(json_object_get(md, "resourceVersion"));
+    if (!name || !*name)
+        return -1;
+    int n =
+        ns && *ns ? snprintf(key, keylen, "%s/%s", ns, name) : snprintf(key, keylen, "%s", name);
+    return n > 0 && (size_t)n < keylen ? 0 : -1;
+}
+
+/* Lists leave kind and apiVersion out of items; consumers need them. */
+static void kube_fill_kind(kube_informer_t *inf, json_t *obj)
+{
+    const kube_resdef_t *d = &kube_resdefs[inf->res];
+    if (!json_object_get(obj, "kind"))
+        json_object_set_new(obj, "kind", json_string(d->kind));
+    if (!json_object_get(obj, "apiVersion"))
+        json_object_set_new(obj, "apiVersion", json_string(d->api_version));
+}
+
+/* Records obj as seen and tells the callback, unless it already saw this
+ * exact version (a resumed watch or a relist of an unchanged object). */
+static void kube_inf_upsert(kube_informer_t *inf, json_t *obj, const char *key, const char *rv)
+{
+    const char *prev = kube_smap_get(inf->cache, key);
+    bool same = prev && rv && strcmp(prev, rv) == 0;
+    kube_ev_t ev = prev ? KUBE_EV_MODIFIED : KUBE_EV_ADDED;
+    if (kube_smap_put(inf->cache, key, rv, inf->gen) < 0) {
+        kube_emit_error(inf->cl, inf->res, "cluster %s: %s: out of memory", inf->cl->id,
+                        kube_res_name(inf->res));
+        return;
+    }
+    if (!same) {
+        kube_fill_kind(inf, obj);
+        kube_emit(inf->cl, inf->res, ev, obj);
+    }
+}
+
+static void kube_inf_delete(kube_informer_t *inf, json_t *obj, const char *key)
+{
+    if (!kube_smap_get(inf->cache, key))
+        return; /* never seen, or already deleted */
+    kube_smap_del(inf->cache, key);
+    kube_fill_kind(inf, obj);
+    kube_emit(inf->cl, inf->res, KUBE_EV_DELETED, obj);
+}
+
+/* A relist sweep found key gone: the callback gets a stub object. */
+static void kube_inf_gone(void *arg, const char *key, const char *rv)
+{
+    kube_informer_t *inf = arg;
+    const char *slash = strchr(key, '/');
+    json_t *md = json_object(), *obj = json_object();
+    if (slash) {
+        json_object_set_new(md, "namespace", json_stringn(key, (size_t)(slash - key)));
+        json_object_set_new(md, "name", json_string(slash + 1));
+    } else {
+        json_object_set_new(md, "name", json_string(key));
+    }
+    json_object_set_new(md, "resourceVersion", json_string(rv));
+    json_object_set_new(obj, "metadata", md);
+    kube_fill_kind(inf, obj);
+    kube_emit(inf->cl, inf->res, KUBE_EV_DELETED, obj);
+    json_decref(obj);
+}
+
+/* ---------- the watch stream ---------- */
+
+static void kube_decode_error(kube_informer_t *inf, const char *what, const char *detail)
+{
+    kube_count(inf->cl->w, KUBE_ST_DECODE);
+    kube_emit_error(inf->cl, inf->res, "cluster %s: watch %s: %s%s%s", inf->cl->id,
+                    kube_res_name(inf->res), what, detail ? ": " : "", detail ? detail : "");
+}
+
+static void kube_watch_object(kube_informer_t *inf, const char *type, json_t *obj)
+{
+    char key[1024];
+    const char *rv;
+    if (kube_obj_key(obj, key, sizeof(key), &rv) < 0) {
+        kube_decode_error(inf, "event object without metadata.name", type);
+        return;
+    }
+    if (strcmp(type, "DELETED") == 0)
+        kube_inf_delete(inf, obj, key);
+    else
+        kube_inf_upsert(inf, obj, key, rv);
+    if (rv && *rv)
+        kube_set(&inf->rv, rv);
+}
+
+/* An ERROR event: 410 means relist, anything else restarts the watch. */
+static int kube_watch_error(kube_informer_t *inf, json_t *obj)
+{
+    json_int_t code = json_integer_value(json_object_get(obj, "code"));
+    const char *msg = json_string_value(json_object_get(obj, "message"));
+    if (code == 410) {
+        inf->gone = true;
+        return -1;
+    }
+    inf->stream_err = true;
+    kube_emit_error(inf->cl, inf->res, "cluster %s: watch %s: error event %lld: %s", inf->cl->id,
+                    kube_res_name(inf->res), (long long)code, msg ? msg : "?");
+    return -1;
+}
+
+/* One complete line. -1 stops the stream. */
+static int kube_watch_line(kube_informer_t *inf, const char *line, size_t n)
+{
+    json_error_t je;
+    size_t i = 0;
+    while (i < n && (line[i] == ' ' || line[i] == '\r' || line[i] == '\t'))
+        i++;
+    if (i == n)
+        return 0;
+    json_t *ev = json_loadb(line, n, 0, &je);
+    if (!ev) {
+        kube_decode_error(inf, "malformed event", je.text);
+        return 0;
+    }
+    const char *type = json_string_value(json_object_get(ev, "type"));
+    json_t *obj = json_object_get(ev, "object");
+    int rc = 0;
+    if (!json_is_object(ev) || !type || !json_is_object(obj)) {
+        kube_decode_error(inf, "event without type or object", NULL);
+    } else if (strcmp(type, "ERROR") == 0) {
+        rc = kube_watch_error(inf, obj);
+    } else if (strcmp(type, "BOOKMARK") == 0) {
+        const char *rv =
+            json_string_value(json_object_get(json_object_get(obj, "metadata"), "resourceVersion"));
+        kube_count(inf->cl->w, KUBE_ST_BOOKMARKS);
+        if (rv && *rv)
+            kube_set(&inf->rv, rv);
+    } else if (!strcmp(type, "ADDED") || !strcmp(type, "MODIFIED") || !strcmp(type, "DELETED")) {
+        kube_watch_object(inf, type, obj);
+    } else {
+        kube_decode_error(inf, "unknown event type", type);
+    }
+    if (rc == 0)
+        kube_cluster_ok(inf->cl);
+    json_decref(ev);
+    return rc;
+}
+
+static int kube_buf_append(kube_informer_t *inf, const char *p, size_t n)
+{
+    if (inf->len + n + 1 > inf->cap) {
+        size_t cap = inf->cap ? inf->cap : 4096;
+        while (cap < inf->len + n + 1)
+            cap *= 2;
+        char *b = realloc(inf->buf, cap);
+        if (!b)
+            return -1;
+        inf->buf = b;
+        inf->cap = cap;
+    }
+    memcpy(inf->buf + inf->len, p, n);
+    inf->len += n;
+    return 0;
+}
+
+/* Splits the stream into lines; oversized lines are dropped whole. */
+static int kube_watch_feed(kube_informer_t *inf, const char *p, size_t n)
+{
+    while (n > 0) {
+        const char *nl = memchr(p, '\n', n);
+        size_t seg = nl ? (size_t)(nl - p) : n;
+        if (!inf->skipping && inf->len + seg > KUBE_MAX_LINE) {
+            kube_decode_error(inf, "event larger than 16 MiB dropped", NULL);
+            inf->skipping = true;
+            inf->len = 0;
+        }
+        if (!inf->skipping && kube_buf_append(inf, p, seg) < 0)
+            return -1;
+        if (nl) {
+            if (!inf->skipping && kube_watch_line(inf, inf->buf, inf->len) < 0)
+                return -1;
+            inf->skipping = false;
+            inf->len = 0;
+            seg++;
+        }
+        p += seg;
+        n -= seg;
+    }
+    return 0;
+}
+
+static size_t kube_inf_write(char *p, size_t size, size_t nmemb, void *ud)
+{
+    kube_informer_t *inf = ud;
+    size_t n = size * nmemb;
+    if (!inf->status)
+        curl_easy_getinfo(inf->easy, CURLINFO_RESPONSE_CODE, &inf->status);
+    if (inf->status != 200) { /* keep the start of an error body for the message */
+        size_t room = inf->len < KUBE_MAX_ERRBODY ? KUBE_MAX_ERRBODY - inf->len : 0;
+        kube_buf_append(inf, p, n < room ? n : room);
+        return n;
+    }
+    if (inf->phase == KUBE_PH_WATCH) {
+        inf->got_data = true;
+        return kube_watch_feed(inf, p, n) < 0 ? 0 : n;
+    }
+    if (inf->len + n > KUBE_MAX_BODY) {
+        inf->toobig = true;
+        return 0;
+    }
+    return kube_buf_append(inf, p, n) < 0 ? 0 : n;
+}
+
+/* ---------- lists ---------- */
+
+static void kube_inf_list_done(kube_informer_t *inf)
+{
+    kube_cluster_t *cl = inf->cl;
+    kube_watcher_t *w = cl->w;
+    pthread_mutex_lock(&w->mu);
+    inf->synced = true;
+    bool all = true;
+    for (int r = 0; r < KUBE_RES__COUNT; r++)
+        if (cl->inf[r] && !cl->inf[r]->synced)
+            all = false;
+    cl->synced = all;
+    pthread_mutex_unlock(&w->mu);
+    kube_emit(cl, inf->res, KUBE_EV_SYNCED, NULL);
+}
+
+/* One page of a list: emits what differs from the cache; the last page
+ * sweeps what is gone and switches to watching. */
+static void kube_list_page(kube_informer_t *inf)
+{
+    json_error_t je;
+    json_t *root = json_loadb(inf->buf, inf->len, 0, &je), *it;
+    json_t *md = json_object_get(root, "metadata"), *items = json_object_get(root, "items");
+    const char *rv = json_string_value(json_object_get(md, "resourceVersion"));
+    const char *cont = json_string_value(json_object_get(md, "continue"));
+    size_t i;
+    char key[1024];
+    kube_count(inf->cl->w, KUBE_ST_LISTS);
+    if (!json_is_object(root) || (items && !json_is_array(items) && !json_is_null(items)) || !rv) {
+        kube_count(inf->cl->w, KUBE_ST_DECODE);
+        kube_emit_error(inf->cl, inf->res, "cluster %s: list %s: malformed list: %s", inf->cl->id,
+                        kube_res_name(inf->res),
+                        root ? "not a list with metadata.resourceVersion" : je.text);
+        json_decref(root);
+        kube_set(&inf->cont, NULL);
+        kube_backoff(inf);
+        return;
+    }
+    json_array_foreach(items, i, it)
+    {
+        const char *irv;
+        if (!json_is_object(it) || kube_obj_key(it, key, sizeof(key), &irv) < 0) {
+            kube_count(inf->cl->w, KUBE_ST_DECODE);
+            kube_emit_error(inf->cl, inf->res, "cluster %s: list %s: items[%zu] has no name",
+                            inf->cl->id, kube_res_name(inf->res), i);
+            continue;
+        }
+        kube_inf_upsert(inf, it, key, irv);
+    }
+    inf->backoff_ms = 0;
+    inf->due_ms = 0;
+    if (cont && *cont) {
+        kube_set(&inf->cont, cont);
+    } else {
+        kube_set(&inf->cont, NULL);
+        kube_set(&inf->rv, rv);
+        kube_smap_sweep(inf->cache, inf->gen, kube_inf_gone, inf);
+        inf->phase = KUBE_PH_WATCH;
+        kube_inf_list_done(inf);
+    }
+    json_decref(root);
+}
+
+/* ---------- requests ---------- */
+
+int kube_inf_start(kube_informer_t *inf)
+{
+    char path[4096], err[512];
+    if (inf->phase == KUBE_PH_LIST && !inf->cont)
+        inf->gen++;              /* a fresh list: entries it does not touch are gone */
+    if (inf->cap > (1u << 20)) { /* do not keep a big list page's buffer around */
+        free(inf->buf);
+        inf->buf = NULL;
+        inf->cap = 0;
+    }
+    inf->len = 0;
+    inf->status = 0;
+    inf->skipping = inf->gone = inf->stream_err = inf->toobig = inf->got_data = false;
+    if (kube_inf_url(inf, path, sizeof(path)) < 0) {
+        kube_emit_error(inf->cl, inf->res, "cluster %s: %s: request URL too long", inf->cl->id,
+                        kube_res_name(inf->res));
+        kube_backoff(inf);
+        return -1;
+    }
+    if (kube_http_setup(inf, path, err, sizeof(err)) < 0) {
+        kube_emit_error(inf->cl, inf->res, "cluster %s: %s: %s", inf->cl->id,
+                        kube_res_name(inf->res), err);
+        kube_backoff(inf);
+        return -1;
+    }
+    curl_easy_setopt(inf->easy, CURLOPT_WRITEFUNCTION, kube_inf_write);
+    curl_easy_setopt(inf->easy, CURLOPT_WRITEDATA, inf);
+    curl_easy_setopt(inf->easy, CURLOPT_PRIVATE, inf);
+    curl_easy_setopt(inf->easy, CURLOPT_TIMEOUT,
+                     inf->phase == KUBE_PH_WATCH ? (long)kube_timeout_s(inf) + 30 : 300L);
+    if (curl_multi_add_handle(inf->cl->w->multi, inf->easy) != CURLM_OK) {
+        kube_backoff(inf);
+        return -1;
+    }
+    inf->busy = true;
+    if (inf->phase == KUBE_PH_WATCH)
+        kube_count(inf->cl->w, KUBE_ST_WATCHES);
+    return 0;
+}
+
+/* The message of a Kubernetes Status body, or the start of the body. */
+static void kube_status_msg(kube_informer_t *inf, char *out, size_t outlen)
+{
+    json_t *st = json_loadb(inf->buf ? inf->buf : "", inf->len, 0, NULL);
+    const char *m = json_string_value(json_object_get(st, "message"));
+    if (m)
+        snprintf(out, outlen, "%s", m);
+    else
+        snprintf(out, outlen, "%.*s", (int)(inf->len < 200 ? inf->len : 200),
+                 inf->buf ? inf->buf : "");
+    json_decref(st);
+}
+
+static void kube_inf_relist(kube_informer_t *inf)
+{
+    kube_count(inf->cl->w, KUBE_ST_RELISTS);
+    inf->phase = KUBE_PH_LIST;
+    kube_set(&inf->cont, NULL);
+    inf->due_ms = 0;
+}
+
+/* A transport failure: a broken watch stream resumes quietly, the rest is
+ * an error with curl's reason. */
+static void kube_inf_failed(kube_informer_t *inf, CURLcode rc)
+{
+    const char *op = inf->phase == KUBE_PH_LIST ? "list" : "watch";
+    if (inf->toobig) {
+        kube_count(inf->cl->w, KUBE_ST_DECODE);
+        kube_emit_error(inf->cl, inf->res, "cluster %s: list %s: response larger than %u MiB",
+                        inf->cl->id, kube_res_name(inf->res), KUBE_MAX_BODY >> 20);
+    } else if (inf->phase == KUBE_PH_WATCH && inf->status == 200) {
+        kube_count(inf->cl->w, KUBE_ST_RESTARTS);
+        inf->backoff_ms = 0;
+    } else {
+        kube_emit_error(inf->cl, inf->res, "cluster %s: %s %s: %s%s%s", inf->cl->id, op,
+                        kube_res_name(inf->res), curl_easy_strerror(rc), inf->errbuf[0] ? ": " : "",
+                        inf->errbuf);
+    }
+    kube_backoff(inf);
+}
+
+void kube_inf_done(kube_informer_t *inf, CURLcode rc)
+{
+    char msg[512];
+    inf->busy = false;
+    if (!inf->status)
+        curl_easy_getinfo(inf->easy, CURLINFO_RESPONSE_CODE, &inf->status);
+    if (inf->gone || inf->status == 410) {
+        kube_inf_relist(inf);
+    } else if (inf->stream_err) {
+        kube_backoff(inf);
+    } else if (rc != CURLE_OK) {
+        kube_inf_failed(inf, rc);
+    } else if (inf->status != 200) {
+        kube_status_msg(inf, msg, sizeof(msg));
+        kube_emit_error(inf->cl, inf->res, "cluster %s: %s %s: HTTP %ld: %s", inf->cl->id,
+                        inf->phase == KUBE_PH_LIST ? "list" : "watch", kube_res_name(inf->res),
+                        inf->status, msg);
+        kube_backoff(inf);
+    } else if (inf->phase == KUBE_PH_LIST) {
+        kube_cluster_ok(inf->cl);
+        kube_list_page(inf);
+    } else {
+        /* The server ended the watch (timeoutSeconds): resume quietly. */
+        if (inf->len > 0 && !inf->skipping && kube_watch_line(inf, inf->buf, inf->len) < 0) {
+            inf->len = 0;
+            if (inf->gone)
+                kube_inf_relist(inf);
+            else
+                kube_backoff(inf);
+            return;
+        }
+        inf->len = 0;
+        kube_cluster_ok(inf->cl);
+        kube_count(inf->cl->w, KUBE_ST_RESTARTS);
+        inf->backoff_ms = 0;
+        inf->due_ms = 0;
+    }
+}

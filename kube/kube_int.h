@@ -1,0 +1,144 @@
+/*
+ * kube_int.h - internals shared by the kube/ client files (client.c,
+ * informer.c, smap.c). Not part of the public API in kube.h.
+ */
+#ifndef MESHFED_KUBE_INT_H
+#define MESHFED_KUBE_INT_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <curl/curl.h>
+
+#include "kube.h"
+
+#define KUBE_MAX_LINE (16u << 20)  /* one watch event */
+#define KUBE_MAX_BODY (256u << 20) /* one list page */
+#define KUBE_MAX_ERRBODY (64u << 10)
+#define KUBE_BACKOFF_MIN_MS 100
+#define KUBE_BACKOFF_MAX_MS 30000
+#define KUBE_LIST_LIMIT 500
+
+/* ---------- smap.c: key -> resourceVersion, with a generation mark ---------- */
+
+typedef struct kube_smap kube_smap_t;
+typedef void (*kube_smap_fn)(void *arg, const char *key, const char *rv);
+
+kube_smap_t *kube_smap_new(void);
+void kube_smap_free(kube_smap_t *m);
+const char *kube_smap_get(kube_smap_t *m, const char *key);
+/* Sets key to rv and marks it with gen. 0 or -1 (no memory). */
+int kube_smap_put(kube_smap_t *m, const char *key, const char *rv, unsigned gen);
+void kube_smap_del(kube_smap_t *m, const char *key);
+size_t kube_smap_count(const kube_smap_t *m);
+/* Removes every entry whose mark is not gen, calling fn before each. */
+void kube_smap_sweep(kube_smap_t *m, unsigned gen, kube_smap_fn fn, void *arg);
+
+/* ---------- informers ---------- */
+
+typedef struct kube_cluster kube_cluster_t;
+
+typedef enum kube_phase { KUBE_PH_LIST, KUBE_PH_WATCH } kube_phase_t;
+
+typedef struct kube_informer {
+    kube_cluster_t *cl;
+    kube_res_t res;
+    CURL *easy;
+    struct curl_slist *hdrs;
+    char errbuf[CURL_ERROR_SIZE];
+    kube_phase_t phase;
+    bool busy;       /* a request is in the multi handle */
+    uint64_t due_ms; /* when idle: start the next request at this time */
+    unsigned backoff_ms;
+    kube_smap_t *cache; /* key -> rv of what the callback has seen */
+    unsigned gen;       /* list generation, for the relist sweep */
+    bool synced;        /* the initial list finished */
+    char *rv;           /* where the watch resumes */
+    char *cont;         /* list continue token */
+    char *buf;          /* list body, watch partial line, or error body */
+    size_t len, cap;
+    bool skipping;   /* discarding the rest of an oversized watch line */
+    bool gone;       /* the watch stream said 410 */
+    bool stream_err; /* the watch stream sent another ERROR (already reported) */
+    bool toobig;     /* the list body exceeded KUBE_MAX_BODY */
+    unsigned seed;   /* for backoff jitter (rand_r) */
+    bool got_data;   /* the watch received any event */
+    long status;
+} kube_informer_t;
+
+struct kube_watcher;
+
+struct kube_cluster {
+    struct kube_watcher *w;
+    char *id;
+    kube_conn_t conn;
+    kube_informer_t *inf[KUBE_RES__COUNT];
+    bool synced; /* written under w->mu */
+    bool stale;  /* written under w->mu */
+    uint64_t last_success_ms;
+    char *base_url;                /* server URL, its host replaced by tls_server_name if set */
+    struct curl_slist *connect_to; /* maps tls_server_name back to the real host */
+};
+
+typedef enum kube_op_type { KUBE_OP_ADD, KUBE_OP_REMOVE } kube_op_type_t;
+
+typedef struct kube_op {
+    struct kube_op *next;
+    kube_op_type_t type;
+    char *id;
+    kube_conn_t conn;
+    unsigned mask;
+} kube_op_t;
+
+struct kube_watcher {
+    kube_event_fn fn;
+    void *arg;
+    char *system_namespace;
+    int stale_after_s;
+    CURLM *multi;
+    pthread_t thread;
+    bool started;
+    atomic_bool stop;
+    pthread_mutex_t mu; /* ops, the cluster list, cluster flags */
+    kube_op_t *ops, **ops_tail;
+    kube_cluster_t **clusters;
+    size_t nclusters;
+    _Atomic uint64_t st[8]; /* kube_stats_t fields, in order */
+};
+
+enum {
+    KUBE_ST_LISTS,
+    KUBE_ST_WATCHES,
+    KUBE_ST_RELISTS,
+    KUBE_ST_RESTARTS,
+    KUBE_ST_BOOKMARKS,
+    KUBE_ST_EVENTS,
+    KUBE_ST_ERRORS,
+    KUBE_ST_DECODE
+};
+
+/* client.c */
+uint64_t kube_now_ms(void);
+void kube_count(struct kube_watcher *w, int which);
+/* An error event: formats msg, counts it, calls back. */
+void kube_emit_error(kube_cluster_t *cl, kube_res_t res, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+void kube_emit(kube_cluster_t *cl, kube_res_t res, kube_ev_t ev, json_t *obj);
+void kube_cluster_ok(kube_cluster_t *cl);
+/* Prepares inf->easy for GET path_query on its cluster (TLS, auth, headers).
+ * 0, or -1 with err. */
+int kube_http_setup(kube_informer_t *inf, const char *path_query, char *err, size_t errlen);
+
+/* informer.c */
+kube_informer_t *kube_inf_new(kube_cluster_t *cl, kube_res_t res);
+void kube_inf_free(kube_informer_t *inf);
+/* Starts the next request (list page or watch). 0, or -1 (retry scheduled). */
+int kube_inf_start(kube_informer_t *inf);
+/* The request finished with rc. */
+void kube_inf_done(kube_informer_t *inf, CURLcode rc);
+/* Re-lists (after a reconnect of the cluster): keeps the cache. */
+void kube_inf_reset(kube_informer_t *inf);
+
+#endif

@@ -1,0 +1,161 @@
+/*
+ * test_ctl.c - the controller's settings: flags over environment over config
+ * file over defaults, and clear errors that name the setting.
+ */
+#include "controller/ctl.h"
+
+#include <check.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static int load(ctl_config_t *c, char *err, int argc, ...)
+{
+    char *argv[32];
+    va_list ap;
+    va_start(ap, argc);
+    argv[0] = "meshfed";
+    for (int i = 1; i <= argc; i++)
+        argv[i] = va_arg(ap, char *);
+    va_end(ap);
+    argv[argc + 1] = NULL;
+    return ctl_config_load(c, argc + 1, argv, err, CTL_ERRLEN);
+}
+
+static char *write_tmp(const char *text)
+{
+    char *path = strdup("/tmp/meshfed-test-XXXXXX");
+    int fd = mkstemp(path);
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_eq(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+    close(fd);
+    return path;
+}
+
+static void clear_env(void)
+{
+    unsetenv("CLUSTER_ID");
+    unsetenv("MESHFED_DEBOUNCE_MS");
+    unsetenv("MESHFED_LOG_LEVEL");
+    unsetenv("MESHFED_CONFIG");
+}
+
+START_TEST(config_defaults)
+{
+    clear_env();
+    ctl_config_t c;
+    char err[CTL_ERRLEN];
+    ck_assert_int_eq(load(&c, err, 0), 0);
+    ck_assert_str_eq(c.cluster_id, "Kubernetes");
+    ck_assert_str_eq(c.system_namespace, "istio-system");
+    ck_assert_str_eq(c.xds_listen, "127.0.0.1:15010");
+    ck_assert_str_eq(c.debug_listen, "127.0.0.1:15014");
+    ck_assert_int_eq(c.debounce_ms, 100);
+    ck_assert_int_eq(c.log_level, CTL_INFO);
+    ck_assert(!c.log_json);
+    ctl_config_free(&c);
+}
+END_TEST
+
+START_TEST(config_flag_beats_env_beats_file)
+{
+    clear_env();
+    char *file = write_tmp("cluster-id: from-file\ndebounce-ms: 7\nlog-level: warn\n"
+                           "log-format: json\n");
+    setenv("CLUSTER_ID", "from-env", 1);
+    setenv("MESHFED_DEBOUNCE_MS", "9", 1);
+    ctl_config_t c;
+    char err[CTL_ERRLEN];
+    ck_assert_msg(load(&c, err, 3, "--config", file, "--cluster-id=from-flag") == 0, "%s", err);
+    ck_assert_str_eq(c.cluster_id, "from-flag");
+    ck_assert_int_eq(c.debounce_ms, 9);          /* env over file */
+    ck_assert_int_eq(c.log_level, CTL_WARN);     /* file over default */
+    ck_assert(c.log_json);
+    ctl_config_free(&c);
+    clear_env();
+    unlink(file);
+    free(file);
+}
+END_TEST
+
+START_TEST(config_bad_values_name_the_setting)
+{
+    clear_env();
+    static const struct {
+        const char *arg, *want;
+    } cases[] = {
+        {"--debounce-ms=abc", "debounce-ms"},
+        {"--debounce-ms=-1", "debounce-ms"},
+        {"--stale-after=0", "stale-after"},
+        {"--log-level=loud", "log-level"},
+        {"--log-format=xml", "log-format"},
+        {"--no-such-flag", "no-such-flag"},
+        {"--once=maybe", "once"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        ctl_config_t c;
+        char err[CTL_ERRLEN] = "";
+        ck_assert_int_eq(load(&c, err, 1, cases[i].arg), -1);
+        ck_assert_msg(strstr(err, cases[i].want), "case %s: %s", cases[i].arg, err);
+        ctl_config_free(&c);
+    }
+    setenv("MESHFED_LOG_LEVEL", "verbose", 1);
+    ctl_config_t c;
+    char err[CTL_ERRLEN] = "";
+    ck_assert_int_eq(load(&c, err, 0), -1);
+    ck_assert_ptr_nonnull(strstr(err, "log-level"));
+    ctl_config_free(&c);
+    clear_env();
+}
+END_TEST
+
+START_TEST(config_file_errors)
+{
+    clear_env();
+    char *unknown = write_tmp("clusterid: typo\n");
+    char *broken = write_tmp("cluster-id: [unclosed\n");
+    char *tls = write_tmp("xds-tls-listen: 0.0.0.0:15012\n");
+    ctl_config_t c;
+    char err[CTL_ERRLEN] = "";
+    ck_assert_int_eq(load(&c, err, 2, "--config", unknown), -1);
+    ck_assert_ptr_nonnull(strstr(err, "clusterid"));
+    ctl_config_free(&c);
+    ck_assert_int_eq(load(&c, err, 2, "--config", broken), -1);
+    ck_assert_ptr_nonnull(strstr(err, "config file"));
+    ctl_config_free(&c);
+    ck_assert_int_eq(load(&c, err, 2, "--config", tls), -1);
+    ck_assert_ptr_nonnull(strstr(err, "tls"));
+    ctl_config_free(&c);
+    ck_assert_int_eq(load(&c, err, 2, "--config", "/nonexistent/meshfed.yaml"), -1);
+    ck_assert_ptr_nonnull(strstr(err, "config file"));
+    ctl_config_free(&c);
+    unlink(unknown);
+    unlink(broken);
+    unlink(tls);
+    free(unknown);
+    free(broken);
+    free(tls);
+}
+END_TEST
+
+static Suite *suite(void)
+{
+    Suite *s = suite_create("ctl");
+    TCase *t = tcase_create("config");
+    tcase_add_test(t, config_defaults);
+    tcase_add_test(t, config_flag_beats_env_beats_file);
+    tcase_add_test(t, config_bad_values_name_the_setting);
+    tcase_add_test(t, config_file_errors);
+    suite_add_tcase(s, t);
+    return s;
+}
+
+int main(void)
+{
+    SRunner *r = srunner_create(suite());
+    srunner_run_all(r, CK_NORMAL);
+    int failed = srunner_ntests_failed(r);
+    srunner_free(r);
+    return failed ? 1 : 0;
+}
