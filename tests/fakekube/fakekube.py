@@ -9,7 +9,7 @@ resourceVersion (410 Gone when it is older than the retained history),
 BOOKMARK events and timeoutSeconds.
 
 Usage: fakekube.py --cert server.pem --key server.key [--token T] [--client-ca CA]
-                   --cluster ID [--cluster ID ...] [--bookmark-interval S]
+                   --cluster ID[=PORT] [--cluster ...] [--bookmark-interval S]
 Prints "READY id=port id=port ..." on stdout once listening.
 
 Control API (no auth, same port), all POST with a JSON body:
@@ -358,10 +358,15 @@ class _Disconnect(Exception):
     pass
 
 
-def serve(cid, args, ctx):
-    srv = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+def serve(spec, args, ctx):
+    cid, _, port = spec.partition("=")  # "ID" or "ID=PORT" (to come back on the same port)
+    ThreadingHTTPServer.allow_reuse_address = True
+    srv = ThreadingHTTPServer(("127.0.0.1", int(port or 0)), Handler)
     srv.daemon_threads = True
     srv.cluster = Cluster(cid, args.token)
+    # a restarted API server keeps counting where it was (etcd does), with
+    # its watch history gone: clients get 410 and relist
+    srv.cluster.rv = srv.cluster.compacted = args.initial_rv
     srv.bookmark_interval = args.bookmark_interval
     srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
     threading.Thread(target=srv.serve_forever, daemon=True).start()
@@ -376,13 +381,14 @@ def main():
     ap.add_argument("--client-ca")
     ap.add_argument("--cluster", action="append", required=True)
     ap.add_argument("--bookmark-interval", type=float, default=0)
+    ap.add_argument("--initial-rv", type=int, default=1)
     args = ap.parse_args()
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.load_cert_chain(args.cert, args.key)
     if args.client_ca:  # client certificates authenticate like tokens
         ctx.verify_mode = ssl.CERT_OPTIONAL
         ctx.load_verify_locations(args.client_ca)
-    ports = ["%s=%d" % (c, serve(c, args, ctx)) for c in args.cluster]
+    ports = ["%s=%d" % (c.partition("=")[0], serve(c, args, ctx)) for c in args.cluster]
     print("READY " + " ".join(ports), flush=True)
     try:
         sys.stdin.read()  # exit when the parent closes our stdin (or dies)

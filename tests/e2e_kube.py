@@ -1,0 +1,285 @@
+#!/usr/bin/python3
+"""End to end against fake Kubernetes API servers: the real meshfed binary
+watching three clusters (east local; west and south declared by a remote
+Secret), with a ztunnel-like Delta xDS client connected.
+
+Covers: initial sync of all clusters, a service labelled global reaching the
+other cluster's client, a namespace label flipping a rule, endpoint scaling
+changing capacity, a Secret key removed dropping its cluster, an API server
+killed (stale, state kept) and restarted (relist), /metrics and /debug
+answers, and SIGTERM while connected.
+Usage: e2e_kube.py MESHFED_BINARY SOURCE_DIR
+"""
+import base64
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import ztunnel  # noqa: E402
+
+PASSED, FAILURES = [], []
+H = "svc.cluster.local"
+
+
+def check(cond, what):
+    print(("ok   " if cond else "FAIL ") + what, flush=True)
+    (PASSED if cond else FAILURES).append(what)
+
+
+def wait_for(fn, timeout=20.0):
+    end = time.time() + timeout
+    while time.time() < end:
+        v = fn()
+        if v:
+            return v
+        time.sleep(0.1)
+    return fn()
+
+
+def get(port, path):
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+    except OSError as e:
+        return 0, str(e)
+
+
+def post(port, path, body):
+    req = urllib.request.Request(f"https://127.0.0.1:{port}{path}", data=json.dumps(body).encode(),
+                                 method="POST", headers={"Content-Type": "application/json"})
+    import ssl
+    ctx = ssl.create_default_context(cafile=CA)
+    with urllib.request.urlopen(req, context=ctx, timeout=10) as r:
+        return r.read()
+
+
+# ---------- objects ----------
+
+def ns(name, labels=None):
+    return {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name, "labels": labels or {}}}
+
+
+def svc(n, name, vip, labels=None, lb=None, port=80, pname="http"):
+    s = {"apiVersion": "v1", "kind": "Service",
+         "metadata": {"name": name, "namespace": n, "labels": labels or {},
+                      "creationTimestamp": "2026-01-01T00:00:00Z"},
+         "spec": {"clusterIP": vip, "clusterIPs": [vip],
+                  "ports": [{"name": pname, "port": port, "targetPort": 8080 if port == 80 else port}]}}
+    if lb:
+        s["status"] = {"loadBalancer": {"ingress": [{"ip": lb}]}}
+    return s
+
+
+def slice_(n, service, ips, ready=None):
+    return {"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+            "metadata": {"name": service + "-1", "namespace": n,
+                         "labels": {"kubernetes.io/service-name": service}},
+            "addressType": "IPv4", "ports": [{"name": "http", "port": 8080}],
+            "endpoints": [{"addresses": [ip], "conditions": {"ready": True if ready is None else ready[i]},
+                           "targetRef": {"kind": "Pod", "name": f"{service}-{i}", "namespace": n}}
+                          for i, ip in enumerate(ips)]}
+
+
+def pods(n, service, ips):
+    return [{"apiVersion": "v1", "kind": "Pod",
+             "metadata": {"name": f"{service}-{i}", "namespace": n, "labels": {"app": service}},
+             "spec": {"nodeName": "node-1", "serviceAccountName": service},
+             "status": {"phase": "Running", "podIP": ip, "podIPs": [{"ip": ip}],
+                        "conditions": [{"type": "Ready", "status": "True"}]}}
+            for i, ip in enumerate(ips)]
+
+
+def gateway(net, ip):
+    return svc("istio-system", "istio-eastwest", "10.96.100.1",
+               {"topology.istio.io/network": net}, lb=ip, port=15008, pname="tls-hbone")
+
+
+def cluster_objects(net, gw_ip, reviews_ips, extra=()):
+    objs = [ns("istio-system", {"topology.istio.io/network": net}), ns("bookinfo"), ns("shop"),
+            gateway(net, gw_ip),
+            svc("bookinfo", "reviews", "10.96.0.20", {"istio.io/global": "true"}),
+            slice_("bookinfo", "reviews", reviews_ips)] + pods("bookinfo", "reviews", reviews_ips)
+    return objs + list(extra)
+
+
+def kubeconfig(port, token="test-token"):
+    ca = base64.b64encode(open(CA, "rb").read()).decode()
+    return json.dumps({"apiVersion": "v1", "kind": "Config", "current-context": "c",
+                       "clusters": [{"name": "c", "cluster": {"server": f"https://127.0.0.1:{port}",
+                                                             "certificate-authority-data": ca}}],
+                       "users": [{"name": "u", "user": {"token": token}}],
+                       "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u"}}]})
+
+
+def remote_secret(ports):
+    return {"apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": "istio-remote-secrets", "namespace": "istio-system",
+                         "labels": {"istio/multiCluster": "true"}},
+            "data": {cid: base64.b64encode(kubeconfig(p).encode()).decode() for cid, p in ports.items()}}
+
+
+def make_certs(d):
+    global CA
+    CA = os.path.join(d, "ca.pem")
+    run = lambda *a: subprocess.run(a, check=True, capture_output=True)  # noqa: E731
+    run("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=test-ca",
+        "-keyout", os.path.join(d, "ca.key"), "-out", CA)
+    run("openssl", "req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1",
+        "-keyout", os.path.join(d, "server.key"), "-out", os.path.join(d, "server.csr"))
+    ext = os.path.join(d, "ext.cnf")
+    open(ext, "w").write("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
+    run("openssl", "x509", "-req", "-in", os.path.join(d, "server.csr"), "-CA", CA,
+        "-CAkey", os.path.join(d, "ca.key"), "-CAcreateserial", "-days", "2", "-extfile", ext,
+        "-out", os.path.join(d, "server.pem"))
+
+
+def start_fake(d, clusters, initial_rv=1):
+    p = subprocess.Popen(["/usr/bin/python3", os.path.join(SRC, "tests/fakekube/fakekube.py"),
+                          "--cert", os.path.join(d, "server.pem"), "--key", os.path.join(d, "server.key"),
+                          "--initial-rv", str(initial_rv)] + sum([["--cluster", c] for c in clusters], []),
+                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    line = p.stdout.readline()
+    ports = dict(kv.split("=") for kv in line.split()[1:])
+    return p, {k: int(v) for k, v in ports.items()}
+
+
+def main():
+    global SRC
+    binary, SRC = sys.argv[1], sys.argv[2]
+    work = tempfile.mkdtemp(prefix="meshfed-e2e-kube-")
+    make_certs(work)
+    local, lp = start_fake(work, ["east"])
+    remote, rp = start_fake(work, ["west", "south"])
+    east, west, south = lp["east"], rp["west"], rp["south"]
+    scopes = {"apiVersion": "meshfed.io/v1alpha1", "kind": "ServiceScope", "metadata": {"name": "default"},
+              "spec": {"rules": [
+                  {"servicesSelector": {"matchExpressions": [{"key": "istio.io/global", "operator": "In",
+                                                              "values": ["true"]}]}, "scope": "GLOBAL"},
+                  {"namespaceSelector": {"matchLabels": {"team": "payments"}},
+                   "servicesSelector": {"matchLabels": {"tier": "frontend"}}, "scope": "GLOBAL"}]}}
+    post(east, "/fake/apply", cluster_objects("network-east", "192.0.2.10", ["10.10.0.11"],
+                                              [scopes, remote_secret({"west": west, "south": south})]))
+    west_objs = cluster_objects("network-west", "198.51.100.10", ["10.10.0.11", "10.10.0.12", "10.10.0.13"],
+                                [svc("bookinfo", "ratings", "10.96.0.42"), slice_("bookinfo", "ratings", ["10.10.0.20"]),
+                                 svc("shop", "checkout", "10.96.0.50", {"tier": "frontend"}),
+                                 slice_("shop", "checkout", ["10.10.1.11"])]
+                                + pods("bookinfo", "ratings", ["10.10.0.20"]) + pods("shop", "checkout", ["10.10.1.11"]))
+    post(west, "/fake/apply", west_objs)
+    post(south, "/fake/apply", cluster_objects("network-south", "203.0.113.10", ["10.10.0.11", "10.10.0.12"]))
+    kc = os.path.join(work, "east.kubeconfig")
+    open(kc, "w").write(kubeconfig(east))
+    log = open(os.path.join(work, "meshfed.log"), "w+")
+    proc = subprocess.Popen([binary, "--kubeconfig", kc, "--cluster-id", "east", "--xds-listen", "127.0.0.1:0",
+                             "--debug-listen", "127.0.0.1:0", "--debounce-ms", "20", "--stale-after", "2"],
+                            stdout=log, stderr=log)
+    zt = None
+    try:
+        def ports():
+            log.seek(0)
+            m = re.search(r"serving xDS on port (\d+), debug on port (\d+)", log.read())
+            return m and (int(m.group(1)), int(m.group(2)))
+        p = wait_for(ports)
+        check(bool(p), "meshfed starts against the fake API server")
+        if not p:
+            return
+        xport, dport = p
+
+        def clusters():
+            st, body = get(dport, "/debug/clusterz")
+            return {c["id"]: c for c in json.loads(body)} if st == 200 else {}
+        check(wait_for(lambda: get(dport, "/ready")[0] == 200), "/ready once east, west and south synced")
+        cs = clusters()
+        check(set(cs) == {"east", "west", "south"}, f"clusterz lists the local and both remote clusters ({sorted(cs)})")
+        check(cs.get("west", {}).get("network") == "network-west" and cs.get("west", {}).get("gateway") == "198.51.100.10",
+              "west's network and gateway come from its own objects")
+
+        zt = ztunnel.Ztunnel(SRC, xport, "east", "network-east")
+        sh = lambda net, gw, n, s: f"{net}/SplitHorizonWorkload/istio-system/istio-eastwest/{gw}/{n}/{s}.{n}.{H}"  # noqa: E731
+        west_reviews = sh("network-west", "198.51.100.10", "bookinfo", "reviews")
+        got = zt.wait(lambda s: west_reviews in s and s[west_reviews].workload.capacity.value == 3)
+        check(bool(got), "east's ztunnel reaches west's reviews through the gateway, capacity 3")
+        check(zt.wait(lambda s: sh("network-south", "203.0.113.10", "bookinfo", "reviews") in s),
+              "and south's reviews")
+        check(not any(k.startswith("west//Pod/") for k in zt.state), "east's ztunnel never gets west's pod IPs")
+        check(f"bookinfo/ratings.bookinfo.{H}" not in zt.state, "west's local ratings is invisible in east")
+
+        # label ratings global in west
+        r = svc("bookinfo", "ratings", "10.96.0.42", {"istio.io/global": "true"})
+        post(west, "/fake/apply", r)
+        check(zt.wait(lambda s: f"bookinfo/ratings.bookinfo.{H}" in s),
+              "labelling ratings istio.io/global=true in west pushes it to east's ztunnel")
+
+        # a namespace label that the AND rule selects on
+        post(west, "/fake/apply", ns("shop", {"team": "payments"}))
+        check(zt.wait(lambda s: f"shop/checkout.shop.{H}" in s),
+              "labelling west's shop namespace team=payments makes checkout global (AND rule)")
+        post(west, "/fake/apply", ns("shop"))
+        check(zt.wait(lambda s: f"shop/checkout.shop.{H}" not in s), "removing the label makes it local again")
+
+        # scale west's reviews to five endpoints
+        ips = [f"10.10.0.{i}" for i in range(11, 16)]
+        post(west, "/fake/apply", [slice_("bookinfo", "reviews", ips)] + pods("bookinfo", "reviews", ips))
+        check(zt.wait(lambda s: west_reviews in s and s[west_reviews].workload.capacity.value == 5),
+              "scaling west's reviews to 5 endpoints sets capacity 5")
+
+        # drop south from the Secret
+        post(east, "/fake/apply", remote_secret({"west": west}))
+        check(wait_for(lambda: set(clusters()) == {"east", "west"}), "removing south's Secret key removes the cluster")
+        check(zt.wait(lambda s: not any("network-south" in k for k in s)), "east's ztunnel loses south's workloads")
+
+        # kill the remote API server: west goes stale but keeps its state
+        remote.kill()
+        remote.wait()
+        check(wait_for(lambda: clusters().get("west", {}).get("state") == "stale", 15),
+              "west is marked stale when its API server goes away")
+        check(west_reviews in zt.state, "a stale cluster keeps its last known state")
+        rv = 100000
+        remote, rp2 = start_fake(work, [f"west={west}"], initial_rv=rv)
+        post(west, "/fake/apply", west_objs[:-6] + [slice_("bookinfo", "reviews", ips[:2])] + pods("bookinfo", "reviews", ips[:2]))
+        check(wait_for(lambda: clusters().get("west", {}).get("state") == "synced", 20),
+              "west recovers when its API server returns")
+        check(zt.wait(lambda s: west_reviews in s and s[west_reviews].workload.capacity.value == 2),
+              "after the restart, the relist brings west's current endpoints (capacity 2)")
+
+        st, body = get(dport, "/metrics")
+        check('meshfed_kube_relists_total' in body and 'meshfed_xds_connected 1' in body,
+              "/metrics shows the relist counter and the connected ztunnel")
+        st, body = get(dport, "/debug/syncz")
+        sync = json.loads(body) if st == 200 else []
+        check(len(sync) == 1 and sync[0]["cluster"] == "east", "/debug/syncz lists the connected ztunnel")
+        st, body = get(dport, "/debug/config_dump?proxy=" + urllib.parse.quote(sync[0]["proxy"]) if sync else "/x")
+        check(st == 200 and west_reviews in json.loads(body).get("resources", {}),
+              "/debug/config_dump?proxy= shows what that proxy sees")
+
+        proc.send_signal(signal.SIGTERM)
+        rc = proc.wait(timeout=20)
+        check(rc == 0, f"SIGTERM with a connected client exits cleanly (rc={rc})")
+    finally:
+        if zt:
+            zt.close()
+        for p_ in (proc, local, remote):
+            if p_.poll() is None:
+                p_.kill()
+                p_.wait()
+        if FAILURES:
+            log.seek(0)
+            print("--- meshfed log (tail) ---\n" + "".join(log.readlines()[-60:]))
+        shutil.rmtree(work, ignore_errors=True)
+    print(f"checks: {len(PASSED)} passed, {len(FAILURES)} failed")
+
+
+if __name__ == "__main__":
+    import urllib.parse  # noqa: E402
+    main()
+    sys.exit(1 if FAILURES else 0)
