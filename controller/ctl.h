@@ -107,6 +107,8 @@ void ctl_flush(ctl_t *c);
 void ctl_stop(ctl_t *c);
 void ctl_set_xds(ctl_t *c, xds_server_t *x);
 void ctl_set_kube(ctl_t *c, ctl_kube_t *k);
+/* Changes the debounce time of the next batches (SIGHUP). */
+void ctl_set_debounce(ctl_t *c, int ms);
 ctl_kube_t *ctl_kube_of(ctl_t *c);
 
 /* Runs fn with the model locked (for reads from other threads). */

@@ -32,6 +32,7 @@ struct ctl {
     ctl_event_t *q;
     size_t qhead, qlen;
     bool busy;                  /* a batch is being applied */
+    atomic_int debounce_ms;     /* SIGHUP may change it */
     bool stopping;
     pthread_t thread;
     bool started;
@@ -61,6 +62,7 @@ ctl_t *ctl_new(const ctl_config_t *cfg, char *err, size_t errlen)
         return NULL;
     }
     c->cfg = *cfg;
+    atomic_init(&c->debounce_ms, cfg->debounce_ms);
     model_config_t mc = {cfg->trust_domain, cfg->domain_suffix};
     c->model = model_new(&mc);
     c->q = calloc(QUEUE_CAP, sizeof(*c->q));
@@ -257,8 +259,9 @@ static void *model_thread(void *arg)
         if (c->stopping)
             break;
         c->busy = true;
+        int debounce = atomic_load(&c->debounce_ms);
         uint64_t start = now_us();
-        uint64_t limit = start + (uint64_t)c->cfg.debounce_ms * 10000u;
+        uint64_t limit = start + (uint64_t)debounce * 10000u;
         for (;;) {
             size_t n = take(c, batch, BATCH);
             pthread_mutex_unlock(&c->qlock);
@@ -269,10 +272,10 @@ static void *model_thread(void *arg)
             pthread_mutex_lock(&c->qlock);
             if (c->qlen)
                 continue;
-            if (c->cfg.debounce_ms == 0 || now_us() >= limit)
+            if (debounce == 0 || now_us() >= limit)
                 break;
             struct timespec ts;
-            deadline_in(&ts, c->cfg.debounce_ms);
+            deadline_in(&ts, debounce);
             while (!c->qlen && !c->stopping &&
                    pthread_cond_timedwait(&c->qcond, &c->qlock, &ts) == 0)
                 ;
@@ -320,6 +323,11 @@ void ctl_stop(ctl_t *c)
 void ctl_set_xds(ctl_t *c, xds_server_t *x)
 {
     c->xds = x;
+}
+
+void ctl_set_debounce(ctl_t *c, int ms)
+{
+    atomic_store(&c->debounce_ms, ms);
 }
 
 void ctl_set_kube(ctl_t *c, ctl_kube_t *k)

@@ -11,10 +11,43 @@
 #include <unistd.h>
 
 static volatile sig_atomic_t got_signal;
+static volatile sig_atomic_t got_hup;
 
 static void on_signal(int sig)
 {
-    got_signal = sig;
+    if (sig == SIGHUP)
+        got_hup = 1;
+    else
+        got_signal = sig;
+}
+
+/* SIGHUP: read flags, environment and config file again and apply what can
+ * change while running (log level and format, debounce). The rest needs a
+ * restart, which the log says. TLS files are watched by the xDS server. */
+static void reload(ctl_t *c, const ctl_config_t *cur, int argc, char **argv)
+{
+    ctl_config_t n;
+    char err[CTL_ERRLEN] = "";
+    if (ctl_config_load(&n, argc, argv, err, sizeof(err)) != 0) {
+        ctl_log(CTL_ERROR, "SIGHUP: configuration not reloaded: %s", err);
+        ctl_config_free(&n);
+        return;
+    }
+    ctl_log_setup(n.log_level, n.log_json);
+    ctl_set_debounce(c, n.debounce_ms);
+    const char *const restart[][2] = {
+        {cur->cluster_id, n.cluster_id},     {cur->xds_listen, n.xds_listen},
+        {cur->debug_listen, n.debug_listen}, {cur->kubeconfig, n.kubeconfig},
+        {cur->demo_dir, n.demo_dir},         {cur->system_namespace, n.system_namespace},
+    };
+    for (size_t i = 0; i < sizeof(restart) / sizeof(restart[0]); i++) {
+        const char *a = restart[i][0] ? restart[i][0] : "", *b = restart[i][1] ? restart[i][1] : "";
+        if (strcmp(a, b) != 0)
+            ctl_log(CTL_WARN, "SIGHUP: \"%s\" -> \"%s\" takes effect after a restart", a, b);
+    }
+    ctl_log(CTL_INFO, "SIGHUP: reloaded (log level %d, debounce %d ms)", n.log_level,
+            n.debounce_ms);
+    ctl_config_free(&n);
 }
 
 typedef struct print_ctx {
@@ -83,6 +116,15 @@ int main(int argc, char **argv)
         return rc < 0 ? 2 : 0;
     }
     ctl_log_setup(cfg.log_level, cfg.log_json);
+    /* Block the signals before any thread starts (threads inherit the mask):
+     * only the main thread takes them, inside sigsuspend, so none is lost
+     * between the check and the wait. */
+    sigset_t block, old;
+    sigemptyset(&block);
+    sigaddset(&block, SIGTERM);
+    sigaddset(&block, SIGINT);
+    sigaddset(&block, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &block, &old);
     if (cfg.once && !cfg.demo_dir) {
         fprintf(stderr, "meshfed: --once needs --demo DIR\n");
         ctl_config_free(&cfg);
@@ -139,10 +181,16 @@ int main(int argc, char **argv)
     struct sigaction sa = {.sa_handler = on_signal};
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGHUP, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
     banner(&cfg, x, h);
-    while (!got_signal)
-        pause();
+    while (!got_signal) {
+        sigsuspend(&old);
+        if (got_hup) {
+            got_hup = 0;
+            reload(c, &cfg, argc, argv);
+        }
+    }
     ctl_log(CTL_INFO, "signal %d: draining xDS streams and stopping", (int)got_signal);
     ctl_demo_stop(demo);
     ctl_set_kube(c, NULL);

@@ -56,8 +56,11 @@ def main():
     demo = os.path.join(work, "examples")
     shutil.copytree(examples, demo)
     log = open(os.path.join(work, "meshfed.log"), "w+")
+    conf = os.path.join(work, "meshfed.yaml")
+    open(conf, "w").write("log-level: info\n")
     proc = subprocess.Popen([binary, "--demo", demo, "--xds-listen", "127.0.0.1:0",
-                             "--debug-listen", "127.0.0.1:0", "--debounce-ms", "20"],
+                             "--debug-listen", "127.0.0.1:0", "--debounce-ms", "20",
+                             "--config", conf],
                             stdout=log, stderr=log)
     try:
         def ports():
@@ -129,6 +132,21 @@ def main():
         check(get(dport, "/debug/config_dump?proxy=nobody")[0] == 404, "an unknown proxy is 404")
         st, body = get(dport, "/metrics")
         check('meshfed_errors_total{kind="http"} 2' in body, "bad queries are counted")
+
+        open(conf, "w").write("log-level: debug\ndebounce-ms: 5\n")
+        proc.send_signal(signal.SIGHUP)
+
+        def reloaded():
+            log.seek(0)
+            return "SIGHUP: reloaded (log level 0, debounce 20 ms)" in log.read()
+        check(wait_for(reloaded), "SIGHUP re-reads the config file (flags still win)")
+        open(conf, "w").write("log-level: [broken\n")
+        proc.send_signal(signal.SIGHUP)
+
+        def refused():
+            log.seek(0)
+            return "SIGHUP: configuration not reloaded" in log.read()
+        check(wait_for(refused) and proc.poll() is None, "a broken config on SIGHUP is refused, meshfed runs on")
 
         proc.send_signal(signal.SIGTERM)
         rc = proc.wait(timeout=20)
