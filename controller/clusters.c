@@ -178,8 +178,7 @@ static void *identity_of(model_kind_t kind, const json_t *obj)
     }
 }
 
-static void on_object(ctl_kube_t *k, const char *cluster, kube_res_t res, kube_ev_t ev,
-                      json_t *obj)
+static void on_object(ctl_kube_t *k, const char *cluster, kube_res_t res, kube_ev_t ev, json_t *obj)
 {
     model_kind_t kind = kind_of(res);
     char err[CTL_ERRLEN];
@@ -197,8 +196,11 @@ static void on_object(ctl_kube_t *k, const char *cluster, kube_res_t res, kube_e
     topo_t *t = topo_of(k, cluster);
     if (t)
         note_topology(k, t, kind, o, del);
-    ctl_event_t e = {.type = CTL_EV_OBJECT, .cluster = strdup(cluster), .kind = kind,
-                     .op = del ? MODEL_OP_DELETE : MODEL_OP_UPSERT, .obj = o};
+    ctl_event_t e = {.type = CTL_EV_OBJECT,
+                     .cluster = strdup(cluster),
+                     .kind = kind,
+                     .op = del ? MODEL_OP_DELETE : MODEL_OP_UPSERT,
+                     .obj = o};
     ctl_push(k->ctl, &e);
 }
 
@@ -329,8 +331,7 @@ static void on_secret(ctl_kube_t *k, kube_ev_t ev, json_t *obj)
         return;
     /* clusters this Secret no longer names */
     for (size_t i = 0; i < k->nremotes;) {
-        if (strcmp(k->remotes[i].secret, secret) == 0 &&
-            !json_object_get(data, k->remotes[i].id))
+        if (strcmp(k->remotes[i].secret, secret) == 0 && !json_object_get(data, k->remotes[i].id))
             remove_remote(k, i);
         else
             i++;
@@ -451,8 +452,8 @@ ctl_kube_t *ctl_kube_start(ctl_t *c, char *err, size_t errlen)
     k->w = kube_watcher_new(on_event, k, cfg->system_namespace, cfg->stale_after_s);
     topo_t *t = topo_of(k, cfg->cluster_id);
     push_cluster(k, t);
-    if (!k->w || kube_watcher_add_cluster(k->w, cfg->cluster_id, &conn, KUBE_RES_ALL, err,
-                                          errlen) < 0 ||
+    if (!k->w ||
+        kube_watcher_add_cluster(k->w, cfg->cluster_id, &conn, KUBE_RES_ALL, err, errlen) < 0 ||
         kube_watcher_start(k->w) < 0) {
         if (!*err)
             snprintf(err, errlen, "cannot start the Kubernetes watcher");

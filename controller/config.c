@@ -106,8 +106,8 @@ static int set(ctl_config_t *c, const setting_t *s, const char *v, const char *f
                 return 0;
             }
         }
-        snprintf(err, errlen, "%s %s: \"%s\" is not one of debug, info, warn, error", from,
-                 s->flag, v);
+        snprintf(err, errlen, "%s %s: \"%s\" is not one of debug, info, warn, error", from, s->flag,
+                 v);
         return -1;
     }
     case T_FORMAT:
@@ -178,9 +178,9 @@ int ctl_config_load(ctl_config_t *c, int argc, char **argv, char *err, size_t er
             return -1;
     struct option opts[NSETTINGS + 4];
     for (size_t i = 0; i < NSETTINGS; i++)
-        opts[i] = (struct option){settings[i].flag,
-                                  settings[i].type == T_BOOL ? optional_argument : required_argument,
-                                  NULL, (int)(i + 1000)};
+        opts[i] = (struct option){
+            settings[i].flag, settings[i].type == T_BOOL ? optional_argument : required_argument,
+            NULL, (int)(i + 1000)};
     opts[NSETTINGS] = (struct option){"config", required_argument, NULL, 'c'};
     opts[NSETTINGS + 1] = (struct option){"help", no_argument, NULL, 'h'};
     opts[NSETTINGS + 2] = (struct option){"version", no_argument, NULL, 'V'};
@@ -234,8 +234,7 @@ int ctl_config_load(ctl_config_t *c, int argc, char **argv, char *err, size_t er
         if (rc != 0)
             return -1;
     }
-    if ((c->tls_cert == NULL) != (c->tls_key == NULL) ||
-        (c->xds_tls_listen && !c->tls_cert)) {
+    if ((c->tls_cert == NULL) != (c->tls_key == NULL) || (c->xds_tls_listen && !c->tls_cert)) {
         snprintf(err, errlen, "tls-cert and tls-key go together, and xds-tls-listen needs both");
         return -1;
     }

@@ -72,12 +72,12 @@ extern ctl_metrics_t ctl_metrics;
 /* ---------- the event queue and the model thread ---------- */
 
 typedef enum ctl_ev_type {
-    CTL_EV_OBJECT,        /* obj of kind in cluster, upsert or delete */
-    CTL_EV_CLUSTER_SET,   /* add or update a cluster (network, gateway) */
+    CTL_EV_OBJECT,      /* obj of kind in cluster, upsert or delete */
+    CTL_EV_CLUSTER_SET, /* add or update a cluster (network, gateway) */
     CTL_EV_CLUSTER_REMOVE,
     CTL_EV_CLUSTER_STATE,
-    CTL_EV_CLEAR_KIND,    /* a relist starts: drop kind in cluster */
-    CTL_EV_SCOPES,        /* replace the rules of one source (rules may be NULL) */
+    CTL_EV_CLEAR_KIND, /* a relist starts: drop kind in cluster */
+    CTL_EV_SCOPES,     /* replace the rules of one source (rules may be NULL) */
 } ctl_ev_type_t;
 
 typedef struct ctl_event {
@@ -86,10 +86,10 @@ typedef struct ctl_event {
     model_kind_t kind;
     model_op_t op;
     void *obj;
-    model_cluster_t info;         /* CLUSTER_SET: strings owned by the event */
+    model_cluster_t info; /* CLUSTER_SET: strings owned by the event */
     model_cluster_state_t state;
-    char *source;                 /* SCOPES: e.g. "east/servicescope.yaml" */
-    model_scope_rules_t *rules;   /* SCOPES */
+    char *source;               /* SCOPES: e.g. "east/servicescope.yaml" */
+    model_scope_rules_t *rules; /* SCOPES */
 } ctl_event_t;
 
 typedef struct ctl ctl_t;

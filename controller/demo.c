@@ -259,8 +259,8 @@ static void push_cluster(ctl_demo_t *d, const char *id, bool reload)
     char dir[4096];
     join(dir, sizeof(dir), d->dir, id);
     load_ctx_t l = {.d = d, .cluster = id, .rules = model_scope_rules_new()};
-    l.local = strcmp(id, cfg->cluster_id) == 0 || (d->n && strcmp(id, d->clusters[0].id) == 0 &&
-                                                   !keep_subdir(d->dir, cfg->cluster_id));
+    l.local = strcmp(id, cfg->cluster_id) == 0 ||
+              (d->n && strcmp(id, d->clusters[0].id) == 0 && !keep_subdir(d->dir, cfg->cluster_id));
     char **files;
     size_t nfiles = list_dir(dir, keep_manifest, &files);
     for (size_t i = 0; i < nfiles; i++) {
@@ -283,8 +283,8 @@ static void push_cluster(ctl_demo_t *d, const char *id, bool reload)
         ev.info.network = strdup("");
     ctl_push(d->ctl, &ev);
     for (int k = 0; reload && k < MODEL_KIND__COUNT; k++) {
-        ctl_event_t clr = {.type = CTL_EV_CLEAR_KIND, .cluster = strdup(id),
-                           .kind = (model_kind_t)k};
+        ctl_event_t clr = {
+            .type = CTL_EV_CLEAR_KIND, .cluster = strdup(id), .kind = (model_kind_t)k};
         ctl_push(d->ctl, &clr);
     }
     for (size_t i = 0; i < l.nobjs; i++)
@@ -294,16 +294,16 @@ static void push_cluster(ctl_demo_t *d, const char *id, bool reload)
         char src[300];
         snprintf(src, sizeof(src), "%s/ServiceScope", id);
         bool none = model_scope_rules_count(l.rules) == 0;
-        ctl_event_t sc = {.type = CTL_EV_SCOPES, .source = strdup(src),
-                          .rules = none ? NULL : l.rules};
+        ctl_event_t sc = {
+            .type = CTL_EV_SCOPES, .source = strdup(src), .rules = none ? NULL : l.rules};
         if (none)
             model_scope_rules_free(l.rules);
         ctl_push(d->ctl, &sc);
     } else {
         model_scope_rules_free(l.rules);
     }
-    ctl_event_t st = {.type = CTL_EV_CLUSTER_STATE, .cluster = strdup(id),
-                      .state = MODEL_CLUSTER_SYNCED};
+    ctl_event_t st = {
+        .type = CTL_EV_CLUSTER_STATE, .cluster = strdup(id), .state = MODEL_CLUSTER_SYNCED};
     ctl_push(d->ctl, &st);
     ctl_log(CTL_INFO, "cluster %s %s from %s (%zu objects)", id, reload ? "reloaded" : "loaded",
             dir, l.nobjs);

@@ -67,8 +67,8 @@ static void cluster_one(const model_cluster_info_t *ci, void *arg)
     for (int k = 0; k < MODEL_KIND__COUNT; k++)
         json_object_set_new(objs, model_kind_name((model_kind_t)k),
                             json_integer((json_int_t)ci->objects[k]));
-    json_array_append_new(arg, json_pack("{s:s, s:s, s:s, s:i, s:s, s:o}", "id", ci->id,
-                                         "network", ci->network, "gateway", gw, "gatewayPort",
+    json_array_append_new(arg, json_pack("{s:s, s:s, s:s, s:i, s:s, s:o}", "id", ci->id, "network",
+                                         ci->network, "gateway", gw, "gatewayPort",
                                          (int)ci->gateway_port, "state",
                                          model_cluster_state_name(ci->state), "objects", objs));
 }
@@ -92,9 +92,8 @@ static json_t *scope_json(const model_t *m, const model_service_info_t *si)
             snprintf(why, sizeof(why), "GLOBAL: selected by rule %d (%s)", r->rule,
                      rule ? rule->origin : "?");
         else if (rule)
-            snprintf(why, sizeof(why),
-                     "LOCAL: no GLOBAL rule matches; LOCAL rule %d (%s) matches", r->rule,
-                     rule->origin);
+            snprintf(why, sizeof(why), "LOCAL: no GLOBAL rule matches; LOCAL rule %d (%s) matches",
+                     r->rule, rule->origin);
         else
             snprintf(why, sizeof(why), "LOCAL: no rule matches");
         global |= r->scope == MODEL_SCOPE_GLOBAL;
@@ -183,11 +182,11 @@ static void scopez(const model_t *m, void *arg)
         const model_scope_rule_t *rule = model_scope_rules_at(r, i);
         char *ns = rule->namespace_sel ? model_selector_string(rule->namespace_sel) : NULL;
         char *sv = rule->service_sel ? model_selector_string(rule->service_sel) : NULL;
-        json_array_append_new(
-            rules, json_pack("{s:i, s:s, s:s, s:s?, s:s?, s:O}", "index", (int)i, "origin",
-                             rule->origin, "scope", rule->scope ? "GLOBAL" : "LOCAL",
-                             "namespaceSelector", ns, "servicesSelector", sv, "matches",
-                             json_array_get(c->rule_sel, i)));
+        json_array_append_new(rules, json_pack("{s:i, s:s, s:s, s:s?, s:s?, s:O}", "index", (int)i,
+                                               "origin", rule->origin, "scope",
+                                               rule->scope ? "GLOBAL" : "LOCAL",
+                                               "namespaceSelector", ns, "servicesSelector", sv,
+                                               "matches", json_array_get(c->rule_sel, i)));
         free(ns);
         free(sv);
     }
@@ -240,8 +239,7 @@ static void endpointz(const model_t *m, void *arg)
         model_each_object(m, si.clusters[i], MODEL_KIND_ENDPOINTSLICE, slice_one, &e);
         json_object_set_new(clusters, si.clusters[i],
                             json_pack("{s:s, s:o}", "scope",
-                                      si.scopes[i].scope ? "GLOBAL" : "LOCAL", "endpoints",
-                                      e.eps));
+                                      si.scopes[i].scope ? "GLOBAL" : "LOCAL", "endpoints", e.eps));
     }
     c->out = json_pack("{s:s, s:o}", "service", c->key, "clusters", clusters);
 }
@@ -406,14 +404,16 @@ static reply_t metrics(ctl_t *ctl)
             atomic_load(&ctl_metrics.commit_us_sum));
     counter(&b, "meshfed_queue_full_total", "Times a source waited on a full event queue.",
             atomic_load(&ctl_metrics.queue_full));
-    bprintf(&b, "# HELP meshfed_queue_depth Events waiting.\n# TYPE meshfed_queue_depth gauge\n"
-                "meshfed_queue_depth %ld\n",
+    bprintf(&b,
+            "# HELP meshfed_queue_depth Events waiting.\n# TYPE meshfed_queue_depth gauge\n"
+            "meshfed_queue_depth %ld\n",
             atomic_load(&ctl_metrics.queue_depth));
-    bprintf(&b, "# HELP meshfed_errors_total Bad input, by kind.\n"
-                "# TYPE meshfed_errors_total counter\n"
-                "meshfed_errors_total{kind=\"decode\"} %lu\n"
-                "meshfed_errors_total{kind=\"servicescope\"} %lu\n"
-                "meshfed_errors_total{kind=\"http\"} %lu\n",
+    bprintf(&b,
+            "# HELP meshfed_errors_total Bad input, by kind.\n"
+            "# TYPE meshfed_errors_total counter\n"
+            "meshfed_errors_total{kind=\"decode\"} %lu\n"
+            "meshfed_errors_total{kind=\"servicescope\"} %lu\n"
+            "meshfed_errors_total{kind=\"http\"} %lu\n",
             atomic_load(&ctl_metrics.decode_errors), atomic_load(&ctl_metrics.scope_errors),
             atomic_load(&ctl_metrics.http_bad_requests));
     counter(&b, "meshfed_demo_reloads_total", "Demo cluster directories reloaded.",
@@ -435,8 +435,9 @@ static reply_t metrics(ctl_t *ctl)
     if (ctl_xds(ctl)) {
         xds_stats_t x;
         xds_server_stats(ctl_xds(ctl), &x);
-        bprintf(&b, "# HELP meshfed_xds_connected Open xDS streams.\n"
-                    "# TYPE meshfed_xds_connected gauge\nmeshfed_xds_connected %llu\n",
+        bprintf(&b,
+                "# HELP meshfed_xds_connected Open xDS streams.\n"
+                "# TYPE meshfed_xds_connected gauge\nmeshfed_xds_connected %llu\n",
                 (unsigned long long)x.streams_open);
         counter(&b, "meshfed_xds_streams_total", "xDS streams accepted.", x.streams_total);
         counter(&b, "meshfed_xds_pushes_total", "xDS responses sent.", x.pushes);
@@ -445,8 +446,8 @@ static reply_t metrics(ctl_t *ctl)
         counter(&b, "meshfed_xds_acks_total", "ACKs received.", x.acks);
         counter(&b, "meshfed_xds_nacks_total", "NACKs received.", x.nacks);
         counter(&b, "meshfed_xds_bad_requests_total", "Requests rejected.", x.bad_requests);
-        counter(&b, "meshfed_xds_push_latency_microseconds_sum",
-                "Publish-to-send latency, summed.", x.push_latency_us_sum);
+        counter(&b, "meshfed_xds_push_latency_microseconds_sum", "Publish-to-send latency, summed.",
+                x.push_latency_us_sum);
         counter(&b, "meshfed_xds_push_latency_microseconds_count", "Pushes timed.",
                 x.push_latency_count);
     }
@@ -462,9 +463,9 @@ static reply_t route(ctl_http_t *h, struct MHD_Connection *conn, const char *url
     if (strcmp(url, "/healthz") == 0)
         return text_reply(200, strdup("ok\n"), "text/plain");
     if (strcmp(url, "/ready") == 0)
-        return ctl_ready(ctl) ? text_reply(200, strdup("ready\n"), "text/plain")
-                              : text_reply(503, strdup("not ready: clusters still syncing\n"),
-                                           "text/plain");
+        return ctl_ready(ctl)
+                   ? text_reply(200, strdup("ready\n"), "text/plain")
+                   : text_reply(503, strdup("not ready: clusters still syncing\n"), "text/plain");
     if (strcmp(url, "/metrics") == 0)
         return metrics(ctl);
     if (strcmp(url, "/debug/clusterz") == 0) {
@@ -484,9 +485,9 @@ static reply_t route(ctl_http_t *h, struct MHD_Connection *conn, const char *url
             return error_reply(404, "service \"%s\" is not known in any cluster", key);
         }
         if (scopes)
-            return json_reply(200, json_pack("{s:o, s:o}", "rules", c.rule_sel, "services",
-                                             sorted(c.out)),
-                              pretty);
+            return json_reply(
+                200, json_pack("{s:o, s:o}", "rules", c.rule_sel, "services", sorted(c.out)),
+                pretty);
         return json_reply(200, key ? c.out : sorted(c.out), pretty);
     }
     if (strcmp(url, "/debug/endpointz") == 0) {
@@ -507,8 +508,9 @@ static reply_t route(ctl_http_t *h, struct MHD_Connection *conn, const char *url
     }
     if (strcmp(url, "/debug/config_dump") == 0)
         return config_dump(ctl, conn, pretty);
-    return error_reply(404, "no page %s; try /debug/clusterz, /debug/servicescopez, "
-                            "/debug/servicez, /debug/endpointz, /debug/syncz, /debug/config_dump",
+    return error_reply(404,
+                       "no page %s; try /debug/clusterz, /debug/servicescopez, "
+                       "/debug/servicez, /debug/endpointz, /debug/syncz, /debug/config_dump",
                        url);
 }
 
@@ -554,8 +556,8 @@ static int parse_listen(const char *listen, struct sockaddr_in *sa, char *err, s
     sa->sin_family = AF_INET;
     char *end;
     long port = colon ? strtol(colon + 1, &end, 10) : -1;
-    if (!colon || (size_t)(colon - listen) >= sizeof(host) || port < 0 || port > 65535 ||
-        *end || end == colon + 1) {
+    if (!colon || (size_t)(colon - listen) >= sizeof(host) || port < 0 || port > 65535 || *end ||
+        end == colon + 1) {
         snprintf(err, errlen, "debug-listen: \"%s\" is not host:port", listen);
         return -1;
     }
@@ -579,10 +581,10 @@ ctl_http_t *ctl_http_start(ctl_t *c, const char *listen, char *err, size_t errle
     if (!h)
         return NULL;
     h->ctl = c;
-    h->d = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL, ntohs(sa.sin_port),
-                            NULL, NULL, handle, h, MHD_OPTION_SOCK_ADDR, &sa,
-                            MHD_OPTION_CONNECTION_LIMIT, 256u, MHD_OPTION_CONNECTION_TIMEOUT, 30u,
-                            MHD_OPTION_END);
+    h->d =
+        MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL, ntohs(sa.sin_port), NULL,
+                         NULL, handle, h, MHD_OPTION_SOCK_ADDR, &sa, MHD_OPTION_CONNECTION_LIMIT,
+                         256u, MHD_OPTION_CONNECTION_TIMEOUT, 30u, MHD_OPTION_END);
     if (!h->d) {
         snprintf(err, errlen, "debug-listen: cannot listen on %s", listen);
         free(h);

@@ -4,8 +4,8 @@
 #include "ctl.h"
 
 #include <jansson.h>
-#include <stdlib.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <time.h>
 
 static int min_level = CTL_INFO;

@@ -28,11 +28,11 @@ struct ctl {
     model_t *model;
     pthread_mutex_t model_lock; /* model_t: model thread writes, debug reads */
     pthread_mutex_t qlock;
-    pthread_cond_t qcond;       /* queue not empty / not full / idle */
+    pthread_cond_t qcond; /* queue not empty / not full / idle */
     ctl_event_t *q;
     size_t qhead, qlen;
-    bool busy;                  /* a batch is being applied */
-    atomic_int debounce_ms;     /* SIGHUP may change it */
+    bool busy;              /* a batch is being applied */
+    atomic_int debounce_ms; /* SIGHUP may change it */
     bool stopping;
     pthread_t thread;
     bool started;
@@ -40,7 +40,7 @@ struct ctl {
     model_snapshot_t *snap;
     xds_server_t *xds;
     ctl_kube_t *kube;
-    scope_src_t *scopes;        /* rules by source, combined in source order */
+    scope_src_t *scopes; /* rules by source, combined in source order */
     size_t nscopes;
 };
 

@@ -7,8 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const char *const lb_scopes[] = {"UNSPECIFIED_SCOPE", "REGION", "ZONE",   "SUBZONE",
-                                        "NODE",              "CLUSTER", "NETWORK"};
+static const char *const lb_scopes[] = {"UNSPECIFIED_SCOPE", "REGION", "ZONE", "SUBZONE", "NODE",
+                                        "CLUSTER",           "NETWORK"};
 
 static void set_str(json_t *o, const char *k, const char *v)
 {
@@ -77,9 +77,9 @@ static json_t *workload_json(const model_out_workload_t *w)
         json_object_set_new(o, "capacity", json_integer(w->capacity));
     json_t *svcs = json_object();
     for (size_t i = 0; i < w->nservices; i++)
-        json_object_set_new(svcs, w->services[i].key,
-                            json_pack("{s:o}", "ports",
-                                      ports_json(w->services[i].ports, w->services[i].nports)));
+        json_object_set_new(
+            svcs, w->services[i].key,
+            json_pack("{s:o}", "ports", ports_json(w->services[i].ports, w->services[i].nports)));
     json_object_set_new(o, "services", svcs);
     return o;
 }

@@ -149,8 +149,8 @@ static int netaddr_cmp(const void *a, const void *b)
     return memcmp(x->ip.b, y->ip.b, x->ip.len);
 }
 
-static model_res_t *build_service(build_t *b, const char *key, const char *host,
-                                  const svc_in_t *in, size_t nin, const svc_in_t *base)
+static model_res_t *build_service(build_t *b, const char *key, const char *host, const svc_in_t *in,
+                                  size_t nin, const svc_in_t *base)
 {
     model_res_t *r = model_res_new(MODEL_RES_SERVICE, key);
     model_arena_t *a = &r->arena;
@@ -271,16 +271,16 @@ static model_res_t *build_split_horizon(build_t *b, const model_cluster_int_t *g
     w->nservices = 1;
     w->services[0].key = skey;
     w->services[0].nports = base->nports;
-    w->services[0].ports = model_arena_alloc(a, (base->nports ? base->nports : 1) *
-                                                    sizeof(model_port_pair_t));
+    w->services[0].ports =
+        model_arena_alloc(a, (base->nports ? base->nports : 1) * sizeof(model_port_pair_t));
     for (size_t i = 0; i < base->nports; i++)
         w->services[0].ports[i] =
             (model_port_pair_t){base->ports[i].port, base->ports[i].target_port};
     return r;
 }
 
-static void set_vis(model_res_t *r, model_vis_mode_t mode, const char *cluster,
-                    const char *network, char *const *exclude, size_t nexclude)
+static void set_vis(model_res_t *r, model_vis_mode_t mode, const char *cluster, const char *network,
+                    char *const *exclude, size_t nexclude)
 {
     r->vis.mode = mode;
     r->vis.cluster = model_arena_strdup(&r->arena, cluster);
@@ -500,8 +500,8 @@ static char *describe_conflict(const svc_in_t *in, size_t n, const svc_in_t *bas
             continue;
         if (!same_ports(x->svc, base->svc))
             off += (size_t)snprintf(buf + off, sizeof(buf) - off,
-                                    "%sports in cluster %s differ from cluster %s",
-                                    off ? "; " : "", x->c->id, base->c->id);
+                                    "%sports in cluster %s differ from cluster %s", off ? "; " : "",
+                                    x->c->id, base->c->id);
         else if (!model_labels_equal(&x->svc->labels, &base->svc->labels))
             off += (size_t)snprintf(buf + off, sizeof(buf) - off,
                                     "%slabels in cluster %s differ from cluster %s",
@@ -510,8 +510,8 @@ static char *describe_conflict(const svc_in_t *in, size_t n, const svc_in_t *bas
     for (size_t i = 0; i < n && off < sizeof(buf) - 1; i++)
         if (in[i].scope.scope == MODEL_SCOPE_LOCAL)
             off += (size_t)snprintf(buf + off, sizeof(buf) - off,
-                                    "%sLOCAL in cluster %s but GLOBAL elsewhere",
-                                    off ? "; " : "", in[i].c->id);
+                                    "%sLOCAL in cluster %s but GLOBAL elsewhere", off ? "; " : "",
+                                    in[i].c->id);
     return off ? strdup(buf) : NULL;
 }
 
@@ -532,8 +532,8 @@ static void derive_service(build_t *b, const char *key)
         if (!svc)
             continue;
         const model_namespace_t *nso = model_hmap_get(&c->objs[MODEL_KIND_NAMESPACE], ns);
-        in[nin] = (svc_in_t){c, svc, model_scope_eval(m->rules, nso ? &nso->labels : NULL,
-                                                      &svc->labels)};
+        in[nin] =
+            (svc_in_t){c, svc, model_scope_eval(m->rules, nso ? &nso->labels : NULL, &svc->labels)};
         if (in[nin].scope.scope == MODEL_SCOPE_LOCAL)
             local[nlocal++] = c->id;
         nin++;
@@ -688,8 +688,8 @@ static void fill_services(model_res_t *r, const model_cluster_int_t *c, const po
     (void)c;
 }
 
-static model_res_t *build_pod(const model_t *m, const model_cluster_int_t *c,
-                              const model_pod_t *p, const char *uid)
+static model_res_t *build_pod(const model_t *m, const model_cluster_int_t *c, const model_pod_t *p,
+                              const char *uid)
 {
     static const char *const cn_keys[] = {"service.istio.io/canonical-name",
                                           "app.kubernetes.io/name", "app"};
@@ -713,11 +713,10 @@ static model_res_t *build_pod(const model_t *m, const model_cluster_int_t *c,
     w->canonical_name = model_arena_strdup(a, cn ? cn : w->workload_name);
     const char *cr = label_first(&p->labels, cr_keys, 3);
     w->canonical_revision = model_arena_strdup(a, cr ? cr : "latest");
-    const model_node_t *node =
-        p->node ? model_hmap_get(&c->objs[MODEL_KIND_NODE], p->node) : NULL;
+    const model_node_t *node = p->node ? model_hmap_get(&c->objs[MODEL_KIND_NODE], p->node) : NULL;
     if (node) {
-        w->region = model_arena_strdup(
-            a, model_labels_get(&node->labels, "topology.kubernetes.io/region"));
+        w->region =
+            model_arena_strdup(a, model_labels_get(&node->labels, "topology.kubernetes.io/region"));
         w->zone =
             model_arena_strdup(a, model_labels_get(&node->labels, "topology.kubernetes.io/zone"));
         w->subzone =

@@ -61,8 +61,7 @@ void model_each_object(const model_t *m, const char *cluster, model_kind_t kind,
         fn(e->val, arg);
 }
 
-const void *model_object(const model_t *m, const char *cluster, model_kind_t kind,
-                         const char *key)
+const void *model_object(const model_t *m, const char *cluster, model_kind_t kind, const char *key)
 {
     const model_cluster_int_t *c = model_cluster_find(m, cluster);
     if (!c || (unsigned)kind >= MODEL_KIND__COUNT)

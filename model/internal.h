@@ -89,13 +89,13 @@ typedef struct model_cluster_int {
 
 /* What the model remembers about one service name between commits. */
 typedef struct model_svc_state {
-    char **names;           /* resource names it produced */
+    char **names; /* resource names it produced */
     size_t nnames;
-    char **clusters;        /* clusters that have the service, sorted */
+    char **clusters;              /* clusters that have the service, sorted */
     model_scope_result_t *scopes; /* parallel to clusters */
     size_t nclusters;
-    char *base_cluster;     /* whose definition the global service uses */
-    char *conflict;         /* why clusters disagree, or NULL */
+    char *base_cluster; /* whose definition the global service uses */
+    char *conflict;     /* why clusters disagree, or NULL */
 } model_svc_state_t;
 
 void model_svc_state_free(void *p);
@@ -109,14 +109,14 @@ struct model {
     model_hmap_t dirty_svcs; /* "ns/name" */
     model_hmap_t dirty_pods; /* "cluster\nns/name" */
     bool dirty_gateways;
-    model_hmap_t svc_state;  /* "ns/name" -> model_svc_state_t */
+    model_hmap_t svc_state; /* "ns/name" -> model_svc_state_t */
     char **gw_names;
     size_t ngw_names;
-    model_pmap_t *map;       /* the last committed resources */
-    model_pmap_t *emap;      /* and endpoints */
+    model_pmap_t *map;  /* the last committed resources */
+    model_pmap_t *emap; /* and endpoints */
     uint64_t version;
     uint64_t events;
-    size_t changes;          /* resource names written in this commit */
+    size_t changes; /* resource names written in this commit */
 };
 
 model_cluster_int_t *model_cluster_find(const model_t *m, const char *id);

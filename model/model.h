@@ -81,9 +81,9 @@ bool model_label_value_valid(const char *value, char *err, size_t errlen);
 typedef enum model_scope { MODEL_SCOPE_LOCAL = 0, MODEL_SCOPE_GLOBAL = 1 } model_scope_t;
 
 typedef struct model_scope_rule {
-    char *origin;                       /* e.g. "ServiceScope/default[0]", for /debug */
-    model_selector_t *namespace_sel;    /* NULL matches every namespace */
-    model_selector_t *service_sel;      /* NULL matches every service */
+    char *origin;                    /* e.g. "ServiceScope/default[0]", for /debug */
+    model_selector_t *namespace_sel; /* NULL matches every namespace */
+    model_selector_t *service_sel;   /* NULL matches every service */
     model_scope_t scope;
 } model_scope_rule_t;
 
@@ -154,19 +154,19 @@ typedef struct model_namespace {
 typedef struct model_svc_port {
     char *name;
     uint16_t port;
-    uint16_t target_port;     /* 0 when target port is named or absent */
-    char *target_port_name;   /* named target port, or NULL */
+    uint16_t target_port;   /* 0 when target port is named or absent */
+    char *target_port_name; /* named target port, or NULL */
     model_proto_t protocol;
-    char *app_protocol;       /* or NULL */
+    char *app_protocol; /* or NULL */
 } model_svc_port_t;
 
 typedef struct model_service {
     char *ns;
     char *name;
     char *uid;
-    int64_t created;          /* creationTimestamp, seconds since the epoch */
+    int64_t created; /* creationTimestamp, seconds since the epoch */
     model_labels_t labels;
-    model_ip_t *cluster_ips;  /* empty for headless services */
+    model_ip_t *cluster_ips; /* empty for headless services */
     size_t ncluster_ips;
     bool headless;
     model_svc_port_t *ports;
@@ -184,19 +184,19 @@ typedef struct model_ep_port {
 } model_ep_port_t;
 
 typedef struct model_endpoint {
-    model_ip_t ip;            /* first address of the endpoint */
-    bool ready;               /* conditions.ready (absent = true) */
+    model_ip_t ip; /* first address of the endpoint */
+    bool ready;    /* conditions.ready (absent = true) */
     bool serving;
     bool terminating;
-    char *node;               /* nodeName or NULL */
-    char *zone;               /* zone or NULL */
-    char *pod;                /* targetRef name when kind is Pod, or NULL */
+    char *node; /* nodeName or NULL */
+    char *zone; /* zone or NULL */
+    char *pod;  /* targetRef name when kind is Pod, or NULL */
 } model_endpoint_t;
 
 typedef struct model_endpointslice {
     char *ns;
     char *name;
-    char *service;            /* label kubernetes.io/service-name */
+    char *service; /* label kubernetes.io/service-name */
     model_ep_port_t *ports;
     size_t nports;
     model_endpoint_t *endpoints;
@@ -212,13 +212,13 @@ typedef struct model_pod {
     size_t nips;
     char *node;
     char *service_account;
-    bool ready;               /* condition Ready=True and phase Running */
-    bool terminating;         /* deletionTimestamp set */
+    bool ready;       /* condition Ready=True and phase Running */
+    bool terminating; /* deletionTimestamp set */
 } model_pod_t;
 
 typedef struct model_node {
     char *name;
-    model_labels_t labels;    /* region, zone, subzone come from these */
+    model_labels_t labels; /* region, zone, subzone come from these */
 } model_node_t;
 
 /* Frees an object of the given kind (and the struct itself). NULL is fine. */
@@ -283,12 +283,12 @@ typedef struct model_cluster_info {
 } model_cluster_info_t;
 
 typedef struct model_service_info {
-    const char *key;             /* "ns/name" */
+    const char *key; /* "ns/name" */
     size_t nclusters;
-    const char *const *clusters; /* clusters that have the Service, sorted */
+    const char *const *clusters;        /* clusters that have the Service, sorted */
     const model_scope_result_t *scopes; /* parallel to clusters */
-    const char *base_cluster;    /* whose definition the global service uses, or NULL */
-    const char *conflict;        /* how the clusters disagree, or NULL */
+    const char *base_cluster;           /* whose definition the global service uses, or NULL */
+    const char *conflict;               /* how the clusters disagree, or NULL */
 } model_service_info_t;
 
 typedef void (*model_cluster_fn)(const model_cluster_info_t *c, void *arg);
@@ -304,8 +304,7 @@ const model_scope_rules_t *model_rules(const model_t *m);
 void model_each_object(const model_t *m, const char *cluster, model_kind_t kind,
                        void (*fn)(const void *obj, void *arg), void *arg);
 /* The object stored under key ("ns/name" or name), or NULL. Borrowed. */
-const void *model_object(const model_t *m, const char *cluster, model_kind_t kind,
-                         const char *key);
+const void *model_object(const model_t *m, const char *cluster, model_kind_t kind, const char *key);
 uint64_t model_events(const model_t *m);
 
 /* ---------- output resources ---------- */
@@ -404,24 +403,24 @@ typedef struct model_out_workload {
     model_wl_service_t *services;
     size_t nservices;
     bool healthy;
-    bool has_gateway;           /* reached through network_gateway */
+    bool has_gateway; /* reached through network_gateway */
     model_net_addr_t gateway;
-    uint16_t gateway_port;      /* hbone_mtls_port */
-    uint32_t capacity;          /* 0 = not set */
-    int workload_type;          /* istio.workload.WorkloadType */
+    uint16_t gateway_port; /* hbone_mtls_port */
+    uint32_t capacity;     /* 0 = not set */
+    int workload_type;     /* istio.workload.WorkloadType */
 } model_out_workload_t;
 
 /* One endpoint as an Envoy-style client (gateway, proxyless gRPC) sees it. */
 typedef struct model_out_endpoint {
     model_ip_t ip;
-    const uint16_t *ports;   /* parallel to the service ports; 0 = not served */
+    const uint16_t *ports; /* parallel to the service ports; 0 = not served */
     const char *cluster;
     const char *network;
     const char *region, *zone, *subzone;
-    uint32_t weight;         /* 1, or the ready endpoints a gateway stands for */
-    uint8_t priority;        /* 0: preferred; 1: only when priority 0 has none healthy */
+    uint32_t weight;  /* 1, or the ready endpoints a gateway stands for */
+    uint8_t priority; /* 0: preferred; 1: only when priority 0 has none healthy */
     bool healthy;
-    bool via_gateway;        /* ip and ports are the remote network's gateway */
+    bool via_gateway; /* ip and ports are the remote network's gateway */
 } model_out_endpoint_t;
 
 /* A service's endpoints for one viewing cluster: its own cluster's and its
@@ -438,7 +437,7 @@ typedef struct model_out_endpoints {
     model_out_endpoint_t *eps;
     size_t neps;
     bool global;
-    bool prefer_local;       /* trafficDistribution set */
+    bool prefer_local; /* trafficDistribution set */
 } model_out_endpoints_t;
 
 /* One resource variant: immutable once published. */
@@ -482,8 +481,8 @@ const model_res_t *model_snapshot_get(const model_snapshot_t *s, const model_vie
 /* For a view, what changed from 'from' to 'to': fn(name, old, new) with old
  * NULL for added, new NULL for removed. 'from' NULL means empty. Cost is
  * proportional to the change, not to the size of the snapshots. */
-typedef void (*model_diff_fn)(const char *name, const model_res_t *old_r,
-                              const model_res_t *new_r, void *arg);
+typedef void (*model_diff_fn)(const char *name, const model_res_t *old_r, const model_res_t *new_r,
+                              void *arg);
 void model_snapshot_diff(const model_snapshot_t *from, const model_snapshot_t *to,
                          const model_view_t *v, model_diff_fn fn, void *arg);
 

@@ -67,8 +67,8 @@ struct model_pmap_edit {
     node_t *root;      /* one ref */
     size_t count;
     uint32_t id;
-    uint32_t nputs;                /* changing puts so far */
-    uint64_t hashes[EDIT_PATHS];   /* of the first puts, for freezing */
+    uint32_t nputs;              /* changing puts so far */
+    uint64_t hashes[EDIT_PATHS]; /* of the first puts, for freezing */
 };
 
 static uint64_t (*test_hash)(const char *key);
@@ -420,8 +420,7 @@ static void diff_node(const diff_ctx_t *dc, const node_t *a, const node_t *b, un
         diff_mixed(dc, a, b, shift);
 }
 
-void model_pmap_diff(const model_pmap_t *a, const model_pmap_t *b, model_pmap_diff_fn fn,
-                     void *arg)
+void model_pmap_diff(const model_pmap_t *a, const model_pmap_t *b, model_pmap_diff_fn fn, void *arg)
 {
     diff_ctx_t dc = {fn, arg};
     diff_node(&dc, a ? a->root : NULL, b ? b->root : NULL, 0);

@@ -178,8 +178,8 @@ void *model_res_cache_set(const model_res_t *r, void *p, void (*free_fn)(void *)
 
 static bool vis_equal(const model_vis_t *a, const model_vis_t *b)
 {
-    if (a->mode != b->mode || !str_eq(a->cluster, b->cluster) ||
-        !str_eq(a->network, b->network) || a->nexclude != b->nexclude)
+    if (a->mode != b->mode || !str_eq(a->cluster, b->cluster) || !str_eq(a->network, b->network) ||
+        a->nexclude != b->nexclude)
         return false;
     for (size_t i = 0; i < a->nexclude; i++)
         if (!str_eq(a->exclude[i], b->exclude[i]))
@@ -220,13 +220,33 @@ static bool service_equal(const model_out_service_t *a, const model_out_service_
 
 static bool workload_equal(const model_out_workload_t *a, const model_out_workload_t *b)
 {
-    const char *const sa[] = {a->uid, a->name, a->ns, a->cluster_id, a->network, a->node,
-                              a->service_account, a->trust_domain, a->workload_name,
-                              a->canonical_name, a->canonical_revision, a->region, a->zone,
+    const char *const sa[] = {a->uid,
+                              a->name,
+                              a->ns,
+                              a->cluster_id,
+                              a->network,
+                              a->node,
+                              a->service_account,
+                              a->trust_domain,
+                              a->workload_name,
+                              a->canonical_name,
+                              a->canonical_revision,
+                              a->region,
+                              a->zone,
                               a->subzone};
-    const char *const sb[] = {b->uid, b->name, b->ns, b->cluster_id, b->network, b->node,
-                              b->service_account, b->trust_domain, b->workload_name,
-                              b->canonical_name, b->canonical_revision, b->region, b->zone,
+    const char *const sb[] = {b->uid,
+                              b->name,
+                              b->ns,
+                              b->cluster_id,
+                              b->network,
+                              b->node,
+                              b->service_account,
+                              b->trust_domain,
+                              b->workload_name,
+                              b->canonical_name,
+                              b->canonical_revision,
+                              b->region,
+                              b->zone,
                               b->subzone};
     for (size_t i = 0; i < sizeof(sa) / sizeof(sa[0]); i++)
         if (!str_eq(sa[i], sb[i]))

@@ -54,8 +54,8 @@ model_scope_rules_t *model_scope_rules_default(void)
         model_scope_rules_free(r);
         return NULL;
     }
-    model_scope_rule_t rule = {.origin = strdup("default"), .service_sel = sel,
-                               .scope = MODEL_SCOPE_GLOBAL};
+    model_scope_rule_t rule = {
+        .origin = strdup("default"), .service_sel = sel, .scope = MODEL_SCOPE_GLOBAL};
     if (!rule.origin || model_scope_rules_add(r, rule) < 0) {
         model_scope_rules_free(r);
         return NULL;

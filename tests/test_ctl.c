@@ -69,8 +69,8 @@ START_TEST(config_flag_beats_env_beats_file)
     char err[CTL_ERRLEN];
     ck_assert_msg(load(&c, err, 3, "--config", file, "--cluster-id=from-flag") == 0, "%s", err);
     ck_assert_str_eq(c.cluster_id, "from-flag");
-    ck_assert_int_eq(c.debounce_ms, 9);          /* env over file */
-    ck_assert_int_eq(c.log_level, CTL_WARN);     /* file over default */
+    ck_assert_int_eq(c.debounce_ms, 9);      /* env over file */
+    ck_assert_int_eq(c.log_level, CTL_WARN); /* file over default */
     ck_assert(c.log_json);
     ctl_config_free(&c);
     clear_env();

@@ -260,8 +260,7 @@ START_TEST(namespace_label_flips_scope)
     apply(m, "c1", MODEL_KIND_NAMESPACE, mk_ns("ns", team_a));
     model_snapshot_t *s2 = model_commit(m);
     ck_assert_ptr_nonnull(svc(s2, &V2, "ns/web.ns.svc.cluster.local"));
-    ck_assert_ptr_nonnull(
-        wl(s2, &V2, SH("n1", "192.0.2.1", "ns", "web.ns.svc.cluster.local")));
+    ck_assert_ptr_nonnull(wl(s2, &V2, SH("n1", "192.0.2.1", "ns", "web.ns.svc.cluster.local")));
     apply(m, "c1", MODEL_KIND_NAMESPACE, mk_ns("ns", team_b));
     model_snapshot_t *s3 = model_commit(m);
     ck_assert_ptr_null(svc(s3, &V2, "ns/web.ns.svc.cluster.local"));
@@ -489,8 +488,8 @@ START_TEST(pod_locality_from_node)
     model_t *m = mesh();
     model_node_t *n = calloc(1, sizeof(*n));
     n->name = strdup("node1");
-    const char *const kv[] = {"topology.kubernetes.io/region", "eu",
-                              "topology.kubernetes.io/zone", "eu-1", NULL};
+    const char *const kv[] = {"topology.kubernetes.io/region", "eu", "topology.kubernetes.io/zone",
+                              "eu-1", NULL};
     labels(&n->labels, kv);
     apply(m, "c1", MODEL_KIND_NODE, n);
     apply(m, "c1", MODEL_KIND_POD, mk_pod("ns", "p", "10.1.0.1", "node1"));
@@ -642,7 +641,7 @@ static void random_event(model_t *m, unsigned *seed)
     switch (rand_r(seed) % 7) {
     case 0:
         try_apply(m, c, MODEL_KIND_SERVICE, MODEL_OP_UPSERT,
-              mk_svc("ns", name, "10.96.0.1", rand_r(seed) % 2 ? GLOBAL : NULL, 80));
+                  mk_svc("ns", name, "10.96.0.1", rand_r(seed) % 2 ? GLOBAL : NULL, 80));
         break;
     case 1: {
         int n = rand_r(seed) % 4;
@@ -652,7 +651,8 @@ static void random_event(model_t *m, unsigned *seed)
         snprintf(base, sizeof(base), "10.%d.%d", c[1] - '0', si);
         char slice[32];
         snprintf(slice, sizeof(slice), "%s-abc", name);
-        try_apply(m, c, MODEL_KIND_ENDPOINTSLICE, MODEL_OP_UPSERT, mk_slice("ns", slice, name, base, n, ready));
+        try_apply(m, c, MODEL_KIND_ENDPOINTSLICE, MODEL_OP_UPSERT,
+                  mk_slice("ns", slice, name, base, n, ready));
         break;
     }
     case 2: {
