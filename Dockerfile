@@ -7,7 +7,7 @@ RUN apt-get update && apt-get install -y --no-install-recommends \
         build-essential cmake pkg-config \
         libcurl4-openssl-dev libjansson-dev libyaml-dev \
         libprotobuf-c-dev protobuf-c-compiler libprotobuf-dev \
-        libgrpc-dev check libmicrohttpd-dev \
+        libgrpc-dev check libmicrohttpd-dev libjemalloc-dev \
         ca-certificates \
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
@@ -27,7 +27,7 @@ FROM debian:bookworm-slim
 ENV DEBIAN_FRONTEND=noninteractive
 # Runtime libraries only (Debian 12 names: libgrpc-dev depends on libgrpc29).
 RUN apt-get update && apt-get install -y --no-install-recommends \
-        libcurl4 libjansson4 libyaml-0-2 libprotobuf-c1 libgrpc29 libmicrohttpd12 \
+        libcurl4 libjansson4 libyaml-0-2 libprotobuf-c1 libgrpc29 libmicrohttpd12 libjemalloc2 \
         ca-certificates \
     && rm -rf /var/lib/apt/lists/*
 COPY --from=build /out/usr/local/bin/meshfed /usr/local/bin/meshfed
