@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #define MAX_REMOTES 256
 #define NETWORK_LABEL "topology.istio.io/network"
@@ -25,6 +26,8 @@ typedef struct topo {
     char gw_ns[254];
     char gw_name[254];
     unsigned synced; /* bit per kube_res_t that finished its list */
+    time_t last_error;
+    unsigned long suppressed;
 } topo_t;
 
 /* A remote cluster and the Secret that declared it. */
@@ -41,6 +44,7 @@ struct ctl_kube {
     remote_t remotes[MAX_REMOTES];
     size_t nremotes;
     json_t *scopes; /* ServiceScope name -> object */
+    ctl_status_t *status;
 };
 
 static const unsigned MODEL_RES = KUBE_RES_BIT(KUBE_RES_NAMESPACES) |
@@ -230,11 +234,15 @@ static void rebuild_servicescopes(ctl_kube_t *k)
     model_scope_rules_t *r = model_scope_rules_new();
     char err[CTL_ERRLEN];
     for (size_t i = 0; i < n; i++) {
-        if (kube_decode_servicescope(json_object_get(k->scopes, names[i]), r, err, sizeof(err)) <
-            0) {
+        json_t *so = json_object_get(k->scopes, names[i]);
+        json_int_t gen =
+            json_integer_value(json_object_get(json_object_get(so, "metadata"), "generation"));
+        bool ok = kube_decode_servicescope(so, r, err, sizeof(err)) == 0;
+        if (!ok) {
             atomic_fetch_add(&ctl_metrics.scope_errors, 1);
             ctl_log(CTL_WARN, "ServiceScope %s rejected: %s", names[i], err);
         }
+        ctl_status_note(k->status, names[i], gen, false, ok ? NULL : err);
     }
     free(names);
     if (n == 0) {
@@ -360,6 +368,28 @@ static void on_secret(ctl_kube_t *k, kube_ev_t ev, json_t *obj)
 
 /* ---------- the watcher callback ---------- */
 
+/* While an API server is down every informer retries with backoff and each
+ * failure is reported: log the first, then one line a minute per cluster
+ * with how many were suppressed (the metrics count them all). */
+static void log_error(ctl_kube_t *k, const char *cluster, const char *msg)
+{
+    topo_t *t = topo_of(k, cluster);
+    time_t now = time(NULL);
+    if (t && t->last_error && now - t->last_error < 60) {
+        t->suppressed++;
+        return;
+    }
+    if (t && t->suppressed)
+        ctl_log(CTL_WARN, "%s (and %lu similar errors in the last minute)",
+                msg ? msg : "watch error", t->suppressed);
+    else
+        ctl_log(CTL_WARN, "%s", msg ? msg : "watch error");
+    if (t) {
+        t->last_error = now;
+        t->suppressed = 0;
+    }
+}
+
 static void on_event(void *arg, const char *cluster, kube_res_t res, kube_ev_t ev, json_t *obj,
                      const char *msg)
 {
@@ -368,11 +398,13 @@ static void on_event(void *arg, const char *cluster, kube_res_t res, kube_ev_t e
     ctl_event_t st = {.type = CTL_EV_CLUSTER_STATE, .cluster = NULL};
     switch (ev) {
     case KUBE_EV_ERROR:
-        ctl_log(CTL_WARN, "%s", msg ? msg : "watch error");
+        log_error(k, cluster, msg);
         return;
     case KUBE_EV_STALE:
     case KUBE_EV_RECOVERED:
         ctl_log(CTL_WARN, "cluster %s is %s", cluster, ev == KUBE_EV_STALE ? "stale" : "back");
+        if (ev == KUBE_EV_RECOVERED && topo_of(k, cluster))
+            topo_of(k, cluster)->last_error = 0; /* a new outage logs at once */
         st.cluster = strdup(cluster);
         st.state = ev == KUBE_EV_STALE ? MODEL_CLUSTER_STALE : MODEL_CLUSTER_SYNCED;
         ctl_push(k->ctl, &st);
@@ -404,10 +436,18 @@ static void on_event(void *arg, const char *cluster, kube_res_t res, kube_ev_t e
             json_string_value(json_object_get(json_object_get(obj, "metadata"), "name"));
         if (!name)
             return;
-        if (ev == KUBE_EV_DELETED)
+        json_t *old = json_object_get(k->scopes, name);
+        /* our own status writes come back as MODIFIED: only a new spec
+         * changes the rules */
+        if (ev != KUBE_EV_DELETED && old &&
+            json_equal(json_object_get(old, "spec"), json_object_get(obj, "spec")))
+            return;
+        if (ev == KUBE_EV_DELETED) {
             json_object_del(k->scopes, name);
-        else
+            ctl_status_note(k->status, name, 0, true, NULL);
+        } else {
             json_object_set(k->scopes, name, obj);
+        }
         rebuild_servicescopes(k);
     } else if (MODEL_RES & KUBE_RES_BIT(res)) {
         on_object(k, cluster, res, ev, obj);
@@ -449,6 +489,12 @@ ctl_kube_t *ctl_kube_start(ctl_t *c, char *err, size_t errlen)
     }
     k->ctl = c;
     k->scopes = json_object();
+    k->status = ctl_status_start(c, &conn, err, errlen);
+    if (!k->status) {
+        kube_conn_free(&conn);
+        ctl_kube_stop(k);
+        return NULL;
+    }
     k->w = kube_watcher_new(on_event, k, cfg->system_namespace, cfg->stale_after_s);
     topo_t *t = topo_of(k, cfg->cluster_id);
     push_cluster(k, t);
@@ -475,6 +521,7 @@ void ctl_kube_stop(ctl_kube_t *k)
     if (!k)
         return;
     kube_watcher_free(k->w);
+    ctl_status_stop(k->status);
     for (size_t i = 0; i < k->nremotes; i++) {
         free(k->remotes[i].id);
         free(k->remotes[i].secret);

@@ -65,6 +65,9 @@ typedef struct ctl_metrics {
     atomic_ulong demo_reloads;
     atomic_ulong commit_us_sum;
     atomic_long queue_depth;
+    atomic_ulong status_writes;
+    atomic_ulong status_errors;
+    atomic_int leader;
 } ctl_metrics_t;
 
 extern ctl_metrics_t ctl_metrics;
@@ -136,6 +139,21 @@ void ctl_demo_stop(ctl_demo_t *d);
 ctl_kube_t *ctl_kube_start(ctl_t *c, char *err, size_t errlen);
 void ctl_kube_stats(ctl_kube_t *k, kube_stats_t *out);
 void ctl_kube_stop(ctl_kube_t *k);
+
+/* ---------- leader election and ServiceScope status ---------- */
+
+typedef struct ctl_status ctl_status_t;
+
+/* Campaigns for the Lease meshfed-leader in the system namespace; while
+ * leading, writes ServiceScope .status. conn is copied. */
+ctl_status_t *ctl_status_start(ctl_t *c, const kube_conn_t *conn, char *err, size_t errlen);
+/* What the ServiceScope decoder found for one object (deleted, or invalid
+ * with a reason, or accepted when reason is NULL). Thread-safe. */
+void ctl_status_note(ctl_status_t *s, const char *name, json_int_t generation, bool deleted,
+                     const char *invalid_reason);
+bool ctl_status_leading(ctl_status_t *s);
+/* Stops writing and releases the lease. */
+void ctl_status_stop(ctl_status_t *s);
 
 /* ---------- rendering resources as JSON ---------- */
 

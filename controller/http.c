@@ -419,6 +419,13 @@ static reply_t metrics(ctl_t *ctl)
     counter(&b, "meshfed_demo_reloads_total", "Demo cluster directories reloaded.",
             atomic_load(&ctl_metrics.demo_reloads));
     if (ctl_kube_of(ctl)) {
+        bprintf(&b, "# HELP meshfed_leader 1 while this replica holds the lease and writes "
+                    "status.\n# TYPE meshfed_leader gauge\nmeshfed_leader %d\n",
+                atomic_load(&ctl_metrics.leader));
+        counter(&b, "meshfed_status_writes_total", "ServiceScope status updates written.",
+                atomic_load(&ctl_metrics.status_writes));
+        counter(&b, "meshfed_status_errors_total", "ServiceScope status writes that failed.",
+                atomic_load(&ctl_metrics.status_errors));
         kube_stats_t k;
         ctl_kube_stats(ctl_kube_of(ctl), &k);
         counter(&b, "meshfed_kube_lists_total", "List pages received.", k.lists);

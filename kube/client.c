@@ -113,32 +113,34 @@ static void kube_tls_setup(CURL *e, const kube_conn_t *c)
     }
 }
 
-int kube_http_setup(kube_informer_t *inf, const char *path_query, char *err, size_t errlen)
+int kube_easy_setup(CURL *e, const kube_conn_t *c, const char *base_url,
+                    struct curl_slist *connect_to, const char *path, const char *extra_hdr,
+                    struct curl_slist **hdrs, char *errbuf, char *err, size_t errlen)
 {
-    kube_cluster_t *cl = inf->cl;
-    CURL *e = inf->easy;
     char tok[8192], hdr[8300];
-    if (kube_token(&cl->conn, tok, sizeof(tok), err, errlen) < 0)
+    if (kube_token(c, tok, sizeof(tok), err, errlen) < 0)
         return -1;
-    size_t n = strlen(cl->base_url) + strlen(path_query) + 1;
+    size_t n = strlen(base_url) + strlen(path) + 1;
     char *url = malloc(n);
     if (!url) {
         snprintf(err, errlen, "out of memory");
         return -1;
     }
-    snprintf(url, n, "%s%s", cl->base_url, path_query);
+    snprintf(url, n, "%s%s", base_url, path);
     curl_easy_reset(e);
-    curl_slist_free_all(inf->hdrs);
-    inf->hdrs = curl_slist_append(NULL, "Accept: application/json");
+    curl_slist_free_all(*hdrs);
+    *hdrs = curl_slist_append(NULL, "Accept: application/json");
     if (tok[0]) {
         snprintf(hdr, sizeof(hdr), "Authorization: Bearer %s", tok);
-        inf->hdrs = curl_slist_append(inf->hdrs, hdr);
+        *hdrs = curl_slist_append(*hdrs, hdr);
     }
-    inf->errbuf[0] = '\0';
+    if (extra_hdr)
+        *hdrs = curl_slist_append(*hdrs, extra_hdr);
+    errbuf[0] = '\0';
     curl_easy_setopt(e, CURLOPT_URL, url);
     free(url);
-    curl_easy_setopt(e, CURLOPT_HTTPHEADER, inf->hdrs);
-    curl_easy_setopt(e, CURLOPT_ERRORBUFFER, inf->errbuf);
+    curl_easy_setopt(e, CURLOPT_HTTPHEADER, *hdrs);
+    curl_easy_setopt(e, CURLOPT_ERRORBUFFER, errbuf);
     curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(e, CURLOPT_USERAGENT, "meshfed");
     curl_easy_setopt(e, CURLOPT_ACCEPT_ENCODING, "");
@@ -146,28 +148,35 @@ int kube_http_setup(kube_informer_t *inf, const char *path_query, char *err, siz
     curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
     curl_easy_setopt(e, CURLOPT_TCP_KEEPIDLE, 30L);
     curl_easy_setopt(e, CURLOPT_TCP_KEEPINTVL, 10L);
-    if (cl->connect_to)
-        curl_easy_setopt(e, CURLOPT_CONNECT_TO, cl->connect_to);
-    kube_tls_setup(e, &cl->conn);
+    if (connect_to)
+        curl_easy_setopt(e, CURLOPT_CONNECT_TO, connect_to);
+    kube_tls_setup(e, c);
     memset(tok, 0, sizeof(tok)); /* do not leave the token on the stack */
     memset(hdr, 0, sizeof(hdr));
     return 0;
 }
 
-/* ---------- clusters ---------- */
+int kube_http_setup(kube_informer_t *inf, const char *path_query, char *err, size_t errlen)
+{
+    kube_cluster_t *cl = inf->cl;
+    return kube_easy_setup(inf->easy, &cl->conn, cl->base_url, cl->connect_to, path_query, NULL,
+                           &inf->hdrs, inf->errbuf, err, errlen);
+}
 
 /* With tls_server_name, requests go to https://<name>:<port> (so SNI and
  * certificate verification use the name) and CONNECT_TO sends them to the
  * real host. */
-static int kube_cluster_url(kube_cluster_t *cl, char *err, size_t errlen)
+int kube_base_url(const kube_conn_t *c, char **base_url, struct curl_slist **connect_to, char *err,
+                  size_t errlen)
 {
-    const kube_conn_t *c = &cl->conn;
+    *base_url = NULL;
+    *connect_to = NULL;
     size_t n = strlen(c->server);
     while (n > 0 && c->server[n - 1] == '/')
         n--;
     if (!c->tls_server_name) {
-        cl->base_url = strndup(c->server, n);
-        return cl->base_url ? 0 : -1;
+        *base_url = strndup(c->server, n);
+        return *base_url ? 0 : -1;
     }
     CURLU *u = curl_url();
     char *host = NULL, *port = NULL, *url = NULL, map[1024];
@@ -185,9 +194,9 @@ static int kube_cluster_url(kube_cluster_t *cl, char *err, size_t errlen)
     while (n > 0 && url[n - 1] == '/')
         n--;
     snprintf(map, sizeof(map), "%s:%s:%s:%s", c->tls_server_name, port, host, port);
-    cl->base_url = strndup(url, n);
-    cl->connect_to = curl_slist_append(NULL, map);
-    rc = cl->base_url && cl->connect_to ? 0 : -1;
+    *base_url = strndup(url, n);
+    *connect_to = curl_slist_append(NULL, map);
+    rc = *base_url && *connect_to ? 0 : -1;
 out:
     curl_free(host);
     curl_free(port);
@@ -195,6 +204,8 @@ out:
     curl_url_cleanup(u);
     return rc;
 }
+
+/* ---------- clusters ---------- */
 
 static void kube_cluster_free(kube_cluster_t *cl)
 {
@@ -226,7 +237,7 @@ static kube_cluster_t *kube_cluster_new(kube_watcher_t *w, kube_op_t *op)
     cl->conn = op->conn;
     memset(&op->conn, 0, sizeof(op->conn));
     cl->last_success_ms = kube_now_ms();
-    if (kube_cluster_url(cl, err, sizeof(err)) < 0)
+    if (kube_base_url(&cl->conn, &cl->base_url, &cl->connect_to, err, sizeof(err)) < 0)
         goto fail;
     for (int r = 0; r < KUBE_RES__COUNT; r++)
         if ((op->mask & KUBE_RES_BIT(r)) && !(cl->inf[r] = kube_inf_new(cl, (kube_res_t)r)))

@@ -205,4 +205,55 @@ int kube_watcher_cluster_status(kube_watcher_t *w, const char *id, bool *synced,
 const char *kube_res_name(kube_res_t r);
 const char *kube_ev_name(kube_ev_t e);
 
+/* ---------- requests and leader election (request.c, lease.c) ---------- */
+
+/* One synchronous request (method "GET", "POST", "PUT", "PATCH", "DELETE")
+ * of path (starting with "/", query included) on its own curl handle, with
+ * conn's TLS and bearer token, 10 s overall timeout. body may be NULL (no
+ * body); content_type defaults to application/json (use
+ * "application/merge-patch+json" for merge patches). For writes and small
+ * reads (responses over 16 MiB fail). Returns 0 when a response arrived,
+ * whatever its HTTP status (in *status; the body, NUL-terminated, in
+ * *resp_body for the caller to free), or -1 with err on a transport failure
+ * (*resp_body NULL). Thread-safe. */
+int kube_request(const kube_conn_t *c, const char *method, const char *path,
+                 const char *content_type, const char *body, long *status, char **resp_body,
+                 char *err, size_t errlen);
+
+/* Leader election on a coordination.k8s.io/v1 Lease, as client-go's
+ * leaderelection with ReleaseOnCancel: candidates take an absent or expired
+ * lease, a leader renews it every retry period and gives up when no renewal
+ * succeeded for renew_deadline (counted from when the last good renewal was
+ * sent, so it stops leading before any other candidate can see the lease
+ * expire). Expiry is judged by when this process last saw the lease record
+ * change plus its leaseDurationSeconds, never by comparing clocks. */
+typedef struct kube_lease kube_lease_t;
+
+/* Called on the lease thread on every change: true when this candidate
+ * became leader, false when it stopped being one (lost the lease, a renewal
+ * missed the deadline, or kube_lease_stop). Must not call kube_lease_stop. */
+typedef void (*kube_lease_fn)(void *arg, bool leading);
+
+/* A candidate for lease ns/name as identity; conn and strings are copied.
+ * Durations in seconds must satisfy lease > renew_deadline > 1.2 * retry > 0
+ * (client-go's rule). NULL on bad arguments or no memory. */
+kube_lease_t *kube_lease_new(const kube_conn_t *c, const char *ns, const char *name,
+                             const char *identity, int lease_duration_s, int renew_deadline_s,
+                             int retry_period_s);
+/* Same with durations in milliseconds (for sub-second periods). */
+kube_lease_t *kube_lease_new_ms(const kube_conn_t *c, const char *ns, const char *name,
+                                const char *identity, int lease_duration_ms, int renew_deadline_ms,
+                                int retry_period_ms);
+/* Starts campaigning on a new thread. 0, or -1 (thread failed, or started
+ * already). */
+int kube_lease_start(kube_lease_t *l, kube_lease_fn fn, void *arg);
+/* Whether this candidate currently leads (as last told to the callback). */
+bool kube_lease_leading(kube_lease_t *l);
+/* Stops the thread: if leading, calls fn(false) and then releases the lease
+ * (holderIdentity "", leaseDurationSeconds 1) so another candidate takes
+ * over at its next try. No callbacks after it returns. Idempotent. */
+void kube_lease_stop(kube_lease_t *l);
+/* Stops if needed and frees. */
+void kube_lease_free(kube_lease_t *l);
+
 #endif

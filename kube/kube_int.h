@@ -127,9 +127,32 @@ void kube_emit_error(kube_cluster_t *cl, kube_res_t res, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 void kube_emit(kube_cluster_t *cl, kube_res_t res, kube_ev_t ev, json_t *obj);
 void kube_cluster_ok(kube_cluster_t *cl);
+/* Resets e and prepares it for a request of path (with query) on conn: URL,
+ * TLS, bearer token (token_file re-read), timeouts for connecting, common
+ * headers. *hdrs is freed and rebuilt (Accept, Authorization, extra_hdr if
+ * not NULL) and must outlive the transfer, as must errbuf
+ * (CURL_ERROR_SIZE). 0, or -1 with err. */
+int kube_easy_setup(CURL *e, const kube_conn_t *c, const char *base_url,
+                    struct curl_slist *connect_to, const char *path, const char *extra_hdr,
+                    struct curl_slist **hdrs, char *errbuf, char *err, size_t errlen);
+/* The URL prefix requests to c use and, with tls_server_name, the
+ * CONNECT_TO mapping to the real host (NULL otherwise); caller frees both
+ * (also on failure). 0, or -1 with err (err may be empty: out of memory). */
+int kube_base_url(const kube_conn_t *c, char **base_url, struct curl_slist **connect_to, char *err,
+                  size_t errlen);
 /* Prepares inf->easy for GET path_query on its cluster (TLS, auth, headers).
  * 0, or -1 with err. */
 int kube_http_setup(kube_informer_t *inf, const char *path_query, char *err, size_t errlen);
+
+/* request.c */
+#define KUBE_REQUEST_TIMEOUT_MS 10000
+#define KUBE_MAX_RESPONSE (16u << 20) /* one kube_request response body */
+/* kube_request with a whole-request timeout (ms, > 0) and, if cancel is not
+ * NULL, aborted (as a transport failure) soon after *cancel turns true. */
+int kube_request_ex(const kube_conn_t *c, const char *method, const char *path,
+                    const char *content_type, const char *body, long timeout_ms,
+                    const atomic_bool *cancel, long *status, char **resp_body, char *err,
+                    size_t errlen);
 
 /* informer.c */
 kube_informer_t *kube_inf_new(kube_cluster_t *cl, kube_res_t res);

@@ -435,8 +435,14 @@ model_t *model_new(const model_config_t *cfg)
 
 void model_scope_set(model_t *m, model_scope_rules_t *rules)
 {
+    if (!rules)
+        rules = model_scope_rules_default();
+    if (model_scope_rules_equal(m->rules, rules)) { /* nothing to re-evaluate */
+        model_scope_rules_free(rules);
+        return;
+    }
     model_scope_rules_free(m->rules);
-    m->rules = rules ? rules : model_scope_rules_default();
+    m->rules = rules;
     for (size_t i = 0; i < m->nclusters; i++)
         mark_cluster_all(m, m->clusters[i]);
 }

@@ -97,6 +97,8 @@ int model_scope_rules_add(model_scope_rules_t *r, model_scope_rule_t rule);
 model_scope_rules_t *model_scope_rules_default(void);
 void model_scope_rules_free(model_scope_rules_t *r);
 size_t model_scope_rules_count(const model_scope_rules_t *r);
+/* Same rules, in the same order, with the same origins. */
+bool model_scope_rules_equal(const model_scope_rules_t *a, const model_scope_rules_t *b);
 const model_scope_rule_t *model_scope_rules_at(const model_scope_rules_t *r, size_t i);
 
 /* Why a service got its scope: the deciding rule index or -1 (no rule matched). */

@@ -107,3 +107,28 @@ model_scope_result_t model_scope_eval(const model_scope_rules_t *r, const model_
     }
     return res;
 }
+
+static bool selector_equal(const model_selector_t *a, const model_selector_t *b)
+{
+    if (!a || !b)
+        return a == b;
+    char *x = model_selector_string(a), *y = model_selector_string(b);
+    bool eq = x && y && strcmp(x, y) == 0;
+    free(x);
+    free(y);
+    return eq;
+}
+
+bool model_scope_rules_equal(const model_scope_rules_t *a, const model_scope_rules_t *b)
+{
+    if (model_scope_rules_count(a) != model_scope_rules_count(b))
+        return false;
+    for (size_t i = 0; i < model_scope_rules_count(a); i++) {
+        const model_scope_rule_t *x = &a->rules[i], *y = &b->rules[i];
+        if (x->scope != y->scope || strcmp(x->origin ? x->origin : "", y->origin ? y->origin : "") ||
+            !selector_equal(x->namespace_sel, y->namespace_sel) ||
+            !selector_equal(x->service_sel, y->service_sel))
+            return false;
+    }
+    return true;
+}

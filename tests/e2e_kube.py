@@ -55,6 +55,24 @@ def get(port, path):
         return 0, str(e)
 
 
+def fake_get(port, path):
+    import ssl
+    ctx = ssl.create_default_context(cafile=CA)
+    req = urllib.request.Request(f"https://127.0.0.1:{port}{path}",
+                                 headers={"Authorization": "Bearer test-token"})
+    try:
+        with urllib.request.urlopen(req, context=ctx, timeout=10) as r:
+            return json.loads(r.read())
+    except urllib.error.HTTPError:
+        return None
+
+
+def metric(port, name):
+    st, body = get(port, "/metrics")
+    m = re.search(r"^" + re.escape(name) + r" (\S+)$", body, re.M) if st == 200 else None
+    return float(m.group(1)) if m else None
+
+
 def post(port, path, body):
     req = urllib.request.Request(f"https://127.0.0.1:{port}{path}", data=json.dumps(body).encode(),
                                  method="POST", headers={"Content-Type": "application/json"})
@@ -213,6 +231,54 @@ def main():
               "and south's reviews")
         check(not any(k.startswith("west//Pod/") for k in zt.state), "east's ztunnel never gets west's pod IPs")
         check(f"bookinfo/ratings.bookinfo.{H}" not in zt.state, "west's local ratings is invisible in east")
+
+        # ServiceScope status, written by the leader
+        def scope_status():
+            o = fake_get(east, "/apis/meshfed.io/v1alpha1/servicescopes/default")
+            st_ = (o or {}).get("status", {})
+            conds = st_.get("conditions", [])
+            counts_ = {r["index"]: r["selectedServices"] for r in st_.get("rules", [])}
+            return st_ if conds and conds[0].get("status") == "True" and counts_.get(0) == 3 else None
+        st_ = wait_for(scope_status)
+        check(bool(st_) and st_["conditions"][0]["type"] == "Accepted",
+              "the leader writes ServiceScope status: Accepted=True")
+        counts = {r["index"]: r["selectedServices"] for r in (st_ or {}).get("rules", [])}
+        check(counts.get(0) == 3, f"status counts rule 0 selecting reviews in three clusters ({counts})")
+        check(metric(dport, "meshfed_leader") == 1, "this replica leads (meshfed_leader 1)")
+        bad = {"apiVersion": "meshfed.io/v1alpha1", "kind": "ServiceScope", "metadata": {"name": "broken"},
+               "spec": {"rules": [{"servicesSelector": {"matchExpressions": [{"key": "a", "operator": "In"}]},
+                                   "scope": "GLOBAL"}]}}
+        post(east, "/fake/apply", bad)
+
+        def bad_status():
+            o = fake_get(east, "/apis/meshfed.io/v1alpha1/servicescopes/broken")
+            c = ((o or {}).get("status") or {}).get("conditions", [])
+            return c and c[0]
+        c = wait_for(bad_status)
+        check(bool(c) and c["status"] == "False" and "needs at least one value" in c.get("message", ""),
+              f"an invalid ServiceScope gets Accepted=False with the reason ({c and c.get('message')})")
+        check(zt.wait(lambda s: west_reviews in s), "an invalid ServiceScope leaves the valid rules working")
+        lease = fake_get(east, "/apis/coordination.k8s.io/v1/namespaces/istio-system/leases/meshfed-leader")
+        check(bool(lease) and lease["spec"].get("holderIdentity"), "the Lease meshfed-leader names the leader")
+
+        # a second replica serves too, but does not lead
+        log2 = open(os.path.join(work, "meshfed2.log"), "w+")
+        env2 = dict(os.environ, POD_NAME="replica-2")
+        proc2 = subprocess.Popen([binary, "--kubeconfig", kc, "--cluster-id", "east", "--xds-listen",
+                                  "127.0.0.1:0", "--debug-listen", "127.0.0.1:0"], stdout=log2, stderr=log2,
+                                 env=env2)
+        try:
+            def ports2():
+                log2.seek(0)
+                m = re.search(r"serving xDS on port (\d+), debug on port (\d+)", log2.read())
+                return m and (int(m.group(1)), int(m.group(2)))
+            p2 = wait_for(ports2)
+            ok2 = bool(p2) and wait_for(lambda: get(p2[1], "/ready")[0] == 200)
+            check(ok2 and metric(p2[1], "meshfed_leader") == 0 and metric(dport, "meshfed_leader") == 1,
+                  "a second replica is ready and serves, without leading")
+        finally:
+            proc2.send_signal(signal.SIGTERM)
+            proc2.wait(timeout=20)
 
         # label ratings global in west
         r = svc("bookinfo", "ratings", "10.96.0.42", {"istio.io/global": "true"})

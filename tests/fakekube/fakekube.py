@@ -21,13 +21,25 @@ Control API (no auth, same port), all POST with a JSON body:
   /fake/malformed  {"line": "..."} or {"size": N}: send a garbage line on watches
   /fake/bookmark   send a BOOKMARK on every watch that allows them
   /fake/token      {"token": "...", "forbidden": ["..."]}: rotate accepted tokens
+                   ({"tokens": [...]} accepts several at once)
   /fake/pause      {"on": bool}: hold back watch events (to let clients miss them)
   /fake/config     {"gone": "event"|"http"}: how an old watch rv is refused;
                    {"expire_continue": N}: the next N continue tokens get 410
   GET /fake/state  {"rv", "watches", "lists"}
+
+Writes behave like the API server's: GET of one object; POST creates (201,
+409 AlreadyExists); PUT replaces with optimistic concurrency (409 Conflict
+when metadata.resourceVersion is set and stale, 404 when absent); PATCH
+with application/merge-patch+json (415 for other patch types); DELETE (200
+with the object; preconditions.resourceVersion honoured). ServiceScopes have
+a status subresource: PUT/PATCH .../NAME/status change only .status, the main
+resource ignores .status. Every write bumps the resourceVersion and shows on
+watches. Errors are Status objects. Leases live under
+/apis/coordination.k8s.io/v1/namespaces/NS/leases.
 """
 import argparse
 import base64
+import datetime
 import json
 import socket
 import ssl
@@ -46,7 +58,10 @@ KINDS = {
     "ServiceScope": ("servicescopes", "meshfed.io/v1alpha1"),
     "Secret": ("secrets", "v1"),
     "ConfigMap": ("configmaps", "v1"),
+    "Lease": ("leases", "coordination.k8s.io/v1"),
 }
+CLUSTER_SCOPED = {"namespaces", "nodes", "servicescopes"}
+STATUS_SUBRESOURCE = {"servicescopes"}
 PLURALS = {p: (k, gv) for k, (p, gv) in KINDS.items()}
 HISTORY = 1000
 
@@ -124,8 +139,11 @@ class Handler(BaseHTTPRequestHandler):
 
     def do_POST(self):
         n = int(self.headers.get("Content-Length") or 0)
-        body = json.loads(self.rfile.read(n) or b"{}")
+        raw = self.rfile.read(n)
         path = urllib.parse.urlparse(self.path).path
+        if not path.startswith("/fake/"):
+            return self.write("POST", raw)
+        body = json.loads(raw or b"{}")
         cl = self.cl
         with cl.cond:
             if path == "/fake/apply" and isinstance(body, list):
@@ -147,7 +165,9 @@ class Handler(BaseHTTPRequestHandler):
             elif path == "/fake/bookmark":
                 cl.bookmarks += 1
             elif path == "/fake/token":
-                cl.tokens = {body["token"]}
+                cl.tokens = set(body.get("tokens", []))
+                if "token" in body:
+                    cl.tokens.add(body["token"])
                 cl.forbidden = set(body.get("forbidden", []))
             elif path == "/fake/pause":
                 cl.paused = bool(body.get("on"))
@@ -232,6 +252,8 @@ class Handler(BaseHTTPRequestHandler):
                 return self.send_json(200, {"rv": cl.rv, "watches": cl.watches,
                                             "lists": cl.lists})
         r = self.route()
+        if r is None and self.route_object():
+            return self.write("GET", b"")
         if r is None:
             return self.send_json(404, status(404, "NotFound", "the server could not find "
                                               "the requested resource"))
@@ -352,6 +374,228 @@ class Handler(BaseHTTPRequestHandler):
             for ev in out:
                 data = ev if isinstance(ev, str) else json.dumps(ev)
                 self.chunk(data.encode() + b"\n")
+
+
+    # ---------- writes ----------
+
+    def do_PUT(self):
+        self.write("PUT", self.rfile.read(int(self.headers.get("Content-Length") or 0)))
+
+    def do_PATCH(self):
+        self.write("PATCH", self.rfile.read(int(self.headers.get("Content-Length") or 0)))
+
+    def do_DELETE(self):
+        self.write("DELETE", self.rfile.read(int(self.headers.get("Content-Length") or 0)))
+
+    def route_object(self):
+        """(plural, ns, name, subresource) for API paths of a collection
+        (name None) or one object, else None."""
+        parts = [p for p in urllib.parse.urlparse(self.path).path.split("/") if p]
+        if parts[:1] == ["api"] and len(parts) >= 2:
+            gv, rest = parts[1], parts[2:]
+        elif parts[:1] == ["apis"] and len(parts) >= 3:
+            gv, rest = parts[1] + "/" + parts[2], parts[3:]
+        else:
+            return None
+        ns = None
+        if len(rest) >= 3 and rest[0] == "namespaces" and rest[2] in PLURALS:
+            ns, rest = rest[1], rest[2:]
+        if not 1 <= len(rest) <= 3 or rest[0] not in PLURALS or PLURALS[rest[0]][1] != gv:
+            return None
+        plural = rest[0]
+        if (ns is None) != (plural in CLUSTER_SCOPED):
+            return None
+        name = rest[1] if len(rest) > 1 else None
+        sub = rest[2] if len(rest) > 2 else None
+        if sub is not None and (sub != "status" or plural not in STATUS_SUBRESOURCE):
+            return None
+        return plural, ns, name, sub
+
+    def write(self, method, raw):
+        r = self.route_object()
+        if r is None:
+            return self.send_json(404, status(404, "NotFound", "the server could not find "
+                                              "the requested resource"))
+        if not self.auth():
+            return
+        plural, ns, name, sub = r
+        if (name is None) != (method == "POST") or (sub and method not in ("GET", "PUT",
+                                                                          "PATCH")):
+            return self.send_json(405, status(405, "MethodNotAllowed",
+                                              "the server does not allow this method on "
+                                              "the requested resource"))
+        body = None
+        if raw:
+            try:
+                body = json.loads(raw)
+            except ValueError as e:
+                return self.send_json(400, status(400, "BadRequest", "invalid JSON: %s" % e))
+        if method in ("POST", "PUT", "PATCH") and not isinstance(body, dict):
+            return self.send_json(400, status(400, "BadRequest", "the body must be an object"))
+        with self.cl.cond:
+            code, out = getattr(self, "w_" + method.lower())(plural, ns, name, sub, body)
+        self.send_json(code, out)
+
+    def err(self, code, reason, plural, name, msg):
+        st = status(code, reason, msg)
+        group = PLURALS[plural][1].rpartition("/")[0]
+        st["details"] = {"name": name, "group": group, "kind": plural}
+        return code, st
+
+    def qual(self, plural):
+        group = PLURALS[plural][1].rpartition("/")[0]
+        return plural + ("." + group if group else "")
+
+    def not_found(self, plural, name):
+        return self.err(404, "NotFound", plural, name,
+                        '%s "%s" not found' % (self.qual(plural), name))
+
+    def conflict(self, plural, name):
+        return self.err(409, "Conflict", plural, name,
+                        'Operation cannot be fulfilled on %s "%s": the object has been '
+                        'modified; please apply your changes to the latest version and '
+                        'try again' % (self.qual(plural), name))
+
+    def check_body(self, plural, ns, name, obj):
+        """A 400 (code, Status) when obj does not fit the path, else None;
+        fills in kind, apiVersion and metadata.namespace."""
+        kind, gv = PLURALS[plural]
+        if obj.setdefault("kind", kind) != kind or obj.setdefault("apiVersion", gv) != gv:
+            return self.err(400, "BadRequest", plural, name, "the kind or apiVersion of the "
+                            "object does not match the request path")
+        md = obj.get("metadata")
+        if not isinstance(md, dict) or not md.get("name"):
+            return self.err(400, "BadRequest", plural, name, "metadata.name: Required value")
+        if name is not None and md["name"] != name:
+            return self.err(400, "BadRequest", plural, name,
+                            "the name of the object (%s) does not match the name on the URL "
+                            "(%s)" % (md["name"], name))
+        if md.setdefault("namespace", ns) != ns:
+            return self.err(400, "BadRequest", plural, name, "the namespace of the provided "
+                            "object does not match the namespace sent on the request")
+        if ns is None:
+            md.pop("namespace")
+        return None
+
+    def store(self, plural, key, obj, typ):
+        cl = self.cl
+        cl.rv += 1
+        obj["metadata"]["resourceVersion"] = str(cl.rv)
+        if typ != "DELETED":
+            cl.objects[key] = obj
+        cl.record(plural, typ, obj)
+        return json.loads(json.dumps(obj))
+
+    def w_get(self, plural, ns, name, sub, body):
+        obj = self.cl.objects.get((plural, ns, name))
+        if obj is None:
+            return self.not_found(plural, name)
+        return 200, obj
+
+    def w_post(self, plural, ns, name, sub, obj):
+        bad = self.check_body(plural, ns, None, obj)
+        if bad:
+            return bad
+        md = obj["metadata"]
+        key = (plural, ns, md["name"])
+        if key in self.cl.objects:
+            return self.err(409, "AlreadyExists", plural, md["name"], '%s "%s" already exists'
+                            % (self.qual(plural), md["name"]))
+        for f in ("resourceVersion", "uid", "creationTimestamp", "generation"):
+            md.pop(f, None)
+        if plural in STATUS_SUBRESOURCE:
+            obj.pop("status", None)
+        md["uid"] = "uid-%s-%d" % (self.cl.id, self.cl.rv + 1)
+        md["creationTimestamp"] = datetime.datetime.now(datetime.timezone.utc).strftime(
+            "%Y-%m-%dT%H:%M:%SZ")
+        md["generation"] = 1
+        return 201, self.store(plural, key, obj, "ADDED")
+
+    def replace(self, plural, key, old, new, sub):
+        """Stores new in place of old, as the main resource or its status."""
+        if sub == "status":  # only .status moves
+            obj = json.loads(json.dumps(old))
+            if "status" in new:
+                obj["status"] = new["status"]
+            else:
+                obj.pop("status", None)
+            new = obj
+        else:
+            if plural in STATUS_SUBRESOURCE:  # the main resource ignores .status
+                new.pop("status", None)
+                if "status" in old:
+                    new["status"] = old["status"]
+            md, omd = new["metadata"], old["metadata"]
+            for f in ("uid", "creationTimestamp", "generation"):
+                if f in omd:
+                    md[f] = omd[f]
+            spec = {k: v for k, v in new.items() if k not in ("metadata", "status")}
+            ospec = {k: v for k, v in old.items() if k not in ("metadata", "status")}
+            if spec != ospec:
+                md["generation"] = omd.get("generation", 0) + 1
+        if new == old:  # a no-op write keeps the resourceVersion, as the real server
+            return 200, json.loads(json.dumps(old))
+        return 200, self.store(plural, key, new, "MODIFIED")
+
+    def w_put(self, plural, ns, name, sub, obj):
+        bad = self.check_body(plural, ns, name, obj)
+        if bad:
+            return bad
+        key = (plural, ns, name)
+        old = self.cl.objects.get(key)
+        if old is None:
+            return self.not_found(plural, name)
+        rv = obj["metadata"].get("resourceVersion")
+        if rv and rv != old["metadata"]["resourceVersion"]:
+            return self.conflict(plural, name)
+        obj["metadata"]["resourceVersion"] = old["metadata"]["resourceVersion"]
+        return self.replace(plural, key, old, obj, sub)
+
+    def w_patch(self, plural, ns, name, sub, patch):
+        ctype = (self.headers.get("Content-Type") or "").split(";")[0].strip()
+        if ctype != "application/merge-patch+json":
+            return self.err(415, "UnsupportedMediaType", plural, name,
+                            "the body of the request was in an unknown format - accepted "
+                            "media types include: application/merge-patch+json")
+        key = (plural, ns, name)
+        old = self.cl.objects.get(key)
+        if old is None:
+            return self.not_found(plural, name)
+        rv = (patch.get("metadata") or {}).get("resourceVersion")
+        if rv and rv != old["metadata"]["resourceVersion"]:
+            return self.conflict(plural, name)
+        new = merge_patch(json.loads(json.dumps(old)), patch)
+        bad = self.check_body(plural, ns, name, new)
+        if bad:
+            return bad
+        new["metadata"]["resourceVersion"] = old["metadata"]["resourceVersion"]
+        return self.replace(plural, key, old, new, sub)
+
+    def w_delete(self, plural, ns, name, sub, opts):
+        key = (plural, ns, name)
+        old = self.cl.objects.get(key)
+        if old is None:
+            return self.not_found(plural, name)
+        pre = (opts or {}).get("preconditions") or {}
+        if pre.get("resourceVersion") and pre["resourceVersion"] != \
+                old["metadata"]["resourceVersion"]:
+            return self.conflict(plural, name)
+        del self.cl.objects[key]
+        return 200, self.store(plural, key, old, "DELETED")
+
+
+def merge_patch(target, patch):
+    """RFC 7386 JSON merge patch."""
+    if not isinstance(patch, dict):
+        return patch
+    if not isinstance(target, dict):
+        target = {}
+    for k, v in patch.items():
+        if v is None:
+            target.pop(k, None)
+        else:
+            target[k] = merge_patch(target.get(k), v)
+    return target
 
 
 class _Disconnect(Exception):
