@@ -271,7 +271,7 @@ static bool wait_modified(int want, int ms)
     return ok;
 }
 
-#define SS "/apis/meshfed.io/v1alpha1/namespaces/istio-system/servicescopes"
+#define SS "/apis/meshfed.io/v1alpha1/servicescopes"
 
 START_TEST(test_request_status)
 {
