@@ -64,7 +64,7 @@ static const setting_t settings[] = {
 
 static void usage(void)
 {
-    printf("usage: meshfed [flags]\n\n"
+    printf("usage: meshfed [flags]\n       meshfed create-remote-secret --name ID [flags]\n\n"
            "A control plane for Istio ambient multicluster: watches every member cluster,\n"
            "decides which Services are global (ServiceScope) and serves xDS to ztunnels.\n\n"
            "flags (environment variable; also accepted as keys of --config FILE):\n");

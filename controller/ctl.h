@@ -155,6 +155,11 @@ bool ctl_status_leading(ctl_status_t *s);
 /* Stops writing and releases the lease. */
 void ctl_status_stop(ctl_status_t *s);
 
+/* ---------- subcommands ---------- */
+
+/* `meshfed create-remote-secret ...` (argv[0] is the subcommand). Exit code. */
+int ctl_create_remote_secret(int argc, char **argv);
+
 /* ---------- rendering resources as JSON ---------- */
 
 #include <jansson.h>

@@ -106,6 +106,8 @@ static void banner(const ctl_config_t *cfg, xds_server_t *x, ctl_http_t *h)
 
 int main(int argc, char **argv)
 {
+    if (argc > 1 && strcmp(argv[1], "create-remote-secret") == 0)
+        return ctl_create_remote_secret(argc - 1, argv + 1);
     ctl_config_t cfg;
     char err[CTL_ERRLEN] = "";
     int rc = ctl_config_load(&cfg, argc, argv, err, sizeof(err));

@@ -23,8 +23,8 @@ struct ctl_status {
     pthread_mutex_t lock;
     pthread_cond_t cond;
     bool stop, kick;
-    json_t *objects;  /* ServiceScope name -> {generation, accepted, reason} */
-    json_t *written;  /* name -> the status last written */
+    json_t *objects; /* ServiceScope name -> {generation, accepted, reason} */
+    json_t *written; /* name -> the status last written */
 };
 
 static void now_rfc3339(char *buf, size_t len)
@@ -103,7 +103,9 @@ static json_t *status_of(const char *name, json_t *obj, json_t *counts, json_t *
     json_t *cond = json_pack("{s:s, s:s, s:s, s:s, s:I}", "type", "Accepted", "status",
                              accepted ? "True" : "False", "reason",
                              accepted ? "Valid" : "InvalidRule", "message",
-                             accepted ? "all rules are valid" : reason ? reason : "invalid",
+                             accepted ? "all rules are valid"
+                             : reason ? reason
+                                      : "invalid",
                              "observedGeneration", gen);
     /* the transition time moves only when the condition's status does */
     json_t *pc = json_array_get(json_object_get(prev, "conditions"), 0);
@@ -140,7 +142,9 @@ static void write_one(ctl_status_t *s, const char *name, json_t *status)
     }
     atomic_fetch_add(&ctl_metrics.status_errors, 1);
     ctl_log(CTL_WARN, "ServiceScope %s: writing status: %s", name,
-            rc < 0 ? err : code == 404 ? "not found" : "refused by the API server");
+            rc < 0        ? err
+            : code == 404 ? "not found"
+                          : "refused by the API server");
 }
 
 static void write_all(ctl_status_t *s)

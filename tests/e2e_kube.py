@@ -202,6 +202,7 @@ def main():
                              "--debug-listen", "127.0.0.1:0", "--debounce-ms", "20", "--stale-after", "2"],
                             stdout=log, stderr=log)
     zt = None
+    extra = []
     try:
         def ports():
             log.seek(0)
@@ -328,13 +329,42 @@ def main():
         check(st == 200 and west_reviews in json.loads(body).get("resources", {}),
               "/debug/config_dump?proxy= shows what that proxy sees")
 
+        # a new cluster joins with a Secret made by `meshfed create-remote-secret`
+        north_p, np_ = start_fake(work, ["north"])
+        extra.append(north_p)
+        north = np_["north"]
+        post(north, "/fake/apply", cluster_objects("network-north", "192.0.2.77", ["10.10.0.11"]) +
+             [{"apiVersion": "v1", "kind": "ServiceAccount",
+               "metadata": {"name": "meshfed", "namespace": "istio-system"}}])
+        nkc = os.path.join(work, "north.kubeconfig")
+        open(nkc, "w").write(kubeconfig(north))
+        out = subprocess.run([binary, "create-remote-secret", "--kubeconfig", nkc, "--name", "north"],
+                             capture_output=True, text=True)
+        import yaml
+        secret = yaml.safe_load(out.stdout) if out.returncode == 0 else None
+        inner = yaml.safe_load(secret["stringData"]["north"]) if secret else {}
+        user = (inner.get("users") or [{}])[0].get("user", {})
+        check(bool(secret) and secret["metadata"]["labels"]["istio/multiCluster"] == "true"
+              and user.get("token", "").startswith("sa.istio-system.meshfed."),
+              "create-remote-secret prints a Secret with a ServiceAccount token, not the user's")
+        if secret:
+            post(east, "/fake/apply", secret)
+        north_reviews = sh("network-north", "192.0.2.77", "bookinfo", "reviews")
+        check(wait_for(lambda: clusters().get("north", {}).get("state") == "synced"),
+              "applying it in east makes east's meshfed watch north")
+        check(zt.wait(lambda s: north_reviews in s), "and north's global services reach east's ztunnel")
+        out = subprocess.run([binary, "create-remote-secret", "--kubeconfig", nkc, "--name", "north",
+                              "--service-account", "nobody"], capture_output=True, text=True)
+        check(out.returncode != 0 and "not found" in out.stderr,
+              "a missing ServiceAccount is a clear error")
+
         proc.send_signal(signal.SIGTERM)
         rc = proc.wait(timeout=20)
         check(rc == 0, f"SIGTERM with a connected client exits cleanly (rc={rc})")
     finally:
         if zt:
             zt.close()
-        for p_ in (proc, local, remote):
+        for p_ in [proc, local, remote] + extra:
             if p_.poll() is None:
                 p_.kill()
                 p_.wait()

@@ -50,6 +50,7 @@ import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 KINDS = {
+    "ServiceAccount": ("serviceaccounts", "v1"),
     "Namespace": ("namespaces", "v1"),
     "Service": ("services", "v1"),
     "EndpointSlice": ("endpointslices", "discovery.k8s.io/v1"),
@@ -179,7 +180,17 @@ class Handler(BaseHTTPRequestHandler):
             cl.cond.notify_all()
             self.send_json(200, {"rv": cl.rv})
 
+    @staticmethod
+    def normalize(obj):
+        """What the API server does on write: a Secret's stringData is merged
+        into data, base64-encoded."""
+        if obj.get("kind") == "Secret" and isinstance(obj.get("stringData"), dict):
+            data = obj.setdefault("data", {})
+            for k, v in obj.pop("stringData").items():
+                data[k] = base64.b64encode(str(v).encode()).decode()
+
     def apply(self, obj):
+        self.normalize(obj)
         cl = self.cl
         plural, gv = KINDS[obj["kind"]]
         obj.setdefault("apiVersion", gv)
@@ -407,6 +418,8 @@ class Handler(BaseHTTPRequestHandler):
             return None
         name = rest[1] if len(rest) > 1 else None
         sub = rest[2] if len(rest) > 2 else None
+        if sub == "token" and plural == "serviceaccounts":
+            return plural, ns, name, sub
         if sub is not None and (sub != "status" or plural not in STATUS_SUBRESOURCE):
             return None
         return plural, ns, name, sub
@@ -419,6 +432,8 @@ class Handler(BaseHTTPRequestHandler):
         if not self.auth():
             return
         plural, ns, name, sub = r
+        if sub == "token" and method == "POST":
+            return self.token_request(ns, name, raw)
         if (name is None) != (method == "POST") or (sub and method not in ("GET", "PUT",
                                                                           "PATCH")):
             return self.send_json(405, status(405, "MethodNotAllowed",
@@ -435,6 +450,28 @@ class Handler(BaseHTTPRequestHandler):
         with self.cl.cond:
             code, out = getattr(self, "w_" + method.lower())(plural, ns, name, sub, body)
         self.send_json(code, out)
+
+    def token_request(self, ns, name, raw):
+        """TokenRequest for a ServiceAccount: a new bearer token this cluster
+        accepts from now on (as the API server's token issuer would)."""
+        cl = self.cl
+        with cl.cond:
+            if ("serviceaccounts", ns, name) not in cl.objects:
+                return self.send_json(*self.not_found("serviceaccounts", name))
+            try:
+                spec = (json.loads(raw or b"{}").get("spec") or {})
+            except ValueError:
+                spec = {}
+            cl.rv += 1
+            token = "sa.%s.%s.%d" % (ns, name, cl.rv)
+            cl.tokens.add(token)
+        exp = int(spec.get("expirationSeconds") or 3600)
+        self.send_json(201, {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
+                             "metadata": {"name": name, "namespace": ns},
+                             "spec": {"expirationSeconds": exp},
+                             "status": {"token": token, "expirationTimestamp":
+                                        time.strftime("%Y-%m-%dT%H:%M:%SZ",
+                                                      time.gmtime(time.time() + exp))}})
 
     def err(self, code, reason, plural, name, msg):
         st = status(code, reason, msg)
@@ -460,6 +497,7 @@ class Handler(BaseHTTPRequestHandler):
         """A 400 (code, Status) when obj does not fit the path, else None;
         fills in kind, apiVersion and metadata.namespace."""
         kind, gv = PLURALS[plural]
+        self.normalize(obj)
         if obj.setdefault("kind", kind) != kind or obj.setdefault("apiVersion", gv) != gv:
             return self.err(400, "BadRequest", plural, name, "the kind or apiVersion of the "
                             "object does not match the request path")
