@@ -220,9 +220,12 @@ int model_cluster_remove(model_t *m, const char *id)
         model_cluster_int_t *c = m->clusters[i];
         if (strcmp(c->id, id) != 0)
             continue;
-        /* Services and pods are rebuilt without this cluster at commit; the
-         * pods' dirty keys then find no pod and drop its resources. */
-        mark_cluster_all(m, c);
+        /* Its pods' dirty keys find no pod at commit and drop their
+         * resources. Every other cluster's services are rebuilt too: they
+         * hold endpoints variants for this cluster as a viewer, and
+         * split-horizon workloads may have used its gateway. */
+        for (size_t j = 0; j < m->nclusters; j++)
+            mark_cluster_all(m, m->clusters[j]);
         memmove(&m->clusters[i], &m->clusters[i + 1], (m->nclusters - i - 1) * sizeof(c));
         m->nclusters--;
         cluster_free(c);
@@ -280,8 +283,14 @@ static void mark_effects(model_t *m, model_cluster_int_t *c, model_kind_t kind, 
         break;
     }
     case MODEL_KIND_SERVICE: {
+        /* its pods' workloads list the service's ports */
         const model_service_t *s = obj;
         model_mark_service(m, s->ns, s->name);
+        char *k = key2(s->ns, s->name);
+        const model_ptrs_t *slices = model_hmap_get(&c->slices_by_svc, k);
+        for (size_t i = 0; slices && i < slices->n; i++)
+            mark_slice_pods(m, c, slices->p[i]);
+        free(k);
         break;
     }
     case MODEL_KIND_ENDPOINTSLICE: {

@@ -411,6 +411,57 @@ START_TEST(cluster_removal_drops_its_contribution)
 }
 END_TEST
 
+START_TEST(service_port_change_rebuilds_pod_workloads)
+{
+    model_t *m = mesh();
+    add_service(m, "c1", "ns", "a", "10.96.0.1", NULL, "10.1.0", 1);
+    model_snapshot_t *s1 = model_commit(m);
+    ck_assert_uint_eq(wl(s1, &V1, "c1//Pod/ns/a-0")->services[0].ports[0].service_port, 80);
+    apply(m, "c1", MODEL_KIND_SERVICE, mk_svc("ns", "a", "10.96.0.1", NULL, 9090));
+    model_snapshot_t *s2 = model_commit(m);
+    ck_assert_uint_eq(wl(s2, &V1, "c1//Pod/ns/a-0")->services[0].ports[0].service_port, 9090);
+    model_snapshot_unref(s1);
+    model_snapshot_unref(s2);
+    model_free(m);
+}
+END_TEST
+
+START_TEST(cluster_removal_drops_its_view_everywhere)
+{
+    model_t *m = mesh();
+    add_service(m, "c2", "ns", "a", "10.97.0.1", GLOBAL, "10.2.0", 1);
+    model_snapshot_t *s1 = model_commit(m);
+    ck_assert_ptr_nonnull(model_snapshot_get_endpoints(s1, &V1, "ns/a.ns.svc.cluster.local"));
+    ck_assert_int_eq(model_cluster_remove(m, "c1"), 0);
+    model_snapshot_t *s2 = model_commit(m);
+    /* c1 is gone: no variant is kept for it as a viewer */
+    ck_assert_ptr_null(model_snapshot_get_endpoints(s2, &V1, "ns/a.ns.svc.cluster.local"));
+    ck_assert_ptr_nonnull(model_snapshot_get_endpoints(s2, &V2, "ns/a.ns.svc.cluster.local"));
+    model_snapshot_unref(s1);
+    model_snapshot_unref(s2);
+    model_free(m);
+}
+END_TEST
+
+START_TEST(cluster_removal_drops_split_horizon_through_its_gateway)
+{
+    model_t *m = mesh();
+    add_service(m, "c1", "ns", "a", "10.96.0.1", GLOBAL, "10.1.0", 1);
+    add_cluster(m, "c1", "n2", NULL); /* c1 joins n2, whose gateway is c2's */
+    add_cluster(m, "c3", "n3", NULL);
+    model_snapshot_t *s1 = model_commit(m);
+    const model_view_t v3 = {"c3", "n3"};
+    const char *uid = SH("n2", "192.0.2.2", "ns", "a.ns.svc.cluster.local");
+    ck_assert_ptr_nonnull(wl(s1, &v3, uid));
+    ck_assert_int_eq(model_cluster_remove(m, "c2"), 0);
+    model_snapshot_t *s2 = model_commit(m);
+    ck_assert_ptr_null(wl(s2, &v3, uid)); /* n2 has no gateway any more */
+    model_snapshot_unref(s1);
+    model_snapshot_unref(s2);
+    model_free(m);
+}
+END_TEST
+
 START_TEST(traffic_distribution_sets_failover)
 {
     model_t *m = mesh();
@@ -641,7 +692,8 @@ static void random_event(model_t *m, unsigned *seed)
     switch (rand_r(seed) % 7) {
     case 0:
         try_apply(m, c, MODEL_KIND_SERVICE, MODEL_OP_UPSERT,
-                  mk_svc("ns", name, "10.96.0.1", rand_r(seed) % 2 ? GLOBAL : NULL, 80));
+                  mk_svc("ns", name, "10.96.0.1", rand_r(seed) % 2 ? GLOBAL : NULL,
+                         (uint16_t)(80 + rand_r(seed) % 2)));
         break;
     case 1: {
         int n = rand_r(seed) % 4;
@@ -812,6 +864,9 @@ static Suite *suite(void)
     tcase_add_test(t, same_network_peer_sees_pods_directly);
     tcase_add_test(t, conflicting_ports_oldest_definition_wins);
     tcase_add_test(t, cluster_removal_drops_its_contribution);
+    tcase_add_test(t, service_port_change_rebuilds_pod_workloads);
+    tcase_add_test(t, cluster_removal_drops_its_view_everywhere);
+    tcase_add_test(t, cluster_removal_drops_split_horizon_through_its_gateway);
     tcase_add_test(t, traffic_distribution_sets_failover);
     tcase_add_test(t, endpoints_prefer_local_priorities);
     tcase_add_test(t, pod_locality_from_node);
