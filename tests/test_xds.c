@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #define DELTA "/envoy.service.discovery.v3.AggregatedDiscoveryService/DeltaAggregatedResources"
 #define SOTW "/envoy.service.discovery.v3.AggregatedDiscoveryService/StreamAggregatedResources"
@@ -117,7 +118,7 @@ typedef struct env {
     int port;
 } env_t;
 
-static env_t *env_new(void)
+static env_t *env_new_cfg(xds_config_t *cfg)
 {
     env_t *e = calloc(1, sizeof(*e));
     e->m = model_new(NULL);
@@ -127,9 +128,8 @@ static env_t *env_new(void)
     add_service(e->m, "c2", "a", "10.97.0.1", true, "10.2.0", 3);
     add_service(e->m, "c1", "b", "10.96.0.2", false, "10.1.1", 1);
     add_service(e->m, "c2", "private", "10.97.0.9", false, "10.2.9", 2);
-    xds_config_t cfg = {.listen = "127.0.0.1:0"};
     char err[256];
-    e->s = xds_server_new(&cfg, err, sizeof(err));
+    e->s = xds_server_new(cfg, err, sizeof(err));
     ck_assert_msg(e->s != NULL, "%s", err);
     e->port = xds_server_port(e->s);
     ck_assert_int_gt(e->port, 0);
@@ -138,6 +138,12 @@ static env_t *env_new(void)
     xds_server_publish(e->s, snap);
     model_snapshot_unref(snap);
     return e;
+}
+
+static env_t *env_new(void)
+{
+    xds_config_t cfg = {.listen = "127.0.0.1:0"};
+    return env_new_cfg(&cfg);
 }
 
 /* c2's slice for a: only nready of 3 ready, which changes one resource for c1. */
@@ -163,6 +169,7 @@ enum { T_SEND = 1, T_RECV, T_STATUS };
 
 typedef struct client {
     grpc_channel *ch;
+    bool own_ch;
     grpc_completion_queue *cq;
     grpc_call *call;
     bool done[4], pending[4];
@@ -199,14 +206,13 @@ static void batch(client_t *c, grpc_op *ops, size_t n, int tag)
                      GRPC_CALL_OK);
 }
 
-static client_t *client_open(int port, const char *method)
+/* A call on ch (owned by the client when own) with optional request headers. */
+static client_t *client_on(grpc_channel *ch, bool own, const char *method, grpc_metadata *md,
+                           size_t nmd)
 {
     client_t *c = calloc(1, sizeof(*c));
-    char target[64];
-    snprintf(target, sizeof(target), "127.0.0.1:%d", port);
-    grpc_channel_credentials *cr = grpc_insecure_credentials_create();
-    c->ch = grpc_channel_create(target, cr, NULL);
-    grpc_channel_credentials_release(cr);
+    c->ch = ch;
+    c->own_ch = own;
     c->cq = grpc_completion_queue_create_for_next(NULL);
     grpc_slice m = grpc_slice_from_static_string(method);
     c->call = grpc_channel_create_call(c->ch, NULL, GRPC_PROPAGATE_DEFAULTS, c->cq, m, NULL,
@@ -215,6 +221,8 @@ static client_t *client_open(int port, const char *method)
     grpc_metadata_array_init(&c->tmd);
     grpc_op ops[2] = {0};
     ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
+    ops[0].data.send_initial_metadata.count = nmd;
+    ops[0].data.send_initial_metadata.metadata = md;
     ops[1].op = GRPC_OP_RECV_STATUS_ON_CLIENT;
     ops[1].data.recv_status_on_client.status = &c->status;
     ops[1].data.recv_status_on_client.status_details = &c->details;
@@ -223,6 +231,21 @@ static client_t *client_open(int port, const char *method)
     ck_assert(wait_tag(c, T_SEND, 5000));
     batch(c, &ops[1], 1, T_STATUS);
     return c;
+}
+
+static grpc_channel *insecure_channel(int port)
+{
+    char target[64];
+    snprintf(target, sizeof(target), "127.0.0.1:%d", port);
+    grpc_channel_credentials *cr = grpc_insecure_credentials_create();
+    grpc_channel *ch = grpc_channel_create(target, cr, NULL);
+    grpc_channel_credentials_release(cr);
+    return ch;
+}
+
+static client_t *client_open(int port, const char *method)
+{
+    return client_on(insecure_channel(port), true, method, NULL, 0);
 }
 
 static void client_send(client_t *c, const uint8_t *buf, size_t len)
@@ -286,7 +309,8 @@ static void client_close(client_t *c)
     if (c->rbuf)
         grpc_byte_buffer_destroy(c->rbuf);
     grpc_call_unref(c->call);
-    grpc_channel_destroy(c->ch);
+    if (c->own_ch)
+        grpc_channel_destroy(c->ch);
     grpc_completion_queue_shutdown(c->cq);
     while (grpc_completion_queue_next(c->cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL).type !=
            GRPC_QUEUE_SHUTDOWN)
@@ -311,14 +335,15 @@ typedef struct node_buf {
     Google__Protobuf__Value v[2];
 } node_buf_t;
 
-static Envoy__Config__Core__V3__Node *mk_node(node_buf_t *b, const char *cluster,
-                                              const char *network)
+static Envoy__Config__Core__V3__Node *mk_node_keys(node_buf_t *b, const char *ckey,
+                                                   const char *cluster, const char *nkey,
+                                                   const char *network)
 {
     envoy__config__core__v3__node__init(&b->node);
     google__protobuf__struct__init(&b->md);
     b->node.id = (char *)"ztunnel~10.0.0.1~ztunnel-abc.istio-system~istio-system.svc.cluster.local";
     b->node.metadata = &b->md;
-    const char *keys[2] = {"CLUSTER_ID", "NETWORK"}, *vals[2] = {cluster, network};
+    const char *keys[2] = {ckey, nkey}, *vals[2] = {cluster, network};
     for (int i = 0; i < 2; i++) {
         if (!vals[i])
             continue;
@@ -332,6 +357,12 @@ static Envoy__Config__Core__V3__Node *mk_node(node_buf_t *b, const char *cluster
     }
     b->md.fields = b->ep;
     return &b->node;
+}
+
+static Envoy__Config__Core__V3__Node *mk_node(node_buf_t *b, const char *cluster,
+                                              const char *network)
+{
+    return mk_node_keys(b, "CLUSTER_ID", cluster, "NETWORK", network);
 }
 
 static void send_delta(client_t *c, dreq_t *rq)
@@ -854,6 +885,335 @@ START_TEST(bad_stream_does_not_disturb_good_one)
 }
 END_TEST
 
+
+/* ---------- node metadata as real clients send it ---------- */
+
+static const char *net_of(void *arg, const char *cluster)
+{
+    (void)arg;
+    return strcmp(cluster, "c1") == 0 ? "n1" : strcmp(cluster, "c2") == 0 ? "n2" : NULL;
+}
+
+/* ztunnel: no CLUSTER_ID/NETWORK metadata, cluster in the clusterid header,
+ * network from the server's network_of hook. */
+START_TEST(node_ztunnel_clusterid_header_and_network_hook)
+{
+    xds_config_t cfg = {.listen = "127.0.0.1:0", .network_of = net_of};
+    env_t *e = env_new_cfg(&cfg);
+    grpc_metadata md[1];
+    memset(md, 0, sizeof(md));
+    md[0].key = grpc_slice_from_static_string("clusterid");
+    md[0].value = grpc_slice_from_static_string("c1");
+    client_t *c = client_on(insecure_channel(e->port), true, DELTA, md, 1);
+    node_buf_t nb;
+    dreq_t rq = ENVOY__SERVICE__DISCOVERY__V3__DELTA_DISCOVERY_REQUEST__INIT;
+    rq.node = mk_node_keys(&nb, "NAME", "ztunnel-abc", "NODE_NAME", "node-1");
+    rq.type_url = (char *)XDS_TYPE_ADDRESS;
+    send_delta(c, &rq);
+    dresp_t *r = recv_delta(c, 5000);
+    ck_assert_ptr_nonnull(r);
+    Istio__Workload__Address *a = find(r, "c1//Pod/ns/a-0"); /* c1's view... */
+    ck_assert_ptr_nonnull(a);
+    addr_free(a);
+    a = find(r, SH_A_N2); /* ...from network n1: n2 is behind its gateway */
+    ck_assert_ptr_nonnull(a);
+    addr_free(a);
+    dresp_free(r);
+    char info[128] = "";
+    xds_server_each_proxy(e->s, proxy_cb, info);
+    ck_assert_str_eq(info, "c1|n1||0");
+    client_close(c);
+    env_free(e);
+}
+END_TEST
+
+/* Clients that forward the env unstripped; metadata wins over the hook. */
+START_TEST(node_istio_meta_prefixed_keys)
+{
+    xds_config_t cfg = {.listen = "127.0.0.1:0", .network_of = net_of};
+    env_t *e = env_new_cfg(&cfg);
+    client_t *c = client_open(e->port, DELTA);
+    node_buf_t nb;
+    dreq_t rq = ENVOY__SERVICE__DISCOVERY__V3__DELTA_DISCOVERY_REQUEST__INIT;
+    rq.node = mk_node_keys(&nb, "ISTIO_META_CLUSTER_ID", "c2", "ISTIO_META_NETWORK", "n9");
+    rq.type_url = (char *)XDS_TYPE_ADDRESS;
+    send_delta(c, &rq);
+    dresp_t *r = recv_delta(c, 5000);
+    ck_assert_ptr_nonnull(r);
+    dresp_free(r);
+    char info[128] = "";
+    xds_server_each_proxy(e->s, proxy_cb, info);
+    ck_assert_str_eq(info, "c2|n9||0");
+    client_close(c);
+    env_free(e);
+}
+END_TEST
+
+/* ---------- TLS ---------- */
+
+static void gen_cert(const char *dir, const char *cn)
+{
+    char cmd[1024];
+    snprintf(cmd, sizeof(cmd),
+             "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes "
+             "-keyout %s/key.tmp -out %s/cert.tmp -days 1 -subj /CN=%s "
+             "-addext subjectAltName=DNS:%s >/dev/null 2>&1 && "
+             "mv %s/key.tmp %s/key.pem && mv %s/cert.tmp %s/cert.pem",
+             dir, dir, cn, cn, dir, dir, dir, dir);
+    ck_assert_int_eq(system(cmd), 0);
+}
+
+static char *slurp(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    ck_assert_ptr_nonnull(f);
+    char *buf = calloc(1, 65536);
+    size_t n = fread(buf, 1, 65535, f);
+    ck_assert_uint_gt(n, 0);
+    fclose(f);
+    return buf;
+}
+
+static grpc_channel *tls_channel(int port, const char *root_file, const char *host)
+{
+    char target[64];
+    snprintf(target, sizeof(target), "127.0.0.1:%d", port);
+    char *root = slurp(root_file);
+    grpc_channel_credentials *cr = grpc_ssl_credentials_create(root, NULL, NULL, NULL);
+    free(root);
+    grpc_arg args[2];
+    args[0].type = GRPC_ARG_STRING;
+    args[0].key = (char *)GRPC_SSL_TARGET_NAME_OVERRIDE_ARG;
+    args[0].value.string = (char *)host;
+    args[1].type = GRPC_ARG_INTEGER; /* a fresh connection, a fresh handshake */
+    args[1].key = (char *)GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL;
+    args[1].value.integer = 1;
+    grpc_channel_args ca = {2, args};
+    grpc_channel *ch = grpc_channel_create(target, cr, &ca);
+    grpc_channel_credentials_release(cr);
+    return ch;
+}
+
+static void expect_tls_view(int port, const char *root_file, const char *host)
+{
+    client_t *c = client_on(tls_channel(port, root_file, host), true, DELTA, NULL, 0);
+    send_first(c, XDS_TYPE_ADDRESS, NULL, 0);
+    dresp_t *r = recv_delta(c, 5000);
+    ck_assert_ptr_nonnull(r);
+    Istio__Workload__Address *a = find(r, "c1//Pod/ns/a-0");
+    ck_assert_ptr_nonnull(a);
+    addr_free(a);
+    dresp_free(r);
+    client_close(c);
+}
+
+START_TEST(tls_listener_serves_and_reloads)
+{
+    char dir[] = "/tmp/meshfed-xds-tls-XXXXXX", cert[128], key[128], old_root[128];
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    gen_cert(dir, "xds-one.meshfed.test");
+    snprintf(cert, sizeof(cert), "%s/cert.pem", dir);
+    snprintf(key, sizeof(key), "%s/key.pem", dir);
+    snprintf(old_root, sizeof(old_root), "%s/root-one.pem", dir);
+    char cmd[512];
+    snprintf(cmd, sizeof(cmd), "cp %s %s", cert, old_root);
+    ck_assert_int_eq(system(cmd), 0);
+    xds_config_t cfg = {.listen = "127.0.0.1:0", .tls_listen = "127.0.0.1:0",
+                        .tls_cert_file = cert, .tls_key_file = key};
+    env_t *e = env_new_cfg(&cfg);
+    int tport = xds_server_tls_port(e->s);
+    ck_assert_int_gt(tport, 0);
+    ck_assert_int_ne(tport, e->port);
+    expect_tls_view(tport, cert, "xds-one.meshfed.test");
+    /* rotate: a new key and name; new connections get the new certificate */
+    gen_cert(dir, "xds-two.meshfed.test");
+    expect_tls_view(tport, cert, "xds-two.meshfed.test");
+    xds_stats_t st;
+    xds_server_stats(e->s, &st);
+    ck_assert_uint_eq(st.tls_loads, 2);
+    /* the old root no longer verifies the server */
+    client_t *c = client_on(tls_channel(tport, old_root, "xds-one.meshfed.test"), true, DELTA,
+                            NULL, 0);
+    char msg[256];
+    ck_assert_int_eq(client_status(c, msg, sizeof(msg)), GRPC_STATUS_UNAVAILABLE);
+    client_close(c);
+    env_free(e);
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+    ck_assert_int_eq(system(cmd), 0);
+}
+END_TEST
+
+START_TEST(tls_missing_files_fail_at_start)
+{
+    xds_config_t cfg = {.listen = "127.0.0.1:0", .tls_listen = "127.0.0.1:0",
+                        .tls_cert_file = "/nonexistent/cert.pem",
+                        .tls_key_file = "/nonexistent/key.pem"};
+    char err[256] = "";
+    ck_assert_ptr_null(xds_server_new(&cfg, err, sizeof(err)));
+    ck_assert_msg(strstr(err, "/nonexistent/cert.pem") != NULL, "%s", err);
+}
+END_TEST
+
+/* ---------- limits ---------- */
+
+/* A wildcard delta stream that got its view and ACKed it. */
+static client_t *open_acked(grpc_channel *ch, int port)
+{
+    client_t *c = ch ? client_on(ch, false, DELTA, NULL, 0) : client_open(port, DELTA);
+    send_first(c, XDS_TYPE_ADDRESS, NULL, 0);
+    dresp_t *r = recv_delta(c, 5000);
+    ck_assert_ptr_nonnull(r);
+    ck_assert_uint_gt(r->n_resources, 4);
+    send_ack(c, XDS_TYPE_ADDRESS, r->nonce, NULL);
+    dresp_free(r);
+    return c;
+}
+
+static void expect_one_change(client_t *c)
+{
+    dresp_t *r = recv_delta(c, 5000);
+    ck_assert_ptr_nonnull(r);
+    ck_assert_uint_eq(r->n_resources, 1);
+    ck_assert_str_eq(r->resources[0]->name, SH_A_N2);
+    send_ack(c, XDS_TYPE_ADDRESS, r->nonce, NULL);
+    dresp_free(r);
+}
+
+START_TEST(limit_max_streams)
+{
+    xds_config_t cfg = {.listen = "127.0.0.1:0", .max_streams = 3};
+    env_t *e = env_new_cfg(&cfg);
+    client_t *c[3];
+    for (int i = 0; i < 3; i++)
+        c[i] = open_acked(NULL, e->port);
+    client_t *extra = client_open(e->port, DELTA);
+    char msg[256];
+    ck_assert_int_eq(client_status(extra, msg, sizeof(msg)), GRPC_STATUS_RESOURCE_EXHAUSTED);
+    ck_assert_msg(strstr(msg, "too many streams") != NULL, "%s", msg);
+    client_close(extra);
+    env_change_capacity(e, 2); /* the admitted ones are undisturbed */
+    for (int i = 0; i < 3; i++)
+        expect_one_change(c[i]);
+    client_close(c[0]); /* a freed slot admits a new stream */
+    for (int i = 0; i < 100; i++) {
+        xds_stats_t st;
+        xds_server_stats(e->s, &st);
+        if (st.streams_open == 2)
+            break;
+        struct timespec ts = {0, 10000000};
+        nanosleep(&ts, NULL);
+    }
+    c[0] = open_acked(NULL, e->port);
+    for (int i = 0; i < 3; i++)
+        client_close(c[i]);
+    env_free(e);
+}
+END_TEST
+
+START_TEST(limit_huge_names_rejected)
+{
+    xds_config_t cfg = {.listen = "127.0.0.1:0", .max_message_bytes = 64 * 1024};
+    env_t *e = env_new_cfg(&cfg);
+    size_t big = 48 * 1024; /* under the message limit, far over the name limit */
+    char *name = malloc(big + 1);
+    memset(name, 'n', big);
+    name[big] = '\0';
+    node_buf_t nb;
+    dreq_t rq = ENVOY__SERVICE__DISCOVERY__V3__DELTA_DISCOVERY_REQUEST__INIT;
+    rq.node = mk_node(&nb, "c1", "n1");
+    rq.type_url = (char *)XDS_TYPE_ADDRESS;
+    char *subs[] = {name};
+    rq.resource_names_subscribe = subs;
+    rq.n_resource_names_subscribe = 1;
+    expect_delta_rejected(e, &rq, "longer than 1024");
+    rq.n_resource_names_subscribe = 0;
+    nb.node.id = name; /* a huge node id */
+    expect_delta_rejected(e, &rq, "node id longer than 1024");
+    /* over max_message_bytes: grpc refuses it before we parse anything */
+    char *huge = realloc(name, 128 * 1024 + 1);
+    memset(huge, 'h', 128 * 1024);
+    huge[128 * 1024] = '\0';
+    nb.node.id = (char *)"ztunnel~10.0.0.1~z.istio-system~istio-system.svc.cluster.local";
+    subs[0] = huge;
+    rq.n_resource_names_subscribe = 1;
+    size_t len = envoy__service__discovery__v3__delta_discovery_request__get_packed_size(&rq);
+    uint8_t *buf = malloc(len);
+    envoy__service__discovery__v3__delta_discovery_request__pack(&rq, buf);
+    expect_rejected(e, buf, len, GRPC_STATUS_RESOURCE_EXHAUSTED, "");
+    free(buf);
+    free(huge);
+    xds_stats_t st;
+    xds_server_stats(e->s, &st);
+    ck_assert_uint_eq(st.bad_requests, 2);
+    env_free(e);
+}
+END_TEST
+
+/* One connection carrying many streams (a gateway, or a test client). */
+START_TEST(limit_many_streams_one_client)
+{
+    enum { N = 100 };
+    env_t *e = env_new();
+    grpc_channel *ch = insecure_channel(e->port);
+    client_t **c = calloc(N, sizeof(*c));
+    for (int i = 0; i < N; i++)
+        c[i] = open_acked(ch, 0);
+    xds_stats_t st;
+    xds_server_stats(e->s, &st);
+    ck_assert_uint_eq(st.streams_open, N);
+    env_change_capacity(e, 2);
+    for (int i = 0; i < N; i++)
+        expect_one_change(c[i]);
+    for (int i = 0; i < N; i++)
+        client_close(c[i]);
+    free(c);
+    grpc_channel_destroy(ch);
+    env_free(e);
+}
+END_TEST
+
+/* ---------- only Workloads and Services go on the Address stream ---------- */
+
+static void count_cb(const model_res_t *r, void *arg)
+{
+    (void)r;
+    (*(size_t *)arg)++;
+}
+
+START_TEST(address_stream_only_workloads_and_services)
+{
+    env_t *e = env_new();
+    model_snapshot_t *snap = model_commit(e->m);
+    model_view_t v = {.cluster = "c1", .network = "n1"};
+    /* an endpoints-family variant shares its service's name; the Address
+     * encoder refuses it, so no path can put it in an Address response */
+    const model_res_t *ep = model_snapshot_get_endpoints(snap, &v, "ns/a.ns.svc.cluster.local");
+    ck_assert_ptr_nonnull(ep);
+    ck_assert_int_eq(model_res_kind(ep), MODEL_RES_ENDPOINTS);
+    size_t len = 99;
+    ck_assert_ptr_null(xds_encode_address(ep, &len));
+    ck_assert_uint_eq(len, 0);
+    ck_assert_ptr_null(xds_address_version(ep));
+    size_t want = 0;
+    model_snapshot_each(snap, &v, count_cb, &want);
+    model_snapshot_unref(snap);
+    client_t *c = client_open(e->port, DELTA);
+    send_first(c, XDS_TYPE_ADDRESS, NULL, 0);
+    dresp_t *r = recv_delta(c, 5000);
+    ck_assert_ptr_nonnull(r);
+    ck_assert_uint_eq(r->n_resources, want);
+    for (size_t i = 0; i < r->n_resources; i++) {
+        Istio__Workload__Address *a = decode(r->resources[i]->resource);
+        ck_assert(a->type_case == ISTIO__WORKLOAD__ADDRESS__TYPE_WORKLOAD ||
+                  a->type_case == ISTIO__WORKLOAD__ADDRESS__TYPE_SERVICE);
+        addr_free(a);
+    }
+    dresp_free(r);
+    client_close(c);
+    env_free(e);
+}
+END_TEST
+
 int main(void)
 {
     grpc_init(); /* the client side's own reference, across servers */
@@ -871,6 +1231,14 @@ int main(void)
     tcase_add_test(t, authorization_type_empty_set);
     tcase_add_test(t, sotw_full_state);
     tcase_add_test(t, bad_stream_does_not_disturb_good_one);
+    tcase_add_test(t, node_ztunnel_clusterid_header_and_network_hook);
+    tcase_add_test(t, node_istio_meta_prefixed_keys);
+    tcase_add_test(t, tls_listener_serves_and_reloads);
+    tcase_add_test(t, tls_missing_files_fail_at_start);
+    tcase_add_test(t, limit_max_streams);
+    tcase_add_test(t, limit_huge_names_rejected);
+    tcase_add_test(t, limit_many_streams_one_client);
+    tcase_add_test(t, address_stream_only_workloads_and_services);
     suite_add_tcase(s, t);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

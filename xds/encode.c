@@ -14,9 +14,15 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* One allocation holds the Resource entry of a DeltaDiscoveryResponse
+ * (field 2: version, name, then the Any last), so that its tail is the Any
+ * entry of a DiscoveryResponse (also field 2) and the tail of that is the
+ * Address itself. Every stream sends these bytes as they are. */
 typedef struct xds_enc {
     uint8_t *buf;
     size_t len;
+    size_t any_off;            /* SotW entry: buf + any_off */
+    size_t val_off;            /* the Address: buf + val_off */
     char version[17];
 } xds_enc_t;
 
@@ -261,34 +267,111 @@ static void enc_free(void *p)
     free(e);
 }
 
+static size_t varint_len(size_t v)
+{
+    size_t n = 1;
+    while (v >= 0x80) {
+        v >>= 7;
+        n++;
+    }
+    return n;
+}
+
+static uint8_t *put_varint(uint8_t *p, size_t v)
+{
+    while (v >= 0x80) {
+        *p++ = (uint8_t)(v | 0x80);
+        v >>= 7;
+    }
+    *p++ = (uint8_t)v;
+    return p;
+}
+
+/* A length-delimited field: tag byte, length, and the bytes (NULL: just the
+ * header, the caller writes the body). */
+static uint8_t *put_field(uint8_t *p, uint8_t tag, const void *b, size_t n)
+{
+    *p++ = tag;
+    p = put_varint(p, n);
+    if (b) {
+        memcpy(p, b, n);
+        p += n;
+    }
+    return p;
+}
+
+#define FIELD_LEN(n) (1 + varint_len(n) + (n))
+
+/* Wraps the Address bytes val (len n) as described at xds_enc_t. */
+static int wrap(xds_enc_t *e, const char *name, const uint8_t *val, size_t n)
+{
+    size_t tlen = strlen(XDS_TYPE_ADDRESS), nlen = strlen(name);
+    size_t any = FIELD_LEN(tlen) + FIELD_LEN(n);
+    size_t res = FIELD_LEN(16) + FIELD_LEN(nlen) + FIELD_LEN(any);
+    e->len = FIELD_LEN(res);
+    if (!(e->buf = malloc(e->len)))
+        return -1;
+    uint8_t *p = put_field(e->buf, 0x12, NULL, res);   /* resources = 2 */
+    p = put_field(p, 0x0a, e->version, 16);            /* Resource.version = 1 */
+    p = put_field(p, 0x1a, name, nlen);                /* Resource.name = 3 */
+    e->any_off = (size_t)(p - e->buf);
+    p = put_field(p, 0x12, NULL, any);                 /* Resource.resource = 2 */
+    p = put_field(p, 0x0a, XDS_TYPE_ADDRESS, tlen);    /* Any.type_url = 1 */
+    p = put_field(p, 0x12, NULL, n);                   /* Any.value = 2 */
+    e->val_off = (size_t)(p - e->buf);
+    memcpy(p, val, n);
+    return 0;
+}
+
 /* The cached encoding of r, building it on first use. NULL: out of memory. */
 static const xds_enc_t *enc_get(const model_res_t *r)
 {
     xds_enc_t *e = model_res_cache(r);
     if (e)
         return e;
+    /* only workloads and services are Addresses; other kinds have their own
+     * encoders and may use the cache slot themselves */
+    if (!xds_res_is_address(r))
+        return NULL;
     e = calloc(1, sizeof(*e));
     if (!e)
         return NULL;
-    if (model_res_kind(r) == MODEL_RES_WORKLOAD)
-        e->buf = encode_workload(model_res_workload(r), &e->len);
-    else
-        e->buf = encode_service(model_res_service(r), &e->len);
-    if (!e->buf) {
+    size_t n = 0;
+    uint8_t *val = model_res_kind(r) == MODEL_RES_WORKLOAD
+                       ? encode_workload(model_res_workload(r), &n)
+                       : encode_service(model_res_service(r), &n);
+    if (val)
+        snprintf(e->version, sizeof(e->version), "%016llx",
+                 (unsigned long long)xds_hash64(val, n));
+    if (!val || wrap(e, model_res_name(r), val, n) < 0) {
+        free(val);
         free(e);
         return NULL;
     }
-    snprintf(e->version, sizeof(e->version), "%016llx",
-             (unsigned long long)xds_hash64(e->buf, e->len));
+    free(val);
     /* another thread may have won the race: use whichever is in the slot */
     return model_res_cache_set(r, e, enc_free);
+}
+
+bool xds_res_is_address(const model_res_t *r)
+{
+    model_res_kind_t k = model_res_kind(r);
+    return k == MODEL_RES_WORKLOAD || k == MODEL_RES_SERVICE;
 }
 
 const uint8_t *xds_encode_address(const model_res_t *r, size_t *len)
 {
     const xds_enc_t *e = enc_get(r);
-    *len = e ? e->len : 0;
-    return e ? e->buf : NULL;
+    *len = e ? e->len - e->val_off : 0;
+    return e ? e->buf + e->val_off : NULL;
+}
+
+const uint8_t *xds_encode_entry(const model_res_t *r, bool delta, size_t *len)
+{
+    const xds_enc_t *e = enc_get(r);
+    size_t off = e ? (delta ? 0 : e->any_off) : 0;
+    *len = e ? e->len - off : 0;
+    return e ? e->buf + off : NULL;
 }
 
 const char *xds_address_version(const model_res_t *r)

@@ -28,16 +28,29 @@ typedef struct push {
     size_t nres, capres;
     char **removed;
     size_t nrem, caprem;
-    xds_map_t added;
+    xds_map_t added;      /* names answered by the named lookups (see seen()) */
+    bool track;           /* in a named lookup: record names in added */
+    size_t nnew;          /* resources the client did not hold before */
+    const xds_full_t *full; /* the whole view, shared (instead of res) */
     const char *want_net; /* network/IP lookup */
     model_ip_t want_ip;
     const char *want_name;
 } push_t;
 
+/* Whether name is already in this response. The named lookups (initial
+ * versions, pending subscriptions, network/IP) run first and record their
+ * names; the diff, which runs last and yields each name once, only checks
+ * them, so an initial push of the whole view costs no per-name bookkeeping. */
+static bool seen(push_t *p, const char *name)
+{
+    if (!p->track)
+        return p->added.n && xds_map_has(&p->added, name);
+    return xds_map_has(&p->added, name) || xds_map_put(&p->added, name, NULL) < 0;
+}
+
 static void add_res(push_t *p, const model_res_t *r, const char *alias)
 {
-    const char *name = model_res_name(r);
-    if (xds_map_has(&p->added, name) || xds_map_put(&p->added, name, NULL) < 0)
+    if (seen(p, model_res_name(r)))
         return;
     if (p->nres == p->capres) {
         size_t cap = p->capres ? p->capres * 2 : 16;
@@ -52,7 +65,7 @@ static void add_res(push_t *p, const model_res_t *r, const char *alias)
 
 static void add_removed(push_t *p, const char *name)
 {
-    if (xds_map_has(&p->added, name) || xds_map_put(&p->added, name, NULL) < 0)
+    if (seen(p, name))
         return;
     if (p->nrem == p->caprem) {
         size_t cap = p->caprem ? p->caprem * 2 : 16;
@@ -86,16 +99,25 @@ static void diff_cb(const char *name, const model_res_t *old_r, const model_res_
 {
     push_t *p = arg;
     xds_type_state_t *ts = p->ts;
-    (void)old_r;
+    /* variants of other kinds (e.g. EDS endpoints) do not exist for the
+     * Address stream: ignore them, and an Address replaced by one is gone */
+    if (new_r && !xds_res_is_address(new_r))
+        new_r = NULL;
+    if (old_r && !xds_res_is_address(old_r))
+        old_r = NULL;
+    if (!new_r && !old_r)
+        return;
     if (!ts->wildcard && !xds_map_has(&ts->subs, name))
         return;
     if (new_r) {
-        const char *iv = xds_map_get(&ts->initial, name);
-        const char *v = xds_address_version(new_r);
+        const char *iv = ts->initial.n ? xds_map_get(&ts->initial, name) : NULL;
+        const char *v = iv ? xds_address_version(new_r) : NULL;
         if (iv && v && strcmp(iv, v) == 0)
             return; /* the client already has exactly this */
+        size_t before = p->nres;
         add_res(p, new_r, NULL);
-    } else if (xds_map_has(&ts->have, name)) {
+        p->nnew += !old_r && p->nres > before;
+    } else if (xds_stream_holds(ts, name, old_r)) {
         add_removed(p, name);
     }
 }
@@ -122,7 +144,7 @@ static bool res_has_addr(const model_res_t *r, const char *net, const model_ip_t
 static void ip_scan_cb(const model_res_t *r, void *arg)
 {
     push_t *p = arg;
-    if (!res_has_addr(r, p->want_net, &p->want_ip))
+    if (!xds_res_is_address(r) || !res_has_addr(r, p->want_net, &p->want_ip))
         return;
     add_res(p, r, p->want_name);
     /* follow it from now on, as if subscribed by its own name */
@@ -150,7 +172,7 @@ static void pending_cb(const char *name, const char *val, void *arg)
     push_t *p = arg;
     (void)val;
     const model_res_t *r = p->snap ? model_snapshot_get(p->snap, &p->st->view, name) : NULL;
-    if (r)
+    if (r && xds_res_is_address(r))
         add_res(p, r, NULL);
     else if (!p->snap || !resolve_ip(p, name))
         add_removed(p, name); /* subscribed but does not exist */
@@ -160,7 +182,8 @@ static void initial_cb(const char *name, const char *val, void *arg)
 {
     push_t *p = arg;
     (void)val;
-    if (!model_snapshot_get(p->snap, &p->st->view, name))
+    const model_res_t *r = model_snapshot_get(p->snap, &p->st->view, name);
+    if (!r || !xds_res_is_address(r))
         add_removed(p, name);
 }
 
@@ -169,72 +192,226 @@ static void version_str(const model_snapshot_t *snap, char *buf, size_t len)
     snprintf(buf, len, "%" PRIu64, snap ? model_snapshot_version(snap) : 0);
 }
 
-/* Packs and sends a delta response of p's resources and removals. */
-static void send_delta(push_t *p, const char *type_url)
+/* A Resource entry answering an on-demand name: the shared entry plus the
+ * alias, so built for this response. Caller frees. */
+static uint8_t *aliased_entry(const out_res_t *o, size_t *len)
 {
-    xds_stream_t *st = p->st;
-    size_t n = p->nres;
-    Envoy__Service__Discovery__V3__Resource *rs = calloc(n + 1, sizeof(*rs));
-    Envoy__Service__Discovery__V3__Resource **rsp = calloc(n + 1, sizeof(*rsp));
-    Google__Protobuf__Any *any = calloc(n + 1, sizeof(*any));
-    size_t k = 0;
-    if (!rs || !rsp || !any)
-        goto out;
-    for (size_t i = 0; i < n; i++) {
+    size_t vlen;
+    const uint8_t *val = xds_encode_address(o->r, &vlen);
+    if (!val)
+        return NULL;
+    Google__Protobuf__Any any = GOOGLE__PROTOBUF__ANY__INIT;
+    any.type_url = (char *)XDS_TYPE_ADDRESS;
+    any.value.data = (uint8_t *)val;
+    any.value.len = vlen;
+    Envoy__Service__Discovery__V3__Resource rs = ENVOY__SERVICE__DISCOVERY__V3__RESOURCE__INIT;
+    rs.name = (char *)model_res_name(o->r);
+    rs.version = (char *)xds_address_version(o->r);
+    rs.resource = &any;
+    rs.n_aliases = 1;
+    rs.aliases = (char **)&o->alias;
+    size_t n = envoy__service__discovery__v3__resource__get_packed_size(&rs);
+    uint8_t *buf = malloc(n + 11);
+    if (!buf)
+        return NULL;
+    size_t h = 0;
+    buf[h++] = 0x12; /* DeltaDiscoveryResponse.resources = 2 */
+    for (size_t v = n; ; v >>= 7) {
+        buf[h++] = (uint8_t)(v >= 0x80 ? (v & 0x7f) | 0x80 : v);
+        if (v < 0x80)
+            break;
+    }
+    envoy__service__discovery__v3__resource__pack(&rs, buf + h);
+    *len = h + n;
+    return buf;
+}
+
+/* The response is a small header message (version, type, nonce, removals)
+ * followed by the resources' cached entries, copied as they are: nothing is
+ * re-encoded per stream (concatenated protobuf encodings merge, and repeated
+ * fields keep their order). One contiguous buffer, not a slice per entry:
+ * grpc keeps the slice arrays of a call at their largest size for the call's
+ * life, which cost megabytes per idle stream. */
+/* A full-state response: this stream's header and the view's shared body. */
+static void send_full(push_t *p, const uint8_t *hdr, size_t hlen)
+{
+    uint8_t *h = malloc(hlen ? hlen : 1);
+    if (!h) {
+        p->ts->nonce[0] = '\0';
+        return;
+    }
+    memcpy(h, hdr, hlen);
+    grpc_slice sl[2] = {grpc_slice_new(h, hlen, free), grpc_slice_ref(p->full->body)};
+    p->st->srv->stats.resources_sent += p->full->nres;
+    p->ts->nsent = p->full->nres;
+    xds_stream_send_slices(p->st, sl, 2, hlen + GRPC_SLICE_LENGTH(p->full->body));
+}
+
+static void send_response(push_t *p, const uint8_t *hdr, size_t hlen, bool delta)
+{
+    size_t total = hlen, k = 0;
+    if (p->full) {
+        send_full(p, hdr, hlen);
+        return;
+    }
+    for (size_t i = 0; i < p->nres; i++) {
+        size_t len = 0;
+        if (!p->res[i].alias || !delta)
+            xds_encode_entry(p->res[i].r, delta, &len);
+        total += len;
+    }
+    size_t used = hlen;
+    uint8_t *buf = malloc(total ? total : 1);
+    if (!buf) {
+        p->ts->nonce[0] = '\0';
+        return;
+    }
+    memcpy(buf, hdr, hlen);
+    for (size_t i = 0; i < p->nres; i++) {
         size_t len;
-        const uint8_t *b = xds_encode_address(p->res[i].r, &len);
-        if (!b)
+        const uint8_t *b = NULL;
+        uint8_t *own = NULL;
+        if (delta && p->res[i].alias) /* rare: grow the buffer for it */
+            b = own = aliased_entry(&p->res[i], &len);
+        else
+            b = xds_encode_entry(p->res[i].r, delta, &len);
+        uint8_t *nb = own ? realloc(buf, total + len) : buf;
+        if (!b || !nb) {
+            free(own);
             continue;
-        google__protobuf__any__init(&any[k]);
-        any[k].type_url = (char *)XDS_TYPE_ADDRESS;
-        any[k].value.data = (uint8_t *)b;
-        any[k].value.len = len;
-        envoy__service__discovery__v3__resource__init(&rs[k]);
-        rs[k].name = (char *)model_res_name(p->res[i].r);
-        rs[k].version = (char *)xds_address_version(p->res[i].r);
-        rs[k].resource = &any[k];
-        if (p->res[i].alias) { /* the on-demand name it answers */
-            rs[k].n_aliases = 1;
-            rs[k].aliases = (char **)&p->res[i].alias;
         }
-        rsp[k] = &rs[k];
+        buf = nb;
+        total += own ? len : 0;
+        memcpy(buf + used, b, len);
+        used += len;
+        free(own);
         k++;
     }
+    p->st->srv->stats.resources_sent += k;
+    p->ts->nsent = k;
+    xds_stream_send(p->st, buf, used);
+}
+
+/* Sends a delta response of p's resources and removals. */
+static void send_delta(push_t *p, const char *type_url)
+{
     Envoy__Service__Discovery__V3__DeltaDiscoveryResponse r =
         ENVOY__SERVICE__DISCOVERY__V3__DELTA_DISCOVERY_RESPONSE__INIT;
     char ver[24];
     version_str(p->snap, ver, sizeof(ver));
-    next_nonce(st, p->ts);
+    next_nonce(p->st, p->ts);
     r.system_version_info = ver;
     r.type_url = (char *)type_url;
     r.nonce = p->ts->nonce;
-    r.n_resources = k;
-    r.resources = rsp;
     r.n_removed_resources = p->nrem;
     r.removed_resources = p->removed;
     size_t len = envoy__service__discovery__v3__delta_discovery_response__get_packed_size(&r);
     uint8_t *buf = malloc(len ? len : 1);
     if (!buf) {
         p->ts->nonce[0] = '\0';
-        goto out;
+        return;
     }
     envoy__service__discovery__v3__delta_discovery_response__pack(&r, buf);
-    st->srv->stats.resources_sent += k;
-    xds_stream_send(st, buf, len);
-out:
-    free(rs);
-    free(rsp);
-    free(any);
+    send_response(p, buf, len, true);
+    free(buf);
 }
 
 /* After a send: the client now holds what we sent, minus what we removed. */
 static void commit_have(push_t *p)
 {
     xds_type_state_t *ts = p->ts;
+    if (ts->wildcard) { /* what it holds is its base's view: keep only a count */
+        ts->nheld = (ts->base ? ts->nheld : 0) + p->nnew;
+        ts->nheld = ts->nheld > p->nrem ? ts->nheld - p->nrem : 0;
+        xds_map_clear(&ts->have);
+        return;
+    }
     for (size_t i = 0; i < p->nres; i++)
         xds_map_put(&ts->have, model_res_name(p->res[i].r), NULL);
     for (size_t i = 0; i < p->nrem; i++)
         xds_map_del(&ts->have, p->removed[i]);
+}
+
+/* ---------- full state per view, shared by the streams of that view ----------
+ * A thousand ztunnels of one cluster that (re)connect all get the same
+ * thousands of resources: build that body once per view and snapshot and
+ * send it to each as one refcounted slice, instead of walking the snapshot
+ * and copying megabytes per stream. Entries of older snapshots are dropped
+ * at publish. */
+
+typedef struct body_buf {
+    uint8_t *b;
+    size_t len, cap, n;
+    bool delta, oom;
+} body_buf_t;
+
+static void body_cb(const model_res_t *r, void *arg)
+{
+    body_buf_t *bb = arg;
+    size_t len;
+    const uint8_t *e = xds_res_is_address(r) ? xds_encode_entry(r, bb->delta, &len) : NULL;
+    if (!e || bb->oom)
+        return;
+    if (bb->len + len > bb->cap) {
+        size_t cap = bb->cap ? bb->cap * 2 : 64 * 1024;
+        while (cap < bb->len + len)
+            cap *= 2;
+        uint8_t *nb = realloc(bb->b, cap);
+        if (!nb) {
+            bb->oom = true;
+            return;
+        }
+        bb->b = nb;
+        bb->cap = cap;
+    }
+    memcpy(bb->b + bb->len, e, len);
+    bb->len += len;
+    bb->n++;
+}
+
+void xds_full_drop(xds_full_t *f)
+{
+    if (!f->snap)
+        return;
+    model_snapshot_unref(f->snap);
+    free(f->cluster);
+    free(f->network);
+    grpc_slice_unref(f->body); /* in-flight messages keep their own refs */
+    memset(f, 0, sizeof(*f));
+}
+
+static bool full_is(const xds_full_t *f, const model_snapshot_t *snap, const model_view_t *v,
+                    bool delta)
+{
+    return f->snap == snap && f->delta == delta && strcmp(f->cluster, v->cluster) == 0 &&
+           strcmp(f->network, v->network) == 0;
+}
+
+/* The full state of view v in snap, or NULL when out of memory. */
+static const xds_full_t *full_get(xds_server_t *s, model_snapshot_t *snap, const model_view_t *v,
+                                  bool delta)
+{
+    for (size_t i = 0; i < XDS_NFULL; i++)
+        if (s->full[i].snap && full_is(&s->full[i], snap, v, delta))
+            return &s->full[i];
+    body_buf_t bb = {.delta = delta};
+    model_snapshot_each(snap, v, body_cb, &bb);
+    xds_full_t *f = &s->full[s->full_next++ % XDS_NFULL];
+    xds_full_drop(f);
+    f->cluster = strdup(v->cluster);
+    f->network = strdup(v->network);
+    if (bb.oom || !f->cluster || !f->network) {
+        free(bb.b);
+        free(f->cluster);
+        free(f->network);
+        memset(f, 0, sizeof(*f));
+        return NULL;
+    }
+    f->snap = model_snapshot_ref(snap);
+    f->delta = delta;
+    f->nres = bb.n;
+    f->body = bb.b ? grpc_slice_new(bb.b, bb.len, free) : grpc_empty_slice();
+    return f;
 }
 
 static void set_base(xds_type_state_t *ts, model_snapshot_t *snap)
@@ -255,19 +432,28 @@ static void pump_delta_addr(xds_stream_t *st)
     bool moved = ts->base != snap;
     if (!moved && !ts->need_push && !ts->pending.n)
         return;
-    push_t p = {.st = st, .ts = ts, .snap = snap};
-    if (moved)
-        model_snapshot_diff(ts->base, snap, &st->view, diff_cb, &p);
+    if (!ts->base && ts->wildcard && !xds_full_slot(st))
+        return; /* queued: pumped again when a slot frees */
+    push_t p = {.st = st, .ts = ts, .snap = snap, .track = true};
+    if (ts->wildcard && !ts->base && !ts->initial.n && !ts->pending.n &&
+        (p.full = full_get(st->srv, snap, &st->view, true))) {
+        p.nnew = p.full->nres; /* the whole view, as the diff from nothing */
+        moved = false;
+        ts->need_push = true;
+    }
     if (!ts->base && ts->initial.n)
         xds_map_each(&ts->initial, initial_cb, &p);
     xds_map_each(&ts->pending, pending_cb, &p);
+    p.track = false;
+    if (moved)
+        model_snapshot_diff(ts->base, snap, &st->view, diff_cb, &p);
     if (p.nres || p.nrem || ts->need_push) {
         if (moved && st->srv->publish_us) {
             st->srv->stats.push_latency_us_sum += xds_now_us() - st->srv->publish_us;
             st->srv->stats.push_latency_count++;
         }
         send_delta(&p, XDS_TYPE_ADDRESS);
-        commit_have(&p);
+        commit_have(&p); /* before set_base: it reads whether there was one */
         ts->version_sent = model_snapshot_version(snap);
         ts->need_push = false;
     }
@@ -276,6 +462,7 @@ static void pump_delta_addr(xds_stream_t *st)
     xds_map_clear(&ts->pending);
     xds_map_clear(&ts->initial);
     push_free(&p);
+    xds_full_unused(st);
 }
 
 /* Authorization: we serve no policies, so the correct answer is an empty
@@ -297,53 +484,30 @@ static void pump_delta_auth(xds_stream_t *st)
 
 static void collect_cb(const model_res_t *r, void *arg)
 {
-    add_res(arg, r, NULL);
+    if (xds_res_is_address(r))
+        add_res(arg, r, NULL);
 }
 
 /* SotW: the whole view every time. */
 static void send_sotw(push_t *p, const char *type_url)
 {
-    xds_stream_t *st = p->st;
-    size_t n = p->nres, k = 0;
-    Google__Protobuf__Any *any = calloc(n + 1, sizeof(*any));
-    Google__Protobuf__Any **anyp = calloc(n + 1, sizeof(*anyp));
-    if (!any || !anyp)
-        goto out;
-    for (size_t i = 0; i < n; i++) {
-        size_t len;
-        const uint8_t *b = xds_encode_address(p->res[i].r, &len);
-        if (!b)
-            continue;
-        google__protobuf__any__init(&any[k]);
-        any[k].type_url = (char *)XDS_TYPE_ADDRESS;
-        any[k].value.data = (uint8_t *)b;
-        any[k].value.len = len;
-        anyp[k] = &any[k];
-        k++;
-    }
     Envoy__Service__Discovery__V3__DiscoveryResponse r =
         ENVOY__SERVICE__DISCOVERY__V3__DISCOVERY_RESPONSE__INIT;
     char ver[24];
     version_str(p->snap, ver, sizeof(ver));
-    next_nonce(st, p->ts);
+    next_nonce(p->st, p->ts);
     r.version_info = ver;
     r.type_url = (char *)type_url;
     r.nonce = p->ts->nonce;
-    r.n_resources = k;
-    r.resources = anyp;
     size_t len = envoy__service__discovery__v3__discovery_response__get_packed_size(&r);
     uint8_t *buf = malloc(len ? len : 1);
     if (!buf) {
         p->ts->nonce[0] = '\0';
-        goto out;
+        return;
     }
     envoy__service__discovery__v3__discovery_response__pack(&r, buf);
-    st->srv->stats.resources_sent += k;
-    p->ts->nsent = k;
-    xds_stream_send(st, buf, len);
-out:
-    free(any);
-    free(anyp);
+    send_response(p, buf, len, false);
+    free(buf);
 }
 
 static void pump_sotw(xds_stream_t *st)
@@ -352,13 +516,17 @@ static void pump_sotw(xds_stream_t *st)
     xds_type_state_t *ts = &st->addr;
     if (ts->subscribed && !ts->nonce[0] && snap &&
         (ts->need_push || ts->version_sent != model_snapshot_version(snap))) {
+        if (!xds_full_slot(st))
+            return; /* queued: pumped again when a slot frees */
         push_t p = {.st = st, .ts = ts, .snap = snap};
-        model_snapshot_each(snap, &st->view, collect_cb, &p);
+        if (!(p.full = full_get(st->srv, snap, &st->view, false)))
+            model_snapshot_each(snap, &st->view, collect_cb, &p);
         send_sotw(&p, XDS_TYPE_ADDRESS);
         ts->version_sent = model_snapshot_version(snap);
         ts->need_push = false;
         set_base(ts, snap);
         push_free(&p);
+        xds_full_unused(st);
         return;
     }
     ts = &st->auth;

@@ -3,10 +3,12 @@
  * thread, call lifecycle and the send/close primitives. Protocol logic
  * (what to send) lives in stream.c.
  *
- * One CQ thread does everything; it holds srv->mu while handling an event, so
- * publish/stats/each_proxy from other threads see consistent state. grpc core
- * has no public alarm, so the thread polls the queue with a 5 ms deadline and
- * notices new snapshots through a generation counter.
+ * CQ threads handle grpc events (several, because grpc does its socket I/O
+ * inside completion_queue_next: one thread would serialize all of it) and
+ * one push thread fans new snapshots out to the streams; each holds srv->mu
+ * while it works on streams, so
+ * publish/stats/each_proxy from other threads see consistent state. Optional
+ * second listener with TLS (tls.c).
  */
 #include "xds_internal.h"
 
@@ -36,6 +38,64 @@ static void set_err(char *err, size_t errlen, const char *msg)
         snprintf(err, errlen, "%s", msg);
 }
 
+/* Transport settings. Keepalive: a dead ztunnel behind a vanished node or a
+ * silent NAT must not hold a stream (and its snapshot) for hours, so the
+ * server pings idle connections every 30 s and drops them after 10 s of
+ * silence; xDS streams carry no data for long stretches, hence unlimited
+ * pings without data. Clients may ping us every 10 s (Envoy and tonic
+ * defaults are well above that; istiod enforces 15 s). Streams per
+ * connection: a proxy uses one or a few; the cap only bounds what a single
+ * misbehaving client can take from max_streams. */
+#define XDS_KEEPALIVE_TIME_MS 30000
+#define XDS_KEEPALIVE_TIMEOUT_MS 10000
+#define XDS_MIN_CLIENT_PING_MS 10000
+#define XDS_STREAMS_PER_CONN 256
+
+static void arg_int(grpc_arg *a, const char *key, int v)
+{
+    a->type = GRPC_ARG_INTEGER;
+    a->key = (char *)key;
+    a->value.integer = v;
+}
+
+static grpc_server *server_create(size_t max_msg)
+{
+    grpc_arg args[7];
+    arg_int(&args[0], GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH,
+            (int)(max_msg > 0x7fffffff ? 0x7fffffff : max_msg));
+    arg_int(&args[1], GRPC_ARG_KEEPALIVE_TIME_MS, XDS_KEEPALIVE_TIME_MS);
+    arg_int(&args[2], GRPC_ARG_KEEPALIVE_TIMEOUT_MS, XDS_KEEPALIVE_TIMEOUT_MS);
+    arg_int(&args[3], GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA, 0);
+    arg_int(&args[4], GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS,
+            XDS_MIN_CLIENT_PING_MS);
+    arg_int(&args[5], GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+    arg_int(&args[6], GRPC_ARG_MAX_CONCURRENT_STREAMS, XDS_STREAMS_PER_CONN);
+    grpc_channel_args ca = {sizeof(args) / sizeof(args[0]), args};
+    return grpc_server_create(&ca, NULL);
+}
+
+/* The TLS port, when configured. 0 or -1 with err set. */
+static int add_tls_port(xds_server_t *s, const xds_config_t *cfg, char *err, size_t errlen)
+{
+    char buf[256];
+    if (!cfg->tls_listen)
+        return 0;
+    if (!(s->tls = xds_tls_new(cfg->tls_cert_file, cfg->tls_key_file, buf, sizeof(buf)))) {
+        set_err(err, errlen, buf);
+        return -1;
+    }
+    grpc_server_credentials *creds = xds_tls_creds(s->tls);
+    s->tls_port = creds ? grpc_server_add_http2_port(s->server, cfg->tls_listen, creds) : 0;
+    if (creds)
+        grpc_server_credentials_release(creds);
+    if (s->tls_port <= 0) {
+        snprintf(buf, sizeof(buf), "xds: cannot listen (TLS) on %s", cfg->tls_listen);
+        set_err(err, errlen, buf);
+        return -1;
+    }
+    return 0;
+}
+
 xds_server_t *xds_server_new(const xds_config_t *cfg, char *err, size_t errlen)
 {
     if (!cfg || !cfg->listen) {
@@ -50,15 +110,13 @@ xds_server_t *xds_server_new(const xds_config_t *cfg, char *err, size_t errlen)
     }
     s->max_msg = cfg->max_message_bytes ? cfg->max_message_bytes : 16u << 20;
     s->max_streams = cfg->max_streams ? cfg->max_streams : 10000;
+    s->network_of = cfg->network_of;
+    s->network_of_arg = cfg->network_of_arg;
     pthread_mutex_init(&s->mu, NULL);
+    pthread_cond_init(&s->push_cv, NULL);
     s->t_shutdown.kind = XDS_TAG_SHUTDOWN;
     grpc_init();
-    grpc_arg args[1];
-    args[0].type = GRPC_ARG_INTEGER;
-    args[0].key = (char *)GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH;
-    args[0].value.integer = (int)(s->max_msg > 0x7fffffff ? 0x7fffffff : s->max_msg);
-    grpc_channel_args ca = {1, args};
-    s->server = grpc_server_create(&ca, NULL);
+    s->server = server_create(s->max_msg);
     s->cq = grpc_completion_queue_create_for_next(NULL);
     grpc_server_register_completion_queue(s->server, s->cq, NULL);
     grpc_server_credentials *creds = grpc_insecure_server_credentials_create();
@@ -70,12 +128,21 @@ xds_server_t *xds_server_new(const xds_config_t *cfg, char *err, size_t errlen)
         xds_server_free(s);
         return NULL;
     }
+    if (add_tls_port(s, cfg, err, errlen) < 0) {
+        xds_server_free(s);
+        return NULL;
+    }
     return s;
 }
 
 int xds_server_port(const xds_server_t *s)
 {
     return s->port;
+}
+
+int xds_server_tls_port(const xds_server_t *s)
+{
+    return s->tls_port;
 }
 
 /* Asks grpc for the next incoming call; the stream object waits for it. */
@@ -104,6 +171,67 @@ static void request_call(xds_server_t *s)
     }
 }
 
+bool xds_full_slot(xds_stream_t *st)
+{
+    xds_server_t *s = st->srv;
+    if (st->full_sending)
+        return true;
+    if (s->full_inflight < XDS_MAX_FULL_SENDS && !s->wait_head) {
+        s->full_inflight++;
+        st->full_sending = true;
+        return true;
+    }
+    if (!st->full_waiting) {
+        st->full_waiting = true;
+        st->wait_next = NULL;
+        if (s->wait_tail)
+            s->wait_tail->wait_next = st;
+        else
+            s->wait_head = st;
+        s->wait_tail = st;
+    }
+    return false;
+}
+
+static void wait_unlink(xds_stream_t *st)
+{
+    xds_server_t *s = st->srv;
+    xds_stream_t **pp = &s->wait_head, *prev = NULL;
+    while (*pp && *pp != st) {
+        prev = *pp;
+        pp = &(*pp)->wait_next;
+    }
+    if (!*pp)
+        return;
+    *pp = st->wait_next;
+    if (s->wait_tail == st)
+        s->wait_tail = prev;
+    st->full_waiting = false;
+}
+
+/* Frees st's slot (if it holds one) and lets the longest waiters send. */
+static void full_release(xds_stream_t *st)
+{
+    xds_server_t *s = st->srv;
+    if (!st->full_sending)
+        return;
+    st->full_sending = false;
+    s->full_inflight--;
+    while (s->wait_head && s->full_inflight < XDS_MAX_FULL_SENDS) {
+        xds_stream_t *w = s->wait_head;
+        wait_unlink(w);
+        if (w->closing)
+            continue;
+        w->full_sending = true; /* the slot, before it pumps */
+        s->full_inflight++;
+        xds_stream_pump(w);
+        if (!w->sending && w->full_sending) { /* nothing to send after all */
+            w->full_sending = false;
+            s->full_inflight--;
+        }
+    }
+}
+
 static void stream_free(xds_stream_t *st)
 {
     xds_server_t *s = st->srv;
@@ -114,6 +242,9 @@ static void stream_free(xds_stream_t *st)
     if (st->next)
         st->next->prev = st->prev;
     s->nstreams--;
+    if (st->full_waiting)
+        wait_unlink(st);
+    full_release(st); /* only if it never got to send; wakes the next */
     if (st->open) {
         s->nopen--;
         s->stats.streams_open--;
@@ -185,22 +316,28 @@ void xds_stream_close(xds_stream_t *st, grpc_status_code code, const char *msg)
         send_status(st);
 }
 
-void xds_stream_send(xds_stream_t *st, uint8_t *buf, size_t len)
+void xds_stream_send_slices(xds_stream_t *st, grpc_slice *sl, size_t n, size_t len)
 {
-    grpc_slice sl = grpc_slice_new(buf, len, free);
-    st->send_buf = grpc_raw_byte_buffer_create(&sl, 1);
-    grpc_slice_unref(sl);
+    st->send_buf = grpc_raw_byte_buffer_create(sl, n);
+    for (size_t i = 0; i < n; i++)
+        grpc_slice_unref(sl[i]); /* the byte buffer has its own references */
     grpc_op ops[2];
-    size_t n = 0;
-    add_initial_md(st, ops, &n);
-    memset(&ops[n], 0, sizeof(ops[n]));
-    ops[n].op = GRPC_OP_SEND_MESSAGE;
-    ops[n].data.send_message.send_message = st->send_buf;
-    n++;
+    size_t k = 0;
+    add_initial_md(st, ops, &k);
+    memset(&ops[k], 0, sizeof(ops[k]));
+    ops[k].op = GRPC_OP_SEND_MESSAGE;
+    ops[k].data.send_message.send_message = st->send_buf;
+    k++;
     st->sending = true;
     st->srv->stats.pushes++;
     st->srv->stats.bytes_sent += len;
-    start(st, ops, n, &st->t_send);
+    start(st, ops, k, &st->t_send);
+}
+
+void xds_stream_send(xds_stream_t *st, uint8_t *buf, size_t len)
+{
+    grpc_slice sl = grpc_slice_new(buf, len, free);
+    xds_stream_send_slices(st, &sl, 1, len);
 }
 
 static bool method_is(const grpc_slice *m, const char *name)
@@ -270,9 +407,16 @@ static void on_recv(xds_stream_t *st, bool ok)
         start_recv(st);
 }
 
+void xds_full_unused(xds_stream_t *st)
+{
+    if (!st->sending)
+        full_release(st);
+}
+
 static void on_sent(xds_stream_t *st)
 {
     st->sending = false;
+    full_release(st);
     grpc_byte_buffer_destroy(st->send_buf);
     st->send_buf = NULL;
     if (st->close_pending) {
@@ -319,34 +463,50 @@ static void handle_event(xds_server_t *s, xds_tag_t *tag, bool ok)
         xds_stream_pump(st);
 }
 
+/* A CQ thread: grpc events. The deadline only bounds how long the
+ * shutdown check below can wait; publishes are pushed by push_thread. */
 static void *cq_thread(void *arg)
 {
     xds_server_t *s = arg;
-    uint64_t seen = 0;
-    bool cq_shut = false;
     for (;;) {
         gpr_timespec dl = gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC),
-                                       gpr_time_from_millis(5, GPR_TIMESPAN));
+                                       gpr_time_from_millis(50, GPR_TIMESPAN));
         grpc_event ev = grpc_completion_queue_next(s->cq, dl, NULL);
         if (ev.type == GRPC_QUEUE_SHUTDOWN)
             break;
         pthread_mutex_lock(&s->mu);
         if (ev.type == GRPC_OP_COMPLETE)
             handle_event(s, ev.tag, ev.success != 0);
-        uint64_t g = atomic_load(&s->gen);
-        if (g != seen) { /* a new snapshot: every idle stream sends its diff */
-            seen = g;
-            for (xds_stream_t *st = s->streams; st; st = st->next)
-                if (!st->closing)
-                    xds_stream_pump(st);
-        }
-        if (atomic_load(&s->quit) && !cq_shut && atomic_load(&s->shutdown_done) &&
+        if (atomic_load(&s->quit) && !s->cq_shut && atomic_load(&s->shutdown_done) &&
             !s->nstreams && !s->pending_call) {
             grpc_completion_queue_shutdown(s->cq);
-            cq_shut = true;
+            s->cq_shut = true;
         }
         pthread_mutex_unlock(&s->mu);
     }
+    return NULL;
+}
+
+/* Fans each new snapshot out to the streams as soon as it is published (a
+ * condition variable, not polling: grpc core has no public alarm to wake the
+ * CQ thread with). Publishes that arrive during a fan-out coalesce into one.
+ * Streams waiting for an ACK are skipped here and pumped by the ACK. */
+static void *push_thread(void *arg)
+{
+    xds_server_t *s = arg;
+    uint64_t seen = 0;
+    pthread_mutex_lock(&s->mu);
+    for (;;) {
+        while (!s->push_quit && atomic_load(&s->gen) == seen)
+            pthread_cond_wait(&s->push_cv, &s->mu);
+        if (s->push_quit)
+            break;
+        seen = atomic_load(&s->gen);
+        for (xds_stream_t *st = s->streams; st; st = st->next)
+            if (!st->closing)
+                xds_stream_pump(st);
+    }
+    pthread_mutex_unlock(&s->mu);
     return NULL;
 }
 
@@ -358,9 +518,17 @@ int xds_server_start(xds_server_t *s)
     pthread_mutex_lock(&s->mu);
     request_call(s);
     pthread_mutex_unlock(&s->mu);
-    if (!s->pending_call || pthread_create(&s->thr, NULL, cq_thread, s) != 0)
+    if (!s->pending_call)
+        return -1;
+    for (; s->nthr < XDS_CQ_THREADS; s->nthr++)
+        if (pthread_create(&s->thr[s->nthr], NULL, cq_thread, s) != 0)
+            break;
+    if (!s->nthr)
         return -1;
     s->started = true;
+    if (pthread_create(&s->push_thr, NULL, push_thread, s) != 0)
+        return -1; /* shutdown stops the CQ threads */
+    s->push_started = true;
     return 0;
 }
 
@@ -369,11 +537,17 @@ void xds_server_publish(xds_server_t *s, model_snapshot_t *snap)
     model_snapshot_t *ref = snap ? model_snapshot_ref(snap) : NULL;
     pthread_mutex_lock(&s->mu);
     model_snapshot_t *old = s->snap;
+    xds_full_t stale[XDS_NFULL];
+    memcpy(stale, s->full, sizeof(stale)); /* bodies of older snapshots */
+    memset(s->full, 0, sizeof(s->full));
     s->snap = ref;
     s->publish_us = xds_now_us();
-    pthread_mutex_unlock(&s->mu);
     atomic_fetch_add(&s->gen, 1);
+    pthread_cond_signal(&s->push_cv);
+    pthread_mutex_unlock(&s->mu);
     /* old may still be some stream's base: those hold their own refs */
+    for (size_t i = 0; i < XDS_NFULL; i++)
+        xds_full_drop(&stale[i]);
     if (old)
         model_snapshot_unref(old);
 }
@@ -388,6 +562,14 @@ void xds_server_shutdown(xds_server_t *s, int grace_ms)
 {
     if (!s->started || s->joined)
         return;
+    if (s->push_started) {
+        pthread_mutex_lock(&s->mu);
+        s->push_quit = true;
+        pthread_cond_signal(&s->push_cv);
+        pthread_mutex_unlock(&s->mu);
+        pthread_join(s->push_thr, NULL);
+        s->push_started = false;
+    }
     atomic_store(&s->stopping, true);
     grpc_server_shutdown_and_notify(s->server, s->cq, &s->t_shutdown);
     for (int waited = 0; waited < grace_ms && !atomic_load(&s->shutdown_done); waited += 5)
@@ -395,7 +577,8 @@ void xds_server_shutdown(xds_server_t *s, int grace_ms)
     if (!atomic_load(&s->shutdown_done))
         grpc_server_cancel_all_calls(s->server);
     atomic_store(&s->quit, true);
-    pthread_join(s->thr, NULL);
+    for (int i = 0; i < s->nthr; i++)
+        pthread_join(s->thr[i], NULL);
     s->joined = true;
 }
 
@@ -422,8 +605,12 @@ void xds_server_free(xds_server_t *s)
         shutdown_unstarted(s);
     grpc_server_destroy(s->server);
     grpc_completion_queue_destroy(s->cq);
+    for (size_t i = 0; i < XDS_NFULL; i++)
+        xds_full_drop(&s->full[i]);
     if (s->snap)
         model_snapshot_unref(s->snap);
+    xds_tls_free(s->tls); /* the fetcher's data: only after the server is gone */
+    pthread_cond_destroy(&s->push_cv);
     pthread_mutex_destroy(&s->mu);
     free(s->listen);
     free(s);
@@ -435,6 +622,7 @@ void xds_server_stats(xds_server_t *s, xds_stats_t *out)
     pthread_mutex_lock(&s->mu);
     *out = s->stats;
     pthread_mutex_unlock(&s->mu);
+    out->tls_loads = xds_tls_loads(s->tls);
 }
 
 void xds_server_each_proxy(xds_server_t *s, xds_proxy_fn fn, void *arg)
@@ -454,7 +642,7 @@ void xds_server_each_proxy(xds_server_t *s, xds_proxy_fn fn, void *arg)
             .version_acked = ts->version_acked,
             .nacks = st->nacks,
             .last_nack = st->last_nack,
-            .resources = st->delta ? ts->have.n : ts->nsent,
+            .resources = !st->delta ? ts->nsent : ts->wildcard ? ts->nheld : ts->have.n,
         };
         fn(&p, arg);
     }

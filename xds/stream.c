@@ -1,13 +1,14 @@
 /*
  * stream.c - the xDS protocol on one stream: parse requests (delta and SotW),
  * track subscriptions, ACK/NACK and flow control, and build responses from
- * snapshot diffs. Runs on the CQ thread with srv->mu held.
+ * snapshot diffs. Runs on the server threads with srv->mu held.
  */
 #include "xds_internal.h"
 
 #include "envoy/service/discovery/v3/discovery.pb-c.h"
 #include "google/protobuf/struct.pb-c.h"
 
+#include <grpc/slice.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -56,8 +57,43 @@ static const char *meta_string(const Google__Protobuf__Struct *md, const char *k
     return NULL;
 }
 
-/* The first request names the proxy: node id and CLUSTER_ID/NETWORK
- * metadata (the keys istiod's NodeMetadata and ztunnel use). 0 or -1. */
+/* The first of keys present in the node metadata, or NULL. */
+static const char *meta_any(const Google__Protobuf__Struct *md, const char *const *keys)
+{
+    for (; *keys; keys++) {
+        const char *v = meta_string(md, *keys);
+        if (v && *v)
+            return v;
+    }
+    return NULL;
+}
+
+/* A request header (e.g. "clusterid") as a new string, or NULL. */
+static char *header_dup(const grpc_metadata_array *md, const char *key)
+{
+    size_t n = strlen(key);
+    for (size_t i = 0; i < md->count; i++) {
+        const grpc_slice *k = &md->metadata[i].key, *v = &md->metadata[i].value;
+        if (GRPC_SLICE_LENGTH(*k) == n && memcmp(GRPC_SLICE_START_PTR(*k), key, n) == 0 &&
+            GRPC_SLICE_LENGTH(*v) > 0 && GRPC_SLICE_LENGTH(*v) <= XDS_MAX_NAME)
+            return strndup((const char *)GRPC_SLICE_START_PTR(*v), GRPC_SLICE_LENGTH(*v));
+    }
+    return NULL;
+}
+
+/* Where the cluster and network come from. istiod's NodeMetadata names them
+ * CLUSTER_ID and NETWORK (pilot-agent strips ISTIO_META_ from its env).
+ * ztunnel puts in its metadata only NAME, NAMESPACE, INSTANCE_IPS, NODE_NAME
+ * and its ISTIO_META_* env with the prefix stripped (so CLUSTER_ID/NETWORK
+ * only when ISTIO_META_CLUSTER_ID/ISTIO_META_NETWORK are set); with token
+ * auth it always sends its cluster as the "clusterid" request header, which
+ * istiod's JWT authenticator reads. Its NETWORK env is not sent at all: then
+ * the network is the cluster's (config.network_of). The unstripped names are
+ * accepted too, for clients that forward the env as is. */
+static const char *const CLUSTER_KEYS[] = {"CLUSTER_ID", "ISTIO_META_CLUSTER_ID", NULL};
+static const char *const NETWORK_KEYS[] = {"NETWORK", "ISTIO_META_NETWORK", NULL};
+
+/* The first request names the proxy: node id, cluster and network. 0 or -1. */
 static int take_node(xds_stream_t *st, const Envoy__Config__Core__V3__Node *node)
 {
     if (st->node_id)
@@ -66,16 +102,30 @@ static int take_node(xds_stream_t *st, const Envoy__Config__Core__V3__Node *node
         reject(st, GRPC_STATUS_INVALID_ARGUMENT, "xds: first request has no node%s", "");
         return -1;
     }
-    const char *cluster = meta_string(node->metadata, "CLUSTER_ID");
-    if (!cluster || !*cluster) {
-        reject(st, GRPC_STATUS_INVALID_ARGUMENT,
-               "xds: node %s has no CLUSTER_ID in its metadata", node->id ? node->id : "");
+    const char *id = node->id ? node->id : "";
+    if (strlen(id) > XDS_MAX_NAME) {
+        reject(st, GRPC_STATUS_INVALID_ARGUMENT, "xds: node id longer than %s bytes", "1024");
         return -1;
     }
-    const char *network = meta_string(node->metadata, "NETWORK");
-    st->node_id = strdup(node->id ? node->id : "");
+    const char *cluster = meta_any(node->metadata, CLUSTER_KEYS);
+    char *hdr = cluster ? NULL : header_dup(&st->md, "clusterid");
+    if (!cluster && !(cluster = hdr)) {
+        reject(st, GRPC_STATUS_INVALID_ARGUMENT,
+               "xds: node %s has no CLUSTER_ID in its metadata nor a clusterid header", id);
+        return -1;
+    }
+    const char *network = meta_any(node->metadata, NETWORK_KEYS);
+    if (!network && st->srv->network_of)
+        network = st->srv->network_of(st->srv->network_of_arg, cluster);
+    if (strlen(cluster) > XDS_MAX_NAME || (network && strlen(network) > XDS_MAX_NAME)) {
+        free(hdr);
+        reject(st, GRPC_STATUS_INVALID_ARGUMENT, "xds: node %s: cluster or network too long", id);
+        return -1;
+    }
+    st->node_id = strdup(id);
     st->cluster = strdup(cluster);
     st->network = strdup(network ? network : "");
+    free(hdr);
     st->view.cluster = st->cluster;
     st->view.network = st->network;
     return 0;
@@ -129,6 +179,37 @@ static int put(xds_map_t *m, const char *k, const char *v)
     return xds_map_put(m, k, v);
 }
 
+bool xds_stream_holds(const xds_type_state_t *ts, const char *name, const model_res_t *old_r)
+{
+    return (ts->wildcard && old_r) || xds_map_has(&ts->have, name);
+}
+
+static void copy_cb(const char *key, const char *val, void *arg)
+{
+    (void)val;
+    xds_map_put(arg, key, NULL);
+}
+
+/* Joining the wildcard later: what it holds is no longer described by the
+ * base, so send the whole view afresh (from no base). */
+static void wildcard_on(xds_type_state_t *ts)
+{
+    if (!ts->wildcard && ts->base) {
+        model_snapshot_unref(ts->base);
+        ts->base = NULL;
+        ts->need_push = true;
+    }
+    ts->wildcard = true;
+}
+
+/* Leaving it: from now on track by name what it explicitly asked for. */
+static void wildcard_off(xds_type_state_t *ts)
+{
+    if (ts->wildcard && ts->base)
+        xds_map_each(&ts->subs, copy_cb, &ts->have);
+    ts->wildcard = false;
+}
+
 static void on_delta(xds_stream_t *st, Envoy__Service__Discovery__V3__DeltaDiscoveryRequest *rq)
 {
     if (take_node(st, rq->node) < 0)
@@ -156,7 +237,7 @@ static void on_delta(xds_stream_t *st, Envoy__Service__Discovery__V3__DeltaDisco
     for (size_t i = 0; i < rq->n_resource_names_subscribe; i++) {
         const char *n = rq->resource_names_subscribe[i];
         if (strcmp(n, "*") == 0) {
-            ts->wildcard = true;
+            wildcard_on(ts);
             continue;
         }
         put(&ts->subs, n, NULL);
@@ -165,7 +246,7 @@ static void on_delta(xds_stream_t *st, Envoy__Service__Discovery__V3__DeltaDisco
     for (size_t i = 0; i < rq->n_resource_names_unsubscribe; i++) {
         const char *n = rq->resource_names_unsubscribe[i];
         if (strcmp(n, "*") == 0) {
-            ts->wildcard = false;
+            wildcard_off(ts);
             continue;
         }
         xds_map_del(&ts->subs, n);

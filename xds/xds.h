@@ -25,6 +25,12 @@ typedef struct xds_config {
     const char *tls_key_file;  /* PEM private key */
     size_t max_message_bytes;  /* 0: 16 MiB */
     int max_streams;           /* 0: 10000 */
+    /* The network of a proxy whose node metadata names none (ztunnel sends
+     * NETWORK only when ISTIO_META_NETWORK is set), from its cluster. Called
+     * on a server thread with the server's lock held: it must be thread-safe
+     * and must not call into the server. The result is copied. NULL: "". */
+    const char *(*network_of)(void *arg, const char *cluster);
+    void *network_of_arg;
 } xds_config_t;
 
 typedef struct xds_server xds_server_t;
@@ -33,6 +39,8 @@ typedef struct xds_server xds_server_t;
 xds_server_t *xds_server_new(const xds_config_t *cfg, char *err, size_t errlen);
 /* The bound plaintext port (useful with port 0). */
 int xds_server_port(const xds_server_t *s);
+/* The bound TLS port, 0 without tls_listen. */
+int xds_server_tls_port(const xds_server_t *s);
 /* Starts serving on its own thread(s). 0 or -1. */
 int xds_server_start(xds_server_t *s);
 /* Hands the server a new snapshot (it takes its own reference). Thread-safe. */
@@ -52,6 +60,7 @@ typedef struct xds_stats {
     uint64_t bad_requests;     /* rejected with an error status */
     uint64_t push_latency_us_sum;
     uint64_t push_latency_count;
+    uint64_t tls_loads;        /* certificate pairs loaded (1 + reloads) */
 } xds_stats_t;
 
 void xds_server_stats(xds_server_t *s, xds_stats_t *out);

@@ -57,6 +57,7 @@ typedef enum xds_tag_kind {
 } xds_tag_kind_t;
 
 typedef struct xds_stream xds_stream_t;
+typedef struct xds_tls xds_tls_t;
 
 typedef struct xds_tag {
     xds_tag_kind_t kind;
@@ -72,9 +73,13 @@ typedef struct xds_type_state {
     model_snapshot_t *base;    /* snapshot the client's state was built from */
     uint64_t version_sent, version_acked;
     size_t nsent;              /* SotW: resources in the last response */
+    size_t nheld;              /* delta wildcard: about how many it holds */
     xds_map_t subs;            /* explicitly subscribed names */
     xds_map_t pending;         /* subscribed names not answered yet */
-    xds_map_t have;            /* names the client holds (delta) */
+    xds_map_t have;            /* names the client holds (delta, not wildcard:
+                                * a wildcard client holds its base's view, and
+                                * a set per stream of the whole mesh would cost
+                                * megabytes per ztunnel) */
     xds_map_t initial;         /* initial_resource_versions, until answered */
 } xds_type_state_t;
 
@@ -90,6 +95,8 @@ struct xds_stream {
     grpc_status_code close_code;
     grpc_slice close_msg;
     bool has_close_msg;
+    bool full_sending, full_waiting; /* see xds_full_slot() */
+    xds_stream_t *wait_next;
     char *node_id, *cluster, *network, *peer;
     model_view_t view;
     xds_type_state_t addr, auth;
@@ -99,21 +106,46 @@ struct xds_stream {
     xds_stream_t *next, *prev;
 };
 
+/* The full state of one view in one snapshot, encoded once (push.c). */
+typedef struct xds_full {
+    model_snapshot_t *snap;    /* NULL: empty slot */
+    char *cluster, *network;
+    bool delta;                /* Resource entries, else Any entries (SotW) */
+    grpc_slice body;
+    size_t nres;
+} xds_full_t;
+
+#define XDS_NFULL 8            /* views cached at once */
+#define XDS_CQ_THREADS 1      /* 2 measured no faster on 2 cores; raise on big hosts */
+
+void xds_full_drop(xds_full_t *f);
+
 struct xds_server {
     char *listen;
     size_t max_msg;
     int max_streams;
-    int port;
+    int port, tls_port;
+    xds_tls_t *tls;
+    const char *(*network_of)(void *arg, const char *cluster);
+    void *network_of_arg;
     grpc_server *server;
     grpc_completion_queue *cq;
-    pthread_t thr;
-    bool started, joined;
-    pthread_mutex_t mu;        /* everything below; the CQ thread holds it per event */
+    pthread_t thr[XDS_CQ_THREADS], push_thr;
+    int nthr;
+    bool cq_shut;
+    bool started, joined, push_started;
+    pthread_mutex_t mu;        /* everything below; CQ threads hold it per event */
+    pthread_cond_t push_cv;    /* publish -> push thread */
+    bool push_quit;
     model_snapshot_t *snap;
     uint64_t publish_us;
-    atomic_uint_fast64_t gen;  /* bumped by publish, polled by the CQ thread */
+    atomic_uint_fast64_t gen;  /* bumped by publish, watched by the push thread */
     atomic_uint_fast64_t nonce_ctr;
     atomic_bool stopping, quit, shutdown_done;
+    xds_full_t full[XDS_NFULL];
+    size_t full_next;
+    int full_inflight;         /* full-state responses being sent */
+    xds_stream_t *wait_head, *wait_tail; /* streams waiting for a slot, FIFO */
     xds_stream_t *streams;
     size_t nstreams, nopen;
     xds_stream_t *pending_call;
@@ -122,10 +154,38 @@ struct xds_server {
 };
 
 uint64_t xds_now_us(void);
-/* stream.c: protocol handling; called by the CQ thread with srv->mu held. */
+/* Whether r may go on the Address stream (a Workload or a Service); every
+ * Address path filters with it so new resource kinds cannot leak there. */
+bool xds_res_is_address(const model_res_t *r);
+/* r as a ready-made repeated field 2 entry: a Resource of a
+ * DeltaDiscoveryResponse (delta) or an Any of a DiscoveryResponse. Cached
+ * and shared like xds_encode_address(); NULL when out of memory. */
+const uint8_t *xds_encode_entry(const model_res_t *r, bool delta, size_t *len);
+/* stream.c: protocol handling; called with srv->mu held. */
 void xds_stream_on_message(xds_stream_t *st, const uint8_t *buf, size_t len);
 void xds_stream_pump(xds_stream_t *st);
 void xds_stream_state_free(xds_stream_t *st);
+/* tls.c: TLS credentials reloaded from files when they change. */
+xds_tls_t *xds_tls_new(const char *cert_file, const char *key_file, char *err, size_t errlen);
+grpc_server_credentials *xds_tls_creds(xds_tls_t *t);
+uint64_t xds_tls_loads(xds_tls_t *t);
+void xds_tls_free(xds_tls_t *t);
 /* server.c: transport primitives used by stream.c. */
+/* Full-state pushes (a first delta response, every SotW one) are megabytes
+ * each: at most XDS_MAX_FULL_SENDS are in flight, so that a thousand proxies
+ * reconnecting at once cost the server (and the network) a bounded amount
+ * of memory at a time. true: st may send one now (the slot is released when
+ * the send completes); false: st is queued and pumped when one frees. */
+#define XDS_MAX_FULL_SENDS 64
+bool xds_full_slot(xds_stream_t *st);
+/* After trying to push with a slot: gives it back if nothing was sent. */
+void xds_full_unused(xds_stream_t *st);
 void xds_stream_send(xds_stream_t *st, uint8_t *buf, size_t len);
+/* Sends one message made of n slices (len bytes in all); takes over the
+ * caller's slice references. The bytes must stay valid until the send
+ * completes (grpc's byte buffer contract): see push.c. */
+void xds_stream_send_slices(xds_stream_t *st, grpc_slice *sl, size_t n, size_t len);
+/* Whether a delta client holds name (old_r: its variant in the stream's base,
+ * or NULL): a wildcard client holds its base's view, others what is in have. */
+bool xds_stream_holds(const xds_type_state_t *ts, const char *name, const model_res_t *old_r);
 void xds_stream_close(xds_stream_t *st, grpc_status_code code, const char *msg);
