@@ -110,6 +110,9 @@ void ctl_flush(ctl_t *c);
 void ctl_stop(ctl_t *c);
 void ctl_set_xds(ctl_t *c, xds_server_t *x);
 void ctl_set_kube(ctl_t *c, ctl_kube_t *k);
+/* The network of a cluster (xds_config_t.network_of), or NULL if unknown.
+ * The string stays valid for the life of c. */
+const char *ctl_network_of(void *arg, const char *cluster);
 /* Changes the debounce time of the next batches (SIGHUP). */
 void ctl_set_debounce(ctl_t *c, int ms);
 ctl_kube_t *ctl_kube_of(ctl_t *c);

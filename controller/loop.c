@@ -42,6 +42,9 @@ struct ctl {
     ctl_kube_t *kube;
     scope_src_t *scopes; /* rules by source, combined in source order */
     size_t nscopes;
+    pthread_mutex_t net_lock; /* cluster -> network, for proxies that send none */
+    json_t *networks;
+    json_t *interned; /* every network name seen; never shrinks */
 };
 
 static const ctl_config_t *cfg_of(const ctl_t *c)
@@ -76,7 +79,10 @@ ctl_t *ctl_new(const ctl_config_t *cfg, char *err, size_t errlen)
     pthread_mutex_init(&c->model_lock, NULL);
     pthread_mutex_init(&c->qlock, NULL);
     pthread_mutex_init(&c->snap_lock, NULL);
+    pthread_mutex_init(&c->net_lock, NULL);
     pthread_cond_init(&c->qcond, NULL);
+    c->networks = json_object();
+    c->interned = json_object();
     return c;
 }
 
@@ -158,6 +164,30 @@ static void apply_scopes(ctl_t *c, ctl_event_t *ev)
     model_scope_set(c->model, all);
 }
 
+/* Network names are interned and never freed: the xDS server copies the
+ * pointer ctl_network_of returns after our lock is released. */
+static void note_network(ctl_t *c, const char *cluster, const char *network)
+{
+    pthread_mutex_lock(&c->net_lock);
+    if (network) {
+        if (!json_object_get(c->interned, network))
+            json_object_set_new(c->interned, network, json_string(network));
+        json_object_set(c->networks, cluster, json_object_get(c->interned, network));
+    } else {
+        json_object_del(c->networks, cluster);
+    }
+    pthread_mutex_unlock(&c->net_lock);
+}
+
+const char *ctl_network_of(void *arg, const char *cluster)
+{
+    ctl_t *c = arg;
+    pthread_mutex_lock(&c->net_lock);
+    const char *n = json_string_value(json_object_get(c->networks, cluster));
+    pthread_mutex_unlock(&c->net_lock);
+    return n;
+}
+
 static void apply_one(ctl_t *c, ctl_event_t *ev)
 {
     char err[MODEL_ERRLEN] = "";
@@ -169,9 +199,12 @@ static void apply_one(ctl_t *c, ctl_event_t *ev)
         break;
     case CTL_EV_CLUSTER_SET:
         rc = model_cluster_set(c->model, &ev->info, err, sizeof(err));
+        if (rc == 0)
+            note_network(c, ev->info.id, ev->info.network);
         break;
     case CTL_EV_CLUSTER_REMOVE:
         model_cluster_remove(c->model, ev->cluster);
+        note_network(c, ev->cluster, NULL);
         break;
     case CTL_EV_CLUSTER_STATE:
         model_cluster_set_state(c->model, ev->cluster, ev->state);
@@ -409,6 +442,9 @@ void ctl_free(ctl_t *c)
     pthread_mutex_destroy(&c->model_lock);
     pthread_mutex_destroy(&c->qlock);
     pthread_mutex_destroy(&c->snap_lock);
+    pthread_mutex_destroy(&c->net_lock);
     pthread_cond_destroy(&c->qcond);
+    json_decref(c->networks);
+    json_decref(c->interned);
     free(c);
 }

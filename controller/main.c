@@ -162,7 +162,9 @@ int main(int argc, char **argv)
     xds_config_t xc = {.listen = cfg.xds_listen,
                        .tls_listen = cfg.xds_tls_listen,
                        .tls_cert_file = cfg.tls_cert,
-                       .tls_key_file = cfg.tls_key};
+                       .tls_key_file = cfg.tls_key,
+                       .network_of = ctl_network_of,
+                       .network_of_arg = c};
     xds_server_t *x = xds_server_new(&xc, err, sizeof(err));
     ctl_http_t *h = x ? ctl_http_start(c, cfg.debug_listen, err, sizeof(err)) : NULL;
     if (!x || !h || xds_server_start(x) < 0) {

@@ -232,6 +232,13 @@ def main():
               "and south's reviews")
         check(not any(k.startswith("west//Pod/") for k in zt.state), "east's ztunnel never gets west's pod IPs")
         check(f"bookinfo/ratings.bookinfo.{H}" not in zt.state, "west's local ratings is invisible in east")
+        # ztunnel sends no NETWORK: meshfed takes the cluster's network
+        zt2 = ztunnel.Ztunnel(SRC, xport, "east")
+        got2 = zt2.wait(lambda s: west_reviews in s)
+        own = sh("network-east", "192.0.2.10", "bookinfo", "reviews")
+        check(bool(got2) and own not in zt2.state and "east//Pod/bookinfo/reviews-0" in zt2.state,
+              "a ztunnel without NETWORK metadata gets its cluster's network view")
+        zt2.close()
 
         # ServiceScope status, written by the leader
         def scope_status():
