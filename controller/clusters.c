@@ -26,6 +26,7 @@ typedef struct topo {
     char gw_ns[254];
     char gw_name[254];
     unsigned synced; /* bit per kube_res_t that finished its list */
+    bool gw_from_gateway; /* the gateway came from a Gateway object */
     time_t last_error;
     unsigned long suppressed;
 } topo_t;
@@ -51,6 +52,8 @@ static const unsigned MODEL_RES = KUBE_RES_BIT(KUBE_RES_NAMESPACES) |
                                   KUBE_RES_BIT(KUBE_RES_SERVICES) |
                                   KUBE_RES_BIT(KUBE_RES_ENDPOINTSLICES) |
                                   KUBE_RES_BIT(KUBE_RES_PODS) | KUBE_RES_BIT(KUBE_RES_NODES);
+/* what a remote cluster is watched for: its objects and its gateway */
+static const unsigned REMOTE_RES = MODEL_RES | KUBE_RES_BIT(KUBE_RES_GATEWAYS);
 
 static topo_t *topo_of(ctl_kube_t *k, const char *id)
 {
@@ -88,8 +91,32 @@ static void push_cluster(ctl_kube_t *k, const topo_t *t)
     ctl_push(k->ctl, &ev);
 }
 
-/* The network label of the system namespace, and the east-west gateway: a
- * Service there labelled with the network and holding a load-balancer IP. */
+/* The network label of the system namespace; the east-west gateway (see
+ * gateway.c: a Gateway of class istio-east-west wins over a Service). */
+static void set_gateway(ctl_kube_t *k, topo_t *t, const ctl_gateway_t *g, bool from_gateway)
+{
+    if (t->gw_from_gateway && !from_gateway)
+        return;
+    t->gw = g->ip;
+    t->gw_port = g->port;
+    snprintf(t->gw_ns, sizeof(t->gw_ns), "%s", g->ns);
+    snprintf(t->gw_name, sizeof(t->gw_name), "%s", g->name);
+    t->gw_from_gateway = from_gateway;
+    push_cluster(k, t);
+}
+
+static void clear_gateway(ctl_kube_t *k, topo_t *t, const char *ns, const char *name,
+                          bool from_gateway)
+{
+    if (t->gw_from_gateway != from_gateway || strcmp(t->gw_name, name) != 0 ||
+        strcmp(t->gw_ns, ns) != 0)
+        return;
+    memset(&t->gw, 0, sizeof(t->gw));
+    t->gw_name[0] = '\0';
+    t->gw_from_gateway = false;
+    push_cluster(k, t);
+}
+
 static void note_topology(ctl_kube_t *k, topo_t *t, model_kind_t kind, const void *obj,
                           bool deleted)
 {
@@ -100,29 +127,31 @@ static void note_topology(ctl_kube_t *k, topo_t *t, model_kind_t kind, const voi
         if (strcmp(ns->name, sysns) != 0 || strcmp(t->network, net ? net : "") == 0)
             return;
         snprintf(t->network, sizeof(t->network), "%s", net ? net : "");
+        push_cluster(k, t);
     } else if (kind == MODEL_KIND_SERVICE) {
         const model_service_t *s = obj;
-        if (strcmp(s->ns, sysns) != 0)
-            return;
-        bool is_gw = !deleted && s->nlb_ips && model_labels_get(&s->labels, NETWORK_LABEL);
-        bool was_gw = strcmp(t->gw_name, s->name) == 0;
-        if (!is_gw && !was_gw)
-            return;
-        if (is_gw) {
-            t->gw = s->lb_ips[0];
-            t->gw_port = 15008;
-            for (size_t i = 0; i < s->nports; i++)
-                if (s->ports[i].name && strcmp(s->ports[i].name, "tls-hbone") == 0)
-                    t->gw_port = s->ports[i].port;
-            snprintf(t->gw_name, sizeof(t->gw_name), "%s", s->name);
-        } else {
-            memset(&t->gw, 0, sizeof(t->gw));
-            t->gw_name[0] = '\0';
-        }
-    } else {
-        return;
+        ctl_gateway_t g;
+        if (!deleted && ctl_gateway_from_service(s, sysns, &g))
+            set_gateway(k, t, &g, false);
+        else
+            clear_gateway(k, t, s->ns, s->name, false);
     }
-    push_cluster(k, t);
+}
+
+static void on_gateway(ctl_kube_t *k, const char *cluster, kube_ev_t ev, json_t *obj)
+{
+    topo_t *t = topo_of(k, cluster);
+    json_t *md = json_object_get(obj, "metadata");
+    const char *ns = json_string_value(json_object_get(md, "namespace"));
+    const char *name = json_string_value(json_object_get(md, "name"));
+    if (!t || !ns || !name)
+        return;
+    ctl_gateway_t g;
+    if (ev != KUBE_EV_DELETED && ctl_gateway_from_json(obj, &g) &&
+        (!t->network[0] || strcmp(t->network, g.network) == 0))
+        set_gateway(k, t, &g, true);
+    else
+        clear_gateway(k, t, ns, name, true);
 }
 
 static model_kind_t kind_of(kube_res_t r)
@@ -316,7 +345,7 @@ static bool add_remote(ctl_kube_t *k, const char *secret, const char *id, const 
         rc = -1;
     }
     if (rc == 0)
-        rc = kube_watcher_add_cluster(k->w, id, &conn, MODEL_RES, err, sizeof(err));
+        rc = kube_watcher_add_cluster(k->w, id, &conn, REMOTE_RES, err, sizeof(err));
     kube_conn_free(&conn);
     free(text);
     if (rc < 0) {
@@ -414,7 +443,7 @@ static void on_event(void *arg, const char *cluster, kube_res_t res, kube_ev_t e
         if (!t)
             return;
         t->synced |= KUBE_RES_BIT(res);
-        unsigned want = local ? KUBE_RES_ALL : MODEL_RES;
+        unsigned want = local ? KUBE_RES_ALL : REMOTE_RES;
         if ((t->synced & want) == want) {
             st.cluster = strdup(cluster);
             st.state = MODEL_CLUSTER_SYNCED;
@@ -427,7 +456,9 @@ static void on_event(void *arg, const char *cluster, kube_res_t res, kube_ev_t e
     }
     if (!obj)
         return;
-    if (res == KUBE_RES_SECRETS && local)
+    if (res == KUBE_RES_GATEWAYS)
+        on_gateway(k, cluster, ev, obj);
+    else if (res == KUBE_RES_SECRETS && local)
         on_secret(k, ev, obj);
     else if (res == KUBE_RES_CONFIGMAPS && local)
         on_configmap(k, ev, obj);

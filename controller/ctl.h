@@ -158,6 +158,24 @@ bool ctl_status_leading(ctl_status_t *s);
 /* Stops writing and releases the lease. */
 void ctl_status_stop(ctl_status_t *s);
 
+/* ---------- east-west gateways ---------- */
+
+typedef struct ctl_gateway {
+    char network[254];
+    model_ip_t ip;
+    uint16_t port; /* HBONE */
+    char ns[254];
+    char name[254];
+} ctl_gateway_t;
+
+/* An Istio east-west Gateway (gateway.networking.k8s.io, class
+ * istio-east-west, labelled with its network, an IP in status.addresses). */
+bool ctl_gateway_from_json(const json_t *obj, ctl_gateway_t *out);
+/* A Service in the system namespace labelled topology.istio.io/network with
+ * a load-balancer IP (HBONE port: the port named tls-hbone, else 15008). */
+bool ctl_gateway_from_service(const model_service_t *s, const char *system_namespace,
+                              ctl_gateway_t *out);
+
 /* ---------- subcommands ---------- */
 
 /* `meshfed create-remote-secret ...` (argv[0] is the subcommand). Exit code. */

@@ -136,6 +136,7 @@ typedef struct load_ctx {
     bool local;                 /* the config cluster: its ServiceScopes count */
     model_scope_rules_t *rules; /* ServiceScopes found */
     model_cluster_t info;       /* network and gateway found */
+    bool gw_from_gateway;
     ctl_event_t *objs;
     size_t nobjs, cap;
 } load_ctx_t;
@@ -157,9 +158,23 @@ static void add_obj(load_ctx_t *l, model_kind_t kind, void *obj)
 
 /* The network label of the system namespace; the east-west gateway is a
  * Service there labelled with the network and holding a load-balancer IP. */
+static void use_gateway(load_ctx_t *l, const ctl_gateway_t *g, bool from_gateway)
+{
+    if (l->gw_from_gateway && !from_gateway)
+        return; /* a Gateway object wins over a labelled Service */
+    l->gw_from_gateway = from_gateway;
+    l->info.gateway = g->ip;
+    l->info.gateway_port = g->port;
+    free((char *)l->info.gateway_ns);
+    free((char *)l->info.gateway_name);
+    l->info.gateway_ns = strdup(g->ns);
+    l->info.gateway_name = strdup(g->name);
+}
+
 static void note_topology(load_ctx_t *l, model_kind_t kind, const void *obj)
 {
     const ctl_config_t *cfg = ctl_config(l->d->ctl);
+    ctl_gateway_t g;
     if (kind == MODEL_KIND_NAMESPACE) {
         const model_namespace_t *ns = obj;
         const char *net = model_labels_get(&ns->labels, "topology.istio.io/network");
@@ -167,20 +182,9 @@ static void note_topology(load_ctx_t *l, model_kind_t kind, const void *obj)
             free((char *)l->info.network);
             l->info.network = strdup(net);
         }
-    } else if (kind == MODEL_KIND_SERVICE) {
-        const model_service_t *s = obj;
-        if (strcmp(s->ns, cfg->system_namespace) != 0 || !s->nlb_ips ||
-            !model_labels_get(&s->labels, "topology.istio.io/network"))
-            return;
-        l->info.gateway = s->lb_ips[0];
-        l->info.gateway_port = 15008;
-        for (size_t i = 0; i < s->nports; i++)
-            if (s->ports[i].name && strcmp(s->ports[i].name, "tls-hbone") == 0)
-                l->info.gateway_port = s->ports[i].port;
-        free((char *)l->info.gateway_ns);
-        free((char *)l->info.gateway_name);
-        l->info.gateway_ns = strdup(s->ns);
-        l->info.gateway_name = strdup(s->name);
+    } else if (kind == MODEL_KIND_SERVICE &&
+               ctl_gateway_from_service(obj, cfg->system_namespace, &g)) {
+        use_gateway(l, &g, false);
     }
 }
 
@@ -231,6 +235,11 @@ static int load_doc(json_t *doc, void *arg)
             atomic_fetch_add(&ctl_metrics.scope_errors, 1);
             ctl_log(CTL_WARN, "%s/%s: %s", l->cluster, l->file, err);
         }
+        return 0;
+    }
+    ctl_gateway_t g;
+    if (kind && strcmp(kind, "Gateway") == 0 && ctl_gateway_from_json(doc, &g)) {
+        use_gateway(l, &g, true);
         return 0;
     }
     if (l->local && api && kind && strcmp(api, "v1") == 0 && strcmp(kind, "ConfigMap") == 0) {

@@ -17,6 +17,7 @@
 typedef struct kube_resdef {
     const char *name, *prefix, *plural, *api_version, *kind, *query;
     bool in_system_ns;
+    bool optional; /* a 404 (CRD not installed) lists as empty; retried slowly */
 } kube_resdef_t;
 
 static const kube_resdef_t kube_resdefs[KUBE_RES__COUNT] = {
@@ -32,6 +33,8 @@ static const kube_resdef_t kube_resdefs[KUBE_RES__COUNT] = {
                           "labelSelector=istio%2FmultiCluster%3Dtrue", 1},
     [KUBE_RES_CONFIGMAPS] = {"configmaps", "/api/v1", "configmaps", "v1", "ConfigMap",
                              "fieldSelector=metadata.name%3Distio", 1},
+    [KUBE_RES_GATEWAYS] = {"gateways", "/apis/gateway.networking.k8s.io/v1", "gateways",
+                           "gateway.networking.k8s.io/v1", "Gateway", NULL, 0, 1},
 };
 
 const char *kube_res_name(kube_res_t r)
@@ -512,6 +515,15 @@ void kube_inf_done(kube_informer_t *inf, CURLcode rc)
         kube_backoff(inf);
     } else if (rc != CURLE_OK) {
         kube_inf_failed(inf, rc);
+    } else if (inf->status == 404 && kube_resdefs[inf->res].optional &&
+               inf->phase == KUBE_PH_LIST) {
+        /* The API is not installed: nothing to watch now. Say synced once
+         * (readiness must not wait for it) and look again in a while. */
+        inf->len = 0;
+        if (!inf->synced)
+            kube_inf_list_done(inf);
+        inf->backoff_ms = KUBE_BACKOFF_MAX_MS;
+        inf->due_ms = kube_now_ms() + KUBE_BACKOFF_MAX_MS;
     } else if (inf->status != 200) {
         kube_status_msg(inf, msg, sizeof(msg));
         kube_emit_error(inf->cl, inf->res, "cluster %s: %s %s: HTTP %ld: %s", inf->cl->id,

@@ -144,6 +144,7 @@ typedef enum kube_res {
     KUBE_RES_SERVICESCOPES,
     KUBE_RES_SECRETS,    /* istio/multiCluster=true secrets in the system namespace */
     KUBE_RES_CONFIGMAPS, /* the "istio" ConfigMap in the system namespace */
+    KUBE_RES_GATEWAYS,   /* gateway.networking.k8s.io/v1 Gateways; optional (CRD may be absent) */
     KUBE_RES__COUNT
 } kube_res_t;
 

@@ -82,6 +82,8 @@ def main():
         check(set(clusters) == {"east", "west"}, "clusterz lists east and west")
         check(clusters["west"]["network"] == "network-west", "west's network from the namespace label")
         check(clusters["east"]["gateway"] == "192.0.2.10", "east's gateway from the labelled Service")
+        check(clusters["west"]["gateway"] == "198.51.100.10",
+              "west's gateway from its Gateway of class istio-east-west")
         check(clusters["east"]["state"] == "synced", "east is synced")
 
         st, body = get(dport, "/debug/servicescopez")

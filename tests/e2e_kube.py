@@ -123,9 +123,20 @@ def gateway(net, ip):
                {"topology.istio.io/network": net}, lb=ip, port=15008, pname="tls-hbone")
 
 
-def cluster_objects(net, gw_ip, reviews_ips, extra=()):
+def gateway_api(net, ip):
+    """The east-west gateway as Istio 1.27 ambient declares it."""
+    return {"apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway",
+            "metadata": {"name": "istio-eastwest", "namespace": "istio-system",
+                         "labels": {"topology.istio.io/network": net}},
+            "spec": {"gatewayClassName": "istio-east-west",
+                     "listeners": [{"name": "mesh", "port": 15008, "protocol": "HBONE",
+                                    "tls": {"mode": "Terminate"}}]},
+            "status": {"addresses": [{"type": "IPAddress", "value": ip}]}}
+
+
+def cluster_objects(net, gw_ip, reviews_ips, extra=(), gw_api=False):
     objs = [ns("istio-system", {"topology.istio.io/network": net}), ns("bookinfo"), ns("shop"),
-            gateway(net, gw_ip),
+            gateway_api(net, gw_ip) if gw_api else gateway(net, gw_ip),
             svc("bookinfo", "reviews", "10.96.0.20", {"istio.io/global": "true"}),
             slice_("bookinfo", "reviews", reviews_ips)] + pods("bookinfo", "reviews", reviews_ips)
     return objs + list(extra)
@@ -162,10 +173,11 @@ def make_certs(d):
         "-out", os.path.join(d, "server.pem"))
 
 
-def start_fake(d, clusters, initial_rv=1):
+def start_fake(d, clusters, initial_rv=1, absent=()):
     p = subprocess.Popen(["/usr/bin/python3", os.path.join(SRC, "tests/fakekube/fakekube.py"),
                           "--cert", os.path.join(d, "server.pem"), "--key", os.path.join(d, "server.key"),
-                          "--initial-rv", str(initial_rv)] + sum([["--cluster", c] for c in clusters], []),
+                          "--initial-rv", str(initial_rv)] + sum([["--cluster", c] for c in clusters], [])
+                         + sum([["--absent", a] for a in absent], []),
                          stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     line = p.stdout.readline()
     ports = dict(kv.split("=") for kv in line.split()[1:])
@@ -194,7 +206,8 @@ def main():
                                  slice_("shop", "checkout", ["10.10.1.11"])]
                                 + pods("bookinfo", "ratings", ["10.10.0.20"]) + pods("shop", "checkout", ["10.10.1.11"]))
     post(west, "/fake/apply", west_objs)
-    post(south, "/fake/apply", cluster_objects("network-south", "203.0.113.10", ["10.10.0.11", "10.10.0.12"]))
+    post(south, "/fake/apply", cluster_objects("network-south", "203.0.113.10", ["10.10.0.11", "10.10.0.12"],
+                                               gw_api=True))
     kc = os.path.join(work, "east.kubeconfig")
     open(kc, "w").write(kubeconfig(east))
     log = open(os.path.join(work, "meshfed.log"), "w+")
@@ -222,6 +235,8 @@ def main():
         check(set(cs) == {"east", "west", "south"}, f"clusterz lists the local and both remote clusters ({sorted(cs)})")
         check(cs.get("west", {}).get("network") == "network-west" and cs.get("west", {}).get("gateway") == "198.51.100.10",
               "west's network and gateway come from its own objects")
+        check(cs.get("south", {}).get("gateway") == "203.0.113.10",
+              "south's gateway comes from its Gateway of class istio-east-west")
 
         zt = ztunnel.Ztunnel(SRC, xport, "east", "network-east")
         sh = lambda net, gw, n, s: f"{net}/SplitHorizonWorkload/istio-system/istio-eastwest/{gw}/{n}/{s}.{n}.{H}"  # noqa: E731
@@ -337,7 +352,7 @@ def main():
               "/debug/config_dump?proxy= shows what that proxy sees")
 
         # a new cluster joins with a Secret made by `meshfed create-remote-secret`
-        north_p, np_ = start_fake(work, ["north"])
+        north_p, np_ = start_fake(work, ["north"], absent=["gateways"])
         extra.append(north_p)
         north = np_["north"]
         post(north, "/fake/apply", cluster_objects("network-north", "192.0.2.77", ["10.10.0.11"]) +
@@ -358,7 +373,7 @@ def main():
             post(east, "/fake/apply", secret)
         north_reviews = sh("network-north", "192.0.2.77", "bookinfo", "reviews")
         check(wait_for(lambda: clusters().get("north", {}).get("state") == "synced"),
-              "applying it in east makes east's meshfed watch north")
+              "applying it in east makes east's meshfed watch north (no Gateway API there: still synced)")
         check(zt.wait(lambda s: north_reviews in s), "and north's global services reach east's ztunnel")
         out = subprocess.run([binary, "create-remote-secret", "--kubeconfig", nkc, "--name", "north",
                               "--service-account", "nobody"], capture_output=True, text=True)

@@ -5,6 +5,7 @@
  * per type is unacknowledged at a time.
  */
 #include "xds_internal.h"
+#include "envoy.h"
 
 #include "envoy/service/discovery/v3/discovery.pb-c.h"
 #include "google/protobuf/any.pb-c.h"
@@ -544,9 +545,13 @@ void xds_stream_pump(xds_stream_t *st)
         return;
     if (!st->delta) {
         pump_sotw(st);
+        if (!st->sending)
+            xds_envoy_pump(st);
         return;
     }
     pump_delta_auth(st);
     if (!st->sending)
         pump_delta_addr(st);
+    if (!st->sending)
+        xds_envoy_pump(st);
 }

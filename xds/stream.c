@@ -4,6 +4,7 @@
  * snapshot diffs. Runs on the server threads with srv->mu held.
  */
 #include "xds_internal.h"
+#include "envoy.h"
 
 #include "envoy/service/discovery/v3/discovery.pb-c.h"
 #include "google/protobuf/struct.pb-c.h"
@@ -31,6 +32,7 @@ void xds_stream_state_free(xds_stream_t *st)
 {
     type_state_free(&st->addr);
     type_state_free(&st->auth);
+    xds_envoy_state_free(st);
     free(st->node_id);
     free(st->cluster);
     free(st->network);
@@ -128,6 +130,8 @@ static int take_node(xds_stream_t *st, const Envoy__Config__Core__V3__Node *node
     free(hdr);
     st->view.cluster = st->cluster;
     st->view.network = st->network;
+    st->gateway =
+        xds_envoy_is_gateway(st->node_id, meta_string(node->metadata, XDS_GW_ROLE_KEY));
     return 0;
 }
 
@@ -137,6 +141,9 @@ static xds_type_state_t *type_state(xds_stream_t *st, const char *type_url)
         return &st->addr;
     if (type_url && strcmp(type_url, XDS_TYPE_AUTHORIZATION) == 0)
         return &st->auth;
+    int et = xds_envoy_type(type_url);
+    if (et >= 0)
+        return &st->envoy[et];
     reject(st, GRPC_STATUS_INVALID_ARGUMENT, "xds: unknown type_url \"%s\"",
            type_url ? type_url : "");
     return NULL;
@@ -263,6 +270,12 @@ static void on_sotw(xds_stream_t *st, Envoy__Service__Discovery__V3__DiscoveryRe
     xds_type_state_t *ts = type_state(st, rq->type_url);
     if (!ts || check_names(st, rq->resource_names, rq->n_resource_names) < 0)
         return;
+    if (ts >= st->envoy && ts < st->envoy + XDS_ENVOY_NTYPES) {
+        xds_envoy_on_sotw(st, ts, rq->resource_names, rq->n_resource_names, rq->response_nonce,
+                          rq->error_detail != NULL,
+                          rq->error_detail ? rq->error_detail->message : NULL);
+        return;
+    }
     if (rq->response_nonce && *rq->response_nonce) {
         take_ack(st, ts, rq->response_nonce, rq->error_detail);
         return;

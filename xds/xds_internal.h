@@ -100,6 +100,8 @@ struct xds_stream {
     char *node_id, *cluster, *network, *peer;
     model_view_t view;
     xds_type_state_t addr, auth;
+    xds_type_state_t envoy[4]; /* LDS, RDS, CDS, EDS: envoy_stream.c */
+    bool gateway;              /* an east-west gateway (docs/gateway.md) */
     uint64_t nacks;
     char *last_nack;
     xds_tag_t t_recv, t_send, t_close, t_status;

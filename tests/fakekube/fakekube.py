@@ -51,6 +51,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 KINDS = {
     "ServiceAccount": ("serviceaccounts", "v1"),
+    "Gateway": ("gateways", "gateway.networking.k8s.io/v1"),
     "Namespace": ("namespaces", "v1"),
     "Service": ("services", "v1"),
     "EndpointSlice": ("endpointslices", "discovery.k8s.io/v1"),
@@ -664,7 +665,12 @@ def main():
     ap.add_argument("--cluster", action="append", required=True)
     ap.add_argument("--bookmark-interval", type=float, default=0)
     ap.add_argument("--initial-rv", type=int, default=1)
+    ap.add_argument("--absent", action="append", default=[],
+                    help="a resource plural whose API is not installed (404, as without its CRD)")
     args = ap.parse_args()
+    for plural in args.absent:
+        kind = PLURALS.pop(plural)[0]
+        KINDS.pop(kind)
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.load_cert_chain(args.cert, args.key)
     if args.client_ca:  # client certificates authenticate like tokens

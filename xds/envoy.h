@@ -1,0 +1,98 @@
+/*
+ * envoy.h - the Envoy v3 resources (LDS/RDS/CDS/EDS) served to proxyless
+ * gRPC clients and east-west gateways, built from the model's endpoints
+ * family (MODEL_RES_ENDPOINTS, one variant per service and viewing cluster).
+ *
+ * For every service port of hostname H and port P a client sees:
+ *   Listener             "H:P"               api_listener -> HCM -> RDS "H:P"
+ *   RouteConfiguration   "H:P"               every path -> cluster below
+ *   Cluster              "outbound|P||H"     type EDS over ADS, ROUND_ROBIN
+ *   ClusterLoadAssignment "outbound|P||H"    localities with priorities
+ * An east-west gateway (see docs/gateway.md) sees only the global services,
+ * with only its own cluster's endpoints, plus one "hbone_terminate"
+ * listener on 15008 and its route configuration.
+ */
+#ifndef MESHFED_XDS_ENVOY_H
+#define MESHFED_XDS_ENVOY_H
+
+#include "model.h"
+#ifndef MESHFED_XDS_INTERNAL_H /* its second half has no include guard */
+#include "xds_internal.h"
+#endif
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define XDS_TYPE_LISTENER "type.googleapis.com/envoy.config.listener.v3.Listener"
+#define XDS_TYPE_ROUTE "type.googleapis.com/envoy.config.route.v3.RouteConfiguration"
+#define XDS_TYPE_CLUSTER "type.googleapis.com/envoy.config.cluster.v3.Cluster"
+#define XDS_TYPE_ENDPOINT "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment"
+#define XDS_TYPE_HCM                                                                               \
+    "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3."             \
+    "HttpConnectionManager"
+#define XDS_TYPE_ROUTER "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"
+
+#define XDS_GW_LISTENER "hbone_terminate" /* the gateway's listener and route name */
+#define XDS_GW_PORT 15008
+#define XDS_GW_ROLE_KEY "MESHFED_ROLE"       /* node metadata key ... */
+#define XDS_GW_ROLE_VALUE "eastwest-gateway" /* ... and value of a gateway */
+
+typedef enum xds_envoy_type {
+    XDS_LDS,
+    XDS_RDS,
+    XDS_CDS,
+    XDS_EDS,
+    XDS_ENVOY_NTYPES,
+} xds_envoy_type_t;
+
+typedef enum xds_envoy_role {
+    XDS_ROLE_CLIENT,  /* proxyless gRPC (or any Envoy-style client) */
+    XDS_ROLE_GATEWAY, /* an east-west gateway of its cluster */
+} xds_envoy_role_t;
+
+/* The type for an Envoy type URL, or -1. */
+int xds_envoy_type(const char *type_url);
+const char *xds_envoy_type_url(xds_envoy_type_t t);
+
+/* One serialized resource; name and bytes owned by the set (or the cache). */
+typedef struct xds_envoy_item {
+    char *name;
+    uint8_t *buf;
+    size_t len;
+    uint64_t hash; /* of name and bytes: the resource's version */
+} xds_envoy_item_t;
+
+/* Resources of one type for one proxy, with an order-independent digest
+ * of all of them (the SotW version of the type). */
+typedef struct xds_envoy_set {
+    xds_envoy_item_t *items;
+    size_t n, cap;
+    uint8_t **owned; /* per-call encodings (the gateway's route) */
+    char **owned_names;
+    size_t nowned, capowned;
+    uint64_t hash;
+} xds_envoy_set_t;
+
+/* Fills set with the resources of type t that a proxy of view v and role
+ * sees in snap: all of them when names is NULL (wildcard), else those
+ * named in names that exist. Items borrow from snap's resources: keep snap
+ * referenced while using them. 0, or -1 when out of memory. */
+int xds_envoy_collect(xds_envoy_set_t *set, const model_snapshot_t *snap, const model_view_t *v,
+                      xds_envoy_role_t role, xds_envoy_type_t t, const xds_map_t *names);
+void xds_envoy_set_free(xds_envoy_set_t *set);
+/* 16 hex digits of h into buf (17 bytes). */
+void xds_envoy_version(uint64_t h, char *buf);
+
+/* envoy_stream.c: the four types on an ADS stream, state in st->envoy[]
+ * (server threads, srv->mu held). */
+/* A gateway: node metadata MESHFED_ROLE=eastwest-gateway, or an Envoy
+ * node id "router~..." (what istio-proxy calls its gateways). */
+bool xds_envoy_is_gateway(const char *node_id, const char *role);
+/* A SotW request for ts (one of st->envoy): subscription, ACK or NACK. */
+void xds_envoy_on_sotw(xds_stream_t *st, xds_type_state_t *ts, char **names, size_t n,
+                       const char *nonce, bool nack, const char *msg);
+/* Sends at most one response (SotW or delta) if a type needs one. */
+void xds_envoy_pump(xds_stream_t *st);
+void xds_envoy_state_free(xds_stream_t *st);
+
+#endif
