@@ -47,6 +47,9 @@ static const setting_t settings[] = {
     {"tls-key", "MESHFED_TLS_KEY", T_STR, OFF(tls_key), NULL, "PEM server key"},
     {"debug-listen", "MESHFED_DEBUG_LISTEN", T_STR, OFF(debug_listen), "127.0.0.1:15014",
      "debug HTTP address (/ready, /metrics, /debug/...)"},
+    {"debug-token-file", "MESHFED_DEBUG_TOKEN_FILE", T_STR, OFF(debug_token_file), NULL,
+     "file holding the bearer token /debug and /metrics require (needed when debug-listen "
+     "is not a loopback address)"},
     {"trust-domain", "TRUST_DOMAIN", T_STR, OFF(trust_domain), "cluster.local", "trust domain"},
     {"domain-suffix", "DOMAIN_SUFFIX", T_STR, OFF(domain_suffix), "cluster.local",
      "cluster DNS domain"},

@@ -30,6 +30,7 @@ typedef struct ctl_config {
     char *tls_cert;         /* --tls-cert */
     char *tls_key;          /* --tls-key */
     char *debug_listen;     /* --debug-listen */
+    char *debug_token_file; /* --debug-token-file */
     char *trust_domain;     /* --trust-domain */
     char *domain_suffix;    /* --domain-suffix */
     char *config_file;      /* --config */
@@ -62,6 +63,7 @@ typedef struct ctl_metrics {
     atomic_ulong scope_errors;
     atomic_ulong http_requests;
     atomic_ulong http_bad_requests;
+    atomic_ulong http_unauthorized;
     atomic_ulong demo_reloads;
     atomic_ulong commit_us_sum;
     atomic_long queue_depth;

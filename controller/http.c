@@ -19,6 +19,7 @@ struct ctl_http {
     ctl_t *ctl;
     struct MHD_Daemon *d;
     int port;
+    char *token_file; /* when set, /debug and /metrics need "Bearer <its content>" */
 };
 
 typedef struct reply {
@@ -413,9 +414,11 @@ static reply_t metrics(ctl_t *ctl)
             "# TYPE meshfed_errors_total counter\n"
             "meshfed_errors_total{kind=\"decode\"} %lu\n"
             "meshfed_errors_total{kind=\"servicescope\"} %lu\n"
-            "meshfed_errors_total{kind=\"http\"} %lu\n",
+            "meshfed_errors_total{kind=\"http\"} %lu\n"
+            "meshfed_errors_total{kind=\"http_unauthorized\"} %lu\n",
             atomic_load(&ctl_metrics.decode_errors), atomic_load(&ctl_metrics.scope_errors),
-            atomic_load(&ctl_metrics.http_bad_requests));
+            atomic_load(&ctl_metrics.http_bad_requests),
+            atomic_load(&ctl_metrics.http_unauthorized));
     counter(&b, "meshfed_demo_reloads_total", "Demo cluster directories reloaded.",
             atomic_load(&ctl_metrics.demo_reloads));
     if (ctl_kube_of(ctl)) {
@@ -521,6 +524,29 @@ static reply_t route(ctl_http_t *h, struct MHD_Connection *conn, const char *url
                        url);
 }
 
+/* The token is read at each request, so that rotating the file (a mounted
+ * Secret) takes effect without a restart. Compared in constant time. */
+static bool authorized(const ctl_http_t *h, struct MHD_Connection *conn)
+{
+    const char *hdr = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Authorization");
+    FILE *f = fopen(h->token_file, "r");
+    char tok[1024] = "";
+    size_t n = f ? fread(tok, 1, sizeof(tok) - 1, f) : 0;
+    if (f)
+        fclose(f);
+    tok[n] = '\0';
+    while (n && (tok[n - 1] == '\n' || tok[n - 1] == '\r' || tok[n - 1] == ' '))
+        tok[--n] = '\0';
+    if (!n || !hdr || strncmp(hdr, "Bearer ", 7) != 0)
+        return false;
+    const char *given = hdr + 7;
+    size_t glen = strlen(given);
+    unsigned char diff = glen != n;
+    for (size_t i = 0; i < n; i++)
+        diff |= (unsigned char)(tok[i] ^ (i < glen ? given[i] : 0));
+    return diff == 0;
+}
+
 static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char *url,
                               const char *method, const char *version, const char *upload,
                               size_t *upload_size, void **state)
@@ -539,10 +565,15 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
         *upload_size = 0;
         return MHD_YES;
     }
-    if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0)
+    bool open_page = strcmp(url, "/healthz") == 0 || strcmp(url, "/ready") == 0;
+    if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0) {
         r = error_reply(405, "method %s not allowed: pages are read-only", method);
-    else
+    } else if (h->token_file && !open_page && !authorized(h, conn)) {
+        atomic_fetch_add(&ctl_metrics.http_unauthorized, 1);
+        r = error_reply(401, "this page needs Authorization: Bearer <token>%s", "");
+    } else {
         r = route(h, conn, url);
+    }
     const char *body = r.body ? r.body : "";
     struct MHD_Response *resp =
         MHD_create_response_from_buffer(strlen(body), (void *)body, MHD_RESPMEM_MUST_COPY);
@@ -553,6 +584,11 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
     enum MHD_Result ret = MHD_queue_response(conn, (unsigned)r.status, resp);
     MHD_destroy_response(resp);
     return ret;
+}
+
+static bool loopback(const struct sockaddr_in *sa)
+{
+    return (ntohl(sa->sin_addr.s_addr) >> 24) == 127;
 }
 
 static int parse_listen(const char *listen, struct sockaddr_in *sa, char *err, size_t errlen)
@@ -584,16 +620,34 @@ ctl_http_t *ctl_http_start(ctl_t *c, const char *listen, char *err, size_t errle
     struct sockaddr_in sa;
     if (parse_listen(listen, &sa, err, errlen) < 0)
         return NULL;
+    const char *token_file = ctl_config(c)->debug_token_file;
+    if (!loopback(&sa) && !token_file) {
+        snprintf(err, errlen,
+                 "debug-listen: %s is reachable from outside this host: set debug-token-file "
+                 "(a bearer token /debug and /metrics will require)",
+                 listen);
+        return NULL;
+    }
+    if (token_file) {
+        FILE *f = fopen(token_file, "r");
+        if (!f) {
+            snprintf(err, errlen, "debug-token-file: cannot read %s", token_file);
+            return NULL;
+        }
+        fclose(f);
+    }
     ctl_http_t *h = calloc(1, sizeof(*h));
     if (!h)
         return NULL;
     h->ctl = c;
+    h->token_file = token_file ? strdup(token_file) : NULL;
     h->d =
         MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL, ntohs(sa.sin_port), NULL,
                          NULL, handle, h, MHD_OPTION_SOCK_ADDR, &sa, MHD_OPTION_CONNECTION_LIMIT,
                          256u, MHD_OPTION_CONNECTION_TIMEOUT, 30u, MHD_OPTION_END);
     if (!h->d) {
         snprintf(err, errlen, "debug-listen: cannot listen on %s", listen);
+        free(h->token_file);
         free(h);
         return NULL;
     }
@@ -612,5 +666,6 @@ void ctl_http_stop(ctl_http_t *h)
     if (!h)
         return;
     MHD_stop_daemon(h->d);
+    free(h->token_file);
     free(h);
 }

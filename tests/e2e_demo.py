@@ -50,6 +50,43 @@ def scope_of(port, key):
     return json.loads(body).get("scope") if st == 200 else None
 
 
+def debug_token(binary, demo, work):
+    """A debug endpoint reachable from outside needs a token for /debug and
+    /metrics; the probes' pages stay open."""
+    r = subprocess.run([binary, "--demo", demo, "--debug-listen", "0.0.0.0:0",
+                        "--xds-listen", "127.0.0.1:0"], capture_output=True, text=True, timeout=20)
+    check(r.returncode != 0 and "debug-token-file" in r.stderr,
+          "a non-loopback debug-listen without a token is refused at start")
+    tok = os.path.join(work, "token")
+    open(tok, "w").write("s3cret\n")
+    log = open(os.path.join(work, "token.log"), "w+")
+    p = subprocess.Popen([binary, "--demo", demo, "--debug-listen", "0.0.0.0:0",
+                          "--debug-token-file", tok, "--xds-listen", "127.0.0.1:0"],
+                         stdout=log, stderr=log)
+    try:
+        def port():
+            log.seek(0)
+            m = re.search(r"debug on port (\d+)", log.read())
+            return m and int(m.group(1))
+        dport = wait_for(port)
+
+        def code(path, token=None):
+            req = urllib.request.Request(f"http://127.0.0.1:{dport}{path}",
+                                         headers={"Authorization": f"Bearer {token}"} if token else {})
+            try:
+                with urllib.request.urlopen(req, timeout=10) as resp:
+                    return resp.status
+            except urllib.error.HTTPError as e:
+                return e.code
+        check(bool(dport) and code("/debug/clusterz") == 401 and code("/metrics", "wrong") == 401,
+              "without the token /debug and /metrics answer 401")
+        check(code("/debug/clusterz", "s3cret") == 200 and code("/healthz") == 200,
+              "with it they answer; /healthz needs none")
+    finally:
+        p.send_signal(signal.SIGTERM)
+        p.wait(timeout=20)
+
+
 def main():
     binary, examples = sys.argv[1], sys.argv[2]
     work = tempfile.mkdtemp(prefix="meshfed-e2e-")
@@ -153,6 +190,7 @@ def main():
         proc.send_signal(signal.SIGTERM)
         rc = proc.wait(timeout=20)
         check(rc == 0, f"SIGTERM exits cleanly (rc={rc})")
+        debug_token(binary, demo, work)
     finally:
         if proc.poll() is None:
             proc.kill()

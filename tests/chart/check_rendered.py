@@ -133,6 +133,20 @@ if dep:
     dl = argmap.get("debug-listen", "")
     check("args: --debug-listen reachable by the kubelet on the probe port",
           dl.rsplit(":", 1)[-1] == str(debug_port) and not dl.startswith(("127.", "localhost", "[::1]")), dl)
+    # meshfed refuses a non-loopback debug address without a token file
+    tf = argmap.get("debug-token-file", "")
+    mounts = {m["mountPath"]: m["name"] for m in c.get("volumeMounts", [])}
+    vols = {v["name"]: v for v in pod.get("volumes", [])}
+    tok_vol = vols.get(mounts.get(os.path.dirname(tf), ""), {})
+    tok_secret = tok_vol.get("secret", {}).get("secretName")
+    check("args: --debug-token-file from a mounted Secret", bool(tf) and bool(tok_secret), tf)
+    want_secret = (values.get("debug") or {}).get("tokenSecret")
+    if want_secret:
+        check("debug token: the given Secret is used", tok_secret == want_secret, str(tok_secret))
+    else:
+        made = [d for d in docs if d["kind"] == "Secret" and d["metadata"]["name"] == tok_secret]
+        check("debug token: the chart creates the Secret with a non-empty token",
+              len(made) == 1 and made[0].get("data", {}).get("token"), str(tok_secret))
     if tls:
         mounts = {m["name"]: m for m in c.get("volumeMounts", [])}
         vols = {v["name"]: v for v in pod.get("volumes", [])}

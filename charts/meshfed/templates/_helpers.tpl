@@ -64,3 +64,7 @@ app.kubernetes.io/component: control-plane
 {{- define "meshfed.debugExposed" -}}
 {{- if or .Values.debug.exposed .Values.serviceMonitor.enabled -}}true{{- end -}}
 {{- end -}}
+
+{{- define "meshfed.debugTokenSecret" -}}
+{{- default (printf "%s-debug-token" (include "meshfed.fullname" .)) .Values.debug.tokenSecret -}}
+{{- end -}}
