@@ -389,6 +389,8 @@ static void metrics_model(const model_t *m, void *arg)
             g.global, g.local);
     counter(b, "meshfed_model_events_total", "Object events applied to the model.",
             (unsigned long)model_events(m));
+    counter(b, "meshfed_scope_evaluations_total", "ServiceScope evaluations (service x cluster).",
+            (unsigned long)model_scope_evaluations(m));
 }
 
 static reply_t metrics(ctl_t *ctl)

@@ -534,6 +534,7 @@ static void derive_service(build_t *b, const char *key)
         const model_namespace_t *nso = model_hmap_get(&c->objs[MODEL_KIND_NAMESPACE], ns);
         in[nin] =
             (svc_in_t){c, svc, model_scope_eval(m->rules, nso ? &nso->labels : NULL, &svc->labels)};
+        m->scope_evals++;
         if (in[nin].scope.scope == MODEL_SCOPE_LOCAL)
             local[nlocal++] = c->id;
         nin++;

@@ -73,3 +73,8 @@ uint64_t model_events(const model_t *m)
 {
     return m->events;
 }
+
+uint64_t model_scope_evaluations(const model_t *m)
+{
+    return m->scope_evals;
+}

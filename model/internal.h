@@ -116,6 +116,7 @@ struct model {
     model_pmap_t *emap; /* and endpoints */
     uint64_t version;
     uint64_t events;
+    uint64_t scope_evals;
     size_t changes; /* resource names written in this commit */
 };
 

@@ -308,6 +308,8 @@ void model_each_object(const model_t *m, const char *cluster, model_kind_t kind,
 /* The object stored under key ("ns/name" or name), or NULL. Borrowed. */
 const void *model_object(const model_t *m, const char *cluster, model_kind_t kind, const char *key);
 uint64_t model_events(const model_t *m);
+/* ServiceScope evaluations done (one per service per cluster rebuilt). */
+uint64_t model_scope_evaluations(const model_t *m);
 
 /* ---------- output resources ---------- */
 
