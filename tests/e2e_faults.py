@@ -1,0 +1,491 @@
+#!/usr/bin/python3
+"""End to end under API server faults: the real meshfed binary watching three
+fake clusters (east local; west and south from a remote Secret, each in its
+own fakekube process) with ztunnel-like Delta xDS clients connected, while a
+writer keeps changing objects in every cluster.
+
+Faults: watch streams cut mid-stream again and again (/fake/disconnect),
+truncated and malformed watch lines (/fake/malformed), a 410 storm
+(/fake/compact every 200 ms), a slow API server (/fake/pause), and west's API
+server killed and restarted on its port several times with a larger
+--initial-rv each time (a new etcd history: 410, relist).
+
+After the faults stop: meshfed's view of every cluster (/debug/clusterz object
+counts, /debug/servicez scopes, /debug/endpointz endpoints) equals the fake
+servers' final objects, the connected ztunnels hold exactly what a freshly
+connected one gets, meshfed still runs, and /metrics counted the relists and
+errors.
+Usage: e2e_faults.py MESHFED_BINARY SOURCE_DIR
+"""
+import base64
+import json
+import os
+import random
+import re
+import shutil
+import signal
+import ssl
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import ztunnel  # noqa: E402
+
+PASSED, FAILURES = [], []
+NS = "apps"
+NSVC = 5
+CA = SRC = None
+
+
+def check(cond, what):
+    print(("ok   " if cond else "FAIL ") + what, flush=True)
+    (PASSED if cond else FAILURES).append(what)
+
+
+def wait_for(fn, timeout=30.0):
+    end = time.time() + timeout
+    while time.time() < end:
+        v = fn()
+        if v:
+            return v
+        time.sleep(0.2)
+    return fn()
+
+
+def get(port, path):
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+    except OSError as e:
+        return 0, str(e)
+
+
+def get_json(port, path):
+    st, body = get(port, path)
+    return json.loads(body) if st == 200 else None
+
+
+def metrics(port):
+    st, body = get(port, "/metrics")
+    out = {}
+    for line in body.splitlines() if st == 200 else []:
+        m = re.match(r"^(\S+) (\S+)$", line)
+        if m and not line.startswith("#"):
+            out[m.group(1)] = float(m.group(2))
+    return out
+
+
+def post(port, path, body):
+    ctx = ssl.create_default_context(cafile=CA)
+    req = urllib.request.Request(f"https://127.0.0.1:{port}{path}", data=json.dumps(body).encode(),
+                                 method="POST", headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, context=ctx, timeout=10) as r:
+        return json.loads(r.read())
+
+
+# ---------- objects ----------
+
+def ns(name, labels=None):
+    return {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name, "labels": labels or {}}}
+
+
+def svc(n, name, vip, labels=None, lb=None, port=80, pname="http"):
+    s = {"apiVersion": "v1", "kind": "Service",
+         "metadata": {"name": name, "namespace": n, "labels": labels or {},
+                      "creationTimestamp": "2026-01-01T00:00:00Z"},
+         "spec": {"clusterIP": vip, "clusterIPs": [vip],
+                  "ports": [{"name": pname, "port": port, "targetPort": 8080 if port == 80 else port}]}}
+    if lb:
+        s["status"] = {"loadBalancer": {"ingress": [{"ip": lb}]}}
+    return s
+
+
+def slice_(n, service, ips, ready):
+    return {"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+            "metadata": {"name": service + "-1", "namespace": n,
+                         "labels": {"kubernetes.io/service-name": service}},
+            "addressType": "IPv4", "ports": [{"name": "http", "port": 8080}],
+            "endpoints": [{"addresses": [ip], "conditions": {"ready": ready[i]},
+                           "targetRef": {"kind": "Pod", "name": f"{service}-{i}", "namespace": n}}
+                          for i, ip in enumerate(ips)]}
+
+
+def pod(n, service, i, ip):
+    return {"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": f"{service}-{i}", "namespace": n, "labels": {"app": service}},
+            "spec": {"nodeName": "node-1", "serviceAccountName": service},
+            "status": {"phase": "Running", "podIP": ip, "podIPs": [{"ip": ip}],
+                       "conditions": [{"type": "Ready", "status": "True"}]}}
+
+
+def kubeconfig(port, token="test-token"):
+    ca = base64.b64encode(open(CA, "rb").read()).decode()
+    return json.dumps({"apiVersion": "v1", "kind": "Config", "current-context": "c",
+                       "clusters": [{"name": "c", "cluster": {"server": f"https://127.0.0.1:{port}",
+                                                             "certificate-authority-data": ca}}],
+                       "users": [{"name": "u", "user": {"token": token}}],
+                       "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u"}}]})
+
+
+def remote_secret(ports):
+    return {"apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": "istio-remote-secrets", "namespace": "istio-system",
+                         "labels": {"istio/multiCluster": "true"}},
+            "data": {cid: base64.b64encode(kubeconfig(p).encode()).decode() for cid, p in ports.items()}}
+
+
+def make_certs(d):
+    global CA
+    CA = os.path.join(d, "ca.pem")
+    run = lambda *a: subprocess.run(a, check=True, capture_output=True)  # noqa: E731
+    run("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=test-ca",
+        "-keyout", os.path.join(d, "ca.key"), "-out", CA)
+    run("openssl", "req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1",
+        "-keyout", os.path.join(d, "server.key"), "-out", os.path.join(d, "server.csr"))
+    ext = os.path.join(d, "ext.cnf")
+    open(ext, "w").write("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
+    run("openssl", "x509", "-req", "-in", os.path.join(d, "server.csr"), "-CA", CA,
+        "-CAkey", os.path.join(d, "ca.key"), "-CAcreateserial", "-days", "2", "-extfile", ext,
+        "-out", os.path.join(d, "server.pem"))
+
+
+def start_fake(d, clusters, initial_rv=1):
+    p = subprocess.Popen(["/usr/bin/python3", os.path.join(SRC, "tests/fakekube/fakekube.py"),
+                          "--cert", os.path.join(d, "server.pem"), "--key", os.path.join(d, "server.key"),
+                          "--initial-rv", str(initial_rv)] + sum([["--cluster", c] for c in clusters], []),
+                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    line = p.stdout.readline()
+    ports = dict(kv.split("=") for kv in line.split()[1:])
+    return p, {k: int(v) for k, v in ports.items()}
+
+
+# ---------- a cluster whose final objects we know ----------
+
+class FakeCluster:
+    def __init__(self, cid, idx, net, gw, port):
+        self.id, self.idx, self.net, self.gw, self.port = cid, idx, net, gw, port
+        self.objects = {}  # (kind, ns, name) -> obj: what the fake server holds
+        self.up = True
+        self.mu = threading.Lock()
+        self.sizes = {}
+
+    def apply(self, objs):
+        objs = objs if isinstance(objs, list) else [objs]
+        with self.mu:
+            if not self.up:
+                return False
+            try:
+                post(self.port, "/fake/apply", objs)
+            except OSError:
+                return False
+            for o in objs:
+                md = o["metadata"]
+                self.objects[(o["kind"], md.get("namespace"), md["name"])] = o
+            return True
+
+    def delete(self, kind, n, name):
+        with self.mu:
+            if not self.up:
+                return False
+            try:
+                post(self.port, "/fake/delete", {"kind": kind, "namespace": n, "name": name})
+            except OSError:
+                return False
+            self.objects.pop((kind, n, name), None)
+            return True
+
+    def reapply_all(self):
+        """After a restart the fake server is empty: put the same objects back."""
+        with self.mu:
+            post(self.port, "/fake/apply", list(self.objects.values()))
+
+    def ip(self, s, i):
+        return f"10.{20 + self.idx}.{s}.{i + 1}"
+
+    def scale(self, s, n, ready, global_=True):
+        name = f"app{s}"
+        old = self.sizes.get(s, 0)
+        objs = [svc(NS, name, f"10.96.{self.idx}.{s + 1}", {"istio.io/global": "true"} if global_ else {}),
+                slice_(NS, name, [self.ip(s, i) for i in range(n)], ready)]
+        objs += [pod(NS, name, i, self.ip(s, i)) for i in range(n)]
+        if not self.apply(objs):
+            return
+        for i in range(n, old):
+            self.delete("Pod", NS, f"{name}-{i}")
+        self.sizes[s] = n
+
+    def initial(self, extra=()):
+        self.apply([ns("istio-system", {"topology.istio.io/network": self.net}), ns(NS),
+                    svc("istio-system", "istio-eastwest", "10.96.100.1", {"topology.istio.io/network": self.net},
+                        lb=self.gw, port=15008, pname="tls-hbone")] + list(extra))
+        for s in range(NSVC):
+            self.scale(s, 2, [True, True])
+
+    def mutate(self, rnd):
+        r = rnd.random()
+        if r < 0.75:
+            s = rnd.randrange(NSVC)
+            n = rnd.randint(1, 4)
+            self.scale(s, n, [rnd.random() < 0.7 for _ in range(n)], global_=rnd.random() < 0.85)
+        elif ("Service", NS, "tmp") in self.objects:
+            self.delete("EndpointSlice", NS, "tmp-1")
+            self.delete("Service", NS, "tmp")
+        else:
+            self.apply([svc(NS, "tmp", f"10.96.{self.idx}.200", {"istio.io/global": "true"}),
+                        slice_(NS, "tmp", [self.ip(9, 0)], [True])])
+
+
+class Writer(threading.Thread):
+    """Keeps changing objects in every cluster until stopped."""
+
+    def __init__(self, clusters, period=0.05):
+        super().__init__(daemon=True)
+        self.clusters, self.period = clusters, period
+        self.stop = threading.Event()
+        self.rnd = random.Random(7)
+        self.writes = 0
+
+    def run(self):
+        while not self.stop.is_set():
+            c = self.rnd.choice(self.clusters)
+            c.mutate(self.rnd)
+            self.writes += 1
+            time.sleep(self.period)
+
+
+# ---------- what meshfed should show ----------
+
+def expected(clusters):
+    counts, scopes, eps = {}, {}, {}
+    kinds = {"Namespace": "Namespace", "Service": "Service", "EndpointSlice": "EndpointSlice", "Pod": "Pod"}
+    for c in clusters:
+        with c.mu:
+            objs = dict(c.objects)
+        cnt = {}
+        for (kind, n, name), o in objs.items():
+            if kind in kinds:
+                cnt[kind] = cnt.get(kind, 0) + 1
+            if kind == "Service":
+                g = o["metadata"].get("labels", {}).get("istio.io/global") == "true"
+                scopes.setdefault(f"{n}/{name}", {})[c.id] = "GLOBAL" if g else "LOCAL"
+            if kind == "EndpointSlice":
+                sname = o["metadata"]["labels"]["kubernetes.io/service-name"]
+                eps.setdefault(f"{n}/{sname}", {})[c.id] = sorted(
+                    (e["addresses"][0], e["conditions"]["ready"], e["targetRef"]["name"]) for e in o["endpoints"])
+        counts[c.id] = cnt
+    return counts, scopes, eps
+
+
+def actual(dport, services):
+    cz = get_json(dport, "/debug/clusterz") or []
+    counts = {c["id"]: {k: v for k, v in c["objects"].items() if v and k in
+                        ("Namespace", "Service", "EndpointSlice", "Pod")} for c in cz}
+    states = {c["id"]: c["state"] for c in cz}
+    sz = get_json(dport, "/debug/servicez") or []
+    scopes = {s["service"]: {c["cluster"]: c["scope"] for c in s["clusters"]} for s in sz}
+    eps = {}
+    for key in services:
+        e = get_json(dport, "/debug/endpointz?service=" + key)
+        for cid, v in ((e or {}).get("clusters") or {}).items():
+            if v["endpoints"]:
+                eps.setdefault(key, {})[cid] = sorted((x["address"], x["ready"], x.get("pod")) for x in v["endpoints"])
+    return counts, states, scopes, eps
+
+
+def diff(a, b):
+    """A short description of how dict a differs from dict b."""
+    out = []
+    for k in sorted(set(a) | set(b), key=str):
+        if a.get(k) != b.get(k):
+            out.append(f"{k}: {a.get(k)} != {b.get(k)}")
+    return "; ".join(out[:4]) or "equal"
+
+
+def main():
+    global SRC
+    binary, SRC = sys.argv[1], sys.argv[2]
+    work = tempfile.mkdtemp(prefix="meshfed-e2e-faults-")
+    make_certs(work)
+    procs = {}
+    procs["east"], lp = start_fake(work, ["east"])
+    procs["west"], wp = start_fake(work, ["west"])
+    procs["south"], sp = start_fake(work, ["south"])
+    east = FakeCluster("east", 0, "network-east", "192.0.2.10", lp["east"])
+    west = FakeCluster("west", 1, "network-west", "198.51.100.10", wp["west"])
+    south = FakeCluster("south", 2, "network-south", "203.0.113.10", sp["south"])
+    clusters = [east, west, south]
+    east.initial([remote_secret({"west": west.port, "south": south.port})])
+    west.initial()
+    south.initial()
+    kc = os.path.join(work, "east.kubeconfig")
+    open(kc, "w").write(kubeconfig(east.port))
+    log = open(os.path.join(work, "meshfed.log"), "w+")
+    proc = subprocess.Popen([binary, "--kubeconfig", kc, "--cluster-id", "east", "--xds-listen", "127.0.0.1:0",
+                             "--debug-listen", "127.0.0.1:0", "--debounce-ms", "20", "--stale-after", "2"],
+                            stdout=log, stderr=log)
+    zts, writer = [], None
+    try:
+        def ports():
+            log.seek(0)
+            m = re.search(r"serving xDS on port (\d+), debug on port (\d+)", log.read())
+            return m and (int(m.group(1)), int(m.group(2)))
+        p = wait_for(ports)
+        check(bool(p), "meshfed starts against three fake API servers")
+        if not p:
+            return
+        xport, dport = p
+        check(bool(wait_for(lambda: get(dport, "/ready")[0] == 200, 60)), "/ready once all three synced")
+        zts = [ztunnel.Ztunnel(SRC, xport, "east", "network-east", node_id=f"ztunnel~10.0.0.{i}~zt{i}.istio-system~"
+                               "istio-system.svc.cluster.local") for i in range(1, 4)]
+        check(all(z.wait(lambda s: len(s) > 10, 20) for z in zts), "three ztunnels connected with a view")
+        m0 = metrics(dport)
+
+        writer = Writer(clusters)
+        writer.start()
+
+        # 1. watch streams cut mid-stream, again and again
+        for i in range(20):
+            for c in (east, south):
+                post(c.port, "/fake/disconnect", {})
+            time.sleep(0.2)
+        check(proc.poll() is None, "meshfed survives 20 rounds of watch streams cut mid-stream")
+
+        # 2. truncated and malformed watch lines
+        bad_lines = ['{"type":"ADDED","object":{"metadata":{"name":"x"', "{not json", '{"type":"ADDED"}',
+                     '{"type":"MODIFIED","object":42}', '{"type":"BOGUS","object":{}}', "[]", '"str"',
+                     '{"type":"ADDED","object":{"kind":"Pod","metadata":{"name":null}}}']
+        for line in bad_lines:
+            for c in (east, south):
+                post(c.port, "/fake/malformed", {"line": line})
+            time.sleep(0.1)
+        for c in (east, south):
+            post(c.port, "/fake/malformed", {"size": 3 * 1024 * 1024})  # one huge line
+        time.sleep(1.0)
+        check(proc.poll() is None, f"meshfed survives {len(bad_lines) + 1} malformed watch lines per watch")
+
+        # 3. a 410 storm: history compacted every 200 ms while objects change
+        end = time.time() + 4
+        while time.time() < end:
+            for c in (east, south):
+                post(c.port, "/fake/compact", {"disconnect": random.random() < 0.5})
+            time.sleep(0.2)
+        check(proc.poll() is None, "meshfed survives a 410 storm (compact every 200 ms for 4 s)")
+
+        # 4. a slow API server: events held back for a while
+        for c in (east, south):
+            post(c.port, "/fake/pause", {"on": True})
+        time.sleep(4)
+        for c in (east, south):
+            post(c.port, "/fake/pause", {"on": False})
+        check(proc.poll() is None, "meshfed survives a paused API server")
+
+        # 5. west flaps: killed, restarted on its port with a larger initial rv
+        for k in range(1, 5):
+            with west.mu:
+                west.up = False
+                procs["west"].kill()
+                procs["west"].wait()
+            time.sleep(0.5 + k * 0.7)  # the later downtimes exceed --stale-after
+            procs["west"], _ = start_fake(work, [f"west={west.port}"], initial_rv=100000 * k)
+            west.reapply_all()
+            with west.mu:
+                west.up = True
+            time.sleep(1.5)
+        check(proc.poll() is None, "meshfed survives west's API server flapping 4 times")
+
+        writer.stop.set()
+        writer.join()
+        print(f"writer: {writer.writes} writes during the faults", flush=True)
+
+        # ---------- after the faults ----------
+        want_counts, want_scopes, want_eps = expected(clusters)
+        got = {}
+
+        def converged():
+            got["counts"], got["states"], got["scopes"], got["eps"] = actual(dport, sorted(want_scopes))
+            return (got["counts"] == want_counts and got["scopes"] == want_scopes and got["eps"] == want_eps
+                    and set(got["states"].values()) == {"synced"})
+        ok = wait_for(converged, 60)
+        check(set(got["states"].values()) == {"synced"} and set(got["states"]) == {"east", "west", "south"},
+              f"every cluster is synced again ({got['states']})")
+        check(got["counts"] == want_counts, "clusterz object counts equal the fake servers' objects "
+              f"({diff(got['counts'], want_counts)})")
+        check(got["scopes"] == want_scopes, "servicez scopes equal the fake servers' Services "
+              f"({diff(got['scopes'], want_scopes)})")
+        check(got["eps"] == want_eps, "endpointz equals the fake servers' EndpointSlices "
+              f"({diff(got['eps'], want_eps)})")
+        del ok
+
+        fresh = ztunnel.Ztunnel(SRC, xport, "east", "network-east", node_id="ztunnel~10.0.0.9~fresh.istio-system~"
+                                "istio-system.svc.cluster.local")
+        fresh.wait(lambda s: len(s) > 10, 20)
+        time.sleep(1.0)  # any push still under way
+        for i, z in enumerate(zts):
+            same = z.wait(lambda s: z.versions == fresh.versions, 20)
+            d = {k: v for k, v in z.versions.items() if fresh.versions.get(k) != v}
+            d.update({k: None for k in fresh.versions if k not in z.versions})
+            check(bool(same) and z.error is None,
+                  f"ztunnel {i + 1} (connected throughout) holds exactly a fresh client's state "
+                  f"({len(z.versions)} vs {len(fresh.versions)} resources; differ: {list(d)[:3]})")
+        # the fresh view agrees with the objects: every global service of a remote
+        # network, with ready endpoints, is reachable through its gateway
+        sh = {k for k in fresh.state if "/SplitHorizonWorkload/" in k}
+        want_sh = set()
+        for c in (west, south):
+            for (kind, n, name), o in c.objects.items():
+                if kind == "EndpointSlice" and want_scopes.get(f"{n}/{name[:-2]}", {}).get(c.id) == "GLOBAL" \
+                        and any(e["conditions"]["ready"] for e in o["endpoints"]):
+                    want_sh.add(f"{c.net}/SplitHorizonWorkload/istio-system/istio-eastwest/{c.gw}/{n}/"
+                                f"{name[:-2]}.{n}.svc.cluster.local")
+        check(want_sh <= sh, f"the fresh client reaches every remote global service with ready endpoints "
+              f"(missing {sorted(want_sh - sh)[:3]})")
+        fresh.close()
+
+        check(proc.poll() is None, "meshfed is still running")
+        m1 = metrics(dport)
+        delta = lambda k: m1.get(k, 0) - m0.get(k, 0)  # noqa: E731
+        print("metrics: " + ", ".join(f"{k}={m1.get(k)}" for k in sorted(m1) if k.startswith("meshfed_kube_")),
+              flush=True)
+        check(delta("meshfed_kube_relists_total") >= 3, f"relists counted ({delta('meshfed_kube_relists_total')})")
+        check(delta("meshfed_kube_decode_errors_total") >= 2,
+              f"malformed watch lines counted ({delta('meshfed_kube_decode_errors_total')})")
+        check(delta("meshfed_kube_errors_total") >= 1, f"watch errors counted ({delta('meshfed_kube_errors_total')})")
+        check(delta("meshfed_kube_watch_restarts_total") >= 20,
+              f"watch restarts counted ({delta('meshfed_kube_watch_restarts_total')})")
+        check(m1.get("meshfed_xds_connected") == 3, f"the three ztunnels are still connected "
+              f"({m1.get('meshfed_xds_connected')})")
+
+        proc.send_signal(signal.SIGTERM)
+        rc = proc.wait(timeout=30)
+        check(rc == 0, f"SIGTERM after the faults exits cleanly (rc={rc})")
+    finally:
+        if writer:
+            writer.stop.set()
+        for z in zts:
+            z.close()
+        for p_ in [proc] + list(procs.values()):
+            if p_.poll() is None:
+                p_.kill()
+                p_.wait()
+        if FAILURES:
+            log.seek(0)
+            print("--- meshfed log (tail) ---\n" + "".join(log.readlines()[-60:]))
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except Exception as e:  # noqa: BLE001
+        import traceback
+        traceback.print_exc()
+        FAILURES.append(repr(e))
+    print(f"checks: {len(PASSED)} passed, {len(FAILURES)} failed")
+    sys.exit(1 if FAILURES else 0)

@@ -1,0 +1,1270 @@
+/*
+ * test_faults.c - xDS fault injection against a real server in-process on
+ * 127.0.0.1:0: a client that never ACKs, clients that vanish mid-push, a
+ * half-closed stream and a shutdown mid-push, a reconnect storm (afresh, then
+ * with initial_resource_versions) while the model churns, and a reconnect
+ * with initial_resource_versions after churn. Every client state is a map
+ * name -> version, compared with what a freshly connected wildcard client gets.
+ *
+ * FAULTS_STORM=N sets the number of streams of the storm (default 1000: about
+ * 10 s for the whole file under ASan on 2 CPUs).
+ */
+#include "model/model.h"
+#include "xds/xds.h"
+
+#include "envoy/service/discovery/v3/discovery.pb-c.h"
+#include "google/protobuf/struct.pb-c.h"
+#include "workload.pb-c.h"
+
+#include <check.h>
+#include <grpc/byte_buffer.h>
+#include <grpc/byte_buffer_reader.h>
+#include <grpc/grpc.h>
+#include <grpc/grpc_security.h>
+#include <grpc/support/time.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define DELTA "/envoy.service.discovery.v3.AggregatedDiscoveryService/DeltaAggregatedResources"
+#define NSVC 20
+#define NEXTRA 40
+
+static uint64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+static void sleep_ms(int ms)
+{
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+/* ---------- the mesh: c1/n1 and c2/n2, NSVC global services in both ---------- */
+
+static void apply_op(model_t *m, const char *cluster, model_kind_t k, model_op_t op, void *obj)
+{
+    char err[MODEL_ERRLEN];
+    ck_assert_msg(model_apply(m, cluster, k, op, obj, err, sizeof(err)) == 0, "%s", err);
+}
+
+static void apply(model_t *m, const char *cluster, model_kind_t k, void *obj)
+{
+    apply_op(m, cluster, k, MODEL_OP_UPSERT, obj);
+}
+
+static model_service_t *mk_svc(const char *name, int cl, int idx)
+{
+    model_service_t *s = calloc(1, sizeof(*s));
+    s->ns = strdup("ns");
+    s->name = strdup(name);
+    model_labels_set(&s->labels, "istio.io/global", "true");
+    s->cluster_ips = calloc(1, sizeof(model_ip_t));
+    s->cluster_ips[0].len = 4;
+    s->cluster_ips[0].b[0] = 10;
+    s->cluster_ips[0].b[1] = (uint8_t)(96 + cl);
+    s->cluster_ips[0].b[2] = 0;
+    s->cluster_ips[0].b[3] = (uint8_t)(idx + 1);
+    s->ncluster_ips = 1;
+    s->ports = calloc(1, sizeof(model_svc_port_t));
+    s->ports[0].name = strdup("http");
+    s->ports[0].port = 80;
+    s->ports[0].target_port = 8080;
+    s->nports = 1;
+    return s;
+}
+
+static void pod_ip(model_ip_t *ip, int cl, int svc, int i)
+{
+    ip->len = 4;
+    ip->b[0] = 10;
+    ip->b[1] = (uint8_t)cl;
+    ip->b[2] = (uint8_t)svc;
+    ip->b[3] = (uint8_t)(i + 1);
+}
+
+static model_pod_t *mk_pod(const char *name, int cl, int svc, int i)
+{
+    model_pod_t *p = calloc(1, sizeof(*p));
+    p->ns = strdup("ns");
+    p->name = strdup(name);
+    p->ips = calloc(1, sizeof(model_ip_t));
+    pod_ip(&p->ips[0], cl, svc, i);
+    p->nips = 1;
+    p->service_account = strdup("default");
+    p->node = strdup("node-1");
+    p->ready = true;
+    return p;
+}
+
+/* Service s<svc>'s slice in cluster cl: n endpoints (pods s<svc>-0..n-1), the
+ * first nready ready. */
+static model_endpointslice_t *mk_slice(int cl, int svc, int n, int nready)
+{
+    model_endpointslice_t *s = calloc(1, sizeof(*s));
+    char name[64];
+    s->ns = strdup("ns");
+    snprintf(name, sizeof(name), "s%d-abc", svc);
+    s->name = strdup(name);
+    snprintf(name, sizeof(name), "s%d", svc);
+    s->service = strdup(name);
+    s->ports = calloc(1, sizeof(model_ep_port_t));
+    s->ports[0].name = strdup("http");
+    s->ports[0].port = 8080;
+    s->nports = 1;
+    s->endpoints = calloc((size_t)(n ? n : 1), sizeof(model_endpoint_t));
+    s->nendpoints = (size_t)n;
+    for (int i = 0; i < n; i++) {
+        pod_ip(&s->endpoints[i].ip, cl, svc, i);
+        s->endpoints[i].ready = i < nready;
+        s->endpoints[i].serving = true;
+        snprintf(name, sizeof(name), "s%d-%d", svc, i);
+        s->endpoints[i].pod = strdup(name);
+    }
+    return s;
+}
+
+/* An extra pod (no service) in c1: a workload c1's view has or loses. */
+static void extra_pod(model_t *m, int k, bool present)
+{
+    char name[64];
+    snprintf(name, sizeof(name), "extra-%d", k);
+    if (present) {
+        apply(m, "c1", MODEL_KIND_POD, mk_pod(name, 1, 200 + k / 250, k % 250));
+    } else {
+        model_pod_t *p = calloc(1, sizeof(*p));
+        p->ns = strdup("ns");
+        p->name = strdup(name);
+        apply_op(m, "c1", MODEL_KIND_POD, MODEL_OP_DELETE, p);
+    }
+}
+
+typedef struct env {
+    model_t *m;
+    xds_server_t *s;
+    int port;
+    unsigned seed;
+    bool extra[NEXTRA];
+    uint64_t version; /* last published */
+} env_t;
+
+static void env_publish(env_t *e)
+{
+    model_snapshot_t *snap = model_commit(e->m);
+    e->version = model_snapshot_version(snap);
+    xds_server_publish(e->s, snap);
+    model_snapshot_unref(snap);
+}
+
+/* nbig extra pods in c1 make the initial state big. */
+static env_t *env_new(int nbig)
+{
+    env_t *e = calloc(1, sizeof(*e));
+    e->seed = 12345;
+    e->m = model_new(NULL);
+    char err[MODEL_ERRLEN];
+    for (int c = 1; c <= 2; c++) {
+        char id[8], net[8];
+        snprintf(id, sizeof(id), "c%d", c);
+        snprintf(net, sizeof(net), "n%d", c);
+        model_cluster_t ci = {.id = id, .network = net};
+        ck_assert_int_eq(model_ip_parse(c == 1 ? "192.0.2.1" : "192.0.2.2", &ci.gateway), 0);
+        ck_assert_int_eq(model_cluster_set(e->m, &ci, err, sizeof(err)), 0);
+        for (int s = 0; s < NSVC; s++) {
+            char name[32];
+            snprintf(name, sizeof(name), "s%d", s);
+            apply(e->m, id, MODEL_KIND_SERVICE, mk_svc(name, c, s));
+            for (int i = 0; i < 5; i++) {
+                snprintf(name, sizeof(name), "s%d-%d", s, i);
+                apply(e->m, id, MODEL_KIND_POD, mk_pod(name, c, s, i));
+            }
+            apply(e->m, id, MODEL_KIND_ENDPOINTSLICE, mk_slice(c, s, 3, 3));
+        }
+    }
+    for (int k = 0; k < NEXTRA / 2; k++) {
+        extra_pod(e->m, k, true);
+        e->extra[k] = true;
+    }
+    for (int k = 0; k < nbig; k++) {
+        char name[64];
+        snprintf(name, sizeof(name), "big-%d-with-a-rather-long-name-to-make-it-heavier", k);
+        apply(e->m, "c1", MODEL_KIND_POD, mk_pod(name, 1, 100 + k / 250, k % 250));
+    }
+    xds_config_t cfg = {.listen = "127.0.0.1:0", .max_streams = 5000};
+    e->s = xds_server_new(&cfg, err, sizeof(err));
+    ck_assert_msg(e->s != NULL, "%s", err);
+    e->port = xds_server_port(e->s);
+    ck_assert_int_gt(e->port, 0);
+    ck_assert_int_eq(xds_server_start(e->s), 0);
+    env_publish(e);
+    return e;
+}
+
+/* One random endpoint change (not published): a slice's size or readiness in
+ * either cluster, or an extra pod in c1 coming or going. */
+static void env_random_change(env_t *e)
+{
+    int r = rand_r(&e->seed) % 4;
+    if (r == 3) {
+        int k = rand_r(&e->seed) % NEXTRA;
+        e->extra[k] = !e->extra[k];
+        extra_pod(e->m, k, e->extra[k]);
+        return;
+    }
+    int cl = 1 + rand_r(&e->seed) % 2, svc = rand_r(&e->seed) % NSVC;
+    int n = 1 + rand_r(&e->seed) % 5, nready = rand_r(&e->seed) % (n + 1);
+    apply(e->m, cl == 1 ? "c1" : "c2", MODEL_KIND_ENDPOINTSLICE, mk_slice(cl, svc, n, nready));
+}
+
+/* A change that every c1 view sees: an extra pod comes or goes. */
+static void env_visible_change(env_t *e)
+{
+    int k = rand_r(&e->seed) % NEXTRA;
+    e->extra[k] = !e->extra[k];
+    extra_pod(e->m, k, e->extra[k]);
+}
+
+static void env_free(env_t *e)
+{
+    xds_server_shutdown(e->s, 100);
+    xds_server_free(e->s);
+    model_free(e->m);
+    free(e);
+}
+
+static uint64_t streams_open(env_t *e)
+{
+    xds_stats_t st;
+    xds_server_stats(e->s, &st);
+    return st.streams_open;
+}
+
+static bool wait_streams_open(env_t *e, uint64_t n, int ms)
+{
+    uint64_t end = now_ms() + (uint64_t)ms;
+    while (streams_open(e) != n) {
+        if (now_ms() > end)
+            return false;
+        sleep_ms(10);
+    }
+    return true;
+}
+
+/* ---------- client state: name -> version ---------- */
+
+typedef struct sent {
+    char *name;
+    char *version;
+    struct sent *next;
+} sent_t;
+
+#define SMAP_B 256
+typedef struct smap {
+    sent_t *b[SMAP_B];
+    size_t n;
+} smap_t;
+
+static unsigned shash(const char *s)
+{
+    unsigned h = 2166136261u;
+    for (; *s; s++)
+        h = (h ^ (unsigned char)*s) * 16777619u;
+    return h % SMAP_B;
+}
+
+static const char *smap_get(const smap_t *m, const char *k)
+{
+    for (sent_t *e = m->b[shash(k)]; e; e = e->next)
+        if (strcmp(e->name, k) == 0)
+            return e->version;
+    return NULL;
+}
+
+static void smap_set(smap_t *m, const char *k, const char *v)
+{
+    unsigned h = shash(k);
+    for (sent_t *e = m->b[h]; e; e = e->next)
+        if (strcmp(e->name, k) == 0) {
+            free(e->version);
+            e->version = strdup(v);
+            return;
+        }
+    sent_t *e = calloc(1, sizeof(*e));
+    e->name = strdup(k);
+    e->version = strdup(v);
+    e->next = m->b[h];
+    m->b[h] = e;
+    m->n++;
+}
+
+static void smap_del(smap_t *m, const char *k)
+{
+    for (sent_t **p = &m->b[shash(k)]; *p; p = &(*p)->next)
+        if (strcmp((*p)->name, k) == 0) {
+            sent_t *e = *p;
+            *p = e->next;
+            free(e->name);
+            free(e->version);
+            free(e);
+            m->n--;
+            return;
+        }
+}
+
+static void smap_clear(smap_t *m)
+{
+    for (int i = 0; i < SMAP_B; i++)
+        while (m->b[i]) {
+            sent_t *e = m->b[i];
+            m->b[i] = e->next;
+            free(e->name);
+            free(e->version);
+            free(e);
+        }
+    m->n = 0;
+}
+
+/* The first difference of a from b in msg, or false when equal. */
+static bool smap_diff(const smap_t *a, const smap_t *b, char *msg, size_t len)
+{
+    for (int i = 0; i < SMAP_B; i++)
+        for (sent_t *e = a->b[i]; e; e = e->next) {
+            const char *v = smap_get(b, e->name);
+            if (!v || strcmp(v, e->version) != 0) {
+                snprintf(msg, len, "%s: %s vs %s", e->name, e->version, v ? v : "(absent)");
+                return true;
+            }
+        }
+    if (a->n != b->n) {
+        snprintf(msg, len, "%zu names vs %zu", a->n, b->n);
+        return true;
+    }
+    return false;
+}
+
+static bool smap_equal(const smap_t *a, const smap_t *b)
+{
+    char msg[8];
+    return !smap_diff(a, b, msg, sizeof(msg));
+}
+
+/* ---------- a grpc core client (as in test_xds.c) ---------- */
+
+enum { T_SEND = 1, T_RECV, T_STATUS };
+
+typedef struct client {
+    grpc_channel *ch;
+    bool own_ch;
+    grpc_completion_queue *cq;
+    grpc_call *call;
+    bool done[4], pending[4];
+    int okv[4];
+    grpc_byte_buffer *rbuf;
+    bool got_imd;
+    grpc_metadata_array imd, tmd;
+    grpc_status_code status;
+    grpc_slice details;
+} client_t;
+
+/* Waits for tag; other completions are recorded. false on timeout. */
+static bool wait_tag(client_t *c, int tag, int ms)
+{
+    gpr_timespec dl = gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC), gpr_time_from_millis(ms, GPR_TIMESPAN));
+    while (!c->done[tag]) {
+        grpc_event ev = grpc_completion_queue_next(c->cq, dl, NULL);
+        if (ev.type == GRPC_QUEUE_TIMEOUT)
+            return false;
+        ck_assert_int_eq(ev.type, GRPC_OP_COMPLETE);
+        int t = (int)(intptr_t)ev.tag;
+        c->done[t] = true;
+        c->pending[t] = false;
+        c->okv[t] = ev.success;
+    }
+    c->done[tag] = false;
+    return true;
+}
+
+static void batch(client_t *c, grpc_op *ops, size_t n, int tag)
+{
+    c->pending[tag] = true;
+    ck_assert_int_eq(grpc_call_start_batch(c->call, ops, n, (void *)(intptr_t)tag, NULL),
+                     GRPC_CALL_OK);
+}
+
+/* A call on ch (owned by the client when own) with optional request headers. */
+static client_t *client_on(grpc_channel *ch, bool own, const char *method, grpc_metadata *md,
+                           size_t nmd)
+{
+    client_t *c = calloc(1, sizeof(*c));
+    c->ch = ch;
+    c->own_ch = own;
+    c->cq = grpc_completion_queue_create_for_next(NULL);
+    grpc_slice m = grpc_slice_from_static_string(method);
+    c->call = grpc_channel_create_call(c->ch, NULL, GRPC_PROPAGATE_DEFAULTS, c->cq, m, NULL,
+                                       gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
+    grpc_metadata_array_init(&c->imd);
+    grpc_metadata_array_init(&c->tmd);
+    grpc_op ops[2] = {0};
+    ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
+    ops[0].data.send_initial_metadata.count = nmd;
+    ops[0].data.send_initial_metadata.metadata = md;
+    ops[1].op = GRPC_OP_RECV_STATUS_ON_CLIENT;
+    ops[1].data.recv_status_on_client.status = &c->status;
+    ops[1].data.recv_status_on_client.status_details = &c->details;
+    ops[1].data.recv_status_on_client.trailing_metadata = &c->tmd;
+    batch(c, ops, 1, T_SEND);
+    ck_assert(wait_tag(c, T_SEND, 5000));
+    batch(c, &ops[1], 1, T_STATUS);
+    return c;
+}
+
+static grpc_channel *insecure_channel(int port)
+{
+    char target[64];
+    snprintf(target, sizeof(target), "127.0.0.1:%d", port);
+    grpc_channel_credentials *cr = grpc_insecure_credentials_create();
+    grpc_channel *ch = grpc_channel_create(target, cr, NULL);
+    grpc_channel_credentials_release(cr);
+    return ch;
+}
+
+static client_t *client_open(int port, const char *method)
+{
+    return client_on(insecure_channel(port), true, method, NULL, 0);
+}
+
+static void client_send(client_t *c, const uint8_t *buf, size_t len)
+{
+    grpc_slice sl = grpc_slice_from_copied_buffer((const char *)buf, len);
+    grpc_byte_buffer *bb = grpc_raw_byte_buffer_create(&sl, 1);
+    grpc_slice_unref(sl);
+    grpc_op op = {0};
+    op.op = GRPC_OP_SEND_MESSAGE;
+    op.data.send_message.send_message = bb;
+    batch(c, &op, 1, T_SEND);
+    ck_assert(wait_tag(c, T_SEND, 5000));
+    grpc_byte_buffer_destroy(bb);
+}
+
+/* The next message as a slice, or an empty slice on timeout / end of stream. */
+static bool client_recv(client_t *c, int ms, grpc_slice *out)
+{
+    if (!c->pending[T_RECV] && !c->done[T_RECV]) {
+        grpc_op ops[2] = {0};
+        size_t n = 0;
+        if (!c->got_imd) { /* grpc core wants it before the first message */
+            ops[n].op = GRPC_OP_RECV_INITIAL_METADATA;
+            ops[n++].data.recv_initial_metadata.recv_initial_metadata = &c->imd;
+            c->got_imd = true;
+        }
+        ops[n].op = GRPC_OP_RECV_MESSAGE;
+        ops[n++].data.recv_message.recv_message = &c->rbuf;
+        batch(c, ops, n, T_RECV);
+    }
+    if (!wait_tag(c, T_RECV, ms))
+        return false;
+    if (!c->rbuf)
+        return false;
+    grpc_byte_buffer_reader rd;
+    grpc_byte_buffer_reader_init(&rd, c->rbuf);
+    *out = grpc_byte_buffer_reader_readall(&rd);
+    grpc_byte_buffer_reader_destroy(&rd);
+    grpc_byte_buffer_destroy(c->rbuf);
+    c->rbuf = NULL;
+    return true;
+}
+
+static void client_close(client_t *c)
+{
+    grpc_call_cancel(c->call, NULL);
+    for (int t = 1; t < 4; t++)
+        if (c->pending[t])
+            wait_tag(c, t, 5000);
+    if (c->rbuf)
+        grpc_byte_buffer_destroy(c->rbuf);
+    grpc_call_unref(c->call);
+    if (c->own_ch)
+        grpc_channel_destroy(c->ch);
+    grpc_completion_queue_shutdown(c->cq);
+    while (grpc_completion_queue_next(c->cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL).type !=
+           GRPC_QUEUE_SHUTDOWN)
+        ;
+    grpc_completion_queue_destroy(c->cq);
+    grpc_metadata_array_destroy(&c->imd);
+    grpc_metadata_array_destroy(&c->tmd);
+    grpc_slice_unref(c->details);
+    free(c);
+}
+
+typedef Envoy__Service__Discovery__V3__DeltaDiscoveryRequest dreq_t;
+typedef Envoy__Service__Discovery__V3__DeltaDiscoveryResponse dresp_t;
+
+/* Node with CLUSTER_ID / NETWORK metadata (either may be NULL). */
+typedef struct node_buf {
+    Envoy__Config__Core__V3__Node node;
+    Google__Protobuf__Struct md;
+    Google__Protobuf__Struct__FieldsEntry e[2], *ep[2];
+    Google__Protobuf__Value v[2];
+} node_buf_t;
+
+static Envoy__Config__Core__V3__Node *mk_node_keys(node_buf_t *b, const char *ckey,
+                                                   const char *cluster, const char *nkey,
+                                                   const char *network)
+{
+    envoy__config__core__v3__node__init(&b->node);
+    google__protobuf__struct__init(&b->md);
+    b->node.id = (char *)"ztunnel~10.0.0.1~ztunnel-abc.istio-system~istio-system.svc.cluster.local";
+    b->node.metadata = &b->md;
+    const char *keys[2] = {ckey, nkey}, *vals[2] = {cluster, network};
+    for (int i = 0; i < 2; i++) {
+        if (!vals[i])
+            continue;
+        google__protobuf__struct__fields_entry__init(&b->e[i]);
+        google__protobuf__value__init(&b->v[i]);
+        b->v[i].kind_case = GOOGLE__PROTOBUF__VALUE__KIND_STRING_VALUE;
+        b->v[i].string_value = (char *)vals[i];
+        b->e[i].key = (char *)keys[i];
+        b->e[i].value = &b->v[i];
+        b->ep[b->md.n_fields++] = &b->e[i];
+    }
+    b->md.fields = b->ep;
+    return &b->node;
+}
+
+static Envoy__Config__Core__V3__Node *mk_node(node_buf_t *b, const char *cluster,
+                                              const char *network)
+{
+    return mk_node_keys(b, "CLUSTER_ID", cluster, "NETWORK", network);
+}
+
+static void send_delta(client_t *c, dreq_t *rq)
+{
+    size_t len = envoy__service__discovery__v3__delta_discovery_request__get_packed_size(rq);
+    uint8_t *buf = malloc(len + 1);
+    envoy__service__discovery__v3__delta_discovery_request__pack(rq, buf);
+    client_send(c, buf, len);
+    free(buf);
+}
+
+/* First request of a c1/n1 ztunnel for type, with optional subscriptions. */
+static void send_first(client_t *c, const char *type, char **subs, size_t nsubs)
+{
+    node_buf_t nb;
+    dreq_t rq = ENVOY__SERVICE__DISCOVERY__V3__DELTA_DISCOVERY_REQUEST__INIT;
+    rq.node = mk_node(&nb, "c1", "n1");
+    rq.type_url = (char *)type;
+    rq.resource_names_subscribe = subs;
+    rq.n_resource_names_subscribe = nsubs;
+    send_delta(c, &rq);
+}
+
+static void send_ack(client_t *c, const char *type, const char *nonce, const char *nack)
+{
+    dreq_t rq = ENVOY__SERVICE__DISCOVERY__V3__DELTA_DISCOVERY_REQUEST__INIT;
+    Google__Rpc__Status st = GOOGLE__RPC__STATUS__INIT;
+    rq.type_url = (char *)type;
+    rq.response_nonce = (char *)nonce;
+    if (nack) {
+        st.code = 3;
+        st.message = (char *)nack;
+        rq.error_detail = &st;
+    }
+    send_delta(c, &rq);
+}
+
+static dresp_t *recv_delta(client_t *c, int ms)
+{
+    grpc_slice sl;
+    if (!client_recv(c, ms, &sl))
+        return NULL;
+    dresp_t *r = envoy__service__discovery__v3__delta_discovery_response__unpack(
+        NULL, GRPC_SLICE_LENGTH(sl), GRPC_SLICE_START_PTR(sl));
+    grpc_slice_unref(sl);
+    ck_assert_ptr_nonnull(r);
+    return r;
+}
+
+static void dresp_free(dresp_t *r)
+{
+    envoy__service__discovery__v3__delta_discovery_response__free_unpacked(r, NULL);
+}
+
+
+static void apply_resp(smap_t *m, const dresp_t *r)
+{
+    for (size_t i = 0; i < r->n_resources; i++)
+        smap_set(m, r->resources[i]->name, r->resources[i]->version);
+    for (size_t i = 0; i < r->n_removed_resources; i++)
+        smap_del(m, r->removed_resources[i]);
+}
+
+/* A fresh wildcard c1/n1 client's state (and the snapshot version it is of). */
+static uint64_t fresh_state(env_t *e, smap_t *out)
+{
+    client_t *c = client_open(e->port, DELTA);
+    send_first(c, XDS_TYPE_ADDRESS, NULL, 0);
+    dresp_t *r = recv_delta(c, 10000);
+    ck_assert_ptr_nonnull(r);
+    ck_assert_uint_eq(r->n_removed_resources, 0);
+    smap_clear(out);
+    apply_resp(out, r);
+    uint64_t v = strtoull(r->system_version_info, NULL, 10);
+    dresp_free(r);
+    client_close(c);
+    return v;
+}
+
+/* ---------- (a) a client that never ACKs ---------- */
+
+START_TEST(no_ack_gets_one_response_until_it_acks)
+{
+    env_t *e = env_new(0);
+    client_t *c = client_open(e->port, DELTA);
+    send_first(c, XDS_TYPE_ADDRESS, NULL, 0);
+    dresp_t *r = recv_delta(c, 5000);
+    ck_assert_ptr_nonnull(r);
+    smap_t st = {0};
+    apply_resp(&st, r);
+    ck_assert_uint_gt(st.n, 40);
+    char nonce[128];
+    snprintf(nonce, sizeof(nonce), "%s", r->nonce);
+    dresp_free(r);
+    /* 50 published changes, never ACKed: nothing more arrives */
+    for (int i = 0; i < 50; i++) {
+        env_random_change(e);
+        env_publish(e);
+        if (i % 10 == 0)
+            ck_assert_ptr_null(recv_delta(c, 50));
+    }
+    ck_assert_ptr_null(recv_delta(c, 1000));
+    send_ack(c, XDS_TYPE_ADDRESS, "not-a-nonce-we-sent", NULL); /* a stale nonce ACKs nothing */
+    ck_assert_ptr_null(recv_delta(c, 500));
+    smap_t want = {0};
+    uint64_t v = fresh_state(e, &want);
+    ck_assert_uint_eq(v, e->version);
+    xds_stats_t s0;
+    xds_server_stats(e->s, &s0);
+    /* one ACK: exactly one response, which brings it to the current state */
+    send_ack(c, XDS_TYPE_ADDRESS, nonce, NULL);
+    r = recv_delta(c, 5000);
+    ck_assert_ptr_nonnull(r);
+    ck_assert_uint_eq(strtoull(r->system_version_info, NULL, 10), e->version);
+    apply_resp(&st, r);
+    dresp_free(r);
+    char msg[512];
+    ck_assert_msg(!smap_diff(&st, &want, msg, sizeof(msg)), "after the ACK: %s", msg);
+    ck_assert_ptr_null(recv_delta(c, 500)); /* and nothing after it (not ACKed yet) */
+    xds_stats_t s1;
+    xds_server_stats(e->s, &s1);
+    ck_assert_uint_eq(s1.pushes - s0.pushes, 1);
+    smap_clear(&st);
+    smap_clear(&want);
+    client_close(c);
+    env_free(e);
+}
+END_TEST
+
+/* ---------- (b) clients that disconnect mid-push ---------- */
+
+/* A good client: connected, ACKed, state kept. */
+static client_t *open_acked(env_t *e, smap_t *st)
+{
+    client_t *c = client_open(e->port, DELTA);
+    send_first(c, XDS_TYPE_ADDRESS, NULL, 0);
+    dresp_t *r = recv_delta(c, 10000);
+    ck_assert_ptr_nonnull(r);
+    apply_resp(st, r);
+    send_ack(c, XDS_TYPE_ADDRESS, r->nonce, NULL);
+    dresp_free(r);
+    return c;
+}
+
+/* Receives until its state is at version v (ACKing all); false on timeout. */
+static bool follow(client_t *c, smap_t *st, uint64_t v, int ms)
+{
+    uint64_t end = now_ms() + (uint64_t)ms;
+    for (;;) {
+        int left = (int)(end - now_ms());
+        if (left <= 0)
+            return false;
+        dresp_t *r = recv_delta(c, left);
+        if (!r)
+            return false;
+        apply_resp(st, r);
+        uint64_t got = strtoull(r->system_version_info, NULL, 10);
+        send_ack(c, XDS_TYPE_ADDRESS, r->nonce, NULL);
+        dresp_free(r);
+        if (got >= v)
+            return true;
+    }
+}
+
+START_TEST(disconnect_mid_push_does_not_disturb_others)
+{
+    env_t *e = env_new(3000);
+    smap_t good_st = {0}, want = {0};
+    client_t *good = open_acked(e, &good_st);
+    ck_assert_uint_gt(good_st.n, 3000);
+    for (int round = 0; round < 10; round++) {
+        /* cancel right after the first response arrives */
+        client_t *a = client_open(e->port, DELTA);
+        send_first(a, XDS_TYPE_ADDRESS, NULL, 0);
+        dresp_t *r = recv_delta(a, 10000);
+        ck_assert_ptr_nonnull(r);
+        ck_assert_uint_eq(r->n_resources, good_st.n); /* the good client is current */
+        dresp_free(r);
+        client_close(a);
+        /* close the channel while the server sends the large initial state */
+        grpc_channel *ch = insecure_channel(e->port);
+        client_t *b = client_on(ch, false, DELTA, NULL, 0);
+        send_first(b, XDS_TYPE_ADDRESS, NULL, 0);
+        grpc_slice sl;
+        if (client_recv(b, 1 + round, &sl))
+            grpc_slice_unref(sl);
+        grpc_channel_destroy(ch); /* the connection goes with the call in flight */
+        client_close(b);
+        /* a model change meanwhile: the good client gets exactly it */
+        env_random_change(e);
+        env_visible_change(e);
+        env_publish(e);
+        ck_assert_msg(follow(good, &good_st, e->version, 10000), "round %d: good client stuck",
+                      round);
+    }
+    /* every vanished stream is gone from the server; the good one remains */
+    ck_assert_msg(wait_streams_open(e, 1, 10000), "streams_open %llu, want 1",
+                  (unsigned long long)streams_open(e));
+    fresh_state(e, &want);
+    char msg[512];
+    ck_assert_msg(!smap_diff(&good_st, &want, msg, sizeof(msg)), "good client: %s", msg);
+    ck_assert_ptr_null(recv_delta(good, 300));
+    ck_assert(wait_streams_open(e, 1, 5000));
+    smap_clear(&good_st);
+    smap_clear(&want);
+    client_close(good);
+    env_free(e);
+}
+END_TEST
+
+/* A client that half-closes its side, and a server shut down while it sends
+ * large initial states to many streams: nothing hangs, nothing leaks. */
+START_TEST(half_close_and_shutdown_mid_push)
+{
+    env_t *e = env_new(3000);
+    smap_t st = {0}, hs = {0};
+    client_t *good = open_acked(e, &st);
+    client_t *h = open_acked(e, &hs);
+    grpc_op op;
+    memset(&op, 0, sizeof(op));
+    op.op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
+    batch(h, &op, 1, T_SEND);
+    ck_assert(wait_tag(h, T_SEND, 5000));
+    env_random_change(e);
+    env_visible_change(e);
+    env_publish(e);
+    smap_t gs = {0};
+    fresh_state(e, &gs);
+    ck_assert(follow(good, &st, e->version, 5000));
+    char msg[512];
+    ck_assert_msg(!smap_diff(&st, &gs, msg, sizeof(msg)), "beside a half-closed stream: %s", msg);
+    grpc_slice sl;
+    if (client_recv(h, 2000, &sl)) /* a push or the end of the stream; either is fine */
+        grpc_slice_unref(sl);
+    client_close(h);
+    ck_assert_msg(wait_streams_open(e, 1, 10000), "streams_open %llu after a half-close, want 1",
+                  (unsigned long long)streams_open(e));
+    /* 20 streams mid-way through a ~1 MB initial state, then shutdown */
+    client_t *c[20];
+    for (int i = 0; i < 20; i++) {
+        c[i] = client_open(e->port, DELTA);
+        send_first(c[i], XDS_TYPE_ADDRESS, NULL, 0);
+    }
+    sleep_ms(20);
+    uint64_t t0 = now_ms();
+    xds_server_shutdown(e->s, 100);
+    uint64_t took = now_ms() - t0;
+    ck_assert_msg(took < 5000, "shutdown took %llu ms", (unsigned long long)took);
+    for (int i = 0; i < 20; i++)
+        client_close(c[i]);
+    client_close(good);
+    xds_server_free(e->s);
+    model_free(e->m);
+    free(e);
+    smap_clear(&st);
+    smap_clear(&hs);
+    smap_clear(&gs);
+}
+END_TEST
+
+/* initial_resource_versions from a state (borrowing its strings). */
+typedef struct irv {
+    Envoy__Service__Discovery__V3__DeltaDiscoveryRequest__InitialResourceVersionsEntry *ent;
+    Envoy__Service__Discovery__V3__DeltaDiscoveryRequest__InitialResourceVersionsEntry **entp;
+    size_t n;
+} irv_t;
+
+static void irv_of(const smap_t *m, irv_t *out)
+{
+    out->ent = calloc(m->n + 1, sizeof(*out->ent));
+    out->entp = calloc(m->n + 1, sizeof(*out->entp));
+    out->n = 0;
+    for (int i = 0; i < SMAP_B; i++)
+        for (sent_t *e = m->b[i]; e; e = e->next) {
+            envoy__service__discovery__v3__delta_discovery_request__initial_resource_versions_entry__init(
+                &out->ent[out->n]);
+            out->ent[out->n].key = e->name;
+            out->ent[out->n].value = e->version;
+            out->entp[out->n] = &out->ent[out->n];
+            out->n++;
+        }
+}
+
+/* ---------- (c) a reconnect storm while the model churns ---------- */
+
+enum { A_SEND = 1, A_RECV = 2, A_STATUS = 3 };
+
+typedef struct astream {
+    grpc_channel *ch;
+    grpc_call *call;
+    grpc_byte_buffer *rbuf, *sbuf;
+    grpc_metadata_array imd, tmd;
+    grpc_status_code status;
+    grpc_slice details;
+    bool sending, got_imd, done;
+    char pending_nonce[64];
+    uint64_t version;
+    int responses;
+    smap_t st;
+} astream_t;
+
+typedef struct storm {
+    astream_t *s;
+    int n;
+    grpc_completion_queue *cq;
+    pthread_mutex_t mu;
+    int outstanding; /* batches started, not completed */
+    int ended;       /* streams whose status or receive ended */
+    bool bad;        /* a response that did not decode */
+} storm_t;
+
+static void astart(storm_t *w, astream_t *s, grpc_op *ops, size_t n, int op)
+{
+    w->outstanding++;
+    ck_assert_int_eq(grpc_call_start_batch(s->call, ops, n, (void *)((uintptr_t)s | (uintptr_t)op),
+                                           NULL),
+                     GRPC_CALL_OK);
+}
+
+static void asend(storm_t *w, astream_t *s, dreq_t *rq, bool first)
+{
+    size_t len = envoy__service__discovery__v3__delta_discovery_request__get_packed_size(rq);
+    uint8_t *buf = malloc(len + 1);
+    envoy__service__discovery__v3__delta_discovery_request__pack(rq, buf);
+    grpc_slice sl = grpc_slice_from_copied_buffer((const char *)buf, len);
+    free(buf);
+    s->sbuf = grpc_raw_byte_buffer_create(&sl, 1);
+    grpc_slice_unref(sl);
+    grpc_op ops[2];
+    memset(ops, 0, sizeof(ops));
+    size_t n = 0;
+    if (first)
+        ops[n++].op = GRPC_OP_SEND_INITIAL_METADATA;
+    ops[n].op = GRPC_OP_SEND_MESSAGE;
+    ops[n++].data.send_message.send_message = s->sbuf;
+    s->sending = true;
+    astart(w, s, ops, n, A_SEND);
+}
+
+static void asend_ack(storm_t *w, astream_t *s, const char *nonce)
+{
+    dreq_t rq = ENVOY__SERVICE__DISCOVERY__V3__DELTA_DISCOVERY_REQUEST__INIT;
+    rq.type_url = (char *)XDS_TYPE_ADDRESS;
+    rq.response_nonce = (char *)nonce;
+    asend(w, s, &rq, false);
+}
+
+static void arecv(storm_t *w, astream_t *s)
+{
+    grpc_op ops[2];
+    memset(ops, 0, sizeof(ops));
+    size_t n = 0;
+    if (!s->got_imd) {
+        ops[n].op = GRPC_OP_RECV_INITIAL_METADATA;
+        ops[n++].data.recv_initial_metadata.recv_initial_metadata = &s->imd;
+        s->got_imd = true;
+    }
+    ops[n].op = GRPC_OP_RECV_MESSAGE;
+    ops[n++].data.recv_message.recv_message = &s->rbuf;
+    astart(w, s, ops, n, A_RECV);
+}
+
+/* With w->mu held. */
+static void aevent(storm_t *w, grpc_event ev)
+{
+    astream_t *s = (astream_t *)((uintptr_t)ev.tag & ~(uintptr_t)7);
+    w->outstanding--;
+    switch ((uintptr_t)ev.tag & 7) {
+    case A_SEND:
+        grpc_byte_buffer_destroy(s->sbuf);
+        s->sbuf = NULL;
+        s->sending = false;
+        if (s->pending_nonce[0] && ev.success && !s->done) {
+            char nonce[64];
+            memcpy(nonce, s->pending_nonce, sizeof(nonce));
+            s->pending_nonce[0] = '\0';
+            asend_ack(w, s, nonce);
+        }
+        break;
+    case A_RECV:
+        if (!ev.success || !s->rbuf) {
+            if (!s->done)
+                w->ended++;
+            s->done = true;
+            break;
+        }
+        {
+            grpc_byte_buffer_reader rd;
+            grpc_byte_buffer_reader_init(&rd, s->rbuf);
+            grpc_slice sl = grpc_byte_buffer_reader_readall(&rd);
+            grpc_byte_buffer_reader_destroy(&rd);
+            grpc_byte_buffer_destroy(s->rbuf);
+            s->rbuf = NULL;
+            dresp_t *r = envoy__service__discovery__v3__delta_discovery_response__unpack(
+                NULL, GRPC_SLICE_LENGTH(sl), GRPC_SLICE_START_PTR(sl));
+            grpc_slice_unref(sl);
+            if (!r) {
+                w->bad = true;
+                break;
+            }
+            apply_resp(&s->st, r);
+            s->version = strtoull(r->system_version_info, NULL, 10);
+            s->responses++;
+            if (s->sending)
+                snprintf(s->pending_nonce, sizeof(s->pending_nonce), "%s", r->nonce);
+            else
+                asend_ack(w, s, r->nonce);
+            dresp_free(r);
+            arecv(w, s);
+        }
+        break;
+    case A_STATUS:
+        if (!s->done)
+            w->ended++;
+        s->done = true;
+        break;
+    }
+}
+
+static void *storm_thread(void *arg)
+{
+    storm_t *w = arg;
+    for (;;) {
+        grpc_event ev =
+            grpc_completion_queue_next(w->cq, gpr_inf_future(GPR_CLOCK_MONOTONIC), NULL);
+        if (ev.type == GRPC_QUEUE_SHUTDOWN)
+            break;
+        if (ev.type != GRPC_OP_COMPLETE)
+            continue;
+        pthread_mutex_lock(&w->mu);
+        aevent(w, ev);
+        pthread_mutex_unlock(&w->mu);
+    }
+    return NULL;
+}
+
+/* Opens stream i; with_state: a reconnect that claims what it holds. */
+static void storm_open(storm_t *w, int i, int port, bool with_state)
+{
+    astream_t *s = &w->s[i];
+    s->got_imd = s->done = s->sending = false;
+    s->pending_nonce[0] = '\0';
+    s->responses = 0;
+    char target[64];
+    snprintf(target, sizeof(target), "127.0.0.1:%d", port);
+    grpc_arg args[1];
+    args[0].type = GRPC_ARG_INTEGER; /* one connection per stream, like ztunnels */
+    args[0].key = (char *)GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL;
+    args[0].value.integer = 1;
+    grpc_channel_args ca = {1, args};
+    grpc_channel_credentials *cr = grpc_insecure_credentials_create();
+    s->ch = grpc_channel_create(target, cr, &ca);
+    grpc_channel_credentials_release(cr);
+    s->call = grpc_channel_create_call(s->ch, NULL, GRPC_PROPAGATE_DEFAULTS, w->cq,
+                                       grpc_slice_from_static_string(DELTA), NULL,
+                                       gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
+    grpc_metadata_array_init(&s->imd);
+    grpc_metadata_array_init(&s->tmd);
+    grpc_op op;
+    memset(&op, 0, sizeof(op));
+    op.op = GRPC_OP_RECV_STATUS_ON_CLIENT;
+    op.data.recv_status_on_client.status = &s->status;
+    op.data.recv_status_on_client.status_details = &s->details;
+    op.data.recv_status_on_client.trailing_metadata = &s->tmd;
+    pthread_mutex_lock(&w->mu);
+    astart(w, s, &op, 1, A_STATUS);
+    node_buf_t nb;
+    dreq_t rq = ENVOY__SERVICE__DISCOVERY__V3__DELTA_DISCOVERY_REQUEST__INIT;
+    rq.node = mk_node(&nb, "c1", "n1");
+    rq.type_url = (char *)XDS_TYPE_ADDRESS;
+    irv_t irv = {0};
+    if (with_state) {
+        irv_of(&s->st, &irv);
+        rq.initial_resource_versions = irv.entp;
+        rq.n_initial_resource_versions = irv.n;
+    }
+    asend(w, s, &rq, true);
+    free(irv.ent);
+    free(irv.entp);
+    arecv(w, s);
+    pthread_mutex_unlock(&w->mu);
+}
+
+/* Cancels every stream and frees its call and channel (the states stay). */
+static void storm_close_all(storm_t *w)
+{
+    pthread_mutex_lock(&w->mu);
+    for (int i = 0; i < w->n; i++)
+        grpc_call_cancel(w->s[i].call, NULL);
+    pthread_mutex_unlock(&w->mu);
+    uint64_t end = now_ms() + 20000;
+    for (;;) {
+        pthread_mutex_lock(&w->mu);
+        int out = w->outstanding;
+        pthread_mutex_unlock(&w->mu);
+        if (out == 0 || now_ms() > end)
+            break;
+        sleep_ms(10);
+    }
+    ck_assert_int_eq(w->outstanding, 0);
+    for (int i = 0; i < w->n; i++) {
+        astream_t *s = &w->s[i];
+        grpc_call_unref(s->call);
+        grpc_channel_destroy(s->ch);
+        if (s->rbuf)
+            grpc_byte_buffer_destroy(s->rbuf);
+        s->rbuf = NULL;
+        grpc_metadata_array_destroy(&s->imd);
+        grpc_metadata_array_destroy(&s->tmd);
+        grpc_slice_unref(s->details);
+        s->details = grpc_empty_slice();
+    }
+    w->ended = 0;
+}
+
+/* Waits (30 s at most) until every stream holds exactly want; how many do. */
+static int storm_converge(storm_t *w, const smap_t *want, char *msg, size_t len)
+{
+    int converged = 0;
+    uint64_t end = now_ms() + 30000;
+    for (;;) {
+        converged = 0;
+        int first_bad = -1;
+        pthread_mutex_lock(&w->mu);
+        for (int i = 0; i < w->n; i++) {
+            if (smap_equal(&w->s[i].st, want))
+                converged++;
+            else if (first_bad < 0)
+                first_bad = i;
+        }
+        if (first_bad >= 0) {
+            astream_t *s = &w->s[first_bad];
+            int k = snprintf(msg, len, "stream %d (version %llu, %d responses, %s): ", first_bad,
+                             (unsigned long long)s->version, s->responses,
+                             s->done ? "ended" : "open");
+            smap_diff(&s->st, want, msg + k, len - (size_t)k);
+        }
+        bool bad = w->bad;
+        int ended = w->ended;
+        pthread_mutex_unlock(&w->mu);
+        ck_assert_msg(!bad, "a response did not decode");
+        ck_assert_msg(ended == 0, "%d streams ended", ended);
+        if (converged == w->n || now_ms() > end)
+            return converged;
+        sleep_ms(50);
+    }
+}
+
+typedef struct churn {
+    env_t *e;
+    int changes;
+} churn_t;
+
+static void *churn_thread(void *arg)
+{
+    churn_t *c = arg;
+    for (int i = 0; i < c->changes; i++) {
+        env_random_change(c->e);
+        env_publish(c->e);
+        sleep_ms(2);
+    }
+    return NULL;
+}
+
+START_TEST(reconnect_storm_converges)
+{
+    const char *envn = getenv("FAULTS_STORM");
+    int n = envn ? atoi(envn) : 1000;
+    env_t *e = env_new(0);
+    storm_t w = {.n = n};
+    w.s = calloc((size_t)n, sizeof(*w.s));
+    w.cq = grpc_completion_queue_create_for_next(NULL);
+    pthread_mutex_init(&w.mu, NULL);
+    pthread_t thr, chr;
+    pthread_create(&thr, NULL, storm_thread, &w);
+    smap_t want = {0};
+    char msg[512] = "";
+    /* phase 1: everyone connects afresh at once; phase 2: everyone reconnects
+     * at once claiming what it holds (initial_resource_versions); the model
+     * churns meanwhile both times */
+    for (int phase = 1; phase <= 2; phase++) {
+        churn_t ch = {.e = e, .changes = phase == 1 ? 200 : 100};
+        uint64_t t0 = now_ms();
+        pthread_create(&chr, NULL, churn_thread, &ch);
+        for (int i = 0; i < n; i++)
+            storm_open(&w, i, e->port, phase == 2);
+        pthread_join(chr, NULL);
+        uint64_t t_churn = now_ms();
+        uint64_t v = fresh_state(e, &want);
+        ck_assert_uint_eq(v, e->version);
+        int converged = storm_converge(&w, &want, msg, sizeof(msg));
+        fprintf(stderr, "storm phase %d: %d streams, churn %llu ms, converged %llu ms after "
+                        "churn (%d/%d)\n",
+                phase, n, (unsigned long long)(t_churn - t0),
+                (unsigned long long)(now_ms() - t_churn), converged, n);
+        ck_assert_msg(converged == n, "phase %d: %d of %d streams converged; %s", phase,
+                      converged, n, msg);
+        ck_assert_uint_eq(streams_open(e), (uint64_t)n);
+        /* the same state everywhere, so no more pushes are due */
+        xds_stats_t s0, s1;
+        xds_server_stats(e->s, &s0);
+        sleep_ms(300);
+        xds_server_stats(e->s, &s1);
+        ck_assert_uint_eq(s1.pushes, s0.pushes);
+        storm_close_all(&w);
+        ck_assert(wait_streams_open(e, 0, 10000));
+    }
+    for (int i = 0; i < n; i++)
+        smap_clear(&w.s[i].st);
+    grpc_completion_queue_shutdown(w.cq);
+    pthread_join(thr, NULL);
+    grpc_completion_queue_destroy(w.cq);
+    pthread_mutex_destroy(&w.mu);
+    free(w.s);
+    smap_clear(&want);
+    env_free(e);
+}
+END_TEST
+
+/* ---------- (d) reconnect with initial_resource_versions after churn ---------- */
+
+START_TEST(reconnect_initial_versions_gets_exact_difference)
+{
+    env_t *e = env_new(0);
+    smap_t old = {0}, want = {0};
+    client_t *c = open_acked(e, &old);
+    client_close(c);
+    /* churn while it is away, including removals and additions */
+    for (int k = 0; k < NEXTRA; k++)
+        if (k % 7 == 0) {
+            e->extra[k] = !e->extra[k];
+            extra_pod(e->m, k, e->extra[k]);
+        }
+    for (int i = 0; i < 60; i++) {
+        env_random_change(e);
+        if (i % 5 == 0)
+            env_publish(e);
+    }
+    env_publish(e);
+    fresh_state(e, &want);
+    /* the expected difference */
+    smap_t upd = {0}, rem = {0};
+    size_t same = 0;
+    for (int i = 0; i < SMAP_B; i++) {
+        for (sent_t *x = want.b[i]; x; x = x->next) {
+            const char *ov = smap_get(&old, x->name);
+            if (!ov || strcmp(ov, x->version) != 0)
+                smap_set(&upd, x->name, x->version);
+            else
+                same++;
+        }
+        for (sent_t *x = old.b[i]; x; x = x->next)
+            if (!smap_get(&want, x->name))
+                smap_set(&rem, x->name, "");
+    }
+    ck_assert_uint_gt(upd.n, 0);
+    ck_assert_uint_gt(rem.n, 0);
+    ck_assert_uint_gt(same, 0);
+    irv_t irv;
+    irv_of(&old, &irv);
+    c = client_open(e->port, DELTA);
+    node_buf_t nb;
+    dreq_t rq = ENVOY__SERVICE__DISCOVERY__V3__DELTA_DISCOVERY_REQUEST__INIT;
+    rq.node = mk_node(&nb, "c1", "n1");
+    rq.type_url = (char *)XDS_TYPE_ADDRESS;
+    rq.initial_resource_versions = irv.entp;
+    rq.n_initial_resource_versions = irv.n;
+    send_delta(c, &rq);
+    dresp_t *r = recv_delta(c, 10000);
+    ck_assert_ptr_nonnull(r);
+    /* exactly the changed and new names, with the current versions */
+    smap_t got = {0}, gotrem = {0};
+    for (size_t i = 0; i < r->n_resources; i++)
+        smap_set(&got, r->resources[i]->name, r->resources[i]->version);
+    for (size_t i = 0; i < r->n_removed_resources; i++)
+        smap_set(&gotrem, r->removed_resources[i], "");
+    ck_assert_uint_eq(got.n, r->n_resources); /* no name twice */
+    ck_assert_uint_eq(gotrem.n, r->n_removed_resources);
+    char msg[512];
+    ck_assert_msg(!smap_diff(&got, &upd, msg, sizeof(msg)), "updated: %s (%zu sent, %zu due)", msg,
+                  got.n, upd.n);
+    ck_assert_msg(!smap_diff(&gotrem, &rem, msg, sizeof(msg)), "removed: %s (%zu sent, %zu due)",
+                  msg, gotrem.n, rem.n);
+    /* and old + difference = fresh */
+    apply_resp(&old, r);
+    ck_assert_msg(!smap_diff(&old, &want, msg, sizeof(msg)), "applied: %s", msg);
+    send_ack(c, XDS_TYPE_ADDRESS, r->nonce, NULL);
+    dresp_free(r);
+    ck_assert_ptr_null(recv_delta(c, 300));
+    /* the next change is a plain diff on top */
+    env_random_change(e);
+    env_visible_change(e);
+    env_publish(e);
+    ck_assert(follow(c, &old, e->version, 5000));
+    fresh_state(e, &want);
+    ck_assert_msg(!smap_diff(&old, &want, msg, sizeof(msg)), "after a change: %s", msg);
+    free(irv.ent);
+    free(irv.entp);
+    smap_clear(&old);
+    smap_clear(&want);
+    smap_clear(&upd);
+    smap_clear(&rem);
+    smap_clear(&got);
+    smap_clear(&gotrem);
+    client_close(c);
+    env_free(e);
+}
+END_TEST
+
+int main(void)
+{
+    grpc_init();
+    Suite *s = suite_create("faults");
+    TCase *t = tcase_create("faults");
+    tcase_set_timeout(t, 120);
+    tcase_add_test(t, no_ack_gets_one_response_until_it_acks);
+    tcase_add_test(t, disconnect_mid_push_does_not_disturb_others);
+    tcase_add_test(t, half_close_and_shutdown_mid_push);
+    tcase_add_test(t, reconnect_storm_converges);
+    tcase_add_test(t, reconnect_initial_versions_gets_exact_difference);
+    suite_add_tcase(s, t);
+    SRunner *sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    grpc_shutdown();
+    return failed != 0;
+}
