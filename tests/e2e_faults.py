@@ -435,17 +435,25 @@ def main():
                   f"ztunnel {i + 1} (connected throughout) holds exactly a fresh client's state "
                   f"({len(z.versions)} vs {len(fresh.versions)} resources; differ: {list(d)[:3]})")
         # the fresh view agrees with the objects: every global service of a remote
-        # network, with ready endpoints, is reachable through its gateway
+        # network, with ready endpoints, is reachable through its gateway (unless
+        # east keeps it local)
         sh = {k for k in fresh.state if "/SplitHorizonWorkload/" in k}
         want_sh = set()
         for c in (west, south):
             for (kind, n, name), o in c.objects.items():
-                if kind == "EndpointSlice" and want_scopes.get(f"{n}/{name[:-2]}", {}).get(c.id) == "GLOBAL" \
+                scopes = want_scopes.get(f"{n}/{name[:-2]}", {})
+                # a cluster that keeps the service LOCAL neither exports nor imports it
+                # (docs/servicescope.md): east's proxies then see only east's copy
+                if kind == "EndpointSlice" and scopes.get(c.id) == "GLOBAL" \
+                        and scopes.get("east") != "LOCAL" \
                         and any(e["conditions"]["ready"] for e in o["endpoints"]):
                     want_sh.add(f"{c.net}/SplitHorizonWorkload/istio-system/istio-eastwest/{c.gw}/{n}/"
                                 f"{name[:-2]}.{n}.svc.cluster.local")
         check(want_sh <= sh, f"the fresh client reaches every remote global service with ready endpoints "
               f"(missing {sorted(want_sh - sh)[:3]})")
+        kept_local = {k for k in sh if want_scopes.get(
+            f"{k.split('/')[5]}/{k.split('/')[6].split('.')[0]}", {}).get("east") == "LOCAL"}
+        check(not kept_local, f"services east keeps LOCAL get no split-horizon workload there ({sorted(kept_local)[:3]})")
         fresh.close()
 
         check(proc.poll() is None, "meshfed is still running")
