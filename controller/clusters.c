@@ -542,6 +542,12 @@ ctl_kube_t *ctl_kube_start(ctl_t *c, char *err, size_t errlen)
     return k;
 }
 
+int ctl_kube_conn(void *arg, const char *cluster, kube_conn_t *out)
+{
+    ctl_kube_t *k = arg;
+    return k && k->w ? kube_watcher_conn(k->w, cluster, out) : -1;
+}
+
 void ctl_kube_stats(ctl_kube_t *k, kube_stats_t *out)
 {
     kube_watcher_stats(k->w, out);

@@ -50,6 +50,15 @@ static const setting_t settings[] = {
     {"debug-token-file", "MESHFED_DEBUG_TOKEN_FILE", T_STR, OFF(debug_token_file), NULL,
      "file holding the bearer token /debug and /metrics require (needed when debug-listen "
      "is not a loopback address)"},
+    {"xds-auth", "MESHFED_XDS_AUTH", T_STR, OFF(xds_auth), "none",
+     "xDS client authentication: none, or jwt (service-account token checked by TokenReview "
+     "with the claimed cluster; use jwt in production, with xds-tls-listen)"},
+    {"xds-auth-audiences", "MESHFED_XDS_AUTH_AUDIENCES", T_STR, OFF(xds_auth_audiences),
+     "istio-ca", "comma list of token audiences accepted with xds-auth jwt"},
+    {"xds-allowed-identities", "MESHFED_XDS_ALLOWED_IDENTITIES", T_STR,
+     OFF(xds_allowed_identities), "",
+     "comma list of namespace/serviceaccount patterns (* for either) that may connect with "
+     "xds-auth jwt, e.g. istio-system/ztunnel,*/istio-eastwest (empty: any)"},
     {"trust-domain", "TRUST_DOMAIN", T_STR, OFF(trust_domain), "cluster.local", "trust domain"},
     {"domain-suffix", "DOMAIN_SUFFIX", T_STR, OFF(domain_suffix), "cluster.local",
      "cluster DNS domain"},
@@ -76,6 +85,25 @@ static void usage(void)
                settings[i].env, settings[i].def ? settings[i].def : "none");
     printf("  --%-18s YAML or JSON file with the settings above\n", "config");
     printf("  --%-18s print the version\n", "version");
+}
+
+/* The xds-auth settings, checked together once all sources are read. */
+static int check_auth(const ctl_config_t *c, char *err, size_t errlen)
+{
+    char buf[CTL_ERRLEN];
+    if (strcmp(c->xds_auth, "none") != 0 && strcmp(c->xds_auth, "jwt") != 0) {
+        snprintf(err, errlen, "xds-auth: \"%s\" is not none or jwt", c->xds_auth);
+        return -1;
+    }
+    if (strspn(c->xds_auth_audiences, ", ") == strlen(c->xds_auth_audiences)) {
+        snprintf(err, errlen, "xds-auth-audiences: needs at least one audience");
+        return -1;
+    }
+    if (ctl_auth_check_patterns(c->xds_allowed_identities, buf, sizeof(buf)) < 0) {
+        snprintf(err, errlen, "xds-allowed-identities: %s", buf);
+        return -1;
+    }
+    return 0;
 }
 
 static int set(ctl_config_t *c, const setting_t *s, const char *v, const char *from, char *err,
@@ -237,6 +265,8 @@ int ctl_config_load(ctl_config_t *c, int argc, char **argv, char *err, size_t er
         if (rc != 0)
             return -1;
     }
+    if (check_auth(c, err, errlen) < 0)
+        return -1;
     if ((c->tls_cert == NULL) != (c->tls_key == NULL) || (c->xds_tls_listen && !c->tls_cert)) {
         snprintf(err, errlen, "tls-cert and tls-key go together, and xds-tls-listen needs both");
         return -1;

@@ -34,6 +34,9 @@ typedef struct ctl_config {
     char *trust_domain;     /* --trust-domain */
     char *domain_suffix;    /* --domain-suffix */
     char *config_file;      /* --config */
+    char *xds_auth;               /* --xds-auth: "none" or "jwt" */
+    char *xds_auth_audiences;     /* --xds-auth-audiences: comma list */
+    char *xds_allowed_identities; /* --xds-allowed-identities: ns/sa patterns, "" = any */
     int debounce_ms;        /* --debounce-ms */
     int stale_after_s;      /* --stale-after */
     int log_level;          /* --log-level: 0 debug, 1 info, 2 warn, 3 error */
@@ -70,6 +73,13 @@ typedef struct ctl_metrics {
     atomic_ulong status_writes;
     atomic_ulong status_errors;
     atomic_int leader;
+    atomic_ulong auth_ok;              /* xDS clients authenticated (auth.c) */
+    atomic_ulong auth_unauthenticated; /* no/invalid token, unknown cluster */
+    atomic_ulong auth_denied;          /* not a service account, not allowed */
+    atomic_ulong auth_unavailable;     /* could not verify (API server down, shutdown) */
+    atomic_ulong auth_reviews;         /* TokenReviews sent */
+    atomic_ulong auth_errors;          /* TokenReviews that failed (transport, HTTP) */
+    atomic_ulong auth_cache_hits;      /* answers from the cache */
 } ctl_metrics_t;
 
 extern ctl_metrics_t ctl_metrics;
@@ -144,6 +154,33 @@ void ctl_demo_stop(ctl_demo_t *d);
 ctl_kube_t *ctl_kube_start(ctl_t *c, char *err, size_t errlen);
 void ctl_kube_stats(ctl_kube_t *k, kube_stats_t *out);
 void ctl_kube_stop(ctl_kube_t *k);
+/* A copy of how to reach cluster's API server (ctl_conn_fn; arg is the
+ * ctl_kube_t). Thread-safe. 0, or -1 when the cluster is unknown. */
+int ctl_kube_conn(void *arg, const char *cluster, kube_conn_t *out);
+
+/* ---------- xDS client authentication (auth.c, docs/security.md) ---------- */
+
+typedef struct ctl_auth ctl_auth_t;
+/* Fills out (caller frees) with the connection of cluster; -1: unknown. */
+typedef int (*ctl_conn_fn)(void *arg, const char *cluster, kube_conn_t *out);
+
+/* TokenReviews on worker threads with a cache; audiences and allowed
+ * identities from cfg. NULL with err. */
+ctl_auth_t *ctl_auth_new(const ctl_config_t *cfg, ctl_conn_fn conn_of, void *conn_arg, char *err,
+                         size_t errlen);
+/* The xds_config_t.authenticate hook; arg is the ctl_auth_t. */
+int ctl_auth_authenticate(void *arg, const char *cluster, const char *token,
+                          xds_auth_done_fn done, void *done_arg);
+/* Joins the workers (queued checks are answered UNAVAILABLE); later calls
+ * answer at once. Call before the clusters' connections go away. */
+void ctl_auth_stop(ctl_auth_t *a);
+/* After the xDS server is freed. */
+void ctl_auth_free(ctl_auth_t *a);
+/* Whether ns/sa matches a comma list of "ns/sa" patterns ("*" for either
+ * side); an empty or NULL list allows everyone. */
+bool ctl_auth_identity_allowed(const char *patterns, const char *ns, const char *sa);
+/* 0, or -1 with err naming the bad pattern. */
+int ctl_auth_check_patterns(const char *patterns, char *err, size_t errlen);
 
 /* ---------- leader election and ServiceScope status ---------- */
 

@@ -250,11 +250,12 @@ static void endpointz(const model_t *m, void *arg)
 static void proxy_one(const xds_proxy_info_t *p, void *arg)
 {
     json_array_append_new(
-        arg, json_pack("{s:s, s:s, s:s, s:s, s:s?, s:I, s:I, s:I, s:s?, s:I}", "proxy", p->node_id,
-                       "cluster", p->cluster, "network", p->network, "type", p->type_url, "peer",
-                       p->peer, "versionSent", (json_int_t)p->version_sent, "versionAcked",
-                       (json_int_t)p->version_acked, "nacks", (json_int_t)p->nacks, "lastNack",
-                       p->last_nack, "resources", (json_int_t)p->resources));
+        arg, json_pack("{s:s, s:s, s:s, s:s, s:s?, s:s?, s:I, s:I, s:I, s:s?, s:I}", "proxy",
+                       p->node_id, "cluster", p->cluster, "network", p->network, "type",
+                       p->type_url, "peer", p->peer, "identity", p->identity, "versionSent",
+                       (json_int_t)p->version_sent, "versionAcked", (json_int_t)p->version_acked,
+                       "nacks", (json_int_t)p->nacks, "lastNack", p->last_nack, "resources",
+                       (json_int_t)p->resources));
 }
 
 typedef struct find_proxy {
@@ -458,6 +459,21 @@ static reply_t metrics(ctl_t *ctl)
         counter(&b, "meshfed_xds_acks_total", "ACKs received.", x.acks);
         counter(&b, "meshfed_xds_nacks_total", "NACKs received.", x.nacks);
         counter(&b, "meshfed_xds_bad_requests_total", "Requests rejected.", x.bad_requests);
+        bprintf(&b,
+                "# HELP meshfed_xds_auth_total xDS client authentication results.\n"
+                "# TYPE meshfed_xds_auth_total counter\n"
+                "meshfed_xds_auth_total{result=\"ok\"} %llu\n"
+                "meshfed_xds_auth_total{result=\"unauthenticated\"} %llu\n"
+                "meshfed_xds_auth_total{result=\"denied\"} %llu\n"
+                "meshfed_xds_auth_total{result=\"unavailable\"} %llu\n",
+                (unsigned long long)x.auth_ok, (unsigned long long)x.auth_unauthenticated,
+                (unsigned long long)x.auth_denied, (unsigned long long)x.auth_unavailable);
+        counter(&b, "meshfed_tokenreviews_total", "TokenReviews sent to verify xDS clients.",
+                atomic_load(&ctl_metrics.auth_reviews));
+        counter(&b, "meshfed_tokenreview_errors_total", "TokenReviews that failed.",
+                atomic_load(&ctl_metrics.auth_errors));
+        counter(&b, "meshfed_tokenreview_cache_hits_total", "Token checks answered from the cache.",
+                atomic_load(&ctl_metrics.auth_cache_hits));
         counter(&b, "meshfed_xds_push_latency_microseconds_sum", "Publish-to-send latency, summed.",
                 x.push_latency_us_sum);
         counter(&b, "meshfed_xds_push_latency_microseconds_count", "Pushes timed.",

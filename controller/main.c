@@ -159,18 +159,35 @@ int main(int argc, char **argv)
         ctl_config_free(&cfg);
         return rc;
     }
+    ctl_auth_t *auth = NULL;
+    if (strcmp(cfg.xds_auth, "jwt") == 0 &&
+        !(auth = kube ? ctl_auth_new(&cfg, ctl_kube_conn, kube, err, sizeof(err)) : NULL)) {
+        fprintf(stderr, "meshfed: %s\n",
+                kube ? err : "xds-auth jwt needs Kubernetes clusters (not --demo)");
+        ctl_demo_stop(demo);
+        ctl_kube_stop(kube);
+        ctl_free(c);
+        ctl_config_free(&cfg);
+        return 2;
+    }
+    if (!auth && !cfg.demo_dir)
+        ctl_log(CTL_WARN, "xDS clients are not authenticated (--xds-auth none): any client that "
+                          "reaches the xDS port can read any cluster's view");
     xds_config_t xc = {.listen = cfg.xds_listen,
                        .tls_listen = cfg.xds_tls_listen,
                        .tls_cert_file = cfg.tls_cert,
                        .tls_key_file = cfg.tls_key,
                        .network_of = ctl_network_of,
-                       .network_of_arg = c};
+                       .network_of_arg = c,
+                       .authenticate = auth ? ctl_auth_authenticate : NULL,
+                       .authenticate_arg = auth};
     xds_server_t *x = xds_server_new(&xc, err, sizeof(err));
     ctl_http_t *h = x ? ctl_http_start(c, cfg.debug_listen, err, sizeof(err)) : NULL;
     if (!x || !h || xds_server_start(x) < 0) {
         fprintf(stderr, "meshfed: %s\n", err);
         ctl_http_stop(h);
         xds_server_free(x);
+        ctl_auth_free(auth);
         ctl_demo_stop(demo);
         ctl_kube_stop(kube);
         ctl_free(c);
@@ -196,6 +213,7 @@ int main(int argc, char **argv)
         }
     }
     ctl_log(CTL_INFO, "signal %d: draining xDS streams and stopping", (int)got_signal);
+    ctl_auth_stop(auth); /* before the clusters' connections go */
     ctl_demo_stop(demo);
     ctl_set_kube(c, NULL);
     ctl_kube_stop(kube);
@@ -204,6 +222,7 @@ int main(int argc, char **argv)
     xds_server_shutdown(x, 5000);
     ctl_http_stop(h);
     xds_server_free(x);
+    ctl_auth_free(auth);
     ctl_free(c);
     ctl_config_free(&cfg);
     return 0;

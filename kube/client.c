@@ -539,3 +539,20 @@ int kube_watcher_cluster_status(kube_watcher_t *w, const char *id, bool *synced,
     pthread_mutex_unlock(&w->mu);
     return i >= 0 ? 0 : -1;
 }
+
+int kube_watcher_conn(kube_watcher_t *w, const char *id, kube_conn_t *out)
+{
+    memset(out, 0, sizeof(*out));
+    int rc = -1;
+    pthread_mutex_lock(&w->mu);
+    /* an add not applied yet by the I/O thread is the newest conn */
+    ssize_t i = kube_find(w, id);
+    const kube_conn_t *c = i >= 0 ? &w->clusters[i]->conn : NULL;
+    for (const kube_op_t *op = w->ops; op; op = op->next)
+        if (strcmp(op->id, id) == 0)
+            c = op->type == KUBE_OP_ADD ? &op->conn : NULL;
+    if (c)
+        rc = kube_conn_copy(out, c);
+    pthread_mutex_unlock(&w->mu);
+    return rc;
+}

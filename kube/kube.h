@@ -203,6 +203,10 @@ void kube_watcher_stats(kube_watcher_t *w, kube_stats_t *out);
 /* Whether every informer of id finished its initial list, and whether it is
  * stale. 0, or -1 when id is not (yet) known to the I/O thread. */
 int kube_watcher_cluster_status(kube_watcher_t *w, const char *id, bool *synced, bool *stale);
+/* A deep copy of the connection of cluster id (as last added), for requests
+ * of its own (e.g. TokenReviews); caller frees with kube_conn_free.
+ * Thread-safe. 0, or -1 when id is unknown (or out of memory). */
+int kube_watcher_conn(kube_watcher_t *w, const char *id, kube_conn_t *out);
 const char *kube_res_name(kube_res_t r);
 const char *kube_ev_name(kube_ev_t e);
 

@@ -73,9 +73,12 @@ def metric(port, name):
     return float(m.group(1)) if m else None
 
 
-def post(port, path, body):
+def post(port, path, body, token=None):
+    hdrs = {"Content-Type": "application/json"}
+    if token:
+        hdrs["Authorization"] = "Bearer " + token
     req = urllib.request.Request(f"https://127.0.0.1:{port}{path}", data=json.dumps(body).encode(),
-                                 method="POST", headers={"Content-Type": "application/json"})
+                                 method="POST", headers=hdrs)
     import ssl
     ctx = ssl.create_default_context(cafile=CA)
     with urllib.request.urlopen(req, context=ctx, timeout=10) as r:
@@ -182,6 +185,78 @@ def start_fake(d, clusters, initial_rv=1, absent=()):
     line = p.stdout.readline()
     ports = dict(kv.split("=") for kv in line.split()[1:])
     return p, {k: int(v) for k, v in ports.items()}
+
+
+def auth_phase(binary, kc, west, work):
+    """A second meshfed with --xds-auth jwt: ztunnels prove their cluster
+    with a service-account token that the cluster's API server reviews."""
+    sa = lambda name: {"apiVersion": "v1", "kind": "ServiceAccount",  # noqa: E731
+                       "metadata": {"name": name, "namespace": "istio-system"}}
+    post(west, "/fake/apply", [sa("ztunnel"), sa("other")])
+    mint = lambda name: json.loads(post(  # noqa: E731
+        west, f"/api/v1/namespaces/istio-system/serviceaccounts/{name}/token",
+        {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
+         "spec": {"audiences": ["istio-ca"], "expirationSeconds": 3600}}, token="test-token"))["status"]["token"]
+    tok, other = mint("ztunnel"), mint("other")
+    log = open(os.path.join(work, "meshfed-auth.log"), "w+")
+    proc = subprocess.Popen([binary, "--kubeconfig", kc, "--cluster-id", "east", "--xds-listen", "127.0.0.1:0",
+                             "--debug-listen", "127.0.0.1:0", "--debounce-ms", "20", "--xds-auth", "jwt",
+                             "--xds-allowed-identities", "istio-system/ztunnel,*/istio-eastwest"],
+                            stdout=log, stderr=log)
+    zts = []
+    try:
+        def ports():
+            log.seek(0)
+            m = re.search(r"serving xDS on port (\d+), debug on port (\d+)", log.read())
+            return m and (int(m.group(1)), int(m.group(2)))
+        p = wait_for(ports)
+        check(bool(p), "auth: meshfed --xds-auth jwt starts")
+        if not p:
+            return
+        xport, dport = p
+        check(wait_for(lambda: get(dport, "/ready")[0] == 200), "auth: ready")
+        bearer = ("authorization", "Bearer " + tok)
+
+        def zt(cluster, md):
+            z = ztunnel.Ztunnel(SRC, xport, cluster, metadata=md)
+            zts.append(z)
+            return z
+        grpc = ztunnel.protos(SRC)[0]
+        z = zt("west", [bearer, ("clusterid", "west")])
+        check(bool(z.wait(lambda s: "west//Pod/bookinfo/reviews-0" in s)) and
+              not any(k.startswith("east//Pod/") for k in z.state),
+              "auth: a west ztunnel token (TokenReview by west's API server) gets west's view")
+        check(zt("west", [bearer]).wait(lambda s: "west//Pod/bookinfo/reviews-0" in s),
+              "auth: without clusterid metadata the node's CLUSTER_ID picks the reviewer")
+        c = zt("east", [bearer, ("clusterid", "west")]).code()
+        check(c == grpc.StatusCode.PERMISSION_DENIED,
+              f"auth: the same token with the node claiming east is PERMISSION_DENIED ({c})")
+        c = zt("west", [("clusterid", "west")]).code()
+        check(c == grpc.StatusCode.UNAUTHENTICATED, f"auth: no token is UNAUTHENTICATED ({c})")
+        c = zt("east", [bearer, ("clusterid", "east")]).code()
+        check(c == grpc.StatusCode.UNAUTHENTICATED,
+              f"auth: west's token presented for east is rejected by east's API server ({c})")
+        c = zt("west", [("authorization", "Bearer " + other), ("clusterid", "west")]).code()
+        check(c == grpc.StatusCode.PERMISSION_DENIED,
+              f"auth: istio-system/other is not in --xds-allowed-identities ({c})")
+        c = zt("nowhere", [bearer, ("clusterid", "nowhere")]).code()
+        check(c == grpc.StatusCode.UNAUTHENTICATED, f"auth: an unknown cluster is UNAUTHENTICATED ({c})")
+        log.seek(0)
+        text = log.read()
+        check(tok not in text and other not in text and "test-token" not in text,
+              "auth: no token appears in meshfed's log")
+        proc.send_signal(signal.SIGTERM)
+        rc = proc.wait(timeout=20)
+        check(rc == 0, f"auth: SIGTERM exits cleanly (rc={rc})")
+    finally:
+        for z in zts:
+            z.close()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        if FAILURES:
+            log.seek(0)
+            print("--- meshfed --xds-auth jwt log (tail) ---\n" + "".join(log.readlines()[-40:]))
 
 
 def main():
@@ -379,6 +454,8 @@ def main():
                               "--service-account", "nobody"], capture_output=True, text=True)
         check(out.returncode != 0 and "not found" in out.stderr,
               "a missing ServiceAccount is a clear error")
+
+        auth_phase(binary, kc, west, work)
 
         proc.send_signal(signal.SIGTERM)
         rc = proc.wait(timeout=20)

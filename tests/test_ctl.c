@@ -92,6 +92,7 @@ START_TEST(config_bad_values_name_the_setting)
         {"--log-format=xml", "log-format"},
         {"--no-such-flag", "no-such-flag"},
         {"--once=maybe", "once"},
+        {"--xds-auth=maybe", "xds-auth"},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         ctl_config_t c;

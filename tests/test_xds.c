@@ -16,6 +16,7 @@
 #include <grpc/grpc.h>
 #include <grpc/grpc_security.h>
 #include <grpc/support/time.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1214,6 +1215,308 @@ START_TEST(address_stream_only_workloads_and_services)
 }
 END_TEST
 
+/* ---------- authentication (xds/auth.c) with a fake authenticator ---------- */
+
+/* Tokens "sa:<cluster>:<ns>:<sa>" are valid for <cluster> only; ns
+ * "forbidden" is a valid identity that is not allowed; anything else is
+ * invalid. Answers come from the fake's own thread (as TokenReviews do),
+ * or synchronously from inside the call when sync is set. */
+typedef struct fake_job {
+    struct fake_job *next;
+    char *cluster, *token;
+    xds_auth_done_fn done;
+    void *arg;
+} fake_job_t;
+
+typedef struct fake_auth {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    fake_job_t *head;
+    bool quit, hold, sync;
+    int calls, answered;
+    pthread_t thr;
+} fake_auth_t;
+
+static void fake_judge(const char *cluster, const char *token, xds_auth_done_fn done, void *arg)
+{
+    char c[64], ns[64], sa[64], id[256];
+    if (sscanf(token, "sa:%63[^:]:%63[^:]:%63s", c, ns, sa) != 3 || strcmp(c, cluster) != 0) {
+        done(arg, XDS_AUTH_UNAUTHENTICATED, NULL, "token rejected by the fake");
+        return;
+    }
+    if (strcmp(ns, "forbidden") == 0) {
+        done(arg, XDS_AUTH_DENIED, NULL, "not allowed by the fake");
+        return;
+    }
+    snprintf(id, sizeof(id), "system:serviceaccount:%s:%s", ns, sa);
+    done(arg, XDS_AUTH_OK, id, NULL);
+}
+
+static void *fake_thread(void *arg)
+{
+    fake_auth_t *f = arg;
+    pthread_mutex_lock(&f->mu);
+    for (;;) {
+        while (!f->quit && (!f->head || f->hold))
+            pthread_cond_wait(&f->cv, &f->mu);
+        fake_job_t *j = f->head;
+        if (!j)
+            break;
+        f->head = j->next;
+        pthread_mutex_unlock(&f->mu);
+        fake_judge(j->cluster, j->token, j->done, j->arg); /* no lock held: xds.h */
+        free(j->cluster);
+        free(j->token);
+        free(j);
+        pthread_mutex_lock(&f->mu);
+        f->answered++;
+        pthread_cond_broadcast(&f->cv);
+    }
+    pthread_mutex_unlock(&f->mu);
+    return NULL;
+}
+
+static int fake_authenticate(void *arg, const char *cluster, const char *token,
+                             xds_auth_done_fn done, void *done_arg)
+{
+    fake_auth_t *f = arg;
+    pthread_mutex_lock(&f->mu);
+    f->calls++;
+    bool sync = f->sync;
+    if (!sync) {
+        fake_job_t *j = calloc(1, sizeof(*j));
+        *j = (fake_job_t){f->head, strdup(cluster), strdup(token), done, done_arg};
+        f->head = j; /* order does not matter here */
+        pthread_cond_broadcast(&f->cv);
+    }
+    pthread_mutex_unlock(&f->mu);
+    if (sync)
+        fake_judge(cluster, token, done, done_arg);
+    return 0;
+}
+
+static fake_auth_t *fake_new(void)
+{
+    fake_auth_t *f = calloc(1, sizeof(*f));
+    pthread_mutex_init(&f->mu, NULL);
+    pthread_cond_init(&f->cv, NULL);
+    pthread_create(&f->thr, NULL, fake_thread, f);
+    return f;
+}
+
+static void fake_set_hold(fake_auth_t *f, bool hold)
+{
+    pthread_mutex_lock(&f->mu);
+    f->hold = hold;
+    pthread_cond_broadcast(&f->cv);
+    pthread_mutex_unlock(&f->mu);
+}
+
+static void fake_free(fake_auth_t *f)
+{
+    fake_set_hold(f, false);
+    pthread_mutex_lock(&f->mu);
+    f->quit = true; /* answers what is queued, then ends */
+    pthread_cond_broadcast(&f->cv);
+    pthread_mutex_unlock(&f->mu);
+    pthread_join(f->thr, NULL);
+    pthread_cond_destroy(&f->cv);
+    pthread_mutex_destroy(&f->mu);
+    free(f);
+}
+
+static env_t *env_auth(fake_auth_t *f)
+{
+    xds_config_t cfg = {.listen = "127.0.0.1:0", .network_of = net_of,
+                        .authenticate = fake_authenticate, .authenticate_arg = f};
+    return env_new_cfg(&cfg);
+}
+
+/* A client with optional token and clusterid metadata; its first request
+ * claims CLUSTER_ID node_cluster (NULL: no metadata, header only). */
+static client_t *auth_client(env_t *e, const char *token, const char *hdr_cluster,
+                             const char *node_cluster)
+{
+    grpc_metadata md[2];
+    memset(md, 0, sizeof(md));
+    size_t n = 0;
+    char bearer[256];
+    if (token) {
+        snprintf(bearer, sizeof(bearer), "Bearer %s", token);
+        md[n].key = grpc_slice_from_static_string("authorization");
+        md[n++].value = grpc_slice_from_copied_string(bearer);
+    }
+    if (hdr_cluster) {
+        md[n].key = grpc_slice_from_static_string("clusterid");
+        md[n++].value = grpc_slice_from_copied_string(hdr_cluster);
+    }
+    client_t *c = client_on(insecure_channel(e->port), true, DELTA, md, n);
+    for (size_t i = 0; i < n; i++)
+        grpc_slice_unref(md[i].value);
+    node_buf_t nb;
+    dreq_t rq = ENVOY__SERVICE__DISCOVERY__V3__DELTA_DISCOVERY_REQUEST__INIT;
+    rq.node = node_cluster ? mk_node(&nb, node_cluster, NULL)
+                           : mk_node_keys(&nb, "NAME", "ztunnel-abc", NULL, NULL);
+    rq.type_url = (char *)XDS_TYPE_ADDRESS;
+    send_delta(c, &rq);
+    return c;
+}
+
+static void expect_auth_status(env_t *e, const char *token, const char *hdr, const char *node,
+                               grpc_status_code want, const char *needle)
+{
+    client_t *c = auth_client(e, token, hdr, node);
+    char msg[512];
+    grpc_status_code got = client_status(c, msg, sizeof(msg));
+    ck_assert_msg(got == want, "status %d (%s), want %d", (int)got, msg, (int)want);
+    ck_assert_msg(strstr(msg, needle) != NULL, "status message \"%s\" lacks \"%s\"", msg, needle);
+    ck_assert_msg(!token || !strstr(msg, token), "the token leaked into \"%s\"", msg);
+    client_close(c);
+}
+
+START_TEST(auth_missing_or_bad_token_unauthenticated)
+{
+    fake_auth_t *f = fake_new();
+    env_t *e = env_auth(f);
+    expect_auth_status(e, NULL, "c1", "c1", GRPC_STATUS_UNAUTHENTICATED, "bearer token");
+    ck_assert_int_eq(f->calls, 0); /* nothing to verify: the authenticator is not asked */
+    expect_auth_status(e, "junk", "c1", "c1", GRPC_STATUS_UNAUTHENTICATED, "rejected");
+    /* a token of c2 presented for c1: c1's API server does not know it */
+    expect_auth_status(e, "sa:c2:istio-system:ztunnel", NULL, "c1", GRPC_STATUS_UNAUTHENTICATED,
+                       "rejected");
+    f->sync = true; /* answered from inside the call */
+    expect_auth_status(e, "junk", "c1", "c1", GRPC_STATUS_UNAUTHENTICATED, "rejected");
+    xds_stats_t st;
+    xds_server_stats(e->s, &st);
+    ck_assert_uint_eq(st.auth_unauthenticated, 4);
+    ck_assert_uint_eq(st.auth_ok, 0);
+    env_free(e);
+    fake_free(f);
+}
+END_TEST
+
+START_TEST(auth_cluster_mismatch_or_identity_denied)
+{
+    fake_auth_t *f = fake_new();
+    env_t *e = env_auth(f);
+    /* a valid c2 token verified with c2, but the node claims c1's view */
+    expect_auth_status(e, "sa:c2:istio-system:ztunnel", "c2", "c1",
+                       GRPC_STATUS_PERMISSION_DENIED, "claims cluster c1");
+    expect_auth_status(e, "sa:c1:forbidden:x", "c1", "c1", GRPC_STATUS_PERMISSION_DENIED,
+                       "not allowed");
+    xds_stats_t st;
+    xds_server_stats(e->s, &st);
+    ck_assert_uint_eq(st.auth_denied, 2);
+    env_free(e);
+    fake_free(f);
+}
+END_TEST
+
+static void identity_cb(const xds_proxy_info_t *p, void *arg)
+{
+    snprintf(arg, 128, "%s|%s", p->cluster, p->identity ? p->identity : "(null)");
+}
+
+/* Nothing is sent before the answer; then the proven cluster's view. */
+static void expect_served(env_t *e, fake_auth_t *f, const char *hdr, const char *node)
+{
+    fake_set_hold(f, true);
+    client_t *c = auth_client(e, "sa:c1:istio-system:ztunnel", hdr, node);
+    ck_assert_ptr_null(recv_delta(c, 300));
+    char info[128] = "";
+    xds_server_each_proxy(e->s, identity_cb, info);
+    ck_assert_str_eq(info, ""); /* not listed until authenticated */
+    fake_set_hold(f, false);
+    dresp_t *r = recv_delta(c, 5000);
+    ck_assert_ptr_nonnull(r);
+    Istio__Workload__Address *a = find(r, "c1//Pod/ns/a-0");
+    ck_assert_ptr_nonnull(a);
+    addr_free(a);
+    ck_assert_ptr_null(find(r, "c2//Pod/ns/a-0"));
+    send_ack(c, XDS_TYPE_ADDRESS, r->nonce, NULL); /* reading resumed */
+    dresp_free(r);
+    static int nready = 3; /* a different capacity each time: a change */
+    nready = nready == 2 ? 1 : 2;
+    env_change_capacity(e, nready);
+    r = recv_delta(c, 5000);
+    ck_assert_ptr_nonnull(r);
+    dresp_free(r);
+    xds_server_each_proxy(e->s, identity_cb, info);
+    ck_assert_str_eq(info, "c1|system:serviceaccount:istio-system:ztunnel");
+    client_close(c);
+}
+
+START_TEST(auth_good_token_serves_view)
+{
+    fake_auth_t *f = fake_new();
+    env_t *e = env_auth(f);
+    expect_served(e, f, "c1", NULL);   /* ztunnel: header only */
+    expect_served(e, f, NULL, "c1");   /* metadata only */
+    expect_served(e, f, "c1", "c1");
+    f->sync = true;
+    client_t *c = auth_client(e, "sa:c1:istio-system:ztunnel", "c1", "c1");
+    dresp_t *r = recv_delta(c, 5000);
+    ck_assert_ptr_nonnull(r);
+    dresp_free(r);
+    client_close(c);
+    xds_stats_t st;
+    xds_server_stats(e->s, &st);
+    ck_assert_uint_eq(st.auth_ok, 4);
+    env_free(e);
+    fake_free(f);
+}
+END_TEST
+
+static void wait_streams_gone(env_t *e)
+{
+    xds_stats_t st;
+    for (int i = 0; i < 500; i++) {
+        xds_server_stats(e->s, &st);
+        if (st.streams_open == 0)
+            return;
+        struct timespec ts = {0, 10000000};
+        nanosleep(&ts, NULL);
+    }
+    ck_abort_msg("streams still open");
+}
+
+/* The client goes away while its check is pending: the late answer finds
+ * no stream (ASan watches), and the server still frees cleanly. */
+START_TEST(auth_cancelled_while_pending)
+{
+    fake_auth_t *f = fake_new();
+    env_t *e = env_auth(f);
+    fake_set_hold(f, true);
+    for (int i = 0; i < 3; i++) {
+        client_t *c = auth_client(e, i ? "sa:c1:istio-system:ztunnel" : "junk", "c1", "c1");
+        for (int k = 0; k < 200 && f->calls < i + 1; k++) {
+            struct timespec ts = {0, 5000000};
+            nanosleep(&ts, NULL);
+        }
+        client_close(c);
+    }
+    ck_assert_int_eq(f->calls, 3);
+    wait_streams_gone(e);
+    fake_set_hold(f, false);
+    pthread_mutex_lock(&f->mu);
+    while (f->answered < 3)
+        pthread_cond_wait(&f->cv, &f->mu);
+    pthread_mutex_unlock(&f->mu);
+    /* one more pending at shutdown: free waits for its answer */
+    fake_set_hold(f, true);
+    client_t *c = auth_client(e, "sa:c1:istio-system:ztunnel", "c1", "c1");
+    for (int k = 0; k < 200 && f->calls < 4; k++) {
+        struct timespec ts = {0, 5000000};
+        nanosleep(&ts, NULL);
+    }
+    client_close(c);
+    xds_server_shutdown(e->s, 100);
+    fake_set_hold(f, false);
+    env_free(e);
+    fake_free(f);
+}
+END_TEST
+
 int main(void)
 {
     grpc_init(); /* the client side's own reference, across servers */
@@ -1239,6 +1542,10 @@ int main(void)
     tcase_add_test(t, limit_huge_names_rejected);
     tcase_add_test(t, limit_many_streams_one_client);
     tcase_add_test(t, address_stream_only_workloads_and_services);
+    tcase_add_test(t, auth_missing_or_bad_token_unauthenticated);
+    tcase_add_test(t, auth_cluster_mismatch_or_identity_denied);
+    tcase_add_test(t, auth_good_token_serves_view);
+    tcase_add_test(t, auth_cancelled_while_pending);
     suite_add_tcase(s, t);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

@@ -39,7 +39,10 @@ def protos(src):
 
 
 class Ztunnel:
-    def __init__(self, src, port, cluster, network="", node_id=None):
+    def __init__(self, src, port, cluster, network="", node_id=None, metadata=None):
+        """metadata: optional gRPC request metadata, as ztunnel sends with
+        token auth: [("authorization", "Bearer <jwt>"), ("clusterid", id)]."""
+        self.metadata = metadata
         self.grpc, self.wl, ads, self.disc = protos(src)
         self.state = {}
         self.versions = {}
@@ -69,7 +72,8 @@ class Ztunnel:
 
     def _run(self):
         try:
-            for resp in self.stub.DeltaAggregatedResources(self._requests()):
+            for resp in self.stub.DeltaAggregatedResources(self._requests(),
+                                                           metadata=self.metadata):
                 with self.cond:
                     for r in resp.resources:
                         a = self.wl.Address()
@@ -97,6 +101,11 @@ class Ztunnel:
                 if v or self.error or time.time() >= end:
                     return v
                 self.cond.wait(min(0.2, max(0.01, end - time.time())))
+
+    def code(self, timeout=15.0):
+        """The status code the stream ended with (waits), or None."""
+        self.wait(lambda s: False, timeout)
+        return self.error.code() if self.error else None
 
     def close(self):
         self.reqs.put(None)

@@ -541,7 +541,7 @@ static void pump_sotw(xds_stream_t *st)
 
 void xds_stream_pump(xds_stream_t *st)
 {
-    if (st->closing || st->sending || !st->node_id)
+    if (st->closing || st->sending || !st->node_id || !st->authed)
         return;
     if (!st->delta) {
         pump_sotw(st);

@@ -112,8 +112,11 @@ xds_server_t *xds_server_new(const xds_config_t *cfg, char *err, size_t errlen)
     s->max_streams = cfg->max_streams ? cfg->max_streams : 10000;
     s->network_of = cfg->network_of;
     s->network_of_arg = cfg->network_of_arg;
+    s->authenticate = cfg->authenticate;
+    s->authenticate_arg = cfg->authenticate_arg;
     pthread_mutex_init(&s->mu, NULL);
     pthread_cond_init(&s->push_cv, NULL);
+    pthread_cond_init(&s->auth_cv, NULL);
     s->t_shutdown.kind = XDS_TAG_SHUTDOWN;
     grpc_init();
     s->server = server_create(s->max_msg);
@@ -244,6 +247,7 @@ static void stream_free(xds_stream_t *st)
     s->nstreams--;
     if (st->full_waiting)
         wait_unlink(st);
+    xds_auth_detach(st); /* cancelled while authenticating */
     full_release(st); /* only if it never got to send; wakes the next */
     if (st->open) {
         s->nopen--;
@@ -275,6 +279,12 @@ static void start_recv(xds_stream_t *st)
     op.op = GRPC_OP_RECV_MESSAGE;
     op.data.recv_message.recv_message = &st->recv_buf;
     start(st, &op, 1, &st->t_recv);
+}
+
+void xds_stream_recv(xds_stream_t *st)
+{
+    if (!st->closing)
+        start_recv(st);
 }
 
 static void add_initial_md(xds_stream_t *st, grpc_op *op, size_t *n)
@@ -403,7 +413,7 @@ static void on_recv(xds_stream_t *st, bool ok)
     grpc_byte_buffer_destroy(b);
     xds_stream_on_message(st, GRPC_SLICE_START_PTR(sl), GRPC_SLICE_LENGTH(sl));
     grpc_slice_unref(sl);
-    if (!st->closing)
+    if (!st->closing && !st->auth_pending) /* authentication resumes reading */
         start_recv(st);
 }
 
@@ -603,6 +613,11 @@ void xds_server_free(xds_server_t *s)
         xds_server_shutdown(s, 0);
     else
         shutdown_unstarted(s);
+    /* answers still owed by the authenticator point at s */
+    pthread_mutex_lock(&s->mu);
+    while (s->auth_inflight > 0)
+        pthread_cond_wait(&s->auth_cv, &s->mu);
+    pthread_mutex_unlock(&s->mu);
     grpc_server_destroy(s->server);
     grpc_completion_queue_destroy(s->cq);
     for (size_t i = 0; i < XDS_NFULL; i++)
@@ -611,6 +626,7 @@ void xds_server_free(xds_server_t *s)
         model_snapshot_unref(s->snap);
     xds_tls_free(s->tls); /* the fetcher's data: only after the server is gone */
     pthread_cond_destroy(&s->push_cv);
+    pthread_cond_destroy(&s->auth_cv);
     pthread_mutex_destroy(&s->mu);
     free(s->listen);
     free(s);
@@ -629,7 +645,7 @@ void xds_server_each_proxy(xds_server_t *s, xds_proxy_fn fn, void *arg)
 {
     pthread_mutex_lock(&s->mu);
     for (xds_stream_t *st = s->streams; st; st = st->next) {
-        if (!st->open || !st->node_id)
+        if (!st->open || !st->node_id || !st->authed)
             continue;
         const xds_type_state_t *ts = &st->addr;
         xds_proxy_info_t p = {
@@ -643,6 +659,7 @@ void xds_server_each_proxy(xds_server_t *s, xds_proxy_fn fn, void *arg)
             .nacks = st->nacks,
             .last_nack = st->last_nack,
             .resources = !st->delta ? ts->nsent : ts->wildcard ? ts->nheld : ts->have.n,
+            .identity = st->identity,
         };
         fn(&p, arg);
     }

@@ -38,6 +38,8 @@ void xds_stream_state_free(xds_stream_t *st)
     free(st->network);
     free(st->peer);
     free(st->last_nack);
+    free(st->identity);
+    free(st->auth_cluster);
 }
 
 static void reject(xds_stream_t *st, grpc_status_code code, const char *fmt, const char *arg)
@@ -132,7 +134,7 @@ static int take_node(xds_stream_t *st, const Envoy__Config__Core__V3__Node *node
     st->view.network = st->network;
     st->gateway =
         xds_envoy_is_gateway(st->node_id, meta_string(node->metadata, XDS_GW_ROLE_KEY));
-    return 0;
+    return xds_auth_start(st);
 }
 
 static xds_type_state_t *type_state(xds_stream_t *st, const char *type_url)

@@ -18,6 +18,29 @@
 #define XDS_TYPE_ADDRESS "type.googleapis.com/istio.workload.Address"
 #define XDS_TYPE_AUTHORIZATION "type.googleapis.com/istio.security.Authorization"
 
+/* Client authentication (docs/security.md). The result of one check: */
+typedef enum xds_auth_result {
+    XDS_AUTH_OK,
+    XDS_AUTH_UNAUTHENTICATED, /* no, invalid or unverifiable token */
+    XDS_AUTH_DENIED,          /* a valid identity that may not connect */
+    XDS_AUTH_UNAVAILABLE,     /* the verifier could not be reached: retry */
+} xds_auth_result_t;
+
+/* Completes one authenticate call: identity (e.g.
+ * "system:serviceaccount:istio-system:ztunnel") with XDS_AUTH_OK, msg says
+ * why otherwise (sent to the client: never put the token in it). Strings
+ * are copied. Call exactly once per accepted authenticate call, from any
+ * thread (also from inside authenticate), without holding locks that
+ * authenticate takes. */
+typedef void (*xds_auth_done_fn)(void *done_arg, xds_auth_result_t result, const char *identity,
+                                 const char *msg);
+/* Verifies token (the "authorization: Bearer" value) against cluster's API
+ * server. Called on a server thread with the server's lock held: must not
+ * block (queue the work) nor call into the server. 0: done will be called;
+ * -1: it will not (the stream is closed UNAVAILABLE). */
+typedef int (*xds_authenticate_fn)(void *arg, const char *cluster, const char *token,
+                                   xds_auth_done_fn done, void *done_arg);
+
 typedef struct xds_config {
     const char *listen;        /* plaintext "host:port", e.g. "127.0.0.1:15010"; port 0 picks one */
     const char *tls_listen;    /* TLS "host:port" or NULL */
@@ -31,6 +54,13 @@ typedef struct xds_config {
      * and must not call into the server. The result is copied. NULL: "". */
     const char *(*network_of)(void *arg, const char *cluster);
     void *network_of_arg;
+    /* NULL: streams are not authenticated. Otherwise every stream must send
+     * "authorization: Bearer <token>" metadata; the token is verified for
+     * the cluster of its "clusterid" metadata (else its node's CLUSTER_ID),
+     * which must equal the node's claimed cluster. Nothing is sent (and no
+     * further request read) until the check completes. */
+    xds_authenticate_fn authenticate;
+    void *authenticate_arg;
 } xds_config_t;
 
 typedef struct xds_server xds_server_t;
@@ -61,6 +91,10 @@ typedef struct xds_stats {
     uint64_t push_latency_us_sum;
     uint64_t push_latency_count;
     uint64_t tls_loads;        /* certificate pairs loaded (1 + reloads) */
+    uint64_t auth_ok;          /* streams authenticated */
+    uint64_t auth_unauthenticated; /* no token, bad token, unknown cluster */
+    uint64_t auth_denied;      /* identity not allowed or cluster mismatch */
+    uint64_t auth_unavailable; /* the verifier failed */
 } xds_stats_t;
 
 void xds_server_stats(xds_server_t *s, xds_stats_t *out);
@@ -77,6 +111,7 @@ typedef struct xds_proxy_info {
     uint64_t nacks;
     const char *last_nack;     /* error detail of the last NACK, or NULL */
     size_t resources;          /* resources the proxy currently holds */
+    const char *identity;      /* authenticated identity, NULL without auth */
 } xds_proxy_info_t;
 
 typedef void (*xds_proxy_fn)(const xds_proxy_info_t *p, void *arg);

@@ -58,6 +58,7 @@ typedef enum xds_tag_kind {
 
 typedef struct xds_stream xds_stream_t;
 typedef struct xds_tls xds_tls_t;
+typedef struct xds_auth_req xds_auth_req_t;
 
 typedef struct xds_tag {
     xds_tag_kind_t kind;
@@ -104,6 +105,12 @@ struct xds_stream {
     bool gateway;              /* an east-west gateway (docs/gateway.md) */
     uint64_t nacks;
     char *last_nack;
+    /* authentication (auth.c): pending until the authenticator answers;
+     * authed once it accepted. auth_req is the answer's way back, cut
+     * (req->st = NULL) when the stream goes first. */
+    bool auth_pending, authed;
+    char *identity, *auth_cluster;
+    xds_auth_req_t *auth_req;
     xds_tag_t t_recv, t_send, t_close, t_status;
     xds_stream_t *next, *prev;
 };
@@ -130,6 +137,10 @@ struct xds_server {
     xds_tls_t *tls;
     const char *(*network_of)(void *arg, const char *cluster);
     void *network_of_arg;
+    xds_authenticate_fn authenticate;
+    void *authenticate_arg;
+    int auth_inflight;         /* answers not yet received; free waits */
+    pthread_cond_t auth_cv;    /* auth_inflight reached 0 */
     grpc_server *server;
     grpc_completion_queue *cq;
     pthread_t thr[XDS_CQ_THREADS], push_thr;
@@ -191,3 +202,11 @@ void xds_stream_send_slices(xds_stream_t *st, grpc_slice *sl, size_t n, size_t l
  * or NULL): a wildcard client holds its base's view, others what is in have. */
 bool xds_stream_holds(const xds_type_state_t *ts, const char *name, const model_res_t *old_r);
 void xds_stream_close(xds_stream_t *st, grpc_status_code code, const char *msg);
+/* Reads the next request (after authentication held reading back). */
+void xds_stream_recv(xds_stream_t *st);
+/* auth.c: starts authenticating st once its node (and claimed cluster) is
+ * known; without an authenticator st is authed at once. 0: pending or
+ * accepted; -1: st was closed. */
+int xds_auth_start(xds_stream_t *st);
+/* stream_free: the stream is gone, a later answer must not touch it. */
+void xds_auth_detach(xds_stream_t *st);

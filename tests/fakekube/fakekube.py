@@ -77,6 +77,7 @@ class Cluster:
         self.history = []  # (rv, plural, type, obj)
         self.compacted = 0  # watches need rv >= compacted
         self.tokens = {token}
+        self.sa_tokens = {}  # TokenRequest tokens -> (namespace, name, audiences)
         self.forbidden = set()
         self.paused = False
         self.gone = "event"
@@ -143,6 +144,8 @@ class Handler(BaseHTTPRequestHandler):
         n = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(n)
         path = urllib.parse.urlparse(self.path).path
+        if path == "/apis/authentication.k8s.io/v1/tokenreviews":
+            return self.token_review(raw)
         if not path.startswith("/fake/"):
             return self.write("POST", raw)
         body = json.loads(raw or b"{}")
@@ -466,6 +469,7 @@ class Handler(BaseHTTPRequestHandler):
             cl.rv += 1
             token = "sa.%s.%s.%d" % (ns, name, cl.rv)
             cl.tokens.add(token)
+            cl.sa_tokens[token] = (ns, name, list(spec.get("audiences") or []))
         exp = int(spec.get("expirationSeconds") or 3600)
         self.send_json(201, {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
                              "metadata": {"name": name, "namespace": ns},
@@ -473,6 +477,38 @@ class Handler(BaseHTTPRequestHandler):
                              "status": {"token": token, "expirationTimestamp":
                                         time.strftime("%Y-%m-%dT%H:%M:%SZ",
                                                       time.gmtime(time.time() + exp))}})
+
+    def token_review(self, raw):
+        """TokenReview (authentication.k8s.io/v1): authenticated for tokens
+        this cluster's TokenRequest minted, with the service account as the
+        user and status.audiences the intersection with the token's (all
+        requested ones when it was minted without). The reviewer must
+        present an accepted token itself."""
+        if not self.auth():
+            return
+        try:
+            spec = json.loads(raw or b"{}").get("spec") or {}
+        except (ValueError, AttributeError):
+            return self.send_json(400, status(400, "BadRequest", "invalid TokenReview"))
+        want = list(spec.get("audiences") or [])
+        with self.cl.cond:
+            sa = self.cl.sa_tokens.get(spec.get("token"))
+        st = {"authenticated": False, "error": "[invalid bearer token]"}
+        if sa:
+            ns, name, have = sa
+            got = [a for a in want if not have or a in have] if want else have
+            if want and not got:
+                st = {"authenticated": False, "error": "[invalid bearer token, token audiences "
+                      "%s is invalid for the target audiences %s]" % (have, want)}
+            else:
+                st = {"authenticated": True, "audiences": got,
+                      "user": {"username": "system:serviceaccount:%s:%s" % (ns, name),
+                               "uid": "uid-sa-%s-%s" % (ns, name),
+                               "groups": ["system:serviceaccounts",
+                                          "system:serviceaccounts:" + ns,
+                                          "system:authenticated"]}}
+        self.send_json(201, {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview",
+                             "metadata": {}, "spec": spec, "status": st})
 
     def err(self, code, reason, plural, name, msg):
         st = status(code, reason, msg)
