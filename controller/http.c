@@ -250,12 +250,12 @@ static void endpointz(const model_t *m, void *arg)
 static void proxy_one(const xds_proxy_info_t *p, void *arg)
 {
     json_array_append_new(
-        arg, json_pack("{s:s, s:s, s:s, s:s, s:s?, s:s?, s:I, s:I, s:I, s:s?, s:I}", "proxy",
-                       p->node_id, "cluster", p->cluster, "network", p->network, "type",
-                       p->type_url, "peer", p->peer, "identity", p->identity, "versionSent",
-                       (json_int_t)p->version_sent, "versionAcked", (json_int_t)p->version_acked,
-                       "nacks", (json_int_t)p->nacks, "lastNack", p->last_nack, "resources",
-                       (json_int_t)p->resources));
+        arg,
+        json_pack("{s:s, s:s, s:s, s:s, s:s?, s:s?, s:I, s:I, s:I, s:s?, s:I}", "proxy", p->node_id,
+                  "cluster", p->cluster, "network", p->network, "type", p->type_url, "peer",
+                  p->peer, "identity", p->identity, "versionSent", (json_int_t)p->version_sent,
+                  "versionAcked", (json_int_t)p->version_acked, "nacks", (json_int_t)p->nacks,
+                  "lastNack", p->last_nack, "resources", (json_int_t)p->resources));
 }
 
 typedef struct find_proxy {
@@ -425,8 +425,9 @@ static reply_t metrics(ctl_t *ctl)
     counter(&b, "meshfed_demo_reloads_total", "Demo cluster directories reloaded.",
             atomic_load(&ctl_metrics.demo_reloads));
     if (ctl_kube_of(ctl)) {
-        bprintf(&b, "# HELP meshfed_leader 1 while this replica holds the lease and writes "
-                    "status.\n# TYPE meshfed_leader gauge\nmeshfed_leader %d\n",
+        bprintf(&b,
+                "# HELP meshfed_leader 1 while this replica holds the lease and writes "
+                "status.\n# TYPE meshfed_leader gauge\nmeshfed_leader %d\n",
                 atomic_load(&ctl_metrics.leader));
         counter(&b, "meshfed_status_writes_total", "ServiceScope status updates written.",
                 atomic_load(&ctl_metrics.status_writes));
@@ -452,6 +453,26 @@ static reply_t metrics(ctl_t *ctl)
                 "# HELP meshfed_xds_connected Open xDS streams.\n"
                 "# TYPE meshfed_xds_connected gauge\nmeshfed_xds_connected %llu\n",
                 (unsigned long long)x.streams_open);
+        bprintf(&b, "# HELP meshfed_xds_proxies Open xDS streams by proxy type.\n"
+                    "# TYPE meshfed_xds_proxies gauge\n");
+        for (int k = 0; k < XDS_PROXY_KINDS; k++)
+            bprintf(&b, "meshfed_xds_proxies{type=\"%s\"} %llu\n",
+                    xds_proxy_kind_name((xds_proxy_kind_t)k), (unsigned long long)x.proxies[k]);
+        bprintf(&b, "# HELP meshfed_xds_push_latency_seconds From a snapshot's publication to "
+                    "its send, per push.\n# TYPE meshfed_xds_push_latency_seconds histogram\n");
+        unsigned long long cum = 0;
+        for (int i = 0; i < XDS_LATENCY_BUCKETS; i++) {
+            cum += x.push_latency_buckets[i];
+            if (i < XDS_LATENCY_BUCKETS - 1)
+                bprintf(&b, "meshfed_xds_push_latency_seconds_bucket{le=\"%g\"} %llu\n",
+                        XDS_LATENCY_BOUNDS_MS[i] / 1000.0, cum);
+            else
+                bprintf(&b, "meshfed_xds_push_latency_seconds_bucket{le=\"+Inf\"} %llu\n", cum);
+        }
+        bprintf(&b,
+                "meshfed_xds_push_latency_seconds_sum %.6f\n"
+                "meshfed_xds_push_latency_seconds_count %llu\n",
+                (double)x.push_latency_us_sum / 1e6, (unsigned long long)x.push_latency_count);
         counter(&b, "meshfed_xds_streams_total", "xDS streams accepted.", x.streams_total);
         counter(&b, "meshfed_xds_pushes_total", "xDS responses sent.", x.pushes);
         counter(&b, "meshfed_xds_resources_sent_total", "Resources sent.", x.resources_sent);
@@ -474,10 +495,6 @@ static reply_t metrics(ctl_t *ctl)
                 atomic_load(&ctl_metrics.auth_errors));
         counter(&b, "meshfed_tokenreview_cache_hits_total", "Token checks answered from the cache.",
                 atomic_load(&ctl_metrics.auth_cache_hits));
-        counter(&b, "meshfed_xds_push_latency_microseconds_sum", "Publish-to-send latency, summed.",
-                x.push_latency_us_sum);
-        counter(&b, "meshfed_xds_push_latency_microseconds_count", "Pushes timed.",
-                x.push_latency_count);
     }
     return text_reply(200, b.p, "text/plain; version=0.0.4");
 }

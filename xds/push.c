@@ -5,6 +5,25 @@
  * per type is unacknowledged at a time.
  */
 #include "xds_internal.h"
+
+const double XDS_LATENCY_BOUNDS_MS[XDS_LATENCY_BUCKETS - 1] = {1,  5,   10,  25,  50,
+                                                               100, 250, 500, 1000};
+
+void xds_observe_latency(xds_server_t *s, uint64_t us)
+{
+    size_t i = 0;
+    while (i < XDS_LATENCY_BUCKETS - 1 && (double)us > XDS_LATENCY_BOUNDS_MS[i] * 1000.0)
+        i++;
+    s->stats.push_latency_buckets[i]++;
+    s->stats.push_latency_us_sum += us;
+    s->stats.push_latency_count++;
+}
+
+const char *xds_proxy_kind_name(xds_proxy_kind_t k)
+{
+    static const char *const names[] = {"ztunnel", "gateway", "grpc"};
+    return (unsigned)k < XDS_PROXY_KINDS ? names[k] : "unknown";
+}
 #include "envoy.h"
 
 #include "envoy/service/discovery/v3/discovery.pb-c.h"
@@ -449,10 +468,8 @@ static void pump_delta_addr(xds_stream_t *st)
     if (moved)
         model_snapshot_diff(ts->base, snap, &st->view, diff_cb, &p);
     if (p.nres || p.nrem || ts->need_push) {
-        if (moved && st->srv->publish_us) {
-            st->srv->stats.push_latency_us_sum += xds_now_us() - st->srv->publish_us;
-            st->srv->stats.push_latency_count++;
-        }
+        if (moved && st->srv->publish_us)
+            xds_observe_latency(st->srv, xds_now_us() - st->srv->publish_us);
         send_delta(&p, XDS_TYPE_ADDRESS);
         commit_have(&p); /* before set_base: it reads whether there was one */
         ts->version_sent = model_snapshot_version(snap);

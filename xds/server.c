@@ -155,6 +155,7 @@ static void request_call(xds_server_t *s)
     if (!st)
         return; /* no memory: stop accepting rather than crash */
     st->srv = s;
+    st->proxy_kind = -1;
     st->t_recv = (xds_tag_t){XDS_TAG_RECV, st};
     st->t_send = (xds_tag_t){XDS_TAG_SEND, st};
     st->t_close = (xds_tag_t){XDS_TAG_CLOSE, st};
@@ -253,6 +254,8 @@ static void stream_free(xds_stream_t *st)
         s->nopen--;
         s->stats.streams_open--;
     }
+    if (st->proxy_kind >= 0)
+        s->stats.proxies[st->proxy_kind]--;
     xds_stream_state_free(st);
     if (st->recv_buf)
         grpc_byte_buffer_destroy(st->recv_buf);

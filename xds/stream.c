@@ -137,15 +137,29 @@ static int take_node(xds_stream_t *st, const Envoy__Config__Core__V3__Node *node
     return xds_auth_start(st);
 }
 
+/* What kind of proxy a stream serves is known from the first type it asks
+ * for; counted while the stream is open (server.c uncounts it). */
+static void note_kind(xds_stream_t *st, xds_proxy_kind_t k)
+{
+    if (st->proxy_kind >= 0)
+        return;
+    st->proxy_kind = (int)k;
+    st->srv->stats.proxies[k]++;
+}
+
 static xds_type_state_t *type_state(xds_stream_t *st, const char *type_url)
 {
-    if (type_url && strcmp(type_url, XDS_TYPE_ADDRESS) == 0)
+    if (type_url && strcmp(type_url, XDS_TYPE_ADDRESS) == 0) {
+        note_kind(st, XDS_PROXY_ZTUNNEL);
         return &st->addr;
+    }
     if (type_url && strcmp(type_url, XDS_TYPE_AUTHORIZATION) == 0)
         return &st->auth;
     int et = xds_envoy_type(type_url);
-    if (et >= 0)
+    if (et >= 0) {
+        note_kind(st, st->gateway ? XDS_PROXY_GATEWAY : XDS_PROXY_GRPC);
         return &st->envoy[et];
+    }
     reject(st, GRPC_STATUS_INVALID_ARGUMENT, "xds: unknown type_url \"%s\"",
            type_url ? type_url : "");
     return NULL;

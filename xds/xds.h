@@ -79,6 +79,19 @@ void xds_server_publish(xds_server_t *s, model_snapshot_t *snap);
 void xds_server_shutdown(xds_server_t *s, int grace_ms);
 void xds_server_free(xds_server_t *s);
 
+#define XDS_LATENCY_BUCKETS 10
+/* upper bounds of the latency buckets, milliseconds; the last is +Inf */
+extern const double XDS_LATENCY_BOUNDS_MS[XDS_LATENCY_BUCKETS - 1];
+
+typedef enum xds_proxy_kind {
+    XDS_PROXY_ZTUNNEL,   /* asked for istio.workload.Address */
+    XDS_PROXY_GATEWAY,   /* an east-west gateway asking for Envoy types */
+    XDS_PROXY_GRPC,      /* any other Envoy-type client: proxyless gRPC */
+    XDS_PROXY_KINDS
+} xds_proxy_kind_t;
+
+const char *xds_proxy_kind_name(xds_proxy_kind_t k);
+
 typedef struct xds_stats {
     uint64_t streams_open;
     uint64_t streams_total;
@@ -90,6 +103,11 @@ typedef struct xds_stats {
     uint64_t bad_requests;     /* rejected with an error status */
     uint64_t push_latency_us_sum;
     uint64_t push_latency_count;
+    /* pushes whose publish-to-send latency was at most XDS_LATENCY_BOUNDS_MS[i]
+     * (not cumulative; the last bucket is everything slower) */
+    uint64_t push_latency_buckets[XDS_LATENCY_BUCKETS];
+    /* open streams by the kind of proxy, as known from its first request */
+    uint64_t proxies[XDS_PROXY_KINDS];
     uint64_t tls_loads;        /* certificate pairs loaded (1 + reloads) */
     uint64_t auth_ok;          /* streams authenticated */
     uint64_t auth_unauthenticated; /* no token, bad token, unknown cluster */

@@ -103,6 +103,7 @@ struct xds_stream {
     xds_type_state_t addr, auth;
     xds_type_state_t envoy[4]; /* LDS, RDS, CDS, EDS: envoy_stream.c */
     bool gateway;              /* an east-west gateway (docs/gateway.md) */
+    int proxy_kind;            /* xds_proxy_kind_t once known, else -1 */
     uint64_t nacks;
     char *last_nack;
     /* authentication (auth.c): pending until the authenticator answers;
@@ -176,6 +177,8 @@ bool xds_res_is_address(const model_res_t *r);
 const uint8_t *xds_encode_entry(const model_res_t *r, bool delta, size_t *len);
 /* stream.c: protocol handling; called with srv->mu held. */
 void xds_stream_on_message(xds_stream_t *st, const uint8_t *buf, size_t len);
+/* Records one push's publish-to-send latency (stats histogram). */
+void xds_observe_latency(xds_server_t *s, uint64_t us);
 void xds_stream_pump(xds_stream_t *st);
 void xds_stream_state_free(xds_stream_t *st);
 /* tls.c: TLS credentials reloaded from files when they change. */
