@@ -11,4 +11,5 @@ $SUDO apt-get install -y --no-install-recommends \
     libprotobuf-c-dev protobuf-c-compiler libprotobuf-dev \
     libgrpc-dev check libmicrohttpd-dev libjemalloc-dev \
     python3 python3-grpcio python3-protobuf python3-grpc-tools python3-yaml \
-    curl ca-certificates openssl
+    curl ca-certificates openssl \
+    valgrind clang libclang-rt-14-dev
