@@ -9,19 +9,13 @@
  * Usage: bench_gateway [global-services]
  */
 #include "model/model.h"
+#include "tests/lib/testlib.h"
 #include "xds/envoy.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 static void apply(model_t *m, const char *c, model_kind_t k, void *obj)
 {
@@ -58,7 +52,7 @@ static model_endpointslice_t *slice(int c, int s, int n, int flip)
 static size_t collect_all(const model_snapshot_t *snap, const model_view_t *v, double *secs)
 {
     size_t bytes = 0;
-    double t0 = now();
+    double t0 = tl_now();
     for (int t = 0; t < XDS_ENVOY_NTYPES; t++) {
         xds_envoy_set_t set;
         memset(&set, 0, sizeof(set));
@@ -70,14 +64,14 @@ static size_t collect_all(const model_snapshot_t *snap, const model_view_t *v, d
             bytes += set.items[i].len;
         xds_envoy_set_free(&set);
     }
-    *secs = now() - t0;
+    *secs = tl_now() - t0;
     return bytes;
 }
 
 int main(int argc, char **argv)
 {
     int nglobal = argc > 1 ? atoi(argv[1]) : 2000, per = 10;
-    double t0 = now();
+    double t0 = tl_now();
     model_t *m = model_new(NULL);
     char err[MODEL_ERRLEN];
     for (int c = 0; c < 2; c++) {
@@ -106,7 +100,7 @@ int main(int argc, char **argv)
         }
     }
     model_snapshot_t *snap = model_commit(m);
-    double t1 = now();
+    double t1 = tl_now();
     const model_view_t gw = {"c0", "n0"};
     double enc, cached;
     size_t bytes = collect_all(snap, &gw, &enc);
@@ -117,18 +111,17 @@ int main(int argc, char **argv)
     printf("gateway config (LDS+RDS+CDS+EDS, %d services): encode %.1f ms, again from the shared "
            "encodings %.1f ms\n",
            nglobal, enc * 1e3, cached * 1e3);
-    printf("bytes per full push: %zu (%.0f per global service)\n", bytes,
-           (double)bytes / nglobal);
+    printf("bytes per full push: %zu (%.0f per global service)\n", bytes, (double)bytes / nglobal);
     /* one endpoint of a global service turns unready */
-    double a = now();
+    double a = tl_now();
     apply(m, "c0", MODEL_KIND_ENDPOINTSLICE, slice(0, 7, per, 3));
     model_snapshot_t *s2 = model_commit(m);
-    double commit = now() - a;
+    double commit = tl_now() - a;
     xds_envoy_set_t set;
     memset(&set, 0, sizeof(set));
-    a = now();
+    a = tl_now();
     xds_envoy_collect(&set, s2, &gw, XDS_ROLE_GATEWAY, XDS_EDS, NULL);
-    double eds = now() - a;
+    double eds = tl_now() - a;
     size_t changed = 0;
     for (size_t i = 0; i < set.n; i++)
         if (strstr(set.items[i].name, "|svc7."))

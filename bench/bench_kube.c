@@ -9,6 +9,7 @@
  * Usage: bench_kube [objects-per-kind]
  */
 #include "kube/kube.h"
+#include "tests/lib/testlib.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -31,24 +32,6 @@ typedef struct pages {
 static pages_t slices, pods;
 static int listen_fd;
 static atomic_int stop_server;
-
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static long rss_kib(void)
-{
-    long pages_total = 0, resident = 0;
-    FILE *f = fopen("/proc/self/statm", "r");
-    if (f && fscanf(f, "%ld %ld", &pages_total, &resident) != 2)
-        resident = 0;
-    if (f)
-        fclose(f);
-    return resident * (sysconf(_SC_PAGESIZE) / 1024);
-}
 
 static char *item_slice(int i)
 {
@@ -85,8 +68,9 @@ static void render(pages_t *p, int n, const char *kind, const char *api, char *(
     for (size_t pg = 0; pg < p->n; pg++) {
         size_t cap = PAGE * 1100 + 512, len = 0;
         char *b = malloc(cap);
-        len += (size_t)snprintf(b, cap, "{\"kind\":\"%sList\",\"apiVersion\":\"%s\",\"metadata\":{"
-                                        "\"resourceVersion\":\"%d\"",
+        len += (size_t)snprintf(b, cap,
+                                "{\"kind\":\"%sList\",\"apiVersion\":\"%s\",\"metadata\":{"
+                                "\"resourceVersion\":\"%d\"",
                                 kind, api, n + 100);
         if (pg + 1 < p->n)
             len += (size_t)snprintf(b + len, cap - len, ",\"continue\":\"%zu\"", pg + 1);
@@ -138,7 +122,9 @@ static void *conn_thread(void *arg)
                 usleep(100000);
             goto out;
         }
-        pages_t *p = strstr(path, "endpointslices") ? &slices : strstr(path, "/pods") ? &pods : NULL;
+        pages_t *p = strstr(path, "endpointslices") ? &slices
+                     : strstr(path, "/pods")        ? &pods
+                                                    : NULL;
         const char *c = strstr(path, "continue=");
         size_t pg = c ? (size_t)atoi(c + 9) : 0;
         const char *body = p && pg < p->n ? p->body[pg]
@@ -217,21 +203,21 @@ int main(int argc, char **argv)
     atomic_init(&c.objects, 0);
     atomic_init(&c.errors, 0);
     atomic_init(&c.synced, 0);
-    long rss0 = rss_kib();
+    long rss0 = tl_rss_kb();
     kube_watcher_t *w = kube_watcher_new(on_event, &c, "istio-system", 0);
     char err[256];
-    if (kube_watcher_add_cluster(w, "bench", &conn,
-                                 KUBE_RES_BIT(KUBE_RES_ENDPOINTSLICES) | KUBE_RES_BIT(KUBE_RES_PODS),
-                                 err, sizeof(err)) < 0) {
+    if (kube_watcher_add_cluster(
+            w, "bench", &conn, KUBE_RES_BIT(KUBE_RES_ENDPOINTSLICES) | KUBE_RES_BIT(KUBE_RES_PODS),
+            err, sizeof(err)) < 0) {
         fprintf(stderr, "%s\n", err);
         return 1;
     }
-    double t0 = now();
+    double t0 = tl_now();
     kube_watcher_start(w);
-    while (atomic_load(&c.synced) < 2 && now() - t0 < 120)
+    while (atomic_load(&c.synced) < 2 && tl_now() - t0 < 120)
         usleep(1000);
-    double t1 = now();
-    long rss1 = rss_kib();
+    double t1 = tl_now();
+    long rss1 = tl_rss_kb();
     long objs = atomic_load(&c.objects);
     printf("initial sync: %ld objects (%d EndpointSlices + %d Pods) in %.2f s = %.0f objects/s "
            "(list, parse, cache, decode; one I/O thread)\n",

@@ -7,6 +7,7 @@
  * Usage: bench_model [clusters] [services] [endpoints-per-cluster]
  */
 #include "model/model.h"
+#include "tests/lib/testlib.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,33 +15,11 @@
 #include <time.h>
 #include <unistd.h>
 
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 /* Resident bytes: what the process really holds, allocator overhead and
  * fragmentation included (the figure does not depend on the allocator). */
 static size_t heap(void)
 {
-    long total = 0, resident = 0;
-    FILE *f = fopen("/proc/self/statm", "r");
-    if (f && fscanf(f, "%ld %ld", &total, &resident) != 2)
-        resident = 0;
-    if (f)
-        fclose(f);
-    return (size_t)resident * (size_t)sysconf(_SC_PAGESIZE);
-}
-
-static void ip_of(model_ip_t *ip, int cluster, int n)
-{
-    ip->len = 4;
-    ip->b[0] = 10;
-    ip->b[1] = (uint8_t)(cluster * 16 + n / 65536);
-    ip->b[2] = (uint8_t)(n / 256);
-    ip->b[3] = (uint8_t)(n % 256);
+    return (size_t)tl_rss_kb() * 1024;
 }
 
 static void apply(model_t *m, const char *cluster, model_kind_t k, void *obj)
@@ -52,40 +31,6 @@ static void apply(model_t *m, const char *cluster, model_kind_t k, void *obj)
     }
 }
 
-static model_endpointslice_t *slice(int c, int s, int per, int first, int ready_mask)
-{
-    model_endpointslice_t *sl = calloc(1, sizeof(*sl));
-    char name[64];
-    sl->ns = strdup("bench");
-    snprintf(name, sizeof(name), "svc%d-abcde", s);
-    sl->name = strdup(name);
-    snprintf(name, sizeof(name), "svc%d", s);
-    sl->service = strdup(name);
-    sl->ports = calloc(1, sizeof(*sl->ports));
-    sl->ports[0].name = strdup("http");
-    sl->ports[0].port = 8080;
-    sl->nports = 1;
-    sl->endpoints = calloc((size_t)per, sizeof(*sl->endpoints));
-    sl->nendpoints = (size_t)per;
-    for (int e = 0; e < per; e++) {
-        model_endpoint_t *ep = &sl->endpoints[e];
-        ip_of(&ep->ip, c, first + e);
-        ep->ready = e != ready_mask;
-        ep->serving = true;
-        snprintf(name, sizeof(name), "svc%d-7d9f8-%05d", s, e);
-        ep->pod = strdup(name);
-        ep->node = strdup("node-1");
-        ep->zone = strdup("zone-a");
-    }
-    return sl;
-}
-
-static int cmpd(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
 int main(int argc, char **argv)
 {
     int nclusters = argc > 1 ? atoi(argv[1]) : 3;
@@ -93,56 +38,17 @@ int main(int argc, char **argv)
     int neps = argc > 3 ? atoi(argv[3]) : 50000;
     int per = neps / nservices;
     size_t h0 = heap();
-    double t0 = now();
-    model_t *m = model_new(NULL);
+    double t0 = tl_now();
     char err[MODEL_ERRLEN];
-    for (int c = 0; c < nclusters; c++) {
-        char id[16], net[16];
-        snprintf(id, sizeof(id), "c%d", c);
-        snprintf(net, sizeof(net), "n%d", c);
-        model_cluster_t ci = {.id = id, .network = net};
-        ip_of(&ci.gateway, 15, c);
-        model_cluster_set(m, &ci, err, sizeof(err));
-        for (int s = 0; s < nservices; s++) {
-            model_service_t *sv = calloc(1, sizeof(*sv));
-            char name[64];
-            sv->ns = strdup("bench");
-            snprintf(name, sizeof(name), "svc%d", s);
-            sv->name = strdup(name);
-            model_labels_set(&sv->labels, "app", name);
-            if (s % 2 == 0)
-                model_labels_set(&sv->labels, "istio.io/global", "true");
-            sv->cluster_ips = calloc(1, sizeof(model_ip_t));
-            ip_of(&sv->cluster_ips[0], 14, s);
-            sv->ncluster_ips = 1;
-            sv->ports = calloc(1, sizeof(*sv->ports));
-            sv->ports[0].name = strdup("http");
-            sv->ports[0].port = 80;
-            sv->ports[0].target_port = 8080;
-            sv->nports = 1;
-            apply(m, id, MODEL_KIND_SERVICE, sv);
-            for (int e = 0; e < per; e++) {
-                model_pod_t *p = calloc(1, sizeof(*p));
-                p->ns = strdup("bench");
-                snprintf(name, sizeof(name), "svc%d-7d9f8-%05d", s, e);
-                p->name = strdup(name);
-                p->ips = calloc(1, sizeof(model_ip_t));
-                ip_of(&p->ips[0], c, s * per + e);
-                p->nips = 1;
-                p->node = strdup("node-1");
-                p->service_account = strdup("default");
-                p->ready = true;
-                model_labels_set(&p->labels, "app", sv->name);
-                model_labels_set(&p->labels, "pod-template-hash", "7d9f8");
-                apply(m, id, MODEL_KIND_POD, p);
-            }
-            apply(m, id, MODEL_KIND_ENDPOINTSLICE, slice(c, s, per, s * per, -1));
-        }
+    model_t *m = tl_bench_mesh(nclusters, nservices, per, true, err, sizeof(err));
+    if (!m) {
+        fprintf(stderr, "apply: %s\n", err);
+        exit(1);
     }
     size_t h_in = heap();
-    double t_in = now();
+    double t_in = tl_now();
     model_snapshot_t *snap = model_commit(m);
-    double t1 = now();
+    double t1 = tl_now();
     size_t h1 = heap();
     size_t total_eps = (size_t)nclusters * (size_t)nservices * (size_t)per;
     printf("mesh: %d clusters x %d services x %d endpoints per cluster = %zu endpoints\n",
@@ -161,17 +67,17 @@ int main(int argc, char **argv)
     double *lat = malloc(CHANGES * sizeof(double));
     for (int i = 0; i < CHANGES; i++) {
         int c = i % nclusters, s = (i * 7) % nservices;
-        model_endpointslice_t *sl = slice(c, s, per, s * per, i % per);
+        model_endpointslice_t *sl = tl_bench_slice(c, s, per, i % per);
         char id[16];
         snprintf(id, sizeof(id), "c%d", c);
-        double a = now();
+        double a = tl_now();
         apply(m, id, MODEL_KIND_ENDPOINTSLICE, sl);
         model_snapshot_t *s2 = model_commit(m);
-        lat[i] = now() - a;
+        lat[i] = tl_now() - a;
         model_snapshot_unref(snap);
         snap = s2;
     }
-    qsort(lat, CHANGES, sizeof(double), cmpd);
+    qsort(lat, CHANGES, sizeof(double), tl_cmp_double);
     printf("one-endpoint change (apply + commit, %d-endpoint slice): p50 %.1f us, p99 %.1f us\n",
            per, lat[CHANGES / 2] * 1e6, lat[CHANGES * 99 / 100] * 1e6);
     free(lat);

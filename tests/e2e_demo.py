@@ -14,35 +14,13 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 import urllib.error
 import urllib.request
 
-FAILURES = []
-PASSED = []
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from e2elib import FAILURES, check, get, log_ports, summary, waiter  # noqa: E402
 
-
-def check(cond, what):
-    print(("ok   " if cond else "FAIL ") + what)
-    (PASSED if cond else FAILURES).append(what)
-
-
-def get(port, path):
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as r:
-            return r.status, r.read().decode()
-    except urllib.error.HTTPError as e:
-        return e.code, e.read().decode()
-
-
-def wait_for(fn, timeout=15.0):
-    end = time.time() + timeout
-    while time.time() < end:
-        v = fn()
-        if v:
-            return v
-        time.sleep(0.1)
-    return fn()
+wait_for = waiter(15.0)
 
 
 def scope_of(port, key):
@@ -100,11 +78,7 @@ def main():
                              "--config", conf],
                             stdout=log, stderr=log)
     try:
-        def ports():
-            log.seek(0)
-            m = re.search(r"serving xDS on port (\d+), debug on port (\d+)", log.read())
-            return m and (int(m.group(1)), int(m.group(2)))
-        p = wait_for(ports)
+        p = wait_for(lambda: log_ports(log))
         check(bool(p), "meshfed starts and prints its ports")
         if not p:
             return
@@ -199,7 +173,7 @@ def main():
             log.seek(0)
             print("--- meshfed log ---\n" + log.read())
         shutil.rmtree(work, ignore_errors=True)
-    print(f"checks: {len(PASSED)} passed, {len(FAILURES)} failed")
+    summary()
 
 
 if __name__ == "__main__":

@@ -17,153 +17,25 @@ connected one gets, meshfed still runs, and /metrics counted the relists and
 errors.
 Usage: e2e_faults.py MESHFED_BINARY SOURCE_DIR
 """
-import base64
-import json
 import os
 import random
-import re
 import shutil
 import signal
-import ssl
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-import urllib.error
-import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import ztunnel  # noqa: E402
+from e2elib import (FAILURES, check, gateway, get, get_json, kubeconfig, log_ports, make_certs, metrics,  # noqa: E402
+                    ns, pod, post, remote_secret, slice_, start_fake, summary, svc, waiter)
 
-PASSED, FAILURES = [], []
+wait_for = waiter(30.0, interval=0.2)
 NS = "apps"
 NSVC = 5
-CA = SRC = None
-
-
-def check(cond, what):
-    print(("ok   " if cond else "FAIL ") + what, flush=True)
-    (PASSED if cond else FAILURES).append(what)
-
-
-def wait_for(fn, timeout=30.0):
-    end = time.time() + timeout
-    while time.time() < end:
-        v = fn()
-        if v:
-            return v
-        time.sleep(0.2)
-    return fn()
-
-
-def get(port, path):
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as r:
-            return r.status, r.read().decode()
-    except urllib.error.HTTPError as e:
-        return e.code, e.read().decode()
-    except OSError as e:
-        return 0, str(e)
-
-
-def get_json(port, path):
-    st, body = get(port, path)
-    return json.loads(body) if st == 200 else None
-
-
-def metrics(port):
-    st, body = get(port, "/metrics")
-    out = {}
-    for line in body.splitlines() if st == 200 else []:
-        m = re.match(r"^(\S+) (\S+)$", line)
-        if m and not line.startswith("#"):
-            out[m.group(1)] = float(m.group(2))
-    return out
-
-
-def post(port, path, body):
-    ctx = ssl.create_default_context(cafile=CA)
-    req = urllib.request.Request(f"https://127.0.0.1:{port}{path}", data=json.dumps(body).encode(),
-                                 method="POST", headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(req, context=ctx, timeout=10) as r:
-        return json.loads(r.read())
-
-
-# ---------- objects ----------
-
-def ns(name, labels=None):
-    return {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name, "labels": labels or {}}}
-
-
-def svc(n, name, vip, labels=None, lb=None, port=80, pname="http"):
-    s = {"apiVersion": "v1", "kind": "Service",
-         "metadata": {"name": name, "namespace": n, "labels": labels or {},
-                      "creationTimestamp": "2026-01-01T00:00:00Z"},
-         "spec": {"clusterIP": vip, "clusterIPs": [vip],
-                  "ports": [{"name": pname, "port": port, "targetPort": 8080 if port == 80 else port}]}}
-    if lb:
-        s["status"] = {"loadBalancer": {"ingress": [{"ip": lb}]}}
-    return s
-
-
-def slice_(n, service, ips, ready):
-    return {"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
-            "metadata": {"name": service + "-1", "namespace": n,
-                         "labels": {"kubernetes.io/service-name": service}},
-            "addressType": "IPv4", "ports": [{"name": "http", "port": 8080}],
-            "endpoints": [{"addresses": [ip], "conditions": {"ready": ready[i]},
-                           "targetRef": {"kind": "Pod", "name": f"{service}-{i}", "namespace": n}}
-                          for i, ip in enumerate(ips)]}
-
-
-def pod(n, service, i, ip):
-    return {"apiVersion": "v1", "kind": "Pod",
-            "metadata": {"name": f"{service}-{i}", "namespace": n, "labels": {"app": service}},
-            "spec": {"nodeName": "node-1", "serviceAccountName": service},
-            "status": {"phase": "Running", "podIP": ip, "podIPs": [{"ip": ip}],
-                       "conditions": [{"type": "Ready", "status": "True"}]}}
-
-
-def kubeconfig(port, token="test-token"):
-    ca = base64.b64encode(open(CA, "rb").read()).decode()
-    return json.dumps({"apiVersion": "v1", "kind": "Config", "current-context": "c",
-                       "clusters": [{"name": "c", "cluster": {"server": f"https://127.0.0.1:{port}",
-                                                             "certificate-authority-data": ca}}],
-                       "users": [{"name": "u", "user": {"token": token}}],
-                       "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u"}}]})
-
-
-def remote_secret(ports):
-    return {"apiVersion": "v1", "kind": "Secret",
-            "metadata": {"name": "istio-remote-secrets", "namespace": "istio-system",
-                         "labels": {"istio/multiCluster": "true"}},
-            "data": {cid: base64.b64encode(kubeconfig(p).encode()).decode() for cid, p in ports.items()}}
-
-
-def make_certs(d):
-    global CA
-    CA = os.path.join(d, "ca.pem")
-    run = lambda *a: subprocess.run(a, check=True, capture_output=True)  # noqa: E731
-    run("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=test-ca",
-        "-keyout", os.path.join(d, "ca.key"), "-out", CA)
-    run("openssl", "req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1",
-        "-keyout", os.path.join(d, "server.key"), "-out", os.path.join(d, "server.csr"))
-    ext = os.path.join(d, "ext.cnf")
-    open(ext, "w").write("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
-    run("openssl", "x509", "-req", "-in", os.path.join(d, "server.csr"), "-CA", CA,
-        "-CAkey", os.path.join(d, "ca.key"), "-CAcreateserial", "-days", "2", "-extfile", ext,
-        "-out", os.path.join(d, "server.pem"))
-
-
-def start_fake(d, clusters, initial_rv=1):
-    p = subprocess.Popen(["/usr/bin/python3", os.path.join(SRC, "tests/fakekube/fakekube.py"),
-                          "--cert", os.path.join(d, "server.pem"), "--key", os.path.join(d, "server.key"),
-                          "--initial-rv", str(initial_rv)] + sum([["--cluster", c] for c in clusters], []),
-                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-    line = p.stdout.readline()
-    ports = dict(kv.split("=") for kv in line.split()[1:])
-    return p, {k: int(v) for k, v in ports.items()}
+SRC = None
 
 
 # ---------- a cluster whose final objects we know ----------
@@ -223,8 +95,7 @@ class FakeCluster:
 
     def initial(self, extra=()):
         self.apply([ns("istio-system", {"topology.istio.io/network": self.net}), ns(NS),
-                    svc("istio-system", "istio-eastwest", "10.96.100.1", {"topology.istio.io/network": self.net},
-                        lb=self.gw, port=15008, pname="tls-hbone")] + list(extra))
+                    gateway(self.net, self.gw)] + list(extra))
         for s in range(NSVC):
             self.scale(s, 2, [True, True])
 
@@ -332,11 +203,7 @@ def main():
                             stdout=log, stderr=log)
     zts, writer = [], None
     try:
-        def ports():
-            log.seek(0)
-            m = re.search(r"serving xDS on port (\d+), debug on port (\d+)", log.read())
-            return m and (int(m.group(1)), int(m.group(2)))
-        p = wait_for(ports)
+        p = wait_for(lambda: log_ports(log))
         check(bool(p), "meshfed starts against three fake API servers")
         if not p:
             return
@@ -495,5 +362,5 @@ if __name__ == "__main__":
         import traceback
         traceback.print_exc()
         FAILURES.append(repr(e))
-    print(f"checks: {len(PASSED)} passed, {len(FAILURES)} failed")
+    summary()
     sys.exit(1 if FAILURES else 0)

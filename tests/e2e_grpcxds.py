@@ -28,27 +28,13 @@ import threading
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+from e2elib import FAILURES, check, log_ports, waiter  # noqa: E402
+
+wait_for = waiter(30.0)
 HOST = "echo.demo.svc.cluster.local"
 TARGET = f"xds:///{HOST}:7070"
-FAILURES = []
 SKIP = 77
-
-
-def check(cond, what):
-    print(("ok   " if cond else "FAIL ") + what, flush=True)
-    if not cond:
-        FAILURES.append(what)
-    return cond
-
-
-def wait_for(fn, timeout=30.0):
-    end = time.time() + timeout
-    while time.time() < end:
-        v = fn()
-        if v:
-            return v
-        time.sleep(0.1)
-    return fn()
 
 
 def npm_ready(cache):
@@ -262,11 +248,7 @@ def run(binary, cache, work):
                               stdout=log, stderr=log)
         procs.append(mf)
 
-        def xds_port():
-            log.seek(0)
-            m = re.search(r"serving xDS on port (\d+), debug on port (\d+)", log.read())
-            return m and int(m.group(1))
-        port = wait_for(xds_port, 15)
+        port = wait_for(lambda: (log_ports(log) or (None,))[0], 15)
         if not check(bool(port), "meshfed starts and prints its ports"):
             return
         boot = bootstrap_file(work, port)

@@ -10,121 +10,25 @@ killed (stale, state kept) and restarted (relist), /metrics and /debug
 answers, and SIGTERM while connected.
 Usage: e2e_kube.py MESHFED_BINARY SOURCE_DIR
 """
-import base64
 import json
 import os
-import re
 import shutil
 import signal
 import subprocess
 import sys
 import tempfile
-import time
-import urllib.error
-import urllib.request
+import urllib.parse
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import ztunnel  # noqa: E402
+from e2elib import (FAILURES, check, fake_get, gateway, get, kubeconfig, log_ports, make_certs,  # noqa: E402
+                    metric, ns, pods, post, remote_secret, slice_, start_fake, summary, svc, waiter)
 
-PASSED, FAILURES = [], []
+wait_for = waiter(20.0)
 H = "svc.cluster.local"
 
 
-def check(cond, what):
-    print(("ok   " if cond else "FAIL ") + what, flush=True)
-    (PASSED if cond else FAILURES).append(what)
-
-
-def wait_for(fn, timeout=20.0):
-    end = time.time() + timeout
-    while time.time() < end:
-        v = fn()
-        if v:
-            return v
-        time.sleep(0.1)
-    return fn()
-
-
-def get(port, path):
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as r:
-            return r.status, r.read().decode()
-    except urllib.error.HTTPError as e:
-        return e.code, e.read().decode()
-    except OSError as e:
-        return 0, str(e)
-
-
-def fake_get(port, path):
-    import ssl
-    ctx = ssl.create_default_context(cafile=CA)
-    req = urllib.request.Request(f"https://127.0.0.1:{port}{path}",
-                                 headers={"Authorization": "Bearer test-token"})
-    try:
-        with urllib.request.urlopen(req, context=ctx, timeout=10) as r:
-            return json.loads(r.read())
-    except urllib.error.HTTPError:
-        return None
-
-
-def metric(port, name):
-    st, body = get(port, "/metrics")
-    m = re.search(r"^" + re.escape(name) + r" (\S+)$", body, re.M) if st == 200 else None
-    return float(m.group(1)) if m else None
-
-
-def post(port, path, body, token=None):
-    hdrs = {"Content-Type": "application/json"}
-    if token:
-        hdrs["Authorization"] = "Bearer " + token
-    req = urllib.request.Request(f"https://127.0.0.1:{port}{path}", data=json.dumps(body).encode(),
-                                 method="POST", headers=hdrs)
-    import ssl
-    ctx = ssl.create_default_context(cafile=CA)
-    with urllib.request.urlopen(req, context=ctx, timeout=10) as r:
-        return r.read()
-
-
 # ---------- objects ----------
-
-def ns(name, labels=None):
-    return {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name, "labels": labels or {}}}
-
-
-def svc(n, name, vip, labels=None, lb=None, port=80, pname="http"):
-    s = {"apiVersion": "v1", "kind": "Service",
-         "metadata": {"name": name, "namespace": n, "labels": labels or {},
-                      "creationTimestamp": "2026-01-01T00:00:00Z"},
-         "spec": {"clusterIP": vip, "clusterIPs": [vip],
-                  "ports": [{"name": pname, "port": port, "targetPort": 8080 if port == 80 else port}]}}
-    if lb:
-        s["status"] = {"loadBalancer": {"ingress": [{"ip": lb}]}}
-    return s
-
-
-def slice_(n, service, ips, ready=None):
-    return {"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
-            "metadata": {"name": service + "-1", "namespace": n,
-                         "labels": {"kubernetes.io/service-name": service}},
-            "addressType": "IPv4", "ports": [{"name": "http", "port": 8080}],
-            "endpoints": [{"addresses": [ip], "conditions": {"ready": True if ready is None else ready[i]},
-                           "targetRef": {"kind": "Pod", "name": f"{service}-{i}", "namespace": n}}
-                          for i, ip in enumerate(ips)]}
-
-
-def pods(n, service, ips):
-    return [{"apiVersion": "v1", "kind": "Pod",
-             "metadata": {"name": f"{service}-{i}", "namespace": n, "labels": {"app": service}},
-             "spec": {"nodeName": "node-1", "serviceAccountName": service},
-             "status": {"phase": "Running", "podIP": ip, "podIPs": [{"ip": ip}],
-                        "conditions": [{"type": "Ready", "status": "True"}]}}
-            for i, ip in enumerate(ips)]
-
-
-def gateway(net, ip):
-    return svc("istio-system", "istio-eastwest", "10.96.100.1",
-               {"topology.istio.io/network": net}, lb=ip, port=15008, pname="tls-hbone")
-
 
 def gateway_api(net, ip):
     """The east-west gateway as Istio 1.27 ambient declares it."""
@@ -145,48 +49,6 @@ def cluster_objects(net, gw_ip, reviews_ips, extra=(), gw_api=False):
     return objs + list(extra)
 
 
-def kubeconfig(port, token="test-token"):
-    ca = base64.b64encode(open(CA, "rb").read()).decode()
-    return json.dumps({"apiVersion": "v1", "kind": "Config", "current-context": "c",
-                       "clusters": [{"name": "c", "cluster": {"server": f"https://127.0.0.1:{port}",
-                                                             "certificate-authority-data": ca}}],
-                       "users": [{"name": "u", "user": {"token": token}}],
-                       "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u"}}]})
-
-
-def remote_secret(ports):
-    return {"apiVersion": "v1", "kind": "Secret",
-            "metadata": {"name": "istio-remote-secrets", "namespace": "istio-system",
-                         "labels": {"istio/multiCluster": "true"}},
-            "data": {cid: base64.b64encode(kubeconfig(p).encode()).decode() for cid, p in ports.items()}}
-
-
-def make_certs(d):
-    global CA
-    CA = os.path.join(d, "ca.pem")
-    run = lambda *a: subprocess.run(a, check=True, capture_output=True)  # noqa: E731
-    run("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=test-ca",
-        "-keyout", os.path.join(d, "ca.key"), "-out", CA)
-    run("openssl", "req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1",
-        "-keyout", os.path.join(d, "server.key"), "-out", os.path.join(d, "server.csr"))
-    ext = os.path.join(d, "ext.cnf")
-    open(ext, "w").write("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
-    run("openssl", "x509", "-req", "-in", os.path.join(d, "server.csr"), "-CA", CA,
-        "-CAkey", os.path.join(d, "ca.key"), "-CAcreateserial", "-days", "2", "-extfile", ext,
-        "-out", os.path.join(d, "server.pem"))
-
-
-def start_fake(d, clusters, initial_rv=1, absent=()):
-    p = subprocess.Popen(["/usr/bin/python3", os.path.join(SRC, "tests/fakekube/fakekube.py"),
-                          "--cert", os.path.join(d, "server.pem"), "--key", os.path.join(d, "server.key"),
-                          "--initial-rv", str(initial_rv)] + sum([["--cluster", c] for c in clusters], [])
-                         + sum([["--absent", a] for a in absent], []),
-                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-    line = p.stdout.readline()
-    ports = dict(kv.split("=") for kv in line.split()[1:])
-    return p, {k: int(v) for k, v in ports.items()}
-
-
 def auth_phase(binary, kc, west, work):
     """A second meshfed with --xds-auth jwt: ztunnels prove their cluster
     with a service-account token that the cluster's API server reviews."""
@@ -205,11 +67,7 @@ def auth_phase(binary, kc, west, work):
                             stdout=log, stderr=log)
     zts = []
     try:
-        def ports():
-            log.seek(0)
-            m = re.search(r"serving xDS on port (\d+), debug on port (\d+)", log.read())
-            return m and (int(m.group(1)), int(m.group(2)))
-        p = wait_for(ports)
+        p = wait_for(lambda: log_ports(log))
         check(bool(p), "auth: meshfed --xds-auth jwt starts")
         if not p:
             return
@@ -292,11 +150,7 @@ def main():
     zt = None
     extra = []
     try:
-        def ports():
-            log.seek(0)
-            m = re.search(r"serving xDS on port (\d+), debug on port (\d+)", log.read())
-            return m and (int(m.group(1)), int(m.group(2)))
-        p = wait_for(ports)
+        p = wait_for(lambda: log_ports(log))
         check(bool(p), "meshfed starts against the fake API server")
         if not p:
             return
@@ -366,11 +220,7 @@ def main():
                                   "127.0.0.1:0", "--debug-listen", "127.0.0.1:0"], stdout=log2, stderr=log2,
                                  env=env2)
         try:
-            def ports2():
-                log2.seek(0)
-                m = re.search(r"serving xDS on port (\d+), debug on port (\d+)", log2.read())
-                return m and (int(m.group(1)), int(m.group(2)))
-            p2 = wait_for(ports2)
+            p2 = wait_for(lambda: log_ports(log2))
             ok2 = bool(p2) and wait_for(lambda: get(p2[1], "/ready")[0] == 200)
             check(ok2 and metric(p2[1], "meshfed_leader") == 0 and metric(dport, "meshfed_leader") == 1,
                   "a second replica is ready and serves, without leading")
@@ -471,10 +321,9 @@ def main():
             log.seek(0)
             print("--- meshfed log (tail) ---\n" + "".join(log.readlines()[-60:]))
         shutil.rmtree(work, ignore_errors=True)
-    print(f"checks: {len(PASSED)} passed, {len(FAILURES)} failed")
+    summary()
 
 
 if __name__ == "__main__":
-    import urllib.parse  # noqa: E402
     main()
     sys.exit(1 if FAILURES else 0)

@@ -6,34 +6,17 @@ no errors and no definite or indirect leaks (its exit code says so).
 Usage: e2e_valgrind.py MESHFED_BINARY SOURCE_DIR
 """
 import os
-import re
 import shutil
 import signal
 import subprocess
 import sys
 import tempfile
-import time
-import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import ztunnel  # noqa: E402
+from e2elib import FAILURES, check, get, log_ports, summary, waiter  # noqa: E402
 
-PASSED, FAILURES = [], []
-
-
-def check(cond, what):
-    print(("ok   " if cond else "FAIL ") + what, flush=True)
-    (PASSED if cond else FAILURES).append(what)
-
-
-def wait_for(fn, timeout=60.0):
-    end = time.time() + timeout
-    while time.time() < end:
-        v = fn()
-        if v:
-            return v
-        time.sleep(0.2)
-    return fn()
+wait_for = waiter(60.0, interval=0.2)  # everything is slower under valgrind
 
 
 def main():
@@ -52,11 +35,7 @@ def main():
                             stdout=log, stderr=log)
     zt = None
     try:
-        def ports():
-            log.seek(0)
-            m = re.search(r"serving xDS on port (\d+), debug on port (\d+)", log.read())
-            return m and (int(m.group(1)), int(m.group(2)))
-        p = wait_for(ports)
+        p = wait_for(lambda: log_ports(log))
         check(bool(p), "meshfed starts under valgrind")
         if not p:
             return
@@ -73,8 +52,7 @@ def main():
         for page in ("/metrics", "/debug/clusterz", "/debug/servicescopez",
                      "/debug/endpointz?service=bookinfo/reviews",
                      "/debug/config_dump?cluster=west&network=network-west", "/debug/syncz"):
-            with urllib.request.urlopen(f"http://127.0.0.1:{dport}{page}", timeout=60) as r:
-                check(r.status == 200, f"{page} answers")
+            check(get(dport, page)[0] == 200, f"{page} answers")
         proc.send_signal(signal.SIGTERM)
         rc = proc.wait(timeout=120)
         check(rc == 0, f"valgrind: no errors, no leaks, clean exit (rc={rc}; 99 = valgrind found something)")
@@ -88,7 +66,7 @@ def main():
             log.seek(0)
             print("--- meshfed/valgrind log (tail) ---\n" + "".join(log.readlines()[-80:]))
         shutil.rmtree(work, ignore_errors=True)
-    print(f"checks: {len(PASSED)} passed, {len(FAILURES)} failed")
+    summary()
 
 
 if __name__ == "__main__":

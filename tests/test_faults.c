@@ -9,7 +9,11 @@
  * FAULTS_STORM=N sets the number of streams of the storm (default 1000: about
  * 10 s for the whole file under ASan on 2 CPUs).
  */
+/* Failure messages are cut to their buffers on purpose. */
+#pragma GCC diagnostic ignored "-Wformat-truncation"
+
 #include "model/model.h"
+#include "tests/lib/testcheck.h"
 #include "xds/xds.h"
 
 #include "envoy/service/discovery/v3/discovery.pb-c.h"
@@ -28,7 +32,7 @@
 #include <string.h>
 #include <time.h>
 
-#define DELTA "/envoy.service.discovery.v3.AggregatedDiscoveryService/DeltaAggregatedResources"
+#define DELTA TL_DELTA
 #define NSVC 20
 #define NEXTRA 40
 
@@ -353,247 +357,7 @@ static bool smap_equal(const smap_t *a, const smap_t *b)
     return !smap_diff(a, b, msg, sizeof(msg));
 }
 
-/* ---------- a grpc core client (as in test_xds.c) ---------- */
-
-enum { T_SEND = 1, T_RECV, T_STATUS };
-
-typedef struct client {
-    grpc_channel *ch;
-    bool own_ch;
-    grpc_completion_queue *cq;
-    grpc_call *call;
-    bool done[4], pending[4];
-    int okv[4];
-    grpc_byte_buffer *rbuf;
-    bool got_imd;
-    grpc_metadata_array imd, tmd;
-    grpc_status_code status;
-    grpc_slice details;
-} client_t;
-
-/* Waits for tag; other completions are recorded. false on timeout. */
-static bool wait_tag(client_t *c, int tag, int ms)
-{
-    gpr_timespec dl = gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC), gpr_time_from_millis(ms, GPR_TIMESPAN));
-    while (!c->done[tag]) {
-        grpc_event ev = grpc_completion_queue_next(c->cq, dl, NULL);
-        if (ev.type == GRPC_QUEUE_TIMEOUT)
-            return false;
-        ck_assert_int_eq(ev.type, GRPC_OP_COMPLETE);
-        int t = (int)(intptr_t)ev.tag;
-        c->done[t] = true;
-        c->pending[t] = false;
-        c->okv[t] = ev.success;
-    }
-    c->done[tag] = false;
-    return true;
-}
-
-static void batch(client_t *c, grpc_op *ops, size_t n, int tag)
-{
-    c->pending[tag] = true;
-    ck_assert_int_eq(grpc_call_start_batch(c->call, ops, n, (void *)(intptr_t)tag, NULL),
-                     GRPC_CALL_OK);
-}
-
-/* A call on ch (owned by the client when own) with optional request headers. */
-static client_t *client_on(grpc_channel *ch, bool own, const char *method, grpc_metadata *md,
-                           size_t nmd)
-{
-    client_t *c = calloc(1, sizeof(*c));
-    c->ch = ch;
-    c->own_ch = own;
-    c->cq = grpc_completion_queue_create_for_next(NULL);
-    grpc_slice m = grpc_slice_from_static_string(method);
-    c->call = grpc_channel_create_call(c->ch, NULL, GRPC_PROPAGATE_DEFAULTS, c->cq, m, NULL,
-                                       gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
-    grpc_metadata_array_init(&c->imd);
-    grpc_metadata_array_init(&c->tmd);
-    grpc_op ops[2] = {0};
-    ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
-    ops[0].data.send_initial_metadata.count = nmd;
-    ops[0].data.send_initial_metadata.metadata = md;
-    ops[1].op = GRPC_OP_RECV_STATUS_ON_CLIENT;
-    ops[1].data.recv_status_on_client.status = &c->status;
-    ops[1].data.recv_status_on_client.status_details = &c->details;
-    ops[1].data.recv_status_on_client.trailing_metadata = &c->tmd;
-    batch(c, ops, 1, T_SEND);
-    ck_assert(wait_tag(c, T_SEND, 5000));
-    batch(c, &ops[1], 1, T_STATUS);
-    return c;
-}
-
-static grpc_channel *insecure_channel(int port)
-{
-    char target[64];
-    snprintf(target, sizeof(target), "127.0.0.1:%d", port);
-    grpc_channel_credentials *cr = grpc_insecure_credentials_create();
-    grpc_channel *ch = grpc_channel_create(target, cr, NULL);
-    grpc_channel_credentials_release(cr);
-    return ch;
-}
-
-static client_t *client_open(int port, const char *method)
-{
-    return client_on(insecure_channel(port), true, method, NULL, 0);
-}
-
-static void client_send(client_t *c, const uint8_t *buf, size_t len)
-{
-    grpc_slice sl = grpc_slice_from_copied_buffer((const char *)buf, len);
-    grpc_byte_buffer *bb = grpc_raw_byte_buffer_create(&sl, 1);
-    grpc_slice_unref(sl);
-    grpc_op op = {0};
-    op.op = GRPC_OP_SEND_MESSAGE;
-    op.data.send_message.send_message = bb;
-    batch(c, &op, 1, T_SEND);
-    ck_assert(wait_tag(c, T_SEND, 5000));
-    grpc_byte_buffer_destroy(bb);
-}
-
-/* The next message as a slice, or an empty slice on timeout / end of stream. */
-static bool client_recv(client_t *c, int ms, grpc_slice *out)
-{
-    if (!c->pending[T_RECV] && !c->done[T_RECV]) {
-        grpc_op ops[2] = {0};
-        size_t n = 0;
-        if (!c->got_imd) { /* grpc core wants it before the first message */
-            ops[n].op = GRPC_OP_RECV_INITIAL_METADATA;
-            ops[n++].data.recv_initial_metadata.recv_initial_metadata = &c->imd;
-            c->got_imd = true;
-        }
-        ops[n].op = GRPC_OP_RECV_MESSAGE;
-        ops[n++].data.recv_message.recv_message = &c->rbuf;
-        batch(c, ops, n, T_RECV);
-    }
-    if (!wait_tag(c, T_RECV, ms))
-        return false;
-    if (!c->rbuf)
-        return false;
-    grpc_byte_buffer_reader rd;
-    grpc_byte_buffer_reader_init(&rd, c->rbuf);
-    *out = grpc_byte_buffer_reader_readall(&rd);
-    grpc_byte_buffer_reader_destroy(&rd);
-    grpc_byte_buffer_destroy(c->rbuf);
-    c->rbuf = NULL;
-    return true;
-}
-
-static void client_close(client_t *c)
-{
-    grpc_call_cancel(c->call, NULL);
-    for (int t = 1; t < 4; t++)
-        if (c->pending[t])
-            wait_tag(c, t, 5000);
-    if (c->rbuf)
-        grpc_byte_buffer_destroy(c->rbuf);
-    grpc_call_unref(c->call);
-    if (c->own_ch)
-        grpc_channel_destroy(c->ch);
-    grpc_completion_queue_shutdown(c->cq);
-    while (grpc_completion_queue_next(c->cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL).type !=
-           GRPC_QUEUE_SHUTDOWN)
-        ;
-    grpc_completion_queue_destroy(c->cq);
-    grpc_metadata_array_destroy(&c->imd);
-    grpc_metadata_array_destroy(&c->tmd);
-    grpc_slice_unref(c->details);
-    free(c);
-}
-
-typedef Envoy__Service__Discovery__V3__DeltaDiscoveryRequest dreq_t;
-typedef Envoy__Service__Discovery__V3__DeltaDiscoveryResponse dresp_t;
-
-/* Node with CLUSTER_ID / NETWORK metadata (either may be NULL). */
-typedef struct node_buf {
-    Envoy__Config__Core__V3__Node node;
-    Google__Protobuf__Struct md;
-    Google__Protobuf__Struct__FieldsEntry e[2], *ep[2];
-    Google__Protobuf__Value v[2];
-} node_buf_t;
-
-static Envoy__Config__Core__V3__Node *mk_node_keys(node_buf_t *b, const char *ckey,
-                                                   const char *cluster, const char *nkey,
-                                                   const char *network)
-{
-    envoy__config__core__v3__node__init(&b->node);
-    google__protobuf__struct__init(&b->md);
-    b->node.id = (char *)"ztunnel~10.0.0.1~ztunnel-abc.istio-system~istio-system.svc.cluster.local";
-    b->node.metadata = &b->md;
-    const char *keys[2] = {ckey, nkey}, *vals[2] = {cluster, network};
-    for (int i = 0; i < 2; i++) {
-        if (!vals[i])
-            continue;
-        google__protobuf__struct__fields_entry__init(&b->e[i]);
-        google__protobuf__value__init(&b->v[i]);
-        b->v[i].kind_case = GOOGLE__PROTOBUF__VALUE__KIND_STRING_VALUE;
-        b->v[i].string_value = (char *)vals[i];
-        b->e[i].key = (char *)keys[i];
-        b->e[i].value = &b->v[i];
-        b->ep[b->md.n_fields++] = &b->e[i];
-    }
-    b->md.fields = b->ep;
-    return &b->node;
-}
-
-static Envoy__Config__Core__V3__Node *mk_node(node_buf_t *b, const char *cluster,
-                                              const char *network)
-{
-    return mk_node_keys(b, "CLUSTER_ID", cluster, "NETWORK", network);
-}
-
-static void send_delta(client_t *c, dreq_t *rq)
-{
-    size_t len = envoy__service__discovery__v3__delta_discovery_request__get_packed_size(rq);
-    uint8_t *buf = malloc(len + 1);
-    envoy__service__discovery__v3__delta_discovery_request__pack(rq, buf);
-    client_send(c, buf, len);
-    free(buf);
-}
-
-/* First request of a c1/n1 ztunnel for type, with optional subscriptions. */
-static void send_first(client_t *c, const char *type, char **subs, size_t nsubs)
-{
-    node_buf_t nb;
-    dreq_t rq = ENVOY__SERVICE__DISCOVERY__V3__DELTA_DISCOVERY_REQUEST__INIT;
-    rq.node = mk_node(&nb, "c1", "n1");
-    rq.type_url = (char *)type;
-    rq.resource_names_subscribe = subs;
-    rq.n_resource_names_subscribe = nsubs;
-    send_delta(c, &rq);
-}
-
-static void send_ack(client_t *c, const char *type, const char *nonce, const char *nack)
-{
-    dreq_t rq = ENVOY__SERVICE__DISCOVERY__V3__DELTA_DISCOVERY_REQUEST__INIT;
-    Google__Rpc__Status st = GOOGLE__RPC__STATUS__INIT;
-    rq.type_url = (char *)type;
-    rq.response_nonce = (char *)nonce;
-    if (nack) {
-        st.code = 3;
-        st.message = (char *)nack;
-        rq.error_detail = &st;
-    }
-    send_delta(c, &rq);
-}
-
-static dresp_t *recv_delta(client_t *c, int ms)
-{
-    grpc_slice sl;
-    if (!client_recv(c, ms, &sl))
-        return NULL;
-    dresp_t *r = envoy__service__discovery__v3__delta_discovery_response__unpack(
-        NULL, GRPC_SLICE_LENGTH(sl), GRPC_SLICE_START_PTR(sl));
-    grpc_slice_unref(sl);
-    ck_assert_ptr_nonnull(r);
-    return r;
-}
-
-static void dresp_free(dresp_t *r)
-{
-    envoy__service__discovery__v3__delta_discovery_response__free_unpacked(r, NULL);
-}
-
+/* ---------- a grpc core client: tests/lib ---------- */
 
 static void apply_resp(smap_t *m, const dresp_t *r)
 {
@@ -606,7 +370,7 @@ static void apply_resp(smap_t *m, const dresp_t *r)
 /* A fresh wildcard c1/n1 client's state (and the snapshot version it is of). */
 static uint64_t fresh_state(env_t *e, smap_t *out)
 {
-    client_t *c = client_open(e->port, DELTA);
+    tl_client_t *c = client_open(e->port, DELTA);
     send_first(c, XDS_TYPE_ADDRESS, NULL, 0);
     dresp_t *r = recv_delta(c, 10000);
     ck_assert_ptr_nonnull(r);
@@ -614,8 +378,8 @@ static uint64_t fresh_state(env_t *e, smap_t *out)
     smap_clear(out);
     apply_resp(out, r);
     uint64_t v = strtoull(r->system_version_info, NULL, 10);
-    dresp_free(r);
-    client_close(c);
+    tl_delta_free(r);
+    tl_client_close(c);
     return v;
 }
 
@@ -624,7 +388,7 @@ static uint64_t fresh_state(env_t *e, smap_t *out)
 START_TEST(no_ack_gets_one_response_until_it_acks)
 {
     env_t *e = env_new(0);
-    client_t *c = client_open(e->port, DELTA);
+    tl_client_t *c = client_open(e->port, DELTA);
     send_first(c, XDS_TYPE_ADDRESS, NULL, 0);
     dresp_t *r = recv_delta(c, 5000);
     ck_assert_ptr_nonnull(r);
@@ -633,7 +397,7 @@ START_TEST(no_ack_gets_one_response_until_it_acks)
     ck_assert_uint_gt(st.n, 40);
     char nonce[128];
     snprintf(nonce, sizeof(nonce), "%s", r->nonce);
-    dresp_free(r);
+    tl_delta_free(r);
     /* 50 published changes, never ACKed: nothing more arrives */
     for (int i = 0; i < 50; i++) {
         env_random_change(e);
@@ -655,7 +419,7 @@ START_TEST(no_ack_gets_one_response_until_it_acks)
     ck_assert_ptr_nonnull(r);
     ck_assert_uint_eq(strtoull(r->system_version_info, NULL, 10), e->version);
     apply_resp(&st, r);
-    dresp_free(r);
+    tl_delta_free(r);
     char msg[512];
     ck_assert_msg(!smap_diff(&st, &want, msg, sizeof(msg)), "after the ACK: %s", msg);
     ck_assert_ptr_null(recv_delta(c, 500)); /* and nothing after it (not ACKed yet) */
@@ -664,7 +428,7 @@ START_TEST(no_ack_gets_one_response_until_it_acks)
     ck_assert_uint_eq(s1.pushes - s0.pushes, 1);
     smap_clear(&st);
     smap_clear(&want);
-    client_close(c);
+    tl_client_close(c);
     env_free(e);
 }
 END_TEST
@@ -672,20 +436,20 @@ END_TEST
 /* ---------- (b) clients that disconnect mid-push ---------- */
 
 /* A good client: connected, ACKed, state kept. */
-static client_t *open_acked(env_t *e, smap_t *st)
+static tl_client_t *open_acked(env_t *e, smap_t *st)
 {
-    client_t *c = client_open(e->port, DELTA);
+    tl_client_t *c = client_open(e->port, DELTA);
     send_first(c, XDS_TYPE_ADDRESS, NULL, 0);
     dresp_t *r = recv_delta(c, 10000);
     ck_assert_ptr_nonnull(r);
     apply_resp(st, r);
     send_ack(c, XDS_TYPE_ADDRESS, r->nonce, NULL);
-    dresp_free(r);
+    tl_delta_free(r);
     return c;
 }
 
 /* Receives until its state is at version v (ACKing all); false on timeout. */
-static bool follow(client_t *c, smap_t *st, uint64_t v, int ms)
+static bool follow(tl_client_t *c, smap_t *st, uint64_t v, int ms)
 {
     uint64_t end = now_ms() + (uint64_t)ms;
     for (;;) {
@@ -698,7 +462,7 @@ static bool follow(client_t *c, smap_t *st, uint64_t v, int ms)
         apply_resp(st, r);
         uint64_t got = strtoull(r->system_version_info, NULL, 10);
         send_ack(c, XDS_TYPE_ADDRESS, r->nonce, NULL);
-        dresp_free(r);
+        tl_delta_free(r);
         if (got >= v)
             return true;
     }
@@ -708,26 +472,26 @@ START_TEST(disconnect_mid_push_does_not_disturb_others)
 {
     env_t *e = env_new(3000);
     smap_t good_st = {0}, want = {0};
-    client_t *good = open_acked(e, &good_st);
+    tl_client_t *good = open_acked(e, &good_st);
     ck_assert_uint_gt(good_st.n, 3000);
     for (int round = 0; round < 10; round++) {
         /* cancel right after the first response arrives */
-        client_t *a = client_open(e->port, DELTA);
+        tl_client_t *a = client_open(e->port, DELTA);
         send_first(a, XDS_TYPE_ADDRESS, NULL, 0);
         dresp_t *r = recv_delta(a, 10000);
         ck_assert_ptr_nonnull(r);
         ck_assert_uint_eq(r->n_resources, good_st.n); /* the good client is current */
-        dresp_free(r);
-        client_close(a);
+        tl_delta_free(r);
+        tl_client_close(a);
         /* close the channel while the server sends the large initial state */
-        grpc_channel *ch = insecure_channel(e->port);
-        client_t *b = client_on(ch, false, DELTA, NULL, 0);
+        grpc_channel *ch = tl_insecure_channel(e->port);
+        tl_client_t *b = client_on(ch, false, DELTA, NULL, 0);
         send_first(b, XDS_TYPE_ADDRESS, NULL, 0);
         grpc_slice sl;
-        if (client_recv(b, 1 + round, &sl))
+        if (tl_client_recv(b, 1 + round, &sl))
             grpc_slice_unref(sl);
         grpc_channel_destroy(ch); /* the connection goes with the call in flight */
-        client_close(b);
+        tl_client_close(b);
         /* a model change meanwhile: the good client gets exactly it */
         env_random_change(e);
         env_visible_change(e);
@@ -745,7 +509,7 @@ START_TEST(disconnect_mid_push_does_not_disturb_others)
     ck_assert(wait_streams_open(e, 1, 5000));
     smap_clear(&good_st);
     smap_clear(&want);
-    client_close(good);
+    tl_client_close(good);
     env_free(e);
 }
 END_TEST
@@ -756,13 +520,13 @@ START_TEST(half_close_and_shutdown_mid_push)
 {
     env_t *e = env_new(3000);
     smap_t st = {0}, hs = {0};
-    client_t *good = open_acked(e, &st);
-    client_t *h = open_acked(e, &hs);
+    tl_client_t *good = open_acked(e, &st);
+    tl_client_t *h = open_acked(e, &hs);
     grpc_op op;
     memset(&op, 0, sizeof(op));
     op.op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
-    batch(h, &op, 1, T_SEND);
-    ck_assert(wait_tag(h, T_SEND, 5000));
+    ck_assert(tl_batch(h, &op, 1, TL_T_SEND));
+    ck_assert(tl_wait_tag(h, TL_T_SEND, 5000) == 1);
     env_random_change(e);
     env_visible_change(e);
     env_publish(e);
@@ -772,13 +536,13 @@ START_TEST(half_close_and_shutdown_mid_push)
     char msg[512];
     ck_assert_msg(!smap_diff(&st, &gs, msg, sizeof(msg)), "beside a half-closed stream: %s", msg);
     grpc_slice sl;
-    if (client_recv(h, 2000, &sl)) /* a push or the end of the stream; either is fine */
+    if (tl_client_recv(h, 2000, &sl)) /* a push or the end of the stream; either is fine */
         grpc_slice_unref(sl);
-    client_close(h);
+    tl_client_close(h);
     ck_assert_msg(wait_streams_open(e, 1, 10000), "streams_open %llu after a half-close, want 1",
                   (unsigned long long)streams_open(e));
     /* 20 streams mid-way through a ~1 MB initial state, then shutdown */
-    client_t *c[20];
+    tl_client_t *c[20];
     for (int i = 0; i < 20; i++) {
         c[i] = client_open(e->port, DELTA);
         send_first(c[i], XDS_TYPE_ADDRESS, NULL, 0);
@@ -789,8 +553,8 @@ START_TEST(half_close_and_shutdown_mid_push)
     uint64_t took = now_ms() - t0;
     ck_assert_msg(took < 5000, "shutdown took %llu ms", (unsigned long long)took);
     for (int i = 0; i < 20; i++)
-        client_close(c[i]);
-    client_close(good);
+        tl_client_close(c[i]);
+    tl_client_close(good);
     xds_server_free(e->s);
     model_free(e->m);
     free(e);
@@ -854,9 +618,9 @@ typedef struct storm {
 static void astart(storm_t *w, astream_t *s, grpc_op *ops, size_t n, int op)
 {
     w->outstanding++;
-    ck_assert_int_eq(grpc_call_start_batch(s->call, ops, n, (void *)((uintptr_t)s | (uintptr_t)op),
-                                           NULL),
-                     GRPC_CALL_OK);
+    ck_assert_int_eq(
+        grpc_call_start_batch(s->call, ops, n, (void *)((uintptr_t)s | (uintptr_t)op), NULL),
+        GRPC_CALL_OK);
 }
 
 static void asend(storm_t *w, astream_t *s, dreq_t *rq, bool first)
@@ -947,7 +711,7 @@ static void aevent(storm_t *w, grpc_event ev)
                 snprintf(s->pending_nonce, sizeof(s->pending_nonce), "%s", r->nonce);
             else
                 asend_ack(w, s, r->nonce);
-            dresp_free(r);
+            tl_delta_free(r);
             arecv(w, s);
         }
         break;
@@ -1006,9 +770,9 @@ static void storm_open(storm_t *w, int i, int port, bool with_state)
     op.data.recv_status_on_client.trailing_metadata = &s->tmd;
     pthread_mutex_lock(&w->mu);
     astart(w, s, &op, 1, A_STATUS);
-    node_buf_t nb;
+    tl_node_buf_t nb;
     dreq_t rq = ENVOY__SERVICE__DISCOVERY__V3__DELTA_DISCOVERY_REQUEST__INIT;
-    rq.node = mk_node(&nb, "c1", "n1");
+    rq.node = tl_node(&nb, "c1", "n1");
     rq.type_url = (char *)XDS_TYPE_ADDRESS;
     irv_t irv = {0};
     if (with_state) {
@@ -1072,9 +836,9 @@ static int storm_converge(storm_t *w, const smap_t *want, char *msg, size_t len)
         }
         if (first_bad >= 0) {
             astream_t *s = &w->s[first_bad];
-            int k = snprintf(msg, len, "stream %d (version %llu, %d responses, %s): ", first_bad,
-                             (unsigned long long)s->version, s->responses,
-                             s->done ? "ended" : "open");
+            int k =
+                snprintf(msg, len, "stream %d (version %llu, %d responses, %s): ", first_bad,
+                         (unsigned long long)s->version, s->responses, s->done ? "ended" : "open");
             smap_diff(&s->st, want, msg + k, len - (size_t)k);
         }
         bool bad = w->bad;
@@ -1131,12 +895,13 @@ START_TEST(reconnect_storm_converges)
         uint64_t v = fresh_state(e, &want);
         ck_assert_uint_eq(v, e->version);
         int converged = storm_converge(&w, &want, msg, sizeof(msg));
-        fprintf(stderr, "storm phase %d: %d streams, churn %llu ms, converged %llu ms after "
-                        "churn (%d/%d)\n",
+        fprintf(stderr,
+                "storm phase %d: %d streams, churn %llu ms, converged %llu ms after "
+                "churn (%d/%d)\n",
                 phase, n, (unsigned long long)(t_churn - t0),
                 (unsigned long long)(now_ms() - t_churn), converged, n);
-        ck_assert_msg(converged == n, "phase %d: %d of %d streams converged; %s", phase,
-                      converged, n, msg);
+        ck_assert_msg(converged == n, "phase %d: %d of %d streams converged; %s", phase, converged,
+                      n, msg);
         ck_assert_uint_eq(streams_open(e), (uint64_t)n);
         /* the same state everywhere, so no more pushes are due */
         xds_stats_t s0, s1;
@@ -1165,8 +930,8 @@ START_TEST(reconnect_initial_versions_gets_exact_difference)
 {
     env_t *e = env_new(0);
     smap_t old = {0}, want = {0};
-    client_t *c = open_acked(e, &old);
-    client_close(c);
+    tl_client_t *c = open_acked(e, &old);
+    tl_client_close(c);
     /* churn while it is away, including removals and additions */
     for (int k = 0; k < NEXTRA; k++)
         if (k % 7 == 0) {
@@ -1201,9 +966,9 @@ START_TEST(reconnect_initial_versions_gets_exact_difference)
     irv_t irv;
     irv_of(&old, &irv);
     c = client_open(e->port, DELTA);
-    node_buf_t nb;
+    tl_node_buf_t nb;
     dreq_t rq = ENVOY__SERVICE__DISCOVERY__V3__DELTA_DISCOVERY_REQUEST__INIT;
-    rq.node = mk_node(&nb, "c1", "n1");
+    rq.node = tl_node(&nb, "c1", "n1");
     rq.type_url = (char *)XDS_TYPE_ADDRESS;
     rq.initial_resource_versions = irv.entp;
     rq.n_initial_resource_versions = irv.n;
@@ -1227,7 +992,7 @@ START_TEST(reconnect_initial_versions_gets_exact_difference)
     apply_resp(&old, r);
     ck_assert_msg(!smap_diff(&old, &want, msg, sizeof(msg)), "applied: %s", msg);
     send_ack(c, XDS_TYPE_ADDRESS, r->nonce, NULL);
-    dresp_free(r);
+    tl_delta_free(r);
     ck_assert_ptr_null(recv_delta(c, 300));
     /* the next change is a plain diff on top */
     env_random_change(e);
@@ -1244,7 +1009,7 @@ START_TEST(reconnect_initial_versions_gets_exact_difference)
     smap_clear(&rem);
     smap_clear(&got);
     smap_clear(&gotrem);
-    client_close(c);
+    tl_client_close(c);
     env_free(e);
 }
 END_TEST

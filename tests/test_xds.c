@@ -4,6 +4,7 @@
  * test decodes what came back.
  */
 #include "model/model.h"
+#include "tests/lib/testcheck.h"
 #include "xds/xds.h"
 
 #include "envoy/service/discovery/v3/discovery.pb-c.h"
@@ -12,7 +13,6 @@
 
 #include <check.h>
 #include <grpc/byte_buffer.h>
-#include <grpc/byte_buffer_reader.h>
 #include <grpc/grpc.h>
 #include <grpc/grpc_security.h>
 #include <grpc/support/time.h>
@@ -22,9 +22,10 @@
 #include <string.h>
 #include <time.h>
 
-#define DELTA "/envoy.service.discovery.v3.AggregatedDiscoveryService/DeltaAggregatedResources"
-#define SOTW "/envoy.service.discovery.v3.AggregatedDiscoveryService/StreamAggregatedResources"
-#define SH_A_N2 "n2/SplitHorizonWorkload/istio-system/istio-eastwest/192.0.2.2/ns/a.ns.svc.cluster.local"
+#define DELTA TL_DELTA
+#define SOTW TL_SOTW
+#define SH_A_N2                                                                                    \
+    "n2/SplitHorizonWorkload/istio-system/istio-eastwest/192.0.2.2/ns/a.ns.svc.cluster.local"
 
 /* ---------- the mesh (as in test_model.c) ---------- */
 
@@ -164,258 +165,17 @@ static void env_free(env_t *e)
     free(e);
 }
 
-/* ---------- a grpc core client ---------- */
+/* ---------- a grpc core client (tests/lib) ---------- */
 
-enum { T_SEND = 1, T_RECV, T_STATUS };
-
-typedef struct client {
-    grpc_channel *ch;
-    bool own_ch;
-    grpc_completion_queue *cq;
-    grpc_call *call;
-    bool done[4], pending[4];
-    int okv[4];
-    grpc_byte_buffer *rbuf;
-    bool got_imd;
-    grpc_metadata_array imd, tmd;
-    grpc_status_code status;
-    grpc_slice details;
-} client_t;
-
-/* Waits for tag; other completions are recorded. false on timeout. */
-static bool wait_tag(client_t *c, int tag, int ms)
-{
-    gpr_timespec dl = gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC), gpr_time_from_millis(ms, GPR_TIMESPAN));
-    while (!c->done[tag]) {
-        grpc_event ev = grpc_completion_queue_next(c->cq, dl, NULL);
-        if (ev.type == GRPC_QUEUE_TIMEOUT)
-            return false;
-        ck_assert_int_eq(ev.type, GRPC_OP_COMPLETE);
-        int t = (int)(intptr_t)ev.tag;
-        c->done[t] = true;
-        c->pending[t] = false;
-        c->okv[t] = ev.success;
-    }
-    c->done[tag] = false;
-    return true;
-}
-
-static void batch(client_t *c, grpc_op *ops, size_t n, int tag)
-{
-    c->pending[tag] = true;
-    ck_assert_int_eq(grpc_call_start_batch(c->call, ops, n, (void *)(intptr_t)tag, NULL),
-                     GRPC_CALL_OK);
-}
-
-/* A call on ch (owned by the client when own) with optional request headers. */
-static client_t *client_on(grpc_channel *ch, bool own, const char *method, grpc_metadata *md,
-                           size_t nmd)
-{
-    client_t *c = calloc(1, sizeof(*c));
-    c->ch = ch;
-    c->own_ch = own;
-    c->cq = grpc_completion_queue_create_for_next(NULL);
-    grpc_slice m = grpc_slice_from_static_string(method);
-    c->call = grpc_channel_create_call(c->ch, NULL, GRPC_PROPAGATE_DEFAULTS, c->cq, m, NULL,
-                                       gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
-    grpc_metadata_array_init(&c->imd);
-    grpc_metadata_array_init(&c->tmd);
-    grpc_op ops[2] = {0};
-    ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
-    ops[0].data.send_initial_metadata.count = nmd;
-    ops[0].data.send_initial_metadata.metadata = md;
-    ops[1].op = GRPC_OP_RECV_STATUS_ON_CLIENT;
-    ops[1].data.recv_status_on_client.status = &c->status;
-    ops[1].data.recv_status_on_client.status_details = &c->details;
-    ops[1].data.recv_status_on_client.trailing_metadata = &c->tmd;
-    batch(c, ops, 1, T_SEND);
-    ck_assert(wait_tag(c, T_SEND, 5000));
-    batch(c, &ops[1], 1, T_STATUS);
-    return c;
-}
-
-static grpc_channel *insecure_channel(int port)
-{
-    char target[64];
-    snprintf(target, sizeof(target), "127.0.0.1:%d", port);
-    grpc_channel_credentials *cr = grpc_insecure_credentials_create();
-    grpc_channel *ch = grpc_channel_create(target, cr, NULL);
-    grpc_channel_credentials_release(cr);
-    return ch;
-}
-
-static client_t *client_open(int port, const char *method)
-{
-    return client_on(insecure_channel(port), true, method, NULL, 0);
-}
-
-static void client_send(client_t *c, const uint8_t *buf, size_t len)
-{
-    grpc_slice sl = grpc_slice_from_copied_buffer((const char *)buf, len);
-    grpc_byte_buffer *bb = grpc_raw_byte_buffer_create(&sl, 1);
-    grpc_slice_unref(sl);
-    grpc_op op = {0};
-    op.op = GRPC_OP_SEND_MESSAGE;
-    op.data.send_message.send_message = bb;
-    batch(c, &op, 1, T_SEND);
-    ck_assert(wait_tag(c, T_SEND, 5000));
-    grpc_byte_buffer_destroy(bb);
-}
-
-/* The next message as a slice, or an empty slice on timeout / end of stream. */
-static bool client_recv(client_t *c, int ms, grpc_slice *out)
-{
-    if (!c->pending[T_RECV] && !c->done[T_RECV]) {
-        grpc_op ops[2] = {0};
-        size_t n = 0;
-        if (!c->got_imd) { /* grpc core wants it before the first message */
-            ops[n].op = GRPC_OP_RECV_INITIAL_METADATA;
-            ops[n++].data.recv_initial_metadata.recv_initial_metadata = &c->imd;
-            c->got_imd = true;
-        }
-        ops[n].op = GRPC_OP_RECV_MESSAGE;
-        ops[n++].data.recv_message.recv_message = &c->rbuf;
-        batch(c, ops, n, T_RECV);
-    }
-    if (!wait_tag(c, T_RECV, ms))
-        return false;
-    if (!c->rbuf)
-        return false;
-    grpc_byte_buffer_reader rd;
-    grpc_byte_buffer_reader_init(&rd, c->rbuf);
-    *out = grpc_byte_buffer_reader_readall(&rd);
-    grpc_byte_buffer_reader_destroy(&rd);
-    grpc_byte_buffer_destroy(c->rbuf);
-    c->rbuf = NULL;
-    return true;
-}
-
-static grpc_status_code client_status(client_t *c, char *msg, size_t len)
+static grpc_status_code client_status(tl_client_t *c, char *msg, size_t len)
 {
     grpc_slice sl; /* status arrives once the receive side is drained */
-    while (client_recv(c, 5000, &sl))
+    while (tl_client_recv(c, 5000, &sl))
         grpc_slice_unref(sl);
-    ck_assert(wait_tag(c, T_STATUS, 5000));
+    ck_assert(tl_wait_tag(c, TL_T_STATUS, 5000) == 1);
     snprintf(msg, len, "%.*s", (int)GRPC_SLICE_LENGTH(c->details),
              (const char *)GRPC_SLICE_START_PTR(c->details));
     return c->status;
-}
-
-static void client_close(client_t *c)
-{
-    grpc_call_cancel(c->call, NULL);
-    for (int t = 1; t < 4; t++)
-        if (c->pending[t])
-            wait_tag(c, t, 5000);
-    if (c->rbuf)
-        grpc_byte_buffer_destroy(c->rbuf);
-    grpc_call_unref(c->call);
-    if (c->own_ch)
-        grpc_channel_destroy(c->ch);
-    grpc_completion_queue_shutdown(c->cq);
-    while (grpc_completion_queue_next(c->cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL).type !=
-           GRPC_QUEUE_SHUTDOWN)
-        ;
-    grpc_completion_queue_destroy(c->cq);
-    grpc_metadata_array_destroy(&c->imd);
-    grpc_metadata_array_destroy(&c->tmd);
-    grpc_slice_unref(c->details);
-    free(c);
-}
-
-/* ---------- requests ---------- */
-
-typedef Envoy__Service__Discovery__V3__DeltaDiscoveryRequest dreq_t;
-typedef Envoy__Service__Discovery__V3__DeltaDiscoveryResponse dresp_t;
-
-/* Node with CLUSTER_ID / NETWORK metadata (either may be NULL). */
-typedef struct node_buf {
-    Envoy__Config__Core__V3__Node node;
-    Google__Protobuf__Struct md;
-    Google__Protobuf__Struct__FieldsEntry e[2], *ep[2];
-    Google__Protobuf__Value v[2];
-} node_buf_t;
-
-static Envoy__Config__Core__V3__Node *mk_node_keys(node_buf_t *b, const char *ckey,
-                                                   const char *cluster, const char *nkey,
-                                                   const char *network)
-{
-    envoy__config__core__v3__node__init(&b->node);
-    google__protobuf__struct__init(&b->md);
-    b->node.id = (char *)"ztunnel~10.0.0.1~ztunnel-abc.istio-system~istio-system.svc.cluster.local";
-    b->node.metadata = &b->md;
-    const char *keys[2] = {ckey, nkey}, *vals[2] = {cluster, network};
-    for (int i = 0; i < 2; i++) {
-        if (!vals[i])
-            continue;
-        google__protobuf__struct__fields_entry__init(&b->e[i]);
-        google__protobuf__value__init(&b->v[i]);
-        b->v[i].kind_case = GOOGLE__PROTOBUF__VALUE__KIND_STRING_VALUE;
-        b->v[i].string_value = (char *)vals[i];
-        b->e[i].key = (char *)keys[i];
-        b->e[i].value = &b->v[i];
-        b->ep[b->md.n_fields++] = &b->e[i];
-    }
-    b->md.fields = b->ep;
-    return &b->node;
-}
-
-static Envoy__Config__Core__V3__Node *mk_node(node_buf_t *b, const char *cluster,
-                                              const char *network)
-{
-    return mk_node_keys(b, "CLUSTER_ID", cluster, "NETWORK", network);
-}
-
-static void send_delta(client_t *c, dreq_t *rq)
-{
-    size_t len = envoy__service__discovery__v3__delta_discovery_request__get_packed_size(rq);
-    uint8_t *buf = malloc(len + 1);
-    envoy__service__discovery__v3__delta_discovery_request__pack(rq, buf);
-    client_send(c, buf, len);
-    free(buf);
-}
-
-/* First request of a c1/n1 ztunnel for type, with optional subscriptions. */
-static void send_first(client_t *c, const char *type, char **subs, size_t nsubs)
-{
-    node_buf_t nb;
-    dreq_t rq = ENVOY__SERVICE__DISCOVERY__V3__DELTA_DISCOVERY_REQUEST__INIT;
-    rq.node = mk_node(&nb, "c1", "n1");
-    rq.type_url = (char *)type;
-    rq.resource_names_subscribe = subs;
-    rq.n_resource_names_subscribe = nsubs;
-    send_delta(c, &rq);
-}
-
-static void send_ack(client_t *c, const char *type, const char *nonce, const char *nack)
-{
-    dreq_t rq = ENVOY__SERVICE__DISCOVERY__V3__DELTA_DISCOVERY_REQUEST__INIT;
-    Google__Rpc__Status st = GOOGLE__RPC__STATUS__INIT;
-    rq.type_url = (char *)type;
-    rq.response_nonce = (char *)nonce;
-    if (nack) {
-        st.code = 3;
-        st.message = (char *)nack;
-        rq.error_detail = &st;
-    }
-    send_delta(c, &rq);
-}
-
-static dresp_t *recv_delta(client_t *c, int ms)
-{
-    grpc_slice sl;
-    if (!client_recv(c, ms, &sl))
-        return NULL;
-    dresp_t *r = envoy__service__discovery__v3__delta_discovery_response__unpack(
-        NULL, GRPC_SLICE_LENGTH(sl), GRPC_SLICE_START_PTR(sl));
-    grpc_slice_unref(sl);
-    ck_assert_ptr_nonnull(r);
-    return r;
-}
-
-static void dresp_free(dresp_t *r)
-{
-    envoy__service__discovery__v3__delta_discovery_response__free_unpacked(r, NULL);
 }
 
 static Istio__Workload__Address *decode(const Google__Protobuf__Any *any)
@@ -461,7 +221,7 @@ static bool ip_is(const ProtobufCBinaryData *b, const char *ip)
 START_TEST(delta_wildcard_gets_view)
 {
     env_t *e = env_new();
-    client_t *c = client_open(e->port, DELTA);
+    tl_client_t *c = client_open(e->port, DELTA);
     send_first(c, XDS_TYPE_ADDRESS, NULL, 0);
     dresp_t *r = recv_delta(c, 5000);
     ck_assert_ptr_nonnull(r);
@@ -511,8 +271,8 @@ START_TEST(delta_wildcard_gets_view)
     ck_assert_ptr_null(find(r, "ns/private.ns.svc.cluster.local"));
     ck_assert_ptr_null(find(r, "c2//Pod/ns/a-0"));
     ck_assert_ptr_null(find(r, "c2//Pod/ns/private-0"));
-    dresp_free(r);
-    client_close(c);
+    tl_delta_free(r);
+    tl_client_close(c);
     env_free(e);
 }
 END_TEST
@@ -520,14 +280,14 @@ END_TEST
 START_TEST(delta_ack_then_push_only_changes)
 {
     env_t *e = env_new();
-    client_t *c = client_open(e->port, DELTA);
+    tl_client_t *c = client_open(e->port, DELTA);
     send_first(c, XDS_TYPE_ADDRESS, NULL, 0);
     dresp_t *r = recv_delta(c, 5000);
     ck_assert_uint_gt(r->n_resources, 4);
     send_ack(c, XDS_TYPE_ADDRESS, r->nonce, NULL);
     char first_nonce[64];
     snprintf(first_nonce, sizeof(first_nonce), "%s", r->nonce);
-    dresp_free(r);
+    tl_delta_free(r);
     env_change_capacity(e, 2);
     r = recv_delta(c, 5000);
     ck_assert_ptr_nonnull(r);
@@ -538,12 +298,12 @@ START_TEST(delta_ack_then_push_only_changes)
     Istio__Workload__Address *a = decode(r->resources[0]->resource);
     ck_assert_uint_eq(a->workload->capacity->value, 2);
     addr_free(a);
-    dresp_free(r);
+    tl_delta_free(r);
     xds_stats_t st;
     xds_server_stats(e->s, &st);
     ck_assert_uint_ge(st.acks, 1);
     ck_assert_uint_ge(st.pushes, 2);
-    client_close(c);
+    tl_client_close(c);
     env_free(e);
 }
 END_TEST
@@ -558,11 +318,11 @@ static void proxy_cb(const xds_proxy_info_t *p, void *arg)
 START_TEST(delta_nack_counted_and_no_resend)
 {
     env_t *e = env_new();
-    client_t *c = client_open(e->port, DELTA);
+    tl_client_t *c = client_open(e->port, DELTA);
     send_first(c, XDS_TYPE_ADDRESS, NULL, 0);
     dresp_t *r = recv_delta(c, 5000);
     send_ack(c, XDS_TYPE_ADDRESS, r->nonce, "rejected: bad workload");
-    dresp_free(r);
+    tl_delta_free(r);
     ck_assert_ptr_null(recv_delta(c, 300)); /* no resend loop */
     xds_stats_t st;
     xds_server_stats(e->s, &st);
@@ -575,8 +335,8 @@ START_TEST(delta_nack_counted_and_no_resend)
     ck_assert_ptr_nonnull(r);
     ck_assert_uint_eq(r->n_resources, 1);
     ck_assert_str_eq(r->resources[0]->name, SH_A_N2);
-    dresp_free(r);
-    client_close(c);
+    tl_delta_free(r);
+    tl_client_close(c);
     env_free(e);
 }
 END_TEST
@@ -584,7 +344,7 @@ END_TEST
 START_TEST(delta_reconnect_initial_versions_skips_unchanged)
 {
     env_t *e = env_new();
-    client_t *c = client_open(e->port, DELTA);
+    tl_client_t *c = client_open(e->port, DELTA);
     send_first(c, XDS_TYPE_ADDRESS, NULL, 0);
     dresp_t *r = recv_delta(c, 5000);
     size_t n = r->n_resources;
@@ -596,7 +356,8 @@ START_TEST(delta_reconnect_initial_versions_skips_unchanged)
         calloc(n + 1, sizeof(*entp));
     const char *stale = NULL;
     for (size_t i = 0; i < n; i++) {
-        envoy__service__discovery__v3__delta_discovery_request__initial_resource_versions_entry__init(&ent[i]);
+        envoy__service__discovery__v3__delta_discovery_request__initial_resource_versions_entry__init(
+            &ent[i]);
         ent[i].key = r->resources[i]->name;
         ent[i].value = r->resources[i]->version;
         if (strcmp(ent[i].key, "ns/b.ns.svc.cluster.local") == 0) {
@@ -606,14 +367,15 @@ START_TEST(delta_reconnect_initial_versions_skips_unchanged)
         entp[i] = &ent[i];
     }
     ck_assert_ptr_nonnull(stale);
-    envoy__service__discovery__v3__delta_discovery_request__initial_resource_versions_entry__init(&ent[n]);
+    envoy__service__discovery__v3__delta_discovery_request__initial_resource_versions_entry__init(
+        &ent[n]);
     ent[n].key = (char *)"ns/gone.ns.svc.cluster.local";
     ent[n].value = (char *)"1234";
     entp[n] = &ent[n];
-    client_t *c2 = client_open(e->port, DELTA);
-    node_buf_t nb;
+    tl_client_t *c2 = client_open(e->port, DELTA);
+    tl_node_buf_t nb;
     dreq_t rq = ENVOY__SERVICE__DISCOVERY__V3__DELTA_DISCOVERY_REQUEST__INIT;
-    rq.node = mk_node(&nb, "c1", "n1");
+    rq.node = tl_node(&nb, "c1", "n1");
     rq.type_url = (char *)XDS_TYPE_ADDRESS;
     rq.initial_resource_versions = entp;
     rq.n_initial_resource_versions = n + 1;
@@ -624,12 +386,12 @@ START_TEST(delta_reconnect_initial_versions_skips_unchanged)
     ck_assert_str_eq(r2->resources[0]->name, "ns/b.ns.svc.cluster.local");
     ck_assert_uint_eq(r2->n_removed_resources, 1);
     ck_assert(removed(r2, "ns/gone.ns.svc.cluster.local"));
-    dresp_free(r2);
+    tl_delta_free(r2);
     free(ent);
     free(entp);
-    dresp_free(r);
-    client_close(c2);
-    client_close(c);
+    tl_delta_free(r);
+    tl_client_close(c2);
+    tl_client_close(c);
     env_free(e);
 }
 END_TEST
@@ -637,7 +399,7 @@ END_TEST
 START_TEST(delta_on_demand_subscribe_by_name_and_network_ip)
 {
     env_t *e = env_new();
-    client_t *c = client_open(e->port, DELTA);
+    tl_client_t *c = client_open(e->port, DELTA);
     char *subs[] = {(char *)"c1//Pod/ns/b-0"};
     send_first(c, XDS_TYPE_ADDRESS, subs, 1);
     dresp_t *r = recv_delta(c, 5000);
@@ -647,10 +409,11 @@ START_TEST(delta_on_demand_subscribe_by_name_and_network_ip)
     ck_assert(ip_is(&a->workload->addresses[0], "10.1.1.1"));
     addr_free(a);
     send_ack(c, XDS_TYPE_ADDRESS, r->nonce, NULL);
-    dresp_free(r);
+    tl_delta_free(r);
     /* by network/IP: a pod IP and a service VIP; and a name that does not exist */
     dreq_t rq = ENVOY__SERVICE__DISCOVERY__V3__DELTA_DISCOVERY_REQUEST__INIT;
-    char *more[] = {(char *)"n1/10.1.0.1", (char *)"n1/10.96.0.1", (char *)"ns/nope.ns.svc.cluster.local"};
+    char *more[] = {(char *)"n1/10.1.0.1", (char *)"n1/10.96.0.1",
+                    (char *)"ns/nope.ns.svc.cluster.local"};
     rq.type_url = (char *)XDS_TYPE_ADDRESS;
     rq.resource_names_subscribe = more;
     rq.n_resource_names_subscribe = 3;
@@ -667,7 +430,7 @@ START_TEST(delta_on_demand_subscribe_by_name_and_network_ip)
     addr_free(a);
     ck_assert(removed(r, "ns/nope.ns.svc.cluster.local"));
     send_ack(c, XDS_TYPE_ADDRESS, r->nonce, NULL);
-    dresp_free(r);
+    tl_delta_free(r);
     /* unsubscribed names stop flowing; the SH workload was never asked for */
     dreq_t un = ENVOY__SERVICE__DISCOVERY__V3__DELTA_DISCOVERY_REQUEST__INIT;
     char *gone[] = {(char *)"c1//Pod/ns/b-0"};
@@ -677,7 +440,7 @@ START_TEST(delta_on_demand_subscribe_by_name_and_network_ip)
     send_delta(c, &un);
     env_change_capacity(e, 2);
     ck_assert_ptr_null(recv_delta(c, 300));
-    client_close(c);
+    tl_client_close(c);
     env_free(e);
 }
 END_TEST
@@ -685,12 +448,12 @@ END_TEST
 static void expect_rejected(env_t *e, const uint8_t *buf, size_t len, grpc_status_code want,
                             const char *needle)
 {
-    client_t *c = client_open(e->port, DELTA);
+    tl_client_t *c = client_open(e->port, DELTA);
     client_send(c, buf, len);
     char msg[512];
     ck_assert_int_eq(client_status(c, msg, sizeof(msg)), want);
     ck_assert_msg(strstr(msg, needle) != NULL, "status message \"%s\" lacks \"%s\"", msg, needle);
-    client_close(c);
+    tl_client_close(c);
 }
 
 static void expect_delta_rejected(env_t *e, dreq_t *rq, const char *needle)
@@ -708,8 +471,8 @@ START_TEST(delta_missing_node_rejected)
     dreq_t rq = ENVOY__SERVICE__DISCOVERY__V3__DELTA_DISCOVERY_REQUEST__INIT;
     rq.type_url = (char *)XDS_TYPE_ADDRESS;
     expect_delta_rejected(e, &rq, "no node");
-    node_buf_t nb;
-    rq.node = mk_node(&nb, NULL, "n1");
+    tl_node_buf_t nb;
+    rq.node = tl_node(&nb, NULL, "n1");
     expect_delta_rejected(e, &rq, "CLUSTER_ID");
     xds_stats_t st;
     xds_server_stats(e->s, &st);
@@ -721,9 +484,9 @@ END_TEST
 START_TEST(delta_unknown_type_url_rejected)
 {
     env_t *e = env_new();
-    node_buf_t nb;
+    tl_node_buf_t nb;
     dreq_t rq = ENVOY__SERVICE__DISCOVERY__V3__DELTA_DISCOVERY_REQUEST__INIT;
-    rq.node = mk_node(&nb, "c1", "n1");
+    rq.node = tl_node(&nb, "c1", "n1");
     rq.type_url = (char *)"type.googleapis.com/envoy.config.cluster.v3.Bogus";
     expect_delta_rejected(e, &rq, "envoy.config.cluster.v3.Bogus");
     char longname[1100];
@@ -753,7 +516,7 @@ END_TEST
 START_TEST(authorization_type_empty_set)
 {
     env_t *e = env_new();
-    client_t *c = client_open(e->port, DELTA);
+    tl_client_t *c = client_open(e->port, DELTA);
     send_first(c, XDS_TYPE_AUTHORIZATION, NULL, 0);
     dresp_t *r = recv_delta(c, 5000);
     ck_assert_ptr_nonnull(r);
@@ -763,7 +526,7 @@ START_TEST(authorization_type_empty_set)
     ck_assert_str_ne(r->nonce, "");
     ck_assert_str_ne(r->system_version_info, "");
     send_ack(c, XDS_TYPE_AUTHORIZATION, r->nonce, NULL);
-    dresp_free(r);
+    tl_delta_free(r);
     /* the same stream then asks for addresses */
     dreq_t rq = ENVOY__SERVICE__DISCOVERY__V3__DELTA_DISCOVERY_REQUEST__INIT;
     rq.type_url = (char *)XDS_TYPE_ADDRESS;
@@ -774,18 +537,18 @@ START_TEST(authorization_type_empty_set)
     Istio__Workload__Address *a = find(r, "c1//Pod/ns/a-0");
     ck_assert_ptr_nonnull(a);
     addr_free(a);
-    dresp_free(r);
-    client_close(c);
+    tl_delta_free(r);
+    tl_client_close(c);
     env_free(e);
 }
 END_TEST
 
 typedef Envoy__Service__Discovery__V3__DiscoveryResponse sresp_t;
 
-static sresp_t *recv_sotw(client_t *c)
+static sresp_t *recv_sotw(tl_client_t *c)
 {
     grpc_slice sl;
-    if (!client_recv(c, 5000, &sl))
+    if (!tl_client_recv(c, 5000, &sl))
         return NULL;
     sresp_t *r = envoy__service__discovery__v3__discovery_response__unpack(
         NULL, GRPC_SLICE_LENGTH(sl), GRPC_SLICE_START_PTR(sl));
@@ -793,13 +556,13 @@ static sresp_t *recv_sotw(client_t *c)
     return r;
 }
 
-static void send_sotw(client_t *c, bool node, const char *nonce)
+static void send_sotw(tl_client_t *c, bool node, const char *nonce)
 {
-    node_buf_t nb;
+    tl_node_buf_t nb;
     Envoy__Service__Discovery__V3__DiscoveryRequest rq =
         ENVOY__SERVICE__DISCOVERY__V3__DISCOVERY_REQUEST__INIT;
     if (node)
-        rq.node = mk_node(&nb, "c1", "n1");
+        rq.node = tl_node(&nb, "c1", "n1");
     rq.type_url = (char *)XDS_TYPE_ADDRESS;
     if (nonce)
         rq.response_nonce = (char *)nonce;
@@ -829,7 +592,7 @@ static int sotw_count(const sresp_t *r, const char *uid, uint32_t *capacity)
 START_TEST(sotw_full_state)
 {
     env_t *e = env_new();
-    client_t *c = client_open(e->port, SOTW);
+    tl_client_t *c = client_open(e->port, SOTW);
     send_sotw(c, true, NULL);
     sresp_t *r = recv_sotw(c);
     ck_assert_ptr_nonnull(r);
@@ -852,7 +615,7 @@ START_TEST(sotw_full_state)
     ck_assert_int_eq(sotw_count(r, SH_A_N2, &cap), 1);
     ck_assert_uint_eq(cap, 2);
     envoy__service__discovery__v3__discovery_response__free_unpacked(r, NULL);
-    client_close(c);
+    tl_client_close(c);
     env_free(e);
 }
 END_TEST
@@ -860,32 +623,31 @@ END_TEST
 START_TEST(bad_stream_does_not_disturb_good_one)
 {
     env_t *e = env_new();
-    client_t *good = client_open(e->port, DELTA);
+    tl_client_t *good = client_open(e->port, DELTA);
     send_first(good, XDS_TYPE_ADDRESS, NULL, 0);
     dresp_t *r = recv_delta(good, 5000);
     send_ack(good, XDS_TYPE_ADDRESS, r->nonce, NULL);
-    dresp_free(r);
+    tl_delta_free(r);
     const uint8_t junk[] = {0x0a, 0xff, 0x01};
     expect_rejected(e, junk, sizeof(junk), GRPC_STATUS_INVALID_ARGUMENT, "malformed");
-    client_t *odd = client_open(e->port, "/some.Other/Method");
+    tl_client_t *odd = client_open(e->port, "/some.Other/Method");
     char msg[256];
     ck_assert_int_eq(client_status(odd, msg, sizeof(msg)), GRPC_STATUS_UNIMPLEMENTED);
-    client_close(odd);
+    tl_client_close(odd);
     env_change_capacity(e, 2);
     r = recv_delta(good, 5000);
     ck_assert_ptr_nonnull(r);
     ck_assert_uint_eq(r->n_resources, 1);
     ck_assert_str_eq(r->resources[0]->name, SH_A_N2);
-    dresp_free(r);
+    tl_delta_free(r);
     xds_stats_t st;
     xds_server_stats(e->s, &st);
     ck_assert_uint_eq(st.bad_requests, 1);
     ck_assert_uint_eq(st.streams_open, 1);
-    client_close(good);
+    tl_client_close(good);
     env_free(e);
 }
 END_TEST
-
 
 /* ---------- node metadata as real clients send it ---------- */
 
@@ -905,10 +667,10 @@ START_TEST(node_ztunnel_clusterid_header_and_network_hook)
     memset(md, 0, sizeof(md));
     md[0].key = grpc_slice_from_static_string("clusterid");
     md[0].value = grpc_slice_from_static_string("c1");
-    client_t *c = client_on(insecure_channel(e->port), true, DELTA, md, 1);
-    node_buf_t nb;
+    tl_client_t *c = client_on(tl_insecure_channel(e->port), true, DELTA, md, 1);
+    tl_node_buf_t nb;
     dreq_t rq = ENVOY__SERVICE__DISCOVERY__V3__DELTA_DISCOVERY_REQUEST__INIT;
-    rq.node = mk_node_keys(&nb, "NAME", "ztunnel-abc", "NODE_NAME", "node-1");
+    rq.node = tl_node_keys(&nb, "NAME", "ztunnel-abc", "NODE_NAME", "node-1");
     rq.type_url = (char *)XDS_TYPE_ADDRESS;
     send_delta(c, &rq);
     dresp_t *r = recv_delta(c, 5000);
@@ -919,11 +681,11 @@ START_TEST(node_ztunnel_clusterid_header_and_network_hook)
     a = find(r, SH_A_N2); /* ...from network n1: n2 is behind its gateway */
     ck_assert_ptr_nonnull(a);
     addr_free(a);
-    dresp_free(r);
+    tl_delta_free(r);
     char info[128] = "";
     xds_server_each_proxy(e->s, proxy_cb, info);
     ck_assert_str_eq(info, "c1|n1||0");
-    client_close(c);
+    tl_client_close(c);
     env_free(e);
 }
 END_TEST
@@ -933,19 +695,19 @@ START_TEST(node_istio_meta_prefixed_keys)
 {
     xds_config_t cfg = {.listen = "127.0.0.1:0", .network_of = net_of};
     env_t *e = env_new_cfg(&cfg);
-    client_t *c = client_open(e->port, DELTA);
-    node_buf_t nb;
+    tl_client_t *c = client_open(e->port, DELTA);
+    tl_node_buf_t nb;
     dreq_t rq = ENVOY__SERVICE__DISCOVERY__V3__DELTA_DISCOVERY_REQUEST__INIT;
-    rq.node = mk_node_keys(&nb, "ISTIO_META_CLUSTER_ID", "c2", "ISTIO_META_NETWORK", "n9");
+    rq.node = tl_node_keys(&nb, "ISTIO_META_CLUSTER_ID", "c2", "ISTIO_META_NETWORK", "n9");
     rq.type_url = (char *)XDS_TYPE_ADDRESS;
     send_delta(c, &rq);
     dresp_t *r = recv_delta(c, 5000);
     ck_assert_ptr_nonnull(r);
-    dresp_free(r);
+    tl_delta_free(r);
     char info[128] = "";
     xds_server_each_proxy(e->s, proxy_cb, info);
     ck_assert_str_eq(info, "c2|n9||0");
-    client_close(c);
+    tl_client_close(c);
     env_free(e);
 }
 END_TEST
@@ -997,15 +759,15 @@ static grpc_channel *tls_channel(int port, const char *root_file, const char *ho
 
 static void expect_tls_view(int port, const char *root_file, const char *host)
 {
-    client_t *c = client_on(tls_channel(port, root_file, host), true, DELTA, NULL, 0);
+    tl_client_t *c = client_on(tls_channel(port, root_file, host), true, DELTA, NULL, 0);
     send_first(c, XDS_TYPE_ADDRESS, NULL, 0);
     dresp_t *r = recv_delta(c, 5000);
     ck_assert_ptr_nonnull(r);
     Istio__Workload__Address *a = find(r, "c1//Pod/ns/a-0");
     ck_assert_ptr_nonnull(a);
     addr_free(a);
-    dresp_free(r);
-    client_close(c);
+    tl_delta_free(r);
+    tl_client_close(c);
 }
 
 START_TEST(tls_listener_serves_and_reloads)
@@ -1019,8 +781,10 @@ START_TEST(tls_listener_serves_and_reloads)
     char cmd[512];
     snprintf(cmd, sizeof(cmd), "cp %s %s", cert, old_root);
     ck_assert_int_eq(system(cmd), 0);
-    xds_config_t cfg = {.listen = "127.0.0.1:0", .tls_listen = "127.0.0.1:0",
-                        .tls_cert_file = cert, .tls_key_file = key};
+    xds_config_t cfg = {.listen = "127.0.0.1:0",
+                        .tls_listen = "127.0.0.1:0",
+                        .tls_cert_file = cert,
+                        .tls_key_file = key};
     env_t *e = env_new_cfg(&cfg);
     int tport = xds_server_tls_port(e->s);
     ck_assert_int_gt(tport, 0);
@@ -1033,11 +797,11 @@ START_TEST(tls_listener_serves_and_reloads)
     xds_server_stats(e->s, &st);
     ck_assert_uint_eq(st.tls_loads, 2);
     /* the old root no longer verifies the server */
-    client_t *c = client_on(tls_channel(tport, old_root, "xds-one.meshfed.test"), true, DELTA,
-                            NULL, 0);
+    tl_client_t *c =
+        client_on(tls_channel(tport, old_root, "xds-one.meshfed.test"), true, DELTA, NULL, 0);
     char msg[256];
     ck_assert_int_eq(client_status(c, msg, sizeof(msg)), GRPC_STATUS_UNAVAILABLE);
-    client_close(c);
+    tl_client_close(c);
     env_free(e);
     snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
     ck_assert_int_eq(system(cmd), 0);
@@ -1046,7 +810,8 @@ END_TEST
 
 START_TEST(tls_missing_files_fail_at_start)
 {
-    xds_config_t cfg = {.listen = "127.0.0.1:0", .tls_listen = "127.0.0.1:0",
+    xds_config_t cfg = {.listen = "127.0.0.1:0",
+                        .tls_listen = "127.0.0.1:0",
                         .tls_cert_file = "/nonexistent/cert.pem",
                         .tls_key_file = "/nonexistent/key.pem"};
     char err[256] = "";
@@ -1058,44 +823,44 @@ END_TEST
 /* ---------- limits ---------- */
 
 /* A wildcard delta stream that got its view and ACKed it. */
-static client_t *open_acked(grpc_channel *ch, int port)
+static tl_client_t *open_acked(grpc_channel *ch, int port)
 {
-    client_t *c = ch ? client_on(ch, false, DELTA, NULL, 0) : client_open(port, DELTA);
+    tl_client_t *c = ch ? client_on(ch, false, DELTA, NULL, 0) : client_open(port, DELTA);
     send_first(c, XDS_TYPE_ADDRESS, NULL, 0);
     dresp_t *r = recv_delta(c, 5000);
     ck_assert_ptr_nonnull(r);
     ck_assert_uint_gt(r->n_resources, 4);
     send_ack(c, XDS_TYPE_ADDRESS, r->nonce, NULL);
-    dresp_free(r);
+    tl_delta_free(r);
     return c;
 }
 
-static void expect_one_change(client_t *c)
+static void expect_one_change(tl_client_t *c)
 {
     dresp_t *r = recv_delta(c, 5000);
     ck_assert_ptr_nonnull(r);
     ck_assert_uint_eq(r->n_resources, 1);
     ck_assert_str_eq(r->resources[0]->name, SH_A_N2);
     send_ack(c, XDS_TYPE_ADDRESS, r->nonce, NULL);
-    dresp_free(r);
+    tl_delta_free(r);
 }
 
 START_TEST(limit_max_streams)
 {
     xds_config_t cfg = {.listen = "127.0.0.1:0", .max_streams = 3};
     env_t *e = env_new_cfg(&cfg);
-    client_t *c[3];
+    tl_client_t *c[3];
     for (int i = 0; i < 3; i++)
         c[i] = open_acked(NULL, e->port);
-    client_t *extra = client_open(e->port, DELTA);
+    tl_client_t *extra = client_open(e->port, DELTA);
     char msg[256];
     ck_assert_int_eq(client_status(extra, msg, sizeof(msg)), GRPC_STATUS_RESOURCE_EXHAUSTED);
     ck_assert_msg(strstr(msg, "too many streams") != NULL, "%s", msg);
-    client_close(extra);
+    tl_client_close(extra);
     env_change_capacity(e, 2); /* the admitted ones are undisturbed */
     for (int i = 0; i < 3; i++)
         expect_one_change(c[i]);
-    client_close(c[0]); /* a freed slot admits a new stream */
+    tl_client_close(c[0]); /* a freed slot admits a new stream */
     for (int i = 0; i < 100; i++) {
         xds_stats_t st;
         xds_server_stats(e->s, &st);
@@ -1106,7 +871,7 @@ START_TEST(limit_max_streams)
     }
     c[0] = open_acked(NULL, e->port);
     for (int i = 0; i < 3; i++)
-        client_close(c[i]);
+        tl_client_close(c[i]);
     env_free(e);
 }
 END_TEST
@@ -1119,9 +884,9 @@ START_TEST(limit_huge_names_rejected)
     char *name = malloc(big + 1);
     memset(name, 'n', big);
     name[big] = '\0';
-    node_buf_t nb;
+    tl_node_buf_t nb;
     dreq_t rq = ENVOY__SERVICE__DISCOVERY__V3__DELTA_DISCOVERY_REQUEST__INIT;
-    rq.node = mk_node(&nb, "c1", "n1");
+    rq.node = tl_node(&nb, "c1", "n1");
     rq.type_url = (char *)XDS_TYPE_ADDRESS;
     char *subs[] = {name};
     rq.resource_names_subscribe = subs;
@@ -1155,8 +920,8 @@ START_TEST(limit_many_streams_one_client)
 {
     enum { N = 100 };
     env_t *e = env_new();
-    grpc_channel *ch = insecure_channel(e->port);
-    client_t **c = calloc(N, sizeof(*c));
+    grpc_channel *ch = tl_insecure_channel(e->port);
+    tl_client_t **c = calloc(N, sizeof(*c));
     for (int i = 0; i < N; i++)
         c[i] = open_acked(ch, 0);
     xds_stats_t st;
@@ -1166,7 +931,7 @@ START_TEST(limit_many_streams_one_client)
     for (int i = 0; i < N; i++)
         expect_one_change(c[i]);
     for (int i = 0; i < N; i++)
-        client_close(c[i]);
+        tl_client_close(c[i]);
     free(c);
     grpc_channel_destroy(ch);
     env_free(e);
@@ -1198,7 +963,7 @@ START_TEST(address_stream_only_workloads_and_services)
     size_t want = 0;
     model_snapshot_each(snap, &v, count_cb, &want);
     model_snapshot_unref(snap);
-    client_t *c = client_open(e->port, DELTA);
+    tl_client_t *c = client_open(e->port, DELTA);
     send_first(c, XDS_TYPE_ADDRESS, NULL, 0);
     dresp_t *r = recv_delta(c, 5000);
     ck_assert_ptr_nonnull(r);
@@ -1209,8 +974,8 @@ START_TEST(address_stream_only_workloads_and_services)
                   a->type_case == ISTIO__WORKLOAD__ADDRESS__TYPE_SERVICE);
         addr_free(a);
     }
-    dresp_free(r);
-    client_close(c);
+    tl_delta_free(r);
+    tl_client_close(c);
     env_free(e);
 }
 END_TEST
@@ -1327,15 +1092,17 @@ static void fake_free(fake_auth_t *f)
 
 static env_t *env_auth(fake_auth_t *f)
 {
-    xds_config_t cfg = {.listen = "127.0.0.1:0", .network_of = net_of,
-                        .authenticate = fake_authenticate, .authenticate_arg = f};
+    xds_config_t cfg = {.listen = "127.0.0.1:0",
+                        .network_of = net_of,
+                        .authenticate = fake_authenticate,
+                        .authenticate_arg = f};
     return env_new_cfg(&cfg);
 }
 
 /* A client with optional token and clusterid metadata; its first request
  * claims CLUSTER_ID node_cluster (NULL: no metadata, header only). */
-static client_t *auth_client(env_t *e, const char *token, const char *hdr_cluster,
-                             const char *node_cluster)
+static tl_client_t *auth_client(env_t *e, const char *token, const char *hdr_cluster,
+                                const char *node_cluster)
 {
     grpc_metadata md[2];
     memset(md, 0, sizeof(md));
@@ -1350,13 +1117,13 @@ static client_t *auth_client(env_t *e, const char *token, const char *hdr_cluste
         md[n].key = grpc_slice_from_static_string("clusterid");
         md[n++].value = grpc_slice_from_copied_string(hdr_cluster);
     }
-    client_t *c = client_on(insecure_channel(e->port), true, DELTA, md, n);
+    tl_client_t *c = client_on(tl_insecure_channel(e->port), true, DELTA, md, n);
     for (size_t i = 0; i < n; i++)
         grpc_slice_unref(md[i].value);
-    node_buf_t nb;
+    tl_node_buf_t nb;
     dreq_t rq = ENVOY__SERVICE__DISCOVERY__V3__DELTA_DISCOVERY_REQUEST__INIT;
-    rq.node = node_cluster ? mk_node(&nb, node_cluster, NULL)
-                           : mk_node_keys(&nb, "NAME", "ztunnel-abc", NULL, NULL);
+    rq.node = node_cluster ? tl_node(&nb, node_cluster, NULL)
+                           : tl_node_keys(&nb, "NAME", "ztunnel-abc", NULL, NULL);
     rq.type_url = (char *)XDS_TYPE_ADDRESS;
     send_delta(c, &rq);
     return c;
@@ -1365,13 +1132,13 @@ static client_t *auth_client(env_t *e, const char *token, const char *hdr_cluste
 static void expect_auth_status(env_t *e, const char *token, const char *hdr, const char *node,
                                grpc_status_code want, const char *needle)
 {
-    client_t *c = auth_client(e, token, hdr, node);
+    tl_client_t *c = auth_client(e, token, hdr, node);
     char msg[512];
     grpc_status_code got = client_status(c, msg, sizeof(msg));
     ck_assert_msg(got == want, "status %d (%s), want %d", (int)got, msg, (int)want);
     ck_assert_msg(strstr(msg, needle) != NULL, "status message \"%s\" lacks \"%s\"", msg, needle);
     ck_assert_msg(!token || !strstr(msg, token), "the token leaked into \"%s\"", msg);
-    client_close(c);
+    tl_client_close(c);
 }
 
 START_TEST(auth_missing_or_bad_token_unauthenticated)
@@ -1400,8 +1167,8 @@ START_TEST(auth_cluster_mismatch_or_identity_denied)
     fake_auth_t *f = fake_new();
     env_t *e = env_auth(f);
     /* a valid c2 token verified with c2, but the node claims c1's view */
-    expect_auth_status(e, "sa:c2:istio-system:ztunnel", "c2", "c1",
-                       GRPC_STATUS_PERMISSION_DENIED, "claims cluster c1");
+    expect_auth_status(e, "sa:c2:istio-system:ztunnel", "c2", "c1", GRPC_STATUS_PERMISSION_DENIED,
+                       "claims cluster c1");
     expect_auth_status(e, "sa:c1:forbidden:x", "c1", "c1", GRPC_STATUS_PERMISSION_DENIED,
                        "not allowed");
     xds_stats_t st;
@@ -1421,7 +1188,7 @@ static void identity_cb(const xds_proxy_info_t *p, void *arg)
 static void expect_served(env_t *e, fake_auth_t *f, const char *hdr, const char *node)
 {
     fake_set_hold(f, true);
-    client_t *c = auth_client(e, "sa:c1:istio-system:ztunnel", hdr, node);
+    tl_client_t *c = auth_client(e, "sa:c1:istio-system:ztunnel", hdr, node);
     ck_assert_ptr_null(recv_delta(c, 300));
     char info[128] = "";
     xds_server_each_proxy(e->s, identity_cb, info);
@@ -1434,31 +1201,31 @@ static void expect_served(env_t *e, fake_auth_t *f, const char *hdr, const char 
     addr_free(a);
     ck_assert_ptr_null(find(r, "c2//Pod/ns/a-0"));
     send_ack(c, XDS_TYPE_ADDRESS, r->nonce, NULL); /* reading resumed */
-    dresp_free(r);
+    tl_delta_free(r);
     static int nready = 3; /* a different capacity each time: a change */
     nready = nready == 2 ? 1 : 2;
     env_change_capacity(e, nready);
     r = recv_delta(c, 5000);
     ck_assert_ptr_nonnull(r);
-    dresp_free(r);
+    tl_delta_free(r);
     xds_server_each_proxy(e->s, identity_cb, info);
     ck_assert_str_eq(info, "c1|system:serviceaccount:istio-system:ztunnel");
-    client_close(c);
+    tl_client_close(c);
 }
 
 START_TEST(auth_good_token_serves_view)
 {
     fake_auth_t *f = fake_new();
     env_t *e = env_auth(f);
-    expect_served(e, f, "c1", NULL);   /* ztunnel: header only */
-    expect_served(e, f, NULL, "c1");   /* metadata only */
+    expect_served(e, f, "c1", NULL); /* ztunnel: header only */
+    expect_served(e, f, NULL, "c1"); /* metadata only */
     expect_served(e, f, "c1", "c1");
     f->sync = true;
-    client_t *c = auth_client(e, "sa:c1:istio-system:ztunnel", "c1", "c1");
+    tl_client_t *c = auth_client(e, "sa:c1:istio-system:ztunnel", "c1", "c1");
     dresp_t *r = recv_delta(c, 5000);
     ck_assert_ptr_nonnull(r);
-    dresp_free(r);
-    client_close(c);
+    tl_delta_free(r);
+    tl_client_close(c);
     xds_stats_t st;
     xds_server_stats(e->s, &st);
     ck_assert_uint_eq(st.auth_ok, 4);
@@ -1488,12 +1255,12 @@ START_TEST(auth_cancelled_while_pending)
     env_t *e = env_auth(f);
     fake_set_hold(f, true);
     for (int i = 0; i < 3; i++) {
-        client_t *c = auth_client(e, i ? "sa:c1:istio-system:ztunnel" : "junk", "c1", "c1");
+        tl_client_t *c = auth_client(e, i ? "sa:c1:istio-system:ztunnel" : "junk", "c1", "c1");
         for (int k = 0; k < 200 && f->calls < i + 1; k++) {
             struct timespec ts = {0, 5000000};
             nanosleep(&ts, NULL);
         }
-        client_close(c);
+        tl_client_close(c);
     }
     ck_assert_int_eq(f->calls, 3);
     wait_streams_gone(e);
@@ -1504,12 +1271,12 @@ START_TEST(auth_cancelled_while_pending)
     pthread_mutex_unlock(&f->mu);
     /* one more pending at shutdown: free waits for its answer */
     fake_set_hold(f, true);
-    client_t *c = auth_client(e, "sa:c1:istio-system:ztunnel", "c1", "c1");
+    tl_client_t *c = auth_client(e, "sa:c1:istio-system:ztunnel", "c1", "c1");
     for (int k = 0; k < 200 && f->calls < 4; k++) {
         struct timespec ts = {0, 5000000};
         nanosleep(&ts, NULL);
     }
-    client_close(c);
+    tl_client_close(c);
     xds_server_shutdown(e->s, 100);
     fake_set_hold(f, false);
     env_free(e);

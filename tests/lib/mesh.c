@@ -1,0 +1,119 @@
+/*
+ * mesh.c - the benches' mesh: services, pods and endpoint slices in
+ * namespace bench, with IPs numbered per cluster.
+ */
+#include "tests/lib/testlib.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+void tl_bench_ip(model_ip_t *ip, int cluster, int n)
+{
+    ip->len = 4;
+    ip->b[0] = 10;
+    ip->b[1] = (uint8_t)(cluster * 16 + n / 65536);
+    ip->b[2] = (uint8_t)(n / 256);
+    ip->b[3] = (uint8_t)(n % 256);
+}
+
+model_service_t *tl_bench_service(int s)
+{
+    model_service_t *sv = calloc(1, sizeof(*sv));
+    char name[64];
+    sv->ns = strdup("bench");
+    snprintf(name, sizeof(name), "svc%d", s);
+    sv->name = strdup(name);
+    model_labels_set(&sv->labels, "app", name);
+    if (s % 2 == 0)
+        model_labels_set(&sv->labels, "istio.io/global", "true");
+    sv->cluster_ips = calloc(1, sizeof(model_ip_t));
+    tl_bench_ip(&sv->cluster_ips[0], 14, s);
+    sv->ncluster_ips = 1;
+    sv->ports = calloc(1, sizeof(*sv->ports));
+    sv->ports[0].name = strdup("http");
+    sv->ports[0].port = 80;
+    sv->ports[0].target_port = 8080;
+    sv->nports = 1;
+    return sv;
+}
+
+model_pod_t *tl_bench_pod(int c, int s, int per, int e)
+{
+    model_pod_t *p = calloc(1, sizeof(*p));
+    char name[64];
+    p->ns = strdup("bench");
+    snprintf(name, sizeof(name), "svc%d-7d9f8-%05d", s, e);
+    p->name = strdup(name);
+    p->ips = calloc(1, sizeof(model_ip_t));
+    tl_bench_ip(&p->ips[0], c, s * per + e);
+    p->nips = 1;
+    p->node = strdup("node-1");
+    p->service_account = strdup("default");
+    p->ready = true;
+    snprintf(name, sizeof(name), "svc%d", s);
+    model_labels_set(&p->labels, "app", name);
+    return p;
+}
+
+model_endpointslice_t *tl_bench_slice(int c, int s, int per, int not_ready)
+{
+    model_endpointslice_t *sl = calloc(1, sizeof(*sl));
+    char name[64];
+    sl->ns = strdup("bench");
+    snprintf(name, sizeof(name), "svc%d-abcde", s);
+    sl->name = strdup(name);
+    snprintf(name, sizeof(name), "svc%d", s);
+    sl->service = strdup(name);
+    sl->ports = calloc(1, sizeof(*sl->ports));
+    sl->ports[0].name = strdup("http");
+    sl->ports[0].port = 8080;
+    sl->nports = 1;
+    sl->endpoints = calloc((size_t)per, sizeof(*sl->endpoints));
+    sl->nendpoints = (size_t)per;
+    for (int e = 0; e < per; e++) {
+        model_endpoint_t *ep = &sl->endpoints[e];
+        tl_bench_ip(&ep->ip, c, s * per + e);
+        ep->ready = e != not_ready;
+        ep->serving = true;
+        snprintf(name, sizeof(name), "svc%d-7d9f8-%05d", s, e);
+        ep->pod = strdup(name);
+        ep->node = strdup("node-1");
+        ep->zone = strdup("zone-a");
+    }
+    return sl;
+}
+
+model_t *tl_bench_mesh(int nclusters, int nservices, int per, bool hash_label, char *err,
+                       size_t errlen)
+{
+    model_t *m = model_new(NULL);
+    for (int c = 0; c < nclusters; c++) {
+        char id[16], net[16];
+        snprintf(id, sizeof(id), "c%d", c);
+        snprintf(net, sizeof(net), "n%d", c);
+        model_cluster_t ci = {.id = id, .network = net};
+        tl_bench_ip(&ci.gateway, 15, c);
+        if (model_cluster_set(m, &ci, err, errlen) < 0)
+            goto fail;
+        for (int s = 0; s < nservices; s++) {
+            if (model_apply(m, id, MODEL_KIND_SERVICE, MODEL_OP_UPSERT, tl_bench_service(s), err,
+                            errlen) < 0)
+                goto fail;
+            for (int e = 0; e < per; e++) {
+                model_pod_t *p = tl_bench_pod(c, s, per, e);
+                if (hash_label)
+                    model_labels_set(&p->labels, "pod-template-hash", "7d9f8");
+                if (model_apply(m, id, MODEL_KIND_POD, MODEL_OP_UPSERT, p, err, errlen) < 0)
+                    goto fail;
+            }
+            if (model_apply(m, id, MODEL_KIND_ENDPOINTSLICE, MODEL_OP_UPSERT,
+                            tl_bench_slice(c, s, per, -1), err, errlen) < 0)
+                goto fail;
+        }
+    }
+    return m;
+fail:
+    model_free(m);
+    return NULL;
+}
