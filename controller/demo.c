@@ -320,7 +320,7 @@ static void push_cluster(ctl_demo_t *d, const char *id, bool reload)
 
 /* ---------- watching ---------- */
 
-static void scan(ctl_demo_t *d, bool first)
+static void scan(ctl_demo_t *d)
 {
     char **dirs;
     size_t n = list_dir(d->dir, keep_subdir, &dirs);
@@ -356,7 +356,6 @@ static void scan(ctl_demo_t *d, bool first)
             push_cluster(d, dirs[j], true);
         }
     }
-    (void)first;
     free_names(dirs, n);
 }
 
@@ -376,7 +375,7 @@ static void *watch_thread(void *arg)
         if (d->stop)
             break;
         pthread_mutex_unlock(&d->lock);
-        scan(d, false);
+        scan(d);
         pthread_mutex_lock(&d->lock);
     }
     pthread_mutex_unlock(&d->lock);
@@ -399,7 +398,7 @@ ctl_demo_t *ctl_demo_start(ctl_t *c, const char *dir, char *err, size_t errlen)
     d->dir = strdup(dir);
     pthread_mutex_init(&d->lock, NULL);
     pthread_cond_init(&d->cond, NULL);
-    scan(d, true);
+    scan(d);
     if (d->n == 0) {
         snprintf(err, errlen, "demo: \"%s\" has no cluster subdirectories", dir);
         ctl_demo_stop(d);

@@ -149,8 +149,8 @@ static int netaddr_cmp(const void *a, const void *b)
     return memcmp(x->ip.b, y->ip.b, x->ip.len);
 }
 
-static model_res_t *build_service(build_t *b, const char *key, const char *host, const svc_in_t *in,
-                                  size_t nin, const svc_in_t *base)
+static model_res_t *build_service(const char *key, const char *host, const svc_in_t *in, size_t nin,
+                                  const svc_in_t *base)
 {
     model_res_t *r = model_res_new(MODEL_RES_SERVICE, key);
     model_arena_t *a = &r->arena;
@@ -183,7 +183,6 @@ static model_res_t *build_service(build_t *b, const char *key, const char *host,
         o->port_names[i] = model_arena_strdup(a, s->ports[i].name ? s->ports[i].name : "");
     }
     set_lb(o, s->traffic_dist);
-    (void)b;
     return r;
 }
 
@@ -549,7 +548,7 @@ static void derive_service(build_t *b, const char *key)
     for (size_t i = 0; i < nin; i++) {
         if (in[i].scope.scope != MODEL_SCOPE_LOCAL)
             continue;
-        v[nv] = build_service(b, hkey, host, &in[i], 1, &in[i]);
+        v[nv] = build_service(hkey, host, &in[i], 1, &in[i]);
         set_vis(v[nv++], MODEL_VIS_CLUSTER, in[i].c->id, NULL, NULL, 0);
     }
     svc_in_t exp[MAX_VARIANTS];
@@ -558,7 +557,7 @@ static void derive_service(build_t *b, const char *key)
         if (in[i].scope.scope == MODEL_SCOPE_GLOBAL)
             exp[nexp++] = in[i];
     if (base) {
-        v[nv] = build_service(b, hkey, host, exp, nexp, base);
+        v[nv] = build_service(hkey, host, exp, nexp, base);
         set_vis(v[nv++], MODEL_VIS_ALL, NULL, NULL, local, nlocal);
     }
     char **names = calloc(MAX_VARIANTS + 1, sizeof(char *));
@@ -657,8 +656,8 @@ static char *workload_name(const model_pod_t *p)
     return strdup(n);
 }
 
-static void fill_services(model_res_t *r, const model_cluster_int_t *c, const pod_svc_t *ps,
-                          size_t n, bool global_only, const model_t *m)
+static void fill_services(model_res_t *r, const pod_svc_t *ps, size_t n, bool global_only,
+                          const model_t *m)
 {
     model_arena_t *a = &r->arena;
     model_out_workload_t *w = &r->u.wl;
@@ -686,7 +685,6 @@ static void fill_services(model_res_t *r, const model_cluster_int_t *c, const po
             ws->ports[ws->nports++] = (model_port_pair_t){svc->ports[j].port, target};
         }
     }
-    (void)c;
 }
 
 static model_res_t *build_pod(const model_t *m, const model_cluster_int_t *c, const model_pod_t *p,
@@ -780,7 +778,7 @@ static void derive_pod(build_t *b, const char *dkey)
     }
     model_res_t *v[2];
     v[0] = build_pod(m, c, p, uid);
-    fill_services(v[0], c, ps, nps, false, m);
+    fill_services(v[0], ps, nps, false, m);
     size_t nv = 1, nglobal = 0;
     for (size_t i = 0; i < nps; i++)
         nglobal += ps[i].global;
@@ -792,7 +790,7 @@ static void derive_pod(build_t *b, const char *dkey)
     }
     if (any_global && nglobal < nps) {
         v[1] = build_pod(m, c, p, uid);
-        fill_services(v[1], c, ps, nps, true, m);
+        fill_services(v[1], ps, nps, true, m);
         set_vis(v[1], MODEL_VIS_NETWORK_PEERS, c->id, c->network, exclude, nexclude);
         nv = 2;
     }
