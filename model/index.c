@@ -358,6 +358,33 @@ static void mark_slice_change(model_t *m, model_cluster_int_t *c, const model_en
     mark_effects(m, c, MODEL_KIND_ENDPOINTSLICE, nw);
 }
 
+/* Pods carry many labels; the model reads only these (canonical name and
+ * revision, the owner's name), so the rest is not kept. */
+static void keep_pod_labels(model_labels_t *l)
+{
+    static const char *const keep[] = {"service.istio.io/canonical-name",
+                                       "app.kubernetes.io/name",
+                                       "app",
+                                       "service.istio.io/canonical-revision",
+                                       "app.kubernetes.io/version",
+                                       "version",
+                                       "pod-template-hash",
+                                       "controller-revision-hash"};
+    size_t n = 0;
+    for (size_t i = 0; i < l->n; i++) {
+        bool wanted = false;
+        for (size_t k = 0; k < sizeof(keep) / sizeof(keep[0]) && !wanted; k++)
+            wanted = strcmp(l->kv[i].key, keep[k]) == 0;
+        if (wanted) {
+            l->kv[n++] = l->kv[i];
+        } else {
+            free(l->kv[i].key);
+            free(l->kv[i].value);
+        }
+    }
+    l->n = n;
+}
+
 int model_apply(model_t *m, const char *cluster, model_kind_t kind, model_op_t op, void *obj,
                 char *err, size_t errlen)
 {
@@ -391,6 +418,8 @@ int model_apply(model_t *m, const char *cluster, model_kind_t kind, model_op_t o
         free(key);
         return 0;
     }
+    if (kind == MODEL_KIND_POD)
+        keep_pod_labels(&((model_pod_t *)obj)->labels);
     model_hmap_put(&c->objs[kind], key, obj);
     model_obj_free(kind, old);
     if (kind == MODEL_KIND_ENDPOINTSLICE)

@@ -534,6 +534,28 @@ START_TEST(endpoints_prefer_local_priorities)
 }
 END_TEST
 
+START_TEST(pod_keeps_only_labels_it_reads)
+{
+    model_t *m = mesh();
+    model_pod_t *p = mk_pod("ns", "p-7d9f8-x1", "10.1.0.1", NULL);
+    const char *const kv[] = {
+        "app",   "shop", "team", "payments", "version", "v2", "pod-template-hash",
+        "7d9f8", "tier", "web",  NULL};
+    labels(&p->labels, kv);
+    apply(m, "c1", MODEL_KIND_POD, p);
+    model_snapshot_t *s = model_commit(m);
+    const model_out_workload_t *w = wl(s, &V1, "c1//Pod/ns/p-7d9f8-x1");
+    ck_assert_str_eq(w->canonical_name, "shop");
+    ck_assert_str_eq(w->canonical_revision, "v2");
+    ck_assert_str_eq(w->workload_name, "p");
+    const model_pod_t *kept = model_object(m, "c1", MODEL_KIND_POD, "ns/p-7d9f8-x1");
+    ck_assert_uint_eq(kept->labels.n, 3);
+    ck_assert_ptr_null(model_labels_get(&kept->labels, "team"));
+    model_snapshot_unref(s);
+    model_free(m);
+}
+END_TEST
+
 START_TEST(pod_locality_from_node)
 {
     model_t *m = mesh();
@@ -869,6 +891,7 @@ static Suite *suite(void)
     tcase_add_test(t, cluster_removal_drops_split_horizon_through_its_gateway);
     tcase_add_test(t, traffic_distribution_sets_failover);
     tcase_add_test(t, endpoints_prefer_local_priorities);
+    tcase_add_test(t, pod_keeps_only_labels_it_reads);
     tcase_add_test(t, pod_locality_from_node);
     tcase_add_test(t, unknown_cluster_rejected_and_object_freed);
     tcase_add_test(t, one_endpoint_change_is_a_small_delta);
