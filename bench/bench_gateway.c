@@ -26,29 +26,6 @@ static void apply(model_t *m, const char *c, model_kind_t k, void *obj)
     }
 }
 
-static model_endpointslice_t *slice(int c, int s, int n, int flip)
-{
-    model_endpointslice_t *sl = calloc(1, sizeof(*sl));
-    char name[64];
-    sl->ns = strdup("bench");
-    snprintf(name, sizeof(name), "svc%d-x", s);
-    sl->name = strdup(name);
-    snprintf(name, sizeof(name), "svc%d", s);
-    sl->service = strdup(name);
-    sl->ports = calloc(1, sizeof(*sl->ports));
-    sl->ports[0].name = strdup("grpc");
-    sl->ports[0].port = 8080;
-    sl->nports = 1;
-    sl->endpoints = calloc((size_t)n, sizeof(*sl->endpoints));
-    sl->nendpoints = (size_t)n;
-    for (int e = 0; e < n; e++) {
-        model_endpoint_t *ep = &sl->endpoints[e];
-        ep->ip = (model_ip_t){4, {10, (uint8_t)(c * 64 + s / 256), (uint8_t)(s % 256), (uint8_t)e}};
-        ep->ready = e != flip;
-    }
-    return sl;
-}
-
 static size_t collect_all(const model_snapshot_t *snap, const model_view_t *v, double *secs)
 {
     size_t bytes = 0;
@@ -79,24 +56,13 @@ int main(int argc, char **argv)
         snprintf(id, sizeof(id), "c%d", c);
         snprintf(net, sizeof(net), "n%d", c);
         model_cluster_t ci = {.id = id, .network = net};
-        ci.gateway = (model_ip_t){4, {192, 0, 2, (uint8_t)(c + 1)}};
+        tl_bench_ip(&ci.gateway, 15, c);
         model_cluster_set(m, &ci, err, sizeof(err));
         for (int s = 0; s < 2 * nglobal; s++) {
-            model_service_t *sv = calloc(1, sizeof(*sv));
-            char name[32];
-            sv->ns = strdup("bench");
-            snprintf(name, sizeof(name), "svc%d", s);
-            sv->name = strdup(name);
-            if (s < nglobal)
-                model_labels_set(&sv->labels, "istio.io/global", "true");
-            sv->ports = calloc(1, sizeof(*sv->ports));
-            sv->ports[0].name = strdup("grpc");
-            sv->ports[0].port = 9000;
-            sv->ports[0].target_port = 8080;
-            sv->nports = 1;
+            model_service_t *sv = tl_bench_service(s); /* global when s is even */
             sv->traffic_dist = MODEL_TD_PREFER_CLOSE;
             apply(m, id, MODEL_KIND_SERVICE, sv);
-            apply(m, id, MODEL_KIND_ENDPOINTSLICE, slice(c, s, per, -1));
+            apply(m, id, MODEL_KIND_ENDPOINTSLICE, tl_bench_slice(c, s, per, -1));
         }
     }
     model_snapshot_t *snap = model_commit(m);
@@ -114,7 +80,7 @@ int main(int argc, char **argv)
     printf("bytes per full push: %zu (%.0f per global service)\n", bytes, (double)bytes / nglobal);
     /* one endpoint of a global service turns unready */
     double a = tl_now();
-    apply(m, "c0", MODEL_KIND_ENDPOINTSLICE, slice(0, 7, per, 3));
+    apply(m, "c0", MODEL_KIND_ENDPOINTSLICE, tl_bench_slice(0, 6, per, 3));
     model_snapshot_t *s2 = model_commit(m);
     double commit = tl_now() - a;
     xds_envoy_set_t set;
@@ -124,7 +90,7 @@ int main(int argc, char **argv)
     double eds = tl_now() - a;
     size_t changed = 0;
     for (size_t i = 0; i < set.n; i++)
-        if (strstr(set.items[i].name, "|svc7."))
+        if (strstr(set.items[i].name, "|svc6."))
             changed += set.items[i].len;
     xds_envoy_set_free(&set);
     printf("one endpoint change: commit %.0f us, EDS collect %.1f ms, changed resource %zu bytes "

@@ -6,6 +6,7 @@
  * flow over a real grpc core ADS stream.
  */
 #include "model/model.h"
+#include "tests/lib/testlib.h"
 #include "xds/envoy.h"
 #include "xds/xds.h"
 
@@ -80,24 +81,8 @@ static void add_svc(model_t *m, const char *cluster, const char *name, bool glob
     apply(m, cluster, MODEL_KIND_SERVICE, mk_svc(name, global, td));
     if (!n)
         return;
-    model_endpointslice_t *s = calloc(1, sizeof(*s));
-    s->ns = strdup("ns");
-    char sn[64];
-    snprintf(sn, sizeof(sn), "%s-abc", name);
-    s->name = strdup(sn);
-    s->service = strdup(name);
-    s->ports = calloc(1, sizeof(model_ep_port_t));
-    s->ports[0].name = strdup("grpc");
-    s->ports[0].port = 8080;
-    s->nports = 1;
-    s->endpoints = calloc((size_t)n, sizeof(model_endpoint_t));
-    s->nendpoints = (size_t)n;
-    for (int i = 0; i < n; i++) {
-        char ip[64];
-        snprintf(ip, sizeof(ip), "%s.%d", ipbase, i + 1);
-        ck_assert_int_eq(model_ip_parse(ip, &s->endpoints[i].ip), 0);
-        s->endpoints[i].ready = i < nready;
-    }
+    model_endpointslice_t *s = tl_slice("ns", name, "grpc", 8080, ipbase, n, nready, false);
+    ck_assert_ptr_nonnull(s);
     apply(m, cluster, MODEL_KIND_ENDPOINTSLICE, s);
 }
 

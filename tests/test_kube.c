@@ -6,19 +6,17 @@
 #include <check.h>
 #include <errno.h>
 #include <pthread.h>
-#include <signal.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 #include <curl/curl.h>
 
 #include "kube/kube.h"
+#include "tests/lib/testlib.h"
 
 /* ---------- event collection ---------- */
 
@@ -100,13 +98,7 @@ static bool col_wait(col_t *c, size_t from, const char *cl, int res, kube_ev_t e
                      const char *msg, size_t want, int ms)
 {
     struct timespec dl;
-    clock_gettime(CLOCK_REALTIME, &dl);
-    dl.tv_sec += ms / 1000;
-    dl.tv_nsec += (long)(ms % 1000) * 1000000;
-    if (dl.tv_nsec >= 1000000000) {
-        dl.tv_sec++;
-        dl.tv_nsec -= 1000000000;
-    }
+    tl_deadline(&dl, ms);
     pthread_mutex_lock(&c->mu);
     bool ok;
     while (!(ok = col_count_locked(c, from, cl, res, ev, key, msg) >= want))
@@ -129,111 +121,14 @@ static void col_dump(col_t *c, size_t from)
 
 /* ---------- the fixture: certificates, fakekube, a watcher ---------- */
 
-static struct {
-    char dir[64];
-    pid_t pid;
-    int to_child; /* fakekube exits when this closes */
-    int port[3];  /* a, b, c */
-    col_t col;
-    kube_watcher_t *w;
-} fx;
-
-static void sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static void sh(const char *fmt, ...)
-{
-    char cmd[4096];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(cmd, sizeof(cmd), fmt, ap);
-    va_end(ap);
-    ck_assert_msg(system(cmd) == 0, "failed: %s", cmd);
-}
-
-static void make_certs(void)
-{
-    const char *ec = "-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes";
-    sh("cd %s && openssl req -x509 %s -keyout ca.key -out ca.crt -days 2 -subj /CN=test-ca "
-       ">/dev/null 2>&1",
-       fx.dir, ec);
-    sh("cd %s && openssl req -x509 %s -keyout ca2.key -out ca2.crt -days 2 -subj /CN=other-ca "
-       ">/dev/null 2>&1",
-       fx.dir, ec);
-    sh("cd %s && openssl req %s -keyout server.key -out server.csr -subj /CN=fakekube "
-       ">/dev/null 2>&1 && printf 'subjectAltName=DNS:localhost,IP:127.0.0.1,DNS:kube.test\\n'"
-       " > ext && openssl x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial "
-       "-out server.crt -days 2 -extfile ext >/dev/null 2>&1",
-       fx.dir, ec);
-    sh("cd %s && openssl req %s -keyout client.key -out client.csr -subj /CN=meshfed "
-       ">/dev/null 2>&1 && openssl x509 -req -in client.csr -CA ca.crt -CAkey ca.key "
-       "-CAcreateserial -out client.crt -days 2 >/dev/null 2>&1",
-       fx.dir, ec);
-}
-
-static void start_fakekube(void)
-{
-    char script[1024], cert[128], key[128], ca[128];
-    const char *td = getenv("MESHFED_TESTDATA");
-    ck_assert_ptr_nonnull(td);
-    snprintf(script, sizeof(script), "%s/../fakekube/fakekube.py", td);
-    snprintf(cert, sizeof(cert), "%s/server.crt", fx.dir);
-    snprintf(key, sizeof(key), "%s/server.key", fx.dir);
-    snprintf(ca, sizeof(ca), "%s/ca.crt", fx.dir);
-    int in[2], out[2];
-    ck_assert_int_eq(pipe(in), 0);
-    ck_assert_int_eq(pipe(out), 0);
-    fx.pid = fork();
-    ck_assert_int_ge(fx.pid, 0);
-    if (fx.pid == 0) {
-        dup2(in[0], 0);
-        dup2(out[1], 1);
-        close(in[1]);
-        close(out[0]);
-        execl("/usr/bin/python3", "python3", script, "--cert", cert, "--key", key, "--token",
-              "tok-1", "--client-ca", ca, "--cluster", "a", "--cluster", "b", "--cluster", "c",
-              (char *)NULL);
-        _exit(127);
-    }
-    close(in[0]);
-    close(out[1]);
-    fx.to_child = in[1];
-    FILE *f = fdopen(out[0], "r");
-    char line[256] = "";
-    ck_assert_ptr_nonnull(fgets(line, sizeof(line), f));
-    fclose(f);
-    ck_assert_int_eq(sscanf(line, "READY a=%d b=%d c=%d", &fx.port[0], &fx.port[1], &fx.port[2]),
-                     3);
-}
-
-static void stop_fakekube(void)
-{
-    close(fx.to_child);
-    kill(fx.pid, SIGTERM);
-    waitpid(fx.pid, NULL, 0);
-}
-
-static size_t ctl_write(char *p, size_t s, size_t n, void *ud)
-{
-    (void)p;
-    (void)ud;
-    return s * n;
-}
+static tl_fakekube_t fx;
+static col_t col;
+static kube_watcher_t *watcher;
 
 /* POST /fake/<what> on cluster i (0 a, 1 b, 2 c). */
 static void ctl(int i, const char *what, const char *body)
 {
-    char url[256], ca[128];
-    long code = 0;
-    snprintf(url, sizeof(url), "https://127.0.0.1:%d/fake/%s", fx.port[i], what);
-    snprintf(ca, sizeof(ca), "%s/ca.crt", fx.dir);
-    CURL *e = curl_easy_init();
-    curl_easy_setopt(e, CURLOPT_URL, url);
-    curl_easy_setopt(e, CURLOPT_CAINFO, ca);
-    curl_easy_setopt(e, CURLOPT_POSTFIELDS, body ? body : "{}");
-    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, ctl_write);
-    ck_assert_int_eq(curl_easy_perform(e), CURLE_OK);
-    curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &code);
-    curl_easy_cleanup(e);
-    ck_assert_int_eq(code, 200);
+    ck_assert_int_eq(tl_fk_ctl(&fx, i, what, body), 200);
 }
 
 static void svc(int i, const char *name, const char *label)
@@ -270,18 +165,13 @@ static void write_file(const char *name, const char *text)
 
 static void conn_for(int i, kube_conn_t *c, const char *ca)
 {
-    char buf[256];
-    memset(c, 0, sizeof(*c));
-    snprintf(buf, sizeof(buf), "https://127.0.0.1:%d", fx.port[i]);
-    c->server = strdup(buf);
-    snprintf(buf, sizeof(buf), "%s/%s", fx.dir, ca);
-    c->ca_file = strdup(buf);
+    tl_fk_conn(&fx, i, c, ca, NULL);
 }
 
 static kube_stats_t stats(void)
 {
     kube_stats_t s;
-    kube_watcher_stats(fx.w, &s);
+    kube_watcher_stats(watcher, &s);
     return s;
 }
 
@@ -460,7 +350,7 @@ static void seed_b(void)
 static void b64_of(const char *name, char *out, size_t outlen)
 {
     char path[256];
-    sh("cd %s && openssl base64 -A -in %s > %s.b64", fx.dir, name, name);
+    ck_assert(tl_sh("cd %s && openssl base64 -A -in %s > %s.b64", fx.dir, name, name));
     snprintf(path, sizeof(path), "%s/%s.b64", fx.dir, name);
     FILE *f = fopen(path, "r");
     ck_assert_ptr_nonnull(f);
@@ -490,7 +380,7 @@ static void add_a(void)
     conn_for(0, &c, "ca.crt");
     snprintf(path, sizeof(path), "%s/tokfile", fx.dir);
     c.token_file = strdup(path);
-    ck_assert_int_eq(kube_watcher_add_cluster(fx.w, "a", &c, KUBE_RES_ALL, err, sizeof(err)), 0);
+    ck_assert_int_eq(kube_watcher_add_cluster(watcher, "a", &c, KUBE_RES_ALL, err, sizeof(err)), 0);
     kube_conn_free(&c);
 }
 
@@ -499,7 +389,7 @@ static void add_b(void)
     kube_conn_t c;
     char err[256];
     conn_b(&c);
-    ck_assert_int_eq(kube_watcher_add_cluster(fx.w, "b", &c,
+    ck_assert_int_eq(kube_watcher_add_cluster(watcher, "b", &c,
                                               KUBE_RES_BIT(SVC) | KUBE_RES_BIT(KUBE_RES_PODS), err,
                                               sizeof(err)),
                      0);
@@ -509,8 +399,9 @@ static void add_b(void)
 /* Certificates and fakekube: a test so that failures are reported. */
 START_TEST(test_setup)
 {
-    make_certs();
-    start_fakekube();
+    static const char *const clusters[] = {"a", "b", "c"};
+    ck_assert(tl_fk_make_certs(&fx));
+    ck_assert(tl_fk_start(&fx, "tok-1", true, clusters, 3));
 }
 END_TEST
 
@@ -519,54 +410,51 @@ START_TEST(test_initial_sync)
     seed_a();
     seed_b();
     write_file("tokfile", "tok-1\n");
-    fx.w = kube_watcher_new(on_event, &fx.col, "istio-system", 4);
-    ck_assert_ptr_nonnull(fx.w);
+    watcher = kube_watcher_new(on_event, &col, "istio-system", 4);
+    ck_assert_ptr_nonnull(watcher);
     add_a();
     add_b();
-    ck_assert_int_eq(kube_watcher_start(fx.w), 0);
+    ck_assert_int_eq(kube_watcher_start(watcher), 0);
     for (int r = 0; r < KUBE_RES__COUNT; r++)
-        ck_assert_msg(col_wait(&fx.col, 0, "a", r, KUBE_EV_SYNCED, NULL, NULL, 1, WAIT),
+        ck_assert_msg(col_wait(&col, 0, "a", r, KUBE_EV_SYNCED, NULL, NULL, 1, WAIT),
                       "a %s not synced", kube_res_name((kube_res_t)r));
-    ck_assert(col_wait(&fx.col, 0, "b", SVC, KUBE_EV_SYNCED, NULL, NULL, 1, WAIT));
-    ck_assert(col_wait(&fx.col, 0, "b", KUBE_RES_PODS, KUBE_EV_SYNCED, NULL, NULL, 1, WAIT));
-    ck_assert_uint_eq(col_count(&fx.col, 0, "a", SVC, KUBE_EV_ADDED, NULL, NULL), 3);
-    ck_assert_uint_eq(col_count(&fx.col, 0, "a", SVC, KUBE_EV_ADDED, "default/web", NULL), 1);
-    ck_assert_uint_eq(col_count(&fx.col, 0, "a", KUBE_RES_SECRETS, KUBE_EV_ADDED, NULL, NULL), 1);
+    ck_assert(col_wait(&col, 0, "b", SVC, KUBE_EV_SYNCED, NULL, NULL, 1, WAIT));
+    ck_assert(col_wait(&col, 0, "b", KUBE_RES_PODS, KUBE_EV_SYNCED, NULL, NULL, 1, WAIT));
+    ck_assert_uint_eq(col_count(&col, 0, "a", SVC, KUBE_EV_ADDED, NULL, NULL), 3);
+    ck_assert_uint_eq(col_count(&col, 0, "a", SVC, KUBE_EV_ADDED, "default/web", NULL), 1);
+    ck_assert_uint_eq(col_count(&col, 0, "a", KUBE_RES_SECRETS, KUBE_EV_ADDED, NULL, NULL), 1);
     ck_assert_uint_eq(
-        col_count(&fx.col, 0, "a", KUBE_RES_SECRETS, KUBE_EV_ADDED, "istio-system/remote", NULL),
-        1);
+        col_count(&col, 0, "a", KUBE_RES_SECRETS, KUBE_EV_ADDED, "istio-system/remote", NULL), 1);
     ck_assert_uint_eq(
-        col_count(&fx.col, 0, "a", KUBE_RES_CONFIGMAPS, KUBE_EV_ADDED, "istio-system/istio", NULL),
-        1);
-    ck_assert_uint_eq(col_count(&fx.col, 0, "a", KUBE_RES_CONFIGMAPS, KUBE_EV_ADDED, NULL, NULL),
+        col_count(&col, 0, "a", KUBE_RES_CONFIGMAPS, KUBE_EV_ADDED, "istio-system/istio", NULL), 1);
+    ck_assert_uint_eq(col_count(&col, 0, "a", KUBE_RES_CONFIGMAPS, KUBE_EV_ADDED, NULL, NULL), 1);
+    ck_assert_uint_eq(col_count(&col, 0, "a", KUBE_RES_NODES, KUBE_EV_ADDED, "n1", NULL), 1);
+    ck_assert_uint_eq(col_count(&col, 0, "a", KUBE_RES_SERVICESCOPES, KUBE_EV_ADDED, "s1", NULL),
                       1);
-    ck_assert_uint_eq(col_count(&fx.col, 0, "a", KUBE_RES_NODES, KUBE_EV_ADDED, "n1", NULL), 1);
-    ck_assert_uint_eq(col_count(&fx.col, 0, "a", KUBE_RES_SERVICESCOPES, KUBE_EV_ADDED, "s1", NULL),
+    ck_assert_uint_eq(col_count(&col, 0, "a", KUBE_RES_ENDPOINTSLICES, KUBE_EV_ADDED, NULL, NULL),
                       1);
-    ck_assert_uint_eq(
-        col_count(&fx.col, 0, "a", KUBE_RES_ENDPOINTSLICES, KUBE_EV_ADDED, NULL, NULL), 1);
-    ck_assert_uint_eq(col_count(&fx.col, 0, "b", KUBE_RES_PODS, KUBE_EV_ADDED, NULL, NULL), 1200);
-    ck_assert_uint_eq(
-        col_count(&fx.col, 0, "b", KUBE_RES_PODS, KUBE_EV_ADDED, "ns1/pod-1198", NULL), 1);
-    ck_assert_uint_eq(col_count(&fx.col, 0, "a", -1, KUBE_EV_ERROR, NULL, NULL), 0);
+    ck_assert_uint_eq(col_count(&col, 0, "b", KUBE_RES_PODS, KUBE_EV_ADDED, NULL, NULL), 1200);
+    ck_assert_uint_eq(col_count(&col, 0, "b", KUBE_RES_PODS, KUBE_EV_ADDED, "ns1/pod-1198", NULL),
+                      1);
+    ck_assert_uint_eq(col_count(&col, 0, "a", -1, KUBE_EV_ERROR, NULL, NULL), 0);
     ck_assert_uint_ge(stats().lists, KUBE_RES__COUNT + 3 + 1); /* b's pods take 3 pages */
     bool synced, stale;
-    ck_assert_int_eq(kube_watcher_cluster_status(fx.w, "b", &synced, &stale), 0);
+    ck_assert_int_eq(kube_watcher_cluster_status(watcher, "b", &synced, &stale), 0);
     ck_assert(synced && !stale);
 }
 END_TEST
 
 START_TEST(test_watch_events)
 {
-    size_t m = col_mark(&fx.col);
+    size_t m = col_mark(&col);
     svc(0, "web", "2");
     svc(0, "new", "1");
     del_svc(0, "cache");
     svc(1, "b-svc", "2");
-    ck_assert(col_wait(&fx.col, m, "a", SVC, KUBE_EV_MODIFIED, "default/web", NULL, 1, WAIT));
-    ck_assert(col_wait(&fx.col, m, "a", SVC, KUBE_EV_ADDED, "default/new", NULL, 1, WAIT));
-    ck_assert(col_wait(&fx.col, m, "a", SVC, KUBE_EV_DELETED, "default/cache", NULL, 1, WAIT));
-    ck_assert(col_wait(&fx.col, m, "b", SVC, KUBE_EV_MODIFIED, "default/b-svc", NULL, 1, WAIT));
+    ck_assert(col_wait(&col, m, "a", SVC, KUBE_EV_MODIFIED, "default/web", NULL, 1, WAIT));
+    ck_assert(col_wait(&col, m, "a", SVC, KUBE_EV_ADDED, "default/new", NULL, 1, WAIT));
+    ck_assert(col_wait(&col, m, "a", SVC, KUBE_EV_DELETED, "default/cache", NULL, 1, WAIT));
+    ck_assert(col_wait(&col, m, "b", SVC, KUBE_EV_MODIFIED, "default/b-svc", NULL, 1, WAIT));
     ck_assert_uint_eq(stats().decode_errors, 0);
 }
 END_TEST
@@ -581,7 +469,7 @@ static void relist_diff(const char *gone_mode, const char *del)
     snprintf(cfg, sizeof(cfg), "{\"gone\":\"%s\"}", gone_mode);
     ctl(0, "config", cfg);
     kube_stats_t before = stats();
-    size_t m = col_mark(&fx.col);
+    size_t m = col_mark(&col);
     ctl(0, "pause", "{\"on\":true}");
     svc(0, "web", gone_mode); /* changed */
     del_svc(0, del);          /* gone */
@@ -591,21 +479,21 @@ static void relist_diff(const char *gone_mode, const char *del)
     ctl(0, "compact", "{\"disconnect\":true}");
     ctl(0, "pause", "{\"on\":false}");
     for (int r = 0; r < KUBE_RES__COUNT; r++)
-        ck_assert_msg(col_wait(&fx.col, m, "a", r, KUBE_EV_SYNCED, NULL, NULL, 1, WAIT),
+        ck_assert_msg(col_wait(&col, m, "a", r, KUBE_EV_SYNCED, NULL, NULL, 1, WAIT),
                       "a %s did not relist", kube_res_name((kube_res_t)r));
     char key[64];
     snprintf(key, sizeof(key), "default/%s", gone_mode);
-    ck_assert_uint_eq(col_count(&fx.col, m, "a", SVC, KUBE_EV_MODIFIED, "default/web", NULL), 1);
-    ck_assert_uint_eq(col_count(&fx.col, m, "a", SVC, KUBE_EV_DELETED, dkey, NULL), 1);
-    ck_assert_uint_eq(col_count(&fx.col, m, "a", SVC, KUBE_EV_ADDED, key, NULL), 1);
+    ck_assert_uint_eq(col_count(&col, m, "a", SVC, KUBE_EV_MODIFIED, "default/web", NULL), 1);
+    ck_assert_uint_eq(col_count(&col, m, "a", SVC, KUBE_EV_DELETED, dkey, NULL), 1);
+    ck_assert_uint_eq(col_count(&col, m, "a", SVC, KUBE_EV_ADDED, key, NULL), 1);
     size_t objs = 0;
     for (kube_ev_t e = KUBE_EV_ADDED; e <= KUBE_EV_DELETED; e++)
-        objs += col_count(&fx.col, m, "a", -1, e, NULL, NULL);
+        objs += col_count(&col, m, "a", -1, e, NULL, NULL);
     if (objs != 3)
-        col_dump(&fx.col, m);
+        col_dump(&col, m);
     ck_assert_uint_eq(objs, 3);
     ck_assert_uint_ge(stats().relists, before.relists + KUBE_RES__COUNT);
-    ck_assert_uint_eq(col_count(&fx.col, m, "b", -1, KUBE_EV_SYNCED, NULL, NULL), 0);
+    ck_assert_uint_eq(col_count(&col, m, "b", -1, KUBE_EV_SYNCED, NULL, NULL), 0);
     ctl(0, "config", "{\"gone\":\"event\"}");
 }
 
@@ -621,7 +509,7 @@ END_TEST
 START_TEST(test_relist_continue_expired)
 {
     kube_stats_t before = stats();
-    size_t m = col_mark(&fx.col);
+    size_t m = col_mark(&col);
     ctl(1, "config", "{\"expire_continue\":1}");
     ctl(1, "pause", "{\"on\":true}");
     ctl(1, "apply",
@@ -630,37 +518,37 @@ START_TEST(test_relist_continue_expired)
     ctl(1, "delete", "{\"kind\":\"Pod\",\"namespace\":\"ns2\",\"name\":\"pod-1199\"}");
     ctl(1, "compact", "{\"disconnect\":true}");
     ctl(1, "pause", "{\"on\":false}");
-    ck_assert(col_wait(&fx.col, m, "b", KUBE_RES_PODS, KUBE_EV_SYNCED, NULL, NULL, 1, WAIT));
-    ck_assert(col_wait(&fx.col, m, "b", SVC, KUBE_EV_SYNCED, NULL, NULL, 1, WAIT));
+    ck_assert(col_wait(&col, m, "b", KUBE_RES_PODS, KUBE_EV_SYNCED, NULL, NULL, 1, WAIT));
+    ck_assert(col_wait(&col, m, "b", SVC, KUBE_EV_SYNCED, NULL, NULL, 1, WAIT));
     ck_assert_uint_eq(
-        col_count(&fx.col, m, "b", KUBE_RES_PODS, KUBE_EV_MODIFIED, "ns1/pod-0007", NULL), 1);
-    ck_assert_uint_eq(
-        col_count(&fx.col, m, "b", KUBE_RES_PODS, KUBE_EV_DELETED, "ns2/pod-1199", NULL), 1);
+        col_count(&col, m, "b", KUBE_RES_PODS, KUBE_EV_MODIFIED, "ns1/pod-0007", NULL), 1);
+    ck_assert_uint_eq(col_count(&col, m, "b", KUBE_RES_PODS, KUBE_EV_DELETED, "ns2/pod-1199", NULL),
+                      1);
     size_t objs = 0;
     for (kube_ev_t e = KUBE_EV_ADDED; e <= KUBE_EV_DELETED; e++)
-        objs += col_count(&fx.col, m, "b", -1, e, NULL, NULL);
+        objs += col_count(&col, m, "b", -1, e, NULL, NULL);
     ck_assert_uint_eq(objs, 2);
-    ck_assert_uint_eq(col_count(&fx.col, m, "b", KUBE_RES_PODS, KUBE_EV_SYNCED, NULL, NULL), 1);
+    ck_assert_uint_eq(col_count(&col, m, "b", KUBE_RES_PODS, KUBE_EV_SYNCED, NULL, NULL), 1);
     /* services and pods after the watch 410, pods again after the expired continue */
     ck_assert_uint_ge(stats().relists, before.relists + 3);
-    ck_assert_uint_eq(col_count(&fx.col, m, "b", -1, KUBE_EV_ERROR, NULL, NULL), 0);
+    ck_assert_uint_eq(col_count(&col, m, "b", -1, KUBE_EV_ERROR, NULL, NULL), 0);
 }
 END_TEST
 
 START_TEST(test_disconnect_resumes)
 {
     kube_stats_t before = stats();
-    size_t m = col_mark(&fx.col);
+    size_t m = col_mark(&col);
     ctl(0, "pause", "{\"on\":true}");
     svc(0, "r1", "1");
     svc(0, "web", "r");
     ctl(0, "disconnect", NULL);
     ctl(0, "pause", "{\"on\":false}");
     svc(0, "r2", "1");
-    ck_assert(col_wait(&fx.col, m, "a", SVC, KUBE_EV_ADDED, "default/r2", NULL, 1, WAIT));
-    ck_assert_uint_eq(col_count(&fx.col, m, "a", SVC, KUBE_EV_ADDED, "default/r1", NULL), 1);
-    ck_assert_uint_eq(col_count(&fx.col, m, "a", SVC, KUBE_EV_MODIFIED, "default/web", NULL), 1);
-    ck_assert_uint_eq(col_count(&fx.col, m, "a", -1, KUBE_EV_SYNCED, NULL, NULL), 0);
+    ck_assert(col_wait(&col, m, "a", SVC, KUBE_EV_ADDED, "default/r2", NULL, 1, WAIT));
+    ck_assert_uint_eq(col_count(&col, m, "a", SVC, KUBE_EV_ADDED, "default/r1", NULL), 1);
+    ck_assert_uint_eq(col_count(&col, m, "a", SVC, KUBE_EV_MODIFIED, "default/web", NULL), 1);
+    ck_assert_uint_eq(col_count(&col, m, "a", -1, KUBE_EV_SYNCED, NULL, NULL), 0);
     ck_assert_uint_eq(stats().relists, before.relists);
     ck_assert_uint_gt(stats().watch_restarts, before.watch_restarts);
 }
@@ -670,34 +558,33 @@ END_TEST
  * costs no relist even for resources that had no events. */
 START_TEST(test_bookmarks)
 {
-    size_t m = col_mark(&fx.col);
+    size_t m = col_mark(&col);
     ctl(0, "apply", "{\"kind\":\"Pod\",\"metadata\":{\"name\":\"p2\",\"namespace\":\"d\"}}");
-    ck_assert(col_wait(&fx.col, m, "a", KUBE_RES_PODS, KUBE_EV_ADDED, "d/p2", NULL, 1, WAIT));
+    ck_assert(col_wait(&col, m, "a", KUBE_RES_PODS, KUBE_EV_ADDED, "d/p2", NULL, 1, WAIT));
     kube_stats_t before = stats();
     ctl(0, "bookmark", NULL);
     for (int i = 0; i < 300 && stats().bookmarks < before.bookmarks + KUBE_RES__COUNT; i++)
         usleep(20000);
     ck_assert_uint_ge(stats().bookmarks, before.bookmarks + KUBE_RES__COUNT);
-    m = col_mark(&fx.col);
+    m = col_mark(&col);
     ctl(0, "compact", "{\"disconnect\":true}");
     svc(0, "after-bookmark", "1");
-    ck_assert(
-        col_wait(&fx.col, m, "a", SVC, KUBE_EV_ADDED, "default/after-bookmark", NULL, 1, WAIT));
+    ck_assert(col_wait(&col, m, "a", SVC, KUBE_EV_ADDED, "default/after-bookmark", NULL, 1, WAIT));
     for (int i = 0; i < 100 && stats().watches < before.watches + 2 * KUBE_RES__COUNT; i++)
         usleep(20000);
     ck_assert_uint_eq(stats().relists, before.relists);
-    ck_assert_uint_eq(col_count(&fx.col, m, "a", -1, KUBE_EV_SYNCED, NULL, NULL), 0);
+    ck_assert_uint_eq(col_count(&col, m, "a", -1, KUBE_EV_SYNCED, NULL, NULL), 0);
 }
 END_TEST
 
 START_TEST(test_malformed_line)
 {
     kube_stats_t before = stats();
-    size_t m = col_mark(&fx.col);
+    size_t m = col_mark(&col);
     ctl(1, "malformed", "{\"line\":\"{this is not json\"}");
-    ck_assert(col_wait(&fx.col, m, "b", -1, KUBE_EV_ERROR, NULL, "malformed event", 2, WAIT));
+    ck_assert(col_wait(&col, m, "b", -1, KUBE_EV_ERROR, NULL, "malformed event", 2, WAIT));
     ctl(1, "malformed", "{\"size\":17825792}"); /* 17 MiB: over the cap */
-    ck_assert(col_wait(&fx.col, m, "b", -1, KUBE_EV_ERROR, NULL, "larger than 16 MiB", 2, WAIT));
+    ck_assert(col_wait(&col, m, "b", -1, KUBE_EV_ERROR, NULL, "larger than 16 MiB", 2, WAIT));
     /* A non-410 ERROR event restarts the watch (after a backoff), quietly otherwise.
      * The line goes to the watches open at that moment; after the 17 MiB line
      * some may still be reconnecting on a loaded machine, so send it again
@@ -707,44 +594,44 @@ START_TEST(test_malformed_line)
         ctl(1, "malformed",
             "{\"line\":\"{\\\"type\\\":\\\"ERROR\\\",\\\"object\\\":"
             "{\\\"code\\\":500,\\\"message\\\":\\\"boom\\\"}}\"}");
-        seen = col_wait(&fx.col, m, "b", -1, KUBE_EV_ERROR, NULL, "error event 500: boom", 2, 3000);
+        seen = col_wait(&col, m, "b", -1, KUBE_EV_ERROR, NULL, "error event 500: boom", 2, 3000);
     }
     ck_assert(seen);
     svc(1, "b-after", "1");
-    ck_assert(col_wait(&fx.col, m, "b", SVC, KUBE_EV_ADDED, "default/b-after", NULL, 1, WAIT));
+    ck_assert(col_wait(&col, m, "b", SVC, KUBE_EV_ADDED, "default/b-after", NULL, 1, WAIT));
     ck_assert_uint_ge(stats().decode_errors, before.decode_errors + 4);
     ck_assert_uint_eq(stats().relists, before.relists);
-    ck_assert_uint_eq(col_count(&fx.col, m, "a", -1, KUBE_EV_ERROR, NULL, NULL), 0);
+    ck_assert_uint_eq(col_count(&col, m, "a", -1, KUBE_EV_ERROR, NULL, NULL), 0);
 }
 END_TEST
 
 /* Cluster a reads its token from a file at every reconnect. */
 START_TEST(test_token_rotation)
 {
-    size_t m = col_mark(&fx.col);
+    size_t m = col_mark(&col);
     write_file("tokfile", "tok-2\n");
     ctl(0, "token", "{\"token\":\"tok-2\"}");
     ctl(0, "disconnect", NULL);
     svc(0, "rot1", "1");
-    ck_assert(col_wait(&fx.col, m, "a", SVC, KUBE_EV_ADDED, "default/rot1", NULL, 1, WAIT));
-    ck_assert_uint_eq(col_count(&fx.col, m, "a", -1, KUBE_EV_ERROR, NULL, NULL), 0);
+    ck_assert(col_wait(&col, m, "a", SVC, KUBE_EV_ADDED, "default/rot1", NULL, 1, WAIT));
+    ck_assert_uint_eq(col_count(&col, m, "a", -1, KUBE_EV_ERROR, NULL, NULL), 0);
 
     /* The server now refuses tok-2 (403) and wants tok-3: errors, then stale. */
-    m = col_mark(&fx.col);
+    m = col_mark(&col);
     ctl(0, "token", "{\"token\":\"tok-3\",\"forbidden\":[\"tok-2\"]}");
     ctl(0, "disconnect", NULL);
-    ck_assert(col_wait(&fx.col, m, "a", -1, KUBE_EV_ERROR, NULL, "HTTP 403", 1, WAIT));
-    ck_assert(col_wait(&fx.col, m, "a", KUBE_RES__COUNT, KUBE_EV_STALE, NULL, NULL, 1, WAIT));
+    ck_assert(col_wait(&col, m, "a", -1, KUBE_EV_ERROR, NULL, "HTTP 403", 1, WAIT));
+    ck_assert(col_wait(&col, m, "a", KUBE_RES__COUNT, KUBE_EV_STALE, NULL, NULL, 1, WAIT));
     bool synced, stale;
-    ck_assert_int_eq(kube_watcher_cluster_status(fx.w, "a", &synced, &stale), 0);
+    ck_assert_int_eq(kube_watcher_cluster_status(watcher, "a", &synced, &stale), 0);
     ck_assert(stale);
-    ck_assert_uint_eq(col_count(&fx.col, m, "b", -1, KUBE_EV_STALE, NULL, NULL), 0);
+    ck_assert_uint_eq(col_count(&col, m, "b", -1, KUBE_EV_STALE, NULL, NULL), 0);
     svc(0, "rot2", "1");
     write_file("tokfile", "tok-3\n");
-    ck_assert(col_wait(&fx.col, m, "a", KUBE_RES__COUNT, KUBE_EV_RECOVERED, NULL, NULL, 1, WAIT));
-    ck_assert(col_wait(&fx.col, m, "a", SVC, KUBE_EV_ADDED, "default/rot2", NULL, 1, WAIT));
-    ck_assert_uint_eq(col_count(&fx.col, m, "a", SVC, KUBE_EV_ADDED, "default/rot2", NULL), 1);
-    ck_assert_uint_eq(col_count(&fx.col, m, "a", SVC, KUBE_EV_ADDED, "default/rot1", NULL), 0);
+    ck_assert(col_wait(&col, m, "a", KUBE_RES__COUNT, KUBE_EV_RECOVERED, NULL, NULL, 1, WAIT));
+    ck_assert(col_wait(&col, m, "a", SVC, KUBE_EV_ADDED, "default/rot2", NULL, 1, WAIT));
+    ck_assert_uint_eq(col_count(&col, m, "a", SVC, KUBE_EV_ADDED, "default/rot2", NULL), 1);
+    ck_assert_uint_eq(col_count(&col, m, "a", SVC, KUBE_EV_ADDED, "default/rot1", NULL), 0);
 }
 END_TEST
 
@@ -752,28 +639,28 @@ START_TEST(test_wrong_ca)
 {
     kube_conn_t c;
     char err[256];
-    size_t m = col_mark(&fx.col);
+    size_t m = col_mark(&col);
     conn_for(2, &c, "ca2.crt");
     c.token = strdup("tok-1");
-    ck_assert_int_eq(kube_watcher_add_cluster(fx.w, "c", &c, KUBE_RES_BIT(SVC), err, sizeof(err)),
-                     0);
+    ck_assert_int_eq(
+        kube_watcher_add_cluster(watcher, "c", &c, KUBE_RES_BIT(SVC), err, sizeof(err)), 0);
     kube_conn_free(&c);
-    ck_assert(col_wait(&fx.col, m, "c", SVC, KUBE_EV_ERROR, NULL, "cluster c: list services: SSL",
-                       1, WAIT));
-    col_dump(&fx.col, m);
+    ck_assert(
+        col_wait(&col, m, "c", SVC, KUBE_EV_ERROR, NULL, "cluster c: list services: SSL", 1, WAIT));
+    col_dump(&col, m);
     svc(1, "b-while-c-broken", "1");
     ck_assert(
-        col_wait(&fx.col, m, "b", SVC, KUBE_EV_ADDED, "default/b-while-c-broken", NULL, 1, WAIT));
+        col_wait(&col, m, "b", SVC, KUBE_EV_ADDED, "default/b-while-c-broken", NULL, 1, WAIT));
     /* The right CA, replacing the cluster in place, fixes it. */
     conn_for(2, &c, "ca.crt");
     c.token = strdup("tok-1");
     svc(2, "c-svc", "1");
-    ck_assert_int_eq(kube_watcher_add_cluster(fx.w, "c", &c, KUBE_RES_BIT(SVC), err, sizeof(err)),
-                     0);
+    ck_assert_int_eq(
+        kube_watcher_add_cluster(watcher, "c", &c, KUBE_RES_BIT(SVC), err, sizeof(err)), 0);
     kube_conn_free(&c);
-    ck_assert(col_wait(&fx.col, m, "c", SVC, KUBE_EV_ADDED, "default/c-svc", NULL, 1, WAIT));
-    ck_assert_int_eq(kube_watcher_remove_cluster(fx.w, "c"), 0);
-    ck_assert_int_eq(kube_watcher_add_cluster(fx.w, "", &c, 1, err, sizeof(err)), -1);
+    ck_assert(col_wait(&col, m, "c", SVC, KUBE_EV_ADDED, "default/c-svc", NULL, 1, WAIT));
+    ck_assert_int_eq(kube_watcher_remove_cluster(watcher, "c"), 0);
+    ck_assert_int_eq(kube_watcher_add_cluster(watcher, "", &c, 1, err, sizeof(err)), -1);
 }
 END_TEST
 
@@ -782,7 +669,7 @@ START_TEST(test_client_cert)
 {
     char kcfg[16384], ca[4096], crt[4096], key[4096], err[512];
     kube_conn_t c;
-    size_t m = col_mark(&fx.col);
+    size_t m = col_mark(&col);
     b64_of("ca.crt", ca, sizeof(ca));
     b64_of("client.crt", crt, sizeof(crt));
     b64_of("client.key", key, sizeof(key));
@@ -795,10 +682,10 @@ START_TEST(test_client_cert)
     ck_assert_msg(kube_conn_from_kubeconfig(kcfg, strlen(kcfg), NULL, &c, err, sizeof(err)) == 0,
                   "%s", err);
     ck_assert_int_eq(
-        kube_watcher_add_cluster(fx.w, "cert", &c, KUBE_RES_BIT(SVC), err, sizeof(err)), 0);
+        kube_watcher_add_cluster(watcher, "cert", &c, KUBE_RES_BIT(SVC), err, sizeof(err)), 0);
     kube_conn_free(&c);
-    ck_assert(col_wait(&fx.col, m, "cert", SVC, KUBE_EV_ADDED, "default/c-svc", NULL, 1, WAIT));
-    ck_assert(col_wait(&fx.col, m, "cert", SVC, KUBE_EV_SYNCED, NULL, NULL, 1, WAIT));
+    ck_assert(col_wait(&col, m, "cert", SVC, KUBE_EV_ADDED, "default/c-svc", NULL, 1, WAIT));
+    ck_assert(col_wait(&col, m, "cert", SVC, KUBE_EV_SYNCED, NULL, NULL, 1, WAIT));
 
     conn_for(2, &c, "ca.crt");
     snprintf(kcfg, sizeof(kcfg), "%s/client.crt", fx.dir);
@@ -806,46 +693,46 @@ START_TEST(test_client_cert)
     snprintf(kcfg, sizeof(kcfg), "%s/client.key", fx.dir);
     c.key_file = strdup(kcfg);
     ck_assert_int_eq(
-        kube_watcher_add_cluster(fx.w, "cert", &c, KUBE_RES_BIT(SVC), err, sizeof(err)), 0);
+        kube_watcher_add_cluster(watcher, "cert", &c, KUBE_RES_BIT(SVC), err, sizeof(err)), 0);
     kube_conn_free(&c);
-    ck_assert(col_wait(&fx.col, m, "cert", SVC, KUBE_EV_SYNCED, NULL, NULL, 2, WAIT));
+    ck_assert(col_wait(&col, m, "cert", SVC, KUBE_EV_SYNCED, NULL, NULL, 2, WAIT));
     svc(2, "c-svc2", "1");
-    ck_assert(col_wait(&fx.col, m, "cert", SVC, KUBE_EV_ADDED, "default/c-svc2", NULL, 1, WAIT));
-    ck_assert_uint_eq(col_count(&fx.col, m, "cert", -1, KUBE_EV_ERROR, NULL, NULL), 0);
-    ck_assert_uint_eq(col_count(&fx.col, m, "cert", SVC, KUBE_EV_ADDED, NULL, NULL), 2);
-    ck_assert_int_eq(kube_watcher_remove_cluster(fx.w, "cert"), 0);
+    ck_assert(col_wait(&col, m, "cert", SVC, KUBE_EV_ADDED, "default/c-svc2", NULL, 1, WAIT));
+    ck_assert_uint_eq(col_count(&col, m, "cert", -1, KUBE_EV_ERROR, NULL, NULL), 0);
+    ck_assert_uint_eq(col_count(&col, m, "cert", SVC, KUBE_EV_ADDED, NULL, NULL), 2);
+    ck_assert_int_eq(kube_watcher_remove_cluster(watcher, "cert"), 0);
 }
 END_TEST
 
 START_TEST(test_remove_readd)
 {
-    size_t m = col_mark(&fx.col);
-    ck_assert_int_eq(kube_watcher_remove_cluster(fx.w, "b"), 0);
-    ck_assert_int_eq(kube_watcher_remove_cluster(fx.w, "nope"), -1);
+    size_t m = col_mark(&col);
+    ck_assert_int_eq(kube_watcher_remove_cluster(watcher, "b"), 0);
+    ck_assert_int_eq(kube_watcher_remove_cluster(watcher, "nope"), -1);
     bool synced, stale;
-    for (int i = 0; i < 100 && kube_watcher_cluster_status(fx.w, "b", &synced, &stale) == 0; i++)
+    for (int i = 0; i < 100 && kube_watcher_cluster_status(watcher, "b", &synced, &stale) == 0; i++)
         usleep(20000);
-    ck_assert_int_eq(kube_watcher_cluster_status(fx.w, "b", &synced, &stale), -1);
+    ck_assert_int_eq(kube_watcher_cluster_status(watcher, "b", &synced, &stale), -1);
     svc(1, "b-removed", "1");
     svc(0, "a-still", "1");
-    ck_assert(col_wait(&fx.col, m, "a", SVC, KUBE_EV_ADDED, "default/a-still", NULL, 1, WAIT));
-    ck_assert(!col_wait(&fx.col, m, "b", -1, KUBE_EV_ADDED, NULL, NULL, 1, 500));
+    ck_assert(col_wait(&col, m, "a", SVC, KUBE_EV_ADDED, "default/a-still", NULL, 1, WAIT));
+    ck_assert(!col_wait(&col, m, "b", -1, KUBE_EV_ADDED, NULL, NULL, 1, 500));
 
     /* Re-added: its caches are gone, so everything is ADDED again. */
     add_b();
-    ck_assert(col_wait(&fx.col, m, "b", KUBE_RES_PODS, KUBE_EV_SYNCED, NULL, NULL, 1, WAIT));
-    ck_assert(col_wait(&fx.col, m, "b", SVC, KUBE_EV_SYNCED, NULL, NULL, 1, WAIT));
-    ck_assert_uint_eq(col_count(&fx.col, m, "b", SVC, KUBE_EV_ADDED, "default/b-removed", NULL), 1);
-    ck_assert_uint_eq(col_count(&fx.col, m, "b", KUBE_RES_PODS, KUBE_EV_ADDED, NULL, NULL),
+    ck_assert(col_wait(&col, m, "b", KUBE_RES_PODS, KUBE_EV_SYNCED, NULL, NULL, 1, WAIT));
+    ck_assert(col_wait(&col, m, "b", SVC, KUBE_EV_SYNCED, NULL, NULL, 1, WAIT));
+    ck_assert_uint_eq(col_count(&col, m, "b", SVC, KUBE_EV_ADDED, "default/b-removed", NULL), 1);
+    ck_assert_uint_eq(col_count(&col, m, "b", KUBE_RES_PODS, KUBE_EV_ADDED, NULL, NULL),
                       1199); /* pod-1199 was deleted above */
 
     /* Replacing a running cluster keeps its caches: a relist with no changes. */
-    m = col_mark(&fx.col);
+    m = col_mark(&col);
     add_a();
     for (int r = 0; r < KUBE_RES__COUNT; r++)
-        ck_assert(col_wait(&fx.col, m, "a", r, KUBE_EV_SYNCED, NULL, NULL, 1, WAIT));
+        ck_assert(col_wait(&col, m, "a", r, KUBE_EV_SYNCED, NULL, NULL, 1, WAIT));
     for (kube_ev_t e = KUBE_EV_ADDED; e <= KUBE_EV_DELETED; e++)
-        ck_assert_uint_eq(col_count(&fx.col, m, "a", -1, e, NULL, NULL), 0);
+        ck_assert_uint_eq(col_count(&col, m, "a", -1, e, NULL, NULL), 0);
 }
 END_TEST
 
@@ -858,23 +745,22 @@ START_TEST(test_stop)
             (unsigned long)s.lists, (unsigned long)s.watches, (unsigned long)s.relists,
             (unsigned long)s.watch_restarts, (unsigned long)s.bookmarks, (unsigned long)s.events,
             (unsigned long)s.errors, (unsigned long)s.decode_errors);
-    kube_watcher_stop(fx.w);
-    size_t m = col_mark(&fx.col);
+    kube_watcher_stop(watcher);
+    size_t m = col_mark(&col);
     svc(0, "after-stop", "1");
     usleep(300000);
-    ck_assert_uint_eq(col_mark(&fx.col), m);
-    kube_watcher_free(fx.w);
-    fx.w = NULL;
+    ck_assert_uint_eq(col_mark(&col), m);
+    kube_watcher_free(watcher);
+    watcher = NULL;
 }
 END_TEST
 
 int main(void)
 {
-    snprintf(fx.dir, sizeof(fx.dir), "/tmp/meshfed-kube-XXXXXX");
-    if (!mkdtemp(fx.dir))
+    if (!tl_fk_init(&fx, "kube"))
         return 1;
-    pthread_mutex_init(&fx.col.mu, NULL);
-    pthread_cond_init(&fx.col.cv, NULL);
+    pthread_mutex_init(&col.mu, NULL);
+    pthread_cond_init(&col.cv, NULL);
     curl_global_init(CURL_GLOBAL_DEFAULT);
 
     Suite *s = suite_create("kube");
@@ -904,15 +790,11 @@ int main(void)
     int failed = srunner_ntests_failed(sr);
     srunner_free(sr);
 
-    if (fx.w)
-        kube_watcher_free(fx.w);
-    if (fx.pid > 0)
-        stop_fakekube();
-    char cmd[128];
-    snprintf(cmd, sizeof(cmd), "rm -rf %s", fx.dir);
-    if (system(cmd) != 0)
+    if (watcher)
+        kube_watcher_free(watcher);
+    if (!tl_fk_cleanup(&fx))
         failed++;
-    free(fx.col.r);
+    free(col.r);
     curl_global_cleanup();
     return failed ? 1 : 0;
 }

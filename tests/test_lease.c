@@ -7,137 +7,38 @@
 #include <check.h>
 #include <errno.h>
 #include <pthread.h>
-#include <signal.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 #include <curl/curl.h>
 
 #include "kube/kube.h"
+#include "tests/lib/testlib.h"
 
 #define LEASE_MS 2000
 #define RENEW_MS 1500
 #define RETRY_MS 300
 #define LEASE_PATH "/apis/coordination.k8s.io/v1/namespaces/kube-system/leases/meshfed"
 
-static struct {
-    char dir[64];
-    pid_t pid;
-    int to_child;
-    int port;
-} fx;
-
-/* ---------- helpers (copied from test_kube.c) ---------- */
-
-static void sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static void sh(const char *fmt, ...)
-{
-    char cmd[4096];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(cmd, sizeof(cmd), fmt, ap);
-    va_end(ap);
-    ck_assert_msg(system(cmd) == 0, "failed: %s", cmd);
-}
-
-static void make_certs(void)
-{
-    const char *ec = "-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes";
-    sh("cd %s && openssl req -x509 %s -keyout ca.key -out ca.crt -days 2 -subj /CN=test-ca "
-       ">/dev/null 2>&1",
-       fx.dir, ec);
-    sh("cd %s && openssl req %s -keyout server.key -out server.csr -subj /CN=fakekube "
-       ">/dev/null 2>&1 && printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\\n'"
-       " > ext && openssl x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial "
-       "-out server.crt -days 2 -extfile ext >/dev/null 2>&1",
-       fx.dir, ec);
-}
-
-static void start_fakekube(void)
-{
-    char script[1024], cert[128], key[128];
-    const char *td = getenv("MESHFED_TESTDATA");
-    ck_assert_ptr_nonnull(td);
-    snprintf(script, sizeof(script), "%s/../fakekube/fakekube.py", td);
-    snprintf(cert, sizeof(cert), "%s/server.crt", fx.dir);
-    snprintf(key, sizeof(key), "%s/server.key", fx.dir);
-    int in[2], out[2];
-    ck_assert_int_eq(pipe(in), 0);
-    ck_assert_int_eq(pipe(out), 0);
-    fx.pid = fork();
-    ck_assert_int_ge(fx.pid, 0);
-    if (fx.pid == 0) {
-        dup2(in[0], 0);
-        dup2(out[1], 1);
-        close(in[1]);
-        close(out[0]);
-        execl("/usr/bin/python3", "python3", script, "--cert", cert, "--key", key, "--token",
-              "tok-admin", "--cluster", "a", (char *)NULL);
-        _exit(127);
-    }
-    close(in[0]);
-    close(out[1]);
-    fx.to_child = in[1];
-    FILE *f = fdopen(out[0], "r");
-    char line[256] = "";
-    ck_assert_ptr_nonnull(fgets(line, sizeof(line), f));
-    fclose(f);
-    ck_assert_int_eq(sscanf(line, "READY a=%d", &fx.port), 1);
-}
-
-static void stop_fakekube(void)
-{
-    close(fx.to_child);
-    kill(fx.pid, SIGTERM);
-    waitpid(fx.pid, NULL, 0);
-}
-
-static size_t ctl_write(char *p, size_t s, size_t n, void *ud)
-{
-    (void)p;
-    (void)ud;
-    return s * n;
-}
+static tl_fakekube_t fx;
 
 /* POST /fake/<what>. */
 static void ctl(const char *what, const char *body)
 {
-    char url[256], ca[128];
-    long code = 0;
-    snprintf(url, sizeof(url), "https://127.0.0.1:%d/fake/%s", fx.port, what);
-    snprintf(ca, sizeof(ca), "%s/ca.crt", fx.dir);
-    CURL *e = curl_easy_init();
-    curl_easy_setopt(e, CURLOPT_URL, url);
-    curl_easy_setopt(e, CURLOPT_CAINFO, ca);
-    curl_easy_setopt(e, CURLOPT_POSTFIELDS, body ? body : "{}");
-    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, ctl_write);
-    ck_assert_int_eq(curl_easy_perform(e), CURLE_OK);
-    curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &code);
-    curl_easy_cleanup(e);
-    ck_assert_int_eq(code, 200);
+    ck_assert_int_eq(tl_fk_ctl(&fx, 0, what, body), 200);
 }
 
 static void conn_with(kube_conn_t *c, const char *token)
 {
-    char buf[256];
-    memset(c, 0, sizeof(*c));
-    snprintf(buf, sizeof(buf), "https://127.0.0.1:%d", fx.port);
-    c->server = strdup(buf);
-    snprintf(buf, sizeof(buf), "%s/ca.crt", fx.dir);
-    c->ca_file = strdup(buf);
-    c->token = strdup(token);
+    tl_fk_conn(&fx, 0, c, "ca.crt", token);
 }
 
 static uint64_t now_ms(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+    return tl_now_ns() / 1000000;
 }
 
 /* ---------- kube_request ---------- */
@@ -256,13 +157,7 @@ static void on_event(void *arg, const char *cluster, kube_res_t res, kube_ev_t e
 static bool wait_modified(int want, int ms)
 {
     struct timespec dl;
-    clock_gettime(CLOCK_REALTIME, &dl);
-    dl.tv_sec += ms / 1000;
-    dl.tv_nsec += (long)(ms % 1000) * 1000000;
-    if (dl.tv_nsec >= 1000000000) {
-        dl.tv_sec++;
-        dl.tv_nsec -= 1000000000;
-    }
+    tl_deadline(&dl, ms);
     pthread_mutex_lock(&ev.mu);
     while (ev.modified < want && pthread_cond_timedwait(&ev.cv, &ev.mu, &dl) != ETIMEDOUT)
         ;
@@ -423,13 +318,7 @@ static void cand_stop(int i)
 static int wait_leader(int i, bool leading, int ms)
 {
     struct timespec dl;
-    clock_gettime(CLOCK_REALTIME, &dl);
-    dl.tv_sec += ms / 1000;
-    dl.tv_nsec += (long)(ms % 1000) * 1000000;
-    if (dl.tv_nsec >= 1000000000) {
-        dl.tv_sec++;
-        dl.tv_nsec -= 1000000000;
-    }
+    tl_deadline(&dl, ms);
     pthread_mutex_lock(&le.mu);
     int who = -1;
     for (;;) {
@@ -583,14 +472,14 @@ END_TEST
 
 static void setup(void)
 {
-    make_certs();
-    start_fakekube();
+    static const char *const clusters[] = {"a"};
+    ck_assert(tl_fk_make_certs(&fx));
+    ck_assert(tl_fk_start(&fx, "tok-admin", false, clusters, 1));
 }
 
 int main(void)
 {
-    snprintf(fx.dir, sizeof(fx.dir), "/tmp/meshfed-lease-XXXXXX");
-    if (!mkdtemp(fx.dir))
+    if (!tl_fk_init(&fx, "lease"))
         return 1;
     curl_global_init(CURL_GLOBAL_DEFAULT);
     Suite *s = suite_create("lease");
@@ -613,11 +502,7 @@ int main(void)
 
     for (int i = 0; i < 2; i++)
         kube_lease_free(le.c[i].l);
-    if (fx.pid > 0)
-        stop_fakekube();
-    char cmd[128];
-    snprintf(cmd, sizeof(cmd), "rm -rf %s", fx.dir);
-    if (system(cmd) != 0)
+    if (!tl_fk_cleanup(&fx))
         failed++;
     curl_global_cleanup();
     return failed ? 1 : 0;

@@ -5,6 +5,7 @@
  */
 #include "model/model.h"
 #include "tests/lib/testcheck.h"
+#include "tests/lib/testlib.h"
 #include "xds/xds.h"
 
 #include "envoy/service/discovery/v3/discovery.pb-c.h"
@@ -56,26 +57,8 @@ static model_service_t *mk_svc(const char *ns, const char *name, const char *vip
 
 static model_endpointslice_t *mk_slice(const char *svc, const char *ipbase, int n, int nready)
 {
-    model_endpointslice_t *s = calloc(1, sizeof(*s));
-    s->ns = strdup("ns");
-    char name[64];
-    snprintf(name, sizeof(name), "%s-abc", svc);
-    s->name = strdup(name);
-    s->service = strdup(svc);
-    s->ports = calloc(1, sizeof(model_ep_port_t));
-    s->ports[0].name = strdup("http");
-    s->ports[0].port = 8080;
-    s->nports = 1;
-    s->endpoints = calloc((size_t)n, sizeof(model_endpoint_t));
-    s->nendpoints = (size_t)n;
-    for (int i = 0; i < n; i++) {
-        char ip[64], pod[64];
-        snprintf(ip, sizeof(ip), "%s.%d", ipbase, i + 1);
-        snprintf(pod, sizeof(pod), "%s-%d", svc, i);
-        ck_assert_int_eq(model_ip_parse(ip, &s->endpoints[i].ip), 0);
-        s->endpoints[i].ready = i < nready;
-        s->endpoints[i].pod = strdup(pod);
-    }
+    model_endpointslice_t *s = tl_slice("ns", svc, "http", 8080, ipbase, n, nready, true);
+    ck_assert_ptr_nonnull(s);
     return s;
 }
 

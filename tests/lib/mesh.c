@@ -117,3 +117,34 @@ fail:
     model_free(m);
     return NULL;
 }
+
+model_endpointslice_t *tl_slice(const char *ns, const char *svc, const char *port_name, int port,
+                                const char *ipbase, int n, int nready, bool pods)
+{
+    model_endpointslice_t *s = calloc(1, sizeof(*s));
+    char name[64];
+    s->ns = strdup(ns);
+    snprintf(name, sizeof(name), "%s-abc", svc);
+    s->name = strdup(name);
+    s->service = strdup(svc);
+    s->ports = calloc(1, sizeof(model_ep_port_t));
+    s->ports[0].name = strdup(port_name);
+    s->ports[0].port = (uint16_t)port;
+    s->nports = 1;
+    s->endpoints = calloc((size_t)n, sizeof(model_endpoint_t));
+    s->nendpoints = (size_t)n;
+    for (int i = 0; i < n; i++) {
+        char ip[64];
+        snprintf(ip, sizeof(ip), "%s.%d", ipbase, i + 1);
+        if (model_ip_parse(ip, &s->endpoints[i].ip) != 0) {
+            model_obj_free(MODEL_KIND_ENDPOINTSLICE, s);
+            return NULL;
+        }
+        s->endpoints[i].ready = i < nready;
+        if (pods) {
+            snprintf(name, sizeof(name), "%s-%d", svc, i);
+            s->endpoints[i].pod = strdup(name);
+        }
+    }
+    return s;
+}

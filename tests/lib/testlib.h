@@ -1,13 +1,15 @@
 /*
  * testlib.h - helpers shared by the tests (tests/test_*.c) and the benches
  * (bench/bench_*.c), prefix tl_: a blocking grpc core client for one ADS
- * call, an asynchronous ztunnel-like Delta ADS stream for many, and small
+ * call, an asynchronous ztunnel-like Delta ADS stream for many, small model
+ * builders, the fakekube fixture (tests/lib/fakekube.c) and small
  * utilities. Nothing here asserts: failures are returned for the caller to
  * check (the benches link this too, without libcheck).
  */
 #ifndef MESHFED_TESTLIB_H
 #define MESHFED_TESTLIB_H
 
+#include "kube/kube.h"
 #include "model/model.h"
 
 #include "envoy/service/discovery/v3/discovery.pb-c.h"
@@ -18,6 +20,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
+#include <time.h>
 
 #define TL_DELTA "/envoy.service.discovery.v3.AggregatedDiscoveryService/DeltaAggregatedResources"
 #define TL_SOTW "/envoy.service.discovery.v3.AggregatedDiscoveryService/StreamAggregatedResources"
@@ -45,6 +49,14 @@ model_endpointslice_t *tl_bench_slice(int c, int s, int per, int not_ready);
  * labelled pod-template-hash when hash_label. NULL with err on a failure. */
 model_t *tl_bench_mesh(int nclusters, int nservices, int per, bool hash_label, char *err,
                        size_t errlen);
+
+/* ---------- the tests' small meshes ---------- */
+
+/* Slice <svc>-abc of service svc in ns: one port (port_name, port) and n
+ * endpoints <ipbase>.<i+1>, the first nready ready, with pod <svc>-<i> when
+ * pods. NULL when an address does not parse. */
+model_endpointslice_t *tl_slice(const char *ns, const char *svc, const char *port_name, int port,
+                                const char *ipbase, int n, int nready, bool pods);
 
 /* ---------- a blocking client: one call on its own completion queue ---------- */
 
@@ -165,5 +177,41 @@ void tl_streams_open(tl_streams_t *ss, int i, const char *target);
 /* system_version_info (1) and nonce (5) of a DeltaDiscoveryResponse without
  * decoding its resources: the clients must not be the bottleneck. */
 bool tl_scan_response(const uint8_t *p, size_t len, uint64_t *version, char *nonce, size_t nlen);
+
+/* ---------- fakekube: tests/fakekube/fakekube.py over HTTPS, a test CA ---------- */
+
+/* dl = now (CLOCK_REALTIME, for pthread_cond_timedwait) + ms. */
+void tl_deadline(struct timespec *dl, int ms);
+/* Runs a shell command; false (and the command on stderr) when it fails. */
+bool tl_sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+#define TL_FK_MAX 4
+
+typedef struct tl_fakekube {
+    char dir[64]; /* temporary directory with the certificates */
+    pid_t pid;
+    int to_child;        /* fakekube exits when this closes */
+    int port[TL_FK_MAX]; /* of each cluster, in order */
+    int nport;
+} tl_fakekube_t;
+
+/* Makes the directory /tmp/meshfed-<name>-XXXXXX; false on failure. */
+bool tl_fk_init(tl_fakekube_t *fk, const char *name);
+/* In fk->dir: ca.crt/key (CN test-ca), ca2.crt/key (CN other-ca), server.crt/key
+ * signed by ca (localhost, 127.0.0.1, kube.test), client.crt/key (CN meshfed)
+ * signed by ca. */
+bool tl_fk_make_certs(tl_fakekube_t *fk);
+/* Starts fakekube with server.crt, token, clusters[0..n) and, when client_ca,
+ * ca.crt for client certificates; reads its READY line into fk->port. */
+bool tl_fk_start(tl_fakekube_t *fk, const char *token, bool client_ca, const char *const *clusters,
+                 int n);
+void tl_fk_stop(tl_fakekube_t *fk); /* a no-op when not started */
+/* Stops fakekube and removes fk->dir; false when the removal fails. */
+bool tl_fk_cleanup(tl_fakekube_t *fk);
+/* POST /fake/<what> (body NULL: {}) on cluster i: the HTTP status, -1 on a
+ * transport failure. */
+long tl_fk_ctl(const tl_fakekube_t *fk, int i, const char *what, const char *body);
+/* A connection to cluster i trusting fk->dir/<ca>, with token (NULL: none). */
+void tl_fk_conn(const tl_fakekube_t *fk, int i, kube_conn_t *c, const char *ca, const char *token);
 
 #endif
