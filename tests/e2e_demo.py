@@ -37,7 +37,7 @@ def debug_token(binary, demo, work):
           "a non-loopback debug-listen without a token is refused at start")
     tok = os.path.join(work, "token")
     open(tok, "w").write("s3cret\n")
-    log = open(os.path.join(work, "token.log"), "w+")
+    log = open(os.path.join(work, "token.log"), "a+")
     p = subprocess.Popen([binary, "--demo", demo, "--debug-listen", "0.0.0.0:0",
                           "--debug-token-file", tok, "--xds-listen", "127.0.0.1:0"],
                          stdout=log, stderr=log)
@@ -70,7 +70,7 @@ def main():
     work = tempfile.mkdtemp(prefix="meshfed-e2e-")
     demo = os.path.join(work, "examples")
     shutil.copytree(examples, demo)
-    log = open(os.path.join(work, "meshfed.log"), "w+")
+    log = open(os.path.join(work, "meshfed.log"), "a+")
     conf = os.path.join(work, "meshfed.yaml")
     open(conf, "w").write("log-level: info\n")
     proc = subprocess.Popen([binary, "--demo", demo, "--xds-listen", "127.0.0.1:0",

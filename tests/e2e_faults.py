@@ -197,7 +197,7 @@ def main():
     south.initial()
     kc = os.path.join(work, "east.kubeconfig")
     open(kc, "w").write(kubeconfig(east.port))
-    log = open(os.path.join(work, "meshfed.log"), "w+")
+    log = open(os.path.join(work, "meshfed.log"), "a+")
     proc = subprocess.Popen([binary, "--kubeconfig", kc, "--cluster-id", "east", "--xds-listen", "127.0.0.1:0",
                              "--debug-listen", "127.0.0.1:0", "--debounce-ms", "20", "--stale-after", "2"],
                             stdout=log, stderr=log)

@@ -232,7 +232,7 @@ print("NAMES", ",".join(sorted(names)))
 
 
 def run(binary, cache, work):
-    srv_log = open(os.path.join(work, "servers.log"), "w+")
+    srv_log = open(os.path.join(work, "servers.log"), "a+")
     servers = subprocess.Popen(["node", "server.js", "127.0.0.1:0=east", "127.0.0.2:0=west"],
                                cwd=cache, stdout=subprocess.PIPE, stderr=srv_log, text=True)
     procs = [servers]
@@ -242,7 +242,7 @@ def run(binary, cache, work):
             return
         ports = json.loads(line)
         demo = Demo(os.path.join(work, "demo"), ports["east"], ports["west"])
-        log = open(os.path.join(work, "meshfed.log"), "w+")
+        log = open(os.path.join(work, "meshfed.log"), "a+")
         mf = subprocess.Popen([binary, "--demo", demo.root, "--xds-listen", "127.0.0.1:0",
                                "--debug-listen", "127.0.0.1:0", "--debounce-ms", "20"],
                               stdout=log, stderr=log)
@@ -253,7 +253,7 @@ def run(binary, cache, work):
             return
         boot = bootstrap_file(work, port)
         python_grpcio_check(work, boot)
-        clog = open(os.path.join(work, "client.log"), "w+")
+        clog = open(os.path.join(work, "client.log"), "a+")
         client = Client(cache, boot, clog)
         procs.append(client.p)
         try:

@@ -60,7 +60,7 @@ def auth_phase(binary, kc, west, work):
         {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
          "spec": {"audiences": ["istio-ca"], "expirationSeconds": 3600}}, token="test-token"))["status"]["token"]
     tok, other = mint("ztunnel"), mint("other")
-    log = open(os.path.join(work, "meshfed-auth.log"), "w+")
+    log = open(os.path.join(work, "meshfed-auth.log"), "a+")
     proc = subprocess.Popen([binary, "--kubeconfig", kc, "--cluster-id", "east", "--xds-listen", "127.0.0.1:0",
                              "--debug-listen", "127.0.0.1:0", "--debounce-ms", "20", "--xds-auth", "jwt",
                              "--xds-allowed-identities", "istio-system/ztunnel,*/istio-eastwest"],
@@ -143,7 +143,7 @@ def main():
                                                gw_api=True))
     kc = os.path.join(work, "east.kubeconfig")
     open(kc, "w").write(kubeconfig(east))
-    log = open(os.path.join(work, "meshfed.log"), "w+")
+    log = open(os.path.join(work, "meshfed.log"), "a+")
     proc = subprocess.Popen([binary, "--kubeconfig", kc, "--cluster-id", "east", "--xds-listen", "127.0.0.1:0",
                              "--debug-listen", "127.0.0.1:0", "--debounce-ms", "20", "--stale-after", "2"],
                             stdout=log, stderr=log)
@@ -214,7 +214,7 @@ def main():
         check(bool(lease) and lease["spec"].get("holderIdentity"), "the Lease meshfed-leader names the leader")
 
         # a second replica serves too, but does not lead
-        log2 = open(os.path.join(work, "meshfed2.log"), "w+")
+        log2 = open(os.path.join(work, "meshfed2.log"), "a+")
         env2 = dict(os.environ, POD_NAME="replica-2")
         proc2 = subprocess.Popen([binary, "--kubeconfig", kc, "--cluster-id", "east", "--xds-listen",
                                   "127.0.0.1:0", "--debug-listen", "127.0.0.1:0"], stdout=log2, stderr=log2,

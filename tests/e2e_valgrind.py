@@ -27,7 +27,7 @@ def main():
     work = tempfile.mkdtemp(prefix="meshfed-vg-")
     demo = os.path.join(work, "examples")
     shutil.copytree(os.path.join(src, "examples"), demo)
-    log = open(os.path.join(work, "meshfed.log"), "w+")
+    log = open(os.path.join(work, "meshfed.log"), "a+")
     proc = subprocess.Popen(["valgrind", "--leak-check=full", "--show-leak-kinds=definite,indirect",
                              "--errors-for-leak-kinds=definite,indirect", "--error-exitcode=99",
                              "--num-callers=30", binary, "--demo", demo, "--xds-listen",

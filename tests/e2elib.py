@@ -51,7 +51,9 @@ def waiter(default_timeout, interval=0.1):
 
 
 def log_ports(log):
-    """(xDS port, debug port) from meshfed's log file object, or None."""
+    """(xDS port, debug port) from meshfed's log file object, or None. The
+    file must be opened in append mode ("a+"): the child writes through the
+    same open file, and seeking here would otherwise move its writes."""
     log.seek(0)
     m = re.search(r"serving xDS on port (\d+), debug on port (\d+)", log.read())
     return m and (int(m.group(1)), int(m.group(2)))
