@@ -6,7 +6,7 @@
  */
 #include "xds_internal.h"
 
-const double XDS_LATENCY_BOUNDS_MS[XDS_LATENCY_BUCKETS - 1] = {1,  5,   10,  25,  50,
+const double XDS_LATENCY_BOUNDS_MS[XDS_LATENCY_BUCKETS - 1] = {1,   5,   10,  25,  50,
                                                                100, 250, 500, 1000};
 
 void xds_observe_latency(xds_server_t *s, uint64_t us)
@@ -48,11 +48,11 @@ typedef struct push {
     size_t nres, capres;
     char **removed;
     size_t nrem, caprem;
-    xds_map_t added;      /* names answered by the named lookups (see seen()) */
-    bool track;           /* in a named lookup: record names in added */
-    size_t nnew;          /* resources the client did not hold before */
+    xds_map_t added;        /* names answered by the named lookups (see seen()) */
+    bool track;             /* in a named lookup: record names in added */
+    size_t nnew;            /* resources the client did not hold before */
     const xds_full_t *full; /* the whole view, shared (instead of res) */
-    const char *want_net; /* network/IP lookup */
+    const char *want_net;   /* network/IP lookup */
     model_ip_t want_ip;
     const char *want_name;
 } push_t;
@@ -114,8 +114,7 @@ static void next_nonce(xds_stream_t *st, xds_type_state_t *ts)
     snprintf(ts->nonce, sizeof(ts->nonce), "%" PRIx64, n);
 }
 
-static void diff_cb(const char *name, const model_res_t *old_r, const model_res_t *new_r,
-                    void *arg)
+static void diff_cb(const char *name, const model_res_t *old_r, const model_res_t *new_r, void *arg)
 {
     push_t *p = arg;
     xds_type_state_t *ts = p->ts;
@@ -236,7 +235,7 @@ static uint8_t *aliased_entry(const out_res_t *o, size_t *len)
         return NULL;
     size_t h = 0;
     buf[h++] = 0x12; /* DeltaDiscoveryResponse.resources = 2 */
-    for (size_t v = n; ; v >>= 7) {
+    for (size_t v = n;; v >>= 7) {
         buf[h++] = (uint8_t)(v >= 0x80 ? (v & 0x7f) | 0x80 : v);
         if (v < 0x80)
             break;
@@ -312,6 +311,21 @@ static void send_response(push_t *p, const uint8_t *hdr, size_t hlen, bool delta
     xds_stream_send(p->st, buf, used);
 }
 
+/* Packs a Delta or SotW response and sends it; with no memory the nonce is
+ * forgotten, so the next ACK cannot match a response that was never sent. */
+static void send_packed(push_t *p, const ProtobufCMessage *m, bool delta)
+{
+    size_t len = protobuf_c_message_get_packed_size(m);
+    uint8_t *buf = malloc(len ? len : 1);
+    if (!buf) {
+        p->ts->nonce[0] = '\0';
+        return;
+    }
+    protobuf_c_message_pack(m, buf);
+    send_response(p, buf, len, delta);
+    free(buf);
+}
+
 /* Sends a delta response of p's resources and removals. */
 static void send_delta(push_t *p, const char *type_url)
 {
@@ -325,15 +339,7 @@ static void send_delta(push_t *p, const char *type_url)
     r.nonce = p->ts->nonce;
     r.n_removed_resources = p->nrem;
     r.removed_resources = p->removed;
-    size_t len = envoy__service__discovery__v3__delta_discovery_response__get_packed_size(&r);
-    uint8_t *buf = malloc(len ? len : 1);
-    if (!buf) {
-        p->ts->nonce[0] = '\0';
-        return;
-    }
-    envoy__service__discovery__v3__delta_discovery_response__pack(&r, buf);
-    send_response(p, buf, len, true);
-    free(buf);
+    send_packed(p, &r.base, true);
 }
 
 /* After a send: the client now holds what we sent, minus what we removed. */
@@ -517,15 +523,7 @@ static void send_sotw(push_t *p, const char *type_url)
     r.version_info = ver;
     r.type_url = (char *)type_url;
     r.nonce = p->ts->nonce;
-    size_t len = envoy__service__discovery__v3__discovery_response__get_packed_size(&r);
-    uint8_t *buf = malloc(len ? len : 1);
-    if (!buf) {
-        p->ts->nonce[0] = '\0';
-        return;
-    }
-    envoy__service__discovery__v3__discovery_response__pack(&r, buf);
-    send_response(p, buf, len, false);
-    free(buf);
+    send_packed(p, &r.base, false);
 }
 
 static void pump_sotw(xds_stream_t *st)
