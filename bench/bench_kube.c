@@ -4,7 +4,7 @@
  * Serves 100,000 EndpointSlices and 100,000 Pods (pre-rendered list pages of
  * 500, as the API server pages them) from a minimal in-process HTTP server,
  * so that the figure is the client's: curl, JSON parsing, the informer's
- * cache and kube_decode into model objects. Prints objects/s from the start
+ * cache and kube_obj_decode into model objects. Prints objects/s from the start
  * until both informers report SYNCED, and the resident memory after sync.
  * Usage: bench_kube [objects-per-kind]
  */
@@ -160,8 +160,8 @@ typedef struct counts {
     atomic_int synced;
 } counts_t;
 
-static void on_event(void *arg, const char *cluster, kube_res_t res, kube_ev_t ev, json_t *obj,
-                     const char *msg)
+static void on_event(void *arg, const char *cluster, kube_res_t res, kube_ev_t ev,
+                     const kube_obj_t *obj, const char *msg)
 {
     (void)cluster;
     (void)msg;
@@ -173,7 +173,7 @@ static void on_event(void *arg, const char *cluster, kube_res_t res, kube_ev_t e
     model_kind_t k = res == KUBE_RES_PODS ? MODEL_KIND_POD : MODEL_KIND_ENDPOINTSLICE;
     void *o;
     char err[256];
-    if (kube_decode(k, obj, &o, err, sizeof(err)) < 0) {
+    if (kube_obj_decode(k, obj, &o, err, sizeof(err)) < 0) {
         atomic_fetch_add(&c->errors, 1);
         return;
     }

@@ -25,7 +25,7 @@ typedef struct topo {
     uint16_t gw_port;
     char gw_ns[254];
     char gw_name[254];
-    unsigned synced; /* bit per kube_res_t that finished its list */
+    unsigned synced;      /* bit per kube_res_t that finished its list */
     bool gw_from_gateway; /* the gateway came from a Gateway object */
     time_t last_error;
     unsigned long suppressed;
@@ -172,12 +172,10 @@ static model_kind_t kind_of(kube_res_t r)
 
 /* A deleted object needs only its identity; the stub the API sends may not
  * decode as a whole object. */
-static void *identity_of(model_kind_t kind, const json_t *obj)
+static void *identity_of(model_kind_t kind, const kube_obj_t *obj)
 {
-    json_t *meta = json_object_get(obj, "metadata");
-    const char *name = json_string_value(json_object_get(meta, "name"));
-    const char *ns = json_string_value(json_object_get(meta, "namespace"));
-    if (!name || (!ns && kind != MODEL_KIND_NAMESPACE && kind != MODEL_KIND_NODE))
+    const char *name = kube_obj_name(obj), *ns = kube_obj_namespace(obj);
+    if (!ns && kind != MODEL_KIND_NAMESPACE && kind != MODEL_KIND_NODE)
         return NULL;
     switch (kind) {
     case MODEL_KIND_NAMESPACE: {
@@ -211,7 +209,8 @@ static void *identity_of(model_kind_t kind, const json_t *obj)
     }
 }
 
-static void on_object(ctl_kube_t *k, const char *cluster, kube_res_t res, kube_ev_t ev, json_t *obj)
+static void on_object(ctl_kube_t *k, const char *cluster, kube_res_t res, kube_ev_t ev,
+                      const kube_obj_t *obj)
 {
     model_kind_t kind = kind_of(res);
     char err[CTL_ERRLEN];
@@ -219,7 +218,7 @@ static void on_object(ctl_kube_t *k, const char *cluster, kube_res_t res, kube_e
     bool del = ev == KUBE_EV_DELETED;
     if (del) {
         o = identity_of(kind, obj);
-    } else if (kube_decode(kind, obj, &o, err, sizeof(err)) < 0) {
+    } else if (kube_obj_decode(kind, obj, &o, err, sizeof(err)) < 0) {
         atomic_fetch_add(&ctl_metrics.decode_errors, 1);
         ctl_log(CTL_WARN, "cluster %s: %s", cluster, err);
         return;
@@ -419,8 +418,28 @@ static void log_error(ctl_kube_t *k, const char *cluster, const char *msg)
     }
 }
 
-static void on_event(void *arg, const char *cluster, kube_res_t res, kube_ev_t ev, json_t *obj,
-                     const char *msg)
+static void on_servicescope(ctl_kube_t *k, kube_ev_t ev, json_t *obj)
+{
+    const char *name = json_string_value(json_object_get(json_object_get(obj, "metadata"), "name"));
+    if (!name)
+        return;
+    json_t *old = json_object_get(k->scopes, name);
+    /* our own status writes come back as MODIFIED: only a new spec
+     * changes the rules */
+    if (ev != KUBE_EV_DELETED && old &&
+        json_equal(json_object_get(old, "spec"), json_object_get(obj, "spec")))
+        return;
+    if (ev == KUBE_EV_DELETED) {
+        json_object_del(k->scopes, name);
+        ctl_status_note(k->status, name, 0, true, NULL);
+    } else {
+        json_object_set(k->scopes, name, obj);
+    }
+    rebuild_servicescopes(k);
+}
+
+static void on_event(void *arg, const char *cluster, kube_res_t res, kube_ev_t ev,
+                     const kube_obj_t *o, const char *msg)
 {
     ctl_kube_t *k = arg;
     bool local = strcmp(cluster, ctl_config(k->ctl)->cluster_id) == 0;
@@ -454,35 +473,26 @@ static void on_event(void *arg, const char *cluster, kube_res_t res, kube_ev_t e
     default:
         break;
     }
-    if (!obj)
+    if (!o)
         return;
+    if (MODEL_RES & KUBE_RES_BIT(res)) {
+        on_object(k, cluster, res, ev, o);
+        return;
+    }
+    json_t *obj = kube_obj_json(o);
+    if (!obj) {
+        ctl_log(CTL_WARN, "cluster %s: %s: out of memory", cluster, kube_res_name(res));
+        return;
+    }
     if (res == KUBE_RES_GATEWAYS)
         on_gateway(k, cluster, ev, obj);
     else if (res == KUBE_RES_SECRETS && local)
         on_secret(k, ev, obj);
     else if (res == KUBE_RES_CONFIGMAPS && local)
         on_configmap(k, ev, obj);
-    else if (res == KUBE_RES_SERVICESCOPES && local) {
-        const char *name =
-            json_string_value(json_object_get(json_object_get(obj, "metadata"), "name"));
-        if (!name)
-            return;
-        json_t *old = json_object_get(k->scopes, name);
-        /* our own status writes come back as MODIFIED: only a new spec
-         * changes the rules */
-        if (ev != KUBE_EV_DELETED && old &&
-            json_equal(json_object_get(old, "spec"), json_object_get(obj, "spec")))
-            return;
-        if (ev == KUBE_EV_DELETED) {
-            json_object_del(k->scopes, name);
-            ctl_status_note(k->status, name, 0, true, NULL);
-        } else {
-            json_object_set(k->scopes, name, obj);
-        }
-        rebuild_servicescopes(k);
-    } else if (MODEL_RES & KUBE_RES_BIT(res)) {
-        on_object(k, cluster, res, ev, obj);
-    }
+    else if (res == KUBE_RES_SERVICESCOPES && local)
+        on_servicescope(k, ev, obj);
+    json_decref(obj);
 }
 
 ctl_kube_t *ctl_kube_start(ctl_t *c, char *err, size_t errlen)

@@ -29,7 +29,7 @@ void kube_count(kube_watcher_t *w, int which)
     atomic_fetch_add(&w->st[which], 1);
 }
 
-void kube_emit(kube_cluster_t *cl, kube_res_t res, kube_ev_t ev, json_t *obj)
+void kube_emit(kube_cluster_t *cl, kube_res_t res, kube_ev_t ev, const kube_obj_t *obj)
 {
     if (ev <= KUBE_EV_DELETED)
         kube_count(cl->w, KUBE_ST_EVENTS);

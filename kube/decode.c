@@ -1,5 +1,5 @@
 /*
- * decode.c - Kubernetes API objects (jansson JSON) into model structs.
+ * decode.c - Kubernetes API objects (JSON) into model structs.
  *
  * Everything here distrusts its input: the JSON may come from a manifest a
  * person wrote, not only from an API server that validated it. Every field is
@@ -8,10 +8,15 @@
  * allocated on failure: elements of arrays are built in locals and only
  * counted into the struct once complete, so model_obj_free can free any
  * partially built object.
+ *
+ * The decoders read the watcher's parsed values (jv.h) directly; jansson
+ * values (manifests, tests) go through their serialisation. The error
+ * context (object, field path) is kept as pointers and only formatted when
+ * an error happens: the watcher decodes every object of every list.
  */
 #define _DEFAULT_SOURCE /* timegm */
 
-#include "kube.h"
+#include "kube_int.h"
 
 #include <ctype.h>
 #include <stdarg.h>
@@ -27,23 +32,60 @@
 #define TD_ANNOTATION "networking.istio.io/traffic-distribution"
 #define SVC_NAME_LABEL "kubernetes.io/service-name"
 
-/* Decoding context: where errors go and which object they are about. */
+typedef kube_jv_t jv_t;
+
+/* Decoding context: where errors go and which object they are about
+ * ("Service default/web", "ServiceScope s1", or kind alone). */
 typedef struct kube_dctx {
     char *err;
     size_t errlen;
-    char what[192]; /* "Service default/web": prefix of every error */
+    const char *kind, *ns, *name;
 } kube_dctx_t;
 
-static int kube_fail(kube_dctx_t *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* A field path, built on the stack as the decoders descend: a member (key)
+ * or an element (key NULL, idx) of up. NULL is the object itself. */
+typedef struct kube_path {
+    const struct kube_path *up;
+    const char *key;
+    size_t idx;
+} kube_path_t;
 
-static int kube_fail(kube_dctx_t *c, const char *fmt, ...)
+static size_t kube_path_fmt(char *buf, size_t len, const kube_path_t *p)
+{
+    if (!p)
+        return 0;
+    size_t n = kube_path_fmt(buf, len, p->up);
+    int w = 0;
+    if (n < len && p->key)
+        w = snprintf(buf + n, len - n, "%s%s", n && p->key[0] ? "." : "", p->key);
+    else if (n < len)
+        w = snprintf(buf + n, len - n, "[%zu]", p->idx);
+    return w > 0 ? n + (size_t)w : n;
+}
+
+static int kube_fail(kube_dctx_t *c, const kube_path_t *p, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* "<what>: <path>: <message>"; path may be NULL. */
+static int kube_fail(kube_dctx_t *c, const kube_path_t *p, const char *fmt, ...)
 {
     if (!c->err || c->errlen == 0)
         return -1;
-    size_t off = 0;
-    if (c->what[0]) {
-        int n = snprintf(c->err, c->errlen, "%s: ", c->what);
-        off = n < 0 ? 0 : (size_t)n >= c->errlen ? c->errlen - 1 : (size_t)n;
+    char path[256] = "";
+    int n;
+    kube_path_fmt(path, sizeof(path), p);
+    if (c->ns)
+        n = snprintf(c->err, c->errlen, "%s %.80s/%.80s: ", c->kind, c->ns, c->name);
+    else if (c->name)
+        n = snprintf(c->err, c->errlen, "%s %.160s: ", c->kind, c->name);
+    else if (c->kind)
+        n = snprintf(c->err, c->errlen, "%.160s: ", c->kind);
+    else
+        n = 0;
+    size_t off = n < 0 ? 0 : (size_t)n >= c->errlen ? c->errlen - 1 : (size_t)n;
+    if (path[0]) {
+        n = snprintf(c->err + off, c->errlen - off, "%s: ", path);
+        off = n < 0 ? off : off + (size_t)n >= c->errlen ? c->errlen - 1 : off + (size_t)n;
     }
     va_list ap;
     va_start(ap, fmt);
@@ -54,127 +96,94 @@ static int kube_fail(kube_dctx_t *c, const char *fmt, ...)
 
 static int kube_oom(kube_dctx_t *c)
 {
-    return kube_fail(c, "out of memory");
-}
-
-static const char *kube_jtype(const json_t *v)
-{
-    switch (json_typeof(v)) {
-    case JSON_OBJECT:
-        return "object";
-    case JSON_ARRAY:
-        return "array";
-    case JSON_STRING:
-        return "string";
-    case JSON_INTEGER:
-        return "integer";
-    case JSON_REAL:
-        return "number";
-    case JSON_TRUE:
-    case JSON_FALSE:
-        return "boolean";
-    case JSON_NULL:
-        return "null";
-    }
-    return "?";
-}
-
-/* "path.key"; "key" at the top, "path" for the value itself (key ""). */
-static void kube_path(char *buf, size_t len, const char *path, const char *key)
-{
-    snprintf(buf, len, "%s%s%s", path, path[0] && key[0] ? "." : "", key);
+    return kube_fail(c, NULL, "out of memory");
 }
 
 /* The member key of o; NULL when o is NULL, the member absent or JSON null
  * (Kubernetes treats null as absent). */
-static json_t *kube_member(const json_t *o, const char *key)
+static const jv_t *kube_member(const jv_t *o, const char *key)
 {
-    json_t *v = o ? json_object_get(o, key) : NULL;
-    return v && !json_is_null(v) ? v : NULL;
+    const jv_t *v = kube_jget(o, key);
+    return v && v->type != KUBE_J_NULL ? v : NULL;
 }
 
-static int kube_want(kube_dctx_t *c, const json_t *v, json_type t, const char *path,
-                     const char *key)
+/* Checks that v (at p) has type t; KUBE_J_TRUE stands for either boolean. */
+static int kube_want(kube_dctx_t *c, const jv_t *v, kube_jtype_t t, const kube_path_t *p)
 {
-    if (json_typeof(v) == t || (t == JSON_TRUE && json_is_boolean(v)))
+    if (v->type == t || (t == KUBE_J_TRUE && v->type == KUBE_J_FALSE))
         return 0;
-    char p[256];
-    kube_path(p, sizeof(p), path, key);
-    static const char *names[] = {"an object", "an array",  "a string",  "an integer",
-                                  "a number",  "a boolean", "a boolean", "null"};
-    return kube_fail(c, "%s: expected %s, got %s", p, names[t], kube_jtype(v));
+    static const char *const names[] = {"null",     "a boolean", "a boolean", "an integer",
+                                        "a number", "a string",  "an array",  "an object"};
+    return kube_fail(c, p, "expected %s, got %s", names[t], kube_jtype_name(v));
 }
 
-/* Typed getters: an absent field leaves *out NULL/unset and is no error. */
-static int kube_get_str(kube_dctx_t *c, const json_t *o, const char *path, const char *key,
-                        const char **out)
+/* Typed getters of member key of o (path p): an absent field leaves *out
+ * NULL/unset and is no error. */
+static int kube_get(kube_dctx_t *c, const jv_t *o, const kube_path_t *p, const char *key,
+                    kube_jtype_t t, const jv_t **out)
 {
-    json_t *v = kube_member(o, key);
+    const jv_t *v = kube_member(o, key);
     *out = NULL;
     if (!v)
         return 0;
-    if (kube_want(c, v, JSON_STRING, path, key) < 0)
+    kube_path_t at = {p, key, 0};
+    if (kube_want(c, v, t, &at) < 0)
         return -1;
-    *out = json_string_value(v);
+    *out = v;
     return 0;
 }
 
-static int kube_get_obj(kube_dctx_t *c, const json_t *o, const char *path, const char *key,
-                        const json_t **out)
+static int kube_get_str(kube_dctx_t *c, const jv_t *o, const kube_path_t *p, const char *key,
+                        const char **out)
 {
-    json_t *v = kube_member(o, key);
-    *out = v;
-    return v ? kube_want(c, v, JSON_OBJECT, path, key) : 0;
+    const jv_t *v;
+    int rc = kube_get(c, o, p, key, KUBE_J_STRING, &v);
+    *out = v ? v->v.s : NULL;
+    return rc;
 }
 
-static int kube_get_arr(kube_dctx_t *c, const json_t *o, const char *path, const char *key,
-                        size_t max, const json_t **out)
+static int kube_get_obj(kube_dctx_t *c, const jv_t *o, const kube_path_t *p, const char *key,
+                        const jv_t **out)
 {
-    json_t *v = kube_member(o, key);
-    *out = v;
-    if (!v)
-        return 0;
-    if (kube_want(c, v, JSON_ARRAY, path, key) < 0)
+    return kube_get(c, o, p, key, KUBE_J_OBJECT, out);
+}
+
+static int kube_get_arr(kube_dctx_t *c, const jv_t *o, const kube_path_t *p, const char *key,
+                        size_t max, const jv_t **out)
+{
+    if (kube_get(c, o, p, key, KUBE_J_ARRAY, out) < 0)
         return -1;
-    if (json_array_size(v) > max) {
-        char p[256];
-        kube_path(p, sizeof(p), path, key);
-        return kube_fail(c, "%s: %zu entries, more than the limit of %zu", p, json_array_size(v),
-                         max);
+    if (*out && (*out)->len > max) {
+        kube_path_t at = {p, key, 0};
+        return kube_fail(c, &at, "%u entries, more than the limit of %zu", (*out)->len, max);
     }
     return 0;
 }
 
 /* *out: 1 true, 0 false, -1 absent. */
-static int kube_get_bool(kube_dctx_t *c, const json_t *o, const char *path, const char *key,
+static int kube_get_bool(kube_dctx_t *c, const jv_t *o, const kube_path_t *p, const char *key,
                          int *out)
 {
-    json_t *v = kube_member(o, key);
-    *out = -1;
-    if (!v)
-        return 0;
-    if (kube_want(c, v, JSON_TRUE, path, key) < 0)
-        return -1;
-    *out = json_is_true(v);
-    return 0;
+    const jv_t *v;
+    int rc = kube_get(c, o, p, key, KUBE_J_TRUE, &v);
+    *out = v ? v->type == KUBE_J_TRUE : -1;
+    return rc;
 }
 
 /* A port number in 1..65535; *out stays 0 when absent (an error if required). */
-static int kube_get_port(kube_dctx_t *c, const json_t *o, const char *path, const char *key,
+static int kube_get_port(kube_dctx_t *c, const jv_t *o, const kube_path_t *p, const char *key,
                          bool required, uint16_t *out)
 {
-    json_t *v = kube_member(o, key);
-    char p[256];
-    kube_path(p, sizeof(p), path, key);
+    const jv_t *v;
+    kube_path_t at = {p, key, 0};
     *out = 0;
-    if (!v)
-        return required ? kube_fail(c, "%s: missing", p) : 0;
-    if (kube_want(c, v, JSON_INTEGER, path, key) < 0)
+    if (kube_get(c, o, p, key, KUBE_J_INT, &v) < 0)
         return -1;
-    json_int_t n = json_integer_value(v);
-    if (n < 1 || n > 65535)
-        return kube_fail(c, "%s: port %lld out of range 1-65535", p, (long long)n);
-    *out = (uint16_t)n;
+    if (!v)
+        return required ? kube_fail(c, &at, "missing") : 0;
+    if (v->v.i < 1 || v->v.i > 65535)
+        return kube_fail(c, &at, "port %lld out of range 1-65535", (long long)v->v.i);
+    *out = (uint16_t)v->v.i;
     return 0;
 }
 
@@ -188,17 +197,17 @@ static int kube_dup(kube_dctx_t *c, const char *s, char **out)
     return *out ? 0 : kube_oom(c);
 }
 
-/* An IP address of the given family (0 any, 4 or 16 bytes). */
-static int kube_parse_ip(kube_dctx_t *c, const json_t *v, const char *path, int family,
+/* An IP address (value v at p) of the given family (0 any, 4 or 16 bytes). */
+static int kube_parse_ip(kube_dctx_t *c, const jv_t *v, const kube_path_t *p, int family,
                          model_ip_t *ip)
 {
-    if (kube_want(c, v, JSON_STRING, path, "") < 0)
+    if (kube_want(c, v, KUBE_J_STRING, p) < 0)
         return -1;
-    const char *s = json_string_value(v);
+    const char *s = v->v.s;
     if (model_ip_parse(s, ip) < 0)
-        return kube_fail(c, "%s: invalid IP address \"%.64s\"", path, s);
+        return kube_fail(c, p, "invalid IP address \"%.64s\"", s);
     if (family && ip->len != family)
-        return kube_fail(c, "%s: \"%.64s\" is not an IPv%d address", path, s, family == 4 ? 4 : 6);
+        return kube_fail(c, p, "\"%.64s\" is not an IPv%d address", s, family == 4 ? 4 : 6);
     return 0;
 }
 
@@ -262,90 +271,100 @@ static int kube_parse_time(const char *s, int64_t *out)
 
 typedef struct kube_meta {
     const char *name, *ns, *uid;
-    const json_t *labels, *annotations;
+    const jv_t *labels, *annotations;
     int64_t created; /* 0 when absent */
     bool deleting;   /* deletionTimestamp set */
 } kube_meta_t;
 
-static int kube_meta_time(kube_dctx_t *c, const json_t *md, const char *key, int64_t *t, bool *set)
+static const kube_path_t kube_p_metadata = {NULL, "metadata", 0};
+static const kube_path_t kube_p_spec = {NULL, "spec", 0};
+static const kube_path_t kube_p_status = {NULL, "status", 0};
+static const kube_path_t kube_p_labels = {&kube_p_metadata, "labels", 0};
+static const kube_path_t kube_p_annotations = {&kube_p_metadata, "annotations", 0};
+
+static int kube_meta_time(kube_dctx_t *c, const jv_t *md, const char *key, int64_t *t, bool *set)
 {
     const char *s;
-    if (kube_get_str(c, md, "metadata", key, &s) < 0)
+    if (kube_get_str(c, md, &kube_p_metadata, key, &s) < 0)
         return -1;
     *set = s != NULL;
-    if (s && kube_parse_time(s, t) < 0)
-        return kube_fail(c, "metadata.%s: \"%.64s\" is not an RFC 3339 time", key, s);
+    if (s && kube_parse_time(s, t) < 0) {
+        kube_path_t at = {&kube_p_metadata, key, 0};
+        return kube_fail(c, &at, "\"%.64s\" is not an RFC 3339 time", s);
+    }
     return 0;
 }
 
-/* Checks that labels is an object of strings of sane size. */
-static int kube_check_labels(kube_dctx_t *c, const json_t *labels, const char *path)
+/* Checks that labels (at p) is an object of strings of sane size. */
+static int kube_check_labels(kube_dctx_t *c, const jv_t *labels, const kube_path_t *p)
 {
-    if (json_object_size(labels) > KUBE_MAX_LABELS)
-        return kube_fail(c, "%s: %zu entries, more than the limit of %d", path,
-                         json_object_size(labels), KUBE_MAX_LABELS);
-    const char *k;
-    json_t *v;
-    json_object_foreach((json_t *)labels, k, v)
+    if (labels->len > KUBE_MAX_LABELS)
+        return kube_fail(c, p, "%u entries, more than the limit of %d", labels->len,
+                         KUBE_MAX_LABELS);
+    size_t i;
+    const jv_t *k;
+    KUBE_JOBJECT_FOREACH(labels, i, k)
     {
-        if (!json_is_string(v))
-            return kube_fail(c, "%s[%.64s]: expected a string, got %s", path, k, kube_jtype(v));
+        if (k[1].type != KUBE_J_STRING) {
+            char path[128];
+            kube_path_fmt(path, sizeof(path), p);
+            return kube_fail(c, NULL, "%s[%.64s]: expected a string, got %s", path, k->v.s,
+                             kube_jtype_name(k + 1));
+        }
     }
     return 0;
 }
 
 /* Reads the object's metadata, checks kind if the object names one, and sets
- * c->what for later errors. */
-static int kube_meta(kube_dctx_t *c, const char *kind, const json_t *obj, bool namespaced,
+ * the error context. */
+static int kube_meta(kube_dctx_t *c, const char *kind, const jv_t *obj, bool namespaced,
                      kube_meta_t *m)
 {
-    const json_t *md;
+    const jv_t *md;
     const char *k;
     memset(m, 0, sizeof(*m));
-    snprintf(c->what, sizeof(c->what), "%s", kind);
-    if (!json_is_object(obj))
-        return kube_fail(c, "expected an object, got %s", obj ? kube_jtype(obj) : "nothing");
-    if (kube_get_str(c, obj, "", "kind", &k) < 0)
+    c->kind = kind;
+    if (!kube_jis(obj, KUBE_J_OBJECT))
+        return kube_fail(c, NULL, "expected an object, got %s", kube_jtype_name(obj));
+    if (kube_get_str(c, obj, NULL, "kind", &k) < 0)
         return -1;
     if (k && strcmp(k, kind) != 0)
-        return kube_fail(c, "kind: \"%.64s\", expected \"%s\"", k, kind);
-    if (kube_get_obj(c, obj, "", "metadata", &md) < 0)
+        return kube_fail(c, NULL, "kind: \"%.64s\", expected \"%s\"", k, kind);
+    if (kube_get_obj(c, obj, NULL, "metadata", &md) < 0)
         return -1;
     if (!md)
-        return kube_fail(c, "metadata: missing");
-    if (kube_get_str(c, md, "metadata", "name", &m->name) < 0 ||
-        kube_get_str(c, md, "metadata", "namespace", &m->ns) < 0)
+        return kube_fail(c, &kube_p_metadata, "missing");
+    if (kube_get_str(c, md, &kube_p_metadata, "name", &m->name) < 0 ||
+        kube_get_str(c, md, &kube_p_metadata, "namespace", &m->ns) < 0)
         return -1;
     if (!m->name || !m->name[0])
-        return kube_fail(c, "metadata.name: missing");
+        return kube_fail(c, NULL, "metadata.name: missing");
     if (namespaced && (!m->ns || !m->ns[0]))
-        return kube_fail(c, "metadata.namespace: missing (%s %.64s)", kind, m->name);
-    if (namespaced)
-        snprintf(c->what, sizeof(c->what), "%s %.80s/%.80s", kind, m->ns, m->name);
-    else
-        snprintf(c->what, sizeof(c->what), "%s %.160s", kind, m->name);
+        return kube_fail(c, NULL, "metadata.namespace: missing (%s %.64s)", kind, m->name);
+    c->name = m->name;
+    c->ns = namespaced ? m->ns : NULL;
     bool created_set;
-    if (kube_get_str(c, md, "metadata", "uid", &m->uid) < 0 ||
-        kube_get_obj(c, md, "metadata", "labels", &m->labels) < 0 ||
-        kube_get_obj(c, md, "metadata", "annotations", &m->annotations) < 0 ||
+    if (kube_get_str(c, md, &kube_p_metadata, "uid", &m->uid) < 0 ||
+        kube_get_obj(c, md, &kube_p_metadata, "labels", &m->labels) < 0 ||
+        kube_get_obj(c, md, &kube_p_metadata, "annotations", &m->annotations) < 0 ||
         kube_meta_time(c, md, "creationTimestamp", &m->created, &created_set) < 0)
         return -1;
     int64_t deleted;
     if (kube_meta_time(c, md, "deletionTimestamp", &deleted, &m->deleting) < 0)
         return -1;
-    if (m->labels && kube_check_labels(c, m->labels, "metadata.labels") < 0)
+    if (m->labels && kube_check_labels(c, m->labels, &kube_p_labels) < 0)
         return -1;
     return 0;
 }
 
 /* Labels were type-checked by kube_meta: only memory can fail here. */
-static int kube_copy_labels(kube_dctx_t *c, const json_t *labels, model_labels_t *out)
+static int kube_copy_labels(kube_dctx_t *c, const jv_t *labels, model_labels_t *out)
 {
-    const char *k;
-    json_t *v;
-    json_object_foreach((json_t *)labels, k, v)
+    size_t i;
+    const jv_t *k;
+    KUBE_JOBJECT_FOREACH(labels, i, k)
     {
-        if (model_labels_set(out, k, json_string_value(v)) < 0)
+        if (model_labels_set(out, k->v.s, k[1].v.s) < 0)
             return kube_oom(c);
     }
     return 0;
@@ -353,21 +372,22 @@ static int kube_copy_labels(kube_dctx_t *c, const json_t *labels, model_labels_t
 
 /* ---------- Service ---------- */
 
-static int kube_parse_proto(kube_dctx_t *c, const json_t *o, const char *path, model_proto_t *out)
+static int kube_parse_proto(kube_dctx_t *c, const jv_t *o, const kube_path_t *p, model_proto_t *out)
 {
     const char *s;
     *out = MODEL_PROTO_TCP;
-    if (kube_get_str(c, o, path, "protocol", &s) < 0)
+    if (kube_get_str(c, o, p, "protocol", &s) < 0)
         return -1;
     if (!s || strcmp(s, "TCP") == 0)
         return 0;
-    if (strcmp(s, "UDP") == 0)
+    if (strcmp(s, "UDP") == 0) {
         *out = MODEL_PROTO_UDP;
-    else if (strcmp(s, "SCTP") == 0)
+    } else if (strcmp(s, "SCTP") == 0) {
         *out = MODEL_PROTO_SCTP;
-    else
-        return kube_fail(c, "%s.protocol: unknown protocol \"%.32s\" (want TCP, UDP or SCTP)", path,
-                         s);
+    } else {
+        kube_path_t at = {p, "protocol", 0};
+        return kube_fail(c, &at, "unknown protocol \"%.32s\" (want TCP, UDP or SCTP)", s);
+    }
     return 0;
 }
 
@@ -395,115 +415,113 @@ static void kube_svc_port_clear(model_svc_port_t *p)
 }
 
 /* targetPort: an integer, a port name, or absent (then the port itself). */
-static int kube_target_port(kube_dctx_t *c, const json_t *o, const char *path, model_svc_port_t *p)
+static int kube_target_port(kube_dctx_t *c, const jv_t *o, const kube_path_t *p,
+                            model_svc_port_t *sp)
 {
-    json_t *v = kube_member(o, "targetPort");
+    const jv_t *v = kube_member(o, "targetPort");
+    kube_path_t at = {p, "targetPort", 0};
     if (!v) {
-        p->target_port = p->port;
+        sp->target_port = sp->port;
         return 0;
     }
-    if (json_is_integer(v))
-        return kube_get_port(c, o, path, "targetPort", true, &p->target_port);
-    if (!json_is_string(v))
-        return kube_fail(c, "%s.targetPort: expected an integer or a string, got %s", path,
-                         kube_jtype(v));
-    const char *s = json_string_value(v);
-    if (!kube_port_name_valid(s))
-        return kube_fail(c, "%s.targetPort: \"%.32s\" is not a valid port name", path, s);
-    return kube_dup(c, s, &p->target_port_name);
+    if (v->type == KUBE_J_INT)
+        return kube_get_port(c, o, p, "targetPort", true, &sp->target_port);
+    if (v->type != KUBE_J_STRING)
+        return kube_fail(c, &at, "expected an integer or a string, got %s", kube_jtype_name(v));
+    if (!kube_port_name_valid(v->v.s))
+        return kube_fail(c, &at, "\"%.32s\" is not a valid port name", v->v.s);
+    return kube_dup(c, v->v.s, &sp->target_port_name);
 }
 
-static int kube_svc_port(kube_dctx_t *c, const json_t *o, const char *path, model_svc_port_t *p)
+static int kube_svc_port(kube_dctx_t *c, const jv_t *o, const kube_path_t *p, model_svc_port_t *sp)
 {
     const char *name, *app;
-    if (kube_want(c, o, JSON_OBJECT, path, "") < 0)
+    if (kube_want(c, o, KUBE_J_OBJECT, p) < 0)
         return -1;
-    if (kube_get_str(c, o, path, "name", &name) < 0 ||
-        kube_get_port(c, o, path, "port", true, &p->port) < 0 ||
-        kube_target_port(c, o, path, p) < 0 || kube_parse_proto(c, o, path, &p->protocol) < 0 ||
-        kube_get_str(c, o, path, "appProtocol", &app) < 0)
+    if (kube_get_str(c, o, p, "name", &name) < 0 ||
+        kube_get_port(c, o, p, "port", true, &sp->port) < 0 || kube_target_port(c, o, p, sp) < 0 ||
+        kube_parse_proto(c, o, p, &sp->protocol) < 0 ||
+        kube_get_str(c, o, p, "appProtocol", &app) < 0)
         return -1;
-    if (kube_dup(c, name ? name : "", &p->name) < 0 || kube_dup(c, app, &p->app_protocol) < 0)
+    if (kube_dup(c, name ? name : "", &sp->name) < 0 || kube_dup(c, app, &sp->app_protocol) < 0)
         return -1;
     return 0;
 }
 
-static int kube_svc_ports(kube_dctx_t *c, const json_t *spec, model_service_t *s)
+static int kube_svc_ports(kube_dctx_t *c, const jv_t *spec, model_service_t *s)
 {
-    const json_t *arr;
-    if (kube_get_arr(c, spec, "spec", "ports", KUBE_MAX_PORTS, &arr) < 0)
+    const jv_t *arr, *v;
+    if (kube_get_arr(c, spec, &kube_p_spec, "ports", KUBE_MAX_PORTS, &arr) < 0)
         return -1;
-    if (!arr || json_array_size(arr) == 0)
+    if (!arr || arr->len == 0)
         return 0;
-    s->ports = calloc(json_array_size(arr), sizeof(*s->ports));
+    s->ports = calloc(arr->len, sizeof(*s->ports));
     if (!s->ports)
         return kube_oom(c);
+    kube_path_t ports = {&kube_p_spec, "ports", 0};
     size_t i;
-    json_t *v;
-    json_array_foreach(arr, i, v)
+    KUBE_JARRAY_FOREACH(arr, i, v)
     {
-        char path[64];
-        model_svc_port_t p = {0};
-        snprintf(path, sizeof(path), "spec.ports[%zu]", i);
-        if (kube_svc_port(c, v, path, &p) < 0) {
-            kube_svc_port_clear(&p);
+        kube_path_t at = {&ports, NULL, i};
+        model_svc_port_t sp = {0};
+        if (kube_svc_port(c, v, &at, &sp) < 0) {
+            kube_svc_port_clear(&sp);
             return -1;
         }
-        s->ports[s->nports++] = p;
+        s->ports[s->nports++] = sp;
     }
+    return 0;
+}
+
+/* One entry of spec.clusterIPs (or spec.clusterIP), at p. */
+static int kube_svc_cluster_ip(kube_dctx_t *c, const jv_t *v, const kube_path_t *p,
+                               model_service_t *s)
+{
+    if (v->type == KUBE_J_STRING && strcmp(v->v.s, "None") == 0) {
+        s->headless = true;
+        return 0;
+    }
+    if (v->type == KUBE_J_STRING && v->v.s[0] == '\0')
+        return 0;
+    if (kube_parse_ip(c, v, p, 0, &s->cluster_ips[s->ncluster_ips]) < 0)
+        return -1;
+    s->ncluster_ips++;
     return 0;
 }
 
 /* spec.clusterIPs, or the older spec.clusterIP; "None" means headless and ""
  * (a manifest asking for allocation) means no address yet. */
-static int kube_svc_cluster_ips(kube_dctx_t *c, const json_t *spec, model_service_t *s)
+static int kube_svc_cluster_ips(kube_dctx_t *c, const jv_t *spec, model_service_t *s)
 {
-    const json_t *arr;
-    json_t *one = NULL;
-    const char *field = "spec.clusterIPs";
-    if (kube_get_arr(c, spec, "spec", "clusterIPs", KUBE_MAX_IPS, &arr) < 0)
+    const jv_t *arr, *one = NULL, *v;
+    kube_path_t field = {&kube_p_spec, "clusterIPs", 0};
+    if (kube_get_arr(c, spec, &kube_p_spec, "clusterIPs", KUBE_MAX_IPS, &arr) < 0)
         return -1;
-    if (!arr || json_array_size(arr) == 0) {
-        const char *ip;
-        if (kube_get_str(c, spec, "spec", "clusterIP", &ip) < 0)
+    if (!arr || arr->len == 0) {
+        if (kube_get(c, spec, &kube_p_spec, "clusterIP", KUBE_J_STRING, &one) < 0)
             return -1;
-        if (!ip)
-            return 0;
-        arr = one = json_pack("[s]", ip);
-        field = "spec.clusterIP";
         if (!one)
-            return kube_oom(c);
+            return 0;
+        field.key = "clusterIP";
     }
-    int rc = -1;
-    s->cluster_ips = calloc(json_array_size(arr), sizeof(*s->cluster_ips));
-    if (!s->cluster_ips) {
-        kube_oom(c);
-        goto out;
-    }
-    size_t i;
-    json_t *v;
-    json_array_foreach(arr, i, v)
-    {
-        char path[64];
-        snprintf(path, sizeof(path), one ? "%s" : "%s[%zu]", field, i);
-        if (json_is_string(v) && strcmp(json_string_value(v), "None") == 0) {
-            s->headless = true;
-            continue;
+    s->cluster_ips = calloc(one ? 1 : arr->len, sizeof(*s->cluster_ips));
+    if (!s->cluster_ips)
+        return kube_oom(c);
+    if (one) {
+        if (kube_svc_cluster_ip(c, one, &field, s) < 0)
+            return -1;
+    } else {
+        size_t i;
+        KUBE_JARRAY_FOREACH(arr, i, v)
+        {
+            kube_path_t at = {&field, NULL, i};
+            if (kube_svc_cluster_ip(c, v, &at, s) < 0)
+                return -1;
         }
-        if (json_is_string(v) && json_string_value(v)[0] == '\0')
-            continue;
-        if (kube_parse_ip(c, v, path, 0, &s->cluster_ips[s->ncluster_ips]) < 0)
-            goto out;
-        s->ncluster_ips++;
     }
-    if (s->headless && s->ncluster_ips) {
-        kube_fail(c, "%s: \"None\" mixed with addresses", field);
-        goto out;
-    }
-    rc = 0;
-out:
-    json_decref(one);
-    return rc;
+    if (s->headless && s->ncluster_ips)
+        return kube_fail(c, &field, "\"None\" mixed with addresses");
+    return 0;
 }
 
 /* Istio's annotation values, matched without regard to case as Istio does.
@@ -526,11 +544,11 @@ static bool kube_td_annotation(const char *v, model_traffic_dist_t *td)
 /* The spec field first; the annotation only when the spec field is unset or
  * unknown, as istiod reads them. Unknown values are ignored: Kubernetes adds
  * new ones over time and a new value must not make a service undecodable. */
-static int kube_svc_td(kube_dctx_t *c, const json_t *spec, const kube_meta_t *m, model_service_t *s)
+static int kube_svc_td(kube_dctx_t *c, const jv_t *spec, const kube_meta_t *m, model_service_t *s)
 {
     const char *ann, *v;
-    if (kube_get_str(c, m->annotations, "metadata.annotations", TD_ANNOTATION, &ann) < 0 ||
-        kube_get_str(c, spec, "spec", "trafficDistribution", &v) < 0)
+    if (kube_get_str(c, m->annotations, &kube_p_annotations, TD_ANNOTATION, &ann) < 0 ||
+        kube_get_str(c, spec, &kube_p_spec, "trafficDistribution", &v) < 0)
         return -1;
     s->traffic_dist = MODEL_TD_NONE;
     if (v && (strcmp(v, "PreferClose") == 0 || strcmp(v, "PreferSameZone") == 0))
@@ -543,40 +561,39 @@ static int kube_svc_td(kube_dctx_t *c, const json_t *spec, const kube_meta_t *m,
 }
 
 /* status.loadBalancer.ingress[].ip; hostname-only entries are skipped. */
-static int kube_svc_lb_ips(kube_dctx_t *c, const json_t *obj, model_service_t *s)
+static int kube_svc_lb_ips(kube_dctx_t *c, const jv_t *obj, model_service_t *s)
 {
-    const json_t *st, *lb, *arr;
-    if (kube_get_obj(c, obj, "", "status", &st) < 0 ||
-        kube_get_obj(c, st, "status", "loadBalancer", &lb) < 0 ||
-        kube_get_arr(c, lb, "status.loadBalancer", "ingress", KUBE_MAX_IPS, &arr) < 0)
+    static const kube_path_t lbp = {&kube_p_status, "loadBalancer", 0};
+    static const kube_path_t ingp = {&lbp, "ingress", 0};
+    const jv_t *st, *lb, *arr, *v;
+    if (kube_get_obj(c, obj, NULL, "status", &st) < 0 ||
+        kube_get_obj(c, st, &kube_p_status, "loadBalancer", &lb) < 0 ||
+        kube_get_arr(c, lb, &lbp, "ingress", KUBE_MAX_IPS, &arr) < 0)
         return -1;
-    if (!arr || json_array_size(arr) == 0)
+    if (!arr || arr->len == 0)
         return 0;
-    s->lb_ips = calloc(json_array_size(arr), sizeof(*s->lb_ips));
+    s->lb_ips = calloc(arr->len, sizeof(*s->lb_ips));
     if (!s->lb_ips)
         return kube_oom(c);
     size_t i;
-    json_t *v;
-    json_array_foreach(arr, i, v)
+    KUBE_JARRAY_FOREACH(arr, i, v)
     {
-        char path[64];
-        snprintf(path, sizeof(path), "status.loadBalancer.ingress[%zu]", i);
-        if (kube_want(c, v, JSON_OBJECT, path, "") < 0)
+        kube_path_t at = {&ingp, NULL, i}, ipp = {&at, "ip", 0};
+        if (kube_want(c, v, KUBE_J_OBJECT, &at) < 0)
             return -1;
-        json_t *ip = kube_member(v, "ip");
-        strcat(path, ".ip");
-        if (ip && kube_parse_ip(c, ip, path, 0, &s->lb_ips[s->nlb_ips]) < 0)
+        const jv_t *ip = kube_member(v, "ip");
+        if (ip && kube_parse_ip(c, ip, &ipp, 0, &s->lb_ips[s->nlb_ips]) < 0)
             return -1;
         s->nlb_ips += ip != NULL;
     }
     return 0;
 }
 
-static int kube_decode_service(kube_dctx_t *c, const json_t *obj, void **out)
+static int kube_decode_service(kube_dctx_t *c, const jv_t *obj, void **out)
 {
     kube_meta_t m;
-    const json_t *spec;
-    if (kube_meta(c, "Service", obj, true, &m) < 0 || kube_get_obj(c, obj, "", "spec", &spec) < 0)
+    const jv_t *spec;
+    if (kube_meta(c, "Service", obj, true, &m) < 0 || kube_get_obj(c, obj, NULL, "spec", &spec) < 0)
         return -1;
     model_service_t *s = calloc(1, sizeof(*s));
     if (!s)
@@ -596,28 +613,26 @@ static int kube_decode_service(kube_dctx_t *c, const json_t *obj, void **out)
 
 /* ---------- EndpointSlice ---------- */
 
-static int kube_ep_ports(kube_dctx_t *c, const json_t *obj, model_endpointslice_t *es)
+static int kube_ep_ports(kube_dctx_t *c, const jv_t *obj, model_endpointslice_t *es)
 {
-    const json_t *arr;
-    if (kube_get_arr(c, obj, "", "ports", KUBE_MAX_PORTS, &arr) < 0)
+    static const kube_path_t ports = {NULL, "ports", 0};
+    const jv_t *arr, *v;
+    if (kube_get_arr(c, obj, NULL, "ports", KUBE_MAX_PORTS, &arr) < 0)
         return -1;
-    if (!arr || json_array_size(arr) == 0)
+    if (!arr || arr->len == 0)
         return 0;
-    es->ports = calloc(json_array_size(arr), sizeof(*es->ports));
+    es->ports = calloc(arr->len, sizeof(*es->ports));
     if (!es->ports)
         return kube_oom(c);
     size_t i;
-    json_t *v;
-    json_array_foreach(arr, i, v)
+    KUBE_JARRAY_FOREACH(arr, i, v)
     {
-        char path[32];
+        kube_path_t at = {&ports, NULL, i};
         const char *name;
         model_ep_port_t p = {0};
-        snprintf(path, sizeof(path), "ports[%zu]", i);
-        if (kube_want(c, v, JSON_OBJECT, path, "") < 0 ||
-            kube_get_str(c, v, path, "name", &name) < 0 ||
-            kube_get_port(c, v, path, "port", false, &p.port) < 0 ||
-            kube_parse_proto(c, v, path, &p.protocol) < 0 ||
+        if (kube_want(c, v, KUBE_J_OBJECT, &at) < 0 || kube_get_str(c, v, &at, "name", &name) < 0 ||
+            kube_get_port(c, v, &at, "port", false, &p.port) < 0 ||
+            kube_parse_proto(c, v, &at, &p.protocol) < 0 ||
             kube_dup(c, name ? name : "", &p.name) < 0)
             return -1;
         es->ports[es->nports++] = p;
@@ -634,17 +649,16 @@ static void kube_endpoint_clear(model_endpoint_t *e)
 
 /* Conditions with the defaults of the API: ready absent means ready,
  * serving absent means whatever ready is, terminating absent means not. */
-static int kube_ep_conditions(kube_dctx_t *c, const json_t *ep, const char *path,
+static int kube_ep_conditions(kube_dctx_t *c, const jv_t *ep, const kube_path_t *p,
                               model_endpoint_t *e)
 {
-    const json_t *cond;
-    char p[64];
+    const jv_t *cond;
+    kube_path_t cp = {p, "conditions", 0};
     int ready, serving, term;
-    snprintf(p, sizeof(p), "%s.conditions", path);
-    if (kube_get_obj(c, ep, path, "conditions", &cond) < 0 ||
-        kube_get_bool(c, cond, p, "ready", &ready) < 0 ||
-        kube_get_bool(c, cond, p, "serving", &serving) < 0 ||
-        kube_get_bool(c, cond, p, "terminating", &term) < 0)
+    if (kube_get_obj(c, ep, p, "conditions", &cond) < 0 ||
+        kube_get_bool(c, cond, &cp, "ready", &ready) < 0 ||
+        kube_get_bool(c, cond, &cp, "serving", &serving) < 0 ||
+        kube_get_bool(c, cond, &cp, "terminating", &term) < 0)
         return -1;
     e->ready = ready != 0;
     e->serving = serving < 0 ? e->ready : serving != 0;
@@ -652,26 +666,24 @@ static int kube_ep_conditions(kube_dctx_t *c, const json_t *ep, const char *path
     return 0;
 }
 
-static int kube_endpoint(kube_dctx_t *c, const json_t *ep, const char *path, int family,
+static int kube_endpoint(kube_dctx_t *c, const jv_t *ep, const kube_path_t *p, int family,
                          model_endpoint_t *e)
 {
-    const json_t *addrs, *ref;
+    const jv_t *addrs, *ref;
     const char *node, *zone, *rkind = NULL, *rname = NULL;
-    char p[96];
-    if (kube_want(c, ep, JSON_OBJECT, path, "") < 0 ||
-        kube_get_arr(c, ep, path, "addresses", KUBE_MAX_ADDRESSES, &addrs) < 0)
+    kube_path_t ap = {p, "addresses", 0}, a0 = {&ap, NULL, 0}, rp = {p, "targetRef", 0};
+    if (kube_want(c, ep, KUBE_J_OBJECT, p) < 0 ||
+        kube_get_arr(c, ep, p, "addresses", KUBE_MAX_ADDRESSES, &addrs) < 0)
         return -1;
-    if (!addrs || json_array_size(addrs) == 0)
-        return kube_fail(c, "%s.addresses: missing or empty", path);
-    snprintf(p, sizeof(p), "%s.addresses[0]", path);
-    if (kube_parse_ip(c, json_array_get(addrs, 0), p, family, &e->ip) < 0)
+    if (!addrs || addrs->len == 0)
+        return kube_fail(c, &ap, "missing or empty");
+    if (kube_parse_ip(c, addrs + 1, &a0, family, &e->ip) < 0)
         return -1;
-    snprintf(p, sizeof(p), "%s.targetRef", path);
-    if (kube_ep_conditions(c, ep, path, e) < 0 ||
-        kube_get_str(c, ep, path, "nodeName", &node) < 0 ||
-        kube_get_str(c, ep, path, "zone", &zone) < 0 ||
-        kube_get_obj(c, ep, path, "targetRef", &ref) < 0 ||
-        kube_get_str(c, ref, p, "kind", &rkind) < 0 || kube_get_str(c, ref, p, "name", &rname) < 0)
+    if (kube_ep_conditions(c, ep, p, e) < 0 || kube_get_str(c, ep, p, "nodeName", &node) < 0 ||
+        kube_get_str(c, ep, p, "zone", &zone) < 0 ||
+        kube_get_obj(c, ep, p, "targetRef", &ref) < 0 ||
+        kube_get_str(c, ref, &rp, "kind", &rkind) < 0 ||
+        kube_get_str(c, ref, &rp, "name", &rname) < 0)
         return -1;
     if (kube_dup(c, node, &e->node) < 0 || kube_dup(c, zone, &e->zone) < 0)
         return -1;
@@ -680,25 +692,23 @@ static int kube_endpoint(kube_dctx_t *c, const json_t *ep, const char *path, int
     return 0;
 }
 
-static int kube_ep_endpoints(kube_dctx_t *c, const json_t *obj, int family,
-                             model_endpointslice_t *es)
+static int kube_ep_endpoints(kube_dctx_t *c, const jv_t *obj, int family, model_endpointslice_t *es)
 {
-    const json_t *arr;
-    if (kube_get_arr(c, obj, "", "endpoints", KUBE_MAX_ENDPOINTS, &arr) < 0)
+    static const kube_path_t eps = {NULL, "endpoints", 0};
+    const jv_t *arr, *v;
+    if (kube_get_arr(c, obj, NULL, "endpoints", KUBE_MAX_ENDPOINTS, &arr) < 0)
         return -1;
-    if (!arr || json_array_size(arr) == 0 || family == 0)
+    if (!arr || arr->len == 0 || family == 0)
         return 0;
-    es->endpoints = calloc(json_array_size(arr), sizeof(*es->endpoints));
+    es->endpoints = calloc(arr->len, sizeof(*es->endpoints));
     if (!es->endpoints)
         return kube_oom(c);
     size_t i;
-    json_t *v;
-    json_array_foreach(arr, i, v)
+    KUBE_JARRAY_FOREACH(arr, i, v)
     {
-        char path[32];
+        kube_path_t at = {&eps, NULL, i};
         model_endpoint_t e = {0};
-        snprintf(path, sizeof(path), "endpoints[%zu]", i);
-        if (kube_endpoint(c, v, path, family, &e) < 0) {
+        if (kube_endpoint(c, v, &at, family, &e) < 0) {
             kube_endpoint_clear(&e);
             return -1;
         }
@@ -708,13 +718,14 @@ static int kube_ep_endpoints(kube_dctx_t *c, const json_t *obj, int family,
 }
 
 /* addressType as the byte length of its addresses; 0 for FQDN (skipped). */
-static int kube_ep_family(kube_dctx_t *c, const json_t *obj, int *family)
+static int kube_ep_family(kube_dctx_t *c, const jv_t *obj, int *family)
 {
+    static const kube_path_t at = {NULL, "addressType", 0};
     const char *t;
-    if (kube_get_str(c, obj, "", "addressType", &t) < 0)
+    if (kube_get_str(c, obj, NULL, "addressType", &t) < 0)
         return -1;
     if (!t)
-        return kube_fail(c, "addressType: missing");
+        return kube_fail(c, &at, "missing");
     if (strcmp(t, "IPv4") == 0)
         *family = 4;
     else if (strcmp(t, "IPv6") == 0)
@@ -722,21 +733,21 @@ static int kube_ep_family(kube_dctx_t *c, const json_t *obj, int *family)
     else if (strcmp(t, "FQDN") == 0)
         *family = 0;
     else
-        return kube_fail(c, "addressType: unknown type \"%.32s\" (want IPv4, IPv6 or FQDN)", t);
+        return kube_fail(c, &at, "unknown type \"%.32s\" (want IPv4, IPv6 or FQDN)", t);
     return 0;
 }
 
-static int kube_decode_endpointslice(kube_dctx_t *c, const json_t *obj, void **out)
+static int kube_decode_endpointslice(kube_dctx_t *c, const jv_t *obj, void **out)
 {
     kube_meta_t m;
     const char *svc = NULL;
     int family = 0;
     if (kube_meta(c, "EndpointSlice", obj, true, &m) < 0 ||
-        kube_get_str(c, m.labels, "metadata.labels", SVC_NAME_LABEL, &svc) < 0 ||
+        kube_get_str(c, m.labels, &kube_p_labels, SVC_NAME_LABEL, &svc) < 0 ||
         kube_ep_family(c, obj, &family) < 0)
         return -1;
     if (!svc || !svc[0])
-        return kube_fail(c, "metadata.labels." SVC_NAME_LABEL ": missing");
+        return kube_fail(c, NULL, "metadata.labels." SVC_NAME_LABEL ": missing");
     model_endpointslice_t *es = calloc(1, sizeof(*es));
     if (!es)
         return kube_oom(c);
@@ -753,35 +764,33 @@ static int kube_decode_endpointslice(kube_dctx_t *c, const json_t *obj, void **o
 /* ---------- Pod ---------- */
 
 /* status.podIPs[].ip, or the older status.podIP. A pending pod has none. */
-static int kube_pod_ips(kube_dctx_t *c, const json_t *st, model_pod_t *p)
+static int kube_pod_ips(kube_dctx_t *c, const jv_t *st, model_pod_t *p)
 {
-    const json_t *arr;
-    const char *one;
-    if (kube_get_arr(c, st, "status", "podIPs", KUBE_MAX_IPS, &arr) < 0 ||
-        kube_get_str(c, st, "status", "podIP", &one) < 0)
+    static const kube_path_t ipsp = {&kube_p_status, "podIPs", 0};
+    static const kube_path_t onep = {&kube_p_status, "podIP", 0};
+    const jv_t *arr, *one, *v;
+    if (kube_get_arr(c, st, &kube_p_status, "podIPs", KUBE_MAX_IPS, &arr) < 0 ||
+        kube_get(c, st, &kube_p_status, "podIP", KUBE_J_STRING, &one) < 0)
         return -1;
-    size_t n = arr ? json_array_size(arr) : 0;
-    if (n == 0 && (!one || !one[0]))
+    size_t n = arr ? arr->len : 0;
+    if (n == 0 && (!one || !one->v.s[0]))
         return 0;
     p->ips = calloc(n ? n : 1, sizeof(*p->ips));
     if (!p->ips)
         return kube_oom(c);
     if (n == 0)
-        return kube_parse_ip(c, json_object_get(st, "podIP"), "status.podIP", 0,
-                             &p->ips[p->nips++]);
+        return kube_parse_ip(c, one, &onep, 0, &p->ips[p->nips++]);
     size_t i;
-    json_t *v;
-    json_array_foreach(arr, i, v)
+    KUBE_JARRAY_FOREACH(arr, i, v)
     {
-        char path[48];
-        const char *ip;
-        snprintf(path, sizeof(path), "status.podIPs[%zu]", i);
-        if (kube_want(c, v, JSON_OBJECT, path, "") < 0 || kube_get_str(c, v, path, "ip", &ip) < 0)
+        kube_path_t at = {&ipsp, NULL, i}, ipp = {&at, "ip", 0};
+        const jv_t *ip;
+        if (kube_want(c, v, KUBE_J_OBJECT, &at) < 0 ||
+            kube_get(c, v, &at, "ip", KUBE_J_STRING, &ip) < 0)
             return -1;
         if (!ip)
-            return kube_fail(c, "%s.ip: missing", path);
-        strcat(path, ".ip");
-        if (kube_parse_ip(c, json_object_get(v, "ip"), path, 0, &p->ips[p->nips]) < 0)
+            return kube_fail(c, &ipp, "missing");
+        if (kube_parse_ip(c, ip, &ipp, 0, &p->ips[p->nips]) < 0)
             return -1;
         p->nips++;
     }
@@ -789,42 +798,43 @@ static int kube_pod_ips(kube_dctx_t *c, const json_t *st, model_pod_t *p)
 }
 
 /* Ready means phase Running and condition Ready "True". */
-static int kube_pod_ready(kube_dctx_t *c, const json_t *st, bool *ready)
+static int kube_pod_ready(kube_dctx_t *c, const jv_t *st, bool *ready)
 {
+    static const kube_path_t condp = {&kube_p_status, "conditions", 0};
     const char *phase;
-    const json_t *conds;
+    const jv_t *conds, *v;
     bool cond_ready = false;
     *ready = false;
-    if (kube_get_str(c, st, "status", "phase", &phase) < 0 ||
-        kube_get_arr(c, st, "status", "conditions", KUBE_MAX_CONDITIONS, &conds) < 0)
+    if (kube_get_str(c, st, &kube_p_status, "phase", &phase) < 0 ||
+        kube_get_arr(c, st, &kube_p_status, "conditions", KUBE_MAX_CONDITIONS, &conds) < 0)
         return -1;
     size_t i;
-    json_t *v;
-    json_array_foreach(conds, i, v)
-    {
-        char path[48];
-        const char *type, *status;
-        snprintf(path, sizeof(path), "status.conditions[%zu]", i);
-        if (kube_want(c, v, JSON_OBJECT, path, "") < 0 ||
-            kube_get_str(c, v, path, "type", &type) < 0 ||
-            kube_get_str(c, v, path, "status", &status) < 0)
-            return -1;
-        if (type && strcmp(type, "Ready") == 0)
-            cond_ready = status && strcmp(status, "True") == 0;
+    if (conds) {
+        KUBE_JARRAY_FOREACH(conds, i, v)
+        {
+            kube_path_t at = {&condp, NULL, i};
+            const char *type, *status;
+            if (kube_want(c, v, KUBE_J_OBJECT, &at) < 0 ||
+                kube_get_str(c, v, &at, "type", &type) < 0 ||
+                kube_get_str(c, v, &at, "status", &status) < 0)
+                return -1;
+            if (type && strcmp(type, "Ready") == 0)
+                cond_ready = status && strcmp(status, "True") == 0;
+        }
     }
     *ready = phase && strcmp(phase, "Running") == 0 && cond_ready;
     return 0;
 }
 
-static int kube_decode_pod(kube_dctx_t *c, const json_t *obj, void **out)
+static int kube_decode_pod(kube_dctx_t *c, const jv_t *obj, void **out)
 {
     kube_meta_t m;
-    const json_t *spec, *st;
+    const jv_t *spec, *st;
     const char *node, *sa;
-    if (kube_meta(c, "Pod", obj, true, &m) < 0 || kube_get_obj(c, obj, "", "spec", &spec) < 0 ||
-        kube_get_obj(c, obj, "", "status", &st) < 0 ||
-        kube_get_str(c, spec, "spec", "nodeName", &node) < 0 ||
-        kube_get_str(c, spec, "spec", "serviceAccountName", &sa) < 0)
+    if (kube_meta(c, "Pod", obj, true, &m) < 0 || kube_get_obj(c, obj, NULL, "spec", &spec) < 0 ||
+        kube_get_obj(c, obj, NULL, "status", &st) < 0 ||
+        kube_get_str(c, spec, &kube_p_spec, "nodeName", &node) < 0 ||
+        kube_get_str(c, spec, &kube_p_spec, "serviceAccountName", &sa) < 0)
         return -1;
     model_pod_t *p = calloc(1, sizeof(*p));
     if (!p)
@@ -845,7 +855,7 @@ static int kube_decode_pod(kube_dctx_t *c, const json_t *obj, void **out)
 
 /* ---------- Node, Namespace ---------- */
 
-static int kube_decode_node(kube_dctx_t *c, const json_t *obj, void **out)
+static int kube_decode_node(kube_dctx_t *c, const jv_t *obj, void **out)
 {
     kube_meta_t m;
     if (kube_meta(c, "Node", obj, false, &m) < 0)
@@ -862,7 +872,7 @@ static int kube_decode_node(kube_dctx_t *c, const json_t *obj, void **out)
     return 0;
 }
 
-static int kube_decode_namespace(kube_dctx_t *c, const json_t *obj, void **out)
+static int kube_decode_namespace(kube_dctx_t *c, const jv_t *obj, void **out)
 {
     kube_meta_t m;
     if (kube_meta(c, "Namespace", obj, false, &m) < 0)
@@ -907,7 +917,7 @@ int kube_kind_lookup(const char *api_version, const char *kind, model_kind_t *ou
     return -1;
 }
 
-int kube_decode(model_kind_t kind, const json_t *obj, void **out, char *err, size_t errlen)
+int kube_decode_jv(model_kind_t kind, const kube_jv_t *obj, void **out, char *err, size_t errlen)
 {
     kube_dctx_t c = {.err = err, .errlen = errlen};
     if (err && errlen)
@@ -927,135 +937,165 @@ int kube_decode(model_kind_t kind, const json_t *obj, void **out, char *err, siz
     case MODEL_KIND__COUNT:
         break;
     }
-    return kube_fail(&c, "unknown model kind %d", (int)kind);
+    return kube_fail(&c, NULL, "unknown model kind %d", (int)kind);
+}
+
+/* A jansson value as parsed values: the text they borrow in *text (caller
+ * frees). NULL (with err) when j cannot be serialised. */
+static const kube_jv_t *kube_from_json(kube_jdoc_t *d, const json_t *j, char **text, kube_dctx_t *c)
+{
+    if (kube_jfrom_json(d, j, text) < 0) {
+        kube_fail(c, NULL, "%s", d->err);
+        return NULL;
+    }
+    return kube_jroot(d);
+}
+
+int kube_decode(model_kind_t kind, const json_t *obj, void **out, char *err, size_t errlen)
+{
+    kube_dctx_t c = {.err = err, .errlen = errlen};
+    kube_jdoc_t d = {0};
+    char *text = NULL;
+    *out = NULL;
+    if (!obj)
+        return kube_decode_jv(kind, NULL, out, err, errlen);
+    const kube_jv_t *v = kube_from_json(&d, obj, &text, &c);
+    int rc = v ? kube_decode_jv(kind, v, out, err, errlen) : -1;
+    kube_jdoc_clear(&d);
+    free(text);
+    return rc;
 }
 
 /* ---------- ServiceScope ---------- */
 
-/* Rejects members of o not in allowed (NULL terminated). */
-static int kube_only_fields(kube_dctx_t *c, const json_t *o, const char *path,
+/* Rejects members of o (at p) not in allowed (NULL terminated). */
+static int kube_only_fields(kube_dctx_t *c, const jv_t *o, const kube_path_t *p,
                             const char *const *allowed)
 {
-    const char *k;
-    json_t *v;
-    json_object_foreach((json_t *)o, k, v)
+    size_t i;
+    const jv_t *k;
+    KUBE_JOBJECT_FOREACH(o, i, k)
     {
-        size_t i = 0;
-        while (allowed[i] && strcmp(allowed[i], k) != 0)
-            i++;
-        if (!allowed[i])
-            return kube_fail(c, "%s: unknown field \"%.64s\"", path, k);
+        size_t a = 0;
+        while (allowed[a] && strcmp(allowed[a], k->v.s) != 0)
+            a++;
+        if (!allowed[a])
+            return kube_fail(c, p, "unknown field \"%.64s\"", k->v.s);
     }
     return 0;
 }
 
-static int kube_sel_labels(kube_dctx_t *c, const json_t *sel, const char *path, model_selector_t *s)
+static int kube_sel_labels(kube_dctx_t *c, const jv_t *sel, const kube_path_t *p,
+                           model_selector_t *s)
 {
-    const json_t *ml;
-    const char *k;
-    json_t *v;
-    char e[MODEL_ERRLEN];
-    if (kube_get_obj(c, sel, path, "matchLabels", &ml) < 0)
+    const jv_t *ml, *k;
+    kube_path_t mp = {p, "matchLabels", 0};
+    char e[MODEL_ERRLEN], path[160];
+    if (kube_get_obj(c, sel, p, "matchLabels", &ml) < 0)
         return -1;
-    if (ml && json_object_size(ml) > KUBE_MAX_LABELS)
-        return kube_fail(c, "%s.matchLabels: too many entries", path);
-    json_object_foreach((json_t *)ml, k, v)
+    if (!ml)
+        return 0;
+    if (ml->len > KUBE_MAX_LABELS)
+        return kube_fail(c, &mp, "too many entries");
+    kube_path_fmt(path, sizeof(path), &mp);
+    size_t i;
+    KUBE_JOBJECT_FOREACH(ml, i, k)
     {
-        if (!json_is_string(v))
-            return kube_fail(c, "%s.matchLabels[%.64s]: expected a string, got %s", path, k,
-                             kube_jtype(v));
-        if (model_selector_add_label(s, k, json_string_value(v), e, sizeof(e)) < 0)
-            return kube_fail(c, "%s.matchLabels[%.64s]: %s", path, k, e);
+        if (k[1].type != KUBE_J_STRING)
+            return kube_fail(c, NULL, "%s[%.64s]: expected a string, got %s", path, k->v.s,
+                             kube_jtype_name(k + 1));
+        if (model_selector_add_label(s, k->v.s, k[1].v.s, e, sizeof(e)) < 0)
+            return kube_fail(c, NULL, "%s[%.64s]: %s", path, k->v.s, e);
     }
     return 0;
 }
 
 /* The values of a matchExpression, checked against what the operator needs. */
-static int kube_sel_values(kube_dctx_t *c, const json_t *x, const char *path, model_selop_t op,
+static int kube_sel_values(kube_dctx_t *c, const jv_t *x, const kube_path_t *p, model_selop_t op,
                            const char ***vals, size_t *n)
 {
-    const json_t *arr;
+    const jv_t *arr, *v;
+    kube_path_t vp = {p, "values", 0};
     *vals = NULL;
     *n = 0;
-    if (kube_get_arr(c, x, path, "values", KUBE_MAX_SELECTOR_VALUES, &arr) < 0)
+    if (kube_get_arr(c, x, p, "values", KUBE_MAX_SELECTOR_VALUES, &arr) < 0)
         return -1;
-    *n = arr ? json_array_size(arr) : 0;
+    *n = arr ? arr->len : 0;
     bool want = op == MODEL_SELOP_IN || op == MODEL_SELOP_NOT_IN;
     if (want && *n == 0)
-        return kube_fail(c, "%s.values: operator %s needs at least one value", path,
-                         model_selop_name(op));
+        return kube_fail(c, &vp, "operator %s needs at least one value", model_selop_name(op));
     if (!want && *n > 0)
-        return kube_fail(c, "%s.values: operator %s takes no values", path, model_selop_name(op));
+        return kube_fail(c, &vp, "operator %s takes no values", model_selop_name(op));
     if (*n == 0)
         return 0;
     *vals = calloc(*n, sizeof(**vals));
     if (!*vals)
         return kube_oom(c);
-    for (size_t i = 0; i < *n; i++) {
-        json_t *v = json_array_get(arr, i);
-        if (!json_is_string(v))
-            return kube_fail(c, "%s.values[%zu]: expected a string, got %s", path, i,
-                             kube_jtype(v));
-        (*vals)[i] = json_string_value(v);
+    size_t i;
+    KUBE_JARRAY_FOREACH(arr, i, v)
+    {
+        kube_path_t at = {&vp, NULL, i};
+        if (kube_want(c, v, KUBE_J_STRING, &at) < 0)
+            return -1;
+        (*vals)[i] = v->v.s;
     }
     return 0;
 }
 
-static int kube_sel_expr(kube_dctx_t *c, const json_t *x, const char *path, model_selector_t *s)
+static int kube_sel_expr(kube_dctx_t *c, const jv_t *x, const kube_path_t *p, model_selector_t *s)
 {
     static const char *const fields[] = {"key", "operator", "values", NULL};
     const char *key, *opname, **vals = NULL;
     size_t n = 0;
     model_selop_t op;
     char e[MODEL_ERRLEN];
-    if (kube_want(c, x, JSON_OBJECT, path, "") < 0 || kube_only_fields(c, x, path, fields) < 0 ||
-        kube_get_str(c, x, path, "key", &key) < 0 ||
-        kube_get_str(c, x, path, "operator", &opname) < 0)
+    kube_path_t kp = {p, "key", 0}, op_p = {p, "operator", 0};
+    if (kube_want(c, x, KUBE_J_OBJECT, p) < 0 || kube_only_fields(c, x, p, fields) < 0 ||
+        kube_get_str(c, x, p, "key", &key) < 0 || kube_get_str(c, x, p, "operator", &opname) < 0)
         return -1;
     if (!key)
-        return kube_fail(c, "%s.key: missing", path);
+        return kube_fail(c, &kp, "missing");
     if (!opname)
-        return kube_fail(c, "%s.operator: missing", path);
+        return kube_fail(c, &op_p, "missing");
     if (model_selop_parse(opname, &op) < 0)
-        return kube_fail(c,
-                         "%s.operator: unknown operator \"%.32s\" (want In, NotIn, Exists "
-                         "or DoesNotExist)",
-                         path, opname);
-    int rc = kube_sel_values(c, x, path, op, &vals, &n);
+        return kube_fail(c, &op_p,
+                         "unknown operator \"%.32s\" (want In, NotIn, Exists or DoesNotExist)",
+                         opname);
+    int rc = kube_sel_values(c, x, p, op, &vals, &n);
     if (rc == 0 && model_selector_add_expr(s, key, op, vals, n, e, sizeof(e)) < 0)
-        rc = kube_fail(c, "%s: %s", path, e);
+        rc = kube_fail(c, p, "%s", e);
     free(vals);
     return rc;
 }
 
 /* A metav1.LabelSelector; absent gives NULL, which matches everything. */
-static int kube_selector(kube_dctx_t *c, const json_t *rule, const char *path, const char *key,
+static int kube_selector(kube_dctx_t *c, const jv_t *rule, const kube_path_t *p, const char *key,
                          model_selector_t **out)
 {
     static const char *const fields[] = {"matchLabels", "matchExpressions", NULL};
-    const json_t *sel, *exprs;
-    char p[96], xp[160];
+    const jv_t *sel, *exprs, *x;
+    kube_path_t sp = {p, key, 0}, xs = {&sp, "matchExpressions", 0};
     *out = NULL;
-    kube_path(p, sizeof(p), path, key);
-    if (kube_get_obj(c, rule, path, key, &sel) < 0)
+    if (kube_get_obj(c, rule, p, key, &sel) < 0)
         return -1;
     if (!sel)
         return 0;
-    if (kube_only_fields(c, sel, p, fields) < 0 ||
-        kube_get_arr(c, sel, p, "matchExpressions", KUBE_MAX_RULES, &exprs) < 0)
+    if (kube_only_fields(c, sel, &sp, fields) < 0 ||
+        kube_get_arr(c, sel, &sp, "matchExpressions", KUBE_MAX_RULES, &exprs) < 0)
         return -1;
     model_selector_t *s = model_selector_new();
     if (!s)
         return kube_oom(c);
-    if (kube_sel_labels(c, sel, p, s) < 0)
+    if (kube_sel_labels(c, sel, &sp, s) < 0)
         goto fail;
     size_t i;
-    json_t *x;
-    json_array_foreach(exprs, i, x)
-    {
-        snprintf(xp, sizeof(xp), "%s.matchExpressions[%zu]", p, i);
-        if (kube_sel_expr(c, x, xp, s) < 0)
-            goto fail;
+    if (exprs) {
+        KUBE_JARRAY_FOREACH(exprs, i, x)
+        {
+            kube_path_t at = {&xs, NULL, i};
+            if (kube_sel_expr(c, x, &at, s) < 0)
+                goto fail;
+        }
     }
     *out = s;
     return 0;
@@ -1071,48 +1111,51 @@ static void kube_rule_clear(model_scope_rule_t *r)
     model_selector_free(r->service_sel);
 }
 
-static int kube_rule(kube_dctx_t *c, const json_t *o, const char *path, const char *origin,
+static int kube_rule(kube_dctx_t *c, const jv_t *o, const kube_path_t *p, const char *origin,
                      model_scope_rule_t *r)
 {
     static const char *const fields[] = {"namespaceSelector", "servicesSelector", "scope", NULL};
     const char *scope;
-    if (kube_want(c, o, JSON_OBJECT, path, "") < 0 || kube_only_fields(c, o, path, fields) < 0 ||
-        kube_get_str(c, o, path, "scope", &scope) < 0)
+    kube_path_t sp = {p, "scope", 0};
+    if (kube_want(c, o, KUBE_J_OBJECT, p) < 0 || kube_only_fields(c, o, p, fields) < 0 ||
+        kube_get_str(c, o, p, "scope", &scope) < 0)
         return -1;
     if (!scope)
-        return kube_fail(c, "%s.scope: missing", path);
+        return kube_fail(c, &sp, "missing");
     if (strcmp(scope, "GLOBAL") == 0)
         r->scope = MODEL_SCOPE_GLOBAL;
     else if (strcmp(scope, "LOCAL") == 0)
         r->scope = MODEL_SCOPE_LOCAL;
     else
-        return kube_fail(c, "%s.scope: unknown scope \"%.32s\" (want GLOBAL or LOCAL)", path,
-                         scope);
-    if (kube_selector(c, o, path, "namespaceSelector", &r->namespace_sel) < 0 ||
-        kube_selector(c, o, path, "servicesSelector", &r->service_sel) < 0)
+        return kube_fail(c, &sp, "unknown scope \"%.32s\" (want GLOBAL or LOCAL)", scope);
+    if (kube_selector(c, o, p, "namespaceSelector", &r->namespace_sel) < 0 ||
+        kube_selector(c, o, p, "servicesSelector", &r->service_sel) < 0)
         return -1;
     return kube_dup(c, origin, &r->origin);
 }
 
-/* Decodes every rule of arr first and only then appends them, so that an
- * invalid rule leaves r as it was. */
-static int kube_rules(kube_dctx_t *c, const json_t *arr, const char *path, const char *origin,
+/* Decodes every rule of arr (at p) first and only then appends them, so that
+ * an invalid rule leaves r as it was. */
+static int kube_rules(kube_dctx_t *c, const jv_t *arr, const kube_path_t *p, const char *origin,
                       model_scope_rules_t *r)
 {
-    size_t n = json_array_size(arr), i;
+    size_t n = arr ? arr->len : 0, i;
+    const jv_t *v;
     if (n == 0)
         return 0;
     if (n > KUBE_MAX_RULES)
-        return kube_fail(c, "%s: %zu rules, more than the limit of %d", path, n, KUBE_MAX_RULES);
+        return kube_fail(c, p, "%zu rules, more than the limit of %d", n, KUBE_MAX_RULES);
     model_scope_rule_t *tmp = calloc(n, sizeof(*tmp));
     if (!tmp)
         return kube_oom(c);
     int rc = 0;
-    for (i = 0; i < n && rc == 0; i++) {
-        char p[64], o[256];
-        snprintf(p, sizeof(p), "%s[%zu]", path, i);
+    KUBE_JARRAY_FOREACH(arr, i, v)
+    {
+        char o[256];
+        kube_path_t at = {p, NULL, i};
         snprintf(o, sizeof(o), "%s[%zu]", origin, i);
-        rc = kube_rule(c, json_array_get(arr, i), p, o, &tmp[i]);
+        if (rc == 0)
+            rc = kube_rule(c, v, &at, o, &tmp[i]);
     }
     for (i = 0; i < n; i++) {
         if (rc == 0 && model_scope_rules_add(r, tmp[i]) < 0)
@@ -1124,49 +1167,64 @@ static int kube_rules(kube_dctx_t *c, const json_t *arr, const char *path, const
     return rc;
 }
 
-int kube_decode_servicescope(const json_t *obj, model_scope_rules_t *r, char *err, size_t errlen)
+static int kube_servicescope(kube_dctx_t *c, const jv_t *obj, model_scope_rules_t *r)
 {
-    kube_dctx_t c = {.err = err, .errlen = errlen};
-    const json_t *md, *spec, *rules;
+    static const kube_path_t rules_p = {&kube_p_spec, "rules", 0};
+    const jv_t *md, *spec, *rules;
     const char *av, *kind, *name;
     char origin[192];
-    if (err && errlen)
-        err[0] = '\0';
-    snprintf(c.what, sizeof(c.what), "ServiceScope");
-    if (!json_is_object(obj))
-        return kube_fail(&c, "expected an object, got %s", obj ? kube_jtype(obj) : "nothing");
-    if (kube_get_str(&c, obj, "", "apiVersion", &av) < 0 ||
-        kube_get_str(&c, obj, "", "kind", &kind) < 0)
+    c->kind = "ServiceScope";
+    if (!kube_jis(obj, KUBE_J_OBJECT))
+        return kube_fail(c, NULL, "expected an object, got %s", kube_jtype_name(obj));
+    if (kube_get_str(c, obj, NULL, "apiVersion", &av) < 0 ||
+        kube_get_str(c, obj, NULL, "kind", &kind) < 0)
         return -1;
     if (av && strcmp(av, "meshfed.io/v1alpha1") != 0)
-        return kube_fail(&c, "apiVersion: \"%.64s\", expected \"meshfed.io/v1alpha1\"", av);
+        return kube_fail(c, NULL, "apiVersion: \"%.64s\", expected \"meshfed.io/v1alpha1\"", av);
     if (kind && strcmp(kind, "ServiceScope") != 0)
-        return kube_fail(&c, "kind: \"%.64s\", expected \"ServiceScope\"", kind);
-    if (kube_get_obj(&c, obj, "", "metadata", &md) < 0 ||
-        kube_get_str(&c, md, "metadata", "name", &name) < 0)
+        return kube_fail(c, NULL, "kind: \"%.64s\", expected \"ServiceScope\"", kind);
+    if (kube_get_obj(c, obj, NULL, "metadata", &md) < 0 ||
+        kube_get_str(c, md, &kube_p_metadata, "name", &name) < 0)
         return -1;
     if (!name || !name[0])
-        return kube_fail(&c, "metadata.name: missing");
-    snprintf(c.what, sizeof(c.what), "ServiceScope %.160s", name);
+        return kube_fail(c, NULL, "metadata.name: missing");
+    c->name = name;
     snprintf(origin, sizeof(origin), "ServiceScope/%.160s", name);
-    if (kube_get_obj(&c, obj, "", "spec", &spec) < 0 ||
-        kube_get_arr(&c, spec, "spec", "rules", SIZE_MAX, &rules) < 0)
+    if (kube_get_obj(c, obj, NULL, "spec", &spec) < 0 ||
+        kube_get_arr(c, spec, &kube_p_spec, "rules", SIZE_MAX, &rules) < 0)
         return -1;
-    return kube_rules(&c, rules, "spec.rules", origin, r);
+    return kube_rules(c, rules, &rules_p, origin, r);
+}
+
+int kube_decode_servicescope(const json_t *obj, model_scope_rules_t *r, char *err, size_t errlen)
+{
+    kube_dctx_t c = {.err = err, .errlen = errlen, .kind = "ServiceScope"};
+    kube_jdoc_t d = {0};
+    char *text = NULL;
+    if (err && errlen)
+        err[0] = '\0';
+    const kube_jv_t *v = obj ? kube_from_json(&d, obj, &text, &c) : NULL;
+    int rc = v || !obj ? kube_servicescope(&c, v, r) : -1;
+    kube_jdoc_clear(&d);
+    free(text);
+    return rc;
 }
 
 int kube_decode_scope_configs(const json_t *arr, const char *origin, model_scope_rules_t *r,
                               char *err, size_t errlen)
 {
-    kube_dctx_t c = {.err = err, .errlen = errlen};
+    static const kube_path_t cfg_p = {NULL, "serviceScopeConfigs", 0};
+    kube_dctx_t c = {.err = err, .errlen = errlen, .kind = origin ? origin : "MeshConfig"};
+    kube_jdoc_t d = {0};
+    char *text = NULL;
     if (err && errlen)
         err[0] = '\0';
-    if (!origin)
-        origin = "MeshConfig";
-    snprintf(c.what, sizeof(c.what), "%.160s", origin);
     if (!arr || json_is_null(arr))
         return 0;
-    if (!json_is_array(arr))
-        return kube_fail(&c, "serviceScopeConfigs: expected an array, got %s", kube_jtype(arr));
-    return kube_rules(&c, arr, "serviceScopeConfigs", origin, r);
+    const kube_jv_t *v = kube_from_json(&d, arr, &text, &c);
+    int rc = v && kube_want(&c, v, KUBE_J_ARRAY, &cfg_p) == 0 ? kube_rules(&c, v, &cfg_p, c.kind, r)
+                                                              : -1;
+    kube_jdoc_clear(&d);
+    free(text);
+    return rc;
 }

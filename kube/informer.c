@@ -78,6 +78,7 @@ void kube_inf_free(kube_informer_t *inf)
     free(inf->rv);
     free(inf->cont);
     free(inf->buf);
+    kube_jdoc_clear(&inf->doc);
     free(inf);
 }
 
@@ -143,74 +144,108 @@ static int kube_inf_url(kube_informer_t *inf, char *out, size_t outlen)
 
 /* ---------- objects ---------- */
 
-/* "namespace/name" or "name"; the object's resourceVersion in *rv. */
-static int kube_obj_key(json_t *obj, char *key, size_t keylen, const char **rv)
+const char *kube_obj_name(const kube_obj_t *o)
 {
-    json_t *md = json_object_get(obj, "metadata");
-    const char *name = json_string_value(json_object_get(md, "name"));
-    const char *ns = json_string_value(json_object_get(md, "namespace"));
-    *rv = json_string_value(json_object_get(md, "resourceVersion"));
-    if (!name || !*name)
-        return -1;
-    int n =
-        ns && *ns ? snprintf(key, keylen, "%s/%s", ns, name) : snprintf(key, keylen, "%s", name);
-    return n > 0 && (size_t)n < keylen ? 0 : -1;
+    return o->name;
 }
 
-/* Lists leave kind and apiVersion out of items; consumers need them. */
-static void kube_fill_kind(kube_informer_t *inf, json_t *obj)
+const char *kube_obj_namespace(const kube_obj_t *o)
 {
-    const kube_resdef_t *d = &kube_resdefs[inf->res];
-    if (!json_object_get(obj, "kind"))
-        json_object_set_new(obj, "kind", json_string(d->kind));
-    if (!json_object_get(obj, "apiVersion"))
-        json_object_set_new(obj, "apiVersion", json_string(d->api_version));
+    return o->ns;
+}
+
+const char *kube_obj_resource_version(const kube_obj_t *o)
+{
+    return o->rv;
+}
+
+int kube_obj_decode(model_kind_t kind, const kube_obj_t *o, void **out, char *err, size_t errlen)
+{
+    if (!o->v) {
+        *out = NULL;
+        snprintf(err, errlen, "%s %s%s%s: only its name is known (deleted)", kube_res_name(o->res),
+                 o->ns ? o->ns : "", o->ns ? "/" : "", o->name);
+        return -1;
+    }
+    return kube_decode_jv(kind, o->v, out, err, errlen);
+}
+
+/* Lists leave kind and apiVersion out of items; consumers need them. A stub
+ * is {apiVersion, kind, metadata{name, namespace, resourceVersion}}. */
+json_t *kube_obj_json(const kube_obj_t *o)
+{
+    const kube_resdef_t *d = &kube_resdefs[o->res];
+    json_t *j = o->v ? kube_jto_json(o->v) : json_pack("{s:{s:s}}", "metadata", "name", o->name);
+    if (!j)
+        return NULL;
+    json_t *md = json_object_get(j, "metadata");
+    if (!o->v && o->ns)
+        json_object_set_new(md, "namespace", json_string(o->ns));
+    if (!o->v && o->rv)
+        json_object_set_new(md, "resourceVersion", json_string(o->rv));
+    if (!json_object_get(j, "kind"))
+        json_object_set_new(j, "kind", json_string(d->kind));
+    if (!json_object_get(j, "apiVersion"))
+        json_object_set_new(j, "apiVersion", json_string(d->api_version));
+    return j;
+}
+
+/* Reads v's identity into o; "namespace/name" or "name" into key. */
+static int kube_obj_init(kube_informer_t *inf, const kube_jv_t *v, kube_obj_t *o, char *key,
+                         size_t keylen)
+{
+    const kube_jv_t *md = kube_jget(v, "metadata");
+    const kube_jv_t *name = kube_jget(md, "name"), *ns = kube_jget(md, "namespace"),
+                    *rv = kube_jget(md, "resourceVersion");
+    *o = (kube_obj_t){.v = v, .res = inf->res};
+    if (!kube_jis(name, KUBE_J_STRING) || name->len == 0)
+        return -1;
+    o->name = name->v.s;
+    o->ns = kube_jis(ns, KUBE_J_STRING) && ns->len ? ns->v.s : NULL;
+    o->rv = kube_jis(rv, KUBE_J_STRING) ? rv->v.s : NULL;
+    int n = o->ns ? snprintf(key, keylen, "%s/%s", o->ns, o->name)
+                  : snprintf(key, keylen, "%s", o->name);
+    return n > 0 && (size_t)n < keylen ? 0 : -1;
 }
 
 /* Records obj as seen and tells the callback, unless it already saw this
  * exact version (a resumed watch or a relist of an unchanged object). */
-static void kube_inf_upsert(kube_informer_t *inf, json_t *obj, const char *key, const char *rv)
+static void kube_inf_upsert(kube_informer_t *inf, const kube_obj_t *obj, const char *key)
 {
     const char *prev = kube_smap_get(inf->cache, key);
-    bool same = prev && rv && strcmp(prev, rv) == 0;
+    bool same = prev && obj->rv && strcmp(prev, obj->rv) == 0;
     kube_ev_t ev = prev ? KUBE_EV_MODIFIED : KUBE_EV_ADDED;
-    if (kube_smap_put(inf->cache, key, rv, inf->gen) < 0) {
+    if (kube_smap_put(inf->cache, key, obj->rv, inf->gen) < 0) {
         kube_emit_error(inf->cl, inf->res, "cluster %s: %s: out of memory", inf->cl->id,
                         kube_res_name(inf->res));
         return;
     }
-    if (!same) {
-        kube_fill_kind(inf, obj);
+    if (!same)
         kube_emit(inf->cl, inf->res, ev, obj);
-    }
 }
 
-static void kube_inf_delete(kube_informer_t *inf, json_t *obj, const char *key)
+static void kube_inf_delete(kube_informer_t *inf, const kube_obj_t *obj, const char *key)
 {
     if (!kube_smap_get(inf->cache, key))
         return; /* never seen, or already deleted */
     kube_smap_del(inf->cache, key);
-    kube_fill_kind(inf, obj);
     kube_emit(inf->cl, inf->res, KUBE_EV_DELETED, obj);
 }
 
-/* A relist sweep found key gone: the callback gets a stub object. */
+/* A relist sweep found key gone: the callback gets a stub. */
 static void kube_inf_gone(void *arg, const char *key, const char *rv)
 {
     kube_informer_t *inf = arg;
+    char ns[512];
     const char *slash = strchr(key, '/');
-    json_t *md = json_object(), *obj = json_object();
-    if (slash) {
-        json_object_set_new(md, "namespace", json_stringn(key, (size_t)(slash - key)));
-        json_object_set_new(md, "name", json_string(slash + 1));
-    } else {
-        json_object_set_new(md, "name", json_string(key));
+    kube_obj_t o = {.name = key, .rv = rv, .res = inf->res};
+    if (slash && (size_t)(slash - key) < sizeof(ns)) {
+        memcpy(ns, key, (size_t)(slash - key));
+        ns[slash - key] = '\0';
+        o.ns = ns;
+        o.name = slash + 1;
     }
-    json_object_set_new(md, "resourceVersion", json_string(rv));
-    json_object_set_new(obj, "metadata", md);
-    kube_fill_kind(inf, obj);
-    kube_emit(inf->cl, inf->res, KUBE_EV_DELETED, obj);
-    json_decref(obj);
+    kube_emit(inf->cl, inf->res, KUBE_EV_DELETED, &o);
 }
 
 /* ---------- the watch stream ---------- */
@@ -222,64 +257,63 @@ static void kube_decode_error(kube_informer_t *inf, const char *what, const char
                     kube_res_name(inf->res), what, detail ? ": " : "", detail ? detail : "");
 }
 
-static void kube_watch_object(kube_informer_t *inf, const char *type, json_t *obj)
+static void kube_watch_object(kube_informer_t *inf, const char *type, const kube_jv_t *v)
 {
     char key[1024];
-    const char *rv;
-    if (kube_obj_key(obj, key, sizeof(key), &rv) < 0) {
+    kube_obj_t obj;
+    if (kube_obj_init(inf, v, &obj, key, sizeof(key)) < 0) {
         kube_decode_error(inf, "event object without metadata.name", type);
         return;
     }
     if (strcmp(type, "DELETED") == 0)
-        kube_inf_delete(inf, obj, key);
+        kube_inf_delete(inf, &obj, key);
     else
-        kube_inf_upsert(inf, obj, key, rv);
-    if (rv && *rv)
-        kube_set(&inf->rv, rv);
+        kube_inf_upsert(inf, &obj, key);
+    if (obj.rv && *obj.rv)
+        kube_set(&inf->rv, obj.rv);
 }
 
 /* An ERROR event: 410 means relist, anything else restarts the watch. */
-static int kube_watch_error(kube_informer_t *inf, json_t *obj)
+static int kube_watch_error(kube_informer_t *inf, const kube_jv_t *obj)
 {
-    json_int_t code = json_integer_value(json_object_get(obj, "code"));
-    const char *msg = json_string_value(json_object_get(obj, "message"));
-    if (code == 410) {
+    const kube_jv_t *code = kube_jget(obj, "code"), *msg = kube_jget(obj, "message");
+    if (kube_jis(code, KUBE_J_INT) && code->v.i == 410) {
         inf->gone = true;
         return -1;
     }
     inf->stream_err = true;
     kube_emit_error(inf->cl, inf->res, "cluster %s: watch %s: error event %lld: %s", inf->cl->id,
-                    kube_res_name(inf->res), (long long)code, msg ? msg : "?");
+                    kube_res_name(inf->res),
+                    kube_jis(code, KUBE_J_INT) ? (long long)code->v.i : 0LL,
+                    kube_jis(msg, KUBE_J_STRING) ? msg->v.s : "?");
     return -1;
 }
 
-/* One complete line. -1 stops the stream. */
-static int kube_watch_line(kube_informer_t *inf, const char *line, size_t n)
+/* One complete line (parsed in place). -1 stops the stream. */
+static int kube_watch_line(kube_informer_t *inf, char *line, size_t n)
 {
-    json_error_t je;
     size_t i = 0;
     while (i < n && (line[i] == ' ' || line[i] == '\r' || line[i] == '\t'))
         i++;
     if (i == n)
         return 0;
-    json_t *ev = json_loadb(line, n, 0, &je);
-    if (!ev) {
-        kube_decode_error(inf, "malformed event", je.text);
+    if (kube_jparse(&inf->doc, line, n) < 0) {
+        kube_decode_error(inf, "malformed event", inf->doc.err);
         return 0;
     }
-    const char *type = json_string_value(json_object_get(ev, "type"));
-    json_t *obj = json_object_get(ev, "object");
+    const kube_jv_t *ev = kube_jroot(&inf->doc), *t = kube_jget(ev, "type"),
+                    *obj = kube_jget(ev, "object");
+    const char *type = kube_jis(t, KUBE_J_STRING) ? t->v.s : NULL;
     int rc = 0;
-    if (!json_is_object(ev) || !type || !json_is_object(obj)) {
+    if (!type || !kube_jis(obj, KUBE_J_OBJECT)) {
         kube_decode_error(inf, "event without type or object", NULL);
     } else if (strcmp(type, "ERROR") == 0) {
         rc = kube_watch_error(inf, obj);
     } else if (strcmp(type, "BOOKMARK") == 0) {
-        const char *rv =
-            json_string_value(json_object_get(json_object_get(obj, "metadata"), "resourceVersion"));
+        const kube_jv_t *rv = kube_jget(kube_jget(obj, "metadata"), "resourceVersion");
         kube_count(inf->cl->w, KUBE_ST_BOOKMARKS);
-        if (rv && *rv)
-            kube_set(&inf->rv, rv);
+        if (kube_jis(rv, KUBE_J_STRING) && rv->len)
+            kube_set(&inf->rv, rv->v.s);
     } else if (!strcmp(type, "ADDED") || !strcmp(type, "MODIFIED") || !strcmp(type, "DELETED")) {
         kube_watch_object(inf, type, obj);
     } else {
@@ -287,7 +321,6 @@ static int kube_watch_line(kube_informer_t *inf, const char *line, size_t n)
     }
     if (rc == 0)
         kube_cluster_ok(inf->cl);
-    json_decref(ev);
     return rc;
 }
 
@@ -377,47 +410,49 @@ static void kube_inf_list_done(kube_informer_t *inf)
  * sweeps what is gone and switches to watching. */
 static void kube_list_page(kube_informer_t *inf)
 {
-    json_error_t je;
-    json_t *root = json_loadb(inf->buf, inf->len, 0, &je), *it;
-    json_t *md = json_object_get(root, "metadata"), *items = json_object_get(root, "items");
-    const char *rv = json_string_value(json_object_get(md, "resourceVersion"));
-    const char *cont = json_string_value(json_object_get(md, "continue"));
-    size_t i;
     char key[1024];
     kube_count(inf->cl->w, KUBE_ST_LISTS);
-    if (!json_is_object(root) || (items && !json_is_array(items) && !json_is_null(items)) || !rv) {
+    int prc = kube_jparse(&inf->doc, inf->buf ? inf->buf : "", inf->buf ? inf->len : 0);
+    const kube_jv_t *root = prc == 0 ? kube_jroot(&inf->doc) : NULL;
+    const kube_jv_t *md = kube_jget(root, "metadata"), *items = kube_jget(root, "items");
+    const kube_jv_t *rv = kube_jget(md, "resourceVersion"), *cont = kube_jget(md, "continue"), *it;
+    if (!kube_jis(root, KUBE_J_OBJECT) ||
+        (items && !kube_jis(items, KUBE_J_ARRAY) && !kube_jis(items, KUBE_J_NULL)) ||
+        !kube_jis(rv, KUBE_J_STRING)) {
         kube_count(inf->cl->w, KUBE_ST_DECODE);
         kube_emit_error(inf->cl, inf->res, "cluster %s: list %s: malformed list: %s", inf->cl->id,
                         kube_res_name(inf->res),
-                        root ? "not a list with metadata.resourceVersion" : je.text);
-        json_decref(root);
+                        root ? "not a list with metadata.resourceVersion" : inf->doc.err);
         kube_set(&inf->cont, NULL);
         kube_backoff(inf);
         return;
     }
-    json_array_foreach(items, i, it)
-    {
-        const char *irv;
-        if (!json_is_object(it) || kube_obj_key(it, key, sizeof(key), &irv) < 0) {
-            kube_count(inf->cl->w, KUBE_ST_DECODE);
-            kube_emit_error(inf->cl, inf->res, "cluster %s: list %s: items[%zu] has no name",
-                            inf->cl->id, kube_res_name(inf->res), i);
-            continue;
+    size_t i;
+    if (kube_jis(items, KUBE_J_ARRAY)) {
+        KUBE_JARRAY_FOREACH(items, i, it)
+        {
+            kube_obj_t obj;
+            if (!kube_jis(it, KUBE_J_OBJECT) ||
+                kube_obj_init(inf, it, &obj, key, sizeof(key)) < 0) {
+                kube_count(inf->cl->w, KUBE_ST_DECODE);
+                kube_emit_error(inf->cl, inf->res, "cluster %s: list %s: items[%zu] has no name",
+                                inf->cl->id, kube_res_name(inf->res), i);
+                continue;
+            }
+            kube_inf_upsert(inf, &obj, key);
         }
-        kube_inf_upsert(inf, it, key, irv);
     }
     inf->backoff_ms = 0;
     inf->due_ms = 0;
-    if (cont && *cont) {
-        kube_set(&inf->cont, cont);
+    if (kube_jis(cont, KUBE_J_STRING) && cont->len) {
+        kube_set(&inf->cont, cont->v.s);
     } else {
         kube_set(&inf->cont, NULL);
-        kube_set(&inf->rv, rv);
+        kube_set(&inf->rv, rv->v.s);
         kube_smap_sweep(inf->cache, inf->gen, kube_inf_gone, inf);
         inf->phase = KUBE_PH_WATCH;
         kube_inf_list_done(inf);
     }
-    json_decref(root);
 }
 
 /* ---------- requests ---------- */
@@ -432,6 +467,7 @@ int kube_inf_start(kube_informer_t *inf)
         inf->buf = NULL;
         inf->cap = 0;
     }
+    kube_jdoc_trim(&inf->doc, 1u << 14);
     inf->len = 0;
     inf->status = 0;
     inf->skipping = inf->gone = inf->stream_err = inf->toobig = inf->got_data = false;

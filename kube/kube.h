@@ -154,18 +154,35 @@ typedef enum kube_res {
 typedef enum kube_ev {
     KUBE_EV_ADDED,
     KUBE_EV_MODIFIED,
-    KUBE_EV_DELETED,   /* obj may be a stub {apiVersion, kind, metadata{name, namespace}} */
+    KUBE_EV_DELETED,   /* obj may be a stub: name and namespace only */
     KUBE_EV_SYNCED,    /* res finished its initial list (or a relist); obj NULL */
     KUBE_EV_STALE,     /* cluster: no successful request for stale_after_s; res __COUNT */
     KUBE_EV_RECOVERED, /* cluster: a request succeeded again after STALE */
     KUBE_EV_ERROR,     /* obj NULL, msg says what (names the cluster) */
 } kube_ev_t;
 
-/* Called on the watcher's I/O thread. obj is borrowed (incref to keep it);
- * list items carry kind and apiVersion. Must not block for long: every
- * cluster shares the thread. May call kube_watcher_add/remove_cluster. */
+/* An object as the watcher hands it to the callback: parsed once, in the
+ * watcher's own compact form, and borrowed for the duration of the call. */
+typedef struct kube_obj kube_obj_t;
+
+/* metadata.name; metadata.namespace (NULL for cluster-scoped objects);
+ * metadata.resourceVersion (NULL if absent). Valid while o is. */
+const char *kube_obj_name(const kube_obj_t *o);
+const char *kube_obj_namespace(const kube_obj_t *o);
+const char *kube_obj_resource_version(const kube_obj_t *o);
+/* Decodes o into a model struct exactly as kube_decode does, without going
+ * through jansson. A DELETED stub (see KUBE_EV_DELETED) does not decode. */
+int kube_obj_decode(model_kind_t kind, const kube_obj_t *o, void **out, char *err, size_t errlen);
+/* o as a new jansson value (caller owns), with kind and apiVersion filled in
+ * when the API left them out (list items); NULL when out of memory. For
+ * the kinds meshfed keeps whole (Secrets, ServiceScopes, Gateways). */
+json_t *kube_obj_json(const kube_obj_t *o);
+
+/* Called on the watcher's I/O thread. obj is borrowed (see kube_obj_t).
+ * Must not block for long: every cluster shares the thread. May call
+ * kube_watcher_add/remove_cluster. */
 typedef void (*kube_event_fn)(void *arg, const char *cluster, kube_res_t res, kube_ev_t ev,
-                              json_t *obj, const char *msg);
+                              const kube_obj_t *obj, const char *msg);
 
 typedef struct kube_watcher kube_watcher_t;
 

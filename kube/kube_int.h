@@ -12,6 +12,7 @@
 
 #include <curl/curl.h>
 
+#include "jv.h"
 #include "kube.h"
 
 #define KUBE_MAX_LINE (16u << 20)  /* one watch event */
@@ -36,6 +37,17 @@ size_t kube_smap_count(const kube_smap_t *m);
 /* Removes every entry whose mark is not gen, calling fn before each. */
 void kube_smap_sweep(kube_smap_t *m, unsigned gen, kube_smap_fn fn, void *arg);
 
+/* ---------- objects (informer.c) and their decoding (decode.c) ---------- */
+
+struct kube_obj {
+    const kube_jv_t *v; /* NULL: a stub naming an object a relist found gone */
+    const char *name, *ns, *rv;
+    kube_res_t res;
+};
+
+/* kube_decode on parsed values; obj NULL decodes as "nothing". */
+int kube_decode_jv(model_kind_t kind, const kube_jv_t *obj, void **out, char *err, size_t errlen);
+
 /* ---------- informers ---------- */
 
 typedef struct kube_cluster kube_cluster_t;
@@ -58,6 +70,7 @@ typedef struct kube_informer {
     char *rv;           /* where the watch resumes */
     char *cont;         /* list continue token */
     char *buf;          /* list body, watch partial line, or error body */
+    kube_jdoc_t doc;    /* buf parsed (a list page or one watch line) */
     size_t len, cap;
     bool skipping;   /* discarding the rest of an oversized watch line */
     bool gone;       /* the watch stream said 410 */
@@ -125,7 +138,7 @@ void kube_count(struct kube_watcher *w, int which);
 /* An error event: formats msg, counts it, calls back. */
 void kube_emit_error(kube_cluster_t *cl, kube_res_t res, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
-void kube_emit(kube_cluster_t *cl, kube_res_t res, kube_ev_t ev, json_t *obj);
+void kube_emit(kube_cluster_t *cl, kube_res_t res, kube_ev_t ev, const kube_obj_t *obj);
 void kube_cluster_ok(kube_cluster_t *cl);
 /* Resets e and prepares it for a request of path (with query) on conn: URL,
  * TLS, bearer token (token_file re-read), timeouts for connecting, common

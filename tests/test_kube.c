@@ -36,20 +36,24 @@ typedef struct col {
     size_t n, cap;
 } col_t;
 
-static void on_event(void *arg, const char *cluster, kube_res_t res, kube_ev_t ev, json_t *obj,
-                     const char *msg)
+static void on_event(void *arg, const char *cluster, kube_res_t res, kube_ev_t ev,
+                     const kube_obj_t *obj, const char *msg)
 {
     col_t *c = arg;
     rec_t r = {.res = res, .ev = ev};
     snprintf(r.cluster, sizeof(r.cluster), "%s", cluster);
     if (obj) {
-        json_t *md = json_object_get(obj, "metadata");
-        const char *ns = json_string_value(json_object_get(md, "namespace"));
-        const char *name = json_string_value(json_object_get(md, "name"));
-        snprintf(r.key, sizeof(r.key), "%s%s%s", ns ? ns : "", ns ? "/" : "", name ? name : "");
-        snprintf(r.rv, sizeof(r.rv), "%s",
-                 json_string_value(json_object_get(md, "resourceVersion")) ?: "");
-        ck_assert_ptr_nonnull(json_object_get(obj, "kind"));
+        const char *ns = kube_obj_namespace(obj), *name = kube_obj_name(obj);
+        snprintf(r.key, sizeof(r.key), "%s%s%s", ns ? ns : "", ns ? "/" : "", name);
+        snprintf(r.rv, sizeof(r.rv), "%s", kube_obj_resource_version(obj) ?: "");
+        /* the jansson view agrees with the accessors and names the kind */
+        json_t *j = kube_obj_json(obj);
+        json_t *md = json_object_get(j, "metadata");
+        ck_assert_ptr_nonnull(json_object_get(j, "kind"));
+        ck_assert_ptr_nonnull(json_object_get(j, "apiVersion"));
+        ck_assert_str_eq(json_string_value(json_object_get(md, "name")), name);
+        ck_assert_pstr_eq(json_string_value(json_object_get(md, "namespace")), ns);
+        json_decref(j);
     }
     snprintf(r.msg, sizeof(r.msg), "%s", msg ? msg : "");
     pthread_mutex_lock(&c->mu);

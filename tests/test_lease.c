@@ -140,16 +140,18 @@ static struct {
     char status_x[64];
 } ev;
 
-static void on_event(void *arg, const char *cluster, kube_res_t res, kube_ev_t e, json_t *obj,
-                     const char *msg)
+static void on_event(void *arg, const char *cluster, kube_res_t res, kube_ev_t e,
+                     const kube_obj_t *o, const char *msg)
 {
     (void)arg, (void)cluster, (void)res, (void)msg;
     if (e != KUBE_EV_MODIFIED)
         return;
+    json_t *obj = kube_obj_json(o);
     pthread_mutex_lock(&ev.mu);
     ev.modified++;
     snprintf(ev.status_x, sizeof(ev.status_x), "%s",
              json_string_value(json_object_get(json_object_get(obj, "status"), "x")) ?: "");
+    json_decref(obj);
     pthread_cond_broadcast(&ev.cv);
     pthread_mutex_unlock(&ev.mu);
 }

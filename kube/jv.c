@@ -1,0 +1,499 @@
+/*
+ * jv.c - the watcher's in-place JSON parser (see jv.h for why it exists).
+ *
+ * One loop over the input with an explicit stack of open containers, so that
+ * deep nesting costs heap, not C stack. Every error names the byte offset.
+ */
+#include "jv.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct kube_jp {
+    kube_jdoc_t *d;
+    char *buf, *p, *end;
+} kube_jp_t;
+
+static int kube_jfail(kube_jp_t *jp, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static int kube_jfail(kube_jp_t *jp, const char *fmt, ...)
+{
+    int n = snprintf(jp->d->err, sizeof(jp->d->err), "offset %zu: ", (size_t)(jp->p - jp->buf));
+    va_list ap;
+    va_start(ap, fmt);
+    if (n > 0 && (size_t)n < sizeof(jp->d->err))
+        vsnprintf(jp->d->err + n, sizeof(jp->d->err) - (size_t)n, fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
+static void kube_jws(kube_jp_t *jp)
+{
+    while (jp->p < jp->end && (*jp->p == ' ' || *jp->p == '\n' || *jp->p == '\r' || *jp->p == '\t'))
+        jp->p++;
+}
+
+/* A new slot; its index in *idx. */
+static int kube_jslot(kube_jp_t *jp, kube_jtype_t t, size_t *idx)
+{
+    kube_jdoc_t *d = jp->d;
+    if (d->n == d->cap) {
+        size_t cap = d->cap ? d->cap * 2 : 256;
+        kube_jv_t *v = cap > UINT32_MAX ? NULL : realloc(d->v, cap * sizeof(*v));
+        if (!v)
+            return kube_jfail(jp, "out of memory");
+        d->v = v;
+        d->cap = cap;
+    }
+    *idx = d->n++;
+    d->v[*idx] = (kube_jv_t){.type = (uint8_t)t, .size = 1};
+    return 0;
+}
+
+static int kube_jhex4(const char *s, unsigned *out)
+{
+    unsigned v = 0;
+    for (int i = 0; i < 4; i++) {
+        char c = s[i];
+        v <<= 4;
+        if (c >= '0' && c <= '9')
+            v |= (unsigned)(c - '0');
+        else if (c >= 'a' && c <= 'f')
+            v |= (unsigned)(c - 'a' + 10);
+        else if (c >= 'A' && c <= 'F')
+            v |= (unsigned)(c - 'A' + 10);
+        else
+            return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+static char *kube_jput_utf8(char *w, unsigned cp)
+{
+    if (cp < 0x80) {
+        *w++ = (char)cp;
+    } else if (cp < 0x800) {
+        *w++ = (char)(0xC0 | (cp >> 6));
+        *w++ = (char)(0x80 | (cp & 0x3F));
+    } else if (cp < 0x10000) {
+        *w++ = (char)(0xE0 | (cp >> 12));
+        *w++ = (char)(0x80 | ((cp >> 6) & 0x3F));
+        *w++ = (char)(0x80 | (cp & 0x3F));
+    } else {
+        *w++ = (char)(0xF0 | (cp >> 18));
+        *w++ = (char)(0x80 | ((cp >> 12) & 0x3F));
+        *w++ = (char)(0x80 | ((cp >> 6) & 0x3F));
+        *w++ = (char)(0x80 | (cp & 0x3F));
+    }
+    return w;
+}
+
+/* Length of the valid UTF-8 sequence at s (lead byte >= 0x80), or 0. */
+static size_t kube_jutf8(const unsigned char *s, const unsigned char *end)
+{
+    unsigned char c = s[0], lo = 0x80, hi = 0xBF;
+    size_t n;
+    if (c >= 0xC2 && c <= 0xDF)
+        n = 2;
+    else if (c >= 0xE0 && c <= 0xEF)
+        n = 3;
+    else if (c >= 0xF0 && c <= 0xF4)
+        n = 4;
+    else
+        return 0;
+    if (c == 0xE0)
+        lo = 0xA0; /* overlong */
+    else if (c == 0xED)
+        hi = 0x9F; /* surrogates */
+    else if (c == 0xF0)
+        lo = 0x90; /* overlong */
+    else if (c == 0xF4)
+        hi = 0x8F; /* above U+10FFFF */
+    if ((size_t)(end - s) < n || s[1] < lo || s[1] > hi)
+        return 0;
+    for (size_t i = 2; i < n; i++)
+        if (s[i] < 0x80 || s[i] > 0xBF)
+            return 0;
+    return n;
+}
+
+/* One \uXXXX escape (or a surrogate pair) at *r (just past the backslash
+ * and 'u'), written as UTF-8 at *w. */
+static int kube_jescape_u(kube_jp_t *jp, char **r, char **w)
+{
+    unsigned cp, lo;
+    if (jp->end - *r < 4 || kube_jhex4(*r, &cp) < 0)
+        return kube_jfail(jp, "invalid \\u escape");
+    *r += 4;
+    if (cp >= 0xDC00 && cp <= 0xDFFF)
+        return kube_jfail(jp, "lone low surrogate \\u%04X", cp);
+    if (cp >= 0xD800 && cp <= 0xDBFF) {
+        if (jp->end - *r < 6 || (*r)[0] != '\\' || (*r)[1] != 'u' || kube_jhex4(*r + 2, &lo) < 0 ||
+            lo < 0xDC00 || lo > 0xDFFF)
+            return kube_jfail(jp, "high surrogate \\u%04X without a low one", cp);
+        *r += 6;
+        cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
+    }
+    if (cp == 0)
+        return kube_jfail(jp, "\\u0000 is not allowed in a string");
+    *w = kube_jput_utf8(*w, cp);
+    return 0;
+}
+
+/* The string whose opening quote is at jp->p, unescaped in place. */
+static int kube_jstring(kube_jp_t *jp, size_t idx)
+{
+    char *start = ++jp->p, *r = start, *w;
+    /* the common case: printable ASCII, no escapes */
+    while (r < jp->end && (unsigned char)*r >= 0x20 && (unsigned char)*r < 0x80 && *r != '"' &&
+           *r != '\\')
+        r++;
+    w = r;
+    for (;;) {
+        if (r >= jp->end) {
+            jp->p = r;
+            return kube_jfail(jp, "unterminated string");
+        }
+        unsigned char c = (unsigned char)*r;
+        if (c == '"')
+            break;
+        if (c < 0x20) {
+            jp->p = r;
+            return kube_jfail(jp, "control character 0x%02x in a string", c);
+        }
+        if (c >= 0x80) {
+            size_t n = kube_jutf8((const unsigned char *)r, (const unsigned char *)jp->end);
+            if (n == 0) {
+                jp->p = r;
+                return kube_jfail(jp, "invalid UTF-8 in a string");
+            }
+            memmove(w, r, n);
+            w += n;
+            r += n;
+            continue;
+        }
+        if (c != '\\') {
+            *w++ = *r++;
+            continue;
+        }
+        jp->p = r;
+        if (++r >= jp->end)
+            return kube_jfail(jp, "unterminated string");
+        char e = *r++;
+        switch (e) {
+        case '"':
+        case '\\':
+        case '/':
+            *w++ = e;
+            break;
+        case 'b':
+            *w++ = '\b';
+            break;
+        case 'f':
+            *w++ = '\f';
+            break;
+        case 'n':
+            *w++ = '\n';
+            break;
+        case 'r':
+            *w++ = '\r';
+            break;
+        case 't':
+            *w++ = '\t';
+            break;
+        case 'u':
+            if (kube_jescape_u(jp, &r, &w) < 0)
+                return -1;
+            break;
+        default:
+            return kube_jfail(jp, "invalid escape \\%c", e);
+        }
+    }
+    *w = '\0';
+    jp->p = r + 1;
+    kube_jv_t *v = &jp->d->v[idx];
+    v->type = KUBE_J_STRING;
+    v->len = (uint32_t)(w - start);
+    v->v.s = start;
+    return 0;
+}
+
+static int kube_jnumber(kube_jp_t *jp, size_t idx)
+{
+    char *s = jp->p, *q = s;
+    bool neg = *q == '-', real = false;
+    if (neg)
+        q++;
+    if (q >= jp->end || *q < '0' || *q > '9')
+        return kube_jfail(jp, "invalid token");
+    if (*q == '0')
+        q++;
+    else
+        while (q < jp->end && *q >= '0' && *q <= '9')
+            q++;
+    if (q < jp->end && *q == '.') {
+        real = true;
+        if (++q >= jp->end || *q < '0' || *q > '9')
+            return kube_jfail(jp, "invalid number");
+        while (q < jp->end && *q >= '0' && *q <= '9')
+            q++;
+    }
+    if (q < jp->end && (*q == 'e' || *q == 'E')) {
+        real = true;
+        if (++q < jp->end && (*q == '+' || *q == '-'))
+            q++;
+        if (q >= jp->end || *q < '0' || *q > '9')
+            return kube_jfail(jp, "invalid number");
+        while (q < jp->end && *q >= '0' && *q <= '9')
+            q++;
+    }
+    kube_jv_t *v = &jp->d->v[idx];
+    if (!real) {
+        uint64_t u = 0, lim = neg ? (uint64_t)INT64_MAX + 1 : (uint64_t)INT64_MAX;
+        for (const char *c = s + neg; c < q; c++) {
+            unsigned dig = (unsigned)(*c - '0');
+            if (u > (lim - dig) / 10)
+                return kube_jfail(jp, "integer out of the 64-bit range");
+            u = u * 10 + dig;
+        }
+        v->type = KUBE_J_INT;
+        v->v.i = neg ? (int64_t)(0 - u) : (int64_t)u;
+    } else {
+        size_t n = (size_t)(q - s);
+        char small[64], *tmp = n < sizeof(small) ? small : malloc(n + 1);
+        if (!tmp)
+            return kube_jfail(jp, "out of memory");
+        memcpy(tmp, s, n);
+        tmp[n] = '\0';
+        errno = 0;
+        double d = strtod(tmp, NULL);
+        int range = errno;
+        if (tmp != small)
+            free(tmp);
+        if (range == ERANGE && (d > 1.0 || d < -1.0))
+            return kube_jfail(jp, "number out of range");
+        v->type = KUBE_J_REAL;
+        v->v.d = d;
+    }
+    jp->p = q;
+    return 0;
+}
+
+static int kube_jword(kube_jp_t *jp, const char *word, size_t n, kube_jtype_t t, size_t idx)
+{
+    if ((size_t)(jp->end - jp->p) < n || memcmp(jp->p, word, n) != 0)
+        return kube_jfail(jp, "invalid token");
+    jp->p += n;
+    jp->d->v[idx].type = (uint8_t)t;
+    return 0;
+}
+
+static int kube_jopen(kube_jp_t *jp, size_t idx)
+{
+    kube_jdoc_t *d = jp->d;
+    if (d->depth == KUBE_J_MAX_DEPTH)
+        return kube_jfail(jp, "nested deeper than %d", KUBE_J_MAX_DEPTH);
+    if (d->depth == d->stack_cap) {
+        size_t cap = d->stack_cap ? d->stack_cap * 2 : 32;
+        uint32_t *s = realloc(d->stack, cap * sizeof(*s));
+        if (!s)
+            return kube_jfail(jp, "out of memory");
+        d->stack = s;
+        d->stack_cap = cap;
+    }
+    d->stack[d->depth++] = (uint32_t)idx;
+    jp->p++;
+    return 0;
+}
+
+static void kube_jclose(kube_jp_t *jp)
+{
+    kube_jdoc_t *d = jp->d;
+    size_t idx = d->stack[--d->depth];
+    d->v[idx].size = (uint32_t)(d->n - idx);
+    jp->p++;
+}
+
+/* A value starting at jp->p (whitespace skipped). A container is opened
+ * and left on the stack for the loop in kube_jparse to fill. */
+static int kube_jvalue(kube_jp_t *jp)
+{
+    size_t idx = 0;
+    if (jp->p >= jp->end)
+        return kube_jfail(jp, "unexpected end of input");
+    if (kube_jslot(jp, KUBE_J_NULL, &idx) < 0)
+        return -1;
+    switch (*jp->p) {
+    case '{':
+        jp->d->v[idx].type = KUBE_J_OBJECT;
+        return kube_jopen(jp, idx);
+    case '[':
+        jp->d->v[idx].type = KUBE_J_ARRAY;
+        return kube_jopen(jp, idx);
+    case '"':
+        return kube_jstring(jp, idx);
+    case 't':
+        return kube_jword(jp, "true", 4, KUBE_J_TRUE, idx);
+    case 'f':
+        return kube_jword(jp, "false", 5, KUBE_J_FALSE, idx);
+    case 'n':
+        return kube_jword(jp, "null", 4, KUBE_J_NULL, idx);
+    default:
+        return kube_jnumber(jp, idx);
+    }
+}
+
+/* A member name and its colon; the value follows. */
+static int kube_jkey(kube_jp_t *jp)
+{
+    size_t idx = 0;
+    kube_jws(jp);
+    if (jp->p >= jp->end || *jp->p != '"')
+        return kube_jfail(jp, "expected a member name");
+    if (kube_jslot(jp, KUBE_J_STRING, &idx) < 0 || kube_jstring(jp, idx) < 0)
+        return -1;
+    kube_jws(jp);
+    if (jp->p >= jp->end || *jp->p != ':')
+        return kube_jfail(jp, "expected ':'");
+    jp->p++;
+    return 0;
+}
+
+int kube_jparse(kube_jdoc_t *d, char *buf, size_t len)
+{
+    kube_jp_t jp = {.d = d, .buf = buf, .p = buf, .end = buf + len};
+    d->n = 0;
+    d->depth = 0;
+    d->err[0] = '\0';
+    kube_jws(&jp);
+    if (kube_jvalue(&jp) < 0)
+        return -1;
+    while (d->depth > 0) {
+        kube_jv_t *top = &d->v[d->stack[d->depth - 1]];
+        bool obj = top->type == KUBE_J_OBJECT;
+        kube_jws(&jp);
+        if (jp.p >= jp.end)
+            return kube_jfail(&jp, "unexpected end of input");
+        char c = *jp.p;
+        if (c == (obj ? '}' : ']')) {
+            kube_jclose(&jp);
+            continue;
+        }
+        if (top->len > 0) {
+            if (c != ',')
+                return kube_jfail(&jp, obj ? "expected ',' or '}'" : "expected ',' or ']'");
+            jp.p++;
+        }
+        top->len++;
+        if (obj && kube_jkey(&jp) < 0)
+            return -1;
+        kube_jws(&jp);
+        if (kube_jvalue(&jp) < 0)
+            return -1;
+    }
+    kube_jws(&jp);
+    if (jp.p != jp.end)
+        return kube_jfail(&jp, "unexpected data after the value");
+    return 0;
+}
+
+void kube_jdoc_clear(kube_jdoc_t *d)
+{
+    free(d->v);
+    free(d->stack);
+    d->v = NULL;
+    d->stack = NULL;
+    d->n = d->cap = d->depth = d->stack_cap = 0;
+}
+
+void kube_jdoc_trim(kube_jdoc_t *d, size_t max)
+{
+    if (d->cap > max)
+        kube_jdoc_clear(d);
+}
+
+const kube_jv_t *kube_jget(const kube_jv_t *o, const char *key)
+{
+    if (!kube_jis(o, KUBE_J_OBJECT))
+        return NULL;
+    size_t n = strlen(key), i;
+    const kube_jv_t *k, *found = NULL;
+    KUBE_JOBJECT_FOREACH(o, i, k)
+    {
+        if (k->len == n && memcmp(k->v.s, key, n) == 0)
+            found = k + 1;
+    }
+    return found;
+}
+
+const kube_jv_t *kube_jat(const kube_jv_t *a, size_t i)
+{
+    if (!kube_jis(a, KUBE_J_ARRAY) || i >= a->len)
+        return NULL;
+    const kube_jv_t *v = a + 1;
+    while (i--)
+        v = kube_jnext(v);
+    return v;
+}
+
+const char *kube_jtype_name(const kube_jv_t *v)
+{
+    static const char *const names[] = {"null",   "boolean", "boolean", "integer",
+                                        "number", "string",  "array",   "object"};
+    return v ? names[v->type] : "nothing";
+}
+
+json_t *kube_jto_json(const kube_jv_t *v)
+{
+    size_t i;
+    const kube_jv_t *x;
+    json_t *j = NULL;
+    switch ((kube_jtype_t)v->type) {
+    case KUBE_J_NULL:
+        return json_null();
+    case KUBE_J_FALSE:
+        return json_false();
+    case KUBE_J_TRUE:
+        return json_true();
+    case KUBE_J_INT:
+        return json_integer(v->v.i);
+    case KUBE_J_REAL:
+        return json_real(v->v.d);
+    case KUBE_J_STRING:
+        return json_stringn_nocheck(v->v.s, v->len);
+    case KUBE_J_ARRAY:
+        j = json_array();
+        KUBE_JARRAY_FOREACH(v, i, x)
+        {
+            if (!j || json_array_append_new(j, kube_jto_json(x)) < 0)
+                goto oom;
+        }
+        return j;
+    case KUBE_J_OBJECT:
+        j = json_object();
+        KUBE_JOBJECT_FOREACH(v, i, x)
+        {
+            if (!j || json_object_setn_new_nocheck(j, x->v.s, x->len, kube_jto_json(x + 1)) < 0)
+                goto oom;
+        }
+        return j;
+    }
+oom:
+    json_decref(j);
+    return NULL;
+}
+
+int kube_jfrom_json(kube_jdoc_t *d, const json_t *j, char **text)
+{
+    *text = j ? json_dumps(j, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
+    if (!*text) {
+        snprintf(d->err, sizeof(d->err), j ? "out of memory" : "no value");
+        return -1;
+    }
+    return kube_jparse(d, *text, strlen(*text));
+}

@@ -1,0 +1,97 @@
+/*
+ * jv.h - the watcher's JSON parser (jv.c): internal to kube/.
+ *
+ * kube_jparse turns a whole buffer into a flat array of values in one pass,
+ * in place: strings are unescaped where they lie and NUL-terminated where
+ * their closing quote was, so a value costs one 24-byte slot and no
+ * allocation. A container's members follow it; each value knows how many
+ * slots its subtree takes, so skipping a subtree is one addition. This is
+ * what makes list pages of 500 Pods cheap next to building a jansson tree.
+ *
+ * The grammar is RFC 8259 and agrees with jansson's json_loadb (no flags):
+ * UTF-8 is validated, \u0000 is refused, integers must fit 64 bits, nesting
+ * is limited to 2048, and a repeated member name takes the last value.
+ */
+#ifndef MESHFED_KUBE_JV_H
+#define MESHFED_KUBE_JV_H
+
+#include <jansson.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef enum kube_jtype {
+    KUBE_J_NULL,
+    KUBE_J_FALSE,
+    KUBE_J_TRUE,
+    KUBE_J_INT,
+    KUBE_J_REAL,
+    KUBE_J_STRING,
+    KUBE_J_ARRAY,
+    KUBE_J_OBJECT,
+} kube_jtype_t;
+
+typedef struct kube_jv {
+    uint8_t type;  /* kube_jtype_t */
+    uint32_t len;  /* string: bytes; array: elements; object: members */
+    uint32_t size; /* slots of the subtree, this one included */
+    union {
+        const char *s; /* NUL-terminated, inside the parsed buffer */
+        int64_t i;
+        double d;
+    } v;
+} kube_jv_t;
+
+/* Reusable between parses; zero-initialise. */
+typedef struct kube_jdoc {
+    kube_jv_t *v;
+    size_t n, cap;
+    uint32_t *stack; /* open containers while parsing */
+    size_t depth, stack_cap;
+    char err[160];
+} kube_jdoc_t;
+
+#define KUBE_J_MAX_DEPTH 2048
+
+/* Parses buf[0..len) in place (buf is modified). 0, or -1 with d->err
+ * ("offset 12: expected ':'"). The values borrow buf. */
+int kube_jparse(kube_jdoc_t *d, char *buf, size_t len);
+/* The top value of the last successful parse. */
+static inline const kube_jv_t *kube_jroot(const kube_jdoc_t *d)
+{
+    return d->v;
+}
+/* Frees what the document holds; it stays usable. */
+void kube_jdoc_clear(kube_jdoc_t *d);
+/* Frees the slots if more than max are held (after a huge page). */
+void kube_jdoc_trim(kube_jdoc_t *d, size_t max);
+
+/* The value after v's subtree: its next sibling inside a container. */
+static inline const kube_jv_t *kube_jnext(const kube_jv_t *v)
+{
+    return v + v->size;
+}
+static inline int kube_jis(const kube_jv_t *v, kube_jtype_t t)
+{
+    return v && v->type == t;
+}
+/* Member key of o; NULL when o is not an object or has no such member. */
+const kube_jv_t *kube_jget(const kube_jv_t *o, const char *key);
+/* Element i of a; NULL when a is not an array or too short. */
+const kube_jv_t *kube_jat(const kube_jv_t *a, size_t i);
+/* "object", "array", "string", "integer", "number", "boolean", "null". */
+const char *kube_jtype_name(const kube_jv_t *v);
+
+/* Every element v (index i) of array a. */
+#define KUBE_JARRAY_FOREACH(a, i, el)                                                              \
+    for ((i) = 0, (el) = (a) + 1; (i) < (a)->len; (i)++, (el) = kube_jnext(el))
+/* Every member of object o: key k (a string value), value k + 1. */
+#define KUBE_JOBJECT_FOREACH(o, i, k)                                                              \
+    for ((i) = 0, (k) = (o) + 1; (i) < (o)->len; (i)++, (k) = kube_jnext((k) + 1))
+
+/* A jansson copy of v (new reference); NULL when out of memory. */
+json_t *kube_jto_json(const kube_jv_t *v);
+/* Parses jansson value j into d, through its serialisation; *text holds
+ * the buffer the values borrow (caller frees, also on failure). */
+int kube_jfrom_json(kube_jdoc_t *d, const json_t *j, char **text);
+
+#endif
