@@ -4,8 +4,11 @@
  * Serves 100,000 EndpointSlices and 100,000 Pods (pre-rendered list pages of
  * 500, as the API server pages them) from a minimal in-process HTTP server,
  * so that the figure is the client's: curl, JSON parsing, the informer's
- * cache and kube_obj_decode into model objects. Prints objects/s from the start
- * until both informers report SYNCED, and the resident memory after sync.
+ * cache and kube_obj_decode into model objects. Prints objects/s from the
+ * start until both informers report SYNCED, and the resident memory after
+ * sync. Twice: with compact objects (only what meshfed reads), and with
+ * objects the size `kubectl get -o json` shows for a typical Deployment's
+ * pod (containers, probes, volumes, managedFields: about 4 KiB).
  * Usage: bench_kube [objects-per-kind]
  */
 #include "kube/kube.h"
@@ -15,6 +18,7 @@
 #include <netinet/in.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -61,12 +65,129 @@ static char *item_pod(int i)
     return s;
 }
 
+/* What a real API server sends for a Deployment's pod and its slice:
+ * everything meshfed skips over (managedFields, containers, volumes). */
+static char *item_pod_full(int i)
+{
+    char *s = malloc(8192);
+    int a = (i >> 16) & 255, b = (i >> 8) & 255, c = i & 255;
+    snprintf(
+        s, 8192,
+        "{\"metadata\":{\"name\":\"web-7d9f8c6b5-pod%d\",\"generateName\":\"web-7d9f8c6b5-\","
+        "\"namespace\":\"ns%d\",\"uid\":\"5f1e2d3c-4b5a-6978-8a9b-%012d\",\"resourceVersion\":"
+        "\"%d\",\"creationTimestamp\":\"2026-11-20T10:11:12Z\",\"labels\":{\"app\":\"svc%d\","
+        "\"pod-template-hash\":\"7d9f8c6b5\",\"service.istio.io/canonical-name\":\"svc%d\","
+        "\"service.istio.io/canonical-revision\":\"v1\",\"version\":\"v1\"},\"annotations\":{"
+        "\"ambient.istio.io/redirection\":\"enabled\",\"kubectl.kubernetes.io/restartedAt\":"
+        "\"2026-11-20T10:00:00Z\",\"prometheus.io/port\":\"9090\",\"prometheus.io/scrape\":"
+        "\"true\"},\"ownerReferences\":[{\"apiVersion\":\"apps/v1\",\"kind\":\"ReplicaSet\","
+        "\"name\":\"web-7d9f8c6b5\",\"uid\":\"0a1b2c3d-4e5f-6071-8293-a4b5c6d7e8f9\","
+        "\"controller\":true,\"blockOwnerDeletion\":true}],\"managedFields\":[{\"manager\":"
+        "\"kube-controller-manager\",\"operation\":\"Update\",\"apiVersion\":\"v1\",\"time\":"
+        "\"2026-11-20T10:11:12Z\",\"fieldsType\":\"FieldsV1\",\"fieldsV1\":{\"f:metadata\":{"
+        "\"f:generateName\":{},\"f:labels\":{\".\":{},\"f:app\":{},\"f:pod-template-hash\":{},"
+        "\"f:version\":{}},\"f:ownerReferences\":{\".\":{},\"k:{\\\"uid\\\":\\\"0a1b2c3d\\\"}\""
+        ":{}}},\"f:spec\":{\"f:containers\":{\"k:{\\\"name\\\":\\\"app\\\"}\":{\".\":{},"
+        "\"f:image\":{},\"f:imagePullPolicy\":{},\"f:name\":{},\"f:ports\":{},\"f:resources\":{}"
+        "}},\"f:dnsPolicy\":{},\"f:enableServiceLinks\":{},\"f:restartPolicy\":{}}}},{\"manager\":"
+        "\"kubelet\",\"operation\":\"Update\",\"apiVersion\":\"v1\",\"time\":"
+        "\"2026-11-20T10:11:20Z\",\"fieldsType\":\"FieldsV1\",\"fieldsV1\":{\"f:status\":{"
+        "\"f:conditions\":{},\"f:containerStatuses\":{},\"f:hostIP\":{},\"f:phase\":{},"
+        "\"f:podIP\":{},\"f:podIPs\":{},\"f:startTime\":{}}},\"subresource\":\"status\"}]},"
+        "\"spec\":{\"volumes\":[{\"name\":\"kube-api-access-x7k2p\",\"projected\":{\"sources\":"
+        "[{\"serviceAccountToken\":{\"expirationSeconds\":3607,\"path\":\"token\"}},"
+        "{\"configMap\":{\"name\":\"kube-root-ca.crt\",\"items\":[{\"key\":\"ca.crt\",\"path\":"
+        "\"ca.crt\"}]}},{\"downwardAPI\":{\"items\":[{\"path\":\"namespace\",\"fieldRef\":{"
+        "\"apiVersion\":\"v1\",\"fieldPath\":\"metadata.namespace\"}}]}}],\"defaultMode\":420}}],"
+        "\"containers\":[{\"name\":\"app\",\"image\":\"registry.example.com/team/web:1.24.3\","
+        "\"args\":[\"--port=8080\",\"--log-level=info\"],\"ports\":[{\"name\":\"http\","
+        "\"containerPort\":8080,\"protocol\":\"TCP\"},{\"name\":\"metrics\",\"containerPort\":"
+        "9090,\"protocol\":\"TCP\"}],\"env\":[{\"name\":\"POD_NAME\",\"valueFrom\":{"
+        "\"fieldRef\":{\"apiVersion\":\"v1\",\"fieldPath\":\"metadata.name\"}}},{\"name\":"
+        "\"GOMAXPROCS\",\"value\":\"2\"}],\"resources\":{\"limits\":{\"cpu\":\"1\",\"memory\":"
+        "\"512Mi\"},\"requests\":{\"cpu\":\"100m\",\"memory\":\"128Mi\"}},\"volumeMounts\":[{"
+        "\"name\":\"kube-api-access-x7k2p\",\"readOnly\":true,\"mountPath\":"
+        "\"/var/run/secrets/kubernetes.io/serviceaccount\"}],\"readinessProbe\":{\"httpGet\":{"
+        "\"path\":\"/ready\",\"port\":8080,\"scheme\":\"HTTP\"},\"periodSeconds\":10,"
+        "\"timeoutSeconds\":1,\"successThreshold\":1,\"failureThreshold\":3},"
+        "\"terminationMessagePath\":"
+        "\"/dev/termination-log\",\"terminationMessagePolicy\":\"File\",\"imagePullPolicy\":"
+        "\"IfNotPresent\"}],\"restartPolicy\":\"Always\",\"terminationGracePeriodSeconds\":30,"
+        "\"dnsPolicy\":\"ClusterFirst\",\"serviceAccountName\":\"sa%d\",\"serviceAccount\":\"sa%"
+        "d\","
+        "\"nodeName\":\"node-%d\",\"securityContext\":{},\"schedulerName\":\"default-scheduler\","
+        "\"tolerations\":[{\"key\":\"node.kubernetes.io/not-ready\",\"operator\":\"Exists\","
+        "\"effect\":\"NoExecute\",\"tolerationSeconds\":300},{\"key\":"
+        "\"node.kubernetes.io/unreachable\",\"operator\":\"Exists\",\"effect\":\"NoExecute\","
+        "\"tolerationSeconds\":300}],\"priority\":0,\"enableServiceLinks\":true,"
+        "\"preemptionPolicy\":\"PreemptLowerPriority\"},\"status\":{\"phase\":\"Running\","
+        "\"conditions\":[{\"type\":\"PodReadyToStartContainers\",\"status\":\"True\","
+        "\"lastProbeTime\":null,\"lastTransitionTime\":\"2026-11-20T10:11:14Z\"},{\"type\":"
+        "\"Initialized\",\"status\":\"True\",\"lastProbeTime\":null,\"lastTransitionTime\":"
+        "\"2026-11-20T10:11:12Z\"},{\"type\":\"Ready\",\"status\":\"True\",\"lastProbeTime\":"
+        "null,\"lastTransitionTime\":\"2026-11-20T10:11:20Z\"},{\"type\":\"ContainersReady\","
+        "\"status\":\"True\",\"lastProbeTime\":null,\"lastTransitionTime\":"
+        "\"2026-11-20T10:11:20Z\"},{\"type\":\"PodScheduled\",\"status\":\"True\","
+        "\"lastProbeTime\":null,\"lastTransitionTime\":\"2026-11-20T10:11:12Z\"}],\"hostIP\":"
+        "\"192.168.%d.%d\",\"hostIPs\":[{\"ip\":\"192.168.%d.%d\"}],\"podIP\":\"10.%d.%d.%d\","
+        "\"podIPs\":[{\"ip\":\"10.%d.%d.%d\"}],\"startTime\":\"2026-11-20T10:11:12Z\","
+        "\"containerStatuses\":[{\"name\":\"app\",\"state\":{\"running\":{\"startedAt\":"
+        "\"2026-11-20T10:11:15Z\"}},\"lastState\":{},\"ready\":true,\"restartCount\":0,"
+        "\"image\":\"registry.example.com/team/web:1.24.3\",\"imageID\":"
+        "\"registry.example.com/team/"
+        "web@sha256:9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08\","
+        "\"containerID\":\"containerd://"
+        "4e07408562bedb8b60ce05c1decfe3ad16b72230967de01f640b7e4729b49fce\","
+        "\"started\":true}],\"qosClass\":\"Burstable\"}}",
+        i, i % 50, i, i + 10, i % 2000, i % 2000, i % 50, i % 50, i % 100, (i % 100) / 250, i % 100,
+        (i % 100) / 250, i % 100, a, b, c, a, b, c);
+    return s;
+}
+
+static char *item_slice_full(int i)
+{
+    char *s = malloc(4096);
+    snprintf(
+        s, 4096,
+        "{\"metadata\":{\"name\":\"svc%d-x7k2p\",\"generateName\":\"svc%d-\",\"namespace\":"
+        "\"ns%d\",\"uid\":\"7c6b5a49-3827-1605-f4e3-%012d\",\"resourceVersion\":\"%d\","
+        "\"generation\":3,\"creationTimestamp\":\"2026-11-20T10:11:12Z\",\"labels\":{"
+        "\"app\":\"svc%d\",\"endpointslice.kubernetes.io/managed-by\":"
+        "\"endpointslice-controller.k8s.io\",\"kubernetes.io/service-name\":\"svc%d\"},"
+        "\"annotations\":{\"endpoints.kubernetes.io/last-change-trigger-time\":"
+        "\"2026-11-20T10:11:20Z\"},\"ownerReferences\":[{\"apiVersion\":\"v1\",\"kind\":"
+        "\"Service\",\"name\":\"svc%d\",\"uid\":\"1b2c3d4e-5f60-7182-93a4-b5c6d7e8f901\","
+        "\"controller\":true,\"blockOwnerDeletion\":true}],\"managedFields\":[{\"manager\":"
+        "\"kube-controller-manager\",\"operation\":\"Update\",\"apiVersion\":"
+        "\"discovery.k8s.io/v1\",\"time\":\"2026-11-20T10:11:20Z\",\"fieldsType\":\"FieldsV1\","
+        "\"fieldsV1\":{\"f:addressType\":{},\"f:endpoints\":{},\"f:metadata\":{"
+        "\"f:annotations\":{},\"f:generateName\":{},\"f:labels\":{},\"f:ownerReferences\":{}},"
+        "\"f:ports\":{}}}]},\"addressType\":\"IPv4\",\"endpoints\":[{\"addresses\":["
+        "\"10.%d.%d.%d\"],\"conditions\":{\"ready\":true,\"serving\":true,\"terminating\":"
+        "false},\"nodeName\":\"node-%d\",\"zone\":\"zone-a\",\"targetRef\":{\"kind\":\"Pod\","
+        "\"namespace\":\"ns%d\",\"name\":\"web-7d9f8c6b5-pod%d\",\"uid\":"
+        "\"5f1e2d3c-4b5a-6978-8a9b-%012d\"}}],\"ports\":[{\"name\":\"http\",\"protocol\":"
+        "\"TCP\",\"port\":8080},{\"name\":\"metrics\",\"protocol\":\"TCP\",\"port\":9090}]}",
+        i, i, i % 50, i, i + 10, i % 2000, i, i, (i >> 16) & 255, (i >> 8) & 255, i & 255, i % 100,
+        i % 50, i, i);
+    return s;
+}
+
+static void pages_free(pages_t *p)
+{
+    for (size_t i = 0; i < p->n; i++)
+        free(p->body[i]);
+    free(p->body);
+    p->body = NULL;
+    p->n = 0;
+}
+
 static void render(pages_t *p, int n, const char *kind, const char *api, char *(*item)(int))
 {
     p->n = (size_t)(n + PAGE - 1) / PAGE;
     p->body = calloc(p->n, sizeof(char *));
     for (size_t pg = 0; pg < p->n; pg++) {
-        size_t cap = PAGE * 1100 + 512, len = 0;
+        size_t cap = PAGE * 8300 + 512, len = 0;
         char *b = malloc(cap);
         len += (size_t)snprintf(b, cap,
                                 "{\"kind\":\"%sList\",\"apiVersion\":\"%s\",\"metadata\":{"
@@ -81,7 +202,7 @@ static void render(pages_t *p, int n, const char *kind, const char *api, char *(
             free(it);
         }
         snprintf(b + len, cap - len, "]}");
-        p->body[pg] = b;
+        p->body[pg] = realloc(b, len + 3);
     }
 }
 
@@ -181,11 +302,52 @@ static void on_event(void *arg, const char *cluster, kube_res_t res, kube_ev_t e
     atomic_fetch_add(&c->objects, 1);
 }
 
+/* One initial sync of n slices and n pods made by the item functions. */
+static bool run(const char *what, int n, const char *url, char *(*slice)(int), char *(*pod)(int))
+{
+    render(&slices, n, "EndpointSlice", "discovery.k8s.io/v1", slice);
+    render(&pods, n, "Pod", "v1", pod);
+    size_t bytes = 0;
+    for (size_t i = 0; i < slices.n; i++)
+        bytes += strlen(slices.body[i]) + strlen(pods.body[i]);
+    kube_conn_t conn = {.server = (char *)url, .token = "bench"};
+    counts_t c;
+    atomic_init(&c.objects, 0);
+    atomic_init(&c.errors, 0);
+    atomic_init(&c.synced, 0);
+    long rss0 = tl_rss_kb();
+    kube_watcher_t *w = kube_watcher_new(on_event, &c, "istio-system", 0);
+    char err[256];
+    if (kube_watcher_add_cluster(
+            w, "bench", &conn, KUBE_RES_BIT(KUBE_RES_ENDPOINTSLICES) | KUBE_RES_BIT(KUBE_RES_PODS),
+            err, sizeof(err)) < 0) {
+        fprintf(stderr, "%s\n", err);
+        return false;
+    }
+    double t0 = tl_now();
+    kube_watcher_start(w);
+    while (atomic_load(&c.synced) < 2 && tl_now() - t0 < 120)
+        usleep(1000);
+    double t1 = tl_now();
+    long rss1 = tl_rss_kb();
+    long objs = atomic_load(&c.objects);
+    printf("%s objects (%.0f bytes of JSON each on average):\n", what, (double)bytes / (2.0 * n));
+    printf("  initial sync: %ld objects (%d EndpointSlices + %d Pods) in %.2f s = %.0f objects/s, "
+           "%.0f MB/s (list, parse, cache, decode; one I/O thread)\n",
+           objs, n, n, t1 - t0, (double)objs / (t1 - t0), (double)bytes / 1e6 / (t1 - t0));
+    printf("  decode errors: %ld\n", atomic_load(&c.errors));
+    printf("  resident memory added by the watcher after sync: %.1f MiB (%.0f bytes per object; "
+           "the informer keeps key -> resourceVersion)\n",
+           (double)(rss1 - rss0) / 1024.0, (double)(rss1 - rss0) * 1024.0 / (double)objs);
+    kube_watcher_free(w);
+    pages_free(&slices);
+    pages_free(&pods);
+    return objs == 2L * n && atomic_load(&c.errors) == 0;
+}
+
 int main(int argc, char **argv)
 {
     int n = argc > 1 ? atoi(argv[1]) : 100000;
-    render(&slices, n, "EndpointSlice", "discovery.k8s.io/v1", item_slice);
-    render(&pods, n, "Pod", "v1", item_pod);
     listen_fd = socket(AF_INET, SOCK_STREAM, 0);
     struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     socklen_t sl = sizeof(sa);
@@ -198,38 +360,11 @@ int main(int argc, char **argv)
     pthread_create(&srv, NULL, server_thread, NULL);
     char url[64];
     snprintf(url, sizeof(url), "http://127.0.0.1:%d", ntohs(sa.sin_port));
-    kube_conn_t conn = {.server = url, .token = "bench"};
-    counts_t c;
-    atomic_init(&c.objects, 0);
-    atomic_init(&c.errors, 0);
-    atomic_init(&c.synced, 0);
-    long rss0 = tl_rss_kb();
-    kube_watcher_t *w = kube_watcher_new(on_event, &c, "istio-system", 0);
-    char err[256];
-    if (kube_watcher_add_cluster(
-            w, "bench", &conn, KUBE_RES_BIT(KUBE_RES_ENDPOINTSLICES) | KUBE_RES_BIT(KUBE_RES_PODS),
-            err, sizeof(err)) < 0) {
-        fprintf(stderr, "%s\n", err);
-        return 1;
-    }
-    double t0 = tl_now();
-    kube_watcher_start(w);
-    while (atomic_load(&c.synced) < 2 && tl_now() - t0 < 120)
-        usleep(1000);
-    double t1 = tl_now();
-    long rss1 = tl_rss_kb();
-    long objs = atomic_load(&c.objects);
-    printf("initial sync: %ld objects (%d EndpointSlices + %d Pods) in %.2f s = %.0f objects/s "
-           "(list, parse, cache, decode; one I/O thread)\n",
-           objs, n, n, t1 - t0, (double)objs / (t1 - t0));
-    printf("decode errors: %ld\n", atomic_load(&c.errors));
-    printf("resident memory added by the watcher after sync: %.1f MiB (%.0f bytes per object; "
-           "the informer keeps key -> resourceVersion)\n",
-           (double)(rss1 - rss0) / 1024.0, (double)(rss1 - rss0) * 1024.0 / (double)objs);
+    bool ok = run("compact", n, url, item_slice, item_pod);
+    ok = run("kubectl-sized", n, url, item_slice_full, item_pod_full) && ok;
     atomic_store(&stop_server, 1);
-    kube_watcher_free(w);
     shutdown(listen_fd, SHUT_RDWR);
     close(listen_fd);
     pthread_join(srv, NULL);
-    return objs == 2L * n ? 0 : 1;
+    return ok ? 0 : 1;
 }
