@@ -41,9 +41,11 @@ static void kube_jws(kube_jp_t *jp)
 static int kube_jslot(kube_jp_t *jp, kube_jtype_t t, size_t *idx)
 {
     kube_jdoc_t *d = jp->d;
+    if (d->n == KUBE_J_MAX_VALUES)
+        return kube_jfail(jp, "more than %u values", KUBE_J_MAX_VALUES);
     if (d->n == d->cap) {
         size_t cap = d->cap ? d->cap * 2 : 256;
-        kube_jv_t *v = cap > UINT32_MAX ? NULL : realloc(d->v, cap * sizeof(*v));
+        kube_jv_t *v = realloc(d->v, cap * sizeof(*v));
         if (!v)
             return kube_jfail(jp, "out of memory");
         d->v = v;

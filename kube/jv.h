@@ -51,6 +51,7 @@ typedef struct kube_jdoc {
 } kube_jdoc_t;
 
 #define KUBE_J_MAX_DEPTH 2048
+#define KUBE_J_MAX_VALUES (1u << 24) /* 384 MiB of slots: a hostile "[0,0,...]" stops here */
 
 /* Parses buf[0..len) in place (buf is modified). 0, or -1 with d->err
  * ("offset 12: expected ':'"). The values borrow buf. */

@@ -221,6 +221,26 @@ START_TEST(jv_nesting_limit)
 }
 END_TEST
 
+/* A body of many tiny values stops at the value limit, not at memory. */
+START_TEST(jv_value_limit)
+{
+    size_t n = KUBE_J_MAX_VALUES; /* the array itself is one more */
+    char *s = malloc(2 * n + 2);
+    s[0] = '[';
+    for (size_t i = 0; i < n; i++) {
+        s[1 + 2 * i] = '0';
+        s[2 + 2 * i] = i + 1 < n ? ',' : ']';
+    }
+    s[2 * n + 1] = '\0';
+    ck_assert_int_eq(kube_jparse(&doc, s, 2 * n + 1), -1);
+    ck_assert_str_eq(doc.err, "offset 33554431: more than 16777216 values");
+    s[2 * n - 2] = ']'; /* one element fewer fits */
+    ck_assert_int_eq(kube_jparse(&doc, s, 2 * n - 1), 0);
+    ck_assert_uint_eq(doc.n, KUBE_J_MAX_VALUES);
+    free(s);
+}
+END_TEST
+
 /* A document is reusable: a failed parse then a good one, and trimming. */
 START_TEST(jv_document_reuse_and_trim)
 {
@@ -259,6 +279,7 @@ static Suite *jv_suite(void)
     Suite *s = suite_create("jv");
     TCase *tc = tcase_create("jv");
     tcase_add_checked_fixture(tc, NULL, teardown);
+    tcase_set_timeout(tc, 120); /* jv_value_limit parses 16M values under ASan */
     tcase_add_test(tc, jv_values_and_lookup);
     tcase_add_test(tc, jv_strings_unescaped_in_place);
     tcase_add_test(tc, jv_numbers_at_the_limits);
@@ -266,6 +287,7 @@ static Suite *jv_suite(void)
     tcase_add_test(tc, jv_agrees_with_jansson_on_valid_text);
     tcase_add_test(tc, jv_agrees_with_jansson_on_invalid_text);
     tcase_add_test(tc, jv_nesting_limit);
+    tcase_add_test(tc, jv_value_limit);
     tcase_add_test(tc, jv_document_reuse_and_trim);
     tcase_add_test(tc, jv_from_jansson);
     suite_add_tcase(s, tc);
