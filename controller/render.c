@@ -67,9 +67,9 @@ static json_t *workload_json(const model_out_workload_t *w)
         set_str(l, "subzone", w->subzone);
         json_object_set_new(o, "locality", l);
     }
-    if (w->has_gateway) {
+    if (w->gateway) {
         json_t *g = json_object();
-        json_object_set_new(g, "address", netaddr_json(&w->gateway));
+        json_object_set_new(g, "address", netaddr_json(w->gateway));
         json_object_set_new(g, "hboneMtlsPort", json_integer(w->gateway_port));
         json_object_set_new(o, "networkGateway", g);
     }

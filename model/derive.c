@@ -27,9 +27,9 @@ typedef struct build {
 
 static const model_res_t *find_equal(const model_entry_t *old, const model_res_t *r)
 {
-    for (size_t i = 0; old && i < old->n; i++)
-        if (model_res_equal(old->v[i], r))
-            return old->v[i];
+    for (size_t i = 0; i < model_entry_count(old); i++)
+        if (model_res_equal(model_entry_at(old, i), r))
+            return model_entry_at(old, i);
     return NULL;
 }
 
@@ -39,7 +39,7 @@ static void publish_to(build_t *b, model_pmap_edit_t *edit, const char *name, mo
                        size_t n)
 {
     const model_entry_t *old = model_pmap_edit_get(edit, name);
-    bool same = old ? old->n == n : n == 0;
+    bool same = model_entry_count(old) == n;
     for (size_t i = 0; i < n; i++) {
         const model_res_t *eq = find_equal(old, v[i]);
         if (eq) {
@@ -59,6 +59,8 @@ static void publish_to(build_t *b, model_pmap_edit_t *edit, const char *name, mo
     b->m->changes++;
     if (model_pmap_put(edit, name, n ? model_entry_new(v, n) : NULL) < 0)
         abort();
+    if (n == 1) /* the map holds the resource itself */
+        model_res_unref(v[0]);
 }
 
 static void publish(build_t *b, const char *name, model_res_t **v, size_t n)
@@ -89,18 +91,21 @@ static char *hostname(const model_t *m, const char *ns, const char *name)
     return h;
 }
 
+/* "ns/host"; caller frees. */
+static char *key_of(const char *ns, const char *host)
+{
+    size_t len = strlen(ns) + strlen(host) + 2;
+    char *k = malloc(len);
+    if (!k)
+        abort();
+    snprintf(k, len, "%s/%s", ns, host);
+    return k;
+}
+
 static const char *trust_domain(const model_t *m)
 {
     /* istiod leaves the default trust domain out of the resources */
     return strcmp(m->trust_domain, "cluster.local") == 0 ? "" : m->trust_domain;
-}
-
-static const char **arena_strv(model_arena_t *a, char *const *v, size_t n)
-{
-    const char **out = model_arena_alloc(a, (n ? n : 1) * sizeof(*out));
-    for (size_t i = 0; i < n; i++)
-        out[i] = model_arena_strdup(a, v[i]);
-    return out;
 }
 
 static bool port_name_eq(const char *a, const char *b)
@@ -152,7 +157,7 @@ static int netaddr_cmp(const void *a, const void *b)
 static model_res_t *build_service(const char *key, const char *host, const svc_in_t *in, size_t nin,
                                   const svc_in_t *base)
 {
-    model_res_t *r = model_res_new(MODEL_RES_SERVICE, key);
+    model_res_t *r = model_res_new(MODEL_RES_SERVICE, key, 256);
     model_arena_t *a = &r->arena;
     model_out_service_t *o = &r->u.svc;
     o->name = model_arena_strdup(a, base->svc->name);
@@ -215,10 +220,11 @@ static const svc_in_t *pick_base(const svc_in_t *in, size_t n)
 
 static uint32_t ready_endpoints(const model_cluster_int_t *c, const char *key)
 {
-    const model_ptrs_t *slices = model_hmap_get(&c->slices_by_svc, key);
+    void *const *slices;
+    size_t ns = model_ptrs_get(&c->slices_by_svc, key, &slices);
     uint32_t n = 0;
-    for (size_t i = 0; slices && i < slices->n; i++) {
-        const model_endpointslice_t *s = slices->p[i];
+    for (size_t i = 0; i < ns; i++) {
+        const model_endpointslice_t *s = slices[i];
         for (size_t j = 0; j < s->nendpoints; j++)
             n += s->endpoints[j].ready;
     }
@@ -246,29 +252,30 @@ static model_res_t *build_split_horizon(build_t *b, const model_cluster_int_t *g
         abort();
     snprintf(uid, len, "%s/SplitHorizonWorkload/%s/%s/%s/%s/%s", gw->network, gw->gw_ns,
              gw->gw_name, ip, base->ns, host);
-    model_res_t *r = model_res_new(MODEL_RES_WORKLOAD, uid);
+    model_res_t *r = model_res_new(MODEL_RES_WORKLOAD, uid, 256);
     free(uid);
+    model_strs_t *t = &b->m->strs;
     model_arena_t *a = &r->arena;
     model_out_workload_t *w = &r->u.wl;
     w->uid = r->name;
     w->name = r->name;
-    w->ns = model_arena_strdup(a, base->ns);
-    w->network = model_arena_strdup(a, gw->network);
-    w->cluster_id = model_arena_strdup(a, gw->id);
-    w->trust_domain = model_arena_strdup(a, trust_domain(b->m));
+    w->ns = model_str(t, base->ns);
+    w->network = model_str(t, gw->network);
+    w->cluster_id = model_str(t, gw->id);
+    w->trust_domain = model_str(t, trust_domain(b->m));
     w->healthy = true;
     w->workload_type = 2; /* POD, as istiod sends it */
     w->capacity = capacity;
-    w->has_gateway = true;
-    w->gateway.network = w->network;
-    w->gateway.ip = gw->gw;
+    model_net_addr_t *gwa = model_arena_alloc(a, sizeof(*gwa));
+    gwa->network = model_str(t, gw->network);
+    gwa->ip = gw->gw;
+    w->gateway = gwa;
     w->gateway_port = gw->gw_port;
-    size_t klen = strlen(base->ns) + strlen(host) + 2;
-    char *skey = model_arena_alloc(a, klen);
-    snprintf(skey, klen, "%s/%s", base->ns, host);
+    char *skey = key_of(base->ns, host);
     w->services = model_arena_alloc(a, sizeof(*w->services));
     w->nservices = 1;
-    w->services[0].key = skey;
+    w->services[0].key = model_str(t, skey);
+    free(skey);
     w->services[0].nports = base->nports;
     w->services[0].ports =
         model_arena_alloc(a, (base->nports ? base->nports : 1) * sizeof(model_port_pair_t));
@@ -278,13 +285,18 @@ static model_res_t *build_split_horizon(build_t *b, const model_cluster_int_t *g
     return r;
 }
 
-static void set_vis(model_res_t *r, model_vis_mode_t mode, const char *cluster, const char *network,
-                    char *const *exclude, size_t nexclude)
+static void set_vis(model_t *m, model_res_t *r, model_vis_mode_t mode, const char *cluster,
+                    const char *network, char *const *exclude, size_t nexclude)
 {
     r->vis.mode = mode;
-    r->vis.cluster = model_arena_strdup(&r->arena, cluster);
-    r->vis.network = model_arena_strdup(&r->arena, network);
-    r->vis.exclude = arena_strv(&r->arena, exclude, nexclude);
+    r->vis.cluster = model_str(&m->strs, cluster);
+    r->vis.network = model_str(&m->strs, network);
+    if (nexclude) {
+        const char **v = model_arena_alloc(&r->arena, nexclude * sizeof(*v));
+        for (size_t i = 0; i < nexclude; i++)
+            v[i] = model_str(&m->strs, exclude[i]);
+        r->vis.exclude = v;
+    }
     r->vis.nexclude = nexclude;
 }
 
@@ -296,15 +308,6 @@ static const char *node_label(const model_cluster_int_t *c, const char *node, co
     return n ? model_labels_get(&n->labels, key) : NULL;
 }
 
-static size_t count_endpoints(const model_cluster_int_t *c, const char *key)
-{
-    const model_ptrs_t *slices = model_hmap_get(&c->slices_by_svc, key);
-    size_t n = 0;
-    for (size_t i = 0; slices && i < slices->n; i++)
-        n += ((const model_endpointslice_t *)slices->p[i])->nendpoints;
-    return n;
-}
-
 /* s copied into the arena, or prev when it holds the same text: endpoints of
  * one cluster share their cluster, network and locality strings. */
 static const char *arena_same(model_arena_t *a, const char *s, const char *prev)
@@ -314,14 +317,50 @@ static const char *arena_same(model_arena_t *a, const char *s, const char *prev)
     return prev && strcmp(prev, s) == 0 ? prev : model_arena_strdup(a, s);
 }
 
+/* Endpoints of key in cluster c; adds the slices they come in to *nslices. */
+static size_t count_endpoints(const model_cluster_int_t *c, const char *key, size_t *nslices)
+{
+    void *const *slices;
+    size_t ns = model_ptrs_get(&c->slices_by_svc, key, &slices);
+    size_t n = 0;
+    for (size_t i = 0; i < ns; i++)
+        n += ((const model_endpointslice_t *)slices[i])->nendpoints;
+    *nslices += ns;
+    return n;
+}
+
+static bool same_str(const char *a, const char *b)
+{
+    return a == b || (a && b && strcmp(a, b) == 0);
+}
+
+/* prev when it is the same place (as it is for most endpoints of one
+ * cluster), else a new locality in the arena. */
+static const model_locality_t *locality(model_arena_t *a, const model_locality_t *prev,
+                                        const model_locality_t *l)
+{
+    if (prev && same_str(prev->cluster, l->cluster) && same_str(prev->network, l->network) &&
+        same_str(prev->region, l->region) && same_str(prev->zone, l->zone) &&
+        same_str(prev->subzone, l->subzone))
+        return prev;
+    model_locality_t *n = model_arena_alloc(a, sizeof(*n));
+    n->cluster = arena_same(a, l->cluster, prev ? prev->cluster : NULL);
+    n->network = arena_same(a, l->network, prev ? prev->network : NULL);
+    n->region = arena_same(a, l->region, prev ? prev->region : NULL);
+    n->zone = arena_same(a, l->zone, prev ? prev->zone : NULL);
+    n->subzone = arena_same(a, l->subzone, prev ? prev->subzone : NULL);
+    return n;
+}
+
 /* Appends cluster c's endpoints of key, ports matched by name. */
 static void add_direct(model_res_t *r, const model_cluster_int_t *c, const char *key,
                        const model_service_t *base, uint8_t priority)
 {
     model_out_endpoints_t *o = &r->u.eps;
-    const model_ptrs_t *slices = model_hmap_get(&c->slices_by_svc, key);
-    for (size_t i = 0; slices && i < slices->n; i++) {
-        const model_endpointslice_t *s = slices->p[i];
+    void *const *slices;
+    size_t ns = model_ptrs_get(&c->slices_by_svc, key, &slices);
+    for (size_t i = 0; i < ns; i++) {
+        const model_endpointslice_t *s = slices[i];
         uint16_t *ports = model_arena_alloc(&r->arena, (base->nports ? base->nports : 1) * 2);
         for (size_t j = 0; j < base->nports; j++)
             for (size_t k = 0; k < s->nports; k++)
@@ -331,17 +370,13 @@ static void add_direct(model_res_t *r, const model_cluster_int_t *c, const char 
             const model_endpoint_t *e = &s->endpoints[j];
             const model_out_endpoint_t *pe = o->neps ? &o->eps[o->neps - 1] : NULL;
             model_out_endpoint_t *oe = &o->eps[o->neps++];
-            model_arena_t *a = &r->arena;
+            const char *zone = node_label(c, e->node, "topology.kubernetes.io/zone");
+            model_locality_t l = {
+                c->id, c->network, node_label(c, e->node, "topology.kubernetes.io/region"),
+                zone ? zone : e->zone, node_label(c, e->node, "topology.istio.io/subzone")};
             oe->ip = e->ip;
             oe->ports = ports;
-            oe->cluster = arena_same(a, c->id, pe ? pe->cluster : NULL);
-            oe->network = arena_same(a, c->network, pe ? pe->network : NULL);
-            const char *zone = node_label(c, e->node, "topology.kubernetes.io/zone");
-            oe->region = arena_same(a, node_label(c, e->node, "topology.kubernetes.io/region"),
-                                    pe ? pe->region : NULL);
-            oe->zone = arena_same(a, zone ? zone : e->zone, pe ? pe->zone : NULL);
-            oe->subzone = arena_same(a, node_label(c, e->node, "topology.istio.io/subzone"),
-                                     pe ? pe->subzone : NULL);
+            oe->loc = locality(&r->arena, pe ? pe->loc : NULL, &l);
             oe->weight = 1;
             oe->priority = priority;
             oe->healthy = e->ready;
@@ -356,7 +391,24 @@ static model_res_t *build_endpoints(build_t *b, const char *hkey, const char *ho
                                     const model_cluster_int_t *v, const svc_in_t *exp, size_t nexp,
                                     const model_service_t *base, bool global)
 {
-    model_res_t *r = model_res_new(MODEL_RES_ENDPOINTS, hkey);
+    char key[600];
+    snprintf(key, sizeof(key), "%s/%s", base->ns, base->name);
+    /* pods of the viewer's network, one gateway for any other cluster */
+    size_t cap = 0, nblocks = 0;
+    for (size_t i = 0; i < nexp; i++) {
+        if (strcmp(exp[i].c->network, v->network) == 0) {
+            cap += count_endpoints(exp[i].c, key, &nblocks);
+        } else {
+            cap++;
+            nblocks++;
+        }
+    }
+    /* an estimate: the arena grows if it is short, wastes if it is long */
+    size_t size = cap * sizeof(model_out_endpoint_t) + strlen(base->name) + strlen(base->ns) +
+                  strlen(host) + 24 + base->nports * (sizeof(model_port_pair_t) + 24) +
+                  nblocks * (((base->nports ? base->nports : 1) * 2 + 7) & ~(size_t)7) +
+                  nexp * (sizeof(model_locality_t) + 32);
+    model_res_t *r = model_res_new(MODEL_RES_ENDPOINTS, hkey, size);
     model_arena_t *a = &r->arena;
     model_out_endpoints_t *o = &r->u.eps;
     o->name = model_arena_strdup(a, base->name);
@@ -372,11 +424,6 @@ static model_res_t *build_endpoints(build_t *b, const char *hkey, const char *ho
         o->ports[i] = (model_port_pair_t){base->ports[i].port, base->ports[i].target_port};
         o->port_names[i] = model_arena_strdup(a, base->ports[i].name ? base->ports[i].name : "");
     }
-    char key[600];
-    snprintf(key, sizeof(key), "%s/%s", base->ns, base->name);
-    size_t cap = nexp;
-    for (size_t i = 0; i < nexp; i++)
-        cap += count_endpoints(exp[i].c, key);
     o->eps = model_arena_alloc(a, (cap ? cap : 1) * sizeof(*o->eps));
     for (size_t i = 0; i < nexp; i++) {
         const model_cluster_int_t *c = exp[i].c;
@@ -404,14 +451,14 @@ static model_res_t *build_endpoints(build_t *b, const char *hkey, const char *ho
         for (size_t j = 0; j < base->nports; j++)
             ports[j] = gw->gw_port;
         oe->ports = ports;
-        oe->cluster = model_arena_strdup(a, gw->id);
-        oe->network = model_arena_strdup(a, gw->network);
+        model_locality_t l = {gw->id, gw->network, NULL, NULL, NULL};
+        oe->loc = locality(a, NULL, &l);
         oe->weight = ready;
         oe->priority = o->prefer_local ? 1 : 0;
         oe->healthy = true;
         oe->via_gateway = true;
     }
-    set_vis(r, MODEL_VIS_CLUSTER, v->id, NULL, NULL, 0);
+    set_vis(b->m, r, MODEL_VIS_CLUSTER, v->id, NULL, NULL, 0);
     return r;
 }
 
@@ -478,9 +525,10 @@ static void mark_service_pods(model_t *m, const char *key)
 {
     for (size_t i = 0; i < m->nclusters; i++) {
         model_cluster_int_t *c = m->clusters[i];
-        const model_ptrs_t *slices = model_hmap_get(&c->slices_by_svc, key);
-        for (size_t j = 0; slices && j < slices->n; j++) {
-            const model_endpointslice_t *s = slices->p[j];
+        void *const *slices;
+        size_t ns = model_ptrs_get(&c->slices_by_svc, key, &slices);
+        for (size_t j = 0; j < ns; j++) {
+            const model_endpointslice_t *s = slices[j];
             for (size_t k = 0; k < s->nendpoints; k++)
                 if (s->endpoints[k].pod)
                     model_mark_pod(m, c, s->ns, s->endpoints[k].pod);
@@ -549,7 +597,7 @@ static void derive_service(build_t *b, const char *key)
         if (in[i].scope.scope != MODEL_SCOPE_LOCAL)
             continue;
         v[nv] = build_service(hkey, host, &in[i], 1, &in[i]);
-        set_vis(v[nv++], MODEL_VIS_CLUSTER, in[i].c->id, NULL, NULL, 0);
+        set_vis(m, v[nv++], MODEL_VIS_CLUSTER, in[i].c->id, NULL, NULL, 0);
     }
     svc_in_t exp[MAX_VARIANTS];
     size_t nexp = 0;
@@ -558,7 +606,7 @@ static void derive_service(build_t *b, const char *key)
             exp[nexp++] = in[i];
     if (base) {
         v[nv] = build_service(hkey, host, exp, nexp, base);
-        set_vis(v[nv++], MODEL_VIS_ALL, NULL, NULL, local, nlocal);
+        set_vis(m, v[nv++], MODEL_VIS_ALL, NULL, NULL, local, nlocal);
     }
     char **names = calloc(MAX_VARIANTS + 1, sizeof(char *));
     size_t nnames = 0;
@@ -582,7 +630,7 @@ static void derive_service(build_t *b, const char *key)
         if (!cap)
             continue;
         model_res_t *w = build_split_horizon(b, gw, base->svc, host, cap);
-        set_vis(w, MODEL_VIS_OTHER_NETWORKS, NULL, net, local, nlocal);
+        set_vis(m, w, MODEL_VIS_OTHER_NETWORKS, NULL, net, local, nlocal);
         char *wname = strdup(w->name);
         publish(b, wname, &w, 1);
         names[nnames++] = wname;
@@ -657,7 +705,7 @@ static char *workload_name(const model_pod_t *p)
 }
 
 static void fill_services(model_res_t *r, const pod_svc_t *ps, size_t n, bool global_only,
-                          const model_t *m)
+                          model_t *m)
 {
     model_arena_t *a = &r->arena;
     model_out_workload_t *w = &r->u.wl;
@@ -667,12 +715,11 @@ static void fill_services(model_res_t *r, const pod_svc_t *ps, size_t n, bool gl
             continue;
         const model_service_t *svc = ps[i].svc;
         char *host = hostname(m, svc->ns, svc->name);
-        size_t klen = strlen(svc->ns) + strlen(host) + 2;
-        char *key = model_arena_alloc(a, klen);
-        snprintf(key, klen, "%s/%s", svc->ns, host);
-        free(host);
+        char *key = key_of(svc->ns, host);
         model_wl_service_t *ws = &w->services[w->nservices++];
-        ws->key = key;
+        ws->key = model_str(&m->strs, key);
+        free(key);
+        free(host);
         ws->ports = model_arena_alloc(a, (svc->nports ? svc->nports : 1) * sizeof(*ws->ports));
         for (size_t j = 0; j < svc->nports; j++) {
             uint16_t target = svc->ports[j].target_port;
@@ -687,39 +734,52 @@ static void fill_services(model_res_t *r, const pod_svc_t *ps, size_t n, bool gl
     }
 }
 
-static model_res_t *build_pod(const model_t *m, const model_cluster_int_t *c, const model_pod_t *p,
-                              const char *uid)
+/* What a pod's workload needs in its arena beyond its name. */
+static size_t pod_size(const model_pod_t *p, const pod_svc_t *ps, size_t nps, size_t nexclude)
+{
+    size_t n = ((p->nips * sizeof(model_ip_t) + 7) & ~(size_t)7) +
+               (nps ? nps : 1) * sizeof(model_wl_service_t) + nexclude * sizeof(char *);
+    for (size_t i = 0; i < nps; i++)
+        n += (((ps[i].svc->nports ? ps[i].svc->nports : 1) * sizeof(model_port_pair_t)) + 7) &
+             ~(size_t)7;
+    return n;
+}
+
+static model_res_t *build_pod(model_t *m, const model_cluster_int_t *c, const model_pod_t *p,
+                              const char *uid, size_t size)
 {
     static const char *const cn_keys[] = {"service.istio.io/canonical-name",
                                           "app.kubernetes.io/name", "app"};
     static const char *const cr_keys[] = {"service.istio.io/canonical-revision",
                                           "app.kubernetes.io/version", "version"};
-    model_res_t *r = model_res_new(MODEL_RES_WORKLOAD, uid);
+    model_res_t *r = model_res_new(MODEL_RES_WORKLOAD, uid, size);
     model_arena_t *a = &r->arena;
+    model_strs_t *t = &m->strs;
     model_out_workload_t *w = &r->u.wl;
     w->uid = r->name;
-    w->name = model_arena_strdup(a, p->name);
-    w->ns = model_arena_strdup(a, p->ns);
-    w->cluster_id = model_arena_strdup(a, c->id);
-    w->network = model_arena_strdup(a, c->network);
-    w->node = model_arena_strdup(a, p->node);
-    w->service_account = model_arena_strdup(a, p->service_account);
-    w->trust_domain = model_arena_strdup(a, trust_domain(m));
+    /* the uid ends with the pod's name, unless it was cut short */
+    size_t ulen = strlen(r->name), nlen = strlen(p->name);
+    w->name = ulen >= nlen && strcmp(r->name + ulen - nlen, p->name) == 0
+                  ? r->name + ulen - nlen
+                  : model_arena_strdup(a, p->name);
+    w->ns = model_str(t, p->ns);
+    w->cluster_id = model_str(t, c->id);
+    w->network = model_str(t, c->network);
+    w->node = model_str(t, p->node);
+    w->service_account = model_str(t, p->service_account);
+    w->trust_domain = model_str(t, trust_domain(m));
     char *wn = workload_name(p);
-    w->workload_name = model_arena_strdup(a, wn);
+    w->workload_name = model_str(t, wn);
     free(wn);
     const char *cn = label_first(&p->labels, cn_keys, 3);
-    w->canonical_name = model_arena_strdup(a, cn ? cn : w->workload_name);
+    w->canonical_name = cn ? model_str(t, cn) : model_str_ref(w->workload_name);
     const char *cr = label_first(&p->labels, cr_keys, 3);
-    w->canonical_revision = model_arena_strdup(a, cr ? cr : "latest");
+    w->canonical_revision = model_str(t, cr ? cr : "latest");
     const model_node_t *node = p->node ? model_hmap_get(&c->objs[MODEL_KIND_NODE], p->node) : NULL;
     if (node) {
-        w->region =
-            model_arena_strdup(a, model_labels_get(&node->labels, "topology.kubernetes.io/region"));
-        w->zone =
-            model_arena_strdup(a, model_labels_get(&node->labels, "topology.kubernetes.io/zone"));
-        w->subzone =
-            model_arena_strdup(a, model_labels_get(&node->labels, "topology.istio.io/subzone"));
+        w->region = model_str(t, model_labels_get(&node->labels, "topology.kubernetes.io/region"));
+        w->zone = model_str(t, model_labels_get(&node->labels, "topology.kubernetes.io/zone"));
+        w->subzone = model_str(t, model_labels_get(&node->labels, "topology.istio.io/subzone"));
     }
     w->addrs = model_arena_alloc(a, p->nips * sizeof(*w->addrs));
     memcpy(w->addrs, p->ips, p->nips * sizeof(*w->addrs));
@@ -753,9 +813,10 @@ static void derive_pod(build_t *b, const char *dkey)
     char *exclude[MAX_VARIANTS];
     size_t nexclude = 0;
     bool any_global = false;
-    const model_ptrs_t *slices = model_hmap_get(&c->slices_by_pod, key);
-    for (size_t i = 0; slices && i < slices->n && nps < MAX_VARIANTS; i++) {
-        const model_endpointslice_t *s = slices->p[i];
+    void *const *slices;
+    size_t nslices = model_ptrs_get(&c->slices_by_pod, key, &slices);
+    for (size_t i = 0; i < nslices && nps < MAX_VARIANTS; i++) {
+        const model_endpointslice_t *s = slices[i];
         char skey[512];
         snprintf(skey, sizeof(skey), "%s/%s", s->ns, s->service ? s->service : "");
         const model_service_t *svc = model_hmap_get(&c->objs[MODEL_KIND_SERVICE], skey);
@@ -777,21 +838,22 @@ static void derive_pod(build_t *b, const char *dkey)
         ps[nps++] = (pod_svc_t){svc, s, global};
     }
     model_res_t *v[2];
-    v[0] = build_pod(m, c, p, uid);
+    size_t size = pod_size(p, ps, nps, nexclude);
+    v[0] = build_pod(m, c, p, uid, size);
     fill_services(v[0], ps, nps, false, m);
     size_t nv = 1, nglobal = 0;
     for (size_t i = 0; i < nps; i++)
         nglobal += ps[i].global;
     if (any_global && nglobal == nps) {
         /* the same content for its cluster and its network peers: one variant */
-        set_vis(v[0], MODEL_VIS_NETWORK, c->id, c->network, exclude, nexclude);
+        set_vis(m, v[0], MODEL_VIS_NETWORK, c->id, c->network, exclude, nexclude);
     } else {
-        set_vis(v[0], MODEL_VIS_CLUSTER, c->id, NULL, NULL, 0);
+        set_vis(m, v[0], MODEL_VIS_CLUSTER, c->id, NULL, NULL, 0);
     }
     if (any_global && nglobal < nps) {
-        v[1] = build_pod(m, c, p, uid);
+        v[1] = build_pod(m, c, p, uid, size);
         fill_services(v[1], ps, nps, true, m);
-        set_vis(v[1], MODEL_VIS_NETWORK_PEERS, c->id, c->network, exclude, nexclude);
+        set_vis(m, v[1], MODEL_VIS_NETWORK_PEERS, c->id, c->network, exclude, nexclude);
         nv = 2;
     }
     publish(b, uid, v, nv);
@@ -811,20 +873,20 @@ static void derive_gateways(build_t *b)
         char ip[64], uid[512];
         model_ip_format(&c->gw, ip, sizeof(ip));
         snprintf(uid, sizeof(uid), "NetworkGateway/%s/%s/%u", c->network, ip, c->gw_port);
-        model_res_t *r = model_res_new(MODEL_RES_WORKLOAD, uid);
+        model_res_t *r = model_res_new(MODEL_RES_WORKLOAD, uid, 64);
         model_out_workload_t *w = &r->u.wl;
         w->uid = r->name;
         w->name = r->name;
-        w->ns = model_arena_strdup(&r->arena, c->gw_ns);
-        w->service_account = model_arena_strdup(&r->arena, c->gw_name);
-        w->network = model_arena_strdup(&r->arena, c->network);
-        w->cluster_id = model_arena_strdup(&r->arena, c->id);
+        w->ns = model_str(&m->strs, c->gw_ns);
+        w->service_account = model_str(&m->strs, c->gw_name);
+        w->network = model_str(&m->strs, c->network);
+        w->cluster_id = model_str(&m->strs, c->id);
         w->addrs = model_arena_alloc(&r->arena, sizeof(*w->addrs));
         w->addrs[0] = c->gw;
         w->naddrs = 1;
         w->healthy = true;
         w->workload_type = 2;
-        set_vis(r, MODEL_VIS_ALL, NULL, NULL, NULL, 0);
+        set_vis(m, r, MODEL_VIS_ALL, NULL, NULL, NULL, 0);
         names[n++] = strdup(uid);
         publish(b, uid, &r, 1);
     }
@@ -838,24 +900,27 @@ static void derive_gateways(build_t *b)
 
 /* ---------- commit ---------- */
 
+typedef struct drain_ctx {
+    build_t *b;
+    void (*fn)(build_t *, const char *);
+} drain_ctx_t;
+
+static void drain_one(const char *key, void *val, void *arg)
+{
+    (void)val;
+    drain_ctx_t *d = arg;
+    d->fn(d->b, key);
+}
+
 /* Rebuilds every dirty key. Taking the keys out first keeps this linear, and
- * lets a rebuild mark further keys (a service marks its pods). */
+ * lets a rebuild mark further keys (a service marks its pods). Each mark is
+ * freed as soon as it is done, so the resources built next reuse its memory
+ * instead of leaving a commit-sized hole in the heap. */
 static void drain(model_hmap_t *h, build_t *b, void (*fn)(build_t *, const char *))
 {
-    while (h->n) {
-        size_t n = 0;
-        char **keys = malloc(h->n * sizeof(char *));
-        if (!keys)
-            abort();
-        for (model_hmap_ent_t *e = model_hmap_first(h); e; e = model_hmap_next(h, e))
-            keys[n++] = strdup(e->key);
-        model_hmap_destroy(h, NULL);
-        for (size_t i = 0; i < n; i++) {
-            fn(b, keys[i]);
-            free(keys[i]);
-        }
-        free(keys);
-    }
+    drain_ctx_t d = {b, fn};
+    while (h->n)
+        model_hmap_take(h, drain_one, &d);
 }
 
 model_snapshot_t *model_commit(model_t *m)
@@ -869,6 +934,7 @@ model_snapshot_t *model_commit(model_t *m)
     if (m->dirty_gateways)
         derive_gateways(&b);
     m->dirty_gateways = false;
+    model_strs_sweep(&m->strs);
     model_pmap_t *map = model_pmap_finish(b.edit);
     model_pmap_t *emap = model_pmap_finish(b.eedit);
     if (m->changes == 0)

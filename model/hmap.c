@@ -54,10 +54,16 @@ static model_hmap_ent_t **slot(const model_hmap_t *h, const char *key, uint64_t 
 
 void *model_hmap_get(const model_hmap_t *h, const char *key)
 {
+    void **v = model_hmap_slot(h, key);
+    return v ? *v : NULL;
+}
+
+void **model_hmap_slot(const model_hmap_t *h, const char *key)
+{
     if (h->n == 0)
         return NULL;
     model_hmap_ent_t *e = *slot(h, key, model_hash(key));
-    return e ? e->val : NULL;
+    return e ? &e->val : NULL;
 }
 
 static int grow(model_hmap_t *h)
@@ -118,6 +124,22 @@ void *model_hmap_del(model_hmap_t *h, const char *key)
     free(e);
     h->n--;
     return val;
+}
+
+void model_hmap_take(model_hmap_t *h, void (*fn)(const char *key, void *val, void *arg), void *arg)
+{
+    model_hmap_t t = *h;
+    model_hmap_init(h);
+    for (size_t i = 0; i < t.nb; i++) {
+        model_hmap_ent_t *e = t.b[i];
+        while (e) {
+            model_hmap_ent_t *next = e->next;
+            fn(e->key, e->val, arg);
+            free(e);
+            e = next;
+        }
+    }
+    free(t.b);
 }
 
 model_hmap_ent_t *model_hmap_first(const model_hmap_t *h)

@@ -28,11 +28,16 @@ void model_hmap_init(model_hmap_t *h);
 /* Frees the table; calls free_fn on each value when not NULL. */
 void model_hmap_destroy(model_hmap_t *h, void (*free_fn)(void *));
 void *model_hmap_get(const model_hmap_t *h, const char *key);
+/* Where key's value is stored (valid until the map changes), or NULL. */
+void **model_hmap_slot(const model_hmap_t *h, const char *key);
 /* Stores val under key and returns the previous value (or NULL). val must not
  * be NULL. On allocation failure returns val itself and stores nothing. */
 void *model_hmap_put(model_hmap_t *h, const char *key, void *val);
 /* Removes key; returns its value or NULL. */
 void *model_hmap_del(model_hmap_t *h, const char *key);
+/* Empties the map, then calls fn on each entry it had, freeing the entry
+ * right after: fn may add to the (new, empty) map. */
+void model_hmap_take(model_hmap_t *h, void (*fn)(const char *key, void *val, void *arg), void *arg);
 
 /* Iteration: for (e = first; e; e = next(h, e)). Do not modify while iterating. */
 model_hmap_ent_t *model_hmap_first(const model_hmap_t *h);

@@ -45,14 +45,37 @@ char *model_obj_key(model_kind_t kind, const void *obj)
 
 /* ---------- small pointer sets (slices of a service, slices of a pod) ---------- */
 
+static model_ptrs_t *ptrs_of(void *v)
+{
+    return (uintptr_t)v & 1u ? (model_ptrs_t *)((uintptr_t)v & ~(uintptr_t)1u) : NULL;
+}
+
+size_t model_ptrs_get(const model_hmap_t *h, const char *key, void *const **p)
+{
+    void **v = model_hmap_slot(h, key);
+    if (!v)
+        return 0;
+    model_ptrs_t *s = ptrs_of(*v);
+    *p = s ? s->p : v;
+    return s ? s->n : 1;
+}
+
 static void ptrset_add(model_hmap_t *h, const char *key, void *p)
 {
-    model_ptrs_t *s = model_hmap_get(h, key);
+    void **v = model_hmap_slot(h, key);
+    if (!v) {
+        model_hmap_put(h, key, p);
+        return;
+    }
+    model_ptrs_t *s = ptrs_of(*v);
     if (!s) {
+        if (*v == p)
+            return;
         s = calloc(1, sizeof(*s));
-        if (!s)
+        if (!s || !(s->p = malloc(sizeof(void *))))
             abort();
-        model_hmap_put(h, key, s);
+        s->p[s->n++] = *v;
+        *v = (void *)((uintptr_t)s | 1u);
     }
     for (size_t i = 0; i < s->n; i++)
         if (s->p[i] == p)
@@ -66,25 +89,30 @@ static void ptrset_add(model_hmap_t *h, const char *key, void *p)
 
 static void ptrset_del(model_hmap_t *h, const char *key, void *p)
 {
-    model_ptrs_t *s = model_hmap_get(h, key);
-    if (!s)
+    void **v = model_hmap_slot(h, key);
+    if (!v)
         return;
+    model_ptrs_t *s = ptrs_of(*v);
+    if (!s) {
+        if (*v == p)
+            model_hmap_del(h, key);
+        return;
+    }
     for (size_t i = 0; i < s->n; i++) {
         if (s->p[i] == p) {
             s->p[i] = s->p[--s->n];
             break;
         }
     }
-    if (s->n == 0) {
-        model_hmap_del(h, key);
-        free(s->p);
-        free(s);
+    if (s->n == 1) {
+        *v = s->p[0];
+        model_ptrs_free((void *)((uintptr_t)s | 1u));
     }
 }
 
-void model_ptrs_free(void *p)
+void model_ptrs_free(void *v)
 {
-    model_ptrs_t *s = p;
+    model_ptrs_t *s = ptrs_of(v);
     if (s)
         free(s->p);
     free(s);
@@ -287,9 +315,10 @@ static void mark_effects(model_t *m, model_cluster_int_t *c, model_kind_t kind, 
         const model_service_t *s = obj;
         model_mark_service(m, s->ns, s->name);
         char *k = key2(s->ns, s->name);
-        const model_ptrs_t *slices = model_hmap_get(&c->slices_by_svc, k);
-        for (size_t i = 0; slices && i < slices->n; i++)
-            mark_slice_pods(m, c, slices->p[i]);
+        void *const *slices;
+        size_t n = model_ptrs_get(&c->slices_by_svc, k, &slices);
+        for (size_t i = 0; i < n; i++)
+            mark_slice_pods(m, c, slices[i]);
         free(k);
         break;
     }
@@ -463,6 +492,7 @@ model_t *model_new(const model_config_t *cfg)
     m->trust_domain = strdup(cfg && cfg->trust_domain ? cfg->trust_domain : "cluster.local");
     m->domain_suffix = strdup(cfg && cfg->domain_suffix ? cfg->domain_suffix : "cluster.local");
     m->rules = model_scope_rules_default();
+    model_strs_init(&m->strs);
     model_hmap_init(&m->dirty_svcs);
     model_hmap_init(&m->dirty_pods);
     model_hmap_init(&m->svc_state);
@@ -501,6 +531,7 @@ void model_free(model_t *m)
     model_scope_rules_free(m->rules);
     model_pmap_unref(m->map);
     model_pmap_unref(m->emap);
+    model_strs_free(&m->strs);
     free(m->trust_domain);
     free(m->domain_suffix);
     free(m);

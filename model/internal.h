@@ -10,17 +10,42 @@
 
 #include <stdatomic.h>
 
-/* A bump allocator: a resource and everything it points to live in one. */
+/* A bump allocator: a resource and everything it points to live in one.
+ * It must be the last member of its owner, whose allocation continues with
+ * the arena's first block; further blocks are allocated as needed. */
 typedef struct model_arena {
-    struct model_arena_chunk *head;
+    uint32_t used, cap;              /* of the current block */
+    struct model_arena_chunk *extra; /* current block when not the first */
 } model_arena_t;
 
 void *model_arena_alloc(model_arena_t *a, size_t n);
 char *model_arena_strdup(model_arena_t *a, const char *s);
 void model_arena_free(model_arena_t *a);
 
+/* ---------- shared strings (strs.c) ---------- */
+
+typedef struct model_strs {
+    model_hmap_t map; /* text -> its shared copy */
+    size_t swept;     /* entries left by the last sweep */
+} model_strs_t;
+
+void model_strs_init(model_strs_t *t);
+/* The shared copy of s with a new reference (NULL for NULL). Model thread. */
+const char *model_str(model_strs_t *t, const char *s);
+/* Another reference to a shared copy; NULL is fine. Returns s. */
+const char *model_str_ref(const char *s);
+/* Drops a reference to a shared copy; any thread; NULL is fine. */
+void model_str_unref(const char *s);
+/* Frees the copies nobody else holds, once the table has grown enough. */
+void model_strs_sweep(model_strs_t *t);
+/* Drops the table's own references. */
+void model_strs_free(model_strs_t *t);
+
+/* A resource and its content. Every string of its visibility is a shared
+ * copy, and so is every string of a workload but its uid and name; the
+ * resource holds a reference to each. */
 struct model_res {
-    atomic_long refs;
+    atomic_int refs;
     model_res_kind_t kind;
     uint64_t version;
     const char *name;
@@ -32,27 +57,29 @@ struct model_res {
     } u;
     _Atomic(void *) cache;
     void (*cache_free)(void *);
-    model_arena_t arena;
+    model_arena_t arena; /* last: its first block follows */
 };
 
-/* A new resource of kind with one reference; fill it through its arena. */
-model_res_t *model_res_new(model_res_kind_t kind, const char *name);
+/* A new resource of kind with one reference; fill it through its arena,
+ * whose first block holds the name and size more bytes. */
+model_res_t *model_res_new(model_res_kind_t kind, const char *name, size_t size);
 void model_res_ref(model_res_t *r);
 void model_res_unref(model_res_t *r);
 /* Deep equality of content and visibility (not version, not cache). */
 bool model_res_equal(const model_res_t *a, const model_res_t *b);
 
 /* The value stored in the snapshot map under a resource name: every variant
- * of that name, at most one visible to any view. */
-typedef struct model_entry {
-    atomic_long refs;
-    size_t n;
-    model_res_t *v[];
-} model_entry_t;
+ * of that name, at most one visible to any view. Most names have one
+ * variant: their entry is that resource's pointer with the low bit set, so
+ * it costs no allocation of its own. Read entries through these functions. */
+typedef struct model_entry model_entry_t;
 
 extern const model_pmap_ops_t model_entry_ops;
-/* Takes over the references in v. */
+/* Takes over the references in v (n > 0); for one variant the map's own
+ * reference is the resource's, so the caller drops v[0]'s once it is put. */
 model_entry_t *model_entry_new(model_res_t **v, size_t n);
+size_t model_entry_count(const model_entry_t *e); /* NULL: 0 */
+model_res_t *model_entry_at(const model_entry_t *e, size_t i);
 const model_res_t *model_entry_pick(const model_entry_t *e, const model_view_t *v);
 
 struct model_snapshot {
@@ -72,7 +99,13 @@ typedef struct model_ptrs {
     size_t n;
 } model_ptrs_t;
 
-void model_ptrs_free(void *p);
+/* Pointer sets as index values: one pointer is stored as it is, more in a
+ * model_ptrs_t whose pointer is tagged in its low bit. Most pods are in one
+ * slice, and this saves them two allocations. */
+void model_ptrs_free(void *v);
+/* The pointers under key: their count, and *p their array (borrowed until
+ * the index changes). */
+size_t model_ptrs_get(const model_hmap_t *h, const char *key, void *const **p);
 
 typedef struct model_cluster_int {
     char *id;
@@ -83,8 +116,8 @@ typedef struct model_cluster_int {
     char *gw_name;
     model_cluster_state_t state;
     model_hmap_t objs[MODEL_KIND__COUNT]; /* "ns/name" (or name) -> object */
-    model_hmap_t slices_by_svc;           /* "ns/service" -> model_ptrs_t of slices */
-    model_hmap_t slices_by_pod;           /* "ns/pod" -> model_ptrs_t of slices */
+    model_hmap_t slices_by_svc;           /* "ns/service" -> slices (model_ptrs_get) */
+    model_hmap_t slices_by_pod;           /* "ns/pod" -> slices (model_ptrs_get) */
 } model_cluster_int_t;
 
 /* What the model remembers about one service name between commits. */
@@ -106,6 +139,7 @@ struct model {
     model_cluster_int_t **clusters; /* sorted by id */
     size_t nclusters;
     model_scope_rules_t *rules;
+    model_strs_t strs;       /* shared strings of the published resources */
     model_hmap_t dirty_svcs; /* "ns/name" */
     model_hmap_t dirty_pods; /* "cluster\nns/name" */
     bool dirty_gateways;

@@ -406,25 +406,30 @@ typedef struct model_out_workload {
     size_t naddrs;
     model_wl_service_t *services;
     size_t nservices;
+    const model_net_addr_t *gateway; /* network_gateway it is reached through, or NULL */
+    uint32_t capacity;               /* 0 = not set */
+    int workload_type;               /* istio.workload.WorkloadType */
+    uint16_t gateway_port;           /* hbone_mtls_port */
     bool healthy;
-    bool has_gateway; /* reached through network_gateway */
-    model_net_addr_t gateway;
-    uint16_t gateway_port; /* hbone_mtls_port */
-    uint32_t capacity;     /* 0 = not set */
-    int workload_type;     /* istio.workload.WorkloadType */
 } model_out_workload_t;
+
+/* Where endpoints run; shared by the endpoints of a resource that have the
+ * same one. */
+typedef struct model_locality {
+    const char *cluster;
+    const char *network;
+    const char *region, *zone, *subzone;
+} model_locality_t;
 
 /* One endpoint as an Envoy-style client (gateway, proxyless gRPC) sees it. */
 typedef struct model_out_endpoint {
     model_ip_t ip;
-    const uint16_t *ports; /* parallel to the service ports; 0 = not served */
-    const char *cluster;
-    const char *network;
-    const char *region, *zone, *subzone;
-    uint32_t weight;  /* 1, or the ready endpoints a gateway stands for */
     uint8_t priority; /* 0: preferred; 1: only when priority 0 has none healthy */
     bool healthy;
-    bool via_gateway; /* ip and ports are the remote network's gateway */
+    bool via_gateway;            /* ip and ports are the remote network's gateway */
+    uint32_t weight;             /* 1, or the ready endpoints a gateway stands for */
+    const uint16_t *ports;       /* parallel to the service ports; 0 = not served */
+    const model_locality_t *loc; /* never NULL */
 } model_out_endpoint_t;
 
 /* A service's endpoints for one viewing cluster: its own cluster's and its

@@ -13,32 +13,30 @@
 
 typedef struct model_arena_chunk {
     struct model_arena_chunk *next;
-    uint32_t used, cap;
-    bool embedded; /* allocated with its owner, not freed on its own */
     uint64_t data[];
 } model_arena_chunk_t;
 
-/* The first chunk lives in the resource's own allocation: most resources fit
- * in it, so a resource is one malloc. */
-#define FIRST_CHUNK 320
+static char *arena_block(model_arena_t *a)
+{
+    /* the first block follows the arena in its owner's allocation */
+    return a->extra ? (char *)a->extra->data : (char *)(a + 1);
+}
 
 void *model_arena_alloc(model_arena_t *a, size_t n)
 {
     n = (n + 7) & ~(size_t)7;
-    model_arena_chunk_t *c = a->head;
-    if (!c || c->cap - c->used < n) {
+    if (a->cap - a->used < n) {
         size_t cap = n > 256 ? n : 256;
-        c = malloc(sizeof(*c) + cap);
+        model_arena_chunk_t *c = malloc(sizeof(*c) + cap);
         if (!c)
             abort(); /* the model cannot continue half-built; see DESIGN.md */
-        c->next = a->head;
-        c->used = 0;
-        c->cap = (uint32_t)cap;
-        c->embedded = false;
-        a->head = c;
+        c->next = a->extra;
+        a->extra = c;
+        a->used = 0;
+        a->cap = (uint32_t)cap;
     }
-    void *p = (char *)c->data + c->used;
-    c->used += (uint32_t)n;
+    void *p = arena_block(a) + a->used;
+    a->used += (uint32_t)n;
     memset(p, 0, n);
     return p;
 }
@@ -55,25 +53,24 @@ char *model_arena_strdup(model_arena_t *a, const char *s)
 
 void model_arena_free(model_arena_t *a)
 {
-    model_arena_chunk_t *c = a->head;
+    model_arena_chunk_t *c = a->extra;
     while (c) {
         model_arena_chunk_t *next = c->next;
-        if (!c->embedded)
-            free(c);
+        free(c);
         c = next;
     }
-    a->head = NULL;
+    a->extra = NULL;
 }
 
-model_res_t *model_res_new(model_res_kind_t kind, const char *name)
+model_res_t *model_res_new(model_res_kind_t kind, const char *name, size_t size)
 {
-    model_res_t *r = calloc(1, sizeof(*r) + sizeof(model_arena_chunk_t) + FIRST_CHUNK);
+    /* Sized by the caller, the first block usually holds everything, and
+     * a resource is one allocation with no slack beyond the size class. */
+    size += (strlen(name) + 8) & ~(size_t)7;
+    model_res_t *r = calloc(1, sizeof(*r) + size);
     if (!r)
         abort();
-    model_arena_chunk_t *first = (model_arena_chunk_t *)(r + 1);
-    first->cap = FIRST_CHUNK;
-    first->embedded = true;
-    r->arena.head = first;
+    r->arena.cap = (uint32_t)size;
     atomic_init(&r->refs, 1);
     r->kind = kind;
     r->name = model_arena_strdup(&r->arena, name);
@@ -85,6 +82,36 @@ void model_res_ref(model_res_t *r)
     atomic_fetch_add_explicit(&r->refs, 1, memory_order_relaxed);
 }
 
+/* The shared strings a resource holds (see struct model_res). */
+static void drop_strs(model_res_t *r)
+{
+    model_str_unref(r->vis.cluster);
+    model_str_unref(r->vis.network);
+    for (size_t i = 0; i < r->vis.nexclude; i++)
+        model_str_unref(r->vis.exclude[i]);
+    if (r->kind != MODEL_RES_WORKLOAD)
+        return;
+    const model_out_workload_t *w = &r->u.wl;
+    const char *const shared[] = {w->ns,
+                                  w->cluster_id,
+                                  w->network,
+                                  w->node,
+                                  w->service_account,
+                                  w->trust_domain,
+                                  w->workload_name,
+                                  w->canonical_name,
+                                  w->canonical_revision,
+                                  w->region,
+                                  w->zone,
+                                  w->subzone};
+    for (size_t i = 0; i < sizeof(shared) / sizeof(shared[0]); i++)
+        model_str_unref(shared[i]);
+    for (size_t i = 0; i < w->nservices; i++)
+        model_str_unref(w->services[i].key);
+    if (w->gateway)
+        model_str_unref(w->gateway->network);
+}
+
 void model_res_unref(model_res_t *r)
 {
     if (!r || atomic_fetch_sub_explicit(&r->refs, 1, memory_order_acq_rel) != 1)
@@ -92,6 +119,7 @@ void model_res_unref(model_res_t *r)
     void *c = atomic_load(&r->cache);
     if (c && r->cache_free)
         r->cache_free(c);
+    drop_strs(r);
     model_arena_free(&r->arena);
     free(r);
 }
@@ -133,6 +161,8 @@ uint64_t model_res_version(const model_res_t *r)
 
 static bool str_eq(const char *a, const char *b)
 {
+    if (a == b)
+        return true;
     if (!a || !b)
         return a == b;
     return strcmp(a, b) == 0;
@@ -252,10 +282,10 @@ static bool workload_equal(const model_out_workload_t *a, const model_out_worklo
         if (!str_eq(sa[i], sb[i]))
             return false;
     if (a->naddrs != b->naddrs || a->nservices != b->nservices || a->healthy != b->healthy ||
-        a->has_gateway != b->has_gateway || a->gateway_port != b->gateway_port ||
+        !a->gateway != !b->gateway || a->gateway_port != b->gateway_port ||
         a->capacity != b->capacity || a->workload_type != b->workload_type)
         return false;
-    if (a->has_gateway && !netaddrs_equal(&a->gateway, 1, &b->gateway, 1))
+    if (a->gateway && !netaddrs_equal(a->gateway, 1, b->gateway, 1))
         return false;
     for (size_t i = 0; i < a->naddrs; i++)
         if (!model_ip_equal(&a->addrs[i], &b->addrs[i]))
@@ -268,13 +298,18 @@ static bool workload_equal(const model_out_workload_t *a, const model_out_worklo
     return true;
 }
 
+static bool locality_equal(const model_locality_t *a, const model_locality_t *b)
+{
+    return a == b || (str_eq(a->cluster, b->cluster) && str_eq(a->network, b->network) &&
+                      str_eq(a->region, b->region) && str_eq(a->zone, b->zone) &&
+                      str_eq(a->subzone, b->subzone));
+}
+
 static bool endpoint_equal(const model_out_endpoint_t *a, const model_out_endpoint_t *b,
                            size_t nports)
 {
-    return model_ip_equal(&a->ip, &b->ip) && str_eq(a->cluster, b->cluster) &&
-           str_eq(a->network, b->network) && str_eq(a->region, b->region) &&
-           str_eq(a->zone, b->zone) && str_eq(a->subzone, b->subzone) && a->weight == b->weight &&
-           a->priority == b->priority && a->healthy == b->healthy &&
+    return model_ip_equal(&a->ip, &b->ip) && locality_equal(a->loc, b->loc) &&
+           a->weight == b->weight && a->priority == b->priority && a->healthy == b->healthy &&
            a->via_gateway == b->via_gateway &&
            (nports == 0 || memcmp(a->ports, b->ports, nports * sizeof(uint16_t)) == 0);
 }
@@ -311,8 +346,21 @@ bool model_res_equal(const model_res_t *a, const model_res_t *b)
 
 /* ---------- entries ---------- */
 
+struct model_entry {
+    atomic_long refs;
+    size_t n;
+    model_res_t *v[];
+};
+
+static bool entry_single(const model_entry_t *e)
+{
+    return (uintptr_t)e & 1u;
+}
+
 model_entry_t *model_entry_new(model_res_t **v, size_t n)
 {
+    if (n == 1)
+        return (model_entry_t *)((uintptr_t)v[0] | 1u);
     model_entry_t *e = malloc(sizeof(*e) + n * sizeof(e->v[0]));
     if (!e)
         abort();
@@ -322,15 +370,32 @@ model_entry_t *model_entry_new(model_res_t **v, size_t n)
     return e;
 }
 
+size_t model_entry_count(const model_entry_t *e)
+{
+    return !e ? 0 : entry_single(e) ? 1 : e->n;
+}
+
+model_res_t *model_entry_at(const model_entry_t *e, size_t i)
+{
+    return entry_single(e) ? (model_res_t *)((uintptr_t)e & ~(uintptr_t)1u) : e->v[i];
+}
+
 static void entry_retain(void *p)
 {
     model_entry_t *e = p;
-    atomic_fetch_add_explicit(&e->refs, 1, memory_order_relaxed);
+    if (entry_single(e))
+        model_res_ref(model_entry_at(e, 0));
+    else
+        atomic_fetch_add_explicit(&e->refs, 1, memory_order_relaxed);
 }
 
 static void entry_release(void *p)
 {
     model_entry_t *e = p;
+    if (entry_single(e)) {
+        model_res_unref(model_entry_at(e, 0));
+        return;
+    }
     if (atomic_fetch_sub_explicit(&e->refs, 1, memory_order_acq_rel) != 1)
         return;
     for (size_t i = 0; i < e->n; i++)
@@ -342,9 +407,10 @@ const model_pmap_ops_t model_entry_ops = {entry_retain, entry_release};
 
 const model_res_t *model_entry_pick(const model_entry_t *e, const model_view_t *v)
 {
-    for (size_t i = 0; e && i < e->n; i++)
-        if (model_res_visible(e->v[i], v))
-            return e->v[i];
+    size_t n = model_entry_count(e);
+    for (size_t i = 0; i < n; i++)
+        if (model_res_visible(model_entry_at(e, i), v))
+            return model_entry_at(e, i);
     return NULL;
 }
 

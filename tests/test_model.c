@@ -305,7 +305,7 @@ START_TEST(remote_network_reached_through_gateway_with_capacity)
         wl(s, &V1, SH("n2", "192.0.2.2", "ns", "a.ns.svc.cluster.local"));
     ck_assert_ptr_nonnull(w);
     ck_assert_uint_eq(w->capacity, 3);
-    ck_assert(w->has_gateway);
+    ck_assert(w->gateway);
     ck_assert_uint_eq(w->gateway_port, 15008);
     ck_assert_uint_eq(w->naddrs, 0);
     ck_assert_str_eq(w->services[0].key, "ns/a.ns.svc.cluster.local");
@@ -513,10 +513,10 @@ START_TEST(endpoints_prefer_local_priorities)
             gw++;
             ck_assert_uint_eq(e->eps[i].weight, 3);
             ck_assert_uint_eq(e->eps[i].ports[0], 15008);
-            ck_assert_str_eq(e->eps[i].network, "n2");
+            ck_assert_str_eq(e->eps[i].loc->network, "n2");
         } else {
             ck_assert_uint_eq(e->eps[i].ports[0], 8080);
-            ck_assert_uint_eq(e->eps[i].priority, strcmp(e->eps[i].cluster, "c1") != 0);
+            ck_assert_uint_eq(e->eps[i].priority, strcmp(e->eps[i].loc->cluster, "c1") != 0);
         }
     }
     ck_assert_int_eq(p0, 2);

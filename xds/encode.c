@@ -168,10 +168,10 @@ static uint8_t *encode_workload(const model_out_workload_t *w, size_t *len)
         loc.subzone = s(w->subzone);
         m.locality = &loc;
     }
-    if (w->has_gateway) {
-        gwa.network = s(w->gateway.network);
-        gwa.address.data = (uint8_t *)w->gateway.ip.b;
-        gwa.address.len = w->gateway.ip.len;
+    if (w->gateway) {
+        gwa.network = s(w->gateway->network);
+        gwa.address.data = (uint8_t *)w->gateway->ip.b;
+        gwa.address.len = w->gateway->ip.len;
         gw.destination_case = ISTIO__WORKLOAD__GATEWAY_ADDRESS__DESTINATION_ADDRESS;
         gw.address = &gwa;
         gw.hbone_mtls_port = w->gateway_port ? w->gateway_port : 15008;

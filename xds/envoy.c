@@ -342,14 +342,14 @@ static bool str_eq(const char *a, const char *b)
 
 static bool same_locality(const model_out_endpoint_t *a, const model_out_endpoint_t *b)
 {
-    return str_eq(a->region, b->region) && str_eq(a->zone, b->zone) &&
-           str_eq(a->subzone, b->subzone);
+    return str_eq(a->loc->region, b->loc->region) && str_eq(a->loc->zone, b->loc->zone) &&
+           str_eq(a->loc->subzone, b->loc->subzone);
 }
 
 static bool same_group(const model_out_endpoint_t *a, const model_out_endpoint_t *b, bool gw)
 {
-    return (gw || a->priority == b->priority) && str_eq(a->cluster, b->cluster) &&
-           str_eq(a->network, b->network) && a->via_gateway == b->via_gateway &&
+    return (gw || a->priority == b->priority) && str_eq(a->loc->cluster, b->loc->cluster) &&
+           str_eq(a->loc->network, b->loc->network) && a->via_gateway == b->via_gateway &&
            same_locality(a, b);
 }
 
@@ -359,11 +359,11 @@ static bool same_group(const model_out_endpoint_t *a, const model_out_endpoint_t
 static bool cla_wants(const model_out_endpoints_t *o, size_t i, size_t pi, const char *own)
 {
     const model_out_endpoint_t *e = &o->eps[i];
-    if (!e->ports[pi] || (own && (e->via_gateway || !str_eq(e->cluster, own))))
+    if (!e->ports[pi] || (own && (e->via_gateway || !str_eq(e->loc->cluster, own))))
         return false;
     for (size_t j = 0; j < i; j++)
         if (o->eps[j].ports[pi] == e->ports[pi] && model_ip_equal(&o->eps[j].ip, &e->ip) &&
-            (!own || (!o->eps[j].via_gateway && str_eq(o->eps[j].cluster, own))))
+            (!own || (!o->eps[j].via_gateway && str_eq(o->eps[j].loc->cluster, own))))
             return false;
     return true;
 }
@@ -412,10 +412,11 @@ static void cla_priorities(cla_grp_t *g, size_t ng, bool gw)
 static void cla_localities(cla_grp_t *g, size_t ng)
 {
     for (size_t i = 0; i < ng; i++) {
-        const model_out_endpoint_t *k = g[i].key;
+        const model_locality_t *k = g[i].key->loc;
         bool clash = false;
         for (size_t j = 0; j < ng && !clash; j++)
-            clash = j != i && g[j].l.priority == g[i].l.priority && same_locality(k, g[j].key);
+            clash =
+                j != i && g[j].l.priority == g[i].l.priority && same_locality(g[i].key, g[j].key);
         envoy__config__core__v3__locality__init(&g[i].loc);
         g[i].loc.region = (char *)(k->region ? k->region : "");
         g[i].loc.zone = (char *)(k->zone ? k->zone : "");

@@ -406,16 +406,20 @@ static void show(const char *what, const model_res_t *r)
         fprintf(stderr, " global %d neps %zu:", e->global, e->neps);
         for (size_t i = 0; i < e->neps; i++) {
             char buf[64];
-            fprintf(stderr, " {%s %s %s gw=%d prio=%u w=%u}", model_ip_format(&e->eps[i].ip, buf, sizeof(buf)),
-                    e->eps[i].cluster ? e->eps[i].cluster : "-", e->eps[i].network ? e->eps[i].network : "-",
-                    e->eps[i].via_gateway, e->eps[i].priority, e->eps[i].weight);
+            fprintf(stderr, " {%s %s %s gw=%d prio=%u w=%u}",
+                    model_ip_format(&e->eps[i].ip, buf, sizeof(buf)),
+                    e->eps[i].loc->cluster ? e->eps[i].loc->cluster : "-",
+                    e->eps[i].loc->network ? e->eps[i].loc->network : "-", e->eps[i].via_gateway,
+                    e->eps[i].priority, e->eps[i].weight);
         }
     } else if (model_res_kind(r) == MODEL_RES_WORKLOAD) {
         const model_out_workload_t *w = model_res_workload(r);
-        fprintf(stderr, " uid %s cluster %s network %s node %s region %s zone %s healthy %d gw %d"
-                        " naddrs %zu nservices %zu:", w->uid, w->cluster_id, w->network,
-                w->node ? w->node : "-", w->region ? w->region : "-", w->zone ? w->zone : "-",
-                w->healthy, w->has_gateway, w->naddrs, w->nservices);
+        fprintf(stderr,
+                " uid %s cluster %s network %s node %s region %s zone %s healthy %d gw %d"
+                " naddrs %zu nservices %zu:",
+                w->uid, w->cluster_id, w->network, w->node ? w->node : "-",
+                w->region ? w->region : "-", w->zone ? w->zone : "-", w->healthy,
+                w->gateway != NULL, w->naddrs, w->nservices);
         for (size_t i = 0; i < w->nservices; i++) {
             fprintf(stderr, " {%s", w->services[i].key);
             for (size_t k = 0; k < w->services[i].nports; k++)
