@@ -95,6 +95,9 @@ START_TEST(jv_strings_unescaped_in_place)
     ck_assert_str_eq(kube_jat(a, 4)->v.s, "");
     /* the values live in the parsed buffer itself */
     ck_assert(kube_jat(a, 0)->v.s > text && kube_jat(a, 0)->v.s < text + strlen("[\"a"));
+    /* Go's encoding/json (the API server) escapes <, >, & and U+2028 */
+    ck_assert_int_eq(parse("{\"a\":\"\\u003cb\\u003e \\u0026 \\u2028\"}"), 0);
+    ck_assert_str_eq(kube_jget(kube_jroot(&doc), "a")->v.s, "<b> & \xe2\x80\xa8");
 }
 END_TEST
 
