@@ -131,6 +131,17 @@ endpoints:
 """
 
 
+def cluster_texts(state, pa, pb):
+    """Both clusters' manifests: east's endpoint is server A (port pa), west's
+    gateway forwards to server B (port pb)."""
+    return {
+        "east": cluster_yaml("network-east", "127.0.0.4", 15008, "127.0.0.1", pa,
+                             state["east_ready"], state["td"]),
+        "west": cluster_yaml("network-west", "127.0.0.2", pb, "10.20.0.1", 7070,
+                             True, state["td"]),
+    }
+
+
 class Demo:
     """The demo directory; rewrites a cluster's manifest atomically."""
 
@@ -143,14 +154,7 @@ class Demo:
 
     def write(self, **kw):
         self.state.update(kw)
-        s = self.state
-        files = {
-            "east": cluster_yaml("network-east", "127.0.0.4", 15008, "127.0.0.1", self.pa,
-                                 s["east_ready"], s["td"]),
-            "west": cluster_yaml("network-west", "127.0.0.2", self.pb, "10.20.0.1", 7070,
-                                 True, s["td"]),
-        }
-        for c, text in files.items():
+        for c, text in cluster_texts(self.state, self.pa, self.pb).items():
             path = os.path.join(self.root, c, "cluster.yaml")
             if os.path.exists(path) and open(path).read() == text:
                 continue
@@ -184,14 +188,7 @@ class Fake:
 
     def write(self, **kw):
         self.state.update(kw)
-        s = self.state
-        texts = {
-            "east": cluster_yaml("network-east", "127.0.0.4", 15008, "127.0.0.1", self.pa,
-                                 s["east_ready"], s["td"]),
-            "west": cluster_yaml("network-west", "127.0.0.2", self.pb, "10.20.0.1", 7070,
-                                 True, s["td"]),
-        }
-        for c, text in texts.items():
+        for c, text in cluster_texts(self.state, self.pa, self.pb).items():
             if self.applied.get(c) != text:
                 post(self.ports[c], "/fake/apply", list(self.yaml.safe_load_all(text)))
                 self.applied[c] = text
