@@ -37,20 +37,26 @@ static void kube_jws(kube_jp_t *jp)
         jp->p++;
 }
 
+/* Doubles the array *a of *cap elements of size sz (first: min). */
+static int kube_jgrow(kube_jp_t *jp, void **a, size_t *cap, size_t sz, size_t min)
+{
+    size_t n = *cap ? *cap * 2 : min;
+    void *p = realloc(*a, n * sz);
+    if (!p)
+        return kube_jfail(jp, "out of memory");
+    *a = p;
+    *cap = n;
+    return 0;
+}
+
 /* A new slot; its index in *idx. */
 static int kube_jslot(kube_jp_t *jp, kube_jtype_t t, size_t *idx)
 {
     kube_jdoc_t *d = jp->d;
     if (d->n == KUBE_J_MAX_VALUES)
         return kube_jfail(jp, "more than %u values", KUBE_J_MAX_VALUES);
-    if (d->n == d->cap) {
-        size_t cap = d->cap ? d->cap * 2 : 256;
-        kube_jv_t *v = realloc(d->v, cap * sizeof(*v));
-        if (!v)
-            return kube_jfail(jp, "out of memory");
-        d->v = v;
-        d->cap = cap;
-    }
+    if (d->n == d->cap && kube_jgrow(jp, (void **)&d->v, &d->cap, sizeof(*d->v), 256) < 0)
+        return -1;
     *idx = d->n++;
     d->v[*idx] = (kube_jv_t){.type = (uint8_t)t, .size = 1};
     return 0;
@@ -300,14 +306,9 @@ static int kube_jopen(kube_jp_t *jp, size_t idx)
     kube_jdoc_t *d = jp->d;
     if (d->depth == KUBE_J_MAX_DEPTH)
         return kube_jfail(jp, "nested deeper than %d", KUBE_J_MAX_DEPTH);
-    if (d->depth == d->stack_cap) {
-        size_t cap = d->stack_cap ? d->stack_cap * 2 : 32;
-        uint32_t *s = realloc(d->stack, cap * sizeof(*s));
-        if (!s)
-            return kube_jfail(jp, "out of memory");
-        d->stack = s;
-        d->stack_cap = cap;
-    }
+    if (d->depth == d->stack_cap &&
+        kube_jgrow(jp, (void **)&d->stack, &d->stack_cap, sizeof(*d->stack), 32) < 0)
+        return -1;
     d->stack[d->depth++] = (uint32_t)idx;
     jp->p++;
     return 0;
