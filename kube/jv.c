@@ -37,16 +37,18 @@ static void kube_jws(kube_jp_t *jp)
         jp->p++;
 }
 
-/* Doubles the array *a of *cap elements of size sz (first: min). */
-static int kube_jgrow(kube_jp_t *jp, void **a, size_t *cap, size_t sz, size_t min)
+/* a (of *cap elements of size sz) doubled, or min elements at first; NULL
+ * (a untouched) when out of memory. */
+static void *kube_jgrow(kube_jp_t *jp, void *a, size_t *cap, size_t sz, size_t min)
 {
     size_t n = *cap ? *cap * 2 : min;
-    void *p = realloc(*a, n * sz);
-    if (!p)
-        return kube_jfail(jp, "out of memory");
-    *a = p;
+    void *p = realloc(a, n * sz);
+    if (!p) {
+        kube_jfail(jp, "out of memory");
+        return NULL;
+    }
     *cap = n;
-    return 0;
+    return p;
 }
 
 /* A new slot; its index in *idx. */
@@ -55,8 +57,12 @@ static int kube_jslot(kube_jp_t *jp, kube_jtype_t t, size_t *idx)
     kube_jdoc_t *d = jp->d;
     if (d->n == KUBE_J_MAX_VALUES)
         return kube_jfail(jp, "more than %u values", KUBE_J_MAX_VALUES);
-    if (d->n == d->cap && kube_jgrow(jp, (void **)&d->v, &d->cap, sizeof(*d->v), 256) < 0)
-        return -1;
+    if (d->n == d->cap) {
+        kube_jv_t *v = kube_jgrow(jp, d->v, &d->cap, sizeof(*v), 256);
+        if (!v)
+            return -1;
+        d->v = v;
+    }
     *idx = d->n++;
     d->v[*idx] = (kube_jv_t){.type = (uint8_t)t, .size = 1};
     return 0;
@@ -306,9 +312,12 @@ static int kube_jopen(kube_jp_t *jp, size_t idx)
     kube_jdoc_t *d = jp->d;
     if (d->depth == KUBE_J_MAX_DEPTH)
         return kube_jfail(jp, "nested deeper than %d", KUBE_J_MAX_DEPTH);
-    if (d->depth == d->stack_cap &&
-        kube_jgrow(jp, (void **)&d->stack, &d->stack_cap, sizeof(*d->stack), 32) < 0)
-        return -1;
+    if (d->depth == d->stack_cap) {
+        uint32_t *st = kube_jgrow(jp, d->stack, &d->stack_cap, sizeof(*st), 32);
+        if (!st)
+            return -1;
+        d->stack = st;
+    }
     d->stack[d->depth++] = (uint32_t)idx;
     jp->p++;
     return 0;
