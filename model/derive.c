@@ -271,17 +271,16 @@ static model_res_t *build_split_horizon(build_t *b, const model_cluster_int_t *g
     gwa->ip = gw->gw;
     w->gateway = gwa;
     w->gateway_port = gw->gw_port;
-    char *skey = key_of(base->ns, host);
-    w->services = model_arena_alloc(a, sizeof(*w->services));
-    w->nservices = 1;
-    w->services[0].key = model_str(t, skey);
-    free(skey);
-    w->services[0].nports = base->nports;
-    w->services[0].ports =
-        model_arena_alloc(a, (base->nports ? base->nports : 1) * sizeof(model_port_pair_t));
+    model_wl_service_t ws = {key_of(base->ns, host), NULL, base->nports};
+    ws.ports = malloc((base->nports ? base->nports : 1) * sizeof(model_port_pair_t));
+    if (!ws.ports)
+        abort();
     for (size_t i = 0; i < base->nports; i++)
-        w->services[0].ports[i] =
-            (model_port_pair_t){base->ports[i].port, base->ports[i].target_port};
+        ws.ports[i] = (model_port_pair_t){base->ports[i].port, base->ports[i].target_port};
+    w->services = model_svcs(t, &ws, 1);
+    w->nservices = 1;
+    free((char *)ws.key);
+    free(ws.ports);
     return r;
 }
 
@@ -297,7 +296,7 @@ static void set_vis(model_t *m, model_res_t *r, model_vis_mode_t mode, const cha
             v[i] = model_str(&m->strs, exclude[i]);
         r->vis.exclude = v;
     }
-    r->vis.nexclude = nexclude;
+    r->vis.nexclude = (uint32_t)nexclude;
 }
 
 /* ---------- endpoints for Envoy-style clients ---------- */
@@ -707,20 +706,19 @@ static char *workload_name(const model_pod_t *p)
 static void fill_services(model_res_t *r, const pod_svc_t *ps, size_t n, bool global_only,
                           model_t *m)
 {
-    model_arena_t *a = &r->arena;
-    model_out_workload_t *w = &r->u.wl;
-    w->services = model_arena_alloc(a, (n ? n : 1) * sizeof(*w->services));
+    model_wl_service_t v[MAX_VARIANTS];
+    size_t nv = 0;
     for (size_t i = 0; i < n; i++) {
         if (global_only && !ps[i].global)
             continue;
         const model_service_t *svc = ps[i].svc;
         char *host = hostname(m, svc->ns, svc->name);
-        char *key = key_of(svc->ns, host);
-        model_wl_service_t *ws = &w->services[w->nservices++];
-        ws->key = model_str(&m->strs, key);
-        free(key);
+        model_wl_service_t *ws = &v[nv++];
+        *ws = (model_wl_service_t){key_of(svc->ns, host), NULL, 0};
         free(host);
-        ws->ports = model_arena_alloc(a, (svc->nports ? svc->nports : 1) * sizeof(*ws->ports));
+        ws->ports = malloc((svc->nports ? svc->nports : 1) * sizeof(*ws->ports));
+        if (!ws->ports)
+            abort();
         for (size_t j = 0; j < svc->nports; j++) {
             uint16_t target = svc->ports[j].target_port;
             /* the slice carries the resolved target port, by port name */
@@ -732,17 +730,18 @@ static void fill_services(model_res_t *r, const pod_svc_t *ps, size_t n, bool gl
             ws->ports[ws->nports++] = (model_port_pair_t){svc->ports[j].port, target};
         }
     }
+    r->u.wl.services = nv ? model_svcs(&m->strs, v, nv) : NULL;
+    r->u.wl.nservices = nv;
+    for (size_t i = 0; i < nv; i++) {
+        free((char *)v[i].key);
+        free(v[i].ports);
+    }
 }
 
 /* What a pod's workload needs in its arena beyond its name. */
-static size_t pod_size(const model_pod_t *p, const pod_svc_t *ps, size_t nps, size_t nexclude)
+static size_t pod_size(const model_pod_t *p, size_t nexclude)
 {
-    size_t n = ((p->nips * sizeof(model_ip_t) + 7) & ~(size_t)7) +
-               (nps ? nps : 1) * sizeof(model_wl_service_t) + nexclude * sizeof(char *);
-    for (size_t i = 0; i < nps; i++)
-        n += (((ps[i].svc->nports ? ps[i].svc->nports : 1) * sizeof(model_port_pair_t)) + 7) &
-             ~(size_t)7;
-    return n;
+    return ((p->nips * sizeof(model_ip_t) + 7) & ~(size_t)7) + nexclude * sizeof(char *);
 }
 
 static model_res_t *build_pod(model_t *m, const model_cluster_int_t *c, const model_pod_t *p,
@@ -838,7 +837,7 @@ static void derive_pod(build_t *b, const char *dkey)
         ps[nps++] = (pod_svc_t){svc, s, global};
     }
     model_res_t *v[2];
-    size_t size = pod_size(p, ps, nps, nexclude);
+    size_t size = pod_size(p, any_global ? nexclude : 0); /* only global ones exclude */
     v[0] = build_pod(m, c, p, uid, size);
     fill_services(v[0], ps, nps, false, m);
     size_t nv = 1, nglobal = 0;

@@ -6,6 +6,7 @@
  */
 #include "hmap.h"
 
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -44,7 +45,7 @@ void model_hmap_destroy(model_hmap_t *h, void (*free_fn)(void *))
     model_hmap_init(h);
 }
 
-static model_hmap_ent_t **slot(const model_hmap_t *h, const char *key, uint64_t hash)
+static model_hmap_ent_t **slot(const model_hmap_t *h, const char *key, uint32_t hash)
 {
     model_hmap_ent_t **p = &h->b[hash & (h->nb - 1)];
     while (*p && ((*p)->hash != hash || strcmp((*p)->key, key) != 0))
@@ -62,7 +63,7 @@ void **model_hmap_slot(const model_hmap_t *h, const char *key)
 {
     if (h->n == 0)
         return NULL;
-    model_hmap_ent_t *e = *slot(h, key, model_hash(key));
+    model_hmap_ent_t *e = *slot(h, key, (uint32_t)model_hash(key));
     return e ? &e->val : NULL;
 }
 
@@ -91,7 +92,7 @@ void *model_hmap_put(model_hmap_t *h, const char *key, void *val)
 {
     if (h->n >= h->nb && grow(h) < 0)
         return val;
-    uint64_t hash = model_hash(key);
+    uint32_t hash = (uint32_t)model_hash(key);
     model_hmap_ent_t **p = slot(h, key, hash);
     if (*p) {
         void *old = (*p)->val;
@@ -99,7 +100,7 @@ void *model_hmap_put(model_hmap_t *h, const char *key, void *val)
         return old;
     }
     size_t len = strlen(key) + 1;
-    model_hmap_ent_t *e = malloc(sizeof(*e) + len);
+    model_hmap_ent_t *e = malloc(offsetof(model_hmap_ent_t, key) + len);
     if (!e)
         return val;
     e->next = NULL;
@@ -115,7 +116,7 @@ void *model_hmap_del(model_hmap_t *h, const char *key)
 {
     if (h->n == 0)
         return NULL;
-    model_hmap_ent_t **p = slot(h, key, model_hash(key));
+    model_hmap_ent_t **p = slot(h, key, (uint32_t)model_hash(key));
     model_hmap_ent_t *e = *p;
     if (!e)
         return NULL;

@@ -10,10 +10,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* An entry and its key are one allocation; the index keeps the low half of
+ * the hash, which leaves a short key room in a smaller size class. */
 typedef struct model_hmap_ent {
     struct model_hmap_ent *next;
-    uint64_t hash;
     void *val;
+    uint32_t hash;
     char key[];
 } model_hmap_ent_t;
 

@@ -118,6 +118,74 @@ void model_ptrs_free(void *v)
     free(s);
 }
 
+/* ---------- shared strings of stored objects ---------- */
+
+/* A stored pod or slice points at shared copies (strs.c) of the strings that
+ * repeat across pods and endpoints: namespace, node, service account, label
+ * keys and values, zone. Own copies of these were a fifth of a pod's
+ * memory. Stored objects are freed with obj_free(), which drops them. */
+static void share(model_strs_t *t, char **s)
+{
+    if (!*s)
+        return;
+    const char *c = model_str(t, *s);
+    free(*s);
+    *s = (char *)c;
+}
+
+static void unshare(char **s)
+{
+    model_str_unref(*s);
+    *s = NULL;
+}
+
+static void obj_share(model_t *m, model_kind_t kind, void *obj)
+{
+    if (kind == MODEL_KIND_POD) {
+        model_pod_t *p = obj;
+        share(&m->strs, &p->ns);
+        share(&m->strs, &p->node);
+        share(&m->strs, &p->service_account);
+        /* the decoder's array had room for every label; few are kept */
+        model_label_t *kv = p->labels.n ? realloc(p->labels.kv, p->labels.n * sizeof(*kv)) : NULL;
+        if (kv)
+            p->labels.kv = kv;
+        for (size_t i = 0; i < p->labels.n; i++) {
+            share(&m->strs, &p->labels.kv[i].key);
+            share(&m->strs, &p->labels.kv[i].value);
+        }
+    } else if (kind == MODEL_KIND_ENDPOINTSLICE) {
+        model_endpointslice_t *s = obj;
+        for (size_t i = 0; i < s->nendpoints; i++) {
+            share(&m->strs, &s->endpoints[i].node);
+            share(&m->strs, &s->endpoints[i].zone);
+        }
+    }
+}
+
+static void obj_free(model_kind_t kind, void *obj)
+{
+    if (!obj)
+        return;
+    if (kind == MODEL_KIND_POD) {
+        model_pod_t *p = obj;
+        unshare(&p->ns);
+        unshare(&p->node);
+        unshare(&p->service_account);
+        for (size_t i = 0; i < p->labels.n; i++) {
+            unshare(&p->labels.kv[i].key);
+            unshare(&p->labels.kv[i].value);
+        }
+    } else if (kind == MODEL_KIND_ENDPOINTSLICE) {
+        model_endpointslice_t *s = obj;
+        for (size_t i = 0; i < s->nendpoints; i++) {
+            unshare(&s->endpoints[i].node);
+            unshare(&s->endpoints[i].zone);
+        }
+    }
+    model_obj_free(kind, obj);
+}
+
 /* ---------- dirty marks ---------- */
 
 void model_mark_service(model_t *m, const char *ns, const char *name)
@@ -230,7 +298,7 @@ static void cluster_free(model_cluster_int_t *c)
     for (int k = 0; k < MODEL_KIND__COUNT; k++) {
         for (model_hmap_ent_t *e = model_hmap_first(&c->objs[k]); e;
              e = model_hmap_next(&c->objs[k], e))
-            model_obj_free((model_kind_t)k, e->val);
+            obj_free((model_kind_t)k, e->val);
         model_hmap_destroy(&c->objs[k], NULL);
     }
     model_hmap_destroy(&c->slices_by_svc, model_ptrs_free);
@@ -442,15 +510,16 @@ int model_apply(model_t *m, const char *cluster, model_kind_t kind, model_op_t o
         slice_index(c, old, false);
     if (op == MODEL_OP_DELETE) {
         model_hmap_del(&c->objs[kind], key);
-        model_obj_free(kind, old);
+        obj_free(kind, old);
         model_obj_free(kind, obj);
         free(key);
         return 0;
     }
     if (kind == MODEL_KIND_POD)
         keep_pod_labels(&((model_pod_t *)obj)->labels);
+    obj_share(m, kind, obj);
     model_hmap_put(&c->objs[kind], key, obj);
-    model_obj_free(kind, old);
+    obj_free(kind, old);
     if (kind == MODEL_KIND_ENDPOINTSLICE)
         slice_index(c, obj, true);
     else
@@ -476,7 +545,7 @@ int model_cluster_clear_kind(model_t *m, const char *id, model_kind_t kind)
         } else {
             mark_effects(m, c, kind, e->val);
         }
-        model_obj_free(kind, e->val);
+        obj_free(kind, e->val);
     }
     model_hmap_destroy(h, NULL);
     return 0;

@@ -25,8 +25,10 @@ void model_arena_free(model_arena_t *a);
 /* ---------- shared strings (strs.c) ---------- */
 
 typedef struct model_strs {
-    model_hmap_t map; /* text -> its shared copy */
-    size_t swept;     /* entries left by the last sweep */
+    model_hmap_t map;  /* text -> its shared copy */
+    model_hmap_t svcs; /* service list, as text -> its shared copy */
+    size_t swept;      /* entries left by the last sweep */
+    size_t svcs_swept;
 } model_strs_t;
 
 void model_strs_init(model_strs_t *t);
@@ -36,14 +38,19 @@ const char *model_str(model_strs_t *t, const char *s);
 const char *model_str_ref(const char *s);
 /* Drops a reference to a shared copy; any thread; NULL is fine. */
 void model_str_unref(const char *s);
+/* The shared copy of a workload's n services (NULL when n is 0), with a new
+ * reference; its keys are shared strings. Model thread. */
+const model_wl_service_t *model_svcs(model_strs_t *t, const model_wl_service_t *v, size_t n);
+/* Drops a reference to a shared service list; any thread; NULL is fine. */
+void model_svcs_unref(const model_wl_service_t *v);
 /* Frees the copies nobody else holds, once the table has grown enough. */
 void model_strs_sweep(model_strs_t *t);
 /* Drops the table's own references. */
 void model_strs_free(model_strs_t *t);
 
 /* A resource and its content. Every string of its visibility is a shared
- * copy, and so is every string of a workload but its uid and name; the
- * resource holds a reference to each. */
+ * copy, and so is every string of a workload but its uid and name, and its
+ * service list; the resource holds a reference to each. */
 struct model_res {
     atomic_int refs;
     model_res_kind_t kind;

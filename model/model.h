@@ -330,10 +330,10 @@ typedef enum model_vis_mode {
 
 typedef struct model_vis {
     model_vis_mode_t mode;
+    uint32_t nexclude;
+    const char *const *exclude; /* clusters that never see it (any mode) */
     const char *cluster;
     const char *network;
-    const char *const *exclude; /* clusters that never see it (any mode) */
-    size_t nexclude;
 } model_vis_t;
 
 /* A proxy's view: its cluster and network. */
@@ -404,7 +404,7 @@ typedef struct model_out_workload {
     const char *region, *zone, *subzone;
     model_ip_t *addrs;
     size_t naddrs;
-    model_wl_service_t *services;
+    const model_wl_service_t *services;
     size_t nservices;
     const model_net_addr_t *gateway; /* network_gateway it is reached through, or NULL */
     uint32_t capacity;               /* 0 = not set */

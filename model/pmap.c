@@ -35,7 +35,8 @@ typedef struct leaf {
     node_t h;
     uint64_t hash;
     void *val;
-    char key[];
+    const char *key; /* own, or the value's (ops->key_of) */
+    char own[];
 } leaf_t;
 
 typedef struct branch {
@@ -159,17 +160,25 @@ static void node_unref(const model_pmap_ops_t *ops, node_t *n)
     node_free(ops, n);
 }
 
+/* The key as val keeps it, when the ops say and it is the same text. */
+static const char *borrowed_key(const model_pmap_ops_t *ops, const char *key, const void *val)
+{
+    const char *k = ops->key_of ? ops->key_of(val) : NULL;
+    return k && strcmp(k, key) == 0 ? k : NULL;
+}
+
 static leaf_t *leaf_new(const model_pmap_ops_t *ops, uint32_t id, uint64_t hash, const char *key,
                         void *val)
 {
-    size_t len = strlen(key) + 1;
+    const char *bk = borrowed_key(ops, key, val);
+    size_t len = bk ? 0 : strlen(key) + 1;
     leaf_t *l = malloc(sizeof(*l) + len);
     if (!l)
         return NULL;
     node_init(&l->h, KIND_LEAF, id);
     l->hash = hash;
     l->val = val;
-    memcpy(l->key, key, len);
+    l->key = bk ? bk : memcpy(l->own, key, len);
     if (ops->retain)
         ops->retain(val);
     return l;
@@ -493,11 +502,15 @@ static int put_beside(const put_ctx_t *c, node_t **slot, unsigned shift)
 static int put_replace(const put_ctx_t *c, node_t **slot)
 {
     leaf_t *l = (leaf_t *)*slot;
-    if (owned(&l->h, c->id)) {
+    /* a leaf that borrows its key needs a new value with the same key */
+    const char *bk = l->key != l->own ? borrowed_key(c->ops, c->key, c->val) : NULL;
+    if (owned(&l->h, c->id) && (l->key == l->own || bk)) {
         void *old = l->val;
         if (c->ops->retain)
             c->ops->retain(c->val);
         l->val = c->val;
+        if (bk)
+            l->key = bk;
         if (c->ops->release)
             c->ops->release(old);
         return 0;

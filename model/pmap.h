@@ -22,6 +22,9 @@ typedef struct model_pmap model_pmap_t;
 typedef struct model_pmap_ops {
     void (*retain)(void *val);  /* the map starts holding val; may be NULL */
     void (*release)(void *val); /* the last leaf holding val goes; may be NULL */
+    /* A copy of the key that val itself keeps while retained, which a leaf
+     * then points at instead of copying the key; may be NULL. */
+    const char *(*key_of)(const void *val);
 } model_pmap_ops_t;
 
 /* An empty map; ops is copied (NULL = no callbacks). Caller owns one ref.

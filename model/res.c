@@ -106,8 +106,7 @@ static void drop_strs(model_res_t *r)
                                   w->subzone};
     for (size_t i = 0; i < sizeof(shared) / sizeof(shared[0]); i++)
         model_str_unref(shared[i]);
-    for (size_t i = 0; i < w->nservices; i++)
-        model_str_unref(w->services[i].key);
+    model_svcs_unref(w->services);
     if (w->gateway)
         model_str_unref(w->gateway->network);
 }
@@ -290,7 +289,7 @@ static bool workload_equal(const model_out_workload_t *a, const model_out_worklo
     for (size_t i = 0; i < a->naddrs; i++)
         if (!model_ip_equal(&a->addrs[i], &b->addrs[i]))
             return false;
-    for (size_t i = 0; i < a->nservices; i++)
+    for (size_t i = 0; a->services != b->services && i < a->nservices; i++)
         if (!str_eq(a->services[i].key, b->services[i].key) ||
             !ports_equal(a->services[i].ports, a->services[i].nports, b->services[i].ports,
                          b->services[i].nports))
@@ -403,7 +402,12 @@ static void entry_release(void *p)
     free(e);
 }
 
-const model_pmap_ops_t model_entry_ops = {entry_retain, entry_release};
+static const char *entry_key(const void *p)
+{
+    return model_entry_at(p, 0)->name;
+}
+
+const model_pmap_ops_t model_entry_ops = {entry_retain, entry_release, entry_key};
 
 const model_res_t *model_entry_pick(const model_entry_t *e, const model_view_t *v)
 {

@@ -1,8 +1,9 @@
 /*
  * strs.c - shared, refcounted copies of the strings that repeat across
  * resources: cluster ids, networks, namespaces, nodes, service accounts,
- * service keys. A workload points at these instead of carrying its own
- * copies, which would be most of its size.
+ * service keys; and of workloads' service lists, which the pods of one
+ * Deployment have in common. A workload points at these instead of carrying
+ * its own copies, which would be most of its size.
  *
  * The model thread looks strings up and takes references; resources drop
  * theirs from whichever thread frees them. The table keeps one reference of
@@ -25,10 +26,24 @@ static model_str_t *str_of(const char *s)
     return (model_str_t *)(void *)(s - offsetof(model_str_t, s));
 }
 
+/* A shared service list: the services, then their ports. */
+typedef struct model_svcs {
+    _Atomic uint32_t refs;
+    uint32_t n;
+    model_wl_service_t v[];
+} model_svcs_t;
+
+static model_svcs_t *svcs_of(const model_wl_service_t *v)
+{
+    return (model_svcs_t *)(void *)((const char *)v - offsetof(model_svcs_t, v));
+}
+
 void model_strs_init(model_strs_t *t)
 {
     model_hmap_init(&t->map);
+    model_hmap_init(&t->svcs);
     t->swept = 0;
+    t->svcs_swept = 0;
 }
 
 const char *model_str(model_strs_t *t, const char *s)
@@ -66,35 +81,142 @@ void model_str_unref(const char *s)
         free(e);
 }
 
-void model_strs_sweep(model_strs_t *t)
+static char *put_port(char *p, uint16_t v)
 {
-    /* amortized: only once the table has doubled since the last sweep */
-    if (t->map.n < 2 * t->swept + 256)
-        return;
-    size_t n = 0;
-    char **dead = malloc(t->map.n * sizeof(char *));
-    if (!dead)
-        abort();
-    for (model_hmap_ent_t *e = model_hmap_first(&t->map); e; e = model_hmap_next(&t->map, e)) {
-        model_str_t *s = e->val;
-        if (atomic_load_explicit(&s->refs, memory_order_acquire) == 1)
-            dead[n++] = s->s;
-    }
-    for (size_t i = 0; i < n; i++) {
-        model_hmap_del(&t->map, dead[i]);
-        free(str_of(dead[i]));
-    }
-    free(dead);
-    t->swept = t->map.n;
+    char d[5];
+    int n = 0;
+    do
+        d[n++] = (char)('0' + v % 10);
+    while ((v /= 10) != 0);
+    while (n)
+        *p++ = d[--n];
+    return p;
 }
 
-static void drop_table_ref(void *p)
+/* What identifies a service list in the table: keys and ports, in order.
+ * Built once per pod, so no printf. */
+static char *svcs_key(const model_wl_service_t *v, size_t n)
+{
+    size_t len = 1;
+    for (size_t i = 0; i < n; i++)
+        len += strlen(v[i].key) + 2 + v[i].nports * 12;
+    char *k = malloc(len), *p = k;
+    if (!k)
+        abort();
+    for (size_t i = 0; i < n; i++) {
+        size_t kl = strlen(v[i].key);
+        memcpy(p, v[i].key, kl);
+        p += kl;
+        *p++ = '\x1f';
+        for (size_t j = 0; j < v[i].nports; j++) {
+            p = put_port(p, v[i].ports[j].service_port);
+            *p++ = ':';
+            p = put_port(p, v[i].ports[j].target_port);
+            *p++ = ',';
+        }
+        *p++ = '\x1e';
+    }
+    *p = '\0';
+    return k;
+}
+
+const model_wl_service_t *model_svcs(model_strs_t *t, const model_wl_service_t *v, size_t n)
+{
+    if (n == 0)
+        return NULL;
+    char *k = svcs_key(v, n);
+    model_svcs_t *s = model_hmap_get(&t->svcs, k);
+    if (!s) {
+        size_t size = sizeof(*s) + n * sizeof(s->v[0]);
+        for (size_t i = 0; i < n; i++)
+            size += v[i].nports * sizeof(model_port_pair_t);
+        s = malloc(size);
+        if (!s)
+            abort();
+        atomic_init(&s->refs, 1);
+        s->n = (uint32_t)n;
+        model_port_pair_t *ports = (model_port_pair_t *)(void *)&s->v[n];
+        for (size_t i = 0; i < n; i++) {
+            s->v[i].key = model_str(t, v[i].key);
+            s->v[i].ports = ports;
+            s->v[i].nports = v[i].nports;
+            memcpy(ports, v[i].ports, v[i].nports * sizeof(*ports));
+            ports += v[i].nports;
+        }
+        if (model_hmap_put(&t->svcs, k, s) == s)
+            abort();
+    }
+    free(k);
+    atomic_fetch_add_explicit(&s->refs, 1, memory_order_relaxed);
+    return s->v;
+}
+
+void model_svcs_unref(const model_wl_service_t *v)
+{
+    if (!v)
+        return;
+    model_svcs_t *s = svcs_of(v);
+    if (atomic_fetch_sub_explicit(&s->refs, 1, memory_order_acq_rel) != 1)
+        return;
+    for (size_t i = 0; i < s->n; i++)
+        model_str_unref(s->v[i].key);
+    free(s);
+}
+
+/* Drops the entries of h that only the table holds; refs_of gives an
+ * entry's count, drop frees it. */
+static void sweep(model_hmap_t *h, size_t *swept, _Atomic uint32_t *(*refs_of)(void *),
+                  void (*drop)(void *))
+{
+    /* amortized: only once the table has doubled since the last sweep */
+    if (h->n < 2 * *swept + 256)
+        return;
+    size_t n = 0;
+    model_hmap_ent_t **dead = malloc(h->n * sizeof(*dead));
+    if (!dead)
+        abort();
+    for (model_hmap_ent_t *e = model_hmap_first(h); e; e = model_hmap_next(h, e))
+        if (atomic_load_explicit(refs_of(e->val), memory_order_acquire) == 1)
+            dead[n++] = e;
+    for (size_t i = 0; i < n; i++) {
+        drop(dead[i]->val);
+        model_hmap_del(h, dead[i]->key);
+    }
+    free(dead);
+    *swept = h->n;
+}
+
+static _Atomic uint32_t *str_refs(void *p)
+{
+    return &((model_str_t *)p)->refs;
+}
+
+static _Atomic uint32_t *svcs_refs(void *p)
+{
+    return &((model_svcs_t *)p)->refs;
+}
+
+static void drop_str(void *p)
 {
     model_str_unref(((model_str_t *)p)->s);
 }
 
+static void drop_svcs(void *p)
+{
+    model_svcs_unref(((model_svcs_t *)p)->v);
+}
+
+void model_strs_sweep(model_strs_t *t)
+{
+    /* service lists first: dropping one releases its strings */
+    sweep(&t->svcs, &t->svcs_swept, svcs_refs, drop_svcs);
+    sweep(&t->map, &t->swept, str_refs, drop_str);
+}
+
 void model_strs_free(model_strs_t *t)
 {
-    model_hmap_destroy(&t->map, drop_table_ref);
+    model_hmap_destroy(&t->svcs, drop_svcs);
+    model_hmap_destroy(&t->map, drop_str);
     t->swept = 0;
+    t->svcs_swept = 0;
 }

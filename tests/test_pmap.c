@@ -18,7 +18,7 @@
 #define CHECK(x)                                                                                   \
     do {                                                                                           \
         if (!(x))                                                                                  \
-            ck_abort_msg("%s:%d: check failed: %s", __FILE__, __LINE__, #x);                      \
+            ck_abort_msg("%s:%d: check failed: %s", __FILE__, __LINE__, #x);                       \
     } while (0)
 
 /* ---------- values that count their retains and releases ---------- */
@@ -43,7 +43,7 @@ static void tval_release(void *v)
     atomic_fetch_add(&n_release, 1);
 }
 
-static const model_pmap_ops_t tval_ops = {tval_retain, tval_release};
+static const model_pmap_ops_t tval_ops = {tval_retain, tval_release, NULL};
 
 #define NVALS 8
 static tval_t vals[NVALS];
@@ -413,6 +413,53 @@ START_TEST(pmap_release_called_once)
 }
 END_TEST
 
+/* Values that keep their own key, which leaves may point at. */
+typedef struct kval {
+    char key[16];
+} kval_t;
+
+static const char *kval_key(const void *v)
+{
+    return ((const kval_t *)v)->key;
+}
+
+static void each_key(const char *key, void *val, void *arg)
+{
+    (void)val;
+    char *out = arg;
+    strcat(out, key);
+    strcat(out, ";");
+}
+
+START_TEST(pmap_leaf_keys_borrowed_from_values)
+{
+    static const model_pmap_ops_t ops = {NULL, NULL, kval_key};
+    kval_t a = {"a"}, a2 = {"a"}, other = {"not-a"};
+    model_pmap_t *m = model_pmap_new(&ops);
+    model_pmap_edit_t *e = model_pmap_edit(m);
+    model_pmap_put(e, "a", &a);
+    model_pmap_put(e, "a", &a2);    /* in place: the leaf now points at a2's key */
+    model_pmap_put(e, "b", &other); /* other's key is not "b": copied */
+    model_pmap_t *v1 = model_pmap_finish(e);
+    strcpy(a.key, "x"); /* no longer held by any version */
+    ck_assert_ptr_eq(model_pmap_get(v1, "a"), &a2);
+    ck_assert_ptr_eq(model_pmap_get(v1, "b"), &other);
+    ck_assert_ptr_null(model_pmap_get(v1, "x"));
+
+    e = model_pmap_edit(v1);
+    model_pmap_put(e, "a", &other); /* v1's leaf is shared: a new one, key copied */
+    model_pmap_t *v2 = model_pmap_finish(e);
+    ck_assert_ptr_eq(model_pmap_get(v2, "a"), &other);
+    ck_assert_ptr_eq(model_pmap_get(v1, "a"), &a2);
+    char keys[64] = "";
+    model_pmap_each(v2, each_key, keys);
+    ck_assert(strcmp(keys, "a;b;") == 0 || strcmp(keys, "b;a;") == 0);
+    model_pmap_unref(v2);
+    model_pmap_unref(v1);
+    model_pmap_unref(m);
+}
+END_TEST
+
 static void each_fail(const char *key, void *val, void *arg)
 {
     (void)key, (void)val, (void)arg;
@@ -578,6 +625,7 @@ static Suite *pmap_suite(void)
     tcase_add_test(tc, pmap_diff_of_empty_and_equal_versions_is_empty);
     tcase_add_test(tc, pmap_collision_keys);
     tcase_add_test(tc, pmap_release_called_once);
+    tcase_add_test(tc, pmap_leaf_keys_borrowed_from_values);
     tcase_add_test(tc, pmap_edit_does_not_touch_source);
     tcase_add_test(tc, pmap_diff_cost_follows_change);
     tcase_add_test(tc, pmap_versions_dropped_from_many_threads);

@@ -398,7 +398,7 @@ static void show(const char *what, const model_res_t *r)
     const model_vis_t *v = model_res_vis(r);
     fprintf(stderr, "  %s: kind %d vis mode %d cluster %s network %s nexclude %zu", what,
             (int)model_res_kind(r), (int)v->mode, v->cluster ? v->cluster : "-",
-            v->network ? v->network : "-", v->nexclude);
+            v->network ? v->network : "-", (size_t)v->nexclude);
     for (size_t i = 0; i < v->nexclude; i++)
         fprintf(stderr, " [%s]", v->exclude[i]);
     if (model_res_kind(r) == MODEL_RES_ENDPOINTS) {
