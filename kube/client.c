@@ -148,6 +148,12 @@ int kube_easy_setup(CURL *e, const kube_conn_t *c, const char *base_url,
     curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
     curl_easy_setopt(e, CURLOPT_TCP_KEEPIDLE, 30L);
     curl_easy_setopt(e, CURLOPT_TCP_KEEPINTVL, 10L);
+    /* A real API server speaks HTTP/2 (ALPN): wait for the cluster's TLS
+     * connection to say whether it multiplexes rather than open one per list
+     * and watch. Plain http:// (tests) would only learn it from a response,
+     * so there the transfers do not wait. */
+    if (strncmp(base_url, "https://", 8) == 0)
+        curl_easy_setopt(e, CURLOPT_PIPEWAIT, 1L);
     if (connect_to)
         curl_easy_setopt(e, CURLOPT_CONNECT_TO, connect_to);
     kube_tls_setup(e, c);
