@@ -534,6 +534,61 @@ START_TEST(endpoints_prefer_local_priorities)
 }
 END_TEST
 
+/* Pods s<k>-<i> of services s0..s2 in c1, each with its own service
+ * account and node named after round r. */
+static void shared_strings_round(model_t *m, int r, model_op_t op)
+{
+    for (int k = 0; k < 3; k++) {
+        for (int i = 0; i < 200; i++) {
+            char name[32], ip[32], node[32];
+            snprintf(name, sizeof(name), "s%d-%d", k, i);
+            snprintf(ip, sizeof(ip), "10.1.%d.%d", k, i + 1);
+            snprintf(node, sizeof(node), "node-%d-%d-%d", r, k, i);
+            model_pod_t *p = mk_pod("ns", name, ip, node);
+            free(p->service_account);
+            p->service_account = strdup(node + 2); /* "de-<r>-<k>-<i>" */
+            char err[MODEL_ERRLEN];
+            ck_assert_int_eq(model_apply(m, "c1", MODEL_KIND_POD, op, p, err, sizeof(err)), 0);
+        }
+    }
+}
+
+START_TEST(shared_strings_outlive_sweeps_while_held)
+{
+    model_t *m = mesh();
+    for (int k = 0; k < 3; k++) {
+        char name[16], base[16];
+        snprintf(name, sizeof(name), "s%d", k);
+        snprintf(base, sizeof(base), "10.1.%d", k);
+        add_service(m, "c1", "ns", name, NULL, NULL, base, 200);
+    }
+    shared_strings_round(m, 0, MODEL_OP_UPSERT);
+    model_snapshot_t *held = model_commit(m);
+    const model_out_workload_t *w = wl(held, &V1, "c1//Pod/ns/s2-199");
+    ck_assert_ptr_nonnull(w);
+    ck_assert_str_eq(w->node, "node-0-2-199");
+    /* Rounds of new strings while the old ones are only held by 'held':
+     * the commits sweep the shared table, which must spare them. */
+    size_t most = 0;
+    for (int r = 1; r < 8; r++) {
+        shared_strings_round(m, r - 1, MODEL_OP_DELETE);
+        shared_strings_round(m, r, MODEL_OP_UPSERT);
+        model_snapshot_t *s = model_commit(m);
+        const model_out_workload_t *x = wl(s, &V1, "c1//Pod/ns/s1-7");
+        char want[32];
+        snprintf(want, sizeof(want), "de-%d-1-7", r);
+        ck_assert_str_eq(x->service_account, want);
+        model_snapshot_unref(s);
+        most = m->strs.map.n > most ? m->strs.map.n : most;
+    }
+    ck_assert_uint_lt(most, 7 * 1200); /* swept: not every round's strings stayed */
+    ck_assert_str_eq(w->node, "node-0-2-199");
+    ck_assert_str_eq(w->service_account, "de-0-2-199");
+    model_snapshot_unref(held);
+    model_free(m);
+}
+END_TEST
+
 START_TEST(pod_keeps_only_labels_it_reads)
 {
     model_t *m = mesh();
@@ -892,6 +947,7 @@ static Suite *suite(void)
     tcase_add_test(t, traffic_distribution_sets_failover);
     tcase_add_test(t, endpoints_prefer_local_priorities);
     tcase_add_test(t, pod_keeps_only_labels_it_reads);
+    tcase_add_test(t, shared_strings_outlive_sweeps_while_held);
     tcase_add_test(t, pod_locality_from_node);
     tcase_add_test(t, unknown_cluster_rejected_and_object_freed);
     tcase_add_test(t, one_endpoint_change_is_a_small_delta);
