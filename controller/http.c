@@ -445,6 +445,8 @@ static reply_t metrics(ctl_t *ctl)
         counter(&b, "meshfed_kube_errors_total", "Watch and list errors.", k.errors);
         counter(&b, "meshfed_kube_decode_errors_total", "Malformed watch lines or list bodies.",
                 k.decode_errors);
+        counter(&b, "meshfed_kube_throttled_total",
+                "Requests the API server throttled (429 with Retry-After).", k.throttled);
     }
     if (ctl_xds(ctl)) {
         xds_stats_t x;

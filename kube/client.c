@@ -532,6 +532,7 @@ void kube_watcher_stats(kube_watcher_t *w, kube_stats_t *out)
     out->events = atomic_load(&w->st[KUBE_ST_EVENTS]);
     out->errors = atomic_load(&w->st[KUBE_ST_ERRORS]);
     out->decode_errors = atomic_load(&w->st[KUBE_ST_DECODE]);
+    out->throttled = atomic_load(&w->st[KUBE_ST_THROTTLED]);
 }
 
 int kube_watcher_cluster_status(kube_watcher_t *w, const char *id, bool *synced, bool *stale)

@@ -539,9 +539,21 @@ static void kube_inf_failed(kube_informer_t *inf, CURLcode rc)
     kube_backoff(inf);
 }
 
+/* The response's Retry-After in seconds (1 to KUBE_RETRY_AFTER_MAX_S);
+ * false when it has none. */
+static bool kube_retry_after(kube_informer_t *inf, long *secs)
+{
+    curl_off_t ra = 0;
+    if (curl_easy_getinfo(inf->easy, CURLINFO_RETRY_AFTER, &ra) != CURLE_OK || ra <= 0)
+        return false;
+    *secs = ra > KUBE_RETRY_AFTER_MAX_S ? KUBE_RETRY_AFTER_MAX_S : (long)ra;
+    return true;
+}
+
 void kube_inf_done(kube_informer_t *inf, CURLcode rc)
 {
     char msg[512];
+    long secs;
     inf->busy = false;
     if (!inf->status)
         curl_easy_getinfo(inf->easy, CURLINFO_RESPONSE_CODE, &inf->status);
@@ -560,6 +572,16 @@ void kube_inf_done(kube_informer_t *inf, CURLcode rc)
             kube_inf_list_done(inf);
         inf->backoff_ms = KUBE_BACKOFF_MAX_MS;
         inf->due_ms = kube_now_ms() + KUBE_BACKOFF_MAX_MS;
+    } else if ((inf->status == 429 || inf->status == 503) && kube_retry_after(inf, &secs)) {
+        /* API Priority and Fairness: the server says when to come back */
+        kube_count(inf->cl->w, KUBE_ST_THROTTLED);
+        kube_status_msg(inf, msg, sizeof(msg));
+        kube_emit_error(inf->cl, inf->res,
+                        "cluster %s: %s %s: throttled (HTTP %ld), retrying in %ld s: %s",
+                        inf->cl->id, inf->phase == KUBE_PH_LIST ? "list" : "watch",
+                        kube_res_name(inf->res), inf->status, secs, msg);
+        inf->due_ms = kube_now_ms() + (uint64_t)secs * 1000 +
+                      (unsigned)rand_r(&inf->seed) % ((unsigned)secs * 100 + 1);
     } else if (inf->status != 200) {
         kube_status_msg(inf, msg, sizeof(msg));
         kube_emit_error(inf->cl, inf->res, "cluster %s: %s %s: HTTP %ld: %s", inf->cl->id,

@@ -195,6 +195,7 @@ typedef struct kube_stats {
     uint64_t events;        /* ADDED/MODIFIED/DELETED passed to the callback */
     uint64_t errors;        /* KUBE_EV_ERROR passed to the callback */
     uint64_t decode_errors; /* malformed or oversized watch lines / list bodies */
+    uint64_t throttled;     /* 429 (or 503) with Retry-After: retried when it says */
 } kube_stats_t;
 
 /* A watcher owning one I/O thread for all clusters. system_namespace is

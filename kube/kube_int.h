@@ -20,6 +20,7 @@
 #define KUBE_MAX_ERRBODY (64u << 10)
 #define KUBE_BACKOFF_MIN_MS 100
 #define KUBE_BACKOFF_MAX_MS 30000
+#define KUBE_RETRY_AFTER_MAX_S 60 /* longest Retry-After honoured */
 #define KUBE_LIST_LIMIT 500
 
 /* ---------- smap.c: key -> resourceVersion, with a generation mark ---------- */
@@ -118,7 +119,7 @@ struct kube_watcher {
     kube_op_t *ops, **ops_tail;
     kube_cluster_t **clusters;
     size_t nclusters;
-    _Atomic uint64_t st[8]; /* kube_stats_t fields, in order */
+    _Atomic uint64_t st[9]; /* kube_stats_t fields, in order */
 };
 
 enum {
@@ -129,7 +130,8 @@ enum {
     KUBE_ST_BOOKMARKS,
     KUBE_ST_EVENTS,
     KUBE_ST_ERRORS,
-    KUBE_ST_DECODE
+    KUBE_ST_DECODE,
+    KUBE_ST_THROTTLED
 };
 
 /* client.c */

@@ -24,7 +24,10 @@ Control API (no auth, same port), all POST with a JSON body:
                    ({"tokens": [...]} accepts several at once)
   /fake/pause      {"on": bool}: hold back watch events (to let clients miss them)
   /fake/config     {"gone": "event"|"http"}: how an old watch rv is refused;
-                   {"expire_continue": N}: the next N continue tokens get 410
+                   {"expire_continue": N}: the next N continue tokens get 410;
+                   {"throttle": N, "retry_after": S}: the next N lists and watches
+                   get 429 TooManyRequests with Retry-After: S (API Priority
+                   and Fairness)
   GET /fake/state  {"rv", "watches", "lists"}
 
 Writes behave like the API server's: GET of one object; POST creates (201,
@@ -82,6 +85,8 @@ class Cluster:
         self.paused = False
         self.gone = "event"
         self.expire_continue = 0  # the next N continue tokens are "too old"
+        self.throttle = 0  # the next N lists/watches get 429 (API Priority and Fairness)
+        self.retry_after = 1
         self.disconnects = 0
         self.malformed = []  # (seq, line)
         self.bookmarks = 0
@@ -127,9 +132,11 @@ class Handler(BaseHTTPRequestHandler):
     def cl(self):
         return self.server.cluster
 
-    def send_json(self, code, body):
+    def send_json(self, code, body, headers=()):
         data = json.dumps(body).encode()
         self.send_response(code)
+        for k, v in headers:
+            self.send_header(k, v)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
@@ -179,6 +186,8 @@ class Handler(BaseHTTPRequestHandler):
             elif path == "/fake/config":
                 cl.gone = body.get("gone", cl.gone)
                 cl.expire_continue = int(body.get("expire_continue", cl.expire_continue))
+                cl.throttle = int(body.get("throttle", cl.throttle))
+                cl.retry_after = int(body.get("retry_after", cl.retry_after))
             else:
                 return self.send_json(404, status(404, "NotFound", "no such control"))
             cl.cond.notify_all()
@@ -275,6 +284,14 @@ class Handler(BaseHTTPRequestHandler):
         if not self.auth():
             return
         plural, ns, q = r
+        with self.cl.cond:
+            throttled = self.cl.throttle > 0
+            self.cl.throttle = max(0, self.cl.throttle - 1)
+        if throttled:
+            ra = self.cl.retry_after
+            st = status(429, "TooManyRequests", "Too many requests, please try again later.")
+            st["details"] = {"retryAfterSeconds": ra}
+            return self.send_json(429, st, [("Retry-After", str(ra))])
         if q.get("watch") in ("1", "true"):
             return self.watch(plural, ns, q)
         return self.list(plural, ns, q)
