@@ -731,7 +731,7 @@ static void fill_services(model_res_t *r, const pod_svc_t *ps, size_t n, bool gl
         }
     }
     r->u.wl.services = nv ? model_svcs(&m->strs, v, nv) : NULL;
-    r->u.wl.nservices = nv;
+    r->u.wl.nservices = (uint32_t)nv;
     for (size_t i = 0; i < nv; i++) {
         free((char *)v[i].key);
         free(v[i].ports);
@@ -782,7 +782,7 @@ static model_res_t *build_pod(model_t *m, const model_cluster_int_t *c, const mo
     }
     w->addrs = model_arena_alloc(a, p->nips * sizeof(*w->addrs));
     memcpy(w->addrs, p->ips, p->nips * sizeof(*w->addrs));
-    w->naddrs = p->nips;
+    w->naddrs = (uint32_t)p->nips;
     w->healthy = p->ready && !p->terminating;
     w->workload_type = 2;
     return r;

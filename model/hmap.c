@@ -88,6 +88,14 @@ static int grow(model_hmap_t *h)
     return 0;
 }
 
+const char *model_hmap_key(const model_hmap_t *h, const char *key)
+{
+    if (h->n == 0)
+        return NULL;
+    model_hmap_ent_t *e = *slot(h, key, (uint32_t)model_hash(key));
+    return e ? e->key : NULL;
+}
+
 void *model_hmap_put(model_hmap_t *h, const char *key, void *val)
 {
     if (h->n >= h->nb && grow(h) < 0)

@@ -30,6 +30,8 @@ void model_hmap_init(model_hmap_t *h);
 /* Frees the table; calls free_fn on each value when not NULL. */
 void model_hmap_destroy(model_hmap_t *h, void (*free_fn)(void *));
 void *model_hmap_get(const model_hmap_t *h, const char *key);
+/* The map's own copy of key (valid until key is deleted), or NULL. */
+const char *model_hmap_key(const model_hmap_t *h, const char *key);
 /* Where key's value is stored (valid until the map changes), or NULL. */
 void **model_hmap_slot(const model_hmap_t *h, const char *key);
 /* Stores val under key and returns the previous value (or NULL). val must not

@@ -143,6 +143,10 @@ static void obj_share(model_t *m, model_kind_t kind, void *obj)
 {
     if (kind == MODEL_KIND_POD) {
         model_pod_t *p = obj;
+        /* a workload's uid is cluster//Pod/ns/name: the Kubernetes uid (36
+         * bytes in 48) is never read */
+        free(p->uid);
+        p->uid = NULL;
         share(&m->strs, &p->ns);
         share(&m->strs, &p->node);
         share(&m->strs, &p->service_account);
@@ -163,12 +167,24 @@ static void obj_share(model_t *m, model_kind_t kind, void *obj)
     }
 }
 
+/* A stored pod's name is the tail of its index key (model_obj_key: "ns/name"),
+ * which lives exactly as long as the pod is stored: one copy fewer of a
+ * string unique to each pod. obj_free() lets go of it without freeing. */
+static void pod_borrow_name(model_pod_t *p, const char *key)
+{
+    if (!key)
+        abort(); /* the pod was just stored under it */
+    free(p->name);
+    p->name = (char *)key + strlen(p->ns) + 1;
+}
+
 static void obj_free(model_kind_t kind, void *obj)
 {
     if (!obj)
         return;
     if (kind == MODEL_KIND_POD) {
         model_pod_t *p = obj;
+        p->name = NULL; /* borrowed: pod_borrow_name */
         unshare(&p->ns);
         unshare(&p->node);
         unshare(&p->service_account);
@@ -519,6 +535,8 @@ int model_apply(model_t *m, const char *cluster, model_kind_t kind, model_op_t o
         keep_pod_labels(&((model_pod_t *)obj)->labels);
     obj_share(m, kind, obj);
     model_hmap_put(&c->objs[kind], key, obj);
+    if (kind == MODEL_KIND_POD)
+        pod_borrow_name(obj, model_hmap_key(&c->objs[kind], key));
     obj_free(kind, old);
     if (kind == MODEL_KIND_ENDPOINTSLICE)
         slice_index(c, obj, true);

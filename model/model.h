@@ -403,13 +403,12 @@ typedef struct model_out_workload {
     const char *canonical_revision;
     const char *region, *zone, *subzone;
     model_ip_t *addrs;
-    size_t naddrs;
     const model_wl_service_t *services;
-    size_t nservices;
+    uint32_t naddrs, nservices;      /* 32 bits: a pod's Workload fits 320 bytes */
     const model_net_addr_t *gateway; /* network_gateway it is reached through, or NULL */
     uint32_t capacity;               /* 0 = not set */
-    int workload_type;               /* istio.workload.WorkloadType */
     uint16_t gateway_port;           /* hbone_mtls_port */
+    uint8_t workload_type;           /* istio.workload.WorkloadType */
     bool healthy;
 } model_out_workload_t;
 

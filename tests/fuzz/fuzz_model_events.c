@@ -39,8 +39,12 @@ static bool skip_known(void);
 static const char *const CLUSTERS[] = {"c1", "c2", "c3"};
 static const char *const NETS[] = {"n1", "n2"};
 static const char *const NSS[] = {"ns", "other"};
-static const char *const LKEYS[] = {"istio.io/global", "mesh", "tier", "app",
-                                    "topology.kubernetes.io/region", "topology.kubernetes.io/zone"};
+static const char *const LKEYS[] = {"istio.io/global",
+                                    "mesh",
+                                    "tier",
+                                    "app",
+                                    "topology.kubernetes.io/region",
+                                    "topology.kubernetes.io/zone"};
 static const char *const LVALS[] = {"true", "false", "global", "frontend", "r1", "z1", "", "api"};
 static const model_view_t VIEWS[] = {{"c1", "n1"}, {"c2", "n2"}, {"c3", "n1"}};
 #define NVIEWS 3
@@ -302,8 +306,7 @@ static void vs_free(vstate_t *v)
     memset(v, 0, sizeof(*v));
 }
 
-static void diff_cb(const char *name, const model_res_t *old_r, const model_res_t *new_r,
-                    void *arg)
+static void diff_cb(const char *name, const model_res_t *old_r, const model_res_t *new_r, void *arg)
 {
     vstate_t *v = arg;
     if (!name || (!old_r && !new_r))
@@ -346,7 +349,8 @@ static void full_cb(const model_res_t *r, void *arg)
                                   : model_snapshot_get(c->s, c->view, name);
     if (g != r)
         abort();
-    if (c->eps ? model_res_kind(r) != MODEL_RES_ENDPOINTS : model_res_kind(r) == MODEL_RES_ENDPOINTS)
+    if (c->eps ? model_res_kind(r) != MODEL_RES_ENDPOINTS
+               : model_res_kind(r) == MODEL_RES_ENDPOINTS)
         abort();
     c->seen++;
 }
@@ -416,7 +420,7 @@ static void show(const char *what, const model_res_t *r)
         const model_out_workload_t *w = model_res_workload(r);
         fprintf(stderr,
                 " uid %s cluster %s network %s node %s region %s zone %s healthy %d gw %d"
-                " naddrs %zu nservices %zu:",
+                " naddrs %u nservices %u:",
                 w->uid, w->cluster_id, w->network, w->node ? w->node : "-",
                 w->region ? w->region : "-", w->zone ? w->zone : "-", w->healthy,
                 w->gateway != NULL, w->naddrs, w->nservices);
@@ -437,10 +441,11 @@ static void show(const char *what, const model_res_t *r)
 static void eq_cb(const model_res_t *r, void *arg)
 {
     eq_t *e = arg;
-    const model_res_t *o = e->eps ? model_snapshot_get_endpoints(e->other, e->view, model_res_name(r))
-                                  : model_snapshot_get(e->other, e->view, model_res_name(r));
-    bool same_enough = o && ((skip_known() && model_res_kind(r) == MODEL_RES_WORKLOAD) ||
-                             model_res_equal(r, o));
+    const model_res_t *o = e->eps
+                               ? model_snapshot_get_endpoints(e->other, e->view, model_res_name(r))
+                               : model_snapshot_get(e->other, e->view, model_res_name(r));
+    bool same_enough =
+        o && ((skip_known() && model_res_kind(r) == MODEL_RES_WORKLOAD) || model_res_equal(r, o));
     if (!same_enough) { /* o NULL: only the incremental model has it */
         fprintf(stderr, "fuzz_model_events: %s differs from a fresh build (view %s)\n",
                 model_res_name(r), e->view->cluster);
@@ -540,8 +545,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             else
                 model_snapshot_each_endpoints(f, &VIEWS[v], count_cb, NULL);
             if (count_cb_n != e.n) {
-                fprintf(stderr, "fuzz_model_events: fresh build has %zu resources in view %s, "
-                                "incremental %zu\n", count_cb_n, VIEWS[v].cluster, e.n);
+                fprintf(stderr,
+                        "fuzz_model_events: fresh build has %zu resources in view %s, "
+                        "incremental %zu\n",
+                        count_cb_n, VIEWS[v].cluster, e.n);
                 abort();
             }
         }
