@@ -1,12 +1,36 @@
 /*
  * mesh.c - the benches' mesh: services, pods and endpoint slices in
- * namespace bench, with IPs numbered per cluster.
+ * namespace bench, with IPs numbered per cluster. tl_bench_names(true)
+ * switches to names as long as real clusters have them.
  */
 #include "tests/lib/testlib.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+static bool bench_real; /* see tl_bench_names */
+
+void tl_bench_names(bool realistic)
+{
+    bench_real = realistic;
+}
+
+void tl_bench_cluster_id(int c, char *buf, size_t len)
+{
+    snprintf(buf, len, bench_real ? "cluster-%d" : "c%d", c);
+}
+
+static char *bench_ns(void)
+{
+    return strdup(bench_real ? "bookinfo-prod" : "bench");
+}
+
+/* A Deployment's pod: <svc>-<replicaset hash>-<5 characters>. */
+static void bench_pod_name(char *buf, size_t len, int s, int e)
+{
+    snprintf(buf, len, bench_real ? "svc%d-v1-7d9f8c6b5-%05d" : "svc%d-7d9f8-%05d", s, e);
+}
 
 void tl_bench_ip(model_ip_t *ip, int cluster, int n)
 {
@@ -21,7 +45,7 @@ model_service_t *tl_bench_service(int s)
 {
     model_service_t *sv = calloc(1, sizeof(*sv));
     char name[64];
-    sv->ns = strdup("bench");
+    sv->ns = bench_ns();
     snprintf(name, sizeof(name), "svc%d", s);
     sv->name = strdup(name);
     model_labels_set(&sv->labels, "app", name);
@@ -42,13 +66,17 @@ model_pod_t *tl_bench_pod(int c, int s, int per, int e)
 {
     model_pod_t *p = calloc(1, sizeof(*p));
     char name[64];
-    p->ns = strdup("bench");
-    snprintf(name, sizeof(name), "svc%d-7d9f8-%05d", s, e);
+    p->ns = bench_ns();
+    bench_pod_name(name, sizeof(name), s, e);
     p->name = strdup(name);
+    if (bench_real) {
+        snprintf(name, sizeof(name), "5f1e2d3c-4b5a-6978-%04x-%012d", c, s * per + e);
+        p->uid = strdup(name);
+    }
     p->ips = calloc(1, sizeof(model_ip_t));
     tl_bench_ip(&p->ips[0], c, s * per + e);
     p->nips = 1;
-    p->node = strdup("node-1");
+    p->node = strdup(bench_real ? "ip-10-0-12-34.ec2.internal" : "node-1");
     p->service_account = strdup("default");
     p->ready = true;
     snprintf(name, sizeof(name), "svc%d", s);
@@ -60,7 +88,7 @@ model_endpointslice_t *tl_bench_slice(int c, int s, int per, int not_ready)
 {
     model_endpointslice_t *sl = calloc(1, sizeof(*sl));
     char name[64];
-    sl->ns = strdup("bench");
+    sl->ns = bench_ns();
     snprintf(name, sizeof(name), "svc%d-abcde", s);
     sl->name = strdup(name);
     snprintf(name, sizeof(name), "svc%d", s);
@@ -76,9 +104,9 @@ model_endpointslice_t *tl_bench_slice(int c, int s, int per, int not_ready)
         tl_bench_ip(&ep->ip, c, s * per + e);
         ep->ready = e != not_ready;
         ep->serving = true;
-        snprintf(name, sizeof(name), "svc%d-7d9f8-%05d", s, e);
+        bench_pod_name(name, sizeof(name), s, e);
         ep->pod = strdup(name);
-        ep->node = strdup("node-1");
+        ep->node = strdup(bench_real ? "ip-10-0-12-34.ec2.internal" : "node-1");
         ep->zone = strdup("zone-a");
     }
     return sl;
@@ -89,9 +117,9 @@ model_t *tl_bench_mesh(int nclusters, int nservices, int per, bool hash_label, c
 {
     model_t *m = model_new(NULL);
     for (int c = 0; c < nclusters; c++) {
-        char id[16], net[16];
-        snprintf(id, sizeof(id), "c%d", c);
-        snprintf(net, sizeof(net), "n%d", c);
+        char id[32], net[32];
+        tl_bench_cluster_id(c, id, sizeof(id));
+        snprintf(net, sizeof(net), bench_real ? "network-%d" : "n%d", c);
         model_cluster_t ci = {.id = id, .network = net};
         tl_bench_ip(&ci.gateway, 15, c);
         if (model_cluster_set(m, &ci, err, errlen) < 0)

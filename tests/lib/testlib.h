@@ -35,6 +35,12 @@ int tl_cmp_double(const void *a, const void *b); /* for qsort, ascending */
 
 /* ---------- the benches' mesh: namespace bench, services svc<s> ---------- */
 
+/* Names as long as real clusters have them (cluster-<i>, namespace
+ * bookinfo-prod, Deployment pod names, pod uids, cloud node names) instead
+ * of the short ones; for the benches that report memory. */
+void tl_bench_names(bool realistic);
+/* c<i> (or cluster-<i>). */
+void tl_bench_cluster_id(int c, char *buf, size_t len);
 /* 10.<cluster*16 + n/65536>.<n/256>.<n%256> */
 void tl_bench_ip(model_ip_t *ip, int cluster, int n);
 /* svc<s>, VIP from cluster 14, port http 80 -> 8080; global when s is even. */
