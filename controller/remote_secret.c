@@ -131,26 +131,6 @@ static char *read_file(const char *path, size_t *len)
     return buf;
 }
 
-static char *b64(const char *in, size_t n)
-{
-    static const char tab[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    char *out = malloc((n + 2) / 3 * 4 + 1), *p = out;
-    for (size_t i = 0; out && i < n; i += 3) {
-        unsigned v = (unsigned char)in[i] << 16;
-        if (i + 1 < n)
-            v |= (unsigned char)in[i + 1] << 8;
-        if (i + 2 < n)
-            v |= (unsigned char)in[i + 2];
-        *p++ = tab[v >> 18 & 63];
-        *p++ = tab[v >> 12 & 63];
-        *p++ = i + 1 < n ? tab[v >> 6 & 63] : '=';
-        *p++ = i + 2 < n ? tab[v & 63] : '=';
-    }
-    if (out)
-        *p = '\0';
-    return out;
-}
-
 /* A ServiceAccount token from the TokenRequest API. Caller frees. */
 static char *sa_token(const kube_conn_t *conn, const rs_opts_t *o, char *err, size_t errlen)
 {
@@ -186,10 +166,10 @@ static char *sa_token(const kube_conn_t *conn, const rs_opts_t *o, char *err, si
 static char *ca_b64(const kube_conn_t *conn)
 {
     if (conn->ca_data)
-        return b64(conn->ca_data, conn->ca_len);
+        return kube_base64_encode(conn->ca_data, conn->ca_len);
     size_t n;
     char *pem = conn->ca_file ? read_file(conn->ca_file, &n) : NULL;
-    char *out = pem ? b64(pem, n) : NULL;
+    char *out = pem ? kube_base64_encode(pem, n) : NULL;
     free(pem);
     return out;
 }
@@ -223,8 +203,8 @@ static void print_secret(const rs_opts_t *o, const kube_conn_t *conn, const char
     if (token) {
         printf("        token: %s\n", tok);
     } else {
-        char *cert = conn->cert_data ? b64(conn->cert_data, conn->cert_len) : NULL;
-        char *key = conn->key_data ? b64(conn->key_data, conn->key_len) : NULL;
+        char *cert = conn->cert_data ? kube_base64_encode(conn->cert_data, conn->cert_len) : NULL;
+        char *key = conn->key_data ? kube_base64_encode(conn->key_data, conn->key_len) : NULL;
         if (cert)
             printf("        client-certificate-data: %s\n", cert);
         if (key)
@@ -264,7 +244,7 @@ int ctl_create_remote_secret(int argc, char **argv)
     }
     kube_conn_t conn;
     memset(&conn, 0, sizeof(conn));
-    rc = kube_conn_from_kubeconfig(text, len, o.context, &conn, err, sizeof(err));
+    rc = kube_conn_from_kubeconfig_ex(text, len, o.context, KUBE_KC_EXEC, &conn, err, sizeof(err));
     free(text);
     char *token = NULL, *ca = NULL;
     if (rc == 0 && !o.user_creds) {

@@ -118,11 +118,17 @@ int kube_easy_setup(CURL *e, const kube_conn_t *c, const char *base_url,
                     struct curl_slist **hdrs, char *errbuf, char *err, size_t errlen)
 {
     char tok[8192], hdr[8300];
-    if (kube_token(c, tok, sizeof(tok), err, errlen) < 0)
+    kube_cred_t ex = {0}; /* from the exec plugin, which wins over static credentials */
+    if (c->exec && kube_exec_credential(c->exec, &ex, err, errlen) < 0)
+        return -1;
+    if (ex.token)
+        snprintf(tok, sizeof(tok), "%s", ex.token);
+    else if (kube_token(c, tok, sizeof(tok), err, errlen) < 0)
         return -1;
     size_t n = strlen(base_url) + strlen(path) + 1;
     char *url = malloc(n);
     if (!url) {
+        kube_cred_clear(&ex);
         snprintf(err, errlen, "out of memory");
         return -1;
     }
@@ -157,6 +163,13 @@ int kube_easy_setup(CURL *e, const kube_conn_t *c, const char *base_url,
     if (connect_to)
         curl_easy_setopt(e, CURLOPT_CONNECT_TO, connect_to);
     kube_tls_setup(e, c);
+    if (ex.cert && ex.key) {
+        kube_blob(e, CURLOPT_SSLCERT_BLOB, ex.cert, ex.cert_len);
+        curl_easy_setopt(e, CURLOPT_SSLCERTTYPE, "PEM");
+        kube_blob(e, CURLOPT_SSLKEY_BLOB, ex.key, ex.key_len);
+        curl_easy_setopt(e, CURLOPT_SSLKEYTYPE, "PEM");
+    }
+    kube_cred_clear(&ex);
     memset(tok, 0, sizeof(tok)); /* do not leave the token on the stack */
     memset(hdr, 0, sizeof(hdr));
     return 0;

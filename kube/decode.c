@@ -227,7 +227,7 @@ static int kube_digits(const char *s, int n)
 
 /* RFC 3339 ("2024-05-01T12:00:00Z", optional fraction and offset) to epoch
  * seconds. Calendar-checked: timegm would silently roll Feb 30 over. */
-static int kube_parse_time(const char *s, int64_t *out)
+int kube_parse_rfc3339(const char *s, int64_t *out)
 {
     if (strlen(s) < 20 || s[4] != '-' || s[7] != '-' || !strchr("Tt ", s[10]) || s[13] != ':' ||
         s[16] != ':')
@@ -288,7 +288,7 @@ static int kube_meta_time(kube_dctx_t *c, const jv_t *md, const char *key, int64
     if (kube_get_str(c, md, &kube_p_metadata, key, &s) < 0)
         return -1;
     *set = s != NULL;
-    if (s && kube_parse_time(s, t) < 0) {
+    if (s && kube_parse_rfc3339(s, t) < 0) {
         kube_path_t at = {&kube_p_metadata, key, 0};
         return kube_fail(c, &at, "\"%.64s\" is not an RFC 3339 time", s);
     }

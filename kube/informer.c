@@ -583,6 +583,8 @@ void kube_inf_done(kube_informer_t *inf, CURLcode rc)
         inf->due_ms = kube_now_ms() + (uint64_t)secs * 1000 +
                       (unsigned)rand_r(&inf->seed) % ((unsigned)secs * 100 + 1);
     } else if (inf->status != 200) {
+        if (inf->status == 401)
+            kube_exec_invalidate(inf->cl->conn.exec); /* a plugin's token ran out early */
         kube_status_msg(inf, msg, sizeof(msg));
         kube_emit_error(inf->cl, inf->res, "cluster %s: %s %s: HTTP %ld: %s", inf->cl->id,
                         inf->phase == KUBE_PH_LIST ? "list" : "watch", kube_res_name(inf->res),

@@ -112,15 +112,27 @@ typedef struct kube_conn {
     char *key_file;
     char *key_data;
     size_t key_len;
-    char *tls_server_name; /* name to verify (and send as SNI) instead of the URL host */
+    char *tls_server_name;  /* name to verify (and send as SNI) instead of the URL host */
+    struct kube_exec *exec; /* credential plugin (KUBE_KC_EXEC), or NULL */
 } kube_conn_t;
 
 /* Parses kubeconfig YAML for context (NULL: current-context) into out (zeroed
  * first; caller frees with kube_conn_free, also on failure). Relative file
- * paths are kept as written. Exec and auth-provider plugins are rejected.
+ * paths are kept as written. Exec (see _ex) and auth-provider plugins are
+ * rejected.
  * 0, or -1 with a reason in err. */
 int kube_conn_from_kubeconfig(const char *text, size_t len, const char *context, kube_conn_t *out,
                               char *err, size_t errlen);
+/* With KUBE_KC_EXEC, a user's exec credential plugin (client.authentication
+ * .k8s.io v1 or v1beta1 ExecCredential) is run when a request needs a
+ * credential: only for a kubeconfig the operator gave (--kubeconfig,
+ * create-remote-secret), never one read from a Secret, which could make
+ * meshfed run any program. The plugin runs without a terminal (so
+ * interactiveMode Always is refused) for at most 30 s; its token or client
+ * certificate is cached until its expirationTimestamp or a 401. */
+#define KUBE_KC_EXEC 1u
+int kube_conn_from_kubeconfig_ex(const char *text, size_t len, const char *context, unsigned flags,
+                                 kube_conn_t *out, char *err, size_t errlen);
 /* The in-cluster config: KUBERNETES_SERVICE_HOST/PORT and the service account
  * directory (/var/run/secrets/kubernetes.io/serviceaccount, or
  * $MESHFED_SA_DIR) token (as token_file) and ca.crt. 0, or -1 with err. */
@@ -129,6 +141,8 @@ int kube_conn_in_cluster(kube_conn_t *out, char *err, size_t errlen);
  * kubeconfig *-data fields and Secret data. Returns a NUL-terminated buffer
  * (caller frees) with its length in *len, or NULL on bad input / no memory. */
 char *kube_base64_decode(const char *b64, size_t *len);
+/* Standard base64 with padding of n bytes; caller frees; NULL: no memory. */
+char *kube_base64_encode(const char *in, size_t n);
 /* Deep copy; 0, or -1 when out of memory (dst is then freed). */
 int kube_conn_copy(kube_conn_t *dst, const kube_conn_t *src);
 void kube_conn_free(kube_conn_t *c);

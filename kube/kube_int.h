@@ -49,6 +49,33 @@ struct kube_obj {
 /* kube_decode on parsed values; obj NULL decodes as "nothing". */
 int kube_decode_jv(model_kind_t kind, const kube_jv_t *obj, void **out, char *err, size_t errlen);
 
+/* RFC 3339 ("2024-05-01T12:00:00Z", fraction and offset allowed) to epoch
+ * seconds, calendar-checked (decode.c). 0, or -1. */
+int kube_parse_rfc3339(const char *s, int64_t *out);
+
+/* ---------- exec credential plugins (exec.c) ---------- */
+
+typedef struct kube_exec kube_exec_t;
+
+/* A credential: bearer token and/or client certificate and key (PEM). */
+typedef struct kube_cred {
+    char *token, *cert, *key;
+    size_t cert_len, key_len;
+} kube_cred_t;
+
+void kube_cred_clear(kube_cred_t *c);
+/* users[].user.exec of user, for the cluster conn describes. NULL with err. */
+kube_exec_t *kube_exec_parse(const json_t *spec, const char *user, const kube_conn_t *cluster,
+                             char *err, size_t errlen);
+kube_exec_t *kube_exec_copy(const kube_exec_t *x); /* the spec; not the cached credential */
+void kube_exec_free(kube_exec_t *x);
+/* The cached credential, or the plugin's new one (it runs, blocking, when
+ * none is cached or it expired). *out is the caller's (kube_cred_clear).
+ * 0, or -1 with err. Thread-safe. */
+int kube_exec_credential(kube_exec_t *x, kube_cred_t *out, char *err, size_t errlen);
+/* After a 401: the next kube_exec_credential runs the plugin again. */
+void kube_exec_invalidate(kube_exec_t *x);
+
 /* ---------- informers ---------- */
 
 typedef struct kube_cluster kube_cluster_t;

@@ -2,16 +2,17 @@
  * kubeconfig.c - connection settings for one API server: parsing kubeconfig
  * files (clusters/users/contexts) and the in-cluster service account config.
  *
- * Only static credentials are supported (token, token file, client
- * certificate); exec and auth-provider plugins are rejected with a clear
- * error rather than silently ignored, because meshfed never runs programs.
+ * Credentials: token, token file, client certificate, and exec plugins
+ * (exec.c) where the caller allows them (KUBE_KC_EXEC: a kubeconfig the
+ * operator gave, never one from a Secret). auth-provider plugins (removed
+ * from kubectl) are rejected with a clear error, not silently ignored.
  */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "kube.h"
+#include "kube_int.h"
 
 void kube_conn_free(kube_conn_t *c)
 {
@@ -27,6 +28,7 @@ void kube_conn_free(kube_conn_t *c)
     free(c->key_file);
     free(c->key_data);
     free(c->tls_server_name);
+    kube_exec_free(c->exec);
     memset(c, 0, sizeof(*c));
 }
 
@@ -65,7 +67,8 @@ int kube_conn_copy(kube_conn_t *dst, const kube_conn_t *src)
         kube_dupn(&dst->cert_data, src->cert_data, src->cert_len) ||
         kube_dup(&dst->key_file, src->key_file) ||
         kube_dupn(&dst->key_data, src->key_data, src->key_len) ||
-        kube_dup(&dst->tls_server_name, src->tls_server_name)) {
+        kube_dup(&dst->tls_server_name, src->tls_server_name) ||
+        (src->exec && !(dst->exec = kube_exec_copy(src->exec)))) {
         kube_conn_free(dst);
         return -1;
     }
@@ -87,6 +90,26 @@ static int kube_b64val(int c)
     if (c == '/')
         return 63;
     return -1;
+}
+
+char *kube_base64_encode(const char *in, size_t n)
+{
+    static const char tab[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    char *out = malloc((n + 2) / 3 * 4 + 1), *p = out;
+    for (size_t i = 0; out && i < n; i += 3) {
+        unsigned v = (unsigned char)in[i] << 16;
+        if (i + 1 < n)
+            v |= (unsigned char)in[i + 1] << 8;
+        if (i + 2 < n)
+            v |= (unsigned char)in[i + 2];
+        *p++ = tab[v >> 18 & 63];
+        *p++ = tab[v >> 12 & 63];
+        *p++ = i + 1 < n ? tab[v >> 6 & 63] : '=';
+        *p++ = i + 2 < n ? tab[v & 63] : '=';
+    }
+    if (out)
+        *p = '\0';
+    return out;
 }
 
 /* Standard base64 with padding; whitespace is skipped (YAML folds long
@@ -241,17 +264,22 @@ static int kube_kc_cluster(json_t *c, const char *name, kube_conn_t *out, char *
     return 0;
 }
 
-static int kube_kc_user(json_t *u, const char *name, kube_conn_t *out, char *err, size_t errlen)
+static int kube_kc_user(json_t *u, const char *name, unsigned flags, kube_conn_t *out, char *err,
+                        size_t errlen)
 {
     char what[300];
     snprintf(what, sizeof(what), "user \"%s\"", name);
-    if (json_object_get(u, "exec")) {
+    json_t *ex = json_object_get(u, "exec");
+    if (ex && !json_is_null(ex) && !(flags & KUBE_KC_EXEC)) {
         snprintf(err, errlen,
-                 "kubeconfig: user %s uses an exec credential plugin, which meshfed does not "
-                 "run; use a token or client certificate (see docs)",
+                 "kubeconfig: user %s uses an exec credential plugin, which meshfed runs only "
+                 "for the kubeconfig it is given, never for one from a Secret; use a token or "
+                 "client certificate (see docs)",
                  name);
         return -1;
     }
+    if (ex && !json_is_null(ex) && !(out->exec = kube_exec_parse(ex, name, out, err, errlen)))
+        return -1;
     if (json_object_get(u, "auth-provider")) {
         snprintf(err, errlen,
                  "kubeconfig: user %s uses an auth-provider plugin, which meshfed does not "
@@ -275,8 +303,8 @@ static int kube_kc_user(json_t *u, const char *name, kube_conn_t *out, char *err
                : 0;
 }
 
-static int kube_kc_walk(json_t *root, const char *context, kube_conn_t *out, char *err,
-                        size_t errlen)
+static int kube_kc_walk(json_t *root, const char *context, unsigned flags, kube_conn_t *out,
+                        char *err, size_t errlen)
 {
     if (!json_is_object(root)) {
         snprintf(err, errlen, "kubeconfig: not a mapping");
@@ -314,11 +342,17 @@ static int kube_kc_walk(json_t *root, const char *context, kube_conn_t *out, cha
         return -1;
     }
     json_t *u = kube_named(root, "users", "user", uname, err, errlen);
-    return u ? kube_kc_user(u, uname, out, err, errlen) : -1;
+    return u ? kube_kc_user(u, uname, flags, out, err, errlen) : -1;
 }
 
 int kube_conn_from_kubeconfig(const char *text, size_t len, const char *context, kube_conn_t *out,
                               char *err, size_t errlen)
+{
+    return kube_conn_from_kubeconfig_ex(text, len, context, 0, out, err, errlen);
+}
+
+int kube_conn_from_kubeconfig_ex(const char *text, size_t len, const char *context, unsigned flags,
+                                 kube_conn_t *out, char *err, size_t errlen)
 {
     json_t *root = NULL;
     memset(out, 0, sizeof(*out));
@@ -331,7 +365,7 @@ int kube_conn_from_kubeconfig(const char *text, size_t len, const char *context,
         snprintf(err, errlen, "kubeconfig: empty");
         return -1;
     }
-    rc = kube_kc_walk(root, context, out, err, errlen);
+    rc = kube_kc_walk(root, context, flags, out, err, errlen);
     json_decref(root);
     if (rc < 0)
         kube_conn_free(out);

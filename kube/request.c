@@ -107,6 +107,8 @@ int kube_request_ex(const kube_conn_t *c, const char *method, const char *path,
         goto out;
     }
     curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, status);
+    if (*status == 401)
+        kube_exec_invalidate(c->exec); /* the next request runs the plugin again */
     *resp_body = b.p ? b.p : strdup("");
     b.p = NULL;
     rc = *resp_body ? 0 : -1;

@@ -1,7 +1,8 @@
 /*
  * fuzz_kubeconfig.c - kube_conn_from_kubeconfig on arbitrary text, for the
  * current context and for a context named by the input's first line; a
- * successful parse is deep-copied and freed.
+ * successful parse is deep-copied and freed. Exec plugins are allowed
+ * (KUBE_KC_EXEC) when the input is of even length: parsed, never run.
  */
 #include "kube.h"
 
@@ -14,7 +15,8 @@ static void one(const char *text, size_t len, const char *context)
     kube_conn_t c;
     char err[MODEL_ERRLEN];
     err[0] = '\0';
-    int rc = kube_conn_from_kubeconfig(text, len, context, &c, err, sizeof(err));
+    int rc = kube_conn_from_kubeconfig_ex(text, len, context, len % 2 ? 0 : KUBE_KC_EXEC, &c, err,
+                                          sizeof(err));
     if (rc == 0) {
         kube_conn_t d;
         memset(&d, 0, sizeof(d));
