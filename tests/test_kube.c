@@ -255,7 +255,8 @@ START_TEST(test_kubeconfig_bad)
     char err[512];
     ck_assert_int_eq(kc(KC_GOOD, "ex", &c, err), -1);
     ck_assert_msg(strstr(err, "user exec-user uses an exec credential plugin, which meshfed "
-                              "does not run; use a token or client certificate"),
+                              "runs only for the kubeconfig it is given, never for one from a "
+                              "Secret; use a token or client certificate"),
                   "%s", err);
     ck_assert_int_eq(kc(KC_GOOD, "missing", &c, err), -1);
     ck_assert_msg(strstr(err, "context \"missing\" not found"), "%s", err);
