@@ -518,7 +518,8 @@ ctl_kube_t *ctl_kube_start(ctl_t *c, char *err, size_t errlen)
             return NULL;
         }
         text[len] = '\0';
-        rc = kube_conn_from_kubeconfig_ex(text, len, NULL, KUBE_KC_EXEC, &conn, err, errlen);
+        rc = kube_conn_from_kubeconfig_ex(text, len, cfg->context, KUBE_KC_EXEC, &conn, err,
+                                          errlen);
         free(text);
     } else {
         rc = kube_conn_in_cluster(&conn, err, errlen);

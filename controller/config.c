@@ -37,6 +37,8 @@ static const setting_t settings[] = {
      "namespace holding remote-cluster Secrets, the network label and the east-west gateway"},
     {"kubeconfig", "KUBECONFIG", T_STR, OFF(kubeconfig), NULL,
      "kubeconfig of the local cluster (default: in-cluster config)"},
+    {"context", "MESHFED_CONTEXT", T_STR, OFF(context), NULL,
+     "context of --kubeconfig to use (default: its current-context)"},
     {"demo", "MESHFED_DEMO", T_STR, OFF(demo_dir), NULL,
      "serve file-backed clusters: one subdirectory of manifests per cluster"},
     {"xds-listen", "MESHFED_XDS_LISTEN", T_STR, OFF(xds_listen), "127.0.0.1:15010",

@@ -24,6 +24,7 @@ typedef struct ctl_config {
     char *network;          /* --network, NETWORK ("" = from the system namespace label) */
     char *system_namespace; /* --system-namespace, MESHFED_SYSTEM_NAMESPACE */
     char *kubeconfig;       /* --kubeconfig, KUBECONFIG */
+    char *context;          /* --context: of kubeconfig; NULL: current-context */
     char *demo_dir;         /* --demo DIR: file-backed clusters, one per subdirectory */
     char *xds_listen;       /* --xds-listen */
     char *xds_tls_listen;   /* --xds-tls-listen */

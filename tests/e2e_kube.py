@@ -132,17 +132,24 @@ def h2_phase(binary, east, work):
     words = front.stdout.readline().split()
     h2port, ctl = int(words[1]), int(words[3])
     stats = lambda: json.loads(urllib.request.urlopen(f"http://127.0.0.1:{ctl}/stats", timeout=5).read())  # noqa: E731
+    # its current-context names a dead server: --context must pick "c"
+    k = json.loads(kubeconfig(h2port))
+    k["clusters"].append({"name": "dead", "cluster": {"server": "https://127.0.0.1:1"}})
+    k["contexts"].append({"name": "dead", "context": {"cluster": "dead", "user": "u"}})
+    k["current-context"] = "dead"
     kc = os.path.join(work, "h2.kubeconfig")
-    open(kc, "w").write(kubeconfig(h2port))
+    open(kc, "w").write(json.dumps(k))
     log = open(os.path.join(work, "meshfed-h2.log"), "a+")
-    proc = subprocess.Popen([binary, "--kubeconfig", kc, "--cluster-id", "east", "--xds-listen", "127.0.0.1:0",
+    proc = subprocess.Popen([binary, "--kubeconfig", kc, "--context", "c", "--cluster-id", "east",
+                             "--xds-listen", "127.0.0.1:0",
                              "--debug-listen", "127.0.0.1:0", "--debounce-ms", "20"],
                             stdout=log, stderr=log, env=dict(os.environ, POD_NAME="replica-h2"))
     zt = None
     try:
         p = wait_for(lambda: log_ports(log))
         check(bool(p) and wait_for(lambda: get(p[1], "/ready")[0] == 200),
-              "h2: meshfed syncs east through the HTTP/2 front")
+              "h2: meshfed syncs east through the HTTP/2 front (--context c of a kubeconfig "
+              "whose current-context is dead)")
         if not p:
             return
         st = stats()
