@@ -462,12 +462,16 @@ int kube_inf_start(kube_informer_t *inf)
     char path[4096], err[512];
     if (inf->phase == KUBE_PH_LIST && !inf->cont)
         inf->gen++;              /* a fresh list: entries it does not touch are gone */
-    if (inf->cap > (1u << 20)) { /* do not keep a big list page's buffer around */
-        free(inf->buf);
-        inf->buf = NULL;
-        inf->cap = 0;
+    if (inf->phase == KUBE_PH_WATCH) {
+        /* a list is done: do not keep its big page buffers around (kept
+         * between pages, where they would only grow back) */
+        if (inf->cap > (1u << 20)) {
+            free(inf->buf);
+            inf->buf = NULL;
+            inf->cap = 0;
+        }
+        kube_jdoc_trim(&inf->doc, 1u << 14);
     }
-    kube_jdoc_trim(&inf->doc, 1u << 14);
     inf->len = 0;
     inf->status = 0;
     inf->skipping = inf->gone = inf->stream_err = inf->toobig = inf->got_data = false;
