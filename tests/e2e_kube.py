@@ -132,11 +132,20 @@ def h2_phase(binary, east, work):
     words = front.stdout.readline().split()
     h2port, ctl = int(words[1]), int(words[3])
     stats = lambda: json.loads(urllib.request.urlopen(f"http://127.0.0.1:{ctl}/stats", timeout=5).read())  # noqa: E731
-    # its current-context names a dead server: --context must pick "c"
+    # its current-context names a dead server: --context must pick "c"; its
+    # user gets the token from an exec credential plugin, as cloud clusters do
     k = json.loads(kubeconfig(h2port))
     k["clusters"].append({"name": "dead", "cluster": {"server": "https://127.0.0.1:1"}})
     k["contexts"].append({"name": "dead", "context": {"cluster": "dead", "user": "u"}})
     k["current-context"] = "dead"
+    plugin = os.path.join(work, "token-plugin.sh")
+    runs = os.path.join(work, "token-plugin.runs")
+    with open(plugin, "w") as f:
+        f.write("#!/bin/sh\necho run >> %s\nprintf '{\"apiVersion\":\"client.authentication.k8s.io/v1\",'"
+                "'\"kind\":\"ExecCredential\",\"status\":{\"token\":\"%%s\"}}' \"$TOKEN\"\n" % runs)
+    os.chmod(plugin, 0o700)
+    k["users"][0]["user"] = {"exec": {"apiVersion": "client.authentication.k8s.io/v1", "command": plugin,
+                                      "env": [{"name": "TOKEN", "value": "test-token"}]}}
     kc = os.path.join(work, "h2.kubeconfig")
     open(kc, "w").write(json.dumps(k))
     log = open(os.path.join(work, "meshfed-h2.log"), "a+")
@@ -149,7 +158,8 @@ def h2_phase(binary, east, work):
         p = wait_for(lambda: log_ports(log))
         check(bool(p) and wait_for(lambda: get(p[1], "/ready")[0] == 200),
               "h2: meshfed syncs east through the HTTP/2 front (--context c of a kubeconfig "
-              "whose current-context is dead)")
+              "whose current-context is dead; token from an exec plugin)")
+        check(os.path.exists(runs), "h2: the exec credential plugin ran")
         if not p:
             return
         st = stats()
