@@ -1,6 +1,8 @@
 /*
  * kube.h - the Kubernetes side of meshfed: decoding API objects into model
- * structs, loading YAML/JSON manifests (and, later, the client and informers).
+ * structs, loading YAML/JSON manifests, connection settings (kubeconfig,
+ * in-cluster, exec credential plugins), the watcher (one I/O thread listing
+ * and watching every cluster), single requests and Lease leader election.
  *
  * Decoding is strict about types and lenient about absent fields: every field
  * that is present must have the type and range Kubernetes gives it, fields that
