@@ -1,6 +1,7 @@
 /*
- * kube_int.h - internals shared by the kube/ client files (client.c,
- * informer.c, smap.c). Not part of the public API in kube.h.
+ * kube_int.h - internals shared by the kube/ files: the watcher (client.c,
+ * informer.c, smap.c), request.c, decode.c on parsed values (jv.h), and
+ * exec credential plugins (exec.c). Not part of the public API in kube.h.
  */
 #ifndef MESHFED_KUBE_INT_H
 #define MESHFED_KUBE_INT_H
