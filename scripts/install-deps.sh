@@ -13,3 +13,10 @@ $SUDO apt-get install -y --no-install-recommends \
     python3 python3-grpcio python3-protobuf python3-grpc-tools python3-yaml \
     curl ca-certificates openssl \
     valgrind clang libclang-rt-14-dev
+# Node.js and npm for the tests that use independent clients and tools
+# (grpc-js-xds, the HTTP/2 API server front, helm/kubectl for the chart):
+# Debian's, unless a Node.js with npm is already installed (for example
+# NodeSource's, whose package would conflict with Debian's npm).
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+    $SUDO apt-get install -y --no-install-recommends nodejs npm
+fi
