@@ -589,18 +589,10 @@ static void irv_of(const smap_t *m, irv_t *out)
 
 /* ---------- (c) a reconnect storm while the model churns ---------- */
 
-enum { A_SEND = 1, A_RECV = 2, A_STATUS = 3 };
-
+/* A benches' stream (tests/lib/stream.c) that also decodes what it gets
+ * into st; io first, so a completion tag leads back to it. */
 typedef struct astream {
-    grpc_channel *ch;
-    grpc_call *call;
-    grpc_byte_buffer *rbuf, *sbuf;
-    grpc_metadata_array imd, tmd;
-    grpc_status_code status;
-    grpc_slice details;
-    bool sending, got_imd, done;
-    char pending_nonce[64];
-    uint64_t version;
+    tl_stream_t io;
     int responses;
     smap_t st;
 } astream_t;
@@ -615,88 +607,64 @@ typedef struct storm {
     bool bad;        /* a response that did not decode */
 } storm_t;
 
+/* Each starts one batch on s, counted in w->outstanding. */
 static void astart(storm_t *w, astream_t *s, grpc_op *ops, size_t n, int op)
 {
     w->outstanding++;
-    ck_assert_int_eq(
-        grpc_call_start_batch(s->call, ops, n, (void *)((uintptr_t)s | (uintptr_t)op), NULL),
-        GRPC_CALL_OK);
+    ck_assert(tl_stream_start(&s->io, ops, n, op));
 }
 
 static void asend(storm_t *w, astream_t *s, dreq_t *rq, bool first)
 {
-    size_t len = envoy__service__discovery__v3__delta_discovery_request__get_packed_size(rq);
-    uint8_t *buf = malloc(len + 1);
-    envoy__service__discovery__v3__delta_discovery_request__pack(rq, buf);
-    grpc_slice sl = grpc_slice_from_copied_buffer((const char *)buf, len);
-    free(buf);
-    s->sbuf = grpc_raw_byte_buffer_create(&sl, 1);
-    grpc_slice_unref(sl);
-    grpc_op ops[2];
-    memset(ops, 0, sizeof(ops));
-    size_t n = 0;
-    if (first)
-        ops[n++].op = GRPC_OP_SEND_INITIAL_METADATA;
-    ops[n].op = GRPC_OP_SEND_MESSAGE;
-    ops[n++].data.send_message.send_message = s->sbuf;
-    s->sending = true;
-    astart(w, s, ops, n, A_SEND);
+    w->outstanding++;
+    ck_assert(tl_stream_send_req(&s->io, rq, first));
 }
 
 static void asend_ack(storm_t *w, astream_t *s, const char *nonce)
 {
-    dreq_t rq = ENVOY__SERVICE__DISCOVERY__V3__DELTA_DISCOVERY_REQUEST__INIT;
-    rq.type_url = (char *)XDS_TYPE_ADDRESS;
-    rq.response_nonce = (char *)nonce;
-    asend(w, s, &rq, false);
+    w->outstanding++;
+    ck_assert(tl_stream_send_ack(&s->io, nonce));
 }
 
 static void arecv(storm_t *w, astream_t *s)
 {
-    grpc_op ops[2];
-    memset(ops, 0, sizeof(ops));
-    size_t n = 0;
-    if (!s->got_imd) {
-        ops[n].op = GRPC_OP_RECV_INITIAL_METADATA;
-        ops[n++].data.recv_initial_metadata.recv_initial_metadata = &s->imd;
-        s->got_imd = true;
-    }
-    ops[n].op = GRPC_OP_RECV_MESSAGE;
-    ops[n++].data.recv_message.recv_message = &s->rbuf;
-    astart(w, s, ops, n, A_RECV);
+    w->outstanding++;
+    ck_assert(tl_stream_start_recv(&s->io));
 }
 
 /* With w->mu held. */
 static void aevent(storm_t *w, grpc_event ev)
 {
-    astream_t *s = (astream_t *)((uintptr_t)ev.tag & ~(uintptr_t)7);
+    int op;
+    tl_stream_t *io = tl_stream_of(ev.tag, &op);
+    astream_t *s = (astream_t *)io;
     w->outstanding--;
-    switch ((uintptr_t)ev.tag & 7) {
-    case A_SEND:
-        grpc_byte_buffer_destroy(s->sbuf);
-        s->sbuf = NULL;
-        s->sending = false;
-        if (s->pending_nonce[0] && ev.success && !s->done) {
-            char nonce[64];
-            memcpy(nonce, s->pending_nonce, sizeof(nonce));
-            s->pending_nonce[0] = '\0';
+    switch (op) {
+    case TL_OP_SEND:
+        grpc_byte_buffer_destroy(io->sbuf);
+        io->sbuf = NULL;
+        io->sending = false;
+        if (io->pending_nonce[0] && ev.success && !io->done) {
+            char nonce[sizeof(io->pending_nonce)];
+            memcpy(nonce, io->pending_nonce, sizeof(nonce));
+            io->pending_nonce[0] = '\0';
             asend_ack(w, s, nonce);
         }
         break;
-    case A_RECV:
-        if (!ev.success || !s->rbuf) {
-            if (!s->done)
+    case TL_OP_RECV:
+        if (!ev.success || !io->rbuf) {
+            if (!io->done)
                 w->ended++;
-            s->done = true;
+            io->done = true;
             break;
         }
         {
             grpc_byte_buffer_reader rd;
-            grpc_byte_buffer_reader_init(&rd, s->rbuf);
+            grpc_byte_buffer_reader_init(&rd, io->rbuf);
             grpc_slice sl = grpc_byte_buffer_reader_readall(&rd);
             grpc_byte_buffer_reader_destroy(&rd);
-            grpc_byte_buffer_destroy(s->rbuf);
-            s->rbuf = NULL;
+            grpc_byte_buffer_destroy(io->rbuf);
+            io->rbuf = NULL;
             dresp_t *r = envoy__service__discovery__v3__delta_discovery_response__unpack(
                 NULL, GRPC_SLICE_LENGTH(sl), GRPC_SLICE_START_PTR(sl));
             grpc_slice_unref(sl);
@@ -705,20 +673,20 @@ static void aevent(storm_t *w, grpc_event ev)
                 break;
             }
             apply_resp(&s->st, r);
-            s->version = strtoull(r->system_version_info, NULL, 10);
+            io->version = strtoull(r->system_version_info, NULL, 10);
             s->responses++;
-            if (s->sending)
-                snprintf(s->pending_nonce, sizeof(s->pending_nonce), "%s", r->nonce);
+            if (io->sending)
+                snprintf(io->pending_nonce, sizeof(io->pending_nonce), "%s", r->nonce);
             else
                 asend_ack(w, s, r->nonce);
             tl_delta_free(r);
             arecv(w, s);
         }
         break;
-    case A_STATUS:
-        if (!s->done)
+    case TL_OP_STATUS:
+        if (!io->done)
             w->ended++;
-        s->done = true;
+        io->done = true;
         break;
     }
 }
@@ -744,8 +712,9 @@ static void *storm_thread(void *arg)
 static void storm_open(storm_t *w, int i, int port, bool with_state)
 {
     astream_t *s = &w->s[i];
-    s->got_imd = s->done = s->sending = false;
-    s->pending_nonce[0] = '\0';
+    tl_stream_t *io = &s->io;
+    io->got_imd = io->done = io->sending = false;
+    io->pending_nonce[0] = '\0';
     s->responses = 0;
     char target[64];
     snprintf(target, sizeof(target), "127.0.0.1:%d", port);
@@ -755,21 +724,21 @@ static void storm_open(storm_t *w, int i, int port, bool with_state)
     args[0].value.integer = 1;
     grpc_channel_args ca = {1, args};
     grpc_channel_credentials *cr = grpc_insecure_credentials_create();
-    s->ch = grpc_channel_create(target, cr, &ca);
+    io->ch = grpc_channel_create(target, cr, &ca);
     grpc_channel_credentials_release(cr);
-    s->call = grpc_channel_create_call(s->ch, NULL, GRPC_PROPAGATE_DEFAULTS, w->cq,
-                                       grpc_slice_from_static_string(DELTA), NULL,
-                                       gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
-    grpc_metadata_array_init(&s->imd);
-    grpc_metadata_array_init(&s->tmd);
+    io->call = grpc_channel_create_call(io->ch, NULL, GRPC_PROPAGATE_DEFAULTS, w->cq,
+                                        grpc_slice_from_static_string(DELTA), NULL,
+                                        gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
+    grpc_metadata_array_init(&io->imd);
+    grpc_metadata_array_init(&io->tmd);
     grpc_op op;
     memset(&op, 0, sizeof(op));
     op.op = GRPC_OP_RECV_STATUS_ON_CLIENT;
-    op.data.recv_status_on_client.status = &s->status;
-    op.data.recv_status_on_client.status_details = &s->details;
-    op.data.recv_status_on_client.trailing_metadata = &s->tmd;
+    op.data.recv_status_on_client.status = &io->status;
+    op.data.recv_status_on_client.status_details = &io->details;
+    op.data.recv_status_on_client.trailing_metadata = &io->tmd;
     pthread_mutex_lock(&w->mu);
-    astart(w, s, &op, 1, A_STATUS);
+    astart(w, s, &op, 1, TL_OP_STATUS);
     tl_node_buf_t nb;
     dreq_t rq = ENVOY__SERVICE__DISCOVERY__V3__DELTA_DISCOVERY_REQUEST__INIT;
     rq.node = tl_node(&nb, "c1", "n1");
@@ -792,7 +761,7 @@ static void storm_close_all(storm_t *w)
 {
     pthread_mutex_lock(&w->mu);
     for (int i = 0; i < w->n; i++)
-        grpc_call_cancel(w->s[i].call, NULL);
+        grpc_call_cancel(w->s[i].io.call, NULL);
     pthread_mutex_unlock(&w->mu);
     uint64_t end = now_ms() + 20000;
     for (;;) {
@@ -805,16 +774,16 @@ static void storm_close_all(storm_t *w)
     }
     ck_assert_int_eq(w->outstanding, 0);
     for (int i = 0; i < w->n; i++) {
-        astream_t *s = &w->s[i];
-        grpc_call_unref(s->call);
-        grpc_channel_destroy(s->ch);
-        if (s->rbuf)
-            grpc_byte_buffer_destroy(s->rbuf);
-        s->rbuf = NULL;
-        grpc_metadata_array_destroy(&s->imd);
-        grpc_metadata_array_destroy(&s->tmd);
-        grpc_slice_unref(s->details);
-        s->details = grpc_empty_slice();
+        tl_stream_t *io = &w->s[i].io;
+        grpc_call_unref(io->call);
+        grpc_channel_destroy(io->ch);
+        if (io->rbuf)
+            grpc_byte_buffer_destroy(io->rbuf);
+        io->rbuf = NULL;
+        grpc_metadata_array_destroy(&io->imd);
+        grpc_metadata_array_destroy(&io->tmd);
+        grpc_slice_unref(io->details);
+        io->details = grpc_empty_slice();
     }
     w->ended = 0;
 }
@@ -836,9 +805,9 @@ static int storm_converge(storm_t *w, const smap_t *want, char *msg, size_t len)
         }
         if (first_bad >= 0) {
             astream_t *s = &w->s[first_bad];
-            int k =
-                snprintf(msg, len, "stream %d (version %llu, %d responses, %s): ", first_bad,
-                         (unsigned long long)s->version, s->responses, s->done ? "ended" : "open");
+            int k = snprintf(msg, len, "stream %d (version %llu, %d responses, %s): ", first_bad,
+                             (unsigned long long)s->io.version, s->responses,
+                             s->io.done ? "ended" : "open");
             smap_diff(&s->st, want, msg + k, len - (size_t)k);
         }
         bool bad = w->bad;

@@ -35,11 +35,13 @@ bool tl_stream_send_req(tl_stream_t *s, Envoy__Service__Discovery__V3__DeltaDisc
                         bool first)
 {
     size_t len = envoy__service__discovery__v3__delta_discovery_request__get_packed_size(rq);
-    uint8_t buf[512];
-    if (len > sizeof(buf))
+    uint8_t small[512], *buf = len <= sizeof(small) ? small : malloc(len);
+    if (!buf)
         return false;
     envoy__service__discovery__v3__delta_discovery_request__pack(rq, buf);
     grpc_slice sl = grpc_slice_from_copied_buffer((const char *)buf, len);
+    if (buf != small)
+        free(buf);
     s->sbuf = grpc_raw_byte_buffer_create(&sl, 1);
     grpc_slice_unref(sl);
     grpc_op ops[2];

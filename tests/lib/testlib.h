@@ -142,7 +142,7 @@ typedef struct tl_stream {
 /* The completion-queue tag of op on s, and back (s is 8-byte aligned). */
 void *tl_stream_tag(tl_stream_t *s, int op);
 tl_stream_t *tl_stream_of(void *tag, int *op);
-/* Each false when grpc refuses the batch (or the request is too big). */
+/* Each false when grpc refuses the batch (or memory runs out). */
 bool tl_stream_start(tl_stream_t *s, grpc_op *ops, size_t n, int op);
 bool tl_stream_send_req(tl_stream_t *s, Envoy__Service__Discovery__V3__DeltaDiscoveryRequest *rq,
                         bool first);
