@@ -6,7 +6,7 @@
  * flow over a real grpc core ADS stream.
  */
 #include "model/model.h"
-#include "tests/lib/testlib.h"
+#include "tests/lib/testcheck.h"
 #include "xds/envoy.h"
 #include "xds/xds.h"
 
@@ -20,11 +20,7 @@
 #include "google/protobuf/struct.pb-c.h"
 
 #include <check.h>
-#include <grpc/byte_buffer.h>
-#include <grpc/byte_buffer_reader.h>
 #include <grpc/grpc.h>
-#include <grpc/grpc_security.h>
-#include <grpc/support/time.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -358,99 +354,14 @@ END_TEST
 typedef Envoy__Service__Discovery__V3__DiscoveryRequest req_t;
 typedef Envoy__Service__Discovery__V3__DiscoveryResponse resp_t;
 
-/* One call on its own channel and completion queue; one op at a time. */
-typedef struct cli {
-    grpc_channel *ch;
-    grpc_completion_queue *cq;
-    grpc_call *call;
-    grpc_metadata_array imd, tmd;
-    grpc_status_code status;
-    grpc_slice details;
-    bool got_imd;
-} cli_t;
-
-static bool cli_op(cli_t *c, grpc_op *ops, size_t n, int ms)
-{
-    ck_assert_int_eq(grpc_call_start_batch(c->call, ops, n, c, NULL), GRPC_CALL_OK);
-    gpr_timespec dl =
-        gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC), gpr_time_from_millis(ms, GPR_TIMESPAN));
-    grpc_event ev = grpc_completion_queue_next(c->cq, dl, NULL);
-    return ev.type == GRPC_OP_COMPLETE && ev.success;
-}
-
-static cli_t *cli_open(int port, const char *method)
-{
-    cli_t *c = calloc(1, sizeof(*c));
-    char target[64];
-    snprintf(target, sizeof(target), "127.0.0.1:%d", port);
-    grpc_channel_credentials *cr = grpc_insecure_credentials_create();
-    c->ch = grpc_channel_create(target, cr, NULL);
-    grpc_channel_credentials_release(cr);
-    c->cq = grpc_completion_queue_create_for_next(NULL);
-    c->call = grpc_channel_create_call(c->ch, NULL, GRPC_PROPAGATE_DEFAULTS, c->cq,
-                                       grpc_slice_from_static_string(method), NULL,
-                                       gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
-    grpc_metadata_array_init(&c->imd);
-    grpc_metadata_array_init(&c->tmd);
-    grpc_op op = {0};
-    op.op = GRPC_OP_SEND_INITIAL_METADATA;
-    ck_assert(cli_op(c, &op, 1, 5000));
-    return c;
-}
-
-static void cli_send(cli_t *c, const ProtobufCMessage *m)
+/* Packs m and sends it on c (tests/lib's blocking client). */
+static void send_msg(tl_client_t *c, const ProtobufCMessage *m)
 {
     size_t len = protobuf_c_message_get_packed_size(m);
     uint8_t *buf = malloc(len + 1);
     protobuf_c_message_pack(m, buf);
-    grpc_slice sl = grpc_slice_from_copied_buffer((const char *)buf, len);
+    client_send(c, buf, len);
     free(buf);
-    grpc_byte_buffer *bb = grpc_raw_byte_buffer_create(&sl, 1);
-    grpc_slice_unref(sl);
-    grpc_op op = {0};
-    op.op = GRPC_OP_SEND_MESSAGE;
-    op.data.send_message.send_message = bb;
-    ck_assert(cli_op(c, &op, 1, 5000));
-    grpc_byte_buffer_destroy(bb);
-}
-
-/* The next message, or NULL after ms. A timed-out receive stays pending, so
- * a stream that timed out is only good for closing. */
-static grpc_slice *cli_recv(cli_t *c, int ms, grpc_slice *out)
-{
-    grpc_byte_buffer *bb = NULL;
-    grpc_op ops[2] = {0};
-    size_t n = 0;
-    if (!c->got_imd) {
-        ops[n].op = GRPC_OP_RECV_INITIAL_METADATA;
-        ops[n++].data.recv_initial_metadata.recv_initial_metadata = &c->imd;
-        c->got_imd = true;
-    }
-    ops[n].op = GRPC_OP_RECV_MESSAGE;
-    ops[n++].data.recv_message.recv_message = &bb;
-    if (!cli_op(c, ops, n, ms) || !bb)
-        return NULL;
-    grpc_byte_buffer_reader rd;
-    grpc_byte_buffer_reader_init(&rd, bb);
-    *out = grpc_byte_buffer_reader_readall(&rd);
-    grpc_byte_buffer_reader_destroy(&rd);
-    grpc_byte_buffer_destroy(bb);
-    return out;
-}
-
-static void cli_close(cli_t *c)
-{
-    grpc_call_cancel(c->call, NULL);
-    grpc_call_unref(c->call);
-    grpc_channel_destroy(c->ch);
-    grpc_completion_queue_shutdown(c->cq);
-    while (grpc_completion_queue_next(c->cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL).type !=
-           GRPC_QUEUE_SHUTDOWN)
-        ;
-    grpc_completion_queue_destroy(c->cq);
-    grpc_metadata_array_destroy(&c->imd);
-    grpc_metadata_array_destroy(&c->tmd);
-    free(c);
 }
 
 /* A node of c1/n1 (metadata as a grpc-js-xds bootstrap gives it). */
@@ -488,8 +399,8 @@ static void node_init(node_t *nd, const char *id)
     node_init_role(nd, id, NULL);
 }
 
-static void sotw_req(cli_t *c, node_t *nd, const char *type, const char *name, const char *version,
-                     const char *nonce, const char *nack)
+static void sotw_req(tl_client_t *c, node_t *nd, const char *type, const char *name,
+                     const char *version, const char *nonce, const char *nack)
 {
     req_t r = ENVOY__SERVICE__DISCOVERY__V3__DISCOVERY_REQUEST__INIT;
     r.node = nd ? &nd->n : NULL;
@@ -505,13 +416,13 @@ static void sotw_req(cli_t *c, node_t *nd, const char *type, const char *name, c
         st.message = (char *)nack;
         r.error_detail = &st;
     }
-    cli_send(c, &r.base);
+    send_msg(c, &r.base);
 }
 
-static resp_t *sotw_resp(cli_t *c, int ms)
+static resp_t *sotw_resp(tl_client_t *c, int ms)
 {
     grpc_slice sl;
-    if (!cli_recv(c, ms, &sl))
+    if (!tl_client_recv(c, ms, &sl))
         return NULL;
     resp_t *r = envoy__service__discovery__v3__discovery_response__unpack(
         NULL, GRPC_SLICE_LENGTH(sl), GRPC_SLICE_START_PTR(sl));
@@ -527,12 +438,10 @@ static void publish(xds_server_t *s, model_t *m)
     model_snapshot_unref(snap);
 }
 
-/* LDS by name, CDS wildcard, EDS by name; ACK, NACK, and a change that
- * touches only EDS pushes only EDS, with a new version. */
-START_TEST(sotw_ack_nack_versions)
+/* A started xDS server publishing mesh()'s snapshot; the model in *m. */
+static xds_server_t *serve_mesh(model_t **m)
 {
-    model_t *m;
-    model_snapshot_t *snap = mesh(&m);
+    model_snapshot_t *snap = mesh(m);
     xds_config_t cfg = {.listen = "127.0.0.1:0"};
     char err[256];
     xds_server_t *s = xds_server_new(&cfg, err, sizeof(err));
@@ -540,7 +449,23 @@ START_TEST(sotw_ack_nack_versions)
     ck_assert_int_eq(xds_server_start(s), 0);
     xds_server_publish(s, snap);
     model_snapshot_unref(snap);
-    cli_t *c = cli_open(xds_server_port(s), SOTW);
+    return s;
+}
+
+static void unserve(xds_server_t *s, model_t *m)
+{
+    xds_server_shutdown(s, 100);
+    xds_server_free(s);
+    model_free(m);
+}
+
+/* LDS by name, CDS wildcard, EDS by name; ACK, NACK, and a change that
+ * touches only EDS pushes only EDS, with a new version. */
+START_TEST(sotw_ack_nack_versions)
+{
+    model_t *m;
+    xds_server_t *s = serve_mesh(&m);
+    tl_client_t *c = client_open(xds_server_port(s), SOTW);
     node_t nd;
     node_init(&nd, "grpc-client-1");
 
@@ -600,10 +525,8 @@ START_TEST(sotw_ack_nack_versions)
     envoy__service__discovery__v3__discovery_response__free_unpacked(r, NULL);
     /* neither LDS nor CDS changed: nothing else comes */
     ck_assert_ptr_null(sotw_resp(c, 500));
-    cli_close(c);
-    xds_server_shutdown(s, 100);
-    xds_server_free(s);
-    model_free(m);
+    tl_client_close(c);
+    unserve(s, m);
 }
 END_TEST
 
@@ -612,15 +535,8 @@ END_TEST
 START_TEST(delta_eds)
 {
     model_t *m;
-    model_snapshot_t *snap = mesh(&m);
-    xds_config_t cfg = {.listen = "127.0.0.1:0"};
-    char err[256];
-    xds_server_t *s = xds_server_new(&cfg, err, sizeof(err));
-    ck_assert_msg(s != NULL, "%s", err);
-    ck_assert_int_eq(xds_server_start(s), 0);
-    xds_server_publish(s, snap);
-    model_snapshot_unref(snap);
-    cli_t *c = cli_open(xds_server_port(s), DELTA);
+    xds_server_t *s = serve_mesh(&m);
+    tl_client_t *c = client_open(xds_server_port(s), DELTA);
     node_t nd;
     node_init(&nd, "grpc-client-2");
     Envoy__Service__Discovery__V3__DeltaDiscoveryRequest rq =
@@ -630,9 +546,9 @@ START_TEST(delta_eds)
     rq.type_url = (char *)XDS_TYPE_ENDPOINT;
     rq.n_resource_names_subscribe = 2;
     rq.resource_names_subscribe = names;
-    cli_send(c, &rq.base);
+    send_msg(c, &rq.base);
     grpc_slice sl;
-    ck_assert_ptr_nonnull(cli_recv(c, 5000, &sl));
+    ck_assert(tl_client_recv(c, 5000, &sl));
     Envoy__Service__Discovery__V3__DeltaDiscoveryResponse *r =
         envoy__service__discovery__v3__delta_discovery_response__unpack(NULL, GRPC_SLICE_LENGTH(sl),
                                                                         GRPC_SLICE_START_PTR(sl));
@@ -647,12 +563,12 @@ START_TEST(delta_eds)
         ENVOY__SERVICE__DISCOVERY__V3__DELTA_DISCOVERY_REQUEST__INIT;
     ackq.type_url = (char *)XDS_TYPE_ENDPOINT;
     ackq.response_nonce = r->nonce;
-    cli_send(c, &ackq.base);
+    send_msg(c, &ackq.base);
     envoy__service__discovery__v3__delta_discovery_response__free_unpacked(r, NULL);
 
     add_svc(m, "c1", "a", true, MODEL_TD_PREFER_CLOSE, "10.1.0", 3, 3);
     publish(s, m);
-    ck_assert_ptr_nonnull(cli_recv(c, 5000, &sl));
+    ck_assert(tl_client_recv(c, 5000, &sl));
     r = envoy__service__discovery__v3__delta_discovery_response__unpack(NULL, GRPC_SLICE_LENGTH(sl),
                                                                         GRPC_SLICE_START_PTR(sl));
     grpc_slice_unref(sl);
@@ -660,10 +576,8 @@ START_TEST(delta_eds)
     ck_assert_str_ne(r->resources[0]->version, v1);
     ck_assert_uint_eq(r->n_removed_resources, 0);
     envoy__service__discovery__v3__delta_discovery_response__free_unpacked(r, NULL);
-    cli_close(c);
-    xds_server_shutdown(s, 100);
-    xds_server_free(s);
-    model_free(m);
+    tl_client_close(c);
+    unserve(s, m);
 }
 END_TEST
 
@@ -672,15 +586,8 @@ END_TEST
 START_TEST(gateway_node)
 {
     model_t *m;
-    model_snapshot_t *snap = mesh(&m);
-    xds_config_t cfg = {.listen = "127.0.0.1:0"};
-    char err[256];
-    xds_server_t *s = xds_server_new(&cfg, err, sizeof(err));
-    ck_assert_msg(s != NULL, "%s", err);
-    ck_assert_int_eq(xds_server_start(s), 0);
-    xds_server_publish(s, snap);
-    model_snapshot_unref(snap);
-    cli_t *c = cli_open(xds_server_port(s), SOTW);
+    xds_server_t *s = serve_mesh(&m);
+    tl_client_t *c = client_open(xds_server_port(s), SOTW);
     node_t nd;
     node_init_role(&nd, "istio-eastwest-1", XDS_GW_ROLE_VALUE);
     sotw_req(c, &nd, XDS_TYPE_LISTENER, NULL, NULL, NULL, NULL);
@@ -703,10 +610,8 @@ START_TEST(gateway_node)
     ck_assert_uint_eq(cla->endpoints[0]->n_lb_endpoints, 3); /* c1's pods only */
     envoy__config__endpoint__v3__cluster_load_assignment__free_unpacked(cla, NULL);
     envoy__service__discovery__v3__discovery_response__free_unpacked(r, NULL);
-    cli_close(c);
-    xds_server_shutdown(s, 100);
-    xds_server_free(s);
-    model_free(m);
+    tl_client_close(c);
+    unserve(s, m);
 }
 END_TEST
 
