@@ -16,9 +16,7 @@
 #define MESHFED_XDS_ENVOY_H
 
 #include "model.h"
-#ifndef MESHFED_XDS_INTERNAL_H /* its second half has no include guard */
 #include "xds_internal.h"
-#endif
 
 #include <stddef.h>
 #include <stdint.h>

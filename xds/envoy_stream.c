@@ -29,16 +29,8 @@ bool xds_envoy_is_gateway(const char *node_id, const char *role)
 
 void xds_envoy_state_free(xds_stream_t *st)
 {
-    for (int t = 0; t < XDS_ENVOY_NTYPES; t++) {
-        xds_type_state_t *ts = &st->envoy[t];
-        if (ts->base)
-            model_snapshot_unref(ts->base);
-        ts->base = NULL;
-        xds_map_clear(&ts->subs);
-        xds_map_clear(&ts->pending);
-        xds_map_clear(&ts->have);
-        xds_map_clear(&ts->initial);
-    }
+    for (int t = 0; t < XDS_ENVOY_NTYPES; t++)
+        xds_type_state_clear(&st->envoy[t]);
 }
 
 static void ack(xds_stream_t *st, xds_type_state_t *ts, const char *nonce, bool nack,
@@ -184,23 +176,8 @@ typedef struct dpush {
     xds_map_t cur;                /* name -> version of everything in set */
     const xds_envoy_item_t **res; /* to send */
     size_t nres;
-    char **removed;
-    size_t nrem, caprem;
+    xds_names_t removed;
 } dpush_t;
-
-static void add_removed(dpush_t *p, const char *name)
-{
-    if (p->nrem == p->caprem) {
-        size_t cap = p->caprem ? p->caprem * 2 : 8;
-        char **n = realloc(p->removed, cap * sizeof(*n));
-        if (!n)
-            return;
-        p->removed = n;
-        p->caprem = cap;
-    }
-    if ((p->removed[p->nrem] = strdup(name)))
-        p->nrem++;
-}
 
 /* What the client holds (or said it held) that no longer exists. */
 static void gone_cb(const char *name, const char *val, void *arg)
@@ -208,7 +185,7 @@ static void gone_cb(const char *name, const char *val, void *arg)
     dpush_t *p = arg;
     (void)val;
     if (!xds_map_has(&p->cur, name))
-        add_removed(p, name);
+        xds_names_add(&p->removed, name);
 }
 
 /* Subscribed names that do not exist and the client does not hold: it is
@@ -219,7 +196,7 @@ static void missing_cb(const char *name, const char *val, void *arg)
     (void)val;
     if (!xds_map_has(&p->cur, name) && !xds_map_has(&p->ts->have, name) &&
         !xds_map_has(&p->ts->initial, name))
-        add_removed(p, name);
+        xds_names_add(&p->removed, name);
 }
 
 static void dpush_diff(dpush_t *p)
@@ -273,8 +250,8 @@ static void send_delta(xds_stream_t *st, int t, dpush_t *p, const model_snapshot
     r.nonce = p->ts->nonce;
     r.n_resources = n;
     r.resources = rsp;
-    r.n_removed_resources = p->nrem;
-    r.removed_resources = p->removed;
+    r.n_removed_resources = p->removed.n;
+    r.removed_resources = p->removed.v;
     size_t len = envoy__service__discovery__v3__delta_discovery_response__get_packed_size(&r);
     if (!(buf = malloc(len ? len : 1))) {
         p->ts->nonce[0] = '\0';
@@ -295,8 +272,8 @@ static void commit_have(dpush_t *p)
 {
     for (size_t i = 0; i < p->nres; i++)
         xds_map_put(&p->ts->have, p->res[i]->name, xds_map_get(&p->cur, p->res[i]->name));
-    for (size_t i = 0; i < p->nrem; i++)
-        xds_map_del(&p->ts->have, p->removed[i]);
+    for (size_t i = 0; i < p->removed.n; i++)
+        xds_map_del(&p->ts->have, p->removed.v[i]);
 }
 
 static int pump_delta(xds_stream_t *st, int t)
@@ -314,7 +291,7 @@ static int pump_delta(xds_stream_t *st, int t)
         !(p.res = calloc(s.n + 1, sizeof(*p.res))))
         goto out;
     dpush_diff(&p);
-    if (p.nres || p.nrem || ts->need_push) {
+    if (p.nres || p.removed.n || ts->need_push) {
         send_delta(st, t, &p, snap);
         commit_have(&p);
         ts->version_sent = model_snapshot_version(snap);
@@ -325,9 +302,7 @@ static int pump_delta(xds_stream_t *st, int t)
     xds_map_clear(&ts->pending);
     xds_map_clear(&ts->initial);
 out:
-    for (size_t i = 0; i < p.nrem; i++)
-        free(p.removed[i]);
-    free(p.removed);
+    xds_names_free(&p.removed);
     free(p.res);
     xds_map_clear(&p.cur);
     xds_envoy_set_free(&s);

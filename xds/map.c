@@ -120,3 +120,25 @@ void xds_map_each(const xds_map_t *m, xds_map_fn fn, void *arg)
         for (xds_map_entry_t *e = m->b[i]; e; e = e->next)
             fn(e->key, e->val, arg);
 }
+
+void xds_names_add(xds_names_t *l, const char *name)
+{
+    if (l->n == l->cap) {
+        size_t cap = l->cap ? l->cap * 2 : 16;
+        char **v = realloc(l->v, cap * sizeof(*v));
+        if (!v)
+            return;
+        l->v = v;
+        l->cap = cap;
+    }
+    if ((l->v[l->n] = strdup(name)))
+        l->n++;
+}
+
+void xds_names_free(xds_names_t *l)
+{
+    for (size_t i = 0; i < l->n; i++)
+        free(l->v[i]);
+    free(l->v);
+    memset(l, 0, sizeof(*l));
+}

@@ -46,8 +46,7 @@ typedef struct push {
     const model_snapshot_t *snap;
     out_res_t *res;
     size_t nres, capres;
-    char **removed;
-    size_t nrem, caprem;
+    xds_names_t removed;
     xds_map_t added;        /* names answered by the named lookups (see seen()) */
     bool track;             /* in a named lookup: record names in added */
     size_t nnew;            /* resources the client did not hold before */
@@ -85,25 +84,13 @@ static void add_res(push_t *p, const model_res_t *r, const char *alias)
 
 static void add_removed(push_t *p, const char *name)
 {
-    if (seen(p, name))
-        return;
-    if (p->nrem == p->caprem) {
-        size_t cap = p->caprem ? p->caprem * 2 : 16;
-        char **n = realloc(p->removed, cap * sizeof(*n));
-        if (!n)
-            return;
-        p->removed = n;
-        p->caprem = cap;
-    }
-    if ((p->removed[p->nrem] = strdup(name)))
-        p->nrem++;
+    if (!seen(p, name))
+        xds_names_add(&p->removed, name);
 }
 
 static void push_free(push_t *p)
 {
-    for (size_t i = 0; i < p->nrem; i++)
-        free(p->removed[i]);
-    free(p->removed);
+    xds_names_free(&p->removed);
     free(p->res);
     xds_map_clear(&p->added);
 }
@@ -337,8 +324,8 @@ static void send_delta(push_t *p, const char *type_url)
     r.system_version_info = ver;
     r.type_url = (char *)type_url;
     r.nonce = p->ts->nonce;
-    r.n_removed_resources = p->nrem;
-    r.removed_resources = p->removed;
+    r.n_removed_resources = p->removed.n;
+    r.removed_resources = p->removed.v;
     send_packed(p, &r.base, true);
 }
 
@@ -348,14 +335,14 @@ static void commit_have(push_t *p)
     xds_type_state_t *ts = p->ts;
     if (ts->wildcard) { /* what it holds is its base's view: keep only a count */
         ts->nheld = (ts->base ? ts->nheld : 0) + p->nnew;
-        ts->nheld = ts->nheld > p->nrem ? ts->nheld - p->nrem : 0;
+        ts->nheld = ts->nheld > p->removed.n ? ts->nheld - p->removed.n : 0;
         xds_map_clear(&ts->have);
         return;
     }
     for (size_t i = 0; i < p->nres; i++)
         xds_map_put(&ts->have, model_res_name(p->res[i].r), NULL);
-    for (size_t i = 0; i < p->nrem; i++)
-        xds_map_del(&ts->have, p->removed[i]);
+    for (size_t i = 0; i < p->removed.n; i++)
+        xds_map_del(&ts->have, p->removed.v[i]);
 }
 
 /* ---------- full state per view, shared by the streams of that view ----------
@@ -473,7 +460,7 @@ static void pump_delta_addr(xds_stream_t *st)
     p.track = false;
     if (moved)
         model_snapshot_diff(ts->base, snap, &st->view, diff_cb, &p);
-    if (p.nres || p.nrem || ts->need_push) {
+    if (p.nres || p.removed.n || ts->need_push) {
         if (moved && st->srv->publish_us)
             xds_observe_latency(st->srv, xds_now_us() - st->srv->publish_us);
         send_delta(&p, XDS_TYPE_ADDRESS);

@@ -15,9 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-
-
-static void type_state_free(xds_type_state_t *ts)
+void xds_type_state_clear(xds_type_state_t *ts)
 {
     if (ts->base)
         model_snapshot_unref(ts->base);
@@ -30,8 +28,8 @@ static void type_state_free(xds_type_state_t *ts)
 
 void xds_stream_state_free(xds_stream_t *st)
 {
-    type_state_free(&st->addr);
-    type_state_free(&st->auth);
+    xds_type_state_clear(&st->addr);
+    xds_type_state_clear(&st->auth);
     xds_envoy_state_free(st);
     free(st->node_id);
     free(st->cluster);

@@ -37,7 +37,16 @@ void xds_map_clear(xds_map_t *m);
 typedef void (*xds_map_fn)(const char *key, const char *val, void *arg);
 void xds_map_each(const xds_map_t *m, xds_map_fn fn, void *arg);
 
-#endif
+/* A growing list of copied names (a response's removed_resources). */
+typedef struct xds_names {
+    char **v;
+    size_t n, cap;
+} xds_names_t;
+
+/* Appends a copy of name; out of memory drops it (the next full state
+ * corrects the client). */
+void xds_names_add(xds_names_t *l, const char *name);
+void xds_names_free(xds_names_t *l);
 
 /* ---------- server internals shared by server.c and stream.c ---------- */
 
@@ -83,6 +92,9 @@ typedef struct xds_type_state {
                                 * megabytes per ztunnel) */
     xds_map_t initial;         /* initial_resource_versions, until answered */
 } xds_type_state_t;
+
+/* Drops a type state's snapshot and sets. */
+void xds_type_state_clear(xds_type_state_t *ts);
 
 struct xds_stream {
     xds_server_t *srv;
@@ -213,3 +225,5 @@ void xds_stream_recv(xds_stream_t *st);
 int xds_auth_start(xds_stream_t *st);
 /* stream_free: the stream is gone, a later answer must not touch it. */
 void xds_auth_detach(xds_stream_t *st);
+
+#endif
