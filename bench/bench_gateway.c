@@ -17,15 +17,6 @@
 #include <string.h>
 #include <time.h>
 
-static void apply(model_t *m, const char *c, model_kind_t k, void *obj)
-{
-    char err[MODEL_ERRLEN];
-    if (model_apply(m, c, k, MODEL_OP_UPSERT, obj, err, sizeof(err)) < 0) {
-        fprintf(stderr, "%s\n", err);
-        exit(1);
-    }
-}
-
 static size_t collect_all(const model_snapshot_t *snap, const model_view_t *v, double *secs)
 {
     size_t bytes = 0;
@@ -61,8 +52,8 @@ int main(int argc, char **argv)
         for (int s = 0; s < 2 * nglobal; s++) {
             model_service_t *sv = tl_bench_service(s); /* global when s is even */
             sv->traffic_dist = MODEL_TD_PREFER_CLOSE;
-            apply(m, id, MODEL_KIND_SERVICE, sv);
-            apply(m, id, MODEL_KIND_ENDPOINTSLICE, tl_bench_slice(c, s, per, -1));
+            tl_bench_apply(m, id, MODEL_KIND_SERVICE, sv);
+            tl_bench_apply(m, id, MODEL_KIND_ENDPOINTSLICE, tl_bench_slice(c, s, per, -1));
         }
     }
     model_snapshot_t *snap = model_commit(m);
@@ -80,7 +71,7 @@ int main(int argc, char **argv)
     printf("bytes per full push: %zu (%.0f per global service)\n", bytes, (double)bytes / nglobal);
     /* one endpoint of a global service turns unready */
     double a = tl_now();
-    apply(m, "c0", MODEL_KIND_ENDPOINTSLICE, tl_bench_slice(0, 6, per, 3));
+    tl_bench_apply(m, "c0", MODEL_KIND_ENDPOINTSLICE, tl_bench_slice(0, 6, per, 3));
     model_snapshot_t *s2 = model_commit(m);
     double commit = tl_now() - a;
     xds_envoy_set_t set;

@@ -28,15 +28,6 @@ static size_t heap(void)
     return (size_t)tl_rss_kb() * 1024;
 }
 
-static void apply(model_t *m, const char *cluster, model_kind_t k, void *obj)
-{
-    char err[MODEL_ERRLEN];
-    if (model_apply(m, cluster, k, MODEL_OP_UPSERT, obj, err, sizeof(err)) < 0) {
-        fprintf(stderr, "apply: %s\n", err);
-        exit(1);
-    }
-}
-
 typedef struct figures {
     double build_s, p50_us, p99_us, bytes_per_ep;
     size_t endpoints;
@@ -85,7 +76,7 @@ static figures_t run(int nclusters, int nservices, int neps, bool quiet)
         char id[32];
         tl_bench_cluster_id(c, id, sizeof(id));
         double a = tl_now();
-        apply(m, id, MODEL_KIND_ENDPOINTSLICE, sl);
+        tl_bench_apply(m, id, MODEL_KIND_ENDPOINTSLICE, sl);
         model_snapshot_t *s2 = model_commit(m);
         lat[i] = tl_now() - a;
         model_snapshot_unref(snap);

@@ -48,29 +48,7 @@ static void die(const char *msg)
     exit(1);
 }
 
-static void xwrite(int fd, uint64_t v)
-{
-    if (write(fd, &v, sizeof(v)) != (ssize_t)sizeof(v))
-        die("pipe write");
-}
-
-/* false on timeout or EOF */
-static bool xread(int fd, void *v, size_t len, int ms)
-{
-    struct pollfd p = {.fd = fd, .events = POLLIN};
-    if (poll(&p, 1, ms) != 1)
-        return false;
-    return read(fd, v, len) == (ssize_t)len;
-}
-
 /* ---------- the mesh ---------- */
-
-static void apply(model_t *m, const char *cluster, model_kind_t k, void *obj)
-{
-    char err[MODEL_ERRLEN];
-    if (model_apply(m, cluster, k, MODEL_OP_UPSERT, obj, err, sizeof(err)) < 0)
-        die(err);
-}
 
 /* svc<s>'s slice in cluster c; not_ready: a bit per endpoint */
 static model_endpointslice_t *slice(int c, int s, unsigned not_ready)
@@ -139,7 +117,7 @@ static void reach(tl_streams_t *ss, tl_stream_t *s, uint64_t v, uint64_t t)
 static int run_clients(int n, int in_fd, int out_fd)
 {
     uint64_t port, v;
-    if (!xread(in_fd, &port, sizeof(port), 600000))
+    if (!tl_pipe_get(in_fd, &port, sizeof(port), 600000))
         return 1;
     grpc_init();
     clients_t c = {.out_fd = out_fd};
@@ -189,7 +167,7 @@ static void *reader(void *arg)
 {
     soak_t *k = arg;
     uint64_t rec[2];
-    while (xread(k->from_child, rec, sizeof(rec), 600000)) {
+    while (tl_pipe_get(k->from_child, rec, sizeof(rec), 600000)) {
         pthread_mutex_lock(&k->mu);
         if (rec[0] == 0) {
             k->client_bytes = rec[1];
@@ -262,8 +240,8 @@ int main(int argc, char **argv)
     model_snapshot_unref(snap);
     pthread_t rd;
     pthread_create(&rd, NULL, reader, &k);
-    xwrite(down[1], (uint64_t)xds_server_port(s));
-    xwrite(down[1], k.initial_v);
+    tl_pipe_put(down[1], (uint64_t)xds_server_port(s));
+    tl_pipe_put(down[1], k.initial_v);
     for (int i = 0; i < 1200; i++) { /* the initial push, bounded */
         pthread_mutex_lock(&k.mu);
         uint64_t done = k.initial_done;
@@ -306,7 +284,7 @@ int main(int argc, char **argv)
             not_ready[svc] ^= 1u << (rand_r(&seed) % PER);
             if (not_ready[svc] == (1u << PER) - 1) /* keep at least one ready */
                 not_ready[svc] = 0;
-            apply(m, "c1", MODEL_KIND_ENDPOINTSLICE, slice(1, svc, not_ready[svc]));
+            tl_bench_apply(m, "c1", MODEL_KIND_ENDPOINTSLICE, slice(1, svc, not_ready[svc]));
         }
         snap = model_commit(m);
         xds_server_publish(s, snap);
@@ -319,7 +297,7 @@ int main(int argc, char **argv)
             k.pend_t[k.npend++] = t0;
         }
         pthread_mutex_unlock(&k.mu);
-        xwrite(down[1], v);
+        tl_pipe_put(down[1], v);
         uint64_t now = tl_now_ns();
         if (now < next) {
             uint64_t d = next - now;
@@ -360,7 +338,7 @@ int main(int argc, char **argv)
             next_win += (uint64_t)WINDOW_S * 1000000000u;
         }
     }
-    xwrite(down[1], 0);
+    tl_pipe_put(down[1], 0);
     pthread_join(rd, NULL);
     xds_stats_t st;
     xds_server_stats(s, &st);

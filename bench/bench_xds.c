@@ -40,28 +40,6 @@ static void die(const char *msg)
     exit(1);
 }
 
-static void xwrite(int fd, uint64_t v)
-{
-    if (write(fd, &v, sizeof(v)) != (ssize_t)sizeof(v))
-        die("pipe write");
-}
-
-/* false on timeout or EOF */
-static bool xread(int fd, uint64_t *v, int ms)
-{
-    struct pollfd p = {.fd = fd, .events = POLLIN};
-    if (poll(&p, 1, ms) != 1)
-        return false;
-    return read(fd, v, sizeof(*v)) == (ssize_t)sizeof(*v);
-}
-
-static void apply(model_t *m, const char *cluster, model_kind_t k, void *obj)
-{
-    char err[MODEL_ERRLEN];
-    if (model_apply(m, cluster, k, MODEL_OP_UPSERT, obj, err, sizeof(err)) < 0)
-        die(err);
-}
-
 /* ---------- the clients (child process) ---------- */
 
 typedef struct clients {
@@ -81,7 +59,7 @@ static void reach(tl_streams_t *ss, tl_stream_t *s, uint64_t v, uint64_t t)
     s->version = v;
     if (c->target && old < c->target && v >= c->target && ++c->reached == c->ss.n && !c->reported) {
         c->reported = true;
-        xwrite(c->out_fd, t);
+        tl_pipe_put(c->out_fd, t);
     }
     pthread_mutex_unlock(&c->mu);
 }
@@ -98,7 +76,7 @@ static void set_target(clients_t *c, uint64_t v)
             c->reached++;
     if (c->reached == c->ss.n) {
         c->reported = true;
-        xwrite(c->out_fd, tl_now_ns());
+        tl_pipe_put(c->out_fd, tl_now_ns());
     }
     pthread_mutex_unlock(&c->mu);
 }
@@ -106,7 +84,8 @@ static void set_target(clients_t *c, uint64_t v)
 static int run_clients(int n, int in_fd, int out_fd)
 {
     uint64_t port, v;
-    if (!xread(in_fd, &port, 600000) || !xread(in_fd, &v, 1000))
+    if (!tl_pipe_get(in_fd, &port, sizeof(port), 600000) ||
+        !tl_pipe_get(in_fd, &v, sizeof(v), 1000))
         return 1;
     grpc_init();
     clients_t c = {.out_fd = out_fd};
@@ -114,14 +93,14 @@ static int run_clients(int n, int in_fd, int out_fd)
     tl_streams_init(&c.ss, n, reach, die);
     char target[64];
     snprintf(target, sizeof(target), "127.0.0.1:%d", (int)port);
-    xwrite(out_fd, tl_now_ns()); /* the start of the initial push */
+    tl_pipe_put(out_fd, tl_now_ns()); /* the start of the initial push */
     set_target(&c, v);
     for (int i = 0; i < n; i++)
         tl_streams_open(&c.ss, i, target);
-    while (xread(in_fd, &v, 600000) && v)
+    while (tl_pipe_get(in_fd, &v, sizeof(v), 600000) && v)
         set_target(&c, v);
     uint64_t bytes = __atomic_load_n(&c.ss.bytes, __ATOMIC_RELAXED);
-    xwrite(out_fd, bytes);
+    tl_pipe_put(out_fd, bytes);
     for (int i = 0; i < n; i++)
         grpc_call_cancel(c.ss.st[i].call, NULL);
     _exit(0); /* the parent measured what it needed; skip the teardown */
@@ -172,12 +151,13 @@ static void changes(bench_t *b, int nservices, int nchanges)
          * capacity of the one workload c0 sees for it behind n1's gateway */
         int half = nservices / 2 > 0 ? nservices / 2 : 1;
         int svc = (i % half) * 2, not_ready = (i / half) % b->per; /* never a no-op */
-        apply(b->m, "c1", MODEL_KIND_ENDPOINTSLICE, tl_bench_slice(1, svc, b->per, not_ready));
+        tl_bench_apply(b->m, "c1", MODEL_KIND_ENDPOINTSLICE,
+                       tl_bench_slice(1, svc, b->per, not_ready));
         uint64_t t0, t1;
         model_snapshot_t *snap = publish(b, &t0);
-        xwrite(b->to_child, model_snapshot_version(snap));
+        tl_pipe_put(b->to_child, model_snapshot_version(snap));
         model_snapshot_unref(snap);
-        if (!xread(b->from_child, &t1, STEP_TIMEOUT_MS)) {
+        if (!tl_pipe_get(b->from_child, &t1, sizeof(t1), STEP_TIMEOUT_MS)) {
             fprintf(stderr, "change %d: not every stream got it within %d ms\n", i,
                     STEP_TIMEOUT_MS);
             break;
@@ -250,12 +230,13 @@ int main(int argc, char **argv)
     malloc_trim(0);
     long rss0 = tl_rss_kb();
 
-    xwrite(b.to_child, (uint64_t)xds_server_port(b.s));
-    xwrite(b.to_child, model_snapshot_version(snap));
+    tl_pipe_put(b.to_child, (uint64_t)xds_server_port(b.s));
+    tl_pipe_put(b.to_child, model_snapshot_version(snap));
     model_snapshot_unref(snap);
     uint64_t t_start, t_done;
     xds_stats_t st;
-    if (!xread(b.from_child, &t_start, 60000) || !xread(b.from_child, &t_done, 120000)) {
+    if (!tl_pipe_get(b.from_child, &t_start, sizeof(t_start), 60000) ||
+        !tl_pipe_get(b.from_child, &t_done, sizeof(t_done), 120000)) {
         xds_server_stats(b.s, &st);
         fprintf(stderr,
                 "initial push incomplete after 120 s: %llu streams open, %llu pushes, "
@@ -284,9 +265,9 @@ int main(int argc, char **argv)
     }
 
     changes(&b, nservices, nchanges);
-    xwrite(b.to_child, 0);
+    tl_pipe_put(b.to_child, 0);
     uint64_t bytes = 0;
-    if (xread(b.from_child, &bytes, 10000))
+    if (tl_pipe_get(b.from_child, &bytes, sizeof(bytes), 10000))
         printf("clients received %.1f MB in all\n", (double)bytes / 1e6);
     waitpid(b.child, NULL, 0);
     xds_server_shutdown(b.s, 100);

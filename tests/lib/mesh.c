@@ -32,6 +32,15 @@ static void bench_pod_name(char *buf, size_t len, int s, int e)
     snprintf(buf, len, bench_real ? "svc%d-v1-7d9f8c6b5-%05d" : "svc%d-7d9f8-%05d", s, e);
 }
 
+void tl_bench_apply(model_t *m, const char *cluster, model_kind_t k, void *obj)
+{
+    char err[MODEL_ERRLEN];
+    if (model_apply(m, cluster, k, MODEL_OP_UPSERT, obj, err, sizeof(err)) < 0) {
+        fprintf(stderr, "apply: %s\n", err);
+        exit(1);
+    }
+}
+
 void tl_bench_ip(model_ip_t *ip, int cluster, int n)
 {
     ip->len = 4;

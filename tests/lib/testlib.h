@@ -32,6 +32,10 @@ uint64_t tl_now_ns(void); /* CLOCK_MONOTONIC */
 double tl_now(void);      /* CLOCK_MONOTONIC, seconds */
 long tl_rss_kb(void);     /* resident set size from /proc/self/statm; 0 when unknown */
 int tl_cmp_double(const void *a, const void *b); /* for qsort, ascending */
+/* A bench and its client process talk over pipes: tl_pipe_put writes v
+ * (exits on failure); tl_pipe_get reads len bytes, false on timeout or EOF. */
+void tl_pipe_put(int fd, uint64_t v);
+bool tl_pipe_get(int fd, void *v, size_t len, int ms);
 
 /* ---------- the benches' mesh: namespace bench, services svc<s> ---------- */
 
@@ -50,6 +54,8 @@ model_pod_t *tl_bench_pod(int c, int s, int per, int e);
 /* svc<s>'s slice in cluster c: per endpoints, IPs from s*per, all ready but
  * endpoint not_ready (-1: none). */
 model_endpointslice_t *tl_bench_slice(int c, int s, int per, int not_ready);
+/* model_apply of obj as an upsert; a failure ends the bench with its reason. */
+void tl_bench_apply(model_t *m, const char *cluster, model_kind_t k, void *obj);
 /* Clusters c<i> on networks n<i> (gateway from cluster 15), each with
  * nservices services of per endpoints, their pods and slices; the pods also
  * labelled pod-template-hash when hash_label. NULL with err on a failure. */

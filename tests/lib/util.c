@@ -3,7 +3,9 @@
  */
 #include "tests/lib/testlib.h"
 
+#include <poll.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -36,4 +38,20 @@ int tl_cmp_double(const void *a, const void *b)
 {
     double x = *(const double *)a, y = *(const double *)b;
     return x < y ? -1 : x > y;
+}
+
+void tl_pipe_put(int fd, uint64_t v)
+{
+    if (write(fd, &v, sizeof(v)) != (ssize_t)sizeof(v)) {
+        perror("bench pipe write");
+        exit(1);
+    }
+}
+
+bool tl_pipe_get(int fd, void *v, size_t len, int ms)
+{
+    struct pollfd p = {.fd = fd, .events = POLLIN};
+    if (poll(&p, 1, ms) != 1)
+        return false;
+    return read(fd, v, len) == (ssize_t)len;
 }
