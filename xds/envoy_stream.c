@@ -85,21 +85,6 @@ void xds_envoy_on_sotw(xds_stream_t *st, xds_type_state_t *ts, char **names, siz
         xds_map_put(&ts->subs, names[i], NULL);
 }
 
-static void set_base(xds_type_state_t *ts, model_snapshot_t *snap)
-{
-    if (ts->base == snap)
-        return;
-    if (ts->base)
-        model_snapshot_unref(ts->base);
-    ts->base = snap ? model_snapshot_ref(snap) : NULL;
-}
-
-static void next_nonce(xds_stream_t *st, xds_type_state_t *ts)
-{
-    uint64_t n = atomic_fetch_add(&st->srv->nonce_ctr, 1) + 1;
-    snprintf(ts->nonce, sizeof(ts->nonce), "%" PRIx64, n);
-}
-
 static xds_envoy_role_t role_of(const xds_stream_t *st)
 {
     return st->gateway ? XDS_ROLE_GATEWAY : XDS_ROLE_CLIENT;
@@ -123,7 +108,7 @@ static void send_sotw(xds_stream_t *st, xds_type_state_t *ts, int t, const xds_e
         ENVOY__SERVICE__DISCOVERY__V3__DISCOVERY_RESPONSE__INIT;
     char ver[17];
     xds_envoy_version(s->hash, ver);
-    next_nonce(st, ts);
+    xds_type_state_next_nonce(st, ts);
     r.version_info = ver;
     r.type_url = (char *)xds_envoy_type_url(t);
     r.nonce = ts->nonce;
@@ -163,7 +148,7 @@ static int pump_sotw(xds_stream_t *st, int t)
         ts->need_push = false;
         sent = 1;
     }
-    set_base(ts, snap);
+    xds_type_state_set_base(ts, snap);
     xds_envoy_set_free(&s);
     return sent;
 }
@@ -244,7 +229,7 @@ static void send_delta(xds_stream_t *st, int t, dpush_t *p, const model_snapshot
         ENVOY__SERVICE__DISCOVERY__V3__DELTA_DISCOVERY_RESPONSE__INIT;
     char ver[24];
     snprintf(ver, sizeof(ver), "%" PRIu64, model_snapshot_version(snap));
-    next_nonce(st, p->ts);
+    xds_type_state_next_nonce(st, p->ts);
     r.system_version_info = ver;
     r.type_url = (char *)xds_envoy_type_url(t);
     r.nonce = p->ts->nonce;
@@ -298,7 +283,7 @@ static int pump_delta(xds_stream_t *st, int t)
         ts->need_push = false;
         sent = 1;
     }
-    set_base(ts, snap);
+    xds_type_state_set_base(ts, snap);
     xds_map_clear(&ts->pending);
     xds_map_clear(&ts->initial);
 out:

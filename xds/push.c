@@ -95,12 +95,6 @@ static void push_free(push_t *p)
     xds_map_clear(&p->added);
 }
 
-static void next_nonce(xds_stream_t *st, xds_type_state_t *ts)
-{
-    uint64_t n = atomic_fetch_add(&st->srv->nonce_ctr, 1) + 1;
-    snprintf(ts->nonce, sizeof(ts->nonce), "%" PRIx64, n);
-}
-
 static void diff_cb(const char *name, const model_res_t *old_r, const model_res_t *new_r, void *arg)
 {
     push_t *p = arg;
@@ -320,7 +314,7 @@ static void send_delta(push_t *p, const char *type_url)
         ENVOY__SERVICE__DISCOVERY__V3__DELTA_DISCOVERY_RESPONSE__INIT;
     char ver[24];
     version_str(p->snap, ver, sizeof(ver));
-    next_nonce(p->st, p->ts);
+    xds_type_state_next_nonce(p->st, p->ts);
     r.system_version_info = ver;
     r.type_url = (char *)type_url;
     r.nonce = p->ts->nonce;
@@ -427,15 +421,6 @@ static const xds_full_t *full_get(xds_server_t *s, model_snapshot_t *snap, const
     return f;
 }
 
-static void set_base(xds_type_state_t *ts, model_snapshot_t *snap)
-{
-    if (ts->base == snap)
-        return;
-    if (ts->base)
-        model_snapshot_unref(ts->base);
-    ts->base = snap ? model_snapshot_ref(snap) : NULL;
-}
-
 static void pump_delta_addr(xds_stream_t *st)
 {
     xds_type_state_t *ts = &st->addr;
@@ -469,7 +454,7 @@ static void pump_delta_addr(xds_stream_t *st)
         ts->need_push = false;
     }
     /* nothing for this view changed: move on silently */
-    set_base(ts, snap);
+    xds_type_state_set_base(ts, snap);
     xds_map_clear(&ts->pending);
     xds_map_clear(&ts->initial);
     push_free(&p);
@@ -506,7 +491,7 @@ static void send_sotw(push_t *p, const char *type_url)
         ENVOY__SERVICE__DISCOVERY__V3__DISCOVERY_RESPONSE__INIT;
     char ver[24];
     version_str(p->snap, ver, sizeof(ver));
-    next_nonce(p->st, p->ts);
+    xds_type_state_next_nonce(p->st, p->ts);
     r.version_info = ver;
     r.type_url = (char *)type_url;
     r.nonce = p->ts->nonce;
@@ -527,7 +512,7 @@ static void pump_sotw(xds_stream_t *st)
         send_sotw(&p, XDS_TYPE_ADDRESS);
         ts->version_sent = model_snapshot_version(snap);
         ts->need_push = false;
-        set_base(ts, snap);
+        xds_type_state_set_base(ts, snap);
         push_free(&p);
         xds_full_unused(st);
         return;

@@ -26,6 +26,21 @@ void xds_type_state_clear(xds_type_state_t *ts)
     xds_map_clear(&ts->initial);
 }
 
+void xds_type_state_set_base(xds_type_state_t *ts, model_snapshot_t *snap)
+{
+    if (ts->base == snap)
+        return;
+    if (ts->base)
+        model_snapshot_unref(ts->base);
+    ts->base = snap ? model_snapshot_ref(snap) : NULL;
+}
+
+void xds_type_state_next_nonce(xds_stream_t *st, xds_type_state_t *ts)
+{
+    uint64_t n = atomic_fetch_add(&st->srv->nonce_ctr, 1) + 1;
+    snprintf(ts->nonce, sizeof(ts->nonce), "%" PRIx64, n);
+}
+
 void xds_stream_state_free(xds_stream_t *st)
 {
     xds_type_state_clear(&st->addr);

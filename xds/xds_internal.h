@@ -95,6 +95,10 @@ typedef struct xds_type_state {
 
 /* Drops a type state's snapshot and sets. */
 void xds_type_state_clear(xds_type_state_t *ts);
+/* Makes snap (a reference of its own) what the client's state is built from. */
+void xds_type_state_set_base(xds_type_state_t *ts, model_snapshot_t *snap);
+/* A fresh nonce in ts->nonce, unique across the server's streams. */
+void xds_type_state_next_nonce(xds_stream_t *st, xds_type_state_t *ts);
 
 struct xds_stream {
     xds_server_t *srv;
