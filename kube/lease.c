@@ -188,21 +188,31 @@ static kube_try_t kube_lease_try(kube_lease_t *l, uint64_t deadline_ms)
 }
 
 /* ReleaseOnCancel: hand the lease back if the last record we saw is ours.
- * A 409 means someone else has it already, which is fine. */
+ * The stop may have cut short a renewal the server had already applied, so
+ * on 409 the lease is read again and released from that record if it is
+ * still ours; a 409 from someone else holding it is fine. */
 static void kube_lease_release(kube_lease_t *l)
 {
-    json_t *spec = json_object_get(l->observed, "spec");
-    const char *holder = json_string_value(json_object_get(spec, "holderIdentity"));
-    if (!holder || strcmp(holder, l->identity) != 0)
-        return;
-    json_int_t trans = json_integer_value(json_object_get(spec, "leaseTransitions"));
-    json_t *put = json_deep_copy(l->observed), *resp = NULL;
-    if (put && json_object_set_new(put, "spec", kube_lease_spec("", 1, NULL, trans)) == 0) {
-        kube_lease_call(l, "PUT", l->path, put, kube_now_ms() + (uint64_t)l->renew_ms, false,
-                        &resp);
+    uint64_t deadline = kube_now_ms() + (uint64_t)l->renew_ms;
+    json_t *rec = json_incref(l->observed);
+    for (int attempt = 0; attempt < 2 && rec; attempt++) {
+        json_t *spec = json_object_get(rec, "spec");
+        const char *holder = json_string_value(json_object_get(spec, "holderIdentity"));
+        if (!holder || strcmp(holder, l->identity) != 0)
+            break;
+        json_int_t trans = json_integer_value(json_object_get(spec, "leaseTransitions"));
+        json_t *put = json_deep_copy(rec), *resp = NULL;
+        long st = 0;
+        if (put && json_object_set_new(put, "spec", kube_lease_spec("", 1, NULL, trans)) == 0)
+            st = kube_lease_call(l, "PUT", l->path, put, deadline, false, &resp);
+        json_decref(put);
+        json_decref(resp);
+        json_decref(rec);
+        rec = NULL;
+        if (st == 409)
+            kube_lease_call(l, "GET", l->path, NULL, deadline, false, &rec);
     }
-    json_decref(put);
-    json_decref(resp);
+    json_decref(rec);
 }
 
 /* ---------- the thread ---------- */
