@@ -21,10 +21,8 @@
 typedef struct topo {
     char id[254];
     char network[254];
-    model_ip_t gw;
-    uint16_t gw_port;
-    char gw_ns[254];
-    char gw_name[254];
+    ctl_gateway_t gw;     /* gw.name "": none */
+    char gw_problem[256]; /* why an east-west Gateway cannot be used, or "" */
     unsigned synced;      /* bit per kube_res_t that finished its list */
     bool gw_from_gateway; /* the gateway came from a Gateway object */
     time_t last_error;
@@ -65,7 +63,7 @@ static topo_t *topo_of(ctl_kube_t *k, const char *id)
     topo_t *t = &k->topo[k->ntopo++];
     memset(t, 0, sizeof(*t));
     snprintf(t->id, sizeof(t->id), "%s", id);
-    snprintf(t->gw_ns, sizeof(t->gw_ns), "%s", ctl_config(k->ctl)->system_namespace);
+    snprintf(t->gw.ns, sizeof(t->gw.ns), "%s", ctl_config(k->ctl)->system_namespace);
     return t;
 }
 
@@ -84,10 +82,7 @@ static void push_cluster(ctl_kube_t *k, const topo_t *t)
     ctl_event_t ev = {.type = CTL_EV_CLUSTER_SET};
     ev.info.id = strdup(t->id);
     ev.info.network = strdup(net);
-    ev.info.gateway = t->gw;
-    ev.info.gateway_port = t->gw_port;
-    ev.info.gateway_ns = strdup(t->gw_ns);
-    ev.info.gateway_name = t->gw_name[0] ? strdup(t->gw_name) : NULL;
+    ctl_cluster_info_gateway(&ev.info, t->gw.name[0] ? &t->gw : NULL, t->gw.ns, t->gw_problem);
     ctl_push(k->ctl, &ev);
 }
 
@@ -97,10 +92,8 @@ static void set_gateway(ctl_kube_t *k, topo_t *t, const ctl_gateway_t *g, bool f
 {
     if (t->gw_from_gateway && !from_gateway)
         return;
-    t->gw = g->ip;
-    t->gw_port = g->port;
-    snprintf(t->gw_ns, sizeof(t->gw_ns), "%s", g->ns);
-    snprintf(t->gw_name, sizeof(t->gw_name), "%s", g->name);
+    t->gw = *g;
+    t->gw_problem[0] = '\0';
     t->gw_from_gateway = from_gateway;
     push_cluster(k, t);
 }
@@ -108,11 +101,12 @@ static void set_gateway(ctl_kube_t *k, topo_t *t, const ctl_gateway_t *g, bool f
 static void clear_gateway(ctl_kube_t *k, topo_t *t, const char *ns, const char *name,
                           bool from_gateway)
 {
-    if (t->gw_from_gateway != from_gateway || strcmp(t->gw_name, name) != 0 ||
-        strcmp(t->gw_ns, ns) != 0)
+    if (t->gw_from_gateway != from_gateway || strcmp(t->gw.name, name) != 0 ||
+        strcmp(t->gw.ns, ns) != 0)
         return;
-    memset(&t->gw, 0, sizeof(t->gw));
-    t->gw_name[0] = '\0';
+    memset(&t->gw.ip, 0, sizeof(t->gw.ip));
+    t->gw.hostname[0] = '\0';
+    t->gw.name[0] = '\0';
     t->gw_from_gateway = false;
     push_cluster(k, t);
 }
@@ -147,11 +141,26 @@ static void on_gateway(ctl_kube_t *k, const char *cluster, kube_ev_t ev, json_t 
     if (!t || !ns || !name)
         return;
     ctl_gateway_t g;
-    if (ev != KUBE_EV_DELETED && ctl_gateway_from_json(obj, &g) &&
-        (!t->network[0] || strcmp(t->network, g.network) == 0))
+    int rc = ev != KUBE_EV_DELETED ? ctl_gateway_from_json(obj, &g) : 0;
+    if (rc > 0 && t->network[0] && strcmp(t->network, g.network) != 0) {
+        snprintf(g.problem, sizeof(g.problem),
+                 "Gateway %.40s/%.40s is labelled network %.40s "
+                 "but the cluster is on %.40s",
+                 ns, name, g.network, t->network);
+        rc = -1;
+    }
+    if (rc > 0) {
         set_gateway(k, t, &g, true);
-    else
-        clear_gateway(k, t, ns, name, true);
+        return;
+    }
+    clear_gateway(k, t, ns, name, true);
+    if (rc < 0 && strcmp(t->gw_problem, g.problem) != 0) {
+        atomic_fetch_add(&ctl_metrics.gateway_errors, 1);
+        ctl_log(CTL_WARN, "cluster %s: %s; its network is not reachable from others until fixed",
+                cluster, g.problem);
+        snprintf(t->gw_problem, sizeof(t->gw_problem), "%s", g.problem);
+        push_cluster(k, t);
+    }
 }
 
 static model_kind_t kind_of(kube_res_t r)
@@ -518,8 +527,8 @@ ctl_kube_t *ctl_kube_start(ctl_t *c, char *err, size_t errlen)
             return NULL;
         }
         text[len] = '\0';
-        rc = kube_conn_from_kubeconfig_ex(text, len, cfg->context, KUBE_KC_EXEC, &conn, err,
-                                          errlen);
+        rc =
+            kube_conn_from_kubeconfig_ex(text, len, cfg->context, KUBE_KC_EXEC, &conn, err, errlen);
         free(text);
     } else {
         rc = kube_conn_in_cluster(&conn, err, errlen);

@@ -20,29 +20,29 @@
 /* ---------- configuration: flags > environment > config file > defaults ---------- */
 
 typedef struct ctl_config {
-    char *cluster_id;       /* --cluster-id, CLUSTER_ID */
-    char *network;          /* --network, NETWORK ("" = from the system namespace label) */
-    char *system_namespace; /* --system-namespace, MESHFED_SYSTEM_NAMESPACE */
-    char *kubeconfig;       /* --kubeconfig, KUBECONFIG */
-    char *context;          /* --context: of kubeconfig; NULL: current-context */
-    char *demo_dir;         /* --demo DIR: file-backed clusters, one per subdirectory */
-    char *xds_listen;       /* --xds-listen */
-    char *xds_tls_listen;   /* --xds-tls-listen */
-    char *tls_cert;         /* --tls-cert */
-    char *tls_key;          /* --tls-key */
-    char *debug_listen;     /* --debug-listen */
-    char *debug_token_file; /* --debug-token-file */
-    char *trust_domain;     /* --trust-domain */
-    char *domain_suffix;    /* --domain-suffix */
-    char *config_file;      /* --config */
+    char *cluster_id;             /* --cluster-id, CLUSTER_ID */
+    char *network;                /* --network, NETWORK ("" = from the system namespace label) */
+    char *system_namespace;       /* --system-namespace, MESHFED_SYSTEM_NAMESPACE */
+    char *kubeconfig;             /* --kubeconfig, KUBECONFIG */
+    char *context;                /* --context: of kubeconfig; NULL: current-context */
+    char *demo_dir;               /* --demo DIR: file-backed clusters, one per subdirectory */
+    char *xds_listen;             /* --xds-listen */
+    char *xds_tls_listen;         /* --xds-tls-listen */
+    char *tls_cert;               /* --tls-cert */
+    char *tls_key;                /* --tls-key */
+    char *debug_listen;           /* --debug-listen */
+    char *debug_token_file;       /* --debug-token-file */
+    char *trust_domain;           /* --trust-domain */
+    char *domain_suffix;          /* --domain-suffix */
+    char *config_file;            /* --config */
     char *xds_auth;               /* --xds-auth: "none" or "jwt" */
     char *xds_auth_audiences;     /* --xds-auth-audiences: comma list */
     char *xds_allowed_identities; /* --xds-allowed-identities: ns/sa patterns, "" = any */
-    int debounce_ms;        /* --debounce-ms */
-    int stale_after_s;      /* --stale-after */
-    int log_level;          /* --log-level: 0 debug, 1 info, 2 warn, 3 error */
-    bool log_json;          /* --log-format json */
-    bool once;              /* --once: build, print the views, exit */
+    int debounce_ms;              /* --debounce-ms */
+    int stale_after_s;            /* --stale-after */
+    int log_level;                /* --log-level: 0 debug, 1 info, 2 warn, 3 error */
+    bool log_json;                /* --log-format json */
+    bool once;                    /* --once: build, print the views, exit */
 } ctl_config_t;
 
 /* 0; 1 when --help or --version was printed; -1 with a reason naming the
@@ -65,6 +65,7 @@ typedef struct ctl_metrics {
     atomic_ulong queue_full;
     atomic_ulong decode_errors;
     atomic_ulong scope_errors;
+    atomic_ulong gateway_errors; /* east-west Gateways that cannot be used */
     atomic_ulong http_requests;
     atomic_ulong http_bad_requests;
     atomic_ulong http_unauthorized;
@@ -170,8 +171,8 @@ typedef int (*ctl_conn_fn)(void *arg, const char *cluster, kube_conn_t *out);
 ctl_auth_t *ctl_auth_new(const ctl_config_t *cfg, ctl_conn_fn conn_of, void *conn_arg, char *err,
                          size_t errlen);
 /* The xds_config_t.authenticate hook; arg is the ctl_auth_t. */
-int ctl_auth_authenticate(void *arg, const char *cluster, const char *token,
-                          xds_auth_done_fn done, void *done_arg);
+int ctl_auth_authenticate(void *arg, const char *cluster, const char *token, xds_auth_done_fn done,
+                          void *done_arg);
 /* Joins the workers (queued checks are answered UNAVAILABLE); later calls
  * answer at once. Call before the clusters' connections go away. */
 void ctl_auth_stop(ctl_auth_t *a);
@@ -202,15 +203,26 @@ void ctl_status_stop(ctl_status_t *s);
 
 typedef struct ctl_gateway {
     char network[254];
-    model_ip_t ip;
-    uint16_t port; /* HBONE */
+    model_ip_t ip;      /* len 0 when reached by hostname */
+    char hostname[254]; /* a Hostname status address, or "" */
+    uint16_t port;      /* HBONE */
     char ns[254];
     char name[254];
+    char sa[254];      /* annotation gateway.istio.io/service-account, else name */
+    char problem[256]; /* why an east-west Gateway cannot be used (yet) */
 } ctl_gateway_t;
 
 /* An Istio east-west Gateway (gateway.networking.k8s.io, class
- * istio-east-west, labelled with its network, an IP in status.addresses). */
-bool ctl_gateway_from_json(const json_t *obj, ctl_gateway_t *out);
+ * istio-east-west, labelled with its network, an HBONE listener with
+ * tls.mode Terminate, an IP or hostname in status.addresses). 1: one;
+ * 0: not an east-west Gateway; -1: one that cannot be used, out->problem
+ * says why (and out->ns, name, network say which). */
+int ctl_gateway_from_json(const json_t *obj, ctl_gateway_t *out);
+/* Sets c's gateway fields to copies of g's (NULL: no gateway; ns, when
+ * given, still names the namespace), freeing what they held; with
+ * everything NULL it only frees. */
+void ctl_cluster_info_gateway(model_cluster_t *c, const ctl_gateway_t *g, const char *ns,
+                              const char *problem);
 /* A Service in the system namespace labelled topology.istio.io/network with
  * a load-balancer IP (HBONE port: the port named tls-hbone, else 15008). */
 bool ctl_gateway_from_service(const model_service_t *s, const char *system_namespace,

@@ -163,12 +163,7 @@ static void use_gateway(load_ctx_t *l, const ctl_gateway_t *g, bool from_gateway
     if (l->gw_from_gateway && !from_gateway)
         return; /* a Gateway object wins over a labelled Service */
     l->gw_from_gateway = from_gateway;
-    l->info.gateway = g->ip;
-    l->info.gateway_port = g->port;
-    free((char *)l->info.gateway_ns);
-    free((char *)l->info.gateway_name);
-    l->info.gateway_ns = strdup(g->ns);
-    l->info.gateway_name = strdup(g->name);
+    ctl_cluster_info_gateway(&l->info, g, NULL, NULL);
 }
 
 static void note_topology(load_ctx_t *l, model_kind_t kind, const void *obj)
@@ -238,8 +233,17 @@ static int load_doc(json_t *doc, void *arg)
         return 0;
     }
     ctl_gateway_t g;
-    if (kind && strcmp(kind, "Gateway") == 0 && ctl_gateway_from_json(doc, &g)) {
+    int gw = kind && strcmp(kind, "Gateway") == 0 ? ctl_gateway_from_json(doc, &g) : 0;
+    if (gw > 0) {
         use_gateway(l, &g, true);
+        return 0;
+    }
+    if (gw < 0) {
+        atomic_fetch_add(&ctl_metrics.gateway_errors, 1);
+        ctl_log(CTL_WARN, "%s/%s: %s; its network is not reachable from others until fixed",
+                l->cluster, l->file, g.problem);
+        if (!l->gw_from_gateway)
+            ctl_cluster_info_gateway(&l->info, NULL, NULL, g.problem);
         return 0;
     }
     if (l->local && api && kind && strcmp(api, "v1") == 0 && strcmp(kind, "ConfigMap") == 0) {

@@ -61,9 +61,11 @@ static reply_t text_reply(int status, char *body, const char *type)
 
 static void cluster_one(const model_cluster_info_t *ci, void *arg)
 {
-    char gw[64] = "";
+    char gw[256] = "";
     if (ci->gateway.len)
         model_ip_format(&ci->gateway, gw, sizeof(gw));
+    else if (ci->gateway_hostname)
+        snprintf(gw, sizeof(gw), "%s", ci->gateway_hostname);
     json_t *objs = json_object();
     for (int k = 0; k < MODEL_KIND__COUNT; k++)
         json_object_set_new(objs, model_kind_name((model_kind_t)k),
@@ -72,6 +74,9 @@ static void cluster_one(const model_cluster_info_t *ci, void *arg)
                                          ci->network, "gateway", gw, "gatewayPort",
                                          (int)ci->gateway_port, "state",
                                          model_cluster_state_name(ci->state), "objects", objs));
+    if (ci->gateway_problem)
+        json_object_set_new(json_array_get(arg, json_array_size(arg) - 1), "gatewayProblem",
+                            json_string(ci->gateway_problem));
 }
 
 static void clusterz(const model_t *m, void *arg)
@@ -417,10 +422,11 @@ static reply_t metrics(ctl_t *ctl)
             "# TYPE meshfed_errors_total counter\n"
             "meshfed_errors_total{kind=\"decode\"} %lu\n"
             "meshfed_errors_total{kind=\"servicescope\"} %lu\n"
+            "meshfed_errors_total{kind=\"gateway\"} %lu\n"
             "meshfed_errors_total{kind=\"http\"} %lu\n"
             "meshfed_errors_total{kind=\"http_unauthorized\"} %lu\n",
             atomic_load(&ctl_metrics.decode_errors), atomic_load(&ctl_metrics.scope_errors),
-            atomic_load(&ctl_metrics.http_bad_requests),
+            atomic_load(&ctl_metrics.gateway_errors), atomic_load(&ctl_metrics.http_bad_requests),
             atomic_load(&ctl_metrics.http_unauthorized));
     counter(&b, "meshfed_demo_reloads_total", "Demo cluster directories reloaded.",
             atomic_load(&ctl_metrics.demo_reloads));

@@ -86,6 +86,25 @@ ctl_t *ctl_new(const ctl_config_t *cfg, char *err, size_t errlen)
     return c;
 }
 
+void ctl_cluster_info_gateway(model_cluster_t *c, const ctl_gateway_t *g, const char *ns,
+                              const char *problem)
+{
+    free((char *)c->gateway_ns);
+    free((char *)c->gateway_name);
+    free((char *)c->gateway_sa);
+    free((char *)c->gateway_hostname);
+    free((char *)c->gateway_problem);
+    memset(&c->gateway, 0, sizeof(c->gateway));
+    c->gateway_port = g ? g->port : 0;
+    c->gateway_ns = g || ns ? strdup(g ? g->ns : ns) : NULL;
+    c->gateway_name = g ? strdup(g->name) : NULL;
+    c->gateway_sa = g ? strdup(g->sa) : NULL;
+    c->gateway_hostname = g && g->hostname[0] ? strdup(g->hostname) : NULL;
+    c->gateway_problem = problem && *problem ? strdup(problem) : NULL;
+    if (g)
+        c->gateway = g->ip;
+}
+
 static void event_free(ctl_event_t *ev)
 {
     free(ev->cluster);
@@ -93,8 +112,7 @@ static void event_free(ctl_event_t *ev)
         model_obj_free(ev->kind, ev->obj);
     free((char *)ev->info.id);
     free((char *)ev->info.network);
-    free((char *)ev->info.gateway_ns);
-    free((char *)ev->info.gateway_name);
+    ctl_cluster_info_gateway(&ev->info, NULL, NULL, NULL);
     free(ev->source);
     model_scope_rules_free(ev->rules);
 }

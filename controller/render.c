@@ -50,7 +50,9 @@ static json_t *workload_json(const model_out_workload_t *w)
         json_array_append_new(addrs, ip_json(&w->addrs[i]));
     json_object_set_new(o, "addresses", addrs);
     set_str(o, "network", w->network);
-    json_object_set_new(o, "tunnelProtocol", json_string("HBONE"));
+    json_object_set_new(o, "tunnelProtocol",
+                        json_string(w->tunnel == MODEL_TUNNEL_HBONE ? "HBONE" : "NONE"));
+    set_str(o, "hostname", w->hostname);
     set_str(o, "trustDomain", w->trust_domain);
     set_str(o, "serviceAccount", w->service_account);
     set_str(o, "node", w->node);
@@ -58,7 +60,9 @@ static json_t *workload_json(const model_out_workload_t *w)
     set_str(o, "workloadName", w->workload_name);
     set_str(o, "canonicalName", w->canonical_name);
     set_str(o, "canonicalRevision", w->canonical_revision);
-    json_object_set_new(o, "workloadType", json_string("POD"));
+    static const char *const types[] = {"DEPLOYMENT", "CRONJOB", "POD", "JOB"};
+    json_object_set_new(o, "workloadType",
+                        json_string(w->workload_type < 4 ? types[w->workload_type] : "UNKNOWN"));
     json_object_set_new(o, "status", json_string(w->healthy ? "HEALTHY" : "UNHEALTHY"));
     if (w->region || w->zone || w->subzone) {
         json_t *l = json_object();
@@ -69,7 +73,15 @@ static json_t *workload_json(const model_out_workload_t *w)
     }
     if (w->gateway) {
         json_t *g = json_object();
-        json_object_set_new(g, "address", netaddr_json(w->gateway));
+        if (w->gateway->hostname)
+            json_object_set_new(g, "hostname",
+                                json_pack("{s:s, s:s}", "namespace",
+                                          w->gateway->ns ? w->gateway->ns : "", "hostname",
+                                          w->gateway->hostname));
+        else
+            json_object_set_new(
+                g, "address",
+                netaddr_json(&(model_net_addr_t){w->gateway->network, w->gateway->ip}));
         json_object_set_new(g, "hboneMtlsPort", json_integer(w->gateway_port));
         json_object_set_new(o, "networkGateway", g);
     }
@@ -95,6 +107,12 @@ static json_t *service_json(const model_out_service_t *s)
         json_array_append_new(addrs, netaddr_json(&s->addrs[i]));
     json_object_set_new(o, "addresses", addrs);
     json_object_set_new(o, "ports", ports_json(s->ports, s->nports));
+    if (s->nsans) {
+        json_t *sans = json_array();
+        for (size_t i = 0; i < s->nsans; i++)
+            json_array_append_new(sans, json_string(s->sans[i]));
+        json_object_set_new(o, "subjectAltNames", sans);
+    }
     if (s->lb_mode != MODEL_LB_UNSPECIFIED) {
         json_t *prefs = json_array();
         for (size_t i = 0; i < s->nlb_prefs; i++)

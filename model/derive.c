@@ -231,10 +231,25 @@ static uint32_t ready_endpoints(const model_cluster_int_t *c, const char *key)
     return n;
 }
 
+static bool has_gateway(const model_cluster_int_t *c)
+{
+    return c->gw.len || c->gw_host;
+}
+
+/* "<ip>" or the hostname of c's gateway, into buf. */
+static const char *gateway_addr(const model_cluster_int_t *c, char *buf, size_t len)
+{
+    if (c->gw_host)
+        snprintf(buf, len, "%s", c->gw_host);
+    else
+        model_ip_format(&c->gw, buf, len);
+    return buf;
+}
+
 static const model_cluster_int_t *network_gateway(const model_t *m, const char *network)
 {
     for (size_t i = 0; i < m->nclusters; i++)
-        if (m->clusters[i]->gw.len && strcmp(m->clusters[i]->network, network) == 0)
+        if (has_gateway(m->clusters[i]) && strcmp(m->clusters[i]->network, network) == 0)
             return m->clusters[i];
     return NULL;
 }
@@ -243,8 +258,8 @@ static model_res_t *build_split_horizon(build_t *b, const model_cluster_int_t *g
                                         const model_service_t *base, const char *host,
                                         uint32_t capacity)
 {
-    char ip[64];
-    model_ip_format(&gw->gw, ip, sizeof(ip));
+    char ip[256];
+    gateway_addr(gw, ip, sizeof(ip));
     size_t len = strlen(gw->network) + strlen(gw->gw_ns) + strlen(gw->gw_name) + strlen(ip) +
                  strlen(base->ns) + strlen(host) + 32;
     char *uid = malloc(len);
@@ -265,10 +280,16 @@ static model_res_t *build_split_horizon(build_t *b, const model_cluster_int_t *g
     w->trust_domain = model_str(t, trust_domain(b->m));
     w->healthy = true;
     w->workload_type = 2; /* POD, as istiod sends it */
+    w->tunnel = MODEL_TUNNEL_HBONE;
     w->capacity = capacity;
-    model_net_addr_t *gwa = model_arena_alloc(a, sizeof(*gwa));
+    model_gw_addr_t *gwa = model_arena_alloc(a, sizeof(*gwa));
+    memset(gwa, 0, sizeof(*gwa));
     gwa->network = model_str(t, gw->network);
     gwa->ip = gw->gw;
+    if (gw->gw_host) {
+        gwa->hostname = model_str(t, gw->gw_host);
+        gwa->ns = model_str(t, gw->gw_ns);
+    }
     w->gateway = gwa;
     w->gateway_port = gw->gw_port;
     model_wl_service_t ws = {key_of(base->ns, host), NULL, base->nports};
@@ -561,6 +582,160 @@ static char *describe_conflict(const svc_in_t *in, size_t n, const svc_in_t *bas
     return off ? strdup(buf) : NULL;
 }
 
+/* ---------- service SANs ---------- */
+
+typedef struct san {
+    const char *network;
+    char *id; /* spiffe://<trust domain>/ns/<ns>/sa/<sa> */
+} san_t;
+
+typedef struct sans {
+    san_t *v;
+    size_t n, cap;
+} sans_t;
+
+static void sans_add(sans_t *s, const char *network, const char *ns, const char *sa, const char *td)
+{
+    size_t len = strlen(td) + strlen(ns) + strlen(sa) + 20;
+    char *id = malloc(len);
+    if (!id)
+        abort();
+    snprintf(id, len, "spiffe://%s/ns/%s/sa/%s", td, ns, sa);
+    for (size_t i = 0; i < s->n; i++)
+        if (strcmp(s->v[i].network, network) == 0 && strcmp(s->v[i].id, id) == 0) {
+            free(id);
+            return;
+        }
+    if (s->n == s->cap) {
+        s->cap = s->cap ? 2 * s->cap : 8;
+        if (!(s->v = realloc(s->v, s->cap * sizeof(*s->v))))
+            abort();
+    }
+    s->v[s->n++] = (san_t){network, id};
+}
+
+static void sans_free(sans_t *s)
+{
+    for (size_t i = 0; i < s->n; i++)
+        free(s->v[i].id);
+    free(s->v);
+}
+
+/* The identities of the pods behind service key in the exporting clusters,
+ * ready or not (as istiod: a pod that turns ready must not fail the
+ * handshake until the next push). A pod without a service account runs as
+ * "default", which is also what ztunnel assumes. */
+static void collect_sans(const model_t *m, const char *key, const svc_in_t *exp, size_t nexp,
+                         sans_t *out)
+{
+    char pkey[512];
+    for (size_t i = 0; i < nexp; i++) {
+        const model_cluster_int_t *c = exp[i].c;
+        void *const *slices;
+        size_t ns = model_ptrs_get(&c->slices_by_svc, key, &slices);
+        for (size_t j = 0; j < ns; j++) {
+            const model_endpointslice_t *sl = slices[j];
+            for (size_t k = 0; k < sl->nendpoints; k++) {
+                if (!sl->endpoints[k].pod)
+                    continue;
+                snprintf(pkey, sizeof(pkey), "%s/%s", sl->ns, sl->endpoints[k].pod);
+                const model_pod_t *p = model_hmap_get(&c->objs[MODEL_KIND_POD], pkey);
+                if (p)
+                    sans_add(out, c->network, p->ns,
+                             p->service_account && *p->service_account ? p->service_account
+                                                                       : "default",
+                             m->trust_domain);
+            }
+        }
+    }
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* The SANs a viewer of network net gets: those of every other network,
+ * sorted, each once. Into v (room for s->n); returns the count. */
+static size_t sans_for(const sans_t *s, const char *net, const char **v)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < s->n; i++)
+        if (strcmp(s->v[i].network, net) != 0)
+            v[n++] = s->v[i].id;
+    qsort(v, n, sizeof(*v), cmp_str);
+    size_t u = 0;
+    for (size_t i = 0; i < n; i++)
+        if (!u || strcmp(v[u - 1], v[i]) != 0)
+            v[u++] = v[i];
+    return u;
+}
+
+static void set_sans(model_res_t *r, const char *const *v, size_t n)
+{
+    model_out_service_t *o = &r->u.svc;
+    o->sans = model_arena_alloc(&r->arena, (n ? n : 1) * sizeof(*o->sans));
+    for (size_t i = 0; i < n; i++)
+        o->sans[i] = model_arena_strdup(&r->arena, v[i]);
+    o->nsans = n;
+}
+
+static bool strv_equal(const char *const *a, size_t na, const char *const *b, size_t nb)
+{
+    if (na != nb)
+        return false;
+    for (size_t i = 0; i < na; i++)
+        if (strcmp(a[i], b[i]) != 0)
+            return false;
+    return true;
+}
+
+/* The merged global service: one variant for everyone when every network
+ * gets the same SANs (the usual case: one network has no pods of it, or
+ * all do with the same identities), else one per viewing network. Into v;
+ * returns how many. */
+static size_t global_variants(build_t *b, const char *key, const char *hkey, const char *host,
+                              const svc_in_t *exp, size_t nexp, const svc_in_t *base,
+                              char *const *local, size_t nlocal, model_res_t **v)
+{
+    model_t *m = b->m;
+    sans_t s = {0};
+    collect_sans(m, key, exp, nexp, &s);
+    const char *nets[MAX_VARIANTS];
+    size_t nnets = 0;
+    for (size_t i = 0; i < m->nclusters && nnets < MAX_VARIANTS; i++) {
+        bool seen = false;
+        for (size_t j = 0; j < nnets && !seen; j++)
+            seen = strcmp(nets[j], m->clusters[i]->network) == 0;
+        if (!seen)
+            nets[nnets++] = m->clusters[i]->network;
+    }
+    const char **first = calloc(s.n + 1, sizeof(char *)), **cur = calloc(s.n + 1, sizeof(char *));
+    if (!first || !cur)
+        abort();
+    size_t nfirst = nnets ? sans_for(&s, nets[0], first) : 0;
+    bool uniform = true;
+    for (size_t i = 1; i < nnets && uniform; i++) {
+        size_t n = sans_for(&s, nets[i], cur);
+        uniform = strv_equal(first, nfirst, cur, n);
+    }
+    size_t nv = 0;
+    for (size_t i = 0; i < (uniform ? 1 : nnets); i++) {
+        size_t n = uniform ? nfirst : sans_for(&s, nets[i], cur);
+        v[nv] = build_service(hkey, host, exp, nexp, base);
+        set_sans(v[nv], uniform ? first : cur, n);
+        if (uniform)
+            set_vis(m, v[nv], MODEL_VIS_ALL, NULL, NULL, local, nlocal);
+        else
+            set_vis(m, v[nv], MODEL_VIS_NETWORK, NULL, nets[i], local, nlocal);
+        nv++;
+    }
+    free(first);
+    free(cur);
+    sans_free(&s);
+    return nv;
+}
+
 static void derive_service(build_t *b, const char *key)
 {
     model_t *m = b->m;
@@ -590,7 +765,7 @@ static void derive_service(build_t *b, const char *key)
     snprintf(hkey, sizeof(hkey), "%s/%s", ns, host);
 
     /* the service itself: LOCAL copies, then the merged GLOBAL one */
-    model_res_t *v[MAX_VARIANTS + 1];
+    model_res_t *v[2 * MAX_VARIANTS];
     size_t nv = 0;
     for (size_t i = 0; i < nin; i++) {
         if (in[i].scope.scope != MODEL_SCOPE_LOCAL)
@@ -603,10 +778,8 @@ static void derive_service(build_t *b, const char *key)
     for (size_t i = 0; i < nin; i++)
         if (in[i].scope.scope == MODEL_SCOPE_GLOBAL)
             exp[nexp++] = in[i];
-    if (base) {
-        v[nv] = build_service(hkey, host, exp, nexp, base);
-        set_vis(m, v[nv++], MODEL_VIS_ALL, NULL, NULL, local, nlocal);
-    }
+    if (base)
+        nv += global_variants(b, key, hkey, host, exp, nexp, base, local, nlocal, v + nv);
     char **names = calloc(MAX_VARIANTS + 1, sizeof(char *));
     size_t nnames = 0;
     publish(b, hkey, v, nv);
@@ -785,6 +958,7 @@ static model_res_t *build_pod(model_t *m, const model_cluster_int_t *c, const mo
     w->naddrs = (uint32_t)p->nips;
     w->healthy = p->ready && !p->terminating;
     w->workload_type = 2;
+    w->tunnel = MODEL_TUNNEL_HBONE;
     return r;
 }
 
@@ -860,6 +1034,38 @@ static void derive_pod(build_t *b, const char *dkey)
 
 /* ---------- network gateways ---------- */
 
+/* One workload per east-west gateway, as istiod's ambient index makes them
+ * for the Gateways of its remote clusters: uid and name
+ * "NetworkGateway/<network>/<address>/0" (a remote Gateway's HBONE port is
+ * never recorded there), the Gateway's namespace and service account, the
+ * trust domain; an IP as its address, a hostname as its hostname; no
+ * cluster, tunnel or workload type. ztunnel finds it by network and address
+ * and verifies the outer HBONE against its identity. A cluster's own
+ * gateway is not a network gateway to it, so its cluster does not see it. */
+static model_res_t *build_gateway(model_t *m, const model_cluster_int_t *c, const char *uid)
+{
+    model_strs_t *t = &m->strs;
+    model_res_t *r = model_res_new(MODEL_RES_WORKLOAD, uid, 64);
+    model_out_workload_t *w = &r->u.wl;
+    w->uid = r->name;
+    w->name = r->name;
+    w->ns = model_str(t, c->gw_ns);
+    w->service_account = model_str(t, c->gw_sa);
+    w->network = model_str(t, c->network);
+    w->trust_domain = model_str(t, trust_domain(m));
+    if (c->gw_host) {
+        w->hostname = model_arena_strdup(&r->arena, c->gw_host);
+    } else {
+        w->addrs = model_arena_alloc(&r->arena, sizeof(*w->addrs));
+        w->addrs[0] = c->gw;
+        w->naddrs = 1;
+    }
+    w->healthy = true;
+    char *own[1] = {c->id};
+    set_vis(m, r, MODEL_VIS_ALL, NULL, NULL, own, 1);
+    return r;
+}
+
 static void derive_gateways(build_t *b)
 {
     model_t *m = b->m;
@@ -867,25 +1073,14 @@ static void derive_gateways(build_t *b)
     size_t n = 0;
     for (size_t i = 0; i < m->nclusters; i++) {
         const model_cluster_int_t *c = m->clusters[i];
-        if (!c->gw.len || network_gateway(m, c->network) != c)
+        if (!has_gateway(c))
             continue;
-        char ip[64], uid[512];
-        model_ip_format(&c->gw, ip, sizeof(ip));
-        snprintf(uid, sizeof(uid), "NetworkGateway/%s/%s/%u", c->network, ip, c->gw_port);
-        model_res_t *r = model_res_new(MODEL_RES_WORKLOAD, uid, 64);
-        model_out_workload_t *w = &r->u.wl;
-        w->uid = r->name;
-        w->name = r->name;
-        w->ns = model_str(&m->strs, c->gw_ns);
-        w->service_account = model_str(&m->strs, c->gw_name);
-        w->network = model_str(&m->strs, c->network);
-        w->cluster_id = model_str(&m->strs, c->id);
-        w->addrs = model_arena_alloc(&r->arena, sizeof(*w->addrs));
-        w->addrs[0] = c->gw;
-        w->naddrs = 1;
-        w->healthy = true;
-        w->workload_type = 2;
-        set_vis(m, r, MODEL_VIS_ALL, NULL, NULL, NULL, 0);
+        char addr[256], uid[768];
+        snprintf(uid, sizeof(uid), "NetworkGateway/%s/%s/0", c->network,
+                 gateway_addr(c, addr, sizeof(addr)));
+        if (name_in(names, n, uid))
+            continue; /* two clusters naming one gateway: it is one workload */
+        model_res_t *r = build_gateway(m, c, uid);
         names[n++] = strdup(uid);
         publish(b, uid, &r, 1);
     }

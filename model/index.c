@@ -298,11 +298,19 @@ int model_cluster_set(model_t *m, const model_cluster_t *in, char *err, size_t e
     free(c->network);
     free(c->gw_ns);
     free(c->gw_name);
+    free(c->gw_sa);
+    free(c->gw_host);
+    free(c->gw_problem);
+    c->gw_problem = in->gateway_problem ? strdup(in->gateway_problem) : NULL;
     c->network = strdup(in->network ? in->network : "");
     c->gw = in->gateway;
     c->gw_port = in->gateway_port ? in->gateway_port : 15008;
     c->gw_ns = strdup(in->gateway_ns ? in->gateway_ns : "istio-system");
     c->gw_name = strdup(in->gateway_name ? in->gateway_name : "istio-eastwest");
+    c->gw_sa = strdup(in->gateway_sa && *in->gateway_sa ? in->gateway_sa : c->gw_name);
+    c->gw_host = in->gateway_hostname && *in->gateway_hostname && !in->gateway.len
+                     ? strdup(in->gateway_hostname)
+                     : NULL;
     /* A network or gateway change moves other clusters' resources too. */
     for (size_t i = 0; i < m->nclusters; i++)
         mark_cluster_all(m, m->clusters[i]);
@@ -323,6 +331,9 @@ static void cluster_free(model_cluster_int_t *c)
     free(c->network);
     free(c->gw_ns);
     free(c->gw_name);
+    free(c->gw_sa);
+    free(c->gw_host);
+    free(c->gw_problem);
     free(c);
 }
 
@@ -439,6 +450,24 @@ static void mark_effects(model_t *m, model_cluster_int_t *c, model_kind_t kind, 
     }
 }
 
+/* A global service's SANs name the identities of the pods behind it: a pod
+ * that comes, goes or changes service account changes them. Other pod
+ * changes (readiness, mostly) leave the services alone. */
+static void mark_pod_identity(model_t *m, model_cluster_int_t *c, const char *key,
+                              const model_pod_t *old, const model_pod_t *nw)
+{
+    const char *a = old ? old->service_account : NULL, *b = nw ? nw->service_account : NULL;
+    if (old && nw && (a == b || (a && b && strcmp(a, b) == 0)))
+        return;
+    void *const *slices;
+    size_t n = model_ptrs_get(&c->slices_by_pod, key, &slices);
+    for (size_t i = 0; i < n; i++) {
+        const model_endpointslice_t *s = slices[i];
+        if (s->service)
+            model_mark_service(m, s->ns, s->service);
+    }
+}
+
 static bool slice_pods_same(const model_endpointslice_t *a, const model_endpointslice_t *b)
 {
     if (a->nendpoints != b->nendpoints || a->nports != b->nports)
@@ -522,6 +551,8 @@ int model_apply(model_t *m, const char *cluster, model_kind_t kind, model_op_t o
         mark_slice_change(m, c, old, op == MODEL_OP_UPSERT ? obj : NULL);
     else
         mark_effects(m, c, kind, old);
+    if (kind == MODEL_KIND_POD)
+        mark_pod_identity(m, c, key, old, op == MODEL_OP_UPSERT ? obj : NULL);
     if (old && kind == MODEL_KIND_ENDPOINTSLICE)
         slice_index(c, old, false);
     if (op == MODEL_OP_DELETE) {

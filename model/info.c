@@ -9,7 +9,8 @@ void model_each_cluster(const model_t *m, model_cluster_fn fn, void *arg)
 {
     for (size_t i = 0; i < m->nclusters; i++) {
         const model_cluster_int_t *c = m->clusters[i];
-        model_cluster_info_t info = {c->id, c->network, c->gw, c->gw_port, c->state, {0}};
+        model_cluster_info_t info = {c->id,         c->network, c->gw,    c->gw_host,
+                                     c->gw_problem, c->gw_port, c->state, {0}};
         for (int k = 0; k < MODEL_KIND__COUNT; k++)
             info.objects[k] = c->objs[k].n;
         fn(&info, arg);

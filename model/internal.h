@@ -121,6 +121,9 @@ typedef struct model_cluster_int {
     uint16_t gw_port;
     char *gw_ns;
     char *gw_name;
+    char *gw_sa;
+    char *gw_host;    /* load-balancer hostname, or NULL */
+    char *gw_problem; /* for /debug, or NULL */
     model_cluster_state_t state;
     model_hmap_t objs[MODEL_KIND__COUNT]; /* "ns/name" (or name) -> object */
     model_hmap_t slices_by_svc;           /* "ns/service" -> slices (model_ptrs_get) */

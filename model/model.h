@@ -243,6 +243,10 @@ typedef struct model_cluster {
     uint16_t gateway_port;    /* HBONE port, 15008 when 0 */
     const char *gateway_ns;   /* gateway's namespace, "istio-system" when NULL */
     const char *gateway_name; /* gateway's name, "istio-eastwest" when NULL */
+    const char *gateway_sa;   /* gateway's service account, gateway_name when NULL */
+    /* a load-balancer hostname instead of an IP (gateway.len 0), or NULL */
+    const char *gateway_hostname;
+    const char *gateway_problem; /* why it has no usable gateway, or NULL (for /debug) */
 } model_cluster_t;
 
 /* ---------- the model ---------- */
@@ -279,6 +283,8 @@ typedef struct model_cluster_info {
     const char *id;
     const char *network;
     model_ip_t gateway;
+    const char *gateway_hostname; /* or NULL */
+    const char *gateway_problem;  /* or NULL */
     uint16_t gateway_port;
     model_cluster_state_t state;
     size_t objects[MODEL_KIND__COUNT];
@@ -364,6 +370,18 @@ typedef struct model_net_addr {
     model_ip_t ip;
 } model_net_addr_t;
 
+/* Where a workload of another network is reached: that network's east-west
+ * gateway, by IP, or by hostname (ns is then the Gateway's namespace). */
+typedef struct model_gw_addr {
+    const char *network;
+    model_ip_t ip;        /* len 0 when hostname is set */
+    const char *hostname; /* or NULL */
+    const char *ns;       /* or NULL */
+} model_gw_addr_t;
+
+/* Values of istio.workload.TunnelProtocol. */
+typedef enum model_tunnel { MODEL_TUNNEL_NONE = 0, MODEL_TUNNEL_HBONE = 1 } model_tunnel_t;
+
 typedef struct model_port_pair {
     uint16_t service_port;
     uint16_t target_port;
@@ -381,6 +399,10 @@ typedef struct model_out_service {
     model_lb_mode_t lb_mode;
     model_lb_scope_t lb_prefs[6];
     size_t nlb_prefs;
+    /* SPIFFE ids of the workloads behind it on networks other than the
+     * viewer's, sorted: what ztunnel verifies the inner HBONE against */
+    const char **sans;
+    size_t nsans;
 } model_out_service_t;
 
 typedef struct model_wl_service {
@@ -402,13 +424,15 @@ typedef struct model_out_workload {
     const char *canonical_name;
     const char *canonical_revision;
     const char *region, *zone, *subzone;
+    const char *hostname; /* a workload reached by name (a gateway), or NULL */
     model_ip_t *addrs;
     const model_wl_service_t *services;
-    uint32_t naddrs, nservices;      /* 32 bits: a pod's Workload fits 320 bytes */
-    const model_net_addr_t *gateway; /* network_gateway it is reached through, or NULL */
-    uint32_t capacity;               /* 0 = not set */
-    uint16_t gateway_port;           /* hbone_mtls_port */
-    uint8_t workload_type;           /* istio.workload.WorkloadType */
+    uint32_t naddrs, nservices;     /* 32 bits: a pod's Workload fits 320 bytes */
+    const model_gw_addr_t *gateway; /* network_gateway it is reached through, or NULL */
+    uint32_t capacity;              /* 0 = not set */
+    uint16_t gateway_port;          /* hbone_mtls_port */
+    uint8_t workload_type : 4;      /* istio.workload.WorkloadType */
+    uint8_t tunnel : 4;             /* model_tunnel_t */
     bool healthy;
 } model_out_workload_t;
 

@@ -107,8 +107,11 @@ static void drop_strs(model_res_t *r)
     for (size_t i = 0; i < sizeof(shared) / sizeof(shared[0]); i++)
         model_str_unref(shared[i]);
     model_svcs_unref(w->services);
-    if (w->gateway)
+    if (w->gateway) {
         model_str_unref(w->gateway->network);
+        model_str_unref(w->gateway->hostname);
+        model_str_unref(w->gateway->ns);
+    }
 }
 
 void model_res_unref(model_res_t *r)
@@ -239,10 +242,14 @@ static bool service_equal(const model_out_service_t *a, const model_out_service_
         !netaddrs_equal(a->addrs, a->naddrs, b->addrs, b->naddrs) ||
         !ports_equal(a->ports, a->nports, b->ports, b->nports) || a->lb_mode != b->lb_mode ||
         a->nlb_prefs != b->nlb_prefs ||
-        memcmp(a->lb_prefs, b->lb_prefs, a->nlb_prefs * sizeof(a->lb_prefs[0])) != 0)
+        memcmp(a->lb_prefs, b->lb_prefs, a->nlb_prefs * sizeof(a->lb_prefs[0])) != 0 ||
+        a->nsans != b->nsans)
         return false;
     for (size_t i = 0; i < a->nports; i++)
         if (!str_eq(a->port_names[i], b->port_names[i]))
+            return false;
+    for (size_t i = 0; i < a->nsans; i++)
+        if (!str_eq(a->sans[i], b->sans[i]))
             return false;
     return true;
 }
@@ -262,7 +269,8 @@ static bool workload_equal(const model_out_workload_t *a, const model_out_worklo
                               a->canonical_revision,
                               a->region,
                               a->zone,
-                              a->subzone};
+                              a->subzone,
+                              a->hostname};
     const char *const sb[] = {b->uid,
                               b->name,
                               b->ns,
@@ -276,15 +284,20 @@ static bool workload_equal(const model_out_workload_t *a, const model_out_worklo
                               b->canonical_revision,
                               b->region,
                               b->zone,
-                              b->subzone};
+                              b->subzone,
+                              b->hostname};
     for (size_t i = 0; i < sizeof(sa) / sizeof(sa[0]); i++)
         if (!str_eq(sa[i], sb[i]))
             return false;
     if (a->naddrs != b->naddrs || a->nservices != b->nservices || a->healthy != b->healthy ||
         !a->gateway != !b->gateway || a->gateway_port != b->gateway_port ||
-        a->capacity != b->capacity || a->workload_type != b->workload_type)
+        a->capacity != b->capacity || a->workload_type != b->workload_type ||
+        a->tunnel != b->tunnel)
         return false;
-    if (a->gateway && !netaddrs_equal(a->gateway, 1, b->gateway, 1))
+    if (a->gateway && (!str_eq(a->gateway->network, b->gateway->network) ||
+                       !model_ip_equal(&a->gateway->ip, &b->gateway->ip) ||
+                       !str_eq(a->gateway->hostname, b->gateway->hostname) ||
+                       !str_eq(a->gateway->ns, b->gateway->ns)))
         return false;
     for (size_t i = 0; i < a->naddrs; i++)
         if (!model_ip_equal(&a->addrs[i], &b->addrs[i]))

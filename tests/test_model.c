@@ -313,7 +313,145 @@ START_TEST(remote_network_reached_through_gateway_with_capacity)
     ck_assert_ptr_null(wl(s, &V1, SH("n1", "192.0.2.1", "ns", "a.ns.svc.cluster.local")));
     ck_assert_ptr_nonnull(wl(s, &V2, SH("n1", "192.0.2.1", "ns", "a.ns.svc.cluster.local")));
     /* the gateways themselves */
-    ck_assert_ptr_nonnull(wl(s, &V1, "NetworkGateway/n2/192.0.2.2/15008"));
+    ck_assert_ptr_nonnull(wl(s, &V1, "NetworkGateway/n2/192.0.2.2/0"));
+    model_snapshot_unref(s);
+    model_free(m);
+}
+END_TEST
+
+/* A pod of svc in cluster with a service account of its own. */
+static void set_sa(model_t *m, const char *cluster, const char *ns, const char *pod, const char *ip,
+                   const char *sa)
+{
+    model_pod_t *p = mk_pod(ns, pod, ip, NULL);
+    free(p->service_account);
+    p->service_account = strdup(sa);
+    apply(m, cluster, MODEL_KIND_POD, p);
+}
+
+static bool has_san(const model_out_service_t *o, const char *san)
+{
+    for (size_t i = 0; i < o->nsans; i++)
+        if (strcmp(o->sans[i], san) == 0)
+            return true;
+    return false;
+}
+
+START_TEST(service_sans_name_other_networks_pods)
+{
+    model_config_t cfg = {.trust_domain = "example.org"};
+    model_t *m = model_new(&cfg);
+    add_cluster(m, "c1", "n1", "192.0.2.1");
+    add_cluster(m, "c2", "n2", "192.0.2.2");
+    add_cluster(m, "c3", "n2", NULL);
+    add_service(m, "c1", "ns", "a", "10.96.0.1", GLOBAL, "10.1.0", 1);
+    add_service(m, "c2", "ns", "a", "10.97.0.1", GLOBAL, "10.2.0", 2);
+    set_sa(m, "c1", "ns", "a-0", "10.1.0.1", "front");
+    set_sa(m, "c2", "ns", "a-0", "10.2.0.1", "zeta");
+    set_sa(m, "c2", "ns", "a-1", "10.2.0.2", "back");
+    model_snapshot_t *s = model_commit(m);
+    /* n1 sees n2's identities, sorted, each once; n2 (both clusters) sees n1's */
+    const model_out_service_t *o1 = svc(s, &V1, "ns/a.ns.svc.cluster.local");
+    ck_assert_uint_eq(o1->nsans, 2);
+    ck_assert_str_eq(o1->sans[0], "spiffe://example.org/ns/ns/sa/back");
+    ck_assert_str_eq(o1->sans[1], "spiffe://example.org/ns/ns/sa/zeta");
+    const model_view_t v3 = {"c3", "n2"};
+    const model_out_service_t *o2 = svc(s, &V2, "ns/a.ns.svc.cluster.local");
+    ck_assert_uint_eq(o2->nsans, 1);
+    ck_assert_str_eq(o2->sans[0], "spiffe://example.org/ns/ns/sa/front");
+    ck_assert_ptr_eq(model_snapshot_get(s, &V2, "ns/a.ns.svc.cluster.local"),
+                     model_snapshot_get(s, &v3, "ns/a.ns.svc.cluster.local"));
+    /* a LOCAL service carries none */
+    add_service(m, "c1", "ns", "l", "10.96.0.2", NULL, "10.1.1", 1);
+    model_snapshot_t *s2 = model_commit(m);
+    ck_assert_uint_eq(svc(s2, &V1, "ns/l.ns.svc.cluster.local")->nsans, 0);
+    model_snapshot_unref(s);
+    model_snapshot_unref(s2);
+    model_free(m);
+}
+END_TEST
+
+START_TEST(service_sans_follow_service_account_changes_only)
+{
+    model_t *m = mesh();
+    add_service(m, "c1", "ns", "a", "10.96.0.1", GLOBAL, "10.1.0", 1);
+    add_service(m, "c2", "ns", "a", "10.97.0.1", GLOBAL, "10.2.0", 1);
+    add_service(m, "c2", "ns", "b", "10.97.0.2", GLOBAL, "10.2.1", 1);
+    model_snapshot_t *s1 = model_commit(m);
+    const char *key = "ns/a.ns.svc.cluster.local", *bkey = "ns/b.ns.svc.cluster.local";
+    ck_assert(has_san(svc(s1, &V1, key), "spiffe://cluster.local/ns/ns/sa/default"));
+    /* readiness moves: the service is not re-sent */
+    model_pod_t *p = mk_pod("ns", "a-0", "10.2.0.1", NULL);
+    p->ready = false;
+    apply(m, "c2", MODEL_KIND_POD, p);
+    model_snapshot_t *s2 = model_commit(m);
+    ck_assert_ptr_eq(model_snapshot_get(s1, &V1, key), model_snapshot_get(s2, &V1, key));
+    /* its service account changes: only the service it is behind moves */
+    set_sa(m, "c2", "ns", "a-0", "10.2.0.1", "reviews");
+    model_snapshot_t *s3 = model_commit(m);
+    const model_out_service_t *o = svc(s3, &V1, key);
+    ck_assert_uint_eq(o->nsans, 1);
+    ck_assert_str_eq(o->sans[0], "spiffe://cluster.local/ns/ns/sa/reviews");
+    ck_assert_str_eq(svc(s3, &V2, key)->sans[0], "spiffe://cluster.local/ns/ns/sa/default");
+    ck_assert_ptr_ne(model_snapshot_get(s2, &V1, key), model_snapshot_get(s3, &V1, key));
+    ck_assert_ptr_eq(model_snapshot_get(s2, &V1, bkey), model_snapshot_get(s3, &V1, bkey));
+    model_snapshot_unref(s1);
+    model_snapshot_unref(s2);
+    model_snapshot_unref(s3);
+    model_free(m);
+}
+END_TEST
+
+START_TEST(network_gateway_workload_as_istiod_builds_it)
+{
+    model_config_t cfg = {.trust_domain = "example.org"};
+    model_t *m = model_new(&cfg);
+    model_cluster_t c1 = {.id = "c1",
+                          .network = "n1",
+                          .gateway_ns = "gw-ns",
+                          .gateway_name = "eastwest",
+                          .gateway_sa = "ew-sa"};
+    ck_assert_int_eq(model_ip_parse("192.0.2.1", &c1.gateway), 0);
+    model_cluster_t c2 = {.id = "c2",
+                          .network = "n2",
+                          .gateway_name = "eastwest",
+                          .gateway_hostname = "ew.example.com"};
+    char err[MODEL_ERRLEN];
+    ck_assert_int_eq(model_cluster_set(m, &c1, err, sizeof(err)), 0);
+    ck_assert_int_eq(model_cluster_set(m, &c2, err, sizeof(err)), 0);
+    add_service(m, "c2", "ns", "a", "10.97.0.1", GLOBAL, "10.2.0", 1);
+    model_snapshot_t *s = model_commit(m);
+    const model_out_workload_t *g = wl(s, &V2, "NetworkGateway/n1/192.0.2.1/0");
+    ck_assert_ptr_nonnull(g);
+    ck_assert_str_eq(g->name, "NetworkGateway/n1/192.0.2.1/0");
+    ck_assert_str_eq(g->ns, "gw-ns");
+    ck_assert_str_eq(g->service_account, "ew-sa");
+    ck_assert_str_eq(g->trust_domain, "example.org");
+    ck_assert_str_eq(g->network, "n1");
+    ck_assert_uint_eq(g->naddrs, 1);
+    ck_assert_ptr_null(g->cluster_id);
+    ck_assert_uint_eq(g->tunnel, MODEL_TUNNEL_NONE);
+    ck_assert_uint_eq(g->workload_type, 0);
+    /* a cluster's own gateway is no network gateway to it */
+    ck_assert_ptr_null(wl(s, &V1, "NetworkGateway/n1/192.0.2.1/0"));
+    /* a hostname gateway: its name, no address; the split-horizon workload
+     * names it with the Gateway's namespace; the default service account is
+     * the Gateway's name */
+    const model_out_workload_t *h = wl(s, &V1, "NetworkGateway/n2/ew.example.com/0");
+    ck_assert_ptr_nonnull(h);
+    ck_assert_uint_eq(h->naddrs, 0);
+    ck_assert_str_eq(h->hostname, "ew.example.com");
+    ck_assert_str_eq(h->service_account, "eastwest");
+    ck_assert_str_eq(h->ns, "istio-system");
+    const model_out_workload_t *sh = wl(
+        s, &V1,
+        "n2/SplitHorizonWorkload/istio-system/eastwest/ew.example.com/ns/a.ns.svc.cluster.local");
+    ck_assert_ptr_nonnull(sh);
+    ck_assert_str_eq(sh->gateway->hostname, "ew.example.com");
+    ck_assert_str_eq(sh->gateway->ns, "istio-system");
+    ck_assert_uint_eq(sh->gateway->ip.len, 0);
+    ck_assert_uint_eq(sh->tunnel, MODEL_TUNNEL_HBONE);
+    ck_assert_str_eq(sh->trust_domain, "example.org");
     model_snapshot_unref(s);
     model_free(m);
 }
@@ -399,7 +537,7 @@ START_TEST(cluster_removal_drops_its_contribution)
     ck_assert_int_eq(model_cluster_remove(m, "c2"), 0);
     model_snapshot_t *s2 = model_commit(m);
     ck_assert_ptr_null(wl(s2, &V1, SH("n2", "192.0.2.2", "ns", "a.ns.svc.cluster.local")));
-    ck_assert_ptr_null(wl(s2, &V1, "NetworkGateway/n2/192.0.2.2/15008"));
+    ck_assert_ptr_null(wl(s2, &V1, "NetworkGateway/n2/192.0.2.2/0"));
     ck_assert_uint_eq(svc(s2, &V1, "ns/a.ns.svc.cluster.local")->naddrs, 1);
     ck_assert_ptr_null(wl(s2, &V2, "c2//Pod/ns/a-0"));
     /* the old snapshot is untouched */
@@ -952,6 +1090,9 @@ static Suite *suite(void)
     tcase_add_test(t, unknown_cluster_rejected_and_object_freed);
     tcase_add_test(t, one_endpoint_change_is_a_small_delta);
     tcase_add_test(t, delta_chain_equals_fresh_build);
+    tcase_add_test(t, service_sans_name_other_networks_pods);
+    tcase_add_test(t, service_sans_follow_service_account_changes_only);
+    tcase_add_test(t, network_gateway_workload_as_istiod_builds_it);
     suite_add_tcase(s, t);
     return s;
 }

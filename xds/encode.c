@@ -21,8 +21,8 @@
 typedef struct xds_enc {
     uint8_t *buf;
     size_t len;
-    size_t any_off;            /* SotW entry: buf + any_off */
-    size_t val_off;            /* the Address: buf + val_off */
+    size_t any_off; /* SotW entry: buf + any_off */
+    size_t val_off; /* the Address: buf + val_off */
     char version[17];
 } xds_enc_t;
 
@@ -68,7 +68,7 @@ typedef struct wl_parts {
     ProtobufCBinaryData *addrs;
     Istio__Workload__Workload__ServicesEntry *ents, **entp;
     Istio__Workload__PortList *lists;
-    Istio__Workload__Port **ports;     /* per service: contiguous Port array */
+    Istio__Workload__Port **ports; /* per service: contiguous Port array */
     Istio__Workload__Port ***portp;
     size_t nsvc;
 } wl_parts_t;
@@ -134,6 +134,7 @@ static uint8_t *encode_workload(const model_out_workload_t *w, size_t *len)
     Istio__Workload__Locality loc = ISTIO__WORKLOAD__LOCALITY__INIT;
     Istio__Workload__GatewayAddress gw = ISTIO__WORKLOAD__GATEWAY_ADDRESS__INIT;
     Istio__Workload__NetworkAddress gwa = ISTIO__WORKLOAD__NETWORK_ADDRESS__INIT;
+    Istio__Workload__NamespacedHostname gwh = ISTIO__WORKLOAD__NAMESPACED_HOSTNAME__INIT;
     Google__Protobuf__UInt32Value cap = GOOGLE__PROTOBUF__UINT32_VALUE__INIT;
     wl_parts_t p = {0};
     uint8_t *buf = NULL;
@@ -152,7 +153,8 @@ static uint8_t *encode_workload(const model_out_workload_t *w, size_t *len)
     m.workload_type = (Istio__Workload__WorkloadType)w->workload_type;
     m.status = w->healthy ? ISTIO__WORKLOAD__WORKLOAD_STATUS__HEALTHY
                           : ISTIO__WORKLOAD__WORKLOAD_STATUS__UNHEALTHY;
-    m.tunnel_protocol = ISTIO__WORKLOAD__TUNNEL_PROTOCOL__HBONE;
+    m.tunnel_protocol = (Istio__Workload__TunnelProtocol)w->tunnel;
+    m.hostname = s(w->hostname);
     p.addrs = calloc(w->naddrs + 1, sizeof(*p.addrs));
     if (!p.addrs)
         goto out;
@@ -168,12 +170,19 @@ static uint8_t *encode_workload(const model_out_workload_t *w, size_t *len)
         loc.subzone = s(w->subzone);
         m.locality = &loc;
     }
-    if (w->gateway) {
+    if (w->gateway && w->gateway->hostname) {
+        gwh.namespace_ = s(w->gateway->ns);
+        gwh.hostname = s(w->gateway->hostname);
+        gw.destination_case = ISTIO__WORKLOAD__GATEWAY_ADDRESS__DESTINATION_HOSTNAME;
+        gw.hostname = &gwh;
+    } else if (w->gateway) {
         gwa.network = s(w->gateway->network);
         gwa.address.data = (uint8_t *)w->gateway->ip.b;
         gwa.address.len = w->gateway->ip.len;
         gw.destination_case = ISTIO__WORKLOAD__GATEWAY_ADDRESS__DESTINATION_ADDRESS;
         gw.address = &gwa;
+    }
+    if (w->gateway) {
         gw.hbone_mtls_port = w->gateway_port ? w->gateway_port : 15008;
         m.network_gateway = &gw;
     }
@@ -237,6 +246,8 @@ static uint8_t *encode_service(const model_out_service_t *o, size_t *len)
     m.addresses = nap;
     m.n_ports = o->nports;
     m.ports = portp;
+    m.n_subject_alt_names = o->nsans;
+    m.subject_alt_names = (char **)o->sans;
     if (o->lb_mode != MODEL_LB_UNSPECIFIED) {
         size_t n = o->nlb_prefs < 6 ? o->nlb_prefs : 6;
         for (size_t i = 0; i < n; i++)
@@ -311,13 +322,13 @@ static int wrap(xds_enc_t *e, const char *name, const uint8_t *val, size_t n)
     e->len = FIELD_LEN(res);
     if (!(e->buf = malloc(e->len)))
         return -1;
-    uint8_t *p = put_field(e->buf, 0x12, NULL, res);   /* resources = 2 */
-    p = put_field(p, 0x0a, e->version, 16);            /* Resource.version = 1 */
-    p = put_field(p, 0x1a, name, nlen);                /* Resource.name = 3 */
+    uint8_t *p = put_field(e->buf, 0x12, NULL, res); /* resources = 2 */
+    p = put_field(p, 0x0a, e->version, 16);          /* Resource.version = 1 */
+    p = put_field(p, 0x1a, name, nlen);              /* Resource.name = 3 */
     e->any_off = (size_t)(p - e->buf);
-    p = put_field(p, 0x12, NULL, any);                 /* Resource.resource = 2 */
-    p = put_field(p, 0x0a, XDS_TYPE_ADDRESS, tlen);    /* Any.type_url = 1 */
-    p = put_field(p, 0x12, NULL, n);                   /* Any.value = 2 */
+    p = put_field(p, 0x12, NULL, any);              /* Resource.resource = 2 */
+    p = put_field(p, 0x0a, XDS_TYPE_ADDRESS, tlen); /* Any.type_url = 1 */
+    p = put_field(p, 0x12, NULL, n);                /* Any.value = 2 */
     e->val_off = (size_t)(p - e->buf);
     memcpy(p, val, n);
     return 0;
@@ -341,8 +352,7 @@ static const xds_enc_t *enc_get(const model_res_t *r)
                        ? encode_workload(model_res_workload(r), &n)
                        : encode_service(model_res_service(r), &n);
     if (val)
-        snprintf(e->version, sizeof(e->version), "%016llx",
-                 (unsigned long long)xds_hash64(val, n));
+        snprintf(e->version, sizeof(e->version), "%016llx", (unsigned long long)xds_hash64(val, n));
     if (!val || wrap(e, model_res_name(r), val, n) < 0) {
         free(val);
         free(e);
