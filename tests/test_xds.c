@@ -247,7 +247,23 @@ START_TEST(delta_wildcard_gets_view)
     ck_assert(ip_is(&a->service->addresses[1]->address, "10.97.0.1"));
     ck_assert_int_eq(a->service->ip_families, ISTIO__WORKLOAD__IPFAMILIES__IPV4_ONLY);
     ck_assert_uint_eq(a->service->ports[0]->target_port, 8080);
+    /* the inner HBONE through n2's gateway is verified against these */
+    ck_assert_uint_eq(a->service->n_subject_alt_names, 1);
+    ck_assert_str_eq(a->service->subject_alt_names[0], "spiffe://cluster.local/ns/ns/sa/default");
     addr_free(a);
+    /* n2's gateway, to verify the outer HBONE: no tunnel, no cluster */
+    a = find(r, "NetworkGateway/n2/192.0.2.2/0");
+    ck_assert_ptr_nonnull(a);
+    ck_assert_str_eq(a->workload->name, "NetworkGateway/n2/192.0.2.2/0");
+    ck_assert_str_eq(a->workload->namespace_, "istio-system");
+    ck_assert_str_eq(a->workload->service_account, "istio-eastwest");
+    ck_assert_str_eq(a->workload->network, "n2");
+    ck_assert_str_eq(a->workload->cluster_id, "");
+    ck_assert_int_eq(a->workload->tunnel_protocol, ISTIO__WORKLOAD__TUNNEL_PROTOCOL__NONE);
+    ck_assert_uint_eq(a->workload->n_addresses, 1);
+    ck_assert(ip_is(&a->workload->addresses[0], "192.0.2.2"));
+    addr_free(a);
+    ck_assert_ptr_null(find(r, "NetworkGateway/n1/192.0.2.1/0"));
     a = find(r, "ns/b.ns.svc.cluster.local");
     ck_assert_ptr_nonnull(a);
     addr_free(a);
@@ -921,6 +937,49 @@ START_TEST(limit_many_streams_one_client)
 }
 END_TEST
 
+/* ---------- a gateway known by hostname ---------- */
+
+START_TEST(hostname_gateway_encoded_as_namespaced_hostname)
+{
+    model_t *m = model_new(NULL);
+    add_cluster(m, "c1", "n1", "192.0.2.1");
+    model_cluster_t c2 = {.id = "c2",
+                          .network = "n2",
+                          .gateway_ns = "gw",
+                          .gateway_name = "ew",
+                          .gateway_hostname = "ew.example.com"};
+    char err[MODEL_ERRLEN];
+    ck_assert_int_eq(model_cluster_set(m, &c2, err, sizeof(err)), 0);
+    add_service(m, "c2", "a", "10.97.0.1", true, "10.2.0", 2);
+    model_snapshot_t *snap = model_commit(m);
+    model_view_t v = {.cluster = "c1", .network = "n1"};
+    size_t len;
+    const model_res_t *r = model_snapshot_get(
+        snap, &v, "n2/SplitHorizonWorkload/gw/ew/ew.example.com/ns/a.ns.svc.cluster.local");
+    ck_assert_ptr_nonnull(r);
+    const uint8_t *b = xds_encode_address(r, &len);
+    Istio__Workload__Address *a = istio__workload__address__unpack(NULL, len, b);
+    ck_assert_ptr_nonnull(a);
+    const Istio__Workload__GatewayAddress *g = a->workload->network_gateway;
+    ck_assert_int_eq(g->destination_case, ISTIO__WORKLOAD__GATEWAY_ADDRESS__DESTINATION_HOSTNAME);
+    ck_assert_str_eq(g->hostname->namespace_, "gw");
+    ck_assert_str_eq(g->hostname->hostname, "ew.example.com");
+    ck_assert_uint_eq(g->hbone_mtls_port, 15008);
+    istio__workload__address__free_unpacked(a, NULL);
+    r = model_snapshot_get(snap, &v, "NetworkGateway/n2/ew.example.com/0");
+    ck_assert_ptr_nonnull(r);
+    b = xds_encode_address(r, &len);
+    a = istio__workload__address__unpack(NULL, len, b);
+    ck_assert_ptr_nonnull(a);
+    ck_assert_str_eq(a->workload->hostname, "ew.example.com");
+    ck_assert_uint_eq(a->workload->n_addresses, 0);
+    ck_assert_str_eq(a->workload->service_account, "ew");
+    istio__workload__address__free_unpacked(a, NULL);
+    model_snapshot_unref(snap);
+    model_free(m);
+}
+END_TEST
+
 /* ---------- only Workloads and Services go on the Address stream ---------- */
 
 static void count_cb(const model_res_t *r, void *arg)
@@ -1292,6 +1351,7 @@ int main(void)
     tcase_add_test(t, limit_huge_names_rejected);
     tcase_add_test(t, limit_many_streams_one_client);
     tcase_add_test(t, address_stream_only_workloads_and_services);
+    tcase_add_test(t, hostname_gateway_encoded_as_namespaced_hostname);
     tcase_add_test(t, auth_missing_or_bad_token_unauthenticated);
     tcase_add_test(t, auth_cluster_mismatch_or_identity_denied);
     tcase_add_test(t, auth_good_token_serves_view);
