@@ -24,7 +24,7 @@ static size_t collect_all(const model_snapshot_t *snap, const model_view_t *v, d
     for (int t = 0; t < XDS_ENVOY_NTYPES; t++) {
         xds_envoy_set_t set;
         memset(&set, 0, sizeof(set));
-        if (xds_envoy_collect(&set, snap, v, XDS_ROLE_GATEWAY, (xds_envoy_type_t)t, NULL) < 0) {
+        if (xds_envoy_collect(&set, snap, v, XDS_ROLE_GATEWAY, NULL, (xds_envoy_type_t)t, NULL) < 0) {
             fprintf(stderr, "collect failed\n");
             exit(1);
         }
@@ -77,7 +77,7 @@ int main(int argc, char **argv)
     xds_envoy_set_t set;
     memset(&set, 0, sizeof(set));
     a = tl_now();
-    xds_envoy_collect(&set, s2, &gw, XDS_ROLE_GATEWAY, XDS_EDS, NULL);
+    xds_envoy_collect(&set, s2, &gw, XDS_ROLE_GATEWAY, NULL, XDS_EDS, NULL);
     double eds = tl_now() - a;
     size_t changed = 0;
     for (size_t i = 0; i < set.n; i++)

@@ -25,20 +25,21 @@
 typedef Envoy__Extensions__Filters__Network__HttpConnectionManager__V3__HttpConnectionManager hcm_t;
 typedef Envoy__Extensions__Filters__Network__HttpConnectionManager__V3__HttpFilter hfilter_t;
 typedef Envoy__Extensions__Filters__Network__HttpConnectionManager__V3__Rds rds_t;
-typedef Envoy__Extensions__Filters__Network__HttpConnectionManager__V3__HttpConnectionManager__UpgradeConfig
-    upgrade_t;
 typedef Envoy__Config__Endpoint__V3__LocalityLbEndpoints lle_t;
 typedef Envoy__Config__Endpoint__V3__LbEndpoint lbe_t;
 
 #define ENV_MAGIC 0x656e766fu /* "envo": what the cache slot holds */
 #define CONNECT_TIMEOUT_S 10
+#define ORIG_DST "envoy.filters.listener.original_dst"
 
-/* All encodings of one endpoints variant. gw is NULL for local services. */
+/* All encodings of one endpoints variant. The gateway's are NULL for local
+ * services (a gateway serves only global ones). */
 typedef struct env_cache {
     uint32_t magic;
     size_t nports;
     xds_envoy_item_t (*it)[XDS_ENVOY_NTYPES]; /* per port: what clients get */
-    xds_envoy_item_t *gw_eds;                 /* per port: the gateway's EDS */
+    xds_envoy_item_t *gw_cds;                 /* per port: the gateway's cluster */
+    xds_envoy_item_t *gw_eds;                 /* ... and its endpoints */
 } env_cache_t;
 
 static const char *const type_urls[XDS_ENVOY_NTYPES] = {XDS_TYPE_LISTENER, XDS_TYPE_ROUTE,
@@ -83,8 +84,7 @@ static uint8_t *pack(const ProtobufCMessage *m, size_t *len)
 
 static void item_free(xds_envoy_item_t *it);
 
-/* Fills it with name and the packed m. 0 or -1. */
-static int item_set(xds_envoy_item_t *it, const char *name, const ProtobufCMessage *m)
+int xds_envoy_item_set(xds_envoy_item_t *it, const char *name, const void *m)
 {
     it->name = strdup(name);
     it->buf = pack(m, &it->len);
@@ -117,9 +117,8 @@ static void ads_source(Envoy__Config__Core__V3__ConfigSource *cs,
     cs->resource_api_version = ENVOY__CONFIG__CORE__V3__API_VERSION__V3;
 }
 
-/* HttpConnectionManager{rds over ADS, router}, packed into hcm_any. With
- * connect, CONNECT upgrades are allowed (the gateway's HBONE). 0 or -1. */
-static int hcm_any(Google__Protobuf__Any *out, const char *rds_name, bool connect)
+/* HttpConnectionManager{rds over ADS, router}, packed into out. 0 or -1. */
+static int hcm_any(Google__Protobuf__Any *out, const char *rds_name)
 {
     Envoy__Config__Core__V3__AggregatedConfigSource ads;
     Envoy__Config__Core__V3__ConfigSource cs;
@@ -140,11 +139,6 @@ static int hcm_any(Google__Protobuf__Any *out, const char *rds_name, bool connec
         ENVOY__EXTENSIONS__FILTERS__NETWORK__HTTP_CONNECTION_MANAGER__V3__HTTP_FILTER__CONFIG_TYPE_TYPED_CONFIG;
     f.typed_config = &router_any;
 
-    upgrade_t up, *upp = &up;
-    envoy__extensions__filters__network__http_connection_manager__v3__http_connection_manager__upgrade_config__init(
-        &up);
-    up.upgrade_type = (char *)"CONNECT";
-
     hcm_t h;
     envoy__extensions__filters__network__http_connection_manager__v3__http_connection_manager__init(
         &h);
@@ -154,10 +148,6 @@ static int hcm_any(Google__Protobuf__Any *out, const char *rds_name, bool connec
     h.rds = &rds;
     h.n_http_filters = 1;
     h.http_filters = &fp;
-    if (connect) {
-        h.n_upgrade_configs = 1;
-        h.upgrade_configs = &upp;
-    }
     google__protobuf__any__init(out);
     out->type_url = (char *)XDS_TYPE_HCM;
     out->value.data = pack(&h.base, &out->value.len);
@@ -168,7 +158,7 @@ static int hcm_any(Google__Protobuf__Any *out, const char *rds_name, bool connec
 static int listener_item(xds_envoy_item_t *it, const char *name)
 {
     Google__Protobuf__Any any;
-    if (hcm_any(&any, name, false) < 0)
+    if (hcm_any(&any, name) < 0)
         return -1;
     Envoy__Config__Listener__V3__ApiListener api;
     envoy__config__listener__v3__api_listener__init(&api);
@@ -177,43 +167,7 @@ static int listener_item(xds_envoy_item_t *it, const char *name)
     envoy__config__listener__v3__listener__init(&l);
     l.name = (char *)name;
     l.api_listener = &api;
-    int rc = item_set(it, name, &l.base);
-    free(any.value.data);
-    return rc;
-}
-
-/* The gateway's HBONE listener: a real socket on 15008, CONNECT allowed. */
-static int gw_listener_item(xds_envoy_item_t *it)
-{
-    Google__Protobuf__Any any;
-    if (hcm_any(&any, XDS_GW_LISTENER, true) < 0)
-        return -1;
-    Envoy__Config__Listener__V3__Filter f, *fp = &f;
-    envoy__config__listener__v3__filter__init(&f);
-    f.name = (char *)"envoy.filters.network.http_connection_manager";
-    f.config_type_case = ENVOY__CONFIG__LISTENER__V3__FILTER__CONFIG_TYPE_TYPED_CONFIG;
-    f.typed_config = &any;
-    Envoy__Config__Listener__V3__FilterChain fc, *fcp = &fc;
-    envoy__config__listener__v3__filter_chain__init(&fc);
-    fc.name = (char *)XDS_GW_LISTENER;
-    fc.n_filters = 1;
-    fc.filters = &fp;
-    Envoy__Config__Core__V3__SocketAddress sa;
-    envoy__config__core__v3__socket_address__init(&sa);
-    sa.address = (char *)"0.0.0.0";
-    sa.port_specifier_case = ENVOY__CONFIG__CORE__V3__SOCKET_ADDRESS__PORT_SPECIFIER_PORT_VALUE;
-    sa.port_value = XDS_GW_PORT;
-    Envoy__Config__Core__V3__Address addr;
-    envoy__config__core__v3__address__init(&addr);
-    addr.address_case = ENVOY__CONFIG__CORE__V3__ADDRESS__ADDRESS_SOCKET_ADDRESS;
-    addr.socket_address = &sa;
-    Envoy__Config__Listener__V3__Listener l;
-    envoy__config__listener__v3__listener__init(&l);
-    l.name = (char *)XDS_GW_LISTENER;
-    l.address = &addr;
-    l.n_filter_chains = 1;
-    l.filter_chains = &fcp;
-    int rc = item_set(it, XDS_GW_LISTENER, &l.base);
+    int rc = xds_envoy_item_set(it, name, &l.base);
     free(any.value.data);
     return rc;
 }
@@ -286,7 +240,7 @@ static int route_item(xds_envoy_item_t *it, const char *name, const char *host, 
     rc.name = (char *)name;
     rc.n_virtual_hosts = 1;
     rc.virtual_hosts = &vhp;
-    return item_set(it, name, &rc.base);
+    return xds_envoy_item_set(it, name, &rc.base);
 }
 
 /* ---------- Cluster ---------- */
@@ -311,7 +265,7 @@ static int cluster_item(xds_envoy_item_t *it, const char *name)
     c.eds_cluster_config = &eds;
     c.connect_timeout = &ct;
     c.lb_policy = ENVOY__CONFIG__CLUSTER__V3__CLUSTER__LB_POLICY__ROUND_ROBIN;
-    return item_set(it, name, &c.base);
+    return xds_envoy_item_set(it, name, &c.base);
 }
 
 /* ---------- ClusterLoadAssignment ---------- */
@@ -323,6 +277,14 @@ typedef struct cla_ep {
     Envoy__Config__Core__V3__SocketAddress sa;
     Google__Protobuf__UInt32Value w;
     char ip[64];
+    /* a gateway's: forward_inner_connect, told the pod address "ip:port" */
+    Envoy__Config__Core__V3__EnvoyInternalAddress ia;
+    Envoy__Config__Core__V3__Metadata md;
+    Envoy__Config__Core__V3__Metadata__FilterMetadataEntry fme, *fmep;
+    Google__Protobuf__Struct st;
+    Google__Protobuf__Struct__FieldsEntry fe, *fep;
+    Google__Protobuf__Value val;
+    char hostport[72];
 } cla_ep_t;
 
 /* One locality: endpoints sharing priority, cluster and region/zone/subzone. */
@@ -368,7 +330,42 @@ static bool cla_wants(const model_out_endpoints_t *o, size_t i, size_t pi, const
     return true;
 }
 
-static void cla_ep_init(cla_ep_t *ce, const model_out_endpoint_t *e, uint16_t port)
+/* The gateway's endpoint: an internal address of forward_inner_connect
+ * whose original_dst filter takes "podIP:port" from the host metadata the
+ * inbound-vip cluster's transport socket passes through (istiod's shape).
+ * endpoint_id keeps the hosts of one listener apart. */
+static void cla_ep_internal(cla_ep_t *ce, const model_out_endpoint_t *e, uint16_t port)
+{
+    snprintf(ce->hostport, sizeof(ce->hostport), e->ip.len == 16 ? "[%s]:%u" : "%s:%u", ce->ip,
+             port);
+    envoy__config__core__v3__envoy_internal_address__init(&ce->ia);
+    ce->ia.address_name_specifier_case =
+        ENVOY__CONFIG__CORE__V3__ENVOY_INTERNAL_ADDRESS__ADDRESS_NAME_SPECIFIER_SERVER_LISTENER_NAME;
+    ce->ia.server_listener_name = (char *)XDS_GW_FORWARD_INNER;
+    ce->ia.endpoint_id = ce->hostport;
+    ce->a.address_case = ENVOY__CONFIG__CORE__V3__ADDRESS__ADDRESS_ENVOY_INTERNAL_ADDRESS;
+    ce->a.envoy_internal_address = &ce->ia;
+    google__protobuf__value__init(&ce->val);
+    ce->val.kind_case = GOOGLE__PROTOBUF__VALUE__KIND_STRING_VALUE;
+    ce->val.string_value = ce->hostport;
+    google__protobuf__struct__fields_entry__init(&ce->fe);
+    ce->fe.key = (char *)"local";
+    ce->fe.value = &ce->val;
+    ce->fep = &ce->fe;
+    google__protobuf__struct__init(&ce->st);
+    ce->st.n_fields = 1;
+    ce->st.fields = &ce->fep;
+    envoy__config__core__v3__metadata__filter_metadata_entry__init(&ce->fme);
+    ce->fme.key = (char *)ORIG_DST;
+    ce->fme.value = &ce->st;
+    ce->fmep = &ce->fme;
+    envoy__config__core__v3__metadata__init(&ce->md);
+    ce->md.n_filter_metadata = 1;
+    ce->md.filter_metadata = &ce->fmep;
+    ce->lb.metadata = &ce->md;
+}
+
+static void cla_ep_init(cla_ep_t *ce, const model_out_endpoint_t *e, uint16_t port, bool gw)
 {
     model_ip_format(&e->ip, ce->ip, sizeof(ce->ip));
     envoy__config__core__v3__socket_address__init(&ce->sa);
@@ -389,6 +386,8 @@ static void cla_ep_init(cla_ep_t *ce, const model_out_endpoint_t *e, uint16_t po
     ce->lb.health_status = e->healthy ? ENVOY__CONFIG__CORE__V3__HEALTH_STATUS__HEALTHY
                                       : ENVOY__CONFIG__CORE__V3__HEALTH_STATUS__UNHEALTHY;
     ce->lb.load_balancing_weight = &ce->w;
+    if (gw)
+        cla_ep_internal(ce, e, port);
 }
 
 /* Priorities as used, renumbered 0..k-1: a client rejects priority N
@@ -457,7 +456,7 @@ static size_t cla_group(const model_out_endpoints_t *o, size_t pi, const char *o
         for (size_t i = 0; i < o->neps; i++) {
             if (!same_group(g[k].key, &o->eps[i], own != NULL) || !cla_wants(o, i, pi, own))
                 continue;
-            cla_ep_init(&ce[i], &o->eps[i], o->eps[i].ports[pi]);
+            cla_ep_init(&ce[i], &o->eps[i], o->eps[i].ports[pi], own != NULL);
             g[k].eps[g[k].l.n_lb_endpoints++] = &ce[i].lb;
             g[k].w.value += ce[i].w.value;
             nslot++;
@@ -488,7 +487,7 @@ static int cla_item(xds_envoy_item_t *it, const char *name, const model_out_endp
     cla.cluster_name = (char *)name;
     cla.n_endpoints = ng;
     cla.endpoints = gp;
-    rc = item_set(it, name, &cla.base);
+    rc = xds_envoy_item_set(it, name, &cla.base);
     for (size_t k = 0; k < ng; k++)
         free(g[k].sub);
 out:
@@ -509,10 +508,13 @@ static void cache_free(void *p)
             item_free(&c->it[i][t]);
         if (c->gw_eds)
             item_free(&c->gw_eds[i]);
+        if (c->gw_cds)
+            item_free(&c->gw_cds[i]);
     }
     if (c) {
         free(c->it);
         free(c->gw_eds);
+        free(c->gw_cds);
     }
     free(c);
 }
@@ -528,7 +530,11 @@ static int cache_port(env_cache_t *c, size_t i, const model_out_endpoints_t *o, 
         route_item(&it[XDS_RDS], lname, o->hostname, port, cname) < 0 ||
         cluster_item(&it[XDS_CDS], cname) < 0 || cla_item(&it[XDS_EDS], cname, o, i, NULL) < 0)
         return -1;
-    if (c->gw_eds && cla_item(&c->gw_eds[i], cname, o, i, own) < 0)
+    if (!c->gw_eds)
+        return 0;
+    snprintf(cname, sizeof(cname), "inbound-vip|%u|tcp|%s", port, o->hostname);
+    if (xds_envoy_gw_vip_cluster(&c->gw_cds[i], cname) < 0 ||
+        cla_item(&c->gw_eds[i], cname, o, i, own) < 0)
         return -1;
     return 0;
 }
@@ -543,9 +549,11 @@ static env_cache_t *cache_build(const model_res_t *r)
     c->magic = ENV_MAGIC;
     c->nports = o->nports;
     c->it = calloc(o->nports ? o->nports : 1, sizeof(*c->it));
-    if (o->global)
+    if (o->global) {
         c->gw_eds = calloc(o->nports ? o->nports : 1, sizeof(*c->gw_eds));
-    if (!c->it || (o->global && !c->gw_eds))
+        c->gw_cds = calloc(o->nports ? o->nports : 1, sizeof(*c->gw_cds));
+    }
+    if (!c->it || (o->global && (!c->gw_eds || !c->gw_cds)))
         goto fail;
     for (size_t i = 0; i < o->nports; i++)
         if (cache_port(c, i, o, vis && vis->cluster ? vis->cluster : "") < 0)
@@ -587,8 +595,7 @@ static int set_add(xds_envoy_set_t *s, const xds_envoy_item_t *it)
     return 0;
 }
 
-/* Adds an item built for this call: the set frees its bytes and name. */
-static int set_add_owned(xds_envoy_set_t *s, xds_envoy_item_t *it)
+int xds_envoy_set_add_owned(xds_envoy_set_t *s, xds_envoy_item_t *it)
 {
     if (s->nowned == s->capowned) {
         size_t cap = s->capowned ? s->capowned * 2 : 4;
@@ -643,11 +650,9 @@ static const xds_envoy_item_t *port_item(const collect_t *c, const model_res_t *
     if (!e->gw_eds) /* gateways carry only global services */
         return NULL;
     if (c->t == XDS_CDS)
-        return &e->it[pi][XDS_CDS];
+        return &e->gw_cds[pi];
     if (c->t == XDS_EDS)
         return &e->gw_eds[pi];
-    if (c->t == XDS_RDS) /* a virtual host of the gateway's route */
-        return &e->it[pi][XDS_RDS];
     return NULL;
 }
 
@@ -691,7 +696,8 @@ static const model_res_t *find_host(collect_t *c, const char *host)
     return c->found;
 }
 
-/* Splits "H:P" (listener, route) or "outbound|P||H" (cluster, EDS). */
+/* Splits "H:P" (listener, route), "outbound|P||H" (a client's cluster and
+ * EDS) or "inbound-vip|P|tcp|H" (a gateway's). */
 static bool parse_name(xds_envoy_type_t t, const char *name, char *host, size_t hlen,
                        unsigned *port)
 {
@@ -702,11 +708,12 @@ static bool parse_name(xds_envoy_type_t t, const char *name, char *host, size_t 
         if (!colon)
             return false;
         h = name, n = (size_t)(colon - name), p = colon + 1;
+    } else if (strncmp(name, "outbound|", 9) == 0 && (h = strstr(name + 9, "||"))) {
+        p = name + 9, h += 2, n = strlen(h);
+    } else if (strncmp(name, "inbound-vip|", 12) == 0 && (h = strstr(name + 12, "|tcp|"))) {
+        p = name + 12, h += 5, n = strlen(h);
     } else {
-        if (strncmp(name, "outbound|", 9) != 0 || !(h = strstr(name + 9, "||")))
-            return false;
-        p = name + 9, n = strlen(h + 2);
-        h += 2;
+        return false;
     }
     char *end;
     unsigned long v = strtoul(p, &end, 10);
@@ -735,59 +742,20 @@ static void named_cb(const char *name, const char *val, void *arg)
     }
 }
 
-/* The gateway's route: the virtual hosts of every global service port it
- * sees, taken from the clients' route configurations. */
-static int gw_rds(collect_t *c)
-{
-    xds_envoy_set_t vh = {0};
-    collect_t sub = *c;
-    sub.set = &vh;
-    sub.rc = 0;
-    model_snapshot_each_endpoints(c->snap, c->v, all_cb, &sub);
-    Envoy__Config__Route__V3__RouteConfiguration **rcs = calloc(vh.n + 1, sizeof(*rcs));
-    Envoy__Config__Route__V3__VirtualHost **vhp = calloc(vh.n + 1, sizeof(*vhp));
-    size_t n = 0;
-    int rc = -1;
-    if (!rcs || !vhp || sub.rc < 0)
-        goto out;
-    for (size_t i = 0; i < vh.n; i++) {
-        rcs[i] = envoy__config__route__v3__route_configuration__unpack(NULL, vh.items[i].len,
-                                                                       vh.items[i].buf);
-        if (rcs[i] && rcs[i]->n_virtual_hosts)
-            vhp[n++] = rcs[i]->virtual_hosts[0];
-    }
-    Envoy__Config__Route__V3__RouteConfiguration out;
-    envoy__config__route__v3__route_configuration__init(&out);
-    out.name = (char *)XDS_GW_LISTENER;
-    out.n_virtual_hosts = n;
-    out.virtual_hosts = vhp;
-    xds_envoy_item_t it;
-    rc = item_set(&it, XDS_GW_LISTENER, &out.base) < 0 ? -1 : set_add_owned(c->set, &it);
-out:
-    for (size_t i = 0; rcs && i < vh.n; i++)
-        if (rcs[i])
-            envoy__config__route__v3__route_configuration__free_unpacked(rcs[i], NULL);
-    free(rcs);
-    free(vhp);
-    xds_envoy_set_free(&vh);
-    return rc;
-}
-
 int xds_envoy_collect(xds_envoy_set_t *set, const model_snapshot_t *snap, const model_view_t *v,
-                      xds_envoy_role_t role, xds_envoy_type_t t, const xds_map_t *names)
+                      xds_envoy_role_t role, const char *td, xds_envoy_type_t t,
+                      const xds_map_t *names)
 {
     memset(set, 0, sizeof(*set));
     if (!snap || (int)t < 0 || t >= XDS_ENVOY_NTYPES)
         return 0;
     collect_t c = {.set = set, .snap = snap, .v = v, .role = role, .t = t};
-    if (role == XDS_ROLE_GATEWAY && (t == XDS_LDS || t == XDS_RDS)) {
-        if (names && !xds_map_has(names, XDS_GW_LISTENER))
-            return 0;
-        if (t == XDS_RDS)
-            return gw_rds(&c);
-        xds_envoy_item_t it;
-        return gw_listener_item(&it) < 0 ? -1 : set_add_owned(set, &it);
-    }
+    if (role == XDS_ROLE_GATEWAY && t == XDS_LDS)
+        return xds_envoy_gw_listeners(set, snap, v, td, names);
+    if (role == XDS_ROLE_GATEWAY && t == XDS_RDS)
+        return 0; /* its one route table is inline in connect_terminate */
+    if (role == XDS_ROLE_GATEWAY && t == XDS_CDS && xds_envoy_gw_static_clusters(set, names) < 0)
+        return -1;
     if (names)
         xds_map_each(names, named_cb, &c);
     else

@@ -8,9 +8,13 @@
  *   RouteConfiguration   "H:P"               every path -> cluster below
  *   Cluster              "outbound|P||H"     type EDS over ADS, ROUND_ROBIN
  *   ClusterLoadAssignment "outbound|P||H"    localities with priorities
- * An east-west gateway (see docs/gateway.md) sees only the global services,
- * with only its own cluster's endpoints, plus one "hbone_terminate"
- * listener on 15008 and its route configuration.
+ * An east-west gateway (istio-proxy; docs/gateway.md) gets what istiod gives
+ * one, names included: listeners connect_terminate (mTLS HBONE on 15008),
+ * main_internal and forward_inner_connect; clusters main_internal, encap,
+ * forward_inner_connect, BlackHoleCluster and per global service port
+ *   Cluster / ClusterLoadAssignment "inbound-vip|P|tcp|H"
+ * whose endpoints are its own cluster's pods, as internal addresses of
+ * forward_inner_connect. No RDS: its one route table is inline.
  */
 #ifndef MESHFED_XDS_ENVOY_H
 #define MESHFED_XDS_ENVOY_H
@@ -30,10 +34,16 @@
     "HttpConnectionManager"
 #define XDS_TYPE_ROUTER "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"
 
-#define XDS_GW_LISTENER "hbone_terminate" /* the gateway's listener and route name */
+#define XDS_GW_CONNECT_TERMINATE "connect_terminate" /* istiod's listener names */
+#define XDS_GW_MAIN_INTERNAL "main_internal"
+#define XDS_GW_FORWARD_INNER "forward_inner_connect"
 #define XDS_GW_PORT 15008
 #define XDS_GW_ROLE_KEY "MESHFED_ROLE"       /* node metadata key ... */
 #define XDS_GW_ROLE_VALUE "eastwest-gateway" /* ... and value of a gateway */
+/* istiod's east-west gateway test: a "waypoint~" node with this label */
+#define XDS_GW_LABELS_KEY "LABELS"
+#define XDS_GW_MANAGED_LABEL "gateway.istio.io/managed"
+#define XDS_GW_MANAGED_VALUE "istio.io-eastwest-controller"
 
 typedef enum xds_envoy_type {
     XDS_LDS,
@@ -73,19 +83,36 @@ typedef struct xds_envoy_set {
 
 /* Fills set with the resources of type t that a proxy of view v and role
  * sees in snap: all of them when names is NULL (wildcard), else those
- * named in names that exist. Items borrow from snap's resources: keep snap
- * referenced while using them. 0, or -1 when out of memory. */
+ * named in names that exist. td: the mesh trust domain the gateway accepts
+ * peers of (NULL: cluster.local). Items borrow from snap's resources: keep
+ * snap referenced while using them. 0, or -1 when out of memory. */
 int xds_envoy_collect(xds_envoy_set_t *set, const model_snapshot_t *snap, const model_view_t *v,
-                      xds_envoy_role_t role, xds_envoy_type_t t, const xds_map_t *names);
+                      xds_envoy_role_t role, const char *td, xds_envoy_type_t t,
+                      const xds_map_t *names);
 void xds_envoy_set_free(xds_envoy_set_t *set);
 /* 16 hex digits of h into buf (17 bytes). */
 void xds_envoy_version(uint64_t h, char *buf);
 
+/* For envoy_gw.c: item from packed m (0 or -1), and an item the set owns. */
+int xds_envoy_item_set(xds_envoy_item_t *it, const char *name, const void *m);
+int xds_envoy_set_add_owned(xds_envoy_set_t *s, xds_envoy_item_t *it);
+
+/* envoy_gw.c: the gateway's listeners (per call, owned by set), its fixed
+ * clusters (likewise), and the cluster "inbound-vip|P|tcp|H" named name
+ * (cached per endpoints variant by envoy.c). 0 or -1. */
+int xds_envoy_gw_listeners(xds_envoy_set_t *set, const model_snapshot_t *snap,
+                           const model_view_t *v, const char *td, const xds_map_t *names);
+int xds_envoy_gw_static_clusters(xds_envoy_set_t *set, const xds_map_t *names);
+int xds_envoy_gw_vip_cluster(xds_envoy_item_t *it, const char *name);
+
 /* envoy_stream.c: the four types on an ADS stream, state in st->envoy[]
  * (server threads, srv->mu held). */
-/* A gateway: node metadata MESHFED_ROLE=eastwest-gateway, or an Envoy
- * node id "router~..." (what istio-proxy calls its gateways). */
-bool xds_envoy_is_gateway(const char *node_id, const char *role);
+/* An east-west gateway, as istiod tells one: a "waypoint~" node id with the
+ * label gateway.istio.io/managed=istio.io-eastwest-controller (managed, the
+ * value of that label in the node's LABELS, or NULL); or MESHFED_ROLE=
+ * eastwest-gateway in its metadata (role). A "router~" node is an ingress
+ * gateway, not one of these. */
+bool xds_envoy_is_gateway(const char *node_id, const char *role, const char *managed);
 /* A SotW request for ts (one of st->envoy): subscription, ACK or NACK. */
 void xds_envoy_on_sotw(xds_stream_t *st, xds_type_state_t *ts, char **names, size_t n,
                        const char *nonce, bool nack, const char *msg);

@@ -21,10 +21,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-bool xds_envoy_is_gateway(const char *node_id, const char *role)
+bool xds_envoy_is_gateway(const char *node_id, const char *role, const char *managed)
 {
     return (role && strcmp(role, XDS_GW_ROLE_VALUE) == 0) ||
-           (node_id && strncmp(node_id, "router~", 7) == 0);
+           (node_id && strncmp(node_id, "waypoint~", 9) == 0 && managed &&
+            strcmp(managed, XDS_GW_MANAGED_VALUE) == 0);
 }
 
 void xds_envoy_state_free(xds_stream_t *st)
@@ -136,8 +137,8 @@ static int pump_sotw(xds_stream_t *st, int t)
     if (!ts->subscribed || ts->nonce[0] || !snap || (ts->base == snap && !ts->need_push))
         return 0;
     xds_envoy_set_t s;
-    if (xds_envoy_collect(&s, snap, &st->view, role_of(st), t, ts->wildcard ? NULL : &ts->subs) <
-        0) {
+    if (xds_envoy_collect(&s, snap, &st->view, role_of(st), st->srv->trust_domain, t,
+                          ts->wildcard ? NULL : &ts->subs) < 0) {
         xds_envoy_set_free(&s);
         return 0; /* out of memory: try again at the next event */
     }
@@ -271,8 +272,8 @@ static int pump_delta(xds_stream_t *st, int t)
     xds_envoy_set_t s;
     dpush_t p = {.ts = ts, .set = &s};
     int sent = 0;
-    if (xds_envoy_collect(&s, snap, &st->view, role_of(st), t, ts->wildcard ? NULL : &ts->subs) <
-            0 ||
+    if (xds_envoy_collect(&s, snap, &st->view, role_of(st), st->srv->trust_domain, t,
+                          ts->wildcard ? NULL : &ts->subs) < 0 ||
         !(p.res = calloc(s.n + 1, sizeof(*p.res))))
         goto out;
     dpush_diff(&p);

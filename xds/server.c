@@ -103,7 +103,10 @@ xds_server_t *xds_server_new(const xds_config_t *cfg, char *err, size_t errlen)
         return NULL;
     }
     xds_server_t *s = calloc(1, sizeof(*s));
-    if (!s || !(s->listen = strdup(cfg->listen))) {
+    if (!s || !(s->listen = strdup(cfg->listen)) ||
+        !(s->trust_domain = strdup(cfg->trust_domain ? cfg->trust_domain : "cluster.local"))) {
+        if (s)
+            free(s->listen);
         free(s);
         set_err(err, errlen, "xds: out of memory");
         return NULL;
@@ -632,6 +635,7 @@ void xds_server_free(xds_server_t *s)
     pthread_cond_destroy(&s->auth_cv);
     pthread_mutex_destroy(&s->mu);
     free(s->listen);
+    free(s->trust_domain);
     free(s);
     grpc_shutdown();
 }

@@ -74,6 +74,20 @@ static const char *meta_string(const Google__Protobuf__Struct *md, const char *k
     return NULL;
 }
 
+/* The string value of key in the Struct value of outer (the node's LABELS
+ * holds the pod's labels), or NULL. */
+static const char *meta_nested(const Google__Protobuf__Struct *md, const char *outer,
+                               const char *key)
+{
+    for (size_t i = 0; md && i < md->n_fields; i++) {
+        const Google__Protobuf__Struct__FieldsEntry *e = md->fields[i];
+        if (e->key && strcmp(e->key, outer) == 0 && e->value &&
+            e->value->kind_case == GOOGLE__PROTOBUF__VALUE__KIND_STRUCT_VALUE)
+            return meta_string(e->value->struct_value, key);
+    }
+    return NULL;
+}
+
 /* The first of keys present in the node metadata, or NULL. */
 static const char *meta_any(const Google__Protobuf__Struct *md, const char *const *keys)
 {
@@ -146,7 +160,8 @@ static int take_node(xds_stream_t *st, const Envoy__Config__Core__V3__Node *node
     st->view.cluster = st->cluster;
     st->view.network = st->network;
     st->gateway =
-        xds_envoy_is_gateway(st->node_id, meta_string(node->metadata, XDS_GW_ROLE_KEY));
+        xds_envoy_is_gateway(st->node_id, meta_string(node->metadata, XDS_GW_ROLE_KEY),
+                             meta_nested(node->metadata, XDS_GW_LABELS_KEY, XDS_GW_MANAGED_LABEL));
     return xds_auth_start(st);
 }
 

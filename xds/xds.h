@@ -61,6 +61,9 @@ typedef struct xds_config {
      * further request read) until the check completes. */
     xds_authenticate_fn authenticate;
     void *authenticate_arg;
+    /* The mesh trust domain: east-west gateways accept HBONE only from
+     * spiffe://<trust_domain>/ peers. NULL: "cluster.local". */
+    const char *trust_domain;
 } xds_config_t;
 
 typedef struct xds_server xds_server_t;

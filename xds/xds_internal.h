@@ -154,6 +154,7 @@ struct xds_server {
     xds_tls_t *tls;
     const char *(*network_of)(void *arg, const char *cluster);
     void *network_of_arg;
+    char *trust_domain;        /* never NULL */
     xds_authenticate_fn authenticate;
     void *authenticate_arg;
     int auth_inflight;         /* answers not yet received; free waits */
