@@ -317,15 +317,18 @@ static bool same_group(const model_out_endpoint_t *a, const model_out_endpoint_t
 
 /* Whether e goes into port pi's assignment: served on that port, not a
  * duplicate address (gRPC rejects those), and for a gateway (own != NULL)
- * one of its own cluster's pods. */
+ * one of its own cluster's ready pods (istiod's filter: an unhealthy host
+ * would still get traffic in Envoy's panic mode). */
 static bool cla_wants(const model_out_endpoints_t *o, size_t i, size_t pi, const char *own)
 {
     const model_out_endpoint_t *e = &o->eps[i];
-    if (!e->ports[pi] || (own && (e->via_gateway || !str_eq(e->loc->cluster, own))))
+    if (!e->ports[pi] ||
+        (own && (e->via_gateway || !e->healthy || !str_eq(e->loc->cluster, own))))
         return false;
     for (size_t j = 0; j < i; j++)
         if (o->eps[j].ports[pi] == e->ports[pi] && model_ip_equal(&o->eps[j].ip, &e->ip) &&
-            (!own || (!o->eps[j].via_gateway && str_eq(o->eps[j].loc->cluster, own))))
+            (!own || (!o->eps[j].via_gateway && o->eps[j].healthy &&
+                      str_eq(o->eps[j].loc->cluster, own))))
             return false;
     return true;
 }
