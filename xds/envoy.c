@@ -30,7 +30,6 @@ typedef Envoy__Config__Endpoint__V3__LbEndpoint lbe_t;
 
 #define ENV_MAGIC 0x656e766fu /* "envo": what the cache slot holds */
 #define CONNECT_TIMEOUT_S 10
-#define ORIG_DST "envoy.filters.listener.original_dst"
 
 /* All encodings of one endpoints variant. The gateway's are NULL for local
  * services (a gateway serves only global ones). */
@@ -322,13 +321,12 @@ static bool same_group(const model_out_endpoint_t *a, const model_out_endpoint_t
 static bool cla_wants(const model_out_endpoints_t *o, size_t i, size_t pi, const char *own)
 {
     const model_out_endpoint_t *e = &o->eps[i];
-    if (!e->ports[pi] ||
-        (own && (e->via_gateway || !e->healthy || !str_eq(e->loc->cluster, own))))
+    if (!e->ports[pi] || (own && (e->via_gateway || !e->healthy || !str_eq(e->loc->cluster, own))))
         return false;
     for (size_t j = 0; j < i; j++)
         if (o->eps[j].ports[pi] == e->ports[pi] && model_ip_equal(&o->eps[j].ip, &e->ip) &&
-            (!own || (!o->eps[j].via_gateway && o->eps[j].healthy &&
-                      str_eq(o->eps[j].loc->cluster, own))))
+            (!own ||
+             (!o->eps[j].via_gateway && o->eps[j].healthy && str_eq(o->eps[j].loc->cluster, own))))
             return false;
     return true;
 }
@@ -359,7 +357,7 @@ static void cla_ep_internal(cla_ep_t *ce, const model_out_endpoint_t *e, uint16_
     ce->st.n_fields = 1;
     ce->st.fields = &ce->fep;
     envoy__config__core__v3__metadata__filter_metadata_entry__init(&ce->fme);
-    ce->fme.key = (char *)ORIG_DST;
+    ce->fme.key = (char *)XDS_ORIG_DST;
     ce->fme.value = &ce->st;
     ce->fmep = &ce->fme;
     envoy__config__core__v3__metadata__init(&ce->md);

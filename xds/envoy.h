@@ -38,6 +38,8 @@
 #define XDS_GW_MAIN_INTERNAL "main_internal"
 #define XDS_GW_FORWARD_INNER "forward_inner_connect"
 #define XDS_GW_PORT 15008
+/* where original_dst finds the pod address (host metadata, filter state) */
+#define XDS_ORIG_DST "envoy.filters.listener.original_dst"
 #define XDS_GW_ROLE_KEY "MESHFED_ROLE"       /* node metadata key ... */
 #define XDS_GW_ROLE_VALUE "eastwest-gateway" /* ... and value of a gateway */
 /* istiod's east-west gateway test: a "waypoint~" node with this label */

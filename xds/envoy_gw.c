@@ -36,7 +36,6 @@
 #include <string.h>
 
 #define TU "type.googleapis.com/"
-#define ORIG_DST "envoy.filters.listener.original_dst"
 #define AUTHORITY_KEY "io.istio.connect_authority"
 #define BLACKHOLE "BlackHoleCluster"
 #define BLACKHOLE_CHAIN "virtualInbound-blackhole"
@@ -246,7 +245,7 @@ static listener_t *internal_listener(gw_mem_t *m, const char *name)
             envoy__config__listener__v3__listener__internal_listener_config__descriptor);
     if (!l || !lf || !lfp || !od || !il)
         return NULL;
-    lf->name = (char *)ORIG_DST;
+    lf->name = (char *)XDS_ORIG_DST;
     lf->config_type_case = ENVOY__CONFIG__LISTENER__V3__LISTENER_FILTER__CONFIG_TYPE_TYPED_CONFIG;
     lf->typed_config = od;
     lfp[0] = lf;
@@ -279,7 +278,7 @@ static tsock_t *internal_upstream(gw_mem_t *m, const char *name, bool passthroug
     static const struct {
         const char *name;
         bool host;
-    } pass[3] = {{ORIG_DST, true}, {"istio", false}, {"istio", true}};
+    } pass[3] = {{XDS_ORIG_DST, true}, {"istio", false}, {"istio", true}};
     for (size_t i = 0; passthrough && i < 3; i++) {
         src[i] = NEW(
             m, mvs_t,
@@ -481,9 +480,9 @@ static fsv_t *state_value(gw_mem_t *m, const char *key, const char *factory, con
 static hfilter_t *connect_authority(gw_mem_t *m)
 {
     static const char *const kv[5][3] = {
-        {ORIG_DST ".local_ip", NULL, "%REQ(:AUTHORITY)%"},
+        {XDS_ORIG_DST ".local_ip", NULL, "%REQ(:AUTHORITY)%"},
         {AUTHORITY_KEY, "envoy.string", "%REQ(:AUTHORITY)%"},
-        {ORIG_DST ".remote_ip", NULL, "%DOWNSTREAM_REMOTE_ADDRESS%"},
+        {XDS_ORIG_DST ".remote_ip", NULL, "%DOWNSTREAM_REMOTE_ADDRESS%"},
         {"io.istio.peer_principal", NULL, "%DOWNSTREAM_PEER_URI_SAN%"},
         {"io.istio.local_principal", NULL, "%DOWNSTREAM_LOCAL_URI_SAN%"},
     };
@@ -1033,7 +1032,7 @@ static cluster_t *forward_cluster(gw_mem_t *m)
     seg->segment_case = ENVOY__TYPE__METADATA__V3__METADATA_KEY__PATH_SEGMENT__SEGMENT_KEY;
     seg->key = (char *)"waypoint";
     segp[0] = seg;
-    mk->key = (char *)ORIG_DST;
+    mk->key = (char *)XDS_ORIG_DST;
     mk->n_path = 1;
     mk->path = segp;
     od->upstream_port_override = gw_u32(m, XDS_GW_PORT);
