@@ -7,7 +7,8 @@ with the label gateway.istio.io/managed=istio.io-eastwest-controller in its
 LABELS), fetches LDS, CDS and EDS, decodes every resource with the Python
 protobuf modules generated from xds/proto (json_format.MessageToDict, Any
 configs expanded) and compares them with tests/data/ewgateway/*.json (see the
-README there for where the golden files come from).
+README there for where the golden files come from). Then the same over Delta
+ADS, which istio-proxy uses by default.
 
     e2e_ewgateway.py MESHFED SRCDIR [--update]
 
@@ -117,6 +118,68 @@ class Sotw:
         self.channel.close()
 
 
+class Delta:
+    """A Delta ADS stream: ask(type, names) subscribes (no names: wildcard)
+    and returns the response, ACKed."""
+
+    def __init__(self, grpc, ads, disc, port, node):
+        self.disc = disc
+        self.node = node
+        self.first = True
+        self.reqs = queue.Queue()
+        self.resps = queue.Queue()
+        self.channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+        stub = ads.AggregatedDiscoveryServiceStub(self.channel)
+        self.call = stub.DeltaAggregatedResources(iter(self.reqs.get, None))
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self):
+        try:
+            for r in self.call:
+                self.resps.put(r)
+        except Exception as e:  # noqa: BLE001 - reported by ask()
+            self.resps.put(e)
+
+    def ask(self, type_url, names=()):
+        req = self.disc.DeltaDiscoveryRequest(type_url=type_url,
+                                              resource_names_subscribe=list(names))
+        if self.first:
+            req.node.CopyFrom(self.node)
+            self.first = False
+        self.reqs.put(req)
+        try:
+            r = self.resps.get(timeout=10)
+        except queue.Empty:
+            return None
+        if isinstance(r, Exception):
+            raise r
+        self.reqs.put(self.disc.DeltaDiscoveryRequest(type_url=type_url, response_nonce=r.nonce))
+        return r
+
+    def close(self):
+        self.reqs.put(None)
+        self.channel.close()
+
+
+def delta_decoded(resp, msg_cls, json_format):
+    """name -> MessageToDict of every resource of a Delta response; each
+    Resource's name must be its resource's."""
+    out = {}
+    for r in resp.resources:
+        m = msg_cls()
+        r.resource.Unpack(m)
+        d = json_format.MessageToDict(m)
+        out[r.name] = d
+        if d.get("name", d.get("clusterName")) != r.name:
+            out["(misnamed) " + r.name] = d
+    return out
+
+
+def golden_of(golden, name):
+    with open(os.path.join(golden, name)) as f:
+        return json.load(f)
+
+
 def decoded(resp, msg_cls, json_format):
     """name -> MessageToDict of every resource of resp."""
     out = {}
@@ -195,6 +258,18 @@ def run(binary, src, update):
               "EDS matches tests/data/ewgateway/endpoints.json")
         rds = s.ask(RDS)
         check(rds is not None and len(rds.resources) == 0, "RDS: nothing (routes are inline)")
+
+        d = Delta(grpc, ads, disc, p[0], gateway_node(disc))
+        try:
+            for type_url, cls, names, gold in (
+                    (LDS, lmod.Listener, (), "listeners.json"),
+                    (CDS, cmod.Cluster, (), "clusters.json"),
+                    (EDS, emod.ClusterLoadAssignment, names, "endpoints.json")):
+                r = d.ask(type_url, names)
+                got = delta_decoded(r, cls, json_format) if r else {}
+                check(got == golden_of(golden, gold), f"Delta: {gold} the same as over SotW")
+        finally:
+            d.close()
     finally:
         if s:
             s.close()
