@@ -810,10 +810,31 @@ static matcher_t *port_matcher(gw_mem_t *m, const model_out_endpoints_t *o)
     return mt;
 }
 
+/* One service's VIPs (as /32 or /128) -> its port matcher. */
+static iprange_t *range_matcher(gw_mem_t *m, const gw_svc_t *g)
+{
+    typedef Xds__Core__V3__CidrRange cidr_t;
+    iprange_t *rm =
+        NEW(m, iprange_t, xds__type__matcher__v3__ipmatcher__iprange_matcher__descriptor);
+    cidr_t **rs = (cidr_t **)gw_ptrs(m, g->nvips);
+    if (!rm || !rs)
+        return NULL;
+    for (size_t j = 0; j < g->nvips; j++) {
+        char ip[64];
+        if (!(rs[j] = NEW(m, cidr_t, xds__core__v3__cidr_range__descriptor)))
+            return NULL;
+        rs[j]->address_prefix = gw_printf(m, "%s", model_ip_format(&g->vips[j].ip, ip, sizeof(ip)));
+        rs[j]->prefix_len = gw_u32(m, g->vips[j].ip.len == 4 ? 32 : 128);
+    }
+    rm->n_ranges = g->nvips;
+    rm->ranges = rs;
+    rm->on_match = to_matcher(m, port_matcher(m, g->o));
+    return rm;
+}
+
 /* Destination IP (a service VIP) -> that service's port matcher. */
 static matcher_t *ip_matcher(gw_mem_t *m, const gw_svcs_t *s, size_t nwith)
 {
-    typedef Xds__Core__V3__CidrRange cidr_t;
     Xds__Type__Matcher__V3__IPMatcher *ipm =
         NEW(m, Xds__Type__Matcher__V3__IPMatcher, xds__type__matcher__v3__ipmatcher__descriptor);
     iprange_t **rms = (iprange_t **)gw_ptrs(m, nwith);
@@ -824,28 +845,9 @@ static matcher_t *ip_matcher(gw_mem_t *m, const gw_svcs_t *s, size_t nwith)
     if (!ipm || !rms || !mt || !t)
         return NULL;
     size_t k = 0;
-    for (size_t i = 0; i < s->n; i++) {
-        const gw_svc_t *g = &s->v[i];
-        if (!g->nvips)
-            continue;
-        iprange_t *rm =
-            NEW(m, iprange_t, xds__type__matcher__v3__ipmatcher__iprange_matcher__descriptor);
-        cidr_t **rs = (cidr_t **)gw_ptrs(m, g->nvips);
-        if (!rm || !rs)
-            return NULL;
-        for (size_t j = 0; j < g->nvips; j++) {
-            char ip[64];
-            if (!(rs[j] = NEW(m, cidr_t, xds__core__v3__cidr_range__descriptor)))
-                return NULL;
-            rs[j]->address_prefix =
-                gw_printf(m, "%s", model_ip_format(&g->vips[j].ip, ip, sizeof(ip)));
-            rs[j]->prefix_len = gw_u32(m, g->vips[j].ip.len == 4 ? 32 : 128);
-        }
-        rm->n_ranges = g->nvips;
-        rm->ranges = rs;
-        rm->on_match = to_matcher(m, port_matcher(m, g->o));
-        rms[k++] = rm;
-    }
+    for (size_t i = 0; i < s->n; i++)
+        if (s->v[i].nvips)
+            rms[k++] = range_matcher(m, &s->v[i]);
     ipm->n_range_matchers = k;
     ipm->range_matchers = rms;
     any_t *in = gw_any(
