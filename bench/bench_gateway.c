@@ -51,6 +51,7 @@ int main(int argc, char **argv)
         model_cluster_set(m, &ci, err, sizeof(err));
         for (int s = 0; s < 2 * nglobal; s++) {
             model_service_t *sv = tl_bench_service(s); /* global when s is even */
+            tl_ensure_namespace(m, id, sv->ns);
             sv->traffic_dist = MODEL_TD_PREFER_CLOSE;
             tl_bench_apply(m, id, MODEL_KIND_SERVICE, sv);
             tl_bench_apply(m, id, MODEL_KIND_ENDPOINTSLICE, tl_bench_slice(c, s, per, -1));

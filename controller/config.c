@@ -64,6 +64,9 @@ static const setting_t settings[] = {
     {"trust-domain", "TRUST_DOMAIN", T_STR, OFF(trust_domain), "cluster.local", "trust domain"},
     {"domain-suffix", "DOMAIN_SUFFIX", T_STR, OFF(domain_suffix), "cluster.local",
      "cluster DNS domain"},
+    {"prefer-local-cluster", "MESHFED_PREFER_LOCAL_CLUSTER", T_BOOL, OFF(prefer_cluster), "false",
+     "with a Service's trafficDistribution, stay in the client's cluster before other clusters "
+     "of its network (istiod goes by network, region, zone only)"},
     {"debounce-ms", "MESHFED_DEBOUNCE_MS", T_INT, OFF(debounce_ms), "100",
      "quiet time before a burst of events becomes one push (0-10000)"},
     {"stale-after", "MESHFED_STALE_AFTER", T_INT, OFF(stale_after_s), "60",

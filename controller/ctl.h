@@ -43,6 +43,7 @@ typedef struct ctl_config {
     int log_level;                /* --log-level: 0 debug, 1 info, 2 warn, 3 error */
     bool log_json;                /* --log-format json */
     bool once;                    /* --once: build, print the views, exit */
+    bool prefer_cluster;          /* --prefer-local-cluster: CLUSTER after NETWORK */
 } ctl_config_t;
 
 /* 0; 1 when --help or --version was printed; -1 with a reason naming the

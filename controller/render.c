@@ -33,9 +33,14 @@ static json_t *netaddr_json(const model_net_addr_t *a)
 static json_t *ports_json(const model_port_pair_t *p, size_t n)
 {
     json_t *a = json_array();
-    for (size_t i = 0; i < n; i++)
-        json_array_append_new(a, json_pack("{s:i, s:i}", "servicePort", (int)p[i].service_port,
-                                           "targetPort", (int)p[i].target_port));
+    for (size_t i = 0; i < n; i++) {
+        static const char *const protos[] = {"UNKNOWN", "HTTP11", "HTTP2", "GRPC", "TCP", "TLS"};
+        json_t *o = json_pack("{s:i, s:i}", "servicePort", (int)p[i].service_port, "targetPort",
+                              (int)p[i].target_port);
+        if (p[i].app_protocol && p[i].app_protocol < 6)
+            json_object_set_new(o, "appProtocol", json_string(protos[p[i].app_protocol]));
+        json_array_append_new(a, o);
+    }
     return a;
 }
 
@@ -53,6 +58,10 @@ static json_t *workload_json(const model_out_workload_t *w)
     json_object_set_new(o, "tunnelProtocol",
                         json_string(w->tunnel == MODEL_TUNNEL_HBONE ? "HBONE" : "NONE"));
     set_str(o, "hostname", w->hostname);
+    if (w->native_tunnel)
+        json_object_set_new(o, "nativeTunnel", json_true());
+    if (w->host_network)
+        json_object_set_new(o, "networkMode", json_string("HOST_NETWORK"));
     set_str(o, "trustDomain", w->trust_domain);
     set_str(o, "serviceAccount", w->service_account);
     set_str(o, "node", w->node);
@@ -102,6 +111,7 @@ static json_t *service_json(const model_out_service_t *s)
     set_str(o, "name", s->name);
     set_str(o, "namespace", s->ns);
     set_str(o, "hostname", s->hostname);
+    json_object_set_new(o, "canonical", json_true());
     json_t *addrs = json_array();
     for (size_t i = 0; i < s->naddrs; i++)
         json_array_append_new(addrs, netaddr_json(&s->addrs[i]));
@@ -113,14 +123,20 @@ static json_t *service_json(const model_out_service_t *s)
             json_array_append_new(sans, json_string(s->sans[i]));
         json_object_set_new(o, "subjectAltNames", sans);
     }
-    if (s->lb_mode != MODEL_LB_UNSPECIFIED) {
+    if (s->lb_mode != MODEL_LB_UNSPECIFIED || s->lb_allow_all) {
+        static const char *const modes[] = {"UNSPECIFIED_MODE", "STRICT", "FAILOVER"};
         json_t *prefs = json_array();
         for (size_t i = 0; i < s->nlb_prefs; i++)
             json_array_append_new(prefs, json_string(lb_scopes[s->lb_prefs[i]]));
-        json_object_set_new(o, "loadBalancing",
-                            json_pack("{s:o, s:s}", "routingPreference", prefs, "mode",
-                                      s->lb_mode == MODEL_LB_FAILOVER ? "FAILOVER" : "STRICT"));
+        json_t *lb = json_pack("{s:o, s:s}", "routingPreference", prefs, "mode",
+                               modes[s->lb_mode <= MODEL_LB_FAILOVER ? s->lb_mode : 0]);
+        if (s->lb_allow_all)
+            json_object_set_new(lb, "healthPolicy", json_string("ALLOW_ALL"));
+        json_object_set_new(o, "loadBalancing", lb);
     }
+    static const char *const fams[] = {"AUTOMATIC", "IPV4_ONLY", "IPV6_ONLY", "DUAL"};
+    if (s->ip_families != MODEL_IPF_AUTOMATIC)
+        json_object_set_new(o, "ipFamilies", json_string(fams[s->ip_families & 3]));
     return o;
 }
 

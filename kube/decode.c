@@ -30,6 +30,7 @@
 #define KUBE_MAX_ADDRESSES 100 /* addresses of one endpoint (API server limit) */
 
 #define TD_ANNOTATION "networking.istio.io/traffic-distribution"
+#define AMBIENT_ANNOTATION "ambient.istio.io/redirection"
 #define SVC_NAME_LABEL "kubernetes.io/service-name"
 
 typedef kube_jv_t jv_t;
@@ -524,21 +525,18 @@ static int kube_svc_cluster_ips(kube_dctx_t *c, const jv_t *spec, model_service_
     return 0;
 }
 
-/* Istio's annotation values, matched without regard to case as Istio does.
- * PreferNetwork is the model's default behaviour, so it maps to NONE. */
-static bool kube_td_annotation(const char *v, model_traffic_dist_t *td)
+/* Istio's annotation values, matched without regard to case as Istio does
+ * (model.GetTrafficDistribution); any other non-empty value is "Any", which
+ * also stops a Service from inheriting its namespace's. */
+static model_traffic_dist_t kube_td_annotation(const char *v)
 {
+    if (!v || !*v)
+        return MODEL_TD_NONE;
     if (strcasecmp(v, "PreferClose") == 0 || strcasecmp(v, "PreferSameZone") == 0)
-        *td = MODEL_TD_PREFER_CLOSE;
-    else if (strcasecmp(v, "PreferSameNode") == 0)
-        *td = MODEL_TD_PREFER_SAME_NODE;
-    else if (strcasecmp(v, "PreferNetwork") == 0)
-        *td = MODEL_TD_NONE;
-    else if (strcasecmp(v, "Any") == 0)
-        *td = MODEL_TD_ANY;
-    else
-        return false;
-    return true;
+        return MODEL_TD_PREFER_CLOSE;
+    if (strcasecmp(v, "PreferSameNode") == 0)
+        return MODEL_TD_PREFER_SAME_NODE;
+    return MODEL_TD_ANY;
 }
 
 /* The spec field first; the annotation only when the spec field is unset or
@@ -555,8 +553,40 @@ static int kube_svc_td(kube_dctx_t *c, const jv_t *spec, const kube_meta_t *m, m
         s->traffic_dist = MODEL_TD_PREFER_CLOSE;
     else if (v && strcmp(v, "PreferSameNode") == 0)
         s->traffic_dist = MODEL_TD_PREFER_SAME_NODE;
-    else if (ann)
-        kube_td_annotation(ann, &s->traffic_dist);
+    else
+        s->traffic_dist = kube_td_annotation(ann);
+    return 0;
+}
+
+/* spec.type, internalTrafficPolicy, publishNotReadyAddresses and
+ * ipFamilies, the parts of a Service istiod's load balancing and address
+ * families come from. Unknown values are ignored like unset ones. */
+static int kube_svc_policy(kube_dctx_t *c, const jv_t *spec, model_service_t *s)
+{
+    static const kube_path_t famp = {&kube_p_spec, "ipFamilies", 0};
+    const char *type, *itp;
+    int pnra;
+    const jv_t *fams, *v;
+    if (kube_get_str(c, spec, &kube_p_spec, "type", &type) < 0 ||
+        kube_get_str(c, spec, &kube_p_spec, "internalTrafficPolicy", &itp) < 0 ||
+        kube_get_bool(c, spec, &kube_p_spec, "publishNotReadyAddresses", &pnra) < 0 ||
+        kube_get_arr(c, spec, &kube_p_spec, "ipFamilies", 2, &fams) < 0)
+        return -1;
+    s->external_name = type && strcmp(type, "ExternalName") == 0;
+    s->itp_local = itp && strcmp(itp, "Local") == 0;
+    s->publish_not_ready = pnra == 1;
+    s->ip_families = MODEL_IPF_AUTOMATIC;
+    size_t i;
+    if (!fams)
+        return 0;
+    KUBE_JARRAY_FOREACH(fams, i, v)
+    {
+        kube_path_t at = {&famp, NULL, i};
+        if (kube_want(c, v, KUBE_J_STRING, &at) < 0)
+            return -1;
+        model_ip_families_t f = strcmp(v->v.s, "IPv4") == 0 ? MODEL_IPF_V4 : MODEL_IPF_V6;
+        s->ip_families = i == 0 ? f : MODEL_IPF_DUAL;
+    }
     return 0;
 }
 
@@ -603,7 +633,8 @@ static int kube_decode_service(kube_dctx_t *c, const jv_t *obj, void **out)
         kube_dup(c, m.uid, &s->uid) < 0 ||
         (m.labels && kube_copy_labels(c, m.labels, &s->labels) < 0) ||
         kube_svc_cluster_ips(c, spec, s) < 0 || kube_svc_ports(c, spec, s) < 0 ||
-        kube_svc_td(c, spec, &m, s) < 0 || kube_svc_lb_ips(c, obj, s) < 0) {
+        kube_svc_td(c, spec, &m, s) < 0 || kube_svc_policy(c, spec, s) < 0 ||
+        kube_svc_lb_ips(c, obj, s) < 0) {
         model_obj_free(MODEL_KIND_SERVICE, s);
         return -1;
     }
@@ -797,14 +828,14 @@ static int kube_pod_ips(kube_dctx_t *c, const jv_t *st, model_pod_t *p)
     return 0;
 }
 
-/* Ready means phase Running and condition Ready "True". */
-static int kube_pod_ready(kube_dctx_t *c, const jv_t *st, bool *ready)
+/* Ready means condition Ready "True", whatever the phase (istiod's
+ * IsPodReady); terminal means phase Succeeded or Failed. */
+static int kube_pod_ready(kube_dctx_t *c, const jv_t *st, model_pod_t *p)
 {
     static const kube_path_t condp = {&kube_p_status, "conditions", 0};
     const char *phase;
     const jv_t *conds, *v;
     bool cond_ready = false;
-    *ready = false;
     if (kube_get_str(c, st, &kube_p_status, "phase", &phase) < 0 ||
         kube_get_arr(c, st, &kube_p_status, "conditions", KUBE_MAX_CONDITIONS, &conds) < 0)
         return -1;
@@ -822,7 +853,8 @@ static int kube_pod_ready(kube_dctx_t *c, const jv_t *st, bool *ready)
                 cond_ready = status && strcmp(status, "True") == 0;
         }
     }
-    *ready = phase && strcmp(phase, "Running") == 0 && cond_ready;
+    p->ready = cond_ready;
+    p->terminal = phase && (strcmp(phase, "Succeeded") == 0 || strcmp(phase, "Failed") == 0);
     return 0;
 }
 
@@ -830,22 +862,28 @@ static int kube_decode_pod(kube_dctx_t *c, const jv_t *obj, void **out)
 {
     kube_meta_t m;
     const jv_t *spec, *st;
-    const char *node, *sa;
+    const char *node, *sa, *redir;
+    int hostnet;
     if (kube_meta(c, "Pod", obj, true, &m) < 0 || kube_get_obj(c, obj, NULL, "spec", &spec) < 0 ||
         kube_get_obj(c, obj, NULL, "status", &st) < 0 ||
         kube_get_str(c, spec, &kube_p_spec, "nodeName", &node) < 0 ||
-        kube_get_str(c, spec, &kube_p_spec, "serviceAccountName", &sa) < 0)
+        kube_get_str(c, spec, &kube_p_spec, "serviceAccountName", &sa) < 0 ||
+        kube_get_bool(c, spec, &kube_p_spec, "hostNetwork", &hostnet) < 0 ||
+        kube_get_str(c, m.annotations, &kube_p_annotations, AMBIENT_ANNOTATION, &redir) < 0)
         return -1;
     model_pod_t *p = calloc(1, sizeof(*p));
     if (!p)
         return kube_oom(c);
     p->terminating = m.deleting;
+    p->host_network = hostnet == 1;
+    /* istio-cni writes it once the pod's traffic is redirected to ztunnel */
+    p->ambient = redir && strcmp(redir, "enabled") == 0;
     if (kube_dup(c, m.ns, &p->ns) < 0 || kube_dup(c, m.name, &p->name) < 0 ||
         kube_dup(c, m.uid, &p->uid) < 0 ||
         (m.labels && kube_copy_labels(c, m.labels, &p->labels) < 0) ||
         kube_dup(c, node && node[0] ? node : NULL, &p->node) < 0 ||
         kube_dup(c, sa && sa[0] ? sa : "default", &p->service_account) < 0 ||
-        kube_pod_ips(c, st, p) < 0 || kube_pod_ready(c, st, &p->ready) < 0) {
+        kube_pod_ips(c, st, p) < 0 || kube_pod_ready(c, st, p) < 0) {
         model_obj_free(MODEL_KIND_POD, p);
         return -1;
     }
@@ -878,8 +916,14 @@ static int kube_decode_namespace(kube_dctx_t *c, const jv_t *obj, void **out)
     if (kube_meta(c, "Namespace", obj, false, &m) < 0)
         return -1;
     model_namespace_t *n = calloc(1, sizeof(*n));
+    const char *td;
     if (!n)
         return kube_oom(c);
+    if (kube_get_str(c, m.annotations, &kube_p_annotations, TD_ANNOTATION, &td) < 0) {
+        free(n);
+        return -1;
+    }
+    n->traffic_dist = kube_td_annotation(td);
     if (kube_dup(c, m.name, &n->name) < 0 ||
         (m.labels && kube_copy_labels(c, m.labels, &n->labels) < 0)) {
         model_obj_free(MODEL_KIND_NAMESPACE, n);

@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #define MAX_VARIANTS 64
 
@@ -113,26 +114,78 @@ static bool port_name_eq(const char *a, const char *b)
     return strcmp(a ? a : "", b ? b : "") == 0;
 }
 
-static void set_lb(model_out_service_t *o, model_traffic_dist_t td)
+/* istiod's load balancing for a Service (ambient services.go): an
+ * internalTrafficPolicy of Local pins traffic to the node; else the
+ * trafficDistribution (spec, then annotation, then the namespace's) fails
+ * over by network, region, zone (and subzone, node for PreferSameNode);
+ * publishNotReadyAddresses lets ztunnel use endpoints that are not ready.
+ * With prefer_cluster, CLUSTER follows NETWORK. */
+/* istio.workload.AppProtocol of a Service port, as istiod derives it
+ * (kube ConvertProtocol): UDP is unknown; appProtocol, else the port name
+ * up to its first '-', names the protocol; well-known TCP ports default to
+ * TCP. */
+static uint16_t app_protocol(const model_svc_port_t *p)
 {
-    static const model_lb_scope_t close[] = {MODEL_LB_SCOPE_NETWORK, MODEL_LB_SCOPE_CLUSTER,
-                                             MODEL_LB_SCOPE_REGION, MODEL_LB_SCOPE_ZONE};
-    static const model_lb_scope_t node[] = {MODEL_LB_SCOPE_NETWORK, MODEL_LB_SCOPE_CLUSTER,
-                                            MODEL_LB_SCOPE_REGION,  MODEL_LB_SCOPE_ZONE,
-                                            MODEL_LB_SCOPE_SUBZONE, MODEL_LB_SCOPE_NODE};
-    const model_lb_scope_t *p = NULL;
+    enum { UNKNOWN, HTTP11, HTTP2, GRPC, TCP, TLS };
+    static const struct {
+        const char *name;
+        uint16_t proto;
+    } names[] = {{"http", HTTP11},   {"http2", HTTP2},   {"grpc", GRPC},         {"https", TLS},
+                 {"tls", TLS},       {"tcp", TCP},       {"udp", UNKNOWN},       {"mongo", UNKNOWN},
+                 {"redis", UNKNOWN}, {"mysql", UNKNOWN}, {"http_proxy", UNKNOWN}};
+    if (p->protocol == MODEL_PROTO_UDP)
+        return UNKNOWN;
+    const char *n = p->app_protocol ? p->app_protocol : p->name ? p->name : "";
+    if (strcmp(n, "kubernetes.io/h2c") == 0)
+        return HTTP2;
+    if (strcmp(n, "kubernetes.io/ws") == 0)
+        return HTTP11;
+    if (strcmp(n, "kubernetes.io/wss") == 0)
+        return TLS;
+    if (strncasecmp(n, "grpc-web", 8) == 0)
+        return UNKNOWN;
+    size_t len = strcspn(n, "-");
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+        if (strlen(names[i].name) == len && strncasecmp(n, names[i].name, len) == 0)
+            return names[i].proto;
+    static const uint16_t well_known[] = {25, 53, 3306, 27017};
+    for (size_t i = 0; i < sizeof(well_known) / sizeof(well_known[0]); i++)
+        if (p->port == well_known[i])
+            return TCP;
+    return UNKNOWN;
+}
+
+static void set_lb(const model_t *m, model_out_service_t *o, const model_service_t *s,
+                   model_traffic_dist_t td)
+{
+    model_lb_scope_t *p = o->lb_prefs;
     size_t n = 0;
-    if (td == MODEL_TD_PREFER_CLOSE) {
-        p = close;
-        n = sizeof(close) / sizeof(close[0]);
-    } else if (td == MODEL_TD_PREFER_SAME_NODE) {
-        p = node;
-        n = sizeof(node) / sizeof(node[0]);
+    o->lb_mode = MODEL_LB_UNSPECIFIED;
+    if (s->itp_local) {
+        p[n++] = MODEL_LB_SCOPE_NODE;
+        o->lb_mode = MODEL_LB_STRICT;
+    } else if (td == MODEL_TD_PREFER_CLOSE || td == MODEL_TD_PREFER_SAME_NODE) {
+        p[n++] = MODEL_LB_SCOPE_NETWORK;
+        if (m->prefer_cluster)
+            p[n++] = MODEL_LB_SCOPE_CLUSTER;
+        p[n++] = MODEL_LB_SCOPE_REGION;
+        p[n++] = MODEL_LB_SCOPE_ZONE;
+        if (td == MODEL_TD_PREFER_SAME_NODE) {
+            p[n++] = MODEL_LB_SCOPE_SUBZONE;
+            p[n++] = MODEL_LB_SCOPE_NODE;
+        }
+        o->lb_mode = MODEL_LB_FAILOVER;
     }
-    o->lb_mode = n ? MODEL_LB_FAILOVER : MODEL_LB_UNSPECIFIED;
     o->nlb_prefs = n;
-    if (n)
-        memcpy(o->lb_prefs, p, n * sizeof(*p));
+    o->lb_allow_all = s->publish_not_ready;
+}
+
+/* A Service's own trafficDistribution, else its namespace's. */
+static model_traffic_dist_t traffic_dist(const model_service_t *s, const model_namespace_t *ns)
+{
+    return s->traffic_dist != MODEL_TD_NONE ? s->traffic_dist
+           : ns                             ? ns->traffic_dist
+                                            : MODEL_TD_NONE;
 }
 
 /* ---------- services ---------- */
@@ -141,6 +194,7 @@ typedef struct svc_in {
     model_cluster_int_t *c;
     model_service_t *svc;
     model_scope_result_t scope;
+    model_traffic_dist_t td; /* resolved with the namespace's */
 } svc_in_t;
 
 static int netaddr_cmp(const void *a, const void *b)
@@ -154,8 +208,8 @@ static int netaddr_cmp(const void *a, const void *b)
     return memcmp(x->ip.b, y->ip.b, x->ip.len);
 }
 
-static model_res_t *build_service(const char *key, const char *host, const svc_in_t *in, size_t nin,
-                                  const svc_in_t *base)
+static model_res_t *build_service(const model_t *m, const char *key, const char *host,
+                                  const svc_in_t *in, size_t nin, const svc_in_t *base)
 {
     model_res_t *r = model_res_new(MODEL_RES_SERVICE, key, 256);
     model_arena_t *a = &r->arena;
@@ -184,10 +238,12 @@ static model_res_t *build_service(const char *key, const char *host, const svc_i
     o->ports = model_arena_alloc(a, (s->nports ? s->nports : 1) * sizeof(*o->ports));
     o->port_names = model_arena_alloc(a, (s->nports ? s->nports : 1) * sizeof(char *));
     for (size_t i = 0; i < s->nports; i++) {
-        o->ports[i] = (model_port_pair_t){s->ports[i].port, s->ports[i].target_port};
+        o->ports[i] = (model_port_pair_t){s->ports[i].port, s->ports[i].target_port,
+                                          app_protocol(&s->ports[i])};
         o->port_names[i] = model_arena_strdup(a, s->ports[i].name ? s->ports[i].name : "");
     }
-    set_lb(o, s->traffic_dist);
+    set_lb(m, o, s, base->td);
+    o->ip_families = s->ip_families;
     return r;
 }
 
@@ -297,7 +353,8 @@ static model_res_t *build_split_horizon(build_t *b, const model_cluster_int_t *g
     if (!ws.ports)
         abort();
     for (size_t i = 0; i < base->nports; i++)
-        ws.ports[i] = (model_port_pair_t){base->ports[i].port, base->ports[i].target_port};
+        ws.ports[i] = (model_port_pair_t){base->ports[i].port, base->ports[i].target_port,
+                                          app_protocol(&base->ports[i])};
     w->services = model_svcs(t, &ws, 1);
     w->nservices = 1;
     free((char *)ws.key);
@@ -409,8 +466,9 @@ static void add_direct(model_res_t *r, const model_cluster_int_t *c, const char 
  * own copy (local). */
 static model_res_t *build_endpoints(build_t *b, const char *hkey, const char *host,
                                     const model_cluster_int_t *v, const svc_in_t *exp, size_t nexp,
-                                    const model_service_t *base, bool global)
+                                    const svc_in_t *bin, bool global)
 {
+    const model_service_t *base = bin->svc;
     char key[600];
     snprintf(key, sizeof(key), "%s/%s", base->ns, base->name);
     /* pods of the viewer's network, one gateway for any other cluster */
@@ -435,13 +493,12 @@ static model_res_t *build_endpoints(build_t *b, const char *hkey, const char *ho
     o->ns = model_arena_strdup(a, base->ns);
     o->hostname = model_arena_strdup(a, host);
     o->global = global;
-    o->prefer_local = base->traffic_dist == MODEL_TD_PREFER_CLOSE ||
-                      base->traffic_dist == MODEL_TD_PREFER_SAME_NODE;
+    o->prefer_local = bin->td == MODEL_TD_PREFER_CLOSE || bin->td == MODEL_TD_PREFER_SAME_NODE;
     o->nports = base->nports;
     o->ports = model_arena_alloc(a, (base->nports ? base->nports : 1) * sizeof(*o->ports));
     o->port_names = model_arena_alloc(a, (base->nports ? base->nports : 1) * sizeof(char *));
     for (size_t i = 0; i < base->nports; i++) {
-        o->ports[i] = (model_port_pair_t){base->ports[i].port, base->ports[i].target_port};
+        o->ports[i] = (model_port_pair_t){base->ports[i].port, base->ports[i].target_port, 0};
         o->port_names[i] = model_arena_strdup(a, base->ports[i].name ? base->ports[i].name : "");
     }
     o->eps = model_arena_alloc(a, (cap ? cap : 1) * sizeof(*o->eps));
@@ -496,9 +553,9 @@ static void derive_endpoints(build_t *b, const char *hkey, const char *host, con
             if (in[j].c == c)
                 own = &in[j];
         if (own && own->scope.scope == MODEL_SCOPE_LOCAL)
-            v[nv++] = build_endpoints(b, hkey, host, c, own, 1, own->svc, false);
+            v[nv++] = build_endpoints(b, hkey, host, c, own, 1, own, false);
         else if (base)
-            v[nv++] = build_endpoints(b, hkey, host, c, exp, nexp, base->svc, true);
+            v[nv++] = build_endpoints(b, hkey, host, c, exp, nexp, base, true);
     }
     publish_to(b, b->eedit, hkey, v, nv);
 }
@@ -640,7 +697,7 @@ static void collect_sans(const model_t *m, const char *key, const svc_in_t *exp,
                     continue;
                 snprintf(pkey, sizeof(pkey), "%s/%s", sl->ns, sl->endpoints[k].pod);
                 const model_pod_t *p = model_hmap_get(&c->objs[MODEL_KIND_POD], pkey);
-                if (p)
+                if (p && !p->terminal)
                     sans_add(out, c->network, p->ns,
                              p->service_account && *p->service_account ? p->service_account
                                                                        : "default",
@@ -722,7 +779,7 @@ static size_t global_variants(build_t *b, const char *key, const char *hkey, con
     size_t nv = 0;
     for (size_t i = 0; i < (uniform ? 1 : nnets); i++) {
         size_t n = uniform ? nfirst : sans_for(&s, nets[i], cur);
-        v[nv] = build_service(hkey, host, exp, nexp, base);
+        v[nv] = build_service(m, hkey, host, exp, nexp, base);
         set_sans(v[nv], uniform ? first : cur, n);
         if (uniform)
             set_vis(m, v[nv], MODEL_VIS_ALL, NULL, NULL, local, nlocal);
@@ -750,12 +807,16 @@ static void derive_service(build_t *b, const char *key)
     for (size_t i = 0; i < m->nclusters && nin < MAX_VARIANTS; i++) {
         model_cluster_int_t *c = m->clusters[i];
         model_service_t *svc = model_hmap_get(&c->objs[MODEL_KIND_SERVICE], key);
-        if (!svc)
+        if (!svc || svc->external_name) /* istiod leaves ExternalName out of the mesh */
             continue;
         const model_namespace_t *nso = model_hmap_get(&c->objs[MODEL_KIND_NAMESPACE], ns);
-        in[nin] =
-            (svc_in_t){c, svc, model_scope_eval(m->rules, nso ? &nso->labels : NULL, &svc->labels)};
-        m->scope_evals++;
+        /* a namespace the cluster does not have (yet) matches no rule, as in istiod */
+        model_scope_result_t sc = {MODEL_SCOPE_LOCAL, -1};
+        if (nso) {
+            sc = model_scope_eval(m->rules, &nso->labels, &svc->labels);
+            m->scope_evals++;
+        }
+        in[nin] = (svc_in_t){c, svc, sc, traffic_dist(svc, nso)};
         if (in[nin].scope.scope == MODEL_SCOPE_LOCAL)
             local[nlocal++] = c->id;
         nin++;
@@ -770,7 +831,7 @@ static void derive_service(build_t *b, const char *key)
     for (size_t i = 0; i < nin; i++) {
         if (in[i].scope.scope != MODEL_SCOPE_LOCAL)
             continue;
-        v[nv] = build_service(hkey, host, &in[i], 1, &in[i]);
+        v[nv] = build_service(m, hkey, host, &in[i], 1, &in[i]);
         set_vis(m, v[nv++], MODEL_VIS_CLUSTER, in[i].c->id, NULL, NULL, 0);
     }
     svc_in_t exp[MAX_VARIANTS];
@@ -900,7 +961,7 @@ static void fill_services(model_res_t *r, const pod_svc_t *ps, size_t n, bool gl
                     target = ps[i].slice->ports[k].port;
             if (!target)
                 continue;
-            ws->ports[ws->nports++] = (model_port_pair_t){svc->ports[j].port, target};
+            ws->ports[ws->nports++] = (model_port_pair_t){svc->ports[j].port, target, 0};
         }
     }
     r->u.wl.services = nv ? model_svcs(&m->strs, v, nv) : NULL;
@@ -911,10 +972,30 @@ static void fill_services(model_res_t *r, const pod_svc_t *ps, size_t n, bool gl
     }
 }
 
-/* What a pod's workload needs in its arena beyond its name. */
-static size_t pod_size(const model_pod_t *p, size_t nexclude)
+/* HBONE for pods whose traffic istio-cni redirects to ztunnel, and for pods
+ * that terminate HBONE themselves (label networking.istio.io/tunnel with
+ * "http" in its comma-separated list: native_tunnel); nothing else can
+ * take an HBONE connection. Sidecar pods get NONE, as istiod sends them to
+ * ztunnel. */
+static void set_tunnel(model_out_workload_t *w, const model_pod_t *p)
 {
-    return ((p->nips * sizeof(model_ip_t) + 7) & ~(size_t)7) + nexclude * sizeof(char *);
+    const char *t = model_labels_get(&p->labels, "networking.istio.io/tunnel");
+    for (const char *s = t; s && *s;) {
+        size_t n = strcspn(s, ",");
+        if (n == 4 && strncmp(s, "http", 4) == 0) {
+            w->tunnel = MODEL_TUNNEL_HBONE;
+            w->native_tunnel = 1;
+            return;
+        }
+        s += n + (s[n] == ',');
+    }
+    w->tunnel = p->ambient ? MODEL_TUNNEL_HBONE : MODEL_TUNNEL_NONE;
+}
+
+/* What a pod's workload needs in its arena beyond its name. */
+static size_t pod_size(const model_pod_t *p)
+{
+    return (p->nips * sizeof(model_ip_t) + 7) & ~(size_t)7;
 }
 
 static model_res_t *build_pod(model_t *m, const model_cluster_int_t *c, const model_pod_t *p,
@@ -958,7 +1039,8 @@ static model_res_t *build_pod(model_t *m, const model_cluster_int_t *c, const mo
     w->naddrs = (uint32_t)p->nips;
     w->healthy = p->ready && !p->terminating;
     w->workload_type = 2;
-    w->tunnel = MODEL_TUNNEL_HBONE;
+    set_tunnel(w, p);
+    w->host_network = p->host_network;
     return r;
 }
 
@@ -977,15 +1059,12 @@ static void derive_pod(build_t *b, const char *dkey)
     snprintf(uid, sizeof(uid), "%s//Pod/%s", cid, key);
     const model_cluster_int_t *c = model_cluster_find(m, cid);
     const model_pod_t *p = c ? model_hmap_get(&c->objs[MODEL_KIND_POD], key) : NULL;
-    if (!p || p->nips == 0) {
+    if (!p || p->nips == 0 || p->terminal) {
         publish(b, uid, NULL, 0);
         return;
     }
     pod_svc_t ps[MAX_VARIANTS] = {{0}};
-    size_t nps = 0;
-    char *exclude[MAX_VARIANTS];
-    size_t nexclude = 0;
-    bool any_global = false;
+    size_t nps = 0, nglobal = 0;
     void *const *slices;
     size_t nslices = model_ptrs_get(&c->slices_by_pod, key, &slices);
     for (size_t i = 0; i < nslices && nps < MAX_VARIANTS; i++) {
@@ -996,37 +1075,32 @@ static void derive_pod(build_t *b, const char *dkey)
         bool dup = false;
         for (size_t j = 0; j < nps && !dup; j++)
             dup = ps[j].svc == svc;
-        if (!svc || dup)
+        if (!svc || dup || svc->external_name)
             continue;
         const model_svc_state_t *st = model_hmap_get(&m->svc_state, skey);
         bool global = false;
-        for (size_t j = 0; st && j < st->nclusters; j++) {
+        for (size_t j = 0; st && j < st->nclusters; j++)
             if (strcmp(st->clusters[j], c->id) == 0)
                 global = st->scopes[j].scope == MODEL_SCOPE_GLOBAL;
-            else if (st->scopes[j].scope == MODEL_SCOPE_LOCAL && nexclude < MAX_VARIANTS &&
-                     !name_in(exclude, nexclude, st->clusters[j]))
-                exclude[nexclude++] = st->clusters[j];
-        }
-        any_global |= global;
+        nglobal += global;
         ps[nps++] = (pod_svc_t){svc, s, global};
     }
+    /* Every proxy of the pod's network may reach it directly, as istiod
+     * sends it: its own cluster with all its services, the others with
+     * those that are global in its cluster (the rest are not theirs to
+     * reach through it). */
     model_res_t *v[2];
-    size_t size = pod_size(p, any_global ? nexclude : 0); /* only global ones exclude */
+    size_t size = pod_size(p);
     v[0] = build_pod(m, c, p, uid, size);
     fill_services(v[0], ps, nps, false, m);
-    size_t nv = 1, nglobal = 0;
-    for (size_t i = 0; i < nps; i++)
-        nglobal += ps[i].global;
-    if (any_global && nglobal == nps) {
-        /* the same content for its cluster and its network peers: one variant */
-        set_vis(m, v[0], MODEL_VIS_NETWORK, c->id, c->network, exclude, nexclude);
+    size_t nv = 1;
+    if (nglobal == nps) {
+        set_vis(m, v[0], MODEL_VIS_NETWORK, c->id, c->network, NULL, 0);
     } else {
         set_vis(m, v[0], MODEL_VIS_CLUSTER, c->id, NULL, NULL, 0);
-    }
-    if (any_global && nglobal < nps) {
         v[1] = build_pod(m, c, p, uid, size);
         fill_services(v[1], ps, nps, true, m);
-        set_vis(m, v[1], MODEL_VIS_NETWORK_PEERS, c->id, c->network, exclude, nexclude);
+        set_vis(m, v[1], MODEL_VIS_NETWORK_PEERS, c->id, c->network, NULL, 0);
         nv = 2;
     }
     publish(b, uid, v, nv);

@@ -511,7 +511,8 @@ static void keep_pod_labels(model_labels_t *l)
                                        "app.kubernetes.io/version",
                                        "version",
                                        "pod-template-hash",
-                                       "controller-revision-hash"};
+                                       "controller-revision-hash",
+                                       "networking.istio.io/tunnel"};
     size_t n = 0;
     for (size_t i = 0; i < l->n; i++) {
         bool wanted = false;
@@ -609,6 +610,7 @@ model_t *model_new(const model_config_t *cfg)
         return NULL;
     m->trust_domain = strdup(cfg && cfg->trust_domain ? cfg->trust_domain : "cluster.local");
     m->domain_suffix = strdup(cfg && cfg->domain_suffix ? cfg->domain_suffix : "cluster.local");
+    m->prefer_cluster = cfg && cfg->prefer_cluster;
     m->rules = model_scope_rules_default();
     model_strs_init(&m->strs);
     model_hmap_init(&m->dirty_svcs);

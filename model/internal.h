@@ -144,6 +144,7 @@ typedef struct model_svc_state {
 void model_svc_state_free(void *p);
 
 struct model {
+    bool prefer_cluster;
     char *trust_domain;
     char *domain_suffix;
     model_cluster_int_t **clusters; /* sorted by id */

@@ -133,7 +133,7 @@ typedef enum model_traffic_dist {
     MODEL_TD_NONE = 0,
     MODEL_TD_PREFER_CLOSE,     /* PreferClose (and PreferSameZone, its newer name) */
     MODEL_TD_PREFER_SAME_NODE, /* PreferSameNode */
-    MODEL_TD_ANY,              /* annotation "Any": explicit even spread */
+    MODEL_TD_ANY,              /* an annotation naming none of these: even spread */
 } model_traffic_dist_t;
 
 /* A binary IP address: 4 or 16 bytes. */
@@ -151,7 +151,18 @@ bool model_ip_equal(const model_ip_t *a, const model_ip_t *b);
 typedef struct model_namespace {
     char *name;
     model_labels_t labels;
+    /* annotation networking.istio.io/traffic-distribution, inherited by its
+     * Services that set none */
+    model_traffic_dist_t traffic_dist;
 } model_namespace_t;
+
+/* Values of istio.workload.IPFamilies. */
+typedef enum model_ip_families {
+    MODEL_IPF_AUTOMATIC = 0,
+    MODEL_IPF_V4 = 1,
+    MODEL_IPF_V6 = 2,
+    MODEL_IPF_DUAL = 3,
+} model_ip_families_t;
 
 typedef struct model_svc_port {
     char *name;
@@ -173,7 +184,11 @@ typedef struct model_service {
     bool headless;
     model_svc_port_t *ports;
     size_t nports;
-    model_traffic_dist_t traffic_dist;
+    model_traffic_dist_t traffic_dist; /* NONE: unset, inherit the namespace's */
+    bool external_name;                /* type ExternalName: not in the mesh */
+    bool itp_local;                    /* internalTrafficPolicy Local */
+    bool publish_not_ready;            /* publishNotReadyAddresses */
+    model_ip_families_t ip_families;   /* from spec.ipFamilies */
     /* status.loadBalancer.ingress addresses (east-west gateway discovery) */
     model_ip_t *lb_ips;
     size_t nlb_ips;
@@ -214,8 +229,11 @@ typedef struct model_pod {
     size_t nips;
     char *node;
     char *service_account;
-    bool ready;       /* condition Ready=True and phase Running */
-    bool terminating; /* deletionTimestamp set */
+    bool ready;        /* condition Ready=True */
+    bool terminating;  /* deletionTimestamp set */
+    bool terminal;     /* phase Succeeded or Failed: it runs no more */
+    bool ambient;      /* annotation ambient.istio.io/redirection=enabled */
+    bool host_network; /* spec.hostNetwork */
 } model_pod_t;
 
 typedef struct model_node {
@@ -254,6 +272,9 @@ typedef struct model_cluster {
 typedef struct model_config {
     const char *trust_domain;  /* "cluster.local" when NULL */
     const char *domain_suffix; /* "cluster.local" when NULL */
+    /* trafficDistribution keeps traffic in the viewer's cluster before
+     * other clusters of its network (CLUSTER after NETWORK); istiod does not */
+    bool prefer_cluster;
 } model_config_t;
 
 typedef struct model model_t;
@@ -385,6 +406,7 @@ typedef enum model_tunnel { MODEL_TUNNEL_NONE = 0, MODEL_TUNNEL_HBONE = 1 } mode
 typedef struct model_port_pair {
     uint16_t service_port;
     uint16_t target_port;
+    uint16_t app_protocol; /* istio.workload.AppProtocol; 16 bits: no padding to compare */
 } model_port_pair_t;
 
 typedef struct model_out_service {
@@ -399,6 +421,8 @@ typedef struct model_out_service {
     model_lb_mode_t lb_mode;
     model_lb_scope_t lb_prefs[6];
     size_t nlb_prefs;
+    bool lb_allow_all; /* health_policy ALLOW_ALL (publishNotReadyAddresses) */
+    model_ip_families_t ip_families;
     /* SPIFFE ids of the workloads behind it on networks other than the
      * viewer's, sorted: what ztunnel verifies the inner HBONE against */
     const char **sans;
@@ -432,7 +456,9 @@ typedef struct model_out_workload {
     uint32_t capacity;              /* 0 = not set */
     uint16_t gateway_port;          /* hbone_mtls_port */
     uint8_t workload_type : 4;      /* istio.workload.WorkloadType */
-    uint8_t tunnel : 4;             /* model_tunnel_t */
+    uint8_t tunnel : 2;             /* model_tunnel_t */
+    uint8_t host_network : 1;       /* network_mode HOST_NETWORK */
+    uint8_t native_tunnel : 1;
     bool healthy;
 } model_out_workload_t;
 

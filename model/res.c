@@ -243,6 +243,7 @@ static bool service_equal(const model_out_service_t *a, const model_out_service_
         !ports_equal(a->ports, a->nports, b->ports, b->nports) || a->lb_mode != b->lb_mode ||
         a->nlb_prefs != b->nlb_prefs ||
         memcmp(a->lb_prefs, b->lb_prefs, a->nlb_prefs * sizeof(a->lb_prefs[0])) != 0 ||
+        a->lb_allow_all != b->lb_allow_all || a->ip_families != b->ip_families ||
         a->nsans != b->nsans)
         return false;
     for (size_t i = 0; i < a->nports; i++)
@@ -292,7 +293,8 @@ static bool workload_equal(const model_out_workload_t *a, const model_out_worklo
     if (a->naddrs != b->naddrs || a->nservices != b->nservices || a->healthy != b->healthy ||
         !a->gateway != !b->gateway || a->gateway_port != b->gateway_port ||
         a->capacity != b->capacity || a->workload_type != b->workload_type ||
-        a->tunnel != b->tunnel)
+        a->tunnel != b->tunnel || a->host_network != b->host_network ||
+        a->native_tunnel != b->native_tunnel)
         return false;
     if (a->gateway && (!str_eq(a->gateway->network, b->gateway->network) ||
                        !model_ip_equal(&a->gateway->ip, &b->gateway->ip) ||

@@ -93,13 +93,14 @@ static char *put_port(char *p, uint16_t v)
     return p;
 }
 
-/* What identifies a service list in the table: keys and ports, in order.
+/* What identifies a service list in the table: keys and ports (with their
+ * protocols), in order.
  * Built once per pod, so no printf. */
 static char *svcs_key(const model_wl_service_t *v, size_t n)
 {
     size_t len = 1;
     for (size_t i = 0; i < n; i++)
-        len += strlen(v[i].key) + 2 + v[i].nports * 12;
+        len += strlen(v[i].key) + 2 + v[i].nports * 18;
     char *k = malloc(len), *p = k;
     if (!k)
         abort();
@@ -112,6 +113,10 @@ static char *svcs_key(const model_wl_service_t *v, size_t n)
             p = put_port(p, v[i].ports[j].service_port);
             *p++ = ':';
             p = put_port(p, v[i].ports[j].target_port);
+            if (v[i].ports[j].app_protocol) {
+                *p++ = '/';
+                p = put_port(p, v[i].ports[j].app_protocol);
+            }
             *p++ = ',';
         }
         *p++ = '\x1e';

@@ -177,11 +177,12 @@ START_TEST(decode_service_traffic_distribution_spec_wins)
         {NULL, "PreferSameZone", MODEL_TD_PREFER_CLOSE},
         {NULL, "PreferSameNode", MODEL_TD_PREFER_SAME_NODE},
         {NULL, "Any", MODEL_TD_ANY},
-        {NULL, "preferclose", MODEL_TD_PREFER_CLOSE}, /* Istio matches without case */
+        {NULL, "preferclose", MODEL_TD_PREFER_CLOSE},  /* Istio matches without case */
         {"PreferClose", "Any", MODEL_TD_PREFER_CLOSE}, /* the spec field wins, as in istiod */
         {"PreferSameNode", "PreferClose", MODEL_TD_PREFER_SAME_NODE},
         {"PreferClose", "PreferSameNode", MODEL_TD_PREFER_CLOSE},
-        {"SomethingNew", "PreferSameNode", MODEL_TD_PREFER_SAME_NODE}, /* unknown spec: annotation */
+        {"SomethingNew", "PreferSameNode",
+         MODEL_TD_PREFER_SAME_NODE},                            /* unknown spec: annotation */
         {"PreferSameNode", "bogus", MODEL_TD_PREFER_SAME_NODE}, /* unknown: ignored */
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
@@ -332,19 +333,68 @@ START_TEST(decode_pod_terminating_default_service_account)
 }
 END_TEST
 
-START_TEST(decode_pod_ready_needs_running_and_condition)
+/* The fields istiod's ambient index reads beyond the basics. */
+START_TEST(decode_istiod_inputs)
+{
+    model_pod_t *p = decode_text(
+        MODEL_KIND_POD,
+        "{\"metadata\":{\"name\":\"p\",\"namespace\":\"n\",\"annotations\":"
+        "{\"ambient.istio.io/redirection\":\"enabled\"}},\"spec\":{\"hostNetwork\":true},"
+        "\"status\":{}}");
+    ck_assert(p->ambient);
+    ck_assert(p->host_network);
+    model_obj_free(MODEL_KIND_POD, p);
+    p = decode_text(MODEL_KIND_POD,
+                    "{\"metadata\":{\"name\":\"p\",\"namespace\":\"n\",\"annotations\":"
+                    "{\"ambient.istio.io/redirection\":\"pending\"}},\"spec\":{},\"status\":{}}");
+    ck_assert(!p->ambient);
+    ck_assert(!p->host_network);
+    model_obj_free(MODEL_KIND_POD, p);
+    model_service_t *s = decode_text(
+        MODEL_KIND_SERVICE,
+        "{\"metadata\":{\"name\":\"s\",\"namespace\":\"n\",\"annotations\":"
+        "{\"networking.istio.io/traffic-distribution\":\"Sideways\"}},\"spec\":{\"type\":"
+        "\"ExternalName\",\"internalTrafficPolicy\":\"Local\",\"publishNotReadyAddresses\":true,"
+        "\"ipFamilies\":[\"IPv6\",\"IPv4\"]}}");
+    ck_assert(s->external_name);
+    ck_assert(s->itp_local);
+    ck_assert(s->publish_not_ready);
+    ck_assert_int_eq(s->ip_families, MODEL_IPF_DUAL);
+    ck_assert_int_eq(s->traffic_dist, MODEL_TD_ANY); /* unknown: Any, no inheritance */
+    model_obj_free(MODEL_KIND_SERVICE, s);
+    s = decode_text(MODEL_KIND_SERVICE,
+                    "{\"metadata\":{\"name\":\"s\",\"namespace\":\"n\"},\"spec\":{\"ipFamilies\":"
+                    "[\"IPv6\"]}}");
+    ck_assert(!s->external_name && !s->itp_local && !s->publish_not_ready);
+    ck_assert_int_eq(s->ip_families, MODEL_IPF_V6);
+    ck_assert_int_eq(s->traffic_dist, MODEL_TD_NONE);
+    model_obj_free(MODEL_KIND_SERVICE, s);
+    model_namespace_t *ns =
+        decode_text(MODEL_KIND_NAMESPACE,
+                    "{\"metadata\":{\"name\":\"n\",\"annotations\":"
+                    "{\"networking.istio.io/traffic-distribution\":\"prefersamenode\"}}}");
+    ck_assert_int_eq(ns->traffic_dist, MODEL_TD_PREFER_SAME_NODE);
+    model_obj_free(MODEL_KIND_NAMESPACE, ns);
+}
+END_TEST
+
+START_TEST(decode_pod_ready_from_condition_terminal_from_phase)
 {
     static const struct {
         const char *status;
-        bool ready;
+        bool ready, terminal;
     } cases[] = {
-        {"{\"phase\":\"Pending\"}", false},
-        {"{\"phase\":\"Running\"}", false},
+        {"{\"phase\":\"Pending\"}", false, false},
+        {"{\"phase\":\"Running\"}", false, false},
         {"{\"phase\":\"Running\",\"conditions\":[{\"type\":\"Ready\",\"status\":\"False\"}]}",
-         false},
+         false, false},
         {"{\"phase\":\"Succeeded\",\"conditions\":[{\"type\":\"Ready\",\"status\":\"True\"}]}",
+         true, true},
+        {"{\"phase\":\"Failed\"}", false, true},
+        {"{\"phase\":\"Pending\",\"conditions\":[{\"type\":\"Ready\",\"status\":\"True\"}]}", true,
          false},
-        {"{\"phase\":\"Running\",\"conditions\":[{\"type\":\"Ready\",\"status\":\"True\"}]}", true},
+        {"{\"phase\":\"Running\",\"conditions\":[{\"type\":\"Ready\",\"status\":\"True\"}]}", true,
+         false},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         char text[512];
@@ -353,6 +403,7 @@ START_TEST(decode_pod_ready_needs_running_and_condition)
                  cases[i].status);
         model_pod_t *p = decode_text(MODEL_KIND_POD, text);
         ck_assert_msg(p->ready == cases[i].ready, "case %zu", i);
+        ck_assert_msg(p->terminal == cases[i].terminal, "case %zu terminal", i);
         ck_assert_uint_eq(p->nips, 0); /* no IP yet is fine */
         ck_assert_ptr_null(p->node);
         model_obj_free(MODEL_KIND_POD, p);
@@ -1112,7 +1163,8 @@ static Suite *decode_suite(void)
     tcase_add_test(tc, decode_endpointslice_port_name_and_number_optional);
     tcase_add_test(tc, decode_pod_ready_with_dual_stack_ips);
     tcase_add_test(tc, decode_pod_terminating_default_service_account);
-    tcase_add_test(tc, decode_pod_ready_needs_running_and_condition);
+    tcase_add_test(tc, decode_pod_ready_from_condition_terminal_from_phase);
+    tcase_add_test(tc, decode_istiod_inputs);
     tcase_add_test(tc, decode_node_topology_labels);
     tcase_add_test(tc, decode_namespace_labels);
     tcase_add_test(tc, decode_missing_name_rejected_for_every_kind);

@@ -93,6 +93,7 @@ static model_service_t *mk_svc(const char *name, bool global, model_traffic_dist
 static void add_svc(model_t *m, const char *cluster, const char *name, bool global,
                     model_traffic_dist_t td, const char *ipbase, int n, int nready)
 {
+    tl_ensure_namespace(m, cluster, "ns");
     apply(m, cluster, MODEL_KIND_SERVICE, mk_svc(name, global, td));
     if (!n)
         return;

@@ -101,6 +101,7 @@ static model_pod_t *mk_pod(const char *name, int cl, int svc, int i)
     pod_ip(&p->ips[0], cl, svc, i);
     p->nips = 1;
     p->service_account = strdup("default");
+    p->ambient = true; /* enrolled: istio-cni annotated it */
     p->node = strdup("node-1");
     p->ready = true;
     return p;
@@ -182,6 +183,7 @@ static env_t *env_new(int nbig)
         for (int s = 0; s < NSVC; s++) {
             char name[32];
             snprintf(name, sizeof(name), "s%d", s);
+            tl_ensure_namespace(e->m, id, "ns");
             apply(e->m, id, MODEL_KIND_SERVICE, mk_svc(name, c, s));
             for (int i = 0; i < 5; i++) {
                 snprintf(name, sizeof(name), "s%d-%d", s, i);

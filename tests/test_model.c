@@ -80,6 +80,7 @@ static model_pod_t *mk_pod(const char *ns, const char *name, const char *ip, con
     p->nips = 1;
     p->node = node ? strdup(node) : NULL;
     p->service_account = strdup("default");
+    p->ambient = true; /* enrolled: istio-cni annotated it */
     p->ready = true;
     return p;
 }
@@ -104,6 +105,8 @@ static void add_cluster(model_t *m, const char *id, const char *network, const c
 static void add_service(model_t *m, const char *cluster, const char *ns, const char *name,
                         const char *vip, const char *const *kv, const char *ipbase, int n)
 {
+    if (!model_object(m, cluster, MODEL_KIND_NAMESPACE, ns))
+        apply(m, cluster, MODEL_KIND_NAMESPACE, mk_ns(ns, NULL));
     apply(m, cluster, MODEL_KIND_SERVICE, mk_svc(ns, name, vip, kv, 80));
     for (int i = 0; i < n; i++) {
         char ip[64], pod[64];
@@ -504,7 +507,12 @@ START_TEST(same_network_peer_sees_pods_directly)
     ck_assert_ptr_nonnull(w);
     ck_assert_uint_eq(w->naddrs, 1);
     ck_assert_uint_eq(w->nservices, 1);
-    ck_assert_ptr_null(wl(s, &v1, "c3//Pod/ns/b-0")); /* backs only a local service */
+    /* a pod behind a LOCAL service only is still reachable by its network
+     * (ztunnel can use mTLS to it), without that service */
+    w = wl(s, &v1, "c3//Pod/ns/b-0");
+    ck_assert_ptr_nonnull(w);
+    ck_assert_uint_eq(w->nservices, 0);
+    ck_assert_uint_eq(wl(s, &(model_view_t){"c3", "n1"}, "c3//Pod/ns/b-0")->nservices, 1);
     ck_assert_ptr_null(wl(s, &v1, SH("n1", "192.0.2.1", "ns", "a.ns.svc.cluster.local")));
     model_snapshot_unref(s);
     model_free(m);
@@ -518,6 +526,8 @@ START_TEST(conflicting_ports_oldest_definition_wins)
     model_service_t *a2 = mk_svc("ns", "a", "10.97.0.1", GLOBAL, 9090);
     a1->created = 2000;
     a2->created = 1000;
+    apply(m, "c1", MODEL_KIND_NAMESPACE, mk_ns("ns", NULL));
+    apply(m, "c2", MODEL_KIND_NAMESPACE, mk_ns("ns", NULL));
     apply(m, "c1", MODEL_KIND_SERVICE, a1);
     apply(m, "c2", MODEL_KIND_SERVICE, a2);
     model_snapshot_t *s = model_commit(m);
@@ -603,6 +613,7 @@ END_TEST
 START_TEST(traffic_distribution_sets_failover)
 {
     model_t *m = mesh();
+    apply(m, "c1", MODEL_KIND_NAMESPACE, mk_ns("ns", NULL));
     model_service_t *a = mk_svc("ns", "a", "10.96.0.1", GLOBAL, 80);
     a->traffic_dist = MODEL_TD_PREFER_CLOSE;
     apply(m, "c1", MODEL_KIND_SERVICE, a);
@@ -611,18 +622,121 @@ START_TEST(traffic_distribution_sets_failover)
     apply(m, "c1", MODEL_KIND_SERVICE, b);
     apply(m, "c1", MODEL_KIND_SERVICE, mk_svc("ns", "c", "10.96.0.3", GLOBAL, 80));
     model_snapshot_t *s = model_commit(m);
+    /* istiod's presets: NETWORK, REGION, ZONE (then SUBZONE, NODE) */
     const model_out_service_t *o = svc(s, &V2, "ns/a.ns.svc.cluster.local");
     ck_assert_int_eq(o->lb_mode, MODEL_LB_FAILOVER);
-    ck_assert_uint_eq(o->nlb_prefs, 4);
+    ck_assert_uint_eq(o->nlb_prefs, 3);
     ck_assert_int_eq(o->lb_prefs[0], MODEL_LB_SCOPE_NETWORK);
-    ck_assert_int_eq(o->lb_prefs[1], MODEL_LB_SCOPE_CLUSTER);
+    ck_assert_int_eq(o->lb_prefs[1], MODEL_LB_SCOPE_REGION);
+    ck_assert_int_eq(o->lb_prefs[2], MODEL_LB_SCOPE_ZONE);
     o = svc(s, &V2, "ns/b.ns.svc.cluster.local");
-    ck_assert_uint_eq(o->nlb_prefs, 6);
-    ck_assert_int_eq(o->lb_prefs[5], MODEL_LB_SCOPE_NODE);
+    ck_assert_uint_eq(o->nlb_prefs, 5);
+    ck_assert_int_eq(o->lb_prefs[3], MODEL_LB_SCOPE_SUBZONE);
+    ck_assert_int_eq(o->lb_prefs[4], MODEL_LB_SCOPE_NODE);
     o = svc(s, &V2, "ns/c.ns.svc.cluster.local");
     ck_assert_int_eq(o->lb_mode, MODEL_LB_UNSPECIFIED);
     ck_assert_uint_eq(o->nlb_prefs, 0);
+    ck_assert(!o->lb_allow_all);
     model_snapshot_unref(s);
+    model_free(m);
+}
+END_TEST
+
+START_TEST(traffic_policy_namespace_and_opt_in_cluster)
+{
+    model_config_t cfg = {.prefer_cluster = true};
+    model_t *m = model_new(&cfg);
+    add_cluster(m, "c1", "n1", NULL);
+    model_namespace_t *ns = mk_ns("ns", NULL);
+    ns->traffic_dist = MODEL_TD_PREFER_CLOSE;
+    apply(m, "c1", MODEL_KIND_NAMESPACE, ns);
+    apply(m, "c1", MODEL_KIND_SERVICE, mk_svc("ns", "inherits", "10.96.0.1", NULL, 80));
+    model_service_t *any = mk_svc("ns", "any", "10.96.0.2", NULL, 80);
+    any->traffic_dist = MODEL_TD_ANY; /* an annotation istiod does not know */
+    apply(m, "c1", MODEL_KIND_SERVICE, any);
+    model_service_t *local = mk_svc("ns", "local", "10.96.0.3", NULL, 80);
+    local->itp_local = true;
+    local->traffic_dist = MODEL_TD_PREFER_SAME_NODE;
+    local->publish_not_ready = true;
+    local->ip_families = MODEL_IPF_DUAL;
+    apply(m, "c1", MODEL_KIND_SERVICE, local);
+    model_snapshot_t *s = model_commit(m);
+    const model_out_service_t *o = svc(s, &V1, "ns/inherits.ns.svc.cluster.local");
+    ck_assert_uint_eq(o->nlb_prefs, 4); /* CLUSTER after NETWORK: opted in */
+    ck_assert_int_eq(o->lb_prefs[1], MODEL_LB_SCOPE_CLUSTER);
+    ck_assert_uint_eq(svc(s, &V1, "ns/any.ns.svc.cluster.local")->nlb_prefs, 0);
+    o = svc(s, &V1, "ns/local.ns.svc.cluster.local");
+    ck_assert_int_eq(o->lb_mode, MODEL_LB_STRICT); /* internalTrafficPolicy Local wins */
+    ck_assert_uint_eq(o->nlb_prefs, 1);
+    ck_assert_int_eq(o->lb_prefs[0], MODEL_LB_SCOPE_NODE);
+    ck_assert(o->lb_allow_all);
+    ck_assert_int_eq(o->ip_families, MODEL_IPF_DUAL);
+    /* the namespace's annotation changes: its services follow */
+    apply(m, "c1", MODEL_KIND_NAMESPACE, mk_ns("ns", NULL));
+    model_snapshot_t *s2 = model_commit(m);
+    ck_assert_uint_eq(svc(s2, &V1, "ns/inherits.ns.svc.cluster.local")->nlb_prefs, 0);
+    model_snapshot_unref(s);
+    model_snapshot_unref(s2);
+    model_free(m);
+}
+END_TEST
+
+START_TEST(pod_tunnel_network_mode_and_phase_as_istiod)
+{
+    model_t *m = mesh();
+    model_pod_t *sidecar = mk_pod("ns", "sidecar", "10.1.0.1", NULL);
+    sidecar->ambient = false;
+    apply(m, "c1", MODEL_KIND_POD, sidecar);
+    model_pod_t *native = mk_pod("ns", "native", "10.1.0.2", NULL);
+    native->ambient = false;
+    model_labels_set(&native->labels, "networking.istio.io/tunnel", "h2,http");
+    apply(m, "c1", MODEL_KIND_POD, native);
+    model_pod_t *host = mk_pod("ns", "host", "10.0.0.5", NULL);
+    host->ambient = false;
+    host->host_network = true;
+    apply(m, "c1", MODEL_KIND_POD, host);
+    model_pod_t *done = mk_pod("ns", "done", "10.1.0.3", NULL);
+    done->terminal = true;
+    apply(m, "c1", MODEL_KIND_POD, done);
+    model_pod_t *going = mk_pod("ns", "going", "10.1.0.4", NULL);
+    going->terminating = true;
+    apply(m, "c1", MODEL_KIND_POD, going);
+    model_snapshot_t *s = model_commit(m);
+    ck_assert_uint_eq(wl(s, &V1, "c1//Pod/ns/sidecar")->tunnel, MODEL_TUNNEL_NONE);
+    const model_out_workload_t *w = wl(s, &V1, "c1//Pod/ns/native");
+    ck_assert_uint_eq(w->tunnel, MODEL_TUNNEL_HBONE);
+    ck_assert(w->native_tunnel);
+    w = wl(s, &V1, "c1//Pod/ns/host");
+    ck_assert(w->host_network);
+    ck_assert_uint_eq(w->tunnel, MODEL_TUNNEL_NONE);
+    ck_assert_ptr_null(wl(s, &V1, "c1//Pod/ns/done")); /* Succeeded or Failed: gone */
+    w = wl(s, &V1, "c1//Pod/ns/going");
+    ck_assert(!w->healthy); /* terminating pods stay, unhealthy */
+    ck_assert_uint_eq(w->tunnel, MODEL_TUNNEL_HBONE);
+    model_snapshot_unref(s);
+    model_free(m);
+}
+END_TEST
+
+START_TEST(scope_needs_the_namespace_and_external_name_is_out)
+{
+    model_t *m = mesh();
+    /* no Namespace object: no rule can match, as in istiod */
+    apply(m, "c1", MODEL_KIND_SERVICE, mk_svc("orphan", "a", "10.96.0.1", GLOBAL, 80));
+    model_service_t *ext = mk_svc("ns", "ext", NULL, GLOBAL, 80);
+    ext->external_name = true;
+    apply(m, "c1", MODEL_KIND_NAMESPACE, mk_ns("ns", NULL));
+    apply(m, "c1", MODEL_KIND_SERVICE, ext);
+    model_snapshot_t *s = model_commit(m);
+    ck_assert_ptr_nonnull(svc(s, &V1, "orphan/a.orphan.svc.cluster.local"));
+    ck_assert_ptr_null(svc(s, &V2, "orphan/a.orphan.svc.cluster.local"));
+    ck_assert_ptr_null(svc(s, &V1, "ns/ext.ns.svc.cluster.local"));
+    /* the namespace arrives: the service becomes global */
+    apply(m, "c1", MODEL_KIND_NAMESPACE, mk_ns("orphan", NULL));
+    model_snapshot_t *s2 = model_commit(m);
+    ck_assert_ptr_nonnull(svc(s2, &V2, "orphan/a.orphan.svc.cluster.local"));
+    model_snapshot_unref(s);
+    model_snapshot_unref(s2);
     model_free(m);
 }
 END_TEST
@@ -1093,6 +1207,9 @@ static Suite *suite(void)
     tcase_add_test(t, service_sans_name_other_networks_pods);
     tcase_add_test(t, service_sans_follow_service_account_changes_only);
     tcase_add_test(t, network_gateway_workload_as_istiod_builds_it);
+    tcase_add_test(t, traffic_policy_namespace_and_opt_in_cluster);
+    tcase_add_test(t, pod_tunnel_network_mode_and_phase_as_istiod);
+    tcase_add_test(t, scope_needs_the_namespace_and_external_name_is_out);
     suite_add_tcase(s, t);
     return s;
 }

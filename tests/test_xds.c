@@ -47,6 +47,7 @@ static model_service_t *mk_svc(const char *ns, const char *name, const char *vip
     s->cluster_ips = calloc(1, sizeof(model_ip_t));
     ck_assert_int_eq(model_ip_parse(vip, &s->cluster_ips[0]), 0);
     s->ncluster_ips = 1;
+    s->ip_families = MODEL_IPF_V4; /* what the API server fills in */
     s->ports = calloc(1, sizeof(model_svc_port_t));
     s->ports[0].name = strdup("http");
     s->ports[0].port = 80;
@@ -71,6 +72,7 @@ static model_pod_t *mk_pod(const char *name, const char *ip)
     ck_assert_int_eq(model_ip_parse(ip, &p->ips[0]), 0);
     p->nips = 1;
     p->service_account = strdup("default");
+    p->ambient = true; /* enrolled: istio-cni annotated it */
     p->ready = true;
     return p;
 }
@@ -78,6 +80,7 @@ static model_pod_t *mk_pod(const char *name, const char *ip)
 static void add_service(model_t *m, const char *cluster, const char *name, const char *vip,
                         bool global, const char *ipbase, int n)
 {
+    tl_ensure_namespace(m, cluster, "ns");
     apply(m, cluster, MODEL_KIND_SERVICE, mk_svc("ns", name, vip, global));
     for (int i = 0; i < n; i++) {
         char ip[64], pod[64];

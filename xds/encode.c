@@ -51,6 +51,7 @@ static Istio__Workload__Port *ports_new(const model_port_pair_t *pp, size_t n)
         istio__workload__port__init(&p[i]);
         p[i].service_port = pp[i].service_port;
         p[i].target_port = pp[i].target_port;
+        p[i].app_protocol = (Istio__Workload__AppProtocol)pp[i].app_protocol;
     }
     return p;
 }
@@ -154,6 +155,9 @@ static uint8_t *encode_workload(const model_out_workload_t *w, size_t *len)
     m.status = w->healthy ? ISTIO__WORKLOAD__WORKLOAD_STATUS__HEALTHY
                           : ISTIO__WORKLOAD__WORKLOAD_STATUS__UNHEALTHY;
     m.tunnel_protocol = (Istio__Workload__TunnelProtocol)w->tunnel;
+    m.native_tunnel = w->native_tunnel;
+    m.network_mode = w->host_network ? ISTIO__WORKLOAD__NETWORK_MODE__HOST_NETWORK
+                                     : ISTIO__WORKLOAD__NETWORK_MODE__STANDARD;
     m.hostname = s(w->hostname);
     p.addrs = calloc(w->naddrs + 1, sizeof(*p.addrs));
     if (!p.addrs)
@@ -201,24 +205,6 @@ out:
     return buf;
 }
 
-static Istio__Workload__IPFamilies ip_families(const model_out_service_t *o)
-{
-    bool v4 = false, v6 = false;
-    for (size_t i = 0; i < o->naddrs; i++) {
-        if (o->addrs[i].ip.len == 4)
-            v4 = true;
-        else if (o->addrs[i].ip.len == 16)
-            v6 = true;
-    }
-    if (v4 && v6)
-        return ISTIO__WORKLOAD__IPFAMILIES__DUAL;
-    if (v4)
-        return ISTIO__WORKLOAD__IPFAMILIES__IPV4_ONLY;
-    if (v6)
-        return ISTIO__WORKLOAD__IPFAMILIES__IPV6_ONLY;
-    return ISTIO__WORKLOAD__IPFAMILIES__AUTOMATIC;
-}
-
 static uint8_t *encode_service(const model_out_service_t *o, size_t *len)
 {
     Istio__Workload__Service m = ISTIO__WORKLOAD__SERVICE__INIT;
@@ -246,18 +232,22 @@ static uint8_t *encode_service(const model_out_service_t *o, size_t *len)
     m.addresses = nap;
     m.n_ports = o->nports;
     m.ports = portp;
+    m.canonical = 1; /* a Kubernetes Service owns its hostname, as istiod marks it */
     m.n_subject_alt_names = o->nsans;
     m.subject_alt_names = (char **)o->sans;
-    if (o->lb_mode != MODEL_LB_UNSPECIFIED) {
+    if (o->lb_mode != MODEL_LB_UNSPECIFIED || o->lb_allow_all) {
         size_t n = o->nlb_prefs < 6 ? o->nlb_prefs : 6;
         for (size_t i = 0; i < n; i++)
             prefs[i] = (Istio__Workload__LoadBalancing__Scope)o->lb_prefs[i];
         lb.mode = (Istio__Workload__LoadBalancing__Mode)o->lb_mode;
         lb.n_routing_preference = n;
         lb.routing_preference = prefs;
+        lb.health_policy = o->lb_allow_all
+                               ? ISTIO__WORKLOAD__LOAD_BALANCING__HEALTH_POLICY__ALLOW_ALL
+                               : ISTIO__WORKLOAD__LOAD_BALANCING__HEALTH_POLICY__ONLY_HEALTHY;
         m.load_balancing = &lb;
     }
-    m.ip_families = ip_families(o);
+    m.ip_families = (Istio__Workload__IPFamilies)o->ip_families;
     Istio__Workload__Address a = ISTIO__WORKLOAD__ADDRESS__INIT;
     a.type_case = ISTIO__WORKLOAD__ADDRESS__TYPE_SERVICE;
     a.service = &m;

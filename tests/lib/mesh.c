@@ -41,6 +41,18 @@ void tl_bench_apply(model_t *m, const char *cluster, model_kind_t k, void *obj)
     }
 }
 
+void tl_ensure_namespace(model_t *m, const char *cluster, const char *ns)
+{
+    if (model_object(m, cluster, MODEL_KIND_NAMESPACE, ns))
+        return;
+    model_namespace_t *n = calloc(1, sizeof(*n));
+    if (!n || !(n->name = strdup(ns))) {
+        fprintf(stderr, "out of memory\n");
+        exit(1);
+    }
+    tl_bench_apply(m, cluster, MODEL_KIND_NAMESPACE, n);
+}
+
 void tl_bench_ip(model_ip_t *ip, int cluster, int n)
 {
     ip->len = 4;
@@ -87,6 +99,7 @@ model_pod_t *tl_bench_pod(int c, int s, int per, int e)
     p->nips = 1;
     p->node = strdup(bench_real ? "ip-10-0-12-34.ec2.internal" : "node-1");
     p->service_account = strdup("default");
+    p->ambient = true; /* enrolled: istio-cni annotated it */
     p->ready = true;
     snprintf(name, sizeof(name), "svc%d", s);
     model_labels_set(&p->labels, "app", name);
@@ -134,6 +147,11 @@ model_t *tl_bench_mesh(int nclusters, int nservices, int per, bool hash_label, c
         if (model_cluster_set(m, &ci, err, errlen) < 0)
             goto fail;
         for (int s = 0; s < nservices; s++) {
+            if (s == 0) {
+                model_service_t *first = tl_bench_service(0);
+                tl_ensure_namespace(m, id, first->ns);
+                model_obj_free(MODEL_KIND_SERVICE, first);
+            }
             if (model_apply(m, id, MODEL_KIND_SERVICE, MODEL_OP_UPSERT, tl_bench_service(s), err,
                             errlen) < 0)
                 goto fail;

@@ -54,6 +54,9 @@ model_pod_t *tl_bench_pod(int c, int s, int per, int e);
 /* svc<s>'s slice in cluster c: per endpoints, IPs from s*per, all ready but
  * endpoint not_ready (-1: none). */
 model_endpointslice_t *tl_bench_slice(int c, int s, int per, int not_ready);
+/* Adds Namespace ns to cluster unless it has it: a Service is scoped only
+ * in a namespace its cluster has, as in istiod. */
+void tl_ensure_namespace(model_t *m, const char *cluster, const char *ns);
 /* model_apply of obj as an upsert; a failure ends the bench with its reason. */
 void tl_bench_apply(model_t *m, const char *cluster, model_kind_t k, void *obj);
 /* Clusters c<i> on networks n<i> (gateway from cluster 15), each with
