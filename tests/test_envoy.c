@@ -755,6 +755,29 @@ START_TEST(gateway_without_vips)
 }
 END_TEST
 
+/* Pod churn does not touch the gateway's listeners; a new global service
+ * (or a Service's VIPs) does. */
+START_TEST(gateway_listeners_changed)
+{
+    model_t *m;
+    model_snapshot_t *s1 = mesh(&m);
+    add_svc(m, "c1", "a", true, MODEL_TD_PREFER_CLOSE, "10.1.0", 3, 3);
+    model_snapshot_t *s2 = model_commit(m);
+    ck_assert(!xds_envoy_gw_listeners_changed(s1, s2, &V1));
+    add_svc(m, "c1", "c", true, MODEL_TD_NONE, "10.1.3", 1, 1);
+    model_snapshot_t *s3 = model_commit(m);
+    ck_assert(xds_envoy_gw_listeners_changed(s2, s3, &V1));
+    add_svc(m, "c1", "d", false, MODEL_TD_NONE, "10.1.4", 1, 1);
+    model_snapshot_t *s4 = model_commit(m);
+    ck_assert(xds_envoy_gw_listeners_changed(s3, s4, &V1)); /* its Service is new */
+    model_snapshot_unref(s1);
+    model_snapshot_unref(s2);
+    model_snapshot_unref(s3);
+    model_snapshot_unref(s4);
+    model_free(m);
+}
+END_TEST
+
 /* istiod's test: a waypoint~ node labelled by the east-west controller;
  * MESHFED_ROLE overrides; a router~ node is an ingress gateway. */
 START_TEST(gateway_detection)
@@ -1108,6 +1131,46 @@ START_TEST(gateway_node)
 }
 END_TEST
 
+/* Over a stream: pod churn sends the gateway no listeners; a new global
+ * service sends main_internal with its chain. */
+START_TEST(gateway_listeners_follow_services)
+{
+    model_t *m;
+    xds_server_t *s = serve_mesh(&m);
+    tl_client_t *c = client_open(xds_server_port(s), SOTW);
+    node_t nd;
+    node_init_labels(
+        &nd, "waypoint~10.0.0.9~istio-eastwest-abc.istio-system~istio-system.svc.cluster.local",
+        XDS_GW_MANAGED_VALUE);
+    sotw_req(c, &nd, XDS_TYPE_LISTENER, NULL, NULL, NULL, NULL);
+    resp_t *r = sotw_resp(c, 5000);
+    ck_assert_ptr_nonnull(r);
+    sotw_req(c, NULL, XDS_TYPE_LISTENER, NULL, r->version_info, r->nonce, NULL);
+    envoy__service__discovery__v3__discovery_response__free_unpacked(r, NULL);
+    add_svc(m, "c1", "a", true, MODEL_TD_PREFER_CLOSE, "10.1.0", 3, 3);
+    publish(s, m);
+    ck_assert_ptr_null(sotw_resp(c, 300));
+    add_svc(m, "c1", "c", true, MODEL_TD_NONE, "10.1.3", 1, 1);
+    publish(s, m);
+    r = sotw_resp(c, 5000);
+    ck_assert_ptr_nonnull(r);
+    ck_assert_uint_eq(r->n_resources, 3);
+    bool found = false;
+    for (size_t i = 0; i < r->n_resources; i++) {
+        listener_t *l = keep(envoy__config__listener__v3__listener__unpack(
+            NULL, r->resources[i]->value.len, r->resources[i]->value.data));
+        for (size_t j = 0; j < l->n_filter_chains && !strcmp(l->name, XDS_GW_MAIN_INTERNAL); j++)
+            found |=
+                strcmp(l->filter_chains[j]->name, "inbound-vip|80|tcp|c.ns.svc.cluster.local") == 0;
+    }
+    ck_assert(found);
+    gc_free();
+    envoy__service__discovery__v3__discovery_response__free_unpacked(r, NULL);
+    tl_client_close(c);
+    unserve(s, m);
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *su = suite_create("envoy");
@@ -1120,6 +1183,7 @@ static Suite *suite(void)
     tcase_add_test(t, gateway_clusters);
     tcase_add_test(t, gateway_endpoints);
     tcase_add_test(t, gateway_detection);
+    tcase_add_test(t, gateway_listeners_changed);
     tcase_add_test(t, gateway_without_vips);
     suite_add_tcase(su, t);
     t = tcase_create("stream");
@@ -1127,6 +1191,7 @@ static Suite *suite(void)
     tcase_add_test(t, sotw_ack_nack_versions);
     tcase_add_test(t, delta_eds);
     tcase_add_test(t, gateway_node);
+    tcase_add_test(t, gateway_listeners_follow_services);
     suite_add_tcase(su, t);
     return su;
 }

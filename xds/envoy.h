@@ -105,6 +105,11 @@ int xds_envoy_set_add_owned(xds_envoy_set_t *s, xds_envoy_item_t *it);
 int xds_envoy_gw_listeners(xds_envoy_set_t *set, const model_snapshot_t *snap,
                            const model_view_t *v, const char *td, const xds_map_t *names);
 int xds_envoy_gw_static_clusters(xds_envoy_set_t *set, const xds_map_t *names);
+/* Whether the gateway's listeners in view v may differ between the two
+ * snapshots (a global service, its ports or a Service's VIPs changed); pod
+ * churn alone does not change them. Cost is proportional to the change. */
+bool xds_envoy_gw_listeners_changed(const model_snapshot_t *from, const model_snapshot_t *to,
+                                    const model_view_t *v);
 int xds_envoy_gw_vip_cluster(xds_envoy_item_t *it, const char *name);
 
 /* envoy_stream.c: the four types on an ADS stream, state in st->envoy[]

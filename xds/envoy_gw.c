@@ -955,6 +955,49 @@ int xds_envoy_gw_listeners(xds_envoy_set_t *set, const model_snapshot_t *snap,
     return rc;
 }
 
+/* Whether a change of endpoints variant changes a listener: its
+ * globalness, hostname or service ports (not its endpoints). */
+static bool ports_differ(const model_res_t *a, const model_res_t *b)
+{
+    const model_out_endpoints_t *x = a ? model_res_endpoints(a) : NULL;
+    const model_out_endpoints_t *y = b ? model_res_endpoints(b) : NULL;
+    bool gx = x && x->global && x->nports, gy = y && y->global && y->nports;
+    if (!gx || !gy)
+        return gx != gy;
+    if (x->nports != y->nports || strcmp(x->hostname, y->hostname) != 0)
+        return true;
+    for (size_t i = 0; i < x->nports; i++)
+        if (x->ports[i].service_port != y->ports[i].service_port)
+            return true;
+    return false;
+}
+
+static void eps_diff_cb(const char *name, const model_res_t *old_r, const model_res_t *new_r,
+                        void *arg)
+{
+    (void)name;
+    *(bool *)arg |= ports_differ(old_r, new_r);
+}
+
+/* Any Service (its VIPs) changing: cheaper to rebuild than to compare. */
+static void svc_diff_cb(const char *name, const model_res_t *old_r, const model_res_t *new_r,
+                        void *arg)
+{
+    (void)name;
+    const model_res_t *r = old_r ? old_r : new_r;
+    *(bool *)arg |= r && model_res_kind(r) == MODEL_RES_SERVICE;
+}
+
+bool xds_envoy_gw_listeners_changed(const model_snapshot_t *from, const model_snapshot_t *to,
+                                    const model_view_t *v)
+{
+    bool changed = false;
+    model_snapshot_diff_endpoints(from, to, v, eps_diff_cb, &changed);
+    if (!changed)
+        model_snapshot_diff(from, to, v, svc_diff_cb, &changed);
+    return changed;
+}
+
 /* ---------- clusters ---------- */
 
 static cluster_t *cluster_new(gw_mem_t *m, const char *name)

@@ -129,12 +129,26 @@ out:
     free(anyp);
 }
 
+/* A gateway's listeners are rebuilt from every global service; a new
+ * snapshot that changed none of their inputs needs no rebuild (nor a
+ * response: the client already holds them). */
+static bool gw_listeners_hold(const xds_stream_t *st, int t, xds_type_state_t *ts,
+                              model_snapshot_t *snap)
+{
+    if (!st->gateway || t != XDS_LDS || !ts->base || ts->need_push || ts->pending.n ||
+        xds_envoy_gw_listeners_changed(ts->base, snap, &st->view))
+        return false;
+    xds_type_state_set_base(ts, snap);
+    return true;
+}
+
 /* 1 when a response went out for type t, else 0. */
 static int pump_sotw(xds_stream_t *st, int t)
 {
     xds_type_state_t *ts = &st->envoy[t];
     model_snapshot_t *snap = st->srv->snap;
-    if (!ts->subscribed || ts->nonce[0] || !snap || (ts->base == snap && !ts->need_push))
+    if (!ts->subscribed || ts->nonce[0] || !snap || (ts->base == snap && !ts->need_push) ||
+        gw_listeners_hold(st, t, ts, snap))
         return 0;
     xds_envoy_set_t s;
     if (xds_envoy_collect(&s, snap, &st->view, role_of(st), st->srv->trust_domain, t,
@@ -267,7 +281,8 @@ static int pump_delta(xds_stream_t *st, int t)
     xds_type_state_t *ts = &st->envoy[t];
     model_snapshot_t *snap = st->srv->snap;
     if (!ts->subscribed || ts->nonce[0] || !snap ||
-        (ts->base == snap && !ts->need_push && !ts->pending.n))
+        (ts->base == snap && !ts->need_push && !ts->pending.n) ||
+        gw_listeners_hold(st, t, ts, snap))
         return 0;
     xds_envoy_set_t s;
     dpush_t p = {.ts = ts, .set = &s};
