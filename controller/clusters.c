@@ -277,7 +277,8 @@ static void rebuild_servicescopes(ctl_kube_t *k)
         bool ok = kube_decode_servicescope(so, r, err, sizeof(err)) == 0;
         if (!ok) {
             atomic_fetch_add(&ctl_metrics.scope_errors, 1);
-            ctl_log(CTL_WARN, "ServiceScope %s rejected: %s", names[i], err);
+            ctl_log(CTL_WARN, "ServiceScope %s: %s (an invalid rule is skipped, the others apply)",
+                    names[i], err);
         }
         ctl_status_note(k->status, names[i], gen, false, ok ? NULL : err);
     }
@@ -314,10 +315,10 @@ static void on_configmap(ctl_kube_t *k, kube_ev_t ev, json_t *obj)
         r = model_scope_rules_new();
         if (kube_decode_scope_configs(arr, "MeshConfig", r, err, sizeof(err)) < 0) {
             atomic_fetch_add(&ctl_metrics.scope_errors, 1);
-            ctl_log(CTL_WARN, "MeshConfig serviceScopeConfigs rejected: %s", err);
-            model_scope_rules_free(r);
-            json_decref(arr);
-            return;
+            ctl_log(
+                CTL_WARN,
+                "MeshConfig serviceScopeConfigs: %s (an invalid rule is skipped, the others apply)",
+                err);
         }
         json_decref(arr);
     }

@@ -1178,8 +1178,9 @@ static int kube_rule(kube_dctx_t *c, const jv_t *o, const kube_path_t *p, const 
     return kube_dup(c, origin, &r->origin);
 }
 
-/* Decodes every rule of arr (at p) first and only then appends them, so that
- * an invalid rule leaves r as it was. */
+/* Appends every valid rule of arr (at p) to r. An invalid rule is skipped,
+ * as istiod skips a serviceScopeConfigs entry it cannot read, and the first
+ * one's reason is the error (-1) while the others still apply. */
 static int kube_rules(kube_dctx_t *c, const jv_t *arr, const kube_path_t *p, const char *origin,
                       model_scope_rules_t *r)
 {
@@ -1193,20 +1194,32 @@ static int kube_rules(kube_dctx_t *c, const jv_t *arr, const kube_path_t *p, con
     if (!tmp)
         return kube_oom(c);
     int rc = 0;
+    bool *bad = calloc(n, sizeof(*bad));
+    if (!bad) {
+        free(tmp);
+        return kube_oom(c);
+    }
+    char scratch[256];
+    kube_dctx_t later = *c; /* the first reason is the one reported */
+    later.err = scratch;
+    later.errlen = sizeof(scratch);
     KUBE_JARRAY_FOREACH(arr, i, v)
     {
         char o[256];
         kube_path_t at = {p, NULL, i};
         snprintf(o, sizeof(o), "%s[%zu]", origin, i);
-        if (rc == 0)
-            rc = kube_rule(c, v, &at, o, &tmp[i]);
+        if (kube_rule(rc == 0 ? c : &later, v, &at, o, &tmp[i]) < 0) {
+            bad[i] = true;
+            rc = -1;
+        }
     }
     for (i = 0; i < n; i++) {
-        if (rc == 0 && model_scope_rules_add(r, tmp[i]) < 0)
-            rc = kube_oom(c); /* add freed tmp[i]; the rest are freed below */
-        else if (rc != 0)
+        if (bad[i])
             kube_rule_clear(&tmp[i]);
+        else if (model_scope_rules_add(r, tmp[i]) < 0)
+            rc = kube_oom(c); /* add freed tmp[i] */
     }
+    free(bad);
     free(tmp);
     return rc;
 }

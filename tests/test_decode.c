@@ -840,7 +840,10 @@ START_TEST(servicescope_invalid_rules_rejected)
     ck_assert_int_eq(kube_decode_servicescope(j, r, err, sizeof(err)), -1);
     ck_assert_msg(strstr(err, bad_scopes[_i].want), "error \"%s\" lacks \"%s\"", err,
                   bad_scopes[_i].want);
-    ck_assert_uint_eq(model_scope_rules_count(r), before); /* r unchanged */
+    size_t good = 0; /* the valid rules next to the bad one still apply */
+    for (const char *q = bad_scopes[_i].json; (q = strstr(q, GOOD_RULE)); q++)
+        good++;
+    ck_assert_uint_eq(model_scope_rules_count(r), before + good);
     json_decref(j);
     model_scope_rules_free(r);
 }
@@ -858,6 +861,27 @@ START_TEST(servicescope_invalid_operator_rejected)
                           "operator: unknown operator \"Equals\" (want In, NotIn, Exists or "
                           "DoesNotExist)");
     ck_assert_uint_eq(model_scope_rules_count(r), 0);
+    json_decref(j);
+    model_scope_rules_free(r);
+}
+END_TEST
+
+START_TEST(servicescope_invalid_rule_skipped_others_apply)
+{
+    /* as istiod reads serviceScopeConfigs: one bad rule costs only itself */
+    model_scope_rules_t *r = model_scope_rules_new();
+    char err[MODEL_ERRLEN];
+    json_t *j = parse(
+        SCOPE("[{\"scope\":\"GLOBAL\",\"servicesSelector\":{\"matchLabels\":{\"a\":\"1\"}}},"
+              "{\"scope\":\"SOMETIMES\"},"
+              "{\"scope\":\"GLOBAL\",\"namespaceSelector\":{\"matchExpressions\":"
+              "[{\"key\":\"k\",\"operator\":\"Equals\",\"values\":[\"v\"]}]}},"
+              "{\"scope\":\"GLOBAL\",\"servicesSelector\":{\"matchLabels\":{\"b\":\"2\"}}}]"));
+    ck_assert_int_eq(kube_decode_servicescope(j, r, err, sizeof(err)), -1);
+    ck_assert_msg(strstr(err, "spec.rules[1].scope"), "first reason reported: %s", err);
+    ck_assert_uint_eq(model_scope_rules_count(r), 2);
+    ck_assert_str_eq(model_scope_rules_at(r, 0)->origin, "ServiceScope/s[0]");
+    ck_assert_str_eq(model_scope_rules_at(r, 1)->origin, "ServiceScope/s[3]");
     json_decref(j);
     model_scope_rules_free(r);
 }
@@ -895,7 +919,7 @@ START_TEST(scope_configs_meshconfig_origins_and_errors)
     ck_assert_int_eq(kube_decode_scope_configs(arr, "mesh-config-cm", r, err, sizeof(err)), -1);
     ck_assert_str_eq(err, "mesh-config-cm: serviceScopeConfigs[1].scope: unknown scope "
                           "\"EVERYWHERE\" (want GLOBAL or LOCAL)");
-    ck_assert_uint_eq(model_scope_rules_count(r), 2);
+    ck_assert_uint_eq(model_scope_rules_count(r), 3); /* [0] applies, [1] is skipped */
     json_decref(arr);
 
     arr = parse("{\"scope\":\"GLOBAL\"}");
@@ -904,7 +928,7 @@ START_TEST(scope_configs_meshconfig_origins_and_errors)
     json_decref(arr);
     ck_assert_int_eq(kube_decode_scope_configs(NULL, NULL, r, err, sizeof(err)), 0);
     ck_assert_int_eq(kube_decode_scope_configs(json_null(), NULL, r, err, sizeof(err)), 0);
-    ck_assert_uint_eq(model_scope_rules_count(r), 2);
+    ck_assert_uint_eq(model_scope_rules_count(r), 3);
     model_scope_rules_free(r);
 }
 END_TEST
@@ -1182,6 +1206,7 @@ static Suite *decode_suite(void)
                         sizeof(bad_scopes) / sizeof(bad_scopes[0]));
     tcase_add_test(tc, servicescope_invalid_operator_rejected);
     tcase_add_test(tc, servicescope_empty_and_missing_rules_add_nothing);
+    tcase_add_test(tc, servicescope_invalid_rule_skipped_others_apply);
     tcase_add_test(tc, scope_configs_meshconfig_origins_and_errors);
     suite_add_tcase(s, tc);
 
