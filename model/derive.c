@@ -609,6 +609,7 @@ static void mark_service_pods(model_t *m, const char *key)
             for (size_t k = 0; k < s->nendpoints; k++)
                 if (s->endpoints[k].pod)
                     model_mark_pod(m, c, s->ns, s->endpoints[k].pod);
+            model_mark_slice(m, c, s->ns, s->name);
         }
     }
 }
@@ -1106,6 +1107,127 @@ static void derive_pod(build_t *b, const char *dkey)
     publish(b, uid, v, nv);
 }
 
+/* ---------- endpoints that are no pod ---------- */
+
+/* The ports of a slice's workload: each named TCP port of the slice whose
+ * name is a port of the Service, as service port -> the slice's port. */
+static model_wl_service_t slice_ports(const model_t *m, const model_endpointslice_t *s,
+                                      const model_service_t *svc)
+{
+    char *host = hostname(m, svc->ns, svc->name);
+    model_wl_service_t ws = {key_of(svc->ns, host), NULL, 0};
+    free(host);
+    ws.ports = malloc((s->nports ? s->nports : 1) * sizeof(*ws.ports));
+    if (!ws.ports)
+        abort();
+    for (size_t i = 0; i < s->nports; i++) {
+        if (s->ports[i].protocol != MODEL_PROTO_TCP || !s->ports[i].port)
+            continue;
+        for (size_t j = 0; j < svc->nports; j++)
+            if (port_name_eq(svc->ports[j].name, s->ports[i].name)) {
+                ws.ports[ws.nports++] =
+                    (model_port_pair_t){svc->ports[j].port, s->ports[i].port, 0};
+                break;
+            }
+    }
+    return ws;
+}
+
+/* A workload for an endpoint no Pod stands behind (a Service without a
+ * selector, filled by hand or by a controller), as istiod builds it: named
+ * after the slice, an address shared with who knows what (HOST_NETWORK), no
+ * identity, no tunnel; healthy unless the endpoint says it is not ready. */
+static model_res_t *build_slice_workload(model_t *m, const model_cluster_int_t *c,
+                                         const model_endpointslice_t *s, const model_endpoint_t *e,
+                                         const char *uid, const model_wl_service_t *ws)
+{
+    model_strs_t *t = &m->strs;
+    model_res_t *r = model_res_new(MODEL_RES_WORKLOAD, uid, 64 + strlen(s->name));
+    model_out_workload_t *w = &r->u.wl;
+    w->uid = r->name;
+    w->name = model_arena_strdup(&r->arena, s->name);
+    w->ns = model_str(t, s->ns);
+    w->cluster_id = model_str(t, c->id);
+    w->network = model_str(t, c->network);
+    w->trust_domain = model_str(t, trust_domain(m));
+    w->addrs = model_arena_alloc(&r->arena, sizeof(*w->addrs));
+    w->addrs[0] = e->ip;
+    w->naddrs = 1;
+    w->host_network = 1;
+    w->healthy = e->ready;
+    w->services = model_svcs(t, ws, 1);
+    w->nservices = 1;
+    return r;
+}
+
+/* The workloads of one slice's pod-less endpoints: its own cluster sees
+ * them; its network's other clusters too when the Service is global there,
+ * as istiod sends every workload of its network. */
+static void derive_slice(build_t *b, const char *dkey)
+{
+    model_t *m = b->m;
+    const char *nl = strchr(dkey, '\n');
+    char cid[256];
+    size_t clen = (size_t)(nl - dkey) < sizeof(cid) - 1 ? (size_t)(nl - dkey) : sizeof(cid) - 1;
+    memcpy(cid, dkey, clen);
+    cid[clen] = '\0';
+    const model_cluster_int_t *c = model_cluster_find(m, cid);
+    const model_endpointslice_t *s =
+        c ? model_hmap_get(&c->objs[MODEL_KIND_ENDPOINTSLICE], nl + 1) : NULL;
+    const model_service_t *svc = NULL;
+    char skey[512];
+    if (s && s->service) {
+        snprintf(skey, sizeof(skey), "%s/%s", s->ns, s->service);
+        svc = model_hmap_get(&c->objs[MODEL_KIND_SERVICE], skey);
+    }
+    model_names_t *now = calloc(1, sizeof(*now));
+    if (!now)
+        abort();
+    if (svc && !svc->external_name && s->nendpoints) {
+        const model_svc_state_t *st = model_hmap_get(&m->svc_state, skey);
+        bool global = false;
+        for (size_t j = 0; st && j < st->nclusters; j++)
+            if (strcmp(st->clusters[j], c->id) == 0)
+                global = st->scopes[j].scope == MODEL_SCOPE_GLOBAL;
+        model_wl_service_t ws = slice_ports(m, s, svc);
+        now->v = calloc(s->nendpoints, sizeof(char *));
+        if (!now->v)
+            abort();
+        for (size_t i = 0; i < s->nendpoints; i++) {
+            const model_endpoint_t *e = &s->endpoints[i];
+            char ip[64], uid[1024];
+            if (e->pod || !e->ip.len)
+                continue;
+            model_ip_format(&e->ip, ip, sizeof(ip));
+            snprintf(uid, sizeof(uid), "%s/discovery.k8s.io/EndpointSlice/%s/%s/%s", c->id, s->ns,
+                     s->name, ip);
+            if (name_in(now->v, now->n, uid))
+                continue; /* the same address twice: istiod keeps the first */
+            model_res_t *r = build_slice_workload(m, c, s, e, uid, &ws);
+            if (global)
+                set_vis(m, r, MODEL_VIS_NETWORK, c->id, c->network, NULL, 0);
+            else
+                set_vis(m, r, MODEL_VIS_CLUSTER, c->id, NULL, NULL, 0);
+            now->v[now->n++] = strdup(uid);
+            publish(b, uid, &r, 1);
+        }
+        free((char *)ws.key);
+        free(ws.ports);
+    }
+    model_names_t *was = model_hmap_get(&m->slice_names, dkey);
+    for (size_t i = 0; was && i < was->n; i++)
+        if (!name_in(now->v, now->n, was->v[i]))
+            publish(b, was->v[i], NULL, 0);
+    if (was) {
+        model_hmap_del(&m->slice_names, dkey);
+        model_names_free(was);
+    }
+    if (now->n)
+        model_hmap_put(&m->slice_names, dkey, now);
+    else
+        model_names_free(now);
+}
+
 /* ---------- network gateways ---------- */
 
 /* One workload per east-west gateway, as istiod's ambient index makes them
@@ -1199,6 +1321,7 @@ model_snapshot_t *model_commit(model_t *m)
     /* services first: pods read the scopes they record */
     drain(&m->dirty_svcs, &b, derive_service);
     drain(&m->dirty_pods, &b, derive_pod);
+    drain(&m->dirty_slices, &b, derive_slice);
     if (m->dirty_gateways)
         derive_gateways(&b);
     m->dirty_gateways = false;

@@ -212,17 +212,37 @@ void model_mark_service(model_t *m, const char *ns, const char *name)
     free(k);
 }
 
-void model_mark_pod(model_t *m, const model_cluster_int_t *c, const char *ns, const char *name)
+/* cluster ids cannot contain '\n', so "cluster\nns/name" is unambiguous */
+static void mark_in(model_hmap_t *h, const model_cluster_int_t *c, const char *ns, const char *name)
 {
-    /* cluster ids cannot contain '\n', so this key is unambiguous */
     size_t a = strlen(c->id), b = strlen(ns), d = strlen(name);
     char *k = malloc(a + b + d + 3);
     if (!k)
         abort();
     sprintf(k, "%s\n%s/%s", c->id, ns, name);
-    if (!model_hmap_get(&m->dirty_pods, k))
-        model_hmap_put(&m->dirty_pods, k, m);
+    if (!model_hmap_get(h, k))
+        model_hmap_put(h, k, h);
     free(k);
+}
+
+void model_mark_pod(model_t *m, const model_cluster_int_t *c, const char *ns, const char *name)
+{
+    mark_in(&m->dirty_pods, c, ns, name);
+}
+
+void model_mark_slice(model_t *m, const model_cluster_int_t *c, const char *ns, const char *name)
+{
+    mark_in(&m->dirty_slices, c, ns, name);
+}
+
+void model_names_free(void *p)
+{
+    model_names_t *n = p;
+    for (size_t i = 0; n && i < n->n; i++)
+        free(n->v[i]);
+    if (n)
+        free(n->v);
+    free(n);
 }
 
 static void mark_slice_pods(model_t *m, model_cluster_int_t *c, const model_endpointslice_t *s)
@@ -253,6 +273,11 @@ static void mark_cluster_all(model_t *m, model_cluster_int_t *c)
          e = model_hmap_next(&c->objs[MODEL_KIND_POD], e)) {
         model_pod_t *p = e->val;
         model_mark_pod(m, c, p->ns, p->name);
+    }
+    for (model_hmap_ent_t *e = model_hmap_first(&c->objs[MODEL_KIND_ENDPOINTSLICE]); e;
+         e = model_hmap_next(&c->objs[MODEL_KIND_ENDPOINTSLICE], e)) {
+        model_endpointslice_t *s = e->val;
+        model_mark_slice(m, c, s->ns, s->name);
     }
     m->dirty_gateways = true;
 }
@@ -343,8 +368,8 @@ int model_cluster_remove(model_t *m, const char *id)
         model_cluster_int_t *c = m->clusters[i];
         if (strcmp(c->id, id) != 0)
             continue;
-        /* Its pods' dirty keys find no pod at commit and drop their
-         * resources. Every other cluster's services are rebuilt too: they
+        /* Its pods' and slices' dirty keys find nothing at commit and drop
+         * their resources. Every other cluster's services are rebuilt too: they
          * hold endpoints variants for this cluster as a viewer, and
          * split-horizon workloads may have used its gateway. */
         for (size_t j = 0; j < m->nclusters; j++)
@@ -412,8 +437,11 @@ static void mark_effects(model_t *m, model_cluster_int_t *c, model_kind_t kind, 
         char *k = key2(s->ns, s->name);
         void *const *slices;
         size_t n = model_ptrs_get(&c->slices_by_svc, k, &slices);
-        for (size_t i = 0; i < n; i++)
-            mark_slice_pods(m, c, slices[i]);
+        for (size_t i = 0; i < n; i++) {
+            const model_endpointslice_t *sl = slices[i];
+            mark_slice_pods(m, c, sl);
+            model_mark_slice(m, c, sl->ns, sl->name);
+        }
         free(k);
         break;
     }
@@ -422,6 +450,7 @@ static void mark_effects(model_t *m, model_cluster_int_t *c, model_kind_t kind, 
         if (s->service)
             model_mark_service(m, s->ns, s->service);
         mark_slice_pods(m, c, s);
+        model_mark_slice(m, c, s->ns, s->name);
         break;
     }
     case MODEL_KIND_POD: {
@@ -491,9 +520,11 @@ static void mark_slice_change(model_t *m, model_cluster_int_t *c, const model_en
     if (old && nw && slice_pods_same(old, nw) &&
         (old->service ? nw->service && strcmp(old->service, nw->service) == 0 : !nw->service)) {
         /* Same pods, same ports: only readiness or topology moved. Pods'
-         * resources do not depend on those; the service's counts do. */
+         * resources do not depend on those; the service's counts and the
+         * slice's own workloads do. */
         if (nw->service)
             model_mark_service(m, nw->ns, nw->service);
+        model_mark_slice(m, c, nw->ns, nw->name);
         return;
     }
     mark_effects(m, c, MODEL_KIND_ENDPOINTSLICE, old);
@@ -615,6 +646,8 @@ model_t *model_new(const model_config_t *cfg)
     model_strs_init(&m->strs);
     model_hmap_init(&m->dirty_svcs);
     model_hmap_init(&m->dirty_pods);
+    model_hmap_init(&m->dirty_slices);
+    model_hmap_init(&m->slice_names);
     model_hmap_init(&m->svc_state);
     m->map = model_pmap_new(&model_entry_ops);
     m->emap = model_pmap_new(&model_entry_ops);
@@ -644,6 +677,8 @@ void model_free(model_t *m)
     free(m->clusters);
     model_hmap_destroy(&m->dirty_svcs, NULL);
     model_hmap_destroy(&m->dirty_pods, NULL);
+    model_hmap_destroy(&m->dirty_slices, NULL);
+    model_hmap_destroy(&m->slice_names, model_names_free);
     model_hmap_destroy(&m->svc_state, model_svc_state_free);
     for (size_t i = 0; i < m->ngw_names; i++)
         free(m->gw_names[i]);

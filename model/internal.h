@@ -150,9 +150,11 @@ struct model {
     model_cluster_int_t **clusters; /* sorted by id */
     size_t nclusters;
     model_scope_rules_t *rules;
-    model_strs_t strs;       /* shared strings of the published resources */
-    model_hmap_t dirty_svcs; /* "ns/name" */
-    model_hmap_t dirty_pods; /* "cluster\nns/name" */
+    model_strs_t strs;         /* shared strings of the published resources */
+    model_hmap_t dirty_svcs;   /* "ns/name" */
+    model_hmap_t dirty_pods;   /* "cluster\nns/name" */
+    model_hmap_t dirty_slices; /* "cluster\nns/name" of EndpointSlices */
+    model_hmap_t slice_names;  /* the same keys -> model_names_t they published */
     bool dirty_gateways;
     model_hmap_t svc_state; /* "ns/name" -> model_svc_state_t */
     char **gw_names;
@@ -169,5 +171,14 @@ model_cluster_int_t *model_cluster_find(const model_t *m, const char *id);
 char *model_obj_key(model_kind_t kind, const void *obj);
 void model_mark_service(model_t *m, const char *ns, const char *name);
 void model_mark_pod(model_t *m, const model_cluster_int_t *c, const char *ns, const char *name);
+void model_mark_slice(model_t *m, const model_cluster_int_t *c, const char *ns, const char *name);
+
+/* Resource names something published, to unpublish what it no longer makes. */
+typedef struct model_names {
+    char **v;
+    size_t n;
+} model_names_t;
+
+void model_names_free(void *p);
 
 #endif

@@ -460,6 +460,52 @@ START_TEST(network_gateway_workload_as_istiod_builds_it)
 }
 END_TEST
 
+START_TEST(podless_endpoints_become_slice_workloads)
+{
+    model_t *m = model_new(NULL);
+    add_cluster(m, "c1", "n1", "192.0.2.1");
+    add_cluster(m, "c3", "n1", NULL);
+    apply(m, "c1", MODEL_KIND_NAMESPACE, mk_ns("ns", NULL));
+    apply(m, "c1", MODEL_KIND_SERVICE, mk_svc("ns", "ext", "10.96.0.9", NULL, 443));
+    model_endpointslice_t *s = mk_slice("ns", "ext-1", "ext", "172.18.0", 2, (bool[]){true, false});
+    free(s->endpoints[0].pod);
+    free(s->endpoints[1].pod);
+    s->endpoints[0].pod = s->endpoints[1].pod = NULL;
+    s->ports[0].port = 6443;
+    apply(m, "c1", MODEL_KIND_ENDPOINTSLICE, s);
+    model_snapshot_t *s1 = model_commit(m);
+    const char *uid = "c1/discovery.k8s.io/EndpointSlice/ns/ext-1/172.18.0.1";
+    const model_out_workload_t *w = wl(s1, &V1, uid);
+    ck_assert_ptr_nonnull(w);
+    ck_assert_str_eq(w->name, "ext-1");
+    ck_assert_str_eq(w->ns, "ns");
+    ck_assert_str_eq(w->cluster_id, "c1");
+    ck_assert(w->host_network);
+    ck_assert_uint_eq(w->tunnel, MODEL_TUNNEL_NONE);
+    ck_assert_uint_eq(w->workload_type, 0);
+    ck_assert_ptr_null(w->service_account);
+    ck_assert(w->healthy);
+    ck_assert_uint_eq(w->nservices, 1);
+    ck_assert_str_eq(w->services[0].key, "ns/ext.ns.svc.cluster.local");
+    ck_assert_uint_eq(w->services[0].ports[0].service_port, 443);
+    ck_assert_uint_eq(w->services[0].ports[0].target_port, 6443);
+    ck_assert(!wl(s1, &V1, "c1/discovery.k8s.io/EndpointSlice/ns/ext-1/172.18.0.2")->healthy);
+    /* LOCAL: the other cluster of the network does not get it */
+    ck_assert_ptr_null(wl(s1, &(model_view_t){"c3", "n1"}, uid));
+    /* the slice goes: so do its workloads */
+    char err[MODEL_ERRLEN];
+    ck_assert_int_eq(model_apply(m, "c1", MODEL_KIND_ENDPOINTSLICE, MODEL_OP_DELETE,
+                                 mk_slice("ns", "ext-1", "ext", "172.18.0", 0, NULL), err,
+                                 sizeof(err)),
+                     0);
+    model_snapshot_t *s2 = model_commit(m);
+    ck_assert_ptr_null(wl(s2, &V1, uid));
+    model_snapshot_unref(s1);
+    model_snapshot_unref(s2);
+    model_free(m);
+}
+END_TEST
+
 START_TEST(capacity_counts_ready_endpoints_only)
 {
     model_t *m = mesh();
@@ -1032,8 +1078,12 @@ static void random_event(model_t *m, unsigned *seed)
         snprintf(base, sizeof(base), "10.%d.%d", c[1] - '0', si);
         char slice[32];
         snprintf(slice, sizeof(slice), "%s-abc", name);
-        try_apply(m, c, MODEL_KIND_ENDPOINTSLICE, MODEL_OP_UPSERT,
-                  mk_slice("ns", slice, name, base, n, ready));
+        model_endpointslice_t *s = mk_slice("ns", slice, name, base, n, ready);
+        if (n && rand_r(seed) % 3 == 0) { /* an endpoint no Pod stands behind */
+            free(s->endpoints[0].pod);
+            s->endpoints[0].pod = NULL;
+        }
+        try_apply(m, c, MODEL_KIND_ENDPOINTSLICE, MODEL_OP_UPSERT, s);
         break;
     }
     case 2: {
@@ -1210,6 +1260,7 @@ static Suite *suite(void)
     tcase_add_test(t, traffic_policy_namespace_and_opt_in_cluster);
     tcase_add_test(t, pod_tunnel_network_mode_and_phase_as_istiod);
     tcase_add_test(t, scope_needs_the_namespace_and_external_name_is_out);
+    tcase_add_test(t, podless_endpoints_become_slice_workloads);
     suite_add_tcase(s, t);
     return s;
 }
