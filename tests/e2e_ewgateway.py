@@ -281,9 +281,38 @@ def run(binary, src, update):
         shutil.rmtree(work, ignore_errors=True)
 
 
+def trust_domain_reaches_gateway(binary, src):
+    """--trust-domain is what connect_terminate accepts peers of."""
+    grpc, ads, mods = protos(src)
+    from google.protobuf import json_format  # noqa: E402
+    disc = mods["envoy/service/discovery/v3/discovery.proto"]
+    lmod = mods["envoy/config/listener/v3/listener.proto"]
+    work = tempfile.mkdtemp(prefix="meshfed-ewgw-td-")
+    log = open(os.path.join(work, "meshfed.log"), "a+")
+    proc = subprocess.Popen([binary, "--demo", os.path.join(src, "examples"), "--xds-listen",
+                             "127.0.0.1:0", "--debug-listen", "127.0.0.1:0", "--trust-domain",
+                             "example.org"], stdout=log, stderr=log)
+    s = None
+    try:
+        p = wait_for(lambda: log_ports(log))
+        if not check(bool(p), "meshfed --trust-domain example.org starts"):
+            return
+        s = Sotw(grpc, ads, disc, p[0], gateway_node(disc))
+        text = json.dumps(decoded(s.ask(LDS), lmod.Listener, json_format))
+        check("spiffe://example.org/" in text and "spiffe://cluster.local/" not in text,
+              "connect_terminate verifies peers of the configured trust domain")
+    finally:
+        if s:
+            s.close()
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=20)
+        shutil.rmtree(work, ignore_errors=True)
+
+
 def main():
     binary, src = sys.argv[1], sys.argv[2]
     run(binary, src, "--update" in sys.argv[3:])
+    trust_domain_reaches_gateway(binary, src)
     summary()
     sys.exit(1 if FAILURES else 0)
 
