@@ -128,6 +128,8 @@ void ctl_set_kube(ctl_t *c, ctl_kube_t *k);
 /* The network of a cluster (xds_config_t.network_of), or NULL if unknown.
  * The string stays valid for the life of c. */
 const char *ctl_network_of(void *arg, const char *cluster);
+/* xds_config_t.log: the xDS server's refusals, as warnings. */
+void ctl_xds_log(void *arg, const char *msg);
 /* Changes the debounce time of the next batches (SIGHUP). */
 void ctl_set_debounce(ctl_t *c, int ms);
 ctl_kube_t *ctl_kube_of(ctl_t *c);

@@ -261,6 +261,10 @@ static void proxy_one(const xds_proxy_info_t *p, void *arg)
                   p->peer, "identity", p->identity, "versionSent", (json_int_t)p->version_sent,
                   "versionAcked", (json_int_t)p->version_acked, "nacks", (json_int_t)p->nacks,
                   "lastNack", p->last_nack, "resources", (json_int_t)p->resources));
+    json_t *o = json_array_get(arg, json_array_size(arg) - 1);
+    json_object_set_new(o, "subscribedNames", json_integer((json_int_t)p->names));
+    if (p->unknown_cluster)
+        json_object_set_new(o, "unknownCluster", json_true());
 }
 
 typedef struct find_proxy {
@@ -488,6 +492,10 @@ static reply_t metrics(ctl_t *ctl)
         counter(&b, "meshfed_xds_acks_total", "ACKs received.", x.acks);
         counter(&b, "meshfed_xds_nacks_total", "NACKs received.", x.nacks);
         counter(&b, "meshfed_xds_bad_requests_total", "Requests rejected.", x.bad_requests);
+        counter(&b, "meshfed_xds_limit_names_total",
+                "Streams closed for subscribing to more names than allowed.", x.limit_names);
+        counter(&b, "meshfed_xds_unknown_cluster_total",
+                "Streams of proxies naming a cluster meshfed does not know.", x.unknown_cluster);
         bprintf(&b,
                 "# HELP meshfed_xds_auth_total xDS client authentication results.\n"
                 "# TYPE meshfed_xds_auth_total counter\n"

@@ -17,6 +17,12 @@ void ctl_log_setup(int level, bool json)
     as_json = json;
 }
 
+void ctl_xds_log(void *arg, const char *msg)
+{
+    (void)arg;
+    ctl_log(CTL_WARN, "%s", msg);
+}
+
 void ctl_log(int level, const char *fmt, ...)
 {
     static const char *const names[] = {"debug", "info", "warn", "error"};

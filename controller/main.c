@@ -181,7 +181,8 @@ int main(int argc, char **argv)
                        .network_of_arg = c,
                        .authenticate = auth ? ctl_auth_authenticate : NULL,
                        .authenticate_arg = auth,
-                       .trust_domain = cfg.trust_domain};
+                       .trust_domain = cfg.trust_domain,
+                       .log = ctl_xds_log};
     xds_server_t *x = xds_server_new(&xc, err, sizeof(err));
     ctl_http_t *h = x ? ctl_http_start(c, cfg.debug_listen, err, sizeof(err)) : NULL;
     if (!x || !h || xds_server_start(x) < 0) {

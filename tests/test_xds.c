@@ -878,6 +878,118 @@ START_TEST(limit_max_streams)
 }
 END_TEST
 
+/* Subscribing to ever more names (none of which exist) ends the stream at
+ * the limit, as RESOURCE_EXHAUSTED, counted and logged; the next stream of
+ * the same client is served as usual. */
+static int nlogged;
+static char lastlog[512];
+static void test_log(void *arg, const char *msg)
+{
+    (void)arg;
+    nlogged++;
+    snprintf(lastlog, sizeof(lastlog), "%s", msg);
+}
+
+START_TEST(limit_subscribed_names_per_stream)
+{
+    xds_config_t cfg = {.listen = "127.0.0.1:0", .max_names = 100, .log = test_log};
+    env_t *e = env_new_cfg(&cfg);
+    nlogged = 0;
+    tl_client_t *c = client_open(e->port, DELTA);
+    tl_node_buf_t nb;
+    char names[40][32], *subs[40];
+    grpc_status_code st = GRPC_STATUS_OK;
+    for (int round = 0; round < 5 && st == GRPC_STATUS_OK; round++) {
+        dreq_t rq = ENVOY__SERVICE__DISCOVERY__V3__DELTA_DISCOVERY_REQUEST__INIT;
+        rq.node = round ? NULL : tl_node(&nb, "c1", "n1");
+        rq.type_url = (char *)XDS_TYPE_ADDRESS;
+        for (int i = 0; i < 40; i++) {
+            snprintf(names[i], sizeof(names[i]), "missing-%d-%d", round, i);
+            subs[i] = names[i];
+        }
+        rq.resource_names_subscribe = subs;
+        rq.n_resource_names_subscribe = 40;
+        ck_assert(tl_send_delta(c, &rq));
+        if (round == 2) { /* 120 names: over the limit */
+            char msg[256];
+            st = client_status(c, msg, sizeof(msg));
+            ck_assert_int_eq(st, GRPC_STATUS_RESOURCE_EXHAUSTED);
+            ck_assert_ptr_nonnull(strstr(msg, "too many subscribed resource names"));
+        }
+    }
+    tl_client_close(c);
+    xds_stats_t s;
+    xds_server_stats(e->s, &s);
+    ck_assert_uint_eq(s.limit_names, 1);
+    ck_assert_int_ge(nlogged, 1);
+    ck_assert_ptr_nonnull(strstr(lastlog, "more names than allowed"));
+    /* a fresh stream of the same client is served */
+    c = client_open(e->port, DELTA);
+    send_first(c, XDS_TYPE_ADDRESS, NULL, 0);
+    dresp_t *r = recv_delta(c, 5000);
+    ck_assert_ptr_nonnull(r);
+    tl_delta_free(r);
+    tl_client_close(c);
+    env_free(e);
+}
+END_TEST
+
+static const char *known_net(void *arg, const char *cluster)
+{
+    (void)arg;
+    return strcmp(cluster, "c1") == 0 ? "n1" : strcmp(cluster, "c2") == 0 ? "n2" : NULL;
+}
+
+static void info_cb(const xds_proxy_info_t *p, void *arg)
+{
+    if (strcmp(p->cluster, "nope") == 0)
+        *(int *)arg = p->unknown_cluster ? 1 : 2;
+}
+
+START_TEST(node_unknown_cluster_served_counted_flagged)
+{
+    xds_config_t cfg = {.listen = "127.0.0.1:0", .network_of = known_net, .log = test_log};
+    env_t *e = env_new_cfg(&cfg);
+    nlogged = 0;
+    tl_client_t *c = client_open(e->port, DELTA);
+    tl_node_buf_t nb;
+    dreq_t rq = ENVOY__SERVICE__DISCOVERY__V3__DELTA_DISCOVERY_REQUEST__INIT;
+    rq.node = tl_node(&nb, "nope", "n1");
+    rq.type_url = (char *)XDS_TYPE_ADDRESS;
+    ck_assert(tl_send_delta(c, &rq));
+    dresp_t *r = recv_delta(c, 5000);
+    ck_assert_ptr_nonnull(r); /* served: an empty view of its own cluster */
+    tl_delta_free(r);
+    xds_stats_t s;
+    xds_server_stats(e->s, &s);
+    ck_assert_uint_eq(s.unknown_cluster, 1);
+    int flagged = 0;
+    xds_server_each_proxy(e->s, info_cb, &flagged);
+    ck_assert_int_eq(flagged, 1);
+    ck_assert_ptr_nonnull(strstr(lastlog, "\"nope\", which meshfed does not know"));
+    tl_client_close(c);
+    env_free(e);
+}
+END_TEST
+
+START_TEST(listen_refuses_bad_port_and_taken_port)
+{
+    char err[256];
+    xds_config_t cfg = {.listen = "127.0.0.1:70000"};
+    ck_assert_ptr_null(xds_server_new(&cfg, err, sizeof(err)));
+    ck_assert_msg(strstr(err, "0 to 65535"), "%s", err);
+    cfg.listen = "127.0.0.1:0";
+    xds_server_t *a = xds_server_new(&cfg, err, sizeof(err));
+    ck_assert_ptr_nonnull(a);
+    char addr[64];
+    snprintf(addr, sizeof(addr), "127.0.0.1:%d", xds_server_port(a));
+    cfg.listen = addr; /* a second server on a taken port must fail, not share it */
+    ck_assert_ptr_null(xds_server_new(&cfg, err, sizeof(err)));
+    ck_assert_msg(strstr(err, "in use"), "%s", err);
+    xds_server_free(a);
+}
+END_TEST
+
 START_TEST(limit_huge_names_rejected)
 {
     xds_config_t cfg = {.listen = "127.0.0.1:0", .max_message_bytes = 64 * 1024};
@@ -1352,6 +1464,9 @@ int main(void)
     tcase_add_test(t, tls_missing_files_fail_at_start);
     tcase_add_test(t, limit_max_streams);
     tcase_add_test(t, limit_huge_names_rejected);
+    tcase_add_test(t, limit_subscribed_names_per_stream);
+    tcase_add_test(t, node_unknown_cluster_served_counted_flagged);
+    tcase_add_test(t, listen_refuses_bad_port_and_taken_port);
     tcase_add_test(t, limit_many_streams_one_client);
     tcase_add_test(t, address_stream_only_workloads_and_services);
     tcase_add_test(t, hostname_gateway_encoded_as_namespaced_hostname);

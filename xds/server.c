@@ -12,24 +12,121 @@
  */
 #include "xds_internal.h"
 
+#include <errno.h>
 #include <grpc/byte_buffer.h>
 #include <grpc/byte_buffer_reader.h>
 #include <grpc/grpc_security.h>
 #include <grpc/support/alloc.h>
 #include <grpc/support/time.h>
+#include <netdb.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <time.h>
+#include <unistd.h>
 
-#define DELTA_METHOD "/envoy.service.discovery.v3.AggregatedDiscoveryService/DeltaAggregatedResources"
-#define SOTW_METHOD "/envoy.service.discovery.v3.AggregatedDiscoveryService/StreamAggregatedResources"
+#define DELTA_METHOD                                                                               \
+    "/envoy.service.discovery.v3.AggregatedDiscoveryService/DeltaAggregatedResources"
+#define SOTW_METHOD                                                                                \
+    "/envoy.service.discovery.v3.AggregatedDiscoveryService/StreamAggregatedResources"
 
 uint64_t xds_now_us(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+void xds_log(xds_server_t *s, const char *fmt, ...)
+{
+    if (!s->log)
+        return;
+    uint64_t sec = xds_now_us() / 1000000u;
+    if (sec == s->log_sec && s->log_sec) {
+        s->log_suppressed++;
+        return;
+    }
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    if (s->log_suppressed && n >= 0 && (size_t)n < sizeof(msg))
+        snprintf(msg + n, sizeof(msg) - (size_t)n, " (%u more such lines dropped)",
+                 s->log_suppressed);
+    s->log_sec = sec;
+    s->log_suppressed = 0;
+    s->log(s->log_arg, msg);
+}
+
+/* "host:port" with a port of 0-65535 in digits (gRPC would take 70000 as
+ * 4464), an IPv6 host in brackets. NULL, or why not. */
+static const char *listen_problem(const char *addr)
+{
+    const char *colon = strrchr(addr, ':');
+    if (!colon || colon == addr)
+        return "want host:port";
+    if (addr[0] == '[' && colon[-1] != ']')
+        return "an IPv6 host needs brackets: [addr]:port";
+    const char *p = colon + 1;
+    if (!*p || strlen(p) > 5 || strspn(p, "0123456789") != strlen(p) || atoi(p) > 65535)
+        return "the port must be a number from 0 to 65535";
+    return NULL;
+}
+
+/* Why binding addr fails, asked of the kernel the way gRPC would bind it
+ * (gRPC says only that it failed); NULL when it would not fail. */
+static const char *bind_problem(const char *addr, char *buf, size_t len)
+{
+    char host[256];
+    const char *colon = strrchr(addr, ':');
+    size_t hl = (size_t)(colon - addr);
+    if (addr[0] == '[') {
+        addr++;
+        hl -= 2;
+    }
+    if (hl >= sizeof(host))
+        return "host too long";
+    memcpy(host, addr, hl);
+    host[hl] = '\0';
+    struct addrinfo hints = {.ai_family = AF_UNSPEC,
+                             .ai_socktype = SOCK_STREAM,
+                             .ai_flags = AI_PASSIVE | AI_NUMERICSERV},
+                    *ai = NULL;
+    int rc = getaddrinfo(hl ? host : NULL, colon + 1, &hints, &ai);
+    if (rc != 0) {
+        snprintf(buf, len, "%s", gai_strerror(rc));
+        return buf;
+    }
+    const char *why = NULL;
+    int fd = socket(ai->ai_family, SOCK_STREAM, 0), one = 1;
+    if (fd >= 0 && (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
+                    bind(fd, ai->ai_addr, ai->ai_addrlen) < 0)) {
+        snprintf(buf, len, "%s", strerror(errno));
+        why = buf;
+    }
+    if (fd >= 0)
+        close(fd);
+    freeaddrinfo(ai);
+    return why;
+}
+
+/* Binds addr on s with creds; the port, or 0 with the reason in err. */
+static int add_port(xds_server_t *s, const char *addr, grpc_server_credentials *creds,
+                    const char *what, char *err, size_t errlen)
+{
+    const char *bad = listen_problem(addr);
+    int port = bad ? 0 : grpc_server_add_http2_port(s->server, addr, creds);
+    if (port <= 0 && err && errlen) {
+        char buf[256];
+        if (!bad)
+            bad = bind_problem(addr, buf, sizeof(buf));
+        snprintf(err, errlen, "xds: cannot listen%s on %s: %s", what, addr,
+                 bad ? bad : "refused by gRPC");
+    }
+    return port > 0 ? port : 0;
 }
 
 static void set_err(char *err, size_t errlen, const char *msg)
@@ -60,7 +157,7 @@ static void arg_int(grpc_arg *a, const char *key, int v)
 
 static grpc_server *server_create(size_t max_msg)
 {
-    grpc_arg args[7];
+    grpc_arg args[8];
     arg_int(&args[0], GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH,
             (int)(max_msg > 0x7fffffff ? 0x7fffffff : max_msg));
     arg_int(&args[1], GRPC_ARG_KEEPALIVE_TIME_MS, XDS_KEEPALIVE_TIME_MS);
@@ -70,6 +167,8 @@ static grpc_server *server_create(size_t max_msg)
             XDS_MIN_CLIENT_PING_MS);
     arg_int(&args[5], GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
     arg_int(&args[6], GRPC_ARG_MAX_CONCURRENT_STREAMS, XDS_STREAMS_PER_CONN);
+    /* a second meshfed on the same port must fail, not split the proxies */
+    arg_int(&args[7], GRPC_ARG_ALLOW_REUSEPORT, 0);
     grpc_channel_args ca = {sizeof(args) / sizeof(args[0]), args};
     return grpc_server_create(&ca, NULL);
 }
@@ -85,15 +184,12 @@ static int add_tls_port(xds_server_t *s, const xds_config_t *cfg, char *err, siz
         return -1;
     }
     grpc_server_credentials *creds = xds_tls_creds(s->tls);
-    s->tls_port = creds ? grpc_server_add_http2_port(s->server, cfg->tls_listen, creds) : 0;
+    s->tls_port = creds ? add_port(s, cfg->tls_listen, creds, " (TLS)", err, errlen) : 0;
     if (creds)
         grpc_server_credentials_release(creds);
-    if (s->tls_port <= 0) {
-        snprintf(buf, sizeof(buf), "xds: cannot listen (TLS) on %s", cfg->tls_listen);
-        set_err(err, errlen, buf);
-        return -1;
-    }
-    return 0;
+    else
+        set_err(err, errlen, "xds: no TLS credentials");
+    return s->tls_port > 0 ? 0 : -1;
 }
 
 xds_server_t *xds_server_new(const xds_config_t *cfg, char *err, size_t errlen)
@@ -113,6 +209,12 @@ xds_server_t *xds_server_new(const xds_config_t *cfg, char *err, size_t errlen)
     }
     s->max_msg = cfg->max_message_bytes ? cfg->max_message_bytes : 16u << 20;
     s->max_streams = cfg->max_streams ? cfg->max_streams : 10000;
+    s->max_names = cfg->max_names ? cfg->max_names : 10000;
+    s->max_name_bytes = cfg->max_name_bytes ? cfg->max_name_bytes : 1u << 20;
+    s->max_name_bytes_total =
+        cfg->max_name_bytes_total ? cfg->max_name_bytes_total : (size_t)128 << 20;
+    s->log = cfg->log;
+    s->log_arg = cfg->log_arg;
     s->network_of = cfg->network_of;
     s->network_of_arg = cfg->network_of_arg;
     s->authenticate = cfg->authenticate;
@@ -126,11 +228,9 @@ xds_server_t *xds_server_new(const xds_config_t *cfg, char *err, size_t errlen)
     s->cq = grpc_completion_queue_create_for_next(NULL);
     grpc_server_register_completion_queue(s->server, s->cq, NULL);
     grpc_server_credentials *creds = grpc_insecure_server_credentials_create();
-    s->port = grpc_server_add_http2_port(s->server, s->listen, creds);
+    s->port = add_port(s, s->listen, creds, "", err, errlen);
     grpc_server_credentials_release(creds);
     if (s->port <= 0) {
-        if (err && errlen)
-            snprintf(err, errlen, "xds: cannot listen on %s", s->listen);
         xds_server_free(s);
         return NULL;
     }
@@ -168,8 +268,8 @@ static void request_call(xds_server_t *s)
     s->pending_call = st;
     /* t_status doubles as the NEW_CALL tag until the call arrives */
     st->t_status.kind = XDS_TAG_NEW_CALL;
-    grpc_call_error e = grpc_server_request_call(s->server, &st->call, &st->details, &st->md,
-                                                 s->cq, s->cq, &st->t_status);
+    grpc_call_error e = grpc_server_request_call(s->server, &st->call, &st->details, &st->md, s->cq,
+                                                 s->cq, &st->t_status);
     if (e != GRPC_CALL_OK) {
         s->pending_call = NULL;
         grpc_call_details_destroy(&st->details);
@@ -252,7 +352,7 @@ static void stream_free(xds_stream_t *st)
     if (st->full_waiting)
         wait_unlink(st);
     xds_auth_detach(st); /* cancelled while authenticating */
-    full_release(st); /* only if it never got to send; wakes the next */
+    full_release(st);    /* only if it never got to send; wakes the next */
     if (st->open) {
         s->nopen--;
         s->stats.streams_open--;
@@ -485,8 +585,8 @@ static void *cq_thread(void *arg)
 {
     xds_server_t *s = arg;
     for (;;) {
-        gpr_timespec dl = gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC),
-                                       gpr_time_from_millis(50, GPR_TIMESPAN));
+        gpr_timespec dl =
+            gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC), gpr_time_from_millis(50, GPR_TIMESPAN));
         grpc_event ev = grpc_completion_queue_next(s->cq, dl, NULL);
         if (ev.type == GRPC_QUEUE_SHUTDOWN)
             break;
@@ -605,7 +705,8 @@ static void shutdown_unstarted(xds_server_t *s)
     grpc_server_cancel_all_calls(s->server);
     grpc_completion_queue_shutdown(s->cq);
     for (;;) {
-        grpc_event ev = grpc_completion_queue_next(s->cq, gpr_inf_future(GPR_CLOCK_MONOTONIC), NULL);
+        grpc_event ev =
+            grpc_completion_queue_next(s->cq, gpr_inf_future(GPR_CLOCK_MONOTONIC), NULL);
         if (ev.type == GRPC_QUEUE_SHUTDOWN)
             break;
     }
@@ -665,8 +766,12 @@ void xds_server_each_proxy(xds_server_t *s, xds_proxy_fn fn, void *arg)
             .version_acked = ts->version_acked,
             .nacks = st->nacks,
             .last_nack = st->last_nack,
-            .resources = !st->delta ? ts->nsent : ts->wildcard ? ts->nheld : ts->have.n,
+            .resources = !st->delta     ? ts->nsent
+                         : ts->wildcard ? ts->nheld
+                                        : ts->have.n,
             .identity = st->identity,
+            .unknown_cluster = st->unknown_cluster,
+            .names = st->nnames,
         };
         fn(&p, arg);
     }

@@ -3,8 +3,8 @@
  * track subscriptions, ACK/NACK and flow control, and build responses from
  * snapshot diffs. Runs on the server threads with srv->mu held.
  */
-#include "xds_internal.h"
 #include "envoy.h"
+#include "xds_internal.h"
 
 #include "envoy/service/discovery/v3/discovery.pb-c.h"
 #include "google/protobuf/struct.pb-c.h"
@@ -43,6 +43,8 @@ void xds_type_state_next_nonce(xds_stream_t *st, xds_type_state_t *ts)
 
 void xds_stream_state_free(xds_stream_t *st)
 {
+    st->srv->name_bytes -= st->name_bytes;
+    st->name_bytes = 0;
     xds_type_state_clear(&st->addr);
     xds_type_state_clear(&st->auth);
     xds_envoy_state_free(st);
@@ -146,8 +148,18 @@ static int take_node(xds_stream_t *st, const Envoy__Config__Core__V3__Node *node
         return -1;
     }
     const char *network = meta_any(node->metadata, NETWORK_KEYS);
-    if (!network && st->srv->network_of)
-        network = st->srv->network_of(st->srv->network_of_arg, cluster);
+    const char *cluster_net =
+        st->srv->network_of ? st->srv->network_of(st->srv->network_of_arg, cluster) : "";
+    if (!network)
+        network = cluster_net;
+    if (!cluster_net) {
+        /* served (its view is simply empty of its own cluster), but an
+         * operator should know: a typo in CLUSTER_ID looks like this */
+        st->unknown_cluster = true;
+        st->srv->stats.unknown_cluster++;
+        xds_log(st->srv, "xds: node %.200s names cluster \"%.200s\", which meshfed does not know",
+                id, cluster);
+    }
     if (strlen(cluster) > XDS_MAX_NAME || (network && strlen(network) > XDS_MAX_NAME)) {
         free(hdr);
         reject(st, GRPC_STATUS_INVALID_ARGUMENT, "xds: node %s: cluster or network too long", id);
@@ -230,6 +242,51 @@ static int put(xds_map_t *m, const char *k, const char *v)
     return xds_map_put(m, k, v);
 }
 
+static void add_bytes(const char *key, const char *val, void *arg)
+{
+    (void)val;
+    *(size_t *)arg += strlen(key) + 1;
+}
+
+/* What one type's subscriptions hold: names and their bytes. */
+static void type_names(const xds_type_state_t *ts, size_t *n, size_t *bytes)
+{
+    *n += ts->subs.n + ts->initial.n;
+    xds_map_each(&ts->subs, add_bytes, bytes);
+    xds_map_each(&ts->initial, add_bytes, bytes);
+}
+
+/* After a request: within the stream's and the server's limits, or the
+ * stream is closed RESOURCE_EXHAUSTED (a client that keeps subscribing to
+ * names must not grow the server without bound). 0 or -1. */
+static int check_limits(xds_stream_t *st)
+{
+    xds_server_t *s = st->srv;
+    size_t n = 0, bytes = 0;
+    type_names(&st->addr, &n, &bytes);
+    type_names(&st->auth, &n, &bytes);
+    for (int t = 0; t < XDS_ENVOY_NTYPES; t++)
+        type_names(&st->envoy[t], &n, &bytes);
+    s->name_bytes = s->name_bytes - st->name_bytes + bytes;
+    st->nnames = n;
+    st->name_bytes = bytes;
+    const char *what = n > s->max_names                          ? "names"
+                       : bytes > s->max_name_bytes               ? "bytes of names"
+                       : s->name_bytes > s->max_name_bytes_total ? "bytes of names on all streams"
+                                                                 : NULL;
+    if (!what)
+        return 0;
+    s->stats.limit_names++;
+    xds_log(s,
+            "xds: node %.200s (%s) subscribed to %zu names (%zu bytes): more %s than allowed; "
+            "stream closed",
+            st->node_id ? st->node_id : "?", st->peer ? st->peer : "?", n, bytes, what);
+    char msg[160];
+    snprintf(msg, sizeof(msg), "xds: too many subscribed resource names (%zu %s)", n, what);
+    xds_stream_close(st, GRPC_STATUS_RESOURCE_EXHAUSTED, msg);
+    return -1;
+}
+
 bool xds_stream_holds(const xds_type_state_t *ts, const char *name, const model_res_t *old_r)
 {
     return (ts->wildcard && old_r) || xds_map_has(&ts->have, name);
@@ -305,6 +362,7 @@ static void on_delta(xds_stream_t *st, Envoy__Service__Discovery__V3__DeltaDisco
         if (!ts->wildcard)
             xds_map_del(&ts->have, n); /* the client forgets it itself */
     }
+    check_limits(st);
 }
 
 static void on_sotw(xds_stream_t *st, Envoy__Service__Discovery__V3__DiscoveryRequest *rq)
@@ -315,9 +373,18 @@ static void on_sotw(xds_stream_t *st, Envoy__Service__Discovery__V3__DiscoveryRe
     if (!ts || check_names(st, rq->resource_names, rq->n_resource_names) < 0)
         return;
     if (ts >= st->envoy && ts < st->envoy + XDS_ENVOY_NTYPES) {
+        if (rq->n_resource_names > st->srv->max_names) {
+            st->srv->stats.limit_names++;
+            xds_log(st->srv, "xds: node %.200s asked for %zu names at once; stream closed",
+                    st->node_id, rq->n_resource_names);
+            xds_stream_close(st, GRPC_STATUS_RESOURCE_EXHAUSTED,
+                             "xds: too many subscribed resource names");
+            return;
+        }
         xds_envoy_on_sotw(st, ts, rq->resource_names, rq->n_resource_names, rq->response_nonce,
                           rq->error_detail != NULL,
                           rq->error_detail ? rq->error_detail->message : NULL);
+        check_limits(st);
         return;
     }
     if (rq->response_nonce && *rq->response_nonce) {
@@ -336,8 +403,8 @@ void xds_stream_on_message(xds_stream_t *st, const uint8_t *buf, size_t len)
         Envoy__Service__Discovery__V3__DeltaDiscoveryRequest *rq =
             envoy__service__discovery__v3__delta_discovery_request__unpack(NULL, len, buf);
         if (!rq) {
-            reject(st, GRPC_STATUS_INVALID_ARGUMENT,
-                   "xds: malformed DeltaDiscoveryRequest (%s)", "protobuf decode failed");
+            reject(st, GRPC_STATUS_INVALID_ARGUMENT, "xds: malformed DeltaDiscoveryRequest (%s)",
+                   "protobuf decode failed");
             return;
         }
         on_delta(st, rq);

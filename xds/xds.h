@@ -48,10 +48,13 @@ typedef struct xds_config {
     const char *tls_key_file;  /* PEM private key */
     size_t max_message_bytes;  /* 0: 16 MiB */
     int max_streams;           /* 0: 10000 */
-    /* The network of a proxy whose node metadata names none (ztunnel sends
-     * NETWORK only when ISTIO_META_NETWORK is set), from its cluster. Called
-     * on a server thread with the server's lock held: it must be thread-safe
-     * and must not call into the server. The result is copied. NULL: "". */
+    /* The network of a cluster (used for a proxy whose node metadata names
+     * none: ztunnel sends NETWORK only when ISTIO_META_NETWORK is set), NULL
+     * for a cluster meshfed does not know (such proxies are served, counted
+     * and flagged in /debug/syncz). Called on a server thread with the
+     * server's lock held: it must be thread-safe and must not call into the
+     * server. The result is copied. The callback NULL: every cluster is
+     * known, on network "". */
     const char *(*network_of)(void *arg, const char *cluster);
     void *network_of_arg;
     /* NULL: streams are not authenticated. Otherwise every stream must send
@@ -64,6 +67,18 @@ typedef struct xds_config {
     /* The mesh trust domain: east-west gateways accept HBONE only from
      * spiffe://<trust_domain>/ peers. NULL: "cluster.local". */
     const char *trust_domain;
+    /* Names one stream may subscribe to, of all its types (resource names
+     * and initial versions): 0 means 10000 names and 1 MiB. A ztunnel asks
+     * for a handful on demand, a gateway for one per global service port;
+     * a stream past either limit is closed RESOURCE_EXHAUSTED. */
+    size_t max_names;
+    size_t max_name_bytes;
+    /* All streams together: 0 means 128 MiB of subscribed names. */
+    size_t max_name_bytes_total;
+    /* Where the server says what it refused and why (rate-limited by the
+     * server); NULL: nowhere. Called with the server's lock held. */
+    void (*log)(void *arg, const char *msg);
+    void *log_arg;
 } xds_config_t;
 
 typedef struct xds_server xds_server_t;
@@ -87,9 +102,9 @@ void xds_server_free(xds_server_t *s);
 extern const double XDS_LATENCY_BOUNDS_MS[XDS_LATENCY_BUCKETS - 1];
 
 typedef enum xds_proxy_kind {
-    XDS_PROXY_ZTUNNEL,   /* asked for istio.workload.Address */
-    XDS_PROXY_GATEWAY,   /* an east-west gateway asking for Envoy types */
-    XDS_PROXY_GRPC,      /* any other Envoy-type client: proxyless gRPC */
+    XDS_PROXY_ZTUNNEL, /* asked for istio.workload.Address */
+    XDS_PROXY_GATEWAY, /* an east-west gateway asking for Envoy types */
+    XDS_PROXY_GRPC,    /* any other Envoy-type client: proxyless gRPC */
     XDS_PROXY_KINDS
 } xds_proxy_kind_t;
 
@@ -98,12 +113,12 @@ const char *xds_proxy_kind_name(xds_proxy_kind_t k);
 typedef struct xds_stats {
     uint64_t streams_open;
     uint64_t streams_total;
-    uint64_t pushes;           /* responses sent */
+    uint64_t pushes; /* responses sent */
     uint64_t resources_sent;
     uint64_t bytes_sent;
     uint64_t acks;
     uint64_t nacks;
-    uint64_t bad_requests;     /* rejected with an error status */
+    uint64_t bad_requests; /* rejected with an error status */
     uint64_t push_latency_us_sum;
     uint64_t push_latency_count;
     /* pushes whose publish-to-send latency was at most XDS_LATENCY_BOUNDS_MS[i]
@@ -111,11 +126,13 @@ typedef struct xds_stats {
     uint64_t push_latency_buckets[XDS_LATENCY_BUCKETS];
     /* open streams by the kind of proxy, as known from its first request */
     uint64_t proxies[XDS_PROXY_KINDS];
-    uint64_t tls_loads;        /* certificate pairs loaded (1 + reloads) */
-    uint64_t auth_ok;          /* streams authenticated */
+    uint64_t tls_loads;            /* certificate pairs loaded (1 + reloads) */
+    uint64_t auth_ok;              /* streams authenticated */
     uint64_t auth_unauthenticated; /* no token, bad token, unknown cluster */
-    uint64_t auth_denied;      /* identity not allowed or cluster mismatch */
-    uint64_t auth_unavailable; /* the verifier failed */
+    uint64_t auth_denied;          /* identity not allowed or cluster mismatch */
+    uint64_t auth_unavailable;     /* the verifier failed */
+    uint64_t limit_names;          /* streams closed for subscribing to too many names */
+    uint64_t unknown_cluster;      /* streams of a cluster meshfed does not know */
 } xds_stats_t;
 
 void xds_server_stats(xds_server_t *s, xds_stats_t *out);
@@ -127,12 +144,14 @@ typedef struct xds_proxy_info {
     const char *network;
     const char *type_url;
     const char *peer;
-    uint64_t version_sent;     /* snapshot version last sent */
+    uint64_t version_sent; /* snapshot version last sent */
     uint64_t version_acked;
     uint64_t nacks;
-    const char *last_nack;     /* error detail of the last NACK, or NULL */
-    size_t resources;          /* resources the proxy currently holds */
-    const char *identity;      /* authenticated identity, NULL without auth */
+    const char *last_nack; /* error detail of the last NACK, or NULL */
+    size_t resources;      /* resources the proxy currently holds */
+    const char *identity;  /* authenticated identity, NULL without auth */
+    bool unknown_cluster;  /* its cluster is none meshfed watches */
+    size_t names;          /* names it subscribed to */
 } xds_proxy_info_t;
 
 typedef void (*xds_proxy_fn)(const xds_proxy_info_t *p, void *arg);

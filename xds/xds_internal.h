@@ -78,19 +78,19 @@ typedef struct xds_tag {
 typedef struct xds_type_state {
     bool subscribed;
     bool wildcard;
-    bool need_push;            /* answer even when nothing changed */
-    char nonce[24];            /* response in flight, "" when none */
-    model_snapshot_t *base;    /* snapshot the client's state was built from */
+    bool need_push;         /* answer even when nothing changed */
+    char nonce[24];         /* response in flight, "" when none */
+    model_snapshot_t *base; /* snapshot the client's state was built from */
     uint64_t version_sent, version_acked;
-    size_t nsent;              /* SotW: resources in the last response */
-    size_t nheld;              /* delta wildcard: about how many it holds */
-    xds_map_t subs;            /* explicitly subscribed names */
-    xds_map_t pending;         /* subscribed names not answered yet */
-    xds_map_t have;            /* names the client holds (delta, not wildcard:
-                                * a wildcard client holds its base's view, and
-                                * a set per stream of the whole mesh would cost
-                                * megabytes per ztunnel) */
-    xds_map_t initial;         /* initial_resource_versions, until answered */
+    size_t nsent;      /* SotW: resources in the last response */
+    size_t nheld;      /* delta wildcard: about how many it holds */
+    xds_map_t subs;    /* explicitly subscribed names */
+    xds_map_t pending; /* subscribed names not answered yet */
+    xds_map_t have;    /* names the client holds (delta, not wildcard:
+                        * a wildcard client holds its base's view, and
+                        * a set per stream of the whole mesh would cost
+                        * megabytes per ztunnel) */
+    xds_map_t initial; /* initial_resource_versions, until answered */
 } xds_type_state_t;
 
 /* Drops a type state's snapshot and sets. */
@@ -106,7 +106,7 @@ struct xds_stream {
     grpc_call_details details;
     grpc_metadata_array md;
     bool delta, open, closing, sending, close_pending, initial_md_sent;
-    int ops;                   /* batches in flight; freed at zero */
+    int ops; /* batches in flight; freed at zero */
     grpc_byte_buffer *recv_buf, *send_buf;
     int cancelled;
     grpc_status_code close_code;
@@ -128,21 +128,23 @@ struct xds_stream {
     bool auth_pending, authed;
     char *identity, *auth_cluster;
     xds_auth_req_t *auth_req;
+    bool unknown_cluster;      /* its cluster is not one meshfed knows */
+    size_t nnames, name_bytes; /* what its subscriptions hold (limits) */
     xds_tag_t t_recv, t_send, t_close, t_status;
     xds_stream_t *next, *prev;
 };
 
 /* The full state of one view in one snapshot, encoded once (push.c). */
 typedef struct xds_full {
-    model_snapshot_t *snap;    /* NULL: empty slot */
+    model_snapshot_t *snap; /* NULL: empty slot */
     char *cluster, *network;
-    bool delta;                /* Resource entries, else Any entries (SotW) */
+    bool delta; /* Resource entries, else Any entries (SotW) */
     grpc_slice body;
     size_t nres;
 } xds_full_t;
 
-#define XDS_NFULL 8            /* views cached at once */
-#define XDS_CQ_THREADS 1      /* 2 measured no faster on 2 cores; raise on big hosts */
+#define XDS_NFULL 8      /* views cached at once */
+#define XDS_CQ_THREADS 1 /* 2 measured no faster on 2 cores; raise on big hosts */
 
 void xds_full_drop(xds_full_t *f);
 
@@ -154,28 +156,34 @@ struct xds_server {
     xds_tls_t *tls;
     const char *(*network_of)(void *arg, const char *cluster);
     void *network_of_arg;
-    char *trust_domain;        /* never NULL */
+    char *trust_domain; /* never NULL */
+    size_t max_names, max_name_bytes, max_name_bytes_total;
+    size_t name_bytes; /* of every stream's subscriptions */
+    void (*log)(void *arg, const char *msg);
+    void *log_arg;
+    uint64_t log_sec;        /* the second of the last log line ... */
+    unsigned log_suppressed; /* ... and the lines dropped since */
     xds_authenticate_fn authenticate;
     void *authenticate_arg;
-    int auth_inflight;         /* answers not yet received; free waits */
-    pthread_cond_t auth_cv;    /* auth_inflight reached 0 */
+    int auth_inflight;      /* answers not yet received; free waits */
+    pthread_cond_t auth_cv; /* auth_inflight reached 0 */
     grpc_server *server;
     grpc_completion_queue *cq;
     pthread_t thr[XDS_CQ_THREADS], push_thr;
     int nthr;
     bool cq_shut;
     bool started, joined, push_started;
-    pthread_mutex_t mu;        /* everything below; CQ threads hold it per event */
-    pthread_cond_t push_cv;    /* publish -> push thread */
+    pthread_mutex_t mu;     /* everything below; CQ threads hold it per event */
+    pthread_cond_t push_cv; /* publish -> push thread */
     bool push_quit;
     model_snapshot_t *snap;
     uint64_t publish_us;
-    atomic_uint_fast64_t gen;  /* bumped by publish, watched by the push thread */
+    atomic_uint_fast64_t gen; /* bumped by publish, watched by the push thread */
     atomic_uint_fast64_t nonce_ctr;
     atomic_bool stopping, quit, shutdown_done;
     xds_full_t full[XDS_NFULL];
     size_t full_next;
-    int full_inflight;         /* full-state responses being sent */
+    int full_inflight;                   /* full-state responses being sent */
     xds_stream_t *wait_head, *wait_tail; /* streams waiting for a slot, FIFO */
     xds_stream_t *streams;
     size_t nstreams, nopen;
@@ -185,6 +193,9 @@ struct xds_server {
 };
 
 uint64_t xds_now_us(void);
+/* A log line through the configured logger, at most one per second; the
+ * next line says how many were dropped. Server lock held. */
+void xds_log(xds_server_t *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Whether r may go on the Address stream (a Workload or a Service); every
  * Address path filters with it so new resource kinds cannot leak there. */
 bool xds_res_is_address(const model_res_t *r);
