@@ -1,0 +1,287 @@
+#!/usr/bin/python3
+"""Conformance with istiod's ambient index: upstream's test cases, run on meshfed.
+
+Each directory under cases/ is one upstream test case (istio/istio
+pilot/pkg/serviceregistry/ambient/*_test.go): Kubernetes manifests per
+cluster, and expect.yaml with what a ztunnel of the viewing cluster must
+receive, taken from upstream's expectation. For every case the real meshfed
+runs in --demo mode on a copy of the manifests, one ztunnel-like Delta ADS
+client per viewer (tests/ztunnel.py, decoding with modules generated from
+xds/proto) collects the Address resources, and each resource the case names
+is compared field by field (tests/e2e_dataplane.py readable/diff); names
+under `absent` must not be sent. Cases with `steps` edit the manifests
+between expectations while the same clients stay connected.
+
+Prints one line per case (PASS, FAIL, PENDING) and a summary; exits nonzero
+on any FAIL. A pending case is run too: it never fails the suite, and is
+marked when it passes (its status can be flipped).
+
+Usage: run.py MESHFED_BINARY SOURCE_DIR [-k SUBSTRING] [-j JOBS] [-v]
+       run.py --readme > README.md     (README.md, generated from the case data)
+"""
+import argparse
+import concurrent.futures
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+import yaml
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(HERE))
+from e2e_dataplane import diff, readable  # noqa: E402
+from e2elib import get, log_ports, wait_for  # noqa: E402
+import ztunnel  # noqa: E402
+
+CASES = os.path.join(HERE, "cases")
+OUT_OF_SCOPE = os.path.join(HERE, "out_of_scope.yaml")
+FLAGS = {"trust_domain": "--trust-domain", "domain_suffix": "--domain-suffix",
+         "cluster_id": "--cluster-id"}
+SETTLE = 1.2  # the demo rereads its files every 0.5 s; later pushes must show
+
+
+def load_cases(pattern=None):
+    out = []
+    for name in sorted(os.listdir(CASES)):
+        path = os.path.join(CASES, name)
+        if not os.path.isfile(os.path.join(path, "expect.yaml")) or (pattern and pattern not in name):
+            continue
+        with open(os.path.join(path, "expect.yaml")) as f:
+            case = yaml.safe_load(f)
+        case["dir"], case["name"] = path, name
+        out.append(case)
+    return out
+
+
+def steps(case):
+    """[(directory of cluster dirs or None, expectation)] in order: a step
+    without `clusters` changes no file. A case without steps is one step
+    whose manifests are in clusters/."""
+    if "steps" in case:
+        return [(s.get("clusters") and os.path.join(case["dir"], s["clusters"]), s) for s in case["steps"]]
+    return [(os.path.join(case["dir"], "clusters"), case)]
+
+
+def apply_step(src, demo):
+    """Each cluster directory of src replaces the demo's copy; others stay."""
+    for cluster in sorted(os.listdir(src)):
+        dst = os.path.join(demo, cluster)
+        if os.path.isdir(dst):
+            for f in os.listdir(dst):
+                if not os.path.exists(os.path.join(src, cluster, f)):
+                    os.unlink(os.path.join(dst, f))
+        shutil.copytree(os.path.join(src, cluster), dst, dirs_exist_ok=True)
+
+
+def network_of(demo, cluster):
+    """The viewer's network: its system namespace's topology.istio.io/network."""
+    d = os.path.join(demo, cluster)
+    for f in sorted(os.listdir(d)):
+        with open(os.path.join(d, f)) as fh:
+            for doc in yaml.safe_load_all(fh):
+                if (doc or {}).get("kind") == "Namespace" and doc["metadata"]["name"] == "istio-system":
+                    return (doc["metadata"].get("labels") or {}).get("topology.istio.io/network", "")
+    return ""
+
+
+def compare(exp, state):
+    """Readable difference lines between one expectation and a ztunnel's state."""
+    want = exp.get("present") or {}
+    got = {n: readable(state[n]) for n in want if n in state}
+    lines = diff(want, got)
+    lines += [f"  sent     {n} (expected absent)" for n in exp.get("absent") or [] if n in state]
+    return lines
+
+
+def viewers(case, exp):
+    v = exp.get("viewer", case.get("viewer"))
+    return v if isinstance(v, list) else [v]
+
+
+def run_case(binary, src, case, work):
+    """(ok, [detail lines]) of one case."""
+    demo = os.path.join(work, "demo")
+    os.makedirs(demo)
+    plan = steps(case)
+    apply_step(plan[0][0], demo)
+    args = [binary, "--demo", demo, "--xds-listen", "127.0.0.1:0", "--debug-listen", "127.0.0.1:0",
+            "--debounce-ms", "20"]
+    for k, v in (case.get("flags") or {}).items():
+        args += [FLAGS[k], str(v)] if k in FLAGS else ["--" + k.replace("_", "-")]
+    log = open(os.path.join(work, "meshfed.log"), "a+")
+    proc = subprocess.Popen(args, stdout=log, stderr=log)
+    clients = {}
+    try:
+        ports = wait_for(lambda: proc.poll() is None and log_ports(log), timeout=15)
+        if not ports:
+            log.seek(0)
+            return False, ["  meshfed did not start:"] + ["    " + line for line in log.read().splitlines()[-10:]]
+        xport, dport = ports
+        if not wait_for(lambda: get(dport, "/ready")[0] == 200, timeout=15):
+            return False, ["  meshfed never became ready"]
+        for i, (d, exp) in enumerate(plan):
+            if i and d:
+                apply_step(d, demo)
+            lines = []
+            for v in viewers(case, exp):
+                if v not in clients:
+                    clients[v] = ztunnel.Ztunnel(src, xport, v, network_of(demo, v))
+                zt = clients[v]
+                ok = lambda s: not compare(exp, s)  # noqa: E731
+                zt.wait(ok, timeout=10)
+                time.sleep(SETTLE)
+                with zt.cond:
+                    bad = compare(exp, dict(zt.state))
+                if zt.error is not None:
+                    bad.append(f"  the Delta ADS stream ended: {zt.error}")
+                if bad:
+                    tag = f"step {i + 1}, " if len(plan) > 1 else ""
+                    lines += [f"  {tag}viewer {v}:"] + bad
+            if lines:
+                return False, lines
+        return True, []
+    finally:
+        for zt in clients.values():
+            zt.close()
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        log.close()
+
+
+def run_all(binary, src, cases, jobs, verbose):
+    ztunnel.protos(src)  # generate once, before the threads
+    work = tempfile.mkdtemp(prefix="meshfed-conformance-")
+    fails = passes = pending = 0
+    try:
+        with concurrent.futures.ThreadPoolExecutor(jobs) as pool:
+            futs = [pool.submit(run_case, binary, src, c, os.path.join(work, c["name"])) for c in cases]
+            for case, fut in zip(cases, futs):
+                try:
+                    ok, lines = fut.result()
+                except Exception as e:  # a broken case must not hide the others
+                    ok, lines = False, [f"  runner error: {e!r}"]
+                if case.get("status", "pass") == "pending":
+                    pending += 1
+                    note = "passes now: flip status to pass" if ok else case.get("reason", "")
+                    print(f"PENDING {case['name']}  ({note})")
+                    if verbose and not ok:
+                        print("\n".join(lines))
+                elif ok:
+                    passes += 1
+                    print(f"PASS    {case['name']}")
+                else:
+                    fails += 1
+                    print(f"FAIL    {case['name']}")
+                    print("\n".join(lines))
+                sys.stdout.flush()
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    with open(OUT_OF_SCOPE) as f:
+        out = len(yaml.safe_load(f))
+    print(f"conformance: {passes} passed, {fails} failed, {pending} pending, "
+          f"{out} upstream cases out of scope (README.md)")
+    return fails == 0
+
+
+README_HEAD = """\
+# Conformance with istiod's ambient index
+
+Generated by `tests/conformance/run.py --readme` from the case data; do not edit by hand
+(the `conformance` test fails when this file is stale).
+
+What a ztunnel receives from meshfed, compared with what istiod's ambient index
+(istio/istio `pilot/pkg/serviceregistry/ambient/`, master @86c9f01) gives for the same
+objects, one directory per upstream test case:
+
+- `cases/<upstream_test>__<case>/clusters/<cluster>/*.yaml`: the Kubernetes objects of
+  each cluster, as a real API server returns them (defaults such as `targetPort`,
+  `ipFamilies`, `serviceAccountName` filled in; upstream's unit tests often use fake
+  objects without them, and each case's note says what that changes), plus the
+  EndpointSlices the controller would write, since meshfed ties pods to services
+  through slices (docs/dataplane.md). The config cluster is `cluster0`; its `istio`
+  ConfigMap holds `serviceScopeConfigs` where a case needs rules.
+- `cases/<case>/expect.yaml`: `upstream` (file, test, case), `viewer` (the cluster
+  whose ztunnel is compared, istiod's own cluster), `flags` (meshfed's
+  `--cluster-id`, `--domain-suffix`, `--trust-domain`), `status` (`pass` or `pending`
+  with a `reason`), `note`, and the expectation: `present` (resource name -> the
+  Address, in `MessageToDict` form with proto field names, addresses as IP text, fields
+  at their default value left out) and `absent` (names that must not be sent). The
+  `note` says how the inputs differ from upstream's fake objects and why. A case
+  compares only the resources it names, each field by field. A case with `steps`
+  holds one expectation per step; a step's `clusters` directory replaces those
+  clusters' files while the same ztunnel stays connected, as live edits would.
+- `out_of_scope.yaml`: upstream cases not run, with the reason (ServiceEntry,
+  WorkloadEntry, waypoints and policies are not implemented; a few test only istiod
+  internals).
+
+`run.py MESHFED SOURCE_DIR [-k SUBSTRING] [-j JOBS] [-v]` starts the real meshfed with
+`--demo` on a copy of each case (cases in parallel), connects a Delta ADS client per
+viewer (`tests/ztunnel.py`, which decodes with modules generated from `xds/proto`),
+and compares with `tests/e2e_dataplane.py`'s `readable`/`diff`. It prints PASS, FAIL
+or PENDING per case (a pending case that now passes says so) and exits nonzero on any
+FAIL. ctest runs it as `conformance`.
+
+Upstream runs most `ambientindex_test.go` tests twice, "base" and "multicluster
+(enabled but unused)"; meshfed has only the multicluster path, so one case covers
+both. Deliberate differences (docs/dataplane.md) are not pending: capacity counts
+ready endpoints (the cases' pods are ready), SANs are sorted, pods are matched through
+EndpointSlices.
+
+"""
+
+
+def cell(text):
+    return " ".join(str(text).split()).replace("|", "\\|")
+
+
+def readme():
+    """README.md: the text above and every case, in scope or not, with its status."""
+    cases = load_cases()
+    with open(OUT_OF_SCOPE) as f:
+        out = yaml.safe_load(f)
+    npass = sum(c.get("status", "pass") == "pass" for c in cases)
+    rows = [f"{len(cases)} cases: {npass} pass, {len(cases) - npass} pending; "
+            f"{len(out)} upstream cases out of scope.", "",
+            "| case | upstream test / case | status | reason (pending) |", "|---|---|---|---|"]
+    for c in cases:
+        up = c["upstream"]
+        status = c.get("status", "pass")
+        why = c.get("reason", "") if status == "pending" else ""
+        rows.append(f"| `{c['name']}` | `{os.path.basename(up['file'])}` {up['test']} / {cell(up['case'])} "
+                    f"| {status} | {cell(why)} |")
+    for o in out:
+        rows.append(f"| (out of scope) | `{os.path.basename(o['file'])}` {o['test']} / {cell(o['case'])} "
+                    f"| pending | {cell(o['reason'])} |")
+    return README_HEAD + "\n".join(rows) + "\n"
+
+
+def main():
+    if len(sys.argv) >= 2 and sys.argv[1] == "--readme":
+        sys.stdout.write(readme())
+        return 0
+    p = argparse.ArgumentParser()
+    p.add_argument("binary")
+    p.add_argument("src")
+    p.add_argument("-k", dest="pattern")
+    p.add_argument("-j", dest="jobs", type=int, default=6)
+    p.add_argument("-v", dest="verbose", action="store_true", help="show differences of pending cases")
+    a = p.parse_args()
+    ok = run_all(a.binary, a.src, load_cases(a.pattern), a.jobs, a.verbose)
+    with open(os.path.join(HERE, "README.md")) as f:
+        if f.read() != readme():
+            ok = False
+            print("FAIL    README.md is stale: tests/conformance/run.py --readme > tests/conformance/README.md")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
