@@ -91,11 +91,11 @@ static json_t *workload_json(const model_out_workload_t *w)
             json_object_set_new(
                 g, "address",
                 netaddr_json(&(model_net_addr_t){w->gateway->network, w->gateway->ip}));
-        json_object_set_new(g, "hboneMtlsPort", json_integer(w->gateway_port));
+        json_object_set_new(g, "hboneMtlsPort", json_integer(w->gateway->hbone_port));
         json_object_set_new(o, "networkGateway", g);
     }
-    if (w->capacity)
-        json_object_set_new(o, "capacity", json_integer(w->capacity));
+    if (w->gateway && w->gateway->capacity)
+        json_object_set_new(o, "capacity", json_integer(w->gateway->capacity));
     json_t *svcs = json_object();
     for (size_t i = 0; i < w->nservices; i++)
         json_object_set_new(

@@ -337,17 +337,17 @@ static model_res_t *build_split_horizon(build_t *b, const model_cluster_int_t *g
     w->healthy = true;
     w->workload_type = 2; /* POD, as istiod sends it */
     w->tunnel = MODEL_TUNNEL_HBONE;
-    w->capacity = capacity;
     model_gw_addr_t *gwa = model_arena_alloc(a, sizeof(*gwa));
     memset(gwa, 0, sizeof(*gwa));
     gwa->network = model_str(t, gw->network);
     gwa->ip = gw->gw;
+    gwa->hbone_port = gw->gw_port;
+    gwa->capacity = capacity;
     if (gw->gw_host) {
         gwa->hostname = model_str(t, gw->gw_host);
         gwa->ns = model_str(t, gw->gw_ns);
     }
     w->gateway = gwa;
-    w->gateway_port = gw->gw_port;
     model_wl_service_t ws = {key_of(base->ns, host), NULL, base->nports};
     ws.ports = malloc((base->nports ? base->nports : 1) * sizeof(model_port_pair_t));
     if (!ws.ports)
@@ -905,6 +905,15 @@ static void derive_service(build_t *b, const char *key)
 
 /* ---------- pods ---------- */
 
+/* Whether another cluster shares c's network (then it sees c's pods). */
+static bool network_peers(const model_t *m, const model_cluster_int_t *c)
+{
+    for (size_t i = 0; i < m->nclusters; i++)
+        if (m->clusters[i] != c && strcmp(m->clusters[i]->network, c->network) == 0)
+            return true;
+    return false;
+}
+
 typedef struct pod_svc {
     const model_service_t *svc;
     const model_endpointslice_t *slice;
@@ -966,7 +975,7 @@ static void fill_services(model_res_t *r, const pod_svc_t *ps, size_t n, bool gl
         }
     }
     r->u.wl.services = nv ? model_svcs(&m->strs, v, nv) : NULL;
-    r->u.wl.nservices = (uint32_t)nv;
+    r->u.wl.nservices = (uint16_t)nv;
     for (size_t i = 0; i < nv; i++) {
         free((char *)v[i].key);
         free(v[i].ports);
@@ -1037,7 +1046,7 @@ static model_res_t *build_pod(model_t *m, const model_cluster_int_t *c, const mo
     }
     w->addrs = model_arena_alloc(a, p->nips * sizeof(*w->addrs));
     memcpy(w->addrs, p->ips, p->nips * sizeof(*w->addrs));
-    w->naddrs = (uint32_t)p->nips;
+    w->naddrs = (uint16_t)p->nips;
     w->healthy = p->ready && !p->terminating;
     w->workload_type = 2;
     set_tunnel(w, p);
@@ -1095,7 +1104,7 @@ static void derive_pod(build_t *b, const char *dkey)
     v[0] = build_pod(m, c, p, uid, size);
     fill_services(v[0], ps, nps, false, m);
     size_t nv = 1;
-    if (nglobal == nps) {
+    if (nglobal == nps || !network_peers(m, c)) {
         set_vis(m, v[0], MODEL_VIS_NETWORK, c->id, c->network, NULL, 0);
     } else {
         set_vis(m, v[0], MODEL_VIS_CLUSTER, c->id, NULL, NULL, 0);

@@ -392,10 +392,14 @@ typedef struct model_net_addr {
 } model_net_addr_t;
 
 /* Where a workload of another network is reached: that network's east-west
- * gateway, by IP, or by hostname (ns is then the Gateway's namespace). */
+ * gateway, by IP, or by hostname (ns is then the Gateway's namespace), and
+ * what the workload stands for there. Only split-horizon workloads have one,
+ * so their capacity lives here rather than in every pod's Workload. */
 typedef struct model_gw_addr {
     const char *network;
     model_ip_t ip;        /* len 0 when hostname is set */
+    uint16_t hbone_port;  /* hbone_mtls_port */
+    uint32_t capacity;    /* the workload's capacity; 0 = not set */
     const char *hostname; /* or NULL */
     const char *ns;       /* or NULL */
 } model_gw_addr_t;
@@ -451,10 +455,8 @@ typedef struct model_out_workload {
     const char *hostname; /* a workload reached by name (a gateway), or NULL */
     model_ip_t *addrs;
     const model_wl_service_t *services;
-    uint32_t naddrs, nservices;     /* 32 bits: a pod's Workload fits 320 bytes */
     const model_gw_addr_t *gateway; /* network_gateway it is reached through, or NULL */
-    uint32_t capacity;              /* 0 = not set */
-    uint16_t gateway_port;          /* hbone_mtls_port */
+    uint16_t naddrs, nservices;     /* 16 bits: a pod's Workload fits 320 bytes */
     uint8_t workload_type : 4;      /* istio.workload.WorkloadType */
     uint8_t tunnel : 2;             /* model_tunnel_t */
     uint8_t host_network : 1;       /* network_mode HOST_NETWORK */

@@ -291,12 +291,13 @@ static bool workload_equal(const model_out_workload_t *a, const model_out_worklo
         if (!str_eq(sa[i], sb[i]))
             return false;
     if (a->naddrs != b->naddrs || a->nservices != b->nservices || a->healthy != b->healthy ||
-        !a->gateway != !b->gateway || a->gateway_port != b->gateway_port ||
-        a->capacity != b->capacity || a->workload_type != b->workload_type ||
+        !a->gateway != !b->gateway || a->workload_type != b->workload_type ||
         a->tunnel != b->tunnel || a->host_network != b->host_network ||
         a->native_tunnel != b->native_tunnel)
         return false;
-    if (a->gateway && (!str_eq(a->gateway->network, b->gateway->network) ||
+    if (a->gateway && (a->gateway->hbone_port != b->gateway->hbone_port ||
+                       a->gateway->capacity != b->gateway->capacity ||
+                       !str_eq(a->gateway->network, b->gateway->network) ||
                        !model_ip_equal(&a->gateway->ip, &b->gateway->ip) ||
                        !str_eq(a->gateway->hostname, b->gateway->hostname) ||
                        !str_eq(a->gateway->ns, b->gateway->ns)))

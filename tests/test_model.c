@@ -307,9 +307,9 @@ START_TEST(remote_network_reached_through_gateway_with_capacity)
     const model_out_workload_t *w =
         wl(s, &V1, SH("n2", "192.0.2.2", "ns", "a.ns.svc.cluster.local"));
     ck_assert_ptr_nonnull(w);
-    ck_assert_uint_eq(w->capacity, 3);
+    ck_assert_uint_eq(w->gateway->capacity, 3);
     ck_assert(w->gateway);
-    ck_assert_uint_eq(w->gateway_port, 15008);
+    ck_assert_uint_eq(w->gateway->hbone_port, 15008);
     ck_assert_uint_eq(w->naddrs, 0);
     ck_assert_str_eq(w->services[0].key, "ns/a.ns.svc.cluster.local");
     /* c1 does not see the split-horizon workload of its own network */
@@ -514,7 +514,7 @@ START_TEST(capacity_counts_ready_endpoints_only)
     apply(m, "c2", MODEL_KIND_ENDPOINTSLICE, mk_slice("ns", "a-abc", "a", "10.2.0", 3, ready));
     model_snapshot_t *s = model_commit(m);
     const char *uid = SH("n2", "192.0.2.2", "ns", "a.ns.svc.cluster.local");
-    ck_assert_uint_eq(wl(s, &V1, uid)->capacity, 1);
+    ck_assert_uint_eq(wl(s, &V1, uid)->gateway->capacity, 1);
     const bool none[] = {false, false, false};
     apply(m, "c2", MODEL_KIND_ENDPOINTSLICE, mk_slice("ns", "a-abc", "a", "10.2.0", 3, none));
     model_snapshot_t *s2 = model_commit(m);

@@ -187,11 +187,11 @@ static uint8_t *encode_workload(const model_out_workload_t *w, size_t *len)
         gw.address = &gwa;
     }
     if (w->gateway) {
-        gw.hbone_mtls_port = w->gateway_port ? w->gateway_port : 15008;
+        gw.hbone_mtls_port = w->gateway->hbone_port ? w->gateway->hbone_port : 15008;
         m.network_gateway = &gw;
     }
-    if (w->capacity) {
-        cap.value = w->capacity;
+    if (w->gateway && w->gateway->capacity) {
+        cap.value = w->gateway->capacity;
         m.capacity = &cap;
     }
     if (wl_services(w, &m, &p) == 0) {
