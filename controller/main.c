@@ -173,6 +173,18 @@ int main(int argc, char **argv)
     if (!auth && !cfg.demo_dir)
         ctl_log(CTL_WARN, "xDS clients are not authenticated (--xds-auth none): any client that "
                           "reaches the xDS port can read any cluster's view");
+    /* what istioctl proxy-status shows as this replica (istiod's shape:
+     * component, instance, version) */
+    char host[256] = "", cp[512];
+    const char *pod = getenv("POD_NAME");
+    if (!pod || !*pod)
+        pod = gethostname(host, sizeof(host) - 1) == 0 ? host : "";
+    json_t *cpj = json_pack("{s:s, s:s, s:{s:s}}", "Component", "meshfed", "ID", pod, "Info",
+                            "version", MESHFED_VERSION);
+    char *cps = cpj ? json_dumps(cpj, JSON_COMPACT) : NULL;
+    snprintf(cp, sizeof(cp), "%s", cps ? cps : "{}");
+    free(cps);
+    json_decref(cpj);
     xds_config_t xc = {.listen = cfg.xds_listen,
                        .tls_listen = cfg.xds_tls_listen,
                        .tls_cert_file = cfg.tls_cert,
@@ -182,7 +194,9 @@ int main(int argc, char **argv)
                        .authenticate = auth ? ctl_auth_authenticate : NULL,
                        .authenticate_arg = auth,
                        .trust_domain = cfg.trust_domain,
-                       .log = ctl_xds_log};
+                       .log = ctl_xds_log,
+                       .control_plane = cp,
+                       .local_cluster = cfg.cluster_id};
     xds_server_t *x = xds_server_new(&xc, err, sizeof(err));
     ctl_http_t *h = x ? ctl_http_start(c, cfg.debug_listen, err, sizeof(err)) : NULL;
     if (!x || !h || xds_server_start(x) < 0) {

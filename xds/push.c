@@ -531,7 +531,9 @@ void xds_stream_pump(xds_stream_t *st)
     if (st->closing || st->sending || !st->node_id || !st->authed)
         return;
     if (!st->delta) {
-        pump_sotw(st);
+        xds_debug_pump(st);
+        if (!st->sending)
+            pump_sotw(st);
         if (!st->sending)
             xds_envoy_pump(st);
         return;

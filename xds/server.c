@@ -214,6 +214,8 @@ xds_server_t *xds_server_new(const xds_config_t *cfg, char *err, size_t errlen)
     s->max_name_bytes_total =
         cfg->max_name_bytes_total ? cfg->max_name_bytes_total : (size_t)128 << 20;
     s->log = cfg->log;
+    s->control_plane = strdup(cfg->control_plane ? cfg->control_plane : "{}");
+    s->local_cluster = strdup(cfg->local_cluster ? cfg->local_cluster : "");
     s->log_arg = cfg->log_arg;
     s->network_of = cfg->network_of;
     s->network_of_arg = cfg->network_of_arg;
@@ -737,6 +739,8 @@ void xds_server_free(xds_server_t *s)
     pthread_mutex_destroy(&s->mu);
     free(s->listen);
     free(s->trust_domain);
+    free(s->control_plane);
+    free(s->local_cluster);
     free(s);
     grpc_shutdown();
 }
@@ -753,7 +757,7 @@ void xds_server_each_proxy(xds_server_t *s, xds_proxy_fn fn, void *arg)
 {
     pthread_mutex_lock(&s->mu);
     for (xds_stream_t *st = s->streams; st; st = st->next) {
-        if (!st->open || !st->node_id || !st->authed)
+        if (!st->open || !st->node_id || !st->authed || st->debug)
             continue;
         const xds_type_state_t *ts = &st->addr;
         xds_proxy_info_t p = {

@@ -48,6 +48,8 @@ void xds_stream_state_free(xds_stream_t *st)
     xds_type_state_clear(&st->addr);
     xds_type_state_clear(&st->auth);
     xds_envoy_state_free(st);
+    xds_type_state_clear(&st->debug_ts);
+    free(st->istio_version);
     free(st->node_id);
     free(st->cluster);
     free(st->network);
@@ -127,7 +129,8 @@ static const char *const CLUSTER_KEYS[] = {"CLUSTER_ID", "ISTIO_META_CLUSTER_ID"
 static const char *const NETWORK_KEYS[] = {"NETWORK", "ISTIO_META_NETWORK", NULL};
 
 /* The first request names the proxy: node id, cluster and network. 0 or -1. */
-static int take_node(xds_stream_t *st, const Envoy__Config__Core__V3__Node *node)
+static int take_node(xds_stream_t *st, const Envoy__Config__Core__V3__Node *node,
+                     const char *type_url)
 {
     if (st->node_id)
         return 0;
@@ -142,6 +145,9 @@ static int take_node(xds_stream_t *st, const Envoy__Config__Core__V3__Node *node
     }
     const char *cluster = meta_any(node->metadata, CLUSTER_KEYS);
     char *hdr = cluster ? NULL : header_dup(&st->md, "clusterid");
+    st->debug = xds_debug_is_type(type_url);
+    if (!cluster && !hdr && st->debug) /* istioctl names none: it asks this replica */
+        cluster = st->srv->local_cluster;
     if (!cluster && !(cluster = hdr)) {
         reject(st, GRPC_STATUS_INVALID_ARGUMENT,
                "xds: node %s has no CLUSTER_ID in its metadata nor a clusterid header", id);
@@ -152,7 +158,7 @@ static int take_node(xds_stream_t *st, const Envoy__Config__Core__V3__Node *node
         st->srv->network_of ? st->srv->network_of(st->srv->network_of_arg, cluster) : "";
     if (!network)
         network = cluster_net;
-    if (!cluster_net) {
+    if (!cluster_net && !st->debug) {
         /* served (its view is simply empty of its own cluster), but an
          * operator should know: a typo in CLUSTER_ID looks like this */
         st->unknown_cluster = true;
@@ -166,6 +172,8 @@ static int take_node(xds_stream_t *st, const Envoy__Config__Core__V3__Node *node
         return -1;
     }
     st->node_id = strdup(id);
+    const char *iv = meta_string(node->metadata, "ISTIO_VERSION");
+    st->istio_version = iv && strlen(iv) <= XDS_MAX_NAME ? strdup(iv) : NULL;
     st->cluster = strdup(cluster);
     st->network = strdup(network ? network : "");
     free(hdr);
@@ -320,7 +328,7 @@ static void wildcard_off(xds_type_state_t *ts)
 
 static void on_delta(xds_stream_t *st, Envoy__Service__Discovery__V3__DeltaDiscoveryRequest *rq)
 {
-    if (take_node(st, rq->node) < 0)
+    if (take_node(st, rq->node, rq->type_url) < 0)
         return;
     xds_type_state_t *ts = type_state(st, rq->type_url);
     if (!ts || check_names(st, rq->resource_names_subscribe, rq->n_resource_names_subscribe) < 0 ||
@@ -367,8 +375,13 @@ static void on_delta(xds_stream_t *st, Envoy__Service__Discovery__V3__DeltaDisco
 
 static void on_sotw(xds_stream_t *st, Envoy__Service__Discovery__V3__DiscoveryRequest *rq)
 {
-    if (take_node(st, rq->node) < 0)
+    if (take_node(st, rq->node, rq->type_url) < 0)
         return;
+    if (xds_debug_is_type(rq->type_url)) {
+        st->debug = true;
+        xds_debug_on_sotw(st, rq->response_nonce);
+        return;
+    }
     xds_type_state_t *ts = type_state(st, rq->type_url);
     if (!ts || check_names(st, rq->resource_names, rq->n_resource_names) < 0)
         return;

@@ -79,6 +79,12 @@ typedef struct xds_config {
      * server); NULL: nowhere. Called with the server's lock held. */
     void (*log)(void *arg, const char *msg);
     void *log_arg;
+    /* istio.io/debug/syncz (istioctl proxy-status): the identifier its
+     * responses carry as control_plane (istiod's is JSON naming component,
+     * instance and version), and the cluster a debug client that names none
+     * is taken to be of (its token is checked against it). NULL: "{}", "". */
+    const char *control_plane;
+    const char *local_cluster;
 } xds_config_t;
 
 typedef struct xds_server xds_server_t;

@@ -129,6 +129,9 @@ struct xds_stream {
     char *identity, *auth_cluster;
     xds_auth_req_t *auth_req;
     bool unknown_cluster;      /* its cluster is not one meshfed knows */
+    bool debug, debug_want;    /* asks for istio.io/debug/syncz; an answer is due */
+    xds_type_state_t debug_ts; /* its nonce (debug.c) */
+    char *istio_version;       /* node metadata ISTIO_VERSION, or NULL */
     size_t nnames, name_bytes; /* what its subscriptions hold (limits) */
     xds_tag_t t_recv, t_send, t_close, t_status;
     xds_stream_t *next, *prev;
@@ -156,7 +159,9 @@ struct xds_server {
     xds_tls_t *tls;
     const char *(*network_of)(void *arg, const char *cluster);
     void *network_of_arg;
-    char *trust_domain; /* never NULL */
+    char *trust_domain;  /* never NULL */
+    char *control_plane; /* DiscoveryResponse.control_plane identifier */
+    char *local_cluster; /* for debug clients that name none */
     size_t max_names, max_name_bytes, max_name_bytes_total;
     size_t name_bytes; /* of every stream's subscriptions */
     void (*log)(void *arg, const char *msg);
@@ -235,6 +240,14 @@ bool xds_stream_holds(const xds_type_state_t *ts, const char *name, const model_
 void xds_stream_close(xds_stream_t *st, grpc_status_code code, const char *msg);
 /* Reads the next request (after authentication held reading back). */
 void xds_stream_recv(xds_stream_t *st);
+/* debug.c: istio.io/debug/syncz (SotW). */
+#define XDS_TYPE_DEBUG_SYNCZ "istio.io/debug/syncz"
+#define XDS_TYPE_CLIENT_CONFIG "type.googleapis.com/envoy.service.status.v3.ClientConfig"
+bool xds_debug_is_type(const char *type_url);
+/* A request for the type: one without a nonce asks for an answer. */
+void xds_debug_on_sotw(xds_stream_t *st, const char *nonce);
+/* Sends the answer if one is due and nothing is being sent. */
+void xds_debug_pump(xds_stream_t *st);
 /* auth.c: starts authenticating st once its node (and claimed cluster) is
  * known; without an authenticator st is authed at once. 0: pending or
  * accepted; -1: st was closed. */
