@@ -546,6 +546,10 @@ void kube_watcher_stats(kube_watcher_t *w, kube_stats_t *out)
     out->errors = atomic_load(&w->st[KUBE_ST_ERRORS]);
     out->decode_errors = atomic_load(&w->st[KUBE_ST_DECODE]);
     out->throttled = atomic_load(&w->st[KUBE_ST_THROTTLED]);
+    out->short_watches = atomic_load(&w->st[KUBE_ST_SHORT_WATCHES]);
+    out->list_limits = atomic_load(&w->st[KUBE_ST_LIST_LIMITS]);
+    out->bad_objects = atomic_load(&w->st[KUBE_ST_BAD_OBJECTS]);
+    out->forbidden = atomic_load(&w->st[KUBE_ST_FORBIDDEN]);
 }
 
 int kube_watcher_cluster_status(kube_watcher_t *w, const char *id, bool *synced, bool *stale)

@@ -305,6 +305,8 @@ static int kube_watch_line(kube_informer_t *inf, char *line, size_t n)
                     *obj = kube_jget(ev, "object");
     const char *type = kube_jis(t, KUBE_J_STRING) ? t->v.s : NULL;
     int rc = 0;
+    if (type && kube_jis(obj, KUBE_J_OBJECT) && strcmp(type, "ERROR") != 0)
+        inf->got_data = true;
     if (!type || !kube_jis(obj, KUBE_J_OBJECT)) {
         kube_decode_error(inf, "event without type or object", NULL);
     } else if (strcmp(type, "ERROR") == 0) {
@@ -379,7 +381,6 @@ static size_t kube_inf_write(char *p, size_t size, size_t nmemb, void *ud)
         return n;
     }
     if (inf->phase == KUBE_PH_WATCH) {
-        inf->got_data = true;
         return kube_watch_feed(inf, p, n) < 0 ? 0 : n;
     }
     if (inf->len + n > KUBE_MAX_BODY) {
@@ -497,8 +498,10 @@ int kube_inf_start(kube_informer_t *inf)
         return -1;
     }
     inf->busy = true;
-    if (inf->phase == KUBE_PH_WATCH)
+    if (inf->phase == KUBE_PH_WATCH) {
+        inf->watch_start_ms = kube_now_ms();
         kube_count(inf->cl->w, KUBE_ST_WATCHES);
+    }
     return 0;
 }
 
@@ -523,6 +526,35 @@ static void kube_inf_relist(kube_informer_t *inf)
     inf->due_ms = 0;
 }
 
+/* The server ended a watch: resume at once, unless it ended within KUBE_SHORT_WATCH_MS without delivering anything,
+ * which a server or proxy answering every watch with an empty 200 would
+ * turn into a hot loop. Those back off as client-go's reflector does; the
+ * second of a streak is reported (a single one is a disconnect at a bad
+ * moment), the rest only counted. */
+static void kube_watch_ended(kube_informer_t *inf)
+{
+    uint64_t lasted = kube_now_ms() - inf->watch_start_ms;
+    kube_count(inf->cl->w, KUBE_ST_RESTARTS);
+    inf->backoff_ms = 0;
+    if (inf->got_data || lasted >= KUBE_SHORT_WATCH_MS) {
+        inf->short_ms = 0;
+        inf->due_ms = 0;
+        return;
+    }
+    kube_count(inf->cl->w, KUBE_ST_SHORT_WATCHES);
+    unsigned b = inf->short_ms ? inf->short_ms * 2 : KUBE_SHORT_BACKOFF_MIN_MS;
+    if (b > KUBE_SHORT_BACKOFF_MAX_MS)
+        b = KUBE_SHORT_BACKOFF_MAX_MS;
+    if (inf->short_ms == KUBE_SHORT_BACKOFF_MIN_MS) /* one alone is a disconnect */
+        kube_emit_error(inf->cl, inf->res,
+                        "cluster %s: watch %s: watches end after %llu ms without any event; "
+                        "backing off (%u ms doubling up to %u ms) until a watch delivers one",
+                        inf->cl->id, kube_res_name(inf->res), (unsigned long long)lasted,
+                        KUBE_SHORT_BACKOFF_MIN_MS, KUBE_SHORT_BACKOFF_MAX_MS);
+    inf->short_ms = b;
+    inf->due_ms = kube_now_ms() + b + (unsigned)rand_r(&inf->seed) % (b + 1);
+}
+
 /* A transport failure: a broken watch stream resumes quietly, the rest is
  * an error with curl's reason. */
 static void kube_inf_failed(kube_informer_t *inf, CURLcode rc)
@@ -533,8 +565,11 @@ static void kube_inf_failed(kube_informer_t *inf, CURLcode rc)
         kube_emit_error(inf->cl, inf->res, "cluster %s: list %s: response larger than %u MiB",
                         inf->cl->id, kube_res_name(inf->res), KUBE_MAX_BODY >> 20);
     } else if (inf->phase == KUBE_PH_WATCH && inf->status == 200) {
+        /* a broken stream resumes soon; one broken again before it
+         * delivered anything backs off further */
         kube_count(inf->cl->w, KUBE_ST_RESTARTS);
-        inf->backoff_ms = 0;
+        if (inf->got_data)
+            inf->backoff_ms = 0;
     } else {
         kube_emit_error(inf->cl, inf->res, "cluster %s: %s %s: %s%s%s", inf->cl->id, op,
                         kube_res_name(inf->res), curl_easy_strerror(rc), inf->errbuf[0] ? ": " : "",
@@ -609,8 +644,6 @@ void kube_inf_done(kube_informer_t *inf, CURLcode rc)
         }
         inf->len = 0;
         kube_cluster_ok(inf->cl);
-        kube_count(inf->cl->w, KUBE_ST_RESTARTS);
-        inf->backoff_ms = 0;
-        inf->due_ms = 0;
+        kube_watch_ended(inf);
     }
 }

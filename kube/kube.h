@@ -212,6 +212,10 @@ typedef struct kube_stats {
     uint64_t errors;        /* KUBE_EV_ERROR passed to the callback */
     uint64_t decode_errors; /* malformed or oversized watch lines / list bodies */
     uint64_t throttled;     /* 429 (or 503) with Retry-After: retried when it says */
+    uint64_t short_watches; /* watches that ended within 1 s without an event: backed off */
+    uint64_t list_limits;   /* lists abandoned at the page or object limit */
+    uint64_t bad_objects;   /* objects dropped: an out-of-range number or a duplicate key */
+    uint64_t forbidden;     /* 403 on an optional resource: reported, not waited for */
 } kube_stats_t;
 
 /* A watcher owning one I/O thread for all clusters. system_namespace is

@@ -23,6 +23,13 @@
 #define KUBE_BACKOFF_MAX_MS 30000
 #define KUBE_RETRY_AFTER_MAX_S 60 /* longest Retry-After honoured */
 #define KUBE_LIST_LIMIT 500
+/* A watch that ends within KUBE_SHORT_WATCH_MS without delivering anything
+ * (a proxy answering with an empty 200) is retried after a backoff, as
+ * client-go's reflector does: 800 ms doubling up to 30 s, plus up to 100%
+ * jitter. */
+#define KUBE_SHORT_WATCH_MS 1000
+#define KUBE_SHORT_BACKOFF_MIN_MS 800
+#define KUBE_SHORT_BACKOFF_MAX_MS 30000
 
 /* ---------- smap.c: key -> resourceVersion, with a generation mark ---------- */
 
@@ -106,7 +113,9 @@ typedef struct kube_informer {
     bool stream_err; /* the watch stream sent another ERROR (already reported) */
     bool toobig;     /* the list body exceeded KUBE_MAX_BODY */
     unsigned seed;   /* for backoff jitter (rand_r) */
-    bool got_data;   /* the watch received any event */
+    bool got_data;   /* the watch delivered an event (or a bookmark) */
+    uint64_t watch_start_ms;
+    unsigned short_ms; /* backoff after watches that end at once without events */
     long status;
 } kube_informer_t;
 
@@ -134,6 +143,23 @@ typedef struct kube_op {
     unsigned mask;
 } kube_op_t;
 
+enum {
+    KUBE_ST_LISTS,
+    KUBE_ST_WATCHES,
+    KUBE_ST_RELISTS,
+    KUBE_ST_RESTARTS,
+    KUBE_ST_BOOKMARKS,
+    KUBE_ST_EVENTS,
+    KUBE_ST_ERRORS,
+    KUBE_ST_DECODE,
+    KUBE_ST_THROTTLED,
+    KUBE_ST_SHORT_WATCHES,
+    KUBE_ST_LIST_LIMITS,
+    KUBE_ST_BAD_OBJECTS,
+    KUBE_ST_FORBIDDEN,
+    KUBE_ST__COUNT
+};
+
 struct kube_watcher {
     kube_event_fn fn;
     void *arg;
@@ -147,20 +173,9 @@ struct kube_watcher {
     kube_op_t *ops, **ops_tail;
     kube_cluster_t **clusters;
     size_t nclusters;
-    _Atomic uint64_t st[9]; /* kube_stats_t fields, in order */
+    _Atomic uint64_t st[KUBE_ST__COUNT]; /* kube_stats_t fields, in order */
 };
 
-enum {
-    KUBE_ST_LISTS,
-    KUBE_ST_WATCHES,
-    KUBE_ST_RELISTS,
-    KUBE_ST_RESTARTS,
-    KUBE_ST_BOOKMARKS,
-    KUBE_ST_EVENTS,
-    KUBE_ST_ERRORS,
-    KUBE_ST_DECODE,
-    KUBE_ST_THROTTLED
-};
 
 /* client.c */
 uint64_t kube_now_ms(void);

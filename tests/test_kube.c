@@ -172,6 +172,25 @@ static void conn_for(int i, kube_conn_t *c, const char *ca)
     tl_fk_conn(&fx, i, c, ca, NULL);
 }
 
+/* How many watch requests fakekube's cluster i has served. */
+static long fk_watch_total(int i)
+{
+    kube_conn_t c;
+    long status = 0, n = -1;
+    char *body = NULL, err[256];
+    conn_for(i, &c, "ca.crt");
+    if (kube_request(&c, "GET", "/fake/state", NULL, NULL, &status, &body, err, sizeof(err)) == 0 &&
+        status == 200) {
+        json_t *j = json_loads(body, 0, NULL);
+        n = (long)json_integer_value(json_object_get(j, "watch_total"));
+        json_decref(j);
+    }
+    free(body);
+    kube_conn_free(&c);
+    ck_assert_int_ge(n, 0);
+    return n;
+}
+
 static kube_stats_t stats(void)
 {
     kube_stats_t s;
@@ -566,6 +585,39 @@ START_TEST(test_throttled_429_honours_retry_after)
 }
 END_TEST
 
+/* A proxy that answers every watch at once with an empty 200: the watches
+ * back off as client-go's reflector does (800 ms doubling, jitter) instead
+ * of starting again at once, forever; one line per streak, all counted. */
+START_TEST(test_watch_empty_200_backs_off)
+{
+    kube_stats_t before = stats();
+    size_t m = col_mark(&col);
+    long w0 = fk_watch_total(1);
+    ctl(1, "config", "{\"empty_watches_s\":5}");
+    ctl(1, "disconnect", NULL);
+    usleep(5000 * 1000);
+    long n = fk_watch_total(1) - w0;
+    fprintf(stderr, "empty-200: %ld watches in 5 s (short %llu)\n", n,
+            (unsigned long long)(stats().short_watches - before.short_watches));
+    /* two informers (services, pods), each at about 0.1 s, then after
+     * 0.8-1.6 s, then 1.6-3.2 s later: at most three each */
+    ck_assert_msg(n >= 4 && n <= 6, "%ld watches in 5 s", n);
+    ck_assert_uint_ge(stats().short_watches, before.short_watches + 4);
+    ck_assert_uint_eq(col_count(&col, m, "b", SVC, KUBE_EV_ERROR, NULL, "without any event"), 1);
+    ck_assert_uint_eq(
+        col_count(&col, m, "b", KUBE_RES_PODS, KUBE_EV_ERROR, NULL, "without any event"), 1);
+    svc(1, "b-svc", "hot");
+    ctl(1, "apply",
+        "{\"kind\":\"Pod\",\"metadata\":{\"name\":\"pod-0007\","
+        "\"namespace\":\"ns1\",\"labels\":{\"x\":\"hot\"}}}");
+    ck_assert(col_wait(&col, m, "b", SVC, KUBE_EV_MODIFIED, "default/b-svc", NULL, 1, 25000));
+    ck_assert(
+        col_wait(&col, m, "b", KUBE_RES_PODS, KUBE_EV_MODIFIED, "ns1/pod-0007", NULL, 1, 25000));
+    ck_assert_uint_eq(stats().relists, before.relists);
+    ck_assert_uint_eq(col_count(&col, m, "a", -1, KUBE_EV_ERROR, NULL, NULL), 0);
+}
+END_TEST
+
 START_TEST(test_disconnect_resumes)
 {
     kube_stats_t before = stats();
@@ -809,6 +861,7 @@ int main(void)
     tcase_add_test(tc, test_relist_continue_expired);
     tcase_add_test(tc, test_disconnect_resumes);
     tcase_add_test(tc, test_throttled_429_honours_retry_after);
+    tcase_add_test(tc, test_watch_empty_200_backs_off);
     tcase_add_test(tc, test_bookmarks);
     tcase_add_test(tc, test_malformed_line);
     tcase_add_test(tc, test_token_rotation);

@@ -27,8 +27,13 @@ Control API (no auth, same port), all POST with a JSON body:
                    {"expire_continue": N}: the next N continue tokens get 410;
                    {"throttle": N, "retry_after": S}: the next N lists and watches
                    get 429 TooManyRequests with Retry-After: S (API Priority
-                   and Fairness)
-  GET /fake/state  {"rv", "watches", "lists"}
+                   and Fairness);
+                   {"empty_watches_s": S}: for S seconds every watch is answered
+                   with an immediate, empty 200 (a misbehaving proxy);
+                   {"endless": [plural, ...]}: lists of these never stop
+                   paginating (every page brings new filler objects and a
+                   continue token)
+  GET /fake/state  {"rv", "watches" (open), "watch_total", "lists"}
 
 Writes behave like the API server's: GET of one object; POST creates (201,
 409 AlreadyExists); PUT replaces with optimistic concurrency (409 Conflict
@@ -91,7 +96,10 @@ class Cluster:
         self.malformed = []  # (seq, line)
         self.bookmarks = 0
         self.watches = 0
+        self.watch_total = 0  # watch requests ever served
         self.lists = 0
+        self.empty_watch_until = 0.0  # until then, watches get an immediate empty 200
+        self.endless = set()  # plurals whose lists never stop paginating
 
     def record(self, plural, typ, obj):
         self.history.append((self.rv, plural, typ, json.loads(json.dumps(obj))))
@@ -188,6 +196,10 @@ class Handler(BaseHTTPRequestHandler):
                 cl.expire_continue = int(body.get("expire_continue", cl.expire_continue))
                 cl.throttle = int(body.get("throttle", cl.throttle))
                 cl.retry_after = int(body.get("retry_after", cl.retry_after))
+                if "empty_watches_s" in body:
+                    cl.empty_watch_until = time.monotonic() + float(body["empty_watches_s"])
+                if "endless" in body:
+                    cl.endless = set(body["endless"])
             else:
                 return self.send_json(404, status(404, "NotFound", "no such control"))
             cl.cond.notify_all()
@@ -274,6 +286,7 @@ class Handler(BaseHTTPRequestHandler):
             cl = self.cl
             with cl.cond:
                 return self.send_json(200, {"rv": cl.rv, "watches": cl.watches,
+                                            "watch_total": cl.watch_total,
                                             "lists": cl.lists})
         r = self.route()
         if r is None and self.route_object():
@@ -319,11 +332,21 @@ class Handler(BaseHTTPRequestHandler):
             if more:
                 keys = keys[:limit]
             items = [json.loads(json.dumps(cl.objects[k])) for k in keys]
+        if plural in cl.endless:
+            page = tok.get("page", 0) + 1 if q.get("continue") else 0
+            for i in range(limit or 500):
+                items.append({"metadata": {"name": "endless-%d-%d" % (page, i),
+                                           "namespace": "default",
+                                           "resourceVersion": str(rv)}})
+            more, keys = True, [(plural, "~", "~")]
         for it in items:  # like the real server: list items lack kind/apiVersion
             it.pop("kind", None)
             it.pop("apiVersion", None)
         md = {"resourceVersion": str(rv)}
-        if more:
+        if plural in cl.endless:
+            md["continue"] = base64.b64encode(json.dumps(
+                {"rv": rv, "start": "~/~", "page": page}).encode()).decode()
+        elif more:
             last = "%s/%s" % (keys[-1][1], keys[-1][2])
             md["continue"] = base64.b64encode(json.dumps(
                 {"rv": rv, "start": last}).encode()).decode()
@@ -340,6 +363,15 @@ class Handler(BaseHTTPRequestHandler):
         deadline = time.monotonic() + int(q.get("timeoutSeconds") or 1800)
         bookmarks = q.get("allowWatchBookmarks") == "true"
         sel = (ns, q.get("labelSelector"), q.get("fieldSelector"))
+        with cl.cond:
+            cl.watch_total += 1
+            empty = time.monotonic() < cl.empty_watch_until
+        if empty:
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
         with cl.cond:
             too_old = rv < cl.compacted
             if too_old and cl.gone == "http":
