@@ -25,14 +25,17 @@ typedef struct topo {
     char gw_problem[256]; /* why an east-west Gateway cannot be used, or "" */
     unsigned synced;      /* bit per kube_res_t that finished its list */
     bool gw_from_gateway; /* the gateway came from a Gateway object */
-    time_t last_error;
-    unsigned long suppressed;
+    time_t since;         /* when it was added (its initial lists started) */
+    bool slow_warned;     /* "not synced after N s" was said */
+    char last_error[256]; /* the newest error of its informers, for the slow-sync line */
 } topo_t;
 
 /* A remote cluster and the Secret that declared it. */
 typedef struct remote {
     char *id;
     char *secret;
+    uint64_t endpoint; /* hash of server, CA and TLS name: a change starts it from scratch */
+    char *server;
 } remote_t;
 
 struct ctl_kube {
@@ -44,6 +47,12 @@ struct ctl_kube {
     size_t nremotes;
     json_t *scopes; /* ServiceScope name -> object */
     ctl_status_t *status;
+    ctl_ratelog_t *errlog; /* per (cluster, resource, kind of error) */
+    /* the watcher's callbacks and the reporter take it: topo and remotes */
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    pthread_t reporter; /* slow syncs, ended error windows: needs a clock, not events */
+    bool reporter_started, stop;
 };
 
 static const unsigned MODEL_RES = KUBE_RES_BIT(KUBE_RES_NAMESPACES) |
@@ -63,6 +72,7 @@ static topo_t *topo_of(ctl_kube_t *k, const char *id)
     topo_t *t = &k->topo[k->ntopo++];
     memset(t, 0, sizeof(*t));
     snprintf(t->id, sizeof(t->id), "%s", id);
+    t->since = time(NULL);
     snprintf(t->gw.ns, sizeof(t->gw.ns), "%s", ctl_config(k->ctl)->system_namespace);
     return t;
 }
@@ -228,8 +238,12 @@ static void on_object(ctl_kube_t *k, const char *cluster, kube_res_t res, kube_e
     if (del) {
         o = identity_of(kind, obj);
     } else if (kube_obj_decode(kind, obj, &o, err, sizeof(err)) < 0) {
+        char key[160], msg[CTL_ERRLEN + 300];
         atomic_fetch_add(&ctl_metrics.decode_errors, 1);
-        ctl_log(CTL_WARN, "cluster %s: %s", cluster, err);
+        snprintf(key, sizeof(key), "cluster %.60s: invalid %s objects", cluster,
+                 kube_res_name(res));
+        snprintf(msg, sizeof(msg), "cluster %s: %s", cluster, err);
+        ctl_ratelog(k->errlog, time(NULL), CTL_WARN, key, msg);
         return;
     }
     if (!o)
@@ -327,44 +341,81 @@ static void on_configmap(ctl_kube_t *k, kube_ev_t ev, json_t *obj)
 
 /* ---------- remote clusters from Secrets ---------- */
 
-static void remove_remote(ctl_kube_t *k, size_t i)
+static void note_pending(ctl_kube_t *k, const topo_t *t);
+
+static void remove_remote(ctl_kube_t *k, size_t i, const char *why)
 {
     remote_t *r = &k->remotes[i];
-    ctl_log(CTL_INFO, "cluster %s removed (Secret %s)", r->id, r->secret);
+    ctl_log(CTL_INFO, "cluster %s removed (Secret %s%s)", r->id, r->secret, why);
     kube_watcher_remove_cluster(k->w, r->id);
     forget_topo(k, r->id);
+    ctl_cluster_note(k->ctl, r->id, NULL, NULL);
     ctl_event_t ev = {.type = CTL_EV_CLUSTER_REMOVE, .cluster = r->id};
     ctl_push(k->ctl, &ev);
     free(r->secret);
+    free(r->server);
     k->remotes[i] = k->remotes[--k->nremotes];
 }
 
-static bool add_remote(ctl_kube_t *k, const char *secret, const char *id, const char *b64)
+static uint64_t fnv(uint64_t h, const void *p, size_t n)
+{
+    const unsigned char *b = p;
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ b[i]) * 1099511628211ULL;
+    return (h ^ 0xff) * 1099511628211ULL; /* field separator */
+}
+
+/* Which API server a kubeconfig reaches: another server, CA or TLS name may
+ * be another cluster (or a recreated one) with the same resourceVersions. */
+static uint64_t endpoint_of(const kube_conn_t *c)
+{
+    uint64_t h = 1469598103934665603ULL;
+    h = fnv(h, c->server ? c->server : "", c->server ? strlen(c->server) : 0);
+    h = fnv(h, c->ca_data ? c->ca_data : "", c->ca_data ? c->ca_len : 0);
+    h = fnv(h, c->ca_file ? c->ca_file : "", c->ca_file ? strlen(c->ca_file) : 0);
+    h = fnv(h, c->tls_server_name ? c->tls_server_name : "",
+            c->tls_server_name ? strlen(c->tls_server_name) : 0);
+    return fnv(h, &c->insecure, sizeof(c->insecure));
+}
+
+/* Parses the kubeconfig of cluster id; 0 with conn filled, or -1 (logged,
+ * counted). */
+static int remote_conn(ctl_kube_t *k, const char *secret, const char *id, const char *b64,
+                       kube_conn_t *conn)
 {
     char err[CTL_ERRLEN];
     size_t len;
     char *text = kube_base64_decode(b64, &len);
-    kube_conn_t conn;
-    memset(&conn, 0, sizeof(conn));
-    int rc = text ? kube_conn_from_kubeconfig(text, len, NULL, &conn, err, sizeof(err)) : -1;
+    memset(conn, 0, sizeof(*conn));
+    int rc = text ? kube_conn_from_kubeconfig(text, len, NULL, conn, err, sizeof(err)) : -1;
     if (!text)
         snprintf(err, sizeof(err), "value is not base64");
     if (rc == 0 && strcmp(id, ctl_config(k->ctl)->cluster_id) == 0) {
         snprintf(err, sizeof(err), "names the local cluster");
         rc = -1;
     }
-    if (rc == 0)
-        rc = kube_watcher_add_cluster(k->w, id, &conn, REMOTE_RES, err, sizeof(err));
-    kube_conn_free(&conn);
     free(text);
     if (rc < 0) {
+        kube_conn_free(conn);
+        atomic_fetch_add(&ctl_metrics.decode_errors, 1);
+        ctl_log(CTL_WARN, "Secret %s, cluster %s: %s", secret, id, err);
+    }
+    return rc;
+}
+
+static bool add_remote(ctl_kube_t *k, const char *secret, const char *id, const kube_conn_t *conn)
+{
+    char err[CTL_ERRLEN];
+    if (kube_watcher_add_cluster(k->w, id, conn, REMOTE_RES, err, sizeof(err)) < 0) {
         atomic_fetch_add(&ctl_metrics.decode_errors, 1);
         ctl_log(CTL_WARN, "Secret %s, cluster %s: %s", secret, id, err);
         return false;
     }
     topo_t *t = topo_of(k, id);
-    if (t)
+    if (t) {
         push_cluster(k, t);
+        note_pending(k, t);
+    }
     return true;
 }
 
@@ -378,7 +429,7 @@ static void on_secret(ctl_kube_t *k, kube_ev_t ev, json_t *obj)
     /* clusters this Secret no longer names */
     for (size_t i = 0; i < k->nremotes;) {
         if (strcmp(k->remotes[i].secret, secret) == 0 && !json_object_get(data, k->remotes[i].id))
-            remove_remote(k, i);
+            remove_remote(k, i, "");
         else
             i++;
     }
@@ -396,36 +447,134 @@ static void on_secret(ctl_kube_t *k, kube_ev_t ev, json_t *obj)
                     id, k->remotes[i].secret);
             continue;
         }
-        /* adding again reconnects with the new kubeconfig, keeping the caches */
-        if (add_remote(k, secret, id, json_string_value(val)) && i == k->nremotes) {
-            k->remotes[k->nremotes++] = (remote_t){strdup(id), strdup(secret)};
-            ctl_log(CTL_INFO, "cluster %s added (Secret %s)", id, secret);
+        kube_conn_t conn;
+        if (remote_conn(k, secret, id, json_string_value(val), &conn) < 0)
+            continue;
+        uint64_t endpoint = endpoint_of(&conn);
+        if (i < k->nremotes && k->remotes[i].endpoint != endpoint) {
+            /* Another API server (or CA): its resourceVersions say nothing
+             * about what we cached, so, as istiod does, drop the cluster and
+             * list it again from nothing. */
+            char why[600];
+            snprintf(why, sizeof(why),
+                     ": it now points at %.250s%s, was %.250s; its informers start from scratch",
+                     conn.server ? conn.server : "?",
+                     k->remotes[i].server && conn.server &&
+                             strcmp(k->remotes[i].server, conn.server) == 0
+                         ? " with another CA or TLS name"
+                         : "",
+                     k->remotes[i].server ? k->remotes[i].server : "?");
+            remove_remote(k, i, why);
+            i = k->nremotes;
         }
+        /* the same server again: reconnect with the new credentials, keeping the caches */
+        if (add_remote(k, secret, id, &conn) && i == k->nremotes) {
+            k->remotes[k->nremotes++] = (remote_t){strdup(id), strdup(secret), endpoint,
+                                                   strdup(conn.server ? conn.server : "")};
+            ctl_log(CTL_INFO, "cluster %s added (Secret %s, server %s)", id, secret,
+                    conn.server ? conn.server : "?");
+        }
+        kube_conn_free(&conn);
     }
 }
 
 /* ---------- the watcher callback ---------- */
 
-/* While an API server is down every informer retries with backoff and each
- * failure is reported: log the first, then one line a minute per cluster
- * with how many were suppressed (the metrics count them all). */
-static void log_error(ctl_kube_t *k, const char *cluster, const char *msg)
+/* The lists a cluster still waits for, as "pods, services" (or ""). */
+static void pending_lists(const ctl_kube_t *k, const topo_t *t, char *out, size_t len)
 {
+    bool local = strcmp(t->id, ctl_config(k->ctl)->cluster_id) == 0;
+    unsigned want = local ? KUBE_RES_ALL : REMOTE_RES;
+    size_t n = 0;
+    out[0] = '\0';
+    for (int r = 0; r < KUBE_RES__COUNT; r++) {
+        if (!(want & KUBE_RES_BIT(r)) || (t->synced & KUBE_RES_BIT(r)))
+            continue;
+        int w = snprintf(out + n, len - n, "%s%s", n ? ", " : "", kube_res_name((kube_res_t)r));
+        if (w < 0 || (size_t)w >= len - n)
+            break;
+        n += (size_t)w;
+    }
+}
+
+static bool fully_synced(const ctl_kube_t *k, const topo_t *t)
+{
+    bool local = strcmp(t->id, ctl_config(k->ctl)->cluster_id) == 0;
+    unsigned want = local ? KUBE_RES_ALL : REMOTE_RES;
+    return (t->synced & want) == want;
+}
+
+static void note_pending(ctl_kube_t *k, const topo_t *t)
+{
+    char pending[512];
+    pending_lists(k, t, pending, sizeof(pending));
+    ctl_cluster_note(k->ctl, t->id, "pendingLists", *pending ? json_string(pending) : NULL);
+}
+
+/* While an API server is down every informer retries with backoff and each
+ * failure is reported: one line per (cluster, resource, kind of error) a
+ * minute, then how many were suppressed (the metrics count them all). The
+ * kind is the message up to its detail: "cluster west: list pods: HTTP 403"
+ * from "cluster west: list pods: HTTP 403: pods is forbidden ...". */
+static void log_error(ctl_kube_t *k, const char *cluster, kube_res_t res, const char *msg)
+{
+    char key[160];
+    const char *m = msg ? msg : "watch error";
+    const char *cut = m;
+    for (int colons = 0; colons < 3 && cut; colons++)
+        cut = strstr(cut + (colons ? 2 : 0), ": ");
+    int klen = cut ? (int)(cut - m) : (int)strlen(m);
+    snprintf(key, sizeof(key), "%.*s [%s]", klen > 120 ? 120 : klen, m,
+             res < KUBE_RES__COUNT ? kube_res_name(res) : "cluster");
+    ctl_ratelog(k->errlog, time(NULL), CTL_WARN, key, m);
     topo_t *t = topo_of(k, cluster);
-    time_t now = time(NULL);
-    if (t && t->last_error && now - t->last_error < 60) {
-        t->suppressed++;
-        return;
-    }
-    if (t && t->suppressed)
-        ctl_log(CTL_WARN, "%s (and %lu similar errors in the last minute)",
-                msg ? msg : "watch error", t->suppressed);
-    else
-        ctl_log(CTL_WARN, "%s", msg ? msg : "watch error");
     if (t) {
-        t->last_error = now;
-        t->suppressed = 0;
+        snprintf(t->last_error, sizeof(t->last_error), "%s", m);
+        ctl_cluster_note(k->ctl, cluster, "lastError", json_string(t->last_error));
     }
+}
+
+/* A cluster whose lists have not all completed after sync-warn-after: say
+ * which and why (an API server that accepts and never answers reports no
+ * error at all, and would otherwise be seen only when it turns stale). */
+static void check_slow(ctl_kube_t *k, topo_t *t, time_t now)
+{
+    int after = ctl_config(k->ctl)->sync_warn_after_s;
+    if (t->slow_warned || fully_synced(k, t) || now - t->since < after)
+        return;
+    t->slow_warned = true;
+    atomic_fetch_add(&ctl_metrics.sync_slow, 1);
+    bool local = strcmp(t->id, ctl_config(k->ctl)->cluster_id) == 0;
+    char pending[512], problem[1024];
+    pending_lists(k, t, pending, sizeof(pending));
+    snprintf(problem, sizeof(problem),
+             "not synced after %lld s: the lists of %s have not completed (%s)",
+             (long long)(now - t->since), pending,
+             t->last_error[0] ? t->last_error : "no error: the API server has not answered");
+    ctl_log(CTL_WARN, "cluster %s: %s; %s", t->id, problem,
+            local ? "this replica is not ready until they do"
+                  : "a remote cluster does not gate readiness; its objects are served once listed");
+    ctl_cluster_note(k->ctl, t->id, "problem", json_string(problem));
+}
+
+static void *reporter_main(void *arg)
+{
+    ctl_kube_t *k = arg;
+    pthread_mutex_lock(&k->lock);
+    while (!k->stop) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_sec += 1;
+        pthread_cond_timedwait(&k->cond, &k->lock, &ts);
+        if (k->stop)
+            break;
+        time_t now = time(NULL);
+        for (size_t i = 0; i < k->ntopo; i++)
+            check_slow(k, &k->topo[i], now);
+        ctl_ratelog_flush(k->errlog, now);
+    }
+    pthread_mutex_unlock(&k->lock);
+    return NULL;
 }
 
 static void on_servicescope(ctl_kube_t *k, kube_ev_t ev, json_t *obj)
@@ -448,32 +597,48 @@ static void on_servicescope(ctl_kube_t *k, kube_ev_t ev, json_t *obj)
     rebuild_servicescopes(k);
 }
 
-static void on_event(void *arg, const char *cluster, kube_res_t res, kube_ev_t ev,
-                     const kube_obj_t *o, const char *msg)
+static void on_event_locked(ctl_kube_t *k, const char *cluster, kube_res_t res, kube_ev_t ev,
+                            const kube_obj_t *o, const char *msg)
 {
-    ctl_kube_t *k = arg;
     bool local = strcmp(cluster, ctl_config(k->ctl)->cluster_id) == 0;
     ctl_event_t st = {.type = CTL_EV_CLUSTER_STATE, .cluster = NULL};
     switch (ev) {
     case KUBE_EV_ERROR:
-        log_error(k, cluster, msg);
+        log_error(k, cluster, res, msg);
         return;
     case KUBE_EV_STALE:
-    case KUBE_EV_RECOVERED:
-        ctl_log(CTL_WARN, "cluster %s is %s", cluster, ev == KUBE_EV_STALE ? "stale" : "back");
-        if (ev == KUBE_EV_RECOVERED && topo_of(k, cluster))
-            topo_of(k, cluster)->last_error = 0; /* a new outage logs at once */
+    case KUBE_EV_RECOVERED: {
+        topo_t *t = topo_of(k, cluster);
+        char problem[600] = "";
+        if (ev == KUBE_EV_STALE) {
+            snprintf(problem, sizeof(problem),
+                     "stale: no request succeeded for %d s (%.400s); its last known state is kept",
+                     ctl_config(k->ctl)->stale_after_s,
+                     t && t->last_error[0] ? t->last_error
+                                           : "no error: the API server has not answered");
+            ctl_log(CTL_WARN, "cluster %s is %s", cluster, problem);
+        } else {
+            ctl_log(CTL_INFO, "cluster %s is back", cluster);
+        }
+        ctl_cluster_note(k->ctl, cluster, "problem", *problem ? json_string(problem) : NULL);
         st.cluster = strdup(cluster);
         st.state = ev == KUBE_EV_STALE ? MODEL_CLUSTER_STALE : MODEL_CLUSTER_SYNCED;
         ctl_push(k->ctl, &st);
         return;
+    }
     case KUBE_EV_SYNCED: {
         topo_t *t = topo_of(k, cluster);
         if (!t)
             return;
+        bool was = fully_synced(k, t);
         t->synced |= KUBE_RES_BIT(res);
-        unsigned want = local ? KUBE_RES_ALL : REMOTE_RES;
-        if ((t->synced & want) == want) {
+        note_pending(k, t);
+        if (fully_synced(k, t)) {
+            if (!was) {
+                ctl_log(CTL_INFO, "cluster %s synced (%s, %lld s)", cluster,
+                        local ? "local" : "remote", (long long)(time(NULL) - t->since));
+                ctl_cluster_note(k->ctl, cluster, "problem", NULL);
+            }
             st.cluster = strdup(cluster);
             st.state = MODEL_CLUSTER_SYNCED;
             ctl_push(k->ctl, &st);
@@ -503,6 +668,15 @@ static void on_event(void *arg, const char *cluster, kube_res_t res, kube_ev_t e
     else if (res == KUBE_RES_SERVICESCOPES && local)
         on_servicescope(k, ev, obj);
     json_decref(obj);
+}
+
+static void on_event(void *arg, const char *cluster, kube_res_t res, kube_ev_t ev,
+                     const kube_obj_t *o, const char *msg)
+{
+    ctl_kube_t *k = arg;
+    pthread_mutex_lock(&k->lock);
+    on_event_locked(k, cluster, res, ev, o, msg);
+    pthread_mutex_unlock(&k->lock);
 }
 
 ctl_kube_t *ctl_kube_start(ctl_t *c, char *err, size_t errlen)
@@ -541,6 +715,9 @@ ctl_kube_t *ctl_kube_start(ctl_t *c, char *err, size_t errlen)
     }
     k->ctl = c;
     k->scopes = json_object();
+    pthread_mutex_init(&k->lock, NULL);
+    pthread_cond_init(&k->cond, NULL);
+    k->errlog = ctl_ratelog_new(60, 1024);
     k->status = ctl_status_start(c, &conn, err, errlen);
     if (!k->status) {
         kube_conn_free(&conn);
@@ -550,7 +727,9 @@ ctl_kube_t *ctl_kube_start(ctl_t *c, char *err, size_t errlen)
     k->w = kube_watcher_new(on_event, k, cfg->system_namespace, cfg->stale_after_s);
     topo_t *t = topo_of(k, cfg->cluster_id);
     push_cluster(k, t);
-    if (!k->w ||
+    note_pending(k, t);
+    k->reporter_started = pthread_create(&k->reporter, NULL, reporter_main, k) == 0;
+    if (!k->w || !k->errlog || !k->reporter_started ||
         kube_watcher_add_cluster(k->w, cfg->cluster_id, &conn, KUBE_RES_ALL, err, errlen) < 0 ||
         kube_watcher_start(k->w) < 0) {
         if (!*err)
@@ -579,11 +758,22 @@ void ctl_kube_stop(ctl_kube_t *k)
     if (!k)
         return;
     kube_watcher_free(k->w);
+    if (k->reporter_started) {
+        pthread_mutex_lock(&k->lock);
+        k->stop = true;
+        pthread_cond_signal(&k->cond);
+        pthread_mutex_unlock(&k->lock);
+        pthread_join(k->reporter, NULL);
+    }
     ctl_status_stop(k->status);
     for (size_t i = 0; i < k->nremotes; i++) {
         free(k->remotes[i].id);
         free(k->remotes[i].secret);
+        free(k->remotes[i].server);
     }
     json_decref(k->scopes);
+    ctl_ratelog_free(k->errlog);
+    pthread_mutex_destroy(&k->lock);
+    pthread_cond_destroy(&k->cond);
     free(k);
 }

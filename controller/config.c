@@ -71,6 +71,9 @@ static const setting_t settings[] = {
      "quiet time before a burst of events becomes one push (0-10000)"},
     {"stale-after", "MESHFED_STALE_AFTER", T_INT, OFF(stale_after_s), "60",
      "seconds an unreachable cluster keeps its state before it is marked stale (1-86400)"},
+    {"sync-warn-after", "MESHFED_SYNC_WARN_AFTER", T_INT, OFF(sync_warn_after_s), "30",
+     "seconds after which a cluster whose lists have not all completed is logged and shown in "
+     "/debug/clusterz with why (1-86400)"},
     {"log-level", "MESHFED_LOG_LEVEL", T_LEVEL, OFF(log_level), "info", "debug|info|warn|error"},
     {"log-format", "MESHFED_LOG_FORMAT", T_FORMAT, OFF(log_json), "text", "text|json"},
     {"once", "MESHFED_ONCE", T_BOOL, OFF(once), "false",

@@ -14,6 +14,7 @@
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <time.h>
 
 #define CTL_ERRLEN 512
 
@@ -40,6 +41,7 @@ typedef struct ctl_config {
     char *xds_allowed_identities; /* --xds-allowed-identities: ns/sa patterns, "" = any */
     int debounce_ms;              /* --debounce-ms */
     int stale_after_s;            /* --stale-after */
+    int sync_warn_after_s;        /* --sync-warn-after */
     int log_level;                /* --log-level: 0 debug, 1 info, 2 warn, 3 error */
     bool log_json;                /* --log-format json */
     bool once;                    /* --once: build, print the views, exit */
@@ -57,6 +59,23 @@ enum { CTL_DEBUG, CTL_INFO, CTL_WARN, CTL_ERROR };
 void ctl_log_setup(int level, bool json);
 void ctl_log(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/* ---------- rate-limited logging (ratelog.c) ---------- */
+
+/* One window of window_s seconds per key (at most max_keys keys; beyond
+ * that they share one). Thread-safe. */
+typedef struct ctl_ratelog ctl_ratelog_t;
+ctl_ratelog_t *ctl_ratelog_new(int window_s, size_t max_keys);
+/* Reports what is still suppressed, then frees. */
+void ctl_ratelog_free(ctl_ratelog_t *r);
+/* Logs msg unless key already logged in its current window (then counts it
+ * and keeps it as the last one). True when logged. */
+bool ctl_ratelog(ctl_ratelog_t *r, time_t now, int level, const char *key, const char *msg);
+/* Ends the windows older than window_s at now ((time_t)-1: all), logging
+ * for each what it suppressed; returns how many such lines were logged. */
+size_t ctl_ratelog_flush(ctl_ratelog_t *r, time_t now);
+/* Lines of key suppressed in its current window. */
+unsigned long ctl_ratelog_suppressed(ctl_ratelog_t *r, const char *key);
+
 /* ---------- metrics: plain counters, rendered by /metrics ---------- */
 
 typedef struct ctl_metrics {
@@ -71,6 +90,7 @@ typedef struct ctl_metrics {
     atomic_ulong http_bad_requests;
     atomic_ulong http_unauthorized;
     atomic_ulong demo_reloads;
+    atomic_ulong sync_slow; /* clusters not synced within sync-warn-after */
     atomic_ulong commit_us_sum;
     atomic_long queue_depth;
     atomic_ulong status_writes;
@@ -140,8 +160,16 @@ void ctl_with_model(ctl_t *c, void (*fn)(const model_t *m, void *arg), void *arg
 model_snapshot_t *ctl_snapshot(ctl_t *c);
 xds_server_t *ctl_xds(ctl_t *c);
 const ctl_config_t *ctl_config(const ctl_t *c);
-/* True once every known cluster finished its initial sync. */
-bool ctl_ready(ctl_t *c);
+/* True once the local cluster (--cluster-id) finished its initial sync and
+ * a snapshot is published; remote clusters never gate it. Else false with
+ * why filled. */
+bool ctl_ready(ctl_t *c, char *why, size_t whylen);
+/* What a source says about a cluster for /debug/clusterz, as key: val (takes
+ * val; NULL val removes key; NULL key removes every note of cluster).
+ * Thread-safe. */
+void ctl_cluster_note(ctl_t *c, const char *cluster, const char *key, json_t *val);
+/* A copy of cluster's notes (caller decrefs), or NULL. */
+json_t *ctl_cluster_notes(ctl_t *c, const char *cluster);
 
 /* ---------- file-backed demo clusters ---------- */
 

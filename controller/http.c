@@ -59,8 +59,15 @@ static reply_t text_reply(int status, char *body, const char *type)
 
 /* ---------- /debug/clusterz ---------- */
 
-static void cluster_one(const model_cluster_info_t *ci, void *arg)
+typedef struct clusterz_ctx {
+    ctl_t *ctl;
+    json_t *out;
+} clusterz_ctx_t;
+
+static void cluster_one(const model_cluster_info_t *ci, void *carg)
 {
+    clusterz_ctx_t *cz = carg;
+    json_t *arg = cz->out;
     char gw[256] = "";
     if (ci->gateway.len)
         model_ip_format(&ci->gateway, gw, sizeof(gw));
@@ -74,9 +81,15 @@ static void cluster_one(const model_cluster_info_t *ci, void *arg)
                                          ci->network, "gateway", gw, "gatewayPort",
                                          (int)ci->gateway_port, "state",
                                          model_cluster_state_name(ci->state), "objects", objs));
+    json_t *o = json_array_get(arg, json_array_size(arg) - 1);
     if (ci->gateway_problem)
-        json_object_set_new(json_array_get(arg, json_array_size(arg) - 1), "gatewayProblem",
-                            json_string(ci->gateway_problem));
+        json_object_set_new(o, "gatewayProblem", json_string(ci->gateway_problem));
+    json_t *notes = ctl_cluster_notes(cz->ctl, ci->id);
+    json_object_set_new(o, "local",
+                        json_boolean(strcmp(ci->id, ctl_config(cz->ctl)->cluster_id) == 0));
+    if (notes)
+        json_object_update(o, notes);
+    json_decref(notes);
 }
 
 static void clusterz(const model_t *m, void *arg)
@@ -434,6 +447,9 @@ static reply_t metrics(ctl_t *ctl)
             atomic_load(&ctl_metrics.http_unauthorized));
     counter(&b, "meshfed_demo_reloads_total", "Demo cluster directories reloaded.",
             atomic_load(&ctl_metrics.demo_reloads));
+    counter(&b, "meshfed_cluster_sync_slow_total",
+            "Clusters whose lists had not all completed after sync-warn-after.",
+            atomic_load(&ctl_metrics.sync_slow));
     if (ctl_kube_of(ctl)) {
         bprintf(&b,
                 "# HELP meshfed_leader 1 while this replica holds the lease and writes "
@@ -523,16 +539,19 @@ static reply_t route(ctl_http_t *h, struct MHD_Connection *conn, const char *url
     bool pretty = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "pretty") != NULL;
     if (strcmp(url, "/healthz") == 0)
         return text_reply(200, strdup("ok\n"), "text/plain");
-    if (strcmp(url, "/ready") == 0)
-        return ctl_ready(ctl)
-                   ? text_reply(200, strdup("ready\n"), "text/plain")
-                   : text_reply(503, strdup("not ready: clusters still syncing\n"), "text/plain");
+    if (strcmp(url, "/ready") == 0) {
+        char why[300], msg[320];
+        if (ctl_ready(ctl, why, sizeof(why)))
+            return text_reply(200, strdup("ready\n"), "text/plain");
+        snprintf(msg, sizeof(msg), "not ready: %s\n", why);
+        return text_reply(503, strdup(msg), "text/plain");
+    }
     if (strcmp(url, "/metrics") == 0)
         return metrics(ctl);
     if (strcmp(url, "/debug/clusterz") == 0) {
-        json_t *a = json_array();
-        ctl_with_model(ctl, clusterz, a);
-        return json_reply(200, a, pretty);
+        clusterz_ctx_t cz = {ctl, json_array()};
+        ctl_with_model(ctl, clusterz, &cz);
+        return json_reply(200, cz.out, pretty);
     }
     if (strcmp(url, "/debug/servicez") == 0 || strcmp(url, "/debug/servicescopez") == 0) {
         const char *key = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "service");

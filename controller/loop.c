@@ -45,6 +45,8 @@ struct ctl {
     pthread_mutex_t net_lock; /* cluster -> network, for proxies that send none */
     json_t *networks;
     json_t *interned; /* every network name seen; never shrinks */
+    pthread_mutex_t notes_lock;
+    json_t *notes; /* cluster -> {key: value}: what sources say about it (/debug/clusterz) */
 };
 
 static const ctl_config_t *cfg_of(const ctl_t *c)
@@ -83,6 +85,8 @@ ctl_t *ctl_new(const ctl_config_t *cfg, char *err, size_t errlen)
     pthread_cond_init(&c->qcond, NULL);
     c->networks = json_object();
     c->interned = json_object();
+    pthread_mutex_init(&c->notes_lock, NULL);
+    c->notes = json_object();
     return c;
 }
 
@@ -412,7 +416,8 @@ model_snapshot_t *ctl_snapshot(ctl_t *c)
 }
 
 typedef struct ready_ctx {
-    bool ready;
+    const char *local;
+    bool local_seen, local_syncing, any_syncing;
     size_t n;
 } ready_ctx_t;
 
@@ -420,8 +425,12 @@ static void ready_one(const model_cluster_info_t *ci, void *arg)
 {
     ready_ctx_t *r = arg;
     r->n++;
-    if (ci->state == MODEL_CLUSTER_SYNCING)
-        r->ready = false;
+    bool syncing = ci->state == MODEL_CLUSTER_SYNCING;
+    r->any_syncing |= syncing;
+    if (strcmp(ci->id, r->local) == 0) {
+        r->local_seen = true;
+        r->local_syncing = syncing;
+    }
 }
 
 static void ready_check(const model_t *m, void *arg)
@@ -429,14 +438,56 @@ static void ready_check(const model_t *m, void *arg)
     model_each_cluster(m, ready_one, arg);
 }
 
-bool ctl_ready(ctl_t *c)
+/* Only what this replica needs to serve its own cluster's proxies: the local
+ * cluster listed and a snapshot published. A remote that cannot be reached
+ * (or a bad remote Secret) must not take every replica out of its Service;
+ * its state is in /debug/clusterz and meshfed_cluster_state. Without a local
+ * cluster of that id (a demo directory that names none), every cluster is
+ * local files, and all of them gate. */
+bool ctl_ready(ctl_t *c, char *why, size_t whylen)
 {
-    ready_ctx_t r = {true, 0};
+    ready_ctx_t r = {.local = c->cfg.cluster_id};
     ctl_with_model(c, ready_check, &r);
     model_snapshot_t *s = ctl_snapshot(c);
-    bool ok = r.ready && r.n > 0 && s;
+    bool published = s != NULL;
     model_snapshot_unref(s);
-    return ok;
+    if (r.local_seen ? r.local_syncing : (r.any_syncing || r.n == 0))
+        snprintf(why, whylen, "local cluster %s still syncing", c->cfg.cluster_id);
+    else if (!published)
+        snprintf(why, whylen, "no snapshot published yet");
+    else
+        return true;
+    return false;
+}
+
+void ctl_cluster_note(ctl_t *c, const char *cluster, const char *key, json_t *val)
+{
+    pthread_mutex_lock(&c->notes_lock);
+    json_t *o = json_object_get(c->notes, cluster);
+    if (!key) {
+        json_object_del(c->notes, cluster);
+    } else if (val) {
+        if (!o) {
+            o = json_object();
+            json_object_set_new(c->notes, cluster, o);
+        }
+        json_object_set_new(o, key, val);
+        val = NULL;
+    } else if (o) {
+        json_object_del(o, key);
+        if (json_object_size(o) == 0)
+            json_object_del(c->notes, cluster);
+    }
+    pthread_mutex_unlock(&c->notes_lock);
+    json_decref(val);
+}
+
+json_t *ctl_cluster_notes(ctl_t *c, const char *cluster)
+{
+    pthread_mutex_lock(&c->notes_lock);
+    json_t *o = json_deep_copy(json_object_get(c->notes, cluster));
+    pthread_mutex_unlock(&c->notes_lock);
+    return o;
 }
 
 void ctl_free(ctl_t *c)
@@ -464,5 +515,7 @@ void ctl_free(ctl_t *c)
     pthread_cond_destroy(&c->qcond);
     json_decref(c->networks);
     json_decref(c->interned);
+    json_decref(c->notes);
+    pthread_mutex_destroy(&c->notes_lock);
     free(c);
 }

@@ -21,6 +21,7 @@ import os
 import random
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -29,7 +30,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import ztunnel  # noqa: E402
-from e2elib import (FAILURES, check, gateway, get, get_json, kubeconfig, log_ports, make_certs, metrics,  # noqa: E402
+from e2elib import (FAILURES, check, fake_get, gateway, get, get_json, kubeconfig, log_ports, make_certs, metrics,  # noqa: E402
                     ns, pod, post, remote_secret, slice_, start_fake, summary, svc, waiter)
 
 wait_for = waiter(30.0, interval=0.2)
@@ -357,9 +358,129 @@ def main():
         shutil.rmtree(work, ignore_errors=True)
 
 
+def silent_server():
+    """A TCP port that accepts connections and never answers (a stalled API
+    server or list): (socket, port). Bounded: closed by the caller."""
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(64)
+    held = []
+
+    def accept():
+        while True:
+            try:
+                c, _ = srv.accept()
+            except OSError:
+                return
+            held.append(c)
+    threading.Thread(target=accept, daemon=True).start()
+    return srv, srv.getsockname()[1]
+
+
+def closed_port():
+    s_ = socket.socket()
+    s_.bind(("127.0.0.1", 0))
+    port = s_.getsockname()[1]
+    s_.close()
+    return port
+
+
+def bad_remotes(binary):
+    """Issue 14 items 3 and 2: remotes that cannot be reached (connection
+    refused; accepted but never answered) keep no replica unready, and say
+    why in the log, /debug/clusterz and /metrics; a Secret re-pointed at
+    another API server with the same resourceVersions starts the cluster
+    from scratch, so the new content is served."""
+    work = tempfile.mkdtemp(prefix="meshfed-e2e-remotes-")
+    make_certs(work)
+    procs = []
+    srv, silent = silent_server()
+    log = open(os.path.join(work, "meshfed.log"), "a+")
+    proc = None
+    try:
+        p_east, lp = start_fake(work, ["east"])
+        p_a, ap = start_fake(work, ["west"])
+        p_b, bp = start_fake(work, ["west"])
+        procs += [p_east, p_a, p_b]
+        east = FakeCluster("east", 0, "network-east", "192.0.2.10", lp["east"])
+        a = FakeCluster("west", 1, "network-west", "198.51.100.10", ap["west"])
+        b = FakeCluster("west", 1, "network-west", "198.51.100.10", bp["west"])
+        # the same writes in the same order: the same resourceVersions, other content
+        for c, vip in ((a, "10.96.50.1"), (b, "10.96.50.2")):
+            c.apply([ns("istio-system", {"topology.istio.io/network": c.net}), ns(NS), gateway(c.net, c.gw),
+                     svc(NS, "moved", vip, {"istio.io/global": "true"}), slice_(NS, "moved", ["10.1.50.1"])])
+        check(fake_get(ap["west"], f"/api/v1/namespaces/{NS}/services/moved")["metadata"]["resourceVersion"]
+              == fake_get(bp["west"], f"/api/v1/namespaces/{NS}/services/moved")["metadata"]["resourceVersion"],
+              "the two west API servers hold 'moved' at the same resourceVersion")
+        secret = remote_secret({"west": a.port, "dead": silent, "gone": closed_port()})
+        east.initial([secret])
+        kc = os.path.join(work, "east.kubeconfig")
+        open(kc, "w").write(kubeconfig(east.port))
+        proc = subprocess.Popen([binary, "--kubeconfig", kc, "--cluster-id", "east", "--xds-listen", "127.0.0.1:0",
+                                 "--debug-listen", "127.0.0.1:0", "--debounce-ms", "20", "--sync-warn-after", "2",
+                                 "--stale-after", "600"], stdout=log, stderr=log)
+        p = wait_for(lambda: log_ports(log))
+        check(bool(p), "meshfed starts with two unreachable remotes")
+        if not p:
+            return
+        _, dport = p
+        st = wait_for(lambda: get(dport, "/ready")[0] == 200, 20)
+        check(bool(st), f"/ready is 200 although remotes dead and gone never sync ({get(dport, '/ready')})")
+
+        def clusterz():
+            return {c["id"]: c for c in get_json(dport, "/debug/clusterz") or []}
+        cz = wait_for(lambda: (lambda z: z if "problem" in z.get("dead", {}) and "problem" in z.get("gone", {})
+                               else None)(clusterz()), 15) or clusterz()
+        dead, gone = cz.get("dead", {}), cz.get("gone", {})
+        check(dead.get("state") == "syncing" and "not synced after" in dead.get("problem", "")
+              and "has not answered" in dead.get("problem", "") and "pods" in dead.get("pendingLists", ""),
+              f"clusterz says why dead (accepts, never answers) has not synced ({dead.get('problem')})")
+        check(gone.get("state") == "syncing" and "not synced after" in gone.get("problem", "")
+              and gone.get("lastError"), f"clusterz gives gone's last error ({gone.get('lastError')})")
+        check(cz.get("east", {}).get("local") is True and cz.get("east", {}).get("state") == "synced",
+              "the local cluster is marked local and synced")
+        log.seek(0)
+        text = log.read()
+        check("cluster dead: not synced after" in text and "does not gate readiness" in text,
+              "the log says which remote is slow, why, and that it does not gate readiness")
+        m = metrics(dport)
+        check(m.get('meshfed_cluster_state{cluster="dead",state="syncing"}') == 1
+              and m.get("meshfed_cluster_sync_slow_total", 0) >= 2,
+              f"/metrics shows the remotes' state and counts slow syncs ({m.get('meshfed_cluster_sync_slow_total')})")
+
+        def vip_of_moved():
+            d = get_json(dport, "/debug/config_dump?cluster=east&network=network-east") or {}
+            svc_ = d.get("resources", {}).get(f"{NS}/moved.{NS}.svc.cluster.local", {}).get("service", {})
+            return [x.get("address") for x in svc_.get("addresses", [])]
+        check(wait_for(lambda: "10.96.50.1" in vip_of_moved(), 20), f"west's 'moved' served from A ({vip_of_moved()})")
+        secret["data"] = remote_secret({"west": b.port, "dead": silent})["data"]
+        post(east.port, "/fake/apply", secret)
+        check(wait_for(lambda: vip_of_moved() == ["10.96.50.2"], 20),
+              f"re-pointed at another server, west is listed from scratch: B's address is served ({vip_of_moved()})")
+        log.seek(0)
+        text = log.read()
+        check("its informers start from scratch" in text, "the log says west starts from scratch and why")
+        check(wait_for(lambda: "gone" not in clusterz(), 10), "a cluster the Secret no longer names is removed")
+        proc.send_signal(signal.SIGTERM)
+        rc = proc.wait(timeout=30)
+        check(rc == 0, f"SIGTERM exits cleanly (rc={rc})")
+    finally:
+        srv.close()
+        for p_ in ([proc] if proc else []) + procs:
+            if p_.poll() is None:
+                p_.kill()
+                p_.wait()
+        if FAILURES:
+            log.seek(0)
+            print("--- meshfed log (bad remotes, tail) ---\n" + "".join(log.readlines()[-40:]))
+        shutil.rmtree(work, ignore_errors=True)
+
+
 if __name__ == "__main__":
     try:
-        main()
+        if os.environ.get("E2E_ONLY") != "bad_remotes":
+            main()
+        bad_remotes(sys.argv[1])
     except Exception as e:  # noqa: BLE001
         import traceback
         traceback.print_exc()

@@ -140,6 +140,38 @@ START_TEST(config_file_errors)
 }
 END_TEST
 
+/* Issue 14 item 10: one error of a cluster never hides another kind of
+ * error, the window ends by time and says what it suppressed. */
+START_TEST(ratelog_per_key_window_reset_by_time)
+{
+    ctl_log_setup(CTL_ERROR + 1, false); /* quiet */
+    ctl_ratelog_t *r = ctl_ratelog_new(60, 4);
+    const char *k403 = "cluster west: list pods: HTTP 403";
+    const char *kconn = "cluster west: list pods: Couldn't connect";
+    ck_assert(ctl_ratelog(r, 1000, CTL_WARN, k403, "403 one"));
+    ck_assert(!ctl_ratelog(r, 1001, CTL_WARN, k403, "403 two"));
+    ck_assert(!ctl_ratelog(r, 1002, CTL_WARN, k403, "403 three"));
+    /* another kind of error of the same cluster and resource is not hidden */
+    ck_assert(ctl_ratelog(r, 1003, CTL_WARN, kconn, "connect one"));
+    ck_assert_uint_eq(ctl_ratelog_suppressed(r, k403), 2);
+    ck_assert_uint_eq(ctl_ratelog_flush(r, 1030), 0); /* windows still open */
+    /* the 403 window ends: one summary line; the connect one ended quietly */
+    ck_assert_uint_eq(ctl_ratelog_flush(r, 1064), 1);
+    ck_assert_uint_eq(ctl_ratelog_suppressed(r, k403), 0);
+    /* reset by time: the next one logs at once */
+    ck_assert(ctl_ratelog(r, 1065, CTL_WARN, k403, "403 again"));
+    /* beyond max_keys, the rest share one window instead of flooding */
+    ck_assert(ctl_ratelog(r, 1066, CTL_WARN, "a", "a"));
+    ck_assert(ctl_ratelog(r, 1066, CTL_WARN, "b", "b"));
+    ck_assert(ctl_ratelog(r, 1066, CTL_WARN, "c", "c"));
+    ck_assert(ctl_ratelog(r, 1066, CTL_WARN, "d", "d")); /* first of the shared window */
+    ck_assert(!ctl_ratelog(r, 1066, CTL_WARN, "e", "e"));
+    ck_assert_uint_eq(ctl_ratelog_flush(r, (time_t)-1), 1);
+    ctl_ratelog_free(r);
+    ctl_log_setup(CTL_INFO, false);
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("ctl");
@@ -149,6 +181,9 @@ static Suite *suite(void)
     tcase_add_test(t, config_bad_values_name_the_setting);
     tcase_add_test(t, config_file_errors);
     suite_add_tcase(s, t);
+    TCase *l = tcase_create("log");
+    tcase_add_test(l, ratelog_per_key_window_reset_by_time);
+    suite_add_tcase(s, l);
     return s;
 }
 
