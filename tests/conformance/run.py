@@ -9,8 +9,9 @@ runs in --demo mode on a copy of the manifests, one ztunnel-like Delta ADS
 client per viewer (tests/ztunnel.py, decoding with modules generated from
 xds/proto) collects the Address resources, and each resource the case names
 is compared field by field (tests/e2e_dataplane.py readable/diff); names
-under `absent` must not be sent. Cases with `steps` edit the manifests
-between expectations while the same clients stay connected.
+under `absent` must not be sent, and meshfed must log no warning about the
+inputs. Cases with `steps` edit the manifests between expectations while the
+same clients stay connected.
 
 Prints one line per case (PASS, FAIL, PENDING) and a summary; exits nonzero
 on any FAIL. A pending case is run too: it never fails the suite, and is
@@ -98,6 +99,12 @@ def compare(exp, state):
     return lines
 
 
+def log_warnings(log):
+    """meshfed's warning and error lines so far (at most 10)."""
+    log.seek(0)
+    return ["    " + ln for ln in log.read().splitlines() if " warn " in ln or " error " in ln][:10]
+
+
 def viewers(case, exp):
     v = exp.get("viewer", case.get("viewer"))
     return v if isinstance(v, list) else [v]
@@ -143,7 +150,11 @@ def run_case(binary, src, case, work):
                     tag = f"step {i + 1}, " if len(plan) > 1 else ""
                     lines += [f"  {tag}viewer {v}:"] + bad
             if lines:
-                return False, lines
+                return False, lines + log_warnings(log)
+        warned = log_warnings(log)
+        if warned:
+            # an input meshfed could not read would make `absent` pass for the wrong reason
+            return False, ["  meshfed warned about the inputs:"] + warned
         return True, []
     finally:
         for zt in clients.values():
@@ -230,7 +241,9 @@ TestGetTrafficDistribution, whose result is the Service's `load_balancing`):
 viewer (`tests/ztunnel.py`, which decodes with modules generated from `xds/proto`),
 and compares with `tests/e2e_dataplane.py`'s `readable`/`diff`. It prints PASS, FAIL
 or PENDING per case (a pending case that now passes says so) and exits nonzero on any
-FAIL. ctest runs it as `conformance`.
+FAIL. A case also fails when meshfed logs a warning or error about its inputs: an object
+meshfed could not read would otherwise make `absent` pass for the wrong reason. ctest
+runs it as `conformance`.
 
 Upstream runs most `ambientindex_test.go` tests twice, "base" and "multicluster
 (enabled but unused)"; meshfed has only the multicluster path, so one case covers
