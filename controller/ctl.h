@@ -89,6 +89,9 @@ typedef struct ctl_metrics {
     atomic_ulong http_requests;
     atomic_ulong http_bad_requests;
     atomic_ulong http_unauthorized;
+    atomic_ulong http_refused_full;   /* debug connections refused: table full */
+    atomic_ulong http_refused_per_ip; /* refused: one address holds too many */
+    atomic_ulong http_slow_closed;    /* cut: no complete request / answer not taken in time */
     atomic_ulong demo_reloads;
     atomic_ulong sync_slow; /* clusters not synced within sync-warn-after */
     atomic_ulong commit_us_sum;

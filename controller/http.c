@@ -5,6 +5,13 @@
  * Every page is JSON with stable field names (?pretty indents it). Pages read
  * the model under the controller's lock, build the whole body, then answer:
  * no lock is held while a client reads.
+ *
+ * The probes share the connection table with every other client, so a client
+ * may hold a slot only while it makes progress towards an answer: a request
+ * must be complete within HTTP_REQUEST_DEADLINE_S of connecting (or of the
+ * previous answer), an answer must be taken within HTTP_ANSWER_DEADLINE_S,
+ * and one address holds at most HTTP_PER_IP slots. A trickle of bytes does
+ * not extend either deadline (it does extend libmicrohttpd's idle timeout).
  */
 #include "ctl.h"
 
@@ -14,12 +21,36 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+
+#define HTTP_MAX_CONNS 256u
+#define HTTP_PER_IP 32u
+#define HTTP_REQUEST_DEADLINE_S 10
+#define HTTP_ANSWER_DEADLINE_S 60
+
+/* One open connection, from accept to close (libmicrohttpd's socket
+ * context). */
+typedef struct hconn {
+    struct hconn *next, *prev;
+    int fd;
+    char ip[INET6_ADDRSTRLEN];
+    time_t since; /* start of the current deadline */
+    bool busy;    /* a request is being answered */
+    bool cut;
+} hconn_t;
 
 struct ctl_http {
     ctl_t *ctl;
     struct MHD_Daemon *d;
     int port;
-    char *token_file; /* when set, /debug and /metrics need "Bearer <its content>" */
+    char *token_file;     /* when set, /debug and /metrics need "Bearer <its content>" */
+    pthread_mutex_t lock; /* conns: libmicrohttpd's thread and the sweeper */
+    hconn_t *conns;
+    unsigned nconns;
+    pthread_t sweeper;
+    pthread_cond_t cond;
+    bool sweeper_started, stop;
+    ctl_ratelog_t *log;
 };
 
 typedef struct reply {
@@ -434,17 +465,22 @@ static reply_t metrics(ctl_t *ctl)
             "# HELP meshfed_queue_depth Events waiting.\n# TYPE meshfed_queue_depth gauge\n"
             "meshfed_queue_depth %ld\n",
             atomic_load(&ctl_metrics.queue_depth));
-    bprintf(&b,
-            "# HELP meshfed_errors_total Bad input, by kind.\n"
-            "# TYPE meshfed_errors_total counter\n"
-            "meshfed_errors_total{kind=\"decode\"} %lu\n"
-            "meshfed_errors_total{kind=\"servicescope\"} %lu\n"
-            "meshfed_errors_total{kind=\"gateway\"} %lu\n"
-            "meshfed_errors_total{kind=\"http\"} %lu\n"
-            "meshfed_errors_total{kind=\"http_unauthorized\"} %lu\n",
-            atomic_load(&ctl_metrics.decode_errors), atomic_load(&ctl_metrics.scope_errors),
-            atomic_load(&ctl_metrics.gateway_errors), atomic_load(&ctl_metrics.http_bad_requests),
-            atomic_load(&ctl_metrics.http_unauthorized));
+    bprintf(
+        &b,
+        "# HELP meshfed_errors_total Bad input, by kind.\n"
+        "# TYPE meshfed_errors_total counter\n"
+        "meshfed_errors_total{kind=\"decode\"} %lu\n"
+        "meshfed_errors_total{kind=\"servicescope\"} %lu\n"
+        "meshfed_errors_total{kind=\"gateway\"} %lu\n"
+        "meshfed_errors_total{kind=\"http\"} %lu\n"
+        "meshfed_errors_total{kind=\"http_unauthorized\"} %lu\n"
+        "meshfed_errors_total{kind=\"http_table_full\"} %lu\n"
+        "meshfed_errors_total{kind=\"http_per_ip_limit\"} %lu\n"
+        "meshfed_errors_total{kind=\"http_slow_client\"} %lu\n",
+        atomic_load(&ctl_metrics.decode_errors), atomic_load(&ctl_metrics.scope_errors),
+        atomic_load(&ctl_metrics.gateway_errors), atomic_load(&ctl_metrics.http_bad_requests),
+        atomic_load(&ctl_metrics.http_unauthorized), atomic_load(&ctl_metrics.http_refused_full),
+        atomic_load(&ctl_metrics.http_refused_per_ip), atomic_load(&ctl_metrics.http_slow_closed));
     counter(&b, "meshfed_demo_reloads_total", "Demo cluster directories reloaded.",
             atomic_load(&ctl_metrics.demo_reloads));
     counter(&b, "meshfed_cluster_sync_slow_total",
@@ -617,6 +653,24 @@ static bool authorized(const ctl_http_t *h, struct MHD_Connection *conn)
     return diff == 0;
 }
 
+static hconn_t *hconn_of(struct MHD_Connection *conn)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    return ci ? ci->socket_context : NULL;
+}
+
+static void set_busy(ctl_http_t *h, struct MHD_Connection *conn, bool busy)
+{
+    hconn_t *hc = hconn_of(conn);
+    if (!hc)
+        return;
+    pthread_mutex_lock(&h->lock);
+    hc->busy = busy;
+    hc->since = time(NULL);
+    pthread_mutex_unlock(&h->lock);
+}
+
 static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char *url,
                               const char *method, const char *version, const char *upload,
                               size_t *upload_size, void **state)
@@ -627,6 +681,7 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
     static int first;
     if (!*state) { /* headers only: answer once the (empty) body is in */
         *state = &first;
+        set_busy(h, conn, true);
         return MHD_YES;
     }
     atomic_fetch_add(&ctl_metrics.http_requests, 1);
@@ -654,6 +709,137 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
     enum MHD_Result ret = MHD_queue_response(conn, (unsigned)r.status, resp);
     MHD_destroy_response(resp);
     return ret;
+}
+
+static void request_done(void *cls, struct MHD_Connection *conn, void **state,
+                         enum MHD_RequestTerminationCode toe)
+{
+    (void)state;
+    (void)toe;
+    set_busy(cls, conn, false);
+}
+
+static void addr_string(const struct sockaddr *sa, char *out, size_t len)
+{
+    out[0] = '\0';
+    if (sa && sa->sa_family == AF_INET)
+        inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, out, (socklen_t)len);
+    else if (sa && sa->sa_family == AF_INET6)
+        inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, out, (socklen_t)len);
+}
+
+static void refused(ctl_http_t *h, const char *key, const char *fmt, const char *ip)
+{
+    char msg[512];
+    snprintf(msg, sizeof(msg), fmt, ip);
+    ctl_ratelog(h->log, time(NULL), CTL_WARN, key, msg);
+}
+
+/* Before libmicrohttpd takes a connection: the table and per-address limits,
+ * each refusal logged (rate-limited) and counted. */
+static enum MHD_Result accept_policy(void *cls, const struct sockaddr *addr, socklen_t addrlen)
+{
+    (void)addrlen;
+    ctl_http_t *h = cls;
+    char ip[INET6_ADDRSTRLEN];
+    addr_string(addr, ip, sizeof(ip));
+    pthread_mutex_lock(&h->lock);
+    unsigned total = h->nconns, same = 0;
+    for (hconn_t *c = h->conns; c; c = c->next)
+        same += strcmp(c->ip, ip) == 0;
+    pthread_mutex_unlock(&h->lock);
+    if (total >= HTTP_MAX_CONNS) {
+        atomic_fetch_add(&ctl_metrics.http_refused_full, 1);
+        refused(h, "debug HTTP: connection table full",
+                "debug HTTP: connection table full (256 connections): refused one from %s; "
+                "a client that sends no complete request within 10 s is cut",
+                ip);
+        return MHD_NO;
+    }
+    if (same >= HTTP_PER_IP) {
+        atomic_fetch_add(&ctl_metrics.http_refused_per_ip, 1);
+        refused(h, "debug HTTP: per-address limit",
+                "debug HTTP: %s already holds 32 connections: refused another", ip);
+        return MHD_NO;
+    }
+    return MHD_YES;
+}
+
+static void notify_conn(void *cls, struct MHD_Connection *conn, void **ctx,
+                        enum MHD_ConnectionNotificationCode code)
+{
+    ctl_http_t *h = cls;
+    if (code == MHD_CONNECTION_NOTIFY_STARTED) {
+        hconn_t *hc = calloc(1, sizeof(*hc));
+        if (!hc)
+            return;
+        const union MHD_ConnectionInfo *fd =
+            MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+        const union MHD_ConnectionInfo *ca =
+            MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+        hc->fd = fd ? fd->connect_fd : -1;
+        addr_string(ca ? ca->client_addr : NULL, hc->ip, sizeof(hc->ip));
+        hc->since = time(NULL);
+        pthread_mutex_lock(&h->lock);
+        hc->next = h->conns;
+        if (h->conns)
+            h->conns->prev = hc;
+        h->conns = hc;
+        h->nconns++;
+        pthread_mutex_unlock(&h->lock);
+        *ctx = hc;
+        return;
+    }
+    hconn_t *hc = *ctx;
+    if (!hc)
+        return;
+    /* called before libmicrohttpd closes the socket: once unlinked, the
+     * sweeper can no longer touch a descriptor number that may be reused */
+    pthread_mutex_lock(&h->lock);
+    if (hc->prev)
+        hc->prev->next = hc->next;
+    else
+        h->conns = hc->next;
+    if (hc->next)
+        hc->next->prev = hc->prev;
+    h->nconns--;
+    pthread_mutex_unlock(&h->lock);
+    free(hc);
+    *ctx = NULL;
+}
+
+/* Cuts the connections past their deadline: shutdown() makes
+ * libmicrohttpd's own loop see the end and free the slot. */
+static void *sweeper_main(void *arg)
+{
+    ctl_http_t *h = arg;
+    pthread_mutex_lock(&h->lock);
+    while (!h->stop) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_nsec += 250000000L;
+        if (ts.tv_nsec >= 1000000000L) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000L;
+        }
+        pthread_cond_timedwait(&h->cond, &h->lock, &ts);
+        time_t now = time(NULL);
+        for (hconn_t *c = h->conns; c && !h->stop; c = c->next) {
+            int limit = c->busy ? HTTP_ANSWER_DEADLINE_S : HTTP_REQUEST_DEADLINE_S;
+            if (c->cut || c->fd < 0 || now - c->since < limit)
+                continue;
+            c->cut = true;
+            shutdown(c->fd, SHUT_RDWR);
+            atomic_fetch_add(&ctl_metrics.http_slow_closed, 1);
+            char msg[256];
+            snprintf(msg, sizeof(msg), "debug HTTP: cut a connection from %s: %s within %d s",
+                     c->ip, c->busy ? "its answer was not taken" : "no complete request", limit);
+            ctl_ratelog(h->log, now, CTL_WARN, "debug HTTP: slow clients cut", msg);
+        }
+        ctl_ratelog_flush(h->log, now);
+    }
+    pthread_mutex_unlock(&h->lock);
+    return NULL;
 }
 
 static bool loopback(const struct sockaddr_in *sa)
@@ -711,14 +897,21 @@ ctl_http_t *ctl_http_start(ctl_t *c, const char *listen, char *err, size_t errle
         return NULL;
     h->ctl = c;
     h->token_file = token_file ? strdup(token_file) : NULL;
-    h->d =
-        MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL, ntohs(sa.sin_port), NULL,
-                         NULL, handle, h, MHD_OPTION_SOCK_ADDR, &sa, MHD_OPTION_CONNECTION_LIMIT,
-                         256u, MHD_OPTION_CONNECTION_TIMEOUT, 30u, MHD_OPTION_END);
-    if (!h->d) {
+    pthread_mutex_init(&h->lock, NULL);
+    pthread_cond_init(&h->cond, NULL);
+    h->log = ctl_ratelog_new(60, 8);
+    h->d = h->log ? MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL,
+                                     ntohs(sa.sin_port), accept_policy, h, handle, h,
+                                     MHD_OPTION_SOCK_ADDR, &sa, MHD_OPTION_CONNECTION_LIMIT,
+                                     HTTP_MAX_CONNS + 1, MHD_OPTION_CONNECTION_TIMEOUT,
+                                     (unsigned)HTTP_REQUEST_DEADLINE_S,
+                                     MHD_OPTION_NOTIFY_CONNECTION, notify_conn, h,
+                                     MHD_OPTION_NOTIFY_COMPLETED, request_done, h, MHD_OPTION_END)
+                  : NULL;
+    h->sweeper_started = h->d && pthread_create(&h->sweeper, NULL, sweeper_main, h) == 0;
+    if (!h->sweeper_started) {
         snprintf(err, errlen, "debug-listen: cannot listen on %s", listen);
-        free(h->token_file);
-        free(h);
+        ctl_http_stop(h);
         return NULL;
     }
     const union MHD_DaemonInfo *info = MHD_get_daemon_info(h->d, MHD_DAEMON_INFO_BIND_PORT);
@@ -735,7 +928,18 @@ void ctl_http_stop(ctl_http_t *h)
 {
     if (!h)
         return;
-    MHD_stop_daemon(h->d);
+    if (h->sweeper_started) {
+        pthread_mutex_lock(&h->lock);
+        h->stop = true;
+        pthread_cond_signal(&h->cond);
+        pthread_mutex_unlock(&h->lock);
+        pthread_join(h->sweeper, NULL);
+    }
+    if (h->d)
+        MHD_stop_daemon(h->d);
+    ctl_ratelog_free(h->log);
+    pthread_mutex_destroy(&h->lock);
+    pthread_cond_destroy(&h->cond);
     free(h->token_file);
     free(h);
 }

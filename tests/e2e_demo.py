@@ -14,11 +14,12 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
 import urllib.error
 import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from e2elib import FAILURES, check, get, log_ports, summary, waiter  # noqa: E402
+from e2elib import FAILURES, TrickleFlood, check, get, log_ports, metrics, probe, summary, waiter  # noqa: E402
 
 wait_for = waiter(15.0)
 
@@ -63,6 +64,44 @@ def debug_token(binary, demo, work):
     finally:
         p.send_signal(signal.SIGTERM)
         p.wait(timeout=20)
+
+
+def probes_under_flood(dport, log):
+    """Issue 14 item 5: 300 slow clients must not lock the probes out."""
+    # from another address: the per-address limit keeps a slot free for probes
+    flood = TrickleFlood(dport, n=300, seconds=25, source="127.0.0.2")
+    flood.start()
+    time.sleep(2)
+    results = []
+    end = time.time() + 14
+    while time.time() < end:
+        results.append(probe(dport, "/healthz"))
+        results.append(probe(dport, "/ready"))
+        time.sleep(0.3)
+    flood.stop()
+    ok = sum(1 for r in results if r == 200)
+    check(ok == len(results), f"/healthz and /ready answer every probe while 300 connections from "
+          f"another address trickle ({ok}/{len(results)}; flood opened {flood.opened}, cut {flood.cut})")
+    # from the probes' own address, not reconnecting: each is cut at its deadline
+    flood = TrickleFlood(dport, n=300, seconds=30, source="127.0.0.1", reconnect=False)
+    flood.start()
+    time.sleep(1)
+    t0 = time.time()
+    first = wait_for(lambda: probe(dport, "/healthz") == 200 and time.time(), 20)
+    flood.stop()
+    check(bool(first) and first - t0 <= 12,
+          f"from the same address, probes answer again within the 10 s request deadline "
+          f"({(first - t0) if first else None:.1f} s)" if first else "probes never answered again")
+    m = metrics(dport)
+    full = m.get('meshfed_errors_total{kind="http_table_full"}', 0)
+    per_ip = m.get('meshfed_errors_total{kind="http_per_ip_limit"}', 0)
+    slow = m.get('meshfed_errors_total{kind="http_slow_client"}', 0)
+    check(per_ip > 0 and slow > 0, f"refusals and cut slow clients are counted (per-address {per_ip}, "
+          f"table full {full}, slow {slow})")
+    log.seek(0)
+    text = log.read()
+    check("already holds 32 connections" in text and "no complete request within 10 s" in text,
+          "the log says why connections were refused and cut")
 
 
 def main():
@@ -145,6 +184,8 @@ def main():
         check(get(dport, "/debug/config_dump?proxy=nobody")[0] == 404, "an unknown proxy is 404")
         st, body = get(dport, "/metrics")
         check('meshfed_errors_total{kind="http"} 2' in body, "bad queries are counted")
+
+        probes_under_flood(dport, log)
 
         open(conf, "w").write("log-level: debug\ndebounce-ms: 5\n")
         proc.send_signal(signal.SIGHUP)

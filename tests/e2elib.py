@@ -9,8 +9,10 @@ import base64
 import json
 import os
 import re
+import socket
 import ssl
 import subprocess
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -90,6 +92,72 @@ def metrics(port):
 
 def metric(port, name):
     return metrics(port).get(name)
+
+
+class TrickleFlood(threading.Thread):
+    """n connections to 127.0.0.1:port from source, each sending one byte of
+    a request that never ends every interval seconds (a slowloris), reopened
+    when the server closes them if reconnect; for at most seconds. Bounded:
+    stop() (or the time limit) closes them all. Counts opened and cut."""
+
+    def __init__(self, port, n=300, seconds=20.0, source="127.0.0.1", reconnect=True, interval=0.5):
+        super().__init__(daemon=True)
+        self.port, self.n, self.seconds, self.source = port, n, seconds, source
+        self.reconnect, self.interval = reconnect, interval
+        self.opened = self.cut = 0
+        self.halt = threading.Event()
+
+    def _open(self):
+        s = socket.socket()
+        s.setblocking(False)
+        try:
+            s.bind((self.source, 0))
+            s.connect_ex(("127.0.0.1", self.port))
+        except OSError:
+            s.close()
+            return None
+        self.opened += 1
+        return s
+
+    def run(self):
+        socks = [self._open() for _ in range(self.n)]
+        payload = b"GET /healthz HTTP/1.1\r\nX-Slow: " + b"a" * 100000
+        pos = [0] * self.n
+        end = time.time() + self.seconds
+        while not self.halt.is_set() and time.time() < end:
+            for i, s in enumerate(socks):
+                if s is None:
+                    if self.reconnect:
+                        socks[i], pos[i] = self._open(), 0
+                    continue
+                try:
+                    s.send(payload[pos[i]:pos[i] + 1])
+                    pos[i] += 1
+                except BlockingIOError:
+                    pass
+                except OSError:
+                    s.close()
+                    socks[i] = None
+                    self.cut += 1
+            self.halt.wait(self.interval)
+        for s in socks:
+            if s is not None:
+                s.close()
+
+    def stop(self):
+        self.halt.set()
+        self.join(timeout=10)
+
+
+def probe(port, path="/healthz", timeout=1.0):
+    """The status of GET path with a probe's short timeout; 0 when it got none."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=timeout) as r:
+            return r.status
+    except urllib.error.HTTPError as e:
+        return e.code
+    except OSError:
+        return 0
 
 
 def post(port, path, body, token=None):
