@@ -147,7 +147,7 @@ def run_case(binary, src, case, work):
                 if zt.error is not None:
                     bad.append(f"  the Delta ADS stream ended: {zt.error}")
                 if bad:
-                    tag = f"step {i + 1}, " if len(plan) > 1 else ""
+                    tag = f"step {i + 1} ({exp.get('do', '')}), " if len(plan) > 1 else ""
                     lines += [f"  {tag}viewer {v}:"] + bad
             if lines:
                 return False, lines + log_warnings(log)
@@ -230,7 +230,7 @@ TestGetTrafficDistribution, whose result is the Service's `load_balancing`):
   at their default value left out) and `absent` (names that must not be sent). The
   `note` says how the inputs differ from upstream's fake objects and why. A case
   compares only the resources it names, each field by field. A case with `steps`
-  holds one expectation per step; a step's `clusters` directory replaces those
+  holds one expectation per step (`do` says what the step changes); a step's `clusters` directory replaces those
   clusters' files while the same ztunnel stays connected, as live edits would.
 - `out_of_scope.yaml`: upstream cases not run, with the reason (ServiceEntry,
   WorkloadEntry, waypoints and policies are not implemented; a few test only istiod
