@@ -430,6 +430,8 @@ kube_watcher_t *kube_watcher_new(kube_event_fn fn, void *arg, const char *system
     w->fn = fn;
     w->arg = arg;
     w->stale_after_s = stale_after_s;
+    w->max_list_pages = KUBE_DEFAULT_MAX_LIST_PAGES;
+    w->max_list_objects = KUBE_DEFAULT_MAX_LIST_OBJECTS;
     w->system_namespace = strdup(system_namespace ? system_namespace : "istio-system");
     w->multi = curl_multi_init();
     w->ops_tail = &w->ops;
@@ -533,6 +535,14 @@ void kube_watcher_free(kube_watcher_t *w)
     free(w->system_namespace);
     free(w);
     curl_global_cleanup(); /* pairs with the init in kube_watcher_new */
+}
+
+void kube_watcher_set_list_limits(kube_watcher_t *w, unsigned max_pages, size_t max_objects)
+{
+    if (max_pages)
+        w->max_list_pages = max_pages;
+    if (max_objects)
+        w->max_list_objects = max_objects;
 }
 
 void kube_watcher_stats(kube_watcher_t *w, kube_stats_t *out)

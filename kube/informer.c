@@ -66,11 +66,25 @@ kube_informer_t *kube_inf_new(kube_cluster_t *cl, kube_res_t res)
     return inf;
 }
 
+/* Forgets the pages of an unfinished list. */
+static void kube_list_discard(kube_informer_t *inf)
+{
+    for (size_t i = 0; i < inf->npages; i++)
+        free(inf->pages[i]);
+    free(inf->pages);
+    free(inf->page_len);
+    inf->pages = NULL;
+    inf->page_len = NULL;
+    inf->npages = inf->pages_cap = 0;
+    inf->list_objs = 0;
+}
+
 /* The caller has taken easy out of the multi handle. */
 void kube_inf_free(kube_informer_t *inf)
 {
     if (!inf)
         return;
+    kube_list_discard(inf);
     if (inf->easy)
         curl_easy_cleanup(inf->easy);
     curl_slist_free_all(inf->hdrs);
@@ -407,20 +421,105 @@ static void kube_inf_list_done(kube_informer_t *inf)
     kube_emit(cl, inf->res, KUBE_EV_SYNCED, NULL);
 }
 
-/* One page of a list: emits what differs from the cache; the last page
- * sweeps what is gone and switches to watching. */
-static void kube_list_page(kube_informer_t *inf)
+/* Emits what differs from the cache for the items of one page. */
+static void kube_list_items(kube_informer_t *inf, const kube_jv_t *items)
 {
     char key[1024];
-    kube_count(inf->cl->w, KUBE_ST_LISTS);
+    const kube_jv_t *it;
+    size_t i;
+    if (!kube_jis(items, KUBE_J_ARRAY))
+        return;
+    KUBE_JARRAY_FOREACH(items, i, it)
+    {
+        kube_obj_t obj;
+        if (!kube_jis(it, KUBE_J_OBJECT) || kube_obj_init(inf, it, &obj, key, sizeof(key)) < 0) {
+            kube_count(inf->cl->w, KUBE_ST_DECODE);
+            kube_emit_error(inf->cl, inf->res, "cluster %s: list %s: items[%zu] has no name",
+                            inf->cl->id, kube_res_name(inf->res), i);
+            continue;
+        }
+        kube_inf_upsert(inf, &obj, key);
+    }
+}
+
+/* A list went past a limit: nothing of it is applied; it starts again from
+ * scratch after a backoff that keeps growing while lists fail. */
+static void kube_list_abandon(kube_informer_t *inf, const char *why)
+{
+    kube_count(inf->cl->w, KUBE_ST_LIST_LIMITS);
+    kube_emit_error(inf->cl, inf->res,
+                    "cluster %s: list %s: %s (%zu pages, %zu objects so far); list abandoned, "
+                    "nothing of it applied, starting again",
+                    inf->cl->id, kube_res_name(inf->res), why, inf->npages + 1, inf->list_objs);
+    kube_list_discard(inf);
+    kube_set(&inf->cont, NULL);
+    kube_backoff(inf);
+}
+
+/* Holds a copy of a page of an unfinished list. 0, or -1 (no memory). */
+static int kube_list_hold(kube_informer_t *inf, char *raw, size_t len)
+{
+    if (inf->npages == inf->pages_cap) {
+        size_t cap = inf->pages_cap ? inf->pages_cap * 2 : 8;
+        char **p = realloc(inf->pages, cap * sizeof(*p));
+        if (p)
+            inf->pages = p;
+        size_t *l = p ? realloc(inf->page_len, cap * sizeof(*l)) : NULL;
+        if (!l)
+            return -1;
+        inf->page_len = l;
+        inf->pages_cap = cap;
+    }
+    inf->pages[inf->npages] = raw;
+    inf->page_len[inf->npages++] = len;
+    return 0;
+}
+
+/* The last page arrived: applies the held pages and then this one (in
+ * inf->doc), sweeps what is gone and switches to watching. */
+static void kube_list_complete(kube_informer_t *inf, const kube_jv_t *items)
+{
+    kube_jdoc_t pd = {0};
+    for (size_t i = 0; i < inf->npages; i++) {
+        if (kube_jparse(&pd, inf->pages[i], inf->page_len[i]) == 0)
+            kube_list_items(inf, kube_jget(kube_jroot(&pd), "items"));
+        free(inf->pages[i]);
+        inf->pages[i] = NULL;
+    }
+    kube_jdoc_clear(&pd);
+    kube_list_items(inf, items);
+    kube_list_discard(inf);
+    kube_smap_sweep(inf->cache, inf->gen, kube_inf_gone, inf);
+    inf->phase = KUBE_PH_WATCH;
+    inf->backoff_ms = 0;
+    kube_inf_list_done(inf);
+}
+
+/* One page of a list: a page with more to come is held; the last one
+ * applies the whole list. */
+static void kube_list_page(kube_informer_t *inf)
+{
+    kube_watcher_t *w = inf->cl->w;
+    kube_count(w, KUBE_ST_LISTS);
+    /* the parse below works in place: keep the raw page in case more follow */
+    char *raw = malloc(inf->len + 1);
+    if (!raw) {
+        kube_emit_error(inf->cl, inf->res, "cluster %s: list %s: out of memory", inf->cl->id,
+                        kube_res_name(inf->res));
+        kube_backoff(inf);
+        return;
+    }
+    memcpy(raw, inf->buf ? inf->buf : "", inf->len);
+    size_t rawlen = inf->len;
     int prc = kube_jparse(&inf->doc, inf->buf ? inf->buf : "", inf->buf ? inf->len : 0);
     const kube_jv_t *root = prc == 0 ? kube_jroot(&inf->doc) : NULL;
     const kube_jv_t *md = kube_jget(root, "metadata"), *items = kube_jget(root, "items");
-    const kube_jv_t *rv = kube_jget(md, "resourceVersion"), *cont = kube_jget(md, "continue"), *it;
+    const kube_jv_t *rv = kube_jget(md, "resourceVersion"), *cont = kube_jget(md, "continue");
     if (!kube_jis(root, KUBE_J_OBJECT) ||
         (items && !kube_jis(items, KUBE_J_ARRAY) && !kube_jis(items, KUBE_J_NULL)) ||
         !kube_jis(rv, KUBE_J_STRING)) {
-        kube_count(inf->cl->w, KUBE_ST_DECODE);
+        free(raw);
+        kube_count(w, KUBE_ST_DECODE);
         kube_emit_error(inf->cl, inf->res, "cluster %s: list %s: malformed list: %s", inf->cl->id,
                         kube_res_name(inf->res),
                         root ? "not a list with metadata.resourceVersion" : inf->doc.err);
@@ -428,32 +527,39 @@ static void kube_list_page(kube_informer_t *inf)
         kube_backoff(inf);
         return;
     }
-    size_t i;
-    if (kube_jis(items, KUBE_J_ARRAY)) {
-        KUBE_JARRAY_FOREACH(items, i, it)
-        {
-            kube_obj_t obj;
-            if (!kube_jis(it, KUBE_J_OBJECT) ||
-                kube_obj_init(inf, it, &obj, key, sizeof(key)) < 0) {
-                kube_count(inf->cl->w, KUBE_ST_DECODE);
-                kube_emit_error(inf->cl, inf->res, "cluster %s: list %s: items[%zu] has no name",
-                                inf->cl->id, kube_res_name(inf->res), i);
-                continue;
-            }
-            kube_inf_upsert(inf, &obj, key);
-        }
+    char why[128];
+    inf->list_objs += kube_jis(items, KUBE_J_ARRAY) ? items->len : 0;
+    bool more = kube_jis(cont, KUBE_J_STRING) && cont->len;
+    if (inf->list_objs > w->max_list_objects) {
+        free(raw);
+        snprintf(why, sizeof(why), "more than %zu objects", w->max_list_objects);
+        kube_list_abandon(inf, why);
+        return;
     }
-    inf->backoff_ms = 0;
+    if (more && inf->npages + 1 >= w->max_list_pages) {
+        free(raw);
+        snprintf(why, sizeof(why), "more than %u pages", w->max_list_pages);
+        kube_list_abandon(inf, why);
+        return;
+    }
     inf->due_ms = 0;
-    if (kube_jis(cont, KUBE_J_STRING) && cont->len) {
+    if (more) {
+        if (kube_list_hold(inf, raw, rawlen) < 0) {
+            free(raw);
+            kube_emit_error(inf->cl, inf->res, "cluster %s: list %s: out of memory",
+                            inf->cl->id, kube_res_name(inf->res));
+            kube_list_discard(inf);
+            kube_set(&inf->cont, NULL);
+            kube_backoff(inf);
+            return;
+        }
         kube_set(&inf->cont, cont->v.s);
-    } else {
-        kube_set(&inf->cont, NULL);
-        kube_set(&inf->rv, rv->v.s);
-        kube_smap_sweep(inf->cache, inf->gen, kube_inf_gone, inf);
-        inf->phase = KUBE_PH_WATCH;
-        kube_inf_list_done(inf);
+        return;
     }
+    free(raw);
+    kube_set(&inf->cont, NULL);
+    kube_set(&inf->rv, rv->v.s);
+    kube_list_complete(inf, items);
 }
 
 /* ---------- requests ---------- */
@@ -461,8 +567,10 @@ static void kube_list_page(kube_informer_t *inf)
 int kube_inf_start(kube_informer_t *inf)
 {
     char path[4096], err[512];
-    if (inf->phase == KUBE_PH_LIST && !inf->cont)
-        inf->gen++;              /* a fresh list: entries it does not touch are gone */
+    if (inf->phase == KUBE_PH_LIST && !inf->cont) {
+        inf->gen++; /* a fresh list: entries it does not touch are gone */
+        kube_list_discard(inf);
+    }
     if (inf->phase == KUBE_PH_WATCH) {
         /* a list is done: do not keep its big page buffers around (kept
          * between pages, where they would only grow back) */

@@ -228,6 +228,17 @@ kube_watcher_t *kube_watcher_new(kube_event_fn fn, void *arg, const char *system
  * Thread-safe, before or after start. 0, or -1 with err (bad conn or mask). */
 int kube_watcher_add_cluster(kube_watcher_t *w, const char *id, const kube_conn_t *conn,
                              unsigned res_mask, char *err, size_t errlen);
+/* Limits on one list (all its pages together), against an API server (or
+ * something posing as one) that never stops paginating: a list is applied
+ * only once its last page arrived, so its pages are held until then, and a
+ * list going past either limit is abandoned (an error event, counted in
+ * list_limits) and started again from scratch after a backoff; what was
+ * known before stays. The defaults hold a cluster of a million Pods at the
+ * 500 objects per page meshfed asks for, with room for servers that return
+ * smaller pages. 0 keeps a limit as it is. Call before kube_watcher_start. */
+#define KUBE_DEFAULT_MAX_LIST_PAGES 10000u
+#define KUBE_DEFAULT_MAX_LIST_OBJECTS 1000000u
+void kube_watcher_set_list_limits(kube_watcher_t *w, unsigned max_pages, size_t max_objects);
 /* Stops watching id and forgets its caches (emits nothing). Thread-safe.
  * 0, or -1 when id is unknown. */
 int kube_watcher_remove_cluster(kube_watcher_t *w, const char *id);

@@ -115,6 +115,10 @@ typedef struct kube_informer {
     unsigned seed;   /* for backoff jitter (rand_r) */
     bool got_data;   /* the watch delivered an event (or a bookmark) */
     uint64_t watch_start_ms;
+    char **pages;       /* the raw pages of the list so far, applied when it completes */
+    size_t *page_len;
+    size_t npages, pages_cap;
+    size_t list_objs;   /* items in the list so far */
     unsigned short_ms; /* backoff after watches that end at once without events */
     long status;
 } kube_informer_t;
@@ -165,6 +169,8 @@ struct kube_watcher {
     void *arg;
     char *system_namespace;
     int stale_after_s;
+    unsigned max_list_pages; /* set before the thread starts */
+    size_t max_list_objects;
     CURLM *multi;
     pthread_t thread;
     bool started;

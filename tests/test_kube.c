@@ -819,6 +819,59 @@ START_TEST(test_remove_readd)
 }
 END_TEST
 
+/* A watcher of its own on cluster c's services with the given list limits. */
+static kube_watcher_t *limited_watcher(const char *id, unsigned pages, size_t objects)
+{
+    kube_conn_t c;
+    char err[256];
+    kube_watcher_t *w = kube_watcher_new(on_event, &col, "istio-system", 0);
+    ck_assert_ptr_nonnull(w);
+    kube_watcher_set_list_limits(w, pages, objects);
+    conn_for(2, &c, "ca.crt");
+    c.token = strdup("tok-1");
+    ck_assert_int_eq(kube_watcher_add_cluster(w, id, &c, KUBE_RES_BIT(SVC), err, sizeof(err)), 0);
+    kube_conn_free(&c);
+    ck_assert_int_eq(kube_watcher_start(w), 0);
+    return w;
+}
+
+/* A list that never stops paginating is abandoned at the object or page
+ * limit with a clear error and a count; nothing of it is applied (no
+ * half-listed objects, not synced) until a list completes. */
+START_TEST(test_endless_list_abandoned)
+{
+    size_t m = col_mark(&col);
+    kube_stats_t st;
+    bool synced, stale;
+    ctl(2, "config", "{\"endless\":[\"services\"]}");
+    kube_watcher_t *w = limited_watcher("c-objs", 0, 5000);
+    ck_assert(col_wait(&col, m, "c-objs", SVC, KUBE_EV_ERROR, NULL,
+                       "more than 5000 objects (10 pages, 500", 2,
+                       WAIT));
+    ck_assert_uint_eq(col_count(&col, m, "c-objs", SVC, KUBE_EV_ADDED, NULL, NULL), 0);
+    ck_assert_uint_eq(col_count(&col, m, "c-objs", SVC, KUBE_EV_SYNCED, NULL, NULL), 0);
+    ck_assert_int_eq(kube_watcher_cluster_status(w, "c-objs", &synced, &stale), 0);
+    ck_assert(!synced);
+    kube_watcher_stats(w, &st);
+    ck_assert_uint_ge(st.list_limits, 2);
+    /* the server comes to its senses: the next list completes and applies */
+    ctl(2, "config", "{\"endless\":[]}");
+    ck_assert(col_wait(&col, m, "c-objs", SVC, KUBE_EV_SYNCED, NULL, NULL, 1, WAIT));
+    ck_assert_uint_eq(col_count(&col, m, "c-objs", SVC, KUBE_EV_ADDED, "default/c-svc", NULL), 1);
+    ck_assert_uint_eq(col_count(&col, m, "c-objs", SVC, KUBE_EV_ADDED, "default/endless-0-0", NULL),
+                      0);
+    kube_watcher_free(w);
+
+    ctl(2, "config", "{\"endless\":[\"services\"]}");
+    w = limited_watcher("c-pages", 5, 0);
+    ck_assert(col_wait(&col, m, "c-pages", SVC, KUBE_EV_ERROR, NULL,
+                       "more than 5 pages (5 pages, 250", 1, WAIT));
+    ck_assert_uint_eq(col_count(&col, m, "c-pages", SVC, KUBE_EV_ADDED, NULL, NULL), 0);
+    kube_watcher_free(w);
+    ctl(2, "config", "{\"endless\":[]}");
+}
+END_TEST
+
 START_TEST(test_stop)
 {
     kube_stats_t s = stats();
@@ -868,6 +921,7 @@ int main(void)
     tcase_add_test(tc, test_wrong_ca);
     tcase_add_test(tc, test_client_cert);
     tcase_add_test(tc, test_remove_readd);
+    tcase_add_test(tc, test_endless_list_abandoned);
     tcase_add_test(tc, test_stop);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
