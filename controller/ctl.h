@@ -58,6 +58,10 @@ void ctl_config_free(ctl_config_t *c);
 enum { CTL_DEBUG, CTL_INFO, CTL_WARN, CTL_ERROR };
 void ctl_log_setup(int level, bool json);
 void ctl_log(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* in as valid UTF-8 into out (always terminated): each byte that is not part
+ * of a valid sequence becomes the text \xNN; cut only between characters,
+ * with "…" when cut. Returns the length written. */
+size_t ctl_utf8_clean(const char *in, char *out, size_t outlen);
 
 /* ---------- rate-limited logging (ratelog.c) ---------- */
 

@@ -61,7 +61,11 @@ typedef struct reply {
 
 static reply_t json_reply(int status, json_t *j, bool pretty)
 {
-    char *s = json_dumps(j, pretty ? JSON_INDENT(2) | JSON_SORT_KEYS : JSON_COMPACT);
+    char *s = j ? json_dumps(j, pretty ? JSON_INDENT(2) | JSON_SORT_KEYS : JSON_COMPACT) : NULL;
+    if (!s) { /* never an empty body: say that the answer could not be built */
+        status = 500;
+        s = strdup("{\"error\":\"the answer could not be encoded as JSON\"}");
+    }
     json_decref(j);
     size_t n = s ? strlen(s) : 0;
     char *body = malloc(n + 2);
@@ -74,10 +78,14 @@ static reply_t json_reply(int status, json_t *j, bool pretty)
     return (reply_t){status, body, "application/json"};
 }
 
+/* The message with arg (a client's bytes: any encoding, any length) made
+ * valid UTF-8 and cut between characters, so the JSON can always be built. */
 static reply_t error_reply(int status, const char *fmt, const char *arg)
 {
-    char msg[512];
-    snprintf(msg, sizeof(msg), fmt, arg ? arg : "");
+    char clean_arg[1024], full[2048], msg[768];
+    ctl_utf8_clean(arg ? arg : "", clean_arg, sizeof(clean_arg));
+    snprintf(full, sizeof(full), fmt, clean_arg);
+    ctl_utf8_clean(full, msg, sizeof(msg));
     if (status == 400)
         atomic_fetch_add(&ctl_metrics.http_bad_requests, 1);
     return json_reply(status, json_pack("{s:s}", "error", msg), false);
@@ -335,6 +343,22 @@ static bool valid_query(const char *v)
     return true;
 }
 
+typedef struct find_cluster {
+    const char *id;
+    bool found;
+} find_cluster_t;
+
+static void cluster_is(const model_cluster_info_t *ci, void *arg)
+{
+    find_cluster_t *f = arg;
+    f->found |= strcmp(ci->id, f->id) == 0;
+}
+
+static void find_cluster(const model_t *m, void *arg)
+{
+    model_each_cluster(m, cluster_is, arg);
+}
+
 static reply_t config_dump(ctl_t *ctl, struct MHD_Connection *conn, bool pretty)
 {
     const char *proxy = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "proxy");
@@ -352,14 +376,24 @@ static reply_t config_dump(ctl_t *ctl, struct MHD_Connection *conn, bool pretty)
         network = f.network;
     } else if (!valid_query(cluster)) {
         return error_reply(400, "give ?proxy=ID or ?cluster=ID[&network=NAME]", NULL);
+    } else {
+        find_cluster_t fc = {cluster, false};
+        ctl_with_model(ctl, find_cluster, &fc);
+        if (!fc.found)
+            return error_reply(404, "no cluster \"%s\" (see /debug/clusterz)", cluster);
     }
+    if (network && *network && !valid_query(network))
+        return error_reply(400, "network: invalid value", NULL);
     model_snapshot_t *s = ctl_snapshot(ctl);
     json_t *out = json_object();
     model_view_t v = {cluster, network ? network : ""};
     if (s)
         json_object_set_new(out, "version", json_integer((json_int_t)model_snapshot_version(s)));
-    json_object_set_new(out, "cluster", json_string(cluster));
-    json_object_set_new(out, "network", json_string(v.network));
+    char clean[1024];
+    ctl_utf8_clean(cluster, clean, sizeof(clean));
+    json_object_set_new(out, "cluster", json_string(clean));
+    ctl_utf8_clean(v.network, clean, sizeof(clean));
+    json_object_set_new(out, "network", json_string(clean));
     json_object_set_new(out, "resources", s ? ctl_view_json(s, &v) : json_object());
     model_snapshot_unref(s);
     free(f.cluster);

@@ -1,12 +1,88 @@
 /*
- * log.c - one line per event on stderr, as text or as JSON.
+ * log.c - one line per event on stderr, as text or as JSON; and the UTF-8
+ * cleaning every text that reaches JSON goes through (a log line, an error
+ * body), so that no byte a client or an API server sent can make it vanish.
  */
 #include "ctl.h"
 
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
+
+/* Length of the valid UTF-8 sequence at p (1-4), or 0 when it is not one. */
+static size_t utf8_seq(const unsigned char *p)
+{
+    unsigned char c = p[0];
+    if (c < 0x80)
+        return 1;
+    size_t n;
+    unsigned char lo = 0x80, hi = 0xBF;
+    if (c >= 0xC2 && c <= 0xDF)
+        n = 2;
+    else if (c >= 0xE0 && c <= 0xEF) {
+        n = 3;
+        if (c == 0xE0)
+            lo = 0xA0;
+        else if (c == 0xED)
+            hi = 0x9F; /* no surrogates */
+    } else if (c >= 0xF0 && c <= 0xF4) {
+        n = 4;
+        if (c == 0xF0)
+            lo = 0x90;
+        else if (c == 0xF4)
+            hi = 0x8F;
+    } else
+        return 0;
+    if (p[1] < lo || p[1] > hi)
+        return 0;
+    for (size_t i = 2; i < n; i++)
+        if (p[i] < 0x80 || p[i] > 0xBF)
+            return 0;
+    return n;
+}
+
+size_t ctl_utf8_clean(const char *in, char *out, size_t outlen)
+{
+    static const char ell[] = "\xe2\x80\xa6"; /* U+2026 */
+    const unsigned char *start = (const unsigned char *)(in ? in : "");
+    if (!outlen)
+        return 0;
+    size_t total = 0;
+    for (const unsigned char *p = start; *p;) {
+        size_t n = utf8_seq(p);
+        total += n ? n : 4;
+        p += n ? n : 1;
+    }
+    bool cut = total > outlen - 1;
+    size_t limit = outlen - 1;
+    if (cut)
+        limit = limit >= sizeof(ell) - 1 ? limit - (sizeof(ell) - 1) : 0;
+    size_t o = 0;
+    for (const unsigned char *p = start; *p;) {
+        size_t n = utf8_seq(p);
+        char esc[5];
+        const char *piece = (const char *)p;
+        size_t plen = n;
+        if (!n) {
+            snprintf(esc, sizeof(esc), "\\x%02x", *p);
+            piece = esc;
+            plen = 4;
+        }
+        if (o + plen > limit)
+            break;
+        memcpy(out + o, piece, plen);
+        o += plen;
+        p += n ? n : 1;
+    }
+    if (cut && o + sizeof(ell) - 1 <= outlen - 1) {
+        memcpy(out + o, ell, sizeof(ell) - 1);
+        o += sizeof(ell) - 1;
+    }
+    out[o] = '\0';
+    return o;
+}
 
 static int min_level = CTL_INFO;
 static bool as_json;
@@ -40,7 +116,9 @@ void ctl_log(int level, const char *fmt, ...)
     size_t n = strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%S", &tm);
     snprintf(ts + n, sizeof(ts) - n, ".%03ldZ", now.tv_nsec / 1000000);
     if (as_json) {
-        json_t *o = json_pack("{s:s, s:s, s:s}", "time", ts, "level", names[level], "msg", msg);
+        char clean[2048 + 64];
+        ctl_utf8_clean(msg, clean, sizeof(clean));
+        json_t *o = json_pack("{s:s, s:s, s:s}", "time", ts, "level", names[level], "msg", clean);
         char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
         if (s)
             fprintf(stderr, "%s\n", s);

@@ -66,6 +66,44 @@ def debug_token(binary, demo, work):
         p.wait(timeout=20)
 
 
+def error_json(dport, path):
+    """(status, the error message) of path; the message None when the body is
+    not valid UTF-8 JSON with an "error" string."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{dport}{path}", timeout=10) as r:
+            st, raw = r.status, r.read()
+    except urllib.error.HTTPError as e:
+        st, raw = e.code, e.read()
+    try:
+        msg = json.loads(raw.decode("utf-8", errors="strict"))["error"]
+        return st, msg if isinstance(msg, str) else None
+    except (ValueError, KeyError, TypeError):
+        return st, None
+
+
+def error_bodies(dport):
+    """Issue 14 item 13: invalid UTF-8 and long multi-byte queries still get
+    the {"error": ...} JSON, cut only between characters."""
+    for path, want in [("/debug/servicez?service=%ff/x", 404), ("/debug/servicescopez?service=%ff/x", 404),
+                       ("/debug/endpointz?service=%ff/x", 404), ("/debug/config_dump?proxy=%ff", 404),
+                       ("/debug/config_dump?cluster=%ff%fe", 404), ("/debug/%ff%c3", 404),
+                       ("/debug/servicez?service=%ff", 400)]:
+        st, msg = error_json(dport, path)
+        check(st == want and msg is not None and "\\xff" in msg,
+              f"{path} answers {want} with the error JSON, the bad byte escaped ({st}, {msg!r})")
+    st, msg = error_json(dport, "/debug/config_dump?cluster=nowhere")
+    check(st == 404 and msg and "nowhere" in msg, f"config_dump of an unknown cluster is 404 ({st}, {msg!r})")
+    st, _ = error_json(dport, "/debug/config_dump?cluster=east&network=network-east")
+    check(st == 200, "config_dump of a known cluster is 200")
+    long = "%C3%A9" * 1500  # é, two bytes each
+    for path in (f"/debug/{long}", f"/debug/servicez?service={long}", f"/debug/endpointz?service=a/{long}"):
+        st, msg = error_json(dport, path)
+        check(st in (400, 404) and msg is not None and len(msg.encode()) <= 1024
+              and (msg.endswith("\u2026") or len(msg) < 600),
+              f"a long multi-byte query gets a whole-character error ({path[:30]}...: {st}, "
+              f"{len(msg.encode()) if msg else None} bytes)")
+
+
 def probes_under_flood(dport, log):
     """Issue 14 item 5: 300 slow clients must not lock the probes out."""
     # from another address: the per-address limit keeps a slot free for probes
@@ -184,6 +222,7 @@ def main():
         check(get(dport, "/debug/config_dump?proxy=nobody")[0] == 404, "an unknown proxy is 404")
         st, body = get(dport, "/metrics")
         check('meshfed_errors_total{kind="http"} 2' in body, "bad queries are counted")
+        error_bodies(dport)
 
         probes_under_flood(dport, log)
 

@@ -172,6 +172,36 @@ START_TEST(ratelog_per_key_window_reset_by_time)
 }
 END_TEST
 
+/* Issue 14 item 13: every byte a client sent reaches JSON as valid UTF-8,
+ * and a cut never splits a character. */
+START_TEST(utf8_clean_escapes_and_cuts_between_characters)
+{
+    char out[32];
+    ck_assert_uint_eq(ctl_utf8_clean("a\xff/x", out, sizeof(out)), 7);
+    ck_assert_str_eq(out, "a\\xff/x");
+    /* overlong, surrogate, above U+10FFFF, truncated: escaped byte by byte */
+    ctl_utf8_clean("\xc0\xaf\xed\xa0\x80\xf4\x90\x80\x80\xe2\x82", out, sizeof(out));
+    ck_assert_ptr_null(strstr(out, "\xc0"));
+    ck_assert_ptr_nonnull(strstr(out, "\\xc0\\xaf\\xed"));
+    /* valid multi-byte text passes unchanged */
+    ctl_utf8_clean("h\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80", out, sizeof(out));
+    ck_assert_str_eq(out, "h\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80");
+    /* 20 x "é" (40 bytes) into 16: whole characters and an ellipsis */
+    char in[64] = "";
+    for (int i = 0; i < 20; i++)
+        strcat(in, "\xc3\xa9");
+    char small[16];
+    size_t n = ctl_utf8_clean(in, small, sizeof(small));
+    ck_assert_uint_le(n, 15);
+    ck_assert_str_eq(small + n - 3, "\xe2\x80\xa6");
+    for (size_t i = 0; i + 3 < n; i += 2)
+        ck_assert(((unsigned char)small[i]) == 0xc3 && ((unsigned char)small[i + 1]) == 0xa9);
+    /* exactly fitting text is not cut */
+    ck_assert_uint_eq(ctl_utf8_clean("abc", small, 4), 3);
+    ck_assert_str_eq(small, "abc");
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("ctl");
@@ -183,6 +213,7 @@ static Suite *suite(void)
     suite_add_tcase(s, t);
     TCase *l = tcase_create("log");
     tcase_add_test(l, ratelog_per_key_window_reset_by_time);
+    tcase_add_test(l, utf8_clean_escapes_and_cuts_between_characters);
     suite_add_tcase(s, l);
     return s;
 }
