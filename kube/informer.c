@@ -238,6 +238,31 @@ static void kube_inf_upsert(kube_informer_t *inf, const kube_obj_t *obj, const c
         kube_emit(inf->cl, inf->res, ev, obj);
 }
 
+/* An object holding a number out of range or a repeated key is refused
+ * alone: reported and counted, and what the callback saw of it before
+ * stays (kept from a relist's sweep), as a malformed list keeps the
+ * previous state. True when v was refused. */
+static bool kube_inf_refuse(kube_informer_t *inf, const kube_jv_t *v, const char *op)
+{
+    char why[300], key[1024];
+    if (kube_jbad(v, why, sizeof(why)) == 0)
+        return false;
+    kube_obj_t obj;
+    bool named = kube_obj_init(inf, v, &obj, key, sizeof(key)) == 0;
+    const char *prev = named ? kube_smap_get(inf->cache, key) : NULL;
+    if (prev) {
+        char *keep = strdup(prev);
+        if (keep)
+            kube_smap_put(inf->cache, key, keep, inf->gen);
+        free(keep);
+    }
+    kube_count(inf->cl->w, KUBE_ST_BAD_OBJECTS);
+    kube_emit_error(inf->cl, inf->res, "cluster %s: %s %s: %s %s refused: %s%s", inf->cl->id, op,
+                    kube_res_name(inf->res), kube_resdefs[inf->res].kind, named ? key : "(unnamed)",
+                    why, prev ? "; its previous version stays" : "");
+    return true;
+}
+
 static void kube_inf_delete(kube_informer_t *inf, const kube_obj_t *obj, const char *key)
 {
     if (!kube_smap_get(inf->cache, key))
@@ -311,7 +336,7 @@ static int kube_watch_line(kube_informer_t *inf, char *line, size_t n)
         i++;
     if (i == n)
         return 0;
-    if (kube_jparse(&inf->doc, line, n) < 0) {
+    if (kube_jparse_ex(&inf->doc, line, n, KUBE_JP_MARK) < 0) {
         kube_decode_error(inf, "malformed event", inf->doc.err);
         return 0;
     }
@@ -319,6 +344,25 @@ static int kube_watch_line(kube_informer_t *inf, char *line, size_t n)
                     *obj = kube_jget(ev, "object");
     const char *type = kube_jis(t, KUBE_J_STRING) ? t->v.s : NULL;
     int rc = 0;
+    if (inf->doc.nbad) {
+        char why[300];
+        size_t inobj = kube_jis(obj, KUBE_J_OBJECT) ? kube_jbad(obj, why, sizeof(why)) : 0;
+        if (inobj < inf->doc.nbad) {
+            kube_jbad(ev, why, sizeof(why));
+            kube_decode_error(inf, "malformed event", why);
+            return 0;
+        }
+        /* a deletion needs only the name */
+        if (type && (!strcmp(type, "ADDED") || !strcmp(type, "MODIFIED"))) {
+            const kube_jv_t *rv = kube_jget(kube_jget(obj, "metadata"), "resourceVersion");
+            inf->got_data = true;
+            kube_inf_refuse(inf, obj, "watch");
+            if (kube_jis(rv, KUBE_J_STRING) && rv->len)
+                kube_set(&inf->rv, rv->v.s);
+            kube_cluster_ok(inf->cl);
+            return 0;
+        }
+    }
     if (type && kube_jis(obj, KUBE_J_OBJECT) && strcmp(type, "ERROR") != 0)
         inf->got_data = true;
     if (!type || !kube_jis(obj, KUBE_J_OBJECT)) {
@@ -422,7 +466,7 @@ static void kube_inf_list_done(kube_informer_t *inf)
 }
 
 /* Emits what differs from the cache for the items of one page. */
-static void kube_list_items(kube_informer_t *inf, const kube_jv_t *items)
+static void kube_list_items(kube_informer_t *inf, const kube_jv_t *items, bool check)
 {
     char key[1024];
     const kube_jv_t *it;
@@ -432,6 +476,8 @@ static void kube_list_items(kube_informer_t *inf, const kube_jv_t *items)
     KUBE_JARRAY_FOREACH(items, i, it)
     {
         kube_obj_t obj;
+        if (check && kube_inf_refuse(inf, it, "list"))
+            continue;
         if (!kube_jis(it, KUBE_J_OBJECT) || kube_obj_init(inf, it, &obj, key, sizeof(key)) < 0) {
             kube_count(inf->cl->w, KUBE_ST_DECODE);
             kube_emit_error(inf->cl, inf->res, "cluster %s: list %s: items[%zu] has no name",
@@ -481,13 +527,13 @@ static void kube_list_complete(kube_informer_t *inf, const kube_jv_t *items)
 {
     kube_jdoc_t pd = {0};
     for (size_t i = 0; i < inf->npages; i++) {
-        if (kube_jparse(&pd, inf->pages[i], inf->page_len[i]) == 0)
-            kube_list_items(inf, kube_jget(kube_jroot(&pd), "items"));
+        if (kube_jparse_ex(&pd, inf->pages[i], inf->page_len[i], KUBE_JP_MARK) == 0)
+            kube_list_items(inf, kube_jget(kube_jroot(&pd), "items"), pd.nbad > 0);
         free(inf->pages[i]);
         inf->pages[i] = NULL;
     }
     kube_jdoc_clear(&pd);
-    kube_list_items(inf, items);
+    kube_list_items(inf, items, inf->doc.nbad > 0);
     kube_list_discard(inf);
     kube_smap_sweep(inf->cache, inf->gen, kube_inf_gone, inf);
     inf->phase = KUBE_PH_WATCH;
@@ -511,18 +557,29 @@ static void kube_list_page(kube_informer_t *inf)
     }
     memcpy(raw, inf->buf ? inf->buf : "", inf->len);
     size_t rawlen = inf->len;
-    int prc = kube_jparse(&inf->doc, inf->buf ? inf->buf : "", inf->buf ? inf->len : 0);
+    int prc = kube_jparse_ex(&inf->doc, inf->buf ? inf->buf : "", inf->buf ? inf->len : 0,
+                             KUBE_JP_MARK);
     const kube_jv_t *root = prc == 0 ? kube_jroot(&inf->doc) : NULL;
     const kube_jv_t *md = kube_jget(root, "metadata"), *items = kube_jget(root, "items");
     const kube_jv_t *rv = kube_jget(md, "resourceVersion"), *cont = kube_jget(md, "continue");
+    char bad[300] = "";
+    /* a bad value inside an item costs that item (when the list applies);
+     * one outside the items makes the page unreadable */
+    if (root && inf->doc.nbad &&
+        (kube_jis(items, KUBE_J_ARRAY) ? kube_jbad(items, bad, sizeof(bad)) : 0) < inf->doc.nbad)
+        kube_jbad(root, bad, sizeof(bad));
+    else
+        bad[0] = '\0';
     if (!kube_jis(root, KUBE_J_OBJECT) ||
         (items && !kube_jis(items, KUBE_J_ARRAY) && !kube_jis(items, KUBE_J_NULL)) ||
-        !kube_jis(rv, KUBE_J_STRING)) {
+        !kube_jis(rv, KUBE_J_STRING) || bad[0]) {
         free(raw);
         kube_count(w, KUBE_ST_DECODE);
         kube_emit_error(inf->cl, inf->res, "cluster %s: list %s: malformed list: %s", inf->cl->id,
                         kube_res_name(inf->res),
-                        root ? "not a list with metadata.resourceVersion" : inf->doc.err);
+                        !root  ? inf->doc.err
+                        : bad[0] ? bad
+                                 : "not a list with metadata.resourceVersion");
         kube_set(&inf->cont, NULL);
         kube_backoff(inf);
         return;

@@ -16,6 +16,7 @@
 typedef struct kube_jp {
     kube_jdoc_t *d;
     char *buf, *p, *end;
+    unsigned flags;
 } kube_jp_t;
 
 static int kube_jfail(kube_jp_t *jp, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -237,6 +238,19 @@ static int kube_jstring(kube_jp_t *jp, size_t idx)
     return 0;
 }
 
+/* A number out of range: an error, or with KUBE_JP_MARK a marked value. */
+static int kube_jbadnum(kube_jp_t *jp, kube_jv_t *v, char *s, char *q, const char *why)
+{
+    if (!(jp->flags & KUBE_JP_MARK))
+        return kube_jfail(jp, "%s", why);
+    v->type = KUBE_J_BADNUM;
+    v->v.s = s;
+    v->len = (size_t)(q - s) > UINT32_MAX ? UINT32_MAX : (uint32_t)(q - s);
+    jp->d->nbad++;
+    jp->p = q;
+    return 0;
+}
+
 static int kube_jnumber(kube_jp_t *jp, size_t idx)
 {
     char *s = jp->p, *q = s;
@@ -272,7 +286,7 @@ static int kube_jnumber(kube_jp_t *jp, size_t idx)
         for (const char *c = s + neg; c < q; c++) {
             unsigned dig = (unsigned)(*c - '0');
             if (u > (lim - dig) / 10)
-                return kube_jfail(jp, "integer out of the 64-bit range");
+                return kube_jbadnum(jp, v, s, q, "integer out of the 64-bit range");
             u = u * 10 + dig;
         }
         v->type = KUBE_J_INT;
@@ -290,7 +304,7 @@ static int kube_jnumber(kube_jp_t *jp, size_t idx)
         if (tmp != small)
             free(tmp);
         if (range == ERANGE && (d > 1.0 || d < -1.0))
-            return kube_jfail(jp, "number out of range");
+            return kube_jbadnum(jp, v, s, q, "number out of range");
         v->type = KUBE_J_REAL;
         v->v.d = d;
     }
@@ -323,12 +337,60 @@ static int kube_jopen(kube_jp_t *jp, size_t idx)
     return 0;
 }
 
-static void kube_jclose(kube_jp_t *jp)
+static int kube_jkeycmp(const void *a, const void *b)
+{
+    const kube_jv_t *x = *(const kube_jv_t *const *)a, *y = *(const kube_jv_t *const *)b;
+    if (x->len != y->len)
+        return x->len < y->len ? -1 : 1;
+    int c = memcmp(x->v.s, y->v.s, x->len);
+    return c ? c : x < y ? -1 : x > y; /* the later one is the repeat */
+}
+
+/* Marks the repeated member names of object o (KUBE_JP_MARK): pairwise for
+ * small objects, sorted for big ones so a hostile object stays n log n. */
+static int kube_jmark_dups(kube_jp_t *jp, kube_jv_t *o)
+{
+    const kube_jv_t *k;
+    size_t i, n = o->len;
+    if (n < 2)
+        return 0;
+    if (n <= 16) {
+        kube_jv_t *a = o + 1;
+        for (i = 0; i < n; i++, a = (kube_jv_t *)kube_jnext(a + 1)) {
+            for (k = o + 1; k != a; k = kube_jnext(k + 1))
+                if (k->len == a->len && memcmp(k->v.s, a->v.s, a->len) == 0) {
+                    a->dup = 1;
+                    jp->d->nbad++;
+                    break;
+                }
+        }
+        return 0;
+    }
+    kube_jv_t **keys = malloc(n * sizeof(*keys));
+    if (!keys)
+        return kube_jfail(jp, "out of memory");
+    KUBE_JOBJECT_FOREACH(o, i, k)
+    keys[i] = (kube_jv_t *)k;
+    qsort(keys, n, sizeof(*keys), kube_jkeycmp);
+    for (i = 1; i < n; i++)
+        if (keys[i]->len == keys[i - 1]->len &&
+            memcmp(keys[i]->v.s, keys[i - 1]->v.s, keys[i]->len) == 0) {
+            keys[i]->dup = 1;
+            jp->d->nbad++;
+        }
+    free(keys);
+    return 0;
+}
+
+static int kube_jclose(kube_jp_t *jp)
 {
     kube_jdoc_t *d = jp->d;
     size_t idx = d->stack[--d->depth];
     d->v[idx].size = (uint32_t)(d->n - idx);
     jp->p++;
+    if ((jp->flags & KUBE_JP_MARK) && d->v[idx].type == KUBE_J_OBJECT)
+        return kube_jmark_dups(jp, &d->v[idx]);
+    return 0;
 }
 
 /* A value starting at jp->p (whitespace skipped). A container is opened
@@ -378,8 +440,14 @@ static int kube_jkey(kube_jp_t *jp)
 
 int kube_jparse(kube_jdoc_t *d, char *buf, size_t len)
 {
-    kube_jp_t jp = {.d = d, .buf = buf, .p = buf, .end = buf + len};
+    return kube_jparse_ex(d, buf, len, 0);
+}
+
+int kube_jparse_ex(kube_jdoc_t *d, char *buf, size_t len, unsigned flags)
+{
+    kube_jp_t jp = {.d = d, .buf = buf, .p = buf, .end = buf + len, .flags = flags};
     d->n = 0;
+    d->nbad = 0;
     d->depth = 0;
     d->err[0] = '\0';
     kube_jws(&jp);
@@ -393,7 +461,8 @@ int kube_jparse(kube_jdoc_t *d, char *buf, size_t len)
             return kube_jfail(&jp, "unexpected end of input");
         char c = *jp.p;
         if (c == (obj ? '}' : ']')) {
-            kube_jclose(&jp);
+            if (kube_jclose(&jp) < 0)
+                return -1;
             continue;
         }
         if (top->len > 0) {
@@ -455,8 +524,8 @@ const kube_jv_t *kube_jat(const kube_jv_t *a, size_t i)
 
 const char *kube_jtype_name(const kube_jv_t *v)
 {
-    static const char *const names[] = {"null",   "boolean", "boolean", "integer",
-                                        "number", "string",  "array",   "object"};
+    static const char *const names[] = {"null",   "boolean", "boolean", "integer",       "number",
+                                        "string", "array",   "object",  "invalid number"};
     return v ? names[v->type] : "nothing";
 }
 
@@ -486,6 +555,8 @@ json_t *kube_jto_json(const kube_jv_t *v)
                 goto oom;
         }
         return j;
+    case KUBE_J_BADNUM: /* never reaches a consumer: its object is refused */
+        return json_null();
     case KUBE_J_OBJECT:
         j = json_object();
         KUBE_JOBJECT_FOREACH(v, i, x)
@@ -498,6 +569,49 @@ json_t *kube_jto_json(const kube_jv_t *v)
 oom:
     json_decref(j);
     return NULL;
+}
+
+/* path holds plen bytes naming v; the first finding goes to out. */
+static size_t kube_jbad_walk(const kube_jv_t *v, char *path, size_t plen, size_t pcap, char *out,
+                             size_t outlen)
+{
+    const kube_jv_t *x;
+    size_t i, n = 0;
+    const char *sep = plen ? ": " : "";
+    if (v->type == KUBE_J_BADNUM) {
+        if (!out[0])
+            snprintf(out, outlen, "%s%snumber out of range: %.*s", path, sep,
+                     (int)(v->len > 64 ? 64 : v->len), v->v.s);
+        return 1;
+    }
+    if (v->type == KUBE_J_ARRAY) {
+        KUBE_JARRAY_FOREACH(v, i, x)
+        {
+            snprintf(path + plen, pcap - plen, "[%zu]", i);
+            n += kube_jbad_walk(x, path, strlen(path), pcap, out, outlen);
+            path[plen] = '\0';
+        }
+    } else if (v->type == KUBE_J_OBJECT) {
+        KUBE_JOBJECT_FOREACH(v, i, x)
+        {
+            if (x->dup) {
+                if (!out[0])
+                    snprintf(out, outlen, "%s%sduplicate key \"%.64s\"", path, sep, x->v.s);
+                n++;
+            }
+            snprintf(path + plen, pcap - plen, "%s%s", plen ? "." : "", x->v.s);
+            n += kube_jbad_walk(x + 1, path, strlen(path), pcap, out, outlen);
+            path[plen] = '\0';
+        }
+    }
+    return n;
+}
+
+size_t kube_jbad(const kube_jv_t *v, char *out, size_t outlen)
+{
+    char path[256] = "";
+    out[0] = '\0';
+    return v ? kube_jbad_walk(v, path, 0, sizeof(path), out, outlen) : 0;
 }
 
 int kube_jfrom_json(kube_jdoc_t *d, const json_t *j, char **text)

@@ -11,6 +11,14 @@
  * The grammar is RFC 8259 and agrees with jansson's json_loadb (no flags):
  * UTF-8 is validated, \u0000 is refused, integers must fit 64 bits, nesting
  * is limited to 2048, and a repeated member name takes the last value.
+ *
+ * The watcher parses with KUBE_JP_MARK instead, so that one bad object does
+ * not cost the whole list page it came in: a number out of range (an
+ * integer beyond 64 bits, 1e400) becomes a KUBE_J_BADNUM value and a
+ * repeated member name is marked, and kube_jbad says whether (and where) a
+ * value holds either; the watcher then refuses that object alone. A real
+ * API server never sends duplicate keys, and the manifest loader refuses
+ * them too: one rule for both.
  */
 #ifndef MESHFED_KUBE_JV_H
 #define MESHFED_KUBE_JV_H
@@ -28,10 +36,12 @@ typedef enum kube_jtype {
     KUBE_J_STRING,
     KUBE_J_ARRAY,
     KUBE_J_OBJECT,
+    KUBE_J_BADNUM, /* KUBE_JP_MARK only: v.s (not NUL-terminated) and len hold its text */
 } kube_jtype_t;
 
 typedef struct kube_jv {
     uint8_t type;  /* kube_jtype_t */
+    uint8_t dup;   /* KUBE_JP_MARK only: a member name repeated in its object */
     uint32_t len;  /* string: bytes; array: elements; object: members */
     uint32_t size; /* slots of the subtree, this one included */
     union {
@@ -48,6 +58,7 @@ typedef struct kube_jdoc {
     uint32_t *stack; /* open containers while parsing */
     size_t depth, stack_cap;
     char err[160];
+    size_t nbad; /* KUBE_J_BADNUM values and repeated names (KUBE_JP_MARK) */
 } kube_jdoc_t;
 
 #define KUBE_J_MAX_DEPTH 2048
@@ -56,6 +67,14 @@ typedef struct kube_jdoc {
 /* Parses buf[0..len) in place (buf is modified). 0, or -1 with d->err
  * ("offset 12: expected ':'"). The values borrow buf. */
 int kube_jparse(kube_jdoc_t *d, char *buf, size_t len);
+/* Same with flags: KUBE_JP_MARK marks numbers out of range and repeated
+ * member names (counted in d->nbad) instead of failing. */
+#define KUBE_JP_MARK 1u
+int kube_jparse_ex(kube_jdoc_t *d, char *buf, size_t len, unsigned flags);
+/* How many marked values v's subtree holds (0: none), with the first
+ * described in out, e.g. "spec.ports[0].port: integer out of range:
+ * 18446744073709551617" or "metadata: duplicate key \"name\"". */
+size_t kube_jbad(const kube_jv_t *v, char *out, size_t outlen);
 /* The top value of the last successful parse. */
 static inline const kube_jv_t *kube_jroot(const kube_jdoc_t *d)
 {

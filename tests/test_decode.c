@@ -1084,6 +1084,9 @@ START_TEST(manifest_rejects_aliases_duplicates_and_non_mappings)
 {
     expect_yaml_error("a: &x {b: 1}\nc: *x\n", "<string>:2:4: aliases are not supported");
     expect_yaml_error("metadata:\n  name: a\n  name: b\n", "<string>:3:3: duplicate key \"name\"");
+    /* JSON manifests too: the same rule (and words) as the watcher's */
+    expect_yaml_error("{\"metadata\": {\"name\": \"a\", \"name\": \"b\"}}",
+                      "duplicate key \"name\"");
     expect_yaml_error("? [a, b]\n: c\n", "mapping keys must be scalars");
     expect_yaml_error("- a\n- b\n", "<string>:1:1: document is not a mapping");
     expect_yaml_error("just a string\n", "document is not a mapping");

@@ -128,6 +128,60 @@ START_TEST(jv_duplicate_member_last_wins)
 }
 END_TEST
 
+/* The watcher's mode: numbers out of range and repeated names are marked,
+ * not fatal, and kube_jbad says where, so that only their object is
+ * refused. */
+static int parse_marked(const char *s)
+{
+    free(text);
+    text = strdup(s);
+    return kube_jparse_ex(&doc, text, strlen(text), KUBE_JP_MARK);
+}
+
+START_TEST(jv_marked_numbers_out_of_range)
+{
+    char why[300];
+    ck_assert_int_eq(
+        parse_marked("{\"a\": [1, 18446744073709551617], \"b\": {\"c\": -1e400}, \"d\": 2}"), 0);
+    ck_assert_uint_eq(doc.nbad, 2);
+    const kube_jv_t *r = kube_jroot(&doc);
+    ck_assert_int_eq(kube_jget(r, "d")->v.i, 2);
+    ck_assert_int_eq(kube_jat(kube_jget(r, "a"), 0)->v.i, 1);
+    ck_assert_uint_eq(kube_jbad(r, why, sizeof(why)), 2);
+    ck_assert_str_eq(why, "a[1]: number out of range: 18446744073709551617");
+    ck_assert_uint_eq(kube_jbad(kube_jget(r, "b"), why, sizeof(why)), 1);
+    ck_assert_str_eq(why, "c: number out of range: -1e400");
+    ck_assert_uint_eq(kube_jbad(kube_jget(r, "d"), why, sizeof(why)), 0);
+    ck_assert_str_eq(kube_jtype_name(kube_jat(kube_jget(r, "a"), 1)), "invalid number");
+    /* 1e-400 is 0 (underflow), as jansson reads it: not marked */
+    ck_assert_int_eq(parse_marked("[1e-400]"), 0);
+    ck_assert_uint_eq(doc.nbad, 0);
+    /* the default mode still refuses them, as jansson does */
+    ck_assert_int_eq(parse("[18446744073709551617]"), -1);
+}
+END_TEST
+
+START_TEST(jv_marked_duplicate_keys)
+{
+    char why[300], big[8192];
+    ck_assert_int_eq(parse_marked("{\"m\": {\"name\": \"a\", \"x\": 1, \"name\": \"b\"}}"), 0);
+    ck_assert_uint_eq(doc.nbad, 1);
+    ck_assert_uint_eq(kube_jbad(kube_jroot(&doc), why, sizeof(why)), 1);
+    ck_assert_str_eq(why, "m: duplicate key \"name\"");
+    /* a big object (sorted, not pairwise): one repeat among 200 names */
+    size_t n = (size_t)snprintf(big, sizeof(big), "{");
+    for (int i = 0; i < 200; i++)
+        n += (size_t)snprintf(big + n, sizeof(big) - n, "\"k%d\": %d, ", i, i);
+    snprintf(big + n, sizeof(big) - n, "\"k117\": 0}");
+    ck_assert_int_eq(parse_marked(big), 0);
+    ck_assert_uint_eq(doc.nbad, 1);
+    ck_assert_uint_eq(kube_jbad(kube_jroot(&doc), why, sizeof(why)), 1);
+    ck_assert_str_eq(why, "duplicate key \"k117\"");
+    ck_assert_int_eq(parse_marked("{\"a\": 1, \"b\": {\"a\": 2}}"), 0); /* other objects */
+    ck_assert_uint_eq(doc.nbad, 0);
+}
+END_TEST
+
 /* Valid text: jv's value, converted, equals what jansson parses. */
 START_TEST(jv_agrees_with_jansson_on_valid_text)
 {
@@ -287,6 +341,8 @@ static Suite *jv_suite(void)
     tcase_add_test(tc, jv_strings_unescaped_in_place);
     tcase_add_test(tc, jv_numbers_at_the_limits);
     tcase_add_test(tc, jv_duplicate_member_last_wins);
+    tcase_add_test(tc, jv_marked_numbers_out_of_range);
+    tcase_add_test(tc, jv_marked_duplicate_keys);
     tcase_add_test(tc, jv_agrees_with_jansson_on_valid_text);
     tcase_add_test(tc, jv_agrees_with_jansson_on_invalid_text);
     tcase_add_test(tc, jv_nesting_limit);

@@ -32,7 +32,10 @@ Control API (no auth, same port), all POST with a JSON body:
                    with an immediate, empty 200 (a misbehaving proxy);
                    {"endless": [plural, ...]}: lists of these never stop
                    paginating (every page brings new filler objects and a
-                   continue token)
+                   continue token);
+                   {"raw": {"plural": P, "items": [text, ...]}}: lists of P
+                   (their last page) carry these texts verbatim as extra items,
+                   JSON Python cannot write (duplicate keys, 1e400)
   GET /fake/state  {"rv", "watches" (open), "watch_total", "lists"}
 
 Writes behave like the API server's: GET of one object; POST creates (201,
@@ -100,6 +103,7 @@ class Cluster:
         self.lists = 0
         self.empty_watch_until = 0.0  # until then, watches get an immediate empty 200
         self.endless = set()  # plurals whose lists never stop paginating
+        self.raw = {}  # plural -> raw JSON texts listed after its objects
 
     def record(self, plural, typ, obj):
         self.history.append((self.rv, plural, typ, json.loads(json.dumps(obj))))
@@ -200,6 +204,8 @@ class Handler(BaseHTTPRequestHandler):
                     cl.empty_watch_until = time.monotonic() + float(body["empty_watches_s"])
                 if "endless" in body:
                     cl.endless = set(body["endless"])
+                if "raw" in body:
+                    cl.raw[body["raw"]["plural"]] = list(body["raw"]["items"])
             else:
                 return self.send_json(404, status(404, "NotFound", "no such control"))
             cl.cond.notify_all()
@@ -350,8 +356,15 @@ class Handler(BaseHTTPRequestHandler):
             last = "%s/%s" % (keys[-1][1], keys[-1][2])
             md["continue"] = base64.b64encode(json.dumps(
                 {"rv": rv, "start": last}).encode()).decode()
-        self.send_json(200, {"kind": kind + "List", "apiVersion": gv, "metadata": md,
-                             "items": items})
+        raw = [] if more else cl.raw.get(plural, [])
+        body = {"kind": kind + "List", "apiVersion": gv, "metadata": md, "items": "@ITEMS@"}
+        text = "[" + ", ".join([json.dumps(it) for it in items] + raw) + "]"
+        data = json.dumps(body).replace('"@ITEMS@"', text).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
 
     def watch(self, plural, ns, q):
         cl = self.cl
