@@ -686,22 +686,13 @@ ctl_kube_t *ctl_kube_start(ctl_t *c, char *err, size_t errlen)
     memset(&conn, 0, sizeof(conn));
     int rc;
     if (cfg->kubeconfig) {
-        FILE *f = fopen(cfg->kubeconfig, "r");
-        char *text = NULL;
+        char rerr[CTL_ERRLEN];
         size_t len = 0;
-        if (f) {
-            fseek(f, 0, SEEK_END);
-            long n = ftell(f);
-            fseek(f, 0, SEEK_SET);
-            text = n > 0 && n < (64 << 20) ? malloc((size_t)n + 1) : NULL;
-            len = text ? fread(text, 1, (size_t)n, f) : 0;
-            fclose(f);
-        }
+        char *text = ctl_read_file(cfg->kubeconfig, CTL_MAX_MANIFEST, &len, rerr, sizeof(rerr));
         if (!text) {
-            snprintf(err, errlen, "kubeconfig: cannot read %s", cfg->kubeconfig);
+            snprintf(err, errlen, "kubeconfig: %s", rerr);
             return NULL;
         }
-        text[len] = '\0';
         rc =
             kube_conn_from_kubeconfig_ex(text, len, cfg->context, KUBE_KC_EXEC, &conn, err, errlen);
         free(text);

@@ -267,7 +267,7 @@ int ctl_config_load(ctl_config_t *c, int argc, char **argv, char *err, size_t er
         c->config_file = strdup(config_file);
         file_ctx_t f = {c, from_flag, err, errlen, 0};
         char lerr[CTL_ERRLEN];
-        int rc = kube_manifest_load_file(config_file, file_doc, &f, lerr, sizeof(lerr));
+        int rc = ctl_manifest_load_file(config_file, file_doc, &f, lerr, sizeof(lerr));
         if (rc < 0 && f.rc == 0)
             snprintf(err, errlen, "config file: %s", lerr);
         if (rc != 0)

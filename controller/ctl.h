@@ -63,6 +63,17 @@ void ctl_log(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3
  * with "…" when cut. Returns the length written. */
 size_t ctl_utf8_clean(const char *in, char *out, size_t outlen);
 
+/* ---------- files (file.c) ---------- */
+
+#define CTL_MAX_MANIFEST (16u << 20) /* a demo manifest, the config file, a kubeconfig */
+/* The content of path, NUL-terminated (caller frees), its length in *len;
+ * NULL with err naming path when it is not a regular file, is larger than
+ * max bytes or cannot be read. Never blocks on a FIFO. */
+char *ctl_read_file(const char *path, size_t max, size_t *len, char *err, size_t errlen);
+/* kube_manifest_load_file through ctl_read_file (CTL_MAX_MANIFEST). */
+int ctl_manifest_load_file(const char *path, kube_manifest_fn fn, void *arg, char *err,
+                           size_t errlen);
+
 /* ---------- rate-limited logging (ratelog.c) ---------- */
 
 /* One window of window_s seconds per key (at most max_keys keys; beyond

@@ -280,7 +280,7 @@ static void push_cluster(ctl_demo_t *d, const char *id, bool reload)
         char path[8192], err[CTL_ERRLEN];
         join(path, sizeof(path), dir, files[i]);
         l.file = files[i];
-        if (kube_manifest_load_file(path, load_doc, &l, err, sizeof(err)) < 0) {
+        if (ctl_manifest_load_file(path, load_doc, &l, err, sizeof(err)) < 0) {
             atomic_fetch_add(&ctl_metrics.decode_errors, 1);
             ctl_log(CTL_WARN, "%s", err);
         }

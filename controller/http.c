@@ -669,21 +669,30 @@ static reply_t route(ctl_http_t *h, struct MHD_Connection *conn, const char *url
 static bool authorized(const ctl_http_t *h, struct MHD_Connection *conn)
 {
     const char *hdr = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Authorization");
-    FILE *f = fopen(h->token_file, "r");
-    char tok[1024] = "";
-    size_t n = f ? fread(tok, 1, sizeof(tok) - 1, f) : 0;
-    if (f)
-        fclose(f);
+    char tok[1024] = "", rerr[CTL_ERRLEN];
+    size_t n = 0;
+    char *content = ctl_read_file(h->token_file, sizeof(tok) - 1, &n, rerr, sizeof(rerr));
+    if (content) {
+        memcpy(tok, content, n);
+        explicit_bzero(content, n);
+        free(content);
+    } else {
+        n = 0;
+        ctl_log(CTL_WARN, "debug-token-file: %s: every /debug request is refused", rerr);
+    }
     tok[n] = '\0';
     while (n && (tok[n - 1] == '\n' || tok[n - 1] == '\r' || tok[n - 1] == ' '))
         tok[--n] = '\0';
-    if (!n || !hdr || strncmp(hdr, "Bearer ", 7) != 0)
+    if (!n || !hdr || strncmp(hdr, "Bearer ", 7) != 0) {
+        explicit_bzero(tok, sizeof(tok));
         return false;
+    }
     const char *given = hdr + 7;
     size_t glen = strlen(given);
     unsigned char diff = glen != n;
     for (size_t i = 0; i < n; i++)
         diff |= (unsigned char)(tok[i] ^ (i < glen ? given[i] : 0));
+    explicit_bzero(tok, sizeof(tok));
     return diff == 0;
 }
 
@@ -919,12 +928,15 @@ ctl_http_t *ctl_http_start(ctl_t *c, const char *listen, char *err, size_t errle
         return NULL;
     }
     if (token_file) {
-        FILE *f = fopen(token_file, "r");
-        if (!f) {
-            snprintf(err, errlen, "debug-token-file: cannot read %s", token_file);
+        char rerr[CTL_ERRLEN];
+        size_t n;
+        char *content = ctl_read_file(token_file, 1023, &n, rerr, sizeof(rerr));
+        if (!content) {
+            snprintf(err, errlen, "debug-token-file: %s", rerr);
             return NULL;
         }
-        fclose(f);
+        explicit_bzero(content, n);
+        free(content);
     }
     ctl_http_t *h = calloc(1, sizeof(*h));
     if (!h)

@@ -106,29 +106,11 @@ static int rs_parse(int argc, char **argv, rs_opts_t *o, char *err, size_t errle
 
 static char *read_file(const char *path, size_t *len)
 {
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return NULL;
-    char *buf = NULL;
-    size_t cap = 0, n = 0;
-    for (;;) {
-        if (n + 4096 + 1 > cap) {
-            cap = cap ? cap * 2 : 8192;
-            char *b = realloc(buf, cap);
-            if (!b || cap > (64u << 20))
-                break;
-            buf = b;
-        }
-        size_t r = fread(buf + n, 1, cap - n - 1, f);
-        n += r;
-        if (r == 0)
-            break;
-    }
-    fclose(f);
-    if (buf)
-        buf[n] = '\0';
-    *len = n;
-    return buf;
+    char err[CTL_ERRLEN];
+    char *text = ctl_read_file(path, CTL_MAX_MANIFEST, len, err, sizeof(err));
+    if (!text)
+        fprintf(stderr, "meshfed create-remote-secret: %s\n", err);
+    return text;
 }
 
 /* A ServiceAccount token from the TokenRequest API. Caller frees. */

@@ -104,6 +104,23 @@ def error_bodies(dport):
               f"{len(msg.encode()) if msg else None} bytes)")
 
 
+def fifo_in_demo(dport, demo, log):
+    """Issue 14 item 9: a FIFO among the manifests is refused with a clear
+    error; reloads go on (the SIGTERM at the end runs with it still there)."""
+    os.mkfifo(os.path.join(demo, "east", "pipe.yaml"))
+    open(os.path.join(demo, "east", "extra.yaml"), "w").write(
+        "apiVersion: v1\nkind: Service\nmetadata: {name: extra, namespace: shop}\n"
+        "spec: {clusterIP: 10.96.9.9, ports: [{port: 80}]}\n")
+    check(wait_for(lambda: get(dport, "/debug/servicez?service=shop/extra")[0] == 200),
+          "with a FIFO in east's directory, a new manifest next to it is still loaded")
+
+    def said():
+        log.seek(0)
+        return "pipe.yaml: not a regular file (a FIFO)" in log.read()
+    check(wait_for(said), "the log names the FIFO and says why it is not read")
+    check(get(dport, "/ready")[0] == 200, "still ready")
+
+
 def probes_under_flood(dport, log):
     """Issue 14 item 5: 300 slow clients must not lock the probes out."""
     # from another address: the per-address limit keeps a slot free for probes
@@ -223,6 +240,7 @@ def main():
         st, body = get(dport, "/metrics")
         check('meshfed_errors_total{kind="http"} 2' in body, "bad queries are counted")
         error_bodies(dport)
+        fifo_in_demo(dport, demo, log)
 
         probes_under_flood(dport, log)
 

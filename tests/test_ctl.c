@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 static int load(ctl_config_t *c, char *err, int argc, ...)
@@ -202,6 +203,46 @@ START_TEST(utf8_clean_escapes_and_cuts_between_characters)
 }
 END_TEST
 
+/* Issue 14 item 9: a FIFO, a device or a file too large is refused at once
+ * with the reason, never read (a FIFO would block until a writer came). */
+START_TEST(read_file_only_regular_and_bounded)
+{
+    alarm(20); /* a blocking open or read fails the test instead of hanging it */
+    char dir[] = "/tmp/meshfed-test-fifo-XXXXXX";
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    char fifo[64];
+    snprintf(fifo, sizeof(fifo), "%s/fifo.yaml", dir);
+    ck_assert_int_eq(mkfifo(fifo, 0600), 0);
+    char err[CTL_ERRLEN];
+    size_t len;
+    ck_assert_ptr_null(ctl_read_file(fifo, 1024, &len, err, sizeof(err)));
+    ck_assert_msg(strstr(err, "not a regular file (a FIFO)"), "%s", err);
+    ck_assert_ptr_null(ctl_read_file("/dev/zero", 1024, &len, err, sizeof(err)));
+    ck_assert_msg(strstr(err, "character device"), "%s", err);
+    ck_assert_ptr_null(ctl_read_file(dir, 1024, &len, err, sizeof(err)));
+    ck_assert_msg(strstr(err, "directory"), "%s", err);
+    char *big = write_tmp("0123456789abcdef");
+    ck_assert_ptr_null(ctl_read_file(big, 8, &len, err, sizeof(err)));
+    ck_assert_msg(strstr(err, "limit of 8"), "%s", err);
+    char *text = ctl_read_file(big, 16, &len, err, sizeof(err));
+    ck_assert_ptr_nonnull(text);
+    ck_assert_uint_eq(len, 16);
+    ck_assert_str_eq(text, "0123456789abcdef");
+    free(text);
+    /* --config naming a FIFO: a clear error at start, no hang */
+    clear_env();
+    ctl_config_t c;
+    ck_assert_int_eq(load(&c, err, 2, "--config", fifo), -1);
+    ck_assert_msg(strstr(err, "config file") && strstr(err, "FIFO"), "%s", err);
+    ctl_config_free(&c);
+    alarm(0);
+    unlink(fifo);
+    unlink(big);
+    free(big);
+    rmdir(dir);
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("ctl");
@@ -210,6 +251,7 @@ static Suite *suite(void)
     tcase_add_test(t, config_flag_beats_env_beats_file);
     tcase_add_test(t, config_bad_values_name_the_setting);
     tcase_add_test(t, config_file_errors);
+    tcase_add_test(t, read_file_only_regular_and_bounded);
     suite_add_tcase(s, t);
     TCase *l = tcase_create("log");
     tcase_add_test(l, ratelog_per_key_window_reset_by_time);
