@@ -137,7 +137,7 @@ def run_case(binary, src, case, work):
             lines = []
             for v in viewers(case, exp):
                 if v not in clients:
-                    clients[v] = ztunnel.Ztunnel(src, xport, v, network_of(demo, v))
+                    clients[v] = ztunnel.Ztunnel(src, xport, v, network_of(demo, v), reconnect=True)
                 zt = clients[v]
                 ok = lambda s: not compare(exp, s)  # noqa: E731
                 zt.wait(ok, timeout=10)
@@ -216,7 +216,9 @@ objects, one directory per upstream test case (plus the cases of helpers the ind
 `pilot/pkg/model/service_test.go` TestGetTrafficDistribution, seen as the Service's
 `load_balancing`; `pkg/kube/util_test.go` TestCronJobMetadata / TestDeployMeta, seen as a
 pod's `workload_name` and `canonical_name`; `pkg/kube/labels/labels_test.go`
-TestCanonicalService, seen as its `canonical_name` and `canonical_revision`):
+TestCanonicalService, seen as its `canonical_name` and `canonical_revision`;
+`pkg/config/kube/conversion_test.go` TestConvertProtocol, seen as a Service port's
+`app_protocol`):
 
 - `cases/<upstream_test>__<case>/clusters/<cluster>/*.yaml`: the Kubernetes objects of
   each cluster, as a real API server returns them (defaults such as `targetPort`,
