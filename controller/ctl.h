@@ -108,7 +108,8 @@ typedef struct ctl_metrics {
     atomic_ulong http_refused_per_ip; /* refused: one address holds too many */
     atomic_ulong http_slow_closed;    /* cut: no complete request / answer not taken in time */
     atomic_ulong demo_reloads;
-    atomic_ulong sync_slow; /* clusters not synced within sync-warn-after */
+    atomic_ulong demo_file_errors; /* demo manifests that did not parse (last good kept) */
+    atomic_ulong sync_slow;        /* clusters not synced within sync-warn-after */
     atomic_ulong commit_us_sum;
     atomic_long queue_depth;
     atomic_ulong status_writes;
@@ -166,8 +167,8 @@ void ctl_set_kube(ctl_t *c, ctl_kube_t *k);
 /* The network of a cluster (xds_config_t.network_of), or NULL if unknown.
  * The string stays valid for the life of c. */
 const char *ctl_network_of(void *arg, const char *cluster);
-/* xds_config_t.log: the xDS server's refusals, as warnings. */
-void ctl_xds_log(void *arg, const char *msg);
+/* xds_config_t.log: the xDS server's refusals (warnings) and notices. */
+void ctl_xds_log(void *arg, bool warn, const char *msg);
 /* Changes the debounce time of the next batches (SIGHUP). */
 void ctl_set_debounce(ctl_t *c, int ms);
 ctl_kube_t *ctl_kube_of(ctl_t *c);

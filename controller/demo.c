@@ -4,9 +4,16 @@
  *
  * Each subdirectory of the demo directory is one cluster, named after it; its
  * *.yaml, *.yml and *.json files hold plain Kubernetes objects. A thread
- * polls the files; when a directory changes it is reloaded the way an
- * informer relists: drop every kind, apply what the files say now. The model
- * turns that into the exact difference, so clients see only what changed.
+ * polls the files; when a directory changes (and then stays unchanged for
+ * one poll, so that a file being written is not read half-way) it is
+ * reloaded the way an informer relists: drop every kind, apply what the
+ * files say now. The model turns that into the exact difference, so clients
+ * see only what changed.
+ *
+ * A file that does not parse keeps its last good documents, as an informer
+ * keeps its last list when a new one is malformed: one bad edit must not
+ * take a cluster's services away. The log, /debug/clusterz (fileErrors) and
+ * meshfed_demo_file_errors_total say so.
  */
 #include "ctl.h"
 
@@ -21,7 +28,9 @@
 
 typedef struct demo_cluster {
     char *id;
-    uint64_t sig; /* changes when any file of the directory changes */
+    uint64_t sig;     /* changes when any file of the directory changes */
+    uint64_t pending; /* a new signature seen once: reload when it holds */
+    json_t *good;     /* file name -> array of its last documents that parsed */
 } demo_cluster_t;
 
 struct ctl_demo {
@@ -266,8 +275,41 @@ static int load_doc(json_t *doc, void *arg)
     return 0;
 }
 
-static void push_cluster(ctl_demo_t *d, const char *id, bool reload)
+static int collect_doc(json_t *doc, void *arg)
 {
+    json_array_append(arg, doc);
+    return 0;
+}
+
+/* The documents of file: what it holds now, or, when it does not parse, its
+ * last good ones (reported in bad). New reference. */
+static json_t *file_docs(demo_cluster_t *dc, const char *path, const char *file, json_t *bad)
+{
+    char err[CTL_ERRLEN];
+    json_t *docs = json_array();
+    if (ctl_manifest_load_file(path, collect_doc, docs, err, sizeof(err)) == 0)
+        return docs;
+    json_decref(docs);
+    atomic_fetch_add(&ctl_metrics.decode_errors, 1);
+    atomic_fetch_add(&ctl_metrics.demo_file_errors, 1);
+    json_t *prev = json_object_get(dc->good, file);
+    if (json_array_size(prev) == 0)
+        prev = NULL;
+    char clean[CTL_ERRLEN];
+    ctl_utf8_clean(err, clean, sizeof(clean));
+    if (prev)
+        ctl_log(CTL_WARN, "%s; cluster %s keeps this file's last good state (%zu documents)", err,
+                dc->id, json_array_size(prev));
+    else
+        ctl_log(CTL_WARN, "%s; nothing loaded from it (no earlier good state)", err);
+    json_array_append_new(bad, json_pack("{s:s, s:s, s:b}", "file", file, "error", clean,
+                                         "keptLastGood", prev != NULL));
+    return prev ? json_incref(prev) : json_array();
+}
+
+static void push_cluster(ctl_demo_t *d, demo_cluster_t *dc, bool reload)
+{
+    const char *id = dc->id;
     const ctl_config_t *cfg = ctl_config(d->ctl);
     char dir[4096];
     join(dir, sizeof(dir), d->dir, id);
@@ -276,16 +318,22 @@ static void push_cluster(ctl_demo_t *d, const char *id, bool reload)
               (d->n && strcmp(id, d->clusters[0].id) == 0 && !keep_subdir(d->dir, cfg->cluster_id));
     char **files;
     size_t nfiles = list_dir(dir, keep_manifest, &files);
+    json_t *good = json_object(), *bad = json_array();
     for (size_t i = 0; i < nfiles; i++) {
-        char path[8192], err[CTL_ERRLEN];
+        char path[8192];
         join(path, sizeof(path), dir, files[i]);
         l.file = files[i];
-        if (ctl_manifest_load_file(path, load_doc, &l, err, sizeof(err)) < 0) {
-            atomic_fetch_add(&ctl_metrics.decode_errors, 1);
-            ctl_log(CTL_WARN, "%s", err);
-        }
+        json_t *docs = file_docs(dc, path, files[i], bad);
+        size_t k;
+        json_t *doc;
+        json_array_foreach(docs, k, doc) load_doc(doc, &l);
+        json_object_set_new(good, files[i], docs);
     }
     free_names(files, nfiles);
+    json_decref(dc->good); /* files that went away take their documents with them */
+    dc->good = good;
+    ctl_cluster_note(d->ctl, id, "fileErrors", json_array_size(bad) ? json_incref(bad) : NULL);
+    json_decref(bad);
     if (l.local && cfg->network && *cfg->network) {
         free((char *)l.info.network);
         l.info.network = strdup(cfg->network);
@@ -339,6 +387,8 @@ static void scan(ctl_demo_t *d)
         }
         ctl_event_t ev = {.type = CTL_EV_CLUSTER_REMOVE, .cluster = d->clusters[i].id};
         ctl_log(CTL_INFO, "cluster %s removed", d->clusters[i].id);
+        ctl_cluster_note(d->ctl, d->clusters[i].id, NULL, NULL);
+        json_decref(d->clusters[i].good);
         ctl_push(d->ctl, &ev);
         d->clusters[i] = d->clusters[--d->n];
     }
@@ -352,12 +402,14 @@ static void scan(ctl_demo_t *d)
         if (i == d->n) {
             if (d->n == MAX_CLUSTERS)
                 continue;
-            d->clusters[d->n++] = (demo_cluster_t){strdup(dirs[j]), sig};
-            push_cluster(d, dirs[j], false);
+            d->clusters[d->n] = (demo_cluster_t){strdup(dirs[j]), sig, sig, json_object()};
+            push_cluster(d, &d->clusters[d->n++], false);
+        } else if (d->clusters[i].sig != sig && d->clusters[i].pending != sig) {
+            d->clusters[i].pending = sig; /* maybe being written: wait one poll */
         } else if (d->clusters[i].sig != sig) {
             d->clusters[i].sig = sig;
             atomic_fetch_add(&ctl_metrics.demo_reloads, 1);
-            push_cluster(d, dirs[j], true);
+            push_cluster(d, &d->clusters[i], true);
         }
     }
     free_names(dirs, n);
@@ -427,8 +479,10 @@ void ctl_demo_stop(ctl_demo_t *d)
     pthread_mutex_unlock(&d->lock);
     if (d->thread)
         pthread_join(d->thread, NULL);
-    for (size_t i = 0; i < d->n; i++)
+    for (size_t i = 0; i < d->n; i++) {
         free(d->clusters[i].id);
+        json_decref(d->clusters[i].good);
+    }
     free(d->dir);
     pthread_mutex_destroy(&d->lock);
     pthread_cond_destroy(&d->cond);

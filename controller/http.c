@@ -517,6 +517,9 @@ static reply_t metrics(ctl_t *ctl)
         atomic_load(&ctl_metrics.http_refused_per_ip), atomic_load(&ctl_metrics.http_slow_closed));
     counter(&b, "meshfed_demo_reloads_total", "Demo cluster directories reloaded.",
             atomic_load(&ctl_metrics.demo_reloads));
+    counter(&b, "meshfed_demo_file_errors_total",
+            "Demo manifests that did not parse (their last good state is kept).",
+            atomic_load(&ctl_metrics.demo_file_errors));
     counter(&b, "meshfed_cluster_sync_slow_total",
             "Clusters whose lists had not all completed after sync-warn-after.",
             atomic_load(&ctl_metrics.sync_slow));

@@ -121,6 +121,52 @@ def fifo_in_demo(dport, demo, log):
     check(get(dport, "/ready")[0] == 200, "still ready")
 
 
+def east_objects(dport):
+    st, body = get(dport, "/debug/clusterz")
+    east = {c["id"]: c for c in json.loads(body)}.get("east", {}) if st == 200 else {}
+    return sum(east.get("objects", {}).values()), east
+
+
+def bad_edits(dport, demo, log):
+    """Issue 14 item 8: a manifest that stops parsing keeps its last good
+    objects; a file caught half-written is not published."""
+    path = os.path.join(demo, "east", "cluster.yaml")
+    good = open(path).read()
+    before, _ = east_objects(dport)
+    m0 = metrics(dport).get("meshfed_demo_reloads_total", 0)
+    open(path, "w").write("kind: [unclosed\n---\n" + good)  # nothing before the error parses
+
+    def said():
+        log.seek(0)
+        return "keeps this file's last good state" in log.read()
+    check(wait_for(said), "a YAML error in east/cluster.yaml is logged, saying its last good state is kept")
+    n, east = east_objects(dport)
+    errs = {e["file"]: e for e in east.get("fileErrors", [])}
+    check(n == before and get(dport, "/debug/servicez?service=shop/ledger")[0] == 200,
+          f"east keeps every object of the broken file ({n} of {before})")
+    check("cluster.yaml" in errs and errs["cluster.yaml"]["keptLastGood"],
+          f"clusterz shows the file's error for east ({errs.get('cluster.yaml')})")
+    check(metrics(dport).get("meshfed_demo_file_errors_total", 0) >= 1, "the file error is counted")
+    # rewritten non-atomically: the first half, then (0.2 s later) the rest
+    edited = good.replace("    tier: backend\n", "    tier: backend\n    edited: 'yes'\n", 1)
+    half = edited[: len(edited) // 2]
+    half = half[: half.rfind("\n---")] if "\n---" in half else half
+    seen = []
+    open(path, "w").write(half)
+    time.sleep(0.2)
+    open(path, "w").write(edited)
+    end = time.time() + 3
+    while time.time() < end:
+        seen.append(east_objects(dport)[0])
+        time.sleep(0.05)
+    m1 = metrics(dport).get("meshfed_demo_reloads_total", 0)
+    check(min(seen) == before, f"a file caught half-written is never published (east's objects: min {min(seen)}, "
+          f"want {before}; reloads {m1 - m0:.0f})")
+    _, east = east_objects(dport)
+    check("cluster.yaml" not in {e["file"] for e in east.get("fileErrors", [])},
+          "once the file parses again its error is gone from clusterz")
+
+
 def probes_under_flood(dport, log):
     """Issue 14 item 5: 300 slow clients must not lock the probes out."""
     # from another address: the per-address limit keeps a slot free for probes
@@ -241,6 +287,7 @@ def main():
         check('meshfed_errors_total{kind="http"} 2' in body, "bad queries are counted")
         error_bodies(dport)
         fifo_in_demo(dport, demo, log)
+        bad_edits(dport, demo, log)
 
         probes_under_flood(dport, log)
 
