@@ -93,10 +93,10 @@ void ctl_log_setup(int level, bool json)
     as_json = json;
 }
 
-void ctl_xds_log(void *arg, const char *msg)
+void ctl_xds_log(void *arg, bool warn, const char *msg)
 {
     (void)arg;
-    ctl_log(CTL_WARN, "%s", msg);
+    ctl_log(warn ? CTL_WARN : CTL_INFO, "%s", msg);
 }
 
 void ctl_log(int level, const char *fmt, ...)

@@ -179,7 +179,8 @@ def h2_phase(binary, east, work):
         post(east, "/fake/delete", {"kind": "Pod", "namespace": "bookinfo", "name": "reviews-1"})
         check(bool(zt.wait(lambda s: "east//Pod/bookinfo/reviews-1" not in s)),
               "h2: after a compaction (410) the relist over HTTP/2 removes the deleted pod")
-        check((metric(p[1], "meshfed_kube_relists_total") or 0) >= 1, "h2: and counts the relist")
+        check(wait_for(lambda: (metric(p[1], "meshfed_kube_relists_total") or 0) >= 1),
+              "h2: and counts the relist")
     finally:
         if zt:
             zt.close()
@@ -233,7 +234,11 @@ def main():
         def clusters():
             st, body = get(dport, "/debug/clusterz")
             return {c["id"]: c for c in json.loads(body)} if st == 200 else {}
-        check(wait_for(lambda: get(dport, "/ready")[0] == 200), "/ready once east, west and south synced")
+        # /ready follows the local cluster only; the remotes sync on their own
+        check(wait_for(lambda: get(dport, "/ready")[0] == 200), "/ready once east synced")
+        check(bool(wait_for(lambda: len(clusters()) == 3 and all(
+            c.get("state") == "synced" for c in clusters().values()))),
+            "east, west and south all sync")
         cs = clusters()
         check(set(cs) == {"east", "west", "south"}, f"clusterz lists the local and both remote clusters ({sorted(cs)})")
         check(cs.get("west", {}).get("network") == "network-west" and cs.get("west", {}).get("gateway") == "198.51.100.10",

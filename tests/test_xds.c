@@ -883,9 +883,10 @@ END_TEST
  * the same client is served as usual. */
 static int nlogged;
 static char lastlog[512];
-static void test_log(void *arg, const char *msg)
+static void test_log(void *arg, bool warn, const char *msg)
 {
     (void)arg;
+    (void)warn;
     nlogged++;
     snprintf(lastlog, sizeof(lastlog), "%s", msg);
 }
@@ -968,6 +969,52 @@ START_TEST(node_unknown_cluster_served_counted_flagged)
     ck_assert_int_eq(flagged, 1);
     ck_assert_ptr_nonnull(strstr(lastlog, "\"nope\", which meshfed does not know"));
     tl_client_close(c);
+    env_free(e);
+}
+END_TEST
+
+/* c1's network as the test says it is now */
+static const char *c1_net = "n1";
+static const char *moving_net(void *arg, const char *cluster)
+{
+    (void)arg;
+    return strcmp(cluster, "c1") == 0 ? c1_net : strcmp(cluster, "c2") == 0 ? "n2" : NULL;
+}
+
+static tl_client_t *open_node(int port, const char *network)
+{
+    tl_client_t *c = client_open(port, DELTA);
+    tl_node_buf_t nb;
+    dreq_t rq = ENVOY__SERVICE__DISCOVERY__V3__DELTA_DISCOVERY_REQUEST__INIT;
+    rq.node = tl_node(&nb, "c1", network);
+    rq.type_url = (char *)XDS_TYPE_ADDRESS;
+    ck_assert(tl_send_delta(c, &rq));
+    dresp_t *r = recv_delta(c, 5000);
+    ck_assert_ptr_nonnull(r);
+    send_ack(c, XDS_TYPE_ADDRESS, r->nonce, NULL);
+    tl_delta_free(r);
+    return c;
+}
+
+/* A proxy whose network is its cluster's: when that network changes its
+ * view moved, so the stream ends UNAVAILABLE and ztunnel reconnects to the
+ * new view; one that names its network keeps its stream. */
+START_TEST(cluster_network_change_ends_streams_that_followed_it)
+{
+    c1_net = "n1";
+    xds_config_t cfg = {.listen = "127.0.0.1:0", .network_of = moving_net, .log = test_log};
+    env_t *e = env_new_cfg(&cfg);
+    tl_client_t *follows = open_node(e->port, NULL), *names = open_node(e->port, "n1");
+    c1_net = "n9";
+    env_change_capacity(e, 2); /* a publish */
+    char msg[256];
+    ck_assert_int_eq(client_status(follows, msg, sizeof(msg)), GRPC_STATUS_UNAVAILABLE);
+    ck_assert_ptr_nonnull(strstr(msg, "network changed"));
+    dresp_t *r = recv_delta(names, 5000); /* the other one just gets the change */
+    ck_assert_ptr_nonnull(r);
+    tl_delta_free(r);
+    tl_client_close(follows);
+    tl_client_close(names);
     env_free(e);
 }
 END_TEST
@@ -1467,6 +1514,7 @@ int main(void)
     tcase_add_test(t, limit_subscribed_names_per_stream);
     tcase_add_test(t, node_unknown_cluster_served_counted_flagged);
     tcase_add_test(t, listen_refuses_bad_port_and_taken_port);
+    tcase_add_test(t, cluster_network_change_ends_streams_that_followed_it);
     tcase_add_test(t, limit_many_streams_one_client);
     tcase_add_test(t, address_stream_only_workloads_and_services);
     tcase_add_test(t, hostname_gateway_encoded_as_namespaced_hostname);

@@ -39,10 +39,16 @@ def protos(src):
 
 
 class Ztunnel:
-    def __init__(self, src, port, cluster, network="", node_id=None, metadata=None):
+    def __init__(self, src, port, cluster, network="", node_id=None, metadata=None,
+                 reconnect=False):
         """metadata: optional gRPC request metadata, as ztunnel sends with
-        token auth: [("authorization", "Bearer <jwt>"), ("clusterid", id)]."""
+        token auth: [("authorization", "Bearer <jwt>"), ("clusterid", id)].
+        reconnect: when the server ends the stream UNAVAILABLE, open a new one
+        with the versions held as initial_resource_versions, as ztunnel does."""
         self.metadata = metadata
+        self.reconnect = reconnect
+        self.reconnects = 0
+        self.closed = False
         self.grpc, self.wl, ads, self.disc = protos(src)
         self.state = {}
         self.versions = {}
@@ -57,11 +63,17 @@ class Ztunnel:
         node.metadata.fields["CLUSTER_ID"].string_value = cluster
         if network:
             node.metadata.fields["NETWORK"].string_value = network
-        first = self.disc.DeltaDiscoveryRequest(type_url=ADDRESS)
-        first.node.CopyFrom(node)
-        self.reqs.put(first)
+        self.node = node
+        self.reqs.put(self._first())
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.thread.start()
+
+    def _first(self):
+        first = self.disc.DeltaDiscoveryRequest(type_url=ADDRESS)
+        first.node.CopyFrom(self.node)
+        for name, version in self.versions.items():
+            first.initial_resource_versions[name] = version
+        return first
 
     def _requests(self):
         while True:
@@ -71,6 +83,22 @@ class Ztunnel:
             yield r
 
     def _run(self):
+        while True:
+            e = self._stream()
+            unavailable = e is not None and e.code() == self.grpc.StatusCode.UNAVAILABLE
+            if not (self.reconnect and unavailable and not self.closed):
+                with self.cond:
+                    self.error = e
+                    self.cond.notify_all()
+                return
+            time.sleep(0.1)
+            with self.cond:
+                self.reconnects += 1
+                self.reqs = queue.Queue()
+                self.reqs.put(self._first())
+
+    def _stream(self):
+        """One stream until it ends: None, or the RpcError it ended with."""
         try:
             for resp in self.stub.DeltaAggregatedResources(self._requests(),
                                                            metadata=self.metadata):
@@ -88,9 +116,8 @@ class Ztunnel:
                 self.reqs.put(self.disc.DeltaDiscoveryRequest(type_url=ADDRESS,
                                                               response_nonce=resp.nonce))
         except self.grpc.RpcError as e:
-            with self.cond:
-                self.error = e
-                self.cond.notify_all()
+            return e
+        return None
 
     def wait(self, pred, timeout=15.0):
         """Waits until pred(state) is true; returns it (or the last value)."""
@@ -108,5 +135,6 @@ class Ztunnel:
         return self.error.code() if self.error else None
 
     def close(self):
+        self.closed = True
         self.reqs.put(None)
         self.channel.close()

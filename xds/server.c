@@ -39,7 +39,7 @@ uint64_t xds_now_us(void)
     return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
 }
 
-void xds_log(xds_server_t *s, const char *fmt, ...)
+void xds_log(xds_server_t *s, bool warn, const char *fmt, ...)
 {
     if (!s->log)
         return;
@@ -58,7 +58,7 @@ void xds_log(xds_server_t *s, const char *fmt, ...)
                  s->log_suppressed);
     s->log_sec = sec;
     s->log_suppressed = 0;
-    s->log(s->log_arg, msg);
+    s->log(s->log_arg, warn, msg);
 }
 
 /* "host:port" with a port of 0-65535 in digits (gRPC would take 70000 as
@@ -621,7 +621,7 @@ static void *push_thread(void *arg)
             break;
         seen = atomic_load(&s->gen);
         for (xds_stream_t *st = s->streams; st; st = st->next)
-            if (!st->closing)
+            if (!st->closing && !xds_stream_network_moved(st))
                 xds_stream_pump(st);
     }
     pthread_mutex_unlock(&s->mu);

@@ -156,15 +156,18 @@ static int take_node(xds_stream_t *st, const Envoy__Config__Core__V3__Node *node
     const char *network = meta_any(node->metadata, NETWORK_KEYS);
     const char *cluster_net =
         st->srv->network_of ? st->srv->network_of(st->srv->network_of_arg, cluster) : "";
-    if (!network)
+    if (!network) {
         network = cluster_net;
+        st->net_from_cluster = true;
+    }
     if (!cluster_net && !st->debug) {
         /* served (its view is simply empty of its own cluster), but an
          * operator should know: a typo in CLUSTER_ID looks like this */
         st->unknown_cluster = true;
         st->srv->stats.unknown_cluster++;
-        xds_log(st->srv, "xds: node %.200s names cluster \"%.200s\", which meshfed does not know",
-                id, cluster);
+        xds_log(st->srv, true,
+                "xds: node %.200s names cluster \"%.200s\", which meshfed does not know", id,
+                cluster);
     }
     if (strlen(cluster) > XDS_MAX_NAME || (network && strlen(network) > XDS_MAX_NAME)) {
         free(hdr);
@@ -183,6 +186,22 @@ static int take_node(xds_stream_t *st, const Envoy__Config__Core__V3__Node *node
         xds_envoy_is_gateway(st->node_id, meta_string(node->metadata, XDS_GW_ROLE_KEY),
                              meta_nested(node->metadata, XDS_GW_LABELS_KEY, XDS_GW_MANAGED_LABEL));
     return xds_auth_start(st);
+}
+
+bool xds_stream_network_moved(xds_stream_t *st)
+{
+    xds_server_t *s = st->srv;
+    if (!st->net_from_cluster || !s->network_of || st->closing)
+        return false;
+    const char *now = s->network_of(s->network_of_arg, st->cluster);
+    if (!now || strcmp(now, st->network) == 0)
+        return false;
+    xds_log(s, false,
+            "xds: node %.200s: cluster %.200s moved from network \"%.100s\" to \"%.100s\"; "
+            "stream closed so that it reconnects to its new view",
+            st->node_id, st->cluster, st->network, now);
+    xds_stream_close(st, GRPC_STATUS_UNAVAILABLE, "xds: the cluster's network changed; reconnect");
+    return true;
 }
 
 /* What kind of proxy a stream serves is known from the first type it asks
@@ -285,7 +304,7 @@ static int check_limits(xds_stream_t *st)
     if (!what)
         return 0;
     s->stats.limit_names++;
-    xds_log(s,
+    xds_log(s, true,
             "xds: node %.200s (%s) subscribed to %zu names (%zu bytes): more %s than allowed; "
             "stream closed",
             st->node_id ? st->node_id : "?", st->peer ? st->peer : "?", n, bytes, what);
@@ -388,7 +407,7 @@ static void on_sotw(xds_stream_t *st, Envoy__Service__Discovery__V3__DiscoveryRe
     if (ts >= st->envoy && ts < st->envoy + XDS_ENVOY_NTYPES) {
         if (rq->n_resource_names > st->srv->max_names) {
             st->srv->stats.limit_names++;
-            xds_log(st->srv, "xds: node %.200s asked for %zu names at once; stream closed",
+            xds_log(st->srv, true, "xds: node %.200s asked for %zu names at once; stream closed",
                     st->node_id, rq->n_resource_names);
             xds_stream_close(st, GRPC_STATUS_RESOURCE_EXHAUSTED,
                              "xds: too many subscribed resource names");

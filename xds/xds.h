@@ -75,9 +75,10 @@ typedef struct xds_config {
     size_t max_name_bytes;
     /* All streams together: 0 means 128 MiB of subscribed names. */
     size_t max_name_bytes_total;
-    /* Where the server says what it refused and why (rate-limited by the
-     * server); NULL: nowhere. Called with the server's lock held. */
-    void (*log)(void *arg, const char *msg);
+    /* Where the server says what it refused and why (warn), or what it did
+     * (rate-limited by the server); NULL: nowhere. Called with the server's
+     * lock held. */
+    void (*log)(void *arg, bool warn, const char *msg);
     void *log_arg;
     /* istio.io/debug/syncz (istioctl proxy-status): the identifier its
      * responses carry as control_plane (istiod's is JSON naming component,

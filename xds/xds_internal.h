@@ -129,6 +129,7 @@ struct xds_stream {
     char *identity, *auth_cluster;
     xds_auth_req_t *auth_req;
     bool unknown_cluster;      /* its cluster is not one meshfed knows */
+    bool net_from_cluster;     /* its network is its cluster's (none in its metadata) */
     bool debug, debug_want;    /* asks for istio.io/debug/syncz; an answer is due */
     xds_type_state_t debug_ts; /* its nonce (debug.c) */
     char *istio_version;       /* node metadata ISTIO_VERSION, or NULL */
@@ -164,7 +165,7 @@ struct xds_server {
     char *local_cluster; /* for debug clients that name none */
     size_t max_names, max_name_bytes, max_name_bytes_total;
     size_t name_bytes; /* of every stream's subscriptions */
-    void (*log)(void *arg, const char *msg);
+    void (*log)(void *arg, bool warn, const char *msg);
     void *log_arg;
     uint64_t log_sec;        /* the second of the last log line ... */
     unsigned log_suppressed; /* ... and the lines dropped since */
@@ -200,7 +201,8 @@ struct xds_server {
 uint64_t xds_now_us(void);
 /* A log line through the configured logger, at most one per second; the
  * next line says how many were dropped. Server lock held. */
-void xds_log(xds_server_t *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void xds_log(xds_server_t *s, bool warn, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 /* Whether r may go on the Address stream (a Workload or a Service); every
  * Address path filters with it so new resource kinds cannot leak there. */
 bool xds_res_is_address(const model_res_t *r);
@@ -213,6 +215,10 @@ void xds_stream_on_message(xds_stream_t *st, const uint8_t *buf, size_t len);
 /* Records one push's publish-to-send latency (stats histogram). */
 void xds_observe_latency(xds_server_t *s, uint64_t us);
 void xds_stream_pump(xds_stream_t *st);
+/* A stream whose network is its cluster's, after that network changed: its
+ * view moved under it, so it is closed (UNAVAILABLE) to reconnect and get
+ * the new view whole. True when it was closed. */
+bool xds_stream_network_moved(xds_stream_t *st);
 void xds_stream_state_free(xds_stream_t *st);
 /* tls.c: TLS credentials reloaded from files when they change. */
 xds_tls_t *xds_tls_new(const char *cert_file, const char *key_file, char *err, size_t errlen);
