@@ -77,7 +77,8 @@ int ctl_manifest_load_file(const char *path, kube_manifest_fn fn, void *arg, cha
 /* ---------- rate-limited logging (ratelog.c) ---------- */
 
 /* One window of window_s seconds per key (at most max_keys keys; beyond
- * that they share one). Thread-safe. */
+ * that they share one). Thread-safe. A NULL ctl_ratelog_t (out of memory)
+ * logs every line. */
 typedef struct ctl_ratelog ctl_ratelog_t;
 ctl_ratelog_t *ctl_ratelog_new(int window_s, size_t max_keys);
 /* Reports what is still suppressed, then frees. */

@@ -42,6 +42,7 @@ struct ctl_demo {
     pthread_mutex_t lock;
     pthread_cond_t cond;
     bool stop;
+    ctl_ratelog_t *log; /* invalid objects, per cluster, file and kind */
 };
 
 /* dir/name into path; false (and path "") when it does not fit. */
@@ -222,6 +223,16 @@ static void load_meshconfig(load_ctx_t *l, json_t *doc)
     }
 }
 
+/* An object that does not decode: a file may hold thousands, so one line per
+ * (cluster, file, kind) a minute, then how many more (counters count all). */
+static void invalid(load_ctx_t *l, const char *kind, const char *err)
+{
+    char key[300], msg[CTL_ERRLEN + 300];
+    snprintf(key, sizeof(key), "%.60s/%.120s: invalid %.60s objects", l->cluster, l->file, kind);
+    snprintf(msg, sizeof(msg), "%s/%s: %s", l->cluster, l->file, err);
+    ctl_ratelog(l->d->log, time(NULL), CTL_WARN, key, msg);
+}
+
 static int load_doc(json_t *doc, void *arg)
 {
     load_ctx_t *l = arg;
@@ -237,7 +248,7 @@ static int load_doc(json_t *doc, void *arg)
         }
         if (kube_decode_servicescope(doc, l->rules, err, sizeof(err)) < 0) {
             atomic_fetch_add(&ctl_metrics.scope_errors, 1);
-            ctl_log(CTL_WARN, "%s/%s: %s", l->cluster, l->file, err);
+            invalid(l, kind, err);
         }
         return 0;
     }
@@ -267,7 +278,7 @@ static int load_doc(json_t *doc, void *arg)
     void *obj;
     if (kube_decode(k, doc, &obj, err, sizeof(err)) < 0) {
         atomic_fetch_add(&ctl_metrics.decode_errors, 1);
-        ctl_log(CTL_WARN, "%s/%s: %s", l->cluster, l->file, err);
+        invalid(l, kind, err);
         return 0;
     }
     note_topology(l, k, obj);
@@ -432,6 +443,7 @@ static void *watch_thread(void *arg)
             break;
         pthread_mutex_unlock(&d->lock);
         scan(d);
+        ctl_ratelog_flush(d->log, time(NULL));
         pthread_mutex_lock(&d->lock);
     }
     pthread_mutex_unlock(&d->lock);
@@ -452,6 +464,7 @@ ctl_demo_t *ctl_demo_start(ctl_t *c, const char *dir, char *err, size_t errlen)
     }
     d->ctl = c;
     d->dir = strdup(dir);
+    d->log = ctl_ratelog_new(60, 256);
     pthread_mutex_init(&d->lock, NULL);
     pthread_cond_init(&d->cond, NULL);
     scan(d);
@@ -484,6 +497,7 @@ void ctl_demo_stop(ctl_demo_t *d)
         json_decref(d->clusters[i].good);
     }
     free(d->dir);
+    ctl_ratelog_free(d->log);
     pthread_mutex_destroy(&d->lock);
     pthread_cond_destroy(&d->cond);
     free(d);

@@ -47,6 +47,7 @@ struct ctl {
     json_t *interned; /* every network name seen; never shrinks */
     pthread_mutex_t notes_lock;
     json_t *notes; /* cluster -> {key: value}: what sources say about it (/debug/clusterz) */
+    ctl_ratelog_t *rejects; /* per (cluster, kind): one bad source must not flood the log */
 };
 
 static const ctl_config_t *cfg_of(const ctl_t *c)
@@ -87,6 +88,7 @@ ctl_t *ctl_new(const ctl_config_t *cfg, char *err, size_t errlen)
     c->interned = json_object();
     pthread_mutex_init(&c->notes_lock, NULL);
     c->notes = json_object();
+    c->rejects = ctl_ratelog_new(60, 256);
     return c;
 }
 
@@ -239,8 +241,13 @@ static void apply_one(ctl_t *c, ctl_event_t *ev)
         break;
     }
     if (rc < 0) {
+        char key[200], msg[MODEL_ERRLEN + 300];
         atomic_fetch_add(&ctl_metrics.events_rejected, 1);
-        ctl_log(CTL_WARN, "event rejected: %s", err);
+        snprintf(key, sizeof(key), "cluster %.60s: %s events rejected",
+                 ev->cluster ? ev->cluster : (ev->info.id ? ev->info.id : "?"),
+                 ev->type == CTL_EV_OBJECT ? model_kind_name(ev->kind) : "cluster");
+        snprintf(msg, sizeof(msg), "event rejected: %s", err);
+        ctl_ratelog(c->rejects, time(NULL), CTL_WARN, key, msg);
     } else {
         atomic_fetch_add(&ctl_metrics.events_applied, 1);
     }
@@ -309,8 +316,13 @@ static void *model_thread(void *arg)
         abort();
     pthread_mutex_lock(&c->qlock);
     for (;;) {
-        while (!c->qlen && !c->stopping)
-            pthread_cond_wait(&c->qcond, &c->qlock);
+        while (!c->qlen && !c->stopping) {
+            /* wake once a second to say what a rate-limited window suppressed */
+            struct timespec ts;
+            deadline_in(&ts, 1000);
+            pthread_cond_timedwait(&c->qcond, &c->qlock, &ts);
+            ctl_ratelog_flush(c->rejects, time(NULL));
+        }
         if (c->stopping)
             break;
         c->busy = true;
@@ -516,6 +528,7 @@ void ctl_free(ctl_t *c)
     json_decref(c->networks);
     json_decref(c->interned);
     json_decref(c->notes);
+    ctl_ratelog_free(c->rejects);
     pthread_mutex_destroy(&c->notes_lock);
     free(c);
 }

@@ -71,6 +71,10 @@ static void report(const rl_entry_t *e, int window_s)
 
 bool ctl_ratelog(ctl_ratelog_t *r, time_t now, int level, const char *key, const char *msg)
 {
+    if (!r) { /* could not be allocated: log everything rather than nothing */
+        ctl_log(level, "%s", msg);
+        return true;
+    }
     pthread_mutex_lock(&r->lock);
     rl_entry_t *e = NULL;
     for (size_t i = 0; i < r->n && !e; i++)
@@ -103,6 +107,8 @@ bool ctl_ratelog(ctl_ratelog_t *r, time_t now, int level, const char *key, const
 size_t ctl_ratelog_flush(ctl_ratelog_t *r, time_t now)
 {
     size_t reported = 0;
+    if (!r)
+        return 0;
     pthread_mutex_lock(&r->lock);
     for (size_t i = 0; i < r->n;) {
         rl_entry_t *e = &r->v[i];
@@ -132,6 +138,8 @@ size_t ctl_ratelog_flush(ctl_ratelog_t *r, time_t now)
 unsigned long ctl_ratelog_suppressed(ctl_ratelog_t *r, const char *key)
 {
     unsigned long n = 0;
+    if (!r)
+        return 0;
     pthread_mutex_lock(&r->lock);
     for (size_t i = 0; i < r->n; i++)
         if (strncmp(r->v[i].key, key, KEYLEN - 1) == 0)

@@ -167,6 +167,20 @@ def bad_edits(dport, demo, log):
           "once the file parses again its error is gone from clusterz")
 
 
+def invalid_object_flood(dport, demo, log):
+    """Issue 14 item 10: 3,000 invalid objects give one line, not 3,000; the
+    counter counts them all."""
+    m0 = metrics(dport).get('meshfed_errors_total{kind="decode"}', 0)
+    docs = [f"apiVersion: v1\nkind: Service\nmetadata: {{name: bad{i}, namespace: shop}}\n"
+            f"spec: {{clusterIP: 10.96.1.1, ports: [{{port: 999999}}]}}\n" for i in range(3000)]
+    open(os.path.join(demo, "east", "bad.yaml"), "w").write("---\n".join(docs))
+    check(wait_for(lambda: metrics(dport).get('meshfed_errors_total{kind="decode"}', 0) - m0 >= 3000),
+          "3000 invalid Services are counted")
+    log.seek(0)
+    lines = [x for x in log.read().splitlines() if "bad.yaml: Service shop/bad" in x]
+    check(1 <= len(lines) <= 2, f"and logged once, not 3000 times ({len(lines)} lines)")
+
+
 def probes_under_flood(dport, log):
     """Issue 14 item 5: 300 slow clients must not lock the probes out."""
     # from another address: the per-address limit keeps a slot free for probes
@@ -288,6 +302,7 @@ def main():
         error_bodies(dport)
         fifo_in_demo(dport, demo, log)
         bad_edits(dport, demo, log)
+        invalid_object_flood(dport, demo, log)
 
         probes_under_flood(dport, log)
 
@@ -309,6 +324,9 @@ def main():
         proc.send_signal(signal.SIGTERM)
         rc = proc.wait(timeout=20)
         check(rc == 0, f"SIGTERM exits cleanly (rc={rc})")
+        log.seek(0)
+        check("bad.yaml: invalid Service objects: 2999 more like this" in log.read(),
+              "what was suppressed is said when the window ends (here: at exit)")
         debug_token(binary, demo, work)
     finally:
         if proc.poll() is None:

@@ -460,6 +460,13 @@ def bad_remotes(binary):
         log.seek(0)
         text = log.read()
         check("its informers start from scratch" in text, "the log says west starts from scratch and why")
+        gone_lines = [x for x in text.splitlines() if "warn" in x and "cluster gone: list " in x
+                      and "Couldn't connect" in x and "not synced" not in x]
+        per_res = {x.split("cluster gone: list ")[1].split(":")[0] for x in gone_lines}
+        check(len(per_res) == 6 and len(gone_lines) == 6,
+              f"gone's refused connections: one line per resource, none hidden by another "
+              f"({len(gone_lines)} lines for {sorted(per_res)}; errors counted "
+              f"{metrics(dport).get('meshfed_kube_errors_total')})")
         check(wait_for(lambda: "gone" not in clusterz(), 10), "a cluster the Secret no longer names is removed")
         proc.send_signal(signal.SIGTERM)
         rc = proc.wait(timeout=30)
