@@ -47,6 +47,16 @@ void kube_emit_error(kube_cluster_t *cl, kube_res_t res, const char *fmt, ...)
     cl->w->fn(cl->w->arg, cl->id, res, KUBE_EV_ERROR, NULL, msg);
 }
 
+void kube_emit_msg(kube_cluster_t *cl, kube_res_t res, kube_ev_t ev, const char *fmt, ...)
+{
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    cl->w->fn(cl->w->arg, cl->id, res, ev, NULL, msg);
+}
+
 void kube_cluster_ok(kube_cluster_t *cl)
 {
     cl->last_success_ms = kube_now_ms();
@@ -285,6 +295,8 @@ static void kube_cluster_adopt(kube_cluster_t *cl, kube_cluster_t *old)
         kube_smap_t *t = cl->inf[r]->cache;
         cl->inf[r]->cache = old->inf[r]->cache;
         cl->inf[r]->gen = old->inf[r]->gen;
+        cl->inf[r]->listed = old->inf[r]->listed;
+        cl->inf[r]->relist_why = "the cluster's connection was replaced";
         old->inf[r]->cache = t;
     }
 }

@@ -44,9 +44,9 @@ const char *kube_res_name(kube_res_t r)
 
 const char *kube_ev_name(kube_ev_t e)
 {
-    static const char *const names[] = {"ADDED", "MODIFIED",  "DELETED", "SYNCED",
-                                        "STALE", "RECOVERED", "ERROR"};
-    return (unsigned)e <= KUBE_EV_ERROR ? names[e] : "?";
+    static const char *const names[] = {"ADDED",     "MODIFIED", "DELETED", "SYNCED",
+                                        "STALE",     "RECOVERED", "ERROR",  "RELISTED"};
+    return (unsigned)e <= KUBE_EV_RELISTED ? names[e] : "?";
 }
 
 kube_informer_t *kube_inf_new(kube_cluster_t *cl, kube_res_t res)
@@ -98,6 +98,7 @@ void kube_inf_free(kube_informer_t *inf)
 
 void kube_inf_reset(kube_informer_t *inf)
 {
+    inf->relist_why = "the cluster reconnected";
     inf->phase = KUBE_PH_LIST;
     free(inf->cont);
     inf->cont = NULL;
@@ -222,20 +223,92 @@ static int kube_obj_init(kube_informer_t *inf, const kube_jv_t *v, kube_obj_t *o
     return n > 0 && (size_t)n < keylen ? 0 : -1;
 }
 
+static uint64_t kube_fnv(uint64_t h, const void *p, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ ((const unsigned char *)p)[i]) * 1099511628211ull;
+    return h;
+}
+
+/* FNV-1a over the values of v's subtree: what an object holds, so that a
+ * relist notices new content under an unchanged resourceVersion. */
+static uint64_t kube_jhash_tree(uint64_t h, const kube_jv_t *v)
+{
+    for (const kube_jv_t *x = v, *end = kube_jnext(v); x < end; x++) {
+        uint64_t w[2] = {(uint64_t)x->type << 32 | x->len, 0};
+        if (x->type == KUBE_J_INT)
+            w[1] = (uint64_t)x->v.i;
+        else if (x->type == KUBE_J_REAL)
+            memcpy(&w[1], &x->v.d, sizeof(w[1]));
+        h = kube_fnv(h, w, sizeof(w));
+        if (x->type == KUBE_J_STRING)
+            h = kube_fnv(h, x->v.s, x->len);
+    }
+    return h;
+}
+
+/* The object's hash without kind and apiVersion, which list items leave
+ * out and watch events carry. */
+static uint64_t kube_jhash(const kube_jv_t *o)
+{
+    uint64_t h = 1469598103934665603ull;
+    const kube_jv_t *k;
+    size_t i;
+    KUBE_JOBJECT_FOREACH(o, i, k)
+    {
+        if ((k->len == 4 && !memcmp(k->v.s, "kind", 4)) ||
+            (k->len == 10 && !memcmp(k->v.s, "apiVersion", 10)))
+            continue;
+        h = kube_jhash_tree(h, k);
+        h = kube_jhash_tree(h, k + 1);
+    }
+    return h;
+}
+
+/* Whether cached value c ("rv\nhash") has resourceVersion rv. */
+static bool kube_same_rv(const char *c, const char *rv)
+{
+    size_t n = strlen(rv);
+    return strncmp(c, rv, n) == 0 && c[n] == '\n';
+}
+
 /* Records obj as seen and tells the callback, unless it already saw this
- * exact version (a resumed watch or a relist of an unchanged object). */
+ * exact object (a resumed watch or a relist of an unchanged object). The
+ * same resourceVersion is not enough: a recreated or restored cluster (a
+ * fresh etcd replaying the same writes, a Secret re-pointed at another
+ * cluster) reuses resourceVersions for new objects, new UIDs and new
+ * ClusterIPs; the content decides. */
 static void kube_inf_upsert(kube_informer_t *inf, const kube_obj_t *obj, const char *key)
 {
     const char *prev = kube_smap_get(inf->cache, key);
-    bool same = prev && obj->rv && strcmp(prev, obj->rv) == 0;
-    kube_ev_t ev = prev ? KUBE_EV_MODIFIED : KUBE_EV_ADDED;
-    if (kube_smap_put(inf->cache, key, obj->rv, inf->gen) < 0) {
+    const char *rv = obj->rv ? obj->rv : "";
+    size_t n = strlen(rv) + 18;
+    char small[128], *val = n <= sizeof(small) ? small : malloc(n);
+    if (!val) {
         kube_emit_error(inf->cl, inf->res, "cluster %s: %s: out of memory", inf->cl->id,
                         kube_res_name(inf->res));
         return;
     }
-    if (!same)
-        kube_emit(inf->cl, inf->res, ev, obj);
+    snprintf(val, n, "%s\n%016llx", rv, (unsigned long long)kube_jhash(obj->v));
+    bool same = prev && obj->rv && strcmp(prev, val) == 0;
+    bool samerv = prev && obj->rv && !same && kube_same_rv(prev, obj->rv);
+    kube_ev_t ev = prev ? KUBE_EV_MODIFIED : KUBE_EV_ADDED;
+    int rc = kube_smap_put(inf->cache, key, val, inf->gen);
+    if (val != small)
+        free(val);
+    if (rc < 0) {
+        kube_emit_error(inf->cl, inf->res, "cluster %s: %s: out of memory", inf->cl->id,
+                        kube_res_name(inf->res));
+        return;
+    }
+    if (same)
+        return;
+    if (inf->phase == KUBE_PH_LIST) {
+        inf->n_added += !prev;
+        inf->n_modified += prev != NULL;
+        inf->n_samerv += samerv;
+    }
+    kube_emit(inf->cl, inf->res, ev, obj);
 }
 
 /* An object holding a number out of range or a repeated key is refused
@@ -272,12 +345,14 @@ static void kube_inf_delete(kube_informer_t *inf, const kube_obj_t *obj, const c
 }
 
 /* A relist sweep found key gone: the callback gets a stub. */
-static void kube_inf_gone(void *arg, const char *key, const char *rv)
+static void kube_inf_gone(void *arg, const char *key, const char *val)
 {
     kube_informer_t *inf = arg;
-    char ns[512];
+    char ns[512], rv[256];
     const char *slash = strchr(key, '/');
+    snprintf(rv, sizeof(rv), "%.*s", (int)strcspn(val, "\n"), val);
     kube_obj_t o = {.name = key, .rv = rv, .res = inf->res};
+    inf->n_deleted++;
     if (slash && (size_t)(slash - key) < sizeof(ns)) {
         memcpy(ns, key, (size_t)(slash - key));
         ns[slash - key] = '\0';
@@ -538,6 +613,23 @@ static void kube_list_complete(kube_informer_t *inf, const kube_jv_t *items)
     kube_smap_sweep(inf->cache, inf->gen, kube_inf_gone, inf);
     inf->phase = KUBE_PH_WATCH;
     inf->backoff_ms = 0;
+    if (inf->listed)
+        kube_emit_msg(inf->cl, inf->res, KUBE_EV_RELISTED,
+                      "cluster %s: %s relisted (%s): %zu added, %zu modified%s, %zu deleted",
+                      inf->cl->id, kube_res_name(inf->res),
+                      inf->relist_why ? inf->relist_why : "its previous list failed", inf->n_added,
+                      inf->n_modified,
+                      inf->n_samerv ? " (some under an unchanged resourceVersion: new UID or "
+                                      "content, a recreated or restored cluster)"
+                                    : "",
+                      inf->n_deleted);
+    if (inf->n_samerv)
+        kube_emit_msg(inf->cl, inf->res, KUBE_EV_RELISTED,
+                      "cluster %s: %s: %zu objects changed under an unchanged resourceVersion "
+                      "(new UID or content): re-applied",
+                      inf->cl->id, kube_res_name(inf->res), inf->n_samerv);
+    inf->listed = true;
+    inf->relist_why = NULL;
     kube_inf_list_done(inf);
 }
 
@@ -627,6 +719,7 @@ int kube_inf_start(kube_informer_t *inf)
     if (inf->phase == KUBE_PH_LIST && !inf->cont) {
         inf->gen++; /* a fresh list: entries it does not touch are gone */
         kube_list_discard(inf);
+        inf->n_added = inf->n_modified = inf->n_samerv = inf->n_deleted = 0;
     }
     if (inf->phase == KUBE_PH_WATCH) {
         /* a list is done: do not keep its big page buffers around (kept
@@ -686,6 +779,9 @@ static void kube_status_msg(kube_informer_t *inf, char *out, size_t outlen)
 static void kube_inf_relist(kube_informer_t *inf)
 {
     kube_count(inf->cl->w, KUBE_ST_RELISTS);
+    inf->relist_why = inf->phase == KUBE_PH_LIST
+                          ? "its list's continue token expired (410 Gone)"
+                          : "the watch's resourceVersion is too old (410 Gone)";
     inf->phase = KUBE_PH_LIST;
     kube_set(&inf->cont, NULL);
     inf->due_ms = 0;

@@ -175,6 +175,8 @@ typedef enum kube_ev {
     KUBE_EV_STALE,     /* cluster: no successful request for stale_after_s; res __COUNT */
     KUBE_EV_RECOVERED, /* cluster: a request succeeded again after STALE */
     KUBE_EV_ERROR,     /* obj NULL, msg says what (names the cluster) */
+    KUBE_EV_RELISTED,  /* res finished a list that was not its first; obj NULL, msg
+                          says why it relisted and what changed (for the log) */
 } kube_ev_t;
 
 /* An object as the watcher hands it to the callback: parsed once, in the

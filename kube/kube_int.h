@@ -31,7 +31,7 @@
 #define KUBE_SHORT_BACKOFF_MIN_MS 800
 #define KUBE_SHORT_BACKOFF_MAX_MS 30000
 
-/* ---------- smap.c: key -> resourceVersion, with a generation mark ---------- */
+/* ---------- smap.c: key -> "resourceVersion\nhash", with a generation mark ---------- */
 
 typedef struct kube_smap kube_smap_t;
 typedef void (*kube_smap_fn)(void *arg, const char *key, const char *rv);
@@ -119,6 +119,9 @@ typedef struct kube_informer {
     size_t *page_len;
     size_t npages, pages_cap;
     size_t list_objs;   /* items in the list so far */
+    bool listed;        /* a list completed before: the next one is a relist */
+    const char *relist_why;
+    size_t n_added, n_modified, n_samerv, n_deleted; /* by the list under way */
     unsigned short_ms; /* backoff after watches that end at once without events */
     long status;
 } kube_informer_t;
@@ -190,6 +193,9 @@ void kube_count(struct kube_watcher *w, int which);
 void kube_emit_error(kube_cluster_t *cl, kube_res_t res, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 void kube_emit(kube_cluster_t *cl, kube_res_t res, kube_ev_t ev, const kube_obj_t *obj);
+/* An event with a message and no object (KUBE_EV_RELISTED). */
+void kube_emit_msg(kube_cluster_t *cl, kube_res_t res, kube_ev_t ev, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
 void kube_cluster_ok(kube_cluster_t *cl);
 /* Resets e and prepares it for a request of path (with query) on conn: URL,
  * TLS, bearer token (token_file re-read), timeouts for connecting, common

@@ -26,6 +26,8 @@ typedef struct rec {
     kube_ev_t ev;
     char key[256];
     char rv[32];
+    char uid[64];
+    char ip[64]; /* spec.clusterIP */
     char msg[512];
 } rec_t;
 
@@ -53,6 +55,9 @@ static void on_event(void *arg, const char *cluster, kube_res_t res, kube_ev_t e
         ck_assert_ptr_nonnull(json_object_get(j, "apiVersion"));
         ck_assert_str_eq(json_string_value(json_object_get(md, "name")), name);
         ck_assert_pstr_eq(json_string_value(json_object_get(md, "namespace")), ns);
+        snprintf(r.uid, sizeof(r.uid), "%s", json_string_value(json_object_get(md, "uid")) ?: "");
+        snprintf(r.ip, sizeof(r.ip), "%s",
+                 json_string_value(json_object_get(json_object_get(j, "spec"), "clusterIP")) ?: "");
         json_decref(j);
     }
     snprintf(r.msg, sizeof(r.msg), "%s", msg ? msg : "");
@@ -879,6 +884,64 @@ START_TEST(test_bad_object_refused_alone)
 }
 END_TEST
 
+/* The last event for key in cluster cl since from, or NULL. */
+static rec_t last_of(size_t from, const char *cl, const char *key)
+{
+    rec_t r = {0};
+    pthread_mutex_lock(&col.mu);
+    for (size_t i = from; i < col.n; i++)
+        if (strcmp(col.r[i].cluster, cl) == 0 && strcmp(col.r[i].key, key) == 0 &&
+            col.r[i].ev <= KUBE_EV_DELETED)
+            r = col.r[i];
+    pthread_mutex_unlock(&col.mu);
+    return r;
+}
+
+/* A recreated cluster (a fresh etcd replaying the same writes) has the
+ * same resourceVersions with new UIDs and new ClusterIPs: the relist must
+ * re-apply them, not drop them as already seen, and say so. */
+START_TEST(test_recreated_cluster_relist_applies_new_content)
+{
+    size_t m = col_mark(&col);
+    ctl(0, "apply",
+        "{\"kind\":\"Service\",\"metadata\":{\"name\":\"reviews\",\"namespace\":"
+        "\"default\"},\"spec\":{\"clusterIP\":\"10.96.0.10\"}}");
+    ck_assert(col_wait(&col, m, "a", SVC, KUBE_EV_ADDED, "default/reviews", NULL, 1, WAIT));
+    rec_t old = last_of(m, "a", "default/reviews");
+    ck_assert_str_eq(old.ip, "10.96.0.10");
+    m = col_mark(&col);
+    ctl(0, "recreate",
+        "{\"objects\":[{\"kind\":\"Service\",\"metadata\":{\"name\":\"reviews\","
+        "\"namespace\":\"default\"},\"spec\":{\"clusterIP\":\"10.200.7.7\"}}]}");
+    for (int r = 0; r < KUBE_RES__COUNT; r++)
+        ck_assert_msg(col_wait(&col, m, "a", r, KUBE_EV_SYNCED, NULL, NULL, 1, WAIT),
+                      "a %s did not relist", kube_res_name((kube_res_t)r));
+    rec_t now = last_of(m, "a", "default/reviews");
+    ck_assert_int_eq(now.ev, KUBE_EV_MODIFIED);
+    ck_assert_str_eq(now.rv, old.rv); /* the same resourceVersion... */
+    ck_assert_str_eq(now.ip, "10.200.7.7"); /* ...and the new address */
+    ck_assert_str_ne(now.uid, old.uid);
+    /* every object has a new UID: all re-applied (the web Service too) */
+    ck_assert_uint_eq(col_count(&col, m, "a", SVC, KUBE_EV_MODIFIED, "default/web", NULL), 1);
+    ck_assert_uint_eq(col_count(&col, m, "a", SVC, KUBE_EV_RELISTED, NULL,
+                                "services relisted (the watch's resourceVersion is too old "
+                                "(410 Gone))"),
+                      1);
+    ck_assert_uint_eq(col_count(&col, m, "a", SVC, KUBE_EV_RELISTED, NULL,
+                                "under an unchanged resourceVersion (new UID or content): "
+                                "re-applied"),
+                      1);
+    /* an unchanged relist still emits nothing */
+    ctl(0, "apply", "{\"kind\":\"Node\",\"metadata\":{\"name\":\"n-after\"}}");
+    m = col_mark(&col);
+    ctl(0, "compact", "{\"disconnect\":true}");
+    ck_assert(col_wait(&col, m, "a", SVC, KUBE_EV_SYNCED, NULL, NULL, 1, WAIT));
+    ck_assert_uint_eq(col_count(&col, m, "a", SVC, KUBE_EV_MODIFIED, NULL, NULL), 0);
+    ck_assert_uint_eq(
+        col_count(&col, m, "a", SVC, KUBE_EV_RELISTED, NULL, "0 added, 0 modified, 0 deleted"), 1);
+}
+END_TEST
+
 /* A watcher of its own on cluster c's services with the given list limits. */
 static kube_watcher_t *limited_watcher(const char *id, unsigned pages, size_t objects)
 {
@@ -982,6 +1045,7 @@ int main(void)
     tcase_add_test(tc, test_client_cert);
     tcase_add_test(tc, test_remove_readd);
     tcase_add_test(tc, test_bad_object_refused_alone);
+    tcase_add_test(tc, test_recreated_cluster_relist_applies_new_content);
     tcase_add_test(tc, test_endless_list_abandoned);
     tcase_add_test(tc, test_stop);
     suite_add_tcase(s, tc);

@@ -18,6 +18,11 @@ Control API (no auth, same port), all POST with a JSON body:
   /fake/compact    forget history: watches from older rvs get 410
                    ({"disconnect": true} also drops open watches)
   /fake/disconnect abruptly close every open watch stream
+  /fake/recreate   {"objects": [obj, ...]}: the cluster is recreated (a fresh etcd
+                   replaying the same writes, a restore): every object keeps its
+                   resourceVersion and gets a new uid, the given ones (matched by
+                   kind, namespace and name) also take their new content; watch
+                   history is gone and open watches drop, so clients relist
   /fake/malformed  {"line": "..."} or {"size": N}: send a garbage line on watches
   /fake/bookmark   send a BOOKMARK on every watch that allows them
   /fake/token      {"token": "...", "forbidden": ["..."]}: rotate accepted tokens
@@ -183,6 +188,8 @@ class Handler(BaseHTTPRequestHandler):
                     cl.disconnects += 1
             elif path == "/fake/disconnect":
                 cl.disconnects += 1
+            elif path == "/fake/recreate":
+                self.recreate(body.get("objects", []))
             elif path == "/fake/malformed":
                 line = body.get("line") or "x" * int(body.get("size", 0)) or "{not json"
                 cl.malformed.append((len(cl.malformed) + 1, line))
@@ -234,6 +241,25 @@ class Handler(BaseHTTPRequestHandler):
         cl.objects[key] = obj
         cl.record(plural, typ, obj)
         return obj
+
+    def recreate(self, objs):
+        cl = self.cl
+        cl.recreations = getattr(cl, "recreations", 0) + 1
+        for o in objs:
+            self.normalize(o)
+            plural = KINDS[o["kind"]][0]
+            md = o.setdefault("metadata", {})
+            key = (plural, md.get("namespace"), md["name"])
+            o.setdefault("apiVersion", KINDS[o["kind"]][1])
+            md["resourceVersion"] = cl.objects[key]["metadata"]["resourceVersion"]
+            cl.objects[key] = o
+        for (plural, ns, name), o in cl.objects.items():
+            md = o["metadata"]
+            md["uid"] = "uid-%s-r%d-%s" % (cl.id, cl.recreations, md["resourceVersion"])
+        cl.rv += 1  # every watch, even one from the newest rv, gets 410
+        cl.compacted = cl.rv
+        cl.history = []
+        cl.disconnects += 1
 
     def delete(self, body):
         cl = self.cl
