@@ -828,6 +828,41 @@ static int kube_pod_ips(kube_dctx_t *c, const jv_t *st, model_pod_t *p)
     return 0;
 }
 
+/* The pod's controller, "Kind/name", as istiod reads it for the workload
+ * name (kube GetWorkloadMetaFromPod): only for a pod its controller named
+ * (generateName set) and only the ownerReference marked controller. */
+static int kube_pod_owner(kube_dctx_t *c, const jv_t *obj, model_pod_t *p)
+{
+    static const kube_path_t ownp = {&kube_p_metadata, "ownerReferences", 0};
+    const jv_t *md, *owners, *v;
+    const char *gen;
+    if (kube_get_obj(c, obj, NULL, "metadata", &md) < 0 ||
+        kube_get_str(c, md, &kube_p_metadata, "generateName", &gen) < 0 ||
+        kube_get_arr(c, md, &kube_p_metadata, "ownerReferences", KUBE_MAX_LABELS, &owners) < 0)
+        return -1;
+    if (!gen || !*gen || !owners)
+        return 0;
+    size_t i;
+    KUBE_JARRAY_FOREACH(owners, i, v)
+    {
+        kube_path_t at = {&ownp, NULL, i};
+        const char *kind, *name;
+        int ctl;
+        if (kube_want(c, v, KUBE_J_OBJECT, &at) < 0 || kube_get_str(c, v, &at, "kind", &kind) < 0 ||
+            kube_get_str(c, v, &at, "name", &name) < 0 ||
+            kube_get_bool(c, v, &at, "controller", &ctl) < 0)
+            return -1;
+        if (ctl != 1 || !kind || !name || !*kind || !*name)
+            continue;
+        size_t n = strlen(kind) + strlen(name) + 2;
+        if (!(p->owner = malloc(n)))
+            return kube_oom(c);
+        snprintf(p->owner, n, "%s/%s", kind, name);
+        return 0;
+    }
+    return 0;
+}
+
 /* Ready means condition Ready "True", whatever the phase (istiod's
  * IsPodReady); terminal means phase Succeeded or Failed. */
 static int kube_pod_ready(kube_dctx_t *c, const jv_t *st, model_pod_t *p)
@@ -883,7 +918,8 @@ static int kube_decode_pod(kube_dctx_t *c, const jv_t *obj, void **out)
         (m.labels && kube_copy_labels(c, m.labels, &p->labels) < 0) ||
         kube_dup(c, node && node[0] ? node : NULL, &p->node) < 0 ||
         kube_dup(c, sa && sa[0] ? sa : "default", &p->service_account) < 0 ||
-        kube_pod_ips(c, st, p) < 0 || kube_pod_ready(c, st, p) < 0) {
+        kube_pod_ips(c, st, p) < 0 || kube_pod_ready(c, st, p) < 0 ||
+        kube_pod_owner(c, obj, p) < 0) {
         model_obj_free(MODEL_KIND_POD, p);
         return -1;
     }

@@ -197,15 +197,15 @@ typedef struct svc_in {
     model_traffic_dist_t td; /* resolved with the namespace's */
 } svc_in_t;
 
+/* istiod's order of a merged service's VIPs: by the text "<network>/<ip>"
+ * (so "n-2/..." sorts before "n/..." and "10.0.0.10" before "10.0.0.9"). */
 static int netaddr_cmp(const void *a, const void *b)
 {
     const model_net_addr_t *x = a, *y = b;
-    int c = strcmp(x->network, y->network);
-    if (c)
-        return c;
-    if (x->ip.len != y->ip.len)
-        return x->ip.len - y->ip.len;
-    return memcmp(x->ip.b, y->ip.b, x->ip.len);
+    char ia[64], ib[64], ka[384], kb[384];
+    snprintf(ka, sizeof(ka), "%s/%s", x->network, model_ip_format(&x->ip, ia, sizeof(ia)));
+    snprintf(kb, sizeof(kb), "%s/%s", y->network, model_ip_format(&y->ip, ib, sizeof(ib)));
+    return strcmp(ka, kb);
 }
 
 static model_res_t *build_service(const model_t *m, const char *key, const char *host,
@@ -930,23 +930,6 @@ static const char *label_first(const model_labels_t *l, const char *const *keys,
     return NULL;
 }
 
-/* The owning workload's name: a Deployment's pod is "<name>-<hash>-<id>"
- * with label pod-template-hash=<hash>. */
-static char *workload_name(const model_pod_t *p)
-{
-    const char *hash = model_labels_get(&p->labels, "pod-template-hash");
-    const char *n = p->name;
-    if (hash && *hash) {
-        const char *at = strstr(n, hash);
-        if (at && at > n && at[-1] == '-')
-            return strndup(n, (size_t)(at - n - 1));
-    }
-    const char *dash = strrchr(n, '-');
-    if (model_labels_get(&p->labels, "controller-revision-hash") && dash && dash > n)
-        return strndup(n, (size_t)(dash - n)); /* StatefulSet or DaemonSet pod */
-    return strdup(n);
-}
-
 static void fill_services(model_res_t *r, const pod_svc_t *ps, size_t n, bool global_only,
                           model_t *m)
 {
@@ -1031,9 +1014,8 @@ static model_res_t *build_pod(model_t *m, const model_cluster_int_t *c, const mo
     w->node = model_str(t, p->node);
     w->service_account = model_str(t, p->service_account);
     w->trust_domain = model_str(t, trust_domain(m));
-    char *wn = workload_name(p);
-    w->workload_name = model_str(t, wn);
-    free(wn);
+    /* index.c put istiod's workload name in owner (NULL: the pod's) */
+    w->workload_name = model_str(t, p->owner ? p->owner : p->name);
     const char *cn = label_first(&p->labels, cn_keys, 3);
     w->canonical_name = cn ? model_str(t, cn) : model_str_ref(w->workload_name);
     const char *cr = label_first(&p->labels, cr_keys, 3);

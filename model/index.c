@@ -150,6 +150,7 @@ static void obj_share(model_t *m, model_kind_t kind, void *obj)
         share(&m->strs, &p->ns);
         share(&m->strs, &p->node);
         share(&m->strs, &p->service_account);
+        share(&m->strs, &p->owner);
         /* the decoder's array had room for every label; few are kept */
         model_label_t *kv = p->labels.n ? realloc(p->labels.kv, p->labels.n * sizeof(*kv)) : NULL;
         if (kv)
@@ -188,6 +189,7 @@ static void obj_free(model_kind_t kind, void *obj)
         unshare(&p->ns);
         unshare(&p->node);
         unshare(&p->service_account);
+        unshare(&p->owner);
         for (size_t i = 0; i < p->labels.n; i++) {
             unshare(&p->labels.kv[i].key);
             unshare(&p->labels.kv[i].value);
@@ -531,19 +533,61 @@ static void mark_slice_change(model_t *m, model_cluster_int_t *c, const model_en
     mark_effects(m, c, MODEL_KIND_ENDPOINTSLICE, nw);
 }
 
+/* Whether s ends with "-" digits{8,10} (a CronJob's Job); its length
+ * without them in *n. */
+static bool cron_suffix(const char *s, size_t *n)
+{
+    size_t len = strlen(s), d = 0;
+    while (d < len && d <= 10 && s[len - 1 - d] >= '0' && s[len - 1 - d] <= '9')
+        d++;
+    if (d < 8 || d > 10 || len < d + 2 || s[len - 1 - d] != '-')
+        return false;
+    *n = len - d - 1;
+    return true;
+}
+
+/* The workload name istiod gives a pod (kube GetWorkloadMetaFromPod): the
+ * label service.istio.io/workload-name; else for a pod its controller named,
+ * the controller's name, a Deployment's (or Argo Rollout's) without the
+ * template hash, an OpenShift DeploymentConfig's, a CronJob's without the
+ * Job's timestamp; else the pod's own. NULL when it is the pod's name;
+ * otherwise caller frees. owner is "Kind/name" or NULL. */
+static char *pod_workload_name(const model_pod_t *p, const char *owner)
+{
+    const char *wn = model_labels_get(&p->labels, "service.istio.io/workload-name");
+    if (wn)
+        return strcmp(wn, p->name) ? strdup(wn) : NULL;
+    const char *slash = owner ? strchr(owner, '/') : NULL;
+    if (!slash)
+        return NULL;
+    size_t kl = (size_t)(slash - owner);
+    const char *name = slash + 1;
+    size_t n = strlen(name);
+    const char *hash = model_labels_get(&p->labels, "pod-template-hash");
+    const char *rhash = model_labels_get(&p->labels, "rollouts-pod-template-hash");
+    const char *dc = model_labels_get(&p->labels, "deploymentconfig");
+    bool rs = kl == 10 && strncmp(owner, "ReplicaSet", 10) == 0;
+    const char *h = rs && hash && *hash ? hash : rs && rhash && *rhash ? rhash : NULL;
+    size_t hl = h ? strlen(h) : 0;
+    if (h && n > hl && strcmp(name + n - hl, h) == 0 && name[n - hl - 1] == '-')
+        n -= hl + 1;
+    else if (kl == 21 && strncmp(owner, "ReplicationController", 21) == 0 && dc && *dc)
+        name = dc, n = strlen(dc);
+    else if (kl == 3 && strncmp(owner, "Job", 3) == 0)
+        cron_suffix(name, &n);
+    if (strlen(p->name) == n && strncmp(p->name, name, n) == 0)
+        return NULL;
+    return strndup(name, n);
+}
+
 /* Pods carry many labels; the model reads only these (canonical name and
- * revision, the owner's name), so the rest is not kept. */
+ * revision, the tunnel label), so the rest is not kept. */
 static void keep_pod_labels(model_labels_t *l)
 {
-    static const char *const keep[] = {"service.istio.io/canonical-name",
-                                       "app.kubernetes.io/name",
-                                       "app",
-                                       "service.istio.io/canonical-revision",
-                                       "app.kubernetes.io/version",
-                                       "version",
-                                       "pod-template-hash",
-                                       "controller-revision-hash",
-                                       "networking.istio.io/tunnel"};
+    static const char *const keep[] = {
+        "service.istio.io/canonical-name",     "app.kubernetes.io/name",    "app",
+        "service.istio.io/canonical-revision", "app.kubernetes.io/version", "version",
+        "networking.istio.io/tunnel"};
     size_t n = 0;
     for (size_t i = 0; i < l->n; i++) {
         bool wanted = false;
@@ -594,8 +638,13 @@ int model_apply(model_t *m, const char *cluster, model_kind_t kind, model_op_t o
         free(key);
         return 0;
     }
-    if (kind == MODEL_KIND_POD)
-        keep_pod_labels(&((model_pod_t *)obj)->labels);
+    if (kind == MODEL_KIND_POD) {
+        model_pod_t *p = obj;
+        char *wn = pod_workload_name(p, p->owner);
+        free(p->owner);
+        p->owner = wn; /* from now on: the workload name, NULL for the pod's */
+        keep_pod_labels(&p->labels);
+    }
     obj_share(m, kind, obj);
     model_hmap_put(&c->objs[kind], key, obj);
     if (kind == MODEL_KIND_POD)

@@ -234,6 +234,9 @@ typedef struct model_pod {
     bool terminal;     /* phase Succeeded or Failed: it runs no more */
     bool ambient;      /* annotation ambient.istio.io/redirection=enabled */
     bool host_network; /* spec.hostNetwork */
+    /* from the decoder: its controller "Kind/name" (when generateName is
+     * set), or NULL; the model turns it into the workload name on apply */
+    char *owner;
 } model_pod_t;
 
 typedef struct model_node {

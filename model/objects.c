@@ -92,6 +92,7 @@ static void pod_free(model_pod_t *o)
     free(o->ips);
     free(o->node);
     free(o->service_account);
+    free(o->owner);
     free(o);
 }
 

@@ -349,6 +349,14 @@ START_TEST(decode_istiod_inputs)
                     "{\"ambient.istio.io/redirection\":\"pending\"}},\"spec\":{},\"status\":{}}");
     ck_assert(!p->ambient);
     ck_assert(!p->host_network);
+    ck_assert_ptr_null(p->owner); /* no generateName: its own name counts */
+    model_obj_free(MODEL_KIND_POD, p);
+    p = decode_text(MODEL_KIND_POD,
+                    "{\"metadata\":{\"name\":\"d-7d9f8-x1\",\"namespace\":\"n\",\"generateName\":"
+                    "\"d-7d9f8-\",\"ownerReferences\":[{\"kind\":\"Node\",\"name\":\"n1\"},"
+                    "{\"kind\":\"ReplicaSet\",\"name\":\"d-7d9f8\",\"controller\":true}]},"
+                    "\"spec\":{},\"status\":{}}");
+    ck_assert_str_eq(p->owner, "ReplicaSet/d-7d9f8"); /* the controller, not the first */
     model_obj_free(MODEL_KIND_POD, p);
     model_service_t *s = decode_text(
         MODEL_KIND_SERVICE,

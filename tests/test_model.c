@@ -895,6 +895,7 @@ START_TEST(pod_keeps_only_labels_it_reads)
         "app",   "shop", "team", "payments", "version", "v2", "pod-template-hash",
         "7d9f8", "tier", "web",  NULL};
     labels(&p->labels, kv);
+    p->owner = strdup("ReplicaSet/p-7d9f8"); /* as the decoder reads ownerReferences */
     apply(m, "c1", MODEL_KIND_POD, p);
     model_snapshot_t *s = model_commit(m);
     const model_out_workload_t *w = wl(s, &V1, "c1//Pod/ns/p-7d9f8-x1");
@@ -902,8 +903,52 @@ START_TEST(pod_keeps_only_labels_it_reads)
     ck_assert_str_eq(w->canonical_revision, "v2");
     ck_assert_str_eq(w->workload_name, "p");
     const model_pod_t *kept = model_object(m, "c1", MODEL_KIND_POD, "ns/p-7d9f8-x1");
-    ck_assert_uint_eq(kept->labels.n, 3);
+    ck_assert_uint_eq(kept->labels.n, 2); /* app, version */
     ck_assert_ptr_null(model_labels_get(&kept->labels, "team"));
+    model_snapshot_unref(s);
+    model_free(m);
+}
+END_TEST
+
+/* istiod's workload names (kube GetWorkloadMetaFromPod's cases). */
+START_TEST(pod_workload_name_from_controller)
+{
+    static const struct {
+        const char *pod, *owner, *label, *value, *want;
+    } cases[] = {
+        {"rs-xvnqd", "ReplicaSet/rs", NULL, NULL, "rs"},
+        {"d-7d9f8-x1", "ReplicaSet/d-7d9f8", "pod-template-hash", "7d9f8", "d"},
+        {"name-6dc78b855c-x7k2p", "ReplicaSet/name-6dc78b855c", "rollouts-pod-template-hash",
+         "6dc78b855c", "name"},
+        {"sec-1234567890-x7k2p", "Job/sec-1234567890", NULL, NULL, "sec"},
+        {"min-12345678-x7k2p", "Job/min-12345678", NULL, NULL, "min"},
+        {"job-123-x7k2p", "Job/job-123", NULL, NULL, "job-123"},
+        {"deploy-rc-x7k2p", "ReplicationController/deploy-rc", "deploymentconfig", "deploy",
+         "deploy"},
+        {"dep-rc-x7k2p", "ReplicationController/dep-rc", NULL, NULL, "dep-rc"},
+        {"sts-0", "StatefulSet/sts", NULL, NULL, "sts"},
+        {"lone", NULL, "pod-template-hash", "x", "lone"}, /* no controller: its own name */
+        {"p-1", "ReplicaSet/p", "service.istio.io/workload-name", "custom", "custom"},
+    };
+    model_t *m = mesh();
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char ip[32];
+        snprintf(ip, sizeof(ip), "10.1.0.%zu", i + 1);
+        model_pod_t *p = mk_pod("ns", cases[i].pod, ip, NULL);
+        p->owner = cases[i].owner ? strdup(cases[i].owner) : NULL;
+        if (cases[i].label)
+            model_labels_set(&p->labels, cases[i].label, cases[i].value);
+        apply(m, "c1", MODEL_KIND_POD, p);
+    }
+    model_snapshot_t *s = model_commit(m);
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char uid[128];
+        snprintf(uid, sizeof(uid), "c1//Pod/ns/%s", cases[i].pod);
+        const model_out_workload_t *w = wl(s, &V1, uid);
+        ck_assert_msg(w && strcmp(w->workload_name, cases[i].want) == 0, "%s: %s, want %s",
+                      cases[i].pod, w ? w->workload_name : "(none)", cases[i].want);
+        ck_assert_str_eq(w->canonical_name, cases[i].want); /* no app label */
+    }
     model_snapshot_unref(s);
     model_free(m);
 }
@@ -1261,6 +1306,7 @@ static Suite *suite(void)
     tcase_add_test(t, pod_tunnel_network_mode_and_phase_as_istiod);
     tcase_add_test(t, scope_needs_the_namespace_and_external_name_is_out);
     tcase_add_test(t, podless_endpoints_become_slice_workloads);
+    tcase_add_test(t, pod_workload_name_from_controller);
     suite_add_tcase(s, t);
     return s;
 }

@@ -692,7 +692,9 @@ START_TEST(node_ztunnel_clusterid_header_and_network_hook)
 }
 END_TEST
 
-/* Clients that forward the env unstripped; metadata wins over the hook. */
+/* Clients that forward the env unstripped. A known cluster's network wins
+ * over the node's (istiod serves a cluster's proxies its network's view);
+ * the node's counts only for a cluster the hook does not know. */
 START_TEST(node_istio_meta_prefixed_keys)
 {
     xds_config_t cfg = {.listen = "127.0.0.1:0", .network_of = net_of};
@@ -708,7 +710,17 @@ START_TEST(node_istio_meta_prefixed_keys)
     tl_delta_free(r);
     char info[128] = "";
     xds_server_each_proxy(e->s, proxy_cb, info);
-    ck_assert_str_eq(info, "c2|n9||0");
+    ck_assert_str_eq(info, "c2|n2||0");
+    tl_client_close(c);
+    c = client_open(e->port, DELTA);
+    rq.node = tl_node_keys(&nb, "ISTIO_META_CLUSTER_ID", "c7", "ISTIO_META_NETWORK", "n9");
+    send_delta(c, &rq);
+    r = recv_delta(c, 5000);
+    ck_assert_ptr_nonnull(r);
+    tl_delta_free(r);
+    info[0] = '\0';
+    xds_server_each_proxy(e->s, proxy_cb, info);
+    ck_assert_str_eq(info, "c7|n9||0");
     tl_client_close(c);
     env_free(e);
 }
@@ -981,12 +993,12 @@ static const char *moving_net(void *arg, const char *cluster)
     return strcmp(cluster, "c1") == 0 ? c1_net : strcmp(cluster, "c2") == 0 ? "n2" : NULL;
 }
 
-static tl_client_t *open_node(int port, const char *network)
+static tl_client_t *open_node(int port, const char *cluster, const char *network)
 {
     tl_client_t *c = client_open(port, DELTA);
     tl_node_buf_t nb;
     dreq_t rq = ENVOY__SERVICE__DISCOVERY__V3__DELTA_DISCOVERY_REQUEST__INIT;
-    rq.node = tl_node(&nb, "c1", network);
+    rq.node = tl_node(&nb, cluster, network);
     rq.type_url = (char *)XDS_TYPE_ADDRESS;
     ck_assert(tl_send_delta(c, &rq));
     dresp_t *r = recv_delta(c, 5000);
@@ -996,25 +1008,28 @@ static tl_client_t *open_node(int port, const char *network)
     return c;
 }
 
-/* A proxy whose network is its cluster's: when that network changes its
- * view moved, so the stream ends UNAVAILABLE and ztunnel reconnects to the
- * new view; one that names its network keeps its stream. */
+/* A proxy's network is its cluster's: when that network changes its view
+ * moved, so the stream ends UNAVAILABLE and ztunnel reconnects to the new
+ * view, whatever NETWORK it named; another cluster's proxy keeps its stream. */
 START_TEST(cluster_network_change_ends_streams_that_followed_it)
 {
     c1_net = "n1";
     xds_config_t cfg = {.listen = "127.0.0.1:0", .network_of = moving_net, .log = test_log};
     env_t *e = env_new_cfg(&cfg);
-    tl_client_t *follows = open_node(e->port, NULL), *names = open_node(e->port, "n1");
+    tl_client_t *follows = open_node(e->port, "c1", NULL), *names = open_node(e->port, "c1", "n1");
+    tl_client_t *other = open_node(e->port, "c2", NULL);
     c1_net = "n9";
     env_change_capacity(e, 2); /* a publish */
     char msg[256];
     ck_assert_int_eq(client_status(follows, msg, sizeof(msg)), GRPC_STATUS_UNAVAILABLE);
     ck_assert_ptr_nonnull(strstr(msg, "network changed"));
-    dresp_t *r = recv_delta(names, 5000); /* the other one just gets the change */
-    ck_assert_ptr_nonnull(r);
-    tl_delta_free(r);
+    ck_assert_int_eq(client_status(names, msg, sizeof(msg)), GRPC_STATUS_UNAVAILABLE);
+    char info[128] = ""; /* c2's proxy stays */
+    xds_server_each_proxy(e->s, proxy_cb, info);
+    ck_assert_str_eq(info, "c2|n2||0");
     tl_client_close(follows);
     tl_client_close(names);
+    tl_client_close(other);
     env_free(e);
 }
 END_TEST

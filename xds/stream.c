@@ -153,14 +153,22 @@ static int take_node(xds_stream_t *st, const Envoy__Config__Core__V3__Node *node
                "xds: node %s has no CLUSTER_ID in its metadata nor a clusterid header", id);
         return -1;
     }
+    /* A known cluster's network wins over what the node says, as istiod
+     * serves every proxy of its cluster its local network's view: a NETWORK
+     * left over from before a relabel must not hide the cluster's pods. */
     const char *network = meta_any(node->metadata, NETWORK_KEYS);
     const char *cluster_net =
-        st->srv->network_of ? st->srv->network_of(st->srv->network_of_arg, cluster) : "";
-    if (!network) {
+        st->srv->network_of ? st->srv->network_of(st->srv->network_of_arg, cluster) : NULL;
+    if (cluster_net) {
+        if (network && strcmp(network, cluster_net) != 0)
+            xds_log(st->srv, false,
+                    "xds: node %.200s says NETWORK \"%.100s\" but cluster %.200s is on \"%.100s\": "
+                    "serving the cluster's",
+                    id, network, cluster, cluster_net);
         network = cluster_net;
         st->net_from_cluster = true;
     }
-    if (!cluster_net && !st->debug) {
+    if (!cluster_net && st->srv->network_of && !st->debug) {
         /* served (its view is simply empty of its own cluster), but an
          * operator should know: a typo in CLUSTER_ID looks like this */
         st->unknown_cluster = true;

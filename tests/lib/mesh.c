@@ -157,8 +157,14 @@ model_t *tl_bench_mesh(int nclusters, int nservices, int per, bool hash_label, c
                 goto fail;
             for (int e = 0; e < per; e++) {
                 model_pod_t *p = tl_bench_pod(c, s, per, e);
-                if (hash_label)
-                    model_labels_set(&p->labels, "pod-template-hash", "7d9f8");
+                if (hash_label) { /* a Deployment's pod, as the API server has it */
+                    const char *h = bench_real ? "7d9f8c6b5" : "7d9f8";
+                    char rs[96];
+                    snprintf(rs, sizeof(rs),
+                             bench_real ? "ReplicaSet/svc%d-v1-%s" : "ReplicaSet/svc%d-%s", s, h);
+                    model_labels_set(&p->labels, "pod-template-hash", h);
+                    p->owner = strdup(rs);
+                }
                 if (model_apply(m, id, MODEL_KIND_POD, MODEL_OP_UPSERT, p, err, errlen) < 0)
                     goto fail;
             }
