@@ -49,6 +49,9 @@ static const setting_t settings[] = {
     {"tls-key", "MESHFED_TLS_KEY", T_STR, OFF(tls_key), NULL, "PEM server key"},
     {"debug-listen", "MESHFED_DEBUG_LISTEN", T_STR, OFF(debug_listen), "127.0.0.1:15014",
      "debug HTTP address (/ready, /metrics, /debug/...)"},
+    {"probe-listen", "MESHFED_PROBE_LISTEN", T_STR, OFF(probe_listen), NULL,
+     "an address that serves only /healthz and /ready, with its own small connection table, "
+     "for the kubelet's probes (e.g. 0.0.0.0:15021; default: the probes use debug-listen)"},
     {"debug-token-file", "MESHFED_DEBUG_TOKEN_FILE", T_STR, OFF(debug_token_file), NULL,
      "file holding the bearer token /debug and /metrics require (needed when debug-listen "
      "is not a loopback address)"},

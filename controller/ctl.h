@@ -32,6 +32,7 @@ typedef struct ctl_config {
     char *tls_cert;               /* --tls-cert */
     char *tls_key;                /* --tls-key */
     char *debug_listen;           /* --debug-listen */
+    char *probe_listen;           /* --probe-listen: /healthz and /ready only, or NULL */
     char *debug_token_file;       /* --debug-token-file */
     char *trust_domain;           /* --trust-domain */
     char *domain_suffix;          /* --domain-suffix */
@@ -296,6 +297,8 @@ typedef struct ctl_http ctl_http_t;
 
 ctl_http_t *ctl_http_start(ctl_t *c, const char *listen, char *err, size_t errlen);
 int ctl_http_port(const ctl_http_t *h);
+/* The probe listener's port (--probe-listen), or 0 when there is none. */
+int ctl_http_probe_port(const ctl_http_t *h);
 void ctl_http_stop(ctl_http_t *h);
 
 #endif

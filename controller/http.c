@@ -12,6 +12,8 @@
  * previous answer), an answer must be taken within HTTP_ANSWER_DEADLINE_S,
  * and one address holds at most HTTP_PER_IP slots. A trickle of bytes does
  * not extend either deadline (it does extend libmicrohttpd's idle timeout).
+ * With --probe-listen the probes also get a listener of their own, which
+ * serves nothing else and has its own small table.
  */
 #include "ctl.h"
 
@@ -27,6 +29,11 @@
 #define HTTP_PER_IP 32u
 #define HTTP_REQUEST_DEADLINE_S 10
 #define HTTP_ANSWER_DEADLINE_S 60
+/* the probe listener: a kubelet sends one request at a time per probe */
+#define PROBE_MAX_CONNS 16u
+#define PROBE_PER_IP 8u
+#define PROBE_REQUEST_DEADLINE_S 5
+#define PROBE_ANSWER_DEADLINE_S 10
 
 /* One open connection, from accept to close (libmicrohttpd's socket
  * context). */
@@ -39,14 +46,24 @@ typedef struct hconn {
     bool cut;
 } hconn_t;
 
-struct ctl_http {
-    ctl_t *ctl;
+/* One listening address with its own connection table and limits. */
+typedef struct listener {
+    ctl_http_t *h;
+    const char *name; /* "debug" or "probe" */
     struct MHD_Daemon *d;
     int port;
-    char *token_file;     /* when set, /debug and /metrics need "Bearer <its content>" */
-    pthread_mutex_t lock; /* conns: libmicrohttpd's thread and the sweeper */
-    hconn_t *conns;
+    bool probes_only;
+    unsigned max_conns, per_ip;
+    int request_deadline_s, answer_deadline_s;
+    hconn_t *conns; /* under h->lock: libmicrohttpd's thread and the sweeper */
     unsigned nconns;
+} listener_t;
+
+struct ctl_http {
+    ctl_t *ctl;
+    listener_t main, probe; /* probe.d NULL: no --probe-listen */
+    char *token_file;       /* when set, /debug and /metrics need "Bearer <its content>" */
+    pthread_mutex_t lock;
     pthread_t sweeper;
     pthread_cond_t cond;
     bool sweeper_started, stop;
@@ -706,15 +723,15 @@ static hconn_t *hconn_of(struct MHD_Connection *conn)
     return ci ? ci->socket_context : NULL;
 }
 
-static void set_busy(ctl_http_t *h, struct MHD_Connection *conn, bool busy)
+static void set_busy(listener_t *l, struct MHD_Connection *conn, bool busy)
 {
     hconn_t *hc = hconn_of(conn);
     if (!hc)
         return;
-    pthread_mutex_lock(&h->lock);
+    pthread_mutex_lock(&l->h->lock);
     hc->busy = busy;
     hc->since = time(NULL);
-    pthread_mutex_unlock(&h->lock);
+    pthread_mutex_unlock(&l->h->lock);
 }
 
 static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char *url,
@@ -723,11 +740,12 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
 {
     (void)version;
     (void)upload;
-    ctl_http_t *h = cls;
+    listener_t *l = cls;
+    ctl_http_t *h = l->h;
     static int first;
     if (!*state) { /* headers only: answer once the (empty) body is in */
         *state = &first;
-        set_busy(h, conn, true);
+        set_busy(l, conn, true);
         return MHD_YES;
     }
     atomic_fetch_add(&ctl_metrics.http_requests, 1);
@@ -739,6 +757,8 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
     bool open_page = strcmp(url, "/healthz") == 0 || strcmp(url, "/ready") == 0;
     if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0) {
         r = error_reply(405, "method %s not allowed: pages are read-only", method);
+    } else if (l->probes_only && !open_page) {
+        r = error_reply(404, "%s: the probe listener serves only /healthz and /ready", url);
     } else if (h->token_file && !open_page && !authorized(h, conn)) {
         atomic_fetch_add(&ctl_metrics.http_unauthorized, 1);
         r = error_reply(401, "this page needs Authorization: Bearer <token>%s", "");
@@ -774,11 +794,19 @@ static void addr_string(const struct sockaddr *sa, char *out, size_t len)
         inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, out, (socklen_t)len);
 }
 
-static void refused(ctl_http_t *h, const char *key, const char *fmt, const char *ip)
+static void refused(listener_t *l, const char *why, const char *ip)
 {
-    char msg[512];
-    snprintf(msg, sizeof(msg), fmt, ip);
-    ctl_ratelog(h->log, time(NULL), CTL_WARN, key, msg);
+    char key[64], msg[512];
+    snprintf(key, sizeof(key), "%s HTTP: %s", l->name, why);
+    if (strcmp(why, "table full") == 0)
+        snprintf(msg, sizeof(msg),
+                 "%s HTTP: connection table full (%u connections): refused one from %s; "
+                 "a client that sends no complete request within %d s is cut",
+                 l->name, l->max_conns, ip, l->request_deadline_s);
+    else
+        snprintf(msg, sizeof(msg), "%s HTTP: %s already holds %u connections: refused another",
+                 l->name, ip, l->per_ip);
+    ctl_ratelog(l->h->log, time(NULL), CTL_WARN, key, msg);
 }
 
 /* Before libmicrohttpd takes a connection: the table and per-address limits,
@@ -786,26 +814,22 @@ static void refused(ctl_http_t *h, const char *key, const char *fmt, const char 
 static enum MHD_Result accept_policy(void *cls, const struct sockaddr *addr, socklen_t addrlen)
 {
     (void)addrlen;
-    ctl_http_t *h = cls;
+    listener_t *l = cls;
     char ip[INET6_ADDRSTRLEN];
     addr_string(addr, ip, sizeof(ip));
-    pthread_mutex_lock(&h->lock);
-    unsigned total = h->nconns, same = 0;
-    for (hconn_t *c = h->conns; c; c = c->next)
+    pthread_mutex_lock(&l->h->lock);
+    unsigned total = l->nconns, same = 0;
+    for (hconn_t *c = l->conns; c; c = c->next)
         same += strcmp(c->ip, ip) == 0;
-    pthread_mutex_unlock(&h->lock);
-    if (total >= HTTP_MAX_CONNS) {
+    pthread_mutex_unlock(&l->h->lock);
+    if (total >= l->max_conns) {
         atomic_fetch_add(&ctl_metrics.http_refused_full, 1);
-        refused(h, "debug HTTP: connection table full",
-                "debug HTTP: connection table full (256 connections): refused one from %s; "
-                "a client that sends no complete request within 10 s is cut",
-                ip);
+        refused(l, "table full", ip);
         return MHD_NO;
     }
-    if (same >= HTTP_PER_IP) {
+    if (same >= l->per_ip) {
         atomic_fetch_add(&ctl_metrics.http_refused_per_ip, 1);
-        refused(h, "debug HTTP: per-address limit",
-                "debug HTTP: %s already holds 32 connections: refused another", ip);
+        refused(l, "per-address limit", ip);
         return MHD_NO;
     }
     return MHD_YES;
@@ -814,7 +838,8 @@ static enum MHD_Result accept_policy(void *cls, const struct sockaddr *addr, soc
 static void notify_conn(void *cls, struct MHD_Connection *conn, void **ctx,
                         enum MHD_ConnectionNotificationCode code)
 {
-    ctl_http_t *h = cls;
+    listener_t *l = cls;
+    ctl_http_t *h = l->h;
     if (code == MHD_CONNECTION_NOTIFY_STARTED) {
         hconn_t *hc = calloc(1, sizeof(*hc));
         if (!hc)
@@ -827,11 +852,11 @@ static void notify_conn(void *cls, struct MHD_Connection *conn, void **ctx,
         addr_string(ca ? ca->client_addr : NULL, hc->ip, sizeof(hc->ip));
         hc->since = time(NULL);
         pthread_mutex_lock(&h->lock);
-        hc->next = h->conns;
-        if (h->conns)
-            h->conns->prev = hc;
-        h->conns = hc;
-        h->nconns++;
+        hc->next = l->conns;
+        if (l->conns)
+            l->conns->prev = hc;
+        l->conns = hc;
+        l->nconns++;
         pthread_mutex_unlock(&h->lock);
         *ctx = hc;
         return;
@@ -845,17 +870,34 @@ static void notify_conn(void *cls, struct MHD_Connection *conn, void **ctx,
     if (hc->prev)
         hc->prev->next = hc->next;
     else
-        h->conns = hc->next;
+        l->conns = hc->next;
     if (hc->next)
         hc->next->prev = hc->prev;
-    h->nconns--;
+    l->nconns--;
     pthread_mutex_unlock(&h->lock);
     free(hc);
     *ctx = NULL;
 }
 
 /* Cuts the connections past their deadline: shutdown() makes
- * libmicrohttpd's own loop see the end and free the slot. */
+ * libmicrohttpd's own loop see the end and free the slot. h->lock held. */
+static void sweep(listener_t *l, time_t now)
+{
+    for (hconn_t *c = l->conns; c; c = c->next) {
+        int limit = c->busy ? l->answer_deadline_s : l->request_deadline_s;
+        if (c->cut || c->fd < 0 || now - c->since < limit)
+            continue;
+        c->cut = true;
+        shutdown(c->fd, SHUT_RDWR);
+        atomic_fetch_add(&ctl_metrics.http_slow_closed, 1);
+        char key[64], msg[256];
+        snprintf(key, sizeof(key), "%s HTTP: slow clients cut", l->name);
+        snprintf(msg, sizeof(msg), "%s HTTP: cut a connection from %s: %s within %d s", l->name,
+                 c->ip, c->busy ? "its answer was not taken" : "no complete request", limit);
+        ctl_ratelog(l->h->log, now, CTL_WARN, key, msg);
+    }
+}
+
 static void *sweeper_main(void *arg)
 {
     ctl_http_t *h = arg;
@@ -870,18 +912,8 @@ static void *sweeper_main(void *arg)
         }
         pthread_cond_timedwait(&h->cond, &h->lock, &ts);
         time_t now = time(NULL);
-        for (hconn_t *c = h->conns; c && !h->stop; c = c->next) {
-            int limit = c->busy ? HTTP_ANSWER_DEADLINE_S : HTTP_REQUEST_DEADLINE_S;
-            if (c->cut || c->fd < 0 || now - c->since < limit)
-                continue;
-            c->cut = true;
-            shutdown(c->fd, SHUT_RDWR);
-            atomic_fetch_add(&ctl_metrics.http_slow_closed, 1);
-            char msg[256];
-            snprintf(msg, sizeof(msg), "debug HTTP: cut a connection from %s: %s within %d s",
-                     c->ip, c->busy ? "its answer was not taken" : "no complete request", limit);
-            ctl_ratelog(h->log, now, CTL_WARN, "debug HTTP: slow clients cut", msg);
-        }
+        sweep(&h->main, now);
+        sweep(&h->probe, now);
         ctl_ratelog_flush(h->log, now);
     }
     pthread_mutex_unlock(&h->lock);
@@ -893,7 +925,8 @@ static bool loopback(const struct sockaddr_in *sa)
     return (ntohl(sa->sin_addr.s_addr) >> 24) == 127;
 }
 
-static int parse_listen(const char *listen, struct sockaddr_in *sa, char *err, size_t errlen)
+static int parse_listen(const char *setting, const char *listen, struct sockaddr_in *sa, char *err,
+                        size_t errlen)
 {
     char host[256];
     const char *colon = strrchr(listen, ':');
@@ -903,24 +936,43 @@ static int parse_listen(const char *listen, struct sockaddr_in *sa, char *err, s
     long port = colon ? strtol(colon + 1, &end, 10) : -1;
     if (!colon || (size_t)(colon - listen) >= sizeof(host) || port < 0 || port > 65535 || *end ||
         end == colon + 1) {
-        snprintf(err, errlen, "debug-listen: \"%s\" is not host:port", listen);
+        snprintf(err, errlen, "%s: \"%s\" is not host:port", setting, listen);
         return -1;
     }
     snprintf(host, sizeof(host), "%.*s", (int)(colon - listen), listen);
     if (strcmp(host, "localhost") == 0)
         snprintf(host, sizeof(host), "127.0.0.1");
     if (inet_pton(AF_INET, *host ? host : "0.0.0.0", &sa->sin_addr) != 1) {
-        snprintf(err, errlen, "debug-listen: \"%s\" is not an IPv4 address", host);
+        snprintf(err, errlen, "%s: \"%s\" is not an IPv4 address", setting, host);
         return -1;
     }
     sa->sin_port = htons((uint16_t)port);
     return 0;
 }
 
+/* Starts l on sa; false when it cannot listen. */
+static bool listener_start(listener_t *l, const struct sockaddr_in *sa)
+{
+    l->d = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL, ntohs(sa->sin_port),
+                            accept_policy, l, handle, l, MHD_OPTION_SOCK_ADDR, sa,
+                            MHD_OPTION_CONNECTION_LIMIT, l->max_conns + 1,
+                            MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)l->request_deadline_s,
+                            MHD_OPTION_NOTIFY_CONNECTION, notify_conn, l,
+                            MHD_OPTION_NOTIFY_COMPLETED, request_done, l, MHD_OPTION_END);
+    if (!l->d)
+        return false;
+    const union MHD_DaemonInfo *info = MHD_get_daemon_info(l->d, MHD_DAEMON_INFO_BIND_PORT);
+    l->port = info ? info->port : ntohs(sa->sin_port);
+    return true;
+}
+
 ctl_http_t *ctl_http_start(ctl_t *c, const char *listen, char *err, size_t errlen)
 {
-    struct sockaddr_in sa;
-    if (parse_listen(listen, &sa, err, errlen) < 0)
+    struct sockaddr_in sa, probe_sa;
+    const char *probe_listen = ctl_config(c)->probe_listen;
+    bool with_probe = probe_listen && *probe_listen;
+    if (parse_listen("debug-listen", listen, &sa, err, errlen) < 0 ||
+        (with_probe && parse_listen("probe-listen", probe_listen, &probe_sa, err, errlen) < 0))
         return NULL;
     const char *token_file = ctl_config(c)->debug_token_file;
     if (!loopback(&sa) && !token_file) {
@@ -949,28 +1001,46 @@ ctl_http_t *ctl_http_start(ctl_t *c, const char *listen, char *err, size_t errle
     pthread_mutex_init(&h->lock, NULL);
     pthread_cond_init(&h->cond, NULL);
     h->log = ctl_ratelog_new(60, 8);
-    h->d = h->log ? MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL,
-                                     ntohs(sa.sin_port), accept_policy, h, handle, h,
-                                     MHD_OPTION_SOCK_ADDR, &sa, MHD_OPTION_CONNECTION_LIMIT,
-                                     HTTP_MAX_CONNS + 1, MHD_OPTION_CONNECTION_TIMEOUT,
-                                     (unsigned)HTTP_REQUEST_DEADLINE_S,
-                                     MHD_OPTION_NOTIFY_CONNECTION, notify_conn, h,
-                                     MHD_OPTION_NOTIFY_COMPLETED, request_done, h, MHD_OPTION_END)
-                  : NULL;
-    h->sweeper_started = h->d && pthread_create(&h->sweeper, NULL, sweeper_main, h) == 0;
-    if (!h->sweeper_started) {
+    h->main = (listener_t){.h = h,
+                           .name = "debug",
+                           .max_conns = HTTP_MAX_CONNS,
+                           .per_ip = HTTP_PER_IP,
+                           .request_deadline_s = HTTP_REQUEST_DEADLINE_S,
+                           .answer_deadline_s = HTTP_ANSWER_DEADLINE_S};
+    h->probe = (listener_t){.h = h,
+                            .name = "probe",
+                            .probes_only = true,
+                            .max_conns = PROBE_MAX_CONNS,
+                            .per_ip = PROBE_PER_IP,
+                            .request_deadline_s = PROBE_REQUEST_DEADLINE_S,
+                            .answer_deadline_s = PROBE_ANSWER_DEADLINE_S};
+    if (!h->log || !listener_start(&h->main, &sa)) {
         snprintf(err, errlen, "debug-listen: cannot listen on %s", listen);
         ctl_http_stop(h);
         return NULL;
     }
-    const union MHD_DaemonInfo *info = MHD_get_daemon_info(h->d, MHD_DAEMON_INFO_BIND_PORT);
-    h->port = info ? info->port : ntohs(sa.sin_port);
+    if (with_probe && !listener_start(&h->probe, &probe_sa)) {
+        snprintf(err, errlen, "probe-listen: cannot listen on %s", probe_listen);
+        ctl_http_stop(h);
+        return NULL;
+    }
+    h->sweeper_started = pthread_create(&h->sweeper, NULL, sweeper_main, h) == 0;
+    if (!h->sweeper_started) {
+        snprintf(err, errlen, "debug HTTP: cannot start its sweeper thread");
+        ctl_http_stop(h);
+        return NULL;
+    }
     return h;
 }
 
 int ctl_http_port(const ctl_http_t *h)
 {
-    return h->port;
+    return h->main.port;
+}
+
+int ctl_http_probe_port(const ctl_http_t *h)
+{
+    return h->probe.d ? h->probe.port : 0;
 }
 
 void ctl_http_stop(ctl_http_t *h)
@@ -984,8 +1054,10 @@ void ctl_http_stop(ctl_http_t *h)
         pthread_mutex_unlock(&h->lock);
         pthread_join(h->sweeper, NULL);
     }
-    if (h->d)
-        MHD_stop_daemon(h->d);
+    if (h->main.d)
+        MHD_stop_daemon(h->main.d);
+    if (h->probe.d)
+        MHD_stop_daemon(h->probe.d);
     ctl_ratelog_free(h->log);
     pthread_mutex_destroy(&h->lock);
     pthread_cond_destroy(&h->cond);

@@ -39,6 +39,7 @@ static void reload(ctl_t *c, const ctl_config_t *cur, int argc, char **argv)
         {cur->cluster_id, n.cluster_id},     {cur->xds_listen, n.xds_listen},
         {cur->debug_listen, n.debug_listen}, {cur->kubeconfig, n.kubeconfig},
         {cur->demo_dir, n.demo_dir},         {cur->system_namespace, n.system_namespace},
+        {cur->probe_listen, n.probe_listen},
     };
     for (size_t i = 0; i < sizeof(restart) / sizeof(restart[0]); i++) {
         const char *a = restart[i][0] ? restart[i][0] : "", *b = restart[i][1] ? restart[i][1] : "";
@@ -89,6 +90,8 @@ static void banner(const ctl_config_t *cfg, xds_server_t *x, ctl_http_t *h)
     int dport = ctl_http_port(h);
     ctl_log(CTL_INFO, "meshfed %s serving xDS on port %d, debug on port %d", MESHFED_VERSION,
             xds_server_port(x), dport);
+    if (ctl_http_probe_port(h))
+        ctl_log(CTL_INFO, "probes (/healthz, /ready) also on port %d", ctl_http_probe_port(h));
     if (!cfg->demo_dir)
         return;
     fprintf(stderr,

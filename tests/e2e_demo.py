@@ -181,6 +181,12 @@ def invalid_object_flood(dport, demo, log):
     check(1 <= len(lines) <= 2, f"and logged once, not 3000 times ({len(lines)} lines)")
 
 
+def probe_port(log):
+    log.seek(0)
+    m = re.search(r"probes \(/healthz, /ready\) also on port (\d+)", log.read())
+    return m and int(m.group(1))
+
+
 def probes_under_flood(dport, log):
     """Issue 14 item 5: 300 slow clients must not lock the probes out."""
     # from another address: the per-address limit keeps a slot free for probes
@@ -207,15 +213,31 @@ def probes_under_flood(dport, log):
     check(bool(first) and first - t0 <= 12,
           f"from the same address, probes answer again within the 10 s request deadline "
           f"({(first - t0) if first else None:.1f} s)" if first else "probes never answered again")
+    # from ten addresses, 30 each: under the per-address limit, over the table
+    floods = [TrickleFlood(dport, n=30, seconds=30, source=f"127.0.0.{i}", reconnect=False) for i in range(2, 12)]
+    for f in floods:
+        f.start()
+    time.sleep(1)
+    pport = probe_port(log)
+    own = [probe(pport, "/ready") for _ in range(10)] if pport else []
+    check(own == [200] * 10, f"meanwhile the probe listener (--probe-listen) answers every probe at once ({own})")
+    t0 = time.time()
+    first = wait_for(lambda: probe(dport, "/ready") == 200 and time.time(), 20)
+    for f in floods:
+        f.stop()
+    check(bool(first) and first - t0 <= 12,
+          f"with the whole table taken by slow clients, probes answer again within the deadline "
+          f"({(first - t0):.1f} s)" if first else "probes never answered again after the table filled")
     m = metrics(dport)
     full = m.get('meshfed_errors_total{kind="http_table_full"}', 0)
     per_ip = m.get('meshfed_errors_total{kind="http_per_ip_limit"}', 0)
     slow = m.get('meshfed_errors_total{kind="http_slow_client"}', 0)
-    check(per_ip > 0 and slow > 0, f"refusals and cut slow clients are counted (per-address {per_ip}, "
+    check(per_ip > 0 and full > 0 and slow > 0, f"refusals and cut slow clients are counted (per-address {per_ip}, "
           f"table full {full}, slow {slow})")
     log.seek(0)
     text = log.read()
-    check("already holds 32 connections" in text and "no complete request within 10 s" in text,
+    check("already holds 32 connections" in text and "no complete request within 10 s" in text
+          and "connection table full" in text,
           "the log says why connections were refused and cut")
 
 
@@ -229,6 +251,7 @@ def main():
     open(conf, "w").write("log-level: info\n")
     proc = subprocess.Popen([binary, "--demo", demo, "--xds-listen", "127.0.0.1:0",
                              "--debug-listen", "127.0.0.1:0", "--debounce-ms", "20",
+                             "--probe-listen", "127.0.0.1:0",
                              "--config", conf],
                             stdout=log, stderr=log)
     try:
@@ -300,6 +323,10 @@ def main():
         st, body = get(dport, "/metrics")
         check('meshfed_errors_total{kind="http"} 2' in body, "bad queries are counted")
         error_bodies(dport)
+        pport = probe_port(log)
+        check(bool(pport) and probe(pport, "/healthz") == 200 and probe(pport, "/ready") == 200
+              and get(pport, "/debug/clusterz")[0] == 404 and get(pport, "/metrics")[0] == 404,
+              "the probe listener serves /healthz and /ready and nothing else")
         fifo_in_demo(dport, demo, log)
         bad_edits(dport, demo, log)
         invalid_object_flood(dport, demo, log)
