@@ -6,6 +6,10 @@
  * The kubeconfig inside carries a token of a ServiceAccount of this cluster
  * (minted with the TokenRequest API) and the cluster's CA, never the user's
  * own credentials unless --use-user-credentials says so.
+ *
+ * The Secret is named meshfed-remote-secret-<id>, not istioctl's
+ * istio-remote-secret-<id>, so that applying it never replaces a Secret
+ * istiod reads; meshfed still watches both, by their istio/multiCluster label.
  */
 #include "ctl.h"
 
@@ -15,10 +19,27 @@
 #include <string.h>
 
 typedef struct rs_opts {
-    const char *kubeconfig, *context, *name, *ns, *sa, *server;
+    const char *kubeconfig, *context, *name, *ns, *sa, *server, *tls_server_name;
     long duration;
-    bool user_creds;
+    bool user_creds, create_sa;
 } rs_opts_t;
+
+#define RS_PREFIX "meshfed-remote-secret-"
+#define RS_READER "meshfed-remote-reader"
+
+/* The ClusterRole a created ServiceAccount is bound to: the cluster-wide
+ * reads of the chart's ClusterRole, which is all a remote meshfed does. */
+static const char RS_READER_ROLE[] =
+    "{\"apiVersion\":\"rbac.authorization.k8s.io/v1\",\"kind\":\"ClusterRole\","
+    "\"metadata\":{\"name\":\"" RS_READER "\"},\"rules\":["
+    "{\"apiGroups\":[\"\"],\"resources\":[\"namespaces\",\"services\",\"pods\",\"nodes\"],"
+    "\"verbs\":[\"get\",\"list\",\"watch\"]},"
+    "{\"apiGroups\":[\"discovery.k8s.io\"],\"resources\":[\"endpointslices\"],"
+    "\"verbs\":[\"get\",\"list\",\"watch\"]},"
+    "{\"apiGroups\":[\"meshfed.io\"],\"resources\":[\"servicescopes\"],"
+    "\"verbs\":[\"get\",\"list\",\"watch\"]},"
+    "{\"apiGroups\":[\"gateway.networking.k8s.io\"],\"resources\":[\"gateways\"],"
+    "\"verbs\":[\"get\",\"list\",\"watch\"]}]}";
 
 static void rs_usage(void)
 {
@@ -34,9 +55,38 @@ static void rs_usage(void)
            "  --service-account NAME    ServiceAccount whose token is used (default meshfed)\n"
            "  --server URL              API server URL other clusters use (default: the\n"
            "                            kubeconfig's)\n"
+           "  --tls-server-name NAME    name to verify the API server's certificate against\n"
+           "                            when --server is an address it was not issued for\n"
+           "                            (default: the kubeconfig's tls-server-name)\n"
+           "  --create-service-account[=false]\n"
+           "                            create the ServiceAccount, and a ClusterRole\n"
+           "                            " RS_READER " bound to it, if it is missing\n"
+           "                            (default true, as istioctl)\n"
            "  --token-duration SECONDS  token lifetime (default 31536000, one year)\n"
            "  --use-user-credentials    embed the kubeconfig's own credentials instead of a\n"
-           "                            ServiceAccount token (not recommended)\n");
+           "                            ServiceAccount token (not recommended)\n\n"
+           "The Secret is named " RS_PREFIX "ID; the token's expiry is printed on\n"
+           "stderr and kept in the Secret's meshfed.io/token-expiration annotation.\n");
+}
+
+/* The Secret's name, RS_PREFIX + id, must be a DNS-1123 subdomain (253
+ * characters at most); the id is also the kubeconfig's key in its data. */
+#define RS_ID_MAX (253 - (sizeof(RS_PREFIX) - 1))
+
+static bool valid_cluster_id(const char *id)
+{
+    size_t n = strlen(id);
+    if (n == 0 || n > RS_ID_MAX)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        char c = id[i];
+        bool alnum = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9');
+        if (!alnum && (i == 0 || i == n - 1 || (c != '-' && c != '.')))
+            return false;
+        if (c == '.' && (id[i - 1] == '.' || id[i - 1] == '-' || id[i + 1] == '-'))
+            return false;
+    }
+    return true;
 }
 
 static int rs_parse(int argc, char **argv, rs_opts_t *o, char *err, size_t errlen)
@@ -49,9 +99,12 @@ static int rs_parse(int argc, char **argv, rs_opts_t *o, char *err, size_t errle
                                          {"server", required_argument, NULL, 'u'},
                                          {"token-duration", required_argument, NULL, 'd'},
                                          {"use-user-credentials", no_argument, NULL, 'U'},
+                                         {"tls-server-name", required_argument, NULL, 't'},
+                                         {"create-service-account", optional_argument, NULL, 'C'},
                                          {"help", no_argument, NULL, 'h'},
                                          {NULL, 0, NULL, 0}};
-    *o = (rs_opts_t){.ns = "istio-system", .sa = "meshfed", .duration = 31536000};
+    *o =
+        (rs_opts_t){.ns = "istio-system", .sa = "meshfed", .duration = 31536000, .create_sa = true};
     optind = 1;
     opterr = 0;
     int c;
@@ -78,6 +131,20 @@ static int rs_parse(int argc, char **argv, rs_opts_t *o, char *err, size_t errle
         case 'U':
             o->user_creds = true;
             break;
+        case 't':
+            o->tls_server_name = optarg;
+            break;
+        case 'C':
+            if (!optarg || strcmp(optarg, "true") == 0) {
+                o->create_sa = true;
+            } else if (strcmp(optarg, "false") == 0) {
+                o->create_sa = false;
+            } else {
+                snprintf(err, errlen, "--create-service-account: \"%s\" is not true or false",
+                         optarg);
+                return -1;
+            }
+            break;
         case 'd': {
             char *end;
             o->duration = strtol(optarg, &end, 10);
@@ -97,8 +164,16 @@ static int rs_parse(int argc, char **argv, rs_opts_t *o, char *err, size_t errle
             return -1;
         }
     }
-    if (!o->name || !*o->name || strchr(o->name, '/') || strchr(o->name, '\n')) {
-        snprintf(err, errlen, "--name: the cluster ID is required (no '/')");
+    if (!o->name) {
+        snprintf(err, errlen, "--name: the cluster ID is required");
+        return -1;
+    }
+    if (!valid_cluster_id(o->name)) {
+        snprintf(err, errlen,
+                 "--name: \"%s\" is not a valid cluster ID: lower-case letters, digits, '-' "
+                 "and '.', starting and ending with a letter or digit, at most %zu characters "
+                 "(it names the Secret " RS_PREFIX "ID)",
+                 o->name, RS_ID_MAX);
         return -1;
     }
     return 0;
@@ -113,8 +188,59 @@ static char *read_file(const char *path, size_t *len)
     return text;
 }
 
-/* A ServiceAccount token from the TokenRequest API. Caller frees. */
-static char *sa_token(const kube_conn_t *conn, const rs_opts_t *o, char *err, size_t errlen)
+/* POSTs one object; one that already exists is fine. */
+static int rs_create(const kube_conn_t *conn, const char *path, const char *what, const char *body,
+                     char *err, size_t errlen)
+{
+    long code = 0;
+    char *resp = NULL;
+    if (kube_request(conn, "POST", path, NULL, body, &code, &resp, err, errlen) < 0)
+        return -1;
+    json_t *j = resp ? json_loads(resp, 0, NULL) : NULL;
+    const char *msg = json_string_value(json_object_get(j, "message"));
+    int rc = code / 100 == 2 || code == 409 ? 0 : -1;
+    if (rc < 0)
+        snprintf(err, errlen, "creating %s: HTTP %ld: %s", what, code, msg ? msg : "no message");
+    else if (code != 409)
+        fprintf(stderr, "meshfed create-remote-secret: created %s\n", what);
+    json_decref(j);
+    free(resp);
+    return rc;
+}
+
+/* The ServiceAccount, the reader ClusterRole and their binding, as
+ * istioctl's --create-service-account does for istio-reader. */
+static int create_sa(const kube_conn_t *conn, const rs_opts_t *o, char *err, size_t errlen)
+{
+    char path[600], what[600], body[1200];
+    snprintf(path, sizeof(path), "/api/v1/namespaces/%s/serviceaccounts", o->ns);
+    snprintf(what, sizeof(what), "ServiceAccount %s/%s", o->ns, o->sa);
+    snprintf(body, sizeof(body),
+             "{\"apiVersion\":\"v1\",\"kind\":\"ServiceAccount\","
+             "\"metadata\":{\"name\":\"%s\",\"namespace\":\"%s\"}}",
+             o->sa, o->ns);
+    if (rs_create(conn, path, what, body, err, errlen) < 0)
+        return -1;
+    if (rs_create(conn, "/apis/rbac.authorization.k8s.io/v1/clusterroles", "ClusterRole " RS_READER,
+                  RS_READER_ROLE, err, errlen) < 0)
+        return -1;
+    snprintf(what, sizeof(what), "ClusterRoleBinding " RS_READER "-%s-%s", o->ns, o->sa);
+    snprintf(body, sizeof(body),
+             "{\"apiVersion\":\"rbac.authorization.k8s.io/v1\",\"kind\":\"ClusterRoleBinding\","
+             "\"metadata\":{\"name\":\"" RS_READER "-%s-%s\"},"
+             "\"roleRef\":{\"apiGroup\":\"rbac.authorization.k8s.io\",\"kind\":\"ClusterRole\","
+             "\"name\":\"" RS_READER "\"},"
+             "\"subjects\":[{\"kind\":\"ServiceAccount\",\"name\":\"%s\",\"namespace\":\"%s\"}]}",
+             o->ns, o->sa, o->sa, o->ns);
+    return rs_create(conn, "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings", what, body,
+                     err, errlen);
+}
+
+/* A ServiceAccount token from the TokenRequest API, its expiry (as the API
+ * server granted it, which may be shorter than asked) in expiry. Caller
+ * frees. */
+static char *sa_token(const kube_conn_t *conn, const rs_opts_t *o, char *expiry, size_t expirylen,
+                      char *err, size_t errlen)
 {
     char path[600], body[256];
     snprintf(path, sizeof(path), "/api/v1/namespaces/%s/serviceaccounts/%s/token", o->ns, o->sa);
@@ -126,13 +252,26 @@ static char *sa_token(const kube_conn_t *conn, const rs_opts_t *o, char *err, si
     char *resp = NULL;
     if (kube_request(conn, "POST", path, NULL, body, &code, &resp, err, errlen) < 0)
         return NULL;
+    if (code == 404 && o->create_sa) {
+        free(resp);
+        resp = NULL;
+        if (create_sa(conn, o, err, errlen) < 0 ||
+            kube_request(conn, "POST", path, NULL, body, &code, &resp, err, errlen) < 0)
+            return NULL;
+    }
     json_t *j = resp ? json_loads(resp, 0, NULL) : NULL;
-    const char *tok = json_string_value(json_object_get(json_object_get(j, "status"), "token"));
+    json_t *st = json_object_get(j, "status");
+    const char *tok = json_string_value(json_object_get(st, "token"));
+    const char *exp = json_string_value(json_object_get(st, "expirationTimestamp"));
+    /* an RFC 3339 time, checked as it goes into the YAML as it is */
+    if (exp && strspn(exp, "0123456789-:.TZ+") == strlen(exp))
+        snprintf(expiry, expirylen, "%s", exp);
     char *out = code / 100 == 2 && tok ? strdup(tok) : NULL;
     if (!out && code == 404)
         snprintf(err, errlen,
                  "ServiceAccount %s/%s not found: install meshfed in this cluster first (its "
-                 "chart creates it) or name another with --service-account",
+                 "chart creates it), name another with --service-account, or leave "
+                 "--create-service-account on",
                  o->ns, o->sa);
     else if (!out)
         snprintf(err, errlen, "TokenRequest for %s/%s: HTTP %ld: %s", o->ns, o->sa, code,
@@ -157,28 +296,34 @@ static char *ca_b64(const kube_conn_t *conn)
 }
 
 static void print_secret(const rs_opts_t *o, const kube_conn_t *conn, const char *token,
-                         const char *ca)
+                         const char *ca, const char *expiry)
 {
     /* JSON strings are valid YAML double-quoted scalars */
-    json_t *q = json_pack("[s, s, s, s]", o->server ? o->server : conn->server, o->name,
-                          token ? token : "", ca ? ca : "");
+    const char *sni = o->tls_server_name ? o->tls_server_name : conn->tls_server_name;
+    json_t *q = json_pack("[s, s, s, s, s]", o->server ? o->server : conn->server, o->name,
+                          token ? token : "", ca ? ca : "", sni ? sni : "");
     char *server = json_dumps(json_array_get(q, 0), JSON_ENCODE_ANY);
     char *name = json_dumps(json_array_get(q, 1), JSON_ENCODE_ANY);
     char *tok = json_dumps(json_array_get(q, 2), JSON_ENCODE_ANY);
     char *cab = json_dumps(json_array_get(q, 3), JSON_ENCODE_ANY);
+    char *tsn = json_dumps(json_array_get(q, 4), JSON_ENCODE_ANY);
     printf("# Apply in every other cluster running meshfed: kubectl apply -f -\n"
-           "apiVersion: v1\nkind: Secret\nmetadata:\n  name: istio-remote-secret-%s\n"
+           "apiVersion: v1\nkind: Secret\nmetadata:\n  name: " RS_PREFIX "%s\n"
            "  namespace: %s\n  labels:\n    istio/multiCluster: \"true\"\n  annotations:\n"
-           "    networking.istio.io/cluster: %s\ntype: Opaque\nstringData:\n  %s: |\n"
+           "    networking.istio.io/cluster: %s\n",
+           o->name, o->ns, name);
+    if (*expiry)
+        printf("    meshfed.io/token-expiration: \"%s\"\n", expiry);
+    printf("type: Opaque\nstringData:\n  %s: |\n"
            "    apiVersion: v1\n    kind: Config\n    current-context: %s\n    clusters:\n"
            "    - name: %s\n      cluster:\n        server: %s\n",
-           o->name, o->ns, name, name, name, name, server);
+           name, name, name, server);
     if (ca)
         printf("        certificate-authority-data: %s\n", cab);
     else if (conn->insecure)
         printf("        insecure-skip-tls-verify: true\n");
-    if (conn->tls_server_name)
-        printf("        tls-server-name: \"%s\"\n", conn->tls_server_name);
+    if (sni)
+        printf("        tls-server-name: %s\n", tsn);
     printf("    contexts:\n    - name: %s\n      context:\n        cluster: %s\n        user: %s\n"
            "    users:\n    - name: %s\n      user:\n",
            name, name, name, name);
@@ -198,6 +343,7 @@ static void print_secret(const rs_opts_t *o, const kube_conn_t *conn, const char
     free(name);
     free(tok);
     free(cab);
+    free(tsn);
     json_decref(q);
 }
 
@@ -228,9 +374,9 @@ int ctl_create_remote_secret(int argc, char **argv)
     memset(&conn, 0, sizeof(conn));
     rc = kube_conn_from_kubeconfig_ex(text, len, o.context, KUBE_KC_EXEC, &conn, err, sizeof(err));
     free(text);
-    char *token = NULL, *ca = NULL;
+    char *token = NULL, *ca = NULL, expiry[64] = "";
     if (rc == 0 && !o.user_creds) {
-        token = sa_token(&conn, &o, err, sizeof(err));
+        token = sa_token(&conn, &o, expiry, sizeof(expiry), err, sizeof(err));
         rc = token ? 0 : -1;
     } else if (rc == 0 && conn.token) {
         token = strdup(conn.token);
@@ -242,7 +388,12 @@ int ctl_create_remote_secret(int argc, char **argv)
     }
     if (rc == 0) {
         ca = ca_b64(&conn);
-        print_secret(&o, &conn, token, ca);
+        print_secret(&o, &conn, token, ca, expiry);
+        if (*expiry)
+            fprintf(stderr,
+                    "meshfed create-remote-secret: the token of %s/%s expires at %s; run this "
+                    "again and re-apply the Secret before then\n",
+                    o.ns, o.sa, expiry);
     } else {
         fprintf(stderr, "meshfed create-remote-secret: %s\n", err);
     }

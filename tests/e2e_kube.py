@@ -10,6 +10,7 @@ killed (stale, state kept) and restarted (relist), /metrics and /debug
 answers, and SIGTERM while connected.
 Usage: e2e_kube.py MESHFED_BINARY SOURCE_DIR
 """
+import calendar
 import json
 import os
 import shutil
@@ -17,6 +18,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
 import urllib.parse
 import urllib.request
 
@@ -373,6 +375,23 @@ def main():
         check(bool(secret) and secret["metadata"]["labels"]["istio/multiCluster"] == "true"
               and user.get("token", "").startswith("sa.istio-system.meshfed."),
               "create-remote-secret prints a Secret with a ServiceAccount token, not the user's")
+        check(bool(secret) and secret["metadata"]["name"] == "meshfed-remote-secret-north",
+              "its Secret is meshfed's own (meshfed-remote-secret-ID), never istioctl's to replace")
+        exp = (secret or {}).get("metadata", {}).get("annotations", {}).get("meshfed.io/token-expiration", "")
+        left = calendar.timegm(time.strptime(exp, "%Y-%m-%dT%H:%M:%SZ")) - time.time() if exp else 0
+        check(abs(left - 365 * 86400) < 120 and f"expires at {exp}" in out.stderr,
+              "the token's one-year expiry is in an annotation and on stderr")
+        for bad in ["Bad Name!", "-north", "north-", "a..b", "x" * 232, ""]:
+            bo = subprocess.run([binary, "create-remote-secret", "--kubeconfig", nkc, "--name", bad],
+                                capture_output=True, text=True)
+            check(bo.returncode == 2 and not bo.stdout and "not a valid cluster ID" in bo.stderr,
+                  f"--name {bad[:20]!r} is refused (not DNS-1123), exit 2")
+        ok = subprocess.run([binary, "create-remote-secret", "--kubeconfig", nkc, "--name", "x" * 231,
+                             "--tls-server-name", "api.north.example"], capture_output=True, text=True)
+        osec = yaml.safe_load(ok.stdout) if ok.returncode == 0 else None
+        ocl = yaml.safe_load(osec["stringData"]["x" * 231])["clusters"][0]["cluster"] if osec else {}
+        check(ocl.get("tls-server-name") == "api.north.example" and len(osec["metadata"]["name"]) == 253,
+              "--tls-server-name goes into the kubeconfig's cluster; a 231-character ID fits a 253-character name")
         if secret:
             post(east, "/fake/apply", secret)
         north_reviews = sh("network-north", "192.0.2.77", "bookinfo", "reviews")
@@ -380,9 +399,18 @@ def main():
               "applying it in east makes east's meshfed watch north (no Gateway API there: still synced)")
         check(zt.wait(lambda s: north_reviews in s), "and north's global services reach east's ztunnel")
         out = subprocess.run([binary, "create-remote-secret", "--kubeconfig", nkc, "--name", "north",
-                              "--service-account", "nobody"], capture_output=True, text=True)
-        check(out.returncode != 0 and "not found" in out.stderr,
-              "a missing ServiceAccount is a clear error")
+                              "--service-account", "nobody", "--create-service-account=false"],
+                             capture_output=True, text=True)
+        check(out.returncode == 1 and "not found" in out.stderr and not out.stdout,
+              "with --create-service-account=false, a missing ServiceAccount is a clear error")
+        out = subprocess.run([binary, "create-remote-secret", "--kubeconfig", nkc, "--name", "north",
+                              "--service-account", "reader"], capture_output=True, text=True)
+        # fakekube serves no RBAC kinds: the ClusterRole step answers 404 there
+        check(fake_get(north, "/api/v1/namespaces/istio-system/serviceaccounts/reader") is not None
+              and "created ServiceAccount istio-system/reader" in out.stderr
+              and "creating ClusterRole meshfed-remote-reader: HTTP 404" in out.stderr
+              and out.returncode == 1 and not out.stdout,
+              "by default a missing ServiceAccount is created, then its ClusterRole; a failed step is named")
 
         h2_phase(binary, east, work)
         auth_phase(binary, kc, west, work)
