@@ -1,6 +1,8 @@
 # meshfed container image: build on Debian 12, run on bookworm-slim as 65532.
 #   docker build -t meshfed:dev .
-FROM debian:bookworm AS build
+# Base images pinned to an exact Debian 12 snapshot (the official image's
+# dated tags, bookworm-YYYYMMDD[-slim]); bump both stages together.
+FROM debian:bookworm-20251229 AS build
 ENV DEBIAN_FRONTEND=noninteractive
 # The build packages of scripts/install-deps.sh (without the Python test tools).
 RUN apt-get update && apt-get install -y --no-install-recommends \
@@ -23,7 +25,7 @@ RUN cmake -S . -B /build -DCMAKE_BUILD_TYPE=Release -DMESHFED_SANITIZE=OFF \
     && install -D -m 0755 /build/meshfed /out/usr/local/bin/meshfed \
     && /build/meshfed --version
 
-FROM debian:bookworm-slim
+FROM debian:bookworm-20251229-slim
 ENV DEBIAN_FRONTEND=noninteractive
 # Runtime libraries only (Debian 12 names: libgrpc-dev depends on libgrpc29).
 RUN apt-get update && apt-get install -y --no-install-recommends \
