@@ -62,14 +62,24 @@ static const unsigned MODEL_RES = KUBE_RES_BIT(KUBE_RES_NAMESPACES) |
 /* what a remote cluster is watched for: its objects and its gateway */
 static const unsigned REMOTE_RES = MODEL_RES | KUBE_RES_BIT(KUBE_RES_GATEWAYS);
 
+/* The cluster's entry, or NULL when it is not (or no longer) watched. */
 static topo_t *topo_of(ctl_kube_t *k, const char *id)
 {
     for (size_t i = 0; i < k->ntopo; i++)
         if (strcmp(k->topo[i].id, id) == 0)
             return &k->topo[i];
+    return NULL;
+}
+
+/* A new entry, when the cluster starts being watched. */
+static topo_t *topo_add(ctl_kube_t *k, const char *id)
+{
+    topo_t *t = topo_of(k, id);
+    if (t)
+        return t;
     if (k->ntopo == MAX_REMOTES + 1)
         return NULL;
-    topo_t *t = &k->topo[k->ntopo++];
+    t = &k->topo[k->ntopo++];
     memset(t, 0, sizeof(*t));
     snprintf(t->id, sizeof(t->id), "%s", id);
     t->since = time(NULL);
@@ -411,7 +421,7 @@ static bool add_remote(ctl_kube_t *k, const char *secret, const char *id, const 
         ctl_log(CTL_WARN, "Secret %s, cluster %s: %s", secret, id, err);
         return false;
     }
-    topo_t *t = topo_of(k, id);
+    topo_t *t = topo_add(k, id);
     if (t) {
         push_cluster(k, t);
         note_pending(k, t);
@@ -675,7 +685,10 @@ static void on_event(void *arg, const char *cluster, kube_res_t res, kube_ev_t e
 {
     ctl_kube_t *k = arg;
     pthread_mutex_lock(&k->lock);
-    on_event_locked(k, cluster, res, ev, o, msg);
+    /* a cluster just removed may still deliver what its informers had
+     * read: it must not come back into the model */
+    if (topo_of(k, cluster))
+        on_event_locked(k, cluster, res, ev, o, msg);
     pthread_mutex_unlock(&k->lock);
 }
 
@@ -716,7 +729,7 @@ ctl_kube_t *ctl_kube_start(ctl_t *c, char *err, size_t errlen)
         return NULL;
     }
     k->w = kube_watcher_new(on_event, k, cfg->system_namespace, cfg->stale_after_s);
-    topo_t *t = topo_of(k, cfg->cluster_id);
+    topo_t *t = topo_add(k, cfg->cluster_id);
     push_cluster(k, t);
     note_pending(k, t);
     k->reporter_started = pthread_create(&k->reporter, NULL, reporter_main, k) == 0;
