@@ -586,6 +586,19 @@ int kube_watcher_cluster_status(kube_watcher_t *w, const char *id, bool *synced,
     return i >= 0 ? 0 : -1;
 }
 
+int kube_watcher_cluster_info(kube_watcher_t *w, const char *id, kube_cluster_info_t *out)
+{
+    memset(out, 0, sizeof(*out));
+    pthread_mutex_lock(&w->mu);
+    ssize_t i = kube_find(w, id);
+    if (i >= 0) {
+        const kube_cluster_t *cl = w->clusters[i];
+        *out = (kube_cluster_info_t){cl->synced, cl->stale, cl->forbidden, cl->absent};
+    }
+    pthread_mutex_unlock(&w->mu);
+    return i >= 0 ? 0 : -1;
+}
+
 int kube_watcher_conn(kube_watcher_t *w, const char *id, kube_conn_t *out)
 {
     memset(out, 0, sizeof(*out));

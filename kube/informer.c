@@ -17,7 +17,7 @@
 typedef struct kube_resdef {
     const char *name, *prefix, *plural, *api_version, *kind, *query;
     bool in_system_ns;
-    bool optional; /* a 404 (CRD not installed) lists as empty; retried slowly */
+    bool optional; /* a 404 (CRD not installed) or 403 lists as empty; retried slowly */
 } kube_resdef_t;
 
 static const kube_resdef_t kube_resdefs[KUBE_RES__COUNT] = {
@@ -530,6 +530,10 @@ static void kube_inf_list_done(kube_informer_t *inf)
     kube_cluster_t *cl = inf->cl;
     kube_watcher_t *w = cl->w;
     pthread_mutex_lock(&w->mu);
+    if (inf->phase == KUBE_PH_WATCH) { /* a real list: the resource is readable */
+        cl->forbidden &= ~KUBE_RES_BIT(inf->res);
+        cl->absent &= ~KUBE_RES_BIT(inf->res);
+    }
     inf->synced = true;
     bool all = true;
     for (int r = 0; r < KUBE_RES__COUNT; r++)
@@ -850,6 +854,44 @@ static bool kube_retry_after(kube_informer_t *inf, long *secs)
     return true;
 }
 
+/* An optional API the cluster does not serve (404: its CRD is not
+ * installed) or does not let meshfed read (403: RBAC), in a list or a
+ * watch: treated the same way every time. Nothing to watch now: it counts
+ * as synced (readiness must not wait for it), the condition is recorded for
+ * kube_watcher_cluster_info, a 403 is reported once per change and counted
+ * every time, and the resource is looked at again in a while. */
+static void kube_inf_unavailable(kube_informer_t *inf)
+{
+    char msg[512];
+    kube_cluster_t *cl = inf->cl;
+    bool forbidden = inf->status == 403;
+    unsigned bit = KUBE_RES_BIT(inf->res);
+    kube_status_msg(inf, msg, sizeof(msg));
+    inf->len = 0;
+    pthread_mutex_lock(&cl->w->mu);
+    bool changed = !((forbidden ? cl->forbidden : cl->absent) & bit);
+    cl->forbidden = forbidden ? cl->forbidden | bit : cl->forbidden & ~bit;
+    cl->absent = forbidden ? cl->absent & ~bit : cl->absent | bit;
+    pthread_mutex_unlock(&cl->w->mu);
+    if (forbidden) {
+        kube_count(cl->w, KUBE_ST_FORBIDDEN);
+        if (changed)
+            kube_emit_error(cl, inf->res,
+                            "cluster %s: %s %s: forbidden (HTTP 403): %s; optional, so not "
+                            "waited for and served as empty (grant get, list and watch on "
+                            "%s of %s); looking again every %d s",
+                            cl->id, inf->phase == KUBE_PH_LIST ? "list" : "watch",
+                            kube_res_name(inf->res), msg, kube_resdefs[inf->res].plural,
+                            kube_resdefs[inf->res].api_version, KUBE_BACKOFF_MAX_MS / 1000);
+    }
+    inf->phase = KUBE_PH_LIST;
+    kube_set(&inf->cont, NULL);
+    if (!inf->synced)
+        kube_inf_list_done(inf);
+    inf->backoff_ms = KUBE_BACKOFF_MAX_MS;
+    inf->due_ms = kube_now_ms() + KUBE_BACKOFF_MAX_MS;
+}
+
 void kube_inf_done(kube_informer_t *inf, CURLcode rc)
 {
     char msg[512];
@@ -863,15 +905,8 @@ void kube_inf_done(kube_informer_t *inf, CURLcode rc)
         kube_backoff(inf);
     } else if (rc != CURLE_OK) {
         kube_inf_failed(inf, rc);
-    } else if (inf->status == 404 && kube_resdefs[inf->res].optional &&
-               inf->phase == KUBE_PH_LIST) {
-        /* The API is not installed: nothing to watch now. Say synced once
-         * (readiness must not wait for it) and look again in a while. */
-        inf->len = 0;
-        if (!inf->synced)
-            kube_inf_list_done(inf);
-        inf->backoff_ms = KUBE_BACKOFF_MAX_MS;
-        inf->due_ms = kube_now_ms() + KUBE_BACKOFF_MAX_MS;
+    } else if ((inf->status == 404 || inf->status == 403) && kube_resdefs[inf->res].optional) {
+        kube_inf_unavailable(inf);
     } else if ((inf->status == 429 || inf->status == 503) && kube_retry_after(inf, &secs)) {
         /* API Priority and Fairness: the server says when to come back */
         kube_count(inf->cl->w, KUBE_ST_THROTTLED);

@@ -254,6 +254,19 @@ void kube_watcher_stats(kube_watcher_t *w, kube_stats_t *out);
 /* Whether every informer of id finished its initial list, and whether it is
  * stale. 0, or -1 when id is not (yet) known to the I/O thread. */
 int kube_watcher_cluster_status(kube_watcher_t *w, const char *id, bool *synced, bool *stale);
+/* What the I/O thread knows of cluster id: kube_watcher_cluster_status and
+ * the optional resources (Gateways) it cannot read, each a KUBE_RES_BIT():
+ * forbidden when the API server answered 403 (meshfed's identity lacks the
+ * RBAC grant), absent when it answered 404 (the CRD is not installed). An
+ * optional resource is never waited for: either way it counts as synced
+ * (empty), is reported once per change as an error event (403; 404 is
+ * silent), counted (403: forbidden in kube_stats_t), and looked at again
+ * every 30 s. For /debug/clusterz. 0, or -1 when id is not known. */
+typedef struct kube_cluster_info {
+    bool synced, stale;
+    unsigned forbidden, absent;
+} kube_cluster_info_t;
+int kube_watcher_cluster_info(kube_watcher_t *w, const char *id, kube_cluster_info_t *out);
 /* A deep copy of the connection of cluster id (as last added), for requests
  * of its own (e.g. TokenReviews); caller frees with kube_conn_free.
  * Thread-safe. 0, or -1 when id is unknown (or out of memory). */

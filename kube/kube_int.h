@@ -135,6 +135,7 @@ struct kube_cluster {
     kube_informer_t *inf[KUBE_RES__COUNT];
     bool synced; /* written under w->mu */
     bool stale;  /* written under w->mu */
+    unsigned forbidden, absent; /* optional resources answered 403 / 404; under w->mu */
     uint64_t last_success_ms;
     char *base_url;                /* server URL, its host replaced by tls_server_name if set */
     struct curl_slist *connect_to; /* maps tls_server_name back to the real host */

@@ -942,6 +942,79 @@ START_TEST(test_recreated_cluster_relist_applies_new_content)
 }
 END_TEST
 
+/* A watcher of its own on cluster c, every resource, with token tok. */
+static kube_watcher_t *rbac_watcher(const char *id, const char *tok)
+{
+    kube_conn_t c;
+    char err[256];
+    kube_watcher_t *w = kube_watcher_new(on_event, &col, "istio-system", 0);
+    ck_assert_ptr_nonnull(w);
+    conn_for(2, &c, "ca.crt");
+    c.token = strdup(tok);
+    ck_assert_int_eq(kube_watcher_add_cluster(w, id, &c, KUBE_RES_ALL, err, sizeof(err)), 0);
+    kube_conn_free(&c);
+    ck_assert_int_eq(kube_watcher_start(w), 0);
+    return w;
+}
+
+/* With the chart's own RBAC (fakekube authorizes as a real API server,
+ * 403 before 404), every resource meshfed lists is readable; a 403 on the
+ * optional Gateways (a chart that did not grant them) is a reported
+ * condition and never blocks the sync, the same way on every start; a 404
+ * (no Gateway CRD) likewise, silently. */
+START_TEST(test_rbac_chart_roles_and_optional_403)
+{
+    kube_cluster_info_t info;
+    ctl(2, "token",
+        "{\"tokens\":[\"tok-1\"],\"rbac\":{\"chart-old\":\"chart-without-gateways\","
+        "\"chart\":\"chart\"}}");
+    ctl(2, "config", "{\"absent\":[\"gateways\"]}");
+    for (int round = 0; round < 2; round++) {
+        size_t m = col_mark(&col);
+        kube_watcher_t *w = rbac_watcher("c-rbac-old", "chart-old");
+        for (int r = 0; r < KUBE_RES__COUNT; r++)
+            ck_assert_msg(col_wait(&col, m, "c-rbac-old", r, KUBE_EV_SYNCED, NULL, NULL, 1, WAIT),
+                          "round %d: %s not synced", round, kube_res_name((kube_res_t)r));
+        ck_assert_int_eq(kube_watcher_cluster_info(w, "c-rbac-old", &info), 0);
+        ck_assert(info.synced);
+        ck_assert_uint_eq(info.forbidden, KUBE_RES_BIT(KUBE_RES_GATEWAYS));
+        ck_assert_uint_eq(info.absent, 0);
+        /* the authorizer answered before the missing CRD's 404 */
+        ck_assert_uint_eq(col_count(&col, m, "c-rbac-old", KUBE_RES_GATEWAYS, KUBE_EV_ERROR, NULL,
+                                    "list gateways: forbidden (HTTP 403): gateways."
+                                    "gateway.networking.k8s.io is forbidden"),
+                          1);
+        ck_assert_uint_eq(col_count(&col, m, "c-rbac-old", -1, KUBE_EV_ERROR, NULL, NULL), 1);
+        kube_stats_t st;
+        kube_watcher_stats(w, &st);
+        ck_assert_uint_eq(st.forbidden, 1);
+        kube_watcher_free(w);
+    }
+    /* the chart as it is: the missing CRD is a silent, non-blocking 404 */
+    size_t m = col_mark(&col);
+    kube_watcher_t *w = rbac_watcher("c-rbac", "chart");
+    for (int r = 0; r < KUBE_RES__COUNT; r++)
+        ck_assert(col_wait(&col, m, "c-rbac", r, KUBE_EV_SYNCED, NULL, NULL, 1, WAIT));
+    ck_assert_int_eq(kube_watcher_cluster_info(w, "c-rbac", &info), 0);
+    ck_assert(info.synced && info.forbidden == 0);
+    ck_assert_uint_eq(info.absent, KUBE_RES_BIT(KUBE_RES_GATEWAYS));
+    ck_assert_uint_eq(col_count(&col, m, "c-rbac", -1, KUBE_EV_ERROR, NULL, NULL), 0);
+    kube_watcher_free(w);
+    /* with the CRD installed: every resource meshfed lists, Gateways too,
+     * is readable with the chart's roles */
+    ctl(2, "config", "{\"absent\":[]}");
+    m = col_mark(&col);
+    w = rbac_watcher("c-rbac", "chart");
+    for (int r = 0; r < KUBE_RES__COUNT; r++)
+        ck_assert(col_wait(&col, m, "c-rbac", r, KUBE_EV_SYNCED, NULL, NULL, 1, WAIT));
+    ck_assert_int_eq(kube_watcher_cluster_info(w, "c-rbac", &info), 0);
+    ck_assert(info.synced && info.forbidden == 0 && info.absent == 0);
+    ck_assert_uint_eq(col_count(&col, m, "c-rbac", -1, KUBE_EV_ERROR, NULL, NULL), 0);
+    kube_watcher_free(w);
+    ctl(2, "token", "{\"tokens\":[\"tok-1\"]}");
+}
+END_TEST
+
 /* A watcher of its own on cluster c's services with the given list limits. */
 static kube_watcher_t *limited_watcher(const char *id, unsigned pages, size_t objects)
 {
@@ -1047,6 +1120,7 @@ int main(void)
     tcase_add_test(tc, test_bad_object_refused_alone);
     tcase_add_test(tc, test_recreated_cluster_relist_applies_new_content);
     tcase_add_test(tc, test_endless_list_abandoned);
+    tcase_add_test(tc, test_rbac_chart_roles_and_optional_403);
     tcase_add_test(tc, test_stop);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);

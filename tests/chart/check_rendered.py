@@ -192,13 +192,32 @@ def expand(g, resources, verbs):
     return {(g, r, v) for r in resources for v in verbs}
 
 
-want_cluster = (expand("", ["namespaces", "services", "pods", "nodes"], ["get", "list", "watch"]) |
-                expand("discovery.k8s.io", ["endpointslices"], ["get", "list", "watch"]) |
-                expand("meshfed.io", ["servicescopes"], ["get", "list", "watch"]) |
-                expand("meshfed.io", ["servicescopes/status"], ["update", "patch"]) |
-                expand("authentication.k8s.io", ["tokenreviews"], ["create"]))
-want_secrets = expand("", ["secrets", "configmaps"], ["get", "list", "watch"])
-want_leases = expand("coordination.k8s.io", ["leases"], ["get", "create", "update"])
+# The rules fakekube enforces for tokens bound to the chart's roles
+# (tests/fakekube/fakekube.py CHART_RBAC), so the C and e2e tests see what a
+# real API server with this chart's RBAC answers: the rendered chart must
+# grant exactly these.
+sys.path.insert(0, os.path.join(SRC, "tests", "fakekube"))
+from fakekube import CHART_RBAC  # noqa: E402
+
+
+def of_rules(rules):
+    return {(g, r, v) for g, r, verbs in rules for v in verbs}
+
+
+want_cluster = of_rules(CHART_RBAC["cluster"])
+want_secrets = of_rules(CHART_RBAC["system"])
+want_leases = of_rules(CHART_RBAC["release"])
+check("ClusterRole grants Gateway API gateways get/list/watch (meshfed lists them)",
+      expand("gateway.networking.k8s.io", ["gateways"], ["get", "list", "watch"]) <= want_cluster)
+# every resource kube/informer.c lists is granted somewhere
+kube_res = re.findall(r'\[KUBE_RES_\w+\] = \{"(\w+)", "(/apis?)/?([^"]*)"',
+                      open(os.path.join(SRC, "kube", "informer.c")).read())
+check("kube/informer.c resources found", len(kube_res) >= 9, str(kube_res))
+for plural, api, gv in kube_res:
+    group = "" if api == "/api" else gv.rsplit("/", 1)[0]
+    granted = want_cluster | want_secrets
+    check(f"chart grants list/watch on {plural} ({group or 'core'}), which kube/ lists",
+          {(group, plural, "list"), (group, plural, "watch")} <= granted)
 crs = of_kind("ClusterRole")
 check("ClusterRole: exactly one", len(crs) == 1, str(len(crs)))
 if crs:

@@ -26,7 +26,10 @@ Control API (no auth, same port), all POST with a JSON body:
   /fake/malformed  {"line": "..."} or {"size": N}: send a garbage line on watches
   /fake/bookmark   send a BOOKMARK on every watch that allows them
   /fake/token      {"token": "...", "forbidden": ["..."]}: rotate accepted tokens
-                   ({"tokens": [...]} accepts several at once)
+                   ({"tokens": [...]} accepts several at once; {"rbac": {token:
+                   role}} also accepts tokens bound to ROLES, "chart" being
+                   the chart's ClusterRole and Roles: they get 403 for what
+                   those do not grant, before any 404, as with RBAC)
   /fake/pause      {"on": bool}: hold back watch events (to let clients miss them)
   /fake/config     {"gone": "event"|"http"}: how an old watch rv is refused;
                    {"expire_continue": N}: the next N continue tokens get 410;
@@ -40,7 +43,9 @@ Control API (no auth, same port), all POST with a JSON body:
                    continue token);
                    {"raw": {"plural": P, "items": [text, ...]}}: lists of P
                    (their last page) carry these texts verbatim as extra items,
-                   JSON Python cannot write (duplicate keys, 1e400)
+                   JSON Python cannot write (duplicate keys, 1e400);
+                   {"absent": [plural, ...]}: these APIs are not served (404,
+                   as without their CRD; authorization still comes first)
   GET /fake/state  {"rv", "watches" (open), "watch_total", "lists"}
 
 Writes behave like the API server's: GET of one object; POST creates (201,
@@ -83,6 +88,67 @@ STATUS_SUBRESOURCE = {"servicescopes"}
 PLURALS = {p: (k, gv) for k, (p, gv) in KINDS.items()}
 HISTORY = 1000
 
+# The chart's RBAC (charts/meshfed/templates/clusterrole.yaml and role.yaml),
+# as (apiGroup, resource, verbs): cluster-wide, and namespaced in the system
+# namespace (Secrets, the istio ConfigMap) and the release namespace
+# (Leases), both istio-system here. tests/chart/check_rendered.py checks
+# that the rendered chart grants exactly these, so the tests that give
+# meshfed a token bound to them see what a real API server with the chart
+# installed would answer.
+SYSTEM_NAMESPACE = "istio-system"
+READ = ("get", "list", "watch")
+CHART_RBAC = {
+    "cluster": [("", "namespaces", READ), ("", "services", READ), ("", "pods", READ),
+                ("", "nodes", READ), ("discovery.k8s.io", "endpointslices", READ),
+                ("meshfed.io", "servicescopes", READ),
+                ("meshfed.io", "servicescopes/status", ("update", "patch")),
+                ("gateway.networking.k8s.io", "gateways", READ),
+                ("authentication.k8s.io", "tokenreviews", ("create",))],
+    "system": [("", "secrets", READ), ("", "configmaps", READ)],
+    "release": [("coordination.k8s.io", "leases", ("get", "create", "update"))],
+}
+# The chart before it granted Gateways (what a real cluster answered 403 to).
+ROLES = {
+    "chart": CHART_RBAC,
+    "chart-without-gateways": dict(CHART_RBAC, cluster=[
+        r for r in CHART_RBAC["cluster"] if r[1] != "gateways"]),
+}
+
+
+def rbac_allows(rules, group, resource, verb, ns):
+    """Whether RBAC rules (a CHART_RBAC-shaped dict) allow verb on
+    group/resource (with "/subresource") in namespace ns (None: cluster)."""
+    scopes = ["cluster"]
+    if ns == SYSTEM_NAMESPACE:
+        scopes += ["system", "release"]
+    return any(g == group and r == resource and verb in verbs
+               for sc in scopes for g, r, verbs in rules.get(sc, []))
+
+
+def request_attributes(method, path, query):
+    """(group, resource[/sub], namespace, verb) of an API request, as the
+    API server's authorizer sees it: known resource or not, so that
+    authorization comes before the 404 of a resource that does not exist.
+    None for paths outside /api and /apis."""
+    parts = [p for p in path.split("/") if p]
+    if parts[:1] == ["api"] and len(parts) >= 2:
+        group, rest = "", parts[2:]
+    elif parts[:1] == ["apis"] and len(parts) >= 3:
+        group, rest = parts[1], parts[3:]
+    else:
+        return None
+    ns = None
+    if len(rest) >= 2 and rest[0] == "namespaces" and len(rest) != 2:
+        ns, rest = rest[1], rest[2:]
+    if not rest:
+        return None
+    resource = rest[0] + ("/" + rest[2] if len(rest) > 2 else "")
+    named = len(rest) > 1
+    verb = {"POST": "create", "PUT": "update", "PATCH": "patch", "DELETE": "delete"}.get(method)
+    if verb is None:
+        verb = "get" if named else ("watch" if query.get("watch") in ("1", "true") else "list")
+    return group, resource, ns, verb
+
 
 class Cluster:
     def __init__(self, cid, token):
@@ -95,6 +161,8 @@ class Cluster:
         self.tokens = {token}
         self.sa_tokens = {}  # TokenRequest tokens -> (namespace, name, audiences)
         self.forbidden = set()
+        self.rbac = {}  # token -> ROLES name: authorized by those rules only
+        self.absent = set()  # plurals whose API this cluster does not serve (404)
         self.paused = False
         self.gone = "event"
         self.expire_continue = 0  # the next N continue tokens are "too old"
@@ -200,6 +268,8 @@ class Handler(BaseHTTPRequestHandler):
                 if "token" in body:
                     cl.tokens.add(body["token"])
                 cl.forbidden = set(body.get("forbidden", []))
+                cl.rbac = dict(body.get("rbac", {}))
+                cl.tokens |= set(cl.rbac)
             elif path == "/fake/pause":
                 cl.paused = bool(body.get("on"))
             elif path == "/fake/config":
@@ -211,6 +281,8 @@ class Handler(BaseHTTPRequestHandler):
                     cl.empty_watch_until = time.monotonic() + float(body["empty_watches_s"])
                 if "endless" in body:
                     cl.endless = set(body["endless"])
+                if "absent" in body:
+                    cl.absent = set(body["absent"])
                 if "raw" in body:
                     cl.raw[body["raw"]["plural"]] = list(body["raw"]["items"])
             else:
@@ -311,6 +383,20 @@ class Handler(BaseHTTPRequestHandler):
         if tok not in self.cl.tokens and not (tok is None and self.client_cert()):
             self.send_json(401, status(401, "Unauthorized", "Unauthorized"))
             return False
+        role = self.cl.rbac.get(tok)
+        u = urllib.parse.urlparse(self.path)
+        attrs = request_attributes(self.command, u.path, {
+            k: v[-1] for k, v in urllib.parse.parse_qs(u.query).items()})
+        if role is not None and attrs is not None:
+            group, resource, ns, verb = attrs
+            if not rbac_allows(ROLES[role], group, resource, verb, ns):
+                where = ' in the namespace "%s"' % ns if ns else " at the cluster scope"
+                self.send_json(403, status(
+                    403, "Forbidden", '%s%s is forbidden: User "system:serviceaccount:%s:meshfed" '
+                    'cannot %s resource "%s" in API group "%s"%s' % (
+                        resource, "." + group if group else "", SYSTEM_NAMESPACE, verb,
+                        resource, group, where)))
+                return False
         return True
 
     def do_GET(self):
@@ -320,14 +406,18 @@ class Handler(BaseHTTPRequestHandler):
                 return self.send_json(200, {"rv": cl.rv, "watches": cl.watches,
                                             "watch_total": cl.watch_total,
                                             "lists": cl.lists})
+        # authentication, then authorization, then routing: a 403 comes
+        # before the 404 of an API that is not installed, as in a real server
+        if not self.auth():
+            return
         r = self.route()
-        if r is None and self.route_object():
+        if r is not None and r[0] in self.cl.absent:
+            r = None
+        elif r is None and self.route_object():
             return self.write("GET", b"")
         if r is None:
             return self.send_json(404, status(404, "NotFound", "the server could not find "
                                               "the requested resource"))
-        if not self.auth():
-            return
         plural, ns, q = r
         with self.cl.cond:
             throttled = self.cl.throttle > 0
@@ -517,12 +607,12 @@ class Handler(BaseHTTPRequestHandler):
         return plural, ns, name, sub
 
     def write(self, method, raw):
-        r = self.route_object()
-        if r is None:
-            return self.send_json(404, status(404, "NotFound", "the server could not find "
-                                              "the requested resource"))
         if not self.auth():
             return
+        r = self.route_object()
+        if r is None or r[0] in self.cl.absent:
+            return self.send_json(404, status(404, "NotFound", "the server could not find "
+                                              "the requested resource"))
         plural, ns, name, sub = r
         if sub == "token" and method == "POST":
             return self.token_request(ns, name, raw)
