@@ -757,6 +757,26 @@ void ctl_kube_stats(ctl_kube_t *k, kube_stats_t *out)
     kube_watcher_stats(k->w, out);
 }
 
+static json_t *res_names(unsigned bits)
+{
+    json_t *a = json_array();
+    for (int r = 0; r < KUBE_RES__COUNT; r++)
+        if (bits & KUBE_RES_BIT(r))
+            json_array_append_new(a, json_string(kube_res_name((kube_res_t)r)));
+    return a;
+}
+
+void ctl_kube_cluster_conditions(ctl_kube_t *k, const char *id, json_t *out)
+{
+    kube_cluster_info_t info;
+    if (!k || !k->w || kube_watcher_cluster_info(k->w, id, &info) < 0)
+        return;
+    if (info.forbidden)
+        json_object_set_new(out, "forbidden", res_names(info.forbidden));
+    if (info.absent)
+        json_object_set_new(out, "absent", res_names(info.absent));
+}
+
 void ctl_kube_stop(ctl_kube_t *k)
 {
     if (!k)

@@ -207,6 +207,10 @@ void ctl_demo_stop(ctl_demo_t *d);
  * cluster its istio/multiCluster=true Secrets name. */
 ctl_kube_t *ctl_kube_start(ctl_t *c, char *err, size_t errlen);
 void ctl_kube_stats(ctl_kube_t *k, kube_stats_t *out);
+/* Adds to out (a /debug/clusterz entry) what the watcher knows of cluster
+ * id: "forbidden" and "absent", the optional resources it cannot read (403:
+ * RBAC; 404: CRD not installed). Thread-safe. */
+void ctl_kube_cluster_conditions(ctl_kube_t *k, const char *id, json_t *out);
 void ctl_kube_stop(ctl_kube_t *k);
 /* A copy of how to reach cluster's API server (ctl_conn_fn; arg is the
  * ctl_kube_t). Thread-safe. 0, or -1 when the cluster is unknown. */

@@ -140,6 +140,8 @@ static void cluster_one(const model_cluster_info_t *ci, void *carg)
     json_t *o = json_array_get(arg, json_array_size(arg) - 1);
     if (ci->gateway_problem)
         json_object_set_new(o, "gatewayProblem", json_string(ci->gateway_problem));
+    if (ctl_kube_of(cz->ctl))
+        ctl_kube_cluster_conditions(ctl_kube_of(cz->ctl), ci->id, o);
     json_t *notes = ctl_cluster_notes(cz->ctl, ci->id);
     json_object_set_new(o, "local",
                         json_boolean(strcmp(ci->id, ctl_config(cz->ctl)->cluster_id) == 0));
@@ -563,6 +565,14 @@ static reply_t metrics(ctl_t *ctl)
                 k.decode_errors);
         counter(&b, "meshfed_kube_throttled_total",
                 "Requests the API server throttled (429 with Retry-After).", k.throttled);
+        counter(&b, "meshfed_kube_short_watches_total",
+                "Watches that ended within 1 s without an event (backed off).", k.short_watches);
+        counter(&b, "meshfed_kube_list_limits_total",
+                "Lists abandoned at the page or object limit.", k.list_limits);
+        counter(&b, "meshfed_kube_bad_objects_total",
+                "Objects dropped alone (an out-of-range number, a duplicate key).", k.bad_objects);
+        counter(&b, "meshfed_kube_forbidden_total",
+                "403 answers on an optional resource (reported, not waited for).", k.forbidden);
     }
     if (ctl_xds(ctl)) {
         xds_stats_t x;

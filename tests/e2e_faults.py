@@ -399,7 +399,7 @@ def bad_remotes(binary):
     proc = None
     try:
         p_east, lp = start_fake(work, ["east"])
-        p_a, ap = start_fake(work, ["west"])
+        p_a, ap = start_fake(work, ["west"], absent=["gateways"])  # no Gateway API CRD
         p_b, bp = start_fake(work, ["west"])
         procs += [p_east, p_a, p_b]
         east = FakeCluster("east", 0, "network-east", "192.0.2.10", lp["east"])
@@ -453,6 +453,10 @@ def bad_remotes(binary):
             svc_ = d.get("resources", {}).get(f"{NS}/moved.{NS}.svc.cluster.local", {}).get("service", {})
             return [x.get("address") for x in svc_.get("addresses", [])]
         check(wait_for(lambda: "10.96.50.1" in vip_of_moved(), 20), f"west's 'moved' served from A ({vip_of_moved()})")
+        west = wait_for(lambda: clusterz().get("west", {}).get("absent") and clusterz()["west"], 10) or {}
+        check(west.get("absent") == ["gateways"] and west.get("state") == "synced",
+              f"clusterz shows that west does not serve the Gateway API, and west is synced "
+              f"({west.get('absent')}, {west.get('state')})")
         secret["data"] = remote_secret({"west": b.port, "dead": silent})["data"]
         post(east.port, "/fake/apply", secret)
         check(wait_for(lambda: vip_of_moved() == ["10.96.50.2"], 20),
