@@ -118,7 +118,7 @@ def stop(proc):
 def view(src, xport, cluster, golden):
     """The cluster's ztunnel's state once it holds every golden name (or
     after the timeout), as readable dicts."""
-    zt = Ztunnel(src, xport, cluster, NETWORKS[cluster])
+    zt = Ztunnel(src, xport, cluster, NETWORKS[cluster], reconnect=True)
     try:
         zt.wait(lambda s: set(golden) <= set(s), timeout=20)
         zt.wait(lambda s: False, timeout=1.0)  # anything sent after the golden set

@@ -83,7 +83,7 @@ def main():
         if not check(bool(p), "meshfed starts"):
             return
         xport = p[0]
-        zt = ztunnel.Ztunnel(src, xport, "east", "network-east", node_id=ZT_ID)
+        zt = ztunnel.Ztunnel(src, xport, "east", "network-east", node_id=ZT_ID, reconnect=True)
         held.append(zt)
         check(zt.wait(lambda s: len(s) > 5, 20), "a ztunnel of east holds its view")
         md = struct_pb2.Struct()

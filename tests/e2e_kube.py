@@ -167,7 +167,7 @@ def h2_phase(binary, east, work):
         st = stats()
         check(st["max_streams"] >= 9,
               f"h2: east's 9 lists and watches share one HTTP/2 connection ({st})")
-        zt = ztunnel.Ztunnel(SRC, p[0], "east", "network-east")
+        zt = ztunnel.Ztunnel(SRC, p[0], "east", "network-east", reconnect=True)
         check(bool(zt.wait(lambda s: "east//Pod/bookinfo/reviews-0" in s)), "h2: a ztunnel gets east's pods")
         urllib.request.urlopen(f"http://127.0.0.1:{ctl}/goaway", timeout=5).read()
         check(wait_for(lambda: (metric(p[1], "meshfed_kube_watch_restarts_total") or 0) >= 9),
@@ -248,7 +248,7 @@ def main():
         check(cs.get("south", {}).get("gateway") == "203.0.113.10",
               "south's gateway comes from its Gateway of class istio-east-west")
 
-        zt = ztunnel.Ztunnel(SRC, xport, "east", "network-east")
+        zt = ztunnel.Ztunnel(SRC, xport, "east", "network-east", reconnect=True)
         sh = lambda net, gw, n, s: f"{net}/SplitHorizonWorkload/istio-system/istio-eastwest/{gw}/{n}/{s}.{n}.{H}"  # noqa: E731
         west_reviews = sh("network-west", "198.51.100.10", "bookinfo", "reviews")
         got = zt.wait(lambda s: west_reviews in s and s[west_reviews].workload.capacity.value == 3)
@@ -258,7 +258,7 @@ def main():
         check(not any(k.startswith("west//Pod/") for k in zt.state), "east's ztunnel never gets west's pod IPs")
         check(f"bookinfo/ratings.bookinfo.{H}" not in zt.state, "west's local ratings is invisible in east")
         # ztunnel sends no NETWORK: meshfed takes the cluster's network
-        zt2 = ztunnel.Ztunnel(SRC, xport, "east")
+        zt2 = ztunnel.Ztunnel(SRC, xport, "east", reconnect=True)
         got2 = zt2.wait(lambda s: west_reviews in s)
         own = sh("network-east", "192.0.2.10", "bookinfo", "reviews")
         check(bool(got2) and own not in zt2.state and "east//Pod/bookinfo/reviews-0" in zt2.state,

@@ -58,7 +58,7 @@ def kube_phase(binary, src, work):
         check(bool(p), "kube: meshfed starts under valgrind against the fake API servers")
         if not p:
             return
-        zt = ztunnel.Ztunnel(src, p[0], "east", "net-east")
+        zt = ztunnel.Ztunnel(src, p[0], "east", "net-east", reconnect=True)
         check(bool(zt.wait(lambda s: sh in s and s[sh].workload.capacity.value == 2, 90)),
               "kube: east's ztunnel reaches west's web through the gateway (capacity 2)")
         post(west, "/fake/malformed", {"line": "{not json"})
@@ -103,7 +103,7 @@ def main():
         if not p:
             return
         xport, dport = p
-        zt = ztunnel.Ztunnel(src, xport, "east", "network-east")
+        zt = ztunnel.Ztunnel(src, xport, "east", "network-east", reconnect=True)
         check(bool(zt.wait(lambda s: "bookinfo/reviews.bookinfo.svc.cluster.local" in s, 60)),
               "a ztunnel client gets east's view")
         path = os.path.join(demo, "east", "cluster.yaml")
