@@ -616,6 +616,12 @@ static void on_event_locked(ctl_kube_t *k, const char *cluster, kube_res_t res, 
     case KUBE_EV_ERROR:
         log_error(k, cluster, res, msg);
         return;
+    case KUBE_EV_RELISTED:
+        /* new content under an unchanged resourceVersion means the cluster
+         * behind the API server was recreated or restored: worth a warning */
+        ctl_log(msg && strstr(msg, "unchanged resourceVersion") ? CTL_WARN : CTL_INFO, "%s",
+                msg ? msg : "relisted");
+        return;
     case KUBE_EV_STALE:
     case KUBE_EV_RECOVERED: {
         topo_t *t = topo_of(k, cluster);
@@ -729,6 +735,9 @@ ctl_kube_t *ctl_kube_start(ctl_t *c, char *err, size_t errlen)
         return NULL;
     }
     k->w = kube_watcher_new(on_event, k, cfg->system_namespace, cfg->stale_after_s);
+    if (k->w)
+        kube_watcher_set_list_limits(k->w, (unsigned)cfg->kube_max_list_pages,
+                                     (size_t)cfg->kube_max_list_objects);
     topo_t *t = topo_add(k, cfg->cluster_id);
     push_cluster(k, t);
     note_pending(k, t);

@@ -26,6 +26,16 @@ typedef struct setting {
     const char *help;
 } setting_t;
 
+/* The range each integer setting accepts. */
+static const struct {
+    const char *flag;
+    long min, max;
+} int_ranges[] = {{"debounce-ms", 0, 10000},
+                  {"stale-after", 1, 86400},
+                  {"sync-warn-after", 1, 86400},
+                  {"kube-max-list-pages", 1, 1000000},
+                  {"kube-max-list-objects", 1, 100000000}};
+
 #define OFF(f) offsetof(ctl_config_t, f)
 
 static const setting_t settings[] = {
@@ -58,10 +68,10 @@ static const setting_t settings[] = {
     {"xds-auth", "MESHFED_XDS_AUTH", T_STR, OFF(xds_auth), "none",
      "xDS client authentication: none, or jwt (service-account token checked by TokenReview "
      "with the claimed cluster; use jwt in production, with xds-tls-listen)"},
-    {"xds-auth-audiences", "MESHFED_XDS_AUTH_AUDIENCES", T_STR, OFF(xds_auth_audiences),
-     "istio-ca", "comma list of token audiences accepted with xds-auth jwt"},
-    {"xds-allowed-identities", "MESHFED_XDS_ALLOWED_IDENTITIES", T_STR,
-     OFF(xds_allowed_identities), "",
+    {"xds-auth-audiences", "MESHFED_XDS_AUTH_AUDIENCES", T_STR, OFF(xds_auth_audiences), "istio-ca",
+     "comma list of token audiences accepted with xds-auth jwt"},
+    {"xds-allowed-identities", "MESHFED_XDS_ALLOWED_IDENTITIES", T_STR, OFF(xds_allowed_identities),
+     "",
      "comma list of namespace/serviceaccount patterns (* for either) that may connect with "
      "xds-auth jwt, e.g. istio-system/ztunnel,*/istio-eastwest (empty: any)"},
     {"trust-domain", "TRUST_DOMAIN", T_STR, OFF(trust_domain), "cluster.local", "trust domain"},
@@ -77,6 +87,10 @@ static const setting_t settings[] = {
     {"sync-warn-after", "MESHFED_SYNC_WARN_AFTER", T_INT, OFF(sync_warn_after_s), "30",
      "seconds after which a cluster whose lists have not all completed is logged and shown in "
      "/debug/clusterz with why (1-86400)"},
+    {"kube-max-list-pages", "MESHFED_KUBE_MAX_LIST_PAGES", T_INT, OFF(kube_max_list_pages), "10000",
+     "pages one list may take before it is abandoned as endless (1-1000000)"},
+    {"kube-max-list-objects", "MESHFED_KUBE_MAX_LIST_OBJECTS", T_INT, OFF(kube_max_list_objects),
+     "1000000", "objects one list may hold before it is abandoned (1-100000000)"},
     {"log-level", "MESHFED_LOG_LEVEL", T_LEVEL, OFF(log_level), "info", "debug|info|warn|error"},
     {"log-format", "MESHFED_LOG_FORMAT", T_FORMAT, OFF(log_json), "text", "text|json"},
     {"once", "MESHFED_ONCE", T_BOOL, OFF(once), "false",
@@ -130,8 +144,10 @@ static int set(ctl_config_t *c, const setting_t *s, const char *v, const char *f
         char *end;
         errno = 0;
         long n = strtol(v, &end, 10);
-        long max = strcmp(s->flag, "debounce-ms") == 0 ? 10000 : 86400;
-        long min = strcmp(s->flag, "debounce-ms") == 0 ? 0 : 1;
+        long min = 1, max = 86400;
+        for (size_t i = 0; i < sizeof(int_ranges) / sizeof(int_ranges[0]); i++)
+            if (strcmp(int_ranges[i].flag, s->flag) == 0)
+                min = int_ranges[i].min, max = int_ranges[i].max;
         if (errno || end == v || *end || n < min || n > max) {
             snprintf(err, errlen, "%s %s: \"%s\" is not an integer in %ld..%ld", from, s->flag, v,
                      min, max);

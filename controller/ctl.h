@@ -43,6 +43,8 @@ typedef struct ctl_config {
     int debounce_ms;              /* --debounce-ms */
     int stale_after_s;            /* --stale-after */
     int sync_warn_after_s;        /* --sync-warn-after */
+    int kube_max_list_pages;      /* --kube-max-list-pages */
+    int kube_max_list_objects;    /* --kube-max-list-objects */
     int log_level;                /* --log-level: 0 debug, 1 info, 2 warn, 3 error */
     bool log_json;                /* --log-format json */
     bool once;                    /* --once: build, print the views, exit */

@@ -78,12 +78,14 @@ def auth_phase(binary, kc, west, work):
         check(wait_for(lambda: get(dport, "/ready")[0] == 200), "auth: ready")
         bearer = ("authorization", "Bearer " + tok)
 
-        def zt(cluster, md):
-            z = ztunnel.Ztunnel(SRC, xport, cluster, metadata=md)
+        def zt(cluster, md, reconnect=False):
+            z = ztunnel.Ztunnel(SRC, xport, cluster, metadata=md, reconnect=reconnect)
             zts.append(z)
             return z
         grpc = ztunnel.protos(SRC)[0]
-        z = zt("west", [bearer, ("clusterid", "west")])
+        # /ready waits for the local cluster only: west's network may become
+        # known after this stream starts, which ends it once (ztunnel reconnects)
+        z = zt("west", [bearer, ("clusterid", "west")], reconnect=True)
         check(bool(z.wait(lambda s: "west//Pod/bookinfo/reviews-0" in s)) and
               not any(k.startswith("east//Pod/") for k in z.state),
               "auth: a west ztunnel token (TokenReview by west's API server) gets west's view")

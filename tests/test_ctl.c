@@ -55,6 +55,9 @@ START_TEST(config_defaults)
     ck_assert_int_eq(c.debounce_ms, 100);
     ck_assert_int_eq(c.log_level, CTL_INFO);
     ck_assert(!c.log_json);
+    ck_assert(!c.prefer_cluster);
+    ck_assert_int_eq(c.kube_max_list_pages, 10000);
+    ck_assert_int_eq(c.kube_max_list_objects, 1000000);
     ctl_config_free(&c);
 }
 END_TEST
@@ -89,6 +92,8 @@ START_TEST(config_bad_values_name_the_setting)
         {"--debounce-ms=abc", "debounce-ms"},
         {"--debounce-ms=-1", "debounce-ms"},
         {"--stale-after=0", "stale-after"},
+        {"--kube-max-list-pages=0", "kube-max-list-pages"},
+        {"--kube-max-list-objects=100000001", "kube-max-list-objects"},
         {"--log-level=loud", "log-level"},
         {"--log-format=xml", "log-format"},
         {"--no-such-flag", "no-such-flag"},
