@@ -636,7 +636,12 @@ static reply_t metrics(ctl_t *ctl)
 static reply_t route(ctl_http_t *h, struct MHD_Connection *conn, const char *url)
 {
     ctl_t *ctl = h->ctl;
-    bool pretty = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "pretty") != NULL;
+    /* a bare ?pretty has no value: ask whether the key is there at all */
+    const char *pv = NULL;
+    size_t pvlen = 0;
+    bool pretty = MHD_lookup_connection_value_n(conn, MHD_GET_ARGUMENT_KIND, "pretty", 6, &pv,
+                                                &pvlen) == MHD_YES &&
+                  !(pv && (strcmp(pv, "0") == 0 || strcmp(pv, "false") == 0));
     if (strcmp(url, "/healthz") == 0)
         return text_reply(200, strdup("ok\n"), "text/plain");
     if (strcmp(url, "/ready") == 0) {

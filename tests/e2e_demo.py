@@ -241,6 +241,27 @@ def probes_under_flood(dport, log):
           "the log says why connections were refused and cut")
 
 
+def documented_curls(dport, examples):
+    """Every `curl` of the README and docs/ that reads the debug endpoint of
+    the demo, run as written (only the port is this test's): it answers 200,
+    and with ?pretty its JSON is indented."""
+    root = os.path.dirname(os.path.abspath(examples))
+    files = [os.path.join(root, "README.md")] + [
+        os.path.join(root, "docs", f) for f in sorted(os.listdir(os.path.join(root, "docs")))]
+    urls = set()
+    for f in files:
+        for m in re.finditer(r"curl -s '?(?:http://)?localhost:15014(/debug/[^'\s]*)'?", open(f).read()):
+            urls.add(m.group(1))
+    check(len(urls) >= 3, f"the docs show debug curls ({len(urls)})")
+    for u in sorted(urls):
+        st, body = get(dport, u.replace("<proxy id>", "x"))
+        indented = "\n  " in body
+        ok = st == 200 and ("pretty" not in u or indented)
+        if "proxy=" in u:  # a proxy id the reader substitutes: 404 without one connected
+            ok = st in (200, 404)
+        check(ok, f"documented: curl {u} ({st}{', indented' if indented else ''})")
+
+
 def main():
     binary, examples = sys.argv[1], sys.argv[2]
     work = tempfile.mkdtemp(prefix="meshfed-e2e-")
@@ -323,6 +344,7 @@ def main():
         st, body = get(dport, "/metrics")
         check('meshfed_errors_total{kind="http"} 2' in body, "bad queries are counted")
         error_bodies(dport)
+        documented_curls(dport, examples)
         pport = probe_port(log)
         check(bool(pport) and probe(pport, "/healthz") == 200 and probe(pport, "/ready") == 200
               and get(pport, "/debug/clusterz")[0] == 404 and get(pport, "/metrics")[0] == 404,
