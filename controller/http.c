@@ -18,12 +18,14 @@
 #include "ctl.h"
 
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #define HTTP_MAX_CONNS 256u
 #define HTTP_PER_IP 32u
@@ -455,15 +457,75 @@ static void counter(buf_t *b, const char *name, const char *help, unsigned long 
     bprintf(b, "# HELP %s %s\n# TYPE %s counter\n%s %lu\n", name, help, name, name, v);
 }
 
-static void metric_cluster(const model_cluster_info_t *ci, void *arg)
+static void metric_objects(const model_cluster_info_t *ci, void *arg)
 {
     buf_t *b = arg;
     for (int k = 0; k < MODEL_KIND__COUNT; k++)
         bprintf(b, "meshfed_objects{cluster=\"%s\",kind=\"%s\"} %zu\n", ci->id,
                 model_kind_name((model_kind_t)k), ci->objects[k]);
+}
+
+static void metric_state(const model_cluster_info_t *ci, void *arg)
+{
+    buf_t *b = arg;
     for (int s = 0; s < 3; s++)
         bprintf(b, "meshfed_cluster_state{cluster=\"%s\",state=\"%s\"} %d\n", ci->id,
                 model_cluster_state_name((model_cluster_state_t)s), (int)ci->state == s);
+}
+
+/* The process_* metrics every Prometheus client library exports, from
+ * /proc/self (Linux), so dashboards built for them work unchanged. */
+static void metrics_process(buf_t *b)
+{
+    long ticks = sysconf(_SC_CLK_TCK), page = sysconf(_SC_PAGESIZE);
+    unsigned long ut = 0, st = 0, vsize = 0;
+    unsigned long long starttime = 0;
+    long rss = 0;
+    FILE *f = fopen("/proc/self/stat", "r");
+    if (f) {
+        char buf[1024];
+        size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+        buf[n] = '\0';
+        const char *p = strrchr(buf, ')'); /* the command may hold spaces */
+        if (p && sscanf(p + 2,
+                        "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu %*d %*d %*d %*d %*d "
+                        "%*d %llu %lu %ld",
+                        &ut, &st, &starttime, &vsize, &rss) != 5)
+            ut = st = 0;
+        fclose(f);
+    }
+    double boot = 0;
+    f = fopen("/proc/stat", "r");
+    if (f) {
+        char line[256];
+        while (fgets(line, sizeof(line), f))
+            if (sscanf(line, "btime %lf", &boot) == 1)
+                break;
+        fclose(f);
+    }
+    size_t fds = 0;
+    DIR *d = opendir("/proc/self/fd");
+    for (struct dirent *e; d && (e = readdir(d));)
+        fds += e->d_name[0] != '.';
+    if (d) {
+        closedir(d);
+        fds--; /* the one opendir itself holds */
+    }
+    bprintf(b,
+            "# HELP process_cpu_seconds_total User and system CPU time spent.\n"
+            "# TYPE process_cpu_seconds_total counter\nprocess_cpu_seconds_total %.2f\n"
+            "# HELP process_resident_memory_bytes Resident memory size.\n"
+            "# TYPE process_resident_memory_bytes gauge\nprocess_resident_memory_bytes %ld\n"
+            "# HELP process_virtual_memory_bytes Virtual memory size.\n"
+            "# TYPE process_virtual_memory_bytes gauge\nprocess_virtual_memory_bytes %lu\n"
+            "# HELP process_start_time_seconds Start time since the epoch.\n"
+            "# TYPE process_start_time_seconds gauge\nprocess_start_time_seconds %.2f\n"
+            "# HELP process_open_fds Open file descriptors.\n"
+            "# TYPE process_open_fds gauge\nprocess_open_fds %zu\n"
+            "# HELP meshfed_build_info The running version (always 1).\n"
+            "# TYPE meshfed_build_info gauge\nmeshfed_build_info{version=\"%s\"} 1\n",
+            ticks > 0 ? (double)(ut + st) / (double)ticks : 0.0, rss * page, vsize,
+            ticks > 0 ? boot + (double)starttime / (double)ticks : 0.0, fds, MESHFED_VERSION);
 }
 
 typedef struct gcount {
@@ -487,7 +549,10 @@ static void metrics_model(const model_t *m, void *arg)
     buf_t *b = arg;
     bprintf(b, "# HELP meshfed_objects Objects known, by cluster and kind.\n"
                "# TYPE meshfed_objects gauge\n");
-    model_each_cluster(m, metric_cluster, b);
+    model_each_cluster(m, metric_objects, b);
+    bprintf(b, "# HELP meshfed_cluster_state 1 for the state each cluster is in.\n"
+               "# TYPE meshfed_cluster_state gauge\n");
+    model_each_cluster(m, metric_state, b);
     gcount_t g = {0, 0};
     model_each_service(m, count_service, &g);
     bprintf(b,
@@ -510,8 +575,11 @@ static reply_t metrics(ctl_t *ctl)
             atomic_load(&ctl_metrics.events_rejected));
     counter(&b, "meshfed_commits_total", "Model commits (debounced batches).",
             atomic_load(&ctl_metrics.commits));
-    counter(&b, "meshfed_commit_microseconds_total", "Time spent committing batches.",
-            atomic_load(&ctl_metrics.commit_us_sum));
+    bprintf(&b,
+            "# HELP meshfed_commit_seconds_total Time spent committing batches.\n"
+            "# TYPE meshfed_commit_seconds_total counter\nmeshfed_commit_seconds_total %.6f\n",
+            (double)atomic_load(&ctl_metrics.commit_us_sum) / 1e6);
+    metrics_process(&b);
     counter(&b, "meshfed_queue_full_total", "Times a source waited on a full event queue.",
             atomic_load(&ctl_metrics.queue_full));
     bprintf(&b,

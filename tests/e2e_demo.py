@@ -262,6 +262,40 @@ def documented_curls(dport, examples):
         check(ok, f"documented: curl {u} ({st}{', indented' if indented else ''})")
 
 
+def metrics_lint(dport):
+    """/metrics as promtool's `check metrics` lints it: every family has one
+    HELP and one TYPE, its samples together; counters end in _total; base
+    units (seconds, bytes); plus the process_* and build-info families."""
+    st, body = get(dport, "/metrics")
+    helps, types, order, problems = set(), {}, [], []
+    for line in body.splitlines():
+        if line.startswith("# HELP "):
+            n = line.split()[2]
+            problems += [f"second HELP for {n}"] if n in helps else []
+            helps.add(n)
+        elif line.startswith("# TYPE "):
+            n, t = line.split()[2:4]
+            problems += [f"second TYPE for {n}"] if n in types else []
+            types[n] = t
+        elif line and not line.startswith("#"):
+            name = re.match(r"[a-zA-Z_:][a-zA-Z0-9_:]*", line).group(0)
+            fam = name if name in types else re.sub(r"_(bucket|sum|count)$", "", name)
+            if fam not in types or fam not in helps:
+                problems.append(f"{name}: no HELP or TYPE")
+            if order and order[-1] != fam and fam in order:
+                problems.append(f"{fam}: samples not together")
+            if not order or order[-1] != fam:
+                order.append(fam)
+            if types.get(fam) == "counter" and not name.endswith("_total"):
+                problems.append(f"counter {name} without _total")
+            if re.search(r"_(micro|milli)seconds|_kilobytes|_megabytes", name):
+                problems.append(f"{name}: not in base units")
+    check(st == 200 and not problems, f"/metrics passes the exposition-format lint ({problems[:5]})")
+    check(all(f in types for f in ("process_cpu_seconds_total", "process_resident_memory_bytes",
+                                   "process_start_time_seconds", "meshfed_build_info")),
+          "process_* and build-info families are exported")
+
+
 def main():
     binary, examples = sys.argv[1], sys.argv[2]
     work = tempfile.mkdtemp(prefix="meshfed-e2e-")
@@ -345,6 +379,7 @@ def main():
         check('meshfed_errors_total{kind="http"} 2' in body, "bad queries are counted")
         error_bodies(dport)
         documented_curls(dport, examples)
+        metrics_lint(dport)
         pport = probe_port(log)
         check(bool(pport) and probe(pport, "/healthz") == 200 and probe(pport, "/ready") == 200
               and get(pport, "/debug/clusterz")[0] == 404 and get(pport, "/metrics")[0] == 404,
