@@ -670,7 +670,13 @@ static reply_t metrics(ctl_t *ctl)
                 "meshfed_xds_push_latency_seconds_count %llu\n",
                 (double)x.push_latency_us_sum / 1e6, (unsigned long long)x.push_latency_count);
         counter(&b, "meshfed_xds_streams_total", "xDS streams accepted.", x.streams_total);
-        counter(&b, "meshfed_xds_pushes_total", "xDS responses sent.", x.pushes);
+        bprintf(&b, "# HELP meshfed_xds_pushes_total xDS responses sent, by what they carried "
+                    "(as istiod's pilot_xds_pushes{type}).\n"
+                    "# TYPE meshfed_xds_pushes_total counter\n");
+        for (int k = 0; k < XDS_PUSH_KINDS; k++)
+            bprintf(&b, "meshfed_xds_pushes_total{type=\"%s\"} %llu\n",
+                    xds_push_kind_name((xds_push_kind_t)k),
+                    (unsigned long long)x.pushes_by_kind[k]);
         counter(&b, "meshfed_xds_resources_sent_total", "Resources sent.", x.resources_sent);
         counter(&b, "meshfed_xds_bytes_sent_total", "Response bytes sent.", x.bytes_sent);
         counter(&b, "meshfed_xds_acks_total", "ACKs received.", x.acks);

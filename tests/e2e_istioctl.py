@@ -20,7 +20,7 @@ import sys
 import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from e2elib import FAILURES, check, log_ports, summary, waiter  # noqa: E402
+from e2elib import FAILURES, check, log_ports, metrics, summary, waiter  # noqa: E402
 import ztunnel  # noqa: E402
 
 wait_for = waiter(20.0)
@@ -133,6 +133,10 @@ def main():
               f"node metadata istioctl parses: CLUSTER_ID, NAMESPACE ({meta})")
         st = {g.type_url: g.config_status for g in zc.generic_xds_configs} if zc else {}
         check(st.get(ADDRESS) == csds_pb2.SYNCED, f"the ztunnel's Address type is SYNCED ({st})")
+        m = metrics(p[1])
+        pushes = {t: m.get(f'meshfed_xds_pushes_total{{type="{t}"}}', 0) for t in ("wds", "lds", "debug")}
+        check(all(v >= 1 for v in pushes.values()),
+              f"pushes are counted by type, as istiod's pilot_xds_pushes{{type}} ({pushes})")
     finally:
         for h in held:
             if isinstance(h, tuple):

@@ -154,6 +154,7 @@ void xds_debug_pump(xds_stream_t *st)
     if (any && anyp && (buf = malloc(len ? len : 1))) {
         envoy__service__discovery__v3__discovery_response__pack(&r, buf);
         s->stats.resources_sent += n;
+        s->stats.pushes_by_kind[XDS_PUSH_DEBUG]++;
         xds_stream_send(st, buf, len);
     }
     for (size_t i = 0; i < n; i++)

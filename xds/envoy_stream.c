@@ -123,6 +123,7 @@ static void send_sotw(xds_stream_t *st, xds_type_state_t *ts, int t, const xds_e
     envoy__service__discovery__v3__discovery_response__pack(&r, buf);
     st->srv->stats.resources_sent += s->n;
     ts->nsent = s->n;
+    st->srv->stats.pushes_by_kind[XDS_PUSH_LDS + t]++;
     xds_stream_send(st, buf, len);
 out:
     free(any);
@@ -259,6 +260,7 @@ static void send_delta(xds_stream_t *st, int t, dpush_t *p, const model_snapshot
     }
     envoy__service__discovery__v3__delta_discovery_response__pack(&r, buf);
     st->srv->stats.resources_sent += n;
+    st->srv->stats.pushes_by_kind[XDS_PUSH_LDS + t]++;
     xds_stream_send(st, buf, len);
 out:
     free(rs);

@@ -250,6 +250,8 @@ static void send_full(push_t *p, const uint8_t *hdr, size_t hlen)
 static void send_response(push_t *p, const uint8_t *hdr, size_t hlen, bool delta)
 {
     size_t total = hlen, k = 0;
+    p->st->srv->stats
+        .pushes_by_kind[p->ts == &p->st->auth ? XDS_PUSH_AUTHORIZATION : XDS_PUSH_ADDRESS]++;
     if (p->full) {
         send_full(p, hdr, hlen);
         return;

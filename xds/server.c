@@ -32,6 +32,13 @@
 #define SOTW_METHOD                                                                                \
     "/envoy.service.discovery.v3.AggregatedDiscoveryService/StreamAggregatedResources"
 
+const char *xds_push_kind_name(xds_push_kind_t k)
+{
+    static const char *const names[XDS_PUSH_KINDS] = {"wds", "authorization", "lds",  "rds",
+                                                      "cds", "eds",           "debug"};
+    return (unsigned)k < XDS_PUSH_KINDS ? names[k] : "?";
+}
+
 uint64_t xds_now_us(void)
 {
     struct timespec ts;

@@ -117,10 +117,26 @@ typedef enum xds_proxy_kind {
 
 const char *xds_proxy_kind_name(xds_proxy_kind_t k);
 
+/* What a response carried, as istiod labels pilot_xds_pushes{type}. */
+typedef enum xds_push_kind {
+    XDS_PUSH_ADDRESS,
+    XDS_PUSH_AUTHORIZATION,
+    XDS_PUSH_LDS,
+    XDS_PUSH_RDS,
+    XDS_PUSH_CDS,
+    XDS_PUSH_EDS,
+    XDS_PUSH_DEBUG,
+    XDS_PUSH_KINDS
+} xds_push_kind_t;
+
+/* "wds", "authorization", "lds", "rds", "cds", "eds", "debug". */
+const char *xds_push_kind_name(xds_push_kind_t k);
+
 typedef struct xds_stats {
     uint64_t streams_open;
     uint64_t streams_total;
     uint64_t pushes; /* responses sent */
+    uint64_t pushes_by_kind[XDS_PUSH_KINDS];
     uint64_t resources_sent;
     uint64_t bytes_sent;
     uint64_t acks;
