@@ -49,6 +49,8 @@ if VALUES_FILE:
 sys_ns = values.get("systemNamespace") or RELEASE_NS
 replicas = int(values["replicaCount"])
 tls = bool(values["tls"]["enabled"])
+plain = bool(values["xds"]["plaintextExposed"])
+probe_port = int(values["probe"]["port"])
 debug_port = int(values["debug"]["port"])
 debug_exposed = bool(values["debug"]["exposed"] or values["serviceMonitor"]["enabled"])
 
@@ -98,10 +100,12 @@ if dep:
           sc.get("capabilities", {}).get("drop") == ["ALL"] and not sc.get("capabilities", {}).get("add"))
     check("container securityContext: seccomp RuntimeDefault",
           sc.get("seccompProfile", {}).get("type") == "RuntimeDefault")
+    named = {p["name"]: p["containerPort"] for p in c.get("ports", [])}
     for probe, path in (("readinessProbe", "/ready"), ("livenessProbe", "/healthz")):
         g = c.get(probe, {}).get("httpGet", {})
-        check(f"{probe}: httpGet {path} on {debug_port}", g.get("path") == path and g.get("port") == debug_port,
-              json.dumps(c.get(probe)))
+        port = named.get(g.get("port"), g.get("port"))
+        check(f"{probe}: httpGet {path} on the probe listener {probe_port}",
+              g.get("path") == path and port == probe_port, json.dumps(c.get(probe)))
     args = c.get("args", [])
     argmap = {}
     bad = []
@@ -123,8 +127,13 @@ if dep:
         "stale-after": str(values["staleAfter"]),
         "log-level": values["logLevel"],
         "log-format": values["logFormat"],
-        "xds-listen": f"0.0.0.0:{values['xds']['port']}",
+        # plaintext, unauthenticated xDS stays on loopback unless asked for
+        "xds-listen": f"{'0.0.0.0' if plain else '127.0.0.1'}:{values['xds']['port']}",
+        "xds-auth": values["xds"]["auth"],
+        "probe-listen": f"0.0.0.0:{probe_port}",
     }
+    if values["xds"].get("allowedIdentities"):
+        want["xds-allowed-identities"] = values["xds"]["allowedIdentities"]
     if values.get("network"):
         want["network"] = values["network"]
     for k, v in want.items():
@@ -257,10 +266,11 @@ check("every Role is bound", all(("Role", r["metadata"]["name"], r["metadata"].g
 svc = one("Service")
 if svc:
     names = [p["name"] for p in svc["spec"]["ports"]]
-    want_names = ["grpc-xds"] + (["https-xds"] if tls else []) + (["http-debug"] if debug_exposed else [])
+    want_names = (["grpc-xds"] if plain else []) + (["https-xds"] if tls else []) + \
+        (["http-debug"] if debug_exposed else [])
     check("Service: ports " + ",".join(want_names), names == want_names, str(names))
     ports = {p["name"]: p["port"] for p in svc["spec"]["ports"]}
-    check("Service: xDS ports", ports.get("grpc-xds") == values["xds"]["port"] and
+    check("Service: xDS ports", (not plain or ports.get("grpc-xds") == values["xds"]["port"]) and
           (not tls or ports.get("https-xds") == values["xds"]["tlsPort"]), str(ports))
     check("Service: targetPorts are container ports",
           all(p["targetPort"] in cports for p in svc["spec"]["ports"]), str(cports))

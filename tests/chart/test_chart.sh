@@ -126,7 +126,7 @@ must_fail() { # name expected-message-fragment --set...
         cat "$WORK/neg.err"; ko "refused: $name (wrong message)"
     fi
 }
-must_fail "tls.enabled without tls.secretName" "needs tls.secretName" --set tls.enabled=true
+must_fail "tls.enabled without tls.secretName" "needs tls.secretName" --set tls.secretName=
 must_fail "loopback debug.listen (probes would fail)" "loopback" --set debug.listen=127.0.0.1:15014
 
 # The schema validators must reject bad objects.
