@@ -107,7 +107,10 @@ static void usage(void)
            "flags (environment variable; also accepted as keys of --config FILE):\n");
     for (size_t i = 0; i < NSETTINGS; i++)
         printf("  --%-18s %s (%s; default %s)\n", settings[i].flag, settings[i].help,
-               settings[i].env, settings[i].def ? settings[i].def : "none");
+               settings[i].env,
+               !settings[i].def   ? "none"
+               : *settings[i].def ? settings[i].def
+                                  : "empty");
     printf("  --%-18s YAML or JSON file with the settings above\n", "config");
     printf("  --%-18s print the version\n", "version");
 }
@@ -278,8 +281,9 @@ int ctl_config_load(ctl_config_t *c, int argc, char **argv, char *err, size_t er
     }
     for (size_t i = 0; i < NSETTINGS; i++) {
         const char *v = getenv(settings[i].env);
-        if (!from_flag[i] && v && *v &&
-            set(c, &settings[i], v, "environment variable for", err, errlen) < 0)
+        char from[96]; /* the variable's own name: that is what the user set */
+        snprintf(from, sizeof(from), "environment variable %s, for", settings[i].env);
+        if (!from_flag[i] && v && *v && set(c, &settings[i], v, from, err, errlen) < 0)
             return -1;
     }
     if (config_file) {

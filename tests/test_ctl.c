@@ -112,6 +112,7 @@ START_TEST(config_bad_values_name_the_setting)
     char err[CTL_ERRLEN] = "";
     ck_assert_int_eq(load(&c, err, 0), -1);
     ck_assert_ptr_nonnull(strstr(err, "log-level"));
+    ck_assert_ptr_nonnull(strstr(err, "MESHFED_LOG_LEVEL")); /* what the user set */
     ctl_config_free(&c);
     clear_env();
 }
