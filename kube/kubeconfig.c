@@ -384,7 +384,10 @@ int kube_conn_in_cluster(kube_conn_t *out, char *err, size_t errlen)
     if (!dir || !*dir)
         dir = "/var/run/secrets/kubernetes.io/serviceaccount";
     if (!host || !*host || !port || !*port) {
-        snprintf(err, errlen, "not running in a cluster: KUBERNETES_SERVICE_HOST/PORT not set");
+        snprintf(
+            err, errlen,
+            "not running in a cluster (KUBERNETES_SERVICE_HOST/PORT not set): give --kubeconfig "
+            "FILE, or try --demo examples");
         return -1;
     }
     /* An IPv6 service address needs brackets in the URL. */
