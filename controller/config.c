@@ -197,6 +197,27 @@ typedef struct file_ctx {
     int rc;
 } file_ctx_t;
 
+/* A setting by its flag name, or by the camelCase name the chart's values
+ * use for it ("clusterId" for cluster-id); NSETTINGS when neither. */
+static size_t setting_of(const char *key)
+{
+    char kebab[64];
+    size_t n = 0;
+    for (const char *p = key; *p && n < sizeof(kebab) - 2; p++) {
+        if (*p >= 'A' && *p <= 'Z') {
+            kebab[n++] = '-';
+            kebab[n++] = (char)(*p - 'A' + 'a');
+        } else {
+            kebab[n++] = *p;
+        }
+    }
+    kebab[n] = '\0';
+    for (size_t i = 0; i < NSETTINGS; i++)
+        if (strcmp(settings[i].flag, key) == 0 || strcmp(settings[i].flag, kebab) == 0)
+            return i;
+    return NSETTINGS;
+}
+
 static int file_doc(json_t *doc, void *arg)
 {
     file_ctx_t *f = arg;
@@ -204,9 +225,7 @@ static int file_doc(json_t *doc, void *arg)
     json_t *val;
     json_object_foreach(doc, key, val)
     {
-        size_t i = 0;
-        while (i < NSETTINGS && strcmp(settings[i].flag, key) != 0)
-            i++;
+        size_t i = setting_of(key);
         if (i == NSETTINGS) {
             snprintf(f->err, f->errlen, "config file: unknown setting \"%s\"", key);
             return f->rc = -1;

@@ -62,6 +62,23 @@ START_TEST(config_defaults)
 }
 END_TEST
 
+/* The chart's values are camelCase: a config file may use those names too. */
+START_TEST(config_file_accepts_chart_camel_case)
+{
+    clear_env();
+    char *file = write_tmp("clusterId: camel\nstaleAfter: 42\nsystem-namespace: kebab\n");
+    ctl_config_t c;
+    char err[CTL_ERRLEN];
+    ck_assert_msg(load(&c, err, 2, "--config", file) == 0, "%s", err);
+    ck_assert_str_eq(c.cluster_id, "camel");
+    ck_assert_int_eq(c.stale_after_s, 42);
+    ck_assert_str_eq(c.system_namespace, "kebab");
+    ctl_config_free(&c);
+    unlink(file);
+    free(file);
+}
+END_TEST
+
 START_TEST(config_flag_beats_env_beats_file)
 {
     clear_env();
@@ -255,6 +272,7 @@ static Suite *suite(void)
     TCase *t = tcase_create("config");
     tcase_add_test(t, config_defaults);
     tcase_add_test(t, config_flag_beats_env_beats_file);
+    tcase_add_test(t, config_file_accepts_chart_camel_case);
     tcase_add_test(t, config_bad_values_name_the_setting);
     tcase_add_test(t, config_file_errors);
     tcase_add_test(t, read_file_only_regular_and_bounded);
