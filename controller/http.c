@@ -844,11 +844,15 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
         return MHD_YES;
     }
     bool open_page = strcmp(url, "/healthz") == 0 || strcmp(url, "/ready") == 0;
+    /* the probe listener also serves /metrics without a token, so that
+     * Prometheus can scrape by pod annotation; it never serves /debug */
+    bool scrape = l->probes_only && strcmp(url, "/metrics") == 0;
     if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0) {
         r = error_reply(405, "method %s not allowed: pages are read-only", method);
-    } else if (l->probes_only && !open_page) {
-        r = error_reply(404, "%s: the probe listener serves only /healthz and /ready", url);
-    } else if (h->token_file && !open_page && !authorized(h, conn)) {
+    } else if (l->probes_only && !open_page && !scrape) {
+        r = error_reply(404, "%s: the probe listener serves only /healthz, /ready and /metrics",
+                        url);
+    } else if (h->token_file && !open_page && !scrape && !authorized(h, conn)) {
         atomic_fetch_add(&ctl_metrics.http_unauthorized, 1);
         r = error_reply(401, "this page needs Authorization: Bearer <token>%s", "");
     } else {

@@ -40,7 +40,8 @@ def debug_token(binary, demo, work):
     open(tok, "w").write("s3cret\n")
     log = open(os.path.join(work, "token.log"), "a+")
     p = subprocess.Popen([binary, "--demo", demo, "--debug-listen", "0.0.0.0:0",
-                          "--debug-token-file", tok, "--xds-listen", "127.0.0.1:0"],
+                          "--debug-token-file", tok, "--xds-listen", "127.0.0.1:0",
+                          "--probe-listen", "127.0.0.1:0"],
                          stdout=log, stderr=log)
     try:
         def port():
@@ -61,6 +62,11 @@ def debug_token(binary, demo, work):
               "without the token /debug and /metrics answer 401")
         check(code("/debug/clusterz", "s3cret") == 200 and code("/healthz") == 200,
               "with it they answer; /healthz needs none")
+        pport = probe_port(log)
+        st, _ = get(pport, "/metrics") if pport else (0, "")
+        check(st == 200 and get(pport, "/debug/clusterz")[0] == 404,
+              "the probe listener serves /metrics without the token (scraping by annotation), "
+              "never /debug")
     finally:
         p.send_signal(signal.SIGTERM)
         p.wait(timeout=20)
@@ -382,8 +388,11 @@ def main():
         metrics_lint(dport)
         pport = probe_port(log)
         check(bool(pport) and probe(pport, "/healthz") == 200 and probe(pport, "/ready") == 200
-              and get(pport, "/debug/clusterz")[0] == 404 and get(pport, "/metrics")[0] == 404,
-              "the probe listener serves /healthz and /ready and nothing else")
+              and get(pport, "/debug/clusterz")[0] == 404 and get(pport, "/debug/syncz")[0] == 404,
+              "the probe listener serves /healthz and /ready, never /debug")
+        st, body = get(pport, "/metrics")
+        check(st == 200 and "meshfed_build_info" in body,
+              "and /metrics without a token, for annotation-based scraping")
         fifo_in_demo(dport, demo, log)
         bad_edits(dport, demo, log)
         invalid_object_flood(dport, demo, log)
