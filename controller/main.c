@@ -92,7 +92,7 @@ static void banner(const ctl_config_t *cfg, xds_server_t *x, ctl_http_t *h)
             xds_server_port(x), dport);
     if (ctl_http_probe_port(h))
         ctl_log(CTL_INFO, "probes (/healthz, /ready) also on port %d", ctl_http_probe_port(h));
-    if (!cfg->demo_dir)
+    if (!cfg->demo_dir || cfg->log_json) /* JSON logs: every line must stay JSON */
         return;
     fprintf(stderr,
             "\nmeshfed demo is running with the clusters in %s. Try:\n"

@@ -302,6 +302,30 @@ def metrics_lint(dport):
           "process_* and build-info families are exported")
 
 
+def json_logs_stay_json(binary, demo, work):
+    """With --log-format json every line meshfed writes is a JSON object
+    (no demo banner in between), each with time, level and msg."""
+    log = open(os.path.join(work, "json.log"), "a+")
+    p = subprocess.Popen([binary, "--demo", demo, "--log-format", "json", "--xds-listen",
+                          "127.0.0.1:0", "--debug-listen", "127.0.0.1:0"], stdout=log, stderr=log)
+    try:
+        wait_for(lambda: "serving xDS" in (log.seek(0) or log.read()))
+    finally:
+        p.send_signal(signal.SIGTERM)
+        p.wait(timeout=20)
+    log.seek(0)
+    lines = [ln for ln in log.read().splitlines() if ln.strip()]
+    bad = []
+    for ln in lines:
+        try:
+            o = json.loads(ln)
+            if not all(k in o for k in ("time", "level", "msg")):
+                bad.append(ln)
+        except ValueError:
+            bad.append(ln)
+    check(len(lines) >= 3 and not bad, f"--log-format json: every line is JSON ({bad[:2]})")
+
+
 def main():
     binary, examples = sys.argv[1], sys.argv[2]
     work = tempfile.mkdtemp(prefix="meshfed-e2e-")
@@ -420,6 +444,7 @@ def main():
         log.seek(0)
         check("bad.yaml: invalid Service objects: 2999 more like this" in log.read(),
               "what was suppressed is said when the window ends (here: at exit)")
+        json_logs_stay_json(binary, demo, work)
         debug_token(binary, demo, work)
     finally:
         if proc.poll() is None:
