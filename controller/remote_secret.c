@@ -28,7 +28,8 @@ typedef struct rs_opts {
 #define RS_READER "meshfed-remote-reader"
 
 /* The ClusterRole a created ServiceAccount is bound to: the cluster-wide
- * reads of the chart's ClusterRole, which is all a remote meshfed does. */
+ * reads of the chart's ClusterRole, and the TokenReviews that verify that
+ * cluster's ztunnels: all a remote meshfed does there. */
 static const char RS_READER_ROLE[] =
     "{\"apiVersion\":\"rbac.authorization.k8s.io/v1\",\"kind\":\"ClusterRole\","
     "\"metadata\":{\"name\":\"" RS_READER "\"},\"rules\":["
@@ -39,7 +40,10 @@ static const char RS_READER_ROLE[] =
     "{\"apiGroups\":[\"meshfed.io\"],\"resources\":[\"servicescopes\"],"
     "\"verbs\":[\"get\",\"list\",\"watch\"]},"
     "{\"apiGroups\":[\"gateway.networking.k8s.io\"],\"resources\":[\"gateways\"],"
-    "\"verbs\":[\"get\",\"list\",\"watch\"]}]}";
+    "\"verbs\":[\"get\",\"list\",\"watch\"]},"
+    /* the cluster's ztunnels' tokens are verified against it (--xds-auth jwt) */
+    "{\"apiGroups\":[\"authentication.k8s.io\"],\"resources\":[\"tokenreviews\"],"
+    "\"verbs\":[\"create\"]}]}";
 
 static void rs_usage(void)
 {
