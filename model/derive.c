@@ -1036,15 +1036,22 @@ static model_res_t *build_pod(model_t *m, const model_cluster_int_t *c, const mo
     return r;
 }
 
+/* A dirty key "cluster\nns/name": the cluster id into cid, and the object's
+ * key returned. */
+static const char *split_dkey(const char *dkey, char *cid, size_t len)
+{
+    const char *nl = strchr(dkey, '\n');
+    size_t clen = (size_t)(nl - dkey) < len - 1 ? (size_t)(nl - dkey) : len - 1;
+    memcpy(cid, dkey, clen);
+    cid[clen] = '\0';
+    return nl + 1;
+}
+
 static void derive_pod(build_t *b, const char *dkey)
 {
     model_t *m = b->m;
-    const char *nl = strchr(dkey, '\n');
     char cid[256];
-    size_t clen = (size_t)(nl - dkey) < sizeof(cid) - 1 ? (size_t)(nl - dkey) : sizeof(cid) - 1;
-    memcpy(cid, dkey, clen);
-    cid[clen] = '\0';
-    const char *key = nl + 1;
+    const char *key = split_dkey(dkey, cid, sizeof(cid));
     char uid[768];
     char ns[256];
     ns_of(key, ns, sizeof(ns));
@@ -1157,14 +1164,11 @@ static model_res_t *build_slice_workload(model_t *m, const model_cluster_int_t *
 static void derive_slice(build_t *b, const char *dkey)
 {
     model_t *m = b->m;
-    const char *nl = strchr(dkey, '\n');
     char cid[256];
-    size_t clen = (size_t)(nl - dkey) < sizeof(cid) - 1 ? (size_t)(nl - dkey) : sizeof(cid) - 1;
-    memcpy(cid, dkey, clen);
-    cid[clen] = '\0';
+    const char *key = split_dkey(dkey, cid, sizeof(cid));
     const model_cluster_int_t *c = model_cluster_find(m, cid);
     const model_endpointslice_t *s =
-        c ? model_hmap_get(&c->objs[MODEL_KIND_ENDPOINTSLICE], nl + 1) : NULL;
+        c ? model_hmap_get(&c->objs[MODEL_KIND_ENDPOINTSLICE], key) : NULL;
     const model_service_t *svc = NULL;
     char skey[512];
     if (s && s->service) {
