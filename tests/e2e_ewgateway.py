@@ -74,9 +74,10 @@ def protos(src):
     return grpc, ads_pb2_grpc, mods
 
 
-class Sotw:
-    """A SotW ADS stream: ask(type) sends a request and returns the response
-    (ACKing the previous one of that type)."""
+class _Ads:
+    """One ADS stream (SotW or Delta, by the subclass): ask() sends a request
+    and returns the response, ACKed; the first request carries the node."""
+    method = None
 
     def __init__(self, grpc, ads, disc, port, node):
         self.disc = disc
@@ -86,7 +87,7 @@ class Sotw:
         self.resps = queue.Queue()
         self.channel = grpc.insecure_channel(f"127.0.0.1:{port}")
         stub = ads.AggregatedDiscoveryServiceStub(self.channel)
-        self.call = stub.StreamAggregatedResources(iter(self.reqs.get, None))
+        self.call = getattr(stub, self.method)(iter(self.reqs.get, None))
         threading.Thread(target=self._read, daemon=True).start()
 
     def _read(self):
@@ -97,7 +98,7 @@ class Sotw:
             self.resps.put(e)
 
     def ask(self, type_url, names=()):
-        req = self.disc.DiscoveryRequest(type_url=type_url, resource_names=list(names))
+        req = self.request(type_url, names)
         if self.first:
             req.node.CopyFrom(self.node)
             self.first = False
@@ -108,9 +109,7 @@ class Sotw:
             return None
         if isinstance(r, Exception):
             raise r
-        ack = self.disc.DiscoveryRequest(type_url=type_url, resource_names=list(names),
-                                         version_info=r.version_info, response_nonce=r.nonce)
-        self.reqs.put(ack)
+        self.reqs.put(self.ack(type_url, names, r))
         return r
 
     def close(self):
@@ -118,47 +117,28 @@ class Sotw:
         self.channel.close()
 
 
-class Delta:
-    """A Delta ADS stream: ask(type, names) subscribes (no names: wildcard)
-    and returns the response, ACKed."""
+class Sotw(_Ads):
+    """A SotW ADS stream (ACKs name the same resources)."""
+    method = "StreamAggregatedResources"
 
-    def __init__(self, grpc, ads, disc, port, node):
-        self.disc = disc
-        self.node = node
-        self.first = True
-        self.reqs = queue.Queue()
-        self.resps = queue.Queue()
-        self.channel = grpc.insecure_channel(f"127.0.0.1:{port}")
-        stub = ads.AggregatedDiscoveryServiceStub(self.channel)
-        self.call = stub.DeltaAggregatedResources(iter(self.reqs.get, None))
-        threading.Thread(target=self._read, daemon=True).start()
+    def request(self, type_url, names):
+        return self.disc.DiscoveryRequest(type_url=type_url, resource_names=list(names))
 
-    def _read(self):
-        try:
-            for r in self.call:
-                self.resps.put(r)
-        except Exception as e:  # noqa: BLE001 - reported by ask()
-            self.resps.put(e)
+    def ack(self, type_url, names, r):
+        return self.disc.DiscoveryRequest(type_url=type_url, resource_names=list(names),
+                                          version_info=r.version_info, response_nonce=r.nonce)
 
-    def ask(self, type_url, names=()):
-        req = self.disc.DeltaDiscoveryRequest(type_url=type_url,
-                                              resource_names_subscribe=list(names))
-        if self.first:
-            req.node.CopyFrom(self.node)
-            self.first = False
-        self.reqs.put(req)
-        try:
-            r = self.resps.get(timeout=10)
-        except queue.Empty:
-            return None
-        if isinstance(r, Exception):
-            raise r
-        self.reqs.put(self.disc.DeltaDiscoveryRequest(type_url=type_url, response_nonce=r.nonce))
-        return r
 
-    def close(self):
-        self.reqs.put(None)
-        self.channel.close()
+class Delta(_Ads):
+    """A Delta ADS stream: ask(type, names) subscribes (no names: wildcard)."""
+    method = "DeltaAggregatedResources"
+
+    def request(self, type_url, names):
+        return self.disc.DeltaDiscoveryRequest(type_url=type_url,
+                                               resource_names_subscribe=list(names))
+
+    def ack(self, type_url, names, r):
+        return self.disc.DeltaDiscoveryRequest(type_url=type_url, response_nonce=r.nonce)
 
 
 def delta_decoded(resp, msg_cls, json_format):
