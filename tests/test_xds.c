@@ -1052,6 +1052,30 @@ START_TEST(listen_refuses_bad_port_and_taken_port)
 }
 END_TEST
 
+/* A NUL inside the node id would make the proxy known by another name. */
+START_TEST(node_id_with_nul_rejected)
+{
+    env_t *e = env_new();
+    tl_node_buf_t nb;
+    dreq_t rq = ENVOY__SERVICE__DISCOVERY__V3__DELTA_DISCOVERY_REQUEST__INIT;
+    rq.node = tl_node(&nb, "c1", "n1");
+    nb.node.id = (char *)"ztunnel~10.0.0.1~evilXname";
+    rq.type_url = (char *)XDS_TYPE_ADDRESS;
+    size_t len = envoy__service__discovery__v3__delta_discovery_request__get_packed_size(&rq);
+    uint8_t *buf = malloc(len);
+    envoy__service__discovery__v3__delta_discovery_request__pack(&rq, buf);
+    uint8_t *x = NULL;
+    for (size_t i = 0; !x && i + 9 <= len; i++)
+        if (memcmp(buf + i, "evilXname", 9) == 0)
+            x = buf + i;
+    ck_assert_ptr_nonnull(x);
+    x[4] = '\0'; /* "evil\0name" on the wire */
+    expect_rejected(e, buf, len, GRPC_STATUS_INVALID_ARGUMENT, "NUL");
+    free(buf);
+    env_free(e);
+}
+END_TEST
+
 START_TEST(limit_huge_names_rejected)
 {
     xds_config_t cfg = {.listen = "127.0.0.1:0", .max_message_bytes = 64 * 1024};
@@ -1526,6 +1550,7 @@ int main(void)
     tcase_add_test(t, tls_missing_files_fail_at_start);
     tcase_add_test(t, limit_max_streams);
     tcase_add_test(t, limit_huge_names_rejected);
+    tcase_add_test(t, node_id_with_nul_rejected);
     tcase_add_test(t, limit_subscribed_names_per_stream);
     tcase_add_test(t, node_unknown_cluster_served_counted_flagged);
     tcase_add_test(t, listen_refuses_bad_port_and_taken_port);

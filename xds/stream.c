@@ -437,8 +437,59 @@ static void on_sotw(xds_stream_t *st, Envoy__Service__Discovery__V3__DiscoveryRe
     ts->need_push = true;
 }
 
+/* The bytes of the first length-delimited field number f in buf[0..len),
+ * or NULL: a walk over the wire format (protobuf-c already accepted it). */
+static const uint8_t *wire_field(const uint8_t *buf, size_t len, uint32_t f, size_t *flen)
+{
+    size_t i = 0;
+    while (i < len) {
+        uint64_t key = 0, v = 0;
+        for (int sh = 0; i < len && sh < 64; sh += 7) {
+            key |= (uint64_t)(buf[i] & 0x7f) << sh;
+            if (!(buf[i++] & 0x80))
+                break;
+        }
+        unsigned wt = (unsigned)(key & 7);
+        if (wt == 0 || wt == 2)
+            for (int sh = 0; i < len && sh < 64; sh += 7) {
+                v |= (uint64_t)(buf[i] & 0x7f) << sh;
+                if (!(buf[i++] & 0x80))
+                    break;
+            }
+        if (wt == 1 || wt == 5)
+            v = wt == 1 ? 8 : 4;
+        if (wt == 1 || wt == 2 || wt == 5) {
+            if (v > len - i)
+                return NULL;
+            if (wt == 2 && key >> 3 == f) {
+                *flen = (size_t)v;
+                return buf + i;
+            }
+            i += (size_t)v;
+        } else if (wt != 0) {
+            return NULL; /* groups: not in these messages */
+        }
+    }
+    return NULL;
+}
+
+/* Whether the request's node id (field 1 of Node, field 1 of both request
+ * kinds) holds a NUL byte: protobuf-c would hand us the id cut short at it,
+ * and a proxy would be known by another name than it sent. */
+static bool node_id_has_nul(const uint8_t *buf, size_t len)
+{
+    size_t nlen = 0, ilen = 0;
+    const uint8_t *node = wire_field(buf, len, 1, &nlen);
+    const uint8_t *id = node ? wire_field(node, nlen, 1, &ilen) : NULL;
+    return id && memchr(id, 0, ilen) != NULL;
+}
+
 void xds_stream_on_message(xds_stream_t *st, const uint8_t *buf, size_t len)
 {
+    if (!st->node_id && node_id_has_nul(buf, len)) {
+        reject(st, GRPC_STATUS_INVALID_ARGUMENT, "xds: node id holds a NUL byte%s", "");
+        return;
+    }
     if (st->delta) {
         Envoy__Service__Discovery__V3__DeltaDiscoveryRequest *rq =
             envoy__service__discovery__v3__delta_discovery_request__unpack(NULL, len, buf);
