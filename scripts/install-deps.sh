@@ -1,5 +1,6 @@
 #!/bin/sh
-# Installs everything meshfed needs to build, test and run on Debian 12.
+# Installs everything meshfed needs to build, test and run on Debian 12
+# (prometheus for its promtool, which checks /metrics in the tests).
 set -eu
 SUDO=""
 [ "$(id -u)" = 0 ] || SUDO=sudo
@@ -12,7 +13,8 @@ $SUDO apt-get install -y --no-install-recommends \
     libgrpc-dev check libmicrohttpd-dev libjemalloc-dev \
     python3 python3-grpcio python3-protobuf python3-grpc-tools python3-yaml \
     curl ca-certificates openssl \
-    valgrind clang libclang-rt-14-dev
+    valgrind clang libclang-rt-14-dev \
+    prometheus
 # Node.js and npm for the tests that use independent clients and tools
 # (grpc-js-xds, the HTTP/2 API server front, helm/kubectl for the chart):
 # Debian's, unless a Node.js with npm is already installed (for example

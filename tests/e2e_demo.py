@@ -297,6 +297,14 @@ def metrics_lint(dport):
             if re.search(r"_(micro|milli)seconds|_kilobytes|_megabytes", name):
                 problems.append(f"{name}: not in base units")
     check(st == 200 and not problems, f"/metrics passes the exposition-format lint ({problems[:5]})")
+    promtool = shutil.which("promtool")
+    r = subprocess.run([promtool, "check", "metrics"], input=body, capture_output=True, text=True,
+                       timeout=30) if promtool else None
+    check(r is not None and r.returncode == 0 and not r.stdout.strip() and not r.stderr.strip(),
+          "promtool check metrics accepts /metrics" if r else
+          "promtool check metrics (promtool missing: scripts/install-deps.sh installs it)")
+    if r and (r.returncode or r.stdout.strip() or r.stderr.strip()):
+        print(r.stdout + r.stderr)
     check(all(f in types for f in ("process_cpu_seconds_total", "process_resident_memory_bytes",
                                    "process_start_time_seconds", "meshfed_build_info")),
           "process_* and build-info families are exported")
