@@ -99,6 +99,39 @@ void ctl_xds_log(void *arg, bool warn, const char *msg)
     ctl_log(warn ? CTL_WARN : CTL_INFO, "%s", msg);
 }
 
+/* The subject a message names in meshfed's own wording, as a field a log
+ * pipeline can filter on: "cluster <id>..." and "<id>/<file>: ..." (demo)
+ * give cluster, "xds: node <id>..." gives proxy, and "... <cluster>: <res>"
+ * style kube errors give resource too. */
+static void log_fields(json_t *o, const char *msg)
+{
+    static const char *const resources[] = {"namespaces", "services",   "endpointslices",
+                                            "pods",       "nodes",      "gateways",
+                                            "secrets",    "configmaps", "servicescopes"};
+    char v[256];
+    const char *p = NULL, *key = NULL;
+    if (strncmp(msg, "cluster ", 8) == 0)
+        p = msg + 8, key = "cluster";
+    else if (strncmp(msg, "xds: node ", 10) == 0)
+        p = msg + 10, key = "proxy";
+    if (p) {
+        size_t n = strcspn(p, " :,;()");
+        if (n && n < sizeof(v)) {
+            memcpy(v, p, n);
+            v[n] = '\0';
+            json_object_set_new(o, key, json_string(v));
+        }
+    }
+    for (size_t i = 0; i < sizeof(resources) / sizeof(resources[0]); i++) {
+        const char *r = strstr(msg, resources[i]);
+        size_t n = strlen(resources[i]);
+        if (r && (r == msg || r[-1] == ' ') && (r[n] == ':' || r[n] == ' ' || !r[n])) {
+            json_object_set_new(o, "resource", json_string(resources[i]));
+            break;
+        }
+    }
+}
+
 void ctl_log(int level, const char *fmt, ...)
 {
     static const char *const names[] = {"debug", "info", "warn", "error"};
@@ -119,6 +152,8 @@ void ctl_log(int level, const char *fmt, ...)
         char clean[2048 + 64];
         ctl_utf8_clean(msg, clean, sizeof(clean));
         json_t *o = json_pack("{s:s, s:s, s:s}", "time", ts, "level", names[level], "msg", clean);
+        if (o)
+            log_fields(o, clean);
         char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
         if (s)
             fprintf(stderr, "%s\n", s);

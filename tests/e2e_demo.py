@@ -332,6 +332,9 @@ def json_logs_stay_json(binary, demo, work):
         except ValueError:
             bad.append(ln)
     check(len(lines) >= 3 and not bad, f"--log-format json: every line is JSON ({bad[:2]})")
+    loaded = [json.loads(ln) for ln in lines if "loaded from" in ln and ln.startswith("{")]
+    check(any(o.get("cluster") == "east" for o in loaded),
+          "a line about a cluster carries it as a field (\"cluster\": \"east\")")
 
 
 def main():
