@@ -193,6 +193,9 @@ static void apply_scopes(ctl_t *c, ctl_event_t *ev)
 static void note_network(ctl_t *c, const char *cluster, const char *network)
 {
     pthread_mutex_lock(&c->net_lock);
+    const char *was = json_string_value(json_object_get(c->networks, cluster));
+    if (c->xds && (!was || !network || strcmp(was, network) != 0))
+        xds_server_networks_changed(c->xds);
     if (network) {
         if (!json_object_get(c->interned, network))
             json_object_set_new(c->interned, network, json_string(network));

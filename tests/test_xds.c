@@ -1019,6 +1019,7 @@ START_TEST(cluster_network_change_ends_streams_that_followed_it)
     tl_client_t *follows = open_node(e->port, "c1", NULL), *names = open_node(e->port, "c1", "n1");
     tl_client_t *other = open_node(e->port, "c2", NULL);
     c1_net = "n9";
+    xds_server_networks_changed(e->s);
     env_change_capacity(e, 2); /* a publish */
     char msg[256];
     ck_assert_int_eq(client_status(follows, msg, sizeof(msg)), GRPC_STATUS_UNAVAILABLE);

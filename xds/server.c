@@ -627,12 +627,19 @@ static void *push_thread(void *arg)
         if (s->push_quit)
             break;
         seen = atomic_load(&s->gen);
+        /* asking every stream's network costs a lookup each: only after a change */
+        bool recheck = atomic_exchange(&s->networks_changed, false);
         for (xds_stream_t *st = s->streams; st; st = st->next)
-            if (!st->closing && !xds_stream_network_moved(st))
+            if (!st->closing && !(recheck && xds_stream_network_moved(st)))
                 xds_stream_pump(st);
     }
     pthread_mutex_unlock(&s->mu);
     return NULL;
+}
+
+void xds_server_networks_changed(xds_server_t *s)
+{
+    atomic_store(&s->networks_changed, true);
 }
 
 int xds_server_start(xds_server_t *s)

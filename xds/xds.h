@@ -98,6 +98,10 @@ int xds_server_port(const xds_server_t *s);
 int xds_server_tls_port(const xds_server_t *s);
 /* Starts serving on its own thread(s). 0 or -1. */
 int xds_server_start(xds_server_t *s);
+/* A cluster's network changed (config.network_of now answers otherwise): the
+ * streams that follow their cluster's network are checked at the next
+ * publish, and those whose view moved are closed to reconnect. Thread-safe. */
+void xds_server_networks_changed(xds_server_t *s);
 /* Hands the server a new snapshot (it takes its own reference). Thread-safe. */
 void xds_server_publish(xds_server_t *s, model_snapshot_t *snap);
 /* Stops accepting, lets streams finish for up to grace_ms, then cancels them. */

@@ -187,6 +187,7 @@ struct xds_server {
     atomic_uint_fast64_t gen; /* bumped by publish, watched by the push thread */
     atomic_uint_fast64_t nonce_ctr;
     atomic_bool stopping, quit, shutdown_done;
+    atomic_bool networks_changed; /* xds_server_networks_changed, not yet checked */
     xds_full_t full[XDS_NFULL];
     size_t full_next;
     int full_inflight;                   /* full-state responses being sent */
