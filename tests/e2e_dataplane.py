@@ -17,13 +17,12 @@ import json
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from e2elib import FAILURES, check, get, get_json, log_ports, metrics, summary, waiter  # noqa: E402
+from e2elib import FAILURES, check, get, get_json, log_ports, metrics, stop, summary, waiter  # noqa: E402
 from ztunnel import Ztunnel  # noqa: E402
 
 wait_for = waiter(20.0)
@@ -103,16 +102,6 @@ def start(binary, demo, work, tag):
                              "--xds-listen", "127.0.0.1:0", "--debug-listen", "127.0.0.1:0",
                              "--debounce-ms", "20"], stdout=log, stderr=log)
     return proc, log
-
-
-def stop(proc):
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 def view(src, xport, cluster, golden):

@@ -11,6 +11,7 @@ import os
 import re
 import socket
 import ssl
+import signal
 import subprocess
 import threading
 import time
@@ -59,6 +60,17 @@ def log_ports(log):
     log.seek(0)
     m = re.search(r"serving xDS on port (\d+), debug on port (\d+)", log.read())
     return m and (int(m.group(1)), int(m.group(2)))
+
+
+def stop(proc, timeout=20):
+    """SIGTERM, then SIGKILL if the process has not exited after timeout."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 # ---------- HTTP ----------

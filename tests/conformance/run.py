@@ -24,7 +24,6 @@ import argparse
 import concurrent.futures
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -35,7 +34,7 @@ import yaml
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 from e2e_dataplane import diff, readable  # noqa: E402
-from e2elib import get, log_ports, wait_for  # noqa: E402
+from e2elib import get, log_ports, stop, wait_for  # noqa: E402
 import ztunnel  # noqa: E402
 
 CASES = os.path.join(HERE, "cases")
@@ -159,13 +158,7 @@ def run_case(binary, src, case, work):
     finally:
         for zt in clients.values():
             zt.close()
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        stop(proc, 10)
         log.close()
 
 
