@@ -8,9 +8,9 @@
  * bytes of a full push, and the bytes and time after one endpoint changes.
  * Usage: bench_gateway [global-services]
  */
-#include "model/model.h"
-#include "tests/lib/testlib.h"
-#include "xds/envoy.h"
+#include "model.h"
+#include "testlib.h"
+#include "envoy.h"
 
 #include <stdio.h>
 #include <stdlib.h>

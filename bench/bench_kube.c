@@ -11,8 +11,8 @@
  * pod (containers, probes, volumes, managedFields: about 4 KiB).
  * Usage: bench_kube [objects-per-kind]
  */
-#include "kube/kube.h"
-#include "tests/lib/testlib.h"
+#include "kube.h"
+#include "testlib.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>

@@ -11,8 +11,8 @@
  * tenth, a third and all of its size, one row each (short names).
  * Usage: bench_model [clusters] [services] [endpoints-per-cluster]
  */
-#include "model/model.h"
-#include "tests/lib/testlib.h"
+#include "model.h"
+#include "testlib.h"
 
 #include <stdio.h>
 #include <stdlib.h>

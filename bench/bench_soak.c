@@ -18,9 +18,9 @@
  * stats.allocated, or mallinfo2), which tells a leak from allocator noise.
  * Usage: bench_soak [seconds=120] [streams=200]
  */
-#include "model/model.h"
-#include "tests/lib/testlib.h"
-#include "xds/xds.h"
+#include "model.h"
+#include "testlib.h"
+#include "xds.h"
 
 #include <dlfcn.h>
 #include <grpc/grpc.h>

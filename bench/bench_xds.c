@@ -15,9 +15,9 @@
  * idle stream (RSS and heap deltas).
  * Usage: bench_xds [streams] [endpoints] [services] [changes]
  */
-#include "model/model.h"
-#include "tests/lib/testlib.h"
-#include "xds/xds.h"
+#include "model.h"
+#include "testlib.h"
+#include "xds.h"
 
 #include <grpc/grpc.h>
 #include <malloc.h>

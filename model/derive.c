@@ -9,7 +9,7 @@
  * Then the network gateways. A rebuilt variant equal to the published one is
  * kept as is, so unchanged resources never look changed to a diff.
  */
-#include "internal.h"
+#include "model_int.h"
 
 #include <stdio.h>
 #include <stdlib.h>

@@ -6,7 +6,7 @@
  * and by pod. Every event marks the outputs it may change as dirty; the next
  * model_commit() rebuilds just those (derive.c).
  */
-#include "internal.h"
+#include "model_int.h"
 
 #include <stdio.h>
 #include <stdlib.h>

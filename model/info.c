@@ -1,7 +1,7 @@
 /*
  * info.c - read-only views of the model's state for the debug endpoint.
  */
-#include "internal.h"
+#include "model_int.h"
 
 #include <string.h>
 

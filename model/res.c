@@ -6,7 +6,7 @@
  * one arena and is freed when its last reference (held by snapshot map
  * entries) goes. The encoder may hang its bytes on it through the cache slot.
  */
-#include "internal.h"
+#include "model_int.h"
 
 #include <stdlib.h>
 #include <string.h>

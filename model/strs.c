@@ -10,7 +10,7 @@
  * its own, and only the model thread adds references, so a string whose
  * count is 1 is held by nobody else and can be swept without a lock.
  */
-#include "internal.h"
+#include "model_int.h"
 
 #include <stddef.h>
 #include <stdlib.h>

@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "kube/kube.h"
+#include "kube.h"
 
 /* ---------- helpers ---------- */
 

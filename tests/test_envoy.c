@@ -5,10 +5,10 @@
  * priorities and weights of a ClusterLoadAssignment), then the LDS/RDS/CDS/EDS
  * flow over a real grpc core ADS stream.
  */
-#include "model/model.h"
-#include "tests/lib/testcheck.h"
-#include "xds/envoy.h"
-#include "xds/xds.h"
+#include "model.h"
+#include "testcheck.h"
+#include "envoy.h"
+#include "xds.h"
 
 #include "envoy/config/cluster/v3/cluster.pb-c.h"
 #include "envoy/config/endpoint/v3/endpoint.pb-c.h"

@@ -14,8 +14,8 @@
 
 #include <curl/curl.h>
 
-#include "kube/kube.h"
-#include "tests/lib/testlib.h"
+#include "kube.h"
+#include "testlib.h"
 
 static tl_fakekube_t fx;
 

@@ -12,9 +12,9 @@
 /* Failure messages are cut to their buffers on purpose. */
 #pragma GCC diagnostic ignored "-Wformat-truncation"
 
-#include "model/model.h"
-#include "tests/lib/testcheck.h"
-#include "xds/xds.h"
+#include "model.h"
+#include "testcheck.h"
+#include "xds.h"
 
 #include "envoy/service/discovery/v3/discovery.pb-c.h"
 #include "google/protobuf/struct.pb-c.h"

@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "kube/jv.h"
+#include "jv.h"
 
 static kube_jdoc_t doc;
 static char *text;

@@ -15,8 +15,8 @@
 
 #include <curl/curl.h>
 
-#include "kube/kube.h"
-#include "tests/lib/testlib.h"
+#include "kube.h"
+#include "testlib.h"
 
 /* ---------- event collection ---------- */
 

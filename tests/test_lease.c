@@ -15,8 +15,8 @@
 
 #include <curl/curl.h>
 
-#include "kube/kube.h"
-#include "tests/lib/testlib.h"
+#include "kube.h"
+#include "testlib.h"
 
 #define LEASE_MS 2000
 #define RENEW_MS 1500

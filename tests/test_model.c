@@ -1,8 +1,8 @@
 /*
  * test_model.c - the multicluster model: scope, merge, views, snapshots, deltas.
  */
-#include "model/internal.h" /* model_res_equal, to compare two models */
-#include "model/model.h"
+#include "model_int.h" /* model_res_equal, to compare two models */
+#include "model.h"
 
 #include <check.h>
 #include <stdio.h>

@@ -3,7 +3,7 @@
  * immutability of versions, structural diff against a naive diff, full hash
  * collisions, retain/release balance and concurrent unref.
  */
-#include "model/pmap.h"
+#include "pmap.h"
 
 #include <check.h>
 #include <pthread.h>

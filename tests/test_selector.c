@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "model/model.h"
+#include "model.h"
 
 /* One requirement of a table row. op NULL: a matchLabels entry whose value
  * is values[0]; otherwise an operator name for model_selop_parse(). */

@@ -3,10 +3,10 @@
  * SotW ADS to a server fed with snapshots of a two-network mesh, and every
  * test decodes what came back.
  */
-#include "model/model.h"
-#include "tests/lib/testcheck.h"
-#include "tests/lib/testlib.h"
-#include "xds/xds.h"
+#include "model.h"
+#include "testcheck.h"
+#include "testlib.h"
+#include "xds.h"
 
 #include "envoy/service/discovery/v3/discovery.pb-c.h"
 #include "google/protobuf/struct.pb-c.h"

@@ -14,7 +14,7 @@
  * request object is shared, the stream cuts its pointer when it is freed,
  * and the server waits for every outstanding answer before it is freed.
  */
-#include "xds_internal.h"
+#include "xds_int.h"
 
 #include <stdio.h>
 #include <stdlib.h>

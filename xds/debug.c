@@ -7,7 +7,7 @@
  * Runs on the server threads with srv->mu held.
  */
 #include "envoy.h"
-#include "xds_internal.h"
+#include "xds_int.h"
 
 #include "envoy/service/discovery/v3/discovery.pb-c.h"
 #include "envoy/service/status/v3/csds.pb-c.h"

@@ -6,7 +6,7 @@
  * shared by every stream that sends it.
  */
 #include "xds.h"
-#include "xds_internal.h"
+#include "xds_int.h"
 
 #include "workload.pb-c.h"
 

@@ -20,7 +20,7 @@
 #define MESHFED_XDS_ENVOY_H
 
 #include "model.h"
-#include "xds_internal.h"
+#include "xds_int.h"
 
 #include <stddef.h>
 #include <stdint.h>

@@ -2,7 +2,7 @@
  * map.c - a small chained string hash map for per-stream state (names a
  * proxy subscribed to or holds). Not thread-safe: one stream, one thread.
  */
-#include "xds_internal.h"
+#include "xds_int.h"
 
 #include <stdlib.h>
 #include <string.h>

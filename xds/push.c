@@ -4,7 +4,7 @@
  * backlog), SotW pushes are the full state of the view. At most one response
  * per type is unacknowledged at a time.
  */
-#include "xds_internal.h"
+#include "xds_int.h"
 
 const double XDS_LATENCY_BOUNDS_MS[XDS_LATENCY_BUCKETS - 1] = {1,   5,   10,  25,  50,
                                                                100, 250, 500, 1000};

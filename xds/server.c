@@ -10,7 +10,7 @@
  * publish/stats/each_proxy from other threads see consistent state. Optional
  * second listener with TLS (tls.c).
  */
-#include "xds_internal.h"
+#include "xds_int.h"
 
 #include <errno.h>
 #include <grpc/byte_buffer.h>

@@ -4,7 +4,7 @@
  * snapshot diffs. Runs on the server threads with srv->mu held.
  */
 #include "envoy.h"
-#include "xds_internal.h"
+#include "xds_int.h"
 
 #include "envoy/service/discovery/v3/discovery.pb-c.h"
 #include "google/protobuf/struct.pb-c.h"

@@ -9,7 +9,7 @@
  * connections keep the certificate they were made with. If a changed file
  * cannot be read (mid-rotation), the previous pair keeps being served.
  */
-#include "xds_internal.h"
+#include "xds_int.h"
 
 #include <grpc/grpc_security.h>
 #include <stdio.h>

@@ -6,10 +6,10 @@
  * previous view's contents must give exactly the new view's contents, and a
  * diff's "old" must be present exactly when the name was. At the end, the
  * same program replayed on a fresh model with a single commit must produce
- * equal resources (model_res_equal, from model/internal.h: no dirty mark was
+ * equal resources (model_res_equal, from model/model_int.h: no dirty mark was
  * missed by the incremental path). Any mismatch aborts.
  */
-#include "internal.h"
+#include "model_int.h"
 #include "model.h"
 
 #include <stdint.h>

@@ -11,7 +11,7 @@
  * re-packed bytes must unpack and re-pack to the same bytes.
  *
  * With FUZZ_XDS_STREAM (xds/ linked in), the messages are also fed in order
- * to xds_stream_on_message (xds/xds_internal.h) on one fake stream, delta or
+ * to xds_stream_on_message (xds/xds_int.h) on one fake stream, delta or
  * SotW by flags bit 0. The stream is marked as sending, so nothing reaches
  * grpc: xds_stream_pump returns at once and a rejection only records its
  * status. This drives take_node, type_state, check_names, take_ack and the
@@ -25,7 +25,7 @@
 #include <string.h>
 
 #ifdef FUZZ_XDS_STREAM
-#include "xds_internal.h"
+#include "xds_int.h"
 #include <grpc/slice.h>
 #endif
 

@@ -3,7 +3,7 @@
  * ztunnel): its own completion queue, a call, send and receive with
  * timeouts, and Delta requests and responses.
  */
-#include "tests/lib/testlib.h"
+#include "testlib.h"
 
 #include <grpc/byte_buffer.h>
 #include <grpc/byte_buffer_reader.h>

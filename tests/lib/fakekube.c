@@ -3,7 +3,7 @@
  * certificates made by the openssl CLI, tests/fakekube/fakekube.py serving
  * clusters over HTTPS from it, and its control POSTs.
  */
-#include "tests/lib/testlib.h"
+#include "testlib.h"
 
 #include <curl/curl.h>
 #include <errno.h>

@@ -3,7 +3,7 @@
  * namespace bench, with IPs numbered per cluster. tl_bench_names(true)
  * switches to names as long as real clusters have them.
  */
-#include "tests/lib/testlib.h"
+#include "testlib.h"
 
 #include <stdio.h>
 #include <stdlib.h>

@@ -4,8 +4,8 @@
  * operation, requests, ACKs, receives, and reading a response's version and
  * nonce without decoding it.
  */
-#include "tests/lib/testlib.h"
-#include "xds/xds.h"
+#include "testlib.h"
+#include "xds.h"
 
 #include <grpc/byte_buffer.h>
 #include <grpc/byte_buffer_reader.h>

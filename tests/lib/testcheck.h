@@ -6,7 +6,7 @@
 #ifndef MESHFED_TESTCHECK_H
 #define MESHFED_TESTCHECK_H
 
-#include "tests/lib/testlib.h"
+#include "testlib.h"
 
 #include <check.h>
 

@@ -9,8 +9,8 @@
 #ifndef MESHFED_TESTLIB_H
 #define MESHFED_TESTLIB_H
 
-#include "kube/kube.h"
-#include "model/model.h"
+#include "kube.h"
+#include "model.h"
 
 #include "envoy/service/discovery/v3/discovery.pb-c.h"
 #include "google/protobuf/struct.pb-c.h"

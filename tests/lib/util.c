@@ -1,7 +1,7 @@
 /*
  * util.c - clocks, memory and sorting for the tests and benches.
  */
-#include "tests/lib/testlib.h"
+#include "testlib.h"
 
 #include <poll.h>
 #include <stdio.h>

@@ -1,8 +1,8 @@
 /*
- * xds_internal.h - helpers shared by the xds/ files, not part of the API.
+ * xds_int.h - helpers shared by the xds/ files, not part of the API.
  */
-#ifndef MESHFED_XDS_INTERNAL_H
-#define MESHFED_XDS_INTERNAL_H
+#ifndef MESHFED_XDS_INT_H
+#define MESHFED_XDS_INT_H
 
 #include <stdbool.h>
 #include <stddef.h>

@@ -1,8 +1,8 @@
 /*
- * internal.h - what model/ files share with each other and nobody else.
+ * model_int.h - what model/ files share with each other and nobody else.
  */
-#ifndef MESHFED_MODEL_INTERNAL_H
-#define MESHFED_MODEL_INTERNAL_H
+#ifndef MESHFED_MODEL_INT_H
+#define MESHFED_MODEL_INT_H
 
 #include "hmap.h"
 #include "model.h"
