@@ -381,7 +381,7 @@ static void set_vis(model_t *m, model_res_t *r, model_vis_mode_t mode, const cha
 
 static const char *node_label(const model_cluster_int_t *c, const char *node, const char *key)
 {
-    const model_node_t *n = node ? model_hmap_get(&c->objs[MODEL_KIND_NODE], node) : NULL;
+    const model_node_t *n = node ? base_map_get(&c->objs[MODEL_KIND_NODE], node) : NULL;
     return n ? model_labels_get(&n->labels, key) : NULL;
 }
 
@@ -697,7 +697,7 @@ static void collect_sans(const model_t *m, const char *key, const svc_in_t *exp,
                 if (!sl->endpoints[k].pod)
                     continue;
                 snprintf(pkey, sizeof(pkey), "%s/%s", sl->ns, sl->endpoints[k].pod);
-                const model_pod_t *p = model_hmap_get(&c->objs[MODEL_KIND_POD], pkey);
+                const model_pod_t *p = base_map_get(&c->objs[MODEL_KIND_POD], pkey);
                 if (p && !p->terminal)
                     sans_add(out, c->network, p->ns,
                              p->service_account && *p->service_account ? p->service_account
@@ -807,10 +807,10 @@ static void derive_service(build_t *b, const char *key)
     size_t nlocal = 0;
     for (size_t i = 0; i < m->nclusters && nin < MAX_VARIANTS; i++) {
         model_cluster_int_t *c = m->clusters[i];
-        model_service_t *svc = model_hmap_get(&c->objs[MODEL_KIND_SERVICE], key);
+        model_service_t *svc = base_map_get(&c->objs[MODEL_KIND_SERVICE], key);
         if (!svc || svc->external_name) /* istiod leaves ExternalName out of the mesh */
             continue;
-        const model_namespace_t *nso = model_hmap_get(&c->objs[MODEL_KIND_NAMESPACE], ns);
+        const model_namespace_t *nso = base_map_get(&c->objs[MODEL_KIND_NAMESPACE], ns);
         /* a namespace the cluster does not have (yet) matches no rule, as in istiod */
         model_scope_result_t sc = {MODEL_SCOPE_LOCAL, -1};
         if (nso) {
@@ -870,10 +870,10 @@ static void derive_service(build_t *b, const char *key)
         names[nnames++] = wname;
     }
 
-    model_svc_state_t *st = model_hmap_get(&m->svc_state, key);
+    model_svc_state_t *st = base_map_get(&m->svc_state, key);
     if (!st) {
         st = calloc(1, sizeof(*st));
-        model_hmap_put(&m->svc_state, key, st);
+        base_map_put(&m->svc_state, key, st);
     }
     for (size_t i = 0; i < st->nnames; i++)
         if (!name_in(names, nnames, st->names[i]))
@@ -897,7 +897,7 @@ static void derive_service(build_t *b, const char *key)
     st->base_cluster = base ? strdup(base->c->id) : NULL;
     st->conflict = base ? describe_conflict(in, nin, base) : NULL;
     if (nin == 0) {
-        model_hmap_del(&m->svc_state, key);
+        base_map_del(&m->svc_state, key);
         model_svc_state_free(st);
     }
     free(host);
@@ -1020,7 +1020,7 @@ static model_res_t *build_pod(model_t *m, const model_cluster_int_t *c, const mo
     w->canonical_name = cn ? model_str(t, cn) : model_str_ref(w->workload_name);
     const char *cr = label_first(&p->labels, cr_keys, 3);
     w->canonical_revision = model_str(t, cr ? cr : "latest");
-    const model_node_t *node = p->node ? model_hmap_get(&c->objs[MODEL_KIND_NODE], p->node) : NULL;
+    const model_node_t *node = p->node ? base_map_get(&c->objs[MODEL_KIND_NODE], p->node) : NULL;
     if (node) {
         w->region = model_str(t, model_labels_get(&node->labels, "topology.kubernetes.io/region"));
         w->zone = model_str(t, model_labels_get(&node->labels, "topology.kubernetes.io/zone"));
@@ -1057,7 +1057,7 @@ static void derive_pod(build_t *b, const char *dkey)
     ns_of(key, ns, sizeof(ns));
     snprintf(uid, sizeof(uid), "%s//Pod/%s", cid, key);
     const model_cluster_int_t *c = model_cluster_find(m, cid);
-    const model_pod_t *p = c ? model_hmap_get(&c->objs[MODEL_KIND_POD], key) : NULL;
+    const model_pod_t *p = c ? base_map_get(&c->objs[MODEL_KIND_POD], key) : NULL;
     if (!p || p->nips == 0 || p->terminal) {
         publish(b, uid, NULL, 0);
         return;
@@ -1070,13 +1070,13 @@ static void derive_pod(build_t *b, const char *dkey)
         const model_endpointslice_t *s = slices[i];
         char skey[512];
         snprintf(skey, sizeof(skey), "%s/%s", s->ns, s->service ? s->service : "");
-        const model_service_t *svc = model_hmap_get(&c->objs[MODEL_KIND_SERVICE], skey);
+        const model_service_t *svc = base_map_get(&c->objs[MODEL_KIND_SERVICE], skey);
         bool dup = false;
         for (size_t j = 0; j < nps && !dup; j++)
             dup = ps[j].svc == svc;
         if (!svc || dup || svc->external_name)
             continue;
-        const model_svc_state_t *st = model_hmap_get(&m->svc_state, skey);
+        const model_svc_state_t *st = base_map_get(&m->svc_state, skey);
         bool global = false;
         for (size_t j = 0; st && j < st->nclusters; j++)
             if (strcmp(st->clusters[j], c->id) == 0)
@@ -1168,18 +1168,18 @@ static void derive_slice(build_t *b, const char *dkey)
     const char *key = split_dkey(dkey, cid, sizeof(cid));
     const model_cluster_int_t *c = model_cluster_find(m, cid);
     const model_endpointslice_t *s =
-        c ? model_hmap_get(&c->objs[MODEL_KIND_ENDPOINTSLICE], key) : NULL;
+        c ? base_map_get(&c->objs[MODEL_KIND_ENDPOINTSLICE], key) : NULL;
     const model_service_t *svc = NULL;
     char skey[512];
     if (s && s->service) {
         snprintf(skey, sizeof(skey), "%s/%s", s->ns, s->service);
-        svc = model_hmap_get(&c->objs[MODEL_KIND_SERVICE], skey);
+        svc = base_map_get(&c->objs[MODEL_KIND_SERVICE], skey);
     }
     model_names_t *now = calloc(1, sizeof(*now));
     if (!now)
         abort();
     if (svc && !svc->external_name && s->nendpoints) {
-        const model_svc_state_t *st = model_hmap_get(&m->svc_state, skey);
+        const model_svc_state_t *st = base_map_get(&m->svc_state, skey);
         bool global = false;
         for (size_t j = 0; st && j < st->nclusters; j++)
             if (strcmp(st->clusters[j], c->id) == 0)
@@ -1209,16 +1209,16 @@ static void derive_slice(build_t *b, const char *dkey)
         free((char *)ws.key);
         free(ws.ports);
     }
-    model_names_t *was = model_hmap_get(&m->slice_names, dkey);
+    model_names_t *was = base_map_get(&m->slice_names, dkey);
     for (size_t i = 0; was && i < was->n; i++)
         if (!name_in(now->v, now->n, was->v[i]))
             publish(b, was->v[i], NULL, 0);
     if (was) {
-        model_hmap_del(&m->slice_names, dkey);
+        base_map_del(&m->slice_names, dkey);
         model_names_free(was);
     }
     if (now->n)
-        model_hmap_put(&m->slice_names, dkey, now);
+        base_map_put(&m->slice_names, dkey, now);
     else
         model_names_free(now);
 }
@@ -1301,11 +1301,11 @@ static void drain_one(const char *key, void *val, void *arg)
  * lets a rebuild mark further keys (a service marks its pods). Each mark is
  * freed as soon as it is done, so the resources built next reuse its memory
  * instead of leaving a commit-sized hole in the heap. */
-static void drain(model_hmap_t *h, build_t *b, void (*fn)(build_t *, const char *))
+static void drain(base_map_t *h, build_t *b, void (*fn)(build_t *, const char *))
 {
     drain_ctx_t d = {b, fn};
     while (h->n)
-        model_hmap_take(h, drain_one, &d);
+        base_map_take(h, drain_one, &d);
 }
 
 model_snapshot_t *model_commit(model_t *m)

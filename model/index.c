@@ -50,9 +50,9 @@ static model_ptrs_t *ptrs_of(void *v)
     return (uintptr_t)v & 1u ? (model_ptrs_t *)((uintptr_t)v & ~(uintptr_t)1u) : NULL;
 }
 
-size_t model_ptrs_get(const model_hmap_t *h, const char *key, void *const **p)
+size_t model_ptrs_get(const base_map_t *h, const char *key, void *const **p)
 {
-    void **v = model_hmap_slot(h, key);
+    void **v = base_map_slot(h, key);
     if (!v)
         return 0;
     model_ptrs_t *s = ptrs_of(*v);
@@ -60,11 +60,11 @@ size_t model_ptrs_get(const model_hmap_t *h, const char *key, void *const **p)
     return s ? s->n : 1;
 }
 
-static void ptrset_add(model_hmap_t *h, const char *key, void *p)
+static void ptrset_add(base_map_t *h, const char *key, void *p)
 {
-    void **v = model_hmap_slot(h, key);
+    void **v = base_map_slot(h, key);
     if (!v) {
-        model_hmap_put(h, key, p);
+        base_map_put(h, key, p);
         return;
     }
     model_ptrs_t *s = ptrs_of(*v);
@@ -87,15 +87,15 @@ static void ptrset_add(model_hmap_t *h, const char *key, void *p)
     s->p[s->n++] = p;
 }
 
-static void ptrset_del(model_hmap_t *h, const char *key, void *p)
+static void ptrset_del(base_map_t *h, const char *key, void *p)
 {
-    void **v = model_hmap_slot(h, key);
+    void **v = base_map_slot(h, key);
     if (!v)
         return;
     model_ptrs_t *s = ptrs_of(*v);
     if (!s) {
         if (*v == p)
-            model_hmap_del(h, key);
+            base_map_del(h, key);
         return;
     }
     for (size_t i = 0; i < s->n; i++) {
@@ -209,21 +209,21 @@ static void obj_free(model_kind_t kind, void *obj)
 void model_mark_service(model_t *m, const char *ns, const char *name)
 {
     char *k = key2(ns, name);
-    if (!model_hmap_get(&m->dirty_svcs, k))
-        model_hmap_put(&m->dirty_svcs, k, m);
+    if (!base_map_get(&m->dirty_svcs, k))
+        base_map_put(&m->dirty_svcs, k, m);
     free(k);
 }
 
 /* cluster ids cannot contain '\n', so "cluster\nns/name" is unambiguous */
-static void mark_in(model_hmap_t *h, const model_cluster_int_t *c, const char *ns, const char *name)
+static void mark_in(base_map_t *h, const model_cluster_int_t *c, const char *ns, const char *name)
 {
     size_t a = strlen(c->id), b = strlen(ns), d = strlen(name);
     char *k = malloc(a + b + d + 3);
     if (!k)
         abort();
     sprintf(k, "%s\n%s/%s", c->id, ns, name);
-    if (!model_hmap_get(h, k))
-        model_hmap_put(h, k, h);
+    if (!base_map_get(h, k))
+        base_map_put(h, k, h);
     free(k);
 }
 
@@ -266,18 +266,18 @@ model_cluster_int_t *model_cluster_find(const model_t *m, const char *id)
 
 static void mark_cluster_all(model_t *m, model_cluster_int_t *c)
 {
-    for (model_hmap_ent_t *e = model_hmap_first(&c->objs[MODEL_KIND_SERVICE]); e;
-         e = model_hmap_next(&c->objs[MODEL_KIND_SERVICE], e)) {
+    for (base_map_ent_t *e = base_map_first(&c->objs[MODEL_KIND_SERVICE]); e;
+         e = base_map_next(&c->objs[MODEL_KIND_SERVICE], e)) {
         model_service_t *s = e->val;
         model_mark_service(m, s->ns, s->name);
     }
-    for (model_hmap_ent_t *e = model_hmap_first(&c->objs[MODEL_KIND_POD]); e;
-         e = model_hmap_next(&c->objs[MODEL_KIND_POD], e)) {
+    for (base_map_ent_t *e = base_map_first(&c->objs[MODEL_KIND_POD]); e;
+         e = base_map_next(&c->objs[MODEL_KIND_POD], e)) {
         model_pod_t *p = e->val;
         model_mark_pod(m, c, p->ns, p->name);
     }
-    for (model_hmap_ent_t *e = model_hmap_first(&c->objs[MODEL_KIND_ENDPOINTSLICE]); e;
-         e = model_hmap_next(&c->objs[MODEL_KIND_ENDPOINTSLICE], e)) {
+    for (base_map_ent_t *e = base_map_first(&c->objs[MODEL_KIND_ENDPOINTSLICE]); e;
+         e = base_map_next(&c->objs[MODEL_KIND_ENDPOINTSLICE], e)) {
         model_endpointslice_t *s = e->val;
         model_mark_slice(m, c, s->ns, s->name);
     }
@@ -318,9 +318,9 @@ int model_cluster_set(model_t *m, const model_cluster_t *in, char *err, size_t e
         m->nclusters++;
         c->id = strdup(in->id);
         for (int k = 0; k < MODEL_KIND__COUNT; k++)
-            model_hmap_init(&c->objs[k]);
-        model_hmap_init(&c->slices_by_svc);
-        model_hmap_init(&c->slices_by_pod);
+            base_map_init(&c->objs[k]);
+        base_map_init(&c->slices_by_svc);
+        base_map_init(&c->slices_by_pod);
     }
     free(c->network);
     free(c->gw_ns);
@@ -347,13 +347,13 @@ int model_cluster_set(model_t *m, const model_cluster_t *in, char *err, size_t e
 static void cluster_free(model_cluster_int_t *c)
 {
     for (int k = 0; k < MODEL_KIND__COUNT; k++) {
-        for (model_hmap_ent_t *e = model_hmap_first(&c->objs[k]); e;
-             e = model_hmap_next(&c->objs[k], e))
+        for (base_map_ent_t *e = base_map_first(&c->objs[k]); e;
+             e = base_map_next(&c->objs[k], e))
             obj_free((model_kind_t)k, e->val);
-        model_hmap_destroy(&c->objs[k], NULL);
+        base_map_destroy(&c->objs[k], NULL);
     }
-    model_hmap_destroy(&c->slices_by_svc, model_ptrs_free);
-    model_hmap_destroy(&c->slices_by_pod, model_ptrs_free);
+    base_map_destroy(&c->slices_by_svc, model_ptrs_free);
+    base_map_destroy(&c->slices_by_pod, model_ptrs_free);
     free(c->id);
     free(c->network);
     free(c->gw_ns);
@@ -426,8 +426,8 @@ static void mark_effects(model_t *m, model_cluster_int_t *c, model_kind_t kind, 
     case MODEL_KIND_NAMESPACE: {
         const char *ns = ((const model_namespace_t *)obj)->name;
         size_t n = strlen(ns);
-        for (model_hmap_ent_t *e = model_hmap_first(&c->objs[MODEL_KIND_SERVICE]); e;
-             e = model_hmap_next(&c->objs[MODEL_KIND_SERVICE], e))
+        for (base_map_ent_t *e = base_map_first(&c->objs[MODEL_KIND_SERVICE]); e;
+             e = base_map_next(&c->objs[MODEL_KIND_SERVICE], e))
             if (strncmp(e->key, ns, n) == 0 && e->key[n] == '/')
                 model_mark_service(m, ns, e->key + n + 1);
         break;
@@ -462,15 +462,15 @@ static void mark_effects(model_t *m, model_cluster_int_t *c, model_kind_t kind, 
     }
     case MODEL_KIND_NODE: {
         const char *node = ((const model_node_t *)obj)->name;
-        for (model_hmap_ent_t *e = model_hmap_first(&c->objs[MODEL_KIND_POD]); e;
-             e = model_hmap_next(&c->objs[MODEL_KIND_POD], e)) {
+        for (base_map_ent_t *e = base_map_first(&c->objs[MODEL_KIND_POD]); e;
+             e = base_map_next(&c->objs[MODEL_KIND_POD], e)) {
             model_pod_t *p = e->val;
             if (p->node && strcmp(p->node, node) == 0)
                 model_mark_pod(m, c, p->ns, p->name);
         }
         /* endpoint localities come from nodes too; node changes are rare */
-        for (model_hmap_ent_t *e = model_hmap_first(&c->objs[MODEL_KIND_SERVICE]); e;
-             e = model_hmap_next(&c->objs[MODEL_KIND_SERVICE], e)) {
+        for (base_map_ent_t *e = base_map_first(&c->objs[MODEL_KIND_SERVICE]); e;
+             e = base_map_next(&c->objs[MODEL_KIND_SERVICE], e)) {
             model_service_t *s = e->val;
             model_mark_service(m, s->ns, s->name);
         }
@@ -622,7 +622,7 @@ int model_apply(model_t *m, const char *cluster, model_kind_t kind, model_op_t o
         goto fail;
     }
     m->events++;
-    void *old = model_hmap_get(&c->objs[kind], key);
+    void *old = base_map_get(&c->objs[kind], key);
     if (kind == MODEL_KIND_ENDPOINTSLICE)
         mark_slice_change(m, c, old, op == MODEL_OP_UPSERT ? obj : NULL);
     else
@@ -632,7 +632,7 @@ int model_apply(model_t *m, const char *cluster, model_kind_t kind, model_op_t o
     if (old && kind == MODEL_KIND_ENDPOINTSLICE)
         slice_index(c, old, false);
     if (op == MODEL_OP_DELETE) {
-        model_hmap_del(&c->objs[kind], key);
+        base_map_del(&c->objs[kind], key);
         obj_free(kind, old);
         model_obj_free(kind, obj);
         free(key);
@@ -646,9 +646,9 @@ int model_apply(model_t *m, const char *cluster, model_kind_t kind, model_op_t o
         keep_pod_labels(&p->labels);
     }
     obj_share(m, kind, obj);
-    model_hmap_put(&c->objs[kind], key, obj);
+    base_map_put(&c->objs[kind], key, obj);
     if (kind == MODEL_KIND_POD)
-        pod_borrow_name(obj, model_hmap_key(&c->objs[kind], key));
+        pod_borrow_name(obj, base_map_key(&c->objs[kind], key));
     obj_free(kind, old);
     if (kind == MODEL_KIND_ENDPOINTSLICE)
         slice_index(c, obj, true);
@@ -667,8 +667,8 @@ int model_cluster_clear_kind(model_t *m, const char *id, model_kind_t kind)
     model_cluster_int_t *c = model_cluster_find(m, id);
     if (!c || (unsigned)kind >= MODEL_KIND__COUNT)
         return -1;
-    model_hmap_t *h = &c->objs[kind];
-    for (model_hmap_ent_t *e = model_hmap_first(h); e; e = model_hmap_next(h, e)) {
+    base_map_t *h = &c->objs[kind];
+    for (base_map_ent_t *e = base_map_first(h); e; e = base_map_next(h, e)) {
         if (kind == MODEL_KIND_ENDPOINTSLICE) {
             mark_slice_change(m, c, e->val, NULL);
             slice_index(c, e->val, false);
@@ -677,7 +677,7 @@ int model_cluster_clear_kind(model_t *m, const char *id, model_kind_t kind)
         }
         obj_free(kind, e->val);
     }
-    model_hmap_destroy(h, NULL);
+    base_map_destroy(h, NULL);
     return 0;
 }
 
@@ -693,11 +693,11 @@ model_t *model_new(const model_config_t *cfg)
     m->prefer_cluster = cfg && cfg->prefer_cluster;
     m->rules = model_scope_rules_default();
     model_strs_init(&m->strs);
-    model_hmap_init(&m->dirty_svcs);
-    model_hmap_init(&m->dirty_pods);
-    model_hmap_init(&m->dirty_slices);
-    model_hmap_init(&m->slice_names);
-    model_hmap_init(&m->svc_state);
+    base_map_init(&m->dirty_svcs);
+    base_map_init(&m->dirty_pods);
+    base_map_init(&m->dirty_slices);
+    base_map_init(&m->slice_names);
+    base_map_init(&m->svc_state);
     m->map = model_pmap_new(&model_entry_ops);
     m->emap = model_pmap_new(&model_entry_ops);
     return m;
@@ -724,11 +724,11 @@ void model_free(model_t *m)
     for (size_t i = 0; i < m->nclusters; i++)
         cluster_free(m->clusters[i]);
     free(m->clusters);
-    model_hmap_destroy(&m->dirty_svcs, NULL);
-    model_hmap_destroy(&m->dirty_pods, NULL);
-    model_hmap_destroy(&m->dirty_slices, NULL);
-    model_hmap_destroy(&m->slice_names, model_names_free);
-    model_hmap_destroy(&m->svc_state, model_svc_state_free);
+    base_map_destroy(&m->dirty_svcs, NULL);
+    base_map_destroy(&m->dirty_pods, NULL);
+    base_map_destroy(&m->dirty_slices, NULL);
+    base_map_destroy(&m->slice_names, model_names_free);
+    base_map_destroy(&m->svc_state, model_svc_state_free);
     for (size_t i = 0; i < m->ngw_names; i++)
         free(m->gw_names[i]);
     free(m->gw_names);

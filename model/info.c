@@ -29,8 +29,8 @@ static void fill(const char *key, const model_svc_state_t *st, model_service_inf
 
 void model_each_service(const model_t *m, model_service_fn fn, void *arg)
 {
-    for (model_hmap_ent_t *e = model_hmap_first(&m->svc_state); e;
-         e = model_hmap_next(&m->svc_state, e)) {
+    for (base_map_ent_t *e = base_map_first(&m->svc_state); e;
+         e = base_map_next(&m->svc_state, e)) {
         model_service_info_t info;
         fill(e->key, e->val, &info);
         fn(&info, arg);
@@ -39,7 +39,7 @@ void model_each_service(const model_t *m, model_service_fn fn, void *arg)
 
 bool model_service_info(const model_t *m, const char *key, model_service_info_t *out)
 {
-    const model_svc_state_t *st = model_hmap_get(&m->svc_state, key);
+    const model_svc_state_t *st = base_map_get(&m->svc_state, key);
     if (!st)
         return false;
     fill(key, st, out);
@@ -57,8 +57,8 @@ void model_each_object(const model_t *m, const char *cluster, model_kind_t kind,
     const model_cluster_int_t *c = model_cluster_find(m, cluster);
     if (!c || (unsigned)kind >= MODEL_KIND__COUNT)
         return;
-    for (model_hmap_ent_t *e = model_hmap_first(&c->objs[kind]); e;
-         e = model_hmap_next(&c->objs[kind], e))
+    for (base_map_ent_t *e = base_map_first(&c->objs[kind]); e;
+         e = base_map_next(&c->objs[kind], e))
         fn(e->val, arg);
 }
 
@@ -67,7 +67,7 @@ const void *model_object(const model_t *m, const char *cluster, model_kind_t kin
     const model_cluster_int_t *c = model_cluster_find(m, cluster);
     if (!c || (unsigned)kind >= MODEL_KIND__COUNT)
         return NULL;
-    return model_hmap_get(&c->objs[kind], key);
+    return base_map_get(&c->objs[kind], key);
 }
 
 uint64_t model_events(const model_t *m)

@@ -4,7 +4,7 @@
 #ifndef MESHFED_MODEL_INT_H
 #define MESHFED_MODEL_INT_H
 
-#include "hmap.h"
+#include "base.h"
 #include "model.h"
 #include "pmap.h"
 
@@ -25,8 +25,8 @@ void model_arena_free(model_arena_t *a);
 /* ---------- shared strings (strs.c) ---------- */
 
 typedef struct model_strs {
-    model_hmap_t map;  /* text -> its shared copy */
-    model_hmap_t svcs; /* service list, as text -> its shared copy */
+    base_map_t map;  /* text -> its shared copy */
+    base_map_t svcs; /* service list, as text -> its shared copy */
     size_t swept;      /* entries left by the last sweep */
     size_t svcs_swept;
 } model_strs_t;
@@ -112,7 +112,7 @@ typedef struct model_ptrs {
 void model_ptrs_free(void *v);
 /* The pointers under key: their count, and *p their array (borrowed until
  * the index changes). */
-size_t model_ptrs_get(const model_hmap_t *h, const char *key, void *const **p);
+size_t model_ptrs_get(const base_map_t *h, const char *key, void *const **p);
 
 typedef struct model_cluster_int {
     char *id;
@@ -125,9 +125,9 @@ typedef struct model_cluster_int {
     char *gw_host;    /* load-balancer hostname, or NULL */
     char *gw_problem; /* for /debug, or NULL */
     model_cluster_state_t state;
-    model_hmap_t objs[MODEL_KIND__COUNT]; /* "ns/name" (or name) -> object */
-    model_hmap_t slices_by_svc;           /* "ns/service" -> slices (model_ptrs_get) */
-    model_hmap_t slices_by_pod;           /* "ns/pod" -> slices (model_ptrs_get) */
+    base_map_t objs[MODEL_KIND__COUNT]; /* "ns/name" (or name) -> object */
+    base_map_t slices_by_svc;           /* "ns/service" -> slices (model_ptrs_get) */
+    base_map_t slices_by_pod;           /* "ns/pod" -> slices (model_ptrs_get) */
 } model_cluster_int_t;
 
 /* What the model remembers about one service name between commits. */
@@ -151,12 +151,12 @@ struct model {
     size_t nclusters;
     model_scope_rules_t *rules;
     model_strs_t strs;         /* shared strings of the published resources */
-    model_hmap_t dirty_svcs;   /* "ns/name" */
-    model_hmap_t dirty_pods;   /* "cluster\nns/name" */
-    model_hmap_t dirty_slices; /* "cluster\nns/name" of EndpointSlices */
-    model_hmap_t slice_names;  /* the same keys -> model_names_t they published */
+    base_map_t dirty_svcs;   /* "ns/name" */
+    base_map_t dirty_pods;   /* "cluster\nns/name" */
+    base_map_t dirty_slices; /* "cluster\nns/name" of EndpointSlices */
+    base_map_t slice_names;  /* the same keys -> model_names_t they published */
     bool dirty_gateways;
-    model_hmap_t svc_state; /* "ns/name" -> model_svc_state_t */
+    base_map_t svc_state; /* "ns/name" -> model_svc_state_t */
     char **gw_names;
     size_t ngw_names;
     model_pmap_t *map;  /* the last committed resources */

@@ -14,7 +14,7 @@
  * published node is never written again.
  */
 #include "pmap.h"
-#include "hmap.h"
+#include "base.h"
 
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -82,7 +82,7 @@ void model_pmap_set_test_hash(uint64_t (*hash)(const char *key))
 
 static uint64_t hash_key(const char *key)
 {
-    return test_hash ? test_hash(key) : model_hash(key);
+    return test_hash ? test_hash(key) : base_hash_str(key);
 }
 
 /* ---------- nodes ---------- */

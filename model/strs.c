@@ -40,8 +40,8 @@ static model_svcs_t *svcs_of(const model_wl_service_t *v)
 
 void model_strs_init(model_strs_t *t)
 {
-    model_hmap_init(&t->map);
-    model_hmap_init(&t->svcs);
+    base_map_init(&t->map);
+    base_map_init(&t->svcs);
     t->swept = 0;
     t->svcs_swept = 0;
 }
@@ -50,7 +50,7 @@ const char *model_str(model_strs_t *t, const char *s)
 {
     if (!s)
         return NULL;
-    model_str_t *e = model_hmap_get(&t->map, s);
+    model_str_t *e = base_map_get(&t->map, s);
     if (!e) {
         size_t n = strlen(s) + 1;
         e = malloc(sizeof(*e) + n);
@@ -58,7 +58,7 @@ const char *model_str(model_strs_t *t, const char *s)
             abort(); /* the model cannot continue half-built; see DESIGN.md */
         atomic_init(&e->refs, 1);
         memcpy(e->s, s, n);
-        if (model_hmap_put(&t->map, s, e) == e)
+        if (base_map_put(&t->map, s, e) == e)
             abort();
     }
     atomic_fetch_add_explicit(&e->refs, 1, memory_order_relaxed);
@@ -130,7 +130,7 @@ const model_wl_service_t *model_svcs(model_strs_t *t, const model_wl_service_t *
     if (n == 0)
         return NULL;
     char *k = svcs_key(v, n);
-    model_svcs_t *s = model_hmap_get(&t->svcs, k);
+    model_svcs_t *s = base_map_get(&t->svcs, k);
     if (!s) {
         size_t size = sizeof(*s) + n * sizeof(s->v[0]);
         for (size_t i = 0; i < n; i++)
@@ -148,7 +148,7 @@ const model_wl_service_t *model_svcs(model_strs_t *t, const model_wl_service_t *
             memcpy(ports, v[i].ports, v[i].nports * sizeof(*ports));
             ports += v[i].nports;
         }
-        if (model_hmap_put(&t->svcs, k, s) == s)
+        if (base_map_put(&t->svcs, k, s) == s)
             abort();
     }
     free(k);
@@ -170,22 +170,22 @@ void model_svcs_unref(const model_wl_service_t *v)
 
 /* Drops the entries of h that only the table holds; refs_of gives an
  * entry's count, drop frees it. */
-static void sweep(model_hmap_t *h, size_t *swept, _Atomic uint32_t *(*refs_of)(void *),
+static void sweep(base_map_t *h, size_t *swept, _Atomic uint32_t *(*refs_of)(void *),
                   void (*drop)(void *))
 {
     /* amortized: only once the table has doubled since the last sweep */
     if (h->n < 2 * *swept + 256)
         return;
     size_t n = 0;
-    model_hmap_ent_t **dead = malloc(h->n * sizeof(*dead));
+    base_map_ent_t **dead = malloc(h->n * sizeof(*dead));
     if (!dead)
         abort();
-    for (model_hmap_ent_t *e = model_hmap_first(h); e; e = model_hmap_next(h, e))
+    for (base_map_ent_t *e = base_map_first(h); e; e = base_map_next(h, e))
         if (atomic_load_explicit(refs_of(e->val), memory_order_acquire) == 1)
             dead[n++] = e;
     for (size_t i = 0; i < n; i++) {
         drop(dead[i]->val);
-        model_hmap_del(h, dead[i]->key);
+        base_map_del(h, dead[i]->key);
     }
     free(dead);
     *swept = h->n;
@@ -220,8 +220,8 @@ void model_strs_sweep(model_strs_t *t)
 
 void model_strs_free(model_strs_t *t)
 {
-    model_hmap_destroy(&t->svcs, drop_svcs);
-    model_hmap_destroy(&t->map, drop_str);
+    base_map_destroy(&t->svcs, drop_svcs);
+    base_map_destroy(&t->map, drop_str);
     t->swept = 0;
     t->svcs_swept = 0;
 }

@@ -1,16 +1,16 @@
 /*
- * hmap.c - chained string hash map for the model thread's indexes.
+ * map.c - the hash function and the chained string hash map of base.h.
  *
- * Power-of-two bucket array, grows at load factor 1, never shrinks: the model
- * keeps its indexes for the life of the process, and clusters come back.
+ * Power-of-two bucket array, grows at load factor 1, never shrinks: the
+ * model keeps its indexes for the life of the process, and clusters come back.
  */
-#include "hmap.h"
+#include "base.h"
 
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
-uint64_t model_hash(const char *s)
+uint64_t base_hash_str(const char *s)
 {
     /* FNV-1a with a final avalanche so that the low bits are usable. */
     uint64_t h = 1469598103934665603ULL;
@@ -24,17 +24,17 @@ uint64_t model_hash(const char *s)
     return h;
 }
 
-void model_hmap_init(model_hmap_t *h)
+void base_map_init(base_map_t *h)
 {
     memset(h, 0, sizeof(*h));
 }
 
-void model_hmap_destroy(model_hmap_t *h, void (*free_fn)(void *))
+void base_map_destroy(base_map_t *h, void (*free_fn)(void *))
 {
     for (size_t i = 0; i < h->nb; i++) {
-        model_hmap_ent_t *e = h->b[i];
+        base_map_ent_t *e = h->b[i];
         while (e) {
-            model_hmap_ent_t *next = e->next;
+            base_map_ent_t *next = e->next;
             if (free_fn)
                 free_fn(e->val);
             free(e);
@@ -42,41 +42,41 @@ void model_hmap_destroy(model_hmap_t *h, void (*free_fn)(void *))
         }
     }
     free(h->b);
-    model_hmap_init(h);
+    base_map_init(h);
 }
 
-static model_hmap_ent_t **slot(const model_hmap_t *h, const char *key, uint32_t hash)
+static base_map_ent_t **slot(const base_map_t *h, const char *key, uint32_t hash)
 {
-    model_hmap_ent_t **p = &h->b[hash & (h->nb - 1)];
+    base_map_ent_t **p = &h->b[hash & (h->nb - 1)];
     while (*p && ((*p)->hash != hash || strcmp((*p)->key, key) != 0))
         p = &(*p)->next;
     return p;
 }
 
-void *model_hmap_get(const model_hmap_t *h, const char *key)
+void *base_map_get(const base_map_t *h, const char *key)
 {
-    void **v = model_hmap_slot(h, key);
+    void **v = base_map_slot(h, key);
     return v ? *v : NULL;
 }
 
-void **model_hmap_slot(const model_hmap_t *h, const char *key)
+void **base_map_slot(const base_map_t *h, const char *key)
 {
     if (h->n == 0)
         return NULL;
-    model_hmap_ent_t *e = *slot(h, key, (uint32_t)model_hash(key));
+    base_map_ent_t *e = *slot(h, key, (uint32_t)base_hash_str(key));
     return e ? &e->val : NULL;
 }
 
-static int grow(model_hmap_t *h)
+static int grow(base_map_t *h)
 {
     size_t nb = h->nb ? h->nb * 2 : 16;
-    model_hmap_ent_t **b = calloc(nb, sizeof(*b));
+    base_map_ent_t **b = calloc(nb, sizeof(*b));
     if (!b)
         return -1;
     for (size_t i = 0; i < h->nb; i++) {
-        model_hmap_ent_t *e = h->b[i];
+        base_map_ent_t *e = h->b[i];
         while (e) {
-            model_hmap_ent_t *next = e->next;
+            base_map_ent_t *next = e->next;
             e->next = b[e->hash & (nb - 1)];
             b[e->hash & (nb - 1)] = e;
             e = next;
@@ -88,27 +88,27 @@ static int grow(model_hmap_t *h)
     return 0;
 }
 
-const char *model_hmap_key(const model_hmap_t *h, const char *key)
+const char *base_map_key(const base_map_t *h, const char *key)
 {
     if (h->n == 0)
         return NULL;
-    model_hmap_ent_t *e = *slot(h, key, (uint32_t)model_hash(key));
+    base_map_ent_t *e = *slot(h, key, (uint32_t)base_hash_str(key));
     return e ? e->key : NULL;
 }
 
-void *model_hmap_put(model_hmap_t *h, const char *key, void *val)
+void *base_map_put(base_map_t *h, const char *key, void *val)
 {
     if (h->n >= h->nb && grow(h) < 0)
         return val;
-    uint32_t hash = (uint32_t)model_hash(key);
-    model_hmap_ent_t **p = slot(h, key, hash);
+    uint32_t hash = (uint32_t)base_hash_str(key);
+    base_map_ent_t **p = slot(h, key, hash);
     if (*p) {
         void *old = (*p)->val;
         (*p)->val = val;
         return old;
     }
     size_t len = strlen(key) + 1;
-    model_hmap_ent_t *e = malloc(offsetof(model_hmap_ent_t, key) + len);
+    base_map_ent_t *e = malloc(offsetof(base_map_ent_t, key) + len);
     if (!e)
         return val;
     e->next = NULL;
@@ -120,12 +120,12 @@ void *model_hmap_put(model_hmap_t *h, const char *key, void *val)
     return NULL;
 }
 
-void *model_hmap_del(model_hmap_t *h, const char *key)
+void *base_map_del(base_map_t *h, const char *key)
 {
     if (h->n == 0)
         return NULL;
-    model_hmap_ent_t **p = slot(h, key, (uint32_t)model_hash(key));
-    model_hmap_ent_t *e = *p;
+    base_map_ent_t **p = slot(h, key, (uint32_t)base_hash_str(key));
+    base_map_ent_t *e = *p;
     if (!e)
         return NULL;
     void *val = e->val;
@@ -135,14 +135,14 @@ void *model_hmap_del(model_hmap_t *h, const char *key)
     return val;
 }
 
-void model_hmap_take(model_hmap_t *h, void (*fn)(const char *key, void *val, void *arg), void *arg)
+void base_map_take(base_map_t *h, void (*fn)(const char *key, void *val, void *arg), void *arg)
 {
-    model_hmap_t t = *h;
-    model_hmap_init(h);
+    base_map_t t = *h;
+    base_map_init(h);
     for (size_t i = 0; i < t.nb; i++) {
-        model_hmap_ent_t *e = t.b[i];
+        base_map_ent_t *e = t.b[i];
         while (e) {
-            model_hmap_ent_t *next = e->next;
+            base_map_ent_t *next = e->next;
             fn(e->key, e->val, arg);
             free(e);
             e = next;
@@ -151,7 +151,7 @@ void model_hmap_take(model_hmap_t *h, void (*fn)(const char *key, void *val, voi
     free(t.b);
 }
 
-model_hmap_ent_t *model_hmap_first(const model_hmap_t *h)
+base_map_ent_t *base_map_first(const base_map_t *h)
 {
     for (size_t i = 0; i < h->nb; i++)
         if (h->b[i])
@@ -159,7 +159,7 @@ model_hmap_ent_t *model_hmap_first(const model_hmap_t *h)
     return NULL;
 }
 
-model_hmap_ent_t *model_hmap_next(const model_hmap_t *h, const model_hmap_ent_t *e)
+base_map_ent_t *base_map_next(const base_map_t *h, const base_map_ent_t *e)
 {
     if (e->next)
         return e->next;
