@@ -11,7 +11,7 @@
  * reconnecting fleet costs the API servers one review per token, not per
  * stream. Tokens never reach a log line nor an error message.
  */
-#include "ctl.h"
+#include "ctl_int.h"
 
 #include <stdio.h>
 #include <stdlib.h>

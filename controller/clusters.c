@@ -7,7 +7,7 @@
  * queue, never block on anything else. Per cluster it remembers just enough
  * to say where the cluster's network and east-west gateway are.
  */
-#include "ctl.h"
+#include "ctl_int.h"
 
 #include <stdio.h>
 #include <stdlib.h>

@@ -6,7 +6,7 @@
  * flag, then environment, then file, then default. A bad value stops the
  * program at start with the setting's name in the message.
  */
-#include "ctl.h"
+#include "ctl_int.h"
 
 #include <errno.h>
 #include <getopt.h>

@@ -15,7 +15,7 @@
  * take a cluster's services away. The log, /debug/clusterz (fileErrors) and
  * meshfed_demo_file_errors_total say so.
  */
-#include "ctl.h"
+#include "ctl_int.h"
 
 #include <dirent.h>
 #include <stdio.h>

@@ -6,7 +6,7 @@
  * token was expected must give a clear error, never block a thread (a FIFO
  * opened for reading waits for a writer; reading /dev/zero never ends).
  */
-#include "ctl.h"
+#include "ctl_int.h"
 
 #include <errno.h>
 #include <fcntl.h>

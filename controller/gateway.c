@@ -9,7 +9,7 @@
  * with the same label and a load-balancer IP; both are read here, the
  * Gateway winning when a cluster has both.
  */
-#include "ctl.h"
+#include "ctl_int.h"
 
 #include <stdio.h>
 #include <string.h>

@@ -15,7 +15,7 @@
  * With --probe-listen the probes also get a listener of their own, which
  * serves nothing else and has its own small table.
  */
-#include "ctl.h"
+#include "ctl_int.h"
 
 #include <arpa/inet.h>
 #include <dirent.h>

@@ -3,7 +3,7 @@
  * cleaning every text that reaches JSON goes through (a log line, an error
  * body), so that no byte a client or an API server sent can make it vanish.
  */
-#include "ctl.h"
+#include "ctl_int.h"
 
 #include <jansson.h>
 #include <stdio.h>

@@ -7,7 +7,7 @@
  * commits once and hands the snapshot to the xDS server. A source blocks
  * while the queue is full, which shows in the queue_full counter.
  */
-#include "ctl.h"
+#include "ctl_int.h"
 
 #include <stdio.h>
 #include <stdlib.h>

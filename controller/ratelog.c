@@ -9,7 +9,7 @@
  * said. A key whose window ended quietly is forgotten, so a new outage logs
  * at once.
  */
-#include "ctl.h"
+#include "ctl_int.h"
 
 #include <stdio.h>
 #include <stdlib.h>

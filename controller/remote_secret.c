@@ -11,7 +11,7 @@
  * istio-remote-secret-<id>, so that applying it never replaces a Secret
  * istiod reads; meshfed still watches both, by their istio/multiCluster label.
  */
-#include "ctl.h"
+#include "ctl_int.h"
 
 #include <getopt.h>
 #include <stdio.h>

@@ -2,7 +2,7 @@
  * render.c - resources as JSON, with the field names of the istio.workload
  * protos (proto3 JSON style), for /debug/config_dump and --once.
  */
-#include "ctl.h"
+#include "ctl_int.h"
 
 #include <stdlib.h>
 #include <string.h>

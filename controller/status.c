@@ -7,7 +7,7 @@
  * (Accepted condition, services selected per rule) and patches those whose
  * status differs from what it last wrote.
  */
-#include "ctl.h"
+#include "ctl_int.h"
 
 #include <stdio.h>
 #include <stdlib.h>

@@ -2,7 +2,7 @@
  * test_ctl.c - the controller's settings: flags over environment over config
  * file over defaults, and clear errors that name the setting.
  */
-#include "ctl.h"
+#include "ctl_int.h"
 
 #include <check.h>
 #include <stdio.h>
