@@ -8,6 +8,8 @@
 #include "xds.h"
 #include "xds_int.h"
 
+#include "base.h"
+
 #include "workload.pb-c.h"
 
 #include <stdio.h>
@@ -30,18 +32,6 @@ typedef struct xds_enc {
 static char *s(const char *p)
 {
     return p ? (char *)p : (char *)"";
-}
-
-/* FNV-1a 64: stable across restarts, so clients' initial versions stay valid. */
-uint64_t xds_hash64(const void *p, size_t n)
-{
-    const uint8_t *b = p;
-    uint64_t h = 1469598103934665603ULL;
-    for (size_t i = 0; i < n; i++) {
-        h ^= b[i];
-        h *= 1099511628211ULL;
-    }
-    return h;
 }
 
 static Istio__Workload__Port *ports_new(const model_port_pair_t *pp, size_t n)
@@ -342,7 +332,7 @@ static const xds_enc_t *enc_get(const model_res_t *r)
                        ? encode_workload(model_res_workload(r), &n)
                        : encode_service(model_res_service(r), &n);
     if (val)
-        snprintf(e->version, sizeof(e->version), "%016llx", (unsigned long long)xds_hash64(val, n));
+        snprintf(e->version, sizeof(e->version), "%016llx", (unsigned long long)base_hash(val, n));
     if (!val || wrap(e, model_res_name(r), val, n) < 0) {
         free(val);
         free(e);

@@ -93,7 +93,7 @@ int xds_envoy_item_set(xds_envoy_item_t *it, const char *name, const void *m)
         it->buf = NULL;
         return -1;
     }
-    it->hash = xds_hash64(it->buf, it->len) ^ mix(xds_hash64(name, strlen(name)));
+    it->hash = base_hash(it->buf, it->len) ^ mix(base_hash(name, strlen(name)));
     return 0;
 }
 

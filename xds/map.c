@@ -9,7 +9,7 @@
 
 static size_t slot(const xds_map_t *m, const char *key)
 {
-    return (size_t)(xds_hash64(key, strlen(key)) & (m->nb - 1));
+    return (size_t)(base_hash(key, strlen(key)) & (m->nb - 1));
 }
 
 static xds_map_entry_t *find(const xds_map_t *m, const char *key)

@@ -4,11 +4,11 @@
 #ifndef MESHFED_XDS_INT_H
 #define MESHFED_XDS_INT_H
 
+#include "base.h"
+
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
-
-uint64_t xds_hash64(const void *p, size_t n);
 
 #define XDS_MAX_NAME 1024 /* longest resource name a client may send */
 #define XDS_MAX_NAME_BUF (XDS_MAX_NAME + 1)

@@ -28,6 +28,11 @@ typedef struct base_map {
     size_t n;
 } base_map_t;
 
+/* FNV-1a 64 with a final avalanche, so that the low bits are usable as a
+ * table index. Stable across runs and builds: xDS versions are made of it and
+ * clients hand them back after a restart. base_hash_str(s) equals
+ * base_hash(s, strlen(s)). */
+uint64_t base_hash(const void *p, size_t n);
 uint64_t base_hash_str(const char *s);
 void base_map_init(base_map_t *h);
 /* Frees the table; calls free_fn on each value when not NULL. */

@@ -10,18 +10,34 @@
 #include <stdlib.h>
 #include <string.h>
 
-uint64_t base_hash_str(const char *s)
+#define FNV_OFFSET 1469598103934665603ULL
+#define FNV_PRIME 1099511628211ULL
+
+/* FNV-1a alone leaves the low bits weak for similar keys ("ns/name-1",
+ * "ns/name-2"); the murmur3 finalizer's first half spreads them. */
+static uint64_t avalanche(uint64_t h)
 {
-    /* FNV-1a with a final avalanche so that the low bits are usable. */
-    uint64_t h = 1469598103934665603ULL;
-    for (; *s; s++) {
-        h ^= (unsigned char)*s;
-        h *= 1099511628211ULL;
-    }
     h ^= h >> 33;
     h *= 0xff51afd7ed558ccdULL;
     h ^= h >> 33;
     return h;
+}
+
+uint64_t base_hash(const void *p, size_t n)
+{
+    const unsigned char *b = p;
+    uint64_t h = FNV_OFFSET;
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ b[i]) * FNV_PRIME;
+    return avalanche(h);
+}
+
+uint64_t base_hash_str(const char *s)
+{
+    uint64_t h = FNV_OFFSET;
+    for (; *s; s++)
+        h = (h ^ (unsigned char)*s) * FNV_PRIME;
+    return avalanche(h);
 }
 
 void base_map_init(base_map_t *h)
