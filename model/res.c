@@ -82,6 +82,28 @@ void model_res_ref(model_res_t *r)
     atomic_fetch_add_explicit(&r->refs, 1, memory_order_relaxed);
 }
 
+static void drop_gw(const model_gw_addr_t *g)
+{
+    if (g) {
+        model_str_unref(g->network);
+        model_str_unref(g->hostname);
+        model_str_unref(g->ns);
+    }
+}
+
+/* What a workload's field of each kind holds a reference to. */
+#define DROP_STR(v)
+#define DROP_SSTR(v) model_str_unref(v)
+#define DROP_LOC(v) model_str_unref(v)
+#define DROP_IPS(v)
+#define DROP_SVCS(v) model_svcs_unref(v)
+#define DROP_GW(v) drop_gw(v)
+#define DROP_TUNNEL(v)
+#define DROP_FLAG(v)
+#define DROP_NETMODE(v)
+#define DROP_WLTYPE(v)
+#define DROP_STATUS(v)
+
 /* The shared strings a resource holds (see struct model_res). */
 static void drop_strs(model_res_t *r)
 {
@@ -92,26 +114,9 @@ static void drop_strs(model_res_t *r)
     if (r->kind != MODEL_RES_WORKLOAD)
         return;
     const model_out_workload_t *w = &r->u.wl;
-    const char *const shared[] = {w->ns,
-                                  w->cluster_id,
-                                  w->network,
-                                  w->node,
-                                  w->service_account,
-                                  w->trust_domain,
-                                  w->workload_name,
-                                  w->canonical_name,
-                                  w->canonical_revision,
-                                  w->region,
-                                  w->zone,
-                                  w->subzone};
-    for (size_t i = 0; i < sizeof(shared) / sizeof(shared[0]); i++)
-        model_str_unref(shared[i]);
-    model_svcs_unref(w->services);
-    if (w->gateway) {
-        model_str_unref(w->gateway->network);
-        model_str_unref(w->gateway->hostname);
-        model_str_unref(w->gateway->ns);
-    }
+#define DROP(kind, f, pb, json) DROP_##kind(w->f);
+    MODEL_WORKLOAD_FIELDS(DROP)
+#undef DROP
 }
 
 void model_res_unref(model_res_t *r)
@@ -236,81 +241,85 @@ static bool netaddrs_equal(const model_net_addr_t *a, size_t na, const model_net
     return true;
 }
 
-static bool service_equal(const model_out_service_t *a, const model_out_service_t *b)
+static bool strs_equal(const char *const *a, size_t na, const char *const *b, size_t nb)
 {
-    if (!str_eq(a->name, b->name) || !str_eq(a->ns, b->ns) || !str_eq(a->hostname, b->hostname) ||
-        !netaddrs_equal(a->addrs, a->naddrs, b->addrs, b->naddrs) ||
-        !ports_equal(a->ports, a->nports, b->ports, b->nports) || a->lb_mode != b->lb_mode ||
-        a->nlb_prefs != b->nlb_prefs ||
-        memcmp(a->lb_prefs, b->lb_prefs, a->nlb_prefs * sizeof(a->lb_prefs[0])) != 0 ||
-        a->lb_allow_all != b->lb_allow_all || a->ip_families != b->ip_families ||
-        a->nsans != b->nsans)
+    if (na != nb)
         return false;
-    for (size_t i = 0; i < a->nports; i++)
-        if (!str_eq(a->port_names[i], b->port_names[i]))
-            return false;
-    for (size_t i = 0; i < a->nsans; i++)
-        if (!str_eq(a->sans[i], b->sans[i]))
+    for (size_t i = 0; i < na; i++)
+        if (!str_eq(a[i], b[i]))
             return false;
     return true;
 }
 
-static bool workload_equal(const model_out_workload_t *a, const model_out_workload_t *b)
+static bool lb_equal(model_lb_mode_t ma, const model_lb_scope_t *pa, size_t na, bool aa,
+                     model_lb_mode_t mb, const model_lb_scope_t *pb, size_t nb, bool ab)
 {
-    const char *const sa[] = {a->uid,
-                              a->name,
-                              a->ns,
-                              a->cluster_id,
-                              a->network,
-                              a->node,
-                              a->service_account,
-                              a->trust_domain,
-                              a->workload_name,
-                              a->canonical_name,
-                              a->canonical_revision,
-                              a->region,
-                              a->zone,
-                              a->subzone,
-                              a->hostname};
-    const char *const sb[] = {b->uid,
-                              b->name,
-                              b->ns,
-                              b->cluster_id,
-                              b->network,
-                              b->node,
-                              b->service_account,
-                              b->trust_domain,
-                              b->workload_name,
-                              b->canonical_name,
-                              b->canonical_revision,
-                              b->region,
-                              b->zone,
-                              b->subzone,
-                              b->hostname};
-    for (size_t i = 0; i < sizeof(sa) / sizeof(sa[0]); i++)
-        if (!str_eq(sa[i], sb[i]))
-            return false;
-    if (a->naddrs != b->naddrs || a->nservices != b->nservices || a->healthy != b->healthy ||
-        !a->gateway != !b->gateway || a->workload_type != b->workload_type ||
-        a->tunnel != b->tunnel || a->host_network != b->host_network ||
-        a->native_tunnel != b->native_tunnel)
+    return ma == mb && na == nb && memcmp(pa, pb, na * sizeof(pa[0])) == 0 && aa == ab;
+}
+
+static bool ips_equal(const model_ip_t *a, size_t na, const model_ip_t *b, size_t nb)
+{
+    if (na != nb)
         return false;
-    if (a->gateway && (a->gateway->hbone_port != b->gateway->hbone_port ||
-                       a->gateway->capacity != b->gateway->capacity ||
-                       !str_eq(a->gateway->network, b->gateway->network) ||
-                       !model_ip_equal(&a->gateway->ip, &b->gateway->ip) ||
-                       !str_eq(a->gateway->hostname, b->gateway->hostname) ||
-                       !str_eq(a->gateway->ns, b->gateway->ns)))
-        return false;
-    for (size_t i = 0; i < a->naddrs; i++)
-        if (!model_ip_equal(&a->addrs[i], &b->addrs[i]))
-            return false;
-    for (size_t i = 0; a->services != b->services && i < a->nservices; i++)
-        if (!str_eq(a->services[i].key, b->services[i].key) ||
-            !ports_equal(a->services[i].ports, a->services[i].nports, b->services[i].ports,
-                         b->services[i].nports))
+    for (size_t i = 0; i < na; i++)
+        if (!model_ip_equal(&a[i], &b[i]))
             return false;
     return true;
+}
+
+static bool gw_equal(const model_gw_addr_t *a, const model_gw_addr_t *b)
+{
+    if (!a || !b)
+        return a == b;
+    return a->hbone_port == b->hbone_port && a->capacity == b->capacity &&
+           str_eq(a->network, b->network) && model_ip_equal(&a->ip, &b->ip) &&
+           str_eq(a->hostname, b->hostname) && str_eq(a->ns, b->ns);
+}
+
+static bool wl_svcs_equal(const model_wl_service_t *a, size_t na, const model_wl_service_t *b,
+                          size_t nb)
+{
+    if (na != nb)
+        return false;
+    for (size_t i = 0; a != b && i < na; i++)
+        if (!str_eq(a[i].key, b[i].key) ||
+            !ports_equal(a[i].ports, a[i].nports, b[i].ports, b[i].nports))
+            return false;
+    return true;
+}
+
+/* Field f of a and b compared as its kind says (see MODEL_WORKLOAD_FIELDS). */
+#define EQ(kind, f, pb, json) &&EQ_##kind(f)
+#define EQ_VAL(f) (a->f == b->f)
+#define EQ_STR(f) str_eq(a->f, b->f)
+#define EQ_SSTR(f) EQ_STR(f)
+#define EQ_LOC(f) EQ_STR(f)
+#define EQ_TUNNEL(f) EQ_VAL(f)
+#define EQ_FLAG(f) EQ_VAL(f)
+#define EQ_NETMODE(f) EQ_VAL(f)
+#define EQ_WLTYPE(f) EQ_VAL(f)
+#define EQ_STATUS(f) EQ_VAL(f)
+#define EQ_IPF(f) EQ_VAL(f)
+#define EQ_TRUE(f) true
+#define EQ_IPS(f) ips_equal(a->f, a->n##f, b->f, b->n##f)
+#define EQ_SVCS(f) wl_svcs_equal(a->f, a->n##f, b->f, b->n##f)
+#define EQ_GW(f) gw_equal(a->f, b->f)
+#define EQ_NETADDRS(f) netaddrs_equal(a->f, a->n##f, b->f, b->n##f)
+#define EQ_PORTS(f) ports_equal(a->f, a->n##f, b->f, b->n##f)
+#define EQ_PORT_NAMES(f) strs_equal(a->f, a->nports, b->f, b->nports)
+#define EQ_SANS(f) strs_equal(a->f, a->n##f, b->f, b->n##f)
+#define EQ_LB(f)                                                                                   \
+    lb_equal(a->f##_mode, a->f##_prefs, a->n##f##_prefs, a->f##_allow_all, b->f##_mode,            \
+             b->f##_prefs, b->n##f##_prefs, b->f##_allow_all)
+
+static bool service_equal(const model_out_service_t *a, const model_out_service_t *b)
+{
+    return true MODEL_SERVICE_FIELDS(EQ);
+}
+
+static bool workload_equal(const model_out_workload_t *a, const model_out_workload_t *b)
+{
+    return true MODEL_WORKLOAD_FIELDS(EQ);
 }
 
 static bool locality_equal(const model_locality_t *a, const model_locality_t *b)

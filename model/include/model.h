@@ -416,24 +416,95 @@ typedef struct model_port_pair {
     uint16_t app_protocol; /* istio.workload.AppProtocol; 16 bits: no padding to compare */
 } model_port_pair_t;
 
+/* The fields of the two Address resources, each listed once: the struct
+ * members, model_res_equal, the xDS encoder and the debug JSON are all
+ * generated from these lists, so a field added here reaches all of them (and
+ * tests/test_fields.c checks that each one does). An entry is
+ * X(kind, member, proto member, JSON name), in the order of the JSON
+ * rendering. The kind says what the member is and how it is compared,
+ * encoded and rendered; the kinds whose encoding is special (LOC, GW, SVCS,
+ * LB...) name one helper in each file. Pointer-sized members are laid out
+ * first, then the narrow ones (MODEL_FIELD_WIDE/NARROW), so that the small
+ * fields pack together. */
+#define MODEL_FIELD_WIDE(kind, m, pb, json) MODEL_WIDE_##kind(m)
+#define MODEL_FIELD_NARROW(kind, m, pb, json) MODEL_NARROW_##kind(m)
+
+/* STR: a string the resource owns (its arena); SSTR: a shared string
+ * (model_str) it holds a reference to; LOC: a shared string of the
+ * locality. */
+#define MODEL_WIDE_STR(m) const char *m;
+#define MODEL_NARROW_STR(m)
+#define MODEL_WIDE_SSTR(m) const char *m;
+#define MODEL_NARROW_SSTR(m)
+#define MODEL_WIDE_LOC(m) const char *m;
+#define MODEL_NARROW_LOC(m)
+/* Workload addresses; 16-bit count: a pod's Workload fits 320 bytes. */
+#define MODEL_WIDE_IPS(m) model_ip_t *m;
+#define MODEL_NARROW_IPS(m) uint16_t n##m;
+/* Workload services map, shared (model_svcs); 16-bit count as IPS. */
+#define MODEL_WIDE_SVCS(m) const model_wl_service_t *m;
+#define MODEL_NARROW_SVCS(m) uint16_t n##m;
+/* network_gateway (and capacity) it is reached through, or NULL. */
+#define MODEL_WIDE_GW(m) const model_gw_addr_t *m;
+#define MODEL_NARROW_GW(m)
+#define MODEL_WIDE_TUNNEL(m)
+#define MODEL_NARROW_TUNNEL(m) uint8_t m : 2; /* model_tunnel_t */
+#define MODEL_WIDE_FLAG(m)
+#define MODEL_NARROW_FLAG(m) uint8_t m : 1; /* a proto bool */
+#define MODEL_WIDE_NETMODE(m)
+#define MODEL_NARROW_NETMODE(m) uint8_t m : 1; /* network_mode HOST_NETWORK */
+#define MODEL_WIDE_WLTYPE(m)
+#define MODEL_NARROW_WLTYPE(m) uint8_t m : 4; /* istio.workload.WorkloadType */
+#define MODEL_WIDE_STATUS(m)
+#define MODEL_NARROW_STATUS(m) bool m; /* HEALTHY or UNHEALTHY */
+/* A proto bool always true, no member: Kubernetes Services own their
+ * hostname (canonical), as istiod marks them. */
+#define MODEL_WIDE_TRUE(m)
+#define MODEL_NARROW_TRUE(m)
+#define MODEL_WIDE_NETADDRS(m)                                                                     \
+    model_net_addr_t *m;                                                                           \
+    size_t n##m;
+#define MODEL_NARROW_NETADDRS(m)
+#define MODEL_WIDE_PORTS(m)                                                                        \
+    model_port_pair_t *m;                                                                          \
+    size_t n##m;
+#define MODEL_NARROW_PORTS(m)
+/* Names parallel to the ports, for the EDS encoder only: not part of an
+ * istio.workload.Service. */
+#define MODEL_WIDE_PORT_NAMES(m) const char **m;
+#define MODEL_NARROW_PORT_NAMES(m)
+/* SPIFFE ids of the workloads behind it on networks other than the viewer's,
+ * sorted: what ztunnel verifies the inner HBONE against. */
+#define MODEL_WIDE_SANS(m)                                                                         \
+    const char **m;                                                                                \
+    size_t n##m;
+#define MODEL_NARROW_SANS(m)
+/* load_balancing: mode, routing preferences, and health_policy ALLOW_ALL
+ * (publishNotReadyAddresses). */
+#define MODEL_WIDE_LB(m)
+#define MODEL_NARROW_LB(m)                                                                         \
+    model_lb_mode_t m##_mode;                                                                      \
+    model_lb_scope_t m##_prefs[6];                                                                 \
+    size_t n##m##_prefs;                                                                           \
+    bool m##_allow_all;
+#define MODEL_WIDE_IPF(m)
+#define MODEL_NARROW_IPF(m) model_ip_families_t m;
+
+#define MODEL_SERVICE_FIELDS(X)                                                                    \
+    X(STR, name, name, "name")                                                                     \
+    X(STR, ns, namespace_, "namespace")                                                            \
+    X(STR, hostname, hostname, "hostname")                                                         \
+    X(TRUE, canonical, canonical, "canonical")                                                     \
+    X(NETADDRS, addrs, addresses, "addresses")                                                     \
+    X(PORTS, ports, ports, "ports")                                                                \
+    X(PORT_NAMES, port_names, -, -)                                                                \
+    X(SANS, sans, subject_alt_names, "subjectAltNames")                                            \
+    X(LB, lb, load_balancing, "loadBalancing")                                                     \
+    X(IPF, ip_families, ip_families, "ipFamilies")
+
 typedef struct model_out_service {
-    const char *name;
-    const char *ns;
-    const char *hostname;
-    model_net_addr_t *addrs;
-    size_t naddrs;
-    model_port_pair_t *ports;
-    size_t nports;
-    const char **port_names; /* parallel to ports */
-    model_lb_mode_t lb_mode;
-    model_lb_scope_t lb_prefs[6];
-    size_t nlb_prefs;
-    bool lb_allow_all; /* health_policy ALLOW_ALL (publishNotReadyAddresses) */
-    model_ip_families_t ip_families;
-    /* SPIFFE ids of the workloads behind it on networks other than the
-     * viewer's, sorted: what ztunnel verifies the inner HBONE against */
-    const char **sans;
-    size_t nsans;
+    MODEL_SERVICE_FIELDS(MODEL_FIELD_WIDE)
+    MODEL_SERVICE_FIELDS(MODEL_FIELD_NARROW)
 } model_out_service_t;
 
 typedef struct model_wl_service {
@@ -442,29 +513,35 @@ typedef struct model_wl_service {
     size_t nports;
 } model_wl_service_t;
 
+/* hostname: a workload reached by name (a gateway), or NULL. */
+#define MODEL_WORKLOAD_FIELDS(X)                                                                   \
+    X(STR, uid, uid, "uid")                                                                        \
+    X(STR, name, name, "name")                                                                     \
+    X(SSTR, ns, namespace_, "namespace")                                                           \
+    X(IPS, addrs, addresses, "addresses")                                                          \
+    X(SSTR, network, network, "network")                                                           \
+    X(TUNNEL, tunnel, tunnel_protocol, "tunnelProtocol")                                           \
+    X(STR, hostname, hostname, "hostname")                                                         \
+    X(FLAG, native_tunnel, native_tunnel, "nativeTunnel")                                          \
+    X(NETMODE, host_network, network_mode, "networkMode")                                          \
+    X(SSTR, trust_domain, trust_domain, "trustDomain")                                             \
+    X(SSTR, service_account, service_account, "serviceAccount")                                    \
+    X(SSTR, node, node, "node")                                                                    \
+    X(SSTR, cluster_id, cluster_id, "clusterId")                                                   \
+    X(SSTR, workload_name, workload_name, "workloadName")                                          \
+    X(SSTR, canonical_name, canonical_name, "canonicalName")                                       \
+    X(SSTR, canonical_revision, canonical_revision, "canonicalRevision")                           \
+    X(WLTYPE, workload_type, workload_type, "workloadType")                                        \
+    X(STATUS, healthy, status, "status")                                                           \
+    X(LOC, region, region, "region")                                                               \
+    X(LOC, zone, zone, "zone")                                                                     \
+    X(LOC, subzone, subzone, "subzone")                                                            \
+    X(GW, gateway, network_gateway, "networkGateway")                                              \
+    X(SVCS, services, services, "services")
+
 typedef struct model_out_workload {
-    const char *uid;
-    const char *name;
-    const char *ns;
-    const char *cluster_id;
-    const char *network;
-    const char *node;
-    const char *service_account;
-    const char *trust_domain;
-    const char *workload_name;
-    const char *canonical_name;
-    const char *canonical_revision;
-    const char *region, *zone, *subzone;
-    const char *hostname; /* a workload reached by name (a gateway), or NULL */
-    model_ip_t *addrs;
-    const model_wl_service_t *services;
-    const model_gw_addr_t *gateway; /* network_gateway it is reached through, or NULL */
-    uint16_t naddrs, nservices;     /* 16 bits: a pod's Workload fits 320 bytes */
-    uint8_t workload_type : 4;      /* istio.workload.WorkloadType */
-    uint8_t tunnel : 2;             /* model_tunnel_t */
-    uint8_t host_network : 1;       /* network_mode HOST_NETWORK */
-    uint8_t native_tunnel : 1;
-    bool healthy;
+    MODEL_WORKLOAD_FIELDS(MODEL_FIELD_WIDE)
+    MODEL_WORKLOAD_FIELDS(MODEL_FIELD_NARROW)
 } model_out_workload_t;
 
 /* Where endpoints run; shared by the endpoints of a resource that have the
