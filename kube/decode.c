@@ -10,7 +10,8 @@
  * partially built object.
  *
  * The decoders read the watcher's parsed values (jv.h) directly; jansson
- * values (manifests, tests) go through their serialisation. The error
+ * values (manifests, config files, tests) are first copied into the same
+ * slots by kube_jfrom_json, their strings borrowed, no text between. The error
  * context (object, field path) is kept as pointers and only formatted when
  * an error happens: the watcher decodes every object of every list.
  */
@@ -1020,11 +1021,11 @@ int kube_decode_jv(model_kind_t kind, const kube_jv_t *obj, void **out, char *er
     return kube_fail(&c, NULL, "unknown model kind %d", (int)kind);
 }
 
-/* A jansson value as parsed values: the text they borrow in *text (caller
- * frees). NULL (with err) when j cannot be serialised. */
-static const kube_jv_t *kube_from_json(kube_jdoc_t *d, const json_t *j, char **text, kube_dctx_t *c)
+/* A jansson value as parsed values borrowing its strings; NULL (with err)
+ * when j breaks a rule of the text form (see kube_jfrom_json). */
+static const kube_jv_t *kube_from_json(kube_jdoc_t *d, const json_t *j, kube_dctx_t *c)
 {
-    if (kube_jfrom_json(d, j, text) < 0) {
+    if (kube_jfrom_json(d, j) < 0) {
         kube_fail(c, NULL, "%s", d->err);
         return NULL;
     }
@@ -1035,14 +1036,12 @@ int kube_decode(model_kind_t kind, const json_t *obj, void **out, char *err, siz
 {
     kube_dctx_t c = {.err = err, .errlen = errlen};
     kube_jdoc_t d = {0};
-    char *text = NULL;
     *out = NULL;
     if (!obj)
         return kube_decode_jv(kind, NULL, out, err, errlen);
-    const kube_jv_t *v = kube_from_json(&d, obj, &text, &c);
+    const kube_jv_t *v = kube_from_json(&d, obj, &c);
     int rc = v ? kube_decode_jv(kind, v, out, err, errlen) : -1;
     kube_jdoc_clear(&d);
-    free(text);
     return rc;
 }
 
@@ -1293,13 +1292,11 @@ int kube_decode_servicescope(const json_t *obj, model_scope_rules_t *r, char *er
 {
     kube_dctx_t c = {.err = err, .errlen = errlen, .kind = "ServiceScope"};
     kube_jdoc_t d = {0};
-    char *text = NULL;
     if (err && errlen)
         err[0] = '\0';
-    const kube_jv_t *v = obj ? kube_from_json(&d, obj, &text, &c) : NULL;
+    const kube_jv_t *v = obj ? kube_from_json(&d, obj, &c) : NULL;
     int rc = v || !obj ? kube_servicescope(&c, v, r) : -1;
     kube_jdoc_clear(&d);
-    free(text);
     return rc;
 }
 
@@ -1309,15 +1306,13 @@ int kube_decode_scope_configs(const json_t *arr, const char *origin, model_scope
     static const kube_path_t cfg_p = {NULL, "serviceScopeConfigs", 0};
     kube_dctx_t c = {.err = err, .errlen = errlen, .kind = origin ? origin : "MeshConfig"};
     kube_jdoc_t d = {0};
-    char *text = NULL;
     if (err && errlen)
         err[0] = '\0';
     if (!arr || json_is_null(arr))
         return 0;
-    const kube_jv_t *v = kube_from_json(&d, arr, &text, &c);
+    const kube_jv_t *v = kube_from_json(&d, arr, &c);
     int rc = v && kube_want(&c, v, KUBE_J_ARRAY, &cfg_p) == 0 ? kube_rules(&c, v, &cfg_p, c.kind, r)
                                                               : -1;
     kube_jdoc_clear(&d);
-    free(text);
     return rc;
 }

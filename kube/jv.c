@@ -21,12 +21,16 @@ typedef struct kube_jp {
 
 static int kube_jfail(kube_jp_t *jp, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/* A message naming the byte offset when there is text (there is none when
+ * copying a jansson tree). */
 static int kube_jfail(kube_jp_t *jp, const char *fmt, ...)
 {
-    int n = snprintf(jp->d->err, sizeof(jp->d->err), "offset %zu: ", (size_t)(jp->p - jp->buf));
+    int n = jp->buf ? snprintf(jp->d->err, sizeof(jp->d->err),
+                               "offset %zu: ", (size_t)(jp->p - jp->buf))
+                    : 0;
     va_list ap;
     va_start(ap, fmt);
-    if (n > 0 && (size_t)n < sizeof(jp->d->err))
+    if (n >= 0 && (size_t)n < sizeof(jp->d->err))
         vsnprintf(jp->d->err + n, sizeof(jp->d->err) - (size_t)n, fmt, ap);
     va_end(ap);
     return -1;
@@ -614,12 +618,98 @@ size_t kube_jbad(const kube_jv_t *v, char *out, size_t outlen)
     return v ? kube_jbad_walk(v, path, 0, sizeof(path), out, outlen) : 0;
 }
 
-int kube_jfrom_json(kube_jdoc_t *d, const json_t *j, char **text)
+/* A jansson string (or member name) s of n bytes into slot idx, borrowed:
+ * the rules of kube_jstring, since jansson lets a program build strings
+ * that no JSON text parses to (a NUL byte, invalid UTF-8). */
+static int kube_jfrom_string(kube_jp_t *jp, size_t idx, const char *s, size_t n)
 {
-    *text = j ? json_dumps(j, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
-    if (!*text) {
-        snprintf(d->err, sizeof(d->err), j ? "out of memory" : "no value");
-        return -1;
+    const unsigned char *c = (const unsigned char *)s, *end = c + n;
+    if (n > UINT32_MAX)
+        return kube_jfail(jp, "string longer than %u bytes", UINT32_MAX);
+    while (c < end) {
+        size_t len = 1;
+        if (*c == '\0')
+            return kube_jfail(jp, "\\u0000 is not allowed in a string");
+        if (*c >= 0x80 && (len = kube_jutf8(c, end)) == 0)
+            return kube_jfail(jp, "invalid UTF-8 in a string");
+        c += len;
     }
-    return kube_jparse(d, *text, strlen(*text));
+    kube_jv_t *v = &jp->d->v[idx];
+    v->len = (uint32_t)n;
+    v->v.s = s;
+    return 0;
+}
+
+/* j and its subtree into slots, in the order json_dumps writes them;
+ * depth counts the containers j is inside. */
+static int kube_jfrom(kube_jp_t *jp, const json_t *j, size_t depth)
+{
+    size_t idx = 0, i, k = 0;
+    const char *key;
+    json_t *x;
+    if (kube_jslot(jp, KUBE_J_NULL, &idx) < 0)
+        return -1;
+    kube_jv_t *v = &jp->d->v[idx];
+    switch (json_typeof(j)) {
+    case JSON_NULL:
+        return 0;
+    case JSON_FALSE:
+        v->type = KUBE_J_FALSE;
+        return 0;
+    case JSON_TRUE:
+        v->type = KUBE_J_TRUE;
+        return 0;
+    case JSON_INTEGER:
+        v->type = KUBE_J_INT;
+        v->v.i = json_integer_value(j);
+        return 0;
+    case JSON_REAL: /* jansson refuses NaN and infinities */
+        v->type = KUBE_J_REAL;
+        v->v.d = json_real_value(j);
+        return 0;
+    case JSON_STRING:
+        v->type = KUBE_J_STRING;
+        return kube_jfrom_string(jp, idx, json_string_value(j), json_string_length(j));
+    case JSON_ARRAY:
+    case JSON_OBJECT:
+        break;
+    }
+    if (depth == KUBE_J_MAX_DEPTH)
+        return kube_jfail(jp, "nested deeper than %d", KUBE_J_MAX_DEPTH);
+    if (json_is_array(j)) {
+        v->type = KUBE_J_ARRAY;
+        json_array_foreach(j, i, x)
+        {
+            if (kube_jfrom(jp, x, depth + 1) < 0)
+                return -1;
+        }
+        i = json_array_size(j);
+    } else {
+        v->type = KUBE_J_OBJECT;
+        /* jansson's iteration is insertion order, as json_dumps writes it */
+        json_object_keylen_foreach((json_t *)j, key, k, x)
+        {
+            size_t kidx = 0;
+            if (kube_jslot(jp, KUBE_J_STRING, &kidx) < 0 ||
+                kube_jfrom_string(jp, kidx, key, k) < 0 || kube_jfrom(jp, x, depth + 1) < 0)
+                return -1;
+        }
+        i = json_object_size(j);
+    }
+    v = &jp->d->v[idx]; /* the slots may have moved */
+    v->len = (uint32_t)i;
+    v->size = (uint32_t)(jp->d->n - idx);
+    return 0;
+}
+
+int kube_jfrom_json(kube_jdoc_t *d, const json_t *j)
+{
+    kube_jp_t jp = {.d = d};
+    d->n = 0;
+    d->nbad = 0;
+    d->depth = 0;
+    d->err[0] = '\0';
+    if (!j)
+        return kube_jfail(&jp, "no value");
+    return kube_jfrom(&jp, j, 0);
 }

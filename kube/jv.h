@@ -110,8 +110,13 @@ const char *kube_jtype_name(const kube_jv_t *v);
 
 /* A jansson copy of v (new reference); NULL when out of memory. */
 json_t *kube_jto_json(const kube_jv_t *v);
-/* Parses jansson value j into d, through its serialisation; *text holds
- * the buffer the values borrow (caller frees, also on failure). */
-int kube_jfrom_json(kube_jdoc_t *d, const json_t *j, char **text);
+/* Copies jansson value j into d without going through text: the same
+ * slots kube_jparse gives for json_dumps(j), the strings borrowed from j
+ * (keep j until d is done with). The text rules hold: a string or member
+ * name with a NUL byte or invalid UTF-8 (which jansson's _nocheck and
+ * json_stringn calls let a program build) and nesting beyond
+ * KUBE_J_MAX_DEPTH are refused; a number out of range and a repeated
+ * member name cannot occur in a json_t. 0, or -1 with d->err. */
+int kube_jfrom_json(kube_jdoc_t *d, const json_t *j);
 
 #endif

@@ -315,19 +315,153 @@ START_TEST(jv_document_reuse_and_trim)
 }
 END_TEST
 
-START_TEST(jv_from_jansson)
+/* d and the text parse in doc hold the same slots: types, counts, subtree
+ * sizes, numbers bit for bit and strings byte for byte. */
+static void assert_same_slots(const kube_jdoc_t *d, const char *what)
 {
-    json_t *j = json_pack("{s:s, s:[i, f, b, n]}", "name", "caf\xc3\xa9\n", "v", 7, 0.5, 1);
-    char *buf = NULL;
-    ck_assert_int_eq(kube_jfrom_json(&doc, j, &buf), 0);
-    ck_assert_str_eq(kube_jget(kube_jroot(&doc), "name")->v.s, "caf\xc3\xa9\n");
-    json_t *back = kube_jto_json(kube_jroot(&doc));
-    ck_assert(json_equal(back, j));
+    ck_assert_msg(d->n == doc.n, "%s: %zu slots, text gives %zu", what, d->n, doc.n);
+    for (size_t i = 0; i < doc.n; i++) {
+        const kube_jv_t *a = &d->v[i], *b = &doc.v[i];
+        ck_assert_msg(a->type == b->type && a->len == b->len && a->size == b->size && !a->dup,
+                      "%s: slot %zu: type %d len %u size %u, text gives %d %u %u", what, i, a->type,
+                      a->len, a->size, b->type, b->len, b->size);
+        if (a->type == KUBE_J_INT)
+            ck_assert_msg(a->v.i == b->v.i, "%s: slot %zu", what, i);
+        else if (a->type == KUBE_J_REAL)
+            ck_assert_msg(memcmp(&a->v.d, &b->v.d, sizeof(double)) == 0,
+                          "%s: slot %zu: %.17g %.17g", what, i, a->v.d, b->v.d);
+        else if (a->type == KUBE_J_STRING)
+            ck_assert_msg(memcmp(a->v.s, b->v.s, a->len) == 0 && a->v.s[a->len] == '\0',
+                          "%s: slot %zu: \"%s\", text gives \"%s\"", what, i, a->v.s, b->v.s);
+    }
+    ck_assert_uint_eq(d->nbad, 0);
+}
+
+/* s through jansson then kube_jfrom_json gives what s through kube_jparse
+ * gives, and the copy reads back into an equal jansson value. */
+static void assert_from_json_as_text(const char *s, const char *what)
+{
+    json_error_t je;
+    json_t *j = json_loads(s, JSON_DECODE_ANY, &je);
+    ck_assert_msg(j != NULL, "%s: %s", what, je.text);
+    kube_jdoc_t d = {0};
+    ck_assert_msg(kube_jfrom_json(&d, j) == 0, "%s: %s", what, d.err);
+    ck_assert_msg(parse(s) == 0, "%s: %s", what, doc.err);
+    assert_same_slots(&d, what);
+    json_t *back = kube_jto_json(kube_jroot(&d));
+    ck_assert_msg(json_equal(back, j), "%s: differs after the round trip", what);
     json_decref(back);
+    kube_jdoc_clear(&d);
     json_decref(j);
-    free(buf);
-    ck_assert_int_eq(kube_jfrom_json(&doc, NULL, &buf), -1);
-    ck_assert_ptr_null(buf);
+}
+
+START_TEST(jv_from_jansson_same_slots_as_text)
+{
+    static const char *const cases[] = {
+        "{}",
+        "[]",
+        "\"\"",
+        "null",
+        "true",
+        "-0",
+        "[{}, [], \"\", [[]], {\"a\": {}}]",
+        "{\"z\": 1, \"a\": 2, \"m\": {\"y\": [], \"b\": {}}}", /* member order kept */
+        "{\"metadata\": {\"name\": \"web\", \"labels\": {\"app\": \"x\"}}, \"n\": -42,"
+        " \"t\": true, \"f\": false, \"z\": null, \"a\": [1, [2, 3], {\"k\": \"v\"}, \"s\"]}",
+        "{\"caf\\u00e9\": \"na\xc3\xafve \\ud83d\\ude00 \xe2\x82\xac\", \"\\n\\t\\\"\\\\/\": "
+        "\"\\u0001\\u001f\", \"\xf0\x9f\x98\x80\": [\"\\u2028\"]}",
+        "[9223372036854775807, -9223372036854775808, 0, -1, 4294967296]",
+        "[0.1, -0.0, 1.0, 2.5E+3, 1e308, -1e308, 5e-324, 2.2250738585072014e-308, 1e-400,"
+        " 123456789012345678901234567890.5, 0.30000000000000004]",
+        "[[[[[[[[[[[[[[[[{\"deep\": [[[{\"x\": [null]}]]]}]]]]]]]]]]]]]]]]",
+    };
+    char what[32];
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        snprintf(what, sizeof(what), "case %zu", i);
+        assert_from_json_as_text(cases[i], what);
+    }
+    /* and the objects the decoder tests read */
+    static const char *const files[] = {
+        "endpointslice.json",
+        "namespace.json",
+        "node.json",
+        "pod.json",
+        "pod-terminating.json",
+        "service.json",
+        "service-eastwest.json",
+        "service-headless.json",
+    };
+    const char *dir = getenv("MESHFED_TESTDATA");
+    for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
+        char path[1024];
+        snprintf(path, sizeof(path), "%s/decode/%s", dir ? dir : "tests/data", files[i]);
+        FILE *f = fopen(path, "rb");
+        ck_assert_msg(f != NULL, "%s", path);
+        char buf[65536];
+        size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+        fclose(f);
+        ck_assert_uint_lt(n, sizeof(buf) - 1);
+        buf[n] = '\0';
+        assert_from_json_as_text(buf, files[i]);
+    }
+}
+END_TEST
+
+/* The copy's strings are the json_t's own, not copies. */
+START_TEST(jv_from_jansson_borrows_strings)
+{
+    json_t *j = json_pack("{s:s, s:[s]}", "name", "web", "v", "x");
+    ck_assert_int_eq(kube_jfrom_json(&doc, j), 0);
+    const kube_jv_t *root = kube_jroot(&doc);
+    ck_assert_ptr_eq(kube_jget(root, "name")->v.s, json_string_value(json_object_get(j, "name")));
+    ck_assert_ptr_eq(kube_jat(kube_jget(root, "v"), 0)->v.s,
+                     json_string_value(json_array_get(json_object_get(j, "v"), 0)));
+    json_decref(j);
+}
+END_TEST
+
+/* What jansson lets a program build but no JSON text parses to is refused,
+ * with the text parser's words; the document stays usable. */
+START_TEST(jv_from_jansson_refuses_what_text_cannot_hold)
+{
+    json_t *j = json_pack("{s:o}", "s", json_stringn("a\0b", 3));
+    ck_assert_int_eq(kube_jfrom_json(&doc, j), -1);
+    ck_assert_str_eq(doc.err, "\\u0000 is not allowed in a string");
+    json_decref(j);
+
+    j = json_object();
+    json_object_setn_new(j, "k\0ey", 4, json_null());
+    ck_assert_int_eq(kube_jfrom_json(&doc, j), -1);
+    ck_assert_str_eq(doc.err, "\\u0000 is not allowed in a string");
+    json_decref(j);
+
+    j = json_pack("[o]", json_stringn_nocheck("ok\xed\xa0\x80", 5)); /* a surrogate */
+    ck_assert_int_eq(kube_jfrom_json(&doc, j), -1);
+    ck_assert_str_eq(doc.err, "invalid UTF-8 in a string");
+    json_decref(j);
+
+    ck_assert_int_eq(kube_jfrom_json(&doc, NULL), -1);
+    ck_assert_str_eq(doc.err, "no value");
+
+    /* nesting: as deep as text may go, and no deeper */
+    json_t *deep = json_array();
+    for (int i = 1; i < KUBE_J_MAX_DEPTH; i++) {
+        json_t *outer = json_array();
+        json_array_append_new(outer, deep);
+        deep = outer;
+    }
+    ck_assert_int_eq(kube_jfrom_json(&doc, deep), 0);
+    ck_assert_uint_eq(doc.n, KUBE_J_MAX_DEPTH);
+    json_t *deeper = json_pack("{s:o}", "a", deep);
+    ck_assert_int_eq(kube_jfrom_json(&doc, deeper), -1);
+    ck_assert_str_eq(doc.err, "nested deeper than 2048");
+    json_decref(deeper);
+
+    j = json_pack("{s:[i]}", "a", 1);
+    ck_assert_int_eq(kube_jfrom_json(&doc, j), 0);
+    ck_assert_str_eq(doc.err, "");
+    ck_assert_int_eq(kube_jat(kube_jget(kube_jroot(&doc), "a"), 0)->v.i, 1);
+    json_decref(j);
 }
 END_TEST
 
@@ -348,7 +482,9 @@ static Suite *jv_suite(void)
     tcase_add_test(tc, jv_nesting_limit);
     tcase_add_test(tc, jv_value_limit);
     tcase_add_test(tc, jv_document_reuse_and_trim);
-    tcase_add_test(tc, jv_from_jansson);
+    tcase_add_test(tc, jv_from_jansson_same_slots_as_text);
+    tcase_add_test(tc, jv_from_jansson_borrows_strings);
+    tcase_add_test(tc, jv_from_jansson_refuses_what_text_cannot_hold);
     suite_add_tcase(s, tc);
     return s;
 }

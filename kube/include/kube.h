@@ -9,6 +9,22 @@
  * are absent (or JSON null) take their Kubernetes defaults. Errors name the
  * object, the field path and what was wrong, e.g.
  *   "Service default/web: spec.ports[1].port: expected an integer, got string".
+ *
+ * Two JSON representations, one per kind of path:
+ *  - Hot: the watcher parses every list page and watch event with its own
+ *    in-place parser (jv, internal) and hands objects out as kube_obj_t;
+ *    kube_obj_decode reads them without building a jansson tree. A list of
+ *    500 Pods costs one buffer and one slot array, not a tree of 100,000
+ *    small allocations.
+ *  - Cold: manifests (kube_manifest_fn), config files and MeshConfig
+ *    (kube_decode_scope_configs), the few objects the controller keeps
+ *    whole (Secrets, ConfigMaps, ServiceScopes, Gateways: kube_obj_json,
+ *    kube_decode_servicescope), status writes and debug output take and
+ *    give jansson json_t, which the rest of meshfed builds, edits and
+ *    serialises. kube_decode and the other json_t
+ *    decoders copy the tree into the watcher's slots (strings borrowed, no
+ *    text in between) and run the same decoders, so a manifest and a watch
+ *    event decode by one set of rules.
  */
 #ifndef MESHFED_KUBE_H
 #define MESHFED_KUBE_H
