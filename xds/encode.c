@@ -54,17 +54,27 @@ static Istio__Workload__Port **ptrs(Istio__Workload__Port *p, size_t n)
     return v;
 }
 
-/* Everything a Workload message points at, freed together after packing. */
-typedef struct wl_parts {
+/* Everything a Workload or a Service message points at, freed together
+ * after packing. */
+typedef struct parts {
     ProtobufCBinaryData *addrs;
     Istio__Workload__Workload__ServicesEntry *ents, **entp;
     Istio__Workload__PortList *lists;
     Istio__Workload__Port **ports; /* per service: contiguous Port array */
     Istio__Workload__Port ***portp;
     size_t nsvc;
-} wl_parts_t;
+    Istio__Workload__Locality loc;
+    Istio__Workload__GatewayAddress gw;
+    Istio__Workload__NetworkAddress gwa;
+    Istio__Workload__NamespacedHostname gwh;
+    Google__Protobuf__UInt32Value cap;
+    Istio__Workload__NetworkAddress *na, **nap;
+    Istio__Workload__Port *sports, **sportp;
+    Istio__Workload__LoadBalancing lb;
+    Istio__Workload__LoadBalancing__Scope prefs[6];
+} parts_t;
 
-static void wl_parts_free(wl_parts_t *p)
+static void parts_free(parts_t *p)
 {
     for (size_t i = 0; i < p->nsvc; i++) {
         if (p->ports)
@@ -78,11 +88,29 @@ static void wl_parts_free(wl_parts_t *p)
     free(p->ents);
     free(p->entp);
     free(p->lists);
+    free(p->na);
+    free(p->nap);
+    free(p->sports);
+    free(p->sportp);
 }
 
-static int wl_services(const model_out_workload_t *w, Istio__Workload__Workload *m, wl_parts_t *p)
+static int wl_addrs(const model_ip_t *ips, size_t n, size_t *np, ProtobufCBinaryData **out,
+                    parts_t *p)
 {
-    size_t n = w->nservices;
+    if (!(p->addrs = calloc(n + 1, sizeof(*p->addrs))))
+        return -1;
+    for (size_t i = 0; i < n; i++) {
+        p->addrs[i].data = (uint8_t *)ips[i].b;
+        p->addrs[i].len = ips[i].len;
+    }
+    *np = n;
+    *out = p->addrs;
+    return 0;
+}
+
+static int wl_services(const model_wl_service_t *svcs, size_t n, size_t *np,
+                       Istio__Workload__Workload__ServicesEntry ***out, parts_t *p)
+{
     p->nsvc = n;
     p->ents = calloc(n + 1, sizeof(*p->ents));
     p->entp = calloc(n + 1, sizeof(*p->entp));
@@ -92,7 +120,7 @@ static int wl_services(const model_out_workload_t *w, Istio__Workload__Workload 
     if (!p->ents || !p->entp || !p->lists || !p->ports || !p->portp)
         return -1;
     for (size_t i = 0; i < n; i++) {
-        const model_wl_service_t *ws = &w->services[i];
+        const model_wl_service_t *ws = &svcs[i];
         istio__workload__workload__services_entry__init(&p->ents[i]);
         istio__workload__port_list__init(&p->lists[i]);
         p->ports[i] = ports_new(ws->ports, ws->nports);
@@ -105,9 +133,40 @@ static int wl_services(const model_out_workload_t *w, Istio__Workload__Workload 
         p->ents[i].value = &p->lists[i];
         p->entp[i] = &p->ents[i];
     }
-    m->n_services = n;
-    m->services = p->entp;
+    *np = n;
+    *out = p->entp;
     return 0;
+}
+
+/* network_gateway, and the capacity that only gateway-reached workloads
+ * carry; NULL without a gateway. */
+static Istio__Workload__GatewayAddress *wl_gateway(const model_gw_addr_t *g,
+                                                   Google__Protobuf__UInt32Value **cap, parts_t *p)
+{
+    if (!g)
+        return NULL;
+    istio__workload__gateway_address__init(&p->gw);
+    if (g->hostname) {
+        istio__workload__namespaced_hostname__init(&p->gwh);
+        p->gwh.namespace_ = s(g->ns);
+        p->gwh.hostname = s(g->hostname);
+        p->gw.destination_case = ISTIO__WORKLOAD__GATEWAY_ADDRESS__DESTINATION_HOSTNAME;
+        p->gw.hostname = &p->gwh;
+    } else {
+        istio__workload__network_address__init(&p->gwa);
+        p->gwa.network = s(g->network);
+        p->gwa.address.data = (uint8_t *)g->ip.b;
+        p->gwa.address.len = g->ip.len;
+        p->gw.destination_case = ISTIO__WORKLOAD__GATEWAY_ADDRESS__DESTINATION_ADDRESS;
+        p->gw.address = &p->gwa;
+    }
+    p->gw.hbone_mtls_port = g->hbone_port ? g->hbone_port : 15008;
+    if (g->capacity) {
+        google__protobuf__uint32_value__init(&p->cap);
+        p->cap.value = g->capacity;
+        *cap = &p->cap;
+    }
+    return &p->gw;
 }
 
 static uint8_t *pack_address(Istio__Workload__Address *a, size_t *len)
@@ -119,134 +178,129 @@ static uint8_t *pack_address(Istio__Workload__Address *a, size_t *len)
     return buf;
 }
 
+/* Field f of w into member pb of the Workload m, as its kind says (see
+ * MODEL_WORKLOAD_FIELDS); the helpers' allocations go to p. */
+#define WL_ENC(kind, f, pb, json) WL_ENC_##kind(f, pb)
+#define WL_ENC_STR(f, pb) m.pb = s(w->f);
+#define WL_ENC_SSTR(f, pb) m.pb = s(w->f);
+#define WL_ENC_LOC(f, pb)                                                                          \
+    if (w->f) {                                                                                    \
+        p.loc.pb = (char *)w->f;                                                                   \
+        m.locality = &p.loc;                                                                       \
+    }
+#define WL_ENC_IPS(f, pb)                                                                          \
+    if (wl_addrs(w->f, w->n##f, &m.n_##pb, &m.pb, &p) < 0)                                         \
+        goto out;
+#define WL_ENC_SVCS(f, pb)                                                                         \
+    if (wl_services(w->f, w->n##f, &m.n_##pb, &m.pb, &p) < 0)                                      \
+        goto out;
+#define WL_ENC_GW(f, pb) m.pb = wl_gateway(w->f, &m.capacity, &p);
+#define WL_ENC_TUNNEL(f, pb) m.pb = (Istio__Workload__TunnelProtocol)w->f;
+#define WL_ENC_FLAG(f, pb) m.pb = w->f;
+#define WL_ENC_NETMODE(f, pb)                                                                      \
+    m.pb = w->f ? ISTIO__WORKLOAD__NETWORK_MODE__HOST_NETWORK                                      \
+                : ISTIO__WORKLOAD__NETWORK_MODE__STANDARD;
+#define WL_ENC_WLTYPE(f, pb) m.pb = (Istio__Workload__WorkloadType)w->f;
+#define WL_ENC_STATUS(f, pb)                                                                       \
+    m.pb = w->f ? ISTIO__WORKLOAD__WORKLOAD_STATUS__HEALTHY                                        \
+                : ISTIO__WORKLOAD__WORKLOAD_STATUS__UNHEALTHY;
+
 static uint8_t *encode_workload(const model_out_workload_t *w, size_t *len)
 {
     Istio__Workload__Workload m = ISTIO__WORKLOAD__WORKLOAD__INIT;
-    Istio__Workload__Locality loc = ISTIO__WORKLOAD__LOCALITY__INIT;
-    Istio__Workload__GatewayAddress gw = ISTIO__WORKLOAD__GATEWAY_ADDRESS__INIT;
-    Istio__Workload__NetworkAddress gwa = ISTIO__WORKLOAD__NETWORK_ADDRESS__INIT;
-    Istio__Workload__NamespacedHostname gwh = ISTIO__WORKLOAD__NAMESPACED_HOSTNAME__INIT;
-    Google__Protobuf__UInt32Value cap = GOOGLE__PROTOBUF__UINT32_VALUE__INIT;
-    wl_parts_t p = {0};
+    parts_t p = {.loc = ISTIO__WORKLOAD__LOCALITY__INIT};
     uint8_t *buf = NULL;
 
-    m.uid = s(w->uid);
-    m.name = s(w->name);
-    m.namespace_ = s(w->ns);
-    m.network = s(w->network);
-    m.trust_domain = s(w->trust_domain);
-    m.service_account = s(w->service_account);
-    m.node = s(w->node);
-    m.cluster_id = s(w->cluster_id);
-    m.canonical_name = s(w->canonical_name);
-    m.canonical_revision = s(w->canonical_revision);
-    m.workload_name = s(w->workload_name);
-    m.workload_type = (Istio__Workload__WorkloadType)w->workload_type;
-    m.status = w->healthy ? ISTIO__WORKLOAD__WORKLOAD_STATUS__HEALTHY
-                          : ISTIO__WORKLOAD__WORKLOAD_STATUS__UNHEALTHY;
-    m.tunnel_protocol = (Istio__Workload__TunnelProtocol)w->tunnel;
-    m.native_tunnel = w->native_tunnel;
-    m.network_mode = w->host_network ? ISTIO__WORKLOAD__NETWORK_MODE__HOST_NETWORK
-                                     : ISTIO__WORKLOAD__NETWORK_MODE__STANDARD;
-    m.hostname = s(w->hostname);
-    p.addrs = calloc(w->naddrs + 1, sizeof(*p.addrs));
-    if (!p.addrs)
-        goto out;
-    for (size_t i = 0; i < w->naddrs; i++) {
-        p.addrs[i].data = (uint8_t *)w->addrs[i].b;
-        p.addrs[i].len = w->addrs[i].len;
-    }
-    m.n_addresses = w->naddrs;
-    m.addresses = p.addrs;
-    if (w->region || w->zone || w->subzone) {
-        loc.region = s(w->region);
-        loc.zone = s(w->zone);
-        loc.subzone = s(w->subzone);
-        m.locality = &loc;
-    }
-    if (w->gateway && w->gateway->hostname) {
-        gwh.namespace_ = s(w->gateway->ns);
-        gwh.hostname = s(w->gateway->hostname);
-        gw.destination_case = ISTIO__WORKLOAD__GATEWAY_ADDRESS__DESTINATION_HOSTNAME;
-        gw.hostname = &gwh;
-    } else if (w->gateway) {
-        gwa.network = s(w->gateway->network);
-        gwa.address.data = (uint8_t *)w->gateway->ip.b;
-        gwa.address.len = w->gateway->ip.len;
-        gw.destination_case = ISTIO__WORKLOAD__GATEWAY_ADDRESS__DESTINATION_ADDRESS;
-        gw.address = &gwa;
-    }
-    if (w->gateway) {
-        gw.hbone_mtls_port = w->gateway->hbone_port ? w->gateway->hbone_port : 15008;
-        m.network_gateway = &gw;
-    }
-    if (w->gateway && w->gateway->capacity) {
-        cap.value = w->gateway->capacity;
-        m.capacity = &cap;
-    }
-    if (wl_services(w, &m, &p) == 0) {
-        Istio__Workload__Address a = ISTIO__WORKLOAD__ADDRESS__INIT;
-        a.type_case = ISTIO__WORKLOAD__ADDRESS__TYPE_WORKLOAD;
-        a.workload = &m;
-        buf = pack_address(&a, len);
-    }
+    MODEL_WORKLOAD_FIELDS(WL_ENC)
+    Istio__Workload__Address a = ISTIO__WORKLOAD__ADDRESS__INIT;
+    a.type_case = ISTIO__WORKLOAD__ADDRESS__TYPE_WORKLOAD;
+    a.workload = &m;
+    buf = pack_address(&a, len);
 out:
-    wl_parts_free(&p);
+    parts_free(&p);
     return buf;
 }
+
+static int svc_addrs(const model_net_addr_t *addrs, size_t n, size_t *np,
+                     Istio__Workload__NetworkAddress ***out, parts_t *p)
+{
+    p->na = calloc(n + 1, sizeof(*p->na));
+    p->nap = calloc(n + 1, sizeof(*p->nap));
+    if (!p->na || !p->nap)
+        return -1;
+    for (size_t i = 0; i < n; i++) {
+        istio__workload__network_address__init(&p->na[i]);
+        p->na[i].network = s(addrs[i].network);
+        p->na[i].address.data = (uint8_t *)addrs[i].ip.b;
+        p->na[i].address.len = addrs[i].ip.len;
+        p->nap[i] = &p->na[i];
+    }
+    *np = n;
+    *out = p->nap;
+    return 0;
+}
+
+static int svc_ports(const model_port_pair_t *ports, size_t n, size_t *np,
+                     Istio__Workload__Port ***out, parts_t *p)
+{
+    p->sports = ports_new(ports, n);
+    p->sportp = ptrs(p->sports, n);
+    if (!p->sports || !p->sportp)
+        return -1;
+    *np = n;
+    *out = p->sportp;
+    return 0;
+}
+
+/* load_balancing, NULL when nothing in it differs from the default. */
+static Istio__Workload__LoadBalancing *svc_lb(model_lb_mode_t mode, const model_lb_scope_t *prefs,
+                                              size_t nprefs, bool allow_all, parts_t *p)
+{
+    if (mode == MODEL_LB_UNSPECIFIED && !allow_all)
+        return NULL;
+    size_t n = nprefs < 6 ? nprefs : 6;
+    istio__workload__load_balancing__init(&p->lb);
+    for (size_t i = 0; i < n; i++)
+        p->prefs[i] = (Istio__Workload__LoadBalancing__Scope)prefs[i];
+    p->lb.mode = (Istio__Workload__LoadBalancing__Mode)mode;
+    p->lb.n_routing_preference = n;
+    p->lb.routing_preference = p->prefs;
+    p->lb.health_policy = allow_all ? ISTIO__WORKLOAD__LOAD_BALANCING__HEALTH_POLICY__ALLOW_ALL
+                                    : ISTIO__WORKLOAD__LOAD_BALANCING__HEALTH_POLICY__ONLY_HEALTHY;
+    return &p->lb;
+}
+
+/* Field f of o into member pb of the Service m (see MODEL_SERVICE_FIELDS). */
+#define SVC_ENC(kind, f, pb, json) SVC_ENC_##kind(f, pb)
+#define SVC_ENC_STR(f, pb) m.pb = s(o->f);
+#define SVC_ENC_TRUE(f, pb) m.pb = 1;
+#define SVC_ENC_NETADDRS(f, pb)                                                                    \
+    if (svc_addrs(o->f, o->n##f, &m.n_##pb, &m.pb, &p) < 0)                                        \
+        goto out;
+#define SVC_ENC_PORTS(f, pb)                                                                       \
+    if (svc_ports(o->f, o->n##f, &m.n_##pb, &m.pb, &p) < 0)                                        \
+        goto out;
+#define SVC_ENC_PORT_NAMES(f, pb)
+#define SVC_ENC_SANS(f, pb)                                                                        \
+    m.n_##pb = o->n##f;                                                                            \
+    m.pb = (char **)o->f;
+#define SVC_ENC_LB(f, pb)                                                                          \
+    m.pb = svc_lb(o->f##_mode, o->f##_prefs, o->n##f##_prefs, o->f##_allow_all, &p);
+#define SVC_ENC_IPF(f, pb) m.pb = (Istio__Workload__IPFamilies)o->f;
 
 static uint8_t *encode_service(const model_out_service_t *o, size_t *len)
 {
     Istio__Workload__Service m = ISTIO__WORKLOAD__SERVICE__INIT;
-    Istio__Workload__LoadBalancing lb = ISTIO__WORKLOAD__LOAD_BALANCING__INIT;
-    Istio__Workload__LoadBalancing__Scope prefs[6];
-    Istio__Workload__NetworkAddress *na = calloc(o->naddrs + 1, sizeof(*na));
-    Istio__Workload__NetworkAddress **nap = calloc(o->naddrs + 1, sizeof(*nap));
-    Istio__Workload__Port *ports = ports_new(o->ports, o->nports);
-    Istio__Workload__Port **portp = ptrs(ports, o->nports);
+    parts_t p = {0};
     uint8_t *buf = NULL;
 
-    if (!na || !nap || !ports || !portp)
-        goto out;
-    m.name = s(o->name);
-    m.namespace_ = s(o->ns);
-    m.hostname = s(o->hostname);
-    for (size_t i = 0; i < o->naddrs; i++) {
-        istio__workload__network_address__init(&na[i]);
-        na[i].network = s(o->addrs[i].network);
-        na[i].address.data = (uint8_t *)o->addrs[i].ip.b;
-        na[i].address.len = o->addrs[i].ip.len;
-        nap[i] = &na[i];
-    }
-    m.n_addresses = o->naddrs;
-    m.addresses = nap;
-    m.n_ports = o->nports;
-    m.ports = portp;
-    m.canonical = 1; /* a Kubernetes Service owns its hostname, as istiod marks it */
-    m.n_subject_alt_names = o->nsans;
-    m.subject_alt_names = (char **)o->sans;
-    if (o->lb_mode != MODEL_LB_UNSPECIFIED || o->lb_allow_all) {
-        size_t n = o->nlb_prefs < 6 ? o->nlb_prefs : 6;
-        for (size_t i = 0; i < n; i++)
-            prefs[i] = (Istio__Workload__LoadBalancing__Scope)o->lb_prefs[i];
-        lb.mode = (Istio__Workload__LoadBalancing__Mode)o->lb_mode;
-        lb.n_routing_preference = n;
-        lb.routing_preference = prefs;
-        lb.health_policy = o->lb_allow_all
-                               ? ISTIO__WORKLOAD__LOAD_BALANCING__HEALTH_POLICY__ALLOW_ALL
-                               : ISTIO__WORKLOAD__LOAD_BALANCING__HEALTH_POLICY__ONLY_HEALTHY;
-        m.load_balancing = &lb;
-    }
-    m.ip_families = (Istio__Workload__IPFamilies)o->ip_families;
+    MODEL_SERVICE_FIELDS(SVC_ENC)
     Istio__Workload__Address a = ISTIO__WORKLOAD__ADDRESS__INIT;
     a.type_case = ISTIO__WORKLOAD__ADDRESS__TYPE_SERVICE;
     a.service = &m;
     buf = pack_address(&a, len);
 out:
-    free(na);
-    free(nap);
-    free(ports);
-    free(portp);
+    parts_free(&p);
     return buf;
 }
 
