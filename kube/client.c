@@ -292,7 +292,7 @@ static void kube_cluster_adopt(kube_cluster_t *cl, kube_cluster_t *old)
     for (int r = 0; r < KUBE_RES__COUNT; r++) {
         if (!cl->inf[r] || !old->inf[r])
             continue;
-        kube_smap_t *t = cl->inf[r]->cache;
+        base_map_t t = cl->inf[r]->cache;
         cl->inf[r]->cache = old->inf[r]->cache;
         cl->inf[r]->gen = old->inf[r]->gen;
         cl->inf[r]->listed = old->inf[r]->listed;

@@ -3,10 +3,10 @@
  *
  * An informer lists (paginated), then watches from the list's
  * resourceVersion, decoding the newline-delimited watch stream as it
- * arrives. It keeps only key -> resourceVersion of what it has told the
- * callback, which is enough to turn a relist (after 410 Gone) into the exact
- * difference and to drop duplicates. It is driven by the I/O thread in
- * client.c and never blocks.
+ * arrives. It keeps only key -> resourceVersion and content hash of what it
+ * has told the callback (a base map), which is enough to turn a relist
+ * (after 410 Gone) into the exact difference and to drop duplicates. It is
+ * driven by the I/O thread in client.c and never blocks.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -44,8 +44,8 @@ const char *kube_res_name(kube_res_t r)
 
 const char *kube_ev_name(kube_ev_t e)
 {
-    static const char *const names[] = {"ADDED",     "MODIFIED", "DELETED", "SYNCED",
-                                        "STALE",     "RECOVERED", "ERROR",  "RELISTED"};
+    static const char *const names[] = {"ADDED", "MODIFIED",  "DELETED", "SYNCED",
+                                        "STALE", "RECOVERED", "ERROR",   "RELISTED"};
     return (unsigned)e <= KUBE_EV_RELISTED ? names[e] : "?";
 }
 
@@ -58,8 +58,8 @@ kube_informer_t *kube_inf_new(kube_cluster_t *cl, kube_res_t res)
     inf->res = res;
     inf->seed = (unsigned)kube_now_ms() ^ (unsigned)(uintptr_t)inf;
     inf->easy = curl_easy_init();
-    inf->cache = kube_smap_new();
-    if (!inf->easy || !inf->cache) {
+    base_map_init(&inf->cache);
+    if (!inf->easy) {
         kube_inf_free(inf);
         return NULL;
     }
@@ -88,7 +88,7 @@ void kube_inf_free(kube_informer_t *inf)
     if (inf->easy)
         curl_easy_cleanup(inf->easy);
     curl_slist_free_all(inf->hdrs);
-    kube_smap_free(inf->cache);
+    base_map_destroy(&inf->cache, free);
     free(inf->rv);
     free(inf->cont);
     free(inf->buf);
@@ -265,6 +265,38 @@ static uint64_t kube_jhash(const kube_jv_t *o)
     return h;
 }
 
+/* A cache value: what the callback was told of an object ("rv\nhash"), and
+ * the generation of the list that last saw it, so that a relist finds what
+ * disappeared in one sweep without a second set. */
+typedef struct kube_seen {
+    unsigned gen;
+    char val[];
+} kube_seen_t;
+
+static const char *kube_seen_get(const kube_informer_t *inf, const char *key)
+{
+    const kube_seen_t *s = base_map_get(&inf->cache, key);
+    return s ? s->val : NULL;
+}
+
+/* Sets key to val, seen by this generation. 0, or -1 when out of memory. */
+static int kube_seen_put(kube_informer_t *inf, const char *key, const char *val)
+{
+    size_t n = strlen(val) + 1;
+    kube_seen_t *s = malloc(sizeof(*s) + n);
+    if (!s)
+        return -1;
+    s->gen = inf->gen;
+    memcpy(s->val, val, n);
+    void *old = base_map_put(&inf->cache, key, s);
+    if (old == s) {
+        free(s);
+        return -1;
+    }
+    free(old);
+    return 0;
+}
+
 /* Whether cached value c ("rv\nhash") has resourceVersion rv. */
 static bool kube_same_rv(const char *c, const char *rv)
 {
@@ -280,7 +312,8 @@ static bool kube_same_rv(const char *c, const char *rv)
  * ClusterIPs; the content decides. */
 static void kube_inf_upsert(kube_informer_t *inf, const kube_obj_t *obj, const char *key)
 {
-    const char *prev = kube_smap_get(inf->cache, key);
+    const char *prev = kube_seen_get(inf, key);
+    bool seen = prev != NULL;
     const char *rv = obj->rv ? obj->rv : "";
     size_t n = strlen(rv) + 18;
     char small[128], *val = n <= sizeof(small) ? small : malloc(n);
@@ -292,8 +325,7 @@ static void kube_inf_upsert(kube_informer_t *inf, const kube_obj_t *obj, const c
     snprintf(val, n, "%s\n%016llx", rv, (unsigned long long)kube_jhash(obj->v));
     bool same = prev && obj->rv && strcmp(prev, val) == 0;
     bool samerv = prev && obj->rv && !same && kube_same_rv(prev, obj->rv);
-    kube_ev_t ev = prev ? KUBE_EV_MODIFIED : KUBE_EV_ADDED;
-    int rc = kube_smap_put(inf->cache, key, val, inf->gen);
+    int rc = kube_seen_put(inf, key, val); /* prev is gone */
     if (val != small)
         free(val);
     if (rc < 0) {
@@ -304,11 +336,11 @@ static void kube_inf_upsert(kube_informer_t *inf, const kube_obj_t *obj, const c
     if (same)
         return;
     if (inf->phase == KUBE_PH_LIST) {
-        inf->n_added += !prev;
-        inf->n_modified += prev != NULL;
+        inf->n_added += !seen;
+        inf->n_modified += seen;
         inf->n_samerv += samerv;
     }
-    kube_emit(inf->cl, inf->res, ev, obj);
+    kube_emit(inf->cl, inf->res, seen ? KUBE_EV_MODIFIED : KUBE_EV_ADDED, obj);
 }
 
 /* An object holding a number out of range or a repeated key is refused
@@ -322,13 +354,9 @@ static bool kube_inf_refuse(kube_informer_t *inf, const kube_jv_t *v, const char
         return false;
     kube_obj_t obj;
     bool named = kube_obj_init(inf, v, &obj, key, sizeof(key)) == 0;
-    const char *prev = named ? kube_smap_get(inf->cache, key) : NULL;
-    if (prev) {
-        char *keep = strdup(prev);
-        if (keep)
-            kube_smap_put(inf->cache, key, keep, inf->gen);
-        free(keep);
-    }
+    kube_seen_t *prev = named ? base_map_get(&inf->cache, key) : NULL;
+    if (prev)
+        prev->gen = inf->gen;
     kube_count(inf->cl->w, KUBE_ST_BAD_OBJECTS);
     kube_emit_error(inf->cl, inf->res, "cluster %s: %s %s: %s %s refused: %s%s", inf->cl->id, op,
                     kube_res_name(inf->res), kube_resdefs[inf->res].kind, named ? key : "(unnamed)",
@@ -338,19 +366,24 @@ static bool kube_inf_refuse(kube_informer_t *inf, const kube_jv_t *v, const char
 
 static void kube_inf_delete(kube_informer_t *inf, const kube_obj_t *obj, const char *key)
 {
-    if (!kube_smap_get(inf->cache, key))
+    kube_seen_t *s = base_map_del(&inf->cache, key);
+    if (!s)
         return; /* never seen, or already deleted */
-    kube_smap_del(inf->cache, key);
+    free(s);
     kube_emit(inf->cl, inf->res, KUBE_EV_DELETED, obj);
 }
 
-/* A relist sweep found key gone: the callback gets a stub. */
-static void kube_inf_gone(void *arg, const char *key, const char *val)
+/* The relist sweep: an entry this list did not see is gone, and the callback
+ * gets a stub. */
+static bool kube_inf_gone(const char *key, void *val, void *arg)
 {
     kube_informer_t *inf = arg;
+    kube_seen_t *s = val;
+    if (s->gen == inf->gen)
+        return false;
     char ns[512], rv[256];
     const char *slash = strchr(key, '/');
-    snprintf(rv, sizeof(rv), "%.*s", (int)strcspn(val, "\n"), val);
+    snprintf(rv, sizeof(rv), "%.*s", (int)strcspn(s->val, "\n"), s->val);
     kube_obj_t o = {.name = key, .rv = rv, .res = inf->res};
     inf->n_deleted++;
     if (slash && (size_t)(slash - key) < sizeof(ns)) {
@@ -360,6 +393,8 @@ static void kube_inf_gone(void *arg, const char *key, const char *val)
         o.name = slash + 1;
     }
     kube_emit(inf->cl, inf->res, KUBE_EV_DELETED, &o);
+    free(s);
+    return true;
 }
 
 /* ---------- the watch stream ---------- */
@@ -614,7 +649,7 @@ static void kube_list_complete(kube_informer_t *inf, const kube_jv_t *items)
     kube_jdoc_clear(&pd);
     kube_list_items(inf, items, inf->doc.nbad > 0);
     kube_list_discard(inf);
-    kube_smap_sweep(inf->cache, inf->gen, kube_inf_gone, inf);
+    base_map_sweep(&inf->cache, kube_inf_gone, inf);
     inf->phase = KUBE_PH_WATCH;
     inf->backoff_ms = 0;
     if (inf->listed)
@@ -653,8 +688,8 @@ static void kube_list_page(kube_informer_t *inf)
     }
     memcpy(raw, inf->buf ? inf->buf : "", inf->len);
     size_t rawlen = inf->len;
-    int prc = kube_jparse_ex(&inf->doc, inf->buf ? inf->buf : "", inf->buf ? inf->len : 0,
-                             KUBE_JP_MARK);
+    int prc =
+        kube_jparse_ex(&inf->doc, inf->buf ? inf->buf : "", inf->buf ? inf->len : 0, KUBE_JP_MARK);
     const kube_jv_t *root = prc == 0 ? kube_jroot(&inf->doc) : NULL;
     const kube_jv_t *md = kube_jget(root, "metadata"), *items = kube_jget(root, "items");
     const kube_jv_t *rv = kube_jget(md, "resourceVersion"), *cont = kube_jget(md, "continue");
@@ -673,7 +708,7 @@ static void kube_list_page(kube_informer_t *inf)
         kube_count(w, KUBE_ST_DECODE);
         kube_emit_error(inf->cl, inf->res, "cluster %s: list %s: malformed list: %s", inf->cl->id,
                         kube_res_name(inf->res),
-                        !root  ? inf->doc.err
+                        !root    ? inf->doc.err
                         : bad[0] ? bad
                                  : "not a list with metadata.resourceVersion");
         kube_set(&inf->cont, NULL);
@@ -699,8 +734,8 @@ static void kube_list_page(kube_informer_t *inf)
     if (more) {
         if (kube_list_hold(inf, raw, rawlen) < 0) {
             free(raw);
-            kube_emit_error(inf->cl, inf->res, "cluster %s: list %s: out of memory",
-                            inf->cl->id, kube_res_name(inf->res));
+            kube_emit_error(inf->cl, inf->res, "cluster %s: list %s: out of memory", inf->cl->id,
+                            kube_res_name(inf->res));
             kube_list_discard(inf);
             kube_set(&inf->cont, NULL);
             kube_backoff(inf);
@@ -791,11 +826,10 @@ static void kube_inf_relist(kube_informer_t *inf)
     inf->due_ms = 0;
 }
 
-/* The server ended a watch: resume at once, unless it ended within KUBE_SHORT_WATCH_MS without delivering anything,
- * which a server or proxy answering every watch with an empty 200 would
- * turn into a hot loop. Those back off as client-go's reflector does; the
- * second of a streak is reported (a single one is a disconnect at a bad
- * moment), the rest only counted. */
+/* The server ended a watch: resume at once, unless it ended within KUBE_SHORT_WATCH_MS without
+ * delivering anything, which a server or proxy answering every watch with an empty 200 would turn
+ * into a hot loop. Those back off as client-go's reflector does; the second of a streak is reported
+ * (a single one is a disconnect at a bad moment), the rest only counted. */
 static void kube_watch_ended(kube_informer_t *inf)
 {
     uint64_t lasted = kube_now_ms() - inf->watch_start_ms;

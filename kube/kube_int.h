@@ -1,6 +1,6 @@
 /*
  * kube_int.h - internals shared by the kube/ files: the watcher (client.c,
- * informer.c, smap.c), request.c, decode.c on parsed values (jv.h), and
+ * informer.c), request.c, decode.c on parsed values (jv.h), and
  * exec credential plugins (exec.c). Not part of the public API in kube.h.
  */
 #ifndef MESHFED_KUBE_INT_H
@@ -13,6 +13,7 @@
 
 #include <curl/curl.h>
 
+#include "base.h"
 #include "jv.h"
 #include "kube.h"
 
@@ -30,21 +31,6 @@
 #define KUBE_SHORT_WATCH_MS 1000
 #define KUBE_SHORT_BACKOFF_MIN_MS 800
 #define KUBE_SHORT_BACKOFF_MAX_MS 30000
-
-/* ---------- smap.c: key -> "resourceVersion\nhash", with a generation mark ---------- */
-
-typedef struct kube_smap kube_smap_t;
-typedef void (*kube_smap_fn)(void *arg, const char *key, const char *rv);
-
-kube_smap_t *kube_smap_new(void);
-void kube_smap_free(kube_smap_t *m);
-const char *kube_smap_get(kube_smap_t *m, const char *key);
-/* Sets key to rv and marks it with gen. 0 or -1 (no memory). */
-int kube_smap_put(kube_smap_t *m, const char *key, const char *rv, unsigned gen);
-void kube_smap_del(kube_smap_t *m, const char *key);
-size_t kube_smap_count(const kube_smap_t *m);
-/* Removes every entry whose mark is not gen, calling fn before each. */
-void kube_smap_sweep(kube_smap_t *m, unsigned gen, kube_smap_fn fn, void *arg);
 
 /* ---------- objects (informer.c) and their decoding (decode.c) ---------- */
 
@@ -100,13 +86,13 @@ typedef struct kube_informer {
     bool busy;       /* a request is in the multi handle */
     uint64_t due_ms; /* when idle: start the next request at this time */
     unsigned backoff_ms;
-    kube_smap_t *cache; /* key -> rv of what the callback has seen */
-    unsigned gen;       /* list generation, for the relist sweep */
-    bool synced;        /* the initial list finished */
-    char *rv;           /* where the watch resumes */
-    char *cont;         /* list continue token */
-    char *buf;          /* list body, watch partial line, or error body */
-    kube_jdoc_t doc;    /* buf parsed (a list page or one watch line) */
+    base_map_t cache; /* key -> what the callback has seen (informer.c) */
+    unsigned gen;     /* list generation, for the relist sweep */
+    bool synced;      /* the initial list finished */
+    char *rv;         /* where the watch resumes */
+    char *cont;       /* list continue token */
+    char *buf;        /* list body, watch partial line, or error body */
+    kube_jdoc_t doc;  /* buf parsed (a list page or one watch line) */
     size_t len, cap;
     bool skipping;   /* discarding the rest of an oversized watch line */
     bool gone;       /* the watch stream said 410 */
@@ -115,11 +101,11 @@ typedef struct kube_informer {
     unsigned seed;   /* for backoff jitter (rand_r) */
     bool got_data;   /* the watch delivered an event (or a bookmark) */
     uint64_t watch_start_ms;
-    char **pages;       /* the raw pages of the list so far, applied when it completes */
+    char **pages; /* the raw pages of the list so far, applied when it completes */
     size_t *page_len;
     size_t npages, pages_cap;
-    size_t list_objs;   /* items in the list so far */
-    bool listed;        /* a list completed before: the next one is a relist */
+    size_t list_objs; /* items in the list so far */
+    bool listed;      /* a list completed before: the next one is a relist */
     const char *relist_why;
     size_t n_added, n_modified, n_samerv, n_deleted; /* by the list under way */
     unsigned short_ms; /* backoff after watches that end at once without events */
@@ -133,8 +119,8 @@ struct kube_cluster {
     char *id;
     kube_conn_t conn;
     kube_informer_t *inf[KUBE_RES__COUNT];
-    bool synced; /* written under w->mu */
-    bool stale;  /* written under w->mu */
+    bool synced;                /* written under w->mu */
+    bool stale;                 /* written under w->mu */
     unsigned forbidden, absent; /* optional resources answered 403 / 404; under w->mu */
     uint64_t last_success_ms;
     char *base_url;                /* server URL, its host replaced by tls_server_name if set */
@@ -185,7 +171,6 @@ struct kube_watcher {
     size_t nclusters;
     _Atomic uint64_t st[KUBE_ST__COUNT]; /* kube_stats_t fields, in order */
 };
-
 
 /* client.c */
 uint64_t kube_now_ms(void);

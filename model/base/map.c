@@ -40,6 +40,8 @@ uint64_t base_hash_str(const char *s)
     return avalanche(h);
 }
 
+const char base_map_set_mark = 0;
+
 void base_map_init(base_map_t *h)
 {
     memset(h, 0, sizeof(*h));
@@ -51,7 +53,7 @@ void base_map_destroy(base_map_t *h, void (*free_fn)(void *))
         base_map_ent_t *e = h->b[i];
         while (e) {
             base_map_ent_t *next = e->next;
-            if (free_fn)
+            if (free_fn && e->val != BASE_MAP_SET)
                 free_fn(e->val);
             free(e);
             e = next;
@@ -165,6 +167,23 @@ void base_map_take(base_map_t *h, void (*fn)(const char *key, void *val, void *a
         }
     }
     free(t.b);
+}
+
+void base_map_sweep(base_map_t *h, bool (*fn)(const char *key, void *val, void *arg), void *arg)
+{
+    for (size_t i = 0; i < h->nb; i++) {
+        base_map_ent_t **p = &h->b[i];
+        while (*p) {
+            base_map_ent_t *e = *p;
+            if (!fn(e->key, e->val, arg)) {
+                p = &e->next;
+                continue;
+            }
+            *p = e->next;
+            free(e);
+            h->n--;
+        }
+    }
 }
 
 base_map_ent_t *base_map_first(const base_map_t *h)
