@@ -44,99 +44,138 @@ static json_t *ports_json(const model_port_pair_t *p, size_t n)
     return a;
 }
 
-static json_t *workload_json(const model_out_workload_t *w)
+static json_t *ips_json(const model_ip_t *ips, size_t n)
+{
+    json_t *a = json_array();
+    for (size_t i = 0; i < n; i++)
+        json_array_append_new(a, ip_json(&ips[i]));
+    return a;
+}
+
+/* The locality object, added to o by the first of its fields that is set. */
+static json_t *loc_json(json_t *o, json_t *loc, const char *k, const char *v)
+{
+    if (!v)
+        return loc;
+    if (!loc) {
+        loc = json_object();
+        json_object_set_new(o, "locality", loc);
+    }
+    set_str(loc, k, v);
+    return loc;
+}
+
+/* networkGateway k, and the capacity that only gateway-reached workloads
+ * carry. */
+static void gw_json(json_t *o, const char *k, const model_gw_addr_t *gw)
+{
+    if (!gw)
+        return;
+    json_t *g = json_object();
+    if (gw->hostname)
+        json_object_set_new(
+            g, "hostname",
+            json_pack("{s:s, s:s}", "namespace", gw->ns ? gw->ns : "", "hostname", gw->hostname));
+    else
+        json_object_set_new(g, "address", netaddr_json(&(model_net_addr_t){gw->network, gw->ip}));
+    json_object_set_new(g, "hboneMtlsPort", json_integer(gw->hbone_port));
+    json_object_set_new(o, k, g);
+    if (gw->capacity)
+        json_object_set_new(o, "capacity", json_integer(gw->capacity));
+}
+
+static json_t *svcs_json(const model_wl_service_t *svcs, size_t n)
 {
     json_t *o = json_object();
-    set_str(o, "uid", w->uid);
-    set_str(o, "name", w->name);
-    set_str(o, "namespace", w->ns);
-    json_t *addrs = json_array();
-    for (size_t i = 0; i < w->naddrs; i++)
-        json_array_append_new(addrs, ip_json(&w->addrs[i]));
-    json_object_set_new(o, "addresses", addrs);
-    set_str(o, "network", w->network);
-    json_object_set_new(o, "tunnelProtocol",
-                        json_string(w->tunnel == MODEL_TUNNEL_HBONE ? "HBONE" : "NONE"));
-    set_str(o, "hostname", w->hostname);
-    if (w->native_tunnel)
-        json_object_set_new(o, "nativeTunnel", json_true());
-    if (w->host_network)
-        json_object_set_new(o, "networkMode", json_string("HOST_NETWORK"));
-    set_str(o, "trustDomain", w->trust_domain);
-    set_str(o, "serviceAccount", w->service_account);
-    set_str(o, "node", w->node);
-    set_str(o, "clusterId", w->cluster_id);
-    set_str(o, "workloadName", w->workload_name);
-    set_str(o, "canonicalName", w->canonical_name);
-    set_str(o, "canonicalRevision", w->canonical_revision);
-    static const char *const types[] = {"DEPLOYMENT", "CRONJOB", "POD", "JOB"};
-    json_object_set_new(o, "workloadType",
-                        json_string(w->workload_type < 4 ? types[w->workload_type] : "UNKNOWN"));
-    json_object_set_new(o, "status", json_string(w->healthy ? "HEALTHY" : "UNHEALTHY"));
-    if (w->region || w->zone || w->subzone) {
-        json_t *l = json_object();
-        set_str(l, "region", w->region);
-        set_str(l, "zone", w->zone);
-        set_str(l, "subzone", w->subzone);
-        json_object_set_new(o, "locality", l);
-    }
-    if (w->gateway) {
-        json_t *g = json_object();
-        if (w->gateway->hostname)
-            json_object_set_new(g, "hostname",
-                                json_pack("{s:s, s:s}", "namespace",
-                                          w->gateway->ns ? w->gateway->ns : "", "hostname",
-                                          w->gateway->hostname));
-        else
-            json_object_set_new(
-                g, "address",
-                netaddr_json(&(model_net_addr_t){w->gateway->network, w->gateway->ip}));
-        json_object_set_new(g, "hboneMtlsPort", json_integer(w->gateway->hbone_port));
-        json_object_set_new(o, "networkGateway", g);
-    }
-    if (w->gateway && w->gateway->capacity)
-        json_object_set_new(o, "capacity", json_integer(w->gateway->capacity));
-    json_t *svcs = json_object();
-    for (size_t i = 0; i < w->nservices; i++)
-        json_object_set_new(
-            svcs, w->services[i].key,
-            json_pack("{s:o}", "ports", ports_json(w->services[i].ports, w->services[i].nports)));
-    json_object_set_new(o, "services", svcs);
+    for (size_t i = 0; i < n; i++)
+        json_object_set_new(o, svcs[i].key,
+                            json_pack("{s:o}", "ports", ports_json(svcs[i].ports, svcs[i].nports)));
     return o;
 }
+
+static const char *const wl_types[] = {"DEPLOYMENT", "CRONJOB", "POD", "JOB"};
+
+/* Field f of w as member k of o, as its kind says (see MODEL_WORKLOAD_FIELDS). */
+#define WL_JSON(kind, f, pb, k) WL_JSON_##kind(f, k)
+#define WL_JSON_STR(f, k) set_str(o, k, w->f);
+#define WL_JSON_SSTR(f, k) set_str(o, k, w->f);
+#define WL_JSON_LOC(f, k) loc = loc_json(o, loc, k, w->f);
+#define WL_JSON_IPS(f, k) json_object_set_new(o, k, ips_json(w->f, w->n##f));
+#define WL_JSON_SVCS(f, k) json_object_set_new(o, k, svcs_json(w->f, w->n##f));
+#define WL_JSON_GW(f, k) gw_json(o, k, w->f);
+#define WL_JSON_TUNNEL(f, k)                                                                       \
+    json_object_set_new(o, k, json_string(w->f == MODEL_TUNNEL_HBONE ? "HBONE" : "NONE"));
+#define WL_JSON_FLAG(f, k)                                                                         \
+    if (w->f)                                                                                      \
+        json_object_set_new(o, k, json_true());
+#define WL_JSON_NETMODE(f, k)                                                                      \
+    if (w->f)                                                                                      \
+        json_object_set_new(o, k, json_string("HOST_NETWORK"));
+#define WL_JSON_WLTYPE(f, k)                                                                       \
+    json_object_set_new(o, k, json_string(w->f < 4 ? wl_types[w->f] : "UNKNOWN"));
+#define WL_JSON_STATUS(f, k) json_object_set_new(o, k, json_string(w->f ? "HEALTHY" : "UNHEALTHY"));
+
+static json_t *workload_json(const model_out_workload_t *w)
+{
+    json_t *o = json_object(), *loc = NULL;
+    MODEL_WORKLOAD_FIELDS(WL_JSON)
+    return o;
+}
+
+static json_t *netaddrs_json(const model_net_addr_t *addrs, size_t n)
+{
+    json_t *a = json_array();
+    for (size_t i = 0; i < n; i++)
+        json_array_append_new(a, netaddr_json(&addrs[i]));
+    return a;
+}
+
+static void sans_json(json_t *o, const char *k, const char *const *sans, size_t n)
+{
+    if (!n)
+        return;
+    json_t *a = json_array();
+    for (size_t i = 0; i < n; i++)
+        json_array_append_new(a, json_string(sans[i]));
+    json_object_set_new(o, k, a);
+}
+
+static void lb_json(json_t *o, const char *k, model_lb_mode_t mode, const model_lb_scope_t *prefs,
+                    size_t nprefs, bool allow_all)
+{
+    static const char *const modes[] = {"UNSPECIFIED_MODE", "STRICT", "FAILOVER"};
+    if (mode == MODEL_LB_UNSPECIFIED && !allow_all)
+        return;
+    json_t *a = json_array();
+    for (size_t i = 0; i < nprefs; i++)
+        json_array_append_new(a, json_string(lb_scopes[prefs[i]]));
+    json_t *lb = json_pack("{s:o, s:s}", "routingPreference", a, "mode",
+                           modes[mode <= MODEL_LB_FAILOVER ? mode : 0]);
+    if (allow_all)
+        json_object_set_new(lb, "healthPolicy", json_string("ALLOW_ALL"));
+    json_object_set_new(o, k, lb);
+}
+
+static const char *const ip_fams[] = {"AUTOMATIC", "IPV4_ONLY", "IPV6_ONLY", "DUAL"};
+
+/* Field f of s as member k of o (see MODEL_SERVICE_FIELDS). */
+#define SVC_JSON(kind, f, pb, k) SVC_JSON_##kind(f, k)
+#define SVC_JSON_STR(f, k) set_str(o, k, s->f);
+#define SVC_JSON_TRUE(f, k) json_object_set_new(o, k, json_true());
+#define SVC_JSON_NETADDRS(f, k) json_object_set_new(o, k, netaddrs_json(s->f, s->n##f));
+#define SVC_JSON_PORTS(f, k) json_object_set_new(o, k, ports_json(s->f, s->n##f));
+#define SVC_JSON_PORT_NAMES(f, k)
+#define SVC_JSON_SANS(f, k) sans_json(o, k, s->f, s->n##f);
+#define SVC_JSON_LB(f, k)                                                                          \
+    lb_json(o, k, s->f##_mode, s->f##_prefs, s->n##f##_prefs, s->f##_allow_all);
+#define SVC_JSON_IPF(f, k)                                                                         \
+    if (s->f != MODEL_IPF_AUTOMATIC)                                                               \
+        json_object_set_new(o, k, json_string(ip_fams[s->f & 3]));
 
 static json_t *service_json(const model_out_service_t *s)
 {
     json_t *o = json_object();
-    set_str(o, "name", s->name);
-    set_str(o, "namespace", s->ns);
-    set_str(o, "hostname", s->hostname);
-    json_object_set_new(o, "canonical", json_true());
-    json_t *addrs = json_array();
-    for (size_t i = 0; i < s->naddrs; i++)
-        json_array_append_new(addrs, netaddr_json(&s->addrs[i]));
-    json_object_set_new(o, "addresses", addrs);
-    json_object_set_new(o, "ports", ports_json(s->ports, s->nports));
-    if (s->nsans) {
-        json_t *sans = json_array();
-        for (size_t i = 0; i < s->nsans; i++)
-            json_array_append_new(sans, json_string(s->sans[i]));
-        json_object_set_new(o, "subjectAltNames", sans);
-    }
-    if (s->lb_mode != MODEL_LB_UNSPECIFIED || s->lb_allow_all) {
-        static const char *const modes[] = {"UNSPECIFIED_MODE", "STRICT", "FAILOVER"};
-        json_t *prefs = json_array();
-        for (size_t i = 0; i < s->nlb_prefs; i++)
-            json_array_append_new(prefs, json_string(lb_scopes[s->lb_prefs[i]]));
-        json_t *lb = json_pack("{s:o, s:s}", "routingPreference", prefs, "mode",
-                               modes[s->lb_mode <= MODEL_LB_FAILOVER ? s->lb_mode : 0]);
-        if (s->lb_allow_all)
-            json_object_set_new(lb, "healthPolicy", json_string("ALLOW_ALL"));
-        json_object_set_new(o, "loadBalancing", lb);
-    }
-    static const char *const fams[] = {"AUTOMATIC", "IPV4_ONLY", "IPV6_ONLY", "DUAL"};
-    if (s->ip_families != MODEL_IPF_AUTOMATIC)
-        json_object_set_new(o, "ipFamilies", json_string(fams[s->ip_families & 3]));
+    MODEL_SERVICE_FIELDS(SVC_JSON)
     return o;
 }
 
