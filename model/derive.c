@@ -16,13 +16,21 @@
 #include <string.h>
 #include <strings.h>
 
-#define MAX_VARIANTS 64
-
 typedef struct build {
     model_t *m;
     model_pmap_edit_t *edit;  /* Address resources */
     model_pmap_edit_t *eedit; /* Endpoints resources */
 } build_t;
+
+/* n zeroed elements of size (at least one): the model has no way to report
+ * running out of memory half way through a commit. */
+static void *zalloc(size_t n, size_t size)
+{
+    void *p = calloc(n ? n : 1, size);
+    if (!p)
+        abort();
+    return p;
+}
 
 /* ---------- publishing one name ---------- */
 
@@ -544,9 +552,9 @@ static void derive_endpoints(build_t *b, const char *hkey, const char *host, con
                              size_t nin, const svc_in_t *exp, size_t nexp, const svc_in_t *base)
 {
     model_t *m = b->m;
-    model_res_t *v[MAX_VARIANTS];
+    model_res_t **v = zalloc(m->nclusters, sizeof(*v));
     size_t nv = 0;
-    for (size_t i = 0; i < m->nclusters && nv < MAX_VARIANTS; i++) {
+    for (size_t i = 0; i < m->nclusters; i++) {
         const model_cluster_int_t *c = m->clusters[i];
         const svc_in_t *own = NULL;
         for (size_t j = 0; j < nin && !own; j++)
@@ -558,6 +566,7 @@ static void derive_endpoints(build_t *b, const char *hkey, const char *host, con
             v[nv++] = build_endpoints(b, hkey, host, c, exp, nexp, base, true);
     }
     publish_to(b, b->eedit, hkey, v, nv);
+    free(v);
 }
 
 static bool name_in(char *const *v, size_t n, const char *s)
@@ -750,8 +759,8 @@ static bool strv_equal(const char *const *a, size_t na, const char *const *b, si
 
 /* The merged global service: one variant for everyone when every network
  * gets the same SANs (the usual case: one network has no pods of it, or
- * all do with the same identities), else one per viewing network. Into v;
- * returns how many. */
+ * all do with the same identities), else one per viewing network. Into v
+ * (room for one per network); returns how many. */
 static size_t global_variants(build_t *b, const char *key, const char *hkey, const char *host,
                               const svc_in_t *exp, size_t nexp, const svc_in_t *base,
                               char *const *local, size_t nlocal, model_res_t **v)
@@ -759,9 +768,9 @@ static size_t global_variants(build_t *b, const char *key, const char *hkey, con
     model_t *m = b->m;
     sans_t s = {0};
     collect_sans(m, key, exp, nexp, &s);
-    const char *nets[MAX_VARIANTS];
+    const char **nets = zalloc(m->nclusters, sizeof(*nets));
     size_t nnets = 0;
-    for (size_t i = 0; i < m->nclusters && nnets < MAX_VARIANTS; i++) {
+    for (size_t i = 0; i < m->nclusters; i++) {
         bool seen = false;
         for (size_t j = 0; j < nnets && !seen; j++)
             seen = strcmp(nets[j], m->clusters[i]->network) == 0;
@@ -788,24 +797,32 @@ static size_t global_variants(build_t *b, const char *key, const char *hkey, con
             set_vis(m, v[nv], MODEL_VIS_NETWORK, NULL, nets[i], local, nlocal);
         nv++;
     }
+    free(nets);
     free(first);
     free(cur);
     sans_free(&s);
     return nv;
 }
 
-static void derive_service(build_t *b, const char *key)
+/* What derive_service works from: the service in each cluster that has it. */
+typedef struct svc_inputs {
+    svc_in_t *in; /* in cluster order */
+    size_t nin;
+    svc_in_t *exp; /* those that export it (GLOBAL) */
+    size_t nexp;
+    char **local; /* ids of the clusters that keep it LOCAL (borrowed) */
+    size_t nlocal;
+    const svc_in_t *base; /* whose definition the GLOBAL service takes; NULL: none */
+} svc_inputs_t;
+
+/* Phase 1: the service key (in namespace ns) in every cluster, its scope
+ * there and its traffic distribution. */
+static void collect_inputs(model_t *m, const char *key, const char *ns, svc_inputs_t *si)
 {
-    model_t *m = b->m;
-    char ns[256];
-    ns_of(key, ns, sizeof(ns));
-    const char *name = key + strlen(ns) + 1;
-    char *host = hostname(m, ns, name);
-    svc_in_t in[MAX_VARIANTS];
-    size_t nin = 0;
-    char *local[MAX_VARIANTS];
-    size_t nlocal = 0;
-    for (size_t i = 0; i < m->nclusters && nin < MAX_VARIANTS; i++) {
+    si->in = zalloc(m->nclusters, sizeof(*si->in));
+    si->exp = zalloc(m->nclusters, sizeof(*si->exp));
+    si->local = zalloc(m->nclusters, sizeof(*si->local));
+    for (size_t i = 0; i < m->nclusters; i++) {
         model_cluster_int_t *c = m->clusters[i];
         model_service_t *svc = base_map_get(&c->objs[MODEL_KIND_SERVICE], key);
         if (!svc || svc->external_name) /* istiod leaves ExternalName out of the mesh */
@@ -817,59 +834,84 @@ static void derive_service(build_t *b, const char *key)
             sc = model_scope_eval(m->rules, &nso->labels, &svc->labels);
             m->scope_evals++;
         }
-        in[nin] = (svc_in_t){c, svc, sc, traffic_dist(svc, nso)};
-        if (in[nin].scope.scope == MODEL_SCOPE_LOCAL)
-            local[nlocal++] = c->id;
-        nin++;
+        si->in[si->nin] = (svc_in_t){c, svc, sc, traffic_dist(svc, nso)};
+        if (sc.scope == MODEL_SCOPE_LOCAL)
+            si->local[si->nlocal++] = c->id;
+        si->nin++;
     }
-    const svc_in_t *base = pick_base(in, nin);
-    char hkey[600];
-    snprintf(hkey, sizeof(hkey), "%s/%s", ns, host);
+    for (size_t i = 0; i < si->nin; i++)
+        if (si->in[i].scope.scope == MODEL_SCOPE_GLOBAL)
+            si->exp[si->nexp++] = si->in[i];
+    si->base = pick_base(si->in, si->nin);
+}
 
-    /* the service itself: LOCAL copies, then the merged GLOBAL one */
-    model_res_t *v[2 * MAX_VARIANTS];
+static void svc_inputs_free(svc_inputs_t *si)
+{
+    free(si->in);
+    free(si->exp);
+    free(si->local);
+}
+
+/* Phase 2: the service itself under hkey, its LOCAL copies then the merged
+ * GLOBAL one, and its endpoints for every cluster. */
+static void publish_service(build_t *b, const char *key, const char *hkey, const char *host,
+                            const svc_inputs_t *si)
+{
+    model_t *m = b->m;
+    /* a copy per LOCAL cluster, a GLOBAL variant per network at most */
+    model_res_t **v = zalloc(si->nlocal + m->nclusters, sizeof(*v));
     size_t nv = 0;
-    for (size_t i = 0; i < nin; i++) {
-        if (in[i].scope.scope != MODEL_SCOPE_LOCAL)
+    for (size_t i = 0; i < si->nin; i++) {
+        const svc_in_t *x = &si->in[i];
+        if (x->scope.scope != MODEL_SCOPE_LOCAL)
             continue;
-        v[nv] = build_service(m, hkey, host, &in[i], 1, &in[i]);
-        set_vis(m, v[nv++], MODEL_VIS_CLUSTER, in[i].c->id, NULL, NULL, 0);
+        v[nv] = build_service(m, hkey, host, x, 1, x);
+        set_vis(m, v[nv++], MODEL_VIS_CLUSTER, x->c->id, NULL, NULL, 0);
     }
-    svc_in_t exp[MAX_VARIANTS];
-    size_t nexp = 0;
-    for (size_t i = 0; i < nin; i++)
-        if (in[i].scope.scope == MODEL_SCOPE_GLOBAL)
-            exp[nexp++] = in[i];
-    if (base)
-        nv += global_variants(b, key, hkey, host, exp, nexp, base, local, nlocal, v + nv);
-    char **names = calloc(MAX_VARIANTS + 1, sizeof(char *));
-    size_t nnames = 0;
+    if (si->base)
+        nv += global_variants(b, key, hkey, host, si->exp, si->nexp, si->base, si->local,
+                              si->nlocal, v + nv);
     publish(b, hkey, v, nv);
-    names[nnames++] = strdup(hkey);
-    derive_endpoints(b, hkey, host, in, nin, exp, nexp, base);
+    free(v);
+    derive_endpoints(b, hkey, host, si->in, si->nin, si->exp, si->nexp, si->base);
+}
 
-    /* one split-horizon workload per network with ready endpoints */
-    for (size_t i = 0; base && i < nexp; i++) {
+/* Phase 3: one split-horizon workload per network with ready endpoints of
+ * the GLOBAL service and a gateway. Their names are appended to names. */
+static void publish_split_horizon(build_t *b, const char *key, const char *host,
+                                  const svc_inputs_t *si, char **names, size_t *nnames)
+{
+    const svc_in_t *exp = si->exp;
+    for (size_t i = 0; si->base && i < si->nexp; i++) {
         const char *net = exp[i].c->network;
         bool seen = false;
         for (size_t j = 0; j < i && !seen; j++)
             seen = strcmp(exp[j].c->network, net) == 0;
-        const model_cluster_int_t *gw = network_gateway(m, net);
+        const model_cluster_int_t *gw = network_gateway(b->m, net);
         if (seen || !gw)
             continue;
         uint32_t cap = 0;
-        for (size_t j = i; j < nexp; j++)
+        for (size_t j = i; j < si->nexp; j++)
             if (strcmp(exp[j].c->network, net) == 0)
                 cap += ready_endpoints(exp[j].c, key);
         if (!cap)
             continue;
-        model_res_t *w = build_split_horizon(b, gw, base->svc, host, cap);
-        set_vis(m, w, MODEL_VIS_OTHER_NETWORKS, NULL, net, local, nlocal);
+        model_res_t *w = build_split_horizon(b, gw, si->base->svc, host, cap);
+        set_vis(b->m, w, MODEL_VIS_OTHER_NETWORKS, NULL, net, si->local, si->nlocal);
         char *wname = strdup(w->name);
         publish(b, wname, &w, 1);
-        names[nnames++] = wname;
+        names[(*nnames)++] = wname;
     }
+}
 
+/* Phase 4: what the service published this time (names, taken over) and
+ * where it is in scope, for the next commit: names published last time and
+ * not now are removed, and a change of scope marks its pods for rebuilding
+ * (their workloads list their global services). */
+static void record_state(build_t *b, const char *key, const svc_inputs_t *si, char **names,
+                         size_t nnames)
+{
+    model_t *m = b->m;
     model_svc_state_t *st = base_map_get(&m->svc_state, key);
     if (!st) {
         st = calloc(1, sizeof(*st));
@@ -878,7 +920,7 @@ static void derive_service(build_t *b, const char *key)
     for (size_t i = 0; i < st->nnames; i++)
         if (!name_in(names, nnames, st->names[i]))
             publish(b, st->names[i], NULL, 0);
-    if (scopes_changed(st, in, nin))
+    if (scopes_changed(st, si->in, si->nin))
         mark_service_pods(m, key);
     strv_free(st->names, st->nnames);
     strv_free(st->clusters, st->nclusters);
@@ -887,19 +929,38 @@ static void derive_service(build_t *b, const char *key)
     free(st->conflict);
     st->names = names;
     st->nnames = nnames;
-    st->clusters = calloc(nin + 1, sizeof(char *));
-    st->scopes = calloc(nin + 1, sizeof(*st->scopes));
-    st->nclusters = nin;
-    for (size_t i = 0; i < nin; i++) {
-        st->clusters[i] = strdup(in[i].c->id);
-        st->scopes[i] = in[i].scope;
+    st->clusters = calloc(si->nin + 1, sizeof(char *));
+    st->scopes = calloc(si->nin + 1, sizeof(*st->scopes));
+    st->nclusters = si->nin;
+    for (size_t i = 0; i < si->nin; i++) {
+        st->clusters[i] = strdup(si->in[i].c->id);
+        st->scopes[i] = si->in[i].scope;
     }
-    st->base_cluster = base ? strdup(base->c->id) : NULL;
-    st->conflict = base ? describe_conflict(in, nin, base) : NULL;
-    if (nin == 0) {
+    st->base_cluster = si->base ? strdup(si->base->c->id) : NULL;
+    st->conflict = si->base ? describe_conflict(si->in, si->nin, si->base) : NULL;
+    if (si->nin == 0) {
         base_map_del(&m->svc_state, key);
         model_svc_state_free(st);
     }
+}
+
+static void derive_service(build_t *b, const char *key)
+{
+    model_t *m = b->m;
+    char ns[256], hkey[600];
+    ns_of(key, ns, sizeof(ns));
+    char *host = hostname(m, ns, key + strlen(ns) + 1);
+    snprintf(hkey, sizeof(hkey), "%s/%s", ns, host);
+    svc_inputs_t si = {0};
+    collect_inputs(m, key, ns, &si);
+    publish_service(b, key, hkey, host, &si);
+    /* the service, then a split-horizon workload per exporting network */
+    char **names = zalloc(si.nexp + 2, sizeof(char *));
+    size_t nnames = 0;
+    names[nnames++] = strdup(hkey);
+    publish_split_horizon(b, key, host, &si, names, &nnames);
+    record_state(b, key, &si, names, nnames);
+    svc_inputs_free(&si);
     free(host);
 }
 
@@ -933,7 +994,7 @@ static const char *label_first(const model_labels_t *l, const char *const *keys,
 static void fill_services(model_res_t *r, const pod_svc_t *ps, size_t n, bool global_only,
                           model_t *m)
 {
-    model_wl_service_t v[MAX_VARIANTS];
+    model_wl_service_t *v = zalloc(n, sizeof(*v));
     size_t nv = 0;
     for (size_t i = 0; i < n; i++) {
         if (global_only && !ps[i].global)
@@ -963,6 +1024,7 @@ static void fill_services(model_res_t *r, const pod_svc_t *ps, size_t n, bool gl
         free((char *)v[i].key);
         free(v[i].ports);
     }
+    free(v);
 }
 
 /* HBONE for pods whose traffic istio-cni redirects to ztunnel, and for pods
@@ -1062,11 +1124,11 @@ static void derive_pod(build_t *b, const char *dkey)
         publish(b, uid, NULL, 0);
         return;
     }
-    pod_svc_t ps[MAX_VARIANTS] = {{0}};
-    size_t nps = 0, nglobal = 0;
     void *const *slices;
     size_t nslices = model_ptrs_get(&c->slices_by_pod, key, &slices);
-    for (size_t i = 0; i < nslices && nps < MAX_VARIANTS; i++) {
+    pod_svc_t *ps = zalloc(nslices, sizeof(*ps)); /* a service per slice at most */
+    size_t nps = 0, nglobal = 0;
+    for (size_t i = 0; i < nslices; i++) {
         const model_endpointslice_t *s = slices[i];
         char skey[512];
         snprintf(skey, sizeof(skey), "%s/%s", s->ns, s->service ? s->service : "");
@@ -1102,6 +1164,7 @@ static void derive_pod(build_t *b, const char *dkey)
         set_vis(m, v[1], MODEL_VIS_NETWORK_PEERS, c->id, c->network, NULL, 0);
         nv = 2;
     }
+    free(ps);
     publish(b, uid, v, nv);
 }
 

@@ -1,8 +1,8 @@
 /*
  * test_model.c - the multicluster model: scope, merge, views, snapshots, deltas.
  */
-#include "model_int.h" /* model_res_equal, to compare two models */
 #include "model.h"
+#include "model_int.h" /* model_res_equal, to compare two models */
 
 #include <check.h>
 #include <stdio.h>
@@ -1271,6 +1271,93 @@ START_TEST(delta_chain_equals_fresh_build)
 }
 END_TEST
 
+/* A global service in more clusters than derive.c once had room for (64):
+ * every cluster's pod and VIP are in, and every cluster gets its view. */
+#define MANY_CLUSTERS 70
+
+START_TEST(global_service_in_more_than_64_clusters_keeps_every_cluster)
+{
+    model_t *m = model_new(NULL);
+    char id[16], ipbase[32], vip[32], ip[64];
+    for (int i = 0; i < MANY_CLUSTERS; i++) {
+        snprintf(id, sizeof(id), "c%03d", i);
+        snprintf(ipbase, sizeof(ipbase), "10.%d.0", i);
+        snprintf(vip, sizeof(vip), "10.96.%d.1", i);
+        add_cluster(m, id, "n1", i == 0 ? "192.0.2.1" : NULL);
+        add_service(m, id, "ns", "a", vip, GLOBAL, ipbase, 1);
+    }
+    add_cluster(m, "remote", "n2", "192.0.2.2");
+    model_snapshot_t *s = model_commit(m);
+    const model_view_t remote = {"remote", "n2"};
+    const model_out_service_t *o = svc(s, &remote, "ns/a.ns.svc.cluster.local");
+    ck_assert_ptr_nonnull(o);
+    ck_assert_uint_eq(o->naddrs, MANY_CLUSTERS);
+    /* the other network reaches all of them through one gateway */
+    const model_out_workload_t *w =
+        wl(s, &remote, SH("n1", "192.0.2.1", "ns", "a.ns.svc.cluster.local"));
+    ck_assert_ptr_nonnull(w);
+    ck_assert_uint_eq(w->gateway->capacity, MANY_CLUSTERS);
+    for (int i = 0; i < MANY_CLUSTERS; i++) {
+        snprintf(id, sizeof(id), "c%03d", i);
+        const model_view_t v = {id, "n1"};
+        ck_assert_uint_eq(svc(s, &v, "ns/a.ns.svc.cluster.local")->naddrs, MANY_CLUSTERS);
+        const model_res_t *r = model_snapshot_get_endpoints(s, &v, "ns/a.ns.svc.cluster.local");
+        ck_assert_msg(r != NULL, "%s has no endpoints", id);
+        const model_out_endpoints_t *e = model_res_endpoints(r);
+        ck_assert_uint_eq(e->neps, MANY_CLUSTERS);
+        /* each cluster's pod, directly: one network */
+        for (int j = 0; j < MANY_CLUSTERS; j++) {
+            char want[16], cid[16];
+            snprintf(want, sizeof(want), "10.%d.0.1", j);
+            snprintf(cid, sizeof(cid), "c%03d", j);
+            size_t k = 0;
+            while (k < e->neps && strcmp(e->eps[k].loc->cluster, cid) != 0)
+                k++;
+            ck_assert_msg(k < e->neps, "%s: no endpoint of %s", id, cid);
+            ck_assert(!e->eps[k].via_gateway);
+            ck_assert_str_eq(model_ip_format(&e->eps[k].ip, ip, sizeof(ip)), want);
+        }
+        snprintf(ip, sizeof(ip), "%s//Pod/ns/a-0", id);
+        ck_assert_ptr_nonnull(wl(s, &v, ip));
+    }
+    model_snapshot_unref(s);
+    model_free(m);
+}
+END_TEST
+
+/* A pod behind more services than derive.c once had room for lists them all. */
+START_TEST(pod_in_more_than_64_services_lists_them_all)
+{
+    model_t *m = mesh();
+    apply(m, "c1", MODEL_KIND_NAMESPACE, mk_ns("ns", NULL));
+    apply(m, "c1", MODEL_KIND_POD, mk_pod("ns", "p", "10.1.0.1", NULL));
+    for (int i = 0; i < MANY_CLUSTERS; i++) {
+        char name[16], slice[32];
+        snprintf(name, sizeof(name), "s%d", i);
+        snprintf(slice, sizeof(slice), "s%d-abc", i);
+        apply(m, "c1", MODEL_KIND_SERVICE, mk_svc("ns", name, NULL, GLOBAL, 80));
+        model_endpointslice_t *sl = mk_slice("ns", slice, name, "10.1.0", 1, NULL);
+        free(sl->endpoints[0].pod);
+        sl->endpoints[0].pod = strdup("p");
+        apply(m, "c1", MODEL_KIND_ENDPOINTSLICE, sl);
+    }
+    model_snapshot_t *s = model_commit(m);
+    const model_out_workload_t *w = wl(s, &V1, "c1//Pod/ns/p");
+    ck_assert_ptr_nonnull(w);
+    ck_assert_uint_eq(w->nservices, MANY_CLUSTERS);
+    for (int i = 0; i < MANY_CLUSTERS; i++) {
+        char key[64];
+        snprintf(key, sizeof(key), "ns/s%d.ns.svc.cluster.local", i);
+        size_t k = 0;
+        while (k < w->nservices && strcmp(w->services[k].key, key) != 0)
+            k++;
+        ck_assert_msg(k < w->nservices, "%s missing", key);
+    }
+    model_snapshot_unref(s);
+    model_free(m);
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("model");
@@ -1307,6 +1394,8 @@ static Suite *suite(void)
     tcase_add_test(t, scope_needs_the_namespace_and_external_name_is_out);
     tcase_add_test(t, podless_endpoints_become_slice_workloads);
     tcase_add_test(t, pod_workload_name_from_controller);
+    tcase_add_test(t, global_service_in_more_than_64_clusters_keeps_every_cluster);
+    tcase_add_test(t, pod_in_more_than_64_services_lists_them_all);
     suite_add_tcase(s, t);
     return s;
 }
