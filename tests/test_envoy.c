@@ -5,9 +5,9 @@
  * priorities and weights of a ClusterLoadAssignment), then the LDS/RDS/CDS/EDS
  * flow over a real grpc core ADS stream.
  */
+#include "envoy.h"
 #include "model.h"
 #include "testcheck.h"
-#include "envoy.h"
 #include "xds.h"
 
 #include "envoy/config/cluster/v3/cluster.pb-c.h"
@@ -297,11 +297,11 @@ START_TEST(by_name_and_cached)
 {
     model_t *m;
     model_snapshot_t *snap = mesh(&m);
-    xds_map_t names = {0};
-    xds_map_put(&names, CL_A, NULL);
-    xds_map_put(&names, "outbound|81||a.ns.svc.cluster.local", NULL);
-    xds_map_put(&names, "outbound|80||nope.ns.svc.cluster.local", NULL);
-    xds_map_put(&names, "garbage", NULL);
+    base_map_t names = {0};
+    base_map_put(&names, CL_A, BASE_MAP_SET);
+    base_map_put(&names, "outbound|81||a.ns.svc.cluster.local", BASE_MAP_SET);
+    base_map_put(&names, "outbound|80||nope.ns.svc.cluster.local", BASE_MAP_SET);
+    base_map_put(&names, "garbage", BASE_MAP_SET);
     xds_envoy_set_t s, s2;
     ck_assert_int_eq(xds_envoy_collect(&s, snap, &V1, XDS_ROLE_CLIENT, NULL, XDS_EDS, &names), 0);
     ck_assert_uint_eq(s.n, 1);
@@ -311,8 +311,8 @@ START_TEST(by_name_and_cached)
     ck_assert_uint_eq(s.hash, s2.hash);
     xds_envoy_set_free(&s2);
     /* the local service is invisible from c2 */
-    xds_map_clear(&names);
-    xds_map_put(&names, "l.ns.svc.cluster.local:80", NULL);
+    base_map_destroy(&names, NULL);
+    base_map_put(&names, "l.ns.svc.cluster.local:80", BASE_MAP_SET);
     const model_view_t v2 = {"c2", "n2"};
     ck_assert_int_eq(xds_envoy_collect(&s2, snap, &v2, XDS_ROLE_CLIENT, NULL, XDS_LDS, &names), 0);
     ck_assert_uint_eq(s2.n, 0);
@@ -321,7 +321,7 @@ START_TEST(by_name_and_cached)
     ck_assert_uint_eq(s2.n, 1);
     xds_envoy_set_free(&s2);
     xds_envoy_set_free(&s);
-    xds_map_clear(&names);
+    base_map_destroy(&names, NULL);
     ck_assert_int_eq(xds_envoy_type(XDS_TYPE_ENDPOINT), XDS_EDS);
     ck_assert_int_eq(xds_envoy_type(XDS_TYPE_ADDRESS), -1);
     model_snapshot_unref(snap);
@@ -711,15 +711,15 @@ START_TEST(gateway_endpoints)
         ck_assert_str_eq(md_string(lb->metadata, ORIG_DST, "local"), want);
     }
     /* by name too, and the client's name is not the gateway's */
-    xds_map_t names = {0};
-    xds_map_put(&names, VIP_B, NULL);
-    xds_map_put(&names, CL_A, NULL);
+    base_map_t names = {0};
+    base_map_put(&names, VIP_B, BASE_MAP_SET);
+    base_map_put(&names, CL_A, BASE_MAP_SET);
     xds_envoy_set_t s;
     ck_assert_int_eq(xds_envoy_collect(&s, snap, &V1, XDS_ROLE_GATEWAY, NULL, XDS_EDS, &names), 0);
     ck_assert_uint_eq(s.n, 1);
     ck_assert_str_eq(s.items[0].name, VIP_B);
     xds_envoy_set_free(&s);
-    xds_map_clear(&names);
+    base_map_destroy(&names, NULL);
     gc_free();
     model_snapshot_unref(snap);
     model_free(m);
@@ -736,15 +736,15 @@ START_TEST(gateway_without_vips)
     add_cluster(m, "c2", "n2", "192.0.2.2");
     add_svc(m, "c2", "a", true, MODEL_TD_NONE, "10.2.0", 1, 1);
     model_snapshot_t *snap = model_commit(m);
-    xds_map_t names = {0};
-    xds_map_put(&names, XDS_GW_MAIN_INTERNAL, NULL);
+    base_map_t names = {0};
+    base_map_put(&names, XDS_GW_MAIN_INTERNAL, BASE_MAP_SET);
     xds_envoy_set_t s;
     ck_assert_int_eq(xds_envoy_collect(&s, snap, &V1, XDS_ROLE_GATEWAY, NULL, XDS_LDS, &names), 0);
     ck_assert_uint_eq(s.n, 1);
     listener_t *l =
         keep(envoy__config__listener__v3__listener__unpack(NULL, s.items[0].len, s.items[0].buf));
     xds_envoy_set_free(&s);
-    xds_map_clear(&names);
+    base_map_destroy(&names, NULL);
     ck_assert_str_eq(l->name, XDS_GW_MAIN_INTERNAL);
     ck_assert_uint_eq(l->n_filter_chains, 1);
     check_tcp_chain(l->filter_chains[0], "virtualInbound-blackhole", "BlackHoleCluster");

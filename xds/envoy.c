@@ -726,12 +726,10 @@ static bool parse_name(xds_envoy_type_t t, const char *name, char *host, size_t 
     return true;
 }
 
-static void named_cb(const char *name, const char *val, void *arg)
+static void collect_named(collect_t *c, const char *name)
 {
-    collect_t *c = arg;
     char host[XDS_MAX_NAME_BUF];
     unsigned port;
-    (void)val;
     if (!parse_name(c->t, name, host, sizeof(host), &port))
         return;
     const model_res_t *r = find_host(c, host);
@@ -745,7 +743,7 @@ static void named_cb(const char *name, const char *val, void *arg)
 
 int xds_envoy_collect(xds_envoy_set_t *set, const model_snapshot_t *snap, const model_view_t *v,
                       xds_envoy_role_t role, const char *td, xds_envoy_type_t t,
-                      const xds_map_t *names)
+                      const base_map_t *names)
 {
     memset(set, 0, sizeof(*set));
     if (!snap || (int)t < 0 || t >= XDS_ENVOY_NTYPES)
@@ -757,9 +755,11 @@ int xds_envoy_collect(xds_envoy_set_t *set, const model_snapshot_t *snap, const 
         return 0; /* its one route table is inline in connect_terminate */
     if (role == XDS_ROLE_GATEWAY && t == XDS_CDS && xds_envoy_gw_static_clusters(set, names) < 0)
         return -1;
-    if (names)
-        xds_map_each(names, named_cb, &c);
-    else
+    if (!names) {
         model_snapshot_each_endpoints(snap, v, all_cb, &c);
+        return c.rc;
+    }
+    for (const base_map_ent_t *e = base_map_first(names); e; e = base_map_next(names, e))
+        collect_named(&c, e->key);
     return c.rc;
 }

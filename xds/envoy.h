@@ -90,7 +90,7 @@ typedef struct xds_envoy_set {
  * snap referenced while using them. 0, or -1 when out of memory. */
 int xds_envoy_collect(xds_envoy_set_t *set, const model_snapshot_t *snap, const model_view_t *v,
                       xds_envoy_role_t role, const char *td, xds_envoy_type_t t,
-                      const xds_map_t *names);
+                      const base_map_t *names);
 void xds_envoy_set_free(xds_envoy_set_t *set);
 /* 16 hex digits of h into buf (17 bytes). */
 void xds_envoy_version(uint64_t h, char *buf);
@@ -103,8 +103,8 @@ int xds_envoy_set_add_owned(xds_envoy_set_t *s, xds_envoy_item_t *it);
  * clusters (likewise), and the cluster "inbound-vip|P|tcp|H" named name
  * (cached per endpoints variant by envoy.c). 0 or -1. */
 int xds_envoy_gw_listeners(xds_envoy_set_t *set, const model_snapshot_t *snap,
-                           const model_view_t *v, const char *td, const xds_map_t *names);
-int xds_envoy_gw_static_clusters(xds_envoy_set_t *set, const xds_map_t *names);
+                           const model_view_t *v, const char *td, const base_map_t *names);
+int xds_envoy_gw_static_clusters(xds_envoy_set_t *set, const base_map_t *names);
 /* Whether the gateway's listeners in view v may differ between the two
  * snapshots (a global service, its ports or a Service's VIPs changed); pod
  * churn alone does not change them. Cost is proportional to the change. */

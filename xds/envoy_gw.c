@@ -173,10 +173,10 @@ static Google__Protobuf__UInt32Value *gw_u32(gw_mem_t *m, uint32_t v)
 }
 
 /* The packed message as one more owned item of set (when names wants it). */
-static int gw_emit(xds_envoy_set_t *set, const xds_map_t *names, gw_mem_t *m, const char *name,
+static int gw_emit(xds_envoy_set_t *set, const base_map_t *names, gw_mem_t *m, const char *name,
                    const void *msg)
 {
-    if (names && !xds_map_has(names, name))
+    if (names && !base_map_get(names, name))
         return 0;
     if (m->oom || !msg)
         return -1;
@@ -938,7 +938,7 @@ static listener_t *forward_inner_connect(gw_mem_t *m)
 }
 
 int xds_envoy_gw_listeners(xds_envoy_set_t *set, const model_snapshot_t *snap,
-                           const model_view_t *v, const char *td, const xds_map_t *names)
+                           const model_view_t *v, const char *td, const base_map_t *names)
 {
     gw_mem_t m = {0};
     gw_svcs_t s;
@@ -1100,7 +1100,7 @@ static cluster_t *blackhole_cluster(gw_mem_t *m)
     return c;
 }
 
-int xds_envoy_gw_static_clusters(xds_envoy_set_t *set, const xds_map_t *names)
+int xds_envoy_gw_static_clusters(xds_envoy_set_t *set, const base_map_t *names)
 {
     gw_mem_t m = {0};
     int rc = gw_emit(set, names, &m, XDS_GW_MAIN_INTERNAL,

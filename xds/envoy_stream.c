@@ -61,7 +61,7 @@ static bool subs_differ(const xds_type_state_t *ts, bool wildcard, char **names,
         return false;
     size_t k = 0;
     for (size_t i = 0; i < n; i++) {
-        if (!xds_map_has(&ts->subs, names[i]))
+        if (!base_map_get(&ts->subs, names[i]))
             return true;
         k++;
     }
@@ -81,9 +81,9 @@ void xds_envoy_on_sotw(xds_stream_t *st, xds_type_state_t *ts, char **names, siz
         ts->need_push = true;
     ts->subscribed = true;
     ts->wildcard = wildcard;
-    xds_map_clear(&ts->subs);
+    base_map_destroy(&ts->subs, NULL);
     for (size_t i = 0; i < n && !wildcard; i++)
-        xds_map_put(&ts->subs, names[i], NULL);
+        base_map_put(&ts->subs, names[i], BASE_MAP_SET);
 }
 
 static xds_envoy_role_t role_of(const xds_stream_t *st)
@@ -174,30 +174,29 @@ static int pump_sotw(xds_stream_t *st, int t)
 typedef struct dpush {
     xds_type_state_t *ts;
     const xds_envoy_set_t *set;
-    xds_map_t cur;                /* name -> version of everything in set */
+    base_map_t cur;               /* name -> version of everything in set */
     const xds_envoy_item_t **res; /* to send */
     size_t nres;
     xds_names_t removed;
 } dpush_t;
 
 /* What the client holds (or said it held) that no longer exists. */
-static void gone_cb(const char *name, const char *val, void *arg)
+static void gone(dpush_t *p, const base_map_t *held)
 {
-    dpush_t *p = arg;
-    (void)val;
-    if (!xds_map_has(&p->cur, name))
-        xds_names_add(&p->removed, name);
+    for (const base_map_ent_t *e = base_map_first(held); e; e = base_map_next(held, e))
+        if (!base_map_get(&p->cur, e->key))
+            xds_names_add(&p->removed, e->key);
 }
 
 /* Subscribed names that do not exist and the client does not hold: it is
  * told so, instead of waiting for its does-not-exist timer. */
-static void missing_cb(const char *name, const char *val, void *arg)
+static void missing(dpush_t *p)
 {
-    dpush_t *p = arg;
-    (void)val;
-    if (!xds_map_has(&p->cur, name) && !xds_map_has(&p->ts->have, name) &&
-        !xds_map_has(&p->ts->initial, name))
-        xds_names_add(&p->removed, name);
+    const base_map_t *m = &p->ts->pending;
+    for (const base_map_ent_t *e = base_map_first(m); e; e = base_map_next(m, e))
+        if (!base_map_get(&p->cur, e->key) && !base_map_get(&p->ts->have, e->key) &&
+            !base_map_get(&p->ts->initial, e->key))
+            xds_names_add(&p->removed, e->key);
 }
 
 static void dpush_diff(dpush_t *p)
@@ -207,16 +206,16 @@ static void dpush_diff(dpush_t *p)
         const xds_envoy_item_t *it = &p->set->items[i];
         char v[17];
         xds_envoy_version(it->hash, v);
-        xds_map_put(&p->cur, it->name, v);
-        const char *held = xds_map_get(&ts->have, it->name);
+        xds_ver_put(&p->cur, it->name, v);
+        const char *held = xds_ver_get(&ts->have, it->name);
         if (!held)
-            held = xds_map_get(&ts->initial, it->name);
+            held = xds_ver_get(&ts->initial, it->name);
         if (!held || strcmp(held, v) != 0)
             p->res[p->nres++] = it;
     }
-    xds_map_each(&ts->have, gone_cb, p);
-    xds_map_each(&ts->initial, gone_cb, p);
-    xds_map_each(&ts->pending, missing_cb, p);
+    gone(p, &ts->have);
+    gone(p, &ts->initial);
+    missing(p);
 }
 
 static void send_delta(xds_stream_t *st, int t, dpush_t *p, const model_snapshot_t *snap)
@@ -273,9 +272,9 @@ out:
 static void commit_have(dpush_t *p)
 {
     for (size_t i = 0; i < p->nres; i++)
-        xds_map_put(&p->ts->have, p->res[i]->name, xds_map_get(&p->cur, p->res[i]->name));
+        xds_ver_put(&p->ts->have, p->res[i]->name, xds_ver_get(&p->cur, p->res[i]->name));
     for (size_t i = 0; i < p->removed.n; i++)
-        xds_map_del(&p->ts->have, p->removed.v[i]);
+        xds_ver_del(&p->ts->have, p->removed.v[i]);
 }
 
 static int pump_delta(xds_stream_t *st, int t)
@@ -302,12 +301,12 @@ static int pump_delta(xds_stream_t *st, int t)
         sent = 1;
     }
     xds_type_state_set_base(ts, snap);
-    xds_map_clear(&ts->pending);
-    xds_map_clear(&ts->initial);
+    base_map_destroy(&ts->pending, NULL);
+    base_map_destroy(&ts->initial, free);
 out:
     xds_names_free(&p.removed);
     free(p.res);
-    xds_map_clear(&p.cur);
+    base_map_destroy(&p.cur, free);
     xds_envoy_set_free(&s);
     return sent;
 }

@@ -47,7 +47,7 @@ typedef struct push {
     out_res_t *res;
     size_t nres, capres;
     xds_names_t removed;
-    xds_map_t added;        /* names answered by the named lookups (see seen()) */
+    base_map_t added;       /* names answered by the named lookups (see seen()) */
     bool track;             /* in a named lookup: record names in added */
     size_t nnew;            /* resources the client did not hold before */
     const xds_full_t *full; /* the whole view, shared (instead of res) */
@@ -63,8 +63,10 @@ typedef struct push {
 static bool seen(push_t *p, const char *name)
 {
     if (!p->track)
-        return p->added.n && xds_map_has(&p->added, name);
-    return xds_map_has(&p->added, name) || xds_map_put(&p->added, name, NULL) < 0;
+        return p->added.n && base_map_get(&p->added, name);
+    /* put returns its value only when out of memory: name counts as seen */
+    return base_map_get(&p->added, name) ||
+           base_map_put(&p->added, name, BASE_MAP_SET) == BASE_MAP_SET;
 }
 
 static void add_res(push_t *p, const model_res_t *r, const char *alias)
@@ -92,7 +94,7 @@ static void push_free(push_t *p)
 {
     xds_names_free(&p->removed);
     free(p->res);
-    xds_map_clear(&p->added);
+    base_map_destroy(&p->added, NULL);
 }
 
 static void diff_cb(const char *name, const model_res_t *old_r, const model_res_t *new_r, void *arg)
@@ -107,10 +109,10 @@ static void diff_cb(const char *name, const model_res_t *old_r, const model_res_
         old_r = NULL;
     if (!new_r && !old_r)
         return;
-    if (!ts->wildcard && !xds_map_has(&ts->subs, name))
+    if (!ts->wildcard && !base_map_get(&ts->subs, name))
         return;
     if (new_r) {
-        const char *iv = ts->initial.n ? xds_map_get(&ts->initial, name) : NULL;
+        const char *iv = ts->initial.n ? xds_ver_get(&ts->initial, name) : NULL;
         const char *v = iv ? xds_address_version(new_r) : NULL;
         if (iv && v && strcmp(iv, v) == 0)
             return; /* the client already has exactly this */
@@ -148,7 +150,7 @@ static void ip_scan_cb(const model_res_t *r, void *arg)
         return;
     add_res(p, r, p->want_name);
     /* follow it from now on, as if subscribed by its own name */
-    xds_map_put(&p->ts->subs, model_res_name(r), NULL);
+    base_map_put(&p->ts->subs, model_res_name(r), BASE_MAP_SET);
 }
 
 /* "network/IP": every resource of the view with that address (linear scan). */
@@ -167,10 +169,9 @@ static bool resolve_ip(push_t *p, const char *name)
     return p->nres > before;
 }
 
-static void pending_cb(const char *name, const char *val, void *arg)
+/* A subscribed name not answered yet. */
+static void pending_one(push_t *p, const char *name)
 {
-    push_t *p = arg;
-    (void)val;
     const model_res_t *r = p->snap ? model_snapshot_get(p->snap, &p->st->view, name) : NULL;
     if (r && xds_res_is_address(r))
         add_res(p, r, NULL);
@@ -178,10 +179,9 @@ static void pending_cb(const char *name, const char *val, void *arg)
         add_removed(p, name); /* subscribed but does not exist */
 }
 
-static void initial_cb(const char *name, const char *val, void *arg)
+/* A name the client said it held when it connected. */
+static void initial_one(push_t *p, const char *name)
 {
-    push_t *p = arg;
-    (void)val;
     const model_res_t *r = model_snapshot_get(p->snap, &p->st->view, name);
     if (!r || !xds_res_is_address(r))
         add_removed(p, name);
@@ -332,13 +332,13 @@ static void commit_have(push_t *p)
     if (ts->wildcard) { /* what it holds is its base's view: keep only a count */
         ts->nheld = (ts->base ? ts->nheld : 0) + p->nnew;
         ts->nheld = ts->nheld > p->removed.n ? ts->nheld - p->removed.n : 0;
-        xds_map_clear(&ts->have);
+        base_map_destroy(&ts->have, free);
         return;
     }
     for (size_t i = 0; i < p->nres; i++)
-        xds_map_put(&ts->have, model_res_name(p->res[i].r), NULL);
+        xds_ver_put(&ts->have, model_res_name(p->res[i].r), NULL);
     for (size_t i = 0; i < p->removed.n; i++)
-        xds_map_del(&ts->have, p->removed.v[i]);
+        xds_ver_del(&ts->have, p->removed.v[i]);
 }
 
 /* ---------- full state per view, shared by the streams of that view ----------
@@ -441,9 +441,13 @@ static void pump_delta_addr(xds_stream_t *st)
         moved = false;
         ts->need_push = true;
     }
-    if (!ts->base && ts->initial.n)
-        xds_map_each(&ts->initial, initial_cb, &p);
-    xds_map_each(&ts->pending, pending_cb, &p);
+    if (!ts->base)
+        for (const base_map_ent_t *e = base_map_first(&ts->initial); e;
+             e = base_map_next(&ts->initial, e))
+            initial_one(&p, e->key);
+    for (const base_map_ent_t *e = base_map_first(&ts->pending); e;
+         e = base_map_next(&ts->pending, e))
+        pending_one(&p, e->key);
     p.track = false;
     if (moved)
         model_snapshot_diff(ts->base, snap, &st->view, diff_cb, &p);
@@ -457,8 +461,8 @@ static void pump_delta_addr(xds_stream_t *st)
     }
     /* nothing for this view changed: move on silently */
     xds_type_state_set_base(ts, snap);
-    xds_map_clear(&ts->pending);
-    xds_map_clear(&ts->initial);
+    base_map_destroy(&ts->pending, NULL);
+    base_map_destroy(&ts->initial, free);
     push_free(&p);
     xds_full_unused(st);
 }
@@ -471,12 +475,14 @@ static void pump_delta_auth(xds_stream_t *st)
     if (!ts->subscribed || ts->nonce[0] || (!ts->need_push && !ts->pending.n))
         return;
     push_t p = {.st = st, .ts = ts, .snap = NULL};
-    xds_map_each(&ts->pending, pending_cb, &p);
+    for (const base_map_ent_t *e = base_map_first(&ts->pending); e;
+         e = base_map_next(&ts->pending, e))
+        pending_one(&p, e->key);
     p.snap = st->srv->snap;
     send_delta(&p, XDS_TYPE_AUTHORIZATION);
     commit_have(&p);
     ts->need_push = false;
-    xds_map_clear(&ts->pending);
+    base_map_destroy(&ts->pending, NULL);
     push_free(&p);
 }
 

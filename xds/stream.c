@@ -20,10 +20,65 @@ void xds_type_state_clear(xds_type_state_t *ts)
     if (ts->base)
         model_snapshot_unref(ts->base);
     ts->base = NULL;
-    xds_map_clear(&ts->subs);
-    xds_map_clear(&ts->pending);
-    xds_map_clear(&ts->have);
-    xds_map_clear(&ts->initial);
+    base_map_destroy(&ts->subs, NULL);
+    base_map_destroy(&ts->pending, NULL);
+    base_map_destroy(&ts->have, free);
+    base_map_destroy(&ts->initial, free);
+}
+
+int xds_ver_put(base_map_t *m, const char *name, const char *ver)
+{
+    void *v = ver ? strdup(ver) : BASE_MAP_SET;
+    if (!v)
+        return -1;
+    void **slot = base_map_slot(m, name);
+    if (slot) {
+        if (*slot != BASE_MAP_SET)
+            free(*slot);
+        *slot = v;
+        return 0;
+    }
+    if (base_map_put(m, name, v) == v) {
+        if (v != BASE_MAP_SET)
+            free(v);
+        return -1;
+    }
+    return 0;
+}
+
+const char *xds_ver_get(const base_map_t *m, const char *name)
+{
+    void *v = base_map_get(m, name);
+    return v == BASE_MAP_SET ? NULL : v;
+}
+
+void xds_ver_del(base_map_t *m, const char *name)
+{
+    void *v = base_map_del(m, name);
+    if (v != BASE_MAP_SET)
+        free(v);
+}
+
+void xds_names_add(xds_names_t *l, const char *name)
+{
+    if (l->n == l->cap) {
+        size_t cap = l->cap ? l->cap * 2 : 16;
+        char **v = realloc(l->v, cap * sizeof(*v));
+        if (!v)
+            return;
+        l->v = v;
+        l->cap = cap;
+    }
+    if ((l->v[l->n] = strdup(name)))
+        l->n++;
+}
+
+void xds_names_free(xds_names_t *l)
+{
+    for (size_t i = 0; i < l->n; i++)
+        free(l->v[i]);
+    free(l->v);
+    memset(l, 0, sizeof(*l));
 }
 
 void xds_type_state_set_base(xds_type_state_t *ts, model_snapshot_t *snap)
@@ -272,23 +327,19 @@ static void take_ack(xds_stream_t *st, xds_type_state_t *ts, const char *nonce,
     ts->version_acked = ts->version_sent;
 }
 
-static int put(xds_map_t *m, const char *k, const char *v)
+static size_t key_bytes(const base_map_t *m)
 {
-    return xds_map_put(m, k, v);
-}
-
-static void add_bytes(const char *key, const char *val, void *arg)
-{
-    (void)val;
-    *(size_t *)arg += strlen(key) + 1;
+    size_t bytes = 0;
+    for (const base_map_ent_t *e = base_map_first(m); e; e = base_map_next(m, e))
+        bytes += strlen(e->key) + 1;
+    return bytes;
 }
 
 /* What one type's subscriptions hold: names and their bytes. */
 static void type_names(const xds_type_state_t *ts, size_t *n, size_t *bytes)
 {
     *n += ts->subs.n + ts->initial.n;
-    xds_map_each(&ts->subs, add_bytes, bytes);
-    xds_map_each(&ts->initial, add_bytes, bytes);
+    *bytes += key_bytes(&ts->subs) + key_bytes(&ts->initial);
 }
 
 /* After a request: within the stream's and the server's limits, or the
@@ -324,13 +375,7 @@ static int check_limits(xds_stream_t *st)
 
 bool xds_stream_holds(const xds_type_state_t *ts, const char *name, const model_res_t *old_r)
 {
-    return (ts->wildcard && old_r) || xds_map_has(&ts->have, name);
-}
-
-static void copy_cb(const char *key, const char *val, void *arg)
-{
-    (void)val;
-    xds_map_put(arg, key, NULL);
+    return (ts->wildcard && old_r) || base_map_get(&ts->have, name);
 }
 
 /* Joining the wildcard later: what it holds is no longer described by the
@@ -349,7 +394,9 @@ static void wildcard_on(xds_type_state_t *ts)
 static void wildcard_off(xds_type_state_t *ts)
 {
     if (ts->wildcard && ts->base)
-        xds_map_each(&ts->subs, copy_cb, &ts->have);
+        for (const base_map_ent_t *e = base_map_first(&ts->subs); e;
+             e = base_map_next(&ts->subs, e))
+            xds_ver_put(&ts->have, e->key, NULL);
     ts->wildcard = false;
 }
 
@@ -373,8 +420,8 @@ static void on_delta(xds_stream_t *st, Envoy__Service__Discovery__V3__DeltaDisco
                        "1024");
                 return;
             }
-            put(&ts->initial, k, rq->initial_resource_versions[i]->value);
-            put(&ts->have, k, NULL);
+            xds_ver_put(&ts->initial, k, rq->initial_resource_versions[i]->value);
+            xds_ver_put(&ts->have, k, NULL);
         }
     }
     for (size_t i = 0; i < rq->n_resource_names_subscribe; i++) {
@@ -383,8 +430,8 @@ static void on_delta(xds_stream_t *st, Envoy__Service__Discovery__V3__DeltaDisco
             wildcard_on(ts);
             continue;
         }
-        put(&ts->subs, n, NULL);
-        put(&ts->pending, n, NULL);
+        base_map_put(&ts->subs, n, BASE_MAP_SET);
+        base_map_put(&ts->pending, n, BASE_MAP_SET);
     }
     for (size_t i = 0; i < rq->n_resource_names_unsubscribe; i++) {
         const char *n = rq->resource_names_unsubscribe[i];
@@ -392,10 +439,10 @@ static void on_delta(xds_stream_t *st, Envoy__Service__Discovery__V3__DeltaDisco
             wildcard_off(ts);
             continue;
         }
-        xds_map_del(&ts->subs, n);
-        xds_map_del(&ts->pending, n);
+        base_map_del(&ts->subs, n);
+        base_map_del(&ts->pending, n);
         if (!ts->wildcard)
-            xds_map_del(&ts->have, n); /* the client forgets it itself */
+            xds_ver_del(&ts->have, n); /* the client forgets it itself */
     }
     check_limits(st);
 }

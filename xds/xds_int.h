@@ -13,29 +13,15 @@
 #define XDS_MAX_NAME 1024 /* longest resource name a client may send */
 #define XDS_MAX_NAME_BUF (XDS_MAX_NAME + 1)
 
-/* A string -> string map (value may be NULL: then it is a set). Keys and
- * values are copied. Chained, grows by doubling; per-stream bookkeeping. */
-typedef struct xds_map_entry {
-    char *key;
-    char *val;
-    struct xds_map_entry *next;
-} xds_map_entry_t;
-
-typedef struct xds_map {
-    xds_map_entry_t **b;
-    size_t nb;
-    size_t n;
-} xds_map_t;
-
-/* 0, or -1 when out of memory. Replaces the value of an existing key. */
-int xds_map_put(xds_map_t *m, const char *key, const char *val);
-bool xds_map_has(const xds_map_t *m, const char *key);
-/* The value (NULL when absent or a set entry). Borrowed. */
-const char *xds_map_get(const xds_map_t *m, const char *key);
-bool xds_map_del(xds_map_t *m, const char *key);
-void xds_map_clear(xds_map_t *m);
-typedef void (*xds_map_fn)(const char *key, const char *val, void *arg);
-void xds_map_each(const xds_map_t *m, xds_map_fn fn, void *arg);
+/* The per-stream name maps (xds_type_state_t) are base maps. subs and
+ * pending are sets (BASE_MAP_SET); have and initial map a name to a copy of
+ * its version, or to BASE_MAP_SET where it has none: put, get and delete
+ * those with xds_ver_*, and empty them with base_map_destroy(m, free). */
+/* 0, or -1 when out of memory. ver NULL: no version. */
+int xds_ver_put(base_map_t *m, const char *name, const char *ver);
+/* name's version; NULL when absent or without one. Borrowed. */
+const char *xds_ver_get(const base_map_t *m, const char *name);
+void xds_ver_del(base_map_t *m, const char *name);
 
 /* A growing list of copied names (a response's removed_resources). */
 typedef struct xds_names {
@@ -82,15 +68,15 @@ typedef struct xds_type_state {
     char nonce[24];         /* response in flight, "" when none */
     model_snapshot_t *base; /* snapshot the client's state was built from */
     uint64_t version_sent, version_acked;
-    size_t nsent;      /* SotW: resources in the last response */
-    size_t nheld;      /* delta wildcard: about how many it holds */
-    xds_map_t subs;    /* explicitly subscribed names */
-    xds_map_t pending; /* subscribed names not answered yet */
-    xds_map_t have;    /* names the client holds (delta, not wildcard:
-                        * a wildcard client holds its base's view, and
-                        * a set per stream of the whole mesh would cost
-                        * megabytes per ztunnel) */
-    xds_map_t initial; /* initial_resource_versions, until answered */
+    size_t nsent;       /* SotW: resources in the last response */
+    size_t nheld;       /* delta wildcard: about how many it holds */
+    base_map_t subs;    /* explicitly subscribed names */
+    base_map_t pending; /* subscribed names not answered yet */
+    base_map_t have;    /* names the client holds (delta, not wildcard:
+                         * a wildcard client holds its base's view, and
+                         * a set per stream of the whole mesh would cost
+                         * megabytes per ztunnel) */
+    base_map_t initial; /* initial_resource_versions, until answered */
 } xds_type_state_t;
 
 /* Drops a type state's snapshot and sets. */

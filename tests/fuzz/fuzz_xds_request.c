@@ -15,7 +15,7 @@
  * SotW by flags bit 0. The stream is marked as sending, so nothing reaches
  * grpc: xds_stream_pump returns at once and a rejection only records its
  * status. This drives take_node, type_state, check_names, take_ack and the
- * subscription bookkeeping (xds_map_*) exactly as the server does.
+ * subscription bookkeeping (base maps) exactly as the server does.
  */
 #include "envoy/service/discovery/v3/discovery.pb-c.h"
 #include "google/protobuf/struct.pb-c.h"
