@@ -1,11 +1,12 @@
 /*
  * test_labels.c - label sets, IP addresses, kind/state names and freeing of
- * fully populated input objects (leaks show up under ASan).
+ * fully populated input objects (every byte returned).
  */
 #include <check.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "model.h"
 
@@ -205,9 +206,72 @@ START_TEST(test_names)
 }
 END_TEST
 
-/* ---------- model_obj_free on fully populated objects ---------- */
+/* ---------- model_obj_free on fully populated objects ----------
+ *
+ * Each test builds an object, frees it and checks that the heap holds what
+ * it held before: a field model_obj_free forgets fails the test in the
+ * default build. The count is glibc's (mallinfo2); under ASan, which keeps
+ * its own heap, LeakSanitizer checks the same at exit instead. */
 
-static char *dup(const char *s)
+#if defined(__SANITIZE_ADDRESS__)
+#define HEAP_COUNTED 0
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define HEAP_COUNTED 0
+#endif
+#endif
+#ifndef HEAP_COUNTED
+#define HEAP_COUNTED 1
+#include <malloc.h>
+#endif
+
+/* Bytes in use from malloc. */
+static size_t heap_in_use(void)
+{
+#if HEAP_COUNTED
+    struct mallinfo2 mi = mallinfo2();
+    return mi.uordblks + mi.hblkhd;
+#else
+    return 0;
+#endif
+}
+
+/* glibc counts the blocks in its per-thread cache (tcache) as in use, so
+ * that a freed block would look held: the tests run without the cache,
+ * which only a tunable set before the process starts turns off. Re-executes
+ * the test with it; 0 when there is nothing to do (or it cannot). */
+static int heap_exact(char **argv)
+{
+    static const char tunable[] = "glibc.malloc.tcache_count=0";
+    const char *old = getenv("GLIBC_TUNABLES");
+    char buf[1024];
+    if (!HEAP_COUNTED || (old && strstr(old, tunable)))
+        return 0;
+    snprintf(buf, sizeof(buf), "%s%s%s", old ? old : "", old ? ":" : "", tunable);
+    if (setenv("GLIBC_TUNABLES", buf, 1) < 0)
+        return -1;
+    execv("/proc/self/exe", argv);
+    return -1;
+}
+
+/* Builds an object of kind with build, frees it, and checks the heap is
+ * back where it was and that the object did take memory (so the check
+ * measures something). */
+static void assert_free_returns_all(model_kind_t kind, void *(*build)(void))
+{
+    size_t before = heap_in_use();
+    void *o = build();
+    size_t built = heap_in_use();
+    model_obj_free(kind, o);
+    size_t after = heap_in_use();
+    if (HEAP_COUNTED) {
+        ck_assert_uint_gt(built, before);
+        ck_assert_msg(after == before, "%s: %zu bytes left after model_obj_free",
+                      model_kind_name(kind), after - before);
+    }
+}
+
+static char *xstrdup(const char *s)
 {
     char *p = strdup(s);
     ck_assert_ptr_nonnull(p);
@@ -229,78 +293,109 @@ static model_ip_t *ips(size_t n)
     return a;
 }
 
-START_TEST(test_free_namespace)
+static void *full_namespace(void)
 {
     model_namespace_t *o = calloc(1, sizeof(*o));
-    o->name = dup("default");
+    o->name = xstrdup("default");
     fill_labels(&o->labels);
-    model_obj_free(MODEL_KIND_NAMESPACE, o);
+    return o;
+}
+
+START_TEST(test_free_namespace)
+{
+    assert_free_returns_all(MODEL_KIND_NAMESPACE, full_namespace);
 }
 END_TEST
 
-START_TEST(test_free_service)
+static void *full_service(void)
 {
     model_service_t *o = calloc(1, sizeof(*o));
-    o->ns = dup("default");
-    o->name = dup("web");
-    o->uid = dup("uid-1");
+    o->ns = xstrdup("default");
+    o->name = xstrdup("web");
+    o->uid = xstrdup("uid-1");
     fill_labels(&o->labels);
     o->cluster_ips = ips(2);
     o->ncluster_ips = 2;
     o->nports = 2;
     o->ports = calloc(o->nports, sizeof(*o->ports));
-    o->ports[0] = (model_svc_port_t){dup("http"), 80, 8080, NULL, MODEL_PROTO_TCP, dup("http")};
-    o->ports[1] = (model_svc_port_t){
-        dup("grpc"), 9000, 0, dup("grpc-port"), MODEL_PROTO_TCP, dup("kubernetes.io/h2c")};
+    o->ports[0] =
+        (model_svc_port_t){xstrdup("http"), 80, 8080, NULL, MODEL_PROTO_TCP, xstrdup("http")};
+    o->ports[1] = (model_svc_port_t){xstrdup("grpc"),
+                                     9000,
+                                     0,
+                                     xstrdup("grpc-port"),
+                                     MODEL_PROTO_TCP,
+                                     xstrdup("kubernetes.io/h2c")};
     o->lb_ips = ips(3);
     o->nlb_ips = 3;
-    model_obj_free(MODEL_KIND_SERVICE, o);
+    return o;
+}
+
+START_TEST(test_free_service)
+{
+    assert_free_returns_all(MODEL_KIND_SERVICE, full_service);
 }
 END_TEST
 
-START_TEST(test_free_endpointslice)
+static void *full_endpointslice(void)
 {
     model_endpointslice_t *o = calloc(1, sizeof(*o));
-    o->ns = dup("default");
-    o->name = dup("web-abcde");
-    o->service = dup("web");
+    o->ns = xstrdup("default");
+    o->name = xstrdup("web-abcde");
+    o->service = xstrdup("web");
     o->nports = 2;
     o->ports = calloc(o->nports, sizeof(*o->ports));
-    o->ports[0] = (model_ep_port_t){dup("http"), 8080, MODEL_PROTO_TCP};
+    o->ports[0] = (model_ep_port_t){xstrdup("http"), 8080, MODEL_PROTO_TCP};
     o->ports[1] = (model_ep_port_t){NULL, 53, MODEL_PROTO_UDP};
     o->nendpoints = 2;
     o->endpoints = calloc(o->nendpoints, sizeof(*o->endpoints));
     model_ip_parse("10.0.0.5", &o->endpoints[0].ip);
-    o->endpoints[0].node = dup("node-1");
-    o->endpoints[0].zone = dup("z1");
-    o->endpoints[0].pod = dup("web-1");
+    o->endpoints[0].node = xstrdup("node-1");
+    o->endpoints[0].zone = xstrdup("z1");
+    o->endpoints[0].pod = xstrdup("web-1");
     model_ip_parse("10.0.0.6", &o->endpoints[1].ip); /* optional fields NULL */
-    model_obj_free(MODEL_KIND_ENDPOINTSLICE, o);
+    return o;
+}
+
+START_TEST(test_free_endpointslice)
+{
+    assert_free_returns_all(MODEL_KIND_ENDPOINTSLICE, full_endpointslice);
 }
 END_TEST
 
-START_TEST(test_free_pod)
+static void *full_pod(void)
 {
     model_pod_t *o = calloc(1, sizeof(*o));
-    o->ns = dup("default");
-    o->name = dup("web-1");
-    o->uid = dup("uid-2");
+    o->ns = xstrdup("default");
+    o->name = xstrdup("web-1");
+    o->uid = xstrdup("uid-2");
     fill_labels(&o->labels);
     o->ips = ips(2);
     o->nips = 2;
-    o->node = dup("node-1");
-    o->service_account = dup("default");
+    o->node = xstrdup("node-1");
+    o->service_account = xstrdup("default");
+    o->owner = xstrdup("ReplicaSet/web-5d8f");
     o->ready = true;
-    model_obj_free(MODEL_KIND_POD, o);
+    return o;
+}
+
+START_TEST(test_free_pod)
+{
+    assert_free_returns_all(MODEL_KIND_POD, full_pod);
 }
 END_TEST
 
-START_TEST(test_free_node)
+static void *full_node(void)
 {
     model_node_t *o = calloc(1, sizeof(*o));
-    o->name = dup("node-1");
+    o->name = xstrdup("node-1");
     fill_labels(&o->labels);
-    model_obj_free(MODEL_KIND_NODE, o);
+    return o;
+}
+
+START_TEST(test_free_node)
+{
+    assert_free_returns_all(MODEL_KIND_NODE, full_node);
 }
 END_TEST
 
@@ -315,10 +410,33 @@ START_TEST(test_free_sparse_and_null)
         [MODEL_KIND_NODE] = sizeof(model_node_t),
     };
 
+    size_t before = heap_in_use();
     for (int k = 0; k < MODEL_KIND__COUNT; k++) {
         model_obj_free((model_kind_t)k, NULL);
         model_obj_free((model_kind_t)k, calloc(1, size[k]));
     }
+    ck_assert_uint_eq(heap_in_use(), before);
+}
+END_TEST
+
+/* A label set cleared is empty and takes new labels like a new one. */
+START_TEST(test_free_labels_clear_and_reuse)
+{
+    model_labels_t l = {0};
+    fill_labels(&l);
+    size_t held = heap_in_use();
+    model_labels_clear(&l);
+    ck_assert_ptr_null(l.kv);
+    ck_assert_uint_eq(l.n, 0);
+    ck_assert_ptr_null(model_labels_get(&l, "app"));
+    if (HEAP_COUNTED)
+        ck_assert_uint_lt(heap_in_use(), held);
+    model_labels_clear(&l); /* twice is fine */
+    ck_assert_int_eq(model_labels_set(&l, "b", "2"), 0);
+    ck_assert_uint_eq(l.n, 1);
+    ck_assert_str_eq(model_labels_get(&l, "b"), "2");
+    model_labels_clear(&l);
+    ck_assert_uint_eq(l.n, 0);
 }
 END_TEST
 
@@ -346,12 +464,18 @@ static Suite *labels_suite(void)
     tcase_add_test(tc, test_free_pod);
     tcase_add_test(tc, test_free_node);
     tcase_add_test(tc, test_free_sparse_and_null);
+    tcase_add_test(tc, test_free_labels_clear_and_reuse);
     suite_add_tcase(s, tc);
     return s;
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
+    (void)argc;
+    if (heap_exact(argv) < 0) {
+        perror("test_labels: re-executing without glibc's tcache");
+        return 1;
+    }
     SRunner *sr = srunner_create(labels_suite());
     int failed;
 
