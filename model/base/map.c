@@ -10,7 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define FNV_OFFSET 1469598103934665603ULL
+#define FNV_OFFSET 14695981039346656037ULL
 #define FNV_PRIME 1099511628211ULL
 
 /* FNV-1a alone leaves the low bits weak for similar keys ("ns/name-1",
