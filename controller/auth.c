@@ -318,19 +318,9 @@ static void cache_put(ctl_auth_t *a, const job_t *j, const answer_t *ans)
     pthread_mutex_unlock(&a->mu);
 }
 
-static void count(xds_auth_result_t r)
-{
-    atomic_ulong *c = r == XDS_AUTH_OK                ? &ctl_metrics.auth_ok
-                      : r == XDS_AUTH_DENIED          ? &ctl_metrics.auth_denied
-                      : r == XDS_AUTH_UNAUTHENTICATED ? &ctl_metrics.auth_unauthenticated
-                                                      : &ctl_metrics.auth_unavailable;
-    atomic_fetch_add(c, 1);
-}
-
 /* Answers the xDS server; never with a->mu held (it may call back in). */
 static void answer(xds_auth_done_fn done, void *done_arg, const answer_t *ans)
 {
-    count(ans->r);
     if (ans->r == XDS_AUTH_OK)
         ctl_log(CTL_DEBUG, "xds client authenticated as %s", ans->identity);
     else

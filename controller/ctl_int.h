@@ -71,13 +71,9 @@ typedef struct ctl_metrics {
     atomic_ulong status_writes;
     atomic_ulong status_errors;
     atomic_int leader;
-    atomic_ulong auth_ok;              /* xDS clients authenticated (auth.c) */
-    atomic_ulong auth_unauthenticated; /* no/invalid token, unknown cluster */
-    atomic_ulong auth_denied;          /* not a service account, not allowed */
-    atomic_ulong auth_unavailable;     /* could not verify (API server down, shutdown) */
-    atomic_ulong auth_reviews;         /* TokenReviews sent */
-    atomic_ulong auth_errors;          /* TokenReviews that failed (transport, HTTP) */
-    atomic_ulong auth_cache_hits;      /* answers from the cache */
+    atomic_ulong auth_reviews;    /* TokenReviews sent */
+    atomic_ulong auth_errors;     /* TokenReviews that failed (transport, HTTP) */
+    atomic_ulong auth_cache_hits; /* answers from the cache */
 } ctl_metrics_t;
 
 extern ctl_metrics_t ctl_metrics;
