@@ -21,6 +21,7 @@
 #include <dirent.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -565,142 +566,242 @@ static void metrics_model(const model_t *m, void *arg)
             (unsigned long)model_scope_evaluations(m));
 }
 
+/* What the rows of the metrics table read from: the process-wide counters
+ * always, the watcher's and the xDS server's statistics when they run. */
+typedef struct msrc {
+    const kube_stats_t *kube;
+    const xds_stats_t *xds;
+} msrc_t;
+
+/* One metric family of /metrics, in order. A row with get has one sample,
+ * "name value"; a row with write writes its samples itself (labelled or not
+ * an integer) and, without a name, its own HELP and TYPE lines too. */
+typedef struct metric {
+    const char *name, *help, *type;
+    unsigned long (*get)(const msrc_t *s, size_t off);
+    size_t off; /* of the field get reads */
+    void (*write)(buf_t *b, const msrc_t *s);
+} metric_t;
+
+static unsigned long get_ctl(const msrc_t *s, size_t off)
+{
+    (void)s;
+    return atomic_load((atomic_ulong *)((char *)&ctl_metrics + off));
+}
+
+static unsigned long get_kube(const msrc_t *s, size_t off)
+{
+    return (unsigned long)*(const uint64_t *)((const char *)s->kube + off);
+}
+
+static unsigned long get_xds(const msrc_t *s, size_t off)
+{
+    return (unsigned long)*(const uint64_t *)((const char *)s->xds + off);
+}
+
+static unsigned long get_queue_depth(const msrc_t *s, size_t off)
+{
+    (void)s, (void)off;
+    return (unsigned long)atomic_load(&ctl_metrics.queue_depth);
+}
+
+static unsigned long get_leader(const msrc_t *s, size_t off)
+{
+    (void)s, (void)off;
+    return (unsigned long)atomic_load(&ctl_metrics.leader);
+}
+
+static void write_commit_seconds(buf_t *b, const msrc_t *s)
+{
+    (void)s;
+    bprintf(b, "meshfed_commit_seconds_total %.6f\n",
+            (double)atomic_load(&ctl_metrics.commit_us_sum) / 1e6);
+}
+
+static void write_process(buf_t *b, const msrc_t *s)
+{
+    (void)s;
+    metrics_process(b);
+}
+
+static void write_errors(buf_t *b, const msrc_t *s)
+{
+    (void)s;
+    const struct {
+        const char *kind;
+        atomic_ulong *v;
+    } kinds[] = {
+        {"decode", &ctl_metrics.decode_errors},
+        {"servicescope", &ctl_metrics.scope_errors},
+        {"gateway", &ctl_metrics.gateway_errors},
+        {"http", &ctl_metrics.http_bad_requests},
+        {"http_unauthorized", &ctl_metrics.http_unauthorized},
+        {"http_table_full", &ctl_metrics.http_refused_full},
+        {"http_per_ip_limit", &ctl_metrics.http_refused_per_ip},
+        {"http_slow_client", &ctl_metrics.http_slow_closed},
+    };
+    for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++)
+        bprintf(b, "meshfed_errors_total{kind=\"%s\"} %lu\n", kinds[i].kind,
+                atomic_load(kinds[i].v));
+}
+
+static void write_proxies(buf_t *b, const msrc_t *s)
+{
+    for (int k = 0; k < XDS_PROXY_KINDS; k++)
+        bprintf(b, "meshfed_xds_proxies{type=\"%s\"} %llu\n",
+                xds_proxy_kind_name((xds_proxy_kind_t)k), (unsigned long long)s->xds->proxies[k]);
+}
+
+static void write_push_latency(buf_t *b, const msrc_t *s)
+{
+    unsigned long long cum = 0;
+    for (int i = 0; i < XDS_LATENCY_BUCKETS; i++) {
+        cum += s->xds->push_latency_buckets[i];
+        if (i < XDS_LATENCY_BUCKETS - 1)
+            bprintf(b, "meshfed_xds_push_latency_seconds_bucket{le=\"%g\"} %llu\n",
+                    XDS_LATENCY_BOUNDS_MS[i] / 1000.0, cum);
+        else
+            bprintf(b, "meshfed_xds_push_latency_seconds_bucket{le=\"+Inf\"} %llu\n", cum);
+    }
+    bprintf(b,
+            "meshfed_xds_push_latency_seconds_sum %.6f\n"
+            "meshfed_xds_push_latency_seconds_count %llu\n",
+            (double)s->xds->push_latency_us_sum / 1e6,
+            (unsigned long long)s->xds->push_latency_count);
+}
+
+static void write_pushes(buf_t *b, const msrc_t *s)
+{
+    for (int k = 0; k < XDS_PUSH_KINDS; k++)
+        bprintf(b, "meshfed_xds_pushes_total{type=\"%s\"} %llu\n",
+                xds_push_kind_name((xds_push_kind_t)k),
+                (unsigned long long)s->xds->pushes_by_kind[k]);
+}
+
+static void write_auth(buf_t *b, const msrc_t *s)
+{
+    bprintf(b,
+            "meshfed_xds_auth_total{result=\"ok\"} %llu\n"
+            "meshfed_xds_auth_total{result=\"unauthenticated\"} %llu\n"
+            "meshfed_xds_auth_total{result=\"denied\"} %llu\n"
+            "meshfed_xds_auth_total{result=\"unavailable\"} %llu\n",
+            (unsigned long long)s->xds->auth_ok, (unsigned long long)s->xds->auth_unauthenticated,
+            (unsigned long long)s->xds->auth_denied, (unsigned long long)s->xds->auth_unavailable);
+}
+
+#define CTL(f) get_ctl, offsetof(ctl_metrics_t, f), NULL
+#define KUBE(f) get_kube, offsetof(kube_stats_t, f), NULL
+#define XDS(f) get_xds, offsetof(xds_stats_t, f), NULL
+#define WRITE(fn) NULL, 0, fn
+
+static const metric_t metrics_ctl[] = {
+    {"meshfed_events_applied_total", "Queue events applied.", "counter", CTL(events_applied)},
+    {"meshfed_events_rejected_total", "Queue events the model rejected.", "counter",
+     CTL(events_rejected)},
+    {"meshfed_commits_total", "Model commits (debounced batches).", "counter", CTL(commits)},
+    {"meshfed_commit_seconds_total", "Time spent committing batches.", "counter",
+     WRITE(write_commit_seconds)},
+    {NULL, NULL, NULL, WRITE(write_process)},
+    {"meshfed_queue_full_total", "Times a source waited on a full event queue.", "counter",
+     CTL(queue_full)},
+    {"meshfed_queue_depth", "Events waiting.", "gauge", get_queue_depth, 0, NULL},
+    {"meshfed_errors_total", "Bad input, by kind.", "counter", WRITE(write_errors)},
+    {"meshfed_demo_reloads_total", "Demo cluster directories reloaded.", "counter",
+     CTL(demo_reloads)},
+    {"meshfed_demo_file_errors_total",
+     "Demo manifests that did not parse (their last good state is kept).", "counter",
+     CTL(demo_file_errors)},
+    {"meshfed_cluster_sync_slow_total",
+     "Clusters whose lists had not all completed after sync-warn-after.", "counter",
+     CTL(sync_slow)},
+};
+
+static const metric_t metrics_kube[] = {
+    {"meshfed_leader", "1 while this replica holds the lease and writes status.", "gauge",
+     get_leader, 0, NULL},
+    {"meshfed_status_writes_total", "ServiceScope status updates written.", "counter",
+     CTL(status_writes)},
+    {"meshfed_status_errors_total", "ServiceScope status writes that failed.", "counter",
+     CTL(status_errors)},
+    {"meshfed_kube_lists_total", "List pages received.", "counter", KUBE(lists)},
+    {"meshfed_kube_watches_total", "Watch requests started.", "counter", KUBE(watches)},
+    {"meshfed_kube_relists_total", "Relists after 410 Gone.", "counter", KUBE(relists)},
+    {"meshfed_kube_watch_restarts_total", "Watches resumed after ending.", "counter",
+     KUBE(watch_restarts)},
+    {"meshfed_kube_bookmarks_total", "Watch bookmarks.", "counter", KUBE(bookmarks)},
+    {"meshfed_kube_events_total", "Object events received.", "counter", KUBE(events)},
+    {"meshfed_kube_errors_total", "Watch and list errors.", "counter", KUBE(errors)},
+    {"meshfed_kube_decode_errors_total", "Malformed watch lines or list bodies.", "counter",
+     KUBE(decode_errors)},
+    {"meshfed_kube_throttled_total", "Requests the API server throttled (429 with Retry-After).",
+     "counter", KUBE(throttled)},
+    {"meshfed_kube_short_watches_total",
+     "Watches that ended within 1 s without an event (backed off).", "counter",
+     KUBE(short_watches)},
+    {"meshfed_kube_list_limits_total", "Lists abandoned at the page or object limit.", "counter",
+     KUBE(list_limits)},
+    {"meshfed_kube_bad_objects_total",
+     "Objects dropped alone (an out-of-range number, a duplicate key).", "counter",
+     KUBE(bad_objects)},
+    {"meshfed_kube_forbidden_total",
+     "403 answers on an optional resource (reported, not waited for).", "counter", KUBE(forbidden)},
+};
+
+static const metric_t metrics_xds[] = {
+    {"meshfed_xds_connected", "Open xDS streams.", "gauge", XDS(streams_open)},
+    {"meshfed_xds_proxies", "Open xDS streams by proxy type.", "gauge", WRITE(write_proxies)},
+    {"meshfed_xds_push_latency_seconds", "From a snapshot's publication to its send, per push.",
+     "histogram", WRITE(write_push_latency)},
+    {"meshfed_xds_streams_total", "xDS streams accepted.", "counter", XDS(streams_total)},
+    {"meshfed_xds_pushes_total",
+     "xDS responses sent, by what they carried (as istiod's pilot_xds_pushes{type}).", "counter",
+     WRITE(write_pushes)},
+    {"meshfed_xds_resources_sent_total", "Resources sent.", "counter", XDS(resources_sent)},
+    {"meshfed_xds_bytes_sent_total", "Response bytes sent.", "counter", XDS(bytes_sent)},
+    {"meshfed_xds_acks_total", "ACKs received.", "counter", XDS(acks)},
+    {"meshfed_xds_nacks_total", "NACKs received.", "counter", XDS(nacks)},
+    {"meshfed_xds_bad_requests_total", "Requests rejected.", "counter", XDS(bad_requests)},
+    {"meshfed_xds_limit_names_total", "Streams closed for subscribing to more names than allowed.",
+     "counter", XDS(limit_names)},
+    {"meshfed_xds_unknown_cluster_total",
+     "Streams of proxies naming a cluster meshfed does not know.", "counter", XDS(unknown_cluster)},
+    {"meshfed_xds_auth_total", "xDS client authentication results.", "counter", WRITE(write_auth)},
+    {"meshfed_tokenreviews_total", "TokenReviews sent to verify xDS clients.", "counter",
+     CTL(auth_reviews)},
+    {"meshfed_tokenreview_errors_total", "TokenReviews that failed.", "counter", CTL(auth_errors)},
+    {"meshfed_tokenreview_cache_hits_total", "Token checks answered from the cache.", "counter",
+     CTL(auth_cache_hits)},
+};
+
+static void write_metrics(buf_t *b, const metric_t *t, size_t n, const msrc_t *s)
+{
+    for (const metric_t *m = t; m < t + n; m++) {
+        if (m->name)
+            bprintf(b, "# HELP %s %s\n# TYPE %s %s\n", m->name, m->help, m->name, m->type);
+        if (m->get)
+            bprintf(b, "%s %lu\n", m->name, m->get(s, m->off));
+        else
+            m->write(b, s);
+    }
+}
+
+#define NMETRICS(t) (sizeof(t) / sizeof((t)[0]))
+
 static reply_t metrics(ctl_t *ctl)
 {
     buf_t b = {0};
+    kube_stats_t k;
+    xds_stats_t x;
+    msrc_t s = {&k, &x};
     ctl_with_model(ctl, metrics_model, &b);
-    counter(&b, "meshfed_events_applied_total", "Queue events applied.",
-            atomic_load(&ctl_metrics.events_applied));
-    counter(&b, "meshfed_events_rejected_total", "Queue events the model rejected.",
-            atomic_load(&ctl_metrics.events_rejected));
-    counter(&b, "meshfed_commits_total", "Model commits (debounced batches).",
-            atomic_load(&ctl_metrics.commits));
-    bprintf(&b,
-            "# HELP meshfed_commit_seconds_total Time spent committing batches.\n"
-            "# TYPE meshfed_commit_seconds_total counter\nmeshfed_commit_seconds_total %.6f\n",
-            (double)atomic_load(&ctl_metrics.commit_us_sum) / 1e6);
-    metrics_process(&b);
-    counter(&b, "meshfed_queue_full_total", "Times a source waited on a full event queue.",
-            atomic_load(&ctl_metrics.queue_full));
-    bprintf(&b,
-            "# HELP meshfed_queue_depth Events waiting.\n# TYPE meshfed_queue_depth gauge\n"
-            "meshfed_queue_depth %ld\n",
-            atomic_load(&ctl_metrics.queue_depth));
-    bprintf(
-        &b,
-        "# HELP meshfed_errors_total Bad input, by kind.\n"
-        "# TYPE meshfed_errors_total counter\n"
-        "meshfed_errors_total{kind=\"decode\"} %lu\n"
-        "meshfed_errors_total{kind=\"servicescope\"} %lu\n"
-        "meshfed_errors_total{kind=\"gateway\"} %lu\n"
-        "meshfed_errors_total{kind=\"http\"} %lu\n"
-        "meshfed_errors_total{kind=\"http_unauthorized\"} %lu\n"
-        "meshfed_errors_total{kind=\"http_table_full\"} %lu\n"
-        "meshfed_errors_total{kind=\"http_per_ip_limit\"} %lu\n"
-        "meshfed_errors_total{kind=\"http_slow_client\"} %lu\n",
-        atomic_load(&ctl_metrics.decode_errors), atomic_load(&ctl_metrics.scope_errors),
-        atomic_load(&ctl_metrics.gateway_errors), atomic_load(&ctl_metrics.http_bad_requests),
-        atomic_load(&ctl_metrics.http_unauthorized), atomic_load(&ctl_metrics.http_refused_full),
-        atomic_load(&ctl_metrics.http_refused_per_ip), atomic_load(&ctl_metrics.http_slow_closed));
-    counter(&b, "meshfed_demo_reloads_total", "Demo cluster directories reloaded.",
-            atomic_load(&ctl_metrics.demo_reloads));
-    counter(&b, "meshfed_demo_file_errors_total",
-            "Demo manifests that did not parse (their last good state is kept).",
-            atomic_load(&ctl_metrics.demo_file_errors));
-    counter(&b, "meshfed_cluster_sync_slow_total",
-            "Clusters whose lists had not all completed after sync-warn-after.",
-            atomic_load(&ctl_metrics.sync_slow));
+    write_metrics(&b, metrics_ctl, NMETRICS(metrics_ctl), &s);
     if (ctl_kube_of(ctl)) {
-        bprintf(&b,
-                "# HELP meshfed_leader 1 while this replica holds the lease and writes "
-                "status.\n# TYPE meshfed_leader gauge\nmeshfed_leader %d\n",
-                atomic_load(&ctl_metrics.leader));
-        counter(&b, "meshfed_status_writes_total", "ServiceScope status updates written.",
-                atomic_load(&ctl_metrics.status_writes));
-        counter(&b, "meshfed_status_errors_total", "ServiceScope status writes that failed.",
-                atomic_load(&ctl_metrics.status_errors));
-        kube_stats_t k;
         ctl_kube_stats(ctl_kube_of(ctl), &k);
-        counter(&b, "meshfed_kube_lists_total", "List pages received.", k.lists);
-        counter(&b, "meshfed_kube_watches_total", "Watch requests started.", k.watches);
-        counter(&b, "meshfed_kube_relists_total", "Relists after 410 Gone.", k.relists);
-        counter(&b, "meshfed_kube_watch_restarts_total", "Watches resumed after ending.",
-                k.watch_restarts);
-        counter(&b, "meshfed_kube_bookmarks_total", "Watch bookmarks.", k.bookmarks);
-        counter(&b, "meshfed_kube_events_total", "Object events received.", k.events);
-        counter(&b, "meshfed_kube_errors_total", "Watch and list errors.", k.errors);
-        counter(&b, "meshfed_kube_decode_errors_total", "Malformed watch lines or list bodies.",
-                k.decode_errors);
-        counter(&b, "meshfed_kube_throttled_total",
-                "Requests the API server throttled (429 with Retry-After).", k.throttled);
-        counter(&b, "meshfed_kube_short_watches_total",
-                "Watches that ended within 1 s without an event (backed off).", k.short_watches);
-        counter(&b, "meshfed_kube_list_limits_total",
-                "Lists abandoned at the page or object limit.", k.list_limits);
-        counter(&b, "meshfed_kube_bad_objects_total",
-                "Objects dropped alone (an out-of-range number, a duplicate key).", k.bad_objects);
-        counter(&b, "meshfed_kube_forbidden_total",
-                "403 answers on an optional resource (reported, not waited for).", k.forbidden);
+        write_metrics(&b, metrics_kube, NMETRICS(metrics_kube), &s);
     }
     if (ctl_xds(ctl)) {
-        xds_stats_t x;
         xds_server_stats(ctl_xds(ctl), &x);
-        bprintf(&b,
-                "# HELP meshfed_xds_connected Open xDS streams.\n"
-                "# TYPE meshfed_xds_connected gauge\nmeshfed_xds_connected %llu\n",
-                (unsigned long long)x.streams_open);
-        bprintf(&b, "# HELP meshfed_xds_proxies Open xDS streams by proxy type.\n"
-                    "# TYPE meshfed_xds_proxies gauge\n");
-        for (int k = 0; k < XDS_PROXY_KINDS; k++)
-            bprintf(&b, "meshfed_xds_proxies{type=\"%s\"} %llu\n",
-                    xds_proxy_kind_name((xds_proxy_kind_t)k), (unsigned long long)x.proxies[k]);
-        bprintf(&b, "# HELP meshfed_xds_push_latency_seconds From a snapshot's publication to "
-                    "its send, per push.\n# TYPE meshfed_xds_push_latency_seconds histogram\n");
-        unsigned long long cum = 0;
-        for (int i = 0; i < XDS_LATENCY_BUCKETS; i++) {
-            cum += x.push_latency_buckets[i];
-            if (i < XDS_LATENCY_BUCKETS - 1)
-                bprintf(&b, "meshfed_xds_push_latency_seconds_bucket{le=\"%g\"} %llu\n",
-                        XDS_LATENCY_BOUNDS_MS[i] / 1000.0, cum);
-            else
-                bprintf(&b, "meshfed_xds_push_latency_seconds_bucket{le=\"+Inf\"} %llu\n", cum);
-        }
-        bprintf(&b,
-                "meshfed_xds_push_latency_seconds_sum %.6f\n"
-                "meshfed_xds_push_latency_seconds_count %llu\n",
-                (double)x.push_latency_us_sum / 1e6, (unsigned long long)x.push_latency_count);
-        counter(&b, "meshfed_xds_streams_total", "xDS streams accepted.", x.streams_total);
-        bprintf(&b, "# HELP meshfed_xds_pushes_total xDS responses sent, by what they carried "
-                    "(as istiod's pilot_xds_pushes{type}).\n"
-                    "# TYPE meshfed_xds_pushes_total counter\n");
-        for (int k = 0; k < XDS_PUSH_KINDS; k++)
-            bprintf(&b, "meshfed_xds_pushes_total{type=\"%s\"} %llu\n",
-                    xds_push_kind_name((xds_push_kind_t)k),
-                    (unsigned long long)x.pushes_by_kind[k]);
-        counter(&b, "meshfed_xds_resources_sent_total", "Resources sent.", x.resources_sent);
-        counter(&b, "meshfed_xds_bytes_sent_total", "Response bytes sent.", x.bytes_sent);
-        counter(&b, "meshfed_xds_acks_total", "ACKs received.", x.acks);
-        counter(&b, "meshfed_xds_nacks_total", "NACKs received.", x.nacks);
-        counter(&b, "meshfed_xds_bad_requests_total", "Requests rejected.", x.bad_requests);
-        counter(&b, "meshfed_xds_limit_names_total",
-                "Streams closed for subscribing to more names than allowed.", x.limit_names);
-        counter(&b, "meshfed_xds_unknown_cluster_total",
-                "Streams of proxies naming a cluster meshfed does not know.", x.unknown_cluster);
-        bprintf(&b,
-                "# HELP meshfed_xds_auth_total xDS client authentication results.\n"
-                "# TYPE meshfed_xds_auth_total counter\n"
-                "meshfed_xds_auth_total{result=\"ok\"} %llu\n"
-                "meshfed_xds_auth_total{result=\"unauthenticated\"} %llu\n"
-                "meshfed_xds_auth_total{result=\"denied\"} %llu\n"
-                "meshfed_xds_auth_total{result=\"unavailable\"} %llu\n",
-                (unsigned long long)x.auth_ok, (unsigned long long)x.auth_unauthenticated,
-                (unsigned long long)x.auth_denied, (unsigned long long)x.auth_unavailable);
-        counter(&b, "meshfed_tokenreviews_total", "TokenReviews sent to verify xDS clients.",
-                atomic_load(&ctl_metrics.auth_reviews));
-        counter(&b, "meshfed_tokenreview_errors_total", "TokenReviews that failed.",
-                atomic_load(&ctl_metrics.auth_errors));
-        counter(&b, "meshfed_tokenreview_cache_hits_total", "Token checks answered from the cache.",
-                atomic_load(&ctl_metrics.auth_cache_hits));
+        write_metrics(&b, metrics_xds, NMETRICS(metrics_xds), &s);
     }
     return text_reply(200, b.p, "text/plain; version=0.0.4");
 }
