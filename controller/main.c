@@ -107,18 +107,27 @@ static void banner(const ctl_config_t *cfg, xds_server_t *x, ctl_http_t *h)
             cfg->demo_dir, dport, dport, dport, dport, dport, dport, cfg->demo_dir);
 }
 
+/* Every start-up failure and the end after a signal leave through out:,
+ * which stops whatever was started, in the order the parts depend on each
+ * other (the stop and free functions take NULL). */
 int main(int argc, char **argv)
 {
     if (argc > 1 && strcmp(argv[1], "create-remote-secret") == 0)
         return ctl_create_remote_secret(argc - 1, argv + 1);
     ctl_config_t cfg;
     char err[CTL_ERRLEN] = "";
+    ctl_t *c = NULL;
+    ctl_demo_t *demo = NULL;
+    ctl_kube_t *kube = NULL;
+    ctl_auth_t *auth = NULL;
+    xds_server_t *x = NULL;
+    ctl_http_t *h = NULL;
     int rc = ctl_config_load(&cfg, argc, argv, err, sizeof(err));
     if (rc != 0) {
         if (rc < 0)
             fprintf(stderr, "meshfed: %s\n", err);
-        ctl_config_free(&cfg);
-        return rc < 0 ? 2 : 0;
+        rc = rc < 0 ? 2 : 0;
+        goto out;
     }
     ctl_log_setup(cfg.log_level, cfg.log_json);
     /* Block the signals before any thread starts (threads inherit the mask):
@@ -132,46 +141,36 @@ int main(int argc, char **argv)
     pthread_sigmask(SIG_BLOCK, &block, &old);
     if (cfg.once && !cfg.demo_dir) {
         fprintf(stderr, "meshfed: --once needs --demo DIR\n");
-        ctl_config_free(&cfg);
-        return 2;
+        rc = 2;
+        goto out;
     }
-    ctl_t *c = ctl_new(&cfg, err, sizeof(err));
+    c = ctl_new(&cfg, err, sizeof(err));
     if (!c || ctl_start(c) < 0) {
         fprintf(stderr, "meshfed: %s\n", err);
-        ctl_config_free(&cfg);
-        return 1;
+        rc = 1;
+        goto out;
     }
-    ctl_demo_t *demo = NULL;
-    ctl_kube_t *kube = NULL;
     if (cfg.demo_dir)
         demo = ctl_demo_start(c, cfg.demo_dir, err, sizeof(err));
     else
         kube = ctl_kube_start(c, err, sizeof(err));
     if (!demo && !kube) {
         fprintf(stderr, "meshfed: %s\n", err);
-        ctl_free(c);
-        ctl_config_free(&cfg);
-        return 2;
+        rc = 2;
+        goto out;
     }
     ctl_set_kube(c, kube);
     ctl_flush(c);
     if (cfg.once) {
         rc = run_once(c);
-        ctl_demo_stop(demo);
-        ctl_free(c);
-        ctl_config_free(&cfg);
-        return rc;
+        goto out;
     }
-    ctl_auth_t *auth = NULL;
     if (strcmp(cfg.xds_auth, "jwt") == 0 &&
         !(auth = kube ? ctl_auth_new(&cfg, ctl_kube_conn, kube, err, sizeof(err)) : NULL)) {
         fprintf(stderr, "meshfed: %s\n",
                 kube ? err : "xds-auth jwt needs Kubernetes clusters (not --demo)");
-        ctl_demo_stop(demo);
-        ctl_kube_stop(kube);
-        ctl_free(c);
-        ctl_config_free(&cfg);
-        return 2;
+        rc = 2;
+        goto out;
     }
     if (!auth && !cfg.demo_dir)
         ctl_log(CTL_WARN, "xDS clients are not authenticated (--xds-auth none): any client that "
@@ -200,18 +199,12 @@ int main(int argc, char **argv)
                        .log = ctl_xds_log,
                        .control_plane = cp,
                        .local_cluster = cfg.cluster_id};
-    xds_server_t *x = xds_server_new(&xc, err, sizeof(err));
-    ctl_http_t *h = x ? ctl_http_start(c, cfg.debug_listen, err, sizeof(err)) : NULL;
+    x = xds_server_new(&xc, err, sizeof(err));
+    h = x ? ctl_http_start(c, cfg.debug_listen, err, sizeof(err)) : NULL;
     if (!x || !h || xds_server_start(x) < 0) {
         fprintf(stderr, "meshfed: %s\n", err);
-        ctl_http_stop(h);
-        xds_server_free(x);
-        ctl_auth_free(auth);
-        ctl_demo_stop(demo);
-        ctl_kube_stop(kube);
-        ctl_free(c);
-        ctl_config_free(&cfg);
-        return 1;
+        rc = 1;
+        goto out;
     }
     ctl_set_xds(c, x);
     model_snapshot_t *s = ctl_snapshot(c);
@@ -232,17 +225,22 @@ int main(int argc, char **argv)
         }
     }
     ctl_log(CTL_INFO, "signal %d: draining xDS streams and stopping", (int)got_signal);
+    rc = 0;
+out:
     ctl_auth_stop(auth); /* before the clusters' connections go */
     ctl_demo_stop(demo);
-    ctl_set_kube(c, NULL);
-    ctl_kube_stop(kube);
-    ctl_stop(c);
-    ctl_set_xds(c, NULL);
-    xds_server_shutdown(x, 5000);
+    if (c) {
+        ctl_set_kube(c, NULL);
+        ctl_kube_stop(kube);
+        ctl_stop(c);
+        ctl_set_xds(c, NULL);
+    }
+    if (x)
+        xds_server_shutdown(x, 5000);
     ctl_http_stop(h);
     xds_server_free(x);
     ctl_auth_free(auth);
     ctl_free(c);
     ctl_config_free(&cfg);
-    return 0;
+    return rc;
 }
