@@ -50,22 +50,6 @@ typedef Envoy__Config__Endpoint__V3__LocalityLbEndpoints lle_t;
 static const char *const GLOBAL[] = {"istio.io/global", "true", NULL};
 static const model_view_t V1 = {"c1", "n1"}, V4 = {"c4", "n1"};
 
-static void apply(model_t *m, const char *cluster, model_kind_t k, void *obj)
-{
-    char err[MODEL_ERRLEN];
-    ck_assert_msg(model_apply(m, cluster, k, MODEL_OP_UPSERT, obj, err, sizeof(err)) == 0, "%s",
-                  err);
-}
-
-static void add_cluster(model_t *m, const char *id, const char *network, const char *gw)
-{
-    model_cluster_t c = {.id = id, .network = network};
-    if (gw)
-        ck_assert_int_eq(model_ip_parse(gw, &c.gateway), 0);
-    char err[MODEL_ERRLEN];
-    ck_assert_int_eq(model_cluster_set(m, &c, err, sizeof(err)), 0);
-}
-
 static model_service_t *mk_svc(const char *name, bool global, model_traffic_dist_t td)
 {
     model_service_t *s = calloc(1, sizeof(*s));

@@ -51,17 +51,6 @@ static void sleep_ms(int ms)
 
 /* ---------- the mesh: c1/n1 and c2/n2, NSVC global services in both ---------- */
 
-static void apply_op(model_t *m, const char *cluster, model_kind_t k, model_op_t op, void *obj)
-{
-    char err[MODEL_ERRLEN];
-    ck_assert_msg(model_apply(m, cluster, k, op, obj, err, sizeof(err)) == 0, "%s", err);
-}
-
-static void apply(model_t *m, const char *cluster, model_kind_t k, void *obj)
-{
-    apply_op(m, cluster, k, MODEL_OP_UPSERT, obj);
-}
-
 static model_service_t *mk_svc(const char *name, int cl, int idx)
 {
     model_service_t *s = calloc(1, sizeof(*s));

@@ -3,6 +3,7 @@
  */
 #include "model.h"
 #include "model_int.h" /* model_res_equal, to compare two models */
+#include "testcheck.h"
 
 #include <check.h>
 #include <stdio.h>
@@ -83,22 +84,6 @@ static model_pod_t *mk_pod(const char *ns, const char *name, const char *ip, con
     p->ambient = true; /* enrolled: istio-cni annotated it */
     p->ready = true;
     return p;
-}
-
-static void apply(model_t *m, const char *cluster, model_kind_t k, void *obj)
-{
-    char err[MODEL_ERRLEN];
-    ck_assert_msg(model_apply(m, cluster, k, MODEL_OP_UPSERT, obj, err, sizeof(err)) == 0, "%s",
-                  err);
-}
-
-static void add_cluster(model_t *m, const char *id, const char *network, const char *gw)
-{
-    model_cluster_t c = {.id = id, .network = network};
-    if (gw)
-        ck_assert_int_eq(model_ip_parse(gw, &c.gateway), 0);
-    char err[MODEL_ERRLEN];
-    ck_assert_int_eq(model_cluster_set(m, &c, err, sizeof(err)), 0);
 }
 
 /* Pods "<svc>-<i>" with IPs ipbase.<i+1>, their slice, and the service. */

@@ -30,13 +30,6 @@
 
 /* ---------- the mesh (as in test_model.c) ---------- */
 
-static void apply(model_t *m, const char *cluster, model_kind_t k, void *obj)
-{
-    char err[MODEL_ERRLEN];
-    ck_assert_msg(model_apply(m, cluster, k, MODEL_OP_UPSERT, obj, err, sizeof(err)) == 0, "%s",
-                  err);
-}
-
 static model_service_t *mk_svc(const char *ns, const char *name, const char *vip, bool global)
 {
     model_service_t *s = calloc(1, sizeof(*s));
@@ -89,14 +82,6 @@ static void add_service(model_t *m, const char *cluster, const char *name, const
         apply(m, cluster, MODEL_KIND_POD, mk_pod(pod, ip));
     }
     apply(m, cluster, MODEL_KIND_ENDPOINTSLICE, mk_slice(name, ipbase, n, n));
-}
-
-static void add_cluster(model_t *m, const char *id, const char *network, const char *gw)
-{
-    model_cluster_t c = {.id = id, .network = network};
-    ck_assert_int_eq(model_ip_parse(gw, &c.gateway), 0);
-    char err[MODEL_ERRLEN];
-    ck_assert_int_eq(model_cluster_set(m, &c, err, sizeof(err)), 0);
 }
 
 /* A test environment: the model, a server on 127.0.0.1:0 with its first snapshot. */

@@ -53,6 +53,17 @@ void tl_ensure_namespace(model_t *m, const char *cluster, const char *ns)
     tl_bench_apply(m, cluster, MODEL_KIND_NAMESPACE, n);
 }
 
+int tl_add_cluster(model_t *m, const char *id, const char *network, const char *gw, char *err,
+                   size_t errlen)
+{
+    model_cluster_t c = {.id = id, .network = network};
+    if (gw && model_ip_parse(gw, &c.gateway) != 0) {
+        snprintf(err, errlen, "gateway \"%s\" is not an IP address", gw);
+        return -1;
+    }
+    return model_cluster_set(m, &c, err, errlen);
+}
+
 void tl_bench_ip(model_ip_t *ip, int cluster, int n)
 {
     ip->len = 4;

@@ -1,6 +1,6 @@
 /*
  * testcheck.h - the tests' asserting forms of testlib.h's blocking client
- * (check.h; for tests/test_*.c only: nothing of it is in meshfed_testlib,
+ * and model builders (check.h; for tests/test_*.c only: nothing of it is in meshfed_testlib,
  * which the benches link).
  */
 #ifndef MESHFED_TESTCHECK_H
@@ -52,6 +52,26 @@ static inline dresp_t *recv_delta(tl_client_t *c, int ms)
     dresp_t *r;
     ck_assert_int_ge(tl_recv_delta(c, ms, &r), 0);
     return r;
+}
+
+/* model_apply of obj (taken), failing the test with the model's reason. */
+static inline void apply_op(model_t *m, const char *cluster, model_kind_t k, model_op_t op,
+                            void *obj)
+{
+    char err[MODEL_ERRLEN];
+    ck_assert_msg(model_apply(m, cluster, k, op, obj, err, sizeof(err)) == 0, "%s", err);
+}
+
+static inline void apply(model_t *m, const char *cluster, model_kind_t k, void *obj)
+{
+    apply_op(m, cluster, k, MODEL_OP_UPSERT, obj);
+}
+
+/* tl_add_cluster, failing the test with its reason. */
+static inline void add_cluster(model_t *m, const char *id, const char *network, const char *gw)
+{
+    char err[MODEL_ERRLEN];
+    ck_assert_msg(tl_add_cluster(m, id, network, gw, err, sizeof(err)) == 0, "%s", err);
 }
 
 #endif

@@ -67,6 +67,11 @@ model_t *tl_bench_mesh(int nclusters, int nservices, int per, bool hash_label, c
 
 /* ---------- the tests' small meshes ---------- */
 
+/* Sets cluster id on network, its east-west gateway at the address gw (NULL:
+ * none). 0, or -1 with err (gw does not parse, the model refuses). */
+int tl_add_cluster(model_t *m, const char *id, const char *network, const char *gw, char *err,
+                   size_t errlen);
+
 /* Slice <svc>-abc of service svc in ns: one port (port_name, port) and n
  * endpoints <ipbase>.<i+1>, the first nready ready, with pod <svc>-<i> when
  * pods. NULL when an address does not parse. */
