@@ -223,14 +223,7 @@ static int kube_obj_init(kube_informer_t *inf, const kube_jv_t *v, kube_obj_t *o
     return n > 0 && (size_t)n < keylen ? 0 : -1;
 }
 
-static uint64_t kube_fnv(uint64_t h, const void *p, size_t n)
-{
-    for (size_t i = 0; i < n; i++)
-        h = (h ^ ((const unsigned char *)p)[i]) * 1099511628211ull;
-    return h;
-}
-
-/* FNV-1a over the values of v's subtree: what an object holds, so that a
+/* The hash of the values of v's subtree: what an object holds, so that a
  * relist notices new content under an unchanged resourceVersion. */
 static uint64_t kube_jhash_tree(uint64_t h, const kube_jv_t *v)
 {
@@ -240,9 +233,9 @@ static uint64_t kube_jhash_tree(uint64_t h, const kube_jv_t *v)
             w[1] = (uint64_t)x->v.i;
         else if (x->type == KUBE_J_REAL)
             memcpy(&w[1], &x->v.d, sizeof(w[1]));
-        h = kube_fnv(h, w, sizeof(w));
+        h = base_hash_more(h, w, sizeof(w));
         if (x->type == KUBE_J_STRING)
-            h = kube_fnv(h, x->v.s, x->len);
+            h = base_hash_more(h, x->v.s, x->len);
     }
     return h;
 }
@@ -251,7 +244,7 @@ static uint64_t kube_jhash_tree(uint64_t h, const kube_jv_t *v)
  * out and watch events carry. */
 static uint64_t kube_jhash(const kube_jv_t *o)
 {
-    uint64_t h = 1469598103934665603ull;
+    uint64_t h = 0;
     const kube_jv_t *k;
     size_t i;
     KUBE_JOBJECT_FOREACH(o, i, k)

@@ -61,6 +61,20 @@ START_TEST(hash_str_is_hash_of_the_bytes)
 }
 END_TEST
 
+/* Pieces chain: "foo" then "bar" hashes, with the Python above extended
+ * by fnv(b, h) starting from h, to
+ *   avalanche(fnv(b"bar", avalanche(fnv(b"foo")) ^ 0xcbf29ce484222325))
+ * which is neither the hash of "foobar" nor that of "bar". */
+START_TEST(hash_more_chains_pieces)
+{
+    ck_assert_uint_eq(base_hash_more(0, "foobar", 6), base_hash("foobar", 6));
+    uint64_t h = base_hash_more(base_hash("foo", 3), "bar", 3);
+    ck_assert_uint_eq(h, 0x6095cd836a744437ULL);
+    ck_assert_uint_ne(h, base_hash("foobar", 6));
+    ck_assert_uint_ne(h, base_hash("bar", 3));
+}
+END_TEST
+
 START_TEST(map_put_get_replace_del)
 {
     base_map_t m;
@@ -328,6 +342,7 @@ static Suite *base_suite(void)
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, hash_known_values);
     tcase_add_test(tc, hash_str_is_hash_of_the_bytes);
+    tcase_add_test(tc, hash_more_chains_pieces);
     tcase_add_test(tc, map_put_get_replace_del);
     tcase_add_test(tc, map_grows_keeping_every_key);
     tcase_add_test(tc, map_key_returns_the_maps_copy);

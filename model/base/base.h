@@ -41,6 +41,9 @@ extern const char base_map_set_mark;
  * base_hash(s, strlen(s)). */
 uint64_t base_hash(const void *p, size_t n);
 uint64_t base_hash_str(const char *s);
+/* The hash of several pieces: h is the hash of the pieces before (0 for
+ * none), so base_hash_more(0, p, n) equals base_hash(p, n). */
+uint64_t base_hash_more(uint64_t h, const void *p, size_t n);
 void base_map_init(base_map_t *h);
 /* Frees the table and leaves an empty map, ready for reuse; calls free_fn
  * (when not NULL) on each value other than BASE_MAP_SET. */

@@ -23,13 +23,18 @@ static uint64_t avalanche(uint64_t h)
     return h;
 }
 
-uint64_t base_hash(const void *p, size_t n)
+uint64_t base_hash_more(uint64_t h, const void *p, size_t n)
 {
     const unsigned char *b = p;
-    uint64_t h = FNV_OFFSET;
+    h ^= FNV_OFFSET;
     for (size_t i = 0; i < n; i++)
         h = (h ^ b[i]) * FNV_PRIME;
     return avalanche(h);
+}
+
+uint64_t base_hash(const void *p, size_t n)
+{
+    return base_hash_more(0, p, n);
 }
 
 uint64_t base_hash_str(const char *s)
