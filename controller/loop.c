@@ -7,6 +7,7 @@
  * commits once and hands the snapshot to the xDS server. A source blocks
  * while the queue is full, which shows in the queue_full counter.
  */
+#include "base.h"
 #include "ctl_int.h"
 
 #include <stdio.h>
@@ -43,10 +44,10 @@ struct ctl {
     scope_src_t *scopes; /* rules by source, combined in source order */
     size_t nscopes;
     pthread_mutex_t net_lock; /* cluster -> network, for proxies that send none */
-    json_t *networks;
-    json_t *interned; /* every network name seen; never shrinks */
+    base_map_t networks;      /* cluster -> its network: a key of interned */
+    base_map_t interned;      /* a set of every network name seen; never shrinks */
     pthread_mutex_t notes_lock;
-    json_t *notes; /* cluster -> {key: value}: what sources say about it (/debug/clusterz) */
+    base_map_t notes;       /* cluster -> json_t {key: value}: what sources say of it (clusterz) */
     ctl_ratelog_t *rejects; /* per (cluster, kind): one bad source must not flood the log */
 };
 
@@ -84,10 +85,10 @@ ctl_t *ctl_new(const ctl_config_t *cfg, char *err, size_t errlen)
     pthread_mutex_init(&c->snap_lock, NULL);
     pthread_mutex_init(&c->net_lock, NULL);
     pthread_cond_init(&c->qcond, NULL);
-    c->networks = json_object();
-    c->interned = json_object();
+    base_map_init(&c->networks);
+    base_map_init(&c->interned);
     pthread_mutex_init(&c->notes_lock, NULL);
-    c->notes = json_object();
+    base_map_init(&c->notes);
     c->rejects = ctl_ratelog_new(60, 256);
     return c;
 }
@@ -188,21 +189,28 @@ static void apply_scopes(ctl_t *c, ctl_event_t *ev)
     model_scope_set(c->model, all);
 }
 
-/* Network names are interned and never freed: the xDS server copies the
- * pointer ctl_network_of returns after our lock is released. */
+/* Network names are interned (the keys of c->interned) and never freed: the
+ * xDS server copies the pointer ctl_network_of returns after our lock is
+ * released. NULL when out of memory. */
+static const char *intern_network(ctl_t *c, const char *network)
+{
+    const char *n = base_map_key(&c->interned, network);
+    if (!n && base_map_put(&c->interned, network, BASE_MAP_SET) == NULL)
+        n = base_map_key(&c->interned, network);
+    return n;
+}
+
 static void note_network(ctl_t *c, const char *cluster, const char *network)
 {
     pthread_mutex_lock(&c->net_lock);
-    const char *was = json_string_value(json_object_get(c->networks, cluster));
+    const char *was = base_map_get(&c->networks, cluster);
     if (c->xds && (!was || !network || strcmp(was, network) != 0))
         xds_server_networks_changed(c->xds);
-    if (network) {
-        if (!json_object_get(c->interned, network))
-            json_object_set_new(c->interned, network, json_string(network));
-        json_object_set(c->networks, cluster, json_object_get(c->interned, network));
-    } else {
-        json_object_del(c->networks, cluster);
-    }
+    const char *n = network ? intern_network(c, network) : NULL;
+    if (n)
+        base_map_put(&c->networks, cluster, (void *)n);
+    else
+        base_map_del(&c->networks, cluster);
     pthread_mutex_unlock(&c->net_lock);
 }
 
@@ -210,7 +218,7 @@ const char *ctl_network_of(void *arg, const char *cluster)
 {
     ctl_t *c = arg;
     pthread_mutex_lock(&c->net_lock);
-    const char *n = json_string_value(json_object_get(c->networks, cluster));
+    const char *n = base_map_get(&c->networks, cluster);
     pthread_mutex_unlock(&c->net_lock);
     return n;
 }
@@ -478,20 +486,22 @@ bool ctl_ready(ctl_t *c, char *why, size_t whylen)
 void ctl_cluster_note(ctl_t *c, const char *cluster, const char *key, json_t *val)
 {
     pthread_mutex_lock(&c->notes_lock);
-    json_t *o = json_object_get(c->notes, cluster);
+    json_t *o = base_map_get(&c->notes, cluster);
     if (!key) {
-        json_object_del(c->notes, cluster);
+        json_decref(base_map_del(&c->notes, cluster));
     } else if (val) {
-        if (!o) {
-            o = json_object();
-            json_object_set_new(c->notes, cluster, o);
+        if (!o && (o = json_object()) && base_map_put(&c->notes, cluster, o) == o) {
+            json_decref(o);
+            o = NULL;
         }
-        json_object_set_new(o, key, val);
-        val = NULL;
+        if (o) {
+            json_object_set_new(o, key, val);
+            val = NULL;
+        }
     } else if (o) {
         json_object_del(o, key);
         if (json_object_size(o) == 0)
-            json_object_del(c->notes, cluster);
+            json_decref(base_map_del(&c->notes, cluster));
     }
     pthread_mutex_unlock(&c->notes_lock);
     json_decref(val);
@@ -500,9 +510,14 @@ void ctl_cluster_note(ctl_t *c, const char *cluster, const char *key, json_t *va
 json_t *ctl_cluster_notes(ctl_t *c, const char *cluster)
 {
     pthread_mutex_lock(&c->notes_lock);
-    json_t *o = json_deep_copy(json_object_get(c->notes, cluster));
+    json_t *o = json_deep_copy(base_map_get(&c->notes, cluster));
     pthread_mutex_unlock(&c->notes_lock);
     return o;
+}
+
+static void note_free(void *o)
+{
+    json_decref(o);
 }
 
 void ctl_free(ctl_t *c)
@@ -528,9 +543,9 @@ void ctl_free(ctl_t *c)
     pthread_mutex_destroy(&c->snap_lock);
     pthread_mutex_destroy(&c->net_lock);
     pthread_cond_destroy(&c->qcond);
-    json_decref(c->networks);
-    json_decref(c->interned);
-    json_decref(c->notes);
+    base_map_destroy(&c->networks, NULL);
+    base_map_destroy(&c->interned, NULL);
+    base_map_destroy(&c->notes, note_free);
     ctl_ratelog_free(c->rejects);
     pthread_mutex_destroy(&c->notes_lock);
     free(c);
