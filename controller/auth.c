@@ -189,19 +189,29 @@ static char *review_body(const ctl_auth_t *a, const char *token)
     return s;
 }
 
-/* Whether the reviewed token is valid for one of our audiences: the API
- * server answers status.audiences with the intersection (absent: it did not
- * check, only older servers). */
-static bool audience_ok(const ctl_auth_t *a, const json_t *st)
+bool ctl_auth_audience_ok(const json_t *wanted, const json_t *status)
 {
-    json_t *got = json_object_get(st, "audiences");
+    json_t *got = json_object_get(status, "audiences");
     if (!json_is_array(got))
         return true;
     size_t i, j;
     json_t *g, *w;
     json_array_foreach(got, i, g)
-        json_array_foreach(a->audiences, j, w) if (json_equal(g, w)) return true;
+        json_array_foreach(wanted, j, w) if (json_equal(g, w)) return true;
     return false;
+}
+
+bool ctl_auth_service_account(const char *user, char *ns, size_t nslen, char *sa, size_t salen)
+{
+    const char *rest =
+        user && strncmp(user, SA_PREFIX, strlen(SA_PREFIX)) == 0 ? user + strlen(SA_PREFIX) : NULL;
+    const char *colon = rest ? strchr(rest, ':') : NULL;
+    if (!colon || colon == rest || !colon[1] || (size_t)(colon - rest) >= nslen ||
+        strlen(colon + 1) >= salen || strchr(colon + 1, ':'))
+        return false;
+    snprintf(ns, nslen, "%.*s", (int)(colon - rest), rest);
+    snprintf(sa, salen, "%s", colon + 1);
+    return true;
 }
 
 /* Turns a TokenReview status into an answer. */
@@ -215,7 +225,7 @@ static void judge(const ctl_auth_t *a, const char *cluster, const json_t *resp, 
                    e ? e : "");
         return;
     }
-    if (!audience_ok(a, st)) {
+    if (!ctl_auth_audience_ok(a->audiences, st)) {
         set_answer(out, XDS_AUTH_UNAUTHENTICATED,
                    "token is not for an accepted audience "
                    "(xds-auth-audiences)");
@@ -223,17 +233,11 @@ static void judge(const ctl_auth_t *a, const char *cluster, const json_t *resp, 
     }
     const char *user = json_string_value(json_object_get(json_object_get(st, "user"), "username"));
     char ns[254], sa[254];
-    const char *rest =
-        user && strncmp(user, SA_PREFIX, strlen(SA_PREFIX)) == 0 ? user + strlen(SA_PREFIX) : NULL;
-    const char *colon = rest ? strchr(rest, ':') : NULL;
-    if (!colon || colon == rest || !colon[1] || (size_t)(colon - rest) >= sizeof(ns) ||
-        strlen(colon + 1) >= sizeof(sa) || strchr(colon + 1, ':')) {
+    if (!ctl_auth_service_account(user, ns, sizeof(ns), sa, sizeof(sa))) {
         set_answer(out, XDS_AUTH_DENIED, "identity %.200s of cluster %s is not a service account",
                    user ? user : "(none)", cluster);
         return;
     }
-    snprintf(ns, sizeof(ns), "%.*s", (int)(colon - rest), rest);
-    snprintf(sa, sizeof(sa), "%s", colon + 1);
     if (!ctl_auth_identity_allowed(a->allowed, ns, sa)) {
         set_answer(out, XDS_AUTH_DENIED,
                    "service account %s/%s of cluster %s may not connect "

@@ -8,6 +8,7 @@
 
 #include "ctl.h"
 
+#include <netinet/in.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -133,6 +134,14 @@ void ctl_kube_cluster_conditions(ctl_kube_t *k, const char *id, json_t *out);
 bool ctl_auth_identity_allowed(const char *patterns, const char *ns, const char *sa);
 /* 0, or -1 with err naming the bad pattern. */
 int ctl_auth_check_patterns(const char *patterns, char *err, size_t errlen);
+/* Whether a TokenReview status says the token is for one of the wanted
+ * audiences (a JSON array): the API server answers status.audiences with
+ * the intersection; without it (older servers) it did not check: true. */
+bool ctl_auth_audience_ok(const json_t *wanted, const json_t *status);
+/* The namespace and name of a service account's username
+ * "system:serviceaccount:<ns>:<sa>" into ns and sa; false (and nothing
+ * written) for any other username, an empty part, or one that does not fit. */
+bool ctl_auth_service_account(const char *user, char *ns, size_t nslen, char *sa, size_t salen);
 
 /* ---------- leader election and ServiceScope status ---------- */
 
@@ -177,6 +186,16 @@ void ctl_cluster_info_gateway(model_cluster_t *c, const ctl_gateway_t *g, const 
  * a load-balancer IP (HBONE port: the port named tls-hbone, else 15008). */
 bool ctl_gateway_from_service(const model_service_t *s, const char *system_namespace,
                               ctl_gateway_t *out);
+
+/* ---------- debug HTTP (http.c) ---------- */
+
+/* A query value the debug endpoint accepts: 1 to 512 bytes, no control
+ * characters. */
+bool ctl_http_valid_query(const char *v);
+/* "host:port" of setting (named in err) into sa: host an IPv4 address,
+ * "localhost" or empty (any address). 0, or -1 with err. */
+int ctl_http_parse_listen(const char *setting, const char *listen, struct sockaddr_in *sa,
+                          char *err, size_t errlen);
 
 /* ---------- rendering resources as JSON ---------- */
 

@@ -355,7 +355,7 @@ static void find_one(const xds_proxy_info_t *p, void *arg)
     }
 }
 
-static bool valid_query(const char *v)
+bool ctl_http_valid_query(const char *v)
 {
     if (!v || !*v || strlen(v) > 512)
         return false;
@@ -388,7 +388,7 @@ static reply_t config_dump(ctl_t *ctl, struct MHD_Connection *conn, bool pretty)
     const char *network = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "network");
     find_proxy_t f = {proxy, NULL, NULL};
     if (proxy) {
-        if (!valid_query(proxy))
+        if (!ctl_http_valid_query(proxy))
             return error_reply(400, "proxy: invalid value", NULL);
         if (ctl_xds(ctl))
             xds_server_each_proxy(ctl_xds(ctl), find_one, &f);
@@ -396,7 +396,7 @@ static reply_t config_dump(ctl_t *ctl, struct MHD_Connection *conn, bool pretty)
             return error_reply(404, "no connected proxy \"%s\" (see /debug/syncz)", proxy);
         cluster = f.cluster;
         network = f.network;
-    } else if (!valid_query(cluster)) {
+    } else if (!ctl_http_valid_query(cluster)) {
         return error_reply(400, "give ?proxy=ID or ?cluster=ID[&network=NAME]", NULL);
     } else {
         find_cluster_t fc = {cluster, false};
@@ -404,7 +404,7 @@ static reply_t config_dump(ctl_t *ctl, struct MHD_Connection *conn, bool pretty)
         if (!fc.found)
             return error_reply(404, "no cluster \"%s\" (see /debug/clusterz)", cluster);
     }
-    if (network && *network && !valid_query(network))
+    if (network && *network && !ctl_http_valid_query(network))
         return error_reply(400, "network: invalid value", NULL);
     model_snapshot_t *s = ctl_snapshot(ctl);
     json_t *out = json_object();
@@ -835,7 +835,7 @@ static reply_t route(ctl_http_t *h, struct MHD_Connection *conn, const char *url
     }
     if (strcmp(url, "/debug/servicez") == 0 || strcmp(url, "/debug/servicescopez") == 0) {
         const char *key = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "service");
-        if (key && (!valid_query(key) || !strchr(key, '/')))
+        if (key && (!ctl_http_valid_query(key) || !strchr(key, '/')))
             return error_reply(400, "service: want namespace/name, got \"%s\"", key);
         svc_ctx_t c = {.out = key ? NULL : json_array(), .key = key};
         bool scopes = strcmp(url, "/debug/servicescopez") == 0 && !key;
@@ -852,7 +852,7 @@ static reply_t route(ctl_http_t *h, struct MHD_Connection *conn, const char *url
     }
     if (strcmp(url, "/debug/endpointz") == 0) {
         const char *key = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "service");
-        if (!valid_query(key) || !strchr(key, '/'))
+        if (!ctl_http_valid_query(key) || !strchr(key, '/'))
             return error_reply(400, "service: want ?service=namespace/name", NULL);
         endpointz_ctx_t c = {key, NULL, false};
         ctl_with_model(ctl, endpointz, &c);
@@ -1119,8 +1119,8 @@ static bool loopback(const struct sockaddr_in *sa)
     return (ntohl(sa->sin_addr.s_addr) >> 24) == 127;
 }
 
-static int parse_listen(const char *setting, const char *listen, struct sockaddr_in *sa, char *err,
-                        size_t errlen)
+int ctl_http_parse_listen(const char *setting, const char *listen, struct sockaddr_in *sa,
+                          char *err, size_t errlen)
 {
     char host[256];
     const char *colon = strrchr(listen, ':');
@@ -1165,8 +1165,9 @@ ctl_http_t *ctl_http_start(ctl_t *c, const char *listen, char *err, size_t errle
     struct sockaddr_in sa, probe_sa;
     const char *probe_listen = ctl_config(c)->probe_listen;
     bool with_probe = probe_listen && *probe_listen;
-    if (parse_listen("debug-listen", listen, &sa, err, errlen) < 0 ||
-        (with_probe && parse_listen("probe-listen", probe_listen, &probe_sa, err, errlen) < 0))
+    if (ctl_http_parse_listen("debug-listen", listen, &sa, err, errlen) < 0 ||
+        (with_probe &&
+         ctl_http_parse_listen("probe-listen", probe_listen, &probe_sa, err, errlen) < 0))
         return NULL;
     const char *token_file = ctl_config(c)->debug_token_file;
     if (!loopback(&sa) && !token_file) {
