@@ -183,7 +183,7 @@ static void on_gateway(ctl_kube_t *k, const char *cluster, kube_ev_t ev, json_t 
     }
 }
 
-static model_kind_t kind_of(kube_res_t r)
+model_kind_t ctl_kube_kind_of(kube_res_t r)
 {
     switch (r) {
     case KUBE_RES_NAMESPACES:
@@ -199,9 +199,7 @@ static model_kind_t kind_of(kube_res_t r)
     }
 }
 
-/* A deleted object needs only its identity; the stub the API sends may not
- * decode as a whole object. */
-static void *identity_of(model_kind_t kind, const kube_obj_t *obj)
+void *ctl_kube_identity_of(model_kind_t kind, const kube_obj_t *obj)
 {
     const char *name = kube_obj_name(obj), *ns = kube_obj_namespace(obj);
     if (!ns && kind != MODEL_KIND_NAMESPACE && kind != MODEL_KIND_NODE)
@@ -241,12 +239,12 @@ static void *identity_of(model_kind_t kind, const kube_obj_t *obj)
 static void on_object(ctl_kube_t *k, const char *cluster, kube_res_t res, kube_ev_t ev,
                       const kube_obj_t *obj)
 {
-    model_kind_t kind = kind_of(res);
+    model_kind_t kind = ctl_kube_kind_of(res);
     char err[CTL_ERRLEN];
     void *o = NULL;
     bool del = ev == KUBE_EV_DELETED;
     if (del) {
-        o = identity_of(kind, obj);
+        o = ctl_kube_identity_of(kind, obj);
     } else if (kube_obj_decode(kind, obj, &o, err, sizeof(err)) < 0) {
         char key[160], msg[CTL_ERRLEN + 300];
         atomic_fetch_add(&ctl_metrics.decode_errors, 1);
@@ -375,9 +373,7 @@ static uint64_t fnv(uint64_t h, const void *p, size_t n)
     return (h ^ 0xff) * 1099511628211ULL; /* field separator */
 }
 
-/* Which API server a kubeconfig reaches: another server, CA or TLS name may
- * be another cluster (or a recreated one) with the same resourceVersions. */
-static uint64_t endpoint_of(const kube_conn_t *c)
+uint64_t ctl_kube_endpoint_of(const kube_conn_t *c)
 {
     uint64_t h = 1469598103934665603ULL;
     h = fnv(h, c->server ? c->server : "", c->server ? strlen(c->server) : 0);
@@ -460,7 +456,7 @@ static void on_secret(ctl_kube_t *k, kube_ev_t ev, json_t *obj)
         kube_conn_t conn;
         if (remote_conn(k, secret, id, json_string_value(val), &conn) < 0)
             continue;
-        uint64_t endpoint = endpoint_of(&conn);
+        uint64_t endpoint = ctl_kube_endpoint_of(&conn);
         if (i < k->nremotes && k->remotes[i].endpoint != endpoint) {
             /* Another API server (or CA): its resourceVersions say nothing
              * about what we cached, so, as istiod does, drop the cluster and

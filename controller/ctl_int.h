@@ -126,6 +126,15 @@ void ctl_kube_stats(ctl_kube_t *k, kube_stats_t *out);
  * id: "forbidden" and "absent", the optional resources it cannot read (403:
  * RBAC; 404: CRD not installed). Thread-safe. */
 void ctl_kube_cluster_conditions(ctl_kube_t *k, const char *id, json_t *out);
+/* The model kind of a watched resource (the model-fed ones only). */
+model_kind_t ctl_kube_kind_of(kube_res_t r);
+/* A deleted object needs only its identity; the stub the API sends may not
+ * decode as a whole object. The object of kind named by obj (caller frees
+ * with model_obj_free), or NULL when a namespaced kind has no namespace. */
+void *ctl_kube_identity_of(model_kind_t kind, const kube_obj_t *obj);
+/* Which API server a kubeconfig reaches: another server, CA or TLS name may
+ * be another cluster (or a recreated one) with the same resourceVersions. */
+uint64_t ctl_kube_endpoint_of(const kube_conn_t *c);
 
 /* ---------- xDS client authentication ---------- */
 
