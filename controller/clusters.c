@@ -7,6 +7,7 @@
  * queue, never block on anything else. Per cluster it remembers just enough
  * to say where the cluster's network and east-west gateway are.
  */
+#include "base.h"
 #include "ctl_int.h"
 
 #include <stdio.h>
@@ -365,23 +366,21 @@ static void remove_remote(ctl_kube_t *k, size_t i, const char *why)
     k->remotes[i] = k->remotes[--k->nremotes];
 }
 
-static uint64_t fnv(uint64_t h, const void *p, size_t n)
+/* Each field hashed after its length, so that no two field lists hash
+ * alike by moving bytes across a boundary. */
+static uint64_t hash_field(uint64_t h, const char *p, size_t n)
 {
-    const unsigned char *b = p;
-    for (size_t i = 0; i < n; i++)
-        h = (h ^ b[i]) * 1099511628211ULL;
-    return (h ^ 0xff) * 1099511628211ULL; /* field separator */
+    h = base_hash_more(h, &n, sizeof(n));
+    return base_hash_more(h, p ? p : "", p ? n : 0);
 }
 
 uint64_t ctl_kube_endpoint_of(const kube_conn_t *c)
 {
-    uint64_t h = 1469598103934665603ULL;
-    h = fnv(h, c->server ? c->server : "", c->server ? strlen(c->server) : 0);
-    h = fnv(h, c->ca_data ? c->ca_data : "", c->ca_data ? c->ca_len : 0);
-    h = fnv(h, c->ca_file ? c->ca_file : "", c->ca_file ? strlen(c->ca_file) : 0);
-    h = fnv(h, c->tls_server_name ? c->tls_server_name : "",
-            c->tls_server_name ? strlen(c->tls_server_name) : 0);
-    return fnv(h, &c->insecure, sizeof(c->insecure));
+    uint64_t h = hash_field(0, c->server, c->server ? strlen(c->server) : 0);
+    h = hash_field(h, c->ca_data, c->ca_data ? c->ca_len : 0);
+    h = hash_field(h, c->ca_file, c->ca_file ? strlen(c->ca_file) : 0);
+    h = hash_field(h, c->tls_server_name, c->tls_server_name ? strlen(c->tls_server_name) : 0);
+    return base_hash_more(h, &c->insecure, sizeof(c->insecure));
 }
 
 /* Parses the kubeconfig of cluster id; 0 with conn filled, or -1 (logged,
