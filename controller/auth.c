@@ -11,6 +11,7 @@
  * reconnecting fleet costs the API servers one review per token, not per
  * stream. Tokens never reach a log line nor an error message.
  */
+#include "base.h"
 #include "ctl_int.h"
 
 #include <stdio.h>
@@ -66,16 +67,12 @@ static uint64_t now_ms(void)
     return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
-/* Keyed FNV-1a of cluster and token: picks a cache slot. */
+/* Keyed hash of cluster and token (the NUL between them a separator): picks
+ * a cache slot. */
 static uint64_t key_hash(uint64_t seed, const char *cluster, const char *token)
 {
-    uint64_t h = 1469598103934665603ull ^ seed;
-    for (const char *p = cluster; *p; p++)
-        h = (h ^ (unsigned char)*p) * 1099511628211ull;
-    h = (h ^ 0xff) * 1099511628211ull;
-    for (const char *p = token; *p; p++)
-        h = (h ^ (unsigned char)*p) * 1099511628211ull;
-    return h;
+    uint64_t h = base_hash_more(seed, cluster, strlen(cluster) + 1);
+    return base_hash_more(h, token, strlen(token));
 }
 
 static bool ct_equal(const char *a, const char *b)

@@ -15,6 +15,7 @@
  * take a cluster's services away. The log, /debug/clusterz (fileErrors) and
  * meshfed_demo_file_errors_total say so.
  */
+#include "base.h"
 #include "ctl_int.h"
 
 #include <dirent.h>
@@ -119,7 +120,7 @@ static uint64_t dir_signature(const char *dir)
 {
     char **files;
     size_t n = list_dir(dir, keep_manifest, &files);
-    uint64_t sig = 1469598103934665603ULL;
+    uint64_t sig = 0;
     for (size_t i = 0; i < n; i++) {
         char path[4096];
         struct stat st;
@@ -128,10 +129,8 @@ static uint64_t dir_signature(const char *dir)
             continue;
         uint64_t parts[3] = {(uint64_t)st.st_mtim.tv_sec, (uint64_t)st.st_mtim.tv_nsec,
                              (uint64_t)st.st_size};
-        for (int k = 0; k < 3; k++)
-            sig = (sig ^ parts[k]) * 1099511628211ULL;
-        for (const char *p = files[i]; *p; p++)
-            sig = (sig ^ (unsigned char)*p) * 1099511628211ULL;
+        sig = base_hash_more(sig, parts, sizeof(parts));
+        sig = base_hash_more(sig, files[i], strlen(files[i]));
     }
     free_names(files, n);
     return sig;

@@ -12,6 +12,7 @@
 /* Failure messages are cut to their buffers on purpose. */
 #pragma GCC diagnostic ignored "-Wformat-truncation"
 
+#include "base.h"
 #include "model.h"
 #include "testcheck.h"
 #include "xds.h"
@@ -252,89 +253,43 @@ static bool wait_streams_open(env_t *e, uint64_t n, int ms)
 
 /* ---------- client state: name -> version ---------- */
 
-typedef struct sent {
-    char *name;
-    char *version;
-    struct sent *next;
-} sent_t;
-
-#define SMAP_B 256
-typedef struct smap {
-    sent_t *b[SMAP_B];
-    size_t n;
-} smap_t;
-
-static unsigned shash(const char *s)
-{
-    unsigned h = 2166136261u;
-    for (; *s; s++)
-        h = (h ^ (unsigned char)*s) * 16777619u;
-    return h % SMAP_B;
-}
+/* A base map of name -> malloc'd version. */
+typedef base_map_t smap_t;
 
 static const char *smap_get(const smap_t *m, const char *k)
 {
-    for (sent_t *e = m->b[shash(k)]; e; e = e->next)
-        if (strcmp(e->name, k) == 0)
-            return e->version;
-    return NULL;
+    return base_map_get(m, k);
 }
 
 static void smap_set(smap_t *m, const char *k, const char *v)
 {
-    unsigned h = shash(k);
-    for (sent_t *e = m->b[h]; e; e = e->next)
-        if (strcmp(e->name, k) == 0) {
-            free(e->version);
-            e->version = strdup(v);
-            return;
-        }
-    sent_t *e = calloc(1, sizeof(*e));
-    e->name = strdup(k);
-    e->version = strdup(v);
-    e->next = m->b[h];
-    m->b[h] = e;
-    m->n++;
+    char *c = strdup(v);
+    ck_assert_ptr_nonnull(c);
+    void *old = base_map_put(m, k, c);
+    ck_assert_ptr_ne(old, c);
+    free(old);
 }
 
 static void smap_del(smap_t *m, const char *k)
 {
-    for (sent_t **p = &m->b[shash(k)]; *p; p = &(*p)->next)
-        if (strcmp((*p)->name, k) == 0) {
-            sent_t *e = *p;
-            *p = e->next;
-            free(e->name);
-            free(e->version);
-            free(e);
-            m->n--;
-            return;
-        }
+    free(base_map_del(m, k));
 }
 
 static void smap_clear(smap_t *m)
 {
-    for (int i = 0; i < SMAP_B; i++)
-        while (m->b[i]) {
-            sent_t *e = m->b[i];
-            m->b[i] = e->next;
-            free(e->name);
-            free(e->version);
-            free(e);
-        }
-    m->n = 0;
+    base_map_destroy(m, free);
 }
 
 /* The first difference of a from b in msg, or false when equal. */
 static bool smap_diff(const smap_t *a, const smap_t *b, char *msg, size_t len)
 {
-    for (int i = 0; i < SMAP_B; i++)
-        for (sent_t *e = a->b[i]; e; e = e->next) {
-            const char *v = smap_get(b, e->name);
-            if (!v || strcmp(v, e->version) != 0) {
-                snprintf(msg, len, "%s: %s vs %s", e->name, e->version, v ? v : "(absent)");
-                return true;
-            }
+    for (const base_map_ent_t *e = base_map_first(a); e; e = base_map_next(a, e)) {
+        const char *v = smap_get(b, e->key);
+        if (!v || strcmp(v, e->val) != 0) {
+            snprintf(msg, len, "%s: %s vs %s", e->key, (const char *)e->val, v ? v : "(absent)");
+            return true;
         }
+    }
     if (a->n != b->n) {
         snprintf(msg, len, "%zu names vs %zu", a->n, b->n);
         return true;
@@ -567,15 +522,14 @@ static void irv_of(const smap_t *m, irv_t *out)
     out->ent = calloc(m->n + 1, sizeof(*out->ent));
     out->entp = calloc(m->n + 1, sizeof(*out->entp));
     out->n = 0;
-    for (int i = 0; i < SMAP_B; i++)
-        for (sent_t *e = m->b[i]; e; e = e->next) {
-            envoy__service__discovery__v3__delta_discovery_request__initial_resource_versions_entry__init(
-                &out->ent[out->n]);
-            out->ent[out->n].key = e->name;
-            out->ent[out->n].value = e->version;
-            out->entp[out->n] = &out->ent[out->n];
-            out->n++;
-        }
+    for (const base_map_ent_t *e = base_map_first(m); e; e = base_map_next(m, e)) {
+        envoy__service__discovery__v3__delta_discovery_request__initial_resource_versions_entry__init(
+            &out->ent[out->n]);
+        out->ent[out->n].key = (char *)e->key;
+        out->ent[out->n].value = e->val;
+        out->entp[out->n] = &out->ent[out->n];
+        out->n++;
+    }
 }
 
 /* ---------- (c) a reconnect storm while the model churns ---------- */
@@ -908,18 +862,16 @@ START_TEST(reconnect_initial_versions_gets_exact_difference)
     /* the expected difference */
     smap_t upd = {0}, rem = {0};
     size_t same = 0;
-    for (int i = 0; i < SMAP_B; i++) {
-        for (sent_t *x = want.b[i]; x; x = x->next) {
-            const char *ov = smap_get(&old, x->name);
-            if (!ov || strcmp(ov, x->version) != 0)
-                smap_set(&upd, x->name, x->version);
-            else
-                same++;
-        }
-        for (sent_t *x = old.b[i]; x; x = x->next)
-            if (!smap_get(&want, x->name))
-                smap_set(&rem, x->name, "");
+    for (const base_map_ent_t *x = base_map_first(&want); x; x = base_map_next(&want, x)) {
+        const char *ov = smap_get(&old, x->key);
+        if (!ov || strcmp(ov, x->val) != 0)
+            smap_set(&upd, x->key, x->val);
+        else
+            same++;
     }
+    for (const base_map_ent_t *x = base_map_first(&old); x; x = base_map_next(&old, x))
+        if (!smap_get(&want, x->key))
+            smap_set(&rem, x->key, "");
     ck_assert_uint_gt(upd.n, 0);
     ck_assert_uint_gt(rem.n, 0);
     ck_assert_uint_gt(same, 0);
