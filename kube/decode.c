@@ -36,23 +36,7 @@
 
 typedef kube_jv_t jv_t;
 
-/* Decoding context: where errors go and which object they are about
- * ("Service default/web", "ServiceScope s1", or kind alone). */
-typedef struct kube_dctx {
-    char *err;
-    size_t errlen;
-    const char *kind, *ns, *name;
-} kube_dctx_t;
-
-/* A field path, built on the stack as the decoders descend: a member (key)
- * or an element (key NULL, idx) of up. NULL is the object itself. */
-typedef struct kube_path {
-    const struct kube_path *up;
-    const char *key;
-    size_t idx;
-} kube_path_t;
-
-static size_t kube_path_fmt(char *buf, size_t len, const kube_path_t *p)
+size_t kube_path_fmt(char *buf, size_t len, const kube_path_t *p)
 {
     if (!p)
         return 0;
@@ -65,11 +49,8 @@ static size_t kube_path_fmt(char *buf, size_t len, const kube_path_t *p)
     return w > 0 ? n + (size_t)w : n;
 }
 
-static int kube_fail(kube_dctx_t *c, const kube_path_t *p, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
 /* "<what>: <path>: <message>"; path may be NULL. */
-static int kube_fail(kube_dctx_t *c, const kube_path_t *p, const char *fmt, ...)
+int kube_fail(kube_dctx_t *c, const kube_path_t *p, const char *fmt, ...)
 {
     if (!c->err || c->errlen == 0)
         return -1;
@@ -96,21 +77,21 @@ static int kube_fail(kube_dctx_t *c, const kube_path_t *p, const char *fmt, ...)
     return -1;
 }
 
-static int kube_oom(kube_dctx_t *c)
+int kube_oom(kube_dctx_t *c)
 {
     return kube_fail(c, NULL, "out of memory");
 }
 
 /* The member key of o; NULL when o is NULL, the member absent or JSON null
  * (Kubernetes treats null as absent). */
-static const jv_t *kube_member(const jv_t *o, const char *key)
+const jv_t *kube_member(const jv_t *o, const char *key)
 {
     const jv_t *v = kube_jget(o, key);
     return v && v->type != KUBE_J_NULL ? v : NULL;
 }
 
 /* Checks that v (at p) has type t; KUBE_J_TRUE stands for either boolean. */
-static int kube_want(kube_dctx_t *c, const jv_t *v, kube_jtype_t t, const kube_path_t *p)
+int kube_want(kube_dctx_t *c, const jv_t *v, kube_jtype_t t, const kube_path_t *p)
 {
     if (v->type == t || (t == KUBE_J_TRUE && v->type == KUBE_J_FALSE))
         return 0;
@@ -121,8 +102,8 @@ static int kube_want(kube_dctx_t *c, const jv_t *v, kube_jtype_t t, const kube_p
 
 /* Typed getters of member key of o (path p): an absent field leaves *out
  * NULL/unset and is no error. */
-static int kube_get(kube_dctx_t *c, const jv_t *o, const kube_path_t *p, const char *key,
-                    kube_jtype_t t, const jv_t **out)
+int kube_get(kube_dctx_t *c, const jv_t *o, const kube_path_t *p, const char *key, kube_jtype_t t,
+             const jv_t **out)
 {
     const jv_t *v = kube_member(o, key);
     *out = NULL;
@@ -135,8 +116,8 @@ static int kube_get(kube_dctx_t *c, const jv_t *o, const kube_path_t *p, const c
     return 0;
 }
 
-static int kube_get_str(kube_dctx_t *c, const jv_t *o, const kube_path_t *p, const char *key,
-                        const char **out)
+int kube_get_str(kube_dctx_t *c, const jv_t *o, const kube_path_t *p, const char *key,
+                 const char **out)
 {
     const jv_t *v;
     int rc = kube_get(c, o, p, key, KUBE_J_STRING, &v);
@@ -144,14 +125,14 @@ static int kube_get_str(kube_dctx_t *c, const jv_t *o, const kube_path_t *p, con
     return rc;
 }
 
-static int kube_get_obj(kube_dctx_t *c, const jv_t *o, const kube_path_t *p, const char *key,
-                        const jv_t **out)
+int kube_get_obj(kube_dctx_t *c, const jv_t *o, const kube_path_t *p, const char *key,
+                 const jv_t **out)
 {
     return kube_get(c, o, p, key, KUBE_J_OBJECT, out);
 }
 
-static int kube_get_arr(kube_dctx_t *c, const jv_t *o, const kube_path_t *p, const char *key,
-                        size_t max, const jv_t **out)
+int kube_get_arr(kube_dctx_t *c, const jv_t *o, const kube_path_t *p, const char *key, size_t max,
+                 const jv_t **out)
 {
     if (kube_get(c, o, p, key, KUBE_J_ARRAY, out) < 0)
         return -1;
@@ -271,13 +252,6 @@ int kube_parse_rfc3339(const char *s, int64_t *out)
     return 0;
 }
 
-typedef struct kube_meta {
-    const char *name, *ns, *uid;
-    const jv_t *labels, *annotations;
-    int64_t created; /* 0 when absent */
-    bool deleting;   /* deletionTimestamp set */
-} kube_meta_t;
-
 static const kube_path_t kube_p_metadata = {NULL, "metadata", 0};
 static const kube_path_t kube_p_spec = {NULL, "spec", 0};
 static const kube_path_t kube_p_status = {NULL, "status", 0};
@@ -319,8 +293,7 @@ static int kube_check_labels(kube_dctx_t *c, const jv_t *labels, const kube_path
 
 /* Reads the object's metadata, checks kind if the object names one, and sets
  * the error context. */
-static int kube_meta(kube_dctx_t *c, const char *kind, const jv_t *obj, bool namespaced,
-                     kube_meta_t *m)
+int kube_meta(kube_dctx_t *c, const char *kind, const jv_t *obj, bool namespaced, kube_meta_t *m)
 {
     const jv_t *md;
     const char *k;
@@ -360,7 +333,7 @@ static int kube_meta(kube_dctx_t *c, const char *kind, const jv_t *obj, bool nam
 }
 
 /* Labels were type-checked by kube_meta: only memory can fail here. */
-static int kube_copy_labels(kube_dctx_t *c, const jv_t *labels, model_labels_t *out)
+int kube_copy_labels(kube_dctx_t *c, const jv_t *labels, model_labels_t *out)
 {
     size_t i;
     const jv_t *k;
@@ -1023,7 +996,7 @@ int kube_decode_jv(model_kind_t kind, const kube_jv_t *obj, void **out, char *er
 
 /* A jansson value as parsed values borrowing its strings; NULL (with err)
  * when j breaks a rule of the text form (see kube_jfrom_json). */
-static const kube_jv_t *kube_from_json(kube_jdoc_t *d, const json_t *j, kube_dctx_t *c)
+const kube_jv_t *kube_from_json(kube_jdoc_t *d, const json_t *j, kube_dctx_t *c)
 {
     if (kube_jfrom_json(d, j) < 0) {
         kube_fail(c, NULL, "%s", d->err);
@@ -1048,8 +1021,8 @@ int kube_decode(model_kind_t kind, const json_t *obj, void **out, char *err, siz
 /* ---------- ServiceScope ---------- */
 
 /* Rejects members of o (at p) not in allowed (NULL terminated). */
-static int kube_only_fields(kube_dctx_t *c, const jv_t *o, const kube_path_t *p,
-                            const char *const *allowed)
+int kube_only_fields(kube_dctx_t *c, const jv_t *o, const kube_path_t *p,
+                     const char *const *allowed)
 {
     size_t i;
     const jv_t *k;

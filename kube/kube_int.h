@@ -220,4 +220,67 @@ void kube_inf_done(kube_informer_t *inf, CURLcode rc);
 /* Re-lists (after a reconnect of the cluster): keeps the cache. */
 void kube_inf_reset(kube_informer_t *inf);
 
+/* ---------- decoding helpers (decode.c), shared with decode_sec.c ---------- */
+
+/* Decoding context: where errors go and which object they are about
+ * ("Service default/web", "ServiceScope s1", or kind alone). */
+typedef struct kube_dctx {
+    char *err;
+    size_t errlen;
+    const char *kind, *ns, *name;
+} kube_dctx_t;
+
+/* A field path, built on the stack as the decoders descend: a member (key)
+ * or an element (key NULL, idx) of up. NULL is the object itself. */
+typedef struct kube_path {
+    const struct kube_path *up;
+    const char *key;
+    size_t idx;
+} kube_path_t;
+
+typedef struct kube_meta {
+    const char *name, *ns, *uid;
+    const kube_jv_t *labels, *annotations;
+    int64_t created; /* 0 when absent */
+    bool deleting;   /* deletionTimestamp set */
+} kube_meta_t;
+
+size_t kube_path_fmt(char *buf, size_t len, const kube_path_t *p);
+/* "<what>: <path>: <message>" into c->err; path may be NULL. Returns -1. */
+int kube_fail(kube_dctx_t *c, const kube_path_t *p, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+int kube_oom(kube_dctx_t *c);
+/* Member key of o; NULL when o is NULL, the member absent or JSON null. */
+const kube_jv_t *kube_member(const kube_jv_t *o, const char *key);
+/* Checks that v (at p) has type t; KUBE_J_TRUE stands for either boolean. */
+int kube_want(kube_dctx_t *c, const kube_jv_t *v, kube_jtype_t t, const kube_path_t *p);
+/* Typed getters of member key of o (at p): absent leaves *out NULL. */
+int kube_get(kube_dctx_t *c, const kube_jv_t *o, const kube_path_t *p, const char *key,
+             kube_jtype_t t, const kube_jv_t **out);
+int kube_get_str(kube_dctx_t *c, const kube_jv_t *o, const kube_path_t *p, const char *key,
+                 const char **out);
+int kube_get_obj(kube_dctx_t *c, const kube_jv_t *o, const kube_path_t *p, const char *key,
+                 const kube_jv_t **out);
+int kube_get_arr(kube_dctx_t *c, const kube_jv_t *o, const kube_path_t *p, const char *key,
+                 size_t max, const kube_jv_t **out);
+/* Rejects members of o (at p) not in allowed (NULL terminated). */
+int kube_only_fields(kube_dctx_t *c, const kube_jv_t *o, const kube_path_t *p,
+                     const char *const *allowed);
+/* Reads metadata (name, namespace if namespaced, labels, annotations,
+ * creationTimestamp), checks kind when the object names one, and sets the
+ * error context. */
+int kube_meta(kube_dctx_t *c, const char *kind, const kube_jv_t *obj, bool namespaced,
+              kube_meta_t *m);
+/* Copies labels that kube_meta (or the caller) type-checked. */
+int kube_copy_labels(kube_dctx_t *c, const kube_jv_t *labels, model_labels_t *out);
+/* A jansson value as parsed values borrowing its strings; NULL (with c's
+ * error) when j breaks a rule of the text form (see kube_jfrom_json). */
+const kube_jv_t *kube_from_json(kube_jdoc_t *d, const json_t *j, kube_dctx_t *c);
+
+/* AuthorizationPolicy and PeerAuthentication on parsed values (decode_sec.c). */
+int kube_decode_authz_jv(const kube_jv_t *obj, model_authz_policy_t **out, char *err,
+                         size_t errlen);
+int kube_decode_peer_authn_jv(const kube_jv_t *obj, model_peer_authn_t **out, char *err,
+                              size_t errlen);
+
 #endif

@@ -341,4 +341,20 @@ void kube_lease_stop(kube_lease_t *l);
 /* Stops if needed and frees. */
 void kube_lease_free(kube_lease_t *l);
 
+/* ---------- Istio security objects (decode_sec.c) ---------- */
+
+/* Decodes a security.istio.io AuthorizationPolicy (metadata, the
+ * istio.io/dry-run annotation, spec.selector.matchLabels, spec.targetRef(s)
+ * presence, spec.action ALLOW/DENY/AUDIT/CUSTOM, spec.rules with from,
+ * to and when) or a PeerAuthentication (selector, mtls.mode,
+ * portLevelMtls). The same strictness as kube_decode: wrong types and
+ * unknown enum values are errors naming the field path, e.g.
+ * "AuthorizationPolicy ns1/p: spec.rules[0].from[1].source.ipBlocks[2]:
+ * expected a string, got integer". Values are kept as written: whether
+ * istiod would use them (a named port, a bad CIDR) is the model's call.
+ * Caller owns *out (model_authz_policy_free / model_peer_authn_free);
+ * 0, or -1 with err and *out NULL. */
+int kube_decode_authz(const json_t *obj, model_authz_policy_t **out, char *err, size_t errlen);
+int kube_decode_peer_authn(const json_t *obj, model_peer_authn_t **out, char *err, size_t errlen);
+
 #endif

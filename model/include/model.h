@@ -635,4 +635,276 @@ const model_res_t *model_snapshot_get_endpoints(const model_snapshot_t *s, const
 void model_snapshot_diff_endpoints(const model_snapshot_t *from, const model_snapshot_t *to,
                                    const model_view_t *v, model_diff_fn fn, void *arg);
 
+/* ---------- ambient authorization (authz.c) ----------
+ *
+ * Istio AuthorizationPolicy and PeerAuthentication objects (decoded by kube/)
+ * and the istio.security.Authorization resources istiod derives from them for
+ * ztunnel. The translation is pure: the caller passes the root namespace and
+ * the policy sets. */
+
+/* A list of strings, each owned. */
+typedef struct model_strlist {
+    char **v;
+    size_t n;
+} model_strlist_t;
+
+void model_strlist_clear(model_strlist_t *l);
+
+/* The fields of an AuthorizationPolicy rules[].from[].source and
+ * rules[].to[].operation, each listed once: X(member, JSON name, L4 or L7).
+ * The decoder, the L7 detection and the status message ("found: ...") are
+ * generated from these lists. */
+#define MODEL_AP_SOURCE_FIELDS(X)                                                                  \
+    X(principals, "principals", L4)                                                                \
+    X(not_principals, "notPrincipals", L4)                                                         \
+    X(namespaces, "namespaces", L4)                                                                \
+    X(not_namespaces, "notNamespaces", L4)                                                         \
+    X(ip_blocks, "ipBlocks", L4)                                                                   \
+    X(not_ip_blocks, "notIpBlocks", L4)                                                            \
+    X(service_accounts, "serviceAccounts", L4)                                                     \
+    X(not_service_accounts, "notServiceAccounts", L4)                                              \
+    X(remote_ip_blocks, "remoteIpBlocks", L7)                                                      \
+    X(not_remote_ip_blocks, "notRemoteIpBlocks", L7)                                               \
+    X(request_principals, "requestPrincipals", L7)                                                 \
+    X(not_request_principals, "notRequestPrincipals", L7)
+
+#define MODEL_AP_OPERATION_FIELDS(X)                                                               \
+    X(ports, "ports", L4)                                                                          \
+    X(not_ports, "notPorts", L4)                                                                   \
+    X(hosts, "hosts", L7)                                                                          \
+    X(not_hosts, "notHosts", L7)                                                                   \
+    X(methods, "methods", L7)                                                                      \
+    X(not_methods, "notMethods", L7)                                                               \
+    X(paths, "paths", L7)                                                                          \
+    X(not_paths, "notPaths", L7)
+
+#define MODEL_AP_MEMBER(m, json, layer) model_strlist_t m;
+
+typedef struct model_ap_source {
+    MODEL_AP_SOURCE_FIELDS(MODEL_AP_MEMBER)
+} model_ap_source_t;
+
+typedef struct model_ap_operation {
+    MODEL_AP_OPERATION_FIELDS(MODEL_AP_MEMBER)
+} model_ap_operation_t;
+
+typedef struct model_ap_condition {
+    char *key;
+    model_strlist_t values;
+    model_strlist_t not_values;
+} model_ap_condition_t;
+
+/* One rules[] entry. A from[] or to[] entry without its source or operation
+ * decodes as an empty one. */
+typedef struct model_ap_rule {
+    model_ap_source_t *from;
+    size_t nfrom;
+    model_ap_operation_t *to;
+    size_t nto;
+    model_ap_condition_t *when;
+    size_t nwhen;
+} model_ap_rule_t;
+
+typedef enum model_ap_action {
+    MODEL_AP_ALLOW, /* also when spec.action is absent */
+    MODEL_AP_DENY,
+    MODEL_AP_AUDIT,
+    MODEL_AP_CUSTOM,
+} model_ap_action_t;
+
+/* A workload selector (spec.selector) as istiod tells its states apart:
+ * absent; present with matchLabels absent (nil: it selects nothing); or
+ * present with matchLabels, possibly empty (selects every workload). */
+typedef struct model_wl_selector {
+    bool set;        /* spec.selector present */
+    bool has_labels; /* spec.selector.matchLabels present */
+    model_labels_t labels;
+} model_wl_selector_t;
+
+/* A security.istio.io/v1 AuthorizationPolicy. */
+typedef struct model_authz_policy {
+    char *ns;
+    char *name;
+    int64_t created;
+    char *dry_run; /* annotation istio.io/dry-run as written, or NULL */
+    model_wl_selector_t selector;
+    bool target_ref; /* spec.targetRef set or spec.targetRefs non-empty */
+    model_ap_action_t action;
+    model_ap_rule_t *rules;
+    size_t nrules;
+} model_authz_policy_t;
+
+void model_authz_policy_free(model_authz_policy_t *p);
+
+typedef enum model_mtls {
+    MODEL_MTLS_UNSET, /* also when mtls is absent */
+    MODEL_MTLS_DISABLE,
+    MODEL_MTLS_PERMISSIVE,
+    MODEL_MTLS_STRICT,
+} model_mtls_t;
+
+typedef struct model_pa_port {
+    uint32_t port;
+    model_mtls_t mode;
+} model_pa_port_t;
+
+/* A security.istio.io/v1 PeerAuthentication. */
+typedef struct model_peer_authn {
+    char *ns;
+    char *name;
+    int64_t created;
+    model_wl_selector_t selector;
+    model_mtls_t mode;
+    model_pa_port_t *ports; /* portLevelMtls, sorted by port, ports unique */
+    size_t nports;
+} model_peer_authn_t;
+
+void model_peer_authn_free(model_peer_authn_t *p);
+
+/* Output: istio.security.Authorization. The Match fields, each listed once
+ * as X(kind, member); the members are also the protobuf-c names. */
+typedef enum model_sm_kind {
+    MODEL_SM_EXACT,
+    MODEL_SM_PREFIX,
+    MODEL_SM_SUFFIX,
+    MODEL_SM_PRESENCE, /* value unused */
+} model_sm_kind_t;
+
+typedef struct model_strmatch {
+    model_sm_kind_t kind;
+    char *value;
+} model_strmatch_t;
+
+typedef struct model_cidr {
+    model_ip_t ip;  /* as written: host bits are kept */
+    uint8_t length; /* prefix length */
+} model_cidr_t;
+
+typedef struct model_sa_match {
+    char *ns;
+    char *sa;
+} model_sa_match_t;
+
+#define MODEL_AZ_TYPE_SM model_strmatch_t
+#define MODEL_AZ_TYPE_CIDR model_cidr_t
+#define MODEL_AZ_TYPE_PORT uint32_t
+#define MODEL_AZ_TYPE_SA model_sa_match_t
+
+#define MODEL_AUTHZ_MATCH_FIELDS(X)                                                                \
+    X(SM, namespaces)                                                                              \
+    X(SM, not_namespaces)                                                                          \
+    X(SM, principals)                                                                              \
+    X(SM, not_principals)                                                                          \
+    X(CIDR, source_ips)                                                                            \
+    X(CIDR, not_source_ips)                                                                        \
+    X(CIDR, destination_ips)                                                                       \
+    X(CIDR, not_destination_ips)                                                                   \
+    X(PORT, destination_ports)                                                                     \
+    X(PORT, not_destination_ports)                                                                 \
+    X(SA, service_accounts)                                                                        \
+    X(SA, not_service_accounts)
+
+#define MODEL_AZ_MEMBER(kind, m)                                                                   \
+    MODEL_AZ_TYPE_##kind *m;                                                                       \
+    size_t n_##m;
+
+typedef struct model_authz_match {
+    MODEL_AUTHZ_MATCH_FIELDS(MODEL_AZ_MEMBER)
+} model_authz_match_t;
+
+/* Matches are ORed; clauses ANDed; groups ORed. */
+typedef struct model_authz_clause {
+    model_authz_match_t *matches;
+    size_t nmatches;
+} model_authz_clause_t;
+
+typedef struct model_authz_group {
+    model_authz_clause_t *clauses;
+    size_t nclauses;
+} model_authz_group_t;
+
+typedef enum model_authz_scope {
+    MODEL_AUTHZ_GLOBAL = 0,
+    MODEL_AUTHZ_NAMESPACE = 1,
+    MODEL_AUTHZ_WORKLOAD_SELECTOR = 2,
+} model_authz_scope_t;
+
+typedef enum model_authz_action { MODEL_AUTHZ_ALLOW = 0, MODEL_AUTHZ_DENY = 1 } model_authz_action_t;
+
+typedef struct model_out_authz {
+    char *name;
+    char *ns;
+    model_authz_scope_t scope;
+    model_authz_action_t action;
+    bool dry_run;
+    model_authz_group_t *groups;
+    size_t ngroups;
+} model_out_authz_t;
+
+void model_out_authz_free(model_out_authz_t *a);
+/* Whether a match has no field at all ({}: ztunnel skips it). */
+bool model_authz_match_empty(const model_authz_match_t *m);
+/* Whether some group can match: one with no clauses, or one whose every
+ * clause has a non-empty match. */
+bool model_out_authz_effective(const model_out_authz_t *a);
+
+typedef struct model_authz_opts {
+    const char *root_ns;  /* meshConfig.rootNamespace */
+    bool dry_run_enabled; /* AMBIENT_ENABLE_DRY_RUN_AUTHORIZATION_POLICY */
+} model_authz_opts_t;
+
+/* The ZtunnelAccepted condition of a policy: reason NULL means no warning
+ * (the status writer then reports MODEL_AUTHZ_ACCEPTED). message is owned. */
+#define MODEL_AUTHZ_ACCEPTED_REASON "Accepted"
+#define MODEL_AUTHZ_ACCEPTED "attached to ztunnel"
+typedef struct model_authz_status {
+    const char *reason; /* "UnsupportedValue", or NULL */
+    char *message;
+} model_authz_status_t;
+
+void model_authz_status_clear(model_authz_status_t *st);
+
+/* Whether istiod sends p to ztunnel at all: not a disabled dry run, not
+ * targetRef-bound, action ALLOW or DENY. */
+bool model_authz_policy_sent(const model_authz_policy_t *p, const model_authz_opts_t *o);
+/* Translates p as istiod does. *out NULL means nothing is sent; st (may be
+ * NULL) gets the status warning. Caller owns both. 0, or -1 when out of
+ * memory (*out NULL, st cleared). */
+int model_authz_convert(const model_authz_policy_t *p, const model_authz_opts_t *o,
+                        model_out_authz_t **out, model_authz_status_t *st);
+
+/* PeerAuthentication. The static policy "<root>/istio_converted_static_strict"
+ * exists iff any PeerAuthentication does. */
+#define MODEL_AUTHZ_STATIC_STRICT "istio_converted_static_strict"
+#define MODEL_AUTHZ_PA_PREFIX "converted_peer_authentication_"
+/* Caller owns; NULL when out of memory. */
+model_out_authz_t *model_authz_static_strict(const char *root_ns);
+/* The oldest PeerAuthentication of ns without selector labels (by
+ * creationTimestamp, then name), or NULL. Borrowed from pas. */
+const model_peer_authn_t *model_pa_oldest_level(const model_peer_authn_t *const *pas, size_t n,
+                                                const char *ns);
+/* The per-workload DENY derived from a selector PeerAuthentication with
+ * port-level mTLS, given the namespace and root level ones (NULL: none).
+ * *out NULL when there is none. 0, or -1 when out of memory. */
+int model_authz_convert_pa(const model_peer_authn_t *pa, const model_peer_authn_t *ns_pol,
+                           const model_peer_authn_t *root_pol, const char *root_ns,
+                           model_out_authz_t **out);
+
+/* Every policy known, for attaching them to workloads. */
+typedef struct model_authz_set {
+    const model_authz_policy_t *const *aps;
+    size_t naps;
+    const model_peer_authn_t *const *pas;
+    size_t npas;
+    model_authz_opts_t opts;
+} model_authz_set_t;
+
+/* Workload.authorization_policies of a workload in ns with labels (NULL: a
+ * nil label map, which every selector matches): the sorted "ns/name" of
+ * the selector AuthorizationPolicies of ns and the root namespace that
+ * select it, then the PeerAuthentication keys, sorted. Caller owns *keys
+ * (model_strlist_clear). 0, or -1 when out of memory. */
+int model_authz_workload_policies(const model_authz_set_t *set, const char *ns,
+                                  const model_labels_t *labels, model_strlist_t *keys);
+
 #endif

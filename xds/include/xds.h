@@ -191,4 +191,10 @@ const uint8_t *xds_encode_address(const model_res_t *r, size_t *len);
  * encoding, stable across restarts (for initial_resource_versions). */
 const char *xds_address_version(const model_res_t *r);
 
+/* ---------- authorization (encode_authz.c) ---------- */
+
+/* a serialised as an istio.security.Authorization, *len bytes; caller
+ * frees. NULL when out of memory. */
+uint8_t *xds_encode_authz(const model_out_authz_t *a, size_t *len);
+
 #endif
