@@ -322,7 +322,8 @@ static int sec_ports(kube_dctx_t *c, const kube_jv_t *spec, model_peer_authn_t *
             return -1;
     }
     pa->nports = ports->len;
-    qsort(pa->ports, pa->nports, sizeof(*pa->ports), port_cmp);
+    if (pa->nports > 1)
+        qsort(pa->ports, pa->nports, sizeof(*pa->ports), port_cmp);
     for (i = 1; i < pa->nports; i++)
         if (pa->ports[i].port == pa->ports[i - 1].port)
             return kube_fail(c, &pp, "port %u given twice", pa->ports[i].port);

@@ -861,7 +861,8 @@ static int ap_keys(const model_authz_set_t *set, const char *ns, const model_lab
         if (key_add(keys, p->ns, p->name) < 0)
             return -1;
     }
-    qsort(keys->v, keys->n, sizeof(*keys->v), cmp_str);
+    if (keys->n > 1)
+        qsort(keys->v, keys->n, sizeof(*keys->v), cmp_str);
     return 0;
 }
 
@@ -935,7 +936,7 @@ static int pa_keys(const model_authz_set_t *set, const char *ns, const model_lab
         rc = name ? key_add(&pk, wl->ns, name) : -1;
         free(name);
     }
-    if (rc == 0)
+    if (rc == 0 && pk.n > 1)
         qsort(pk.v, pk.n, sizeof(*pk.v), cmp_str);
     for (size_t i = 0; rc == 0 && i < pk.n; i++)
         rc = strlist_add(keys, pk.v[i]);

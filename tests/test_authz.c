@@ -500,7 +500,8 @@ static model_peer_authn_t *pa_new(const char *ns, const char *name, int64_t crea
         p->ports[p->nports++].mode = mode_of(*end);
         s = end[1] == ',' ? end + 2 : end + 1;
     }
-    qsort(p->ports, p->nports, sizeof(*p->ports), pa_port_cmp);
+    if (p->nports > 1)
+        qsort(p->ports, p->nports, sizeof(*p->ports), pa_port_cmp);
     return p;
 }
 
@@ -965,6 +966,84 @@ START_TEST(decode_errors_name_the_field)
 }
 END_TEST
 
+/* Every value of a policy replaced by each JSON type in turn: the decoder
+ * refuses or accepts, and what it accepts converts and encodes, never
+ * crashing or leaking (ASan). */
+static json_t *nth_replace(json_t *j, size_t *n, json_t *with)
+{
+    size_t i = 0;
+    const char *k;
+    json_t *v;
+    if (json_is_object(j)) {
+        json_object_foreach(j, k, v)
+        {
+            if ((*n)-- == 0)
+                return json_object_set(j, k, with) == 0 ? j : NULL;
+            if (nth_replace(v, n, with))
+                return j;
+        }
+    } else if (json_is_array(j)) {
+        json_array_foreach(j, i, v)
+        {
+            if ((*n)-- == 0)
+                return json_array_set(j, i, with) == 0 ? j : NULL;
+            if (nth_replace(v, n, with))
+                return j;
+        }
+    }
+    return NULL;
+}
+
+START_TEST(decode_any_type_anywhere)
+{
+    char text[8192];
+    snprintf(text, sizeof(text),
+             "{\"kind\":\"AuthorizationPolicy\",\"metadata\":{\"namespace\":\"cfg\",\"name\":\"p\","
+             "\"annotations\":{\"istio.io/dry-run\":\"false\"}},\"spec\":%s}",
+             allow_full_spec);
+    json_t *orig = parse(text);
+    json_t *kinds[] = {json_null(),  json_integer(1), json_string("s"),
+                       json_array(), json_object(),   json_true()};
+    size_t accepted = 0, refused = 0;
+    for (size_t n = 0;; n++) {
+        bool found = false;
+        for (size_t t = 0; t < sizeof(kinds) / sizeof(kinds[0]); t++) {
+            json_t *j = json_deep_copy(orig);
+            size_t left = n;
+            if (!nth_replace(j, &left, kinds[t])) {
+                json_decref(j);
+                break;
+            }
+            found = true;
+            char err[MODEL_ERRLEN] = "";
+            model_authz_policy_t *p = NULL;
+            if (kube_decode_authz(j, &p, err, sizeof(err)) == 0) {
+                model_authz_status_t st;
+                model_out_authz_t *a = convert(p, ROOT, true, &st);
+                size_t len;
+                free(a ? xds_encode_authz(a, &len) : NULL);
+                model_out_authz_free(a);
+                model_authz_status_clear(&st);
+                model_authz_policy_free(p);
+                accepted++;
+            } else {
+                ck_assert_ptr_null(p);
+                ck_assert_msg(err[0] != '\0', "refused without a reason");
+                refused++;
+            }
+            json_decref(j);
+        }
+        if (!found)
+            break;
+    }
+    ck_assert_uint_gt(accepted, 0);
+    ck_assert_uint_gt(refused, 100);
+    for (size_t t = 0; t < sizeof(kinds) / sizeof(kinds[0]); t++)
+        json_decref(kinds[t]);
+    json_decref(orig);
+}
+END_TEST
+
 /* ---------- encoding ---------- */
 
 static void assert_bytes(const uint8_t *b, size_t n, const char *hex)
@@ -1134,6 +1213,7 @@ static Suite *authz_suite(void)
     tcase_add_test(tc, decode_peer_authn);
     tcase_add_loop_test(tc, decode_errors_name_the_field, 0,
                         (int)(sizeof(bad_cases) / sizeof(bad_cases[0])));
+    tcase_add_test(tc, decode_any_type_anywhere);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("encode");
