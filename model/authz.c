@@ -9,6 +9,9 @@
  * attribute is dropped whole (less is allowed); a DENY rule loses just those
  * attributes, which can leave empty matches that ztunnel skips.
  */
+#define _GNU_SOURCE /* vasprintf */
+
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -504,15 +507,22 @@ bool model_authz_policy_sent(const model_authz_policy_t *p, const model_authz_op
     return !p->target_ref && (p->action == MODEL_AP_ALLOW || p->action == MODEL_AP_DENY);
 }
 
-static int status_set(model_authz_status_t *st, const char *fmt, const char *a, const char *b)
+static int status_set(model_authz_status_t *st, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+/* An UnsupportedValue warning; nothing when st is NULL. 0, or -1. */
+static int status_set(model_authz_status_t *st, const char *fmt, ...)
 {
+    va_list ap;
     if (!st)
         return 0;
-    int n = snprintf(NULL, 0, fmt, a, b);
-    st->message = n >= 0 ? malloc((size_t)n + 1) : NULL;
-    if (!st->message)
+    va_start(ap, fmt);
+    int rc = vasprintf(&st->message, fmt, ap);
+    va_end(ap);
+    if (rc < 0) {
+        st->message = NULL;
         return -1;
-    snprintf(st->message, (size_t)n + 1, fmt, a, b);
+    }
     st->reason = AZ_UNSUPPORTED;
     return 0;
 }
@@ -609,8 +619,8 @@ int model_authz_convert(const model_authz_policy_t *p, const model_authz_opts_t 
     if (p->target_ref)
         return 0;
     if (p->action == MODEL_AP_AUDIT || p->action == MODEL_AP_CUSTOM)
-        return status_set(st, "ztunnel does not support the %s action%s",
-                          p->action == MODEL_AP_AUDIT ? "AUDIT" : "CUSTOM", "");
+        return status_set(st, "ztunnel does not support the %s action",
+                          p->action == MODEL_AP_AUDIT ? "AUDIT" : "CUSTOM");
     /* No trust domain aliases here: istiod does not expand them either. */
     model_authz_scope_t scope = p->selector.set ? MODEL_AUTHZ_WORKLOAD_SELECTOR
                                 : o->root_ns && p->ns && strcmp(p->ns, o->root_ns) == 0
@@ -874,66 +884,87 @@ static bool any_port(const model_peer_authn_t *p, model_mtls_t a, model_mtls_t b
     return false;
 }
 
-/* The PeerAuthentication keys: the static strict policy when the workload
- * ends up strict, and its workload policy's converted one when a port
- * differs from the workload's mode. */
-static int pa_keys(const model_authz_set_t *set, const char *ns, const model_labels_t *labels,
-                   model_strlist_t *keys)
+/* The PeerAuthentications that apply to a workload in ns: the oldest of
+ * each level (mesh, namespace, workload). The root namespace's selector
+ * policies never apply to workloads, even to those in the root namespace. */
+typedef struct pa_levels {
+    const model_peer_authn_t *mesh, *ns, *wl;
+} pa_levels_t;
+
+static pa_levels_t pa_pick(const model_authz_set_t *set, const char *ns,
+                           const model_labels_t *labels)
 {
     const char *root = set->opts.root_ns;
-    const model_peer_authn_t *mesh = NULL, *nsp = NULL, *wl = NULL;
+    pa_levels_t l = {NULL, NULL, NULL};
     for (size_t i = 0; i < set->npas; i++) {
         const model_peer_authn_t *p = set->pas[i];
         if (str_eq(p->ns, root) && pa_level(p))
-            mesh = pa_older(mesh, p);
+            l.mesh = pa_older(l.mesh, p);
         else if (str_eq(p->ns, root) || !str_eq(p->ns, ns))
-            continue; /* root selector policies never apply to workloads */
+            continue;
         else if (pa_level(p))
-            nsp = pa_older(nsp, p);
+            l.ns = pa_older(l.ns, p);
         else if (labels_subset(&p->selector.labels, labels))
-            wl = pa_older(wl, p);
+            l.wl = pa_older(l.wl, p);
     }
-    bool strict = mode_is(mesh, MODEL_MTLS_STRICT);
-    if (!unset_or_nil(nsp))
-        strict = nsp->mode == MODEL_MTLS_STRICT;
-    bool port_key = false;
-    if (wl) {
-        if (wl->mode == MODEL_MTLS_STRICT)
-            strict = true;
-        else if (wl->mode != MODEL_MTLS_UNSET)
-            strict = false;
-        if (wl->nports > 0) {
-            switch (wl->mode) {
-            case MODEL_MTLS_STRICT:
-                port_key = any_port(wl, MODEL_MTLS_PERMISSIVE, MODEL_MTLS_DISABLE);
-                strict = !port_key;
-                break;
-            case MODEL_MTLS_PERMISSIVE:
-            case MODEL_MTLS_DISABLE:
-                port_key = any_port(wl, MODEL_MTLS_STRICT, MODEL_MTLS_STRICT);
-                break;
-            case MODEL_MTLS_UNSET:
-                /* istiod looks only for PERMISSIVE ports here, not DISABLE */
-                if (strict) {
-                    port_key = any_port(wl, MODEL_MTLS_PERMISSIVE, MODEL_MTLS_PERMISSIVE);
-                    strict = !port_key;
-                } else {
-                    port_key = any_port(wl, MODEL_MTLS_STRICT, MODEL_MTLS_STRICT);
-                }
-                break;
-            }
-        }
+    return l;
+}
+
+/* Whether the workload ends up strict, and whether its workload policy's
+ * ports differ from that (*port_key: the converted policy is listed). */
+static bool pa_strict(const pa_levels_t *l, bool *port_key)
+{
+    const model_peer_authn_t *wl = l->wl;
+    bool strict = mode_is(l->mesh, MODEL_MTLS_STRICT);
+    *port_key = false;
+    if (!unset_or_nil(l->ns))
+        strict = l->ns->mode == MODEL_MTLS_STRICT;
+    if (!wl)
+        return strict;
+    if (wl->mode == MODEL_MTLS_STRICT)
+        strict = true;
+    else if (wl->mode != MODEL_MTLS_UNSET)
+        strict = false;
+    if (wl->nports == 0)
+        return strict;
+    switch (wl->mode) {
+    case MODEL_MTLS_STRICT:
+        *port_key = any_port(wl, MODEL_MTLS_PERMISSIVE, MODEL_MTLS_DISABLE);
+        return !*port_key;
+    case MODEL_MTLS_PERMISSIVE:
+    case MODEL_MTLS_DISABLE:
+        *port_key = any_port(wl, MODEL_MTLS_STRICT, MODEL_MTLS_STRICT);
+        return strict;
+    case MODEL_MTLS_UNSET:
+        break;
     }
+    /* inheriting strict, istiod looks only for PERMISSIVE ports, not DISABLE */
+    if (strict) {
+        *port_key = any_port(wl, MODEL_MTLS_PERMISSIVE, MODEL_MTLS_PERMISSIVE);
+        return !*port_key;
+    }
+    *port_key = any_port(wl, MODEL_MTLS_STRICT, MODEL_MTLS_STRICT);
+    return false;
+}
+
+/* The PeerAuthentication keys, sorted: the static strict policy when the
+ * workload ends up strict, and its workload policy's converted one. */
+static int pa_keys(const model_authz_set_t *set, const char *ns, const model_labels_t *labels,
+                   model_strlist_t *keys)
+{
+    pa_levels_t l = pa_pick(set, ns, labels);
+    bool port_key;
+    bool strict = pa_strict(&l, &port_key);
     model_strlist_t pk = {0};
     int rc = 0;
     if (strict)
-        rc = key_add(&pk, root, MODEL_AUTHZ_STATIC_STRICT);
+        rc = key_add(&pk, set->opts.root_ns, MODEL_AUTHZ_STATIC_STRICT);
     if (rc == 0 && port_key) {
-        size_t len = strlen(MODEL_AUTHZ_PA_PREFIX) + strlen(wl->name) + 1;
+        size_t len = strlen(MODEL_AUTHZ_PA_PREFIX) + strlen(l.wl->name) + 1;
         char *name = malloc(len);
         if (name)
-            snprintf(name, len, "%s%s", MODEL_AUTHZ_PA_PREFIX, wl->name);
-        rc = name ? key_add(&pk, wl->ns, name) : -1;
+            snprintf(name, len, "%s%s", MODEL_AUTHZ_PA_PREFIX, l.wl->name);
+        rc = name ? key_add(&pk, l.wl->ns, name) : -1;
         free(name);
     }
     if (rc == 0 && pk.n > 1)
