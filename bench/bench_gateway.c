@@ -8,9 +8,9 @@
  * bytes of a full push, and the bytes and time after one endpoint changes.
  * Usage: bench_gateway [global-services]
  */
+#include "envoy.h"
 #include "model.h"
 #include "testlib.h"
-#include "envoy.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,7 +24,8 @@ static size_t collect_all(const model_snapshot_t *snap, const model_view_t *v, d
     for (int t = 0; t < XDS_ENVOY_NTYPES; t++) {
         xds_envoy_set_t set;
         memset(&set, 0, sizeof(set));
-        if (xds_envoy_collect(&set, snap, v, XDS_ROLE_GATEWAY, NULL, (xds_envoy_type_t)t, NULL) < 0) {
+        if (xds_envoy_collect(&set, snap, v, XDS_ROLE_GATEWAY, NULL, (xds_envoy_type_t)t, NULL) <
+            0) {
             fprintf(stderr, "collect failed\n");
             exit(1);
         }

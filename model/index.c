@@ -347,8 +347,7 @@ int model_cluster_set(model_t *m, const model_cluster_t *in, char *err, size_t e
 static void cluster_free(model_cluster_int_t *c)
 {
     for (int k = 0; k < MODEL_KIND__COUNT; k++) {
-        for (base_map_ent_t *e = base_map_first(&c->objs[k]); e;
-             e = base_map_next(&c->objs[k], e))
+        for (base_map_ent_t *e = base_map_first(&c->objs[k]); e; e = base_map_next(&c->objs[k], e))
             obj_free((model_kind_t)k, e->val);
         base_map_destroy(&c->objs[k], NULL);
     }

@@ -27,7 +27,7 @@ void model_arena_free(model_arena_t *a);
 typedef struct model_strs {
     base_map_t map;  /* text -> its shared copy */
     base_map_t svcs; /* service list, as text -> its shared copy */
-    size_t swept;      /* entries left by the last sweep */
+    size_t swept;    /* entries left by the last sweep */
     size_t svcs_swept;
 } model_strs_t;
 
@@ -150,7 +150,7 @@ struct model {
     model_cluster_int_t **clusters; /* sorted by id */
     size_t nclusters;
     model_scope_rules_t *rules;
-    model_strs_t strs;         /* shared strings of the published resources */
+    model_strs_t strs;       /* shared strings of the published resources */
     base_map_t dirty_svcs;   /* "ns/name" */
     base_map_t dirty_pods;   /* "cluster\nns/name" */
     base_map_t dirty_slices; /* "cluster\nns/name" of EndpointSlices */

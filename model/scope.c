@@ -125,7 +125,8 @@ bool model_scope_rules_equal(const model_scope_rules_t *a, const model_scope_rul
         return false;
     for (size_t i = 0; i < model_scope_rules_count(a); i++) {
         const model_scope_rule_t *x = &a->rules[i], *y = &b->rules[i];
-        if (x->scope != y->scope || strcmp(x->origin ? x->origin : "", y->origin ? y->origin : "") ||
+        if (x->scope != y->scope ||
+            strcmp(x->origin ? x->origin : "", y->origin ? y->origin : "") ||
             !selector_equal(x->namespace_sel, y->namespace_sel) ||
             !selector_equal(x->service_sel, y->service_sel))
             return false;

@@ -13,7 +13,7 @@ $SUDO apt-get install -y --no-install-recommends \
     libgrpc-dev check libmicrohttpd-dev libjemalloc-dev \
     python3 python3-grpcio python3-protobuf python3-grpc-tools python3-yaml \
     curl ca-certificates openssl \
-    valgrind clang libclang-rt-14-dev \
+    valgrind clang libclang-rt-14-dev clang-format \
     prometheus
 # Node.js and npm for the tests that use independent clients and tools
 # (grpc-js-xds, the HTTP/2 API server front, helm/kubectl for the chart):

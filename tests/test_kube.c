@@ -918,7 +918,7 @@ START_TEST(test_recreated_cluster_relist_applies_new_content)
                       "a %s did not relist", kube_res_name((kube_res_t)r));
     rec_t now = last_of(m, "a", "default/reviews");
     ck_assert_int_eq(now.ev, KUBE_EV_MODIFIED);
-    ck_assert_str_eq(now.rv, old.rv); /* the same resourceVersion... */
+    ck_assert_str_eq(now.rv, old.rv);       /* the same resourceVersion... */
     ck_assert_str_eq(now.ip, "10.200.7.7"); /* ...and the new address */
     ck_assert_str_ne(now.uid, old.uid);
     /* every object has a new UID: all re-applied (the web Service too) */
@@ -1042,8 +1042,7 @@ START_TEST(test_endless_list_abandoned)
     ctl(2, "config", "{\"endless\":[\"services\"]}");
     kube_watcher_t *w = limited_watcher("c-objs", 0, 5000);
     ck_assert(col_wait(&col, m, "c-objs", SVC, KUBE_EV_ERROR, NULL,
-                       "more than 5000 objects (10 pages, 500", 2,
-                       WAIT));
+                       "more than 5000 objects (10 pages, 500", 2, WAIT));
     ck_assert_uint_eq(col_count(&col, m, "c-objs", SVC, KUBE_EV_ADDED, NULL, NULL), 0);
     ck_assert_uint_eq(col_count(&col, m, "c-objs", SVC, KUBE_EV_SYNCED, NULL, NULL), 0);
     ck_assert_int_eq(kube_watcher_cluster_status(w, "c-objs", &synced, &stale), 0);

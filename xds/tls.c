@@ -27,7 +27,7 @@ typedef struct xds_stamp {
 
 struct xds_tls {
     char *cert_file, *key_file;
-    pthread_mutex_t mu;        /* the fetcher runs on grpc's threads */
+    pthread_mutex_t mu; /* the fetcher runs on grpc's threads */
     bool loaded;
     xds_stamp_t cert_st, key_st;
     atomic_uint_fast64_t loads;

@@ -829,7 +829,10 @@ typedef enum model_authz_scope {
     MODEL_AUTHZ_WORKLOAD_SELECTOR = 2,
 } model_authz_scope_t;
 
-typedef enum model_authz_action { MODEL_AUTHZ_ALLOW = 0, MODEL_AUTHZ_DENY = 1 } model_authz_action_t;
+typedef enum model_authz_action {
+    MODEL_AUTHZ_ALLOW = 0,
+    MODEL_AUTHZ_DENY = 1
+} model_authz_action_t;
 
 typedef struct model_out_authz {
     char *name;

@@ -9,8 +9,8 @@
  * equal resources (model_res_equal, from model/model_int.h: no dirty mark was
  * missed by the incremental path). Any mismatch aborts.
  */
-#include "model_int.h"
 #include "model.h"
+#include "model_int.h"
 
 #include <stdint.h>
 #include <stdio.h>

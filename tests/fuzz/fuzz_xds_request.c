@@ -69,12 +69,20 @@ static void walk_value(const ProtobufCFieldDescriptor *f, const void *p, int dep
 static size_t elem_size(const ProtobufCFieldDescriptor *f)
 {
     switch (f->type) {
-    case PROTOBUF_C_TYPE_INT32: case PROTOBUF_C_TYPE_SINT32: case PROTOBUF_C_TYPE_SFIXED32:
-    case PROTOBUF_C_TYPE_UINT32: case PROTOBUF_C_TYPE_FIXED32: case PROTOBUF_C_TYPE_FLOAT:
+    case PROTOBUF_C_TYPE_INT32:
+    case PROTOBUF_C_TYPE_SINT32:
+    case PROTOBUF_C_TYPE_SFIXED32:
+    case PROTOBUF_C_TYPE_UINT32:
+    case PROTOBUF_C_TYPE_FIXED32:
+    case PROTOBUF_C_TYPE_FLOAT:
     case PROTOBUF_C_TYPE_ENUM:
         return 4;
-    case PROTOBUF_C_TYPE_INT64: case PROTOBUF_C_TYPE_SINT64: case PROTOBUF_C_TYPE_SFIXED64:
-    case PROTOBUF_C_TYPE_UINT64: case PROTOBUF_C_TYPE_FIXED64: case PROTOBUF_C_TYPE_DOUBLE:
+    case PROTOBUF_C_TYPE_INT64:
+    case PROTOBUF_C_TYPE_SINT64:
+    case PROTOBUF_C_TYPE_SFIXED64:
+    case PROTOBUF_C_TYPE_UINT64:
+    case PROTOBUF_C_TYPE_FIXED64:
+    case PROTOBUF_C_TYPE_DOUBLE:
         return 8;
     case PROTOBUF_C_TYPE_BOOL:
         return sizeof(protobuf_c_boolean);
@@ -133,8 +141,9 @@ static void walk_node(const Envoy__Config__Core__V3__Node *node)
 {
     if (!node)
         return;
-    static const char *const keys[] = {"CLUSTER_ID", "ISTIO_META_CLUSTER_ID", "NETWORK",
-                                       "ISTIO_META_NETWORK", "NAME", "NAMESPACE", NULL};
+    static const char *const keys[] = {
+        "CLUSTER_ID", "ISTIO_META_CLUSTER_ID", "NETWORK", "ISTIO_META_NETWORK", "NAME", "NAMESPACE",
+        NULL};
     sink += node->id ? strlen(node->id) : 0;
     for (const char *const *k = keys; *k; k++) {
         const char *v = meta_string(node->metadata, *k);
