@@ -56,10 +56,11 @@ struct ctl_kube {
     bool reporter_started, stop;
 };
 
-static const unsigned MODEL_RES = KUBE_RES_BIT(KUBE_RES_NAMESPACES) |
-                                  KUBE_RES_BIT(KUBE_RES_SERVICES) |
-                                  KUBE_RES_BIT(KUBE_RES_ENDPOINTSLICES) |
-                                  KUBE_RES_BIT(KUBE_RES_PODS) | KUBE_RES_BIT(KUBE_RES_NODES);
+static const unsigned MODEL_RES =
+    KUBE_RES_BIT(KUBE_RES_NAMESPACES) | KUBE_RES_BIT(KUBE_RES_SERVICES) |
+    KUBE_RES_BIT(KUBE_RES_ENDPOINTSLICES) | KUBE_RES_BIT(KUBE_RES_PODS) |
+    KUBE_RES_BIT(KUBE_RES_NODES) | KUBE_RES_BIT(KUBE_RES_AUTHZ_POLICIES) |
+    KUBE_RES_BIT(KUBE_RES_PEER_AUTHNS);
 /* what a remote cluster is watched for: its objects and its gateway */
 static const unsigned REMOTE_RES = MODEL_RES | KUBE_RES_BIT(KUBE_RES_GATEWAYS);
 
@@ -195,6 +196,10 @@ model_kind_t ctl_kube_kind_of(kube_res_t r)
         return MODEL_KIND_ENDPOINTSLICE;
     case KUBE_RES_PODS:
         return MODEL_KIND_POD;
+    case KUBE_RES_AUTHZ_POLICIES:
+        return MODEL_KIND_AUTHZ_POLICY;
+    case KUBE_RES_PEER_AUTHNS:
+        return MODEL_KIND_PEER_AUTHN;
     default:
         return MODEL_KIND_NODE;
     }
@@ -224,6 +229,18 @@ void *ctl_kube_identity_of(model_kind_t kind, const kube_obj_t *obj)
     }
     case MODEL_KIND_ENDPOINTSLICE: {
         model_endpointslice_t *o = calloc(1, sizeof(*o));
+        o->ns = strdup(ns);
+        o->name = strdup(name);
+        return o;
+    }
+    case MODEL_KIND_AUTHZ_POLICY: {
+        model_authz_policy_t *o = calloc(1, sizeof(*o));
+        o->ns = strdup(ns);
+        o->name = strdup(name);
+        return o;
+    }
+    case MODEL_KIND_PEER_AUTHN: {
+        model_peer_authn_t *o = calloc(1, sizeof(*o));
         o->ns = strdup(ns);
         o->name = strdup(name);
         return o;

@@ -77,6 +77,9 @@ static const setting_t settings[] = {
     {"trust-domain", "TRUST_DOMAIN", T_STR, OFF(trust_domain), "cluster.local", "trust domain"},
     {"domain-suffix", "DOMAIN_SUFFIX", T_STR, OFF(domain_suffix), "cluster.local",
      "cluster DNS domain"},
+    {"root-namespace", "MESHFED_ROOT_NAMESPACE", T_STR, OFF(root_namespace), "istio-system",
+     "meshConfig.rootNamespace: its AuthorizationPolicies without a selector apply mesh-wide, "
+     "its PeerAuthentications without one set the mesh's mTLS mode"},
     {"prefer-local-cluster", "MESHFED_PREFER_LOCAL_CLUSTER", T_BOOL, OFF(prefer_cluster), "false",
      "with a Service's trafficDistribution, stay in the client's cluster before other clusters "
      "of its network (istiod goes by network, region, zone only)"},

@@ -93,6 +93,20 @@ static json_t *svcs_json(const model_wl_service_t *svcs, size_t n)
     return o;
 }
 
+/* A KEYS field ('\n'-separated names) as an array; absent when empty. */
+static void keys_json(json_t *o, const char *k, const char *joined)
+{
+    if (!joined)
+        return;
+    json_t *a = json_array();
+    for (const char *s = joined; *s;) {
+        size_t n = strcspn(s, "\n");
+        json_array_append_new(a, json_stringn(s, n));
+        s += n + (s[n] == '\n');
+    }
+    json_object_set_new(o, k, a);
+}
+
 static const char *const wl_types[] = {"DEPLOYMENT", "CRONJOB", "POD", "JOB"};
 
 /* Field f of w as member k of o, as its kind says (see MODEL_WORKLOAD_FIELDS). */
@@ -114,6 +128,7 @@ static const char *const wl_types[] = {"DEPLOYMENT", "CRONJOB", "POD", "JOB"};
 #define WL_JSON_WLTYPE(f, k)                                                                       \
     json_object_set_new(o, k, json_string(w->f < 4 ? wl_types[w->f] : "UNKNOWN"));
 #define WL_JSON_STATUS(f, k) json_object_set_new(o, k, json_string(w->f ? "HEALTHY" : "UNHEALTHY"));
+#define WL_JSON_KEYS(f, k) keys_json(o, k, w->f);
 
 static json_t *workload_json(const model_out_workload_t *w)
 {

@@ -954,6 +954,10 @@ static const struct {
     {"discovery.k8s.io/v1", "EndpointSlice", MODEL_KIND_ENDPOINTSLICE},
     {"v1", "Pod", MODEL_KIND_POD},
     {"v1", "Node", MODEL_KIND_NODE},
+    {"security.istio.io/v1", "AuthorizationPolicy", MODEL_KIND_AUTHZ_POLICY},
+    {"security.istio.io/v1beta1", "AuthorizationPolicy", MODEL_KIND_AUTHZ_POLICY},
+    {"security.istio.io/v1", "PeerAuthentication", MODEL_KIND_PEER_AUTHN},
+    {"security.istio.io/v1beta1", "PeerAuthentication", MODEL_KIND_PEER_AUTHN},
 };
 
 int kube_kind_lookup(const char *api_version, const char *kind, model_kind_t *out)
@@ -988,6 +992,10 @@ int kube_decode_jv(model_kind_t kind, const kube_jv_t *obj, void **out, char *er
         return kube_decode_pod(&c, obj, out);
     case MODEL_KIND_NODE:
         return kube_decode_node(&c, obj, out);
+    case MODEL_KIND_AUTHZ_POLICY:
+        return kube_decode_authz_jv(obj, (model_authz_policy_t **)out, err, errlen);
+    case MODEL_KIND_PEER_AUTHN:
+        return kube_decode_peer_authn_jv(obj, (model_peer_authn_t **)out, err, errlen);
     case MODEL_KIND__COUNT:
         break;
     }

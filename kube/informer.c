@@ -35,6 +35,12 @@ static const kube_resdef_t kube_resdefs[KUBE_RES__COUNT] = {
                              "fieldSelector=metadata.name%3Distio", 1},
     [KUBE_RES_GATEWAYS] = {"gateways", "/apis/gateway.networking.k8s.io/v1", "gateways",
                            "gateway.networking.k8s.io/v1", "Gateway", NULL, 0, 1},
+    [KUBE_RES_AUTHZ_POLICIES] = {"authorizationpolicies", "/apis/security.istio.io/v1",
+                                 "authorizationpolicies", "security.istio.io/v1",
+                                 "AuthorizationPolicy", NULL, 0, 1},
+    [KUBE_RES_PEER_AUTHNS] = {"peerauthentications", "/apis/security.istio.io/v1",
+                              "peerauthentications", "security.istio.io/v1", "PeerAuthentication",
+                              NULL, 0, 1},
 };
 
 const char *kube_res_name(kube_res_t r)

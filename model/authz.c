@@ -168,6 +168,83 @@ bool model_out_authz_effective(const model_out_authz_t *a)
     return false;
 }
 
+/* ---------- equality ---------- */
+
+static bool text_eq(const char *a, const char *b)
+{
+    return a == b || (a && b && strcmp(a, b) == 0);
+}
+
+static bool sm_eq(const model_strmatch_t *a, const model_strmatch_t *b)
+{
+    return a->kind == b->kind && (a->kind == MODEL_SM_PRESENCE || text_eq(a->value, b->value));
+}
+
+static bool cidr_eq(const model_cidr_t *a, const model_cidr_t *b)
+{
+    return a->length == b->length && model_ip_equal(&a->ip, &b->ip);
+}
+
+static bool port_eq(const uint32_t *a, const uint32_t *b)
+{
+    return *a == *b;
+}
+
+static bool sa_eq(const model_sa_match_t *a, const model_sa_match_t *b)
+{
+    return text_eq(a->ns, b->ns) && text_eq(a->sa, b->sa);
+}
+
+#define EQ_FN_SM sm_eq
+#define EQ_FN_CIDR cidr_eq
+#define EQ_FN_PORT port_eq
+#define EQ_FN_SA sa_eq
+#define MATCH_EQ(kind, m)                                                                          \
+    if (a->n_##m != b->n_##m)                                                                      \
+        return false;                                                                              \
+    for (size_t i = 0; i < a->n_##m; i++)                                                          \
+        if (!EQ_FN_##kind(&a->m[i], &b->m[i]))                                                     \
+            return false;
+
+static bool match_eq(const model_authz_match_t *a, const model_authz_match_t *b)
+{
+    MODEL_AUTHZ_MATCH_FIELDS(MATCH_EQ)
+    return true;
+}
+
+static bool clause_eq(const model_authz_clause_t *a, const model_authz_clause_t *b)
+{
+    if (a->nmatches != b->nmatches)
+        return false;
+    for (size_t i = 0; i < a->nmatches; i++)
+        if (!match_eq(&a->matches[i], &b->matches[i]))
+            return false;
+    return true;
+}
+
+static bool group_eq(const model_authz_group_t *a, const model_authz_group_t *b)
+{
+    if (a->nclauses != b->nclauses)
+        return false;
+    for (size_t i = 0; i < a->nclauses; i++)
+        if (!clause_eq(&a->clauses[i], &b->clauses[i]))
+            return false;
+    return true;
+}
+
+bool model_out_authz_equal(const model_out_authz_t *a, const model_out_authz_t *b)
+{
+    if (!a || !b)
+        return a == b;
+    if (!text_eq(a->name, b->name) || !text_eq(a->ns, b->ns) || a->scope != b->scope ||
+        a->action != b->action || a->dry_run != b->dry_run || a->ngroups != b->ngroups)
+        return false;
+    for (size_t i = 0; i < a->ngroups; i++)
+        if (!group_eq(&a->groups[i], &b->groups[i]))
+            return false;
+    return true;
+}
+
 /* ---------- building ---------- */
 
 /* Appends one zeroed element of size sz to *arr (count *n); NULL when out

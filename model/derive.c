@@ -6,7 +6,8 @@
  * and one split-horizon workload per network that serves it through its
  * east-west gateway. For each dirty pod: its workload as its own cluster sees
  * it, and as the other clusters of its network see it (global services only).
- * Then the network gateways. A rebuilt variant equal to the published one is
+ * Then the network gateways, then the Authorization resources of each dirty
+ * policy name (policy.c). A rebuilt variant equal to the published one is
  * kept as is, so unchanged resources never look changed to a diff.
  */
 #include "model_int.h"
@@ -20,6 +21,7 @@ typedef struct build {
     model_t *m;
     model_pmap_edit_t *edit;  /* Address resources */
     model_pmap_edit_t *eedit; /* Endpoints resources */
+    model_pmap_edit_t *aedit; /* Authorization resources */
 } build_t;
 
 /* n zeroed elements of size (at least one): the model has no way to report
@@ -1118,7 +1120,7 @@ static void derive_pod(build_t *b, const char *dkey)
     char ns[256];
     ns_of(key, ns, sizeof(ns));
     snprintf(uid, sizeof(uid), "%s//Pod/%s", cid, key);
-    const model_cluster_int_t *c = model_cluster_find(m, cid);
+    model_cluster_int_t *c = model_cluster_find(m, cid);
     const model_pod_t *p = c ? base_map_get(&c->objs[MODEL_KIND_POD], key) : NULL;
     if (!p || p->nips == 0 || p->terminal) {
         publish(b, uid, NULL, 0);
@@ -1154,6 +1156,7 @@ static void derive_pod(build_t *b, const char *dkey)
     size_t size = pod_size(p);
     v[0] = build_pod(m, c, p, uid, size);
     fill_services(v[0], ps, nps, false, m);
+    v[0]->u.wl.authz = model_pod_policies(m, c, p);
     size_t nv = 1;
     if (nglobal == nps || !network_peers(m, c)) {
         set_vis(m, v[0], MODEL_VIS_NETWORK, c->id, c->network, NULL, 0);
@@ -1161,6 +1164,7 @@ static void derive_pod(build_t *b, const char *dkey)
         set_vis(m, v[0], MODEL_VIS_CLUSTER, c->id, NULL, NULL, 0);
         v[1] = build_pod(m, c, p, uid, size);
         fill_services(v[1], ps, nps, true, m);
+        v[1]->u.wl.authz = model_str_ref(v[0]->u.wl.authz);
         set_vis(m, v[1], MODEL_VIS_NETWORK_PEERS, c->id, c->network, NULL, 0);
         nv = 2;
     }
@@ -1346,6 +1350,16 @@ static void derive_gateways(build_t *b)
     m->ngw_names = n;
 }
 
+/* ---------- Authorization (policy.c) ---------- */
+
+static void derive_authz(build_t *b, const char *key)
+{
+    model_res_t **v = zalloc(b->m->nclusters, sizeof(*v));
+    size_t n = model_authz_variants(b->m, key, v);
+    publish_to(b, b->aedit, key, v, n);
+    free(v);
+}
+
 /* ---------- commit ---------- */
 
 typedef struct drain_ctx {
@@ -1373,24 +1387,29 @@ static void drain(base_map_t *h, build_t *b, void (*fn)(build_t *, const char *)
 
 model_snapshot_t *model_commit(model_t *m)
 {
-    build_t b = {m, model_pmap_edit(m->map), model_pmap_edit(m->emap)};
+    build_t b = {m, model_pmap_edit(m->map), model_pmap_edit(m->emap), model_pmap_edit(m->amap)};
     m->version++;
     m->changes = 0;
     /* services first: pods read the scopes they record */
     drain(&m->dirty_svcs, &b, derive_service);
     drain(&m->dirty_pods, &b, derive_pod);
     drain(&m->dirty_slices, &b, derive_slice);
+    drain(&m->dirty_authz, &b, derive_authz);
     if (m->dirty_gateways)
         derive_gateways(&b);
     m->dirty_gateways = false;
     model_strs_sweep(&m->strs);
     model_pmap_t *map = model_pmap_finish(b.edit);
     model_pmap_t *emap = model_pmap_finish(b.eedit);
+    model_pmap_t *amap = model_pmap_finish(b.aedit);
     if (m->changes == 0)
         m->version--;
     model_pmap_unref(m->map);
     model_pmap_unref(m->emap);
+    model_pmap_unref(m->amap);
     m->map = map;
     m->emap = emap;
-    return model_snapshot_new(model_pmap_ref(map), model_pmap_ref(emap), m->version);
+    m->amap = amap;
+    return model_snapshot_new(model_pmap_ref(map), model_pmap_ref(emap), model_pmap_ref(amap),
+                              m->version);
 }

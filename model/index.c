@@ -38,6 +38,11 @@ char *model_obj_key(model_kind_t kind, const void *obj)
                     ((const model_endpointslice_t *)obj)->name);
     case MODEL_KIND_POD:
         return key2(((const model_pod_t *)obj)->ns, ((const model_pod_t *)obj)->name);
+    case MODEL_KIND_AUTHZ_POLICY:
+        return key2(((const model_authz_policy_t *)obj)->ns,
+                    ((const model_authz_policy_t *)obj)->name);
+    case MODEL_KIND_PEER_AUTHN:
+        return key2(((const model_peer_authn_t *)obj)->ns, ((const model_peer_authn_t *)obj)->name);
     default:
         return NULL;
     }
@@ -237,6 +242,62 @@ void model_mark_slice(model_t *m, const model_cluster_int_t *c, const char *ns, 
     mark_in(&m->dirty_slices, c, ns, name);
 }
 
+void model_mark_authz(model_t *m, const char *key)
+{
+    if (!base_map_get(&m->dirty_authz, key))
+        base_map_put(&m->dirty_authz, key, m);
+}
+
+/* The names a cluster's PeerAuthentications make: each one's converted
+ * policy (whether or not it has one: their levels decide) and the static
+ * strict policy. */
+static void mark_pa_names(model_t *m, const model_cluster_int_t *c)
+{
+    char *k = key2(m->root_ns, MODEL_AUTHZ_STATIC_STRICT);
+    model_mark_authz(m, k);
+    free(k);
+    const base_map_t *h = &c->objs[MODEL_KIND_PEER_AUTHN];
+    for (base_map_ent_t *e = base_map_first(h); e; e = base_map_next(h, e)) {
+        const model_peer_authn_t *p = e->val;
+        size_t n = strlen(p->ns) + strlen(MODEL_AUTHZ_PA_PREFIX) + strlen(p->name) + 2;
+        char *ck = malloc(n);
+        if (!ck)
+            abort();
+        snprintf(ck, n, "%s/%s%s", p->ns, MODEL_AUTHZ_PA_PREFIX, p->name);
+        model_mark_authz(m, ck);
+        free(ck);
+    }
+}
+
+static bool labels_within(const model_labels_t *want, const model_labels_t *have)
+{
+    for (size_t i = 0; i < want->n; i++) {
+        const char *v = model_labels_get(have, want->kv[i].key);
+        if (!v || strcmp(v, want->kv[i].value) != 0)
+            return false;
+    }
+    return true;
+}
+
+/* The pods of c in ns (every pod when ns is the root namespace) that sel
+ * may select (NULL: all of them); their policy lists depend on it. */
+static void mark_policy_pods(model_t *m, model_cluster_int_t *c, const char *ns,
+                             const model_wl_selector_t *sel)
+{
+    bool all = strcmp(ns, m->root_ns) == 0;
+    size_t n = strlen(ns);
+    const base_map_t *h = &c->objs[MODEL_KIND_POD];
+    for (base_map_ent_t *e = base_map_first(h); e; e = base_map_next(h, e)) {
+        const model_pod_t *p = e->val;
+        if (!all && !(strncmp(e->key, ns, n) == 0 && e->key[n] == '/'))
+            continue;
+        /* a pod without labels is selected by every selector (quirk Q3) */
+        if (sel && p->labels.n && !labels_within(&sel->labels, &p->labels))
+            continue;
+        model_mark_pod(m, c, p->ns, p->name);
+    }
+}
+
 void model_names_free(void *p)
 {
     model_names_t *n = p;
@@ -281,6 +342,11 @@ static void mark_cluster_all(model_t *m, model_cluster_int_t *c)
         model_endpointslice_t *s = e->val;
         model_mark_slice(m, c, s->ns, s->name);
     }
+    const base_map_t *h = &c->objs[MODEL_KIND_AUTHZ_POLICY];
+    for (base_map_ent_t *e = base_map_first(h); e; e = base_map_next(h, e))
+        model_mark_authz(m, e->key);
+    mark_pa_names(m, c);
+    c->az_stale = true;
     m->dirty_gateways = true;
 }
 
@@ -353,6 +419,8 @@ static void cluster_free(model_cluster_int_t *c)
     }
     base_map_destroy(&c->slices_by_svc, model_ptrs_free);
     base_map_destroy(&c->slices_by_pod, model_ptrs_free);
+    free((void *)c->azset.aps);
+    free((void *)c->azset.pas);
     free(c->id);
     free(c->network);
     free(c->gw_ns);
@@ -457,6 +525,27 @@ static void mark_effects(model_t *m, model_cluster_int_t *c, model_kind_t kind, 
     case MODEL_KIND_POD: {
         const model_pod_t *p = obj;
         model_mark_pod(m, c, p->ns, p->name);
+        break;
+    }
+    case MODEL_KIND_AUTHZ_POLICY: {
+        /* only a selector policy is listed on workloads */
+        const model_authz_policy_t *p = obj;
+        char *k = key2(p->ns, p->name);
+        model_mark_authz(m, k);
+        free(k);
+        c->az_stale = true;
+        if (p->selector.has_labels)
+            mark_policy_pods(m, c, p->ns, &p->selector);
+        break;
+    }
+    case MODEL_KIND_PEER_AUTHN: {
+        /* levels interact: every converted policy of the cluster, and the
+         * strictness of every workload the level covers */
+        const model_peer_authn_t *p = obj;
+        c->az_stale = true;
+        mark_pa_names(m, c);
+        bool level = !p->selector.set || p->selector.labels.n == 0;
+        mark_policy_pods(m, c, p->ns, level ? NULL : &p->selector);
         break;
     }
     case MODEL_KIND_NODE: {
@@ -579,29 +668,6 @@ static char *pod_workload_name(const model_pod_t *p, const char *owner)
     return strndup(name, n);
 }
 
-/* Pods carry many labels; the model reads only these (canonical name and
- * revision, the tunnel label), so the rest is not kept. */
-static void keep_pod_labels(model_labels_t *l)
-{
-    static const char *const keep[] = {
-        "service.istio.io/canonical-name",     "app.kubernetes.io/name",    "app",
-        "service.istio.io/canonical-revision", "app.kubernetes.io/version", "version",
-        "networking.istio.io/tunnel"};
-    size_t n = 0;
-    for (size_t i = 0; i < l->n; i++) {
-        bool wanted = false;
-        for (size_t k = 0; k < sizeof(keep) / sizeof(keep[0]) && !wanted; k++)
-            wanted = strcmp(l->kv[i].key, keep[k]) == 0;
-        if (wanted) {
-            l->kv[n++] = l->kv[i];
-        } else {
-            free(l->kv[i].key);
-            free(l->kv[i].value);
-        }
-    }
-    l->n = n;
-}
-
 int model_apply(model_t *m, const char *cluster, model_kind_t kind, model_op_t op, void *obj,
                 char *err, size_t errlen)
 {
@@ -642,7 +708,6 @@ int model_apply(model_t *m, const char *cluster, model_kind_t kind, model_op_t o
         char *wn = pod_workload_name(p, p->owner);
         free(p->owner);
         p->owner = wn; /* from now on: the workload name, NULL for the pod's */
-        keep_pod_labels(&p->labels);
     }
     obj_share(m, kind, obj);
     base_map_put(&c->objs[kind], key, obj);
@@ -690,15 +755,19 @@ model_t *model_new(const model_config_t *cfg)
     m->trust_domain = strdup(cfg && cfg->trust_domain ? cfg->trust_domain : "cluster.local");
     m->domain_suffix = strdup(cfg && cfg->domain_suffix ? cfg->domain_suffix : "cluster.local");
     m->prefer_cluster = cfg && cfg->prefer_cluster;
+    m->root_ns = strdup(cfg && cfg->root_namespace && *cfg->root_namespace ? cfg->root_namespace
+                                                                           : "istio-system");
     m->rules = model_scope_rules_default();
     model_strs_init(&m->strs);
     base_map_init(&m->dirty_svcs);
     base_map_init(&m->dirty_pods);
     base_map_init(&m->dirty_slices);
     base_map_init(&m->slice_names);
+    base_map_init(&m->dirty_authz);
     base_map_init(&m->svc_state);
     m->map = model_pmap_new(&model_entry_ops);
     m->emap = model_pmap_new(&model_entry_ops);
+    m->amap = model_pmap_new(&model_entry_ops);
     return m;
 }
 
@@ -727,6 +796,7 @@ void model_free(model_t *m)
     base_map_destroy(&m->dirty_pods, NULL);
     base_map_destroy(&m->dirty_slices, NULL);
     base_map_destroy(&m->slice_names, model_names_free);
+    base_map_destroy(&m->dirty_authz, NULL);
     base_map_destroy(&m->svc_state, model_svc_state_free);
     for (size_t i = 0; i < m->ngw_names; i++)
         free(m->gw_names[i]);
@@ -734,7 +804,9 @@ void model_free(model_t *m)
     model_scope_rules_free(m->rules);
     model_pmap_unref(m->map);
     model_pmap_unref(m->emap);
+    model_pmap_unref(m->amap);
     model_strs_free(&m->strs);
+    free(m->root_ns);
     free(m->trust_domain);
     free(m->domain_suffix);
     free(m);

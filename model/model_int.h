@@ -61,6 +61,7 @@ struct model_res {
         model_out_workload_t wl;
         model_out_service_t svc;
         model_out_endpoints_t eps;
+        model_out_authz_t *az; /* owned */
     } u;
     _Atomic(void *) cache;
     void (*cache_free)(void *);
@@ -94,10 +95,12 @@ struct model_snapshot {
     uint64_t version;
     model_pmap_t *map;  /* Address resources */
     model_pmap_t *emap; /* Endpoints resources */
+    model_pmap_t *amap; /* Authorization resources */
 };
 
-/* Takes over both map references. */
-model_snapshot_t *model_snapshot_new(model_pmap_t *map, model_pmap_t *emap, uint64_t version);
+/* Takes over the map references. */
+model_snapshot_t *model_snapshot_new(model_pmap_t *map, model_pmap_t *emap, model_pmap_t *amap,
+                                     uint64_t version);
 
 /* ---------- the model's own state (model thread only) ---------- */
 
@@ -128,6 +131,9 @@ typedef struct model_cluster_int {
     base_map_t objs[MODEL_KIND__COUNT]; /* "ns/name" (or name) -> object */
     base_map_t slices_by_svc;           /* "ns/service" -> slices (model_ptrs_get) */
     base_map_t slices_by_pod;           /* "ns/pod" -> slices (model_ptrs_get) */
+    /* its policies as the translation takes them, rebuilt when az_stale */
+    model_authz_set_t azset;
+    bool az_stale;
 } model_cluster_int_t;
 
 /* What the model remembers about one service name between commits. */
@@ -155,12 +161,15 @@ struct model {
     base_map_t dirty_pods;   /* "cluster\nns/name" */
     base_map_t dirty_slices; /* "cluster\nns/name" of EndpointSlices */
     base_map_t slice_names;  /* the same keys -> model_names_t they published */
+    base_map_t dirty_authz;  /* "ns/name" of Authorization resources */
+    char *root_ns;
     bool dirty_gateways;
     base_map_t svc_state; /* "ns/name" -> model_svc_state_t */
     char **gw_names;
     size_t ngw_names;
     model_pmap_t *map;  /* the last committed resources */
     model_pmap_t *emap; /* and endpoints */
+    model_pmap_t *amap; /* and Authorization */
     uint64_t version;
     uint64_t events;
     uint64_t scope_evals;
@@ -172,6 +181,20 @@ char *model_obj_key(model_kind_t kind, const void *obj);
 void model_mark_service(model_t *m, const char *ns, const char *name);
 void model_mark_pod(model_t *m, const model_cluster_int_t *c, const char *ns, const char *name);
 void model_mark_slice(model_t *m, const model_cluster_int_t *c, const char *ns, const char *name);
+/* name (an Authorization resource's, "ns/name") to be rebuilt in every cluster. */
+void model_mark_authz(model_t *m, const char *key);
+/* c's policy set (rebuilt if stale); borrowed until its policies change. */
+const model_authz_set_t *model_authz_set_of(const model_t *m, model_cluster_int_t *c);
+/* What cluster c makes of Authorization resource name key ("ns/name"):
+ * *out NULL when nothing; st (may be NULL) gets the status. */
+void model_authz_build(const model_t *m, model_cluster_int_t *c, const char *key,
+                       model_out_authz_t **out, model_authz_status_t *st);
+/* The variants of Authorization resource key, one per cluster that makes
+ * it, into v (room for every cluster); their count. */
+size_t model_authz_variants(model_t *m, const char *key, model_res_t **v);
+/* A pod's Workload.authorization_policies as a shared string (a new
+ * reference), or NULL for none. */
+const char *model_pod_policies(model_t *m, model_cluster_int_t *c, const model_pod_t *p);
 
 /* Resource names something published, to unpublish what it no longer makes. */
 typedef struct model_names {

@@ -23,6 +23,10 @@ const char *model_kind_name(model_kind_t k)
         return "Pod";
     case MODEL_KIND_NODE:
         return "Node";
+    case MODEL_KIND_AUTHZ_POLICY:
+        return "AuthorizationPolicy";
+    case MODEL_KIND_PEER_AUTHN:
+        return "PeerAuthentication";
     case MODEL_KIND__COUNT:
         break;
     }
@@ -122,6 +126,12 @@ void model_obj_free(model_kind_t kind, void *obj)
         break;
     case MODEL_KIND_NODE:
         node_free(obj);
+        break;
+    case MODEL_KIND_AUTHZ_POLICY:
+        model_authz_policy_free(obj);
+        break;
+    case MODEL_KIND_PEER_AUTHN:
+        model_peer_authn_free(obj);
         break;
     case MODEL_KIND__COUNT:
         break; /* not a kind: we cannot know its layout */

@@ -103,6 +103,7 @@ static void drop_gw(const model_gw_addr_t *g)
 #define DROP_NETMODE(v)
 #define DROP_WLTYPE(v)
 #define DROP_STATUS(v)
+#define DROP_KEYS(v) model_str_unref(v)
 
 /* The shared strings a resource holds (see struct model_res). */
 static void drop_strs(model_res_t *r)
@@ -127,6 +128,8 @@ void model_res_unref(model_res_t *r)
     if (c && r->cache_free)
         r->cache_free(c);
     drop_strs(r);
+    if (r->kind == MODEL_RES_AUTHZ)
+        model_out_authz_free(r->u.az);
     model_arena_free(&r->arena);
     free(r);
 }
@@ -159,6 +162,11 @@ const model_out_service_t *model_res_service(const model_res_t *r)
 const model_out_endpoints_t *model_res_endpoints(const model_res_t *r)
 {
     return r->kind == MODEL_RES_ENDPOINTS ? &r->u.eps : NULL;
+}
+
+const model_out_authz_t *model_res_authz(const model_res_t *r)
+{
+    return r->kind == MODEL_RES_AUTHZ ? r->u.az : NULL;
 }
 
 uint64_t model_res_version(const model_res_t *r)
@@ -308,6 +316,7 @@ static bool wl_svcs_equal(const model_wl_service_t *a, size_t na, const model_wl
 #define EQ_PORTS(f) ports_equal(a->f, a->n##f, b->f, b->n##f)
 #define EQ_PORT_NAMES(f) strs_equal(a->f, a->nports, b->f, b->nports)
 #define EQ_SANS(f) strs_equal(a->f, a->n##f, b->f, b->n##f)
+#define EQ_KEYS(f) EQ_STR(f)
 #define EQ_LB(f)                                                                                   \
     lb_equal(a->f##_mode, a->f##_prefs, a->n##f##_prefs, a->f##_allow_all, b->f##_mode,            \
              b->f##_prefs, b->n##f##_prefs, b->f##_allow_all)
@@ -364,6 +373,8 @@ bool model_res_equal(const model_res_t *a, const model_res_t *b)
         return service_equal(&a->u.svc, &b->u.svc);
     case MODEL_RES_ENDPOINTS:
         return endpoints_equal(&a->u.eps, &b->u.eps);
+    case MODEL_RES_AUTHZ:
+        return model_out_authz_equal(a->u.az, b->u.az);
     }
     return false;
 }
@@ -445,7 +456,8 @@ const model_res_t *model_entry_pick(const model_entry_t *e, const model_view_t *
 
 /* ---------- snapshots ---------- */
 
-model_snapshot_t *model_snapshot_new(model_pmap_t *map, model_pmap_t *emap, uint64_t version)
+model_snapshot_t *model_snapshot_new(model_pmap_t *map, model_pmap_t *emap, model_pmap_t *amap,
+                                     uint64_t version)
 {
     model_snapshot_t *s = malloc(sizeof(*s));
     if (!s)
@@ -454,6 +466,7 @@ model_snapshot_t *model_snapshot_new(model_pmap_t *map, model_pmap_t *emap, uint
     s->version = version;
     s->map = map;
     s->emap = emap;
+    s->amap = amap;
     return s;
 }
 
@@ -469,6 +482,7 @@ void model_snapshot_unref(model_snapshot_t *s)
         return;
     model_pmap_unref(s->map);
     model_pmap_unref(s->emap);
+    model_pmap_unref(s->amap);
     free(s);
 }
 
@@ -550,4 +564,24 @@ void model_snapshot_diff_endpoints(const model_snapshot_t *from, const model_sna
 {
     diff_ctx_t c = {v, fn, arg};
     model_pmap_diff(from ? from->emap : NULL, to->emap, diff_one, &c);
+}
+
+void model_snapshot_each_authz(const model_snapshot_t *s, const model_view_t *v, model_res_fn fn,
+                               void *arg)
+{
+    each_ctx_t c = {v, fn, arg};
+    model_pmap_each(s->amap, each_one, &c);
+}
+
+const model_res_t *model_snapshot_get_authz(const model_snapshot_t *s, const model_view_t *v,
+                                            const char *name)
+{
+    return model_entry_pick(model_pmap_get(s->amap, name), v);
+}
+
+void model_snapshot_diff_authz(const model_snapshot_t *from, const model_snapshot_t *to,
+                               const model_view_t *v, model_diff_fn fn, void *arg)
+{
+    diff_ctx_t c = {v, fn, arg};
+    model_pmap_diff(from ? from->amap : NULL, to->amap, diff_one, &c);
 }

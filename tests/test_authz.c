@@ -1181,6 +1181,299 @@ START_TEST(encode_python_golden)
 }
 END_TEST
 
+/* ---------- the model: policies per cluster, Authorization resources ---------- */
+
+static const model_view_t VA = {"a", "net"}, VB = {"b", "net"};
+
+static model_t *two_clusters(const char *root)
+{
+    model_config_t cfg = {.root_namespace = root};
+    model_t *m = model_new(&cfg);
+    char err[MODEL_ERRLEN];
+    ck_assert_int_eq(
+        model_cluster_set(m, &(model_cluster_t){.id = "a", .network = "net"}, err, sizeof(err)), 0);
+    ck_assert_int_eq(
+        model_cluster_set(m, &(model_cluster_t){.id = "b", .network = "net"}, err, sizeof(err)), 0);
+    return m;
+}
+
+static void put(model_t *m, const char *cluster, model_kind_t kind, void *obj)
+{
+    char err[MODEL_ERRLEN];
+    ck_assert_msg(model_apply(m, cluster, kind, MODEL_OP_UPSERT, obj, err, sizeof(err)) == 0, "%s",
+                  err);
+}
+
+static void del(model_t *m, const char *cluster, model_kind_t kind, void *stub)
+{
+    char err[MODEL_ERRLEN];
+    ck_assert_msg(model_apply(m, cluster, kind, MODEL_OP_DELETE, stub, err, sizeof(err)) == 0, "%s",
+                  err);
+}
+
+static model_authz_policy_t *ap_stub(const char *ns, const char *name)
+{
+    model_authz_policy_t *p = calloc(1, sizeof(*p));
+    p->ns = strdup(ns);
+    p->name = strdup(name);
+    return p;
+}
+
+/* A pod ns/name with IP ip and label app=<app> (NULL: no labels). */
+static model_pod_t *pod(const char *ns, const char *name, const char *ip, const char *app)
+{
+    model_pod_t *p = calloc(1, sizeof(*p));
+    p->ns = strdup(ns);
+    p->name = strdup(name);
+    p->ips = calloc(1, sizeof(model_ip_t));
+    ck_assert_int_eq(model_ip_parse(ip, &p->ips[0]), 0);
+    p->nips = 1;
+    p->service_account = strdup("default");
+    p->ambient = p->ready = true;
+    if (app)
+        model_labels_set(&p->labels, "app", app);
+    return p;
+}
+
+static const model_out_authz_t *policy(const model_snapshot_t *s, const model_view_t *v,
+                                       const char *name)
+{
+    const model_res_t *r = model_snapshot_get_authz(s, v, name);
+    return r ? model_res_authz(r) : NULL;
+}
+
+/* The workload's authorization_policies, "" for none. */
+static const char *policies_of(const model_snapshot_t *s, const model_view_t *v, const char *uid)
+{
+    const model_res_t *r = model_snapshot_get(s, v, uid);
+    ck_assert_msg(r != NULL, "no workload %s", uid);
+    const char *k = model_res_workload(r)->authz;
+    return k ? k : "";
+}
+
+static void count_res(const model_res_t *r, void *arg)
+{
+    (void)r;
+    ++*(size_t *)arg;
+}
+
+static const char *const SEL_A = "{\"selector\":{\"matchLabels\":{\"app\":\"a\"}}}";
+
+START_TEST(model_policy_seen_by_its_cluster_only)
+{
+    model_t *m = two_clusters(NULL);
+    put(m, "a", MODEL_KIND_AUTHZ_POLICY, ap("ns1", "p", "{\"action\":\"DENY\",\"rules\":[{}]}"));
+    put(m, "b", MODEL_KIND_AUTHZ_POLICY, ap("ns1", "p", "{\"rules\":[{}]}"));
+    put(m, "a", MODEL_KIND_AUTHZ_POLICY, ap("ns1", "only-a", "{}"));
+    model_snapshot_t *s = model_commit(m);
+    ck_assert_int_eq(policy(s, &VA, "ns1/p")->action, MODEL_AUTHZ_DENY);
+    ck_assert_int_eq(policy(s, &VB, "ns1/p")->action, MODEL_AUTHZ_ALLOW);
+    ck_assert_int_eq(policy(s, &VA, "ns1/p")->scope, MODEL_AUTHZ_NAMESPACE);
+    ck_assert_ptr_nonnull(policy(s, &VA, "ns1/only-a"));
+    ck_assert_ptr_null(policy(s, &VB, "ns1/only-a"));
+    /* Authorizations are no Addresses, and the other way round */
+    ck_assert_ptr_null(model_snapshot_get(s, &VA, "ns1/p"));
+    size_t n = 0;
+    model_snapshot_each_authz(s, &VB, count_res, &n);
+    ck_assert_uint_eq(n, 1);
+    /* a targetRef policy is for waypoints: nothing for ztunnel */
+    put(m, "a", MODEL_KIND_AUTHZ_POLICY,
+        ap("ns1", "wp", "{\"targetRefs\":[{\"kind\":\"Service\",\"name\":\"s\"}]}"));
+    model_snapshot_t *s2 = model_commit(m);
+    ck_assert_ptr_null(policy(s2, &VA, "ns1/wp"));
+    del(m, "a", MODEL_KIND_AUTHZ_POLICY, ap_stub("ns1", "p"));
+    model_snapshot_t *s3 = model_commit(m);
+    ck_assert_ptr_null(policy(s3, &VA, "ns1/p"));
+    ck_assert_ptr_nonnull(policy(s3, &VB, "ns1/p"));
+    model_snapshot_unref(s);
+    model_snapshot_unref(s2);
+    model_snapshot_unref(s3);
+    model_free(m);
+}
+END_TEST
+
+START_TEST(model_static_strict_while_cluster_has_peer_authn)
+{
+    model_t *m = two_clusters(NULL);
+    put(m, "a", MODEL_KIND_PEER_AUTHN, pa_new("ns1", "perm", 1, NULL, 'P', NULL));
+    model_snapshot_t *s = model_commit(m);
+    const model_out_authz_t *st = policy(s, &VA, ROOT "/" MODEL_AUTHZ_STATIC_STRICT);
+    ck_assert_ptr_nonnull(st);
+    ck_assert_int_eq(st->scope, MODEL_AUTHZ_WORKLOAD_SELECTOR);
+    ck_assert_int_eq(st->action, MODEL_AUTHZ_DENY);
+    assert_render(st, "G[C[{np:*}]]", "static");
+    ck_assert_ptr_null(policy(s, &VB, ROOT "/" MODEL_AUTHZ_STATIC_STRICT));
+    del(m, "a", MODEL_KIND_PEER_AUTHN, pa_new("ns1", "perm", 0, NULL, 'U', NULL));
+    model_snapshot_t *s2 = model_commit(m);
+    ck_assert_ptr_null(policy(s2, &VA, ROOT "/" MODEL_AUTHZ_STATIC_STRICT));
+    model_snapshot_unref(s);
+    model_snapshot_unref(s2);
+    model_free(m);
+}
+END_TEST
+
+START_TEST(model_workload_lists_its_cluster_policies)
+{
+    model_t *m = two_clusters(NULL);
+    put(m, "a", MODEL_KIND_POD, pod("ns1", "pa", "10.0.0.1", "a"));
+    put(m, "a", MODEL_KIND_POD, pod("ns1", "pb", "10.0.0.2", "b"));
+    put(m, "b", MODEL_KIND_POD, pod("ns1", "pa", "10.1.0.1", "a"));
+    put(m, "a", MODEL_KIND_AUTHZ_POLICY, ap("ns1", "selector", SEL_A));
+    put(m, "a", MODEL_KIND_AUTHZ_POLICY, ap(ROOT, "global-selector", SEL_A));
+    put(m, "a", MODEL_KIND_AUTHZ_POLICY, ap("ns1", "namespace", "{}"));
+    put(m, "a", MODEL_KIND_PEER_AUTHN, pa_new(ROOT, "strict", 1, NULL, 'S', NULL));
+    model_snapshot_t *s = model_commit(m);
+    ck_assert_str_eq(policies_of(s, &VA, "a//Pod/ns1/pa"),
+                     "istio-system/global-selector\nns1/selector\n"
+                     "istio-system/istio_converted_static_strict");
+    ck_assert_str_eq(policies_of(s, &VA, "a//Pod/ns1/pb"),
+                     "istio-system/istio_converted_static_strict");
+    /* cluster b has no policies: its pod lists none, in any view */
+    ck_assert_str_eq(policies_of(s, &VB, "b//Pod/ns1/pa"), "");
+    ck_assert_str_eq(policies_of(s, &VA, "b//Pod/ns1/pa"), "");
+    /* a workload PeerAuthentication with a PERMISSIVE port: its converted
+     * policy replaces the static one on the pods it selects */
+    put(m, "a", MODEL_KIND_PEER_AUTHN, pa_new("ns1", "wl", 2, "app=a", 'U', "9090P"));
+    model_snapshot_t *s2 = model_commit(m);
+    ck_assert_str_eq(policies_of(s2, &VA, "a//Pod/ns1/pa"),
+                     "istio-system/global-selector\nns1/selector\n"
+                     "ns1/converted_peer_authentication_wl");
+    assert_render(policy(s2, &VA, "ns1/converted_peer_authentication_wl"),
+                  "G[C[{ndp:9090}] C[{np:*}]]", "converted");
+    model_snapshot_unref(s);
+    model_snapshot_unref(s2);
+    model_free(m);
+}
+END_TEST
+
+typedef struct changes {
+    char names[16][64];
+    size_t n;
+} changes_t;
+
+static void note_change(const char *name, const model_res_t *o, const model_res_t *n, void *arg)
+{
+    (void)o;
+    (void)n;
+    changes_t *c = arg;
+    if (c->n < 16)
+        snprintf(c->names[c->n++], sizeof(c->names[0]), "%s", name);
+}
+
+static changes_t addr_changes(const model_snapshot_t *a, const model_snapshot_t *b)
+{
+    changes_t c = {0};
+    model_snapshot_diff(a, b, &VA, note_change, &c);
+    return c;
+}
+
+static changes_t authz_changes(const model_snapshot_t *a, const model_snapshot_t *b)
+{
+    changes_t c = {0};
+    model_snapshot_diff_authz(a, b, &VA, note_change, &c);
+    return c;
+}
+
+START_TEST(model_policy_change_resends_only_what_it_changes)
+{
+    model_t *m = two_clusters(NULL);
+    put(m, "a", MODEL_KIND_POD, pod("ns1", "pa", "10.0.0.1", "a"));
+    put(m, "a", MODEL_KIND_POD, pod("ns1", "pb", "10.0.0.2", "b"));
+    put(m, "a", MODEL_KIND_POD, pod("ns2", "pc", "10.0.0.3", "a"));
+    put(m, "a", MODEL_KIND_AUTHZ_POLICY, ap("ns1", "sel", SEL_A));
+    put(m, "a", MODEL_KIND_AUTHZ_POLICY, ap("ns1", "other", "{}"));
+    model_snapshot_t *s1 = model_commit(m);
+    /* new rules, same selector: the policy alone */
+    put(m, "a", MODEL_KIND_AUTHZ_POLICY,
+        ap("ns1", "sel",
+           "{\"selector\":{\"matchLabels\":{\"app\":\"a\"}},\"rules\":[{\"from\":[{\"source\":"
+           "{\"principals\":[\"cluster.local/ns/ns1/sa/sa1\"]}}]}]}"));
+    model_snapshot_t *s2 = model_commit(m);
+    changes_t c = authz_changes(s1, s2);
+    ck_assert_uint_eq(c.n, 1);
+    ck_assert_str_eq(c.names[0], "ns1/sel");
+    ck_assert_uint_eq(addr_changes(s1, s2).n, 0);
+    /* another selector: the policy, and the two pods whose lists changed */
+    put(m, "a", MODEL_KIND_AUTHZ_POLICY,
+        ap("ns1", "sel", "{\"selector\":{\"matchLabels\":{\"app\":\"b\"}}}"));
+    model_snapshot_t *s3 = model_commit(m);
+    c = authz_changes(s2, s3);
+    ck_assert_uint_eq(c.n, 1);
+    c = addr_changes(s2, s3);
+    ck_assert_uint_eq(c.n, 2);
+    ck_assert_str_eq(policies_of(s3, &VA, "a//Pod/ns1/pb"), "ns1/sel");
+    ck_assert_str_eq(policies_of(s3, &VA, "a//Pod/ns1/pa"), "");
+    /* a relist of the same policies changes nothing */
+    ck_assert_int_eq(model_cluster_clear_kind(m, "a", MODEL_KIND_AUTHZ_POLICY), 0);
+    put(m, "a", MODEL_KIND_AUTHZ_POLICY,
+        ap("ns1", "sel", "{\"selector\":{\"matchLabels\":{\"app\":\"b\"}}}"));
+    put(m, "a", MODEL_KIND_AUTHZ_POLICY, ap("ns1", "other", "{}"));
+    model_snapshot_t *s4 = model_commit(m);
+    ck_assert_uint_eq(authz_changes(s3, s4).n, 0);
+    ck_assert_uint_eq(addr_changes(s3, s4).n, 0);
+    ck_assert_uint_eq(model_snapshot_version(s4), model_snapshot_version(s3));
+    model_snapshot_unref(s1);
+    model_snapshot_unref(s2);
+    model_snapshot_unref(s3);
+    model_snapshot_unref(s4);
+    model_free(m);
+}
+END_TEST
+
+START_TEST(model_root_namespace_from_config)
+{
+    model_t *m = two_clusters("mesh-root");
+    ck_assert_str_eq(model_root_namespace(m), "mesh-root");
+    put(m, "a", MODEL_KIND_AUTHZ_POLICY, ap("mesh-root", "g", "{}"));
+    put(m, "a", MODEL_KIND_AUTHZ_POLICY, ap(ROOT, "n", "{}"));
+    put(m, "a", MODEL_KIND_PEER_AUTHN, pa_new("ns1", "x", 1, NULL, 'S', NULL));
+    model_snapshot_t *s = model_commit(m);
+    ck_assert_int_eq(policy(s, &VA, "mesh-root/g")->scope, MODEL_AUTHZ_GLOBAL);
+    ck_assert_int_eq(policy(s, &VA, ROOT "/n")->scope, MODEL_AUTHZ_NAMESPACE);
+    ck_assert_ptr_nonnull(policy(s, &VA, "mesh-root/" MODEL_AUTHZ_STATIC_STRICT));
+    model_snapshot_unref(s);
+    model_free(m);
+}
+END_TEST
+
+typedef struct seen_info {
+    char text[1024];
+} seen_info_t;
+
+static void info_cb(const model_authz_info_t *i, void *arg)
+{
+    seen_info_t *s = arg;
+    size_t n = strlen(s->text);
+    n += (size_t)snprintf(s->text + n, sizeof(s->text) - n, "%s:%s:%s[", i->key,
+                          i->out ? "sent" : "none", i->message ? i->message : "");
+    for (size_t k = 0; k < i->nselects; k++)
+        n +=
+            (size_t)snprintf(s->text + n, sizeof(s->text) - n, "%s%s", k ? "," : "", i->selects[k]);
+    snprintf(s->text + n, sizeof(s->text) - n, "] ");
+}
+
+START_TEST(model_authz_info_for_debug)
+{
+    model_t *m = two_clusters(NULL);
+    put(m, "a", MODEL_KIND_POD, pod("ns1", "pa", "10.0.0.1", "a"));
+    put(m, "a", MODEL_KIND_POD, pod("ns1", "pb", "10.0.0.2", "b"));
+    put(m, "a", MODEL_KIND_POD, pod("ns2", "pc", "10.0.0.3", "a"));
+    put(m, "a", MODEL_KIND_AUTHZ_POLICY, ap("ns1", "sel", SEL_A));
+    put(m, "a", MODEL_KIND_AUTHZ_POLICY, ap("ns1", "audit", "{\"action\":\"AUDIT\"}"));
+    put(m, "a", MODEL_KIND_AUTHZ_POLICY, ap(ROOT, "all", "{}"));
+    model_snapshot_unref(model_commit(m));
+    seen_info_t s = {""};
+    model_each_authz(m, "a", info_cb, &s);
+    ck_assert_str_eq(s.text, "istio-system/all:sent:[ns1/pa,ns1/pb,ns2/pc] "
+                             "ns1/audit:none:ztunnel does not support the AUDIT action[] "
+                             "ns1/sel:sent:[ns1/pa] ");
+    seen_info_t sb = {""};
+    model_each_authz(m, "b", info_cb, &sb);
+    ck_assert_str_eq(sb.text, "");
+    model_free(m);
+}
+END_TEST
+
 static Suite *authz_suite(void)
 {
     Suite *s = suite_create("authz");
@@ -1214,6 +1507,15 @@ static Suite *authz_suite(void)
     tcase_add_loop_test(tc, decode_errors_name_the_field, 0,
                         (int)(sizeof(bad_cases) / sizeof(bad_cases[0])));
     tcase_add_test(tc, decode_any_type_anywhere);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("model");
+    tcase_add_test(tc, model_policy_seen_by_its_cluster_only);
+    tcase_add_test(tc, model_static_strict_while_cluster_has_peer_authn);
+    tcase_add_test(tc, model_workload_lists_its_cluster_policies);
+    tcase_add_test(tc, model_policy_change_resends_only_what_it_changes);
+    tcase_add_test(tc, model_root_namespace_from_config);
+    tcase_add_test(tc, model_authz_info_for_debug);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("encode");

@@ -408,6 +408,8 @@ START_TEST(test_free_sparse_and_null)
         [MODEL_KIND_ENDPOINTSLICE] = sizeof(model_endpointslice_t),
         [MODEL_KIND_POD] = sizeof(model_pod_t),
         [MODEL_KIND_NODE] = sizeof(model_node_t),
+        [MODEL_KIND_AUTHZ_POLICY] = sizeof(model_authz_policy_t),
+        [MODEL_KIND_PEER_AUTHN] = sizeof(model_peer_authn_t),
     };
 
     size_t before = heap_in_use();

@@ -872,7 +872,7 @@ START_TEST(shared_strings_outlive_sweeps_while_held)
 }
 END_TEST
 
-START_TEST(pod_keeps_only_labels_it_reads)
+START_TEST(pod_keeps_labels_for_policy_selectors)
 {
     model_t *m = mesh();
     model_pod_t *p = mk_pod("ns", "p-7d9f8-x1", "10.1.0.1", NULL);
@@ -888,8 +888,9 @@ START_TEST(pod_keeps_only_labels_it_reads)
     ck_assert_str_eq(w->canonical_revision, "v2");
     ck_assert_str_eq(w->workload_name, "p");
     const model_pod_t *kept = model_object(m, "c1", MODEL_KIND_POD, "ns/p-7d9f8-x1");
-    ck_assert_uint_eq(kept->labels.n, 2); /* app, version */
-    ck_assert_ptr_null(model_labels_get(&kept->labels, "team"));
+    /* AuthorizationPolicy and PeerAuthentication selectors may name any */
+    ck_assert_uint_eq(kept->labels.n, 5);
+    ck_assert_str_eq(model_labels_get(&kept->labels, "team"), "payments");
     model_snapshot_unref(s);
     model_free(m);
 }
@@ -1365,7 +1366,7 @@ static Suite *suite(void)
     tcase_add_test(t, cluster_removal_drops_split_horizon_through_its_gateway);
     tcase_add_test(t, traffic_distribution_sets_failover);
     tcase_add_test(t, endpoints_prefer_local_priorities);
-    tcase_add_test(t, pod_keeps_only_labels_it_reads);
+    tcase_add_test(t, pod_keeps_labels_for_policy_selectors);
     tcase_add_test(t, shared_strings_outlive_sweeps_while_held);
     tcase_add_test(t, pod_locality_from_node);
     tcase_add_test(t, unknown_cluster_rejected_and_object_freed);

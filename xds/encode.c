@@ -72,6 +72,8 @@ typedef struct parts {
     Istio__Workload__Port *sports, **sportp;
     Istio__Workload__LoadBalancing lb;
     Istio__Workload__LoadBalancing__Scope prefs[6];
+    char *keys; /* a KEYS field's copy, split in place */
+    char **keyp;
 } parts_t;
 
 static void parts_free(parts_t *p)
@@ -92,6 +94,28 @@ static void parts_free(parts_t *p)
     free(p->nap);
     free(p->sports);
     free(p->sportp);
+    free(p->keys);
+    free(p->keyp);
+}
+
+/* A KEYS field ('\n'-separated names) as a repeated string. */
+static int wl_keys(const char *joined, size_t *np, char ***out, parts_t *p)
+{
+    if (!joined)
+        return 0;
+    size_t n = 1;
+    for (const char *c = joined; *c; c++)
+        n += *c == '\n';
+    p->keys = strdup(joined);
+    p->keyp = calloc(n, sizeof(*p->keyp));
+    if (!p->keys || !p->keyp)
+        return -1;
+    size_t k = 0;
+    for (char *c = p->keys, *save = NULL; (c = strtok_r(c, "\n", &save)); c = NULL)
+        p->keyp[k++] = c;
+    *np = k;
+    *out = p->keyp;
+    return 0;
 }
 
 static int wl_addrs(const model_ip_t *ips, size_t n, size_t *np, ProtobufCBinaryData **out,
@@ -204,6 +228,9 @@ static uint8_t *pack_address(Istio__Workload__Address *a, size_t *len)
 #define WL_ENC_STATUS(f, pb)                                                                       \
     m.pb = w->f ? ISTIO__WORKLOAD__WORKLOAD_STATUS__HEALTHY                                        \
                 : ISTIO__WORKLOAD__WORKLOAD_STATUS__UNHEALTHY;
+#define WL_ENC_KEYS(f, pb)                                                                         \
+    if (wl_keys(w->f, &m.n_##pb, &m.pb, &p) < 0)                                                   \
+        goto out;
 
 static uint8_t *encode_workload(const model_out_workload_t *w, size_t *len)
 {
@@ -347,10 +374,11 @@ static uint8_t *put_field(uint8_t *p, uint8_t tag, const void *b, size_t n)
 
 #define FIELD_LEN(n) (1 + varint_len(n) + (n))
 
-/* Wraps the Address bytes val (len n) as described at xds_enc_t. */
-static int wrap(xds_enc_t *e, const char *name, const uint8_t *val, size_t n)
+/* Wraps the resource bytes val (len n) of type_url as described at
+ * xds_enc_t. */
+static int wrap(xds_enc_t *e, const char *type_url, const char *name, const uint8_t *val, size_t n)
 {
-    size_t tlen = strlen(XDS_TYPE_ADDRESS), nlen = strlen(name);
+    size_t tlen = strlen(type_url), nlen = strlen(name);
     size_t any = FIELD_LEN(tlen) + FIELD_LEN(n);
     size_t res = FIELD_LEN(16) + FIELD_LEN(nlen) + FIELD_LEN(any);
     e->len = FIELD_LEN(res);
@@ -360,9 +388,9 @@ static int wrap(xds_enc_t *e, const char *name, const uint8_t *val, size_t n)
     p = put_field(p, 0x0a, e->version, 16);          /* Resource.version = 1 */
     p = put_field(p, 0x1a, name, nlen);              /* Resource.name = 3 */
     e->any_off = (size_t)(p - e->buf);
-    p = put_field(p, 0x12, NULL, any);              /* Resource.resource = 2 */
-    p = put_field(p, 0x0a, XDS_TYPE_ADDRESS, tlen); /* Any.type_url = 1 */
-    p = put_field(p, 0x12, NULL, n);                /* Any.value = 2 */
+    p = put_field(p, 0x12, NULL, any);      /* Resource.resource = 2 */
+    p = put_field(p, 0x0a, type_url, tlen); /* Any.type_url = 1 */
+    p = put_field(p, 0x12, NULL, n);        /* Any.value = 2 */
     e->val_off = (size_t)(p - e->buf);
     memcpy(p, val, n);
     return 0;
@@ -374,20 +402,24 @@ static const xds_enc_t *enc_get(const model_res_t *r)
     xds_enc_t *e = model_res_cache(r);
     if (e)
         return e;
-    /* only workloads and services are Addresses; other kinds have their own
-     * encoders and may use the cache slot themselves */
-    if (!xds_res_is_address(r))
+    /* workloads and services are Addresses, and Authorizations have their
+     * own type; other kinds have their own encoders and may use the cache
+     * slot themselves */
+    bool authz = model_res_kind(r) == MODEL_RES_AUTHZ;
+    if (!xds_res_is_address(r) && !authz)
         return NULL;
     e = calloc(1, sizeof(*e));
     if (!e)
         return NULL;
     size_t n = 0;
-    uint8_t *val = model_res_kind(r) == MODEL_RES_WORKLOAD
+    uint8_t *val = authz ? xds_encode_authz(model_res_authz(r), &n)
+                   : model_res_kind(r) == MODEL_RES_WORKLOAD
                        ? encode_workload(model_res_workload(r), &n)
                        : encode_service(model_res_service(r), &n);
     if (val)
         snprintf(e->version, sizeof(e->version), "%016llx", (unsigned long long)base_hash(val, n));
-    if (!val || wrap(e, model_res_name(r), val, n) < 0) {
+    if (!val ||
+        wrap(e, authz ? XDS_TYPE_AUTHORIZATION : XDS_TYPE_ADDRESS, model_res_name(r), val, n) < 0) {
         free(val);
         free(e);
         return NULL;

@@ -34,6 +34,26 @@ const char *xds_proxy_kind_name(xds_proxy_kind_t k)
 #include <stdlib.h>
 #include <string.h>
 
+/* The resources one type serves, and where the snapshot keeps them. */
+typedef struct fam {
+    const char *type_url;
+    bool (*mine)(const model_res_t *r);
+    void (*each)(const model_snapshot_t *s, const model_view_t *v, model_res_fn fn, void *arg);
+    const model_res_t *(*get)(const model_snapshot_t *s, const model_view_t *v, const char *name);
+    void (*diff)(const model_snapshot_t *from, const model_snapshot_t *to, const model_view_t *v,
+                 model_diff_fn fn, void *arg);
+} fam_t;
+
+static bool is_authz(const model_res_t *r)
+{
+    return model_res_kind(r) == MODEL_RES_AUTHZ;
+}
+
+static const fam_t FAM_ADDRESS = {XDS_TYPE_ADDRESS, xds_res_is_address, model_snapshot_each,
+                                  model_snapshot_get, model_snapshot_diff};
+static const fam_t FAM_AUTHZ = {XDS_TYPE_AUTHORIZATION, is_authz, model_snapshot_each_authz,
+                                model_snapshot_get_authz, model_snapshot_diff_authz};
+
 typedef struct out_res {
     const model_res_t *r;
     const char *alias; /* the on-demand "network/IP" name that found it, or NULL */
@@ -41,6 +61,7 @@ typedef struct out_res {
 
 /* One response being assembled. */
 typedef struct push {
+    const fam_t *fam;
     xds_stream_t *st;
     xds_type_state_t *ts;
     const model_snapshot_t *snap;
@@ -101,11 +122,11 @@ static void diff_cb(const char *name, const model_res_t *old_r, const model_res_
 {
     push_t *p = arg;
     xds_type_state_t *ts = p->ts;
-    /* variants of other kinds (e.g. EDS endpoints) do not exist for the
-     * Address stream: ignore them, and an Address replaced by one is gone */
-    if (new_r && !xds_res_is_address(new_r))
+    /* variants of other kinds (e.g. EDS endpoints) do not exist for this
+     * type: ignore them, and a resource replaced by one is gone */
+    if (new_r && !p->fam->mine(new_r))
         new_r = NULL;
-    if (old_r && !xds_res_is_address(old_r))
+    if (old_r && !p->fam->mine(old_r))
         old_r = NULL;
     if (!new_r && !old_r)
         return;
@@ -172,18 +193,18 @@ static bool resolve_ip(push_t *p, const char *name)
 /* A subscribed name not answered yet. */
 static void pending_one(push_t *p, const char *name)
 {
-    const model_res_t *r = p->snap ? model_snapshot_get(p->snap, &p->st->view, name) : NULL;
-    if (r && xds_res_is_address(r))
+    const model_res_t *r = p->snap ? p->fam->get(p->snap, &p->st->view, name) : NULL;
+    if (r && p->fam->mine(r))
         add_res(p, r, NULL);
-    else if (!p->snap || !resolve_ip(p, name))
+    else if (!p->snap || p->fam != &FAM_ADDRESS || !resolve_ip(p, name))
         add_removed(p, name); /* subscribed but does not exist */
 }
 
 /* A name the client said it held when it connected. */
 static void initial_one(push_t *p, const char *name)
 {
-    const model_res_t *r = model_snapshot_get(p->snap, &p->st->view, name);
-    if (!r || !xds_res_is_address(r))
+    const model_res_t *r = p->fam->get(p->snap, &p->st->view, name);
+    if (!r || !p->fam->mine(r))
         add_removed(p, name);
 }
 
@@ -423,19 +444,22 @@ static const xds_full_t *full_get(xds_server_t *s, model_snapshot_t *snap, const
     return f;
 }
 
-static void pump_delta_addr(xds_stream_t *st)
+/* Delta: what changed in the family since the client's base. Addresses
+ * of a whole view are built once and shared (full_get); Authorizations are
+ * few, each encoded once and shared as every resource is. */
+static void pump_delta(xds_stream_t *st, xds_type_state_t *ts, const fam_t *fam)
 {
-    xds_type_state_t *ts = &st->addr;
     model_snapshot_t *snap = st->srv->snap;
+    bool addr = fam == &FAM_ADDRESS;
     if (!ts->subscribed || ts->nonce[0] || !snap)
         return;
     bool moved = ts->base != snap;
     if (!moved && !ts->need_push && !ts->pending.n)
         return;
-    if (!ts->base && ts->wildcard && !xds_full_slot(st))
+    if (addr && !ts->base && ts->wildcard && !xds_full_slot(st))
         return; /* queued: pumped again when a slot frees */
-    push_t p = {.st = st, .ts = ts, .snap = snap, .track = true};
-    if (ts->wildcard && !ts->base && !ts->initial.n && !ts->pending.n &&
+    push_t p = {.fam = fam, .st = st, .ts = ts, .snap = snap, .track = true};
+    if (addr && ts->wildcard && !ts->base && !ts->initial.n && !ts->pending.n &&
         (p.full = full_get(st->srv, snap, &st->view, true))) {
         p.nnew = p.full->nres; /* the whole view, as the diff from nothing */
         moved = false;
@@ -450,11 +474,11 @@ static void pump_delta_addr(xds_stream_t *st)
         pending_one(&p, e->key);
     p.track = false;
     if (moved)
-        model_snapshot_diff(ts->base, snap, &st->view, diff_cb, &p);
+        fam->diff(ts->base, snap, &st->view, diff_cb, &p);
     if (p.nres || p.removed.n || ts->need_push) {
-        if (moved && st->srv->publish_us)
+        if (addr && moved && st->srv->publish_us)
             xds_observe_latency(st->srv, xds_now_us() - st->srv->publish_us);
-        send_delta(&p, XDS_TYPE_ADDRESS);
+        send_delta(&p, fam->type_url);
         commit_have(&p); /* before set_base: it reads whether there was one */
         ts->version_sent = model_snapshot_version(snap);
         ts->need_push = false;
@@ -464,32 +488,22 @@ static void pump_delta_addr(xds_stream_t *st)
     base_map_destroy(&ts->pending, NULL);
     base_map_destroy(&ts->initial, free);
     push_free(&p);
-    xds_full_unused(st);
-}
-
-/* Authorization: we serve no policies, so the correct answer is an empty
- * set; explicitly named policies are reported removed. */
-static void pump_delta_auth(xds_stream_t *st)
-{
-    xds_type_state_t *ts = &st->auth;
-    if (!ts->subscribed || ts->nonce[0] || (!ts->need_push && !ts->pending.n))
-        return;
-    push_t p = {.st = st, .ts = ts, .snap = NULL};
-    for (const base_map_ent_t *e = base_map_first(&ts->pending); e;
-         e = base_map_next(&ts->pending, e))
-        pending_one(&p, e->key);
-    p.snap = st->srv->snap;
-    send_delta(&p, XDS_TYPE_AUTHORIZATION);
-    commit_have(&p);
-    ts->need_push = false;
-    base_map_destroy(&ts->pending, NULL);
-    push_free(&p);
+    if (addr)
+        xds_full_unused(st);
 }
 
 static void collect_cb(const model_res_t *r, void *arg)
 {
-    if (xds_res_is_address(r))
-        add_res(arg, r, NULL);
+    push_t *p = arg;
+    if (p->fam->mine(r))
+        add_res(p, r, NULL);
+}
+
+static void any_cb(const char *name, const model_res_t *old_r, const model_res_t *new_r, void *arg)
+{
+    (void)name;
+    if ((old_r && is_authz(old_r)) || (new_r && is_authz(new_r)))
+        *(bool *)arg = true;
 }
 
 /* SotW: the whole view every time. */
@@ -514,7 +528,7 @@ static void pump_sotw(xds_stream_t *st)
         (ts->need_push || ts->version_sent != model_snapshot_version(snap))) {
         if (!xds_full_slot(st))
             return; /* queued: pumped again when a slot frees */
-        push_t p = {.st = st, .ts = ts, .snap = snap};
+        push_t p = {.fam = &FAM_ADDRESS, .st = st, .ts = ts, .snap = snap};
         if (!(p.full = full_get(st->srv, snap, &st->view, false)))
             model_snapshot_each(snap, &st->view, collect_cb, &p);
         send_sotw(&p, XDS_TYPE_ADDRESS);
@@ -525,13 +539,23 @@ static void pump_sotw(xds_stream_t *st)
         xds_full_unused(st);
         return;
     }
+    /* Authorization: the whole set again when any policy of the view
+     * changed (the diff of the few policies, not of the Addresses) */
     ts = &st->auth;
-    if (ts->subscribed && !ts->nonce[0] && ts->need_push) {
-        push_t p = {.st = st, .ts = ts, .snap = snap};
+    if (!ts->subscribed || ts->nonce[0] || !snap)
+        return;
+    bool changed = false;
+    if (ts->base != snap)
+        model_snapshot_diff_authz(ts->base, snap, &st->view, any_cb, &changed);
+    if (ts->need_push || changed) {
+        push_t p = {.fam = &FAM_AUTHZ, .st = st, .ts = ts, .snap = snap};
+        model_snapshot_each_authz(snap, &st->view, collect_cb, &p);
         send_sotw(&p, XDS_TYPE_AUTHORIZATION);
+        ts->version_sent = model_snapshot_version(snap);
         ts->need_push = false;
         push_free(&p);
     }
+    xds_type_state_set_base(ts, snap);
 }
 
 void xds_stream_pump(xds_stream_t *st)
@@ -546,9 +570,9 @@ void xds_stream_pump(xds_stream_t *st)
             xds_envoy_pump(st);
         return;
     }
-    pump_delta_auth(st);
+    pump_delta(st, &st->auth, &FAM_AUTHZ);
     if (!st->sending)
-        pump_delta_addr(st);
+        pump_delta(st, &st->addr, &FAM_ADDRESS);
     if (!st->sending)
         xds_envoy_pump(st);
 }

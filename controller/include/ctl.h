@@ -35,6 +35,7 @@ typedef struct ctl_config {
     char *debug_token_file;       /* --debug-token-file */
     char *trust_domain;           /* --trust-domain */
     char *domain_suffix;          /* --domain-suffix */
+    char *root_namespace;         /* --root-namespace */
     char *config_file;            /* --config */
     char *xds_auth;               /* --xds-auth: "none" or "jwt" */
     char *xds_auth_audiences;     /* --xds-auth-audiences: comma list */

@@ -65,7 +65,9 @@
 int kube_decode(model_kind_t kind, const json_t *obj, void **out, char *err, size_t errlen);
 
 /* Which model kind an apiVersion/kind pair names: Namespace v1, Service v1,
- * EndpointSlice discovery.k8s.io/v1, Pod v1, Node v1. 0, or -1 if none. */
+ * EndpointSlice discovery.k8s.io/v1, Pod v1, Node v1, AuthorizationPolicy
+ * and PeerAuthentication security.istio.io/v1 (or v1beta1, the same
+ * schema). 0, or -1 if none. */
 int kube_kind_lookup(const char *api_version, const char *kind, model_kind_t *out);
 
 /* Appends the rules of one ServiceScope object (apiVersion meshfed.io/v1alpha1,
@@ -177,6 +179,8 @@ typedef enum kube_res {
     KUBE_RES_SECRETS,    /* istio/multiCluster=true secrets in the system namespace */
     KUBE_RES_CONFIGMAPS, /* the "istio" ConfigMap in the system namespace */
     KUBE_RES_GATEWAYS,   /* gateway.networking.k8s.io/v1 Gateways; optional (CRD may be absent) */
+    KUBE_RES_AUTHZ_POLICIES, /* security.istio.io/v1 AuthorizationPolicies; optional */
+    KUBE_RES_PEER_AUTHNS,    /* security.istio.io/v1 PeerAuthentications; optional */
     KUBE_RES__COUNT
 } kube_res_t;
 
@@ -271,7 +275,8 @@ void kube_watcher_stats(kube_watcher_t *w, kube_stats_t *out);
  * stale. 0, or -1 when id is not (yet) known to the I/O thread. */
 int kube_watcher_cluster_status(kube_watcher_t *w, const char *id, bool *synced, bool *stale);
 /* What the I/O thread knows of cluster id: kube_watcher_cluster_status and
- * the optional resources (Gateways) it cannot read, each a KUBE_RES_BIT():
+ * the optional resources (Gateways, AuthorizationPolicies,
+ * PeerAuthentications) it cannot read, each a KUBE_RES_BIT():
  * forbidden when the API server answered 403 (meshfed's identity lacks the
  * RBAC grant), absent when it answered 404 (the CRD is not installed). An
  * optional resource is never waited for: either way it counts as synced

@@ -120,6 +120,8 @@ typedef enum model_kind {
     MODEL_KIND_ENDPOINTSLICE,
     MODEL_KIND_POD,
     MODEL_KIND_NODE,
+    MODEL_KIND_AUTHZ_POLICY, /* security.istio.io AuthorizationPolicy (model_authz_policy_t) */
+    MODEL_KIND_PEER_AUTHN,   /* security.istio.io PeerAuthentication (model_peer_authn_t) */
     MODEL_KIND__COUNT
 } model_kind_t;
 
@@ -278,6 +280,9 @@ typedef struct model_config {
     /* trafficDistribution keeps traffic in the viewer's cluster before
      * other clusters of its network (CLUSTER after NETWORK); istiod does not */
     bool prefer_cluster;
+    /* meshConfig.rootNamespace: its selector-less AuthorizationPolicies
+     * apply mesh-wide; "istio-system" when NULL */
+    const char *root_namespace;
 } model_config_t;
 
 typedef struct model model_t;
@@ -347,6 +352,7 @@ typedef enum model_res_kind {
     MODEL_RES_WORKLOAD,  /* istio.workload.Workload */
     MODEL_RES_SERVICE,   /* istio.workload.Service */
     MODEL_RES_ENDPOINTS, /* a service's endpoints for Envoy-style clients (EDS) */
+    MODEL_RES_AUTHZ,     /* istio.security.Authorization, seen by its own cluster only */
 } model_res_kind_t;
 
 /* Who may see a resource variant. */
@@ -489,6 +495,11 @@ typedef struct model_port_pair {
     bool m##_allow_all;
 #define MODEL_WIDE_IPF(m)
 #define MODEL_NARROW_IPF(m) model_ip_families_t m;
+/* Names ("ns/name") as one shared string (model_str), separated by '\n',
+ * or NULL for none: the pods of a Deployment share one copy, and equal lists
+ * compare as equal pointers. */
+#define MODEL_WIDE_KEYS(m) const char *m;
+#define MODEL_NARROW_KEYS(m)
 
 #define MODEL_SERVICE_FIELDS(X)                                                                    \
     X(STR, name, name, "name")                                                                     \
@@ -513,7 +524,9 @@ typedef struct model_wl_service {
     size_t nports;
 } model_wl_service_t;
 
-/* hostname: a workload reached by name (a gateway), or NULL. */
+/* hostname: a workload reached by name (a gateway), or NULL. authz: the
+ * WORKLOAD_SELECTOR Authorization policies of its own cluster that apply to
+ * it (pods only). */
 #define MODEL_WORKLOAD_FIELDS(X)                                                                   \
     X(STR, uid, uid, "uid")                                                                        \
     X(STR, name, name, "name")                                                                     \
@@ -537,7 +550,8 @@ typedef struct model_wl_service {
     X(LOC, zone, zone, "zone")                                                                     \
     X(LOC, subzone, subzone, "subzone")                                                            \
     X(GW, gateway, network_gateway, "networkGateway")                                              \
-    X(SVCS, services, services, "services")
+    X(SVCS, services, services, "services")                                                        \
+    X(KEYS, authz, authorization_policies, "authorizationPolicies")
 
 typedef struct model_out_workload {
     MODEL_WORKLOAD_FIELDS(MODEL_FIELD_WIDE)
@@ -909,5 +923,43 @@ typedef struct model_authz_set {
  * (model_strlist_clear). 0, or -1 when out of memory. */
 int model_authz_workload_policies(const model_authz_set_t *set, const char *ns,
                                   const model_labels_t *labels, model_strlist_t *keys);
+
+/* ---------- Authorization resources (derive.c, info.c) ----------
+ *
+ * Each cluster's AuthorizationPolicies and PeerAuthentications become
+ * MODEL_RES_AUTHZ resources named "ns/name" (the AuthorizationPolicy's,
+ * "ns/converted_peer_authentication_<name>", "<root>/istio_converted_static_strict"
+ * while the cluster has any PeerAuthentication), each visible only to its
+ * own cluster: a ztunnel enforces the policies of its cluster's workloads. */
+
+/* r's Authorization, or NULL for another kind. Borrowed from r. */
+const model_out_authz_t *model_res_authz(const model_res_t *r);
+/* Deep equality of two translations. */
+bool model_out_authz_equal(const model_out_authz_t *a, const model_out_authz_t *b);
+
+void model_snapshot_each_authz(const model_snapshot_t *s, const model_view_t *v, model_res_fn fn,
+                               void *arg);
+const model_res_t *model_snapshot_get_authz(const model_snapshot_t *s, const model_view_t *v,
+                                            const char *name);
+void model_snapshot_diff_authz(const model_snapshot_t *from, const model_snapshot_t *to,
+                               const model_view_t *v, model_diff_fn fn, void *arg);
+
+/* One policy of one cluster as of now, for /debug. */
+typedef struct model_authz_info {
+    model_kind_t kind;            /* AUTHZ_POLICY, or PEER_AUTHN (also for the static policy) */
+    const char *key;              /* resource name "ns/name" */
+    const model_out_authz_t *out; /* what ztunnel gets, or NULL: nothing */
+    const char *reason;           /* status reason, or NULL: accepted or no status */
+    const char *message;          /* status message, or NULL */
+    /* the workloads it applies to ("ns/name" of pods), sorted */
+    const char *const *selects;
+    size_t nselects;
+} model_authz_info_t;
+
+/* fn for each policy of cluster, in resource name order. Same thread as
+ * the model. */
+void model_each_authz(const model_t *m, const char *cluster,
+                      void (*fn)(const model_authz_info_t *i, void *arg), void *arg);
+const char *model_root_namespace(const model_t *m);
 
 #endif

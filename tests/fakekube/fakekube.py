@@ -82,6 +82,8 @@ KINDS = {
     "Secret": ("secrets", "v1"),
     "ConfigMap": ("configmaps", "v1"),
     "Lease": ("leases", "coordination.k8s.io/v1"),
+    "AuthorizationPolicy": ("authorizationpolicies", "security.istio.io/v1"),
+    "PeerAuthentication": ("peerauthentications", "security.istio.io/v1"),
 }
 CLUSTER_SCOPED = {"namespaces", "nodes", "servicescopes"}
 STATUS_SUBRESOURCE = {"servicescopes"}
@@ -103,6 +105,8 @@ CHART_RBAC = {
                 ("meshfed.io", "servicescopes", READ),
                 ("meshfed.io", "servicescopes/status", ("update", "patch")),
                 ("gateway.networking.k8s.io", "gateways", READ),
+                ("security.istio.io", "authorizationpolicies", READ),
+                ("security.istio.io", "peerauthentications", READ),
                 ("authentication.k8s.io", "tokenreviews", ("create",))],
     "system": [("", "secrets", READ), ("", "configmaps", READ)],
     "release": [("coordination.k8s.io", "leases", ("get", "create", "update"))],
