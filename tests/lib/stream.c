@@ -198,6 +198,8 @@ static void on_recv(tl_streams_t *ss, tl_stream_t *s)
     if (!scan_rbuf(s, &v, nonce, sizeof(nonce)))
         ss->fail("bad response");
     __atomic_add_fetch(&ss->bytes, grpc_byte_buffer_length(s->rbuf), __ATOMIC_RELAXED);
+    if (ss->capture)
+        ss->capture(ss, s, s->rbuf, v);
     grpc_byte_buffer_destroy(s->rbuf);
     s->rbuf = NULL;
     if (s->sending)
@@ -260,6 +262,7 @@ void tl_streams_init(tl_streams_t *ss, int n,
     ss->st = calloc((size_t)n, sizeof(*ss->st));
     ss->reach = reach;
     ss->fail = fail;
+    ss->capture = NULL;
     for (int i = 0; i < TL_NCQ; i++) {
         ss->cq[i] = grpc_completion_queue_create_for_next(NULL);
         ss->arg[i] = (tl_cq_arg_t){ss, i};

@@ -184,6 +184,8 @@ struct tl_streams {
     uint64_t bytes; /* response bytes received, atomically */
     void (*reach)(tl_streams_t *ss, tl_stream_t *s, uint64_t v, uint64_t t);
     void (*fail)(const char *msg);
+    /* NULL, or called with each response before reach (its bytes borrowed) */
+    void (*capture)(tl_streams_t *ss, tl_stream_t *s, grpc_byte_buffer *b, uint64_t v);
 };
 
 /* n streams (not yet open) and the queue threads; call after grpc_init. */
