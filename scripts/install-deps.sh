@@ -10,7 +10,7 @@ $SUDO apt-get install -y --no-install-recommends \
     build-essential cmake pkg-config \
     libcurl4-openssl-dev libjansson-dev libyaml-dev \
     libprotobuf-c-dev protobuf-c-compiler libprotobuf-dev \
-    libgrpc-dev check libmicrohttpd-dev libjemalloc-dev \
+    libgrpc-dev check libmicrohttpd-dev libjemalloc-dev libssl-dev \
     python3 python3-grpcio python3-protobuf python3-grpc-tools python3-yaml \
     curl ca-certificates openssl \
     valgrind clang libclang-rt-14-dev clang-format \

@@ -197,4 +197,83 @@ const char *xds_address_version(const model_res_t *r);
  * frees. NULL when out of memory. */
 uint8_t *xds_encode_authz(const model_out_authz_t *a, size_t *len);
 
+/* ---------- certificate authority (ca.c) ---------- */
+
+/* Istio's CA for workload certificates (what CreateCertificate of
+ * istio.v1.auth.IstioCertificateService answers), with OpenSSL: an
+ * intermediate CA loaded from Istio's cacerts (or a generated self-signed
+ * root) signs a CSR's public key for an identity the caller proved; nothing
+ * else is taken from the CSR. Immutable once made: xds_ca_sign may run on
+ * several threads at once. */
+typedef struct xds_ca xds_ca_t;
+
+/* Every xds_ca_ function returns 0 or one of these (xds_ca_strerror names
+ * it) and fills err with the details. */
+typedef enum xds_ca_err {
+    XDS_CA_OK = 0,
+    XDS_CA_ERR_IO = -1,           /* a cacerts file cannot be read */
+    XDS_CA_ERR_CACERTS = -2,      /* cacerts does not parse, or its chain does not verify */
+    XDS_CA_ERR_KEY_MISMATCH = -3, /* ca-key.pem is not the key of ca-cert.pem */
+    XDS_CA_ERR_NOT_CA = -4,       /* ca-cert.pem may not sign certificates */
+    XDS_CA_ERR_CSR = -5,          /* not a PEM CSR, or its signature does not verify */
+    XDS_CA_ERR_KEY_TYPE = -6,     /* CSR key neither RSA 2048..8192 nor EC P-256 */
+    XDS_CA_ERR_TTL = -7,          /* requested lifetime above the maximum */
+    XDS_CA_ERR_IDENTITY = -8,     /* trust domain, namespace or account not a valid name */
+    XDS_CA_ERR_EXPIRED = -9,      /* the CA certificate is no longer valid */
+    XDS_CA_ERR_INTERNAL = -10,    /* OpenSSL failed or out of memory */
+} xds_ca_err_t;
+
+const char *xds_ca_strerror(int code);
+
+/* Lifetimes of issued certificates, seconds; 0 picks the default (both 24h,
+ * as istiod's default TTL; istiod's maximum is 90 days). */
+typedef struct xds_ca_opts {
+    int64_t default_ttl_s; /* when the request asks for 0 or less */
+    int64_t max_ttl_s;     /* a request above it is refused, not clamped */
+} xds_ca_opts_t;
+
+/* The CA of an Istio cacerts: PEM texts of ca-cert.pem (the signing cert),
+ * ca-key.pem, cert-chain.pem (ca-cert then its issuers) and root-cert.pem.
+ * Checked: the key is the cert's, the cert is a CA, it verifies up to a
+ * root through the chain, and the chain starts with it (unless it is a root
+ * itself). opts NULL: defaults. *out owned by the caller (xds_ca_free). */
+int xds_ca_new(const char *ca_cert, const char *ca_key, const char *cert_chain,
+               const char *root_cert, const xds_ca_opts_t *opts, xds_ca_t **out, char *err,
+               size_t errlen);
+/* Same, the four files read from directory dir (a mounted cacerts Secret). */
+int xds_ca_load_dir(const char *dir, const xds_ca_opts_t *opts, xds_ca_t **out, char *err,
+                    size_t errlen);
+/* A new self-signed root (RSA 2048, organisation org, valid ttl_s seconds)
+ * that signs directly, as istiod does without cacerts. */
+int xds_ca_new_self_signed(const char *org, int64_t ttl_s, const xds_ca_opts_t *opts,
+                           xds_ca_t **out, char *err, size_t errlen);
+void xds_ca_free(xds_ca_t *ca);
+
+/* root-cert.pem's text (what istio-ca-root-cert publishes); borrowed for
+ * the life of ca. */
+const char *xds_ca_root_pem(const xds_ca_t *ca);
+
+/* The workload identity spiffe://<trust_domain>/ns/<ns>/sa/<sa>, from the
+ * caller's authentication, never from the CSR. */
+typedef struct xds_ca_identity {
+    const char *trust_domain;
+    const char *ns;
+    const char *sa;
+} xds_ca_identity_t;
+
+/* A signed chain as CreateCertificate returns it: pem[0] the leaf, then
+ * cert-chain.pem one certificate per element, root-cert.pem last. */
+typedef struct xds_ca_chain {
+    char **pem;
+    size_t n;
+} xds_ca_chain_t;
+
+/* Signs the PEM CSR csr (len bytes, need not end in NUL) for id, valid
+ * ttl_s seconds (0 or less: the default; never past the CA's own expiry).
+ * On success *out holds the chain (caller frees with xds_ca_chain_free);
+ * on failure *out is empty. */
+int xds_ca_sign(const xds_ca_t *ca, const char *csr, size_t len, const xds_ca_identity_t *id,
+                int64_t ttl_s, xds_ca_chain_t *out, char *err, size_t errlen);
+void xds_ca_chain_free(xds_ca_chain_t *c);
+
 #endif
