@@ -192,3 +192,32 @@ s2 = st(1, "7") + st(4, ADDR) + st(5, "1")
 s3 = st(4, AUTH) + st(5, "2") + fld(6, 2, fld(1, 0, varint(13)) + st(2, "nack"))
 put("fuzz_xds_request", "sotw", frame(0, [s1, s2, s3]))
 put("fuzz_xds_request", "sotw-nonode", frame(0, [st(4, ADDR)]))
+
+# fuzz_ca_csr: a mode byte (bit 0: DER follows, else PEM; bits 1-2: TTL
+# choice) then a CSR made by the openssl CLI.
+import subprocess
+import tempfile
+
+
+def csr(args, subj="/O=fuzz", ext=None):
+    with tempfile.TemporaryDirectory() as d:
+        cmd = ["openssl", "req", "-new", "-nodes", "-keyout", os.path.join(d, "k"),
+               "-subj", subj] + args
+        if ext:
+            cmd += ["-addext", ext]
+        pem = subprocess.run(cmd, check=True, capture_output=True).stdout
+        der = subprocess.run(["openssl", "req", "-outform", "DER"], input=pem, check=True,
+                             capture_output=True).stdout
+    return pem, der
+
+
+for name, args, subj, ext in [
+        ("ec256", ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"], "/O=fuzz", None),
+        ("rsa2048-sans", ["-newkey", "rsa:2048"], "/CN=evil",
+         "subjectAltName=URI:spiffe://evil/ns/a/sa/b,DNS:evil.example"),
+        ("rsa1024", ["-newkey", "rsa:1024"], "/O=fuzz", None),
+        ("ec384", ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-384"], "/O=fuzz", None)]:
+    pem, der = csr(args, subj, ext)
+    put("fuzz_ca_csr", name + "-pem", b"\x00" + pem)
+    put("fuzz_ca_csr", name + "-der", b"\x01" + der)
+    put("fuzz_ca_csr", name + "-der-overmax", b"\x07" + der)

@@ -14,7 +14,7 @@ SRC=$(cd "$1" && pwd) || exit 2
 BUILD=$2
 SECS=$3
 HERE=$SRC/tests/fuzz
-HARNESSES="fuzz_decode fuzz_json fuzz_manifest fuzz_selector fuzz_kubeconfig fuzz_xds_request fuzz_model_events"
+HARNESSES="fuzz_decode fuzz_json fuzz_manifest fuzz_selector fuzz_kubeconfig fuzz_xds_request fuzz_model_events fuzz_ca_csr"
 
 CLANG=${FUZZ_CC:-$(command -v clang || true)}
 if [ -z "$CLANG" ] || ! [ -x "$CLANG" ]; then
