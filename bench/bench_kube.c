@@ -9,6 +9,10 @@
  * sync. Twice: with compact objects (only what meshfed reads), and with
  * objects the size `kubectl get -o json` shows for a typical Deployment's
  * pod (containers, probes, volumes, managedFields: about 4 KiB).
+ * Each shape is synced over plain HTTP/1.1 and then, when node is installed,
+ * over TLS with HTTP/2 as real API servers serve it (bench/h2pages.js with
+ * the test CA of tests/lib/fakekube.c; libcurl picks h2 by ALPN and carries
+ * both lists and watches on one connection), next to each other.
  * Usage: bench_kube [objects-per-kind]
  */
 #include "kube.h"
@@ -16,13 +20,16 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -302,15 +309,103 @@ static void on_event(void *arg, const char *cluster, kube_res_t res, kube_ev_t e
     atomic_fetch_add(&c->objects, 1);
 }
 
-/* One initial sync of n slices and n pods made by the item functions. */
-static bool run(const char *what, int n, const char *url, char *(*slice)(int), char *(*pod)(int))
+/* Where a run's pages are served: the in-process HTTP/1.1 server, or, over
+ * TLS with HTTP/2, bench/h2pages.js under node with the fakekube test CA. */
+typedef struct front {
+    tl_fakekube_t fk; /* its dir: the certificates and the pages */
+    pid_t pid;
+    int to_child, from_child;
+    char url[64];
+} front_t;
+
+static bool write_pages(const char *dir, const char *kind, const pages_t *p)
 {
-    render(&slices, n, "EndpointSlice", "discovery.k8s.io/v1", slice);
-    render(&pods, n, "Pod", "v1", pod);
+    for (size_t i = 0; i < p->n; i++) {
+        char path[256];
+        snprintf(path, sizeof(path), "%s/%s.%zu.json", dir, kind, i);
+        FILE *f = fopen(path, "w");
+        if (!f)
+            return false;
+        bool ok = fputs(p->body[i], f) >= 0;
+        if (fclose(f) != 0 || !ok)
+            return false;
+    }
+    return true;
+}
+
+static void remove_pages(const char *dir, const char *kind, const pages_t *p)
+{
+    for (size_t i = 0; i < p->n; i++) {
+        char path[256];
+        snprintf(path, sizeof(path), "%s/%s.%zu.json", dir, kind, i);
+        unlink(path);
+    }
+}
+
+/* Starts node on the pages rendered now; false (with a reason) if it cannot. */
+static bool front_start(front_t *fr)
+{
+    char cert[128], key[128], line[128] = "";
+    snprintf(cert, sizeof(cert), "%s/server.crt", fr->fk.dir);
+    snprintf(key, sizeof(key), "%s/server.key", fr->fk.dir);
+    if (!write_pages(fr->fk.dir, "endpointslices", &slices) ||
+        !write_pages(fr->fk.dir, "pods", &pods)) {
+        fprintf(stderr, "bench_kube: writing the pages to %s failed\n", fr->fk.dir);
+        return false;
+    }
+    int in[2], out[2];
+    if (pipe(in) < 0 || pipe(out) < 0)
+        return false;
+    fr->pid = fork();
+    if (fr->pid == 0) {
+        dup2(in[0], 0);
+        dup2(out[1], 1);
+        close(in[1]);
+        close(out[0]);
+        execlp("node", "node", MESHFED_BENCH_DIR "/h2pages.js", cert, key, fr->fk.dir, (char *)0);
+        _exit(127);
+    }
+    close(in[0]);
+    close(out[1]);
+    fr->to_child = in[1];
+    fr->from_child = out[0];
+    int port = 0;
+    for (size_t n = 0; fr->pid > 0 && n < sizeof(line) - 1;) {
+        struct pollfd p = {.fd = fr->from_child, .events = POLLIN};
+        if (poll(&p, 1, 30000) != 1 || read(fr->from_child, line + n, 1) != 1)
+            break;
+        if (line[n++] == '\n' && sscanf(line, "port %d", &port) == 1)
+            break;
+    }
+    if (port <= 0) {
+        fprintf(stderr, "bench_kube: h2pages.js did not start\n");
+        return false;
+    }
+    snprintf(fr->url, sizeof(fr->url), "https://127.0.0.1:%d", port);
+    return true;
+}
+
+/* Stops node; its "sessions S streams T" line into stats. */
+static void front_stop(front_t *fr, char *stats, size_t len)
+{
+    close(fr->to_child);
+    FILE *f = fdopen(fr->from_child, "r");
+    stats[0] = '\0';
+    if (f && fgets(stats, (int)len, f))
+        stats[strcspn(stats, "\n")] = '\0';
+    if (f)
+        fclose(f);
+    waitpid(fr->pid, NULL, 0);
+    remove_pages(fr->fk.dir, "endpointslices", &slices);
+    remove_pages(fr->fk.dir, "pods", &pods);
+}
+
+/* One initial sync of the rendered pages; objects/s, or -1 on failure. */
+static double run(const char *what, int n, const kube_conn_t *conn)
+{
     size_t bytes = 0;
     for (size_t i = 0; i < slices.n; i++)
         bytes += strlen(slices.body[i]) + strlen(pods.body[i]);
-    kube_conn_t conn = {.server = (char *)url, .token = "bench"};
     counts_t c;
     atomic_init(&c.objects, 0);
     atomic_init(&c.errors, 0);
@@ -319,10 +414,10 @@ static bool run(const char *what, int n, const char *url, char *(*slice)(int), c
     kube_watcher_t *w = kube_watcher_new(on_event, &c, "istio-system", 0);
     char err[256];
     if (kube_watcher_add_cluster(
-            w, "bench", &conn, KUBE_RES_BIT(KUBE_RES_ENDPOINTSLICES) | KUBE_RES_BIT(KUBE_RES_PODS),
+            w, "bench", conn, KUBE_RES_BIT(KUBE_RES_ENDPOINTSLICES) | KUBE_RES_BIT(KUBE_RES_PODS),
             err, sizeof(err)) < 0) {
         fprintf(stderr, "%s\n", err);
-        return false;
+        return -1;
     }
     double t0 = tl_now();
     kube_watcher_start(w);
@@ -340,9 +435,46 @@ static bool run(const char *what, int n, const char *url, char *(*slice)(int), c
            "the informer keeps key -> resourceVersion)\n",
            (double)(rss1 - rss0) / 1024.0, (double)(rss1 - rss0) * 1024.0 / (double)objs);
     kube_watcher_free(w);
+    bool ok = objs == 2L * n && atomic_load(&c.errors) == 0;
+    return ok ? (double)objs / (t1 - t0) : -1;
+}
+
+/* The same objects over plain HTTP/1.1 and then, when node is there, over
+ * TLS with HTTP/2; false if a sync fell short. */
+static bool shape(const char *what, int n, const char *plain_url, front_t *fr, char *(*slice)(int),
+                  char *(*pod)(int))
+{
+    render(&slices, n, "EndpointSlice", "discovery.k8s.io/v1", slice);
+    render(&pods, n, "Pod", "v1", pod);
+    char label[128];
+    snprintf(label, sizeof(label), "%s, HTTP/1.1,", what);
+    kube_conn_t plain = {.server = (char *)plain_url, .token = "bench"};
+    double h1 = run(label, n, &plain), h2 = 0;
+    bool ok = h1 > 0;
+    if (!fr)
+        printf("  %s over TLS + HTTP/2: skipped (node is not installed)\n", what);
+    else if (front_start(fr)) {
+        char ca[128], stats[128];
+        snprintf(ca, sizeof(ca), "%s/ca.crt", fr->fk.dir);
+        kube_conn_t tls = {.server = fr->url, .token = "bench", .ca_file = ca};
+        snprintf(label, sizeof(label), "%s, TLS + HTTP/2 (node front),", what);
+        h2 = run(label, n, &tls);
+        front_stop(fr, stats, sizeof(stats));
+        printf("  h2 front: %s\n", stats);
+        ok = h2 > 0 && ok;
+    } else
+        ok = false;
+    if (h1 > 0 && h2 > 0)
+        printf("  %s: TLS + HTTP/2 %.0f objects/s vs HTTP/1.1 %.0f objects/s = %.2fx\n", what, h2,
+               h1, h2 / h1);
     pages_free(&slices);
     pages_free(&pods);
-    return objs == 2L * n && atomic_load(&c.errors) == 0;
+    return ok;
+}
+
+static bool have_node(void)
+{
+    return system("node --version >/dev/null 2>&1") == 0;
 }
 
 int main(int argc, char **argv)
@@ -356,12 +488,23 @@ int main(int argc, char **argv)
         perror("listen");
         return 1;
     }
+    signal(SIGPIPE, SIG_IGN);
     pthread_t srv;
     pthread_create(&srv, NULL, server_thread, NULL);
     char url[64];
     snprintf(url, sizeof(url), "http://127.0.0.1:%d", ntohs(sa.sin_port));
-    bool ok = run("compact", n, url, item_slice, item_pod);
-    ok = run("kubectl-sized", n, url, item_slice_full, item_pod_full) && ok;
+    front_t fr, *front = NULL;
+    if (have_node()) {
+        if (!tl_fk_init(&fr.fk, "bench-kube") || !tl_fk_make_certs(&fr.fk)) {
+            fprintf(stderr, "bench_kube: making the test CA failed\n");
+            return 1;
+        }
+        front = &fr;
+    }
+    bool ok = shape("compact", n, url, front, item_slice, item_pod);
+    ok = shape("kubectl-sized", n, url, front, item_slice_full, item_pod_full) && ok;
+    if (front)
+        tl_fk_cleanup(&fr.fk);
     atomic_store(&stop_server, 1);
     shutdown(listen_fd, SHUT_RDWR);
     close(listen_fd);

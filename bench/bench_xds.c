@@ -124,49 +124,29 @@ static void set_target(clients_t *c, uint64_t v)
 }
 
 /* One server's run: its port and first version, then versions to wait for
- * until 0; answers with the bytes received and closes its streams (their
- * connections too: at 10,000 streams two runs' worth would pass the file
- * limit). cap_fd >= 0 captures stream 0's responses. */
-static bool run_phase(int n, int in_fd, int out_fd, int cap_fd)
+ * until 0; answers with the bytes received. cap_fd >= 0 captures stream 0's
+ * responses. */
+static int run_clients(int n, int in_fd, int out_fd, int cap_fd)
 {
     uint64_t port, v;
     if (!tl_pipe_get(in_fd, &port, sizeof(port), PUSH_TIMEOUT_MS) ||
         !tl_pipe_get(in_fd, &v, sizeof(v), 1000))
-        return false;
-    clients_t *c = calloc(1, sizeof(*c)); /* its queue threads outlive the run */
-    if (!c)
-        die("no memory");
-    c->out_fd = out_fd;
-    c->cap_fd = cap_fd;
-    pthread_mutex_init(&c->mu, NULL);
-    tl_streams_init(&c->ss, n, reach, die);
+        _exit(1);
+    grpc_init();
+    clients_t c = {.out_fd = out_fd, .cap_fd = cap_fd};
+    pthread_mutex_init(&c.mu, NULL);
+    tl_streams_init(&c.ss, n, reach, die);
     if (cap_fd >= 0)
-        c->ss.capture = capture;
+        c.ss.capture = capture;
     char target[64];
     snprintf(target, sizeof(target), "127.0.0.1:%d", (int)port);
     tl_pipe_put(out_fd, tl_now_ns()); /* the start of the initial push */
-    set_target(c, v);
+    set_target(&c, v);
     for (int i = 0; i < n; i++)
-        tl_streams_open(&c->ss, i, target);
+        tl_streams_open(&c.ss, i, target);
     while (tl_pipe_get(in_fd, &v, sizeof(v), PUSH_TIMEOUT_MS) && v)
-        set_target(c, v);
-    tl_pipe_put(out_fd, __atomic_load_n(&c->ss.bytes, __ATOMIC_RELAXED));
-    for (int i = 0; i < n; i++)
-        grpc_call_cancel(c->ss.st[i].call, NULL);
-    struct timespec settle = {0, 500000000};
-    nanosleep(&settle, NULL); /* the queue threads see the cancellations */
-    for (int i = 0; i < n; i++) {
-        grpc_call_unref(c->ss.st[i].call);
-        grpc_channel_destroy(c->ss.st[i].ch);
-    }
-    return true;
-}
-
-static int run_clients(int n, int in_fd, int out_fd, int cap_fd)
-{
-    grpc_init();
-    if (run_phase(n, in_fd, out_fd, cap_fd))
-        run_phase(n, in_fd, out_fd, -1);
+        set_target(&c, v);
+    tl_pipe_put(out_fd, __atomic_load_n(&c.ss.bytes, __ATOMIC_RELAXED));
     _exit(0); /* the parent measured what it needed; skip the teardown */
 }
 
@@ -189,9 +169,15 @@ typedef struct figures {
     int done;                  /* changes measured */
 } figures_t;
 
+/* A client process: one per server, so that each meets fresh clients. */
+typedef struct client_proc {
+    pid_t pid;
+    int to, from;
+} client_proc_t;
+
 typedef struct bench {
-    int to_child, from_child;
-    pid_t child;
+    client_proc_t cl[2];      /* meshfed's clients, the floor's */
+    int to_child, from_child; /* of the run under way */
     int nstreams, per;
     uint64_t v0, *vers; /* the first snapshot's version, each change's */
 } bench_t;
@@ -243,9 +229,8 @@ static void percentiles(double *lat, figures_t *f)
     if (!f->done)
         return;
     qsort(lat, (size_t)f->done, sizeof(double), tl_cmp_double);
-    int i99 = (f->done * 99) / 100;
     f->p50 = lat[f->done / 2];
-    f->p99 = lat[i99 < f->done ? i99 : f->done - 1];
+    f->p99 = lat[(f->done * 99 + 99) / 100 - 1]; /* nearest rank */
     f->max = lat[f->done - 1];
 }
 
@@ -356,7 +341,8 @@ static bool run_meshfed(bench_t *b, int nservices, int nchanges, figures_t *f)
            "per stream\n",
            (double)st.bytes_sent / b->nstreams / 1024.0 / b->nstreams);
     if (getenv("BENCH_IDLE_EXIT")) { /* for heap profilers: what is live now leaks */
-        kill(b->child, SIGKILL);
+        kill(b->cl[0].pid, SIGKILL);
+        kill(b->cl[1].pid, SIGKILL);
         exit(0);
     }
     meshfed_changes(b, m, s, nservices, nchanges, f);
@@ -413,12 +399,18 @@ static size_t log_upto(const xlog_t *l, uint64_t v)
 
 enum { FL_NEW = 1, FL_RECV = 2, FL_SEND = 3, FL_CLOSE = 4, FL_DOWN = 5 };
 
+/* As meshfed bounds its full-state sends (XDS_MAX_FULL_SENDS): without it a
+ * thousand 16 MB messages at once cost the clients gigabytes and both sides
+ * time, and the floor would not be one. */
+#define FL_MAX_FULL_SENDS 64
+
 typedef struct floor_call {
     grpc_call *call;
     grpc_byte_buffer *rbuf, *sbuf;
     size_t next; /* the log's next message for this stream */
+    struct floor_call *wait_next;
     int cancelled;
-    bool started, sending, closed;
+    bool started, sending, closed, full_slot, waiting;
 } floor_call_t;
 
 typedef struct floor_srv {
@@ -428,6 +420,9 @@ typedef struct floor_srv {
     pthread_mutex_t mu;
     const xlog_t *log;
     size_t published; /* every stream is to have log messages [0, published) */
+    size_t initial;   /* the initial push: log messages [0, initial) */
+    int full_inflight;
+    floor_call_t *wait_head, *wait_tail; /* streams waiting for a full-send slot */
     floor_call_t **calls;
     size_t ncalls, cap;
     floor_call_t *pending; /* the call being requested */
@@ -459,6 +454,23 @@ static void fl_try_send(floor_srv_t *fl, floor_call_t *c)
 {
     if (!c->started || c->sending || c->closed || c->next >= fl->published)
         return;
+    if (c->next < fl->initial && !c->full_slot) {
+        /* slots free only where the queue is pumped: no one jumps it */
+        if (fl->full_inflight >= FL_MAX_FULL_SENDS) {
+            if (!c->waiting) {
+                c->waiting = true;
+                c->wait_next = NULL;
+                if (fl->wait_tail)
+                    fl->wait_tail->wait_next = c;
+                else
+                    fl->wait_head = c;
+                fl->wait_tail = c;
+            }
+            return;
+        }
+        fl->full_inflight++;
+        c->full_slot = true;
+    }
     c->sbuf = grpc_raw_byte_buffer_create(&fl->log->msg[c->next], 1);
     grpc_op op;
     memset(&op, 0, sizeof(op));
@@ -538,8 +550,20 @@ static void fl_event(floor_srv_t *fl, grpc_event ev)
         grpc_byte_buffer_destroy(c->sbuf);
         c->sbuf = NULL;
         c->sending = false;
+        if (c->full_slot && (c->next >= fl->initial || !ev.success)) {
+            c->full_slot = false;
+            fl->full_inflight--;
+        }
         if (ev.success)
             fl_try_send(fl, c);
+        while (fl->wait_head && fl->full_inflight < FL_MAX_FULL_SENDS) {
+            floor_call_t *w = fl->wait_head;
+            fl->wait_head = w->wait_next;
+            if (!fl->wait_head)
+                fl->wait_tail = NULL;
+            w->waiting = false;
+            fl_try_send(fl, w);
+        }
         pthread_mutex_unlock(&fl->mu);
         break;
     case FL_CLOSE:
@@ -588,18 +612,16 @@ static int fl_start(floor_srv_t *fl, const xlog_t *log)
 }
 
 /* Every stream is to have the log up to upto: send on each call what it
- * lacks, from this thread, as a server that pushes on publish would. */
+ * lacks, from this thread, as a server that pushes on publish would. The
+ * queue thread waits meanwhile (as meshfed's does for its push thread): the
+ * sends go out in one run instead of each meeting an ACK at the lock. */
 static void fl_publish(floor_srv_t *fl, size_t upto)
 {
     pthread_mutex_lock(&fl->mu);
     fl->published = upto;
-    size_t n = fl->ncalls;
-    pthread_mutex_unlock(&fl->mu);
-    for (size_t i = 0; i < n; i++) {
-        pthread_mutex_lock(&fl->mu);
+    for (size_t i = 0; i < fl->ncalls; i++)
         fl_try_send(fl, fl->calls[i]);
-        pthread_mutex_unlock(&fl->mu);
-    }
+    pthread_mutex_unlock(&fl->mu);
 }
 
 static void fl_stop(floor_srv_t *fl)
@@ -630,7 +652,8 @@ static bool run_floor(bench_t *b, int cap_fd, int nchanges, figures_t *f)
     int port = fl_start(&fl, &log);
     malloc_trim(0);
     long rss0 = tl_rss_kb();
-    fl_publish(&fl, log_upto(&log, b->v0));
+    fl.initial = log_upto(&log, b->v0);
+    fl_publish(&fl, fl.initial);
     f->push_s = initial_push(b, port, b->v0);
     if (f->push_s < 0) {
         fprintf(stderr, "floor: initial push incomplete after %d s\n", PUSH_TIMEOUT_MS / 1000);
@@ -675,12 +698,17 @@ static bool run_floor(bench_t *b, int cap_fd, int nchanges, figures_t *f)
 
 static void print_ratios(const bench_t *b, const figures_t *m, const figures_t *fl)
 {
-    printf("meshfed / floor at %d streams: initial push %.2fx the floor's bytes/s; ", b->nstreams,
-           (m->push_bytes / m->push_s) / (fl->push_bytes / fl->push_s));
-    if (m->done && fl->done)
-        printf("change p50 %.2fx, p99 %.2fx (target <= 1.30x), server CPU per change %.2fx; ",
-               m->p50 / fl->p50, m->p99 / fl->p99, m->cpu_ms / fl->cpu_ms);
-    printf("memory per idle stream %.1f KiB vs %.1f KiB (target <= 32 KiB)\n", m->idle_kib,
+    double mb = m->push_bytes / 1e6 / m->push_s, fb = fl->push_bytes / 1e6 / fl->push_s;
+    printf("meshfed vs floor at %d streams:\n", b->nstreams);
+    printf("  initial push %.0f MB/s vs %.0f MB/s: %.2fx the floor's bytes/s\n", mb, fb, mb / fb);
+    if (m->done && fl->done) {
+        printf("  change p50 %.2f ms vs %.2f ms: %.2fx\n", m->p50, fl->p50, m->p50 / fl->p50);
+        printf("  change p99 %.2f ms vs %.2f ms: %.2fx (target <= 1.30x)\n", m->p99, fl->p99,
+               m->p99 / fl->p99);
+        printf("  server CPU per change %.1f ms vs %.1f ms: %.2fx\n", m->cpu_ms, fl->cpu_ms,
+               m->cpu_ms / fl->cpu_ms);
+    }
+    printf("  memory per idle stream %.1f KiB vs %.1f KiB (target <= 32 KiB)\n", m->idle_kib,
            fl->idle_kib);
 }
 
@@ -698,6 +726,39 @@ static void raise_nofile(int nstreams)
                 (unsigned long long)rl.rlim_cur);
 }
 
+/* Forks the two client processes before any grpc_init: a child's grpc is
+ * its own. The first captures what meshfed sends into cap_fd. */
+static void spawn_clients(bench_t *b, int cap_fd)
+{
+    int fds[2][4];
+    for (int k = 0; k < 2; k++)
+        if (pipe(&fds[k][0]) < 0 || pipe(&fds[k][2]) < 0)
+            die("pipe");
+    fflush(stdout);
+    for (int k = 0; k < 2; k++) {
+        b->cl[k].pid = fork();
+        if (b->cl[k].pid < 0)
+            die("fork");
+        if (b->cl[k].pid == 0) {
+            for (int j = 0; j < 2; j++)
+                for (int e = 0; e < 4; e++)
+                    if (j != k || e == 1 || e == 2)
+                        close(fds[j][e]);
+            run_clients(b->nstreams, fds[k][0], fds[k][3], k == 0 ? cap_fd : -1);
+        }
+        b->cl[k].to = fds[k][1];
+        b->cl[k].from = fds[k][2];
+        close(fds[k][0]);
+        close(fds[k][3]);
+    }
+}
+
+static void use_clients(bench_t *b, int k)
+{
+    b->to_child = b->cl[k].to;
+    b->from_child = b->cl[k].from;
+}
+
 int main(int argc, char **argv)
 {
     bench_t b = {.nstreams = argc > 1 ? atoi(argv[1]) : 1000};
@@ -709,37 +770,27 @@ int main(int argc, char **argv)
         die("usage: bench_xds [streams] [endpoints] [services] [changes]");
     raise_nofile(b.nstreams); /* one connection per stream on each side */
     b.vers = calloc((size_t)nchanges + 1, sizeof(uint64_t));
-    FILE *cap = tmpfile(); /* shared with the child, which writes it */
-    int down[2], up[2];
-    if (!b.vers || !cap || pipe(down) < 0 || pipe(up) < 0)
-        die("pipe");
-    fflush(stdout);
-    b.child = fork(); /* before any grpc_init: the child's grpc is its own */
-    if (b.child < 0)
-        die("fork");
-    if (b.child == 0) {
-        close(down[1]);
-        close(up[0]);
-        return run_clients(b.nstreams, down[0], up[1], fileno(cap));
-    }
-    close(down[0]);
-    close(up[1]);
-    b.to_child = down[1];
-    b.from_child = up[0];
+    FILE *cap = tmpfile(); /* shared with the first client process, which writes it */
+    if (!b.vers || !cap)
+        die("no memory");
+    spawn_clients(&b, fileno(cap));
     signal(SIGPIPE, SIG_IGN);
 
     figures_t m = {0}, fl = {0};
-    if (!run_meshfed(&b, nservices, nchanges, &m)) {
-        kill(b.child, SIGKILL);
-        return 1;
-    }
+    use_clients(&b, 0);
+    bool ok = run_meshfed(&b, nservices, nchanges, &m);
+    waitpid(b.cl[0].pid, NULL, 0); /* its memory back before the floor runs */
     fflush(stdout);
-    bool ok = run_floor(&b, fileno(cap), m.done, &fl);
+    use_clients(&b, 1);
+    ok = ok && run_floor(&b, fileno(cap), m.done, &fl);
     if (ok)
         print_ratios(&b, &m, &fl);
-    else
-        kill(b.child, SIGKILL);
-    waitpid(b.child, NULL, 0);
+    for (int k = 0; k < 2; k++) {
+        if (!ok)
+            kill(b.cl[k].pid, SIGKILL);
+        close(b.cl[k].to);
+        waitpid(b.cl[k].pid, NULL, 0);
+    }
     fclose(cap);
     free(b.vers);
     return ok ? 0 : 1;
