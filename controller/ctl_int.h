@@ -209,5 +209,9 @@ int ctl_http_parse_listen(const char *setting, const char *listen, struct sockad
 /* ---------- rendering resources as JSON ---------- */
 
 json_t *ctl_res_json(const model_res_t *r);
+/* An istio.security.Authorization as JSON (istio's names). */
+json_t *ctl_authz_json(const model_out_authz_t *a);
+/* The Authorization resources view v gets: name -> Authorization. */
+json_t *ctl_authz_view_json(const model_snapshot_t *s, const model_view_t *v);
 
 #endif

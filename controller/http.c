@@ -158,6 +158,54 @@ static void clusterz(const model_t *m, void *arg)
     model_each_cluster(m, cluster_one, arg);
 }
 
+/* ---------- /debug/authorizationz ---------- */
+
+typedef struct authz_ctx {
+    const char *cluster; /* only this one, or NULL */
+    const model_t *m;
+    json_t *out;      /* cluster -> {policies} */
+    json_t *policies; /* of the cluster being listed */
+} authz_ctx_t;
+
+static void authz_one(const model_authz_info_t *i, void *arg)
+{
+    authz_ctx_t *c = arg;
+    json_t *o = json_pack("{s:s, s:b}", "kind", model_kind_name(i->kind), "sent", i->out != NULL);
+    json_t *sel = json_array();
+    for (size_t k = 0; k < i->nselects; k++)
+        json_array_append_new(sel, json_string(i->selects[k]));
+    if (i->out)
+        json_object_set_new(o, "authorization", ctl_authz_json(i->out));
+    json_object_set_new(o, "selects", sel);
+    if (i->message)
+        json_object_set_new(
+            o, "status",
+            json_pack("{s:s, s:s}", "reason", i->reason ? i->reason : "", "message", i->message));
+    json_object_set_new(c->policies, i->key, o);
+}
+
+static void authz_cluster(const model_cluster_info_t *ci, void *arg)
+{
+    authz_ctx_t *c = arg;
+    if (c->cluster && strcmp(c->cluster, ci->id) != 0)
+        return;
+    c->policies = json_object();
+    model_each_authz(c->m, ci->id, authz_one, c);
+    json_object_set_new(c->out, ci->id, c->policies);
+}
+
+static void authorizationz(const model_t *m, void *arg)
+{
+    authz_ctx_t *c = arg;
+    c->m = m;
+    json_object_set_new(c->out, "rootNamespace", json_string(model_root_namespace(m)));
+    json_t *all = c->out;
+    c->out = json_object();
+    model_each_cluster(m, authz_cluster, c);
+    json_object_set_new(all, "clusters", c->out);
+    c->out = all;
+}
+
 /* ---------- services and scopes ---------- */
 
 static json_t *scope_json(const model_t *m, const model_service_info_t *si)
@@ -417,6 +465,7 @@ static reply_t config_dump(ctl_t *ctl, struct MHD_Connection *conn, bool pretty)
     ctl_utf8_clean(v.network, clean, sizeof(clean));
     json_object_set_new(out, "network", json_string(clean));
     json_object_set_new(out, "resources", s ? ctl_view_json(s, &v) : json_object());
+    json_object_set_new(out, "authorizations", s ? ctl_authz_view_json(s, &v) : json_object());
     model_snapshot_unref(s);
     free(f.cluster);
     free(f.network);
@@ -868,9 +917,18 @@ static reply_t route(ctl_http_t *h, struct MHD_Connection *conn, const char *url
     }
     if (strcmp(url, "/debug/config_dump") == 0)
         return config_dump(ctl, conn, pretty);
+    if (strcmp(url, "/debug/authorizationz") == 0) {
+        const char *cl = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "cluster");
+        if (cl && !ctl_http_valid_query(cl))
+            return error_reply(400, "cluster: invalid value", NULL);
+        authz_ctx_t c = {.cluster = cl, .out = json_object()};
+        ctl_with_model(ctl, authorizationz, &c);
+        return json_reply(200, c.out, pretty);
+    }
     return error_reply(404,
                        "no page %s; try /debug/clusterz, /debug/servicescopez, "
-                       "/debug/servicez, /debug/endpointz, /debug/syncz, /debug/config_dump",
+                       "/debug/servicez, /debug/endpointz, /debug/syncz, /debug/config_dump, "
+                       "/debug/authorizationz",
                        url);
 }
 

@@ -1,6 +1,7 @@
 /*
  * render.c - resources as JSON, with the field names of the istio.workload
- * protos (proto3 JSON style), for /debug/config_dump and --once.
+ * and istio.security protos (proto3 JSON style, Authorization with istio's
+ * names: groups, rules, matches), for /debug/config_dump and --once.
  */
 #include "ctl_int.h"
 
@@ -194,11 +195,91 @@ static json_t *service_json(const model_out_service_t *s)
     return o;
 }
 
+/* ---------- Authorization ---------- */
+
+static json_t *sm_json(const model_strmatch_t *m)
+{
+    static const char *const kinds[] = {"exact", "prefix", "suffix"};
+    if (m->kind == MODEL_SM_PRESENCE)
+        return json_pack("{s:{}}", "presence");
+    return json_pack("{s:s}", kinds[m->kind], m->value ? m->value : "");
+}
+
+static json_t *cidr_json(const model_cidr_t *c)
+{
+    return json_pack("{s:o, s:i}", "address", ip_json(&c->ip), "length", (int)c->length);
+}
+
+static json_t *port_json(const uint32_t *p)
+{
+    return json_integer(*p);
+}
+
+static json_t *sa_json(const model_sa_match_t *m)
+{
+    return json_pack("{s:s, s:s}", "namespace", m->ns ? m->ns : "", "serviceAccount",
+                     m->sa ? m->sa : "");
+}
+
+#define AZ_JSON_SM sm_json
+#define AZ_JSON_CIDR cidr_json
+#define AZ_JSON_PORT port_json
+#define AZ_JSON_SA sa_json
+/* the proto3 JSON name of each match field, in MODEL_AUTHZ_MATCH_FIELDS order */
+static const char *const match_names[] = {
+    "namespaces",       "notNamespaces",       "principals",      "notPrincipals",
+    "sourceIps",        "notSourceIps",        "destinationIps",  "notDestinationIps",
+    "destinationPorts", "notDestinationPorts", "serviceAccounts", "notServiceAccounts"};
+#define MATCH_JSON(kind, m)                                                                        \
+    if (x->n_##m) {                                                                                \
+        json_t *a = json_array();                                                                  \
+        for (size_t i = 0; i < x->n_##m; i++)                                                      \
+            json_array_append_new(a, AZ_JSON_##kind(&x->m[i]));                                    \
+        json_object_set_new(o, match_names[k], a);                                                 \
+    }                                                                                              \
+    k++;
+
+static json_t *match_json(const model_authz_match_t *x)
+{
+    json_t *o = json_object();
+    size_t k = 0;
+    MODEL_AUTHZ_MATCH_FIELDS(MATCH_JSON)
+    return o;
+}
+
+json_t *ctl_authz_json(const model_out_authz_t *a)
+{
+    static const char *const scopes[] = {"GLOBAL", "NAMESPACE", "WORKLOAD_SELECTOR"};
+    json_t *groups = json_array();
+    for (size_t g = 0; g < a->ngroups; g++) {
+        json_t *rules = json_array();
+        for (size_t c = 0; c < a->groups[g].nclauses; c++) {
+            const model_authz_clause_t *cl = &a->groups[g].clauses[c];
+            json_t *matches = json_array();
+            for (size_t i = 0; i < cl->nmatches; i++)
+                json_array_append_new(matches, match_json(&cl->matches[i]));
+            json_array_append_new(rules, json_pack("{s:o}", "matches", matches));
+        }
+        json_array_append_new(groups, json_pack("{s:o}", "rules", rules));
+    }
+    json_t *o =
+        json_pack("{s:s, s:s, s:s, s:s, s:o}", "name", a->name ? a->name : "", "namespace",
+                  a->ns ? a->ns : "", "scope",
+                  scopes[a->scope <= MODEL_AUTHZ_WORKLOAD_SELECTOR ? a->scope : 0], "action",
+                  a->action == MODEL_AUTHZ_DENY ? "DENY" : "ALLOW", "groups", groups);
+    if (a->dry_run)
+        json_object_set_new(o, "dryRun", json_true());
+    return o;
+}
+
 json_t *ctl_res_json(const model_res_t *r)
 {
     const model_out_workload_t *w = model_res_workload(r);
     if (w)
         return json_pack("{s:o}", "workload", workload_json(w));
+    const model_out_authz_t *a = model_res_authz(r);
+    if (a)
+        return json_pack("{s:o}", "authorization", ctl_authz_json(a));
     return json_pack("{s:o}", "service", service_json(model_res_service(r)));
 }
 
@@ -211,5 +292,17 @@ json_t *ctl_view_json(const model_snapshot_t *s, const model_view_t *v)
 {
     json_t *o = json_object();
     model_snapshot_each(s, v, add_one, o);
+    return o;
+}
+
+static void add_authz(const model_res_t *r, void *arg)
+{
+    json_object_set_new(arg, model_res_name(r), ctl_authz_json(model_res_authz(r)));
+}
+
+json_t *ctl_authz_view_json(const model_snapshot_t *s, const model_view_t *v)
+{
+    json_t *o = json_object();
+    model_snapshot_each_authz(s, v, add_authz, o);
     return o;
 }

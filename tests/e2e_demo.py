@@ -387,6 +387,11 @@ def main():
 
         st, body = get(dport, "/debug/config_dump?cluster=east&network=network-east")
         res = json.loads(body)["resources"]
+        authz = json.loads(body)["authorizations"]
+        check(authz.get("bookinfo/reviews-viewers", {}).get("scope") == "WORKLOAD_SELECTOR"
+              and res.get("east//Pod/bookinfo/reviews-7d9f8-a0x", {}).get("workload", {})
+              .get("authorizationPolicies") == ["bookinfo/reviews-viewers"],
+              "east's AuthorizationPolicy is sent to east and named by the reviews pods it selects")
         sh = [k for k in res if "/SplitHorizonWorkload/" in k and k.endswith("/reviews.bookinfo.svc.cluster.local")]
         check(len(sh) == 1 and res[sh[0]]["workload"]["capacity"] == 2,
               "east reaches west's reviews through the gateway, capacity 2 (ready endpoints)")
