@@ -22,7 +22,10 @@
  * last stream having a one-endpoint change and server CPU per change; then
  * meshfed/floor ratios next to the targets (p99 <= 1.3x the floor, <= 32 KiB
  * per idle stream), printed, not asserted.
- * Usage: bench_xds [streams] [endpoints] [services] [changes]
+ * Usage: bench_xds [streams] [endpoints] [services] [changes] [gap-ms]
+ * gap-ms: a pause before each change (default 0: the next change is
+ * published as soon as every stream has the last, often before the server
+ * has read their ACKs).
  */
 #include "model.h"
 #include "testlib.h"
@@ -179,8 +182,16 @@ typedef struct bench {
     client_proc_t cl[2];      /* meshfed's clients, the floor's */
     int to_child, from_child; /* of the run under way */
     int nstreams, per;
+    int gap_ms;         /* before each change */
     uint64_t v0, *vers; /* the first snapshot's version, each change's */
 } bench_t;
+
+static void gap(const bench_t *b)
+{
+    struct timespec ts = {b->gap_ms / 1000, (long)(b->gap_ms % 1000) * 1000000L};
+    if (b->gap_ms > 0)
+        nanosleep(&ts, NULL);
+}
 
 /* Tells the clients to wait for version v; ms from t0 until the last stream
  * had it, or -1 after STEP_TIMEOUT_MS. */
@@ -234,16 +245,23 @@ static void percentiles(double *lat, figures_t *f)
     f->max = lat[f->done - 1];
 }
 
-static void print_figures(const char *who, const bench_t *b, const figures_t *f)
+/* Printed as soon as measured: a profiler can tell the phases apart. */
+static void print_push(const char *who, const bench_t *b, const figures_t *f)
 {
     printf("%s: initial push to %d streams %.2f s, %.1f MB (%.0f MB/s); %.1f KiB RSS per idle "
            "stream\n",
            who, b->nstreams, f->push_s, f->push_bytes / 1e6, f->push_bytes / 1e6 / f->push_s,
            f->idle_kib);
+    fflush(stdout);
+}
+
+static void print_changes(const char *who, const figures_t *f)
+{
     if (f->done)
         printf("%s: one-endpoint change to every stream (%d changes): p50 %.2f ms, p99 %.2f ms, "
                "max %.2f ms; %.1f ms server CPU and %.0f bytes sent per change\n",
                who, f->done, f->p50, f->p99, f->max, f->cpu_ms, f->bytes);
+    fflush(stdout);
 }
 
 /* ---------- meshfed (parent) ---------- */
@@ -263,6 +281,7 @@ static void meshfed_changes(bench_t *b, model_t *m, xds_server_t *s, int nservic
     xds_server_stats(s, &s0);
     double cpu0 = cpu_s();
     for (int i = 0; i < nchanges; i++) {
+        gap(b);
         /* c1's slice of a global service: one endpoint not ready changes the
          * capacity of the one workload c0 sees for it behind n1's gateway */
         int half = nservices / 2 > 0 ? nservices / 2 : 1;
@@ -340,6 +359,7 @@ static bool run_meshfed(bench_t *b, int nservices, int nchanges, figures_t *f)
     printf("meshfed memory per idle stream includes the view's shared full-state body, %.1f KiB "
            "per stream\n",
            (double)st.bytes_sent / b->nstreams / 1024.0 / b->nstreams);
+    print_push("meshfed", b, f);
     if (getenv("BENCH_IDLE_EXIT")) { /* for heap profilers: what is live now leaks */
         kill(b->cl[0].pid, SIGKILL);
         kill(b->cl[1].pid, SIGKILL);
@@ -347,7 +367,7 @@ static bool run_meshfed(bench_t *b, int nservices, int nchanges, figures_t *f)
     }
     meshfed_changes(b, m, s, nservices, nchanges, f);
     uint64_t bytes = end_run(b);
-    print_figures("meshfed", b, f);
+    print_changes("meshfed", f);
     printf("meshfed: clients received %.1f MB in all\n", (double)bytes / 1e6);
     xds_server_shutdown(s, 100);
     xds_server_free(s);
@@ -663,10 +683,12 @@ static bool run_floor(bench_t *b, int cap_fd, int nchanges, figures_t *f)
     f->push_bytes = (double)fl.bytes_sent;
     pthread_mutex_unlock(&fl.mu);
     f->idle_kib = (double)(settled_rss_kb() - rss0) / b->nstreams;
+    print_push("floor", b, f);
     double *lat = calloc((size_t)nchanges, sizeof(double));
     double cpu0 = cpu_s();
     double sent0 = f->push_bytes;
     for (int i = 0; i < nchanges; i++) {
+        gap(b);
         uint64_t t0 = tl_now_ns();
         fl_publish(&fl, log_upto(&log, b->vers[i]));
         double ms = await(b, b->vers[i], t0);
@@ -686,7 +708,7 @@ static bool run_floor(bench_t *b, int cap_fd, int nchanges, figures_t *f)
     percentiles(lat, f);
     free(lat);
     end_run(b);
-    print_figures("floor", b, f);
+    print_changes("floor", f);
     fl_stop(&fl);
     for (size_t i = 0; i < log.n; i++)
         grpc_slice_unref(log.msg[i]);
@@ -765,9 +787,10 @@ int main(int argc, char **argv)
     int neps = argc > 2 ? atoi(argv[2]) : 100000;
     int nservices = argc > 3 ? atoi(argv[3]) : 2000;
     int nchanges = argc > 4 ? atoi(argv[4]) : 50;
+    b.gap_ms = argc > 5 ? atoi(argv[5]) : 0;
     b.per = nservices > 0 ? neps / 2 / nservices : 0;
     if (b.per < 1 || b.nstreams < 1 || nchanges < 0)
-        die("usage: bench_xds [streams] [endpoints] [services] [changes]");
+        die("usage: bench_xds [streams] [endpoints] [services] [changes] [gap-ms]");
     raise_nofile(b.nstreams); /* one connection per stream on each side */
     b.vers = calloc((size_t)nchanges + 1, sizeof(uint64_t));
     FILE *cap = tmpfile(); /* shared with the first client process, which writes it */
