@@ -1390,6 +1390,7 @@ model_snapshot_t *model_commit(model_t *m)
     build_t b = {m, model_pmap_edit(m->map), model_pmap_edit(m->emap), model_pmap_edit(m->amap)};
     m->version++;
     m->changes = 0;
+    model_mark_policy_pods(m);
     /* services first: pods read the scopes they record */
     drain(&m->dirty_svcs, &b, derive_service);
     drain(&m->dirty_pods, &b, derive_pod);

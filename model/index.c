@@ -279,23 +279,94 @@ static bool labels_within(const model_labels_t *want, const model_labels_t *have
     return true;
 }
 
-/* The pods of c in ns (every pod when ns is the root namespace) that sel
- * may select (NULL: all of them); their policy lists depend on it. */
-static void mark_policy_pods(model_t *m, model_cluster_int_t *c, const char *ns,
+/* Pods whose policy lists a policy event may change, by "cluster\nns":
+ * every pod of the namespace, or those that some selector takes. Scanning
+ * a cluster's pods per event would make a relist of n policies cost n
+ * scans; collected here, a commit scans once per namespace touched. */
+typedef struct pol_mark {
+    bool all;
+    model_labels_t *sels; /* copies */
+    size_t n;
+} pol_mark_t;
+
+static void pol_mark_free(void *v)
+{
+    pol_mark_t *pm = v;
+    for (size_t i = 0; pm && i < pm->n; i++)
+        model_labels_clear(&pm->sels[i]);
+    if (pm)
+        free(pm->sels);
+    free(pm);
+}
+
+/* The pods of c in ns that sel may select (NULL: all of them). */
+static void mark_policy_pods(model_t *m, const model_cluster_int_t *c, const char *ns,
                              const model_wl_selector_t *sel)
 {
-    bool all = strcmp(ns, m->root_ns) == 0;
-    size_t n = strlen(ns);
-    const base_map_t *h = &c->objs[MODEL_KIND_POD];
-    for (base_map_ent_t *e = base_map_first(h); e; e = base_map_next(h, e)) {
-        const model_pod_t *p = e->val;
-        if (!all && !(strncmp(e->key, ns, n) == 0 && e->key[n] == '/'))
-            continue;
-        /* a pod without labels is selected by every selector (quirk Q3) */
-        if (sel && p->labels.n && !labels_within(&sel->labels, &p->labels))
-            continue;
-        model_mark_pod(m, c, p->ns, p->name);
+    size_t a = strlen(c->id), b = strlen(ns);
+    char *k = malloc(a + b + 2);
+    if (!k)
+        abort();
+    sprintf(k, "%s\n%s", c->id, ns);
+    pol_mark_t *pm = base_map_get(&m->dirty_pol, k);
+    if (!pm) {
+        if (!(pm = calloc(1, sizeof(*pm))) || base_map_put(&m->dirty_pol, k, pm) == pm)
+            abort();
     }
+    free(k);
+    if (pm->all)
+        return;
+    if (!sel) {
+        pm->all = true;
+        return;
+    }
+    model_labels_t *v = realloc(pm->sels, (pm->n + 1) * sizeof(*v));
+    if (!v)
+        abort();
+    pm->sels = v;
+    v[pm->n] = (model_labels_t){0};
+    for (size_t i = 0; i < sel->labels.n; i++)
+        if (model_labels_set(&v[pm->n], sel->labels.kv[i].key, sel->labels.kv[i].value) < 0)
+            abort();
+    pm->n++;
+}
+
+static bool pol_mark_takes(const pol_mark_t *pm, const model_pod_t *p)
+{
+    /* a pod without labels is selected by every selector (quirk Q3) */
+    if (pm->all || !p->labels.n)
+        return true;
+    for (size_t i = 0; i < pm->n; i++)
+        if (labels_within(&pm->sels[i], &p->labels))
+            return true;
+    return false;
+}
+
+static void mark_pol_one(const char *key, void *val, void *arg)
+{
+    model_t *m = arg;
+    pol_mark_t *pm = val;
+    const char *nl = strchr(key, '\n');
+    char cid[256];
+    snprintf(cid, sizeof(cid), "%.*s", (int)(nl - key), key);
+    const char *ns = nl + 1;
+    const model_cluster_int_t *c = model_cluster_find(m, cid);
+    /* a root namespace policy selects workloads of every namespace */
+    bool any_ns = strcmp(ns, m->root_ns) == 0;
+    size_t n = strlen(ns);
+    const base_map_t *h = c ? &c->objs[MODEL_KIND_POD] : NULL;
+    for (base_map_ent_t *e = h ? base_map_first(h) : NULL; e; e = base_map_next(h, e)) {
+        const model_pod_t *p = e->val;
+        if ((any_ns || (strncmp(e->key, ns, n) == 0 && e->key[n] == '/')) && pol_mark_takes(pm, p))
+            model_mark_pod(m, c, p->ns, p->name);
+    }
+    pol_mark_free(pm);
+}
+
+void model_mark_policy_pods(model_t *m)
+{
+    while (m->dirty_pol.n)
+        base_map_take(&m->dirty_pol, mark_pol_one, m);
 }
 
 void model_names_free(void *p)
@@ -764,6 +835,7 @@ model_t *model_new(const model_config_t *cfg)
     base_map_init(&m->dirty_slices);
     base_map_init(&m->slice_names);
     base_map_init(&m->dirty_authz);
+    base_map_init(&m->dirty_pol);
     base_map_init(&m->svc_state);
     m->map = model_pmap_new(&model_entry_ops);
     m->emap = model_pmap_new(&model_entry_ops);
@@ -797,6 +869,7 @@ void model_free(model_t *m)
     base_map_destroy(&m->dirty_slices, NULL);
     base_map_destroy(&m->slice_names, model_names_free);
     base_map_destroy(&m->dirty_authz, NULL);
+    base_map_destroy(&m->dirty_pol, pol_mark_free);
     base_map_destroy(&m->svc_state, model_svc_state_free);
     for (size_t i = 0; i < m->ngw_names; i++)
         free(m->gw_names[i]);

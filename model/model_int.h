@@ -162,6 +162,7 @@ struct model {
     base_map_t dirty_slices; /* "cluster\nns/name" of EndpointSlices */
     base_map_t slice_names;  /* the same keys -> model_names_t they published */
     base_map_t dirty_authz;  /* "ns/name" of Authorization resources */
+    base_map_t dirty_pol;    /* "cluster\nns" -> pods a policy event may move (index.c) */
     char *root_ns;
     bool dirty_gateways;
     base_map_t svc_state; /* "ns/name" -> model_svc_state_t */
@@ -181,6 +182,8 @@ char *model_obj_key(model_kind_t kind, const void *obj);
 void model_mark_service(model_t *m, const char *ns, const char *name);
 void model_mark_pod(model_t *m, const model_cluster_int_t *c, const char *ns, const char *name);
 void model_mark_slice(model_t *m, const model_cluster_int_t *c, const char *ns, const char *name);
+/* Marks the pods the policy events since the last call may have moved. */
+void model_mark_policy_pods(model_t *m);
 /* name (an Authorization resource's, "ns/name") to be rebuilt in every cluster. */
 void model_mark_authz(model_t *m, const char *key);
 /* c's policy set (rebuilt if stale); borrowed until its policies change. */

@@ -467,7 +467,9 @@ def bad_remotes(binary):
         gone_lines = [x for x in text.splitlines() if "warn" in x and "cluster gone: list " in x
                       and "Couldn't connect" in x and "not synced" not in x]
         per_res = {x.split("cluster gone: list ")[1].split(":")[0] for x in gone_lines}
-        check(len(per_res) == 6 and len(gone_lines) == 6,
+        remote_res = {"namespaces", "services", "endpointslices", "pods", "nodes", "gateways",
+                      "authorizationpolicies", "peerauthentications"}
+        check(per_res == remote_res and len(gone_lines) == len(remote_res),
               f"gone's refused connections: one line per resource, none hidden by another "
               f"({len(gone_lines)} lines for {sorted(per_res)}; errors counted "
               f"{metrics(dport).get('meshfed_kube_errors_total')})")
