@@ -63,9 +63,8 @@ struct model_res {
         model_out_endpoints_t eps;
         model_out_authz_t *az; /* owned */
     } u;
-    _Atomic(void *) cache;
-    void (*cache_free)(void *);
-    model_arena_t arena; /* last: its first block follows */
+    _Atomic(void *) cache; /* begins with its model_res_cache_hdr_t */
+    model_arena_t arena;   /* last: its first block follows */
 };
 
 /* A new resource of kind with one reference; fill it through its arena,

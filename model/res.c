@@ -125,8 +125,8 @@ void model_res_unref(model_res_t *r)
     if (!r || atomic_fetch_sub_explicit(&r->refs, 1, memory_order_acq_rel) != 1)
         return;
     void *c = atomic_load(&r->cache);
-    if (c && r->cache_free)
-        r->cache_free(c);
+    if (c)
+        ((model_res_cache_hdr_t *)c)->free_fn(c);
     drop_strs(r);
     if (r->kind == MODEL_RES_AUTHZ)
         model_out_authz_free(r->u.az);
@@ -213,8 +213,7 @@ void *model_res_cache_set(const model_res_t *r, void *p, void (*free_fn)(void *)
 {
     model_res_t *w = (model_res_t *)r;
     void *expected = NULL;
-    /* Only the winner's free_fn is recorded; every setter passes the same one. */
-    w->cache_free = free_fn;
+    ((model_res_cache_hdr_t *)p)->free_fn = free_fn;
     if (atomic_compare_exchange_strong(&w->cache, &expected, p))
         return p;
     free_fn(p);

@@ -21,6 +21,7 @@
  * entry of a DiscoveryResponse (also field 2) and the tail of that is the
  * Address itself. Every stream sends these bytes as they are. */
 typedef struct xds_enc {
+    model_res_cache_hdr_t hdr; /* first: see model_res_cache_set */
     uint8_t *buf;
     size_t len;
     size_t any_off; /* SotW entry: buf + any_off */

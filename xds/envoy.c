@@ -34,6 +34,7 @@ typedef Envoy__Config__Endpoint__V3__LbEndpoint lbe_t;
 /* All encodings of one endpoints variant. The gateway's are NULL for local
  * services (a gateway serves only global ones). */
 typedef struct env_cache {
+    model_res_cache_hdr_t hdr; /* first: see model_res_cache_set */
     uint32_t magic;
     size_t nports;
     xds_envoy_item_t (*it)[XDS_ENVOY_NTYPES]; /* per port: what clients get */

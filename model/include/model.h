@@ -608,7 +608,13 @@ const model_out_endpoints_t *model_res_endpoints(const model_res_t *r);
 uint64_t model_res_version(const model_res_t *r);
 bool model_res_visible(const model_res_t *r, const model_view_t *v);
 /* A slot for the encoder: set once (atomically), freed with the resource.
- * Returns the value now in the slot (yours, or one set first by another). */
+ * p must begin with a model_res_cache_hdr_t, which this fills with free_fn:
+ * the function travels with the value, so the resource holds one pointer.
+ * Returns the value now in the slot (yours, or one set first by another;
+ * yours is then freed with free_fn). */
+typedef struct model_res_cache_hdr {
+    void (*free_fn)(void *);
+} model_res_cache_hdr_t;
 void *model_res_cache(const model_res_t *r);
 void *model_res_cache_set(const model_res_t *r, void *p, void (*free_fn)(void *));
 
