@@ -1420,6 +1420,57 @@ START_TEST(model_policy_change_resends_only_what_it_changes)
 }
 END_TEST
 
+/* ambientindex_test.go TestAmbientIndex_PeerAuthenticationNamespacePolicyChange,
+ * as increments of one model: the namespace level moves the converted
+ * policy and the pod's list with it. */
+START_TEST(model_namespace_peer_authn_change_moves_converted_policy)
+{
+    model_t *m = two_clusters(NULL);
+    put(m, "a", MODEL_KIND_POD, pod("ns1", "pod1", "10.0.0.1", "a"));
+    put(m, "a", MODEL_KIND_PEER_AUTHN, pa_new("ns1", "namespace", 1, NULL, 'S', NULL));
+    put(m, "a", MODEL_KIND_PEER_AUTHN, pa_new("ns1", "selector", 2, "app=a", 'U', "9090P"));
+    model_snapshot_t *s1 = model_commit(m);
+    ck_assert_str_eq(policies_of(s1, &VA, "a//Pod/ns1/pod1"),
+                     "ns1/converted_peer_authentication_selector");
+    ck_assert_ptr_nonnull(policy(s1, &VA, "ns1/converted_peer_authentication_selector"));
+    put(m, "a", MODEL_KIND_PEER_AUTHN, pa_new("ns1", "namespace", 1, NULL, 'P', NULL));
+    model_snapshot_t *s2 = model_commit(m);
+    ck_assert_str_eq(policies_of(s2, &VA, "a//Pod/ns1/pod1"), "");
+    ck_assert_ptr_null(policy(s2, &VA, "ns1/converted_peer_authentication_selector"));
+    ck_assert_ptr_nonnull(policy(s2, &VA, ROOT "/" MODEL_AUTHZ_STATIC_STRICT));
+    model_snapshot_unref(s1);
+    model_snapshot_unref(s2);
+    model_free(m);
+}
+END_TEST
+
+/* A root namespace selector policy selects in every namespace: changing
+ * it moves the lists of pods elsewhere, and only theirs. */
+START_TEST(model_root_selector_change_reaches_every_namespace)
+{
+    model_t *m = two_clusters(NULL);
+    put(m, "a", MODEL_KIND_POD, pod("ns1", "pa", "10.0.0.1", "a"));
+    put(m, "a", MODEL_KIND_POD, pod("ns2", "pb", "10.0.0.2", "b"));
+    put(m, "a", MODEL_KIND_POD, pod("ns3", "pc", "10.0.0.3", "c"));
+    model_snapshot_t *s1 = model_commit(m);
+    put(m, "a", MODEL_KIND_AUTHZ_POLICY, ap(ROOT, "g", SEL_A));
+    model_snapshot_t *s2 = model_commit(m);
+    ck_assert_str_eq(policies_of(s2, &VA, "a//Pod/ns1/pa"), "istio-system/g");
+    changes_t c = addr_changes(s1, s2);
+    ck_assert_uint_eq(c.n, 1);
+    put(m, "a", MODEL_KIND_AUTHZ_POLICY,
+        ap(ROOT, "g", "{\"selector\":{\"matchLabels\":{\"app\":\"b\"}}}"));
+    model_snapshot_t *s3 = model_commit(m);
+    ck_assert_str_eq(policies_of(s3, &VA, "a//Pod/ns1/pa"), "");
+    ck_assert_str_eq(policies_of(s3, &VA, "a//Pod/ns2/pb"), "istio-system/g");
+    ck_assert_uint_eq(addr_changes(s2, s3).n, 2);
+    model_snapshot_unref(s1);
+    model_snapshot_unref(s2);
+    model_snapshot_unref(s3);
+    model_free(m);
+}
+END_TEST
+
 START_TEST(model_root_namespace_from_config)
 {
     model_t *m = two_clusters("mesh-root");
@@ -1514,6 +1565,8 @@ static Suite *authz_suite(void)
     tcase_add_test(tc, model_static_strict_while_cluster_has_peer_authn);
     tcase_add_test(tc, model_workload_lists_its_cluster_policies);
     tcase_add_test(tc, model_policy_change_resends_only_what_it_changes);
+    tcase_add_test(tc, model_namespace_peer_authn_change_moves_converted_policy);
+    tcase_add_test(tc, model_root_selector_change_reaches_every_namespace);
     tcase_add_test(tc, model_root_namespace_from_config);
     tcase_add_test(tc, model_authz_info_for_debug);
     suite_add_tcase(s, tc);
