@@ -261,19 +261,31 @@ static void on_object(ctl_kube_t *k, const char *cluster, kube_res_t res, kube_e
     char err[CTL_ERRLEN];
     void *o = NULL;
     bool del = ev == KUBE_EV_DELETED;
+    bool sec = kind == MODEL_KIND_AUTHZ_POLICY || kind == MODEL_KIND_PEER_AUTHN;
+    /* another revision's policy is as good as absent: a label change must
+     * take it away */
+    if (sec && !del &&
+        !ctl_in_revision(kube_obj_label(obj, "istio.io/rev"), ctl_config(k->ctl)->revision))
+        del = true;
     if (del) {
         o = ctl_kube_identity_of(kind, obj);
     } else if (kube_obj_decode(kind, obj, &o, err, sizeof(err)) < 0) {
         char key[160], msg[CTL_ERRLEN + 300];
-        atomic_fetch_add(&ctl_metrics.decode_errors, 1);
+        atomic_fetch_add(sec ? &ctl_metrics.policy_errors : &ctl_metrics.decode_errors, 1);
+        bool failsafe = sec && kube_obj_decode_failsafe(kind, obj, err, &o) == 0;
         snprintf(key, sizeof(key), "cluster %.60s: invalid %s objects", cluster,
                  kube_res_name(res));
-        snprintf(msg, sizeof(msg), "cluster %s: %s", cluster, err);
+        snprintf(msg, sizeof(msg), "cluster %s: %s%s", cluster, err,
+                 failsafe ? " (replaced by its fail-closed stand-in, see docs/security.md)" : "");
         ctl_ratelog(k->errlog, time(NULL), CTL_WARN, key, msg);
-        return;
+        if (!failsafe)
+            return;
     }
     if (!o)
         return;
+    if (kind == MODEL_KIND_AUTHZ_POLICY && strcmp(cluster, ctl_config(k->ctl)->cluster_id) == 0)
+        ctl_status_note_policy(k->status, kube_obj_namespace(obj), kube_obj_name(obj),
+                               kube_obj_generation(obj), del);
     topo_t *t = topo_of(k, cluster);
     if (t)
         note_topology(k, t, kind, o, del);

@@ -80,6 +80,9 @@ static const setting_t settings[] = {
     {"root-namespace", "MESHFED_ROOT_NAMESPACE", T_STR, OFF(root_namespace), "istio-system",
      "meshConfig.rootNamespace: its AuthorizationPolicies without a selector apply mesh-wide, "
      "its PeerAuthentications without one set the mesh's mTLS mode"},
+    {"revision", "REVISION", T_STR, OFF(revision), "",
+     "istio.io/rev: AuthorizationPolicies and PeerAuthentications labelled with another "
+     "revision are ignored (unlabelled ones always apply; empty: every revision)"},
     {"prefer-local-cluster", "MESHFED_PREFER_LOCAL_CLUSTER", T_BOOL, OFF(prefer_cluster), "false",
      "with a Service's trafficDistribution, stay in the client's cluster before other clusters "
      "of its network (istiod goes by network, region, zone only)"},
@@ -325,6 +328,11 @@ int ctl_config_load(ctl_config_t *c, int argc, char **argv, char *err, size_t er
         return -1;
     }
     return 0;
+}
+
+bool ctl_in_revision(const char *label, const char *rev)
+{
+    return !label || !rev || !rev[0] || strcmp(label, rev) == 0;
 }
 
 void ctl_config_free(ctl_config_t *c)

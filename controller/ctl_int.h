@@ -57,6 +57,7 @@ typedef struct ctl_metrics {
     atomic_ulong queue_full;
     atomic_ulong decode_errors;
     atomic_ulong scope_errors;
+    atomic_ulong policy_errors; /* AuthorizationPolicies, PeerAuthentications that did not decode */
     atomic_ulong gateway_errors; /* east-west Gateways that cannot be used */
     atomic_ulong http_requests;
     atomic_ulong http_bad_requests;
@@ -152,6 +153,11 @@ bool ctl_auth_audience_ok(const json_t *wanted, const json_t *status);
  * written) for any other username, an empty part, or one that does not fit. */
 bool ctl_auth_service_account(const char *user, char *ns, size_t nslen, char *sa, size_t salen);
 
+/* Whether a policy labelled istio.io/rev = label (NULL: unlabelled) is read
+ * by a meshfed of revision rev: unlabelled always, any when rev is empty,
+ * else only its own (istiod's inRevision). */
+bool ctl_in_revision(const char *label, const char *rev);
+
 /* ---------- leader election and ServiceScope status ---------- */
 
 typedef struct ctl_status ctl_status_t;
@@ -163,6 +169,10 @@ ctl_status_t *ctl_status_start(ctl_t *c, const kube_conn_t *conn, char *err, siz
  * with a reason, or accepted when reason is NULL). Thread-safe. */
 void ctl_status_note(ctl_status_t *s, const char *name, json_int_t generation, bool deleted,
                      const char *invalid_reason);
+/* The local cluster's AuthorizationPolicy ns/name changed (generation) or
+ * went away; its ZtunnelAccepted condition is written from the model. */
+void ctl_status_note_policy(ctl_status_t *s, const char *ns, const char *name, int64_t generation,
+                            bool deleted);
 bool ctl_status_leading(ctl_status_t *s);
 /* Stops writing and releases the lease. */
 void ctl_status_stop(ctl_status_t *s);

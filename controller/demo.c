@@ -275,10 +275,18 @@ static int load_doc(json_t *doc, void *arg)
         return 0;
     }
     void *obj;
-    if (kube_decode(k, doc, &obj, err, sizeof(err)) < 0) {
-        atomic_fetch_add(&ctl_metrics.decode_errors, 1);
-        invalid(l, kind, err);
+    const char *rev = json_string_value(json_object_get(
+        json_object_get(json_object_get(doc, "metadata"), "labels"), "istio.io/rev"));
+    if ((k == MODEL_KIND_AUTHZ_POLICY || k == MODEL_KIND_PEER_AUTHN) &&
+        !ctl_in_revision(rev, ctl_config(l->d->ctl)->revision))
         return 0;
+    if (kube_decode(k, doc, &obj, err, sizeof(err)) < 0) {
+        bool sec = k == MODEL_KIND_AUTHZ_POLICY || k == MODEL_KIND_PEER_AUTHN;
+        atomic_fetch_add(sec ? &ctl_metrics.policy_errors : &ctl_metrics.decode_errors, 1);
+        invalid(l, kind, err);
+        /* as on a live cluster: fail closed (see kube_obj_decode_failsafe) */
+        if (!sec || kube_decode_failsafe(k, doc, err, &obj) < 0)
+            return 0;
     }
     note_topology(l, k, obj);
     add_obj(l, k, obj);

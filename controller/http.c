@@ -682,6 +682,7 @@ static void write_errors(buf_t *b, const msrc_t *s)
     } kinds[] = {
         {"decode", &ctl_metrics.decode_errors},
         {"servicescope", &ctl_metrics.scope_errors},
+        {"policy", &ctl_metrics.policy_errors},
         {"gateway", &ctl_metrics.gateway_errors},
         {"http", &ctl_metrics.http_bad_requests},
         {"http_unauthorized", &ctl_metrics.http_unauthorized},

@@ -6,6 +6,13 @@
  * when told that something changed), computes each ServiceScope's status
  * (Accepted condition, services selected per rule) and patches those whose
  * status differs from what it last wrote.
+ *
+ * The local cluster's AuthorizationPolicies get the condition istiod writes
+ * for ztunnel: ZtunnelAccepted, True when a translation is sent, with the
+ * translation's warning as reason and message (Accepted, "attached to
+ * ztunnel" without one). targetRef policies belong to waypoints and get
+ * none, as from istiod. Other clusters' policies are their own control
+ * plane's to report.
  */
 #include "ctl_int.h"
 
@@ -23,8 +30,12 @@ struct ctl_status {
     pthread_mutex_t lock;
     pthread_cond_t cond;
     bool stop, kick;
-    json_t *objects; /* ServiceScope name -> {generation, accepted, reason} */
-    json_t *written; /* name -> the status last written */
+    json_t *objects;  /* ServiceScope name -> {generation, accepted, reason} */
+    json_t *written;  /* name -> the status last written */
+    json_t *policies; /* AuthorizationPolicy "ns/name" -> generation */
+    json_t *pwritten; /* "ns/name" -> the condition last written */
+    bool pdirty;      /* a policy changed since the last pass: the conditions
+                         depend on the policies alone, not on the pods */
 };
 
 static void now_rfc3339(char *buf, size_t len)
@@ -52,6 +63,139 @@ void ctl_status_note(ctl_status_t *s, const char *name, json_int_t generation, b
     s->kick = true;
     pthread_cond_signal(&s->cond);
     pthread_mutex_unlock(&s->lock);
+}
+
+void ctl_status_note_policy(ctl_status_t *s, const char *ns, const char *name, int64_t generation,
+                            bool deleted)
+{
+    char key[512];
+    if (!s)
+        return;
+    snprintf(key, sizeof(key), "%s/%s", ns, name);
+    pthread_mutex_lock(&s->lock);
+    if (deleted) {
+        json_object_del(s->policies, key);
+        json_object_del(s->pwritten, key);
+    } else {
+        json_object_set_new(s->policies, key, json_integer(generation));
+    }
+    s->pdirty = true;
+    s->kick = true;
+    pthread_cond_signal(&s->cond);
+    pthread_mutex_unlock(&s->lock);
+}
+
+/* ---------- AuthorizationPolicy conditions ---------- */
+
+typedef struct policy_ctx {
+    const char *cluster;
+    json_t *conds; /* "ns/name" -> {status, reason, message} */
+} policy_ctx_t;
+
+static void policy_info(const model_authz_info_t *i, void *arg)
+{
+    policy_ctx_t *c = arg;
+    if (i->kind != MODEL_KIND_AUTHZ_POLICY || (!i->out && !i->reason))
+        return;
+    json_object_set_new(c->conds, i->key,
+                        json_pack("{s:s, s:s, s:s}", "status", i->out ? "True" : "False", "reason",
+                                  i->reason ? i->reason : MODEL_AUTHZ_ACCEPTED_REASON, "message",
+                                  i->message ? i->message : MODEL_AUTHZ_ACCEPTED));
+}
+
+static void collect_policies(const model_t *m, void *arg)
+{
+    policy_ctx_t *c = arg;
+    model_each_authz(m, c->cluster, policy_info, c);
+}
+
+/* PATCH body {"status":{"conditions":[cond]}} on ns/name's status. */
+static bool patch_policy(ctl_status_t *s, const char *key, json_t *cond)
+{
+    char path[600], err[CTL_ERRLEN], ns[256];
+    const char *slash = strchr(key, '/');
+    if (!slash || (size_t)(slash - key) >= sizeof(ns))
+        return false;
+    snprintf(ns, sizeof(ns), "%.*s", (int)(slash - key), key);
+    snprintf(path, sizeof(path),
+             "/apis/security.istio.io/v1/namespaces/%s/authorizationpolicies/%s/status", ns,
+             slash + 1);
+    json_t *patch = json_pack("{s:{s:[O]}}", "status", "conditions", cond);
+    char *body = json_dumps(patch, JSON_COMPACT);
+    json_decref(patch);
+    long code = 0;
+    char *resp = NULL;
+    int rc = kube_request(&s->conn, "PATCH", path, "application/merge-patch+json", body, &code,
+                          &resp, err, sizeof(err));
+    free(body);
+    free(resp);
+    if (rc == 0 && code / 100 == 2) {
+        atomic_fetch_add(&ctl_metrics.status_writes, 1);
+        return true;
+    }
+    atomic_fetch_add(&ctl_metrics.status_errors, 1);
+    ctl_log(CTL_WARN, "AuthorizationPolicy %s: writing status: %s", key,
+            rc < 0        ? err
+            : code == 404 ? "not found"
+                          : "refused by the API server");
+    return false;
+}
+
+static void write_policies(ctl_status_t *s)
+{
+    policy_ctx_t c = {ctl_config(s->ctl)->cluster_id, json_object()};
+    pthread_mutex_lock(&s->lock);
+    bool any = s->pdirty && json_object_size(s->policies) > 0;
+    s->pdirty = false;
+    json_t *policies = json_deep_copy(s->policies);
+    json_t *written = json_deep_copy(s->pwritten);
+    pthread_mutex_unlock(&s->lock);
+    if (any)
+        ctl_with_model(s->ctl, collect_policies, &c);
+    bool failed = false;
+    const char *key;
+    json_t *gen;
+    json_object_foreach(policies, key, gen)
+    {
+        json_t *cond = json_object_get(c.conds, key);
+        if (!cond)
+            continue;
+        json_object_set_new(cond, "type", json_string("ZtunnelAccepted"));
+        json_object_set_new(cond, "observedGeneration", json_integer(json_integer_value(gen)));
+        json_t *prev = json_object_get(written, key);
+        json_t *pt = json_object_get(prev, "lastTransitionTime");
+        json_t *cmp = json_deep_copy(prev);
+        json_object_del(cmp, "lastTransitionTime");
+        if (json_equal(cmp, cond)) {
+            json_decref(cmp);
+            continue;
+        }
+        json_decref(cmp);
+        /* the transition time moves only when the condition's status does */
+        if (pt && json_equal(json_object_get(prev, "status"), json_object_get(cond, "status"))) {
+            json_object_set(cond, "lastTransitionTime", pt);
+        } else {
+            char ts[40];
+            now_rfc3339(ts, sizeof(ts));
+            json_object_set_new(cond, "lastTransitionTime", json_string(ts));
+        }
+        if (patch_policy(s, key, cond)) {
+            pthread_mutex_lock(&s->lock);
+            if (json_object_get(s->policies, key))
+                json_object_set(s->pwritten, key, cond);
+            pthread_mutex_unlock(&s->lock);
+        } else {
+            failed = true;
+        }
+    }
+    if (failed) { /* try again on the next pass */
+        pthread_mutex_lock(&s->lock);
+        s->pdirty = true;
+        pthread_mutex_unlock(&s->lock);
+    }
+    json_decref(policies);
+    json_decref(written);
+    json_decref(c.conds);
 }
 
 /* ---------- counting what each rule selects ---------- */
@@ -185,8 +329,10 @@ static void *status_thread(void *arg)
             break;
         bool leading = kube_lease_leading(s->lease);
         pthread_mutex_unlock(&s->lock);
-        if (leading)
+        if (leading) {
             write_all(s);
+            write_policies(s);
+        }
         pthread_mutex_lock(&s->lock);
     }
     pthread_mutex_unlock(&s->lock);
@@ -200,8 +346,11 @@ static void on_leading(void *arg, bool leading)
                               : "not leading: another replica writes status");
     atomic_store(&ctl_metrics.leader, leading ? 1 : 0);
     pthread_mutex_lock(&s->lock);
-    if (leading) /* write everything again: the last leader may have differed */
+    if (leading) { /* write everything again: the last leader may have differed */
         json_object_clear(s->written);
+        json_object_clear(s->pwritten);
+        s->pdirty = true;
+    }
     s->kick = true;
     pthread_cond_signal(&s->cond);
     pthread_mutex_unlock(&s->lock);
@@ -225,6 +374,8 @@ ctl_status_t *ctl_status_start(ctl_t *c, const kube_conn_t *conn, char *err, siz
     s->ctl = c;
     s->objects = json_object();
     s->written = json_object();
+    s->policies = json_object();
+    s->pwritten = json_object();
     pthread_mutex_init(&s->lock, NULL);
     pthread_cond_init(&s->cond, NULL);
     s->lease = kube_lease_new(conn, cfg->system_namespace, "meshfed-leader", id, 15, 10, 2);
@@ -259,6 +410,8 @@ void ctl_status_stop(ctl_status_t *s)
     kube_conn_free(&s->conn);
     json_decref(s->objects);
     json_decref(s->written);
+    json_decref(s->policies);
+    json_decref(s->pwritten);
     pthread_mutex_destroy(&s->lock);
     pthread_cond_destroy(&s->cond);
     free(s);

@@ -382,6 +382,116 @@ int kube_decode_peer_authn_jv(const kube_jv_t *obj, model_peer_authn_t **out, ch
     return 0;
 }
 
+/* ---------- fail-closed stand-ins ----------
+ *
+ * An object that does not decode is not dropped: dropping a DENY, or a
+ * STRICT PeerAuthentication, would let through what it was written to stop.
+ * The stand-in keeps what can still be read (name, action, selector) and
+ * enforces at least as much as the object could have:
+ *  - AuthorizationPolicy, action DENY, unknown or unreadable: a DENY with
+ *    one empty rule, which denies every connection in its scope;
+ *  - action ALLOW (or absent): an ALLOW with no rules, which matches
+ *    nothing, so its workloads accept only what other ALLOWs allow;
+ *  - AUDIT or CUSTOM: kept, so nothing is sent (as for a valid one);
+ *  - an unreadable selector widens the scope to the namespace (or the mesh,
+ *    in the root namespace);
+ *  - PeerAuthentication: mode STRICT, no port exceptions. */
+
+/* spec's member key when it is a string, else NULL. */
+static const char *spec_str(const kube_jv_t *spec, const char *key)
+{
+    const kube_jv_t *v = kube_member(spec, key);
+    return v && v->type == KUBE_J_STRING ? v->v.s : NULL;
+}
+
+/* spec.selector as sec_selector reads it, or unset when it does not read. */
+static int failsafe_selector(const kube_jv_t *spec, model_wl_selector_t *out)
+{
+    char err[MODEL_ERRLEN] = "";
+    kube_dctx_t c = {.err = err, .errlen = sizeof(err)};
+    if (kube_jis(spec, KUBE_J_OBJECT) && sec_selector(&c, spec, out) == 0)
+        return 0;
+    model_labels_clear(&out->labels);
+    *out = (model_wl_selector_t){0};
+    return strstr(err, "out of memory") ? -1 : 0;
+}
+
+static void *failsafe_authz(const char *ns, const char *name, const kube_jv_t *spec,
+                            const char *why)
+{
+    static const char *const names[] = {"ALLOW", "DENY", "AUDIT", "CUSTOM"};
+    model_authz_policy_t *p = calloc(1, sizeof(*p));
+    if (!p || !(p->ns = strdup(ns)) || !(p->name = strdup(name)) || !(p->invalid = strdup(why)) ||
+        failsafe_selector(spec, &p->selector) < 0)
+        goto oom;
+    const char *action = spec_str(spec, "action");
+    const kube_jv_t *a = kube_member(spec, "action");
+    p->action = a ? MODEL_AP_DENY : MODEL_AP_ALLOW;
+    for (size_t i = 0; action && i < 4; i++)
+        if (strcmp(action, names[i]) == 0)
+            p->action = (model_ap_action_t)i;
+    const kube_jv_t *refs = kube_member(spec, "targetRefs");
+    p->target_ref = kube_member(spec, "targetRef") || (refs && refs->len > 0);
+    if (p->action == MODEL_AP_DENY) {
+        if (!(p->rules = calloc(1, sizeof(*p->rules))))
+            goto oom;
+        p->nrules = 1;
+    }
+    return p;
+oom:
+    model_authz_policy_free(p);
+    return NULL;
+}
+
+static void *failsafe_peer_authn(const char *ns, const char *name, const kube_jv_t *spec)
+{
+    model_peer_authn_t *pa = calloc(1, sizeof(*pa));
+    if (!pa || !(pa->ns = strdup(ns)) || !(pa->name = strdup(name)) ||
+        failsafe_selector(spec, &pa->selector) < 0) {
+        model_peer_authn_free(pa);
+        return NULL;
+    }
+    pa->mode = MODEL_MTLS_STRICT;
+    return pa;
+}
+
+static int failsafe(model_kind_t kind, const kube_jv_t *v, const char *ns, const char *name,
+                    const char *why, void **out)
+{
+    *out = NULL;
+    if (!v || !ns || !name || !ns[0] || !name[0])
+        return -1;
+    const kube_jv_t *spec = kube_member(v, "spec");
+    if (kind == MODEL_KIND_AUTHZ_POLICY)
+        *out = failsafe_authz(ns, name, spec, why);
+    else if (kind == MODEL_KIND_PEER_AUTHN)
+        *out = failsafe_peer_authn(ns, name, spec);
+    else
+        return -1;
+    return *out ? 0 : -1;
+}
+
+int kube_obj_decode_failsafe(model_kind_t kind, const kube_obj_t *o, const char *why, void **out)
+{
+    return failsafe(kind, o->v, o->ns, o->name, why, out);
+}
+
+int kube_decode_failsafe(model_kind_t kind, const json_t *obj, const char *why, void **out)
+{
+    char err[MODEL_ERRLEN];
+    kube_dctx_t c = {.err = err, .errlen = sizeof(err)};
+    kube_jdoc_t d = {0};
+    *out = NULL;
+    const kube_jv_t *v = obj ? kube_from_json(&d, obj, &c) : NULL;
+    const kube_jv_t *md = kube_member(v, "metadata");
+    const kube_jv_t *ns = kube_member(md, "namespace"), *name = kube_member(md, "name");
+    int rc = ns && name && ns->type == KUBE_J_STRING && name->type == KUBE_J_STRING
+                 ? failsafe(kind, v, ns->v.s, name->v.s, why, out)
+                 : -1;
+    kube_jdoc_clear(&d);
+    return rc;
+}
+
 /* Runs a decoder on the parsed form of a jansson value. */
 static int sec_from_json(const json_t *obj, const char *kind, void **out, char *err, size_t errlen,
                          int (*fn)(const kube_jv_t *, void **, char *, size_t))

@@ -180,6 +180,18 @@ const char *kube_obj_resource_version(const kube_obj_t *o)
     return o->rv;
 }
 
+const char *kube_obj_label(const kube_obj_t *o, const char *key)
+{
+    const kube_jv_t *v = kube_member(kube_member(kube_member(o->v, "metadata"), "labels"), key);
+    return v && v->type == KUBE_J_STRING ? v->v.s : NULL;
+}
+
+int64_t kube_obj_generation(const kube_obj_t *o)
+{
+    const kube_jv_t *v = kube_member(kube_member(o->v, "metadata"), "generation");
+    return v && v->type == KUBE_J_INT ? (int64_t)v->v.i : 0;
+}
+
 int kube_obj_decode(model_kind_t kind, const kube_obj_t *o, void **out, char *err, size_t errlen)
 {
     if (!o->v) {

@@ -69,6 +69,7 @@ void model_authz_policy_free(model_authz_policy_t *p)
     free(p->ns);
     free(p->name);
     free(p->dry_run);
+    free(p->invalid);
     model_labels_clear(&p->selector.labels);
     free(p);
 }
@@ -646,6 +647,24 @@ static int status_l7(model_authz_status_t *st, model_strlist_t *found, const mod
     return rc;
 }
 
+/* The status of a fail-closed stand-in: why the object was refused and
+ * what ztunnel enforces in its place. */
+static int status_invalid(model_authz_status_t *st, const model_authz_policy_t *p,
+                          const model_out_authz_t *a)
+{
+    model_authz_status_clear(st);
+    if (asprintf(&st->message, "%s; ztunnel enforces %s in its place (fail closed)", p->invalid,
+                 a->action == MODEL_AUTHZ_DENY
+                     ? "a DENY of every connection in the policy's scope"
+                     : "an ALLOW that matches nothing, so the workloads in its scope accept only "
+                       "what other ALLOW policies allow") < 0) {
+        st->message = NULL;
+        return -1;
+    }
+    st->reason = MODEL_AUTHZ_INVALID_REASON;
+    return 0;
+}
+
 static model_out_authz_t *authz_new(const char *name, const char *ns, model_authz_scope_t scope,
                                     model_authz_action_t action)
 {
@@ -717,6 +736,10 @@ int model_authz_convert(const model_authz_policy_t *p, const model_authz_opts_t 
         return -1;
     }
     model_strlist_clear(&found);
+    if (p->invalid && st && status_invalid(st, p, a) < 0) {
+        model_out_authz_free(a);
+        return -1;
+    }
     *out = a;
     return 0;
 }

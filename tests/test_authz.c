@@ -966,6 +966,84 @@ START_TEST(decode_errors_name_the_field)
 }
 END_TEST
 
+/* An object the decoder refuses is replaced by a stand-in that enforces at
+ * least what it could have: a DENY (or an unreadable action) denies every
+ * connection in its scope, an ALLOW matches nothing, an unreadable selector
+ * widens the scope to the namespace; the status says why. */
+static const struct failsafe_case {
+    const char *spec;
+    int scope;          /* model_authz_scope_t, or -1: nothing sent */
+    int action;         /* model_authz_action_t */
+    const char *groups; /* rendered, or NULL */
+} failsafe_cases[] = {
+    {"{\"action\":\"DENY\",\"rules\":[{\"from\":[{\"source\":{\"ipBlocks\":[5]}}]}]}",
+     MODEL_AUTHZ_NAMESPACE, MODEL_AUTHZ_DENY, "G[]"},
+    {"{\"action\":\"DENIED\",\"rules\":[{}]}", MODEL_AUTHZ_NAMESPACE, MODEL_AUTHZ_DENY, "G[]"},
+    {"{\"action\":7}", MODEL_AUTHZ_NAMESPACE, MODEL_AUTHZ_DENY, "G[]"},
+    {"{\"action\":\"DENY\",\"selector\":{\"matchLabels\":{\"app\":\"a\"}},"
+     "\"rules\":[{\"from\":[{\"source\":{\"principal\":[\"a\"]}}]}]}",
+     MODEL_AUTHZ_WORKLOAD_SELECTOR, MODEL_AUTHZ_DENY, "G[]"},
+    {"{\"action\":\"DENY\",\"selector\":{\"matchLabels\":{\"app\":1}}}", MODEL_AUTHZ_NAMESPACE,
+     MODEL_AUTHZ_DENY, "G[]"},
+    {"{\"action\":\"ALLOW\",\"rules\":[{\"to\":[{\"operation\":{\"ports\":[80]}}]}]}",
+     MODEL_AUTHZ_NAMESPACE, MODEL_AUTHZ_ALLOW, ""},
+    {"{\"rules\":{}}", MODEL_AUTHZ_NAMESPACE, MODEL_AUTHZ_ALLOW, ""},
+    {"{\"action\":\"AUDIT\",\"rules\":7}", -1, 0, NULL},
+};
+
+START_TEST(decode_failure_fails_closed)
+{
+    const struct failsafe_case *tc = &failsafe_cases[_i];
+    char text[4096], err[MODEL_ERRLEN];
+    snprintf(text, sizeof(text),
+             "{\"kind\":\"AuthorizationPolicy\",\"metadata\":{\"namespace\":\"ns1\","
+             "\"name\":\"p\"},\"spec\":%s}",
+             tc->spec);
+    json_t *j = parse(text);
+    model_authz_policy_t *p = NULL;
+    ck_assert_int_eq(kube_decode_authz(j, &p, err, sizeof(err)), -1);
+    ck_assert_int_eq(kube_decode_failsafe(MODEL_KIND_AUTHZ_POLICY, j, err, (void **)&p), 0);
+    json_decref(j);
+    model_authz_status_t st;
+    model_out_authz_t *a = convert(p, ROOT, false, &st);
+    if (tc->scope < 0) {
+        ck_assert_ptr_null(a);
+    } else {
+        assert_render(a, tc->groups, tc->spec);
+        ck_assert_int_eq(a->scope, tc->scope);
+        ck_assert_int_eq(a->action, tc->action);
+        ck_assert_str_eq(st.reason, MODEL_AUTHZ_INVALID_REASON);
+        ck_assert_msg(strstr(st.message, err) == st.message && strstr(st.message, "fail closed"),
+                      "%s", st.message);
+    }
+    model_out_authz_free(a);
+    model_authz_status_clear(&st);
+    model_authz_policy_free(p);
+}
+END_TEST
+
+START_TEST(decode_failure_peer_authn_is_strict)
+{
+    char err[MODEL_ERRLEN];
+    json_t *j = parse("{\"metadata\":{\"namespace\":\"ns1\",\"name\":\"pa\"},\"spec\":{"
+                      "\"selector\":{\"matchLabels\":{\"app\":\"a\"}},\"mtls\":{\"mode\":"
+                      "\"PERMISIVE\"}}}");
+    model_peer_authn_t *pa = NULL;
+    ck_assert_int_eq(kube_decode_peer_authn(j, &pa, err, sizeof(err)), -1);
+    ck_assert_int_eq(kube_decode_failsafe(MODEL_KIND_PEER_AUTHN, j, err, (void **)&pa), 0);
+    ck_assert_int_eq(pa->mode, MODEL_MTLS_STRICT);
+    ck_assert(pa->selector.set && pa->selector.has_labels);
+    ck_assert_uint_eq(pa->nports, 0);
+    model_peer_authn_free(pa);
+    json_decref(j);
+    /* nothing to name it by: nothing to stand in for */
+    j = parse("{\"metadata\":{\"name\":\"pa\"}}");
+    ck_assert_int_eq(kube_decode_failsafe(MODEL_KIND_PEER_AUTHN, j, "x", (void **)&pa), -1);
+    ck_assert_ptr_null(pa);
+    json_decref(j);
+}
+END_TEST
+
 /* Every value of a policy replaced by each JSON type in turn: the decoder
  * refuses or accepts, and what it accepts converts and encodes, never
  * crashing or leaking (ASan). */
@@ -1558,6 +1636,9 @@ static Suite *authz_suite(void)
     tcase_add_loop_test(tc, decode_errors_name_the_field, 0,
                         (int)(sizeof(bad_cases) / sizeof(bad_cases[0])));
     tcase_add_test(tc, decode_any_type_anywhere);
+    tcase_add_loop_test(tc, decode_failure_fails_closed, 0,
+                        (int)(sizeof(failsafe_cases) / sizeof(failsafe_cases[0])));
+    tcase_add_test(tc, decode_failure_peer_authn_is_strict);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("model");

@@ -100,6 +100,17 @@ START_TEST(config_flag_beats_env_beats_file)
 }
 END_TEST
 
+START_TEST(revision_filter_as_istiod)
+{
+    ck_assert(ctl_in_revision(NULL, "canary"));
+    ck_assert(ctl_in_revision("canary", "canary"));
+    ck_assert(!ctl_in_revision("stable", "canary"));
+    ck_assert(!ctl_in_revision("", "canary"));
+    ck_assert(ctl_in_revision("stable", ""));
+    ck_assert(ctl_in_revision("stable", NULL));
+}
+END_TEST
+
 START_TEST(config_bad_values_name_the_setting)
 {
     clear_env();
@@ -271,6 +282,7 @@ static Suite *suite(void)
     Suite *s = suite_create("ctl");
     TCase *t = tcase_create("config");
     tcase_add_test(t, config_defaults);
+    tcase_add_test(t, revision_filter_as_istiod);
     tcase_add_test(t, config_flag_beats_env_beats_file);
     tcase_add_test(t, config_file_accepts_chart_camel_case);
     tcase_add_test(t, config_bad_values_name_the_setting);

@@ -208,9 +208,20 @@ typedef struct kube_obj kube_obj_t;
 const char *kube_obj_name(const kube_obj_t *o);
 const char *kube_obj_namespace(const kube_obj_t *o);
 const char *kube_obj_resource_version(const kube_obj_t *o);
+/* metadata.labels[key] when it is a string, else NULL. Valid while o is. */
+const char *kube_obj_label(const kube_obj_t *o, const char *key);
+/* metadata.generation, or 0 when absent. */
+int64_t kube_obj_generation(const kube_obj_t *o);
 /* Decodes o into a model struct exactly as kube_decode does, without going
  * through jansson. A DELETED stub (see KUBE_EV_DELETED) does not decode. */
 int kube_obj_decode(model_kind_t kind, const kube_obj_t *o, void **out, char *err, size_t errlen);
+/* For an AuthorizationPolicy or PeerAuthentication that kube_obj_decode
+ * refused (why: its error): the fail-closed stand-in that takes its place
+ * (see decode_sec.c), caller owns. 0, or -1 for another kind, a stub, or
+ * out of memory. */
+int kube_obj_decode_failsafe(model_kind_t kind, const kube_obj_t *o, const char *why, void **out);
+/* The same for a jansson value that kube_decode refused. */
+int kube_decode_failsafe(model_kind_t kind, const json_t *obj, const char *why, void **out);
 /* o as a new jansson value (caller owns), with kind and apiVersion filled in
  * when the API left them out (list items); NULL when out of memory. For
  * the kinds meshfed keeps whole (Secrets, ServiceScopes, Gateways). */

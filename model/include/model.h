@@ -752,6 +752,10 @@ typedef struct model_authz_policy {
     model_ap_action_t action;
     model_ap_rule_t *rules;
     size_t nrules;
+    /* Why the object could not be read, or NULL. Set on the fail-closed
+     * stand-in kube_obj_decode_failsafe builds, which goes out with status
+     * reason MODEL_AUTHZ_INVALID_REASON. */
+    char *invalid;
 } model_authz_policy_t;
 
 void model_authz_policy_free(model_authz_policy_t *p);
@@ -880,6 +884,7 @@ typedef struct model_authz_opts {
  * (the status writer then reports MODEL_AUTHZ_ACCEPTED). message is owned. */
 #define MODEL_AUTHZ_ACCEPTED_REASON "Accepted"
 #define MODEL_AUTHZ_ACCEPTED "attached to ztunnel"
+#define MODEL_AUTHZ_INVALID_REASON "InvalidPolicy"
 typedef struct model_authz_status {
     const char *reason; /* "UnsupportedValue", or NULL */
     char *message;
