@@ -154,8 +154,30 @@ static void note_topology(ctl_kube_t *k, topo_t *t, model_kind_t kind, const voi
     }
 }
 
+/* Every Gateway, of any class, may be a waypoint: the model keeps it. */
+static void push_waypoint(ctl_kube_t *k, const char *cluster, kube_ev_t ev, const json_t *obj)
+{
+    char err[CTL_ERRLEN];
+    void *o = NULL;
+    if (kube_decode(MODEL_KIND_GATEWAY, obj, &o, err, sizeof(err)) < 0) {
+        char key[160], msg[CTL_ERRLEN + 100];
+        atomic_fetch_add(&ctl_metrics.decode_errors, 1);
+        snprintf(key, sizeof(key), "cluster %.60s: invalid Gateway objects", cluster);
+        snprintf(msg, sizeof(msg), "cluster %s: %s", cluster, err);
+        ctl_ratelog(k->errlog, time(NULL), CTL_WARN, key, msg);
+        return;
+    }
+    ctl_event_t e = {.type = CTL_EV_OBJECT,
+                     .cluster = strdup(cluster),
+                     .kind = MODEL_KIND_GATEWAY,
+                     .op = ev == KUBE_EV_DELETED ? MODEL_OP_DELETE : MODEL_OP_UPSERT,
+                     .obj = o};
+    ctl_push(k->ctl, &e);
+}
+
 static void on_gateway(ctl_kube_t *k, const char *cluster, kube_ev_t ev, json_t *obj)
 {
+    push_waypoint(k, cluster, ev, obj);
     topo_t *t = topo_of(k, cluster);
     json_t *md = json_object_get(obj, "metadata");
     const char *ns = json_string_value(json_object_get(md, "namespace"));

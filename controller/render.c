@@ -66,8 +66,8 @@ static json_t *loc_json(json_t *o, json_t *loc, const char *k, const char *v)
     return loc;
 }
 
-/* networkGateway k, and the capacity that only gateway-reached workloads
- * carry. */
+/* A GatewayAddress as member k (networkGateway, waypoint), and the capacity
+ * that only gateway-reached workloads carry. */
 static void gw_json(json_t *o, const char *k, const model_gw_addr_t *gw)
 {
     if (!gw)
@@ -117,7 +117,12 @@ static const char *const wl_types[] = {"DEPLOYMENT", "CRONJOB", "POD", "JOB"};
 #define WL_JSON_LOC(f, k) loc = loc_json(o, loc, k, w->f);
 #define WL_JSON_IPS(f, k) json_object_set_new(o, k, ips_json(w->f, w->n##f));
 #define WL_JSON_SVCS(f, k) json_object_set_new(o, k, svcs_json(w->f, w->n##f));
-#define WL_JSON_GW(f, k) gw_json(o, k, w->f);
+#define WL_JSON_GW(f, k)                                                                           \
+    if (w->f && !w->f->waypoint)                                                                   \
+        gw_json(o, k, w->f);
+#define WL_JSON_WP(f, k)                                                                           \
+    if (w->f && w->f->waypoint)                                                                    \
+        gw_json(o, k, w->f);
 #define WL_JSON_TUNNEL(f, k)                                                                       \
     json_object_set_new(o, k, json_string(w->f == MODEL_TUNNEL_HBONE ? "HBONE" : "NONE"));
 #define WL_JSON_FLAG(f, k)                                                                         \
@@ -187,6 +192,10 @@ static const char *const ip_fams[] = {"AUTOMATIC", "IPV4_ONLY", "IPV6_ONLY", "DU
 #define SVC_JSON_IPF(f, k)                                                                         \
     if (s->f != MODEL_IPF_AUTOMATIC)                                                               \
         json_object_set_new(o, k, json_string(ip_fams[s->f & 3]));
+#define SVC_JSON_GW(f, k) gw_json(o, k, s->f);
+#define SVC_JSON_FLAG(f, k)                                                                        \
+    if (s->f)                                                                                      \
+        json_object_set_new(o, k, json_true());
 
 static json_t *service_json(const model_out_service_t *s)
 {

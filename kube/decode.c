@@ -943,6 +943,59 @@ static int kube_decode_namespace(kube_dctx_t *c, const jv_t *obj, void **out)
     return 0;
 }
 
+/* A Gateway of any class, as a waypoint: its istio.io/waypoint-for label and
+ * its first status address of type Hostname, else of type IPAddress (the
+ * Gateway API default when type is absent, as for east-west gateways). An
+ * entry that is not what it says is skipped, as istiod does: a Gateway's
+ * status is the controller's to fix, not a reason to drop the object. */
+static int kube_decode_gateway(kube_dctx_t *c, const jv_t *obj, void **out)
+{
+    kube_meta_t m;
+    if (kube_meta(c, "Gateway", obj, true, &m) < 0)
+        return -1;
+    model_gateway_t *g = calloc(1, sizeof(*g));
+    if (!g)
+        return kube_oom(c);
+    const char *wf = NULL;
+    if (kube_get_str(c, m.labels, &kube_p_labels, "istio.io/waypoint-for", &wf) < 0)
+        goto fail;
+    g->waypoint_for = !wf                           ? MODEL_WP_SERVICE
+                      : strcmp(wf, "service") == 0  ? MODEL_WP_SERVICE
+                      : strcmp(wf, "workload") == 0 ? MODEL_WP_WORKLOAD
+                      : strcmp(wf, "all") == 0      ? MODEL_WP_ALL
+                      : strcmp(wf, "none") == 0     ? MODEL_WP_NONE
+                                                    : MODEL_WP_OTHER;
+    const jv_t *addrs = kube_member(kube_member(obj, "status"), "addresses"), *a;
+    const char *host = NULL;
+    size_t i;
+    if (addrs && kube_jis(addrs, KUBE_J_ARRAY)) {
+        KUBE_JARRAY_FOREACH(addrs, i, a)
+        {
+            const jv_t *t = kube_member(a, "type"), *v = kube_member(a, "value");
+            const char *type = t && kube_jis(t, KUBE_J_STRING) ? t->v.s : NULL;
+            const char *val = v && kube_jis(v, KUBE_J_STRING) ? v->v.s : NULL;
+            if (!val || !*val)
+                continue;
+            if (type && strcmp(type, "Hostname") == 0) {
+                host = val;
+                break;
+            }
+            if (!g->ip.len && (!type || strcmp(type, "IPAddress") == 0))
+                (void)model_ip_parse(val, &g->ip);
+        }
+    }
+    if (host)
+        memset(&g->ip, 0, sizeof(g->ip));
+    if (kube_dup(c, m.name, &g->name) < 0 || kube_dup(c, m.ns, &g->ns) < 0 ||
+        kube_dup(c, host, &g->hostname) < 0)
+        goto fail;
+    *out = g;
+    return 0;
+fail:
+    model_obj_free(MODEL_KIND_GATEWAY, g);
+    return -1;
+}
+
 /* ---------- kinds ---------- */
 
 static const struct {
@@ -958,6 +1011,8 @@ static const struct {
     {"security.istio.io/v1beta1", "AuthorizationPolicy", MODEL_KIND_AUTHZ_POLICY},
     {"security.istio.io/v1", "PeerAuthentication", MODEL_KIND_PEER_AUTHN},
     {"security.istio.io/v1beta1", "PeerAuthentication", MODEL_KIND_PEER_AUTHN},
+    {"gateway.networking.k8s.io/v1", "Gateway", MODEL_KIND_GATEWAY},
+    {"gateway.networking.k8s.io/v1beta1", "Gateway", MODEL_KIND_GATEWAY},
 };
 
 int kube_kind_lookup(const char *api_version, const char *kind, model_kind_t *out)
@@ -996,6 +1051,8 @@ int kube_decode_jv(model_kind_t kind, const kube_jv_t *obj, void **out, char *er
         return kube_decode_authz_jv(obj, (model_authz_policy_t **)out, err, errlen);
     case MODEL_KIND_PEER_AUTHN:
         return kube_decode_peer_authn_jv(obj, (model_peer_authn_t **)out, err, errlen);
+    case MODEL_KIND_GATEWAY:
+        return kube_decode_gateway(&c, obj, out);
     case MODEL_KIND__COUNT:
         break;
     }

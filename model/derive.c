@@ -254,6 +254,18 @@ static model_res_t *build_service(const model_t *m, const char *key, const char 
     }
     set_lb(m, o, s, base->td);
     o->ip_families = s->ip_families;
+    /* the base cluster's binding (see describe_conflict) */
+    const model_gateway_t *wp = model_waypoint_of(base->c, s->ns, &s->labels, false);
+    if (wp) {
+        model_gw_addr_t *g = model_arena_alloc(a, sizeof(*g));
+        model_waypoint_addr(base->c, wp, g);
+        g->waypoint = false; /* a Service's has a member of its own */
+        g->network = model_arena_strdup(a, g->network);
+        g->hostname = model_arena_strdup(a, g->hostname);
+        g->ns = model_arena_strdup(a, g->ns);
+        o->waypoint = g;
+        o->ingress_use_waypoint = model_waypoint_ingress(base->c, s->ns, &s->labels);
+    }
     return r;
 }
 
@@ -625,16 +637,33 @@ static void mark_service_pods(model_t *m, const char *key)
     }
 }
 
+/* The waypoint binding of a service in its cluster, as text ("ns/name" or
+ * "none"), into buf. */
+static const char *binding_of(const svc_in_t *x, char *buf, size_t len)
+{
+    if (!model_waypoint_binding(x->c, x->svc->ns, &x->svc->labels, buf, len))
+        snprintf(buf, len, "none");
+    return buf;
+}
+
+/* Clusters that disagree with the base on ports, waypoint or labels, and
+ * those that keep the service LOCAL. The merged service takes the base's
+ * waypoint, as every other field of its definition. */
 static char *describe_conflict(const svc_in_t *in, size_t n, const svc_in_t *base)
 {
-    char buf[512];
+    char buf[768], wb[512], wx[512];
     size_t off = 0;
     buf[0] = '\0';
     for (size_t i = 0; i < n && off < sizeof(buf) - 1; i++) {
         const svc_in_t *x = &in[i];
         if (x == base || x->scope.scope != MODEL_SCOPE_GLOBAL)
             continue;
-        if (!same_ports(x->svc, base->svc))
+        if (strcmp(binding_of(x, wx, sizeof(wx)), binding_of(base, wb, sizeof(wb))) != 0)
+            off += (size_t)snprintf(buf + off, sizeof(buf) - off,
+                                    "%swaypoint %s in cluster %s differs from %s in cluster %s "
+                                    "(%s is used)",
+                                    off ? "; " : "", wx, x->c->id, wb, base->c->id, wb);
+        else if (!same_ports(x->svc, base->svc))
             off += (size_t)snprintf(buf + off, sizeof(buf) - off,
                                     "%sports in cluster %s differ from cluster %s", off ? "; " : "",
                                     x->c->id, base->c->id);
@@ -1100,6 +1129,21 @@ static model_res_t *build_pod(model_t *m, const model_cluster_int_t *c, const mo
     return r;
 }
 
+/* The pod's waypoint, in the member its network gateway would take (a pod
+ * has none); its strings shared, as every string of a workload. */
+static void set_waypoint(model_t *m, const model_cluster_int_t *c, model_res_t *r,
+                         const model_gateway_t *wp)
+{
+    if (!wp)
+        return;
+    model_gw_addr_t *g = model_arena_alloc(&r->arena, sizeof(*g));
+    model_waypoint_addr(c, wp, g);
+    g->network = model_str(&m->strs, g->network);
+    g->hostname = model_str(&m->strs, g->hostname);
+    g->ns = model_str(&m->strs, g->ns);
+    r->u.wl.gateway = g;
+}
+
 /* A dirty key "cluster\nns/name": the cluster id into cid, and the object's
  * key returned. */
 static const char *split_dkey(const char *dkey, char *cid, size_t len)
@@ -1153,8 +1197,10 @@ static void derive_pod(build_t *b, const char *dkey)
      * those that are global in its cluster (the rest are not theirs to
      * reach through it). */
     model_res_t *v[2];
-    size_t size = pod_size(p);
+    const model_gateway_t *wp = model_waypoint_of(c, p->ns, &p->labels, true);
+    size_t size = pod_size(p) + (wp ? sizeof(model_gw_addr_t) : 0);
     v[0] = build_pod(m, c, p, uid, size);
+    set_waypoint(m, c, v[0], wp);
     fill_services(v[0], ps, nps, false, m);
     v[0]->u.wl.authz = model_pod_policies(m, c, p);
     size_t nv = 1;
@@ -1163,6 +1209,7 @@ static void derive_pod(build_t *b, const char *dkey)
     } else {
         set_vis(m, v[0], MODEL_VIS_CLUSTER, c->id, NULL, NULL, 0);
         v[1] = build_pod(m, c, p, uid, size);
+        set_waypoint(m, c, v[1], wp);
         fill_services(v[1], ps, nps, true, m);
         v[1]->u.wl.authz = model_str_ref(v[0]->u.wl.authz);
         set_vis(m, v[1], MODEL_VIS_NETWORK_PEERS, c->id, c->network, NULL, 0);

@@ -43,6 +43,8 @@ char *model_obj_key(model_kind_t kind, const void *obj)
                     ((const model_authz_policy_t *)obj)->name);
     case MODEL_KIND_PEER_AUTHN:
         return key2(((const model_peer_authn_t *)obj)->ns, ((const model_peer_authn_t *)obj)->name);
+    case MODEL_KIND_GATEWAY:
+        return key2(((const model_gateway_t *)obj)->ns, ((const model_gateway_t *)obj)->name);
     default:
         return NULL;
     }
@@ -556,6 +558,15 @@ static void slice_index(model_cluster_int_t *c, model_endpointslice_t *s, bool a
 }
 
 /* Marks what an object's presence affects, before and after a change. */
+static void mark_pods_in(model_t *m, model_cluster_int_t *c, const char *ns)
+{
+    size_t n = strlen(ns);
+    const base_map_t *h = &c->objs[MODEL_KIND_POD];
+    for (base_map_ent_t *e = base_map_first(h); e; e = base_map_next(h, e))
+        if (strncmp(e->key, ns, n) == 0 && e->key[n] == '/')
+            model_mark_pod(m, c, ns, e->key + n + 1);
+}
+
 static void mark_effects(model_t *m, model_cluster_int_t *c, model_kind_t kind, const void *obj)
 {
     if (!obj)
@@ -568,6 +579,9 @@ static void mark_effects(model_t *m, model_cluster_int_t *c, model_kind_t kind, 
              e = base_map_next(&c->objs[MODEL_KIND_SERVICE], e))
             if (strncmp(e->key, ns, n) == 0 && e->key[n] == '/')
                 model_mark_service(m, ns, e->key + n + 1);
+        /* its pods inherit its waypoint */
+        if (model_waypoint_labelled(&((const model_namespace_t *)obj)->labels))
+            mark_pods_in(m, c, ns);
         break;
     }
     case MODEL_KIND_SERVICE: {
@@ -619,6 +633,9 @@ static void mark_effects(model_t *m, model_cluster_int_t *c, model_kind_t kind, 
         mark_policy_pods(m, c, p->ns, level ? NULL : &p->selector);
         break;
     }
+    case MODEL_KIND_GATEWAY:
+        model_waypoint_mark(m, c, obj);
+        break;
     case MODEL_KIND_NODE: {
         const char *node = ((const model_node_t *)obj)->name;
         for (base_map_ent_t *e = base_map_first(&c->objs[MODEL_KIND_POD]); e;

@@ -198,6 +198,28 @@ size_t model_authz_variants(model_t *m, const char *key, model_res_t **v);
  * reference), or NULL for none. */
 const char *model_pod_policies(model_t *m, model_cluster_int_t *c, const model_pod_t *p);
 
+/* ---------- waypoints (waypoint.c) ---------- */
+
+/* Whether l holds a label that binds a waypoint or asks for ingress
+ * through it (a namespace's change then reaches its pods). */
+bool model_waypoint_labelled(const model_labels_t *l);
+/* The Gateway ("ns/name", into key) an object of namespace ns with labels
+ * l is bound to, its own labels first, then its namespace's in c; false
+ * when none (or `none`). */
+bool model_waypoint_binding(const model_cluster_int_t *c, const char *ns, const model_labels_t *l,
+                            char *key, size_t len);
+/* The waypoint of a Service (workload false) or a pod: the bound Gateway
+ * of c when it exists, has an address and takes that traffic; or NULL. */
+const model_gateway_t *model_waypoint_of(const model_cluster_int_t *c, const char *ns,
+                                         const model_labels_t *l, bool workload);
+/* Label istio.io/ingress-use-waypoint of the object, else of its namespace. */
+bool model_waypoint_ingress(const model_cluster_int_t *c, const char *ns, const model_labels_t *l);
+/* g's GatewayAddress as c's proxies reach it; its strings are g's and c's. */
+void model_waypoint_addr(const model_cluster_int_t *c, const model_gateway_t *g,
+                         model_gw_addr_t *out);
+/* Marks the services and pods of c bound to g. */
+void model_waypoint_mark(model_t *m, model_cluster_int_t *c, const model_gateway_t *g);
+
 /* Resource names something published, to unpublish what it no longer makes. */
 typedef struct model_names {
     char **v;

@@ -27,6 +27,8 @@ const char *model_kind_name(model_kind_t k)
         return "AuthorizationPolicy";
     case MODEL_KIND_PEER_AUTHN:
         return "PeerAuthentication";
+    case MODEL_KIND_GATEWAY:
+        return "Gateway";
     case MODEL_KIND__COUNT:
         break;
     }
@@ -133,6 +135,14 @@ void model_obj_free(model_kind_t kind, void *obj)
     case MODEL_KIND_PEER_AUTHN:
         model_peer_authn_free(obj);
         break;
+    case MODEL_KIND_GATEWAY: {
+        model_gateway_t *g = obj;
+        free(g->ns);
+        free(g->name);
+        free(g->hostname);
+        free(g);
+        break;
+    }
     case MODEL_KIND__COUNT:
         break; /* not a kind: we cannot know its layout */
     }

@@ -98,6 +98,7 @@ static void drop_gw(const model_gw_addr_t *g)
 #define DROP_IPS(v)
 #define DROP_SVCS(v) model_svcs_unref(v)
 #define DROP_GW(v) drop_gw(v)
+#define DROP_WP(v) /* the GW member's */
 #define DROP_TUNNEL(v)
 #define DROP_FLAG(v)
 #define DROP_NETMODE(v)
@@ -279,8 +280,9 @@ static bool gw_equal(const model_gw_addr_t *a, const model_gw_addr_t *b)
     if (!a || !b)
         return a == b;
     return a->hbone_port == b->hbone_port && a->capacity == b->capacity &&
-           str_eq(a->network, b->network) && model_ip_equal(&a->ip, &b->ip) &&
-           str_eq(a->hostname, b->hostname) && str_eq(a->ns, b->ns);
+           a->waypoint == b->waypoint && str_eq(a->network, b->network) &&
+           model_ip_equal(&a->ip, &b->ip) && str_eq(a->hostname, b->hostname) &&
+           str_eq(a->ns, b->ns);
 }
 
 static bool wl_svcs_equal(const model_wl_service_t *a, size_t na, const model_wl_service_t *b,
@@ -311,6 +313,7 @@ static bool wl_svcs_equal(const model_wl_service_t *a, size_t na, const model_wl
 #define EQ_IPS(f) ips_equal(a->f, a->n##f, b->f, b->n##f)
 #define EQ_SVCS(f) wl_svcs_equal(a->f, a->n##f, b->f, b->n##f)
 #define EQ_GW(f) gw_equal(a->f, b->f)
+#define EQ_WP(f) true /* compared as the GW member it shares */
 #define EQ_NETADDRS(f) netaddrs_equal(a->f, a->n##f, b->f, b->n##f)
 #define EQ_PORTS(f) ports_equal(a->f, a->n##f, b->f, b->n##f)
 #define EQ_PORT_NAMES(f) strs_equal(a->f, a->nports, b->f, b->nports)

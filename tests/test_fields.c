@@ -93,20 +93,44 @@ static const model_wl_service_t svcs_alt[][2] = {
     {{"ns/a.ns.svc.cluster.local", ports_alt[2], 2}, {"ns/b.ns.svc.cluster.local", ports_a, 1}},
 };
 
-static const model_gw_addr_t gw_a = {"net2", {4, {192, 0, 2, 1}}, 15009, 3, NULL, NULL};
+static const model_gw_addr_t gw_a = {"net2", {4, {192, 0, 2, 1}}, false, 15009, 3, NULL, NULL};
 /* each differs from gw_a in what the gateway's encoding carries */
 static const model_gw_addr_t gw_alt[] = {
-    {"net3", {4, {192, 0, 2, 1}}, 15009, 3, NULL, NULL},
-    {"net2", {4, {192, 0, 2, 2}}, 15009, 3, NULL, NULL},
-    {"net2", {4, {192, 0, 2, 1}}, 15010, 3, NULL, NULL},
-    {"net2", {4, {192, 0, 2, 1}}, 15009, 4, NULL, NULL},
-    {"net2", {4, {192, 0, 2, 1}}, 15009, 0, NULL, NULL},
-    {"net2", {0}, 15009, 3, "ew.example.com", "istio-system"},
+    {"net3", {4, {192, 0, 2, 1}}, false, 15009, 3, NULL, NULL},
+    {"net2", {4, {192, 0, 2, 2}}, false, 15009, 3, NULL, NULL},
+    {"net2", {4, {192, 0, 2, 1}}, false, 15010, 3, NULL, NULL},
+    {"net2", {4, {192, 0, 2, 1}}, false, 15009, 4, NULL, NULL},
+    {"net2", {4, {192, 0, 2, 1}}, false, 15009, 0, NULL, NULL},
+    {"net2", {0}, false, 15009, 3, "ew.example.com", "istio-system"},
 };
-static const model_gw_addr_t gw_host = {"net2", {0}, 15009, 3, "ew.example.com", "istio-system"};
+static const model_gw_addr_t gw_host = {"net2",           {0},           false, 15009, 3,
+                                        "ew.example.com", "istio-system"};
 static const model_gw_addr_t gw_host_alt[] = {
-    {"net2", {0}, 15009, 3, "ew2.example.com", "istio-system"},
-    {"net2", {0}, 15009, 3, "ew.example.com", "gw"},
+    {"net2", {0}, false, 15009, 3, "ew2.example.com", "istio-system"},
+    {"net2", {0}, false, 15009, 3, "ew.example.com", "gw"},
+};
+
+/* Waypoints (a Workload's shares the network gateway's member; a Service's
+ * has its own): each of wp_alt differs from wp_a in what the encoding
+ * carries, the last two as hostnames. */
+static const model_gw_addr_t wp_a = {"net1", {4, {10, 0, 9, 1}}, true, 15008, 0, NULL, NULL};
+static const model_gw_addr_t wp_alt[] = {
+    {"net2", {4, {10, 0, 9, 1}}, true, 15008, 0, NULL, NULL},
+    {"net1", {4, {10, 0, 9, 2}}, true, 15008, 0, NULL, NULL},
+    {"net1", {4, {10, 0, 9, 1}}, true, 15009, 0, NULL, NULL},
+    {"net1", {0}, true, 15008, 0, "wp.example.com", "ns"},
+};
+static const model_gw_addr_t wp_host = {"net1", {0}, true, 15008, 0, "wp.example.com", "ns"};
+static const model_gw_addr_t wp_host_alt[] = {
+    {"net1", {0}, true, 15008, 0, "wp2.example.com", "ns"},
+    {"net1", {0}, true, 15008, 0, "wp.example.com", "other"},
+};
+static const model_gw_addr_t svc_wp_a = {"net1", {4, {10, 0, 9, 1}}, false, 15008, 0, NULL, NULL};
+static const model_gw_addr_t svc_wp_alt[] = {
+    {"net2", {4, {10, 0, 9, 1}}, false, 15008, 0, NULL, NULL},
+    {"net1", {4, {10, 0, 9, 2}}, false, 15008, 0, NULL, NULL},
+    {"net1", {4, {10, 0, 9, 1}}, false, 15009, 0, NULL, NULL},
+    {"net1", {0}, false, 15008, 0, "wp.example.com", "ns"},
 };
 
 /* Every field set, none to its proto default. */
@@ -120,6 +144,7 @@ static model_out_workload_t full_workload(void)
 #define WL_SET_IPS(f) (w.f = ips_a, w.n##f = 2);
 #define WL_SET_SVCS(f) (w.f = svcs_a, w.n##f = 2);
 #define WL_SET_GW(f) w.f = &gw_a;
+#define WL_SET_WP(f) /* the GW member holds gw_a: see WL_MUT_WP */
 #define WL_SET_TUNNEL(f) w.f = MODEL_TUNNEL_HBONE;
 #define WL_SET_FLAG(f) w.f = 1;
 #define WL_SET_NETMODE(f) w.f = 1;
@@ -162,6 +187,23 @@ static model_out_workload_t full_workload(void)
         model_out_workload_t hx = hb;                                                              \
         hx.f = &gw_host_alt[i];                                                                    \
         expect(MODEL_RES_WORKLOAD, &hb, &hx, #f " hostname part", DIFF_ALL);                       \
+    }
+/* a waypoint in place of the network gateway, then each part of it */
+#define WL_MUT_WP(f)                                                                               \
+    WL_TRY(x.f = &wp_a, "waypoint in " #f, DIFF_ALL);                                              \
+    for (size_t i = 0; i < sizeof(wp_alt) / sizeof(wp_alt[0]); i++) {                              \
+        model_out_workload_t wb = base;                                                            \
+        wb.f = &wp_a;                                                                              \
+        model_out_workload_t wx = wb;                                                              \
+        wx.f = &wp_alt[i];                                                                         \
+        expect(MODEL_RES_WORKLOAD, &wb, &wx, "waypoint part", DIFF_ALL);                           \
+    }                                                                                              \
+    for (size_t i = 0; i < sizeof(wp_host_alt) / sizeof(wp_host_alt[0]); i++) {                    \
+        model_out_workload_t wb = base;                                                            \
+        wb.f = &wp_host;                                                                           \
+        model_out_workload_t wx = wb;                                                              \
+        wx.f = &wp_host_alt[i];                                                                    \
+        expect(MODEL_RES_WORKLOAD, &wb, &wx, "waypoint hostname part", DIFF_ALL);                  \
     }
 #define WL_MUT_VAL(f) WL_TRY(x.f = !x.f, #f, DIFF_ALL);
 #define WL_MUT_TUNNEL(f) WL_MUT_VAL(f)
@@ -217,6 +259,8 @@ static model_out_service_t full_service(void)
     o.f##_allow_all = true;
 #define SVC_SET_IPF(f) o.f = MODEL_IPF_DUAL;
 #define SVC_SET_STR(f) o.f = #f "-value";
+#define SVC_SET_GW(f) o.f = &svc_wp_a;
+#define SVC_SET_FLAG(f) o.f = 1;
     MODEL_SERVICE_FIELDS(SVC_SET)
 #undef SVC_SET
     return o;
@@ -254,6 +298,11 @@ static model_out_service_t full_service(void)
     SVC_TRY(x.f##_allow_all = false, #f " health policy", DIFF_ALL);                               \
     SVC_TRY((x.f##_mode = MODEL_LB_UNSPECIFIED, x.f##_allow_all = false), #f " unset", DIFF_ALL);
 #define SVC_MUT_IPF(f) SVC_TRY(x.f = MODEL_IPF_V4, #f, DIFF_ALL);
+#define SVC_MUT_GW(f)                                                                              \
+    SVC_TRY(x.f = NULL, #f " unset", DIFF_ALL);                                                    \
+    for (size_t i = 0; i < sizeof(svc_wp_alt) / sizeof(svc_wp_alt[0]); i++)                        \
+        SVC_TRY(x.f = &svc_wp_alt[i], #f " part", DIFF_ALL);
+#define SVC_MUT_FLAG(f) SVC_TRY(x.f = !x.f, #f, DIFF_ALL);
 
 START_TEST(service_copy_is_equal_encoded_and_rendered_alike)
 {

@@ -410,6 +410,7 @@ START_TEST(test_free_sparse_and_null)
         [MODEL_KIND_NODE] = sizeof(model_node_t),
         [MODEL_KIND_AUTHZ_POLICY] = sizeof(model_authz_policy_t),
         [MODEL_KIND_PEER_AUTHN] = sizeof(model_peer_authn_t),
+        [MODEL_KIND_GATEWAY] = sizeof(model_gateway_t),
     };
 
     size_t before = heap_in_use();

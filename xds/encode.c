@@ -163,10 +163,8 @@ static int wl_services(const model_wl_service_t *svcs, size_t n, size_t *np,
     return 0;
 }
 
-/* network_gateway, and the capacity that only gateway-reached workloads
- * carry; NULL without a gateway. */
-static Istio__Workload__GatewayAddress *wl_gateway(const model_gw_addr_t *g,
-                                                   Google__Protobuf__UInt32Value **cap, parts_t *p)
+/* A GatewayAddress: a network gateway's or a waypoint's; NULL for none. */
+static Istio__Workload__GatewayAddress *gw_address(const model_gw_addr_t *g, parts_t *p)
 {
     if (!g)
         return NULL;
@@ -186,12 +184,22 @@ static Istio__Workload__GatewayAddress *wl_gateway(const model_gw_addr_t *g,
         p->gw.address = &p->gwa;
     }
     p->gw.hbone_mtls_port = g->hbone_port ? g->hbone_port : 15008;
+    return &p->gw;
+}
+
+/* network_gateway, and the capacity that only gateway-reached workloads
+ * carry; NULL without a gateway (or when the member holds a waypoint). */
+static Istio__Workload__GatewayAddress *wl_gateway(const model_gw_addr_t *g,
+                                                   Google__Protobuf__UInt32Value **cap, parts_t *p)
+{
+    if (!g || g->waypoint)
+        return NULL;
     if (g->capacity) {
         google__protobuf__uint32_value__init(&p->cap);
         p->cap.value = g->capacity;
         *cap = &p->cap;
     }
-    return &p->gw;
+    return gw_address(g, p);
 }
 
 static uint8_t *pack_address(Istio__Workload__Address *a, size_t *len)
@@ -220,6 +228,7 @@ static uint8_t *pack_address(Istio__Workload__Address *a, size_t *len)
     if (wl_services(w->f, w->n##f, &m.n_##pb, &m.pb, &p) < 0)                                      \
         goto out;
 #define WL_ENC_GW(f, pb) m.pb = wl_gateway(w->f, &m.capacity, &p);
+#define WL_ENC_WP(f, pb) m.pb = w->f && w->f->waypoint ? gw_address(w->f, &p) : NULL;
 #define WL_ENC_TUNNEL(f, pb) m.pb = (Istio__Workload__TunnelProtocol)w->f;
 #define WL_ENC_FLAG(f, pb) m.pb = w->f;
 #define WL_ENC_NETMODE(f, pb)                                                                      \
@@ -315,6 +324,8 @@ static Istio__Workload__LoadBalancing *svc_lb(model_lb_mode_t mode, const model_
 #define SVC_ENC_LB(f, pb)                                                                          \
     m.pb = svc_lb(o->f##_mode, o->f##_prefs, o->n##f##_prefs, o->f##_allow_all, &p);
 #define SVC_ENC_IPF(f, pb) m.pb = (Istio__Workload__IPFamilies)o->f;
+#define SVC_ENC_GW(f, pb) m.pb = gw_address(o->f, &p);
+#define SVC_ENC_FLAG(f, pb) m.pb = o->f;
 
 static uint8_t *encode_service(const model_out_service_t *o, size_t *len)
 {

@@ -122,6 +122,7 @@ typedef enum model_kind {
     MODEL_KIND_NODE,
     MODEL_KIND_AUTHZ_POLICY, /* security.istio.io AuthorizationPolicy (model_authz_policy_t) */
     MODEL_KIND_PEER_AUTHN,   /* security.istio.io PeerAuthentication (model_peer_authn_t) */
+    MODEL_KIND_GATEWAY, /* gateway.networking.k8s.io Gateway, as a waypoint (model_gateway_t) */
     MODEL_KIND__COUNT
 } model_kind_t;
 
@@ -245,6 +246,27 @@ typedef struct model_node {
     char *name;
     model_labels_t labels; /* region, zone, subzone come from these */
 } model_node_t;
+
+/* Label istio.io/waypoint-for of a Gateway: what may use it as a waypoint. */
+typedef enum model_wp_for {
+    MODEL_WP_SERVICE = 0, /* the default */
+    MODEL_WP_WORKLOAD,
+    MODEL_WP_ALL,
+    MODEL_WP_NONE,
+    MODEL_WP_OTHER, /* any other value: matches nothing, as in istiod */
+} model_wp_for_t;
+
+/* A Gateway API Gateway of any class: a waypoint for whatever names it
+ * with istio.io/use-waypoint, once its status has an address. */
+typedef struct model_gateway {
+    char *ns;
+    char *name;
+    model_wp_for_t waypoint_for;
+    /* the first Hostname of status.addresses, or NULL; else the first
+     * IPAddress (len 0: none, and the Gateway is no waypoint yet) */
+    char *hostname;
+    model_ip_t ip;
+} model_gateway_t;
 
 /* Frees an object of the given kind (and the struct itself). NULL is fine. */
 void model_obj_free(model_kind_t kind, void *obj);
@@ -403,10 +425,14 @@ typedef struct model_net_addr {
 /* Where a workload of another network is reached: that network's east-west
  * gateway, by IP, or by hostname (ns is then the Gateway's namespace), and
  * what the workload stands for there. Only split-horizon workloads have one,
- * so their capacity lives here rather than in every pod's Workload. */
+ * so their capacity lives here rather than in every pod's Workload. The
+ * same struct is a waypoint's address (a GatewayAddress too): a pod's
+ * Workload, which never has a network gateway, keeps its waypoint in the
+ * same member, marked by waypoint, so that it costs a pod no pointer. */
 typedef struct model_gw_addr {
     const char *network;
     model_ip_t ip;        /* len 0 when hostname is set */
+    bool waypoint;        /* a Workload's waypoint, not its network_gateway */
     uint16_t hbone_port;  /* hbone_mtls_port */
     uint32_t capacity;    /* the workload's capacity; 0 = not set */
     const char *hostname; /* or NULL */
@@ -450,9 +476,14 @@ typedef struct model_port_pair {
 /* Workload services map, shared (model_svcs); 16-bit count as IPS. */
 #define MODEL_WIDE_SVCS(m) const model_wl_service_t *m;
 #define MODEL_NARROW_SVCS(m) uint16_t n##m;
-/* network_gateway (and capacity) it is reached through, or NULL. */
+/* network_gateway (and capacity) it is reached through, or NULL; a
+ * Service's waypoint. */
 #define MODEL_WIDE_GW(m) const model_gw_addr_t *m;
 #define MODEL_NARROW_GW(m)
+/* A Workload's waypoint: no member of its own, the GW member m when it is
+ * marked waypoint (see model_gw_addr_t). */
+#define MODEL_WIDE_WP(m)
+#define MODEL_NARROW_WP(m)
 #define MODEL_WIDE_TUNNEL(m)
 #define MODEL_NARROW_TUNNEL(m) uint8_t m : 2; /* model_tunnel_t */
 #define MODEL_WIDE_FLAG(m)
@@ -511,7 +542,9 @@ typedef struct model_port_pair {
     X(PORT_NAMES, port_names, -, -)                                                                \
     X(SANS, sans, subject_alt_names, "subjectAltNames")                                            \
     X(LB, lb, load_balancing, "loadBalancing")                                                     \
-    X(IPF, ip_families, ip_families, "ipFamilies")
+    X(IPF, ip_families, ip_families, "ipFamilies")                                                 \
+    X(GW, waypoint, waypoint, "waypoint")                                                          \
+    X(FLAG, ingress_use_waypoint, ingress_use_waypoint, "ingressUseWaypoint")
 
 typedef struct model_out_service {
     MODEL_SERVICE_FIELDS(MODEL_FIELD_WIDE)
@@ -550,6 +583,7 @@ typedef struct model_wl_service {
     X(LOC, zone, zone, "zone")                                                                     \
     X(LOC, subzone, subzone, "subzone")                                                            \
     X(GW, gateway, network_gateway, "networkGateway")                                              \
+    X(WP, gateway, waypoint, "waypoint")                                                           \
     X(SVCS, services, services, "services")                                                        \
     X(KEYS, authz, authorization_policies, "authorizationPolicies")
 

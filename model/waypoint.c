@@ -1,0 +1,130 @@
+/*
+ * waypoint.c - which waypoint a Service or a pod uses, as istiod decides it
+ * (pilot ambient waypoints.go, fetchWaypointForTarget).
+ *
+ * The object's label istio.io/use-waypoint names a Gateway (in the
+ * namespace of istio.io/use-waypoint-namespace, else its own); `none` means
+ * no waypoint, and the namespace is then not consulted. Without the label,
+ * the same labels on the Namespace decide. A binding to a Gateway that does
+ * not exist, has no address yet or does not take the traffic type gives no
+ * waypoint, and nothing falls back to the namespace.
+ */
+#include "model_int.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#define USE_WAYPOINT "istio.io/use-waypoint"
+#define USE_WAYPOINT_NS "istio.io/use-waypoint-namespace"
+#define INGRESS_USE_WAYPOINT "istio.io/ingress-use-waypoint"
+#define MANAGED "gateway.istio.io/managed"
+#define GATEWAY_NAME "gateway.networking.k8s.io/gateway-name"
+
+bool model_waypoint_labelled(const model_labels_t *l)
+{
+    return model_labels_get(l, USE_WAYPOINT) || model_labels_get(l, USE_WAYPOINT_NS) ||
+           model_labels_get(l, INGRESS_USE_WAYPOINT);
+}
+
+static const model_labels_t *ns_labels(const model_cluster_int_t *c, const char *ns)
+{
+    const model_namespace_t *n = base_map_get(&c->objs[MODEL_KIND_NAMESPACE], ns);
+    return n ? &n->labels : NULL;
+}
+
+bool model_waypoint_binding(const model_cluster_int_t *c, const char *ns, const model_labels_t *l,
+                            char *key, size_t len)
+{
+    const model_labels_t *src = l;
+    const char *v = model_labels_get(l, USE_WAYPOINT);
+    if (!v) {
+        src = ns_labels(c, ns);
+        v = src ? model_labels_get(src, USE_WAYPOINT) : NULL;
+    }
+    if (!v || strcmp(v, "none") == 0)
+        return false;
+    const char *wns = model_labels_get(src, USE_WAYPOINT_NS);
+    snprintf(key, len, "%s/%s", wns ? wns : ns, v);
+    return true;
+}
+
+const model_gateway_t *model_waypoint_of(const model_cluster_int_t *c, const char *ns,
+                                         const model_labels_t *l, bool workload)
+{
+    if (workload && model_labels_get(l, GATEWAY_NAME))
+        return NULL; /* a waypoint's own pods */
+    const char *managed = model_labels_get(l, MANAGED);
+    if (!workload && managed &&
+        (strcmp(managed, "istio.io-mesh-controller") == 0 ||
+         strcmp(managed, "istio.io-eastwest-controller") == 0))
+        return NULL;
+    char key[512];
+    if (!model_waypoint_binding(c, ns, l, key, sizeof(key)))
+        return NULL;
+    const model_gateway_t *g = base_map_get(&c->objs[MODEL_KIND_GATEWAY], key);
+    if (!g || (!g->hostname && !g->ip.len))
+        return NULL;
+    model_wp_for_t want = workload ? MODEL_WP_WORKLOAD : MODEL_WP_SERVICE;
+    return g->waypoint_for == want || g->waypoint_for == MODEL_WP_ALL ? g : NULL;
+}
+
+/* Go's strconv.ParseBool; anything else is false, as istiod takes it. */
+static bool parse_bool(const char *v)
+{
+    static const char *const yes[] = {"1", "t", "T", "true", "TRUE", "True"};
+    for (size_t i = 0; v && i < sizeof(yes) / sizeof(yes[0]); i++)
+        if (strcmp(v, yes[i]) == 0)
+            return true;
+    return false;
+}
+
+bool model_waypoint_ingress(const model_cluster_int_t *c, const char *ns, const model_labels_t *l)
+{
+    const char *v = model_labels_get(l, INGRESS_USE_WAYPOINT);
+    if (!v) {
+        const model_labels_t *nl = ns_labels(c, ns);
+        v = nl ? model_labels_get(nl, INGRESS_USE_WAYPOINT) : NULL;
+    }
+    return parse_bool(v);
+}
+
+void model_waypoint_addr(const model_cluster_int_t *c, const model_gateway_t *g,
+                         model_gw_addr_t *out)
+{
+    memset(out, 0, sizeof(*out));
+    out->network = c->network;
+    out->hbone_port = 15008;
+    out->waypoint = true;
+    if (g->hostname) {
+        out->hostname = g->hostname;
+        out->ns = g->ns;
+    } else {
+        out->ip = g->ip;
+    }
+}
+
+/* Whether the object named ns/name with labels l is bound to key. */
+static bool bound_to(const model_cluster_int_t *c, const char *ns, const model_labels_t *l,
+                     const char *key)
+{
+    char k[512];
+    return model_waypoint_binding(c, ns, l, k, sizeof(k)) && strcmp(k, key) == 0;
+}
+
+void model_waypoint_mark(model_t *m, model_cluster_int_t *c, const model_gateway_t *g)
+{
+    char key[512];
+    snprintf(key, sizeof(key), "%s/%s", g->ns, g->name);
+    const base_map_t *h = &c->objs[MODEL_KIND_SERVICE];
+    for (base_map_ent_t *e = base_map_first(h); e; e = base_map_next(h, e)) {
+        const model_service_t *s = e->val;
+        if (bound_to(c, s->ns, &s->labels, key))
+            model_mark_service(m, s->ns, s->name);
+    }
+    h = &c->objs[MODEL_KIND_POD];
+    for (base_map_ent_t *e = base_map_first(h); e; e = base_map_next(h, e)) {
+        const model_pod_t *p = e->val;
+        if (bound_to(c, p->ns, &p->labels, key))
+            model_mark_pod(m, c, p->ns, p->name);
+    }
+}

@@ -1,0 +1,407 @@
+/*
+ * test_waypoint.c - istio.io/use-waypoint on Namespaces, Services and Pods
+ * gives Service.waypoint and Workload.waypoint as istiod does (waypoint.c,
+ * derive.c), and a global service's clusters that disagree are reported.
+ */
+#include "model.h"
+#include "testcheck.h"
+
+#include <check.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define USE "istio.io/use-waypoint"
+#define USE_NS "istio.io/use-waypoint-namespace"
+#define SVC_A "ns/a.ns.svc.cluster.local"
+#define POD_A "c1//Pod/ns/a-0"
+
+static const model_view_t V1 = {"c1", "n1"}, V2 = {"c2", "n2"};
+
+static void labels(model_labels_t *l, const char *const *kv)
+{
+    for (; kv && kv[0]; kv += 2)
+        ck_assert_int_eq(model_labels_set(l, kv[0], kv[1]), 0);
+}
+
+static model_namespace_t *mk_ns(const char *name, const char *const *kv)
+{
+    model_namespace_t *n = calloc(1, sizeof(*n));
+    n->name = strdup(name);
+    labels(&n->labels, kv);
+    return n;
+}
+
+static model_service_t *mk_svc(const char *ns, const char *name, const char *vip,
+                               const char *const *kv)
+{
+    model_service_t *s = calloc(1, sizeof(*s));
+    s->ns = strdup(ns);
+    s->name = strdup(name);
+    labels(&s->labels, kv);
+    s->cluster_ips = calloc(1, sizeof(model_ip_t));
+    ck_assert_int_eq(model_ip_parse(vip, &s->cluster_ips[0]), 0);
+    s->ncluster_ips = 1;
+    s->ports = calloc(1, sizeof(model_svc_port_t));
+    s->ports[0].name = strdup("http");
+    s->ports[0].port = 80;
+    s->ports[0].target_port = 8080;
+    s->nports = 1;
+    return s;
+}
+
+static model_pod_t *mk_pod(const char *ns, const char *name, const char *ip, const char *const *kv)
+{
+    model_pod_t *p = calloc(1, sizeof(*p));
+    p->ns = strdup(ns);
+    p->name = strdup(name);
+    p->ips = calloc(1, sizeof(model_ip_t));
+    ck_assert_int_eq(model_ip_parse(ip, &p->ips[0]), 0);
+    p->nips = 1;
+    p->service_account = strdup("default");
+    p->ambient = true;
+    p->ready = true;
+    labels(&p->labels, kv);
+    return p;
+}
+
+/* Gateway ns/name with address addr (an IP, or a hostname when it has a
+ * letter; NULL: no address yet) and label istio.io/waypoint-for. */
+static model_gateway_t *mk_gw(const char *ns, const char *name, const char *addr, model_wp_for_t wf)
+{
+    model_gateway_t *g = calloc(1, sizeof(*g));
+    g->ns = strdup(ns);
+    g->name = strdup(name);
+    g->waypoint_for = wf;
+    if (addr && model_ip_parse(addr, &g->ip) < 0)
+        g->hostname = strdup(addr);
+    return g;
+}
+
+static model_t *mesh(void)
+{
+    model_t *m = model_new(NULL);
+    add_cluster(m, "c1", "n1", "192.0.2.1");
+    add_cluster(m, "c2", "n2", "192.0.2.2");
+    return m;
+}
+
+static const model_out_service_t *svc(const model_snapshot_t *s, const model_view_t *v,
+                                      const char *key)
+{
+    const model_res_t *r = model_snapshot_get(s, v, key);
+    ck_assert_ptr_nonnull(r);
+    return model_res_service(r);
+}
+
+static const model_out_workload_t *wl(const model_snapshot_t *s, const model_view_t *v,
+                                      const char *uid)
+{
+    const model_res_t *r = model_snapshot_get(s, v, uid);
+    ck_assert_ptr_nonnull(r);
+    return model_res_workload(r);
+}
+
+/* The waypoint of a Workload: its GW member when marked so. */
+static const model_gw_addr_t *wl_wp(const model_out_workload_t *w)
+{
+    return w->gateway && w->gateway->waypoint ? w->gateway : NULL;
+}
+
+static void expect_ip(const model_gw_addr_t *g, const char *net, const char *ip)
+{
+    ck_assert_ptr_nonnull(g);
+    model_ip_t want;
+    ck_assert_int_eq(model_ip_parse(ip, &want), 0);
+    ck_assert(model_ip_equal(&g->ip, &want));
+    ck_assert_str_eq(g->network, net);
+    ck_assert_ptr_null(g->hostname);
+    ck_assert_uint_eq(g->hbone_port, 15008);
+}
+
+/* Namespace ns (labels nskv) in c1 with Service a (svckv) and its pod a-0
+ * (podkv), and Gateways ns/wp (service) and ns/wl (workload). */
+static model_t *setup(const char *const *nskv, const char *const *svckv, const char *const *podkv)
+{
+    model_t *m = mesh();
+    apply(m, "c1", MODEL_KIND_NAMESPACE, mk_ns("ns", nskv));
+    apply(m, "c1", MODEL_KIND_SERVICE, mk_svc("ns", "a", "10.96.0.1", svckv));
+    apply(m, "c1", MODEL_KIND_POD, mk_pod("ns", "a-0", "10.1.0.1", podkv));
+    apply(m, "c1", MODEL_KIND_GATEWAY, mk_gw("ns", "wp", "10.0.9.1", MODEL_WP_SERVICE));
+    apply(m, "c1", MODEL_KIND_GATEWAY, mk_gw("ns", "wl", "10.0.9.2", MODEL_WP_WORKLOAD));
+    return m;
+}
+
+START_TEST(namespace_label_binds_its_services)
+{
+    static const char *const nskv[] = {USE, "wp", NULL};
+    model_t *m = setup(nskv, NULL, NULL);
+    model_snapshot_t *s = model_commit(m);
+    const model_out_service_t *o = svc(s, &V1, SVC_A);
+    expect_ip(o->waypoint, "n1", "10.0.9.1");
+    ck_assert(!o->ingress_use_waypoint);
+    /* a service-only waypoint: the pod has none */
+    ck_assert_ptr_null(wl_wp(wl(s, &V1, POD_A)));
+    model_snapshot_unref(s);
+    model_free(m);
+}
+END_TEST
+
+START_TEST(service_label_overrides_namespace)
+{
+    static const char *const nskv[] = {USE, "other", NULL};
+    static const char *const svckv[] = {USE, "wp", NULL};
+    model_t *m = setup(nskv, svckv, NULL);
+    apply(m, "c1", MODEL_KIND_GATEWAY, mk_gw("ns", "other", "10.0.9.3", MODEL_WP_SERVICE));
+    model_snapshot_t *s = model_commit(m);
+    expect_ip(svc(s, &V1, SVC_A)->waypoint, "n1", "10.0.9.1");
+    model_snapshot_unref(s);
+    model_free(m);
+}
+END_TEST
+
+START_TEST(none_on_service_blocks_namespace)
+{
+    static const char *const nskv[] = {USE, "wp", NULL};
+    static const char *const svckv[] = {USE, "none", NULL};
+    model_t *m = setup(nskv, svckv, NULL);
+    model_snapshot_t *s = model_commit(m);
+    ck_assert_ptr_null(svc(s, &V1, SVC_A)->waypoint);
+    model_snapshot_unref(s);
+    model_free(m);
+}
+END_TEST
+
+START_TEST(use_waypoint_namespace_names_the_gateways_namespace)
+{
+    static const char *const svckv[] = {USE, "shared", USE_NS, "istio-waypoints", NULL};
+    model_t *m = setup(NULL, svckv, NULL);
+    apply(m, "c1", MODEL_KIND_GATEWAY,
+          mk_gw("istio-waypoints", "shared", "wp.example.com", MODEL_WP_ALL));
+    model_snapshot_t *s = model_commit(m);
+    const model_gw_addr_t *g = svc(s, &V1, SVC_A)->waypoint;
+    ck_assert_ptr_nonnull(g);
+    /* a hostname address: NamespacedHostname in the Gateway's namespace */
+    ck_assert_str_eq(g->hostname, "wp.example.com");
+    ck_assert_str_eq(g->ns, "istio-waypoints");
+    ck_assert_uint_eq(g->hbone_port, 15008);
+    model_snapshot_unref(s);
+    model_free(m);
+}
+END_TEST
+
+START_TEST(hostname_wins_over_ip_and_ip_is_the_clusters_network)
+{
+    static const char *const svckv[] = {USE, "wp", NULL};
+    model_t *m = setup(NULL, svckv, NULL);
+    model_snapshot_t *s1 = model_commit(m);
+    expect_ip(svc(s1, &V1, SVC_A)->waypoint, "n1", "10.0.9.1");
+    model_gateway_t *g = mk_gw("ns", "wp", "wp.ns.example.com", MODEL_WP_SERVICE);
+    ck_assert_int_eq(model_ip_parse("10.0.9.1", &g->ip), 0);
+    apply(m, "c1", MODEL_KIND_GATEWAY, g);
+    model_snapshot_t *s2 = model_commit(m);
+    const model_gw_addr_t *w = svc(s2, &V1, SVC_A)->waypoint;
+    ck_assert_ptr_nonnull(w);
+    ck_assert_str_eq(w->hostname, "wp.ns.example.com");
+    ck_assert_str_eq(w->ns, "ns");
+    model_snapshot_unref(s1);
+    model_snapshot_unref(s2);
+    model_free(m);
+}
+END_TEST
+
+START_TEST(waypoint_for_gates_services_and_workloads)
+{
+    /* the namespace binds wl (workload only): pods get it, services not */
+    static const char *const nskv[] = {USE, "wl", NULL};
+    model_t *m = setup(nskv, NULL, NULL);
+    model_snapshot_t *s = model_commit(m);
+    ck_assert_ptr_null(svc(s, &V1, SVC_A)->waypoint);
+    const model_out_workload_t *w = wl(s, &V1, POD_A);
+    expect_ip(wl_wp(w), "n1", "10.0.9.2");
+    /* a waypoint is never the pod's network gateway */
+    ck_assert(w->gateway->waypoint);
+    model_snapshot_unref(s);
+    /* all takes both; none and unknown values take neither */
+    apply(m, "c1", MODEL_KIND_GATEWAY, mk_gw("ns", "wl", "10.0.9.2", MODEL_WP_ALL));
+    s = model_commit(m);
+    ck_assert_ptr_nonnull(svc(s, &V1, SVC_A)->waypoint);
+    ck_assert_ptr_nonnull(wl_wp(wl(s, &V1, POD_A)));
+    model_snapshot_unref(s);
+    apply(m, "c1", MODEL_KIND_GATEWAY, mk_gw("ns", "wl", "10.0.9.2", MODEL_WP_NONE));
+    s = model_commit(m);
+    ck_assert_ptr_null(svc(s, &V1, SVC_A)->waypoint);
+    ck_assert_ptr_null(wl_wp(wl(s, &V1, POD_A)));
+    model_snapshot_unref(s);
+    model_free(m);
+}
+END_TEST
+
+START_TEST(service_waypoint_never_reaches_its_pods)
+{
+    static const char *const svckv[] = {USE, "wl", NULL};
+    model_t *m = setup(NULL, svckv, NULL);
+    apply(m, "c1", MODEL_KIND_GATEWAY, mk_gw("ns", "wl", "10.0.9.2", MODEL_WP_ALL));
+    model_snapshot_t *s = model_commit(m);
+    ck_assert_ptr_nonnull(svc(s, &V1, SVC_A)->waypoint);
+    ck_assert_ptr_null(wl_wp(wl(s, &V1, POD_A)));
+    model_snapshot_unref(s);
+    model_free(m);
+}
+END_TEST
+
+START_TEST(waypoint_service_and_instances_get_none)
+{
+    static const char *const nskv[] = {USE, "wl", NULL};
+    static const char *const managed_kv[] = {"gateway.istio.io/managed", "istio.io-mesh-controller",
+                                             NULL};
+    static const char *const inst_kv[] = {"gateway.networking.k8s.io/gateway-name", "wl", NULL};
+    model_t *m = setup(nskv, NULL, NULL);
+    apply(m, "c1", MODEL_KIND_GATEWAY, mk_gw("ns", "wl", "10.0.9.2", MODEL_WP_ALL));
+    apply(m, "c1", MODEL_KIND_SERVICE, mk_svc("ns", "wl", "10.96.0.9", managed_kv));
+    apply(m, "c1", MODEL_KIND_POD, mk_pod("ns", "wl-0", "10.1.0.9", inst_kv));
+    model_snapshot_t *s = model_commit(m);
+    ck_assert_ptr_nonnull(svc(s, &V1, SVC_A)->waypoint);
+    ck_assert_ptr_null(svc(s, &V1, "ns/wl.ns.svc.cluster.local")->waypoint);
+    ck_assert_ptr_null(wl_wp(wl(s, &V1, "c1//Pod/ns/wl-0")));
+    model_snapshot_unref(s);
+    model_free(m);
+}
+END_TEST
+
+START_TEST(ingress_use_waypoint_only_with_a_waypoint)
+{
+    static const char *const nskv[] = {"istio.io/ingress-use-waypoint", "true", NULL};
+    static const char *const svckv[] = {USE, "wp", NULL};
+    model_t *m = setup(nskv, svckv, NULL);
+    apply(m, "c1", MODEL_KIND_SERVICE, mk_svc("ns", "b", "10.96.0.2", NULL));
+    model_snapshot_t *s = model_commit(m);
+    ck_assert(svc(s, &V1, SVC_A)->ingress_use_waypoint);
+    ck_assert(!svc(s, &V1, "ns/b.ns.svc.cluster.local")->ingress_use_waypoint);
+    model_snapshot_unref(s);
+    /* the Service's own label wins; ParseBool takes "0" as false */
+    static const char *const off[] = {USE, "wp", "istio.io/ingress-use-waypoint", "0", NULL};
+    apply(m, "c1", MODEL_KIND_SERVICE, mk_svc("ns", "a", "10.96.0.1", off));
+    s = model_commit(m);
+    ck_assert(!svc(s, &V1, SVC_A)->ingress_use_waypoint);
+    model_snapshot_unref(s);
+    model_free(m);
+}
+END_TEST
+
+START_TEST(missing_or_unready_waypoint_is_none)
+{
+    static const char *const nskv[] = {USE, "wp", NULL};
+    static const char *const svckv[] = {USE, "absent", NULL};
+    model_t *m = setup(nskv, svckv, NULL);
+    model_snapshot_t *s = model_commit(m);
+    /* a binding to a Gateway that does not exist: none, no fallback */
+    ck_assert_ptr_null(svc(s, &V1, SVC_A)->waypoint);
+    model_snapshot_unref(s);
+    /* it appears without an address, then gets one */
+    apply(m, "c1", MODEL_KIND_GATEWAY, mk_gw("ns", "absent", NULL, MODEL_WP_SERVICE));
+    s = model_commit(m);
+    ck_assert_ptr_null(svc(s, &V1, SVC_A)->waypoint);
+    model_snapshot_unref(s);
+    apply(m, "c1", MODEL_KIND_GATEWAY, mk_gw("ns", "absent", "10.0.9.7", MODEL_WP_SERVICE));
+    s = model_commit(m);
+    expect_ip(svc(s, &V1, SVC_A)->waypoint, "n1", "10.0.9.7");
+    model_snapshot_unref(s);
+    /* and goes */
+    apply_op(m, "c1", MODEL_KIND_GATEWAY, MODEL_OP_DELETE, mk_gw("ns", "absent", NULL, 0));
+    s = model_commit(m);
+    ck_assert_ptr_null(svc(s, &V1, SVC_A)->waypoint);
+    model_snapshot_unref(s);
+    model_free(m);
+}
+END_TEST
+
+START_TEST(namespace_label_change_reaches_pods)
+{
+    model_t *m = setup(NULL, NULL, NULL);
+    model_snapshot_t *s = model_commit(m);
+    ck_assert_ptr_null(wl_wp(wl(s, &V1, POD_A)));
+    model_snapshot_unref(s);
+    static const char *const nskv[] = {USE, "wl", NULL};
+    apply(m, "c1", MODEL_KIND_NAMESPACE, mk_ns("ns", nskv));
+    s = model_commit(m);
+    expect_ip(wl_wp(wl(s, &V1, POD_A)), "n1", "10.0.9.2");
+    model_snapshot_unref(s);
+    apply(m, "c1", MODEL_KIND_NAMESPACE, mk_ns("ns", NULL));
+    s = model_commit(m);
+    ck_assert_ptr_null(wl_wp(wl(s, &V1, POD_A)));
+    model_snapshot_unref(s);
+    model_free(m);
+}
+END_TEST
+
+/* c1 and c2 export ns/a bound to different waypoints: the merged service
+ * takes the base cluster's (the older Service, then the smaller id) and
+ * the service info says how they disagree. */
+START_TEST(multicluster_disagreement_is_a_conflict)
+{
+    static const char *const kv1[] = {"istio.io/global", "true", USE, "wp", NULL};
+    static const char *const kv2[] = {"istio.io/global", "true", USE, "other", NULL};
+    model_t *m = mesh();
+    apply(m, "c1", MODEL_KIND_NAMESPACE, mk_ns("ns", NULL));
+    apply(m, "c2", MODEL_KIND_NAMESPACE, mk_ns("ns", NULL));
+    apply(m, "c1", MODEL_KIND_GATEWAY, mk_gw("ns", "wp", "10.0.9.1", MODEL_WP_SERVICE));
+    apply(m, "c2", MODEL_KIND_GATEWAY, mk_gw("ns", "other", "10.0.9.5", MODEL_WP_SERVICE));
+    model_service_t *a2 = mk_svc("ns", "a", "10.96.1.1", kv2);
+    a2->created = 200;
+    model_service_t *a1 = mk_svc("ns", "a", "10.96.0.1", kv1);
+    a1->created = 100;
+    apply(m, "c2", MODEL_KIND_SERVICE, a2);
+    apply(m, "c1", MODEL_KIND_SERVICE, a1);
+    model_snapshot_t *s = model_commit(m);
+    expect_ip(svc(s, &V1, SVC_A)->waypoint, "n1", "10.0.9.1");
+    expect_ip(svc(s, &V2, SVC_A)->waypoint, "n1", "10.0.9.1");
+    model_service_info_t si;
+    ck_assert(model_service_info(m, "ns/a", &si));
+    ck_assert_str_eq(si.base_cluster, "c1");
+    ck_assert_ptr_nonnull(si.conflict);
+    ck_assert_msg(strstr(si.conflict, "waypoint ns/other in cluster c2 differs from ns/wp in "
+                                      "cluster c1 (ns/wp is used)"),
+                  "%s", si.conflict);
+    model_snapshot_unref(s);
+    /* agreeing again: no conflict */
+    static const char *const kv2b[] = {"istio.io/global", "true", USE, "wp", NULL};
+    model_service_t *a2b = mk_svc("ns", "a", "10.96.1.1", kv2b);
+    a2b->created = 200;
+    apply(m, "c2", MODEL_KIND_SERVICE, a2b);
+    s = model_commit(m);
+    ck_assert(model_service_info(m, "ns/a", &si));
+    ck_assert_ptr_null(si.conflict);
+    model_snapshot_unref(s);
+    model_free(m);
+}
+END_TEST
+
+static Suite *suite(void)
+{
+    Suite *s = suite_create("waypoint");
+    TCase *t = tcase_create("core");
+    tcase_add_test(t, namespace_label_binds_its_services);
+    tcase_add_test(t, service_label_overrides_namespace);
+    tcase_add_test(t, none_on_service_blocks_namespace);
+    tcase_add_test(t, use_waypoint_namespace_names_the_gateways_namespace);
+    tcase_add_test(t, hostname_wins_over_ip_and_ip_is_the_clusters_network);
+    tcase_add_test(t, waypoint_for_gates_services_and_workloads);
+    tcase_add_test(t, service_waypoint_never_reaches_its_pods);
+    tcase_add_test(t, waypoint_service_and_instances_get_none);
+    tcase_add_test(t, ingress_use_waypoint_only_with_a_waypoint);
+    tcase_add_test(t, missing_or_unready_waypoint_is_none);
+    tcase_add_test(t, namespace_label_change_reaches_pods);
+    tcase_add_test(t, multicluster_disagreement_is_a_conflict);
+    suite_add_tcase(s, t);
+    return s;
+}
+
+int main(void)
+{
+    SRunner *r = srunner_create(suite());
+    srunner_run_all(r, CK_NORMAL);
+    int failed = srunner_ntests_failed(r);
+    srunner_free(r);
+    return failed ? 1 : 0;
+}
