@@ -298,11 +298,20 @@ static size_t take(ctl_t *c, ctl_event_t *out, size_t max)
     return n;
 }
 
+/* Clusters that disagree on a global service (ports, waypoint, scope) are
+ * shown in /debug/servicez; each new disagreement is logged once. */
+static void log_conflict(const model_service_info_t *si, void *arg)
+{
+    (void)arg;
+    ctl_log(CTL_WARN, "service %s: clusters disagree: %s", si->key, si->conflict);
+}
+
 static void commit(ctl_t *c)
 {
     uint64_t t0 = now_us();
     pthread_mutex_lock(&c->model_lock);
     model_snapshot_t *s = model_commit(c->model);
+    model_each_new_conflict(c->model, log_conflict, NULL);
     pthread_mutex_unlock(&c->model_lock);
     atomic_fetch_add(&ctl_metrics.commits, 1);
     atomic_fetch_add(&ctl_metrics.commit_us_sum, now_us() - t0);

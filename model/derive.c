@@ -957,7 +957,7 @@ static void record_state(build_t *b, const char *key, const svc_inputs_t *si, ch
     strv_free(st->clusters, st->nclusters);
     free(st->scopes);
     free(st->base_cluster);
-    free(st->conflict);
+    char *was = st->conflict;
     st->names = names;
     st->nnames = nnames;
     st->clusters = calloc(si->nin + 1, sizeof(char *));
@@ -969,6 +969,10 @@ static void record_state(build_t *b, const char *key, const svc_inputs_t *si, ch
     }
     st->base_cluster = si->base ? strdup(si->base->c->id) : NULL;
     st->conflict = si->base ? describe_conflict(si->in, si->nin, si->base) : NULL;
+    if (st->conflict && (!was || strcmp(was, st->conflict) != 0) &&
+        !base_map_get(&m->new_conflicts, key))
+        base_map_put(&m->new_conflicts, key, m);
+    free(was);
     if (si->nin == 0) {
         base_map_del(&m->svc_state, key);
         model_svc_state_free(st);

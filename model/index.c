@@ -854,6 +854,7 @@ model_t *model_new(const model_config_t *cfg)
     base_map_init(&m->dirty_authz);
     base_map_init(&m->dirty_pol);
     base_map_init(&m->svc_state);
+    base_map_init(&m->new_conflicts);
     m->map = model_pmap_new(&model_entry_ops);
     m->emap = model_pmap_new(&model_entry_ops);
     m->amap = model_pmap_new(&model_entry_ops);
@@ -888,6 +889,7 @@ void model_free(model_t *m)
     base_map_destroy(&m->dirty_authz, NULL);
     base_map_destroy(&m->dirty_pol, pol_mark_free);
     base_map_destroy(&m->svc_state, model_svc_state_free);
+    base_map_destroy(&m->new_conflicts, NULL);
     for (size_t i = 0; i < m->ngw_names; i++)
         free(m->gw_names[i]);
     free(m->gw_names);

@@ -79,3 +79,14 @@ uint64_t model_scope_evaluations(const model_t *m)
 {
     return m->scope_evals;
 }
+
+void model_each_new_conflict(model_t *m, model_service_fn fn, void *arg)
+{
+    for (base_map_ent_t *e = base_map_first(&m->new_conflicts); e;
+         e = base_map_next(&m->new_conflicts, e)) {
+        model_service_info_t si;
+        if (model_service_info(m, e->key, &si) && si.conflict)
+            fn(&si, arg);
+    }
+    base_map_destroy(&m->new_conflicts, NULL);
+}

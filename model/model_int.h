@@ -164,7 +164,8 @@ struct model {
     base_map_t dirty_pol;    /* "cluster\nns" -> pods a policy event may move (index.c) */
     char *root_ns;
     bool dirty_gateways;
-    base_map_t svc_state; /* "ns/name" -> model_svc_state_t */
+    base_map_t svc_state;     /* "ns/name" -> model_svc_state_t */
+    base_map_t new_conflicts; /* "ns/name" whose conflict changed (model_each_new_conflict) */
     char **gw_names;
     size_t ngw_names;
     model_pmap_t *map;  /* the last committed resources */

@@ -335,6 +335,12 @@ START_TEST(namespace_label_change_reaches_pods)
 }
 END_TEST
 
+static void count_conflict(const model_service_info_t *si, void *arg)
+{
+    ck_assert_str_eq(si->key, "ns/a");
+    (*(int *)arg)++;
+}
+
 /* c1 and c2 export ns/a bound to different waypoints: the merged service
  * takes the base cluster's (the older Service, then the smaller id) and
  * the service info says how they disagree. */
@@ -363,6 +369,15 @@ START_TEST(multicluster_disagreement_is_a_conflict)
     ck_assert_msg(strstr(si.conflict, "waypoint ns/other in cluster c2 differs from ns/wp in "
                                       "cluster c1 (ns/wp is used)"),
                   "%s", si.conflict);
+    /* reported once, for the log */
+    int n = 0;
+    model_each_new_conflict(m, count_conflict, &n);
+    ck_assert_int_eq(n, 1);
+    model_snapshot_unref(s);
+    apply(m, "c1", MODEL_KIND_NAMESPACE, mk_ns("ns", NULL));
+    s = model_commit(m);
+    model_each_new_conflict(m, count_conflict, &n);
+    ck_assert_int_eq(n, 1);
     model_snapshot_unref(s);
     /* agreeing again: no conflict */
     static const char *const kv2b[] = {"istio.io/global", "true", USE, "wp", NULL};

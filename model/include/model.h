@@ -358,6 +358,9 @@ void model_each_cluster(const model_t *m, model_cluster_fn fn, void *arg);
 void model_each_service(const model_t *m, model_service_fn fn, void *arg);
 /* One service ("ns/name") as of the last commit; false if unknown. */
 bool model_service_info(const model_t *m, const char *key, model_service_info_t *out);
+/* fn for each service whose conflict became a new one in the commits since
+ * the last call (once per change, to log it once); then forgets them. */
+void model_each_new_conflict(model_t *m, model_service_fn fn, void *arg);
 const model_scope_rules_t *model_rules(const model_t *m);
 /* Objects of one kind in one cluster: fn(obj) for each (borrowed). */
 void model_each_object(const model_t *m, const char *cluster, model_kind_t kind,
@@ -934,15 +937,6 @@ bool model_authz_policy_sent(const model_authz_policy_t *p, const model_authz_op
  * memory (*out NULL, st cleared). */
 int model_authz_convert(const model_authz_policy_t *p, const model_authz_opts_t *o,
                         model_out_authz_t **out, model_authz_status_t *st);
-
-/* The first IP, CIDR or port of p that istiod would drop (it cannot parse
- * it) where dropping lets through what p was written to stop: a DENY's
- * ipBlocks, ports and their when keys, an ALLOW's notIpBlocks, notPorts and
- * their when notValues. err gets "<what>: spec.<path>[i]: bad ...". istiod
- * relies on its validating webhook to keep these out; meshfed has none, so
- * its callers treat such a policy as one that does not decode (see
- * kube_obj_decode_failsafe). 0 valid, -1 not. */
-int model_authz_policy_check(const model_authz_policy_t *p, char *err, size_t errlen);
 
 /* PeerAuthentication. The static policy "<root>/istio_converted_static_strict"
  * exists iff any PeerAuthentication does. */
