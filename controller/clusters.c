@@ -291,7 +291,8 @@ static void on_object(ctl_kube_t *k, const char *cluster, kube_res_t res, kube_e
         del = true;
     if (del) {
         o = ctl_kube_identity_of(kind, obj);
-    } else if (kube_obj_decode(kind, obj, &o, err, sizeof(err)) < 0) {
+    } else if (kube_obj_decode(kind, obj, &o, err, sizeof(err)) < 0 ||
+               (kind == MODEL_KIND_AUTHZ_POLICY && ctl_policy_refused(&o, err, sizeof(err)))) {
         char key[160], msg[CTL_ERRLEN + 300];
         atomic_fetch_add(sec ? &ctl_metrics.policy_errors : &ctl_metrics.decode_errors, 1);
         bool failsafe = sec && kube_obj_decode_failsafe(kind, obj, err, &o) == 0;

@@ -335,6 +335,15 @@ bool ctl_in_revision(const char *label, const char *rev)
     return !label || !rev || !rev[0] || strcmp(label, rev) == 0;
 }
 
+bool ctl_policy_refused(void **p, char *err, size_t errlen)
+{
+    if (model_authz_policy_check(*p, err, errlen) == 0)
+        return false;
+    model_authz_policy_free(*p);
+    *p = NULL;
+    return true;
+}
+
 void ctl_config_free(ctl_config_t *c)
 {
     for (size_t i = 0; i < NSETTINGS; i++)

@@ -158,6 +158,12 @@ bool ctl_auth_service_account(const char *user, char *ns, size_t nslen, char *sa
  * else only its own (istiod's inRevision). */
 bool ctl_in_revision(const char *label, const char *rev);
 
+/* Whether the decoded AuthorizationPolicy *p holds a value that istiod
+ * would drop to its loss (model_authz_policy_check): then it is freed, *p
+ * set to NULL and err says why, and the caller treats it as one that did
+ * not decode. */
+bool ctl_policy_refused(void **p, char *err, size_t errlen);
+
 /* ---------- leader election and ServiceScope status ---------- */
 
 typedef struct ctl_status ctl_status_t;

@@ -280,7 +280,8 @@ static int load_doc(json_t *doc, void *arg)
     if ((k == MODEL_KIND_AUTHZ_POLICY || k == MODEL_KIND_PEER_AUTHN) &&
         !ctl_in_revision(rev, ctl_config(l->d->ctl)->revision))
         return 0;
-    if (kube_decode(k, doc, &obj, err, sizeof(err)) < 0) {
+    if (kube_decode(k, doc, &obj, err, sizeof(err)) < 0 ||
+        (k == MODEL_KIND_AUTHZ_POLICY && ctl_policy_refused(&obj, err, sizeof(err)))) {
         bool sec = k == MODEL_KIND_AUTHZ_POLICY || k == MODEL_KIND_PEER_AUTHN;
         atomic_fetch_add(sec ? &ctl_metrics.policy_errors : &ctl_metrics.decode_errors, 1);
         invalid(l, kind, err);

@@ -769,9 +769,10 @@ static const metric_t metrics_ctl[] = {
 static const metric_t metrics_kube[] = {
     {"meshfed_leader", "1 while this replica holds the lease and writes status.", "gauge",
      get_leader, 0, NULL},
-    {"meshfed_status_writes_total", "ServiceScope status updates written.", "counter",
-     CTL(status_writes)},
-    {"meshfed_status_errors_total", "ServiceScope status writes that failed.", "counter",
+    {"meshfed_status_writes_total", "ServiceScope and AuthorizationPolicy status updates written.",
+     "counter", CTL(status_writes)},
+    {"meshfed_status_errors_total",
+     "ServiceScope and AuthorizationPolicy status writes that failed.", "counter",
      CTL(status_errors)},
     {"meshfed_kube_lists_total", "List pages received.", "counter", KUBE(lists)},
     {"meshfed_kube_watches_total", "Watch requests started.", "counter", KUBE(watches)},

@@ -109,13 +109,16 @@ static void collect_policies(const model_t *m, void *arg)
     model_each_authz(m, c->cluster, policy_info, c);
 }
 
-/* PATCH body {"status":{"conditions":[cond]}} on ns/name's status. */
-static bool patch_policy(ctl_status_t *s, const char *key, json_t *cond)
+/* PATCH body {"status":{"conditions":[cond]}} on ns/name's status: 1
+ * written, 0 refused (not retried until the condition changes: a 403 from
+ * an older chart's ClusterRole would otherwise be logged every pass), -1
+ * worth retrying (transport, 429, 5xx). */
+static int patch_policy(ctl_status_t *s, const char *key, json_t *cond)
 {
     char path[600], err[CTL_ERRLEN], ns[256];
     const char *slash = strchr(key, '/');
     if (!slash || (size_t)(slash - key) >= sizeof(ns))
-        return false;
+        return 0;
     snprintf(ns, sizeof(ns), "%.*s", (int)(slash - key), key);
     snprintf(path, sizeof(path),
              "/apis/security.istio.io/v1/namespaces/%s/authorizationpolicies/%s/status", ns,
@@ -131,14 +134,16 @@ static bool patch_policy(ctl_status_t *s, const char *key, json_t *cond)
     free(resp);
     if (rc == 0 && code / 100 == 2) {
         atomic_fetch_add(&ctl_metrics.status_writes, 1);
-        return true;
+        return 1;
     }
     atomic_fetch_add(&ctl_metrics.status_errors, 1);
-    ctl_log(CTL_WARN, "AuthorizationPolicy %s: writing status: %s", key,
+    ctl_log(CTL_WARN, "AuthorizationPolicy %s: writing status: %s (HTTP %ld)", key,
             rc < 0        ? err
             : code == 404 ? "not found"
-                          : "refused by the API server");
-    return false;
+            : code == 403 ? "forbidden (does the ClusterRole grant authorizationpolicies/status?)"
+                          : "refused by the API server",
+            code);
+    return rc < 0 || code == 429 || code >= 500 ? -1 : 0;
 }
 
 static void write_policies(ctl_status_t *s)
@@ -179,7 +184,8 @@ static void write_policies(ctl_status_t *s)
             now_rfc3339(ts, sizeof(ts));
             json_object_set_new(cond, "lastTransitionTime", json_string(ts));
         }
-        if (patch_policy(s, key, cond)) {
+        int w = patch_policy(s, key, cond);
+        if (w >= 0) {
             pthread_mutex_lock(&s->lock);
             if (json_object_get(s->policies, key))
                 json_object_set(s->pwritten, key, cond);

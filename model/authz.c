@@ -405,6 +405,85 @@ static int cidrs_add(model_cidr_t **v, size_t *n, const model_strlist_t *l)
     return 0;
 }
 
+/* ---------- values istiod drops where dropping opens ----------
+ *
+ * istiod drops an IP, CIDR or port it cannot parse, trusting its validating
+ * webhook to keep such values out. Dropping from an ALLOW's ipBlocks or
+ * ports, or a DENY's notIpBlocks or notPorts, only narrows what is let
+ * through; dropping from a DENY's ipBlocks or ports, or an ALLOW's
+ * notIpBlocks or notPorts, lets through what the policy was written to
+ * stop (a DENY whose only CIDR is dropped denies nothing). meshfed has no
+ * webhook, so those are refused. */
+
+typedef struct check_ctx {
+    const model_authz_policy_t *p;
+    char *err;
+    size_t errlen;
+} check_ctx_t;
+
+/* l at spec.<where>: every value an IP or CIDR (ip), or a port. */
+static int check_list(check_ctx_t *c, const char *where, const model_strlist_t *l, bool ip)
+{
+    model_cidr_t cidr;
+    uint32_t port;
+    for (size_t i = 0; i < l->n; i++) {
+        const char *v = l->v[i];
+        if (ip ? !v[0] || cidr_parse(v, &cidr) : port_parse(v, &port))
+            continue;
+        snprintf(c->err, c->errlen,
+                 "AuthorizationPolicy %s/%s: spec.%s[%zu]: bad %s \"%.64s\" (istiod would drop "
+                 "it, which lets through what this %s was written to stop)",
+                 c->p->ns ? c->p->ns : "", c->p->name ? c->p->name : "", where, i,
+                 ip ? "IP address or CIDR range" : "port", v,
+                 c->p->action == MODEL_AP_DENY ? "DENY" : "ALLOW");
+        return -1;
+    }
+    return 0;
+}
+
+/* The when keys whose values istiod parses: 1 IP, 2 port, 0 neither. */
+static int when_parsed(const char *key)
+{
+    if (strcmp(key, "source.ip") == 0 || strcmp(key, "destination.ip") == 0)
+        return 1;
+    return strcmp(key, "destination.port") == 0 ? 2 : 0;
+}
+
+int model_authz_policy_check(const model_authz_policy_t *p, char *err, size_t errlen)
+{
+    check_ctx_t c = {p, err, errlen};
+    char at[160];
+    bool deny = p->action == MODEL_AP_DENY;
+    if (p->action != MODEL_AP_ALLOW && !deny)
+        return 0;
+    for (size_t r = 0; r < p->nrules; r++) {
+        const model_ap_rule_t *x = &p->rules[r];
+        for (size_t i = 0; i < x->nfrom; i++) {
+            const model_ap_source_t *s = &x->from[i];
+            snprintf(at, sizeof(at), "rules[%zu].from[%zu].source.%s", r, i,
+                     deny ? "ipBlocks" : "notIpBlocks");
+            if (check_list(&c, at, deny ? &s->ip_blocks : &s->not_ip_blocks, true) < 0)
+                return -1;
+        }
+        for (size_t i = 0; i < x->nto; i++) {
+            const model_ap_operation_t *o = &x->to[i];
+            snprintf(at, sizeof(at), "rules[%zu].to[%zu].operation.%s", r, i,
+                     deny ? "ports" : "notPorts");
+            if (check_list(&c, at, deny ? &o->ports : &o->not_ports, false) < 0)
+                return -1;
+        }
+        for (size_t i = 0; i < x->nwhen; i++) {
+            const model_ap_condition_t *w = &x->when[i];
+            int k = when_parsed(w->key);
+            snprintf(at, sizeof(at), "rules[%zu].when[%zu].%s", r, i,
+                     deny ? "values" : "notValues");
+            if (k && check_list(&c, at, deny ? &w->values : &w->not_values, k == 1) < 0)
+                return -1;
+        }
+    }
+    return 0;
+}
+
 /* "ns/sa" splits at the first '/'; a bare "sa" is in the policy's namespace. */
 static int sas_add(model_sa_match_t **v, size_t *n, const model_strlist_t *l, const char *ns)
 {

@@ -18,7 +18,11 @@ same objects, written out below:
   - live edits: a policy's new rules re-send that policy and no workload; a
     new selector re-sends the workloads whose list changed; a deleted
     policy is removed;
-  - /debug/authorizationz and /debug/config_dump show the same.
+  - /debug/authorizationz and /debug/config_dump show the same;
+  - fail closed: a DENY holding a value istio's webhook refuses becomes a
+    DENY of every connection it selects, an ALLOW that does not decode one
+    that matches nothing, both counted; a policy of another istio.io/rev
+    is ignored.
 Usage: e2e_authz.py MESHFED_BINARY SOURCE_DIR
 """
 import base64
@@ -148,7 +152,61 @@ def static_view(src, xport, dport):
             zt.close()
 
 
-def live_edits(src, xport, demo):
+# Appended to east: a DENY whose CIDR istio's webhook refuses, an ALLOW that
+# does not decode, and two policies labelled with a revision (meshfed runs
+# with --revision stable).
+FAIL_CLOSED_DOCS = """
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata:
+  name: broken-deny
+  namespace: shop
+spec:
+  action: DENY
+  selector:
+    matchLabels:
+      app: ledger
+  rules:
+  - from:
+    - source:
+        ipBlocks: ["10.0.0.0/33"]
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata:
+  name: broken-allow
+  namespace: shop
+spec:
+  action: ALLOW
+  rules:
+  - to:
+    - operation:
+        ports: [8080]
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata:
+  name: canary-only
+  namespace: shop
+  labels:
+    istio.io/rev: canary
+spec:
+  action: DENY
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata:
+  name: stable-only
+  namespace: shop
+  labels:
+    istio.io/rev: stable
+spec:
+  action: DENY
+"""
+
+
+def live_edits(src, xport, dport, demo):
     zt = Ztunnel(src, xport, "east", NETWORKS["east"], authz=True)
     path = os.path.join(demo, "east", "cluster.yaml")
     try:
@@ -175,6 +233,27 @@ def live_edits(src, xport, demo):
         sent = zt.received[zt_type("addr")] - before[zt_type("addr")]
         check(sent == 2, f"only the two workloads whose list changed are re-sent ({sent})")
 
+        with open(path, "a") as f:
+            f.write(FAIL_CLOSED_DOCS)
+        check(zt.wait(lambda s: "shop/broken-deny" in zt.authz and "shop/stable-only" in zt.authz),
+              "a policy istio's webhook would refuse is still sent, and so is one of our revision")
+        bd = zt.authz.get("shop/broken-deny")
+        check(bd is not None and bd.action == 1 and bd.scope == 2 and len(bd.rules) == 1
+              and len(bd.rules[0].clauses) == 0,
+              f"a DENY with a bad CIDR fails closed: a DENY of every connection it selects ({bd})")
+        check("shop/canary-only" not in zt.authz, "a policy of another istio.io/rev is ignored")
+        ba = zt.authz.get("shop/broken-allow")
+        check(ba is not None and ba.action == 0 and len(ba.rules) == 0,
+              f"an ALLOW that does not decode fails closed: it matches nothing ({ba})")
+        az = get_json(dport, "/debug/authorizationz") or {}
+        st = az.get("clusters", {}).get("east", {}).get("shop/broken-deny", {}).get("status", {})
+        check(st.get("reason") == "InvalidPolicy" and "10.0.0.0/33" in st.get("message", "")
+              and "fail closed" in st.get("message", ""),
+              f"authorizationz: the stand-in's status says why ({st})")
+        m = get(dport, "/metrics")[1] or ""
+        check('meshfed_errors_total{kind="policy"} 2' in m,
+              "the two refused policies are counted as meshfed_errors_total{kind=\"policy\"}")
+
         edit(path, "  name: deny-foo\n", "  name: deny-foo\n  annotations:\n    istio.io/dry-run: 'true'\n")
         check(zt.wait(lambda s: "istio-system/deny-foo" not in zt.authz),
               "a policy that is no longer sent (dry run without the flag) is removed")
@@ -195,7 +274,8 @@ def main():
     shutil.copytree(os.path.join(src, "tests", "data", "authz"), demo)
     log = open(os.path.join(work, "meshfed.log"), "a+")
     proc = subprocess.Popen([binary, "--demo", demo, "--xds-listen", "127.0.0.1:0",
-                             "--debug-listen", "127.0.0.1:0", "--debounce-ms", "20"],
+                             "--debug-listen", "127.0.0.1:0", "--debounce-ms", "20",
+                             "--revision", "stable"],
                             stdout=log, stderr=log)
     try:
         ports = wait_for(lambda: log_ports(log))
@@ -203,7 +283,7 @@ def main():
             xport, dport = ports
             check(wait_for(lambda: get(dport, "/ready")[0] == 200), "/ready once both clusters synced")
             static_view(src, xport, dport)
-            live_edits(src, xport, demo)
+            live_edits(src, xport, dport, demo)
     finally:
         stop(proc)
         if FAILURES:

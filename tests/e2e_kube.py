@@ -293,6 +293,41 @@ def main():
         check(bool(c) and c["status"] == "False" and "needs at least one value" in c.get("message", ""),
               f"an invalid ServiceScope gets Accepted=False with the reason ({c and c.get('message')})")
         check(zt.wait(lambda s: west_reviews in s), "an invalid ServiceScope leaves the valid rules working")
+
+        # AuthorizationPolicy status: the ZtunnelAccepted condition istiod writes, for the
+        # local cluster's policies only
+        def ap(name, spec, cluster=east, gen=1):
+            post(cluster, "/fake/apply", {"apiVersion": "security.istio.io/v1", "kind": "AuthorizationPolicy",
+                                          "metadata": {"name": name, "namespace": "bookinfo", "generation": gen},
+                                          "spec": spec})
+
+        def ap_cond(name, cluster=east):
+            o = fake_get(cluster, f"/apis/security.istio.io/v1/namespaces/bookinfo/authorizationpolicies/{name}")
+            c = ((o or {}).get("status") or {}).get("conditions", [])
+            return c[0] if c else None
+        ap("allow-frontend", {"rules": [{"from": [{"source": {"principals": ["cluster.local/ns/x/sa/y"]}}]}]})
+        ap("audit", {"action": "AUDIT", "rules": [{}]})
+        ap("bad-cidr", {"action": "DENY", "rules": [{"from": [{"source": {"ipBlocks": ["10.0.0.0/33"]}}]}]})
+        ap("west-only", {"rules": [{}]}, cluster=west)
+        c = wait_for(lambda: ap_cond("allow-frontend"))
+        check(bool(c) and c["type"] == "ZtunnelAccepted" and c["status"] == "True"
+              and c["reason"] == "Accepted" and c["message"] == "attached to ztunnel"
+              and c.get("observedGeneration") == 1 and c.get("lastTransitionTime"),
+              f"an accepted AuthorizationPolicy gets ZtunnelAccepted=True, Accepted ({c})")
+        c = wait_for(lambda: ap_cond("audit"))
+        check(bool(c) and c["status"] == "False" and c["reason"] == "UnsupportedValue"
+              and c["message"] == "ztunnel does not support the AUDIT action",
+              f"an AUDIT policy gets ZtunnelAccepted=False, UnsupportedValue ({c})")
+        c = wait_for(lambda: ap_cond("bad-cidr"))
+        check(bool(c) and c["status"] == "True" and c["reason"] == "InvalidPolicy"
+              and "10.0.0.0/33" in c["message"] and "fail closed" in c["message"],
+              f"a DENY with a bad CIDR is enforced fail closed, and its status says so ({c})")
+        ap("allow-frontend", {"action": "AUDIT"}, gen=2)
+        c = wait_for(lambda: (ap_cond("allow-frontend") or {}).get("observedGeneration") == 2
+                     and ap_cond("allow-frontend"))
+        check(bool(c) and c["reason"] == "UnsupportedValue", f"a changed policy's status follows ({c})")
+        check(ap_cond("west-only", cluster=west) is None,
+              "a remote cluster's policy gets no status from this control plane")
         lease = fake_get(east, "/apis/coordination.k8s.io/v1/namespaces/istio-system/leases/meshfed-leader")
         check(bool(lease) and lease["spec"].get("holderIdentity"), "the Lease meshfed-leader names the leader")
 

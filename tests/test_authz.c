@@ -1022,6 +1022,62 @@ START_TEST(decode_failure_fails_closed)
 }
 END_TEST
 
+/* A value istiod drops where dropping lets through what the policy was
+ * written to stop is refused; where dropping only narrows, it is dropped as
+ * istiod does. The caller then treats the policy as one that does not
+ * decode. */
+static const struct check_case {
+    const char *action;
+    const char *rule;
+    const char *want; /* NULL: valid */
+} check_cases[] = {
+    {"DENY",
+     "{\"from\":[{\"source\":{\"ipBlocks\":[\"10.0.0.0/8\",\"10.1.2.3\",\"::1/128\"],"
+     "\"notIpBlocks\":[\"bad\"]}}],\"to\":[{\"operation\":{\"ports\":[\"0\",\"65535\"],"
+     "\"notPorts\":[\"http\"]}}],"
+     "\"when\":[{\"key\":\"destination.port\",\"values\":[\"80\"],\"notValues\":[\"x\"]},"
+     "{\"key\":\"remote.ip\",\"values\":[\"bad\"]}]}",
+     NULL},
+    {"ALLOW",
+     "{\"from\":[{\"source\":{\"ipBlocks\":[\"bad\"]}}],"
+     "\"to\":[{\"operation\":{\"ports\":[\"http\"]}}]}",
+     NULL},
+    {"AUDIT", "{\"to\":[{\"operation\":{\"ports\":[\"http\"]}}]}", NULL},
+    {"DENY", "{\"from\":[{\"source\":{\"ipBlocks\":[\"10.0.0.0/8\",\"10.0.0.0/33\"]}}]}",
+     "AuthorizationPolicy ns1/p: spec.rules[0].from[0].source.ipBlocks[1]: bad IP address or "
+     "CIDR range \"10.0.0.0/33\" (istiod would drop it, which lets through what this DENY was "
+     "written to stop)"},
+    {"DENY", "{\"to\":[{\"operation\":{\"ports\":[\"http\"]}}]}",
+     "spec.rules[0].to[0].operation.ports[0]: bad port \"http\""},
+    {"DENY", "{\"when\":[{\"key\":\"source.ip\",\"values\":[\"1.2.3\"]}]}",
+     "spec.rules[0].when[0].values[0]: bad IP address or CIDR range \"1.2.3\""},
+    {"ALLOW", "{\"from\":[{\"source\":{\"notIpBlocks\":[\"bad\"]}}]}",
+     "spec.rules[0].from[0].source.notIpBlocks[0]: bad IP address or CIDR range \"bad\" "
+     "(istiod would drop it, which lets through what this ALLOW was written to stop)"},
+    {"ALLOW", "{\"to\":[{\"operation\":{\"notPorts\":[\"65536\"]}}]}",
+     "spec.rules[0].to[0].operation.notPorts[0]: bad port \"65536\""},
+    {"ALLOW", "{\"when\":[{\"key\":\"destination.port\",\"notValues\":[\"http\"]}]}",
+     "spec.rules[0].when[0].notValues[0]: bad port \"http\""},
+};
+
+START_TEST(check_refuses_drops_that_open)
+{
+    const struct check_case *tc = &check_cases[_i];
+    char spec[4096], err[MODEL_ERRLEN] = "";
+    snprintf(spec, sizeof(spec), "{\"action\":\"%s\",\"rules\":[%s]}", tc->action, tc->rule);
+    model_authz_policy_t *p = ap("ns1", "p", spec);
+    int rc = model_authz_policy_check(p, err, sizeof(err));
+    model_authz_policy_free(p);
+    if (!tc->want) {
+        ck_assert_msg(rc == 0, "%s: %s", tc->rule, err);
+        return;
+    }
+    ck_assert_int_eq(rc, -1);
+    ck_assert_msg(strstr(err, tc->want) != NULL, "%s:\n got  %s\n want %s", tc->rule, err,
+                  tc->want);
+}
+END_TEST
+
 START_TEST(decode_failure_peer_authn_is_strict)
 {
     char err[MODEL_ERRLEN];
@@ -1639,6 +1695,8 @@ static Suite *authz_suite(void)
     tcase_add_loop_test(tc, decode_failure_fails_closed, 0,
                         (int)(sizeof(failsafe_cases) / sizeof(failsafe_cases[0])));
     tcase_add_test(tc, decode_failure_peer_authn_is_strict);
+    tcase_add_loop_test(tc, check_refuses_drops_that_open, 0,
+                        (int)(sizeof(check_cases) / sizeof(check_cases[0])));
     suite_add_tcase(s, tc);
 
     tc = tcase_create("model");

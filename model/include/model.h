@@ -938,6 +938,15 @@ bool model_authz_policy_sent(const model_authz_policy_t *p, const model_authz_op
 int model_authz_convert(const model_authz_policy_t *p, const model_authz_opts_t *o,
                         model_out_authz_t **out, model_authz_status_t *st);
 
+/* The first IP, CIDR or port of p that istiod would drop (it cannot parse
+ * it) where dropping lets through what p was written to stop: a DENY's
+ * ipBlocks, ports and their when keys, an ALLOW's notIpBlocks, notPorts and
+ * their when notValues. err gets "<what>: spec.<path>[i]: bad ...". istiod
+ * relies on its validating webhook to keep these out; meshfed has none, so
+ * its callers treat such a policy as one that does not decode (see
+ * kube_obj_decode_failsafe). 0 valid, -1 not. */
+int model_authz_policy_check(const model_authz_policy_t *p, char *err, size_t errlen);
+
 /* PeerAuthentication. The static policy "<root>/istio_converted_static_strict"
  * exists iff any PeerAuthentication does. */
 #define MODEL_AUTHZ_STATIC_STRICT "istio_converted_static_strict"

@@ -231,8 +231,9 @@ TestCanonicalService, seen as its `canonical_name` and `canonical_revision`;
   holds one expectation per step (`do` says what the step changes); a step's `clusters` directory replaces those
   clusters' files while the same ztunnel stays connected, as live edits would.
 - `out_of_scope.yaml`: upstream cases not run, with the reason (ServiceEntry,
-  WorkloadEntry, waypoints and policies are not implemented; a few test only istiod
-  internals).
+  WorkloadEntry and waypoints are not implemented; authorization cases are pinned by
+  `tests/test_authz.c` and `tests/e2e_authz.py`, as this suite compares Address
+  resources only; a few test only istiod internals).
 
 `run.py MESHFED SOURCE_DIR [-k SUBSTRING] [-j JOBS] [-v]` starts the real meshfed with
 `--demo` on a copy of each case (cases in parallel), connects a Delta ADS client per

@@ -86,7 +86,7 @@ KINDS = {
     "PeerAuthentication": ("peerauthentications", "security.istio.io/v1"),
 }
 CLUSTER_SCOPED = {"namespaces", "nodes", "servicescopes"}
-STATUS_SUBRESOURCE = {"servicescopes"}
+STATUS_SUBRESOURCE = {"servicescopes", "authorizationpolicies"}
 PLURALS = {p: (k, gv) for k, (p, gv) in KINDS.items()}
 HISTORY = 1000
 
@@ -107,6 +107,7 @@ CHART_RBAC = {
                 ("gateway.networking.k8s.io", "gateways", READ),
                 ("security.istio.io", "authorizationpolicies", READ),
                 ("security.istio.io", "peerauthentications", READ),
+                ("security.istio.io", "authorizationpolicies/status", ("update", "patch")),
                 ("authentication.k8s.io", "tokenreviews", ("create",))],
     "system": [("", "secrets", READ), ("", "configmaps", READ)],
     "release": [("coordination.k8s.io", "leases", ("get", "create", "update"))],
