@@ -388,8 +388,9 @@ int kube_decode_peer_authn_jv(const kube_jv_t *obj, model_peer_authn_t **out, ch
  * STRICT PeerAuthentication, would let through what it was written to stop.
  * The stand-in keeps what can still be read (name, action, selector) and
  * enforces at least as much as the object could have:
- *  - AuthorizationPolicy, action DENY, unknown or unreadable: a DENY with
- *    one empty rule, which denies every connection in its scope;
+ *  - AuthorizationPolicy, action DENY, unknown or unreadable (a spec that
+ *    is not an object too): a DENY with one empty rule, which denies every
+ *    connection in its scope;
  *  - action ALLOW (or absent): an ALLOW with no rules, which matches
  *    nothing, so its workloads accept only what other ALLOWs allow;
  *  - AUDIT or CUSTOM: kept, so nothing is sent (as for a valid one);
@@ -425,13 +426,17 @@ static void *failsafe_authz(const char *ns, const char *name, const kube_jv_t *s
         failsafe_selector(spec, &p->selector) < 0)
         goto oom;
     const char *action = spec_str(spec, "action");
-    const kube_jv_t *a = kube_member(spec, "action");
-    p->action = a ? MODEL_AP_DENY : MODEL_AP_ALLOW;
+    /* an absent action is ALLOW; one that cannot be read (or a spec that is
+     * not an object) may have been DENY */
+    bool unreadable = kube_member(spec, "action") || (spec && !kube_jis(spec, KUBE_J_OBJECT));
+    p->action = unreadable ? MODEL_AP_DENY : MODEL_AP_ALLOW;
     for (size_t i = 0; action && i < 4; i++)
         if (strcmp(action, names[i]) == 0)
             p->action = (model_ap_action_t)i;
+    /* only a readable targetRef makes it a waypoint's policy */
     const kube_jv_t *refs = kube_member(spec, "targetRefs");
-    p->target_ref = kube_member(spec, "targetRef") || (refs && refs->len > 0);
+    p->target_ref = kube_jis(kube_member(spec, "targetRef"), KUBE_J_OBJECT) ||
+                    (kube_jis(refs, KUBE_J_ARRAY) && refs->len > 0);
     if (p->action == MODEL_AP_DENY) {
         if (!(p->rules = calloc(1, sizeof(*p->rules))))
             goto oom;

@@ -989,6 +989,9 @@ static const struct failsafe_case {
      MODEL_AUTHZ_NAMESPACE, MODEL_AUTHZ_ALLOW, ""},
     {"{\"rules\":{}}", MODEL_AUTHZ_NAMESPACE, MODEL_AUTHZ_ALLOW, ""},
     {"{\"action\":\"AUDIT\",\"rules\":7}", -1, 0, NULL},
+    {"[\"DENY\"]", MODEL_AUTHZ_NAMESPACE, MODEL_AUTHZ_DENY, "G[]"},
+    {"{\"action\":\"DENY\",\"targetRefs\":\"gw\",\"rules\":7}", MODEL_AUTHZ_NAMESPACE,
+     MODEL_AUTHZ_DENY, "G[]"},
 };
 
 START_TEST(decode_failure_fails_closed)
@@ -1164,6 +1167,16 @@ START_TEST(decode_any_type_anywhere)
                 ck_assert_ptr_null(p);
                 ck_assert_msg(err[0] != '\0', "refused without a reason");
                 refused++;
+                /* its stand-in converts and encodes too, and is never an
+                 * ALLOW with rules */
+                if (kube_decode_failsafe(MODEL_KIND_AUTHZ_POLICY, j, err, (void **)&p) == 0) {
+                    model_out_authz_t *a = convert(p, ROOT, true, NULL);
+                    size_t len;
+                    ck_assert(!a || a->action == MODEL_AUTHZ_DENY || a->ngroups == 0);
+                    free(a ? xds_encode_authz(a, &len) : NULL);
+                    model_out_authz_free(a);
+                    model_authz_policy_free(p);
+                }
             }
             json_decref(j);
         }
