@@ -53,12 +53,16 @@ def readable(addr):
     if w:
         if "addresses" in w:
             w["addresses"] = [ip_text(a) for a in w["addresses"]]
-        na = w.get("network_gateway", {}).get("address")
-        if na and "address" in na:
-            na["address"] = ip_text(na["address"])
+        for gw in ("network_gateway", "waypoint"):
+            na = w.get(gw, {}).get("address")
+            if na and "address" in na:
+                na["address"] = ip_text(na["address"])
     for na in d.get("service", {}).get("addresses", []):
         if "address" in na:
             na["address"] = ip_text(na["address"])
+    na = d.get("service", {}).get("waypoint", {}).get("address")
+    if na and "address" in na:
+        na["address"] = ip_text(na["address"])
     return d
 
 
