@@ -394,8 +394,8 @@ int kube_decode_peer_authn_jv(const kube_jv_t *obj, model_peer_authn_t **out, ch
  *  - action ALLOW (or absent): an ALLOW with no rules, which matches
  *    nothing, so its workloads accept only what other ALLOWs allow;
  *  - AUDIT or CUSTOM: kept, so nothing is sent (as for a valid one);
- *  - an unreadable selector widens the scope to the namespace (or the mesh,
- *    in the root namespace);
+ *  - an unreadable selector widens the scope to the namespace (or the
+ *    whole cluster, in the root namespace);
  *  - PeerAuthentication: mode STRICT, no port exceptions. */
 
 /* spec's member key when it is a string, else NULL. */

@@ -7,7 +7,8 @@ Covers: initial sync of all clusters, a service labelled global reaching the
 other cluster's client, a namespace label flipping a rule, endpoint scaling
 changing capacity, a Secret key removed dropping its cluster, an API server
 killed (stale, state kept) and restarted (relist), /metrics and /debug
-answers, and SIGTERM while connected.
+answers, the leader's ServiceScope and AuthorizationPolicy (ZtunnelAccepted)
+status, and SIGTERM while connected.
 Usage: e2e_kube.py MESHFED_BINARY SOURCE_DIR
 """
 import calendar
