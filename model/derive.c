@@ -218,6 +218,45 @@ static int netaddr_cmp(const void *a, const void *b)
     return strcmp(ka, kb);
 }
 
+/* The waypoint (and ingress_use_waypoint) of x's Service, as its cluster
+ * binds it, into o; its strings in a. */
+static void set_service_waypoint(model_out_service_t *o, model_arena_t *a, const svc_in_t *x)
+{
+    const model_service_t *s = x->svc;
+    const model_gateway_t *wp = model_waypoint_of(x->c, s->ns, &s->labels, false);
+    o->waypoint = NULL;
+    o->ingress_use_waypoint = 0;
+    if (!wp)
+        return;
+    model_gw_addr_t *g = model_arena_alloc(a, sizeof(*g));
+    model_waypoint_addr(x->c, wp, g);
+    g->waypoint = false; /* a Service's has a member of its own */
+    g->network = model_arena_strdup(a, g->network);
+    g->hostname = model_arena_strdup(a, g->hostname);
+    g->ns = model_arena_strdup(a, g->ns);
+    o->waypoint = g;
+    o->ingress_use_waypoint = model_waypoint_ingress(x->c, s->ns, &s->labels);
+}
+
+/* Whether x's cluster binds its Service to the same waypoint as base's. */
+static bool same_waypoint(const svc_in_t *x, const svc_in_t *base)
+{
+    const model_service_t *a = x->svc, *b = base->svc;
+    const model_gateway_t *wa = model_waypoint_of(x->c, a->ns, &a->labels, false);
+    const model_gateway_t *wb = model_waypoint_of(base->c, b->ns, &b->labels, false);
+    if (!wa || !wb)
+        return wa == wb;
+    model_gw_addr_t ga, gb;
+    model_waypoint_addr(x->c, wa, &ga);
+    model_waypoint_addr(base->c, wb, &gb);
+    bool ha = ga.hostname != NULL, hb = gb.hostname != NULL;
+    return ha == hb &&
+           (ha ? strcmp(ga.hostname, gb.hostname) == 0 && strcmp(ga.ns, gb.ns) == 0
+               : strcmp(ga.network, gb.network) == 0 && model_ip_equal(&ga.ip, &gb.ip)) &&
+           model_waypoint_ingress(x->c, a->ns, &a->labels) ==
+               model_waypoint_ingress(base->c, b->ns, &b->labels);
+}
+
 static model_res_t *build_service(const model_t *m, const char *key, const char *host,
                                   const svc_in_t *in, size_t nin, const svc_in_t *base)
 {
@@ -254,18 +293,9 @@ static model_res_t *build_service(const model_t *m, const char *key, const char 
     }
     set_lb(m, o, s, base->td);
     o->ip_families = s->ip_families;
-    /* the base cluster's binding (see describe_conflict) */
-    const model_gateway_t *wp = model_waypoint_of(base->c, s->ns, &s->labels, false);
-    if (wp) {
-        model_gw_addr_t *g = model_arena_alloc(a, sizeof(*g));
-        model_waypoint_addr(base->c, wp, g);
-        g->waypoint = false; /* a Service's has a member of its own */
-        g->network = model_arena_strdup(a, g->network);
-        g->hostname = model_arena_strdup(a, g->hostname);
-        g->ns = model_arena_strdup(a, g->ns);
-        o->waypoint = g;
-        o->ingress_use_waypoint = model_waypoint_ingress(base->c, s->ns, &s->labels);
-    }
+    /* the base cluster's binding; global_variants gives the clusters that
+     * bind it otherwise their own */
+    set_service_waypoint(o, a, base);
     return r;
 }
 
@@ -646,9 +676,11 @@ static const char *binding_of(const svc_in_t *x, char *buf, size_t len)
     return buf;
 }
 
-/* Clusters that disagree with the base on ports, waypoint or labels, and
- * those that keep the service LOCAL. The merged service takes the base's
- * waypoint, as every other field of its definition. */
+/* Clusters that disagree with the base on waypoint binding, ports or
+ * labels, and those that keep the service LOCAL. The merged service takes
+ * the base's definition; only a cluster's own waypoint wins in its own view
+ * (global_variants), where the same binding names each cluster's own
+ * Gateway, on its own network. */
 static char *describe_conflict(const svc_in_t *in, size_t n, const svc_in_t *base)
 {
     char buf[768], wb[512], wx[512];
@@ -661,8 +693,8 @@ static char *describe_conflict(const svc_in_t *in, size_t n, const svc_in_t *bas
         if (strcmp(binding_of(x, wx, sizeof(wx)), binding_of(base, wb, sizeof(wb))) != 0)
             off += (size_t)snprintf(buf + off, sizeof(buf) - off,
                                     "%swaypoint %s in cluster %s differs from %s in cluster %s "
-                                    "(%s is used)",
-                                    off ? "; " : "", wx, x->c->id, wb, base->c->id, wb);
+                                    "(cluster %s sees its own, the others %s)",
+                                    off ? "; " : "", wx, x->c->id, wb, base->c->id, x->c->id, wb);
         else if (!same_ports(x->svc, base->svc))
             off += (size_t)snprintf(buf + off, sizeof(buf) - off,
                                     "%sports in cluster %s differ from cluster %s", off ? "; " : "",
@@ -817,17 +849,35 @@ static size_t global_variants(build_t *b, const char *key, const char *hkey, con
         size_t n = sans_for(&s, nets[i], cur);
         uniform = strv_equal(first, nfirst, cur, n);
     }
+    /* an exporting cluster that binds the service to another waypoint than
+     * the base sees its own binding, as its istiod would (it merges onto its
+     * local Service); everyone else sees the base's */
+    char **excl = zalloc(nlocal + nexp, sizeof(*excl));
+    size_t nexcl = nlocal;
+    memcpy(excl, local, nlocal * sizeof(*excl));
+    for (size_t i = 0; i < nexp; i++)
+        if (exp[i].c != base->c && !same_waypoint(&exp[i], base))
+            excl[nexcl++] = exp[i].c->id;
     size_t nv = 0;
     for (size_t i = 0; i < (uniform ? 1 : nnets); i++) {
         size_t n = uniform ? nfirst : sans_for(&s, nets[i], cur);
         v[nv] = build_service(m, hkey, host, exp, nexp, base);
         set_sans(v[nv], uniform ? first : cur, n);
         if (uniform)
-            set_vis(m, v[nv], MODEL_VIS_ALL, NULL, NULL, local, nlocal);
+            set_vis(m, v[nv], MODEL_VIS_ALL, NULL, NULL, excl, nexcl);
         else
-            set_vis(m, v[nv], MODEL_VIS_NETWORK, NULL, nets[i], local, nlocal);
+            set_vis(m, v[nv], MODEL_VIS_NETWORK, NULL, nets[i], excl, nexcl);
         nv++;
     }
+    for (size_t i = 0; i < nexp; i++) {
+        if (exp[i].c == base->c || same_waypoint(&exp[i], base))
+            continue;
+        v[nv] = build_service(m, hkey, host, exp, nexp, base);
+        set_service_waypoint(&v[nv]->u.svc, &v[nv]->arena, &exp[i]);
+        set_sans(v[nv], cur, sans_for(&s, exp[i].c->network, cur));
+        set_vis(m, v[nv++], MODEL_VIS_CLUSTER, exp[i].c->id, NULL, NULL, 0);
+    }
+    free(excl);
     free(nets);
     free(first);
     free(cur);
@@ -890,7 +940,7 @@ static void publish_service(build_t *b, const char *key, const char *hkey, const
 {
     model_t *m = b->m;
     /* a copy per LOCAL cluster, a GLOBAL variant per network at most */
-    model_res_t **v = zalloc(si->nlocal + m->nclusters, sizeof(*v));
+    model_res_t **v = zalloc(si->nlocal + 2 * m->nclusters, sizeof(*v));
     size_t nv = 0;
     for (size_t i = 0; i < si->nin; i++) {
         const svc_in_t *x = &si->in[i];

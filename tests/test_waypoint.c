@@ -341,14 +341,16 @@ static void count_conflict(const model_service_info_t *si, void *arg)
     (*(int *)arg)++;
 }
 
-/* c1 and c2 export ns/a bound to different waypoints: the merged service
- * takes the base cluster's (the older Service, then the smaller id) and
- * the service info says how they disagree. */
+/* c1 and c2 export ns/a bound to different waypoints: each sees its own
+ * (istiod merges onto its local Service), c3, which has no ns/a, the base
+ * cluster's (the older Service, then the smaller id), and the service info
+ * says how they disagree. */
 START_TEST(multicluster_disagreement_is_a_conflict)
 {
     static const char *const kv1[] = {"istio.io/global", "true", USE, "wp", NULL};
     static const char *const kv2[] = {"istio.io/global", "true", USE, "other", NULL};
     model_t *m = mesh();
+    add_cluster(m, "c3", "n2", "192.0.2.3");
     apply(m, "c1", MODEL_KIND_NAMESPACE, mk_ns("ns", NULL));
     apply(m, "c2", MODEL_KIND_NAMESPACE, mk_ns("ns", NULL));
     apply(m, "c1", MODEL_KIND_GATEWAY, mk_gw("ns", "wp", "10.0.9.1", MODEL_WP_SERVICE));
@@ -360,14 +362,20 @@ START_TEST(multicluster_disagreement_is_a_conflict)
     apply(m, "c2", MODEL_KIND_SERVICE, a2);
     apply(m, "c1", MODEL_KIND_SERVICE, a1);
     model_snapshot_t *s = model_commit(m);
+    /* each exporting cluster sees its own binding; a third cluster the base's */
     expect_ip(svc(s, &V1, SVC_A)->waypoint, "n1", "10.0.9.1");
-    expect_ip(svc(s, &V2, SVC_A)->waypoint, "n1", "10.0.9.1");
+    expect_ip(svc(s, &V2, SVC_A)->waypoint, "n2", "10.0.9.5");
+    const model_view_t v3 = {"c3", "n2"};
+    expect_ip(svc(s, &v3, SVC_A)->waypoint, "n1", "10.0.9.1");
+    /* the rest of the merged service is the same in every view */
+    ck_assert_uint_eq(svc(s, &V2, SVC_A)->naddrs, 2);
+    ck_assert_uint_eq(svc(s, &v3, SVC_A)->naddrs, 2);
     model_service_info_t si;
     ck_assert(model_service_info(m, "ns/a", &si));
     ck_assert_str_eq(si.base_cluster, "c1");
     ck_assert_ptr_nonnull(si.conflict);
     ck_assert_msg(strstr(si.conflict, "waypoint ns/other in cluster c2 differs from ns/wp in "
-                                      "cluster c1 (ns/wp is used)"),
+                                      "cluster c1 (cluster c2 sees its own, the others ns/wp)"),
                   "%s", si.conflict);
     /* reported once, for the log */
     int n = 0;
@@ -385,6 +393,16 @@ START_TEST(multicluster_disagreement_is_a_conflict)
     a2b->created = 200;
     apply(m, "c2", MODEL_KIND_SERVICE, a2b);
     s = model_commit(m);
+    ck_assert(model_service_info(m, "ns/a", &si));
+    ck_assert_ptr_null(si.conflict);
+    /* the same binding names each cluster's own Gateway, on its network */
+    expect_ip(svc(s, &V1, SVC_A)->waypoint, "n1", "10.0.9.1");
+    ck_assert_ptr_null(svc(s, &V2, SVC_A)->waypoint); /* c2 has no ns/wp */
+    model_snapshot_unref(s);
+    apply(m, "c2", MODEL_KIND_GATEWAY, mk_gw("ns", "wp", "10.0.9.6", MODEL_WP_SERVICE));
+    s = model_commit(m);
+    expect_ip(svc(s, &V2, SVC_A)->waypoint, "n2", "10.0.9.6");
+    expect_ip(svc(s, &v3, SVC_A)->waypoint, "n1", "10.0.9.1");
     ck_assert(model_service_info(m, "ns/a", &si));
     ck_assert_ptr_null(si.conflict);
     model_snapshot_unref(s);
