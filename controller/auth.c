@@ -30,6 +30,7 @@
 typedef struct job {
     struct job *next;
     char *cluster, *token;
+    xds_auth_purpose_t purpose;
     xds_auth_done_fn done;
     void *done_arg;
     uint64_t h;
@@ -41,7 +42,7 @@ typedef struct centry {
     uint64_t h, expires_ms;
     char *cluster, *token;
     xds_auth_result_t r;
-    char *identity, *msg;
+    char *identity, *msg, *pod_name, *pod_uid;
 } centry_t;
 
 struct ctl_auth {
@@ -100,6 +101,8 @@ static void centry_clear(centry_t *e)
     wipe_free(e->token);
     free(e->identity);
     free(e->msg);
+    free(e->pod_name);
+    free(e->pod_uid);
     memset(e, 0, sizeof(*e));
 }
 
@@ -160,10 +163,13 @@ int ctl_auth_check_patterns(const char *patterns, char *err, size_t errlen)
 
 /* ---------- the TokenReview ---------- */
 
+/* What a TokenReview proved, for any purpose: whether the identity may
+ * also read xDS is decided when answering (xds-allowed-identities). */
 typedef struct answer {
     xds_auth_result_t r;
     char identity[512];
     char msg[600];
+    char pod_name[254], pod_uid[128]; /* "" when the token is not bound to a pod */
 } answer_t;
 
 static void set_answer(answer_t *a, xds_auth_result_t r, const char *fmt, ...)
@@ -235,15 +241,17 @@ static void judge(const ctl_auth_t *a, const char *cluster, const json_t *resp, 
                    user ? user : "(none)", cluster);
         return;
     }
-    if (!ctl_auth_identity_allowed(a->allowed, ns, sa)) {
-        set_answer(out, XDS_AUTH_DENIED,
-                   "service account %s/%s of cluster %s may not connect "
-                   "(xds-allowed-identities)",
-                   ns, sa, cluster);
-        return;
-    }
     out->r = XDS_AUTH_OK;
     snprintf(out->identity, sizeof(out->identity), "%s", user);
+    json_t *extra = json_object_get(json_object_get(st, "user"), "extra");
+    const char *pod = json_string_value(
+        json_array_get(json_object_get(extra, "authentication.kubernetes.io/pod-name"), 0));
+    const char *uid = json_string_value(
+        json_array_get(json_object_get(extra, "authentication.kubernetes.io/pod-uid"), 0));
+    if (pod && uid && strlen(pod) < sizeof(out->pod_name) && strlen(uid) < sizeof(out->pod_uid)) {
+        snprintf(out->pod_name, sizeof(out->pod_name), "%s", pod);
+        snprintf(out->pod_uid, sizeof(out->pod_uid), "%s", uid);
+    }
 }
 
 static void review(ctl_auth_t *a, const char *cluster, const char *token, answer_t *out)
@@ -296,6 +304,8 @@ static bool cache_get(ctl_auth_t *a, uint64_t h, const char *cluster, const char
     out->r = e->r;
     snprintf(out->identity, sizeof(out->identity), "%s", e->identity ? e->identity : "");
     snprintf(out->msg, sizeof(out->msg), "%s", e->msg ? e->msg : "");
+    snprintf(out->pod_name, sizeof(out->pod_name), "%s", e->pod_name ? e->pod_name : "");
+    snprintf(out->pod_uid, sizeof(out->pod_uid), "%s", e->pod_uid ? e->pod_uid : "");
     return true;
 }
 
@@ -314,19 +324,40 @@ static void cache_put(ctl_auth_t *a, const job_t *j, const answer_t *ans)
     e->r = ans->r;
     e->identity = strdup(ans->identity);
     e->msg = strdup(ans->msg);
+    e->pod_name = strdup(ans->pod_name);
+    e->pod_uid = strdup(ans->pod_uid);
     if (!e->cluster || !e->token)
         centry_clear(e);
     pthread_mutex_unlock(&a->mu);
 }
 
-/* Answers the xDS server; never with a->mu held (it may call back in). */
-static void answer(xds_auth_done_fn done, void *done_arg, const answer_t *ans)
+/* Answers the xDS server; never with a->mu held (it may call back in). An
+ * xDS stream's identity must also be one of xds-allowed-identities; any
+ * service account may ask the CA for its own certificate. */
+static void answer(const ctl_auth_t *a, const char *cluster, xds_auth_purpose_t purpose,
+                   xds_auth_done_fn done, void *done_arg, answer_t *ans)
 {
+    char ns[254], sa[254];
+    if (ans->r == XDS_AUTH_OK && purpose == XDS_AUTH_FOR_XDS &&
+        ctl_auth_service_account(ans->identity, ns, sizeof(ns), sa, sizeof(sa)) &&
+        !ctl_auth_identity_allowed(a->allowed, ns, sa))
+        set_answer(ans, XDS_AUTH_DENIED,
+                   "service account %s/%s of cluster %s may not connect "
+                   "(xds-allowed-identities)",
+                   ns, sa, cluster);
     if (ans->r == XDS_AUTH_OK)
-        ctl_log(CTL_DEBUG, "xds client authenticated as %s", ans->identity);
+        ctl_log(CTL_DEBUG, "%s client authenticated as %s",
+                purpose == XDS_AUTH_FOR_CA ? "CA" : "xds", ans->identity);
     else
-        ctl_log(CTL_INFO, "xds client rejected: %s", ans->msg);
-    done(done_arg, ans->r, ans->r == XDS_AUTH_OK ? ans->identity : NULL, ans->msg);
+        ctl_log(CTL_INFO, "%s client rejected: %s", purpose == XDS_AUTH_FOR_CA ? "CA" : "xds",
+                ans->msg);
+    bool ok = ans->r == XDS_AUTH_OK;
+    xds_auth_answer_t out = {.result = ans->r,
+                             .identity = ok ? ans->identity : NULL,
+                             .msg = ans->msg,
+                             .pod_name = ok && ans->pod_name[0] ? ans->pod_name : NULL,
+                             .pod_uid = ok && ans->pod_uid[0] ? ans->pod_uid : NULL};
+    done(done_arg, &out);
 }
 
 /* ---------- workers ---------- */
@@ -357,13 +388,13 @@ static void *worker(void *arg)
             review(a, j->cluster, j->token, &ans);
             cache_put(a, j, &ans);
         }
-        answer(j->done, j->done_arg, &ans);
+        answer(a, j->cluster, j->purpose, j->done, j->done_arg, &ans);
         job_free(j);
     }
 }
 
-int ctl_auth_authenticate(void *arg, const char *cluster, const char *token, xds_auth_done_fn done,
-                          void *done_arg)
+int ctl_auth_authenticate(void *arg, const char *cluster, const char *token,
+                          xds_auth_purpose_t purpose, xds_auth_done_fn done, void *done_arg)
 {
     ctl_auth_t *a = arg;
     uint64_t h = key_hash(a->seed, cluster, token);
@@ -382,7 +413,7 @@ int ctl_auth_authenticate(void *arg, const char *cluster, const char *token, xds
         set_answer(&ans, XDS_AUTH_UNAVAILABLE, "out of memory");
     }
     if (j) {
-        *j = (job_t){NULL, j->cluster, j->token, done, done_arg, h};
+        *j = (job_t){NULL, j->cluster, j->token, purpose, done, done_arg, h};
         if (a->tail)
             a->tail->next = j;
         else
@@ -393,7 +424,7 @@ int ctl_auth_authenticate(void *arg, const char *cluster, const char *token, xds
     }
     pthread_mutex_unlock(&a->mu);
     if (!j)
-        answer(done, done_arg, &ans); /* synchronously: allowed by xds.h */
+        answer(a, cluster, purpose, done, done_arg, &ans); /* synchronously: allowed by xds.h */
     return 0;
 }
 

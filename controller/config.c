@@ -15,7 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-typedef enum { T_STR, T_INT, T_LEVEL, T_FORMAT, T_BOOL } type_t;
+typedef enum { T_STR, T_INT, T_LEVEL, T_FORMAT, T_BOOL, T_DUR } type_t;
 
 typedef struct setting {
     const char *flag;
@@ -74,6 +74,20 @@ static const setting_t settings[] = {
      "",
      "comma list of namespace/serviceaccount patterns (* for either) that may connect with "
      "xds-auth jwt, e.g. istio-system/ztunnel,*/istio-eastwest (empty: any)"},
+    {"ca", "MESHFED_CA", T_STR, OFF(ca), "auto",
+     "serve istio.v1.auth.IstioCertificateService/CreateCertificate on the xDS ports: on, off, "
+     "or auto (on with xds-auth jwt, which it needs)"},
+    {"cacerts-dir", "MESHFED_CACERTS_DIR", T_STR, OFF(cacerts_dir), NULL,
+     "Istio cacerts directory (ca-cert.pem, ca-key.pem, cert-chain.pem, root-cert.pem), "
+     "reloaded when it changes (default: a self-signed root, trusted by no other cluster)"},
+    {"ca-max-ttl", "MESHFED_CA_MAX_TTL", T_DUR, OFF(ca_max_ttl_s), "24h",
+     "longest workload certificate lifetime a request may ask for (e.g. 24h, 90m)"},
+    {"ca-default-ttl", "MESHFED_CA_DEFAULT_TTL", T_DUR, OFF(ca_default_ttl_s), "24h",
+     "workload certificate lifetime when a request asks for none"},
+    {"ca-node-accounts", "MESHFED_CA_NODE_ACCOUNTS", T_STR, OFF(ca_node_accounts),
+     "istio-system/ztunnel",
+     "comma list of namespace/serviceaccount patterns that may ask for certificates of the "
+     "workloads on their node (ImpersonatedIdentity); empty: none"},
     {"trust-domain", "TRUST_DOMAIN", T_STR, OFF(trust_domain), "cluster.local", "trust domain"},
     {"domain-suffix", "DOMAIN_SUFFIX", T_STR, OFF(domain_suffix), "cluster.local",
      "cluster DNS domain"},
@@ -140,6 +154,33 @@ static int check_auth(const ctl_config_t *c, char *err, size_t errlen)
     return 0;
 }
 
+/* The CA settings (docs/ca.md). */
+static int check_ca(ctl_config_t *c, char *err, size_t errlen)
+{
+    char buf[CTL_ERRLEN];
+    bool jwt = strcmp(c->xds_auth, "jwt") == 0;
+    if (strcmp(c->ca, "on") && strcmp(c->ca, "off") && strcmp(c->ca, "auto")) {
+        snprintf(err, errlen, "ca: \"%s\" is not on, off or auto", c->ca);
+        return -1;
+    }
+    if (strcmp(c->ca, "on") == 0 && !jwt) {
+        snprintf(err, errlen,
+                 "ca on needs xds-auth jwt: a certificate is for the identity a "
+                 "token proves");
+        return -1;
+    }
+    c->ca_enabled = jwt && strcmp(c->ca, "off") != 0;
+    if (c->ca_default_ttl_s > c->ca_max_ttl_s) {
+        snprintf(err, errlen, "ca-default-ttl: longer than ca-max-ttl");
+        return -1;
+    }
+    if (ctl_auth_check_patterns(c->ca_node_accounts, buf, sizeof(buf)) < 0) {
+        snprintf(err, errlen, "ca-node-accounts: %s", buf);
+        return -1;
+    }
+    return 0;
+}
+
 static int set(ctl_config_t *c, const setting_t *s, const char *v, const char *from, char *err,
                size_t errlen)
 {
@@ -163,6 +204,25 @@ static int set(ctl_config_t *c, const setting_t *s, const char *v, const char *f
             return -1;
         }
         *(int *)field = (int)n;
+        return 0;
+    }
+    case T_DUR: { /* seconds, or a number with s, m, h or d; 1 minute to 10 years */
+        char *end;
+        errno = 0;
+        long n = strtol(v, &end, 10);
+        long unit = !*end                   ? 1
+                    : strcmp(end, "s") == 0 ? 1
+                    : strcmp(end, "m") == 0 ? 60
+                    : strcmp(end, "h") == 0 ? 3600
+                    : strcmp(end, "d") == 0 ? 86400
+                                            : 0;
+        if (errno || end == v || !unit || n < 1 || n > 3650L * 86400 / unit || n * unit < 60) {
+            snprintf(err, errlen,
+                     "%s %s: \"%s\" is not a duration from 1m to 3650d (e.g. 24h, 90m, 3600)", from,
+                     s->flag, v);
+            return -1;
+        }
+        *(int *)field = (int)(n * unit);
         return 0;
     }
     case T_LEVEL: {
@@ -321,7 +381,7 @@ int ctl_config_load(ctl_config_t *c, int argc, char **argv, char *err, size_t er
         if (rc != 0)
             return -1;
     }
-    if (check_auth(c, err, errlen) < 0)
+    if (check_auth(c, err, errlen) < 0 || check_ca(c, err, errlen) < 0)
         return -1;
     if ((c->tls_cert == NULL) != (c->tls_key == NULL) || (c->xds_tls_listen && !c->tls_cert)) {
         snprintf(err, errlen, "tls-cert and tls-key go together, and xds-tls-listen needs both");

@@ -76,6 +76,8 @@ typedef struct ctl_metrics {
     atomic_ulong auth_reviews;    /* TokenReviews sent */
     atomic_ulong auth_errors;     /* TokenReviews that failed (transport, HTTP) */
     atomic_ulong auth_cache_hits; /* answers from the cache */
+    atomic_ulong ca_loads;        /* cacerts loaded (ca.c) */
+    atomic_ulong ca_load_errors;  /* cacerts changes that did not load */
 } ctl_metrics_t;
 
 extern ctl_metrics_t ctl_metrics;

@@ -739,6 +739,13 @@ static void write_auth(buf_t *b, const msrc_t *s)
             (unsigned long long)s->xds->auth_denied, (unsigned long long)s->xds->auth_unavailable);
 }
 
+static void write_ca_requests(buf_t *b, const msrc_t *s)
+{
+    for (int r = 0; r < XDS_CA_RESULTS; r++)
+        bprintf(b, "meshfed_ca_requests_total{result=\"%s\"} %llu\n",
+                xds_ca_result_name((xds_ca_result_t)r), (unsigned long long)s->xds->ca_requests[r]);
+}
+
 #define CTL(f) get_ctl, offsetof(ctl_metrics_t, f), NULL
 #define KUBE(f) get_kube, offsetof(kube_stats_t, f), NULL
 #define XDS(f) get_xds, offsetof(xds_stats_t, f), NULL
@@ -817,6 +824,14 @@ static const metric_t metrics_xds[] = {
     {"meshfed_xds_unknown_cluster_total",
      "Streams of proxies naming a cluster meshfed does not know.", "counter", XDS(unknown_cluster)},
     {"meshfed_xds_auth_total", "xDS client authentication results.", "counter", WRITE(write_auth)},
+    {"meshfed_ca_requests_total",
+     "CreateCertificate calls by outcome (ok, unauthenticated, denied, invalid, unavailable, "
+     "internal).",
+     "counter", WRITE(write_ca_requests)},
+    {"meshfed_ca_reloads_total", "cacerts loads (1 + reloads of --cacerts-dir).", "counter",
+     CTL(ca_loads)},
+    {"meshfed_ca_reload_errors_total", "cacerts changes that did not load (the old CA stays).",
+     "counter", CTL(ca_load_errors)},
     {"meshfed_tokenreviews_total", "TokenReviews sent to verify xDS clients.", "counter",
      CTL(auth_reviews)},
     {"meshfed_tokenreview_errors_total", "TokenReviews that failed.", "counter", CTL(auth_errors)},

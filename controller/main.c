@@ -120,6 +120,8 @@ int main(int argc, char **argv)
     ctl_demo_t *demo = NULL;
     ctl_kube_t *kube = NULL;
     ctl_auth_t *auth = NULL;
+    ctl_ca_t *ca = NULL;
+    xds_ca_t *first_ca = NULL;
     xds_server_t *x = NULL;
     ctl_http_t *h = NULL;
     int rc = ctl_config_load(&cfg, argc, argv, err, sizeof(err));
@@ -172,6 +174,14 @@ int main(int argc, char **argv)
         rc = 2;
         goto out;
     }
+    if (cfg.ca_enabled && !(ca = ctl_ca_new(c, &cfg, &first_ca, err, sizeof(err)))) {
+        fprintf(stderr, "meshfed: %s\n", err);
+        rc = 2;
+        goto out;
+    }
+    if (cfg.ca_enabled && !cfg.xds_tls_listen)
+        ctl_log(CTL_WARN, "CA on without xds-tls-listen: tokens and certificates cross the "
+                          "network in clear");
     if (!auth && !cfg.demo_dir)
         ctl_log(CTL_WARN, "xDS clients are not authenticated (--xds-auth none): any client that "
                           "reaches the xDS port can read any cluster's view");
@@ -198,10 +208,14 @@ int main(int argc, char **argv)
                        .trust_domain = cfg.trust_domain,
                        .log = ctl_xds_log,
                        .control_plane = cp,
-                       .local_cluster = cfg.cluster_id};
+                       .local_cluster = cfg.cluster_id,
+                       .ca = first_ca,
+                       .node_authorize = ca ? ctl_ca_node_authorize : NULL,
+                       .node_authorize_arg = ca};
     x = xds_server_new(&xc, err, sizeof(err));
+    first_ca = NULL; /* the server's now, even when it failed */
     h = x ? ctl_http_start(c, cfg.debug_listen, err, sizeof(err)) : NULL;
-    if (!x || !h || xds_server_start(x) < 0) {
+    if (!x || !h || xds_server_start(x) < 0 || (ca && ctl_ca_watch(ca, x) < 0)) {
         fprintf(stderr, "meshfed: %s\n", err);
         rc = 1;
         goto out;
@@ -235,6 +249,8 @@ out:
         ctl_stop(c);
         ctl_set_xds(c, NULL);
     }
+    ctl_ca_free(ca); /* its watcher swaps x's CA */
+    xds_ca_free(first_ca);
     if (x)
         xds_server_shutdown(x, 5000);
     ctl_http_stop(h);

@@ -1235,15 +1235,17 @@ static void fake_judge(const char *cluster, const char *token, xds_auth_done_fn 
 {
     char c[64], ns[64], sa[64], id[256];
     if (sscanf(token, "sa:%63[^:]:%63[^:]:%63s", c, ns, sa) != 3 || strcmp(c, cluster) != 0) {
-        done(arg, XDS_AUTH_UNAUTHENTICATED, NULL, "token rejected by the fake");
+        done(arg, &(xds_auth_answer_t){.result = XDS_AUTH_UNAUTHENTICATED,
+                                       .msg = "token rejected by the fake"});
         return;
     }
     if (strcmp(ns, "forbidden") == 0) {
-        done(arg, XDS_AUTH_DENIED, NULL, "not allowed by the fake");
+        done(arg,
+             &(xds_auth_answer_t){.result = XDS_AUTH_DENIED, .msg = "not allowed by the fake"});
         return;
     }
     snprintf(id, sizeof(id), "system:serviceaccount:%s:%s", ns, sa);
-    done(arg, XDS_AUTH_OK, id, NULL);
+    done(arg, &(xds_auth_answer_t){.result = XDS_AUTH_OK, .identity = id});
 }
 
 static void *fake_thread(void *arg)
@@ -1271,9 +1273,10 @@ static void *fake_thread(void *arg)
 }
 
 static int fake_authenticate(void *arg, const char *cluster, const char *token,
-                             xds_auth_done_fn done, void *done_arg)
+                             xds_auth_purpose_t purpose, xds_auth_done_fn done, void *done_arg)
 {
     fake_auth_t *f = arg;
+    (void)purpose;
     pthread_mutex_lock(&f->mu);
     f->calls++;
     bool sync = f->sync;

@@ -28,7 +28,7 @@ struct xds_auth_req {
     xds_stream_t *st; /* NULL once the stream is gone */
     bool answered;    /* answered from inside the authenticate call */
     xds_auth_result_t result;
-    char *identity, *msg;
+    char *identity, *msg, *pod_name, *pod_uid;
 };
 
 /* Set while this thread is inside authenticate (holding tl_srv->mu): an
@@ -68,22 +68,55 @@ static void req_release(xds_auth_req_t *q)
     xds_server_t *s = q->srv;
     free(q->identity);
     free(q->msg);
+    free(q->pod_name);
+    free(q->pod_uid);
     free(q);
     if (--s->auth_inflight == 0)
         pthread_cond_broadcast(&s->auth_cv);
 }
 
+/* A CreateCertificate call's answer: its outcome is counted as a CA
+ * request, not as an xDS stream's authentication. */
+static void finish_ca(xds_stream_t *st, const xds_auth_answer_t *a)
+{
+    char full[1500];
+    snprintf(full, sizeof(full), "ca: %s", a->msg && *a->msg ? a->msg : "authentication failed");
+    switch (a->result) {
+    case XDS_AUTH_OK:
+        st->authed = true;
+        st->identity = strdup(a->identity ? a->identity : "");
+        st->pod_name = a->pod_name ? strdup(a->pod_name) : NULL;
+        st->pod_uid = a->pod_uid ? strdup(a->pod_uid) : NULL;
+        xds_ca_call_authed(st);
+        return;
+    case XDS_AUTH_UNAUTHENTICATED:
+        xds_ca_call_fail(st, XDS_CA_RESULT_UNAUTHENTICATED, GRPC_STATUS_UNAUTHENTICATED, full);
+        return;
+    case XDS_AUTH_DENIED:
+        xds_ca_call_fail(st, XDS_CA_RESULT_DENIED, GRPC_STATUS_PERMISSION_DENIED, full);
+        return;
+    case XDS_AUTH_UNAVAILABLE:
+        xds_ca_call_fail(st, XDS_CA_RESULT_UNAVAILABLE, GRPC_STATUS_UNAVAILABLE, full);
+        return;
+    }
+}
+
 /* Applies an answer to a live stream. resume: reading was held back and the
  * stream is idle (an answer from another thread); else the caller (the
  * first request's handling) reads and pumps on. */
-static void finish(xds_stream_t *st, xds_auth_result_t r, const char *identity, const char *msg,
-                   bool resume)
+static void finish(xds_stream_t *st, const xds_auth_answer_t *a, bool resume)
 {
     xds_server_t *s = st->srv;
     char buf[1400];
+    xds_auth_result_t r = a->result;
+    const char *msg = a->msg;
     st->auth_pending = false;
     if (st->closing)
         return;
+    if (st->ca_call) {
+        finish_ca(st, a);
+        return;
+    }
     if (r == XDS_AUTH_OK && strcmp(st->auth_cluster, st->cluster) != 0) {
         r = XDS_AUTH_DENIED;
         snprintf(buf, sizeof(buf), "token verified for cluster %s, but the node claims cluster %s",
@@ -95,7 +128,7 @@ static void finish(xds_stream_t *st, xds_auth_result_t r, const char *identity, 
     case XDS_AUTH_OK:
         s->stats.auth_ok++;
         st->authed = true;
-        st->identity = strdup(identity ? identity : "");
+        st->identity = strdup(a->identity ? a->identity : "");
         if (resume) {
             xds_stream_recv(st);
             xds_stream_pump(st);
@@ -119,14 +152,16 @@ static void finish(xds_stream_t *st, xds_auth_result_t r, const char *identity, 
 }
 
 /* The authenticator's answer (xds_auth_done_fn). */
-static void auth_done(void *arg, xds_auth_result_t r, const char *identity, const char *msg)
+static void auth_done(void *arg, const xds_auth_answer_t *a)
 {
     xds_auth_req_t *q = arg;
     if (q == tl_req) { /* inside authenticate: xds_auth_start applies it */
         q->answered = true;
-        q->result = r;
-        q->identity = identity ? strdup(identity) : NULL;
-        q->msg = msg ? strdup(msg) : NULL;
+        q->result = a->result;
+        q->identity = a->identity ? strdup(a->identity) : NULL;
+        q->msg = a->msg ? strdup(a->msg) : NULL;
+        q->pod_name = a->pod_name ? strdup(a->pod_name) : NULL;
+        q->pod_uid = a->pod_uid ? strdup(a->pod_uid) : NULL;
         return;
     }
     xds_server_t *s = q->srv;
@@ -135,7 +170,7 @@ static void auth_done(void *arg, xds_auth_result_t r, const char *identity, cons
         pthread_mutex_lock(&s->mu);
     if (q->st) {
         q->st->auth_req = NULL;
-        finish(q->st, r, identity, msg, true);
+        finish(q->st, a, true);
     }
     req_release(q);
     if (!locked)
@@ -144,6 +179,13 @@ static void auth_done(void *arg, xds_auth_result_t r, const char *identity, cons
 
 static int fail(xds_stream_t *st, grpc_status_code code, const char *msg)
 {
+    if (st->ca_call) {
+        xds_ca_call_fail(st,
+                         code == GRPC_STATUS_UNAUTHENTICATED ? XDS_CA_RESULT_UNAUTHENTICATED
+                                                             : XDS_CA_RESULT_UNAVAILABLE,
+                         code, msg);
+        return -1;
+    }
     if (code == GRPC_STATUS_UNAUTHENTICATED)
         st->srv->stats.auth_unauthenticated++;
     else
@@ -179,7 +221,8 @@ int xds_auth_start(xds_stream_t *st)
     s->auth_inflight++;
     tl_srv = s;
     tl_req = q;
-    int rc = s->authenticate(s->authenticate_arg, st->auth_cluster, token, auth_done, q);
+    int rc = s->authenticate(s->authenticate_arg, st->auth_cluster, token,
+                             st->ca_call ? XDS_AUTH_FOR_CA : XDS_AUTH_FOR_XDS, auth_done, q);
     tl_srv = NULL;
     tl_req = NULL;
     memset(token, 0, strlen(token));
@@ -190,7 +233,8 @@ int xds_auth_start(xds_stream_t *st)
             st->auth_pending = false;
             fail(st, GRPC_STATUS_UNAVAILABLE, "xds: the authenticator is unavailable");
         } else {
-            finish(st, q->result, q->identity, q->msg, false);
+            xds_auth_answer_t a = {q->result, q->identity, q->msg, q->pod_name, q->pod_uid};
+            finish(st, &a, false);
         }
         req_release(q);
     }

@@ -211,6 +211,7 @@ xds_server_t *xds_server_new(const xds_config_t *cfg, char *err, size_t errlen)
         if (s)
             free(s->listen);
         free(s);
+        xds_ca_free(cfg->ca); /* the server's, as if it had been made */
         set_err(err, errlen, "xds: out of memory");
         return NULL;
     }
@@ -228,6 +229,9 @@ xds_server_t *xds_server_new(const xds_config_t *cfg, char *err, size_t errlen)
     s->network_of_arg = cfg->network_of_arg;
     s->authenticate = cfg->authenticate;
     s->authenticate_arg = cfg->authenticate_arg;
+    s->ca = cfg->ca;
+    s->node_authorize = cfg->node_authorize;
+    s->node_authorize_arg = cfg->node_authorize_arg;
     pthread_mutex_init(&s->mu, NULL);
     pthread_cond_init(&s->push_cv, NULL);
     pthread_cond_init(&s->auth_cv, NULL);
@@ -488,6 +492,15 @@ static void on_new_call(xds_server_t *s, xds_stream_t *st)
     op.data.recv_close_on_server.cancelled = &st->cancelled;
     start(st, &op, 1, &st->t_close);
     st->delta = method_is(&st->details.method, DELTA_METHOD);
+    if (method_is(&st->details.method, XDS_CA_METHOD)) {
+        if (!s->ca) {
+            xds_stream_close(st, GRPC_STATUS_UNIMPLEMENTED, "ca: meshfed's CA is off (--ca)");
+            return;
+        }
+        st->ca_call = true; /* not an xDS stream: no stream limit, no stream stats */
+        start_recv(st);
+        return;
+    }
     if (!st->delta && !method_is(&st->details.method, SOTW_METHOD)) {
         xds_stream_close(st, GRPC_STATUS_UNIMPLEMENTED, "xds: unknown method");
         return;
@@ -512,6 +525,10 @@ static void on_recv(xds_stream_t *st, bool ok)
             grpc_byte_buffer_destroy(b);
         return;
     }
+    if (!b && st->ca_call) {
+        xds_ca_call_fail(st, XDS_CA_RESULT_INVALID, GRPC_STATUS_INVALID_ARGUMENT, "ca: no request");
+        return;
+    }
     if (!b) { /* the client half-closed: we are done too */
         xds_stream_close(st, GRPC_STATUS_OK, NULL);
         return;
@@ -526,6 +543,11 @@ static void on_recv(xds_stream_t *st, bool ok)
     grpc_slice sl = grpc_byte_buffer_reader_readall(&rd);
     grpc_byte_buffer_reader_destroy(&rd);
     grpc_byte_buffer_destroy(b);
+    if (st->ca_call) { /* unary: nothing more is read */
+        xds_ca_call_on_message(st, GRPC_SLICE_START_PTR(sl), GRPC_SLICE_LENGTH(sl));
+        grpc_slice_unref(sl);
+        return;
+    }
     xds_stream_on_message(st, GRPC_SLICE_START_PTR(sl), GRPC_SLICE_LENGTH(sl));
     grpc_slice_unref(sl);
     if (!st->closing && !st->auth_pending) /* authentication resumes reading */
@@ -748,6 +770,7 @@ void xds_server_free(xds_server_t *s)
     if (s->snap)
         model_snapshot_unref(s->snap);
     xds_tls_free(s->tls); /* the fetcher's data: only after the server is gone */
+    xds_ca_free(s->ca);
     pthread_cond_destroy(&s->push_cv);
     pthread_cond_destroy(&s->auth_cv);
     pthread_mutex_destroy(&s->mu);
@@ -757,6 +780,15 @@ void xds_server_free(xds_server_t *s)
     free(s->local_cluster);
     free(s);
     grpc_shutdown();
+}
+
+void xds_server_set_ca(xds_server_t *s, xds_ca_t *ca)
+{
+    pthread_mutex_lock(&s->mu); /* every signature is made under it */
+    xds_ca_t *old = s->ca;
+    s->ca = ca;
+    pthread_mutex_unlock(&s->mu);
+    xds_ca_free(old);
 }
 
 void xds_server_stats(xds_server_t *s, xds_stats_t *out)

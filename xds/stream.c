@@ -112,6 +112,10 @@ void xds_stream_state_free(xds_stream_t *st)
     free(st->last_nack);
     free(st->identity);
     free(st->auth_cluster);
+    free(st->pod_name);
+    free(st->pod_uid);
+    free(st->ca_csr);
+    free(st->ca_impersonate);
 }
 
 static void reject(xds_stream_t *st, grpc_status_code code, const char *fmt, const char *arg)

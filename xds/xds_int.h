@@ -114,6 +114,11 @@ struct xds_stream {
     bool auth_pending, authed;
     char *identity, *auth_cluster;
     xds_auth_req_t *auth_req;
+    char *pod_name, *pod_uid; /* the pod its token is bound to, if any */
+    /* a CreateCertificate call (ca_call.c): the request until answered */
+    bool ca_call;
+    char *ca_csr, *ca_impersonate;
+    int64_t ca_ttl;
     bool unknown_cluster;      /* its cluster is not one meshfed knows */
     bool net_from_cluster;     /* its network is its cluster's (none in its metadata) */
     bool debug, debug_want;    /* asks for istio.io/debug/syncz; an answer is due */
@@ -157,7 +162,10 @@ struct xds_server {
     unsigned log_suppressed; /* ... and the lines dropped since */
     xds_authenticate_fn authenticate;
     void *authenticate_arg;
-    int auth_inflight;      /* answers not yet received; free waits */
+    int auth_inflight; /* answers not yet received; free waits */
+    xds_ca_t *ca;      /* NULL: CreateCertificate is not served */
+    xds_node_authorize_fn node_authorize;
+    void *node_authorize_arg;
     pthread_cond_t auth_cv; /* auth_inflight reached 0 */
     grpc_server *server;
     grpc_completion_queue *cq;
@@ -247,5 +255,14 @@ void xds_debug_pump(xds_stream_t *st);
 int xds_auth_start(xds_stream_t *st);
 /* stream_free: the stream is gone, a later answer must not touch it. */
 void xds_auth_detach(xds_stream_t *st);
+/* ca_call.c: CreateCertificate, a unary call on a stream object. */
+#define XDS_CA_METHOD "/istio.v1.auth.IstioCertificateService/CreateCertificate"
+/* Its one request: parsed, then authenticated. */
+void xds_ca_call_on_message(xds_stream_t *st, const uint8_t *buf, size_t len);
+/* Authentication accepted the caller (st->identity): authorizes, signs,
+ * answers and closes. */
+void xds_ca_call_authed(xds_stream_t *st);
+/* Closes a call with code and msg and counts its outcome. */
+void xds_ca_call_fail(xds_stream_t *st, xds_ca_result_t r, grpc_status_code code, const char *msg);
 
 #endif

@@ -41,6 +41,12 @@ typedef struct ctl_config {
     char *xds_auth;               /* --xds-auth: "none" or "jwt" */
     char *xds_auth_audiences;     /* --xds-auth-audiences: comma list */
     char *xds_allowed_identities; /* --xds-allowed-identities: ns/sa patterns, "" = any */
+    char *ca;                     /* --ca: "on", "off" or "auto" (on with xds-auth jwt) */
+    char *cacerts_dir;            /* --cacerts-dir, NULL: a self-signed root */
+    char *ca_node_accounts;       /* --ca-node-accounts: ns/sa patterns, "" = none */
+    int ca_max_ttl_s;             /* --ca-max-ttl */
+    int ca_default_ttl_s;         /* --ca-default-ttl */
+    bool ca_enabled;              /* --ca resolved */
     int debounce_ms;              /* --debounce-ms */
     int stale_after_s;            /* --stale-after */
     int sync_warn_after_s;        /* --sync-warn-after */
@@ -120,13 +126,32 @@ typedef int (*ctl_conn_fn)(void *arg, const char *cluster, kube_conn_t *out);
 ctl_auth_t *ctl_auth_new(const ctl_config_t *cfg, ctl_conn_fn conn_of, void *conn_arg, char *err,
                          size_t errlen);
 /* The xds_config_t.authenticate hook; arg is the ctl_auth_t. */
-int ctl_auth_authenticate(void *arg, const char *cluster, const char *token, xds_auth_done_fn done,
-                          void *done_arg);
+int ctl_auth_authenticate(void *arg, const char *cluster, const char *token,
+                          xds_auth_purpose_t purpose, xds_auth_done_fn done, void *done_arg);
 /* Joins the workers (queued checks are answered UNAVAILABLE); later calls
  * answer at once. Call before the clusters' connections go away. */
 void ctl_auth_stop(ctl_auth_t *a);
 /* After the xDS server is freed. */
 void ctl_auth_free(ctl_auth_t *a);
+
+/* ---------- the workload CA (ca.c, docs/ca.md) ---------- */
+
+typedef struct ctl_ca ctl_ca_t;
+
+/* The CA of cfg: --cacerts-dir loaded, else a self-signed root (with a
+ * warning). *first is the CA to give the xDS server (xds_config_t.ca).
+ * NULL with err when it cannot be made. */
+ctl_ca_t *ctl_ca_new(ctl_t *c, const ctl_config_t *cfg, xds_ca_t **first, char *err, size_t errlen);
+/* Reloads --cacerts-dir into x when its files change (a thread). 0 or -1. */
+int ctl_ca_watch(ctl_ca_t *a, xds_server_t *x);
+/* Stops watching; before x is freed. */
+void ctl_ca_free(ctl_ca_t *a);
+/* xds_config_t.node_authorize (arg: the ctl_ca_t): the caller is one of
+ * --ca-node-accounts and the model has its pod (same uid and service
+ * account) and a pod of ns/sa on that pod's node, in cluster. */
+bool ctl_ca_node_authorize(void *arg, const char *cluster, const char *caller_ns,
+                           const char *caller_pod, const char *caller_uid, const char *caller_sa,
+                           const char *ns, const char *sa, char *why, size_t whylen);
 
 /* ---------- debug HTTP ---------- */
 

@@ -26,6 +26,8 @@ Control API (no auth, same port), all POST with a JSON body:
   /fake/malformed  {"line": "..."} or {"size": N}: send a garbage line on watches
   /fake/bookmark   send a BOOKMARK on every watch that allows them
   /fake/token      {"token": "...", "forbidden": ["..."]}: rotate accepted tokens
+                   (TokenRequests with spec.boundObjectRef of kind Pod are
+                   reviewed with user.extra pod-name and pod-uid, as upstream)
                    ({"tokens": [...]} accepts several at once; {"rbac": {token:
                    role}} also accepts tokens bound to ROLES, "chart" being
                    the chart's ClusterRole and Roles: they get 403 for what
@@ -165,6 +167,7 @@ class Cluster:
         self.compacted = 0  # watches need rv >= compacted
         self.tokens = {token}
         self.sa_tokens = {}  # TokenRequest tokens -> (namespace, name, audiences)
+        self.sa_bound = {}  # of those, the ones bound to a pod -> (pod name, pod uid)
         self.forbidden = set()
         self.rbac = {}  # token -> ROLES name: authorized by those rules only
         self.absent = set()  # plurals whose API this cluster does not serve (404)
@@ -653,6 +656,9 @@ class Handler(BaseHTTPRequestHandler):
             token = "sa.%s.%s.%d" % (ns, name, cl.rv)
             cl.tokens.add(token)
             cl.sa_tokens[token] = (ns, name, list(spec.get("audiences") or []))
+            ref = spec.get("boundObjectRef") or {}
+            if ref.get("kind") == "Pod":  # a token bound to a pod, as the kubelet mounts
+                cl.sa_bound[token] = (ref.get("name", ""), ref.get("uid", ""))
         exp = int(spec.get("expirationSeconds") or 3600)
         self.send_json(201, {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
                              "metadata": {"name": name, "namespace": ns},
@@ -676,6 +682,7 @@ class Handler(BaseHTTPRequestHandler):
         want = list(spec.get("audiences") or [])
         with self.cl.cond:
             sa = self.cl.sa_tokens.get(spec.get("token"))
+            bound = self.cl.sa_bound.get(spec.get("token"))
         st = {"authenticated": False, "error": "[invalid bearer token]"}
         if sa:
             ns, name, have = sa
@@ -690,6 +697,9 @@ class Handler(BaseHTTPRequestHandler):
                                "groups": ["system:serviceaccounts",
                                           "system:serviceaccounts:" + ns,
                                           "system:authenticated"]}}
+                if bound:  # what the API server adds for a pod-bound token
+                    st["user"]["extra"] = {"authentication.kubernetes.io/pod-name": [bound[0]],
+                                           "authentication.kubernetes.io/pod-uid": [bound[1]]}
         self.send_json(201, {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview",
                              "metadata": {}, "spec": spec, "status": st})
 

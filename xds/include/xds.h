@@ -26,20 +26,47 @@ typedef enum xds_auth_result {
     XDS_AUTH_UNAVAILABLE,     /* the verifier could not be reached: retry */
 } xds_auth_result_t;
 
-/* Completes one authenticate call: identity (e.g.
- * "system:serviceaccount:istio-system:ztunnel") with XDS_AUTH_OK, msg says
- * why otherwise (sent to the client: never put the token in it). Strings
- * are copied. Call exactly once per accepted authenticate call, from any
- * thread (also from inside authenticate), without holding locks that
- * authenticate takes. */
-typedef void (*xds_auth_done_fn)(void *done_arg, xds_auth_result_t result, const char *identity,
-                                 const char *msg);
+/* What an authenticator proved. */
+typedef struct xds_auth_answer {
+    xds_auth_result_t result;
+    const char *identity; /* with XDS_AUTH_OK: "system:serviceaccount:<ns>:<sa>" */
+    const char *msg;      /* why not (sent to the client: never the token) */
+    /* the pod the token is bound to (TokenReview user.extra
+     * authentication.kubernetes.io/pod-name and pod-uid), NULL if unbound */
+    const char *pod_name, *pod_uid;
+} xds_auth_answer_t;
+
+/* Completes one authenticate call. Strings are copied. Call exactly once
+ * per accepted authenticate call, from any thread (also from inside
+ * authenticate), without holding locks that authenticate takes. */
+typedef void (*xds_auth_done_fn)(void *done_arg, const xds_auth_answer_t *a);
+
+/* Who asks: an xDS stream (the identity must also be one allowed to read
+ * xDS) or a CreateCertificate call (any service account may ask for its own
+ * certificate). */
+typedef enum xds_auth_purpose { XDS_AUTH_FOR_XDS, XDS_AUTH_FOR_CA } xds_auth_purpose_t;
+
 /* Verifies token (the "authorization: Bearer" value) against cluster's API
  * server. Called on a server thread with the server's lock held: must not
  * block (queue the work) nor call into the server. 0: done will be called;
- * -1: it will not (the stream is closed UNAVAILABLE). */
+ * -1: it will not (the call is closed UNAVAILABLE). */
 typedef int (*xds_authenticate_fn)(void *arg, const char *cluster, const char *token,
-                                   xds_auth_done_fn done, void *done_arg);
+                                   xds_auth_purpose_t purpose, xds_auth_done_fn done,
+                                   void *done_arg);
+
+/* Node authorization of an impersonating caller (a ztunnel asking for a
+ * certificate of a workload on its node), as istiod checks it: caller_sa is
+ * a trusted node account, the caller's pod caller_ns/caller_pod (uid
+ * caller_uid) exists in cluster with service account caller_sa, and a
+ * pod of service account sa in namespace ns runs on the caller pod's node.
+ * true when allowed, else false with why filled. Called on a server thread
+ * with the server's lock held: thread-safe, no calls into the server. */
+typedef bool (*xds_node_authorize_fn)(void *arg, const char *cluster, const char *caller_ns,
+                                      const char *caller_pod, const char *caller_uid,
+                                      const char *caller_sa, const char *ns, const char *sa,
+                                      char *why, size_t whylen);
+
+typedef struct xds_ca xds_ca_t;
 
 typedef struct xds_config {
     const char *listen;        /* plaintext "host:port", e.g. "127.0.0.1:15010"; port 0 picks one */
@@ -86,6 +113,15 @@ typedef struct xds_config {
      * is taken to be of (its token is checked against it). NULL: "{}", "". */
     const char *control_plane;
     const char *local_cluster;
+    /* istio.v1.auth.IstioCertificateService/CreateCertificate on the same
+     * ports (docs/ca.md): NULL: not served (UNIMPLEMENTED). The server owns
+     * it from then on (xds_server_set_ca swaps it). Needs authenticate. */
+    xds_ca_t *ca;
+    /* Whether a caller may ask for another identity's certificate (it must
+     * be a node agent whose node runs that identity); NULL: every
+     * impersonation is refused. */
+    xds_node_authorize_fn node_authorize;
+    void *node_authorize_arg;
 } xds_config_t;
 
 typedef struct xds_server xds_server_t;
@@ -107,6 +143,10 @@ void xds_server_publish(xds_server_t *s, model_snapshot_t *snap);
 /* Stops accepting, lets streams finish for up to grace_ms, then cancels them. */
 void xds_server_shutdown(xds_server_t *s, int grace_ms);
 void xds_server_free(xds_server_t *s);
+/* Replaces the CA (a reloaded cacerts): calls that arrive from now on sign
+ * with ca; the old one is freed once no call uses it. Takes ownership.
+ * Thread-safe. */
+void xds_server_set_ca(xds_server_t *s, xds_ca_t *ca);
 
 #define XDS_LATENCY_BUCKETS 10
 /* upper bounds of the latency buckets, milliseconds; the last is +Inf */
@@ -136,6 +176,20 @@ typedef enum xds_push_kind {
 /* "wds", "authorization", "lds", "rds", "cds", "eds", "debug". */
 const char *xds_push_kind_name(xds_push_kind_t k);
 
+/* Outcomes of CreateCertificate calls, by the gRPC status they end with. */
+typedef enum xds_ca_result {
+    XDS_CA_RESULT_OK,
+    XDS_CA_RESULT_UNAUTHENTICATED, /* no or bad token */
+    XDS_CA_RESULT_DENIED,          /* impersonation not allowed */
+    XDS_CA_RESULT_INVALID,         /* bad CSR, TTL, identity or message */
+    XDS_CA_RESULT_UNAVAILABLE,     /* token could not be verified now */
+    XDS_CA_RESULT_INTERNAL,        /* the CA failed (expired, out of memory) */
+    XDS_CA_RESULTS
+} xds_ca_result_t;
+
+/* "ok", "unauthenticated", "denied", "invalid", "unavailable", "internal". */
+const char *xds_ca_result_name(xds_ca_result_t r);
+
 typedef struct xds_stats {
     uint64_t streams_open;
     uint64_t streams_total;
@@ -160,6 +214,8 @@ typedef struct xds_stats {
     uint64_t auth_unavailable;     /* the verifier failed */
     uint64_t limit_names;          /* streams closed for subscribing to too many names */
     uint64_t unknown_cluster;      /* streams of a cluster meshfed does not know */
+    /* CreateCertificate calls by outcome (meshfed_ca_requests_total) */
+    uint64_t ca_requests[XDS_CA_RESULTS];
 } xds_stats_t;
 
 void xds_server_stats(xds_server_t *s, xds_stats_t *out);
@@ -205,8 +261,6 @@ uint8_t *xds_encode_authz(const model_out_authz_t *a, size_t *len);
  * root) signs a CSR's public key for an identity the caller proved; nothing
  * else is taken from the CSR. Immutable once made: xds_ca_sign may run on
  * several threads at once. */
-typedef struct xds_ca xds_ca_t;
-
 /* Every xds_ca_ function returns 0 or one of these (xds_ca_strerror names
  * it) and fills err with the details. */
 typedef enum xds_ca_err {

@@ -1,0 +1,262 @@
+#!/usr/bin/python3
+"""End to end for meshfed's CA (docs/ca.md): the real binary with TLS and
+--xds-auth jwt against a fake API server, CreateCertificate called with
+grpcio as ztunnel calls it, certificates checked with the openssl CLI.
+
+Covers: a workload's own certificate (the URI SAN is its token's identity,
+not its CSR's), the chain verifying up to the cacerts root; a ztunnel
+impersonating a workload on its node (allowed), on another node or by a
+caller that is not a node agent (PERMISSION_DENIED); bad or missing token
+(UNAUTHENTICATED); a malformed CSR and a TTL above the maximum
+(INVALID_ARGUMENT); meshfed_ca_requests_total; the cacerts directory
+rotated to a new intermediate of the same root while an xDS stream stays
+up: new certificates chain to it and the stream was not dropped.
+Usage: e2e_ca.py MESHFED_BINARY SOURCE_DIR
+"""
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import ztunnel  # noqa: E402
+from e2elib import (FAILURES, check, kubeconfig, log_ports, make_certs, metrics, ns, post,  # noqa: E402
+                    start_fake, stop, summary, waiter)
+
+wait_for = waiter(20.0)
+TD = "cluster.local"
+
+
+def run(*a, **kw):
+    return subprocess.run(a, capture_output=True, text=True, **kw)
+
+
+def citadel(src, out):
+    """grpcio modules of xds/proto/citadel.proto."""
+    os.makedirs(out, exist_ok=True)
+    subprocess.run([sys.executable, "-m", "grpc_tools.protoc", "-I", os.path.join(src, "xds/proto"),
+                    "-I", "/usr/include", "--python_out", out, "--grpc_python_out", out,
+                    "citadel.proto"], check=True)
+    sys.path.insert(0, out)
+    import citadel_pb2  # noqa: E402
+    import citadel_pb2_grpc  # noqa: E402
+    return citadel_pb2, citadel_pb2_grpc
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def sa(n, name):
+    return {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": name, "namespace": n}}
+
+
+def pod(n, name, sa_name, node, uid, ip):
+    return {"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": name, "namespace": n, "uid": uid, "labels": {"app": name}},
+            "spec": {"nodeName": node, "serviceAccountName": sa_name},
+            "status": {"phase": "Running", "podIP": ip, "podIPs": [{"ip": ip}],
+                       "conditions": [{"type": "Ready", "status": "True"}]}}
+
+
+def new_intermediate(cadir, out, name):
+    """An Istio cacerts in out: a new EC intermediate under cadir's root."""
+    os.makedirs(out, exist_ok=True)
+    key, csr, crt = (os.path.join(out, f) for f in ("ca-key.pem", "ca.csr", "ca-cert.pem"))
+    run("openssl", "req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+        "-keyout", key, "-out", csr, "-subj", f"/O=meshfed-test/CN={name}", check=True)
+    run("openssl", "x509", "-req", "-in", csr, "-CA", os.path.join(cadir, "root.pem"),
+        "-CAkey", os.path.join(cadir, "root.key"), "-set_serial", "0x" + os.urandom(8).hex(),
+        "-days", "30", "-extfile", os.path.join(cadir, "ext.cnf"), "-extensions", "ca", "-out", crt,
+        check=True)
+    root = open(os.path.join(cadir, "root.pem")).read()
+    open(os.path.join(out, "cert-chain.pem"), "w").write(open(crt).read() + root)
+    open(os.path.join(out, "root-cert.pem"), "w").write(root)
+
+
+def main():
+    binary, src = sys.argv[1], sys.argv[2]
+    work = tempfile.mkdtemp(prefix="meshfed-e2e-ca-")
+    ca_pem = make_certs(work)
+    pb, pb_grpc = citadel(src, os.path.join(work, "py"))
+    grpc = ztunnel.protos(src)[0]
+    cadir = os.path.join(work, "cacerts-src")
+    run("sh", os.path.join(src, "tests/make_cacerts.sh"), cadir, check=True)
+    mounted = os.path.join(work, "cacerts")
+    shutil.copytree(os.path.join(cadir, "good"), mounted)
+
+    fake, ports = start_fake(work, ["east"])
+    east = ports["east"]
+    post(east, "/fake/apply", [ns("istio-system"), ns("bookinfo"),
+                               sa("istio-system", "ztunnel"), sa("istio-system", "other"),
+                               sa("bookinfo", "reviews"), sa("bookinfo", "ratings"),
+                               pod("istio-system", "ztunnel-a", "ztunnel", "node-1", "uid-zt-a", "10.0.0.2"),
+                               pod("istio-system", "ztunnel-b", "ztunnel", "node-2", "uid-zt-b", "10.0.1.2"),
+                               pod("istio-system", "other-0", "other", "node-1", "uid-other", "10.0.0.3"),
+                               pod("bookinfo", "reviews-0", "reviews", "node-1", "uid-rev", "10.0.0.4"),
+                               pod("bookinfo", "ratings-0", "ratings", "node-2", "uid-rat", "10.0.1.4")])
+
+    def mint(n, name, pod_name=None, uid=None):
+        spec = {"audiences": ["istio-ca"], "expirationSeconds": 3600}
+        if pod_name:
+            spec["boundObjectRef"] = {"kind": "Pod", "apiVersion": "v1", "name": pod_name, "uid": uid}
+        body = {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": spec}
+        return json.loads(post(east, f"/api/v1/namespaces/{n}/serviceaccounts/{name}/token", body,
+                               token="test-token"))["status"]["token"]
+    zt_a = mint("istio-system", "ztunnel", "ztunnel-a", "uid-zt-a")
+    other = mint("istio-system", "other", "other-0", "uid-other")
+    reviews = mint("bookinfo", "reviews")
+
+    kc = os.path.join(work, "east.kubeconfig")
+    open(kc, "w").write(kubeconfig(east))
+    tls_port = free_port()
+    log = open(os.path.join(work, "meshfed.log"), "a+")
+    proc = subprocess.Popen([binary, "--kubeconfig", kc, "--cluster-id", "east",
+                             "--xds-listen", "127.0.0.1:0", "--xds-tls-listen", f"127.0.0.1:{tls_port}",
+                             "--tls-cert", os.path.join(work, "server.pem"),
+                             "--tls-key", os.path.join(work, "server.key"),
+                             "--debug-listen", "127.0.0.1:0", "--debounce-ms", "20",
+                             "--xds-auth", "jwt", "--xds-allowed-identities", "istio-system/ztunnel",
+                             "--cacerts-dir", mounted, "--ca-max-ttl", "12h", "--ca-default-ttl", "1h"],
+                            stdout=log, stderr=log)
+    zt = None
+    channel = None
+    try:
+        p = wait_for(lambda: log_ports(log))
+        check(bool(p), "meshfed starts with --cacerts-dir, TLS and jwt")
+        if not p:
+            return
+        xport, dport = p
+        creds = grpc.ssl_channel_credentials(root_certificates=open(ca_pem, "rb").read())
+        channel = grpc.secure_channel(f"127.0.0.1:{tls_port}", creds)
+        stub = pb_grpc.IstioCertificateServiceStub(channel)
+
+        key = os.path.join(work, "wl.key")
+        csr_path = os.path.join(work, "wl.csr")
+        run("openssl", "req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+            "-keyout", key, "-out", csr_path, "-subj", "/CN=evil",
+            "-addext", "subjectAltName=URI:spiffe://cluster.local/ns/evil/sa/evil", check=True)
+        csr = open(csr_path).read()
+
+        def call(token, impersonate=None, csr_text=csr, ttl=3600):
+            req = pb.IstioCertificateRequest(csr=csr_text, validity_duration=ttl)
+            if impersonate:
+                req.metadata.fields["ImpersonatedIdentity"].string_value = impersonate
+            md = [("clusterid", "east")]
+            if token:
+                md.append(("authorization", "Bearer " + token))
+            try:
+                return stub.CreateCertificate(req, metadata=md, timeout=10).cert_chain, None
+            except grpc.RpcError as e:
+                return None, e
+
+        def verify(chain, name):
+            """(openssl verify ok, URI SANs of the leaf, issuer of the leaf)"""
+            leaf, inter, root = (os.path.join(work, f"{name}.{s}") for s in ("leaf", "inter", "root"))
+            open(leaf, "w").write(chain[0])
+            open(inter, "w").write("".join(chain[1:-1]))
+            open(root, "w").write(chain[-1])
+            v = run("openssl", "verify", "-CAfile", root, "-untrusted", inter, leaf)
+            san = run("openssl", "x509", "-in", leaf, "-noout", "-ext", "subjectAltName").stdout
+            issuer = run("openssl", "x509", "-in", leaf, "-noout", "-issuer").stdout
+            return v.returncode == 0, [w.strip().rstrip(",")[4:] for w in san.split() if w.startswith("URI:")], issuer
+
+        ready = wait_for(lambda: call(reviews)[0])
+        check(bool(ready), "CreateCertificate answers a workload's own token over TLS")
+        chain, _ = call(reviews)
+        if chain:
+            ok, uris, _ = verify(chain, "own")
+            check(ok, "the chain verifies with openssl up to the cacerts root")
+            check(uris == [f"spiffe://{TD}/ns/bookinfo/sa/reviews"],
+                  f"the URI SAN is the token's identity, not the CSR's ({uris})")
+            root_src = open(os.path.join(cadir, "root.pem")).read()
+            check(chain[-1] == root_src and len(chain) == 4,
+                  f"chain: leaf, intermediate, root, root-cert.pem last ({len(chain)} elements)")
+
+        chain, e = call(zt_a, f"spiffe://{TD}/ns/bookinfo/sa/reviews")
+        ok, uris, _ = verify(chain, "imp") if chain else (False, [], "")
+        check(ok and uris == [f"spiffe://{TD}/ns/bookinfo/sa/reviews"],
+              f"ztunnel on node-1 gets reviews' certificate (a reviews pod runs there) ({e and e.details()})")
+        _, e = call(zt_a, f"spiffe://{TD}/ns/bookinfo/sa/ratings")
+        check(e is not None and e.code() == grpc.StatusCode.PERMISSION_DENIED,
+              f"ztunnel on node-1 may not impersonate ratings (only on node-2) ({e and e.details()})")
+        _, e = call(other, f"spiffe://{TD}/ns/bookinfo/sa/reviews")
+        check(e is not None and e.code() == grpc.StatusCode.PERMISSION_DENIED,
+              f"a caller that is not a node agent may not impersonate ({e and e.details()})")
+        _, e = call(reviews, f"spiffe://{TD}/ns/bookinfo/sa/ratings")
+        check(e is not None and e.code() == grpc.StatusCode.PERMISSION_DENIED,
+              "a workload may not impersonate another")
+        _, e = call("not-a-token")
+        check(e is not None and e.code() == grpc.StatusCode.UNAUTHENTICATED,
+              f"a bad token is UNAUTHENTICATED ({e and e.details()})")
+        _, e = call(None)
+        check(e is not None and e.code() == grpc.StatusCode.UNAUTHENTICATED, "no token is UNAUTHENTICATED")
+        _, e = call(reviews, csr_text="-----BEGIN CERTIFICATE REQUEST-----\nnot base64\n")
+        check(e is not None and e.code() == grpc.StatusCode.INVALID_ARGUMENT,
+              f"a malformed CSR is INVALID_ARGUMENT ({e and e.details()})")
+        _, e = call(reviews, ttl=13 * 3600)
+        check(e is not None and e.code() == grpc.StatusCode.INVALID_ARGUMENT,
+              f"a TTL above --ca-max-ttl is INVALID_ARGUMENT ({e and e.details()})")
+        m = metrics(dport)
+        name = "meshfed_ca_requests_total{result=\"%s\"}"
+        check(m.get(name % "ok", 0) >= 3 and m.get(name % "denied") == 3 and
+              m.get(name % "unauthenticated") == 2 and m.get(name % "invalid") == 2,
+              "meshfed_ca_requests_total counts each outcome: " +
+              str({k: v for k, v in m.items() if k.startswith("meshfed_ca_")}))
+
+        # rotation: a new intermediate of the same root, an xDS stream up meanwhile
+        zt = ztunnel.Ztunnel(src, xport, "east", metadata=[("authorization", "Bearer " + zt_a),
+                                                           ("clusterid", "east")])
+        check(bool(zt.wait(lambda s: "east//Pod/bookinfo/reviews-0" in s)), "an xDS stream is up")
+        staged = os.path.join(work, "rotated")
+        new_intermediate(cadir, staged, "intermediate-rotated")
+        for f in ("ca-key.pem", "ca-cert.pem", "cert-chain.pem", "root-cert.pem"):
+            shutil.copy(os.path.join(staged, f), os.path.join(work, "tmp.pem"))
+            os.replace(os.path.join(work, "tmp.pem"), os.path.join(mounted, f))
+
+        def rotated():
+            c, _ = call(reviews)
+            return c and "intermediate-rotated" in verify(c, "rot")[2] and c
+        chain = wait_for(rotated, 15)
+        check(bool(chain) and verify(chain, "rot")[0],
+              "after the cacerts change new certificates chain to the new intermediate")
+        post(east, "/fake/apply", [pod("bookinfo", "reviews-1", "reviews", "node-1", "uid-rev1", "10.0.0.5")])
+        check(bool(zt.wait(lambda s: "east//Pod/bookinfo/reviews-1" in s)) and zt.error is None
+              and zt.reconnects == 0, "the xDS stream was not dropped by the reload")
+        check(metrics(dport).get("meshfed_ca_reloads_total") == 2, "meshfed_ca_reloads_total is 2")
+
+        open(os.path.join(mounted, "ca-key.pem"), "w").write("garbage\n")
+        check(bool(wait_for(lambda: metrics(dport).get("meshfed_ca_reload_errors_total") == 1, 10)),
+              "a broken cacerts change is counted")
+        chain, _ = call(reviews)
+        check(bool(chain) and "intermediate-rotated" in verify(chain, "kept")[2],
+              "and the CA that loaded last keeps signing")
+        log.seek(0)
+        text = log.read()
+        check(zt_a not in text and reviews not in text, "no token appears in meshfed's log")
+    finally:
+        if zt:
+            zt.close()
+        if channel:
+            channel.close()
+        stop(proc)
+        fake.kill()
+        fake.wait()
+        if FAILURES:
+            log.seek(0)
+            print("--- meshfed log (tail) ---\n" + "".join(log.readlines()[-40:]))
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+    summary()
+    sys.exit(1 if FAILURES else 0)
+
+
+if __name__ == "__main__":
+    main()
