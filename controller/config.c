@@ -171,7 +171,9 @@ static int check_ca(ctl_config_t *c, char *err, size_t errlen)
     }
     c->ca_enabled = jwt && strcmp(c->ca, "off") != 0;
     if (c->ca_default_ttl_s > c->ca_max_ttl_s) {
-        snprintf(err, errlen, "ca-default-ttl: longer than ca-max-ttl");
+        snprintf(err, errlen,
+                 "ca-default-ttl: longer than ca-max-ttl (set it too: its "
+                 "default is 24h)");
         return -1;
     }
     if (ctl_auth_check_patterns(c->ca_node_accounts, buf, sizeof(buf)) < 0) {

@@ -139,6 +139,20 @@ if dep:
     for k, v in want.items():
         check(f"args: --{k}={v}", argmap.get(k) == v, f"got {argmap.get(k)!r}")
     check("args: --network only when set", ("network" in argmap) == bool(values.get("network")))
+    ca = values["ca"]
+    check("args: --ca", argmap.get("ca") == ("on" if ca["enabled"] else "off"), str(argmap.get("ca")))
+    if ca["enabled"]:
+        for k, v in (("ca-max-ttl", ca["maxTTL"]), ("ca-default-ttl", ca["defaultTTL"]),
+                     ("ca-node-accounts", ca["nodeAccounts"])):
+            check(f"args: --{k}={v}", argmap.get(k) == str(v), f"got {argmap.get(k)!r}")
+    cmounts = {m["mountPath"]: m["name"] for m in c.get("volumeMounts", [])}
+    cvols = {v["name"]: v for v in pod.get("volumes", [])}
+    if ca["enabled"] and ca.get("cacertsSecret"):
+        d = argmap.get("cacerts-dir", "")
+        sec = cvols.get(cmounts.get(d, ""), {}).get("secret", {}).get("secretName")
+        check("ca: --cacerts-dir is the mounted cacerts Secret", sec == ca["cacertsSecret"], f"{d} {sec}")
+    else:
+        check("ca: no --cacerts-dir without ca.cacertsSecret", "cacerts-dir" not in argmap, str(argmap))
     dl = argmap.get("debug-listen", "")
     check("args: --debug-listen reachable by the kubelet on the probe port",
           dl.rsplit(":", 1)[-1] == str(debug_port) and not dl.startswith(("127.", "localhost", "[::1]")), dl)
