@@ -127,6 +127,12 @@ START_TEST(config_bad_values_name_the_setting)
         {"--no-such-flag", "no-such-flag"},
         {"--once=maybe", "once"},
         {"--xds-auth=maybe", "xds-auth"},
+        {"--ca=maybe", "ca"},
+        {"--ca=on", "xds-auth jwt"}, /* a certificate needs a proven identity */
+        {"--ca-max-ttl=30s", "ca-max-ttl"},
+        {"--ca-max-ttl=1w", "ca-max-ttl"},
+        {"--ca-max-ttl=1h", "ca-default-ttl"}, /* the default 24h is now above it */
+        {"--ca-node-accounts=ztunnel", "ca-node-accounts"},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         ctl_config_t c;
@@ -143,6 +149,30 @@ START_TEST(config_bad_values_name_the_setting)
     ck_assert_ptr_nonnull(strstr(err, "MESHFED_LOG_LEVEL")); /* what the user set */
     ctl_config_free(&c);
     clear_env();
+}
+END_TEST
+
+/* The CA follows xds-auth unless told; durations take s, m, h and d. */
+START_TEST(config_ca_on_with_jwt_and_durations)
+{
+    clear_env();
+    ctl_config_t c;
+    char err[CTL_ERRLEN] = "";
+    ck_assert_int_eq(load(&c, err, 0), 0);
+    ck_assert(!c.ca_enabled); /* xds-auth none: nothing to certify */
+    ck_assert_int_eq(c.ca_max_ttl_s, 86400);
+    ck_assert_str_eq(c.ca_node_accounts, "istio-system/ztunnel");
+    ctl_config_free(&c);
+    ck_assert_int_eq(load(&c, err, 3, "--xds-auth=jwt", "--ca-max-ttl=2d", "--ca-default-ttl=90m"),
+                     0);
+    ck_assert(c.ca_enabled);
+    ck_assert_int_eq(c.ca_max_ttl_s, 2 * 86400);
+    ck_assert_int_eq(c.ca_default_ttl_s, 90 * 60);
+    ctl_config_free(&c);
+    ck_assert_int_eq(load(&c, err, 3, "--xds-auth=jwt", "--ca=off", "--ca-default-ttl=3600"), 0);
+    ck_assert(!c.ca_enabled);
+    ck_assert_int_eq(c.ca_default_ttl_s, 3600);
+    ctl_config_free(&c);
 }
 END_TEST
 
@@ -283,6 +313,7 @@ static Suite *suite(void)
     TCase *t = tcase_create("config");
     tcase_add_test(t, config_defaults);
     tcase_add_test(t, revision_filter_as_istiod);
+    tcase_add_test(t, config_ca_on_with_jwt_and_durations);
     tcase_add_test(t, config_flag_beats_env_beats_file);
     tcase_add_test(t, config_file_accepts_chart_camel_case);
     tcase_add_test(t, config_bad_values_name_the_setting);

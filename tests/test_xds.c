@@ -8,6 +8,7 @@
 #include "testlib.h"
 #include "xds.h"
 
+#include "citadel.pb-c.h"
 #include "envoy/service/discovery/v3/discovery.pb-c.h"
 #include "google/protobuf/struct.pb-c.h"
 #include "workload.pb-c.h"
@@ -17,6 +18,9 @@
 #include <grpc/grpc.h>
 #include <grpc/grpc_security.h>
 #include <grpc/support/time.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1411,6 +1415,159 @@ START_TEST(auth_cluster_mismatch_or_identity_denied)
 }
 END_TEST
 
+/* ---------- CreateCertificate (ca_call.c) ---------- */
+
+/* A PEM CSR of a new P-256 key (caller frees). */
+static char *make_csr(void)
+{
+    EVP_PKEY *k = EVP_EC_gen("P-256");
+    X509_REQ *r = X509_REQ_new();
+    ck_assert(k && r && X509_REQ_set_pubkey(r, k) == 1 && X509_REQ_sign(r, k, EVP_sha256()) > 0);
+    BIO *b = BIO_new(BIO_s_mem());
+    ck_assert(PEM_write_bio_X509_REQ(b, r) == 1);
+    char *data;
+    long n = BIO_get_mem_data(b, &data);
+    char *out = strndup(data, (size_t)n);
+    BIO_free(b);
+    X509_REQ_free(r);
+    EVP_PKEY_free(k);
+    return out;
+}
+
+/* Node authorization of the fake: a caller of pod "zt-1" may impersonate
+ * anyone in namespace "onnode". */
+static bool fake_node_authorize(void *arg, const char *cluster, const char *caller_ns,
+                                const char *caller_pod, const char *caller_uid,
+                                const char *caller_sa, const char *ns, const char *sa, char *why,
+                                size_t whylen)
+{
+    (void)arg, (void)cluster, (void)caller_ns, (void)caller_uid, (void)caller_sa, (void)sa;
+    if (strcmp(caller_pod, "zt-1") == 0 && strcmp(ns, "onnode") == 0)
+        return true;
+    snprintf(why, whylen, "not on its node");
+    return false;
+}
+
+static env_t *env_ca(fake_auth_t *f, bool with_ca)
+{
+    xds_ca_t *ca = NULL;
+    char err[256];
+    if (with_ca)
+        ck_assert_int_eq(xds_ca_new_self_signed("test", 86400, NULL, &ca, err, sizeof(err)), 0);
+    xds_config_t cfg = {.listen = "127.0.0.1:0",
+                        .network_of = net_of,
+                        .authenticate = fake_authenticate,
+                        .authenticate_arg = f,
+                        .local_cluster = "c1",
+                        .ca = ca,
+                        .node_authorize = fake_node_authorize};
+    return env_new_cfg(&cfg);
+}
+
+/* One CreateCertificate call: its status, message and (OK) chain length. */
+static grpc_status_code ca_call(env_t *e, const char *token, const char *csr, const char *imp,
+                                char *msg, size_t len, size_t *nchain)
+{
+    grpc_metadata md[1];
+    memset(md, 0, sizeof(md));
+    char bearer[256];
+    snprintf(bearer, sizeof(bearer), "Bearer %s", token ? token : "");
+    md[0].key = grpc_slice_from_static_string("authorization");
+    md[0].value = grpc_slice_from_copied_string(bearer);
+    tl_client_t *c =
+        client_on(tl_insecure_channel(e->port), true,
+                  "/istio.v1.auth.IstioCertificateService/CreateCertificate", md, token ? 1 : 0);
+    grpc_slice_unref(md[0].value);
+    Istio__V1__Auth__IstioCertificateRequest rq = ISTIO__V1__AUTH__ISTIO_CERTIFICATE_REQUEST__INIT;
+    Google__Protobuf__Struct st = GOOGLE__PROTOBUF__STRUCT__INIT;
+    Google__Protobuf__Struct__FieldsEntry fe = GOOGLE__PROTOBUF__STRUCT__FIELDS_ENTRY__INIT,
+                                          *fep = &fe;
+    Google__Protobuf__Value v = GOOGLE__PROTOBUF__VALUE__INIT;
+    rq.csr = (char *)csr;
+    if (imp) {
+        v.kind_case = GOOGLE__PROTOBUF__VALUE__KIND_STRING_VALUE;
+        v.string_value = (char *)imp;
+        fe.key = "ImpersonatedIdentity";
+        fe.value = &v;
+        st.n_fields = 1;
+        st.fields = &fep;
+        rq.metadata = &st;
+    }
+    uint8_t buf[4096];
+    size_t n = istio__v1__auth__istio_certificate_request__pack(&rq, buf);
+    ck_assert(tl_client_send(c, csr ? buf : (const uint8_t *)"\xff\xff", csr ? n : 2));
+    *nchain = 0;
+    grpc_slice sl;
+    while (tl_client_recv(c, 5000, &sl)) {
+        Istio__V1__Auth__IstioCertificateResponse *r =
+            istio__v1__auth__istio_certificate_response__unpack(NULL, GRPC_SLICE_LENGTH(sl),
+                                                                GRPC_SLICE_START_PTR(sl));
+        ck_assert_ptr_nonnull(r);
+        *nchain = r->n_cert_chain;
+        istio__v1__auth__istio_certificate_response__free_unpacked(r, NULL);
+        grpc_slice_unref(sl);
+    }
+    grpc_status_code code = client_status(c, msg, len);
+    tl_client_close(c);
+    return code;
+}
+
+#define CA_EXPECT(e, tok, csr, imp, want, needle)                                                  \
+    do {                                                                                           \
+        char msg_[512];                                                                            \
+        size_t n_;                                                                                 \
+        grpc_status_code got_ = ca_call(e, tok, csr, imp, msg_, sizeof(msg_), &n_);                \
+        ck_assert_msg(got_ == want, "status %d (%s), want %d", (int)got_, msg_, (int)want);        \
+        ck_assert_msg(strstr(msg_, needle), "\"%s\" lacks \"%s\"", msg_, needle);                  \
+        ck_assert(want != GRPC_STATUS_OK || n_ == 2); /* leaf, root */                             \
+    } while (0)
+
+START_TEST(ca_call_signs_for_the_token_and_refuses_the_rest)
+{
+    fake_auth_t *f = fake_new();
+    env_t *e = env_ca(f, true);
+    char *csr = make_csr();
+    CA_EXPECT(e, "sa:c1:bookinfo:reviews", csr, NULL, GRPC_STATUS_OK, "");
+    f->sync = true; /* a cached answer, from inside the call */
+    CA_EXPECT(e, "sa:c1:bookinfo:reviews", csr, NULL, GRPC_STATUS_OK, "");
+    f->sync = false;
+    CA_EXPECT(e, NULL, csr, NULL, GRPC_STATUS_UNAUTHENTICATED, "bearer token");
+    CA_EXPECT(e, "sa:c2:bookinfo:reviews", csr, NULL, GRPC_STATUS_UNAUTHENTICATED, "rejected");
+    CA_EXPECT(e, "sa:c1:bookinfo:reviews", "junk", NULL, GRPC_STATUS_INVALID_ARGUMENT, "CSR");
+    CA_EXPECT(e, "sa:c1:bookinfo:reviews", NULL, NULL, GRPC_STATUS_INVALID_ARGUMENT,
+              "not an IstioCertificateRequest");
+    CA_EXPECT(e, "sa:c1:bookinfo:reviews", csr, "spiffe://cluster.local/ns/onnode/sa/x",
+              GRPC_STATUS_PERMISSION_DENIED, "not bound to a pod"); /* the fake binds none */
+    CA_EXPECT(e, "sa:c1:bookinfo:reviews", csr, "spiffe://other.td/ns/onnode/sa/x",
+              GRPC_STATUS_INVALID_ARGUMENT, "ImpersonatedIdentity");
+    xds_stats_t st;
+    xds_server_stats(e->s, &st);
+    ck_assert_uint_eq(st.ca_requests[XDS_CA_RESULT_OK], 2);
+    ck_assert_uint_eq(st.ca_requests[XDS_CA_RESULT_UNAUTHENTICATED], 2);
+    ck_assert_uint_eq(st.ca_requests[XDS_CA_RESULT_INVALID], 3);
+    ck_assert_uint_eq(st.ca_requests[XDS_CA_RESULT_DENIED], 1);
+    ck_assert_uint_eq(st.auth_ok + st.auth_unauthenticated + st.streams_total, 0); /* not xDS */
+    xds_ca_t *ca2 = NULL;
+    char err[256];
+    ck_assert_int_eq(xds_ca_new_self_signed("test2", 86400, NULL, &ca2, err, sizeof(err)), 0);
+    xds_server_set_ca(e->s, ca2); /* the old one is freed; the next call signs with ca2 */
+    CA_EXPECT(e, "sa:c1:bookinfo:reviews", csr, NULL, GRPC_STATUS_OK, "");
+    free(csr);
+    env_free(e);
+    fake_free(f);
+}
+END_TEST
+
+START_TEST(ca_call_unimplemented_without_a_ca)
+{
+    fake_auth_t *f = fake_new();
+    env_t *e = env_ca(f, false);
+    CA_EXPECT(e, "sa:c1:bookinfo:reviews", "x", NULL, GRPC_STATUS_UNIMPLEMENTED, "CA is off");
+    env_free(e);
+    fake_free(f);
+}
+END_TEST
+
 static void identity_cb(const xds_proxy_info_t *p, void *arg)
 {
     snprintf(arg, 128, "%s|%s", p->cluster, p->identity ? p->identity : "(null)");
@@ -1549,6 +1706,8 @@ int main(void)
     tcase_add_test(t, hostname_gateway_encoded_as_namespaced_hostname);
     tcase_add_test(t, auth_missing_or_bad_token_unauthenticated);
     tcase_add_test(t, auth_cluster_mismatch_or_identity_denied);
+    tcase_add_test(t, ca_call_signs_for_the_token_and_refuses_the_rest);
+    tcase_add_test(t, ca_call_unimplemented_without_a_ca);
     tcase_add_test(t, auth_good_token_serves_view);
     tcase_add_test(t, auth_cancelled_while_pending);
     suite_add_tcase(s, t);
