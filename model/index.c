@@ -827,8 +827,10 @@ int model_cluster_clear_kind(model_t *m, const char *id, model_kind_t kind)
         } else {
             mark_effects(m, c, kind, e->val);
         }
-        obj_free(kind, e->val);
     }
+    /* freed apart: marking a PeerAuthentication reads all of its kind */
+    for (base_map_ent_t *e = base_map_first(h); e; e = base_map_next(h, e))
+        obj_free(kind, e->val);
     base_map_destroy(h, NULL);
     return 0;
 }

@@ -1459,6 +1459,28 @@ START_TEST(model_static_strict_while_cluster_has_peer_authn)
 }
 END_TEST
 
+/* A relist that empties the kind marks every PeerAuthentication's names
+ * before any of them is freed (marking one reads all of them). */
+START_TEST(model_clear_kind_drops_every_peer_authn_and_the_static_policy)
+{
+    model_t *m = two_clusters(NULL);
+    put(m, "a", MODEL_KIND_PEER_AUTHN, pa_new("ns1", "one", 1, NULL, 'P', NULL));
+    put(m, "a", MODEL_KIND_PEER_AUTHN, pa_new("ns2", "two", 2, NULL, 'S', NULL));
+    put(m, "a", MODEL_KIND_PEER_AUTHN, pa_new("ns3", "three", 3, NULL, 'D', NULL));
+    model_snapshot_t *s = model_commit(m);
+    ck_assert_ptr_nonnull(policy(s, &VA, ROOT "/" MODEL_AUTHZ_STATIC_STRICT));
+    ck_assert_int_eq(model_cluster_clear_kind(m, "a", MODEL_KIND_PEER_AUTHN), 0);
+    model_snapshot_t *s2 = model_commit(m);
+    ck_assert_ptr_null(policy(s2, &VA, ROOT "/" MODEL_AUTHZ_STATIC_STRICT));
+    size_t n = 0;
+    model_snapshot_each_authz(s2, &VA, count_res, &n);
+    ck_assert_uint_eq(n, 0);
+    model_snapshot_unref(s);
+    model_snapshot_unref(s2);
+    model_free(m);
+}
+END_TEST
+
 START_TEST(model_workload_lists_its_cluster_policies)
 {
     model_t *m = two_clusters(NULL);
@@ -1715,6 +1737,7 @@ static Suite *authz_suite(void)
     tc = tcase_create("model");
     tcase_add_test(tc, model_policy_seen_by_its_cluster_only);
     tcase_add_test(tc, model_static_strict_while_cluster_has_peer_authn);
+    tcase_add_test(tc, model_clear_kind_drops_every_peer_authn_and_the_static_policy);
     tcase_add_test(tc, model_workload_lists_its_cluster_policies);
     tcase_add_test(tc, model_policy_change_resends_only_what_it_changes);
     tcase_add_test(tc, model_namespace_peer_authn_change_moves_converted_policy);
