@@ -71,11 +71,12 @@ void xds_ca_call_on_message(xds_stream_t *st, const uint8_t *buf, size_t len)
         return;
     }
     const char *imp = md_string(req, IMPERSONATED_KEY);
+    bool impersonates = imp && *imp; /* imp goes with req */
     st->ca_csr = strdup(req->csr);
-    st->ca_impersonate = imp && *imp ? strdup(imp) : NULL;
+    st->ca_impersonate = impersonates ? strdup(imp) : NULL;
     st->ca_ttl = req->validity_duration;
     istio__v1__auth__istio_certificate_request__free_unpacked(req, NULL);
-    if (!st->ca_csr || (imp && *imp && !st->ca_impersonate)) {
+    if (!st->ca_csr || (impersonates && !st->ca_impersonate)) {
         xds_ca_call_fail(st, XDS_CA_RESULT_INTERNAL, GRPC_STATUS_INTERNAL, "ca: out of memory");
         return;
     }
