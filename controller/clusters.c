@@ -306,6 +306,9 @@ static void on_object(ctl_kube_t *k, const char *cluster, kube_res_t res, kube_e
     }
     if (!o)
         return;
+    /* the status's observedGeneration must be the one the model translated */
+    if (kind == MODEL_KIND_AUTHZ_POLICY && !del)
+        ((model_authz_policy_t *)o)->generation = kube_obj_generation(obj);
     if (kind == MODEL_KIND_AUTHZ_POLICY && strcmp(cluster, ctl_config(k->ctl)->cluster_id) == 0)
         ctl_status_note_policy(k->status, kube_obj_namespace(obj), kube_obj_name(obj),
                                kube_obj_generation(obj), del);

@@ -98,9 +98,10 @@ static void policy_info(const model_authz_info_t *i, void *arg)
     if (i->kind != MODEL_KIND_AUTHZ_POLICY || (!i->out && !i->reason))
         return;
     json_object_set_new(c->conds, i->key,
-                        json_pack("{s:s, s:s, s:s}", "status", i->out ? "True" : "False", "reason",
-                                  i->reason ? i->reason : MODEL_AUTHZ_ACCEPTED_REASON, "message",
-                                  i->message ? i->message : MODEL_AUTHZ_ACCEPTED));
+                        json_pack("{s:s, s:s, s:s, s:I}", "status", i->out ? "True" : "False",
+                                  "reason", i->reason ? i->reason : MODEL_AUTHZ_ACCEPTED_REASON,
+                                  "message", i->message ? i->message : MODEL_AUTHZ_ACCEPTED,
+                                  "observedGeneration", (json_int_t)i->generation));
 }
 
 static void collect_policies(const model_t *m, void *arg)
@@ -165,8 +166,13 @@ static void write_policies(ctl_status_t *s)
         json_t *cond = json_object_get(c.conds, key);
         if (!cond)
             continue;
+        /* the model's generation, not the newest seen here: a status must
+         * describe the translation of the generation it names. Until the
+         * model has the newest, pass again later. */
+        if (json_integer_value(json_object_get(cond, "observedGeneration")) !=
+            json_integer_value(gen))
+            failed = true;
         json_object_set_new(cond, "type", json_string("ZtunnelAccepted"));
-        json_object_set_new(cond, "observedGeneration", json_integer(json_integer_value(gen)));
         json_t *prev = json_object_get(written, key);
         json_t *pt = json_object_get(prev, "lastTransitionTime");
         json_t *cmp = json_deep_copy(prev);
@@ -194,7 +200,7 @@ static void write_policies(ctl_status_t *s)
             failed = true;
         }
     }
-    if (failed) { /* try again on the next pass */
+    if (failed) { /* try again on the next pass (every 2 s) */
         pthread_mutex_lock(&s->lock);
         s->pdirty = true;
         pthread_mutex_unlock(&s->lock);

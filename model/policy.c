@@ -188,7 +188,11 @@ static void each_info(model_t *m, model_cluster_int_t *c, const az_entry_t *e,
     model_out_authz_t *a;
     model_authz_status_t st;
     model_authz_build(m, c, e->key, &a, &st);
-    model_authz_info_t info = {e->kind, e->key, a, st.reason, st.message, NULL, 0};
+    model_authz_info_t info = {e->kind, e->key, a, st.reason, st.message, 0, NULL, 0};
+    if (e->kind == MODEL_KIND_AUTHZ_POLICY) {
+        const model_authz_policy_t *p = base_map_get(&c->objs[MODEL_KIND_AUTHZ_POLICY], e->key);
+        info.generation = p ? p->generation : 0;
+    }
     const char **sel = NULL;
     size_t nsel = 0;
     const base_map_t *ph = &c->objs[MODEL_KIND_POD];

@@ -783,7 +783,8 @@ typedef struct model_authz_policy {
     char *ns;
     char *name;
     int64_t created;
-    char *dry_run; /* annotation istio.io/dry-run as written, or NULL */
+    int64_t generation; /* metadata.generation: what a status observed */
+    char *dry_run;      /* annotation istio.io/dry-run as written, or NULL */
     model_wl_selector_t selector;
     bool target_ref; /* spec.targetRef set or spec.targetRefs non-empty */
     model_ap_action_t action;
@@ -1008,6 +1009,7 @@ typedef struct model_authz_info {
     const model_out_authz_t *out; /* what ztunnel gets, or NULL: nothing */
     const char *reason;           /* status reason, or NULL: accepted or no status */
     const char *message;          /* status message, or NULL */
+    int64_t generation;           /* AUTHZ_POLICY: the generation out and reason come from */
     /* the workloads it applies to ("ns/name" of pods), sorted */
     const char *const *selects;
     size_t nselects;
