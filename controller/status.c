@@ -110,6 +110,33 @@ static void collect_policies(const model_t *m, void *arg)
     model_each_authz(m, c->cluster, policy_info, c);
 }
 
+/* Merge-patches {"status": status} at path (a status subresource) and
+ * counts the write: 0 when the API server took it (2xx); else -1 with
+ * *code, 0 for a transport failure (then err says why). */
+static int patch_status(ctl_status_t *s, const char *path, json_t *status, long *code,
+                        char err[CTL_ERRLEN])
+{
+    json_t *patch = json_pack("{s:O}", "status", status);
+    char *body = json_dumps(patch, JSON_COMPACT);
+    json_decref(patch);
+    char *resp = NULL;
+    *code = 0;
+    int rc = kube_request(&s->conn, "PATCH", path, "application/merge-patch+json", body, code,
+                          &resp, err, CTL_ERRLEN);
+    free(body);
+    free(resp);
+    if (rc == 0 && *code / 100 == 2) {
+        atomic_fetch_add(&ctl_metrics.status_writes, 1);
+        return 0;
+    }
+    atomic_fetch_add(&ctl_metrics.status_errors, 1);
+    if (rc < 0)
+        *code = 0;
+    else if (*code == 0) /* no status line at all: still a transport failure */
+        snprintf(err, CTL_ERRLEN, "no HTTP status");
+    return -1;
+}
+
 /* PATCH body {"status":{"conditions":[cond]}} on ns/name's status: 1
  * written, 0 refused (not retried until the condition changes: a 403 from
  * an older chart's ClusterRole would otherwise be logged every pass), -1
@@ -124,27 +151,19 @@ static int patch_policy(ctl_status_t *s, const char *key, json_t *cond)
     snprintf(path, sizeof(path),
              "/apis/security.istio.io/v1/namespaces/%s/authorizationpolicies/%s/status", ns,
              slash + 1);
-    json_t *patch = json_pack("{s:{s:[O]}}", "status", "conditions", cond);
-    char *body = json_dumps(patch, JSON_COMPACT);
-    json_decref(patch);
+    json_t *status = json_pack("{s:[O]}", "conditions", cond);
     long code = 0;
-    char *resp = NULL;
-    int rc = kube_request(&s->conn, "PATCH", path, "application/merge-patch+json", body, &code,
-                          &resp, err, sizeof(err));
-    free(body);
-    free(resp);
-    if (rc == 0 && code / 100 == 2) {
-        atomic_fetch_add(&ctl_metrics.status_writes, 1);
+    int rc = patch_status(s, path, status, &code, err);
+    json_decref(status);
+    if (rc == 0)
         return 1;
-    }
-    atomic_fetch_add(&ctl_metrics.status_errors, 1);
     ctl_log(CTL_WARN, "AuthorizationPolicy %s: writing status: %s (HTTP %ld)", key,
-            rc < 0        ? err
+            code == 0     ? err
             : code == 404 ? "not found"
             : code == 403 ? "forbidden (does the ClusterRole grant authorizationpolicies/status?)"
                           : "refused by the API server",
             code);
-    return rc < 0 || code == 429 || code >= 500 ? -1 : 0;
+    return code == 0 || code == 429 || code >= 500 ? -1 : 0;
 }
 
 static void write_policies(ctl_status_t *s)
@@ -280,25 +299,16 @@ static void write_one(ctl_status_t *s, const char *name, json_t *status)
 {
     char path[512], err[CTL_ERRLEN];
     snprintf(path, sizeof(path), "/apis/meshfed.io/v1alpha1/servicescopes/%s/status", name);
-    json_t *patch = json_pack("{s:O}", "status", status);
-    char *body = json_dumps(patch, JSON_COMPACT);
-    json_decref(patch);
     long code = 0;
-    char *resp = NULL;
-    int rc = kube_request(&s->conn, "PATCH", path, "application/merge-patch+json", body, &code,
-                          &resp, err, sizeof(err));
-    free(body);
-    free(resp);
-    if (rc == 0 && code / 100 == 2) {
+    int rc = patch_status(s, path, status, &code, err);
+    if (rc == 0) {
         pthread_mutex_lock(&s->lock);
         json_object_set(s->written, name, status);
         pthread_mutex_unlock(&s->lock);
-        atomic_fetch_add(&ctl_metrics.status_writes, 1);
         return;
     }
-    atomic_fetch_add(&ctl_metrics.status_errors, 1);
     ctl_log(CTL_WARN, "ServiceScope %s: writing status: %s", name,
-            rc < 0        ? err
+            code == 0     ? err
             : code == 404 ? "not found"
                           : "refused by the API server");
 }
