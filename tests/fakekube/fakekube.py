@@ -880,7 +880,10 @@ def serve(spec, args, ctx):
     # its watch history gone: clients get 410 and relist
     srv.cluster.rv = srv.cluster.compacted = args.initial_rv
     srv.bookmark_interval = args.bookmark_interval
-    srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
+    # the TLS handshake happens in each connection's own thread (on its first
+    # read), as a real API server handshakes connections concurrently: done in
+    # accept(), one client slow to send its ClientHello would stall every other
+    srv.socket = ctx.wrap_socket(srv.socket, server_side=True, do_handshake_on_connect=False)
     threading.Thread(target=srv.serve_forever, daemon=True).start()
     return srv.server_address[1]
 
