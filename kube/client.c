@@ -188,8 +188,11 @@ int kube_easy_setup(CURL *e, const kube_conn_t *c, const char *base_url,
 int kube_http_setup(kube_informer_t *inf, const char *path_query, char *err, size_t errlen)
 {
     kube_cluster_t *cl = inf->cl;
-    return kube_easy_setup(inf->easy, &cl->conn, cl->base_url, cl->connect_to, path_query, NULL,
-                           &inf->hdrs, inf->errbuf, err, errlen);
+    int rc = kube_easy_setup(inf->easy, &cl->conn, cl->base_url, cl->connect_to, path_query, NULL,
+                             &inf->hdrs, inf->errbuf, err, errlen);
+    if (rc == 0) /* see kube_cluster_t: wait to multiplex only on a known HTTP/2 server */
+        curl_easy_setopt(inf->easy, CURLOPT_PIPEWAIT, cl->h2 ? 1L : 0L);
+    return rc;
 }
 
 /* With tls_server_name, requests go to https://<name>:<port> (so SNI and
@@ -383,12 +386,17 @@ static long kube_start_due(kube_watcher_t *w)
     long next = 1000;
     for (size_t i = 0; i < w->nclusters; i++) {
         kube_cluster_t *cl = w->clusters[i];
+        bool one_busy = false; /* before its first answer: one request at a time */
+        for (int r = 0; r < KUBE_RES__COUNT; r++)
+            one_busy |= cl->inf[r] && cl->inf[r]->busy;
         for (int r = 0; r < KUBE_RES__COUNT; r++) {
             kube_informer_t *inf = cl->inf[r];
             if (!inf || inf->busy)
                 continue;
-            if (inf->due_ms <= now)
+            if (inf->due_ms <= now && (cl->answered || !one_busy)) {
                 kube_inf_start(inf);
+                one_busy |= inf->busy;
+            }
             if (!inf->busy && inf->due_ms > now && (long)(inf->due_ms - now) < next)
                 next = (long)(inf->due_ms - now);
         }
@@ -408,6 +416,12 @@ static void kube_drain(kube_watcher_t *w)
         CURL *e = m->easy_handle;
         CURLcode rc = m->data.result; /* m is invalid after remove_handle */
         curl_easy_getinfo(e, CURLINFO_PRIVATE, (char **)&inf);
+        if (inf) {
+            long v = 0;
+            curl_easy_getinfo(e, CURLINFO_HTTP_VERSION, &v);
+            inf->cl->answered = true;
+            inf->cl->h2 |= v >= CURL_HTTP_VERSION_2_0;
+        }
         curl_multi_remove_handle(w->multi, e);
         if (inf)
             kube_inf_done(inf, rc);

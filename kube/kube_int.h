@@ -125,6 +125,13 @@ struct kube_cluster {
     uint64_t last_success_ms;
     char *base_url;                /* server URL, its host replaced by tls_server_name if set */
     struct curl_slist *connect_to; /* maps tls_server_name back to the real host */
+    /* Until one of its requests has ended, a cluster starts one request at a
+     * time; its requests wait for a connection to multiplex (PIPEWAIT) only
+     * once it is known to speak HTTP/2. curl keeps the requests that wait in
+     * one queue for all clusters and wakes one per finished request, so a
+     * server that never finishes a handshake would otherwise hold up every
+     * other cluster's new requests. I/O thread only. */
+    bool answered, h2;
 };
 
 typedef enum kube_op_type { KUBE_OP_ADD, KUBE_OP_REMOVE } kube_op_type_t;
