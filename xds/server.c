@@ -164,7 +164,7 @@ static void arg_int(grpc_arg *a, const char *key, int v)
 
 static grpc_server *server_create(size_t max_msg)
 {
-    grpc_arg args[8];
+    grpc_arg args[10];
     arg_int(&args[0], GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH,
             (int)(max_msg > 0x7fffffff ? 0x7fffffff : max_msg));
     arg_int(&args[1], GRPC_ARG_KEEPALIVE_TIME_MS, XDS_KEEPALIVE_TIME_MS);
@@ -176,6 +176,8 @@ static grpc_server *server_create(size_t max_msg)
     arg_int(&args[6], GRPC_ARG_MAX_CONCURRENT_STREAMS, XDS_STREAMS_PER_CONN);
     /* a second meshfed on the same port must fail, not split the proxies */
     arg_int(&args[7], GRPC_ARG_ALLOW_REUSEPORT, 0);
+    arg_int(&args[8], GRPC_ARG_ENABLE_DEADLINE_CHECKS, 0);
+    arg_int(&args[9], GRPC_ARG_ENABLE_CHANNELZ, 0);
     grpc_channel_args ca = {sizeof(args) / sizeof(args[0]), args};
     return grpc_server_create(&ca, NULL);
 }
