@@ -233,10 +233,16 @@ static bool idle_exit(const char *server)
 /* Bytes the allocator has handed out and not got back: jemalloc's
  * stats.allocated when the bench is linked with it, else glibc's count.
  * RSS also holds what the allocator keeps around its live blocks. */
+typedef int (*mallctl_fn)(const char *, void *, size_t *, void *, size_t);
+
+static mallctl_fn jemalloc_ctl(void)
+{
+    return (mallctl_fn)dlsym(RTLD_DEFAULT, "mallctl");
+}
+
 static size_t heap_bytes(void)
 {
-    int (*ctl)(const char *, void *, size_t *, void *, size_t) =
-        (int (*)(const char *, void *, size_t *, void *, size_t))dlsym(RTLD_DEFAULT, "mallctl");
+    mallctl_fn ctl = jemalloc_ctl();
     if (ctl) {
         uint64_t epoch = 1;
         size_t alloc = 0, len = sizeof(epoch);
@@ -249,12 +255,22 @@ static size_t heap_bytes(void)
     return mi.uordblks + mi.hblkhd;
 }
 
+/* Free pages back to the system, so that RSS counts what is live: glibc's
+ * trim, jemalloc's purge of every arena (4096: MALLCTL_ARENAS_ALL). */
+static void give_back(void)
+{
+    malloc_trim(0);
+    mallctl_fn ctl = jemalloc_ctl();
+    if (ctl)
+        ctl("arena.4096.purge", NULL, NULL, NULL, 0);
+}
+
 /* RSS once the last sends are done and their buffers gone. */
 static long settled_rss_kb(void)
 {
     struct timespec settle = {0, 300000000};
     nanosleep(&settle, NULL);
-    malloc_trim(0);
+    give_back();
     return tl_rss_kb();
 }
 
@@ -368,7 +384,7 @@ static bool run_meshfed(bench_t *b, int nservices, int nchanges, figures_t *f)
     model_snapshot_each(snap, &view, warm_cb, NULL);
     printf("encoding the view of c0: %.2f s, %.1f MB RSS of shared cache\n",
            (double)(tl_now_ns() - t) / 1e9, (double)(tl_rss_kb() - rss_enc) / 1024.0);
-    malloc_trim(0);
+    give_back();
     long rss0 = tl_rss_kb();
     size_t heap0 = heap_bytes();
     uint64_t v0 = b->v0 = model_snapshot_version(snap);
@@ -390,9 +406,6 @@ static bool run_meshfed(bench_t *b, int nservices, int nchanges, figures_t *f)
            (unsigned long long)(st.resources_sent / (uint64_t)b->nstreams));
     f->idle_kib = (double)(settled_rss_kb() - rss0) / b->nstreams;
     f->heap_kib = ((double)heap_bytes() - (double)heap0) / 1024.0 / b->nstreams;
-    printf("meshfed memory per idle stream includes the view's shared full-state body, %.1f KiB "
-           "per stream\n",
-           (double)st.bytes_sent / b->nstreams / 1024.0 / b->nstreams);
     print_push("meshfed", b, f);
     if (idle_exit("meshfed")) { /* for heap profilers: what is live now leaks */
         kill(b->cl[0].pid, SIGKILL);
@@ -708,7 +721,7 @@ static bool run_floor(bench_t *b, int cap_fd, int nchanges, figures_t *f)
         die("no responses captured");
     floor_srv_t fl = {0};
     int port = fl_start(&fl, &log);
-    malloc_trim(0);
+    give_back();
     long rss0 = tl_rss_kb();
     size_t heap0 = heap_bytes();
     fl.initial = log_upto(&log, b->v0);

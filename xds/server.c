@@ -352,6 +352,12 @@ static void full_release(xds_stream_t *st)
             s->full_inflight--;
         }
     }
+    /* The last full state is out: an idle server keeps no body (megabytes
+     * per view); the next stream to connect builds it again from the
+     * resources' cached encodings. Messages in flight hold their own refs. */
+    if (!s->full_inflight && !s->wait_head)
+        for (size_t i = 0; i < XDS_NFULL; i++)
+            xds_full_drop(&s->full[i]);
 }
 
 static void stream_free(xds_stream_t *st)
