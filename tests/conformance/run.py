@@ -181,6 +181,7 @@ def run_case(binary, src, case, work):
         if not wait_for(lambda: get(dport, "/ready")[0] == 200, timeout=15):
             return False, ["  meshfed never became ready"]
         for i, (d, exp) in enumerate(plan):
+            with_sends = {v: dict(zt.sends) for v, zt in clients.items()}
             if i and d:
                 apply_step(d, demo)
             lines = []
@@ -196,6 +197,9 @@ def run_case(binary, src, case, work):
                 with zt.cond:
                     bad = compare(exp, zt)
                 bad += compare_status(exp, dport, v)
+                before = with_sends.get(v, {})
+                bad += [f"  sent again {n} (expected no push of it in this step)"
+                        for n in exp.get("not_resent") or [] if zt.sends.get(n, 0) != before.get(n, 0)]
                 if zt.error is not None:
                     bad.append(f"  the Delta ADS stream ended: {zt.error}")
                 if bad:
@@ -291,6 +295,8 @@ AuthorizationPolicies and PeerAuthentications (`authorization_test.go`, the
     not compared (where upstream asserts only that the policy exists);
   - `workload_policies` (Address name -> its Workload's `authorization_policies`, in
     order; `[]` for none), where upstream asserts only that field;
+  - `not_resent` (Address or Authorization names that must not be sent again during
+    the step, where upstream asserts that no event happens);
   - `policy_status` (policy `<namespace>/<name>` -> the status meshfed writes as the
     `ZtunnelAccepted` condition's `reason` and `message`, or `null` for none), read
     from `/debug/authorizationz` of the viewer's cluster.
