@@ -298,8 +298,9 @@ AuthorizationPolicies and PeerAuthentications (`authorization_test.go`, the
   - `not_resent` (Address or Authorization names that must not be sent again during
     the step, where upstream asserts that no event happens);
   - `policy_status` (policy `<namespace>/<name>` -> the status meshfed writes as the
-    `ZtunnelAccepted` condition's `reason` and `message`, or `null` for none), read
-    from `/debug/authorizationz` of the viewer's cluster.
+    `ZtunnelAccepted` condition's `reason` and `message`, or `null` when the
+    translation has no warning and the condition says `Accepted`), read from
+    `/debug/authorizationz` of the viewer's cluster.
 
   The ztunnel client subscribes to both types on one Delta stream, as ztunnel does.
   The `note` says how the inputs differ from upstream's fake objects and why. A case
@@ -308,24 +309,24 @@ AuthorizationPolicies and PeerAuthentications (`authorization_test.go`, the
   `clusters` directory replaces those clusters' files while the same ztunnel stays
   connected, as live edits would.
 - `out_of_scope.yaml`: upstream cases not run, with the reason (ServiceEntry,
-  WorkloadEntry and waypoints are not implemented; a few test only istiod internals
-  or what xDS cannot show, pinned by a named unit test instead).
+  WorkloadEntry and waypoints are not implemented; a few test only istiod internals,
+  or the status of policies only waypoints enforce).
 
 `run.py MESHFED SOURCE_DIR [-k SUBSTRING] [-j JOBS] [-v]` starts the real meshfed with
 `--demo` on a copy of each case (cases in parallel), connects a Delta ADS client per
 viewer (`tests/ztunnel.py` with `authz=True`, which decodes with modules generated
-from `xds/proto`),
-and compares with `tests/e2e_dataplane.py`'s `readable`/`diff`. It prints PASS, FAIL
-or PENDING per case (a pending case that now passes says so) and exits nonzero on any
-FAIL. A case also fails when meshfed logs a warning or error about its inputs: an object
-meshfed could not read would otherwise make `absent` pass for the wrong reason. ctest
-runs it as `conformance`.
+from `xds/proto`), and compares with `tests/e2e_dataplane.py`'s `readable`/`diff`. It
+prints PASS, FAIL or PENDING per case (a pending case that now passes says so) and
+exits nonzero on any FAIL. A case also fails when meshfed logs a warning or error about
+its inputs: an object meshfed could not read would otherwise make `absent` pass for the
+wrong reason. ctest runs it as `conformance`.
 
 Upstream runs most `ambientindex_test.go` tests twice, "base" and "multicluster
 (enabled but unused)"; meshfed has only the multicluster path, so one case covers
 both. Deliberate differences (docs/dataplane.md) are not pending: capacity counts
 ready endpoints (the cases' pods are ready), SANs are sorted, pods are matched through
-EndpointSlices.
+EndpointSlices. A ztunnel gets its own cluster's policies only (docs/limits.md); the
+policy cases have one cluster, where that is all of them, as with istiod.
 
 """
 
