@@ -163,7 +163,7 @@ static void send_chain(xds_stream_t *st, const xds_ca_chain_t *chain)
 void xds_ca_call_authed(xds_stream_t *st)
 {
     xds_server_t *s = st->srv;
-    char msg[1200], td[254], ns[254], sa[254], cns[254], csa[254];
+    char msg[2048], td[254], ns[254], sa[254], cns[254], csa[254];
     if (!parse_sa(st->identity, cns, csa)) {
         snprintf(msg, sizeof(msg), "ca: %.300s is not a service account", st->identity);
         xds_ca_call_fail(st, XDS_CA_RESULT_DENIED, GRPC_STATUS_PERMISSION_DENIED, msg);
