@@ -845,6 +845,7 @@ model_t *model_new(const model_config_t *cfg)
     m->trust_domain = strdup(cfg && cfg->trust_domain ? cfg->trust_domain : "cluster.local");
     m->domain_suffix = strdup(cfg && cfg->domain_suffix ? cfg->domain_suffix : "cluster.local");
     m->prefer_cluster = cfg && cfg->prefer_cluster;
+    m->authz_dry_run = cfg && cfg->authz_dry_run;
     m->root_ns = strdup(cfg && cfg->root_namespace && *cfg->root_namespace ? cfg->root_namespace
                                                                            : "istio-system");
     m->rules = model_scope_rules_default();

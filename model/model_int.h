@@ -163,6 +163,7 @@ struct model {
     base_map_t dirty_authz;  /* "ns/name" of Authorization resources */
     base_map_t dirty_pol;    /* "cluster\nns" -> pods a policy event may move (index.c) */
     char *root_ns;
+    bool authz_dry_run; /* model_config_t */
     bool dirty_gateways;
     base_map_t svc_state;     /* "ns/name" -> model_svc_state_t */
     base_map_t new_conflicts; /* "ns/name" whose conflict changed (model_each_new_conflict) */

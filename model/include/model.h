@@ -305,6 +305,10 @@ typedef struct model_config {
     /* meshConfig.rootNamespace: its selector-less AuthorizationPolicies
      * apply mesh-wide; "istio-system" when NULL */
     const char *root_namespace;
+    /* AMBIENT_ENABLE_DRY_RUN_AUTHORIZATION_POLICY: a policy annotated
+     * istio.io/dry-run is sent with dry_run set (ztunnel logs what it would
+     * do); off, as in istiod, it is not sent */
+    bool authz_dry_run;
 } model_config_t;
 
 typedef struct model model_t;
