@@ -943,6 +943,41 @@ static int kube_decode_namespace(kube_dctx_t *c, const jv_t *obj, void **out)
     return 0;
 }
 
+static int kube_selector(kube_dctx_t *c, const jv_t *rule, const kube_path_t *p, const char *key,
+                         model_selector_t **out);
+
+/* Which namespaces may bind to the waypoint: allowedRoutes.namespaces of the
+ * HBONE listener on port 15008, as istiod reads it (without a waypoint
+ * inbound binding annotation, which meshfed does not read); no such
+ * listener, or no allowedRoutes, is Same. A selector that does not parse
+ * takes no namespace rather than dropping the Gateway. */
+static void kube_gateway_from(const jv_t *obj, model_gateway_t *g)
+{
+    const jv_t *ls = kube_member(kube_member(obj, "spec"), "listeners"), *l;
+    size_t i;
+    if (!ls || !kube_jis(ls, KUBE_J_ARRAY))
+        return;
+    KUBE_JARRAY_FOREACH(ls, i, l)
+    {
+        const jv_t *proto = kube_member(l, "protocol"), *port = kube_member(l, "port");
+        if (!proto || !kube_jis(proto, KUBE_J_STRING) || strcmp(proto->v.s, "HBONE") != 0 ||
+            !port || !kube_jis(port, KUBE_J_INT) || port->v.i != 15008)
+            continue;
+        const jv_t *nss = kube_member(kube_member(l, "allowedRoutes"), "namespaces");
+        const jv_t *from = kube_member(nss, "from");
+        const char *f = from && kube_jis(from, KUBE_J_STRING) ? from->v.s : "Same";
+        if (strcmp(f, "All") == 0) {
+            g->from = MODEL_WP_FROM_ALL;
+        } else if (strcmp(f, "Selector") == 0) {
+            g->from = MODEL_WP_FROM_SELECTOR;
+            char err[MODEL_ERRLEN];
+            kube_dctx_t sc = {.err = err, .errlen = sizeof(err)};
+            (void)kube_selector(&sc, nss, NULL, "selector", &g->from_sel);
+        }
+        return;
+    }
+}
+
 /* A Gateway of any class, as a waypoint: its istio.io/waypoint-for label and
  * its first status address of type Hostname, else of type IPAddress (the
  * Gateway API default when type is absent, as for east-west gateways). An
@@ -969,6 +1004,7 @@ static int kube_decode_gateway(kube_dctx_t *c, const jv_t *obj, void **out)
     const char *host = NULL;
     size_t i;
     if (addrs && kube_jis(addrs, KUBE_J_ARRAY)) {
+        g->ready = addrs->len > 0;
         KUBE_JARRAY_FOREACH(addrs, i, a)
         {
             const jv_t *t = kube_member(a, "type"), *v = kube_member(a, "value");
@@ -986,6 +1022,7 @@ static int kube_decode_gateway(kube_dctx_t *c, const jv_t *obj, void **out)
     }
     if (host)
         memset(&g->ip, 0, sizeof(g->ip));
+    kube_gateway_from(obj, g);
     if (kube_dup(c, m.name, &g->name) < 0 || kube_dup(c, m.ns, &g->ns) < 0 ||
         kube_dup(c, host, &g->hostname) < 0)
         goto fail;

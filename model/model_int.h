@@ -210,7 +210,8 @@ bool model_waypoint_labelled(const model_labels_t *l);
 bool model_waypoint_binding(const model_cluster_int_t *c, const char *ns, const model_labels_t *l,
                             char *key, size_t len);
 /* The waypoint of a Service (workload false) or a pod: the bound Gateway
- * of c when it exists, has an address and takes that traffic; or NULL. */
+ * of c when it exists, has an address, takes objects of ns and takes that
+ * traffic; or NULL (also for a pod that is a waypoint's instance). */
 const model_gateway_t *model_waypoint_of(const model_cluster_int_t *c, const char *ns,
                                          const model_labels_t *l, bool workload);
 /* Label istio.io/ingress-use-waypoint of the object, else of its namespace. */
@@ -218,8 +219,11 @@ bool model_waypoint_ingress(const model_cluster_int_t *c, const char *ns, const 
 /* g's GatewayAddress as c's proxies reach it; its strings are g's and c's. */
 void model_waypoint_addr(const model_cluster_int_t *c, const model_gateway_t *g,
                          model_gw_addr_t *out);
-/* Marks the services and pods of c bound to g. */
+/* Marks the services and pods of c bound to g, and g's instances. */
 void model_waypoint_mark(model_t *m, model_cluster_int_t *c, const model_gateway_t *g);
+/* Whether a Gateway of c takes namespaces by label selector: then any
+ * change of a namespace's labels may move its pods' waypoints. */
+bool model_waypoint_by_selector(const model_cluster_int_t *c);
 
 /* Resource names something published, to unpublish what it no longer makes. */
 typedef struct model_names {

@@ -6,8 +6,11 @@
  * namespace of istio.io/use-waypoint-namespace, else its own); `none` means
  * no waypoint, and the namespace is then not consulted. Without the label,
  * the same labels on the Namespace decide. A binding to a Gateway that does
- * not exist, has no address yet or does not take the traffic type gives no
- * waypoint, and nothing falls back to the namespace.
+ * not exist, has no address yet, does not take the object's namespace
+ * (allowedRoutes of its HBONE listener) or does not take the traffic type
+ * gives no waypoint, and nothing falls back to the namespace. A pod is an
+ * instance of a waypoint, and has none, when the Gateway its label
+ * gateway.networking.k8s.io/gateway-name names exists with a status address.
  */
 #include "model_int.h"
 
@@ -48,10 +51,41 @@ bool model_waypoint_binding(const model_cluster_int_t *c, const char *ns, const 
     return true;
 }
 
+/* Whether g takes objects of namespace ns (istiod's
+ * AllowsAttachmentFromNamespace); a namespace the cluster does not have has
+ * no labels. */
+static bool attachable(const model_cluster_int_t *c, const model_gateway_t *g, const char *ns)
+{
+    static const model_labels_t none;
+    const model_labels_t *nl;
+    switch (g->from) {
+    case MODEL_WP_FROM_ALL:
+        return true;
+    case MODEL_WP_FROM_SELECTOR:
+        nl = ns_labels(c, ns);
+        return g->from_sel && model_selector_matches(g->from_sel, nl ? nl : &none);
+    case MODEL_WP_FROM_SAME:
+        break;
+    }
+    return strcmp(g->ns, ns) == 0;
+}
+
+/* Whether a pod in ns with labels l is an instance of a waypoint. */
+static bool instance(const model_cluster_int_t *c, const char *ns, const model_labels_t *l)
+{
+    const char *gw = model_labels_get(l, GATEWAY_NAME);
+    if (!gw || !*gw)
+        return false;
+    char key[512];
+    snprintf(key, sizeof(key), "%s/%s", ns, gw);
+    const model_gateway_t *g = base_map_get(&c->objs[MODEL_KIND_GATEWAY], key);
+    return g && g->ready;
+}
+
 const model_gateway_t *model_waypoint_of(const model_cluster_int_t *c, const char *ns,
                                          const model_labels_t *l, bool workload)
 {
-    if (workload && model_labels_get(l, GATEWAY_NAME))
+    if (workload && instance(c, ns, l))
         return NULL; /* a waypoint's own pods */
     const char *managed = model_labels_get(l, MANAGED);
     if (!workload && managed &&
@@ -62,7 +96,7 @@ const model_gateway_t *model_waypoint_of(const model_cluster_int_t *c, const cha
     if (!model_waypoint_binding(c, ns, l, key, sizeof(key)))
         return NULL;
     const model_gateway_t *g = base_map_get(&c->objs[MODEL_KIND_GATEWAY], key);
-    if (!g || (!g->hostname && !g->ip.len))
+    if (!g || (!g->hostname && !g->ip.len) || !attachable(c, g, ns))
         return NULL;
     model_wp_for_t want = workload ? MODEL_WP_WORKLOAD : MODEL_WP_SERVICE;
     return g->waypoint_for == want || g->waypoint_for == MODEL_WP_ALL ? g : NULL;
@@ -124,7 +158,18 @@ void model_waypoint_mark(model_t *m, model_cluster_int_t *c, const model_gateway
     h = &c->objs[MODEL_KIND_POD];
     for (base_map_ent_t *e = base_map_first(h); e; e = base_map_next(h, e)) {
         const model_pod_t *p = e->val;
-        if (bound_to(c, p->ns, &p->labels, key))
+        const char *inst = model_labels_get(&p->labels, GATEWAY_NAME);
+        if (bound_to(c, p->ns, &p->labels, key) ||
+            (inst && strcmp(inst, g->name) == 0 && strcmp(p->ns, g->ns) == 0))
             model_mark_pod(m, c, p->ns, p->name);
     }
+}
+
+bool model_waypoint_by_selector(const model_cluster_int_t *c)
+{
+    const base_map_t *h = &c->objs[MODEL_KIND_GATEWAY];
+    for (base_map_ent_t *e = base_map_first(h); e; e = base_map_next(h, e))
+        if (((const model_gateway_t *)e->val)->from == MODEL_WP_FROM_SELECTOR)
+            return true;
+    return false;
 }

@@ -256,16 +256,32 @@ typedef enum model_wp_for {
     MODEL_WP_OTHER, /* any other value: matches nothing, as in istiod */
 } model_wp_for_t;
 
+/* allowedRoutes.namespaces.from of a Gateway's HBONE listener (port 15008):
+ * which namespaces' objects may use it as their waypoint. */
+typedef enum model_wp_from {
+    MODEL_WP_FROM_SAME = 0, /* the default, and what any other value means */
+    MODEL_WP_FROM_ALL,
+    MODEL_WP_FROM_SELECTOR,
+} model_wp_from_t;
+
 /* A Gateway API Gateway of any class: a waypoint for whatever names it
  * with istio.io/use-waypoint, once its status has an address. */
 typedef struct model_gateway {
     char *ns;
     char *name;
     model_wp_for_t waypoint_for;
+    /* status.addresses has an entry: istiod's Waypoint exists, and pods
+     * labelled with its name are its instances, even without a usable
+     * address below */
+    bool ready;
     /* the first Hostname of status.addresses, or NULL; else the first
      * IPAddress (len 0: none, and the Gateway is no waypoint yet) */
     char *hostname;
     model_ip_t ip;
+    model_wp_from_t from;
+    /* MODEL_WP_FROM_SELECTOR: the namespaces' labels it takes; NULL (no
+     * selector) takes none, as an absent metav1.LabelSelector does */
+    model_selector_t *from_sel;
 } model_gateway_t;
 
 /* Frees an object of the given kind (and the struct itself). NULL is fine. */
