@@ -230,10 +230,11 @@ TestCanonicalService, seen as its `canonical_name` and `canonical_revision`;
   compares only the resources it names, each field by field. A case with `steps`
   holds one expectation per step (`do` says what the step changes); a step's `clusters` directory replaces those
   clusters' files while the same ztunnel stays connected, as live edits would.
-- `out_of_scope.yaml`: upstream cases not run, with the reason (ServiceEntry,
-  WorkloadEntry and waypoints are not implemented; authorization cases are pinned by
-  `tests/test_authz.c` and `tests/e2e_authz.py`, as this suite compares Address
-  resources only; a few test only istiod internals).
+- `out_of_scope.yaml`: upstream cases not run, with the reason (ServiceEntry and
+  WorkloadEntry are not implemented, nor status conditions; authorization cases are
+  pinned by `tests/test_authz.c` and `tests/e2e_authz.py`, as this suite compares
+  Address resources only; a few test only istiod internals, such as what it serves
+  to waypoint proxies, which meshfed does not serve).
 
 `run.py MESHFED SOURCE_DIR [-k SUBSTRING] [-j JOBS] [-v]` starts the real meshfed with
 `--demo` on a copy of each case (cases in parallel), connects a Delta ADS client per
