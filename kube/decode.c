@@ -31,6 +31,7 @@
 #define KUBE_MAX_ADDRESSES 100 /* addresses of one endpoint (API server limit) */
 
 #define TD_ANNOTATION "networking.istio.io/traffic-distribution"
+#define CANARY_WEIGHT_ANNOTATION "istio.io/use-waypoint-canary-weight"
 #define AMBIENT_ANNOTATION "ambient.istio.io/redirection"
 #define SVC_NAME_LABEL "kubernetes.io/service-name"
 
@@ -513,6 +514,16 @@ static model_traffic_dist_t kube_td_annotation(const char *v)
     return MODEL_TD_ANY;
 }
 
+/* A Service's or Namespace's weighted waypoint canary share. */
+static int kube_canary_weight(kube_dctx_t *c, const kube_meta_t *m, uint8_t *out)
+{
+    const char *w;
+    if (kube_get_str(c, m->annotations, &kube_p_annotations, CANARY_WEIGHT_ANNOTATION, &w) < 0)
+        return -1;
+    *out = model_canary_weight(w);
+    return 0;
+}
+
 /* The spec field first; the annotation only when the spec field is unset or
  * unknown, as istiod reads them. Unknown values are ignored: Kubernetes adds
  * new ones over time and a new value must not make a service undecodable. */
@@ -607,8 +618,8 @@ static int kube_decode_service(kube_dctx_t *c, const jv_t *obj, void **out)
         kube_dup(c, m.uid, &s->uid) < 0 ||
         (m.labels && kube_copy_labels(c, m.labels, &s->labels) < 0) ||
         kube_svc_cluster_ips(c, spec, s) < 0 || kube_svc_ports(c, spec, s) < 0 ||
-        kube_svc_td(c, spec, &m, s) < 0 || kube_svc_policy(c, spec, s) < 0 ||
-        kube_svc_lb_ips(c, obj, s) < 0) {
+        kube_svc_td(c, spec, &m, s) < 0 || kube_canary_weight(c, &m, &s->canary_weight) < 0 ||
+        kube_svc_policy(c, spec, s) < 0 || kube_svc_lb_ips(c, obj, s) < 0) {
         model_obj_free(MODEL_KIND_SERVICE, s);
         return -1;
     }
@@ -934,7 +945,7 @@ static int kube_decode_namespace(kube_dctx_t *c, const jv_t *obj, void **out)
         return -1;
     }
     n->traffic_dist = kube_td_annotation(td);
-    if (kube_dup(c, m.name, &n->name) < 0 ||
+    if (kube_canary_weight(c, &m, &n->canary_weight) < 0 || kube_dup(c, m.name, &n->name) < 0 ||
         (m.labels && kube_copy_labels(c, m.labels, &n->labels) < 0)) {
         model_obj_free(MODEL_KIND_NAMESPACE, n);
         return -1;

@@ -201,8 +201,8 @@ const char *model_pod_policies(model_t *m, model_cluster_int_t *c, const model_p
 
 /* ---------- waypoints (waypoint.c) ---------- */
 
-/* Whether l holds a label that binds a waypoint or asks for ingress
- * through it (a namespace's change then reaches its pods). */
+/* Whether l holds a label that binds a waypoint (or a canary) or asks for
+ * ingress through it (a namespace's change then reaches its pods). */
 bool model_waypoint_labelled(const model_labels_t *l);
 /* The Gateway ("ns/name", into key) an object of namespace ns with labels
  * l is bound to, its own labels first, then its namespace's in c; false
@@ -214,6 +214,12 @@ bool model_waypoint_binding(const model_cluster_int_t *c, const char *ns, const 
  * traffic; or NULL (also for a pod that is a waypoint's instance). */
 const model_gateway_t *model_waypoint_of(const model_cluster_int_t *c, const char *ns,
                                          const model_labels_t *l, bool workload);
+/* The canary waypoint of Service s whose waypoint is primary, and its share
+ * in percent (into weight): istiod's buildWeightedWaypoints for a canary
+ * that is declared, has a valid weight, is not the primary, exists with an
+ * address, takes s's namespace and takes service traffic; or NULL. */
+const model_gateway_t *model_waypoint_canary(const model_cluster_int_t *c, const model_service_t *s,
+                                             const model_gateway_t *primary, unsigned *weight);
 /* Label istio.io/ingress-use-waypoint of the object, else of its namespace. */
 bool model_waypoint_ingress(const model_cluster_int_t *c, const char *ns, const model_labels_t *l);
 /* g's GatewayAddress as c's proxies reach it; its strings are g's and c's. */

@@ -504,6 +504,28 @@ START_TEST(decode_gateway_allowed_routes_and_status)
 }
 END_TEST
 
+/* The canary weight annotation of a Service and of a Namespace. */
+START_TEST(decode_canary_weight_annotation)
+{
+    model_namespace_t *n = decode_text(
+        MODEL_KIND_NAMESPACE,
+        "{\"metadata\":{\"name\":\"ns\",\"annotations\":{\"istio.io/use-waypoint-canary-weight\":"
+        "\"20\"}}}");
+    ck_assert_uint_eq(n->canary_weight, 21);
+    model_obj_free(MODEL_KIND_NAMESPACE, n);
+    model_service_t *s = decode_text(
+        MODEL_KIND_SERVICE,
+        "{\"metadata\":{\"name\":\"a\",\"namespace\":\"ns\",\"annotations\":{\"istio.io/"
+        "use-waypoint-canary-weight\":\"x\"}},\"spec\":{\"clusterIP\":\"10.0.0.1\"}}");
+    ck_assert_uint_eq(s->canary_weight, MODEL_CANARY_INVALID);
+    model_obj_free(MODEL_KIND_SERVICE, s);
+    s = decode_text(MODEL_KIND_SERVICE, "{\"metadata\":{\"name\":\"a\",\"namespace\":\"ns\"},"
+                                        "\"spec\":{\"clusterIP\":\"10.0.0.1\"}}");
+    ck_assert_uint_eq(s->canary_weight, MODEL_CANARY_ABSENT);
+    model_obj_free(MODEL_KIND_SERVICE, s);
+}
+END_TEST
+
 START_TEST(decode_missing_name_rejected_for_every_kind)
 {
     for (int k = 0; k < MODEL_KIND__COUNT; k++) {
@@ -1266,6 +1288,7 @@ static Suite *decode_suite(void)
     tcase_add_test(tc, decode_node_topology_labels);
     tcase_add_test(tc, decode_namespace_labels);
     tcase_add_test(tc, decode_gateway_allowed_routes_and_status);
+    tcase_add_test(tc, decode_canary_weight_annotation);
     tcase_add_test(tc, decode_missing_name_rejected_for_every_kind);
     tcase_add_test(tc, decode_kind_mismatch_rejected);
     tcase_add_test(tc, kind_lookup_known_and_unknown);

@@ -157,7 +157,15 @@ typedef struct model_namespace {
     /* annotation networking.istio.io/traffic-distribution, inherited by its
      * Services that set none */
     model_traffic_dist_t traffic_dist;
+    /* annotation istio.io/use-waypoint-canary-weight (model_canary_weight) */
+    uint8_t canary_weight;
 } model_namespace_t;
+
+/* Annotation istio.io/use-waypoint-canary-weight as istiod parses it (Go's
+ * strconv.Atoi, then 0-100): MODEL_CANARY_ABSENT (0, so that a zeroed
+ * object has none), 1 + the percentage, or MODEL_CANARY_INVALID. */
+enum { MODEL_CANARY_ABSENT = 0, MODEL_CANARY_INVALID = 255 };
+uint8_t model_canary_weight(const char *annotation);
 
 /* Values of istio.workload.IPFamilies. */
 typedef enum model_ip_families {
@@ -192,6 +200,7 @@ typedef struct model_service {
     bool itp_local;                    /* internalTrafficPolicy Local */
     bool publish_not_ready;            /* publishNotReadyAddresses */
     model_ip_families_t ip_families;   /* from spec.ipFamilies */
+    uint8_t canary_weight;             /* model_canary_weight of its annotation */
     /* status.loadBalancer.ingress addresses (east-west gateway discovery) */
     model_ip_t *lb_ips;
     size_t nlb_ips;
@@ -499,6 +508,11 @@ typedef struct model_port_pair {
  * Service's waypoint. */
 #define MODEL_WIDE_GW(m) const model_gw_addr_t *m;
 #define MODEL_NARROW_GW(m)
+/* weighted_waypoints: a Service's canary waypoint, or NULL, and its share
+ * in percent; with one, the Service's waypoint (its `waypoint` member, which
+ * the encoder reads too) takes the rest. */
+#define MODEL_WIDE_CANARY(m) const model_gw_addr_t *m;
+#define MODEL_NARROW_CANARY(m) uint8_t m##_weight;
 /* A Workload's waypoint: no member of its own, the GW member m when it is
  * marked waypoint (see model_gw_addr_t). */
 #define MODEL_WIDE_WP(m)
@@ -563,6 +577,7 @@ typedef struct model_port_pair {
     X(LB, lb, load_balancing, "loadBalancing")                                                     \
     X(IPF, ip_families, ip_families, "ipFamilies")                                                 \
     X(GW, waypoint, waypoint, "waypoint")                                                          \
+    X(CANARY, canary, weighted_waypoints, "weightedWaypoints")                                     \
     X(FLAG, ingress_use_waypoint, ingress_use_waypoint, "ingressUseWaypoint")
 
 typedef struct model_out_service {
