@@ -85,6 +85,7 @@ static void *watcher(void *arg)
             xds_ca_t *ca = load(a, err, sizeof(err));
             a->seen = sig;
             if (ca) {
+                ctl_kube_set_ca_root(ctl_kube_of(a->ctl), xds_ca_root_pem(ca));
                 xds_server_set_ca(a->xds, ca);
                 ctl_log(CTL_INFO, "cacerts-dir %s reloaded: new certificates sign with it", a->dir);
             } else {
@@ -132,6 +133,7 @@ ctl_ca_t *ctl_ca_new(ctl_t *c, const ctl_config_t *cfg, xds_ca_t **first, char *
         ctl_ca_free(a);
         return NULL;
     }
+    ctl_kube_set_ca_root(ctl_kube_of(c), xds_ca_root_pem(*first));
     return a;
 }
 

@@ -23,8 +23,8 @@ import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import ztunnel  # noqa: E402
-from e2elib import (FAILURES, check, kubeconfig, log_ports, make_certs, metrics, ns, post,  # noqa: E402
-                    start_fake, stop, summary, waiter)
+from e2elib import (FAILURES, check, fake_get, kubeconfig, log_ports, make_certs, metrics, ns,  # noqa: E402
+                    post, start_fake, stop, summary, waiter)
 
 wait_for = waiter(20.0)
 TD = "cluster.local"
@@ -66,6 +66,11 @@ def pod(n, name, sa_name, node, uid, ip):
                        "conditions": [{"type": "Ready", "status": "True"}]}}
 
 
+def configmap(n, data, name="istio-ca-root-cert"):
+    return {"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": name, "namespace": n, "labels": {"owner": "someone"}}, "data": data}
+
+
 def new_intermediate(cadir, out, name):
     """An Istio cacerts in out: a new EC intermediate under cadir's root."""
     os.makedirs(out, exist_ok=True)
@@ -94,7 +99,8 @@ def main():
 
     fake, ports = start_fake(work, ["east"])
     east = ports["east"]
-    post(east, "/fake/apply", [ns("istio-system"), ns("bookinfo"),
+    post(east, "/fake/apply", [ns("istio-system"), ns("bookinfo"), ns("kube-system"), ns("kube-public"),
+                               ns("pre"), configmap("pre", {"root-cert.pem": "stale\n", "extra": "kept"}),
                                sa("istio-system", "ztunnel"), sa("istio-system", "other"),
                                sa("bookinfo", "reviews"), sa("bookinfo", "ratings"),
                                pod("istio-system", "ztunnel-a", "ztunnel", "node-1", "uid-zt-a", "10.0.0.2"),
@@ -168,6 +174,35 @@ def main():
             issuer = run("openssl", "x509", "-in", leaf, "-noout", "-issuer").stdout
             return v.returncode == 0, [w.strip().rstrip(",")[4:] for w in san.split() if w.startswith("URI:")], issuer
 
+        # istio-ca-root-cert: the cacerts root in every namespace but kube-public
+        root_pem = open(os.path.join(mounted, "root-cert.pem")).read()
+
+        def root_cm(n):
+            cm = fake_get(east, f"/api/v1/namespaces/{n}/configmaps/istio-ca-root-cert")
+            return cm if cm and cm.get("data", {}).get("root-cert.pem") == root_pem else None
+        cm = wait_for(lambda: root_cm("bookinfo"))
+        check(bool(cm) and cm["metadata"].get("labels") == {"istio.io/config": "true"},
+              "istio-ca-root-cert is created with the cacerts root, labelled istio.io/config=true")
+        check(all(wait_for(lambda: root_cm(n), 5) for n in ("istio-system", "kube-system")),
+              "and in istio-system and kube-system")
+        cm = wait_for(lambda: root_cm("pre"), 5)
+        check(bool(cm) and cm["data"].get("extra") == "kept" and cm["metadata"]["labels"] == {"owner": "someone"},
+              "an existing one with another root is updated, its other keys and labels kept")
+        check(fake_get(east, "/api/v1/namespaces/kube-public/configmaps/istio-ca-root-cert") is None,
+              "kube-public is skipped, as istiod skips it")
+        post(east, "/fake/apply", [ns("late")])
+        check(bool(wait_for(lambda: root_cm("late"), 10)), "a namespace added later gets one")
+        uid = (root_cm("bookinfo") or {}).get("metadata", {}).get("uid")
+        post(east, "/fake/delete", {"kind": "ConfigMap", "namespace": "bookinfo", "name": "istio-ca-root-cert"})
+        cm = wait_for(lambda: (root_cm("bookinfo") or {}).get("metadata", {}).get("uid") not in (None, uid), 10)
+        check(bool(cm), "a deleted one comes back")
+        m = metrics(dport)
+        check(m.get("meshfed_ca_root_cert_writes_total", 0) >= 5 and
+              m.get("meshfed_ca_root_cert_errors_total") == 0,
+              "meshfed_ca_root_cert_writes_total counts them, no errors: " +
+              str({k: v for k, v in m.items() if "root_cert" in k}))
+        writes = m.get("meshfed_ca_root_cert_writes_total", 0)
+
         ready = wait_for(lambda: call(reviews)[0])
         check(bool(ready), "CreateCertificate answers a workload's own token over TLS")
         chain, _ = call(reviews)
@@ -238,6 +273,21 @@ def main():
         chain, _ = call(reviews)
         check(bool(chain) and "intermediate-rotated" in verify(chain, "kept")[2],
               "and the CA that loaded last keeps signing")
+        check(metrics(dport).get("meshfed_ca_root_cert_writes_total") == writes,
+              "an intermediate of the same root rewrites no istio-ca-root-cert")
+
+        # a new root: every istio-ca-root-cert follows
+        cadir2 = os.path.join(work, "cacerts-src2")
+        run("sh", os.path.join(src, "tests/make_cacerts.sh"), cadir2, check=True)
+        for f in ("ca-key.pem", "ca-cert.pem", "cert-chain.pem", "root-cert.pem"):
+            shutil.copy(os.path.join(cadir2, "good", f), os.path.join(work, "tmp.pem"))
+            os.replace(os.path.join(work, "tmp.pem"), os.path.join(mounted, f))
+        root_pem = open(os.path.join(mounted, "root-cert.pem")).read()
+        check(all(wait_for(lambda: root_cm(n), 15) for n in ("bookinfo", "istio-system", "pre", "late")),
+              "after a root rotation every istio-ca-root-cert holds the new root")
+        chain, _ = call(reviews)
+        check(bool(chain) and chain[-1] == root_pem and verify(chain, "newroot")[0],
+              "and certificates chain to it")
         log.seek(0)
         text = log.read()
         check(zt_a not in text and reviews not in text, "no token appears in meshfed's log")

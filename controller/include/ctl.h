@@ -114,6 +114,10 @@ void ctl_kube_stop(ctl_kube_t *k);
 /* A copy of how to reach cluster's API server (ctl_conn_fn; arg is the
  * ctl_kube_t). Thread-safe. 0, or -1 when the cluster is unknown. */
 int ctl_kube_conn(void *arg, const char *cluster, kube_conn_t *out);
+/* The CA's root-cert.pem (copied), published as the ConfigMap
+ * istio-ca-root-cert in every namespace of the local cluster (with --ca
+ * only; k NULL: nothing). Thread-safe. */
+void ctl_kube_set_ca_root(ctl_kube_t *k, const char *pem);
 
 /* ---------- xDS client authentication (auth.c, docs/security.md) ---------- */
 

@@ -227,16 +227,17 @@ def of_rules(rules):
     return {(g, r, v) for g, r, verbs in rules for v in verbs}
 
 
-want_cluster = of_rules(CHART_RBAC["cluster"])
-want_secrets = of_rules(CHART_RBAC["system"])
+ca_on = bool(values["ca"]["enabled"])
+want_cluster = of_rules(CHART_RBAC["cluster"] + (CHART_RBAC["ca_cluster"] if ca_on else []))
+want_secrets = of_rules(CHART_RBAC["system"] + (CHART_RBAC["ca_system"] if ca_on else []))
 want_leases = of_rules(CHART_RBAC["release"])
 check("ClusterRole grants Gateway API gateways get/list/watch (meshfed lists them)",
       expand("gateway.networking.k8s.io", ["gateways"], ["get", "list", "watch"]) <= want_cluster)
 # every resource kube/informer.c lists is granted somewhere
-kube_res = re.findall(r'\[KUBE_RES_\w+\] = \{"(\w+)", "(/apis?)/?([^"]*)"',
+kube_res = re.findall(r'\[KUBE_RES_\w+\] = \{"\w+", "(/apis?)/?([^"]*)",\s*"(\w+)"',
                       open(os.path.join(SRC, "kube", "informer.c")).read())
 check("kube/informer.c resources found", len(kube_res) >= 9, str(kube_res))
-for plural, api, gv in kube_res:
+for api, gv, plural in kube_res:
     group = "" if api == "/api" else gv.rsplit("/", 1)[0]
     granted = want_cluster | want_secrets
     check(f"chart grants list/watch on {plural} ({group or 'core'}), which kube/ lists",
@@ -261,7 +262,7 @@ check("Role in the release namespace: leases get/create/update",
       want_leases <= by_ns.get(RELEASE_NS, set()))
 check("secrets/configmaps get/list/watch in the system namespace", want_secrets <= by_ns.get(sys_ns, set()))
 all_role = set().union(*by_ns.values()) if by_ns else set()
-check("Roles grant exactly secrets/configmaps reads and leases", all_role == want_secrets | want_leases,
+check("Roles grant exactly secrets/configmaps reads (with the CA: secrets create) and leases", all_role == want_secrets | want_leases,
       f"extra {sorted(all_role - want_secrets - want_leases)}")
 secrets_ns = {ns for ns, s in by_ns.items() if any(t[1] == "secrets" for t in s)}
 check("secrets readable only in the system namespace", secrets_ns == {sys_ns}, str(secrets_ns))

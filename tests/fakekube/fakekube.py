@@ -113,21 +113,26 @@ CHART_RBAC = {
                 ("authentication.k8s.io", "tokenreviews", ("create",))],
     "system": [("", "secrets", READ), ("", "configmaps", READ)],
     "release": [("coordination.k8s.io", "leases", ("get", "create", "update"))],
+    # with ca.enabled (the default): istio-ca-root-cert in every namespace,
+    # the self-signed root's istio-ca-secret in the system namespace
+    "ca_cluster": [("", "configmaps", READ + ("create", "update"))],
+    "ca_system": [("", "secrets", ("create",))],
 }
 # The chart before it granted Gateways (what a real cluster answered 403 to).
 ROLES = {
     "chart": CHART_RBAC,
     "chart-without-gateways": dict(CHART_RBAC, cluster=[
         r for r in CHART_RBAC["cluster"] if r[1] != "gateways"]),
+    "chart-without-ca": dict(CHART_RBAC, ca_cluster=[], ca_system=[]),
 }
 
 
 def rbac_allows(rules, group, resource, verb, ns):
     """Whether RBAC rules (a CHART_RBAC-shaped dict) allow verb on
     group/resource (with "/subresource") in namespace ns (None: cluster)."""
-    scopes = ["cluster"]
+    scopes = ["cluster", "ca_cluster"]
     if ns == SYSTEM_NAMESPACE:
-        scopes += ["system", "release"]
+        scopes += ["system", "release", "ca_system"]
     return any(g == group and r == resource and verb in verbs
                for sc in scopes for g, r, verbs in rules.get(sc, []))
 
