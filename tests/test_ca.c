@@ -434,6 +434,46 @@ START_TEST(test_self_signed_root_signs)
 }
 END_TEST
 
+START_TEST(test_self_signed_pem_reloads_as_the_same_root)
+{
+    char *cert = NULL, *key = NULL, *cert2 = NULL, *key2 = NULL, err[512] = "";
+    ck_assert_msg(xds_ca_self_signed_pem("cluster.local", 10L * 365 * DAY, &cert, &key, err,
+                                         sizeof(err)) == 0,
+                  "%s", err);
+    ck_assert_ptr_nonnull(strstr(key, "-----BEGIN RSA PRIVATE KEY-----"));
+    char root[128];
+    snprintf(root, sizeof(root), "%s/kept-root.pem", dir);
+    spit(root, cert);
+    ck_assert(tl_sh("openssl x509 -in %s -noout -text | grep -q 'CA:TRUE'", root));
+    ck_assert(tl_sh("openssl x509 -in %s -noout -checkend %ld", root, 9L * 365 * DAY));
+    /* what a restart (or another replica) makes of istio-ca-secret */
+    xds_ca_t *ca = NULL;
+    ck_assert_msg(xds_ca_new(cert, key, "", cert, NULL, &ca, err, sizeof(err)) == 0, "%s", err);
+    ck_assert_str_eq(xds_ca_root_pem(ca), cert);
+    xds_ca_chain_t c;
+    ck_assert_msg(sign(ca, "rsa2048", 0, &c, err, sizeof(err)) == 0, "%s", err);
+    ck_assert_uint_eq(c.n, 2);
+    ck_assert(openssl_verifies(&c, root));
+    xds_ca_chain_free(&c);
+    xds_ca_free(ca);
+    /* another root's key does not go with this certificate */
+    ck_assert_int_eq(xds_ca_self_signed_pem("cluster.local", DAY, &cert2, &key2, err, sizeof(err)),
+                     0);
+    ck_assert_int_eq(xds_ca_new(cert, key2, "", cert, NULL, &ca, err, sizeof(err)),
+                     XDS_CA_ERR_KEY_MISMATCH);
+    ck_assert_ptr_null(ca);
+    ck_assert_int_eq(xds_ca_new("not pem", key, "", "not pem", NULL, &ca, err, sizeof(err)),
+                     XDS_CA_ERR_CACERTS);
+    free(cert2);
+    free(key2);
+    ck_assert_int_eq(xds_ca_self_signed_pem(NULL, DAY, &cert2, &key2, err, sizeof(err)),
+                     XDS_CA_ERR_CACERTS);
+    ck_assert_ptr_null(cert2);
+    free(cert);
+    free(key);
+}
+END_TEST
+
 START_TEST(test_strerror_names_every_code)
 {
     for (int code = XDS_CA_OK; code >= XDS_CA_ERR_INTERNAL; code--)
@@ -468,6 +508,7 @@ int main(void)
     tcase_add_test(tc, test_bad_identity_refused);
     tcase_add_test(tc, test_bad_cacerts_refused);
     tcase_add_test(tc, test_self_signed_root_signs);
+    tcase_add_test(tc, test_self_signed_pem_reloads_as_the_same_root);
     tcase_add_test(tc, test_strerror_names_every_code);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);

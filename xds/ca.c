@@ -595,25 +595,56 @@ static X509 *make_root(EVP_PKEY *key, const char *org, int64_t ttl_s)
     return x;
 }
 
-int xds_ca_new_self_signed(const char *org, int64_t ttl_s, const xds_ca_opts_t *opts,
-                           xds_ca_t **out, char *err, size_t errlen)
+static char *key_pem(EVP_PKEY *k)
 {
-    *out = NULL;
+    BIO *b = BIO_new(BIO_s_mem());
+    char *out = NULL;
+    /* the traditional form ("RSA PRIVATE KEY"), as istiod writes it */
+    if (b && PEM_write_bio_PrivateKey_traditional(b, k, NULL, NULL, 0, NULL, NULL)) {
+        char *p;
+        long n = BIO_get_mem_data(b, &p);
+        out = malloc((size_t)n + 1);
+        if (out) {
+            memcpy(out, p, (size_t)n);
+            out[n] = '\0';
+        }
+    }
+    BIO_free(b);
+    return out;
+}
+
+int xds_ca_self_signed_pem(const char *org, int64_t ttl_s, char **cert, char **key, char *err,
+                           size_t errlen)
+{
+    *cert = *key = NULL;
     ERR_clear_error();
     if (!org || !*org || ttl_s <= 0)
         return fail(err, errlen, XDS_CA_ERR_CACERTS, "self-signed root needs an org and a TTL");
-    EVP_PKEY *key = EVP_RSA_gen(2048);
-    X509 *root = key ? make_root(key, org, ttl_s) : NULL;
-    char *pem = root ? cert_pem(root) : NULL;
-    STACK_OF(X509) *chain = sk_X509_new_null();
-    if (!pem || !chain) {
-        EVP_PKEY_free(key);
-        X509_free(root);
-        free(pem);
-        sk_X509_free(chain);
+    EVP_PKEY *k = EVP_RSA_gen(2048);
+    X509 *root = k ? make_root(k, org, ttl_s) : NULL;
+    *cert = root ? cert_pem(root) : NULL;
+    *key = root ? key_pem(k) : NULL;
+    EVP_PKEY_free(k);
+    X509_free(root);
+    if (!*cert || !*key) {
+        free(*cert);
+        free(*key);
+        *cert = *key = NULL;
         return fail(err, errlen, XDS_CA_ERR_INTERNAL, "generating a root");
     }
-    int rc = ca_make(root, key, chain, pem, opts, out, err, errlen);
-    free(pem);
+    ERR_clear_error();
+    return 0;
+}
+
+int xds_ca_new_self_signed(const char *org, int64_t ttl_s, const xds_ca_opts_t *opts,
+                           xds_ca_t **out, char *err, size_t errlen)
+{
+    char *cert, *key;
+    *out = NULL;
+    int rc = xds_ca_self_signed_pem(org, ttl_s, &cert, &key, err, errlen);
+    if (rc == 0)
+        rc = xds_ca_new(cert, key, "", cert, opts, out, err, errlen);
+    free(cert);
+    free(key);
     return rc;
 }

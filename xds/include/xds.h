@@ -301,6 +301,11 @@ int xds_ca_load_dir(const char *dir, const xds_ca_opts_t *opts, xds_ca_t **out, 
  * that signs directly, as istiod does without cacerts. */
 int xds_ca_new_self_signed(const char *org, int64_t ttl_s, const xds_ca_opts_t *opts,
                            xds_ca_t **out, char *err, size_t errlen);
+/* The same root as PEM texts, to keep (istiod's istio-ca-secret holds them
+ * as ca-cert.pem and ca-key.pem): *cert and *key, caller frees; reloaded by
+ * xds_ca_new(cert, key, "", cert, ...). */
+int xds_ca_self_signed_pem(const char *org, int64_t ttl_s, char **cert, char **key, char *err,
+                           size_t errlen);
 void xds_ca_free(xds_ca_t *ca);
 
 /* root-cert.pem's text (what istio-ca-root-cert publishes); borrowed for
