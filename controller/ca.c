@@ -1,8 +1,9 @@
 /*
  * ca.c - meshfed's workload CA as the program runs it (docs/ca.md): loads
- * --cacerts-dir (or makes a self-signed root, loudly), reloads the directory
- * when its files change, and answers the xDS server's node authorization
- * from the model's pods.
+ * --cacerts-dir, else istiod's self-signed root from the Secret
+ * istio-ca-secret (made and stored there when missing, loudly), reloads the
+ * directory when its files change, and answers the xDS server's node
+ * authorization from the model's pods.
  *
  * A mounted Secret changes by an atomic swap of a symlink, so the files are
  * compared by what stat() sees through them (inode, size, mtime); a change
@@ -16,9 +17,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #define CA_POLL_MS 1000
 #define CA_SELF_SIGNED_TTL_S (10LL * 365 * 86400) /* istiod's self-signed root: 10 years */
+#define CA_SECRET "istio-ca-secret"               /* where istiod keeps it */
+#define CA_SECRET_TYPE "istio.io/ca-root"
+#define CA_SECRET_TRIES 30 /* 2 s apart: a minute for the API server to answer */
+#define CA_SECRET_RETRY_S 2
 
 static const char *const cacerts_files[] = {"ca-cert.pem", "ca-key.pem", "cert-chain.pem",
                                             "root-cert.pem"};
@@ -63,6 +69,193 @@ static xds_ca_t *load(ctl_ca_t *a, char *err, size_t errlen)
         return NULL;
     }
     atomic_fetch_add(&ctl_metrics.ca_loads, 1);
+    return ca;
+}
+
+/* ---------- the self-signed root, kept in istio-ca-secret ---------- */
+
+/* data[key] of a Secret, base64-decoded, as a C string; NULL with err. */
+static char *secret_pem(const json_t *secret, const char *key, const char *where, char *err,
+                        size_t errlen)
+{
+    const char *b64 = json_string_value(json_object_get(json_object_get(secret, "data"), key));
+    size_t n = 0;
+    char *pem = b64 ? kube_base64_decode(b64, &n) : NULL;
+    if (!pem || strlen(pem) != n) {
+        snprintf(err, errlen, "%s: data.%s %s", where, key,
+                 !b64  ? "missing"
+                 : pem ? "holds a NUL byte"
+                       : "is not base64");
+        free(pem);
+        return NULL;
+    }
+    return pem;
+}
+
+/* The CA of istio-ca-secret's ca-cert.pem and ca-key.pem (the root signs
+ * directly, as istiod's self-signed CA does); NULL with err. */
+static xds_ca_t *secret_ca(ctl_ca_t *a, const json_t *secret, const char *where, char *err,
+                           size_t errlen)
+{
+    char buf[CTL_ERRLEN];
+    xds_ca_t *ca = NULL;
+    char *cert = secret_pem(secret, "ca-cert.pem", where, err, errlen);
+    char *key = cert ? secret_pem(secret, "ca-key.pem", where, err, errlen) : NULL;
+    if (key) {
+        int rc = xds_ca_new(cert, key, "", cert, &a->opts, &ca, buf, sizeof(buf));
+        if (rc != XDS_CA_OK)
+            snprintf(err, errlen, "%s: %s: %s", where, xds_ca_strerror(rc), buf);
+    }
+    free(cert);
+    free(key);
+    return ca;
+}
+
+/* POSTs a new root as istio-ca-secret: 201 (*ca set), 409 (another replica
+ * was first), another status, or -1 with err. */
+static long create_secret(ctl_ca_t *a, const kube_conn_t *conn, const char *ns, xds_ca_t **ca,
+                          char *err, size_t errlen)
+{
+    char *cert = NULL, *key = NULL, buf[CTL_ERRLEN], path[512];
+    int rc = xds_ca_self_signed_pem(ctl_config(a->ctl)->trust_domain, CA_SELF_SIGNED_TTL_S, &cert,
+                                    &key, buf, sizeof(buf));
+    if (rc != XDS_CA_OK) {
+        snprintf(err, errlen, "cannot make a self-signed root: %s", buf);
+        return -1;
+    }
+    char *c64 = kube_base64_encode(cert, strlen(cert));
+    char *k64 = kube_base64_encode(key, strlen(key));
+    /* istiod's layout: the root is ca-cert.pem and root-cert.pem, the two
+     * workload keys stay empty */
+    json_t *sec =
+        c64 && k64
+            ? json_pack("{s:s, s:s, s:{s:s, s:s}, s:s, s:{s:s, s:s, s:s, s:s, s:s}}", "apiVersion",
+                        "v1", "kind", "Secret", "metadata", "name", CA_SECRET, "namespace", ns,
+                        "type", CA_SECRET_TYPE, "data", "ca-cert.pem", c64, "ca-key.pem", k64,
+                        "root-cert.pem", c64, "cert-chain.pem", "", "key.pem", "")
+            : NULL;
+    char *body = sec ? json_dumps(sec, JSON_COMPACT) : NULL;
+    json_decref(sec);
+    free(c64);
+    free(k64);
+    long code = -1;
+    char *resp = NULL;
+    snprintf(path, sizeof(path), "/api/v1/namespaces/%s/secrets", ns);
+    if (!body)
+        snprintf(err, errlen, "out of memory");
+    else if (kube_request(conn, "POST", path, NULL, body, &code, &resp, err, errlen) < 0)
+        code = -1;
+    if (code == 201 &&
+        xds_ca_new(cert, key, "", cert, &a->opts, ca, buf, sizeof(buf)) != XDS_CA_OK) {
+        snprintf(err, errlen, "the root just made does not load: %s", buf);
+        code = -1;
+    }
+    if (body)
+        memset(body, 0, strlen(body)); /* it held the key */
+    free(body);
+    free(resp);
+    if (key)
+        memset(key, 0, strlen(key));
+    free(cert);
+    free(key);
+    return code;
+}
+
+/* Without an API server (--demo) or the RBAC to keep it: a root in memory. */
+static xds_ca_t *ephemeral(ctl_ca_t *a, const char *why, char *err, size_t errlen)
+{
+    char buf[CTL_ERRLEN];
+    xds_ca_t *ca = NULL;
+    int rc = xds_ca_new_self_signed(ctl_config(a->ctl)->trust_domain, CA_SELF_SIGNED_TTL_S,
+                                    &a->opts, &ca, buf, sizeof(buf));
+    if (rc != XDS_CA_OK) {
+        snprintf(err, errlen, "ca: cannot make a self-signed root: %s", buf);
+        return NULL;
+    }
+    ctl_log(CTL_WARN,
+            "CA: no --cacerts-dir and %s: signing workload certificates with a SELF-SIGNED root "
+            "made at start and kept nowhere. No other cluster (and no other meshfed replica, and "
+            "not this one after a restart) trusts it: for a multicluster mesh give every cluster "
+            "the same root (docs/ca.md)",
+            why);
+    return ca;
+}
+
+/* istiod's self-signed CA: the root in Secret istio-ca-secret of the system
+ * namespace, read back when it exists (a restart, another replica), made
+ * and stored when it does not. A Secret that does not load stops the start:
+ * signing with another root would split the mesh. */
+static xds_ca_t *self_signed(ctl_ca_t *a, char *err, size_t errlen)
+{
+    const ctl_config_t *cfg = ctl_config(a->ctl);
+    kube_conn_t conn;
+    memset(&conn, 0, sizeof(conn));
+    if (ctl_kube_conn(ctl_kube_of(a->ctl), cfg->cluster_id, &conn) < 0)
+        return ephemeral(a, "no Kubernetes API", err, errlen);
+    char path[512], where[600], last[CTL_ERRLEN] = "no answer";
+    snprintf(path, sizeof(path), "/api/v1/namespaces/%s/secrets/%s", cfg->system_namespace,
+             CA_SECRET);
+    snprintf(where, sizeof(where), "Secret %s/%s", cfg->system_namespace, CA_SECRET);
+    xds_ca_t *ca = NULL;
+    bool done = false;
+    for (int i = 0; i < CA_SECRET_TRIES && !done; i++) {
+        if (i)
+            sleep(CA_SECRET_RETRY_S);
+        long code = 0;
+        char *resp = NULL, rerr[CTL_ERRLEN] = "";
+        if (kube_request(&conn, "GET", path, NULL, NULL, &code, &resp, rerr, sizeof(rerr)) < 0)
+            code = -1;
+        if (code == 200) {
+            json_t *sec = json_loads(resp, 0, NULL);
+            char why[CTL_ERRLEN];
+            ca = secret_ca(a, sec, where, why, sizeof(why));
+            json_decref(sec);
+            if (ca) {
+                ctl_log(CTL_WARN,
+                        "CA: no --cacerts-dir: signing workload certificates with the SELF-SIGNED "
+                        "root of %s. No other cluster trusts it: for a multicluster mesh give "
+                        "every cluster the same root (docs/ca.md)",
+                        where);
+            } else {
+                atomic_fetch_add(&ctl_metrics.ca_load_errors, 1);
+                snprintf(err, errlen,
+                         "ca: %s; fix it, or delete it for a new root (every workload "
+                         "certificate then changes root)",
+                         why);
+            }
+            done = true;
+        } else if (code == 404) {
+            code = create_secret(a, &conn, cfg->system_namespace, &ca, rerr, sizeof(rerr));
+            if (code == 201) {
+                ctl_log(CTL_WARN,
+                        "CA: no --cacerts-dir: made a SELF-SIGNED root and stored it in %s for "
+                        "restarts and other replicas. No other cluster trusts it: for a "
+                        "multicluster mesh give every cluster the same root (docs/ca.md)",
+                        where);
+                done = true;
+            } else if (code == 409) { /* another replica made it: read that one */
+                snprintf(last, sizeof(last), "created by another replica meanwhile");
+            }
+        }
+        if (!done && code == 403) {
+            atomic_fetch_add(&ctl_metrics.ca_load_errors, 1);
+            ctl_log(CTL_ERROR,
+                    "CA: %s: forbidden (does meshfed's Role grant secrets get and create in %s?)",
+                    where, cfg->system_namespace);
+            ca = ephemeral(a, "no access to istio-ca-secret", err, errlen);
+            done = true;
+        } else if (!done) {
+            if (code < 0)
+                snprintf(last, sizeof(last), "%s", rerr);
+            else if (code != 409)
+                snprintf(last, sizeof(last), "HTTP %ld", code);
+            ctl_log(CTL_WARN, "CA: %s: %s; trying again", where, last);
+        }
+        free(resp);
+    }
+    if (!done)
+        snprintf(err, errlen, "ca: %s: %s (after %d tries)", where, last, CA_SECRET_TRIES);
+    kube_conn_free(&conn);
     return ca;
 }
 
@@ -113,21 +306,11 @@ ctl_ca_t *ctl_ca_new(ctl_t *c, const ctl_config_t *cfg, xds_ca_t **first, char *
     a->opts = (xds_ca_opts_t){cfg->ca_default_ttl_s, cfg->ca_max_ttl_s};
     pthread_mutex_init(&a->mu, NULL);
     pthread_cond_init(&a->cv, NULL);
-    char buf[CTL_ERRLEN];
     if (a->dir) {
         a->seen = dir_signature(a->dir);
         *first = load(a, err, errlen);
     } else {
-        int rc = xds_ca_new_self_signed(cfg->trust_domain, CA_SELF_SIGNED_TTL_S, &a->opts, first,
-                                        buf, sizeof(buf));
-        if (rc != XDS_CA_OK)
-            snprintf(err, errlen, "ca: cannot make a self-signed root: %s", buf);
-        else
-            ctl_log(CTL_WARN,
-                    "CA: no --cacerts-dir: signing workload certificates with a SELF-SIGNED "
-                    "root made at start. No other cluster (and no other meshfed replica, and "
-                    "not this one after a restart) trusts it: for a multicluster mesh give "
-                    "every cluster the same root (docs/ca.md)");
+        *first = self_signed(a, err, errlen);
     }
     if (!*first) {
         ctl_ca_free(a);

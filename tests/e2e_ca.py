@@ -10,9 +10,15 @@ caller that is not a node agent (PERMISSION_DENIED); bad or missing token
 (UNAUTHENTICATED); a malformed CSR and a TTL above the maximum
 (INVALID_ARGUMENT); meshfed_ca_requests_total; the cacerts directory
 rotated to a new intermediate of the same root while an xDS stream stays
-up: new certificates chain to it and the stream was not dropped.
+up: new certificates chain to it and the stream was not dropped; the
+istio-ca-root-cert ConfigMaps (created, updated keeping other keys,
+re-created, skipped in kube-public, following a new root); without
+--cacerts-dir the self-signed root kept in istio-ca-secret (as istiod lays
+it out), read back after a restart, and a Secret whose key is not its
+certificate's refused at start.
 Usage: e2e_ca.py MESHFED_BINARY SOURCE_DIR
 """
+import base64
 import json
 import os
 import shutil
@@ -124,14 +130,16 @@ def main():
     open(kc, "w").write(kubeconfig(east))
     tls_port = free_port()
     log = open(os.path.join(work, "meshfed.log"), "a+")
-    proc = subprocess.Popen([binary, "--kubeconfig", kc, "--cluster-id", "east",
-                             "--xds-listen", "127.0.0.1:0", "--xds-tls-listen", f"127.0.0.1:{tls_port}",
-                             "--tls-cert", os.path.join(work, "server.pem"),
-                             "--tls-key", os.path.join(work, "server.key"),
-                             "--debug-listen", "127.0.0.1:0", "--debounce-ms", "20",
-                             "--xds-auth", "jwt", "--xds-allowed-identities", "istio-system/ztunnel",
-                             "--cacerts-dir", mounted, "--ca-max-ttl", "12h", "--ca-default-ttl", "1h"],
-                            stdout=log, stderr=log)
+
+    def args(port):
+        return [binary, "--kubeconfig", kc, "--cluster-id", "east",
+                "--xds-listen", "127.0.0.1:0", "--xds-tls-listen", f"127.0.0.1:{port}",
+                "--tls-cert", os.path.join(work, "server.pem"),
+                "--tls-key", os.path.join(work, "server.key"),
+                "--debug-listen", "127.0.0.1:0", "--debounce-ms", "20",
+                "--xds-auth", "jwt", "--xds-allowed-identities", "istio-system/ztunnel",
+                "--ca-max-ttl", "12h", "--ca-default-ttl", "1h"]
+    proc = subprocess.Popen(args(tls_port) + ["--cacerts-dir", mounted], stdout=log, stderr=log)
     zt = None
     channel = None
     try:
@@ -169,7 +177,8 @@ def main():
             open(leaf, "w").write(chain[0])
             open(inter, "w").write("".join(chain[1:-1]))
             open(root, "w").write(chain[-1])
-            v = run("openssl", "verify", "-CAfile", root, "-untrusted", inter, leaf)
+            untrusted = ["-untrusted", inter] if len(chain) > 2 else []
+            v = run("openssl", "verify", "-CAfile", root, *untrusted, leaf)
             san = run("openssl", "x509", "-in", leaf, "-noout", "-ext", "subjectAltName").stdout
             issuer = run("openssl", "x509", "-in", leaf, "-noout", "-issuer").stdout
             return v.returncode == 0, [w.strip().rstrip(",")[4:] for w in san.split() if w.startswith("URI:")], issuer
@@ -291,6 +300,73 @@ def main():
         log.seek(0)
         text = log.read()
         check(zt_a not in text and reviews not in text, "no token appears in meshfed's log")
+        zt.close()
+        zt = None
+        channel.close()
+        stop(proc)
+
+        # no --cacerts-dir: istiod's self-signed root, kept in istio-ca-secret
+        secret_path = "/api/v1/namespaces/istio-system/secrets/istio-ca-secret"
+
+        def self_signed(name):
+            """A meshfed without cacerts: (process, log, stub, channel), the
+            stub None when it did not start."""
+            lg = open(os.path.join(work, name + ".log"), "a+")
+            port = free_port()
+            pr = subprocess.Popen(args(port), stdout=lg, stderr=lg)
+            if not wait_for(lambda: log_ports(lg) or pr.poll() is not None) or pr.poll() is not None:
+                return pr, lg, None, None
+            ch = grpc.secure_channel(f"127.0.0.1:{port}", creds)
+            return pr, lg, pb_grpc.IstioCertificateServiceStub(ch), ch
+
+        proc, slog, stub, channel = self_signed("self1")
+        check(stub is not None, "meshfed starts without --cacerts-dir")
+        sec = fake_get(east, secret_path)
+        data = (sec or {}).get("data", {})
+        dec = {k: base64.b64decode(v).decode() for k, v in data.items()}
+        check(sec is not None and sec.get("type") == "istio.io/ca-root" and
+              set(data) == {"ca-cert.pem", "ca-key.pem", "root-cert.pem", "cert-chain.pem", "key.pem"} and
+              dec["ca-cert.pem"] == dec["root-cert.pem"] and "PRIVATE KEY" in dec["ca-key.pem"],
+              f"it stores its root in Secret istio-ca-secret as istiod does ({sorted(data)})")
+        self_root = dec.get("ca-cert.pem", "")
+        rp = os.path.join(work, "self-root.pem")
+        open(rp, "w").write(self_root)
+        txt = run("openssl", "x509", "-in", rp, "-noout", "-subject", "-text").stdout
+        check("O = cluster.local" in txt and "CA:TRUE" in txt and "Public-Key: (2048 bit)" in txt and
+              run("openssl", "x509", "-in", rp, "-noout", "-checkend", str(9 * 365 * 86400)).returncode == 0,
+              "the root: O=<trust domain>, CA, RSA 2048, valid 10 years")
+        chain = wait_for(lambda: call(reviews)[0]) if stub else None
+        check(bool(chain) and len(chain) == 2 and chain[-1] == self_root and verify(chain, "self")[0],
+              "certificates chain to that root (leaf, root)")
+        root_pem = self_root
+        check(bool(wait_for(lambda: root_cm("bookinfo"), 10)), "istio-ca-root-cert follows the new root")
+        slog.seek(0)
+        check("SELF-SIGNED" in slog.read(), "meshfed warns loudly that no other cluster trusts it")
+        rv = sec and sec["metadata"]["resourceVersion"]
+        channel.close()
+        stop(proc)
+
+        proc, slog, stub, channel = self_signed("self2")
+        chain = wait_for(lambda: call(reviews)[0]) if stub else None
+        check(bool(chain) and chain[-1] == self_root and
+              fake_get(east, secret_path)["metadata"]["resourceVersion"] == rv,
+              "a restart signs with the same root, read back from the Secret")
+        channel.close()
+        stop(proc)
+
+        other = os.path.join(work, "other.key")
+        run("openssl", "genrsa", "-out", other, "2048", check=True)
+        bad = dict(sec)
+        bad["data"] = dict(data, **{"ca-key.pem": base64.b64encode(open(other, "rb").read()).decode()})
+        post(east, "/fake/apply", [bad])
+        proc, slog, stub, channel = self_signed("self3")
+        proc.wait(timeout=20)
+        slog.seek(0)
+        text = slog.read()
+        check(stub is None and proc.returncode == 2 and "istio-ca-secret" in text and
+              "does not match" in text,
+              "an istio-ca-secret whose key is not its certificate's stops the start with a clear error: " +
+              (text.strip().splitlines() or [""])[-1])
     finally:
         if zt:
             zt.close()
