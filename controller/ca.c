@@ -25,13 +25,20 @@
 #define CA_SECRET_TYPE "istio.io/ca-root"
 #define CA_SECRET_TRIES 30 /* 2 s apart: a minute for the API server to answer */
 #define CA_SECRET_RETRY_S 2
+#define CA_SECRET_POLL_S 5 /* a cacerts Secret is looked at (one GET) this often */
 
 static const char *const cacerts_files[] = {"ca-cert.pem", "ca-key.pem", "cert-chain.pem",
                                             "root-cert.pem"};
 
 struct ctl_ca {
     ctl_t *ctl;
-    char *dir;      /* NULL: self-signed, nothing to watch */
+    char *dir;    /* NULL: no cacerts directory to watch */
+    char *secret; /* without dir and with an API server: the cacerts Secret, polled */
+    char secret_where[300];
+    char *secret_rv; /* its resourceVersion loaded (or refused) last; NULL: none */
+    bool secret_gone;
+    kube_conn_t conn; /* the local cluster's, when have_conn */
+    bool have_conn;
     char *accounts; /* --ca-node-accounts */
     xds_ca_opts_t opts;
     xds_server_t *xds;
@@ -181,6 +188,34 @@ static xds_ca_t *ephemeral(ctl_ca_t *a, const char *why, char *err, size_t errle
     return ca;
 }
 
+/* GET of Secret name in the system namespace, again every 2 s for a minute
+ * while the API server does not answer (transport, 429, 5xx): the HTTP
+ * status (*out the Secret when 200, caller frees), or -1 with err. */
+static long fetch_secret(ctl_ca_t *a, const char *name, json_t **out, char *err, size_t errlen)
+{
+    const char *ns = ctl_config(a->ctl)->system_namespace;
+    char path[512];
+    snprintf(path, sizeof(path), "/api/v1/namespaces/%s/secrets/%s", ns, name);
+    *out = NULL;
+    for (int i = 0; i < CA_SECRET_TRIES; i++) {
+        if (i)
+            sleep(CA_SECRET_RETRY_S);
+        long code = 0;
+        char *resp = NULL;
+        if (kube_request(&a->conn, "GET", path, NULL, NULL, &code, &resp, err, errlen) < 0)
+            code = -1;
+        else if (code == 200 && !(*out = json_loads(resp, 0, NULL)))
+            code = -1, snprintf(err, errlen, "the answer is not JSON");
+        free(resp);
+        if (code == 200 || (code >= 400 && code < 500 && code != 429))
+            return code;
+        if (code > 0)
+            snprintf(err, errlen, "HTTP %ld", code);
+        ctl_log(CTL_WARN, "CA: Secret %s/%s: %s; trying again", ns, name, err);
+    }
+    return -1;
+}
+
 /* istiod's self-signed CA: the root in Secret istio-ca-secret of the system
  * namespace, read back when it exists (a restart, another replica), made
  * and stored when it does not. A Secret that does not load stops the start:
@@ -188,81 +223,160 @@ static xds_ca_t *ephemeral(ctl_ca_t *a, const char *why, char *err, size_t errle
 static xds_ca_t *self_signed(ctl_ca_t *a, char *err, size_t errlen)
 {
     const ctl_config_t *cfg = ctl_config(a->ctl);
-    kube_conn_t conn;
-    memset(&conn, 0, sizeof(conn));
-    if (ctl_kube_conn(ctl_kube_of(a->ctl), cfg->cluster_id, &conn) < 0)
+    if (!a->have_conn)
         return ephemeral(a, "no Kubernetes API", err, errlen);
-    char path[512], where[600], last[CTL_ERRLEN] = "no answer";
-    snprintf(path, sizeof(path), "/api/v1/namespaces/%s/secrets/%s", cfg->system_namespace,
-             CA_SECRET);
+    char where[600], why[CTL_ERRLEN] = "";
     snprintf(where, sizeof(where), "Secret %s/%s", cfg->system_namespace, CA_SECRET);
     xds_ca_t *ca = NULL;
-    bool done = false;
-    for (int i = 0; i < CA_SECRET_TRIES && !done; i++) {
-        if (i)
-            sleep(CA_SECRET_RETRY_S);
-        long code = 0;
-        char *resp = NULL, rerr[CTL_ERRLEN] = "";
-        if (kube_request(&conn, "GET", path, NULL, NULL, &code, &resp, rerr, sizeof(rerr)) < 0)
-            code = -1;
-        if (code == 200) {
-            json_t *sec = json_loads(resp, 0, NULL);
-            char why[CTL_ERRLEN];
-            ca = secret_ca(a, sec, where, why, sizeof(why));
-            json_decref(sec);
-            if (ca) {
-                ctl_log(CTL_WARN,
-                        "CA: no --cacerts-dir: signing workload certificates with the SELF-SIGNED "
-                        "root of %s. No other cluster trusts it: for a multicluster mesh give "
-                        "every cluster the same root (docs/ca.md)",
-                        where);
-            } else {
-                atomic_fetch_add(&ctl_metrics.ca_load_errors, 1);
-                snprintf(err, errlen,
-                         "ca: %s; fix it, or delete it for a new root (every workload "
-                         "certificate then changes root)",
-                         why);
-            }
-            done = true;
-        } else if (code == 404) {
-            code = create_secret(a, &conn, cfg->system_namespace, &ca, rerr, sizeof(rerr));
-            if (code == 201) {
-                ctl_log(CTL_WARN,
-                        "CA: no --cacerts-dir: made a SELF-SIGNED root and stored it in %s for "
-                        "restarts and other replicas. No other cluster trusts it: for a "
-                        "multicluster mesh give every cluster the same root (docs/ca.md)",
-                        where);
-                done = true;
-            } else if (code == 409) { /* another replica made it: read that one */
-                snprintf(last, sizeof(last), "created by another replica meanwhile");
-            }
-        }
-        if (!done && code == 403) {
-            atomic_fetch_add(&ctl_metrics.ca_load_errors, 1);
-            ctl_log(CTL_ERROR,
-                    "CA: %s: forbidden (does meshfed's Role grant secrets get and create in %s?)",
-                    where, cfg->system_namespace);
-            ca = ephemeral(a, "no access to istio-ca-secret", err, errlen);
-            done = true;
-        } else if (!done) {
-            if (code < 0)
-                snprintf(last, sizeof(last), "%s", rerr);
-            else if (code != 409)
-                snprintf(last, sizeof(last), "HTTP %ld", code);
-            ctl_log(CTL_WARN, "CA: %s: %s; trying again", where, last);
-        }
-        free(resp);
+    json_t *sec = NULL;
+    long code = fetch_secret(a, CA_SECRET, &sec, why, sizeof(why));
+    bool created = false;
+    if (code == 404) {
+        code = create_secret(a, &a->conn, cfg->system_namespace, &ca, why, sizeof(why));
+        created = code == 201;
+        if (code == 409) /* another replica made it first: use that one */
+            code = fetch_secret(a, CA_SECRET, &sec, why, sizeof(why));
     }
-    if (!done)
-        snprintf(err, errlen, "ca: %s: %s (after %d tries)", where, last, CA_SECRET_TRIES);
-    kube_conn_free(&conn);
+    if (code == 200) {
+        ca = secret_ca(a, sec, where, why, sizeof(why));
+        if (!ca) {
+            atomic_fetch_add(&ctl_metrics.ca_load_errors, 1);
+            snprintf(err, errlen,
+                     "ca: %s; fix it, or delete it for a new root (every workload certificate "
+                     "then changes root)",
+                     why);
+        }
+    } else if (code == 403) {
+        atomic_fetch_add(&ctl_metrics.ca_load_errors, 1);
+        ctl_log(CTL_ERROR,
+                "CA: %s: forbidden (does meshfed's Role grant secrets get and create in %s?)",
+                where, cfg->system_namespace);
+        ca = ephemeral(a, "no access to istio-ca-secret", err, errlen);
+    } else if (!created && code > 0) {
+        snprintf(err, errlen, "ca: %s: refused by the API server (HTTP %ld)", where, code);
+    } else if (!created) {
+        snprintf(err, errlen, "ca: %s: %s", where, why);
+    }
+    json_decref(sec);
+    if (ca && code != 403)
+        ctl_log(CTL_WARN,
+                "CA: no cacerts: signing workload certificates with the SELF-SIGNED root %s %s. "
+                "No other cluster trusts it: for a multicluster mesh give every cluster the same "
+                "root (docs/ca.md)",
+                created ? "made now and stored in" : "of", where);
     return ca;
+}
+
+/* ---------- cacerts from a Secret (--cacerts-secret) ---------- */
+
+/* The CA of a cacerts Secret's four keys, checked as a cacerts directory. */
+static xds_ca_t *cacerts_ca(ctl_ca_t *a, const json_t *sec, const char *where, char *err,
+                            size_t errlen)
+{
+    char *pem[4] = {0}, buf[CTL_ERRLEN];
+    xds_ca_t *ca = NULL;
+    bool ok = true;
+    for (int i = 0; i < 4 && ok; i++)
+        ok = (pem[i] = secret_pem(sec, cacerts_files[i], where, err, errlen)) != NULL;
+    if (ok) {
+        int rc = xds_ca_new(pem[0], pem[1], pem[2], pem[3], &a->opts, &ca, buf, sizeof(buf));
+        if (rc != XDS_CA_OK)
+            snprintf(err, errlen, "%s: %s: %s", where, xds_ca_strerror(rc), buf);
+    }
+    for (int i = 0; i < 4; i++) {
+        if (pem[i])
+            memset(pem[i], 0, strlen(pem[i])); /* ca-key.pem */
+        free(pem[i]);
+    }
+    return ca;
+}
+
+static void remember_rv(ctl_ca_t *a, const json_t *sec)
+{
+    const char *rv =
+        json_string_value(json_object_get(json_object_get(sec, "metadata"), "resourceVersion"));
+    free(a->secret_rv);
+    a->secret_rv = strdup(rv ? rv : "");
+}
+
+/* At start: the cacerts Secret's CA; NULL with *absent when there is none
+ * (or no access), NULL with err when it does not load or cannot be read. */
+static xds_ca_t *cacerts_secret(ctl_ca_t *a, bool *absent, char *err, size_t errlen)
+{
+    char why[CTL_ERRLEN] = "";
+    json_t *sec = NULL;
+    xds_ca_t *ca = NULL;
+    *absent = false;
+    long code = fetch_secret(a, a->secret, &sec, why, sizeof(why));
+    if (code == 200) {
+        remember_rv(a, sec);
+        ca = cacerts_ca(a, sec, a->secret_where, why, sizeof(why));
+        if (ca) {
+            atomic_fetch_add(&ctl_metrics.ca_loads, 1);
+            ctl_log(CTL_INFO, "CA: signing with the cacerts of %s", a->secret_where);
+        } else {
+            atomic_fetch_add(&ctl_metrics.ca_load_errors, 1);
+            snprintf(err, errlen, "ca: %s", why);
+        }
+    } else if (code == 404 || code == 403) {
+        if (code == 403) {
+            atomic_fetch_add(&ctl_metrics.ca_load_errors, 1);
+            ctl_log(CTL_ERROR, "CA: %s: forbidden (does meshfed's Role grant secrets get?)",
+                    a->secret_where);
+        }
+        *absent = true;
+    } else if (code > 0) {
+        snprintf(err, errlen, "ca: %s: refused by the API server (HTTP %ld)", a->secret_where,
+                 code);
+    } else {
+        snprintf(err, errlen, "ca: %s: %s", a->secret_where, why);
+    }
+    json_decref(sec);
+    return ca;
+}
+
+/* One look at the cacerts Secret from the watcher: a new resourceVersion
+ * is loaded (or refused, once); a deletion keeps the CA loaded last. */
+static void poll_secret(ctl_ca_t *a)
+{
+    const char *ns = ctl_config(a->ctl)->system_namespace;
+    char path[512], err[CTL_ERRLEN] = "", why[CTL_ERRLEN];
+    snprintf(path, sizeof(path), "/api/v1/namespaces/%s/secrets/%s", ns, a->secret);
+    long code = 0;
+    char *resp = NULL;
+    if (kube_request(&a->conn, "GET", path, NULL, NULL, &code, &resp, err, sizeof(err)) < 0)
+        code = -1;
+    json_t *sec = code == 200 ? json_loads(resp, 0, NULL) : NULL;
+    free(resp);
+    const char *rv =
+        json_string_value(json_object_get(json_object_get(sec, "metadata"), "resourceVersion"));
+    if (sec && (!a->secret_rv || strcmp(a->secret_rv, rv ? rv : "") != 0)) {
+        remember_rv(a, sec);
+        a->secret_gone = false;
+        xds_ca_t *ca = cacerts_ca(a, sec, a->secret_where, why, sizeof(why));
+        if (ca) {
+            atomic_fetch_add(&ctl_metrics.ca_loads, 1);
+            ctl_kube_set_ca_root(ctl_kube_of(a->ctl), xds_ca_root_pem(ca));
+            xds_server_set_ca(a->xds, ca);
+            ctl_log(CTL_INFO, "CA: %s loaded: new certificates sign with it", a->secret_where);
+        } else {
+            atomic_fetch_add(&ctl_metrics.ca_load_errors, 1);
+            ctl_log(CTL_ERROR, "CA: %s; the previous CA keeps signing", why);
+        }
+    } else if (code == 404 && a->secret_rv && !a->secret_gone) {
+        a->secret_gone = true;
+        free(a->secret_rv);
+        a->secret_rv = NULL;
+        ctl_log(CTL_WARN, "CA: %s was deleted; the CA loaded last keeps signing", a->secret_where);
+    }
+    json_decref(sec);
 }
 
 static void *watcher(void *arg)
 {
     ctl_ca_t *a = arg;
     uint64_t pending = a->seen;
+    unsigned ticks = 0;
     pthread_mutex_lock(&a->mu);
     while (!a->quit) {
         struct timespec dl;
@@ -272,6 +386,12 @@ static void *watcher(void *arg)
         if (a->quit)
             break;
         pthread_mutex_unlock(&a->mu);
+        if (!a->dir) {
+            if (++ticks % (CA_SECRET_POLL_S * 1000 / CA_POLL_MS) == 0)
+                poll_secret(a);
+            pthread_mutex_lock(&a->mu);
+            continue;
+        }
         uint64_t sig = dir_signature(a->dir);
         if (sig && sig != a->seen && sig == pending) { /* changed, then stayed */
             char err[CTL_ERRLEN];
@@ -306,12 +426,25 @@ ctl_ca_t *ctl_ca_new(ctl_t *c, const ctl_config_t *cfg, xds_ca_t **first, char *
     a->opts = (xds_ca_opts_t){cfg->ca_default_ttl_s, cfg->ca_max_ttl_s};
     pthread_mutex_init(&a->mu, NULL);
     pthread_cond_init(&a->cv, NULL);
+    a->have_conn = ctl_kube_conn(ctl_kube_of(c), cfg->cluster_id, &a->conn) == 0;
+    if (!a->dir && a->have_conn && cfg->cacerts_secret && *cfg->cacerts_secret &&
+        !(a->secret = strdup(cfg->cacerts_secret))) {
+        snprintf(err, errlen, "ca: out of memory");
+        ctl_ca_free(a);
+        return NULL;
+    }
+    if (a->secret)
+        snprintf(a->secret_where, sizeof(a->secret_where), "Secret %s/%s", cfg->system_namespace,
+                 a->secret);
+    bool absent = true;
     if (a->dir) {
         a->seen = dir_signature(a->dir);
         *first = load(a, err, errlen);
-    } else {
-        *first = self_signed(a, err, errlen);
+    } else if (a->secret) {
+        *first = cacerts_secret(a, &absent, err, errlen);
     }
+    if (!a->dir && absent)
+        *first = self_signed(a, err, errlen);
     if (!*first) {
         ctl_ca_free(a);
         return NULL;
@@ -323,7 +456,7 @@ ctl_ca_t *ctl_ca_new(ctl_t *c, const ctl_config_t *cfg, xds_ca_t **first, char *
 int ctl_ca_watch(ctl_ca_t *a, xds_server_t *x)
 {
     a->xds = x;
-    if (!a->dir)
+    if (!a->dir && !a->secret)
         return 0;
     if (pthread_create(&a->thr, NULL, watcher, a) != 0)
         return -1;
@@ -345,6 +478,10 @@ void ctl_ca_free(ctl_ca_t *a)
         pthread_mutex_destroy(&a->mu);
     }
     free(a->dir);
+    free(a->secret);
+    free(a->secret_rv);
+    if (a->have_conn)
+        kube_conn_free(&a->conn);
     free(a->accounts);
     free(a);
 }

@@ -79,7 +79,11 @@ static const setting_t settings[] = {
      "or auto (on with xds-auth jwt, which it needs)"},
     {"cacerts-dir", "MESHFED_CACERTS_DIR", T_STR, OFF(cacerts_dir), NULL,
      "Istio cacerts directory (ca-cert.pem, ca-key.pem, cert-chain.pem, root-cert.pem), "
-     "reloaded when it changes (default: a self-signed root, trusted by no other cluster)"},
+     "reloaded when it changes (default: the cacerts-secret, else a self-signed root)"},
+    {"cacerts-secret", "MESHFED_CACERTS_SECRET", T_STR, OFF(cacerts_secret), "cacerts",
+     "without cacerts-dir: the Secret of the system namespace holding Istio's cacerts, read "
+     "through the API and reloaded when it changes; when it does not exist, a self-signed root "
+     "kept in the Secret istio-ca-secret, trusted by no other cluster (empty: that root)"},
     {"ca-max-ttl", "MESHFED_CA_MAX_TTL", T_DUR, OFF(ca_max_ttl_s), "24h",
      "longest workload certificate lifetime a request may ask for (e.g. 24h, 90m)"},
     {"ca-default-ttl", "MESHFED_CA_DEFAULT_TTL", T_DUR, OFF(ca_default_ttl_s), "24h",

@@ -367,6 +367,49 @@ def main():
               "does not match" in text,
               "an istio-ca-secret whose key is not its certificate's stops the start with a clear error: " +
               (text.strip().splitlines() or [""])[-1])
+
+        # the cacerts Secret, read through the API (no --cacerts-dir) and reloaded
+        def cacerts_secret(d, **override):
+            data = {f: base64.b64encode(open(os.path.join(d, f), "rb").read()).decode()
+                    for f in ("ca-cert.pem", "ca-key.pem", "cert-chain.pem", "root-cert.pem")}
+            data.update(override)
+            return {"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+                    "metadata": {"name": "cacerts", "namespace": "istio-system"}, "data": data}
+        post(east, "/fake/apply", [cacerts_secret(os.path.join(cadir, "good"))])
+        proc, slog, stub, channel = self_signed("secret1")
+        chain = wait_for(lambda: call(reviews)[0]) if stub else None
+        first_root = open(os.path.join(cadir, "root.pem")).read()
+        check(bool(chain) and len(chain) == 4 and chain[-1] == first_root and verify(chain, "sec")[0],
+              "with a cacerts Secret (and no --cacerts-dir) certificates chain to its root")
+        root_pem = first_root
+        check(bool(wait_for(lambda: root_cm("bookinfo"), 10)), "and istio-ca-root-cert follows it")
+        dport = log_ports(slog)[1] if stub else 0
+        post(east, "/fake/apply", [cacerts_secret(staged)])
+
+        def rotated_secret():
+            c, _ = call(reviews)
+            return c and "intermediate-rotated" in verify(c, "secrot")[2] and c
+        chain = wait_for(rotated_secret, 15) if stub else None
+        check(bool(chain) and verify(chain, "secrot")[0],
+              "a change of the Secret is loaded: new certificates chain to the new intermediate")
+        m = metrics(dport) if stub else {}
+        check(m.get("meshfed_ca_reloads_total") == 2, f"meshfed_ca_reloads_total is 2 ({m.get('meshfed_ca_reloads_total')})")
+        wrong = base64.b64encode(open(other, "rb").read()).decode()
+        post(east, "/fake/apply", [cacerts_secret(staged, **{"ca-key.pem": wrong})])
+        check(bool(wait_for(lambda: metrics(dport).get("meshfed_ca_reload_errors_total") == 1, 15)) if stub else False,
+              "a cacerts Secret whose key is not its certificate's is counted")
+        post(east, "/fake/apply", [cacerts_secret(staged, **{"root-cert.pem": "!!not base64"})])
+        check(bool(wait_for(lambda: metrics(dport).get("meshfed_ca_reload_errors_total") == 2, 15)) if stub else False,
+              "and one that is not base64")
+        chain, _ = call(reviews)
+        check(bool(chain) and "intermediate-rotated" in verify(chain, "seckept")[2] and proc.poll() is None,
+              "meshfed keeps running and the CA that loaded last keeps signing")
+        slog.seek(0)
+        text = slog.read()
+        check("is not the private key of ca-cert.pem" in text and "Secret istio-system/cacerts" in text,
+              "the log says which Secret and why")
+        channel.close()
+        stop(proc)
     finally:
         if zt:
             zt.close()

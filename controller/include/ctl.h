@@ -42,7 +42,8 @@ typedef struct ctl_config {
     char *xds_auth_audiences;     /* --xds-auth-audiences: comma list */
     char *xds_allowed_identities; /* --xds-allowed-identities: ns/sa patterns, "" = any */
     char *ca;                     /* --ca: "on", "off" or "auto" (on with xds-auth jwt) */
-    char *cacerts_dir;            /* --cacerts-dir, NULL: a self-signed root */
+    char *cacerts_dir;            /* --cacerts-dir, NULL: cacerts_secret or self-signed */
+    char *cacerts_secret;         /* --cacerts-secret, "": none */
     char *ca_node_accounts;       /* --ca-node-accounts: ns/sa patterns, "" = none */
     int ca_max_ttl_s;             /* --ca-max-ttl */
     int ca_default_ttl_s;         /* --ca-default-ttl */
@@ -142,11 +143,12 @@ void ctl_auth_free(ctl_auth_t *a);
 
 typedef struct ctl_ca ctl_ca_t;
 
-/* The CA of cfg: --cacerts-dir loaded, else a self-signed root (with a
- * warning). *first is the CA to give the xDS server (xds_config_t.ca).
- * NULL with err when it cannot be made. */
+/* The CA of cfg: --cacerts-dir loaded, else the --cacerts-secret Secret,
+ * else the self-signed root of istio-ca-secret (with a warning). *first is the CA to give the xDS
+ * server (xds_config_t.ca). NULL with err when it cannot be made. */
 ctl_ca_t *ctl_ca_new(ctl_t *c, const ctl_config_t *cfg, xds_ca_t **first, char *err, size_t errlen);
-/* Reloads --cacerts-dir into x when its files change (a thread). 0 or -1. */
+/* Reloads --cacerts-dir (or the --cacerts-secret Secret) into x when it
+ * changes (a thread). 0 or -1. */
 int ctl_ca_watch(ctl_ca_t *a, xds_server_t *x);
 /* Stops watching; before x is freed. */
 void ctl_ca_free(ctl_ca_t *a);

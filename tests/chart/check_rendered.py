@@ -147,12 +147,17 @@ if dep:
             check(f"args: --{k}={v}", argmap.get(k) == str(v), f"got {argmap.get(k)!r}")
     cmounts = {m["mountPath"]: m["name"] for m in c.get("volumeMounts", [])}
     cvols = {v["name"]: v for v in pod.get("volumes", [])}
-    if ca["enabled"] and ca.get("cacertsSecret"):
+    if ca["enabled"] and ca.get("cacertsSecret") and ca.get("cacertsFrom") == "mount":
         d = argmap.get("cacerts-dir", "")
         sec = cvols.get(cmounts.get(d, ""), {}).get("secret", {}).get("secretName")
         check("ca: --cacerts-dir is the mounted cacerts Secret", sec == ca["cacertsSecret"], f"{d} {sec}")
+        check("ca: no --cacerts-secret with cacertsFrom mount", "cacerts-secret" not in argmap, str(argmap))
     else:
-        check("ca: no --cacerts-dir without ca.cacertsSecret", "cacerts-dir" not in argmap, str(argmap))
+        check("ca: no --cacerts-dir unless cacertsFrom mount", "cacerts-dir" not in argmap, str(argmap))
+        check("ca: no cacerts volume unless cacertsFrom mount", "cacerts" not in cvols, str(sorted(cvols)))
+        if ca["enabled"]:
+            check("ca: --cacerts-secret names ca.cacertsSecret (read through the API)",
+                  argmap.get("cacerts-secret") == (ca.get("cacertsSecret") or ""), str(argmap.get("cacerts-secret")))
     dl = argmap.get("debug-listen", "")
     check("args: --debug-listen reachable by the kubelet on the probe port",
           dl.rsplit(":", 1)[-1] == str(debug_port) and not dl.startswith(("127.", "localhost", "[::1]")), dl)

@@ -129,6 +129,7 @@ must_fail() { # name expected-message-fragment --set...
 must_fail "tls.enabled without tls.secretName" "needs tls.secretName" --set tls.secretName=
 must_fail "loopback debug.listen (probes would fail)" "loopback" --set debug.listen=127.0.0.1:15014
 must_fail "ca.enabled with xds.auth none (no identity to certify)" "needs xds.auth=jwt" --set xds.auth=none
+must_fail "ca.cacertsFrom neither api nor mount" "must be api or mount" --set ca.cacertsFrom=file
 
 # The schema validators must reject bad objects.
 if [ "$SCHEMA" = yes ] && [ -f "$WORK/default/crds.json" ]; then
