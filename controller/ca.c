@@ -25,7 +25,10 @@
 #define CA_SECRET_TYPE "istio.io/ca-root"
 #define CA_SECRET_TRIES 30 /* 2 s apart: a minute for the API server to answer */
 #define CA_SECRET_RETRY_S 2
-#define CA_SECRET_POLL_S 5 /* a cacerts Secret is looked at (one GET) this often */
+#define CA_SECRET_POLL_S 5           /* a cacerts Secret is looked at (one GET) this often */
+#define CA_SERVING_TTL_S (24 * 3600) /* meshfed's own serving certificate, renewed at half */
+#define CA_SERVING_RETRY_S 60        /* after a renewal failed */
+#define CA_MAX_DNS 16
 
 static const char *const cacerts_files[] = {"ca-cert.pem", "ca-key.pem", "cert-chain.pem",
                                             "root-cert.pem"};
@@ -39,7 +42,12 @@ struct ctl_ca {
     bool secret_gone;
     kube_conn_t conn; /* the local cluster's, when have_conn */
     bool have_conn;
-    char *accounts; /* --ca-node-accounts */
+    char *dns[CA_MAX_DNS]; /* the serving certificate's names, when serving */
+    size_t ndns;
+    bool serving;    /* the TLS listener's certificate is ours to renew */
+    time_t renew_at; /* when it is due */
+    bool ca_changed; /* a new CA signs: renew now */
+    char *accounts;  /* --ca-node-accounts */
     xds_ca_opts_t opts;
     xds_server_t *xds;
     uint64_t seen; /* signature of the files loaded (or last failed) */
@@ -358,6 +366,7 @@ static void poll_secret(ctl_ca_t *a)
             atomic_fetch_add(&ctl_metrics.ca_loads, 1);
             ctl_kube_set_ca_root(ctl_kube_of(a->ctl), xds_ca_root_pem(ca));
             xds_server_set_ca(a->xds, ca);
+            a->ca_changed = true;
             ctl_log(CTL_INFO, "CA: %s loaded: new certificates sign with it", a->secret_where);
         } else {
             atomic_fetch_add(&ctl_metrics.ca_load_errors, 1);
@@ -370,6 +379,50 @@ static void poll_secret(ctl_ca_t *a)
         ctl_log(CTL_WARN, "CA: %s was deleted; the CA loaded last keeps signing", a->secret_where);
     }
     json_decref(sec);
+}
+
+/* One look at --cacerts-dir: a change that stayed for one poll is loaded. */
+static void poll_dir(ctl_ca_t *a, uint64_t *pending)
+{
+    uint64_t sig = dir_signature(a->dir);
+    if (sig && sig != a->seen && sig == *pending) { /* changed, then stayed */
+        char err[CTL_ERRLEN];
+        xds_ca_t *ca = load(a, err, sizeof(err));
+        a->seen = sig;
+        if (ca) {
+            ctl_kube_set_ca_root(ctl_kube_of(a->ctl), xds_ca_root_pem(ca));
+            xds_server_set_ca(a->xds, ca);
+            a->ca_changed = true;
+            ctl_log(CTL_INFO, "cacerts-dir %s reloaded: new certificates sign with it", a->dir);
+        } else {
+            atomic_fetch_add(&ctl_metrics.ca_load_errors, 1);
+            ctl_log(CTL_ERROR, "%s; the previous CA keeps signing", err);
+        }
+    }
+    *pending = sig;
+}
+
+/* A new serving certificate from the CA that signs now. */
+static void renew_serving(ctl_ca_t *a)
+{
+    char err[CTL_ERRLEN];
+    int64_t not_after = 0;
+    int rc = xds_server_renew_tls(a->xds, (const char *const *)a->dns, a->ndns, CA_SERVING_TTL_S,
+                                  &not_after, err, sizeof(err));
+    time_t now = time(NULL);
+    a->ca_changed = false;
+    if (rc != XDS_CA_OK) {
+        atomic_fetch_add(&ctl_metrics.ca_serving_errors, 1);
+        a->renew_at = now + CA_SERVING_RETRY_S;
+        ctl_log(CTL_ERROR,
+                "CA: renewing the xDS serving certificate: %s: %s; the current one "
+                "stays, retried in %d s",
+                xds_ca_strerror(rc), err, CA_SERVING_RETRY_S);
+        return;
+    }
+    a->renew_at = now + ((time_t)not_after - now) / 2;
+    ctl_log(CTL_INFO, "CA: issued a new xDS serving certificate for %s (valid %lld s)", a->dns[0],
+            (long long)((time_t)not_after - now));
 }
 
 static void *watcher(void *arg)
@@ -386,27 +439,12 @@ static void *watcher(void *arg)
         if (a->quit)
             break;
         pthread_mutex_unlock(&a->mu);
-        if (!a->dir) {
-            if (++ticks % (CA_SECRET_POLL_S * 1000 / CA_POLL_MS) == 0)
-                poll_secret(a);
-            pthread_mutex_lock(&a->mu);
-            continue;
-        }
-        uint64_t sig = dir_signature(a->dir);
-        if (sig && sig != a->seen && sig == pending) { /* changed, then stayed */
-            char err[CTL_ERRLEN];
-            xds_ca_t *ca = load(a, err, sizeof(err));
-            a->seen = sig;
-            if (ca) {
-                ctl_kube_set_ca_root(ctl_kube_of(a->ctl), xds_ca_root_pem(ca));
-                xds_server_set_ca(a->xds, ca);
-                ctl_log(CTL_INFO, "cacerts-dir %s reloaded: new certificates sign with it", a->dir);
-            } else {
-                atomic_fetch_add(&ctl_metrics.ca_load_errors, 1);
-                ctl_log(CTL_ERROR, "%s; the previous CA keeps signing", err);
-            }
-        }
-        pending = sig;
+        if (a->dir)
+            poll_dir(a, &pending);
+        else if (a->secret && ++ticks % (CA_SECRET_POLL_S * 1000 / CA_POLL_MS) == 0)
+            poll_secret(a);
+        if (a->serving && (a->ca_changed || time(NULL) >= a->renew_at))
+            renew_serving(a);
         pthread_mutex_lock(&a->mu);
     }
     pthread_mutex_unlock(&a->mu);
@@ -453,10 +491,65 @@ ctl_ca_t *ctl_ca_new(ctl_t *c, const ctl_config_t *cfg, xds_ca_t **first, char *
     return a;
 }
 
+/* --tls-dns-names split at commas into a->dns. */
+static int parse_dns(ctl_ca_t *a, const ctl_config_t *cfg, char *err, size_t errlen)
+{
+    char def[512];
+    const char *list = cfg->tls_dns_names;
+    if (!list || !*list) {
+        snprintf(def, sizeof(def), "meshfed.%s.svc", cfg->system_namespace);
+        list = def;
+    }
+    for (const char *p = list; *p;) {
+        size_t n = strcspn(p, ",");
+        if (n > 0) {
+            if (a->ndns == CA_MAX_DNS) {
+                snprintf(err, errlen, "tls-dns-names: more than %d names", CA_MAX_DNS);
+                return -1;
+            }
+            if (!(a->dns[a->ndns++] = strndup(p, n))) {
+                snprintf(err, errlen, "out of memory");
+                return -1;
+            }
+        }
+        p += n + (p[n] == ',');
+    }
+    if (a->ndns == 0) {
+        snprintf(err, errlen, "tls-dns-names: no name");
+        return -1;
+    }
+    return 0;
+}
+
+int ctl_ca_serving(ctl_ca_t *a, const xds_ca_t *first, char **chain, char **key, char *err,
+                   size_t errlen)
+{
+    char buf[CTL_ERRLEN];
+    int64_t not_after = 0;
+    if (parse_dns(a, ctl_config(a->ctl), buf, sizeof(buf)) < 0) {
+        snprintf(err, errlen, "ca: %s", buf);
+        return -1;
+    }
+    int rc = xds_ca_issue_server(first, (const char *const *)a->dns, a->ndns, CA_SERVING_TTL_S,
+                                 chain, key, &not_after, buf, sizeof(buf));
+    if (rc != XDS_CA_OK) {
+        snprintf(err, errlen, "ca: the xDS serving certificate: %s: %s", xds_ca_strerror(rc), buf);
+        return -1;
+    }
+    time_t now = time(NULL);
+    a->serving = true;
+    a->renew_at = now + ((time_t)not_after - now) / 2;
+    ctl_log(CTL_INFO,
+            "CA: no --tls-cert: the xDS TLS listener serves a certificate for %s%s issued by the "
+            "CA, renewed at half its life",
+            a->dns[0], a->ndns > 1 ? " (and more)" : "");
+    return 0;
+}
+
 int ctl_ca_watch(ctl_ca_t *a, xds_server_t *x)
 {
     a->xds = x;
-    if (!a->dir && !a->secret)
+    if (!a->dir && !a->secret && !a->serving)
         return 0;
     if (pthread_create(&a->thr, NULL, watcher, a) != 0)
         return -1;
@@ -480,6 +573,8 @@ void ctl_ca_free(ctl_ca_t *a)
     free(a->dir);
     free(a->secret);
     free(a->secret_rv);
+    for (size_t i = 0; i < a->ndns; i++)
+        free(a->dns[i]);
     if (a->have_conn)
         kube_conn_free(&a->conn);
     free(a->accounts);

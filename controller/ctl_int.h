@@ -73,13 +73,14 @@ typedef struct ctl_metrics {
     atomic_ulong status_writes;
     atomic_ulong status_errors;
     atomic_int leader;
-    atomic_ulong auth_reviews;     /* TokenReviews sent */
-    atomic_ulong auth_errors;      /* TokenReviews that failed (transport, HTTP) */
-    atomic_ulong auth_cache_hits;  /* answers from the cache */
-    atomic_ulong ca_loads;         /* cacerts loaded (ca.c) */
-    atomic_ulong ca_load_errors;   /* cacerts changes that did not load */
-    atomic_ulong root_cert_writes; /* istio-ca-root-cert ConfigMaps created or updated */
-    atomic_ulong root_cert_errors; /* writes of them that failed */
+    atomic_ulong auth_reviews;      /* TokenReviews sent */
+    atomic_ulong auth_errors;       /* TokenReviews that failed (transport, HTTP) */
+    atomic_ulong auth_cache_hits;   /* answers from the cache */
+    atomic_ulong ca_loads;          /* cacerts loaded (ca.c) */
+    atomic_ulong ca_load_errors;    /* cacerts changes that did not load */
+    atomic_ulong ca_serving_errors; /* renewals of the xDS serving certificate that failed */
+    atomic_ulong root_cert_writes;  /* istio-ca-root-cert ConfigMaps created or updated */
+    atomic_ulong root_cert_errors;  /* writes of them that failed */
 } ctl_metrics_t;
 
 extern ctl_metrics_t ctl_metrics;

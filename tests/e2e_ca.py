@@ -131,11 +131,11 @@ def main():
     tls_port = free_port()
     log = open(os.path.join(work, "meshfed.log"), "a+")
 
-    def args(port):
+    def args(port, own_tls=True):
+        tls = ["--tls-cert", os.path.join(work, "server.pem"),
+               "--tls-key", os.path.join(work, "server.key")] if own_tls else []
         return [binary, "--kubeconfig", kc, "--cluster-id", "east",
-                "--xds-listen", "127.0.0.1:0", "--xds-tls-listen", f"127.0.0.1:{port}",
-                "--tls-cert", os.path.join(work, "server.pem"),
-                "--tls-key", os.path.join(work, "server.key"),
+                "--xds-listen", "127.0.0.1:0", "--xds-tls-listen", f"127.0.0.1:{port}", *tls,
                 "--debug-listen", "127.0.0.1:0", "--debounce-ms", "20",
                 "--xds-auth", "jwt", "--xds-allowed-identities", "istio-system/ztunnel",
                 "--ca-max-ttl", "12h", "--ca-default-ttl", "1h"]
@@ -205,8 +205,11 @@ def main():
         post(east, "/fake/delete", {"kind": "ConfigMap", "namespace": "bookinfo", "name": "istio-ca-root-cert"})
         cm = wait_for(lambda: (root_cm("bookinfo") or {}).get("metadata", {}).get("uid") not in (None, uid), 10)
         check(bool(cm), "a deleted one comes back")
+        # 3 created, "pre" updated, "late" and the deleted one created: the
+        # counter moves just after the API server answered
+        wait_for(lambda: metrics(dport).get("meshfed_ca_root_cert_writes_total", 0) >= 6, 5)
         m = metrics(dport)
-        check(m.get("meshfed_ca_root_cert_writes_total", 0) >= 5 and
+        check(m.get("meshfed_ca_root_cert_writes_total", 0) == 6 and
               m.get("meshfed_ca_root_cert_errors_total") == 0,
               "meshfed_ca_root_cert_writes_total counts them, no errors: " +
               str({k: v for k, v in m.items() if "root_cert" in k}))
@@ -308,16 +311,32 @@ def main():
         # no --cacerts-dir: istiod's self-signed root, kept in istio-ca-secret
         secret_path = "/api/v1/namespaces/istio-system/secrets/istio-ca-secret"
 
-        def self_signed(name):
+        def self_signed(name, trust=None):
             """A meshfed without cacerts: (process, log, stub, channel), the
-            stub None when it did not start."""
+            stub None when it did not start. trust: without --tls-cert, the
+            root its CA-issued serving certificate is checked against."""
             lg = open(os.path.join(work, name + ".log"), "a+")
             port = free_port()
-            pr = subprocess.Popen(args(port), stdout=lg, stderr=lg)
+            pr = subprocess.Popen(args(port, own_tls=trust is None), stdout=lg, stderr=lg)
             if not wait_for(lambda: log_ports(lg) or pr.poll() is not None) or pr.poll() is not None:
                 return pr, lg, None, None
-            ch = grpc.secure_channel(f"127.0.0.1:{port}", creds)
+            if trust is None:
+                ch = grpc.secure_channel(f"127.0.0.1:{port}", creds)
+            else:
+                ch = grpc.secure_channel(
+                    f"127.0.0.1:{port}", grpc.ssl_channel_credentials(root_certificates=trust.encode()),
+                    options=[("grpc.ssl_target_name_override", "meshfed.istio-system.svc")])
+            pr.tls_port = port
             return pr, lg, pb_grpc.IstioCertificateServiceStub(ch), ch
+
+        def served(port, root_file):
+            """(openssl verifies the TLS port's chain for meshfed.istio-system.svc, its issuer)"""
+            r = subprocess.run(["openssl", "s_client", "-connect", f"127.0.0.1:{port}", "-servername",
+                                "meshfed.istio-system.svc", "-alpn", "h2", "-CAfile", root_file,
+                                "-verify_hostname", "meshfed.istio-system.svc", "-verify_return_error"],
+                               input="", capture_output=True, text=True, errors="replace", timeout=10)
+            issuer = [ln for ln in r.stdout.splitlines() if ln.strip().startswith("i:")]
+            return "Verify return code: 0 (ok)" in r.stdout, issuer[0] if issuer else ""
 
         proc, slog, stub, channel = self_signed("self1")
         check(stub is not None, "meshfed starts without --cacerts-dir")
@@ -376,9 +395,13 @@ def main():
             return {"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
                     "metadata": {"name": "cacerts", "namespace": "istio-system"}, "data": data}
         post(east, "/fake/apply", [cacerts_secret(os.path.join(cadir, "good"))])
-        proc, slog, stub, channel = self_signed("secret1")
-        chain = wait_for(lambda: call(reviews)[0]) if stub else None
         first_root = open(os.path.join(cadir, "root.pem")).read()
+        proc, slog, stub, channel = self_signed("secret1", trust=first_root)
+        chain = wait_for(lambda: call(reviews)[0]) if stub else None
+        ok, issuer = served(proc.tls_port, os.path.join(cadir, "root.pem")) if stub else (False, "")
+        check(ok and "intermediate" in issuer,
+              f"without --tls-cert the TLS port serves a certificate for meshfed.istio-system.svc "
+              f"issued by the CA, verified by openssl s_client ({issuer})")
         check(bool(chain) and len(chain) == 4 and chain[-1] == first_root and verify(chain, "sec")[0],
               "with a cacerts Secret (and no --cacerts-dir) certificates chain to its root")
         root_pem = first_root
@@ -392,6 +415,9 @@ def main():
         chain = wait_for(rotated_secret, 15) if stub else None
         check(bool(chain) and verify(chain, "secrot")[0],
               "a change of the Secret is loaded: new certificates chain to the new intermediate")
+        ok, issuer = served(proc.tls_port, os.path.join(cadir, "root.pem")) if stub else (False, "")
+        check(ok and "intermediate-rotated" in issuer,
+              f"and the serving certificate is issued again by it ({issuer})")
         m = metrics(dport) if stub else {}
         check(m.get("meshfed_ca_reloads_total") == 2, f"meshfed_ca_reloads_total is 2 ({m.get('meshfed_ca_reloads_total')})")
         wrong = base64.b64encode(open(other, "rb").read()).decode()

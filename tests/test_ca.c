@@ -474,6 +474,56 @@ START_TEST(test_self_signed_pem_reloads_as_the_same_root)
 }
 END_TEST
 
+START_TEST(test_serving_certificate_for_dns_names)
+{
+    xds_ca_t *ca = load("good", NULL);
+    const char *const dns[] = {"meshfed.istio-system.svc",
+                               "meshfed.istio-system.svc.cluster.local"};
+    char *chain = NULL, *key = NULL, err[512] = "";
+    int64_t not_after = 0;
+    ck_assert_msg(
+        xds_ca_issue_server(ca, dns, 2, 7 * DAY, &chain, &key, &not_after, err, sizeof(err)) == 0,
+        "%s", err);
+    ck_assert_int_ge(not_after, (int64_t)time(NULL) + 7 * DAY - 5);
+    char cp[128], kp[128], root[128];
+    snprintf(cp, sizeof(cp), "%s/serving.pem", dir);
+    snprintf(kp, sizeof(kp), "%s/serving.key", dir);
+    snprintf(root, sizeof(root), "%s/root.pem", dir);
+    spit(cp, chain);
+    spit(kp, key);
+    /* the chain file verifies as a TLS server for its first name, the key is the leaf's */
+    ck_assert(tl_sh("openssl verify -purpose sslserver -verify_hostname meshfed.istio-system.svc "
+                    "-CAfile %s -untrusted %s %s >/dev/null",
+                    root, cp, cp));
+    ck_assert(tl_sh("test \"$(openssl x509 -in %s -noout -pubkey)\" = \"$(openssl pkey -in %s "
+                    "-pubout)\"",
+                    cp, kp));
+    X509 *x = parse(chain);
+    ck_assert(ext_critical(x, NID_subject_alt_name));
+    GENERAL_NAMES *gens = X509_get_ext_d2i(x, NID_subject_alt_name, NULL, NULL);
+    ck_assert_int_eq(sk_GENERAL_NAME_num(gens), 2);
+    ck_assert_int_eq(sk_GENERAL_NAME_value(gens, 1)->type, GEN_DNS);
+    GENERAL_NAMES_free(gens);
+    ck_assert_int_eq(X509_NAME_entry_count(X509_get_subject_name(x)), 0);
+    X509_free(x);
+    memset(key, 0, strlen(key));
+    free(chain);
+    free(key);
+    const char *const bad[] = {"Meshfed.svc"}, *const dotted[] = {"a..b"};
+    ck_assert_int_eq(
+        xds_ca_issue_server(ca, bad, 1, DAY, &chain, &key, &not_after, err, sizeof(err)),
+        XDS_CA_ERR_IDENTITY);
+    ck_assert_int_eq(
+        xds_ca_issue_server(ca, dotted, 1, DAY, &chain, &key, &not_after, err, sizeof(err)),
+        XDS_CA_ERR_IDENTITY);
+    ck_assert_int_eq(
+        xds_ca_issue_server(ca, dns, 0, DAY, &chain, &key, &not_after, err, sizeof(err)),
+        XDS_CA_ERR_IDENTITY);
+    ck_assert_ptr_null(chain);
+    xds_ca_free(ca);
+}
+END_TEST
+
 START_TEST(test_strerror_names_every_code)
 {
     for (int code = XDS_CA_OK; code >= XDS_CA_ERR_INTERNAL; code--)
@@ -509,6 +559,7 @@ int main(void)
     tcase_add_test(tc, test_bad_cacerts_refused);
     tcase_add_test(tc, test_self_signed_root_signs);
     tcase_add_test(tc, test_self_signed_pem_reloads_as_the_same_root);
+    tcase_add_test(tc, test_serving_certificate_for_dns_names);
     tcase_add_test(tc, test_strerror_names_every_code);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);

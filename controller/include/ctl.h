@@ -44,6 +44,7 @@ typedef struct ctl_config {
     char *ca;                     /* --ca: "on", "off" or "auto" (on with xds-auth jwt) */
     char *cacerts_dir;            /* --cacerts-dir, NULL: cacerts_secret or self-signed */
     char *cacerts_secret;         /* --cacerts-secret, "": none */
+    char *tls_dns_names;          /* --tls-dns-names, NULL: meshfed.<system ns>.svc */
     char *ca_node_accounts;       /* --ca-node-accounts: ns/sa patterns, "" = none */
     int ca_max_ttl_s;             /* --ca-max-ttl */
     int ca_default_ttl_s;         /* --ca-default-ttl */
@@ -147,8 +148,14 @@ typedef struct ctl_ca ctl_ca_t;
  * else the self-signed root of istio-ca-secret (with a warning). *first is the CA to give the xDS
  * server (xds_config_t.ca). NULL with err when it cannot be made. */
 ctl_ca_t *ctl_ca_new(ctl_t *c, const ctl_config_t *cfg, xds_ca_t **first, char *err, size_t errlen);
+/* The first serving certificate for xds-tls-listen without --tls-cert,
+ * issued by first (the CA ctl_ca_new made) for --tls-dns-names: *chain and
+ * *key PEM, caller frees (xds_config_t.tls_cert_pem). ctl_ca_watch renews
+ * it at half its life and when the CA changes. 0, or -1 with err. */
+int ctl_ca_serving(ctl_ca_t *a, const xds_ca_t *first, char **chain, char **key, char *err,
+                   size_t errlen);
 /* Reloads --cacerts-dir (or the --cacerts-secret Secret) into x when it
- * changes (a thread). 0 or -1. */
+ * changes, and renews the serving certificate (a thread). 0 or -1. */
 int ctl_ca_watch(ctl_ca_t *a, xds_server_t *x);
 /* Stops watching; before x is freed. */
 void ctl_ca_free(ctl_ca_t *a);

@@ -175,7 +175,14 @@ if dep:
         made = [d for d in docs if d["kind"] == "Secret" and d["metadata"]["name"] == tok_secret]
         check("debug token: the chart creates the Secret with a non-empty token",
               len(made) == 1 and made[0].get("data", {}).get("token"), str(tok_secret))
-    if tls:
+    if tls and not values["tls"].get("secretName"):
+        svc_name = (one("Service") or {}).get("metadata", {}).get("name")
+        check("tls from the CA: no --tls-cert, --tls-dns-names the Service's name",
+              "tls-cert" not in argmap and "tls-key" not in argmap and
+              argmap.get("tls-dns-names") == f"{svc_name}.{RELEASE_NS}.svc", str(argmap))
+        check("tls from the CA: no tls volume", "tls" not in {v["name"] for v in pod.get("volumes", [])})
+        check("tls: --xds-tls-listen", argmap.get("xds-tls-listen") == f"0.0.0.0:{values['xds']['tlsPort']}")
+    elif tls:
         mounts = {m["name"]: m for m in c.get("volumeMounts", [])}
         vols = {v["name"]: v for v in pod.get("volumes", [])}
         secret_vols = [n for n, v in vols.items() if v.get("secret", {}).get("secretName") == values["tls"]["secretName"]]
