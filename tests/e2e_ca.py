@@ -29,8 +29,8 @@ import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import ztunnel  # noqa: E402
-from e2elib import (FAILURES, check, fake_get, kubeconfig, log_ports, make_certs, metrics, ns,  # noqa: E402
-                    post, start_fake, stop, summary, waiter)
+from e2elib import (FAILURES, check, fake_get, get, kubeconfig, log_ports, make_certs, metrics,  # noqa: E402
+                    ns, post, start_fake, stop, summary, waiter)
 
 wait_for = waiter(20.0)
 TD = "cluster.local"
@@ -436,6 +436,50 @@ def main():
               "the log says which Secret and why")
         channel.close()
         stop(proc)
+
+        # the chart's RBAC (fakekube enforces CHART_RBAC for a token bound to
+        # it): everything above is allowed; an older chart's (no CA rules)
+        # gets 403s that meshfed survives
+        post(east, "/fake/token", {"tokens": ["test-token", reviews, zt_a, other],
+                                   "rbac": {"chart-tok": "chart", "old-tok": "chart-without-ca"}})
+        for kind, n, name in (("Secret", "istio-system", "cacerts"), ("Secret", "istio-system", "istio-ca-secret"),
+                              ("ConfigMap", "bookinfo", "istio-ca-root-cert")):
+            post(east, "/fake/delete", {"kind": kind, "namespace": n, "name": name})
+        for tok, name in (("chart-tok", "rbac-chart"), ("old-tok", "rbac-old")):
+            open(kc, "w").write(kubeconfig(east, token=tok))
+            proc, slog, stub, channel = self_signed(name)
+            chain = wait_for(lambda: call(reviews)[0]) if stub else None
+            if tok == "chart-tok":
+                sec = fake_get(east, secret_path)
+                root_pem = base64.b64decode(sec["data"]["ca-cert.pem"]).decode() if sec else None
+                check(bool(chain) and sec is not None and chain[-1] == root_pem,
+                      "with the chart's RBAC meshfed creates istio-ca-secret and signs with it")
+                check(bool(wait_for(lambda: root_cm("bookinfo"), 10)),
+                      "and publishes istio-ca-root-cert (configmaps list, watch, create, update)")
+                m = metrics(log_ports(slog)[1]) if stub else {}
+                check(m.get("meshfed_ca_root_cert_errors_total") == 0 and m.get("meshfed_kube_forbidden_total") == 0
+                      and m.get("meshfed_ca_reload_errors_total") == 0,
+                      "and nothing it does is forbidden: " + str({k: v for k, v in m.items() if "error" in k or "forbidden" in k}))
+            else:
+                post(east, "/fake/delete", {"kind": "Secret", "namespace": "istio-system", "name": "istio-ca-secret"})
+                post(east, "/fake/delete", {"kind": "ConfigMap", "namespace": "bookinfo", "name": "istio-ca-root-cert"})
+                channel.close()
+                stop(proc)
+                proc, slog, stub, channel = self_signed(name + "2")
+                chain = wait_for(lambda: call(reviews)[0]) if stub else None
+                dport = log_ports(slog)[1] if stub else 0
+                check(bool(chain) and len(chain) == 2 and verify(chain, "old")[0],
+                      "with an older chart's RBAC (no secrets create) meshfed signs with a root in memory")
+                check(bool(wait_for(lambda: metrics(dport).get("meshfed_ca_root_cert_errors_total", 0) >= 1, 10)),
+                      "a forbidden istio-ca-root-cert write is counted")
+                slog.seek(0)
+                text = slog.read()
+                check("does meshfed's ClusterRole grant configmaps create" in text and
+                      "does meshfed's Role grant secrets get and create" in text and "kept nowhere" in text,
+                      "and the log says which grant is missing")
+                check(get(dport, "/ready")[0] == 200, "meshfed is ready all the same")
+            channel.close()
+            stop(proc)
     finally:
         if zt:
             zt.close()
