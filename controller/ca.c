@@ -57,14 +57,21 @@ struct ctl_ca {
     pthread_cond_t cv;
 };
 
-/* What stat() sees of the four files, hashed; 0 when one is missing. */
+static const char *const tls_files[] = {"tls.crt", "tls.key", "ca.crt"};
+
+/* What stat() sees of the cacerts files (the tls layout when tls.crt
+ * exists, as istiod picks it), hashed; 0 when one is missing. */
 static uint64_t dir_signature(const char *dir)
 {
-    uint64_t h = 1469598103934665603ULL;
-    for (size_t i = 0; i < sizeof(cacerts_files) / sizeof(cacerts_files[0]); i++) {
-        char path[4096];
-        struct stat st;
-        snprintf(path, sizeof(path), "%s/%s", dir, cacerts_files[i]);
+    char path[4096];
+    struct stat st;
+    snprintf(path, sizeof(path), "%s/tls.crt", dir);
+    bool tls = stat(path, &st) == 0;
+    const char *const *files = tls ? tls_files : cacerts_files;
+    size_t n = tls ? 3 : 4;
+    uint64_t h = tls ? 1099511628211ULL : 1469598103934665603ULL;
+    for (size_t i = 0; i < n; i++) {
+        snprintf(path, sizeof(path), "%s/%s", dir, files[i]);
         if (stat(path, &st) != 0)
             return 0;
         uint64_t v[4] = {(uint64_t)st.st_ino, (uint64_t)st.st_size, (uint64_t)st.st_mtim.tv_sec,
@@ -277,23 +284,28 @@ static xds_ca_t *self_signed(ctl_ca_t *a, char *err, size_t errlen)
 
 /* ---------- cacerts from a Secret (--cacerts-secret) ---------- */
 
-/* The CA of a cacerts Secret's four keys, checked as a cacerts directory. */
+/* The CA of a cacerts Secret, checked as a cacerts directory: Istio's four
+ * keys, or the kubernetes.io/tls layout when it has tls.crt (as istiod). */
 static xds_ca_t *cacerts_ca(ctl_ca_t *a, const json_t *sec, const char *where, char *err,
                             size_t errlen)
 {
+    bool tls = json_object_get(json_object_get(sec, "data"), "tls.crt") != NULL;
+    const char *const *keys = tls ? tls_files : cacerts_files;
+    int n = tls ? 3 : 4;
     char *pem[4] = {0}, buf[CTL_ERRLEN];
     xds_ca_t *ca = NULL;
     bool ok = true;
-    for (int i = 0; i < 4 && ok; i++)
-        ok = (pem[i] = secret_pem(sec, cacerts_files[i], where, err, errlen)) != NULL;
+    for (int i = 0; i < n && ok; i++)
+        ok = (pem[i] = secret_pem(sec, keys[i], where, err, errlen)) != NULL;
     if (ok) {
-        int rc = xds_ca_new(pem[0], pem[1], pem[2], pem[3], &a->opts, &ca, buf, sizeof(buf));
+        int rc = tls ? xds_ca_new_tls(pem[0], pem[1], pem[2], &a->opts, &ca, buf, sizeof(buf))
+                     : xds_ca_new(pem[0], pem[1], pem[2], pem[3], &a->opts, &ca, buf, sizeof(buf));
         if (rc != XDS_CA_OK)
             snprintf(err, errlen, "%s: %s: %s", where, xds_ca_strerror(rc), buf);
     }
     for (int i = 0; i < 4; i++) {
         if (pem[i])
-            memset(pem[i], 0, strlen(pem[i])); /* ca-key.pem */
+            memset(pem[i], 0, strlen(pem[i])); /* one is a key */
         free(pem[i]);
     }
     return ca;

@@ -434,6 +434,19 @@ def main():
         text = slog.read()
         check("is not the private key of ca-cert.pem" in text and "Secret istio-system/cacerts" in text,
               "the log says which Secret and why")
+        b64 = lambda path: base64.b64encode(open(path, "rb").read()).decode()  # noqa: E731
+        post(east, "/fake/apply", [{"apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/tls",
+                                    "metadata": {"name": "cacerts", "namespace": "istio-system"},
+                                    "data": {"tls.crt": b64(os.path.join(cadir, "good", "ca-cert.pem")),
+                                             "tls.key": b64(os.path.join(cadir, "good", "ca-key.pem")),
+                                             "ca.crt": b64(os.path.join(cadir, "root.pem"))}}])
+
+        def tls_layout():
+            c, _ = call(reviews)
+            return c and "intermediate-good" in verify(c, "tlsl")[2] and c
+        chain = wait_for(tls_layout, 15) if stub else None
+        check(bool(chain) and verify(chain, "tlsl")[0] and chain[-1] == first_root,
+              "a cacerts Secret in the kubernetes.io/tls layout (tls.crt, tls.key, ca.crt) signs, as with istiod")
         channel.close()
         stop(proc)
 

@@ -524,6 +524,30 @@ START_TEST(test_serving_certificate_for_dns_names)
 }
 END_TEST
 
+/* cert-manager's layout, as istiod reads it: tls.crt, tls.key, ca.crt. */
+START_TEST(test_tls_secret_layout_loads)
+{
+    ck_assert(tl_sh("mkdir -p %s/tlsl && cp %s/good/ca-cert.pem %s/tlsl/tls.crt && "
+                    "cp %s/good/ca-key.pem %s/tlsl/tls.key && cp %s/root.pem %s/tlsl/ca.crt",
+                    dir, dir, dir, dir, dir, dir, dir));
+    xds_ca_t *ca = load("tlsl", NULL);
+    char root[128], err[512] = "";
+    snprintf(root, sizeof(root), "%s/root.pem", dir);
+    xds_ca_chain_t c;
+    ck_assert_msg(sign(ca, "ec256", 0, &c, err, sizeof(err)) == 0, "%s", err);
+    ck_assert_uint_eq(c.n, 4); /* leaf, tls.crt, ca.crt (its chain), ca.crt (the root) */
+    ck_assert(openssl_verifies(&c, root));
+    xds_ca_chain_free(&c);
+    xds_ca_free(ca);
+    /* tls.crt wins over Istio's files, as in istiod; its key must match */
+    ck_assert(tl_sh("cp %s/mismatch/ca-key.pem %s/tlsl/tls.key", dir, dir));
+    ck_assert_int_eq(load_fails("tlsl", err, sizeof(err)), XDS_CA_ERR_KEY_MISMATCH);
+    ck_assert(tl_sh("rm %s/tlsl/ca.crt", dir));
+    ck_assert_int_eq(load_fails("tlsl", err, sizeof(err)), XDS_CA_ERR_IO);
+    ck_assert_ptr_nonnull(strstr(err, "ca.crt"));
+}
+END_TEST
+
 START_TEST(test_strerror_names_every_code)
 {
     for (int code = XDS_CA_OK; code >= XDS_CA_ERR_INTERNAL; code--)
@@ -560,6 +584,7 @@ int main(void)
     tcase_add_test(tc, test_self_signed_root_signs);
     tcase_add_test(tc, test_self_signed_pem_reloads_as_the_same_root);
     tcase_add_test(tc, test_serving_certificate_for_dns_names);
+    tcase_add_test(tc, test_tls_secret_layout_loads);
     tcase_add_test(tc, test_strerror_names_every_code);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);

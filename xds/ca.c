@@ -31,6 +31,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #define CA_DEFAULT_TTL_S (24 * 3600)
 #define CA_CLOCK_SKEW_S 120     /* istiod's ClockSkewGracePeriod */
@@ -357,21 +358,50 @@ static char *read_pem(const char *dir, const char *name, char *err, size_t errle
     return buf;
 }
 
+int xds_ca_new_tls(const char *tls_crt, const char *tls_key, const char *ca_crt,
+                   const xds_ca_opts_t *opts, xds_ca_t **out, char *err, size_t errlen)
+{
+    /* istiod's reading of the layout: tls.crt signs, its chain is tls.crt
+     * then ca.crt, ca.crt is the root */
+    size_t a = strlen(tls_crt), b = strlen(ca_crt);
+    char *chain = malloc(a + b + 2);
+    if (!chain) {
+        *out = NULL;
+        return fail(err, errlen, XDS_CA_ERR_INTERNAL, "out of memory");
+    }
+    memcpy(chain, tls_crt, a);
+    chain[a] = '\n';
+    memcpy(chain + a + 1, ca_crt, b + 1);
+    int rc = xds_ca_new(tls_crt, tls_key, chain, ca_crt, opts, out, err, errlen);
+    free(chain);
+    return rc;
+}
+
 int xds_ca_load_dir(const char *dir, const xds_ca_opts_t *opts, xds_ca_t **out, char *err,
                     size_t errlen)
 {
-    static const char *const names[4] = {"ca-cert.pem", "ca-key.pem", "cert-chain.pem",
+    static const char *const istio[4] = {"ca-cert.pem", "ca-key.pem", "cert-chain.pem",
                                          "root-cert.pem"};
+    static const char *const tls[3] = {"tls.crt", "tls.key", "ca.crt"};
+    char path[4096];
+    snprintf(path, sizeof(path), "%s/tls.crt", dir);
+    bool is_tls = access(path, F_OK) == 0; /* istiod looks for tls.crt first */
+    const char *const *names = is_tls ? tls : istio;
+    int n = is_tls ? 3 : 4;
     char *pem[4] = {0};
     int rc = 0;
     *out = NULL;
-    for (int i = 0; i < 4 && rc == 0; i++)
+    for (int i = 0; i < n && rc == 0; i++)
         if (!(pem[i] = read_pem(dir, names[i], err, errlen)))
             rc = XDS_CA_ERR_IO;
     if (rc == 0)
-        rc = xds_ca_new(pem[0], pem[1], pem[2], pem[3], opts, out, err, errlen);
-    for (int i = 0; i < 4; i++)
+        rc = is_tls ? xds_ca_new_tls(pem[0], pem[1], pem[2], opts, out, err, errlen)
+                    : xds_ca_new(pem[0], pem[1], pem[2], pem[3], opts, out, err, errlen);
+    for (int i = 0; i < 4; i++) {
+        if (pem[i])
+            memset(pem[i], 0, strlen(pem[i])); /* one is a key */
         free(pem[i]);
+    }
     return rc;
 }
 

@@ -306,7 +306,13 @@ typedef struct xds_ca_opts {
 int xds_ca_new(const char *ca_cert, const char *ca_key, const char *cert_chain,
                const char *root_cert, const xds_ca_opts_t *opts, xds_ca_t **out, char *err,
                size_t errlen);
-/* Same, the four files read from directory dir (a mounted cacerts Secret). */
+/* The same from the kubernetes.io/tls layout istiod also reads (as
+ * cert-manager writes it): tls.crt signs (its chain: tls.crt then ca.crt),
+ * tls.key, ca.crt the root. */
+int xds_ca_new_tls(const char *tls_crt, const char *tls_key, const char *ca_crt,
+                   const xds_ca_opts_t *opts, xds_ca_t **out, char *err, size_t errlen);
+/* Same, the files read from directory dir (a mounted cacerts Secret): the
+ * tls layout when tls.crt exists (as istiod), else Istio's four files. */
 int xds_ca_load_dir(const char *dir, const xds_ca_opts_t *opts, xds_ca_t **out, char *err,
                     size_t errlen);
 /* A new self-signed root (RSA 2048, organisation org, valid ttl_s seconds)
