@@ -466,6 +466,10 @@ static void *watcher(void *arg)
 ctl_ca_t *ctl_ca_new(ctl_t *c, const ctl_config_t *cfg, xds_ca_t **first, char *err, size_t errlen)
 {
     ctl_ca_t *a = calloc(1, sizeof(*a));
+    if (a) {
+        pthread_mutex_init(&a->mu, NULL);
+        pthread_cond_init(&a->cv, NULL);
+    }
     if (!a || !(a->accounts = strdup(cfg->ca_node_accounts ? cfg->ca_node_accounts : "")) ||
         (cfg->cacerts_dir && !(a->dir = strdup(cfg->cacerts_dir)))) {
         snprintf(err, errlen, "ca: out of memory");
@@ -474,8 +478,6 @@ ctl_ca_t *ctl_ca_new(ctl_t *c, const ctl_config_t *cfg, xds_ca_t **first, char *
     }
     a->ctl = c;
     a->opts = (xds_ca_opts_t){cfg->ca_default_ttl_s, cfg->ca_max_ttl_s};
-    pthread_mutex_init(&a->mu, NULL);
-    pthread_cond_init(&a->cv, NULL);
     a->have_conn = ctl_kube_conn(ctl_kube_of(c), cfg->cluster_id, &a->conn) == 0;
     if (!a->dir && a->have_conn && cfg->cacerts_secret && *cfg->cacerts_secret &&
         !(a->secret = strdup(cfg->cacerts_secret))) {
@@ -569,19 +571,25 @@ int ctl_ca_watch(ctl_ca_t *a, xds_server_t *x)
     return 0;
 }
 
+void ctl_ca_stop(ctl_ca_t *a)
+{
+    if (!a || !a->started)
+        return;
+    pthread_mutex_lock(&a->mu);
+    a->quit = true;
+    pthread_cond_signal(&a->cv);
+    pthread_mutex_unlock(&a->mu);
+    pthread_join(a->thr, NULL);
+    a->started = false;
+}
+
 void ctl_ca_free(ctl_ca_t *a)
 {
     if (!a)
         return;
-    if (a->started) {
-        pthread_mutex_lock(&a->mu);
-        a->quit = true;
-        pthread_cond_signal(&a->cv);
-        pthread_mutex_unlock(&a->mu);
-        pthread_join(a->thr, NULL);
-        pthread_cond_destroy(&a->cv);
-        pthread_mutex_destroy(&a->mu);
-    }
+    ctl_ca_stop(a);
+    pthread_cond_destroy(&a->cv);
+    pthread_mutex_destroy(&a->mu);
     free(a->dir);
     free(a->secret);
     free(a->secret_rv);

@@ -255,6 +255,7 @@ int main(int argc, char **argv)
     rc = 0;
 out:
     ctl_auth_stop(auth); /* before the clusters' connections go */
+    ctl_ca_stop(ca);     /* it swaps x's CA and feeds the clusters' root publisher */
     ctl_demo_stop(demo);
     if (c) {
         ctl_set_kube(c, NULL);
@@ -262,12 +263,12 @@ out:
         ctl_stop(c);
         ctl_set_xds(c, NULL);
     }
-    ctl_ca_free(ca); /* its watcher swaps x's CA */
     xds_ca_free(first_ca);
     if (x)
         xds_server_shutdown(x, 5000);
     ctl_http_stop(h);
     xds_server_free(x);
+    ctl_ca_free(ca); /* its node authorization served x's calls */
     ctl_auth_free(auth);
     ctl_free(c);
     ctl_config_free(&cfg);

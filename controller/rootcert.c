@@ -259,7 +259,10 @@ static void pass(ctl_rootcert_t *r, json_t *work, json_int_t gen)
             /* until the watch brings it, the answer is what exists */
             if (json_object_get(r->namespaces, ns) && json_is_object(stored))
                 json_object_set(r->cms, ns, stored);
-            create ? created++ : updated++;
+            if (create)
+                created++;
+            else
+                updated++;
         } else if (o == RC_GONE || o == RC_REFUSED) {
             json_object_set_new(r->refused, ns, json_integer(gen));
         } else if (o == RC_FORBIDDEN) {

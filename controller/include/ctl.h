@@ -157,7 +157,10 @@ int ctl_ca_serving(ctl_ca_t *a, const xds_ca_t *first, char **chain, char **key,
 /* Reloads --cacerts-dir (or the --cacerts-secret Secret) into x when it
  * changes, and renews the serving certificate (a thread). 0 or -1. */
 int ctl_ca_watch(ctl_ca_t *a, xds_server_t *x);
-/* Stops watching; before x is freed. */
+/* Stops watching: before the clusters (ctl_kube_stop), whose root
+ * publisher it feeds, and before x is freed. */
+void ctl_ca_stop(ctl_ca_t *a);
+/* After the xDS server is freed: node authorization runs on its calls. */
 void ctl_ca_free(ctl_ca_t *a);
 /* xds_config_t.node_authorize (arg: the ctl_ca_t): the caller is one of
  * --ca-node-accounts and the model has its pod (same uid and service
