@@ -242,6 +242,21 @@ static rc_outcome_t write_one(ctl_rootcert_t *r, const char *ns, json_t *obj, bo
     return out;
 }
 
+static const char *rv_of(const json_t *cm)
+{
+    return json_string_value(json_object_get(json_object_get(cm, "metadata"), "resourceVersion"));
+}
+
+/* Whether the cached ConfigMap is still the one a write started from
+ * (none for a create). */
+static bool same_version(const json_t *cached, const json_t *sent)
+{
+    const char *a = rv_of(cached), *b = rv_of(sent);
+    if (!cached)
+        return !b;
+    return a && b && strcmp(a, b) == 0;
+}
+
 static void pass(ctl_rootcert_t *r, json_t *work, json_int_t gen)
 {
     int created = 0, updated = 0;
@@ -256,8 +271,10 @@ static void pass(ctl_rootcert_t *r, json_t *work, json_int_t gen)
         pthread_mutex_lock(&r->lock);
         bool stop = r->stop;
         if (o == RC_WRITTEN) {
-            /* until the watch brings it, the answer is what exists */
-            if (json_object_get(r->namespaces, ns) && json_is_object(stored))
+            /* until the watch brings it, the answer is what exists; unless
+             * the watch already brought a later version */
+            if (json_object_get(r->namespaces, ns) && json_is_object(stored) &&
+                same_version(json_object_get(r->cms, ns), json_array_get(w, 1)))
                 json_object_set(r->cms, ns, stored);
             if (create)
                 created++;
