@@ -168,7 +168,8 @@ static json_t *plan_locked(ctl_rootcert_t *r)
     return work;
 }
 
-/* Whether a 403 Status says the namespace is being deleted. */
+/* Whether a 403 Status says the namespace is being deleted (a cause's type
+ * is its "reason" on the wire). */
 static bool terminating(const json_t *status)
 {
     json_t *causes = json_object_get(json_object_get(status, "details"), "causes");
@@ -176,7 +177,7 @@ static bool terminating(const json_t *status)
     json_t *c;
     json_array_foreach(causes, i, c)
     {
-        const char *t = json_string_value(json_object_get(c, "type"));
+        const char *t = json_string_value(json_object_get(c, "reason"));
         if (t && strcmp(t, "NamespaceTerminating") == 0)
             return true;
     }

@@ -105,7 +105,10 @@ def main():
 
     fake, ports = start_fake(work, ["east"])
     east = ports["east"]
-    post(east, "/fake/apply", [ns("istio-system"), ns("bookinfo"), ns("kube-system"), ns("kube-public"),
+    dying = ns("dying")
+    dying["metadata"]["deletionTimestamp"] = "2026-01-01T00:00:00Z"
+    dying["status"] = {"phase": "Terminating"}
+    post(east, "/fake/apply", [ns("istio-system"), ns("bookinfo"), ns("kube-system"), ns("kube-public"), dying,
                                ns("pre"), configmap("pre", {"root-cert.pem": "stale\n", "extra": "kept"}),
                                sa("istio-system", "ztunnel"), sa("istio-system", "other"),
                                sa("bookinfo", "reviews"), sa("bookinfo", "ratings"),
@@ -199,6 +202,8 @@ def main():
               "an existing one with another root is updated, its other keys and labels kept")
         check(fake_get(east, "/api/v1/namespaces/kube-public/configmaps/istio-ca-root-cert") is None,
               "kube-public is skipped, as istiod skips it")
+        check(fake_get(east, "/api/v1/namespaces/dying/configmaps/istio-ca-root-cert") is None,
+              "a terminating namespace gets none (403 NamespaceTerminating, skipped quietly: no error below)")
         post(east, "/fake/apply", [ns("late")])
         check(bool(wait_for(lambda: root_cm("late"), 10)), "a namespace added later gets one")
         uid = (root_cm("bookinfo") or {}).get("metadata", {}).get("uid")
