@@ -48,7 +48,9 @@ struct ctl_kube {
     size_t nremotes;
     json_t *scopes; /* ServiceScope name -> object */
     ctl_status_t *status;
-    ctl_ratelog_t *errlog; /* per (cluster, resource, kind of error) */
+    ctl_rootcert_t *rootcert; /* with --ca */
+    unsigned local_res;       /* what the local cluster is watched for */
+    ctl_ratelog_t *errlog;    /* per (cluster, resource, kind of error) */
     /* the watcher's callbacks and the reporter take it: topo and remotes */
     pthread_mutex_t lock;
     pthread_cond_t cond;
@@ -544,7 +546,7 @@ static void on_secret(ctl_kube_t *k, kube_ev_t ev, json_t *obj)
 static void pending_lists(const ctl_kube_t *k, const topo_t *t, char *out, size_t len)
 {
     bool local = strcmp(t->id, ctl_config(k->ctl)->cluster_id) == 0;
-    unsigned want = local ? KUBE_RES_ALL : REMOTE_RES;
+    unsigned want = local ? k->local_res : REMOTE_RES;
     size_t n = 0;
     out[0] = '\0';
     for (int r = 0; r < KUBE_RES__COUNT; r++) {
@@ -560,7 +562,7 @@ static void pending_lists(const ctl_kube_t *k, const topo_t *t, char *out, size_
 static bool fully_synced(const ctl_kube_t *k, const topo_t *t)
 {
     bool local = strcmp(t->id, ctl_config(k->ctl)->cluster_id) == 0;
-    unsigned want = local ? KUBE_RES_ALL : REMOTE_RES;
+    unsigned want = local ? k->local_res : REMOTE_RES;
     return (t->synced & want) == want;
 }
 
@@ -698,6 +700,8 @@ static void on_event_locked(ctl_kube_t *k, const char *cluster, kube_res_t res, 
             return;
         bool was = fully_synced(k, t);
         t->synced |= KUBE_RES_BIT(res);
+        if (local)
+            ctl_rootcert_synced(k->rootcert, res);
         note_pending(k, t);
         if (fully_synced(k, t)) {
             if (!was) {
@@ -716,6 +720,8 @@ static void on_event_locked(ctl_kube_t *k, const char *cluster, kube_res_t res, 
     }
     if (!o)
         return;
+    if (local && res == KUBE_RES_NAMESPACES)
+        ctl_rootcert_namespace(k->rootcert, kube_obj_name(o), ev == KUBE_EV_DELETED);
     if (MODEL_RES & KUBE_RES_BIT(res)) {
         on_object(k, cluster, res, ev, o);
         return;
@@ -733,6 +739,9 @@ static void on_event_locked(ctl_kube_t *k, const char *cluster, kube_res_t res, 
         on_configmap(k, ev, obj);
     else if (res == KUBE_RES_SERVICESCOPES && local)
         on_servicescope(k, ev, obj);
+    else if (res == KUBE_RES_ROOT_CERTS && local)
+        ctl_rootcert_configmap(k->rootcert, kube_obj_namespace(o),
+                               ev == KUBE_EV_DELETED ? NULL : obj);
     json_decref(obj);
 }
 
@@ -778,8 +787,13 @@ ctl_kube_t *ctl_kube_start(ctl_t *c, char *err, size_t errlen)
     pthread_mutex_init(&k->lock, NULL);
     pthread_cond_init(&k->cond, NULL);
     k->errlog = ctl_ratelog_new(60, 1024);
+    k->local_res = KUBE_RES_ALL;
+    if (!cfg->ca_enabled)
+        k->local_res &= ~KUBE_RES_BIT(KUBE_RES_ROOT_CERTS);
     k->status = ctl_status_start(c, &conn, err, errlen);
-    if (!k->status) {
+    if (k->status && cfg->ca_enabled)
+        k->rootcert = ctl_rootcert_start(&conn, k->status, err, errlen);
+    if (!k->status || (cfg->ca_enabled && !k->rootcert)) {
         kube_conn_free(&conn);
         ctl_kube_stop(k);
         return NULL;
@@ -793,7 +807,7 @@ ctl_kube_t *ctl_kube_start(ctl_t *c, char *err, size_t errlen)
     note_pending(k, t);
     k->reporter_started = pthread_create(&k->reporter, NULL, reporter_main, k) == 0;
     if (!k->w || !k->errlog || !k->reporter_started ||
-        kube_watcher_add_cluster(k->w, cfg->cluster_id, &conn, KUBE_RES_ALL, err, errlen) < 0 ||
+        kube_watcher_add_cluster(k->w, cfg->cluster_id, &conn, k->local_res, err, errlen) < 0 ||
         kube_watcher_start(k->w) < 0) {
         if (!*err)
             snprintf(err, errlen, "cannot start the Kubernetes watcher");
@@ -809,6 +823,12 @@ int ctl_kube_conn(void *arg, const char *cluster, kube_conn_t *out)
 {
     ctl_kube_t *k = arg;
     return k && k->w ? kube_watcher_conn(k->w, cluster, out) : -1;
+}
+
+void ctl_kube_set_ca_root(ctl_kube_t *k, const char *pem)
+{
+    if (k)
+        ctl_rootcert_set_root(k->rootcert, pem);
 }
 
 void ctl_kube_stats(ctl_kube_t *k, kube_stats_t *out)
@@ -848,6 +868,7 @@ void ctl_kube_stop(ctl_kube_t *k)
         pthread_mutex_unlock(&k->lock);
         pthread_join(k->reporter, NULL);
     }
+    ctl_rootcert_stop(k->rootcert); /* before the lease it asks */
     ctl_status_stop(k->status);
     for (size_t i = 0; i < k->nremotes; i++) {
         free(k->remotes[i].id);

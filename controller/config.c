@@ -57,6 +57,9 @@ static const setting_t settings[] = {
      "TLS xDS address (e.g. 0.0.0.0:15012)"},
     {"tls-cert", "MESHFED_TLS_CERT", T_STR, OFF(tls_cert), NULL, "PEM server certificate"},
     {"tls-key", "MESHFED_TLS_KEY", T_STR, OFF(tls_key), NULL, "PEM server key"},
+    {"tls-dns-names", "MESHFED_TLS_DNS_NAMES", T_STR, OFF(tls_dns_names), NULL,
+     "without tls-cert, with the CA: the DNS names (comma list) of the serving certificate the "
+     "CA issues and renews for xds-tls-listen (default: meshfed.<system-namespace>.svc)"},
     {"debug-listen", "MESHFED_DEBUG_LISTEN", T_STR, OFF(debug_listen), "127.0.0.1:15014",
      "debug HTTP address (/ready, /metrics, /debug/...)"},
     {"probe-listen", "MESHFED_PROBE_LISTEN", T_STR, OFF(probe_listen), NULL,
@@ -79,7 +82,11 @@ static const setting_t settings[] = {
      "or auto (on with xds-auth jwt, which it needs)"},
     {"cacerts-dir", "MESHFED_CACERTS_DIR", T_STR, OFF(cacerts_dir), NULL,
      "Istio cacerts directory (ca-cert.pem, ca-key.pem, cert-chain.pem, root-cert.pem), "
-     "reloaded when it changes (default: a self-signed root, trusted by no other cluster)"},
+     "reloaded when it changes (default: the cacerts-secret, else a self-signed root)"},
+    {"cacerts-secret", "MESHFED_CACERTS_SECRET", T_STR, OFF(cacerts_secret), "cacerts",
+     "without cacerts-dir: the Secret of the system namespace holding Istio's cacerts, read "
+     "through the API and reloaded when it changes; when it does not exist, a self-signed root "
+     "kept in the Secret istio-ca-secret, trusted by no other cluster (empty: that root)"},
     {"ca-max-ttl", "MESHFED_CA_MAX_TTL", T_DUR, OFF(ca_max_ttl_s), "24h",
      "longest workload certificate lifetime a request may ask for (e.g. 24h, 90m)"},
     {"ca-default-ttl", "MESHFED_CA_DEFAULT_TTL", T_DUR, OFF(ca_default_ttl_s), "24h",
@@ -389,8 +396,11 @@ int ctl_config_load(ctl_config_t *c, int argc, char **argv, char *err, size_t er
     }
     if (check_auth(c, err, errlen) < 0 || check_ca(c, err, errlen) < 0)
         return -1;
-    if ((c->tls_cert == NULL) != (c->tls_key == NULL) || (c->xds_tls_listen && !c->tls_cert)) {
-        snprintf(err, errlen, "tls-cert and tls-key go together, and xds-tls-listen needs both");
+    if ((c->tls_cert == NULL) != (c->tls_key == NULL) ||
+        (c->xds_tls_listen && !c->tls_cert && !c->ca_enabled)) {
+        snprintf(err, errlen,
+                 "tls-cert and tls-key go together, and xds-tls-listen needs both (or the CA, "
+                 "which then issues the serving certificate)");
         return -1;
     }
     return 0;

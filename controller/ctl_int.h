@@ -73,11 +73,14 @@ typedef struct ctl_metrics {
     atomic_ulong status_writes;
     atomic_ulong status_errors;
     atomic_int leader;
-    atomic_ulong auth_reviews;    /* TokenReviews sent */
-    atomic_ulong auth_errors;     /* TokenReviews that failed (transport, HTTP) */
-    atomic_ulong auth_cache_hits; /* answers from the cache */
-    atomic_ulong ca_loads;        /* cacerts loaded (ca.c) */
-    atomic_ulong ca_load_errors;  /* cacerts changes that did not load */
+    atomic_ulong auth_reviews;      /* TokenReviews sent */
+    atomic_ulong auth_errors;       /* TokenReviews that failed (transport, HTTP) */
+    atomic_ulong auth_cache_hits;   /* answers from the cache */
+    atomic_ulong ca_loads;          /* cacerts loaded (ca.c) */
+    atomic_ulong ca_load_errors;    /* cacerts changes that did not load */
+    atomic_ulong ca_serving_errors; /* renewals of the xDS serving certificate that failed */
+    atomic_ulong root_cert_writes;  /* istio-ca-root-cert ConfigMaps created or updated */
+    atomic_ulong root_cert_errors;  /* writes of them that failed */
 } ctl_metrics_t;
 
 extern ctl_metrics_t ctl_metrics;
@@ -184,6 +187,33 @@ void ctl_status_note_policy(ctl_status_t *s, const char *ns, const char *name, i
 bool ctl_status_leading(ctl_status_t *s);
 /* Stops writing and releases the lease. */
 void ctl_status_stop(ctl_status_t *s);
+
+/* ---------- istio-ca-root-cert ConfigMaps (rootcert.c) ---------- */
+
+typedef struct ctl_rootcert ctl_rootcert_t;
+
+/* Publishes the CA's root in every namespace of the cluster of conn
+ * (copied) while leader leads (borrowed; it must outlive the publisher).
+ * Fed by the local cluster's watches through the calls below, each
+ * thread-safe and a no-op on NULL. NULL with err. */
+ctl_rootcert_t *ctl_rootcert_start(const kube_conn_t *conn, ctl_status_t *leader, char *err,
+                                   size_t errlen);
+void ctl_rootcert_stop(ctl_rootcert_t *r);
+void ctl_rootcert_namespace(ctl_rootcert_t *r, const char *ns, bool deleted);
+/* The istio-ca-root-cert ConfigMap of ns as the watch saw it (copied), NULL
+ * when deleted. */
+void ctl_rootcert_configmap(ctl_rootcert_t *r, const char *ns, const json_t *cm);
+/* KUBE_RES_NAMESPACES or KUBE_RES_ROOT_CERTS listed: nothing is written before
+ * both did. */
+void ctl_rootcert_synced(ctl_rootcert_t *r, kube_res_t res);
+/* The root-cert.pem to publish (copied), at the CA's load and every reload. */
+void ctl_rootcert_set_root(ctl_rootcert_t *r, const char *pem);
+/* Whether istiod leaves namespace ns without the ConfigMap. */
+bool ctl_rootcert_skipped(const char *ns);
+/* What to send for ns so that its ConfigMap cm (NULL: none) carries root:
+ * a new ConfigMap, or cm with data root-cert.pem replaced (everything else
+ * kept, resourceVersion included); NULL when cm is up to date. Caller owns. */
+json_t *ctl_rootcert_desired(const json_t *cm, const char *ns, const char *root);
 
 /* ---------- east-west gateways ---------- */
 

@@ -179,6 +179,13 @@ int main(int argc, char **argv)
         rc = 2;
         goto out;
     }
+    char *serving_chain = NULL, *serving_key = NULL;
+    if (ca && cfg.xds_tls_listen && !cfg.tls_cert &&
+        ctl_ca_serving(ca, first_ca, &serving_chain, &serving_key, err, sizeof(err)) < 0) {
+        fprintf(stderr, "meshfed: %s\n", err);
+        rc = 2;
+        goto out;
+    }
     if (cfg.ca_enabled && !cfg.xds_tls_listen)
         ctl_log(CTL_WARN, "CA on without xds-tls-listen: tokens and certificates cross the "
                           "network in clear");
@@ -201,6 +208,8 @@ int main(int argc, char **argv)
                        .tls_listen = cfg.xds_tls_listen,
                        .tls_cert_file = cfg.tls_cert,
                        .tls_key_file = cfg.tls_key,
+                       .tls_cert_pem = serving_chain,
+                       .tls_key_pem = serving_key,
                        .network_of = ctl_network_of,
                        .network_of_arg = c,
                        .authenticate = auth ? ctl_auth_authenticate : NULL,
@@ -214,6 +223,10 @@ int main(int argc, char **argv)
                        .node_authorize_arg = ca};
     x = xds_server_new(&xc, err, sizeof(err));
     first_ca = NULL; /* the server's now, even when it failed */
+    if (serving_key)
+        memset(serving_key, 0, strlen(serving_key));
+    free(serving_key);
+    free(serving_chain);
     h = x ? ctl_http_start(c, cfg.debug_listen, err, sizeof(err)) : NULL;
     if (!x || !h || xds_server_start(x) < 0 || (ca && ctl_ca_watch(ca, x) < 0)) {
         fprintf(stderr, "meshfed: %s\n", err);
@@ -242,6 +255,7 @@ int main(int argc, char **argv)
     rc = 0;
 out:
     ctl_auth_stop(auth); /* before the clusters' connections go */
+    ctl_ca_stop(ca);     /* it swaps x's CA and feeds the clusters' root publisher */
     ctl_demo_stop(demo);
     if (c) {
         ctl_set_kube(c, NULL);
@@ -249,12 +263,12 @@ out:
         ctl_stop(c);
         ctl_set_xds(c, NULL);
     }
-    ctl_ca_free(ca); /* its watcher swaps x's CA */
     xds_ca_free(first_ca);
     if (x)
         xds_server_shutdown(x, 5000);
     ctl_http_stop(h);
     xds_server_free(x);
+    ctl_ca_free(ca); /* its node authorization served x's calls */
     ctl_auth_free(auth);
     ctl_free(c);
     ctl_config_free(&cfg);

@@ -41,6 +41,8 @@ static const kube_resdef_t kube_resdefs[KUBE_RES__COUNT] = {
     [KUBE_RES_PEER_AUTHNS] = {"peerauthentications", "/apis/security.istio.io/v1",
                               "peerauthentications", "security.istio.io/v1", "PeerAuthentication",
                               NULL, 0, 1},
+    [KUBE_RES_ROOT_CERTS] = {"rootcertconfigmaps", "/api/v1", "configmaps", "v1", "ConfigMap",
+                             "fieldSelector=metadata.name%3Distio-ca-root-cert", 0, 1},
 };
 
 const char *kube_res_name(kube_res_t r)

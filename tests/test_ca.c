@@ -434,6 +434,120 @@ START_TEST(test_self_signed_root_signs)
 }
 END_TEST
 
+START_TEST(test_self_signed_pem_reloads_as_the_same_root)
+{
+    char *cert = NULL, *key = NULL, *cert2 = NULL, *key2 = NULL, err[512] = "";
+    ck_assert_msg(xds_ca_self_signed_pem("cluster.local", 10L * 365 * DAY, &cert, &key, err,
+                                         sizeof(err)) == 0,
+                  "%s", err);
+    ck_assert_ptr_nonnull(strstr(key, "-----BEGIN RSA PRIVATE KEY-----"));
+    char root[128];
+    snprintf(root, sizeof(root), "%s/kept-root.pem", dir);
+    spit(root, cert);
+    ck_assert(tl_sh("openssl x509 -in %s -noout -text | grep -q 'CA:TRUE'", root));
+    ck_assert(tl_sh("openssl x509 -in %s -noout -checkend %ld", root, 9L * 365 * DAY));
+    /* what a restart (or another replica) makes of istio-ca-secret */
+    xds_ca_t *ca = NULL;
+    ck_assert_msg(xds_ca_new(cert, key, "", cert, NULL, &ca, err, sizeof(err)) == 0, "%s", err);
+    ck_assert_str_eq(xds_ca_root_pem(ca), cert);
+    xds_ca_chain_t c;
+    ck_assert_msg(sign(ca, "rsa2048", 0, &c, err, sizeof(err)) == 0, "%s", err);
+    ck_assert_uint_eq(c.n, 2);
+    ck_assert(openssl_verifies(&c, root));
+    xds_ca_chain_free(&c);
+    xds_ca_free(ca);
+    /* another root's key does not go with this certificate */
+    ck_assert_int_eq(xds_ca_self_signed_pem("cluster.local", DAY, &cert2, &key2, err, sizeof(err)),
+                     0);
+    ck_assert_int_eq(xds_ca_new(cert, key2, "", cert, NULL, &ca, err, sizeof(err)),
+                     XDS_CA_ERR_KEY_MISMATCH);
+    ck_assert_ptr_null(ca);
+    ck_assert_int_eq(xds_ca_new("not pem", key, "", "not pem", NULL, &ca, err, sizeof(err)),
+                     XDS_CA_ERR_CACERTS);
+    free(cert2);
+    free(key2);
+    ck_assert_int_eq(xds_ca_self_signed_pem(NULL, DAY, &cert2, &key2, err, sizeof(err)),
+                     XDS_CA_ERR_CACERTS);
+    ck_assert_ptr_null(cert2);
+    free(cert);
+    free(key);
+}
+END_TEST
+
+START_TEST(test_serving_certificate_for_dns_names)
+{
+    xds_ca_t *ca = load("good", NULL);
+    const char *const dns[] = {"meshfed.istio-system.svc",
+                               "meshfed.istio-system.svc.cluster.local"};
+    char *chain = NULL, *key = NULL, err[512] = "";
+    int64_t not_after = 0;
+    ck_assert_msg(
+        xds_ca_issue_server(ca, dns, 2, 7 * DAY, &chain, &key, &not_after, err, sizeof(err)) == 0,
+        "%s", err);
+    ck_assert_int_ge(not_after, (int64_t)time(NULL) + 7 * DAY - 5);
+    char cp[128], kp[128], root[128];
+    snprintf(cp, sizeof(cp), "%s/serving.pem", dir);
+    snprintf(kp, sizeof(kp), "%s/serving.key", dir);
+    snprintf(root, sizeof(root), "%s/root.pem", dir);
+    spit(cp, chain);
+    spit(kp, key);
+    /* the chain file verifies as a TLS server for its first name, the key is the leaf's */
+    ck_assert(tl_sh("openssl verify -purpose sslserver -verify_hostname meshfed.istio-system.svc "
+                    "-CAfile %s -untrusted %s %s >/dev/null",
+                    root, cp, cp));
+    ck_assert(tl_sh("test \"$(openssl x509 -in %s -noout -pubkey)\" = \"$(openssl pkey -in %s "
+                    "-pubout)\"",
+                    cp, kp));
+    X509 *x = parse(chain);
+    ck_assert(ext_critical(x, NID_subject_alt_name));
+    GENERAL_NAMES *gens = X509_get_ext_d2i(x, NID_subject_alt_name, NULL, NULL);
+    ck_assert_int_eq(sk_GENERAL_NAME_num(gens), 2);
+    ck_assert_int_eq(sk_GENERAL_NAME_value(gens, 1)->type, GEN_DNS);
+    GENERAL_NAMES_free(gens);
+    ck_assert_int_eq(X509_NAME_entry_count(X509_get_subject_name(x)), 0);
+    X509_free(x);
+    memset(key, 0, strlen(key));
+    free(chain);
+    free(key);
+    const char *const bad[] = {"Meshfed.svc"}, *const dotted[] = {"a..b"};
+    ck_assert_int_eq(
+        xds_ca_issue_server(ca, bad, 1, DAY, &chain, &key, &not_after, err, sizeof(err)),
+        XDS_CA_ERR_IDENTITY);
+    ck_assert_int_eq(
+        xds_ca_issue_server(ca, dotted, 1, DAY, &chain, &key, &not_after, err, sizeof(err)),
+        XDS_CA_ERR_IDENTITY);
+    ck_assert_int_eq(
+        xds_ca_issue_server(ca, dns, 0, DAY, &chain, &key, &not_after, err, sizeof(err)),
+        XDS_CA_ERR_IDENTITY);
+    ck_assert_ptr_null(chain);
+    xds_ca_free(ca);
+}
+END_TEST
+
+/* cert-manager's layout, as istiod reads it: tls.crt, tls.key, ca.crt. */
+START_TEST(test_tls_secret_layout_loads)
+{
+    ck_assert(tl_sh("mkdir -p %s/tlsl && cp %s/good/ca-cert.pem %s/tlsl/tls.crt && "
+                    "cp %s/good/ca-key.pem %s/tlsl/tls.key && cp %s/root.pem %s/tlsl/ca.crt",
+                    dir, dir, dir, dir, dir, dir, dir));
+    xds_ca_t *ca = load("tlsl", NULL);
+    char root[128], err[512] = "";
+    snprintf(root, sizeof(root), "%s/root.pem", dir);
+    xds_ca_chain_t c;
+    ck_assert_msg(sign(ca, "ec256", 0, &c, err, sizeof(err)) == 0, "%s", err);
+    ck_assert_uint_eq(c.n, 4); /* leaf, tls.crt, ca.crt (its chain), ca.crt (the root) */
+    ck_assert(openssl_verifies(&c, root));
+    xds_ca_chain_free(&c);
+    xds_ca_free(ca);
+    /* tls.crt wins over Istio's files, as in istiod; its key must match */
+    ck_assert(tl_sh("cp %s/mismatch/ca-key.pem %s/tlsl/tls.key", dir, dir));
+    ck_assert_int_eq(load_fails("tlsl", err, sizeof(err)), XDS_CA_ERR_KEY_MISMATCH);
+    ck_assert(tl_sh("rm %s/tlsl/ca.crt", dir));
+    ck_assert_int_eq(load_fails("tlsl", err, sizeof(err)), XDS_CA_ERR_IO);
+    ck_assert_ptr_nonnull(strstr(err, "ca.crt"));
+}
+END_TEST
+
 START_TEST(test_strerror_names_every_code)
 {
     for (int code = XDS_CA_OK; code >= XDS_CA_ERR_INTERNAL; code--)
@@ -468,6 +582,9 @@ int main(void)
     tcase_add_test(tc, test_bad_identity_refused);
     tcase_add_test(tc, test_bad_cacerts_refused);
     tcase_add_test(tc, test_self_signed_root_signs);
+    tcase_add_test(tc, test_self_signed_pem_reloads_as_the_same_root);
+    tcase_add_test(tc, test_serving_certificate_for_dns_names);
+    tcase_add_test(tc, test_tls_secret_layout_loads);
     tcase_add_test(tc, test_strerror_names_every_code);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);

@@ -176,6 +176,36 @@ START_TEST(config_ca_on_with_jwt_and_durations)
 }
 END_TEST
 
+/* Without tls-cert the CA issues the TLS listener's certificate; cacerts
+ * come from the Secret cacerts unless told otherwise. */
+START_TEST(config_tls_from_the_ca_and_cacerts_secret)
+{
+    clear_env();
+    ctl_config_t c;
+    char err[CTL_ERRLEN] = "";
+    ck_assert_int_eq(load(&c, err, 2, "--xds-auth=jwt", "--xds-tls-listen=0.0.0.0:15012"), 0);
+    ck_assert(c.ca_enabled);
+    ck_assert_ptr_null(c.tls_cert);
+    ck_assert_ptr_null(c.tls_dns_names); /* ca.c's default: meshfed.<system ns>.svc */
+    ck_assert_str_eq(c.cacerts_secret, "cacerts");
+    ctl_config_free(&c);
+    ck_assert_int_eq(load(&c, err, 4, "--xds-auth=jwt", "--xds-tls-listen=0.0.0.0:15012",
+                          "--tls-dns-names=mf.istio-system.svc,mf.istio-system",
+                          "--cacerts-secret="),
+                     0);
+    ck_assert_str_eq(c.tls_dns_names, "mf.istio-system.svc,mf.istio-system");
+    ck_assert_str_eq(c.cacerts_secret, "");
+    ctl_config_free(&c);
+    /* no CA (xds-auth none, or --ca=off): nobody to issue it */
+    ck_assert_int_eq(load(&c, err, 1, "--xds-tls-listen=0.0.0.0:15012"), -1);
+    ck_assert_ptr_nonnull(strstr(err, "xds-tls-listen needs both"));
+    ctl_config_free(&c);
+    ck_assert_int_eq(
+        load(&c, err, 3, "--xds-auth=jwt", "--ca=off", "--xds-tls-listen=0.0.0.0:15012"), -1);
+    ctl_config_free(&c);
+}
+END_TEST
+
 START_TEST(config_file_errors)
 {
     clear_env();
@@ -314,6 +344,7 @@ static Suite *suite(void)
     tcase_add_test(t, config_defaults);
     tcase_add_test(t, revision_filter_as_istiod);
     tcase_add_test(t, config_ca_on_with_jwt_and_durations);
+    tcase_add_test(t, config_tls_from_the_ca_and_cacerts_secret);
     tcase_add_test(t, config_flag_beats_env_beats_file);
     tcase_add_test(t, config_file_accepts_chart_camel_case);
     tcase_add_test(t, config_bad_values_name_the_setting);

@@ -31,6 +31,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #define CA_DEFAULT_TTL_S (24 * 3600)
 #define CA_CLOCK_SKEW_S 120     /* istiod's ClockSkewGracePeriod */
@@ -357,21 +358,50 @@ static char *read_pem(const char *dir, const char *name, char *err, size_t errle
     return buf;
 }
 
+int xds_ca_new_tls(const char *tls_crt, const char *tls_key, const char *ca_crt,
+                   const xds_ca_opts_t *opts, xds_ca_t **out, char *err, size_t errlen)
+{
+    /* istiod's reading of the layout: tls.crt signs, its chain is tls.crt
+     * then ca.crt, ca.crt is the root */
+    size_t a = strlen(tls_crt), b = strlen(ca_crt);
+    char *chain = malloc(a + b + 2);
+    if (!chain) {
+        *out = NULL;
+        return fail(err, errlen, XDS_CA_ERR_INTERNAL, "out of memory");
+    }
+    memcpy(chain, tls_crt, a);
+    chain[a] = '\n';
+    memcpy(chain + a + 1, ca_crt, b + 1);
+    int rc = xds_ca_new(tls_crt, tls_key, chain, ca_crt, opts, out, err, errlen);
+    free(chain);
+    return rc;
+}
+
 int xds_ca_load_dir(const char *dir, const xds_ca_opts_t *opts, xds_ca_t **out, char *err,
                     size_t errlen)
 {
-    static const char *const names[4] = {"ca-cert.pem", "ca-key.pem", "cert-chain.pem",
+    static const char *const istio[4] = {"ca-cert.pem", "ca-key.pem", "cert-chain.pem",
                                          "root-cert.pem"};
+    static const char *const tls[3] = {"tls.crt", "tls.key", "ca.crt"};
+    char path[4096];
+    snprintf(path, sizeof(path), "%s/tls.crt", dir);
+    bool is_tls = access(path, F_OK) == 0; /* istiod looks for tls.crt first */
+    const char *const *names = is_tls ? tls : istio;
+    int n = is_tls ? 3 : 4;
     char *pem[4] = {0};
     int rc = 0;
     *out = NULL;
-    for (int i = 0; i < 4 && rc == 0; i++)
+    for (int i = 0; i < n && rc == 0; i++)
         if (!(pem[i] = read_pem(dir, names[i], err, errlen)))
             rc = XDS_CA_ERR_IO;
     if (rc == 0)
-        rc = xds_ca_new(pem[0], pem[1], pem[2], pem[3], opts, out, err, errlen);
-    for (int i = 0; i < 4; i++)
+        rc = is_tls ? xds_ca_new_tls(pem[0], pem[1], pem[2], opts, out, err, errlen)
+                    : xds_ca_new(pem[0], pem[1], pem[2], pem[3], opts, out, err, errlen);
+    for (int i = 0; i < 4; i++) {
+        if (pem[i])
+            memset(pem[i], 0, strlen(pem[i])); /* one is a key */
         free(pem[i]);
+    }
     return rc;
 }
 
@@ -459,23 +489,34 @@ static bool add_ext(X509 *x, X509 *issuer, int nid, const char *value)
     return ok;
 }
 
-static bool add_uri_san(X509 *x, const char *uri)
+static bool push_name(GENERAL_NAMES *gens, int type, const char *v)
 {
-    GENERAL_NAMES *gens = sk_GENERAL_NAME_new_null();
     GENERAL_NAME *g = GENERAL_NAME_new();
     ASN1_IA5STRING *s = ASN1_IA5STRING_new();
-    bool ok = gens && g && s && ASN1_STRING_set(s, uri, -1);
-    if (ok) {
-        GENERAL_NAME_set0_value(g, GEN_URI, s);
-        s = NULL;
-        ok = sk_GENERAL_NAME_push(gens, g) > 0;
-        if (ok)
-            g = NULL;
+    if (!g || !s || !ASN1_STRING_set(s, v, -1)) {
+        GENERAL_NAME_free(g);
+        ASN1_IA5STRING_free(s);
+        return false;
     }
+    GENERAL_NAME_set0_value(g, type, s);
+    if (sk_GENERAL_NAME_push(gens, g) <= 0) {
+        GENERAL_NAME_free(g);
+        return false;
+    }
+    return true;
+}
+
+/* The subjectAltName: the URI uri, or the DNS names dns[0..ndns). */
+static bool add_sans(X509 *x, const char *uri, const char *const *dns, size_t ndns)
+{
+    GENERAL_NAMES *gens = sk_GENERAL_NAME_new_null();
+    bool ok = gens != NULL;
+    if (ok && uri)
+        ok = push_name(gens, GEN_URI, uri);
+    for (size_t i = 0; ok && !uri && i < ndns; i++)
+        ok = push_name(gens, GEN_DNS, dns[i]);
     /* critical: the subject is empty (RFC 5280 4.2.1.6, as istiod) */
     ok = ok && X509_add1_ext_i2d(x, NID_subject_alt_name, gens, 1, X509V3_ADD_DEFAULT) == 1;
-    ASN1_IA5STRING_free(s);
-    GENERAL_NAME_free(g);
     GENERAL_NAMES_free(gens);
     return ok;
 }
@@ -492,9 +533,10 @@ static bool set_serial(X509 *x)
     return ok;
 }
 
-/* A leaf for key, issued by ca, valid [now - skew, not_after]. */
-static X509 *make_leaf(const xds_ca_t *ca, EVP_PKEY *key, const char *uri, time_t now,
-                       time_t not_after)
+/* A leaf for key, issued by ca, valid [now - skew, not_after], for the URI
+ * uri or else the DNS names dns. */
+static X509 *make_leaf(const xds_ca_t *ca, EVP_PKEY *key, const char *uri, const char *const *dns,
+                       size_t ndns, time_t now, time_t not_after)
 {
     X509 *x = X509_new();
     bool ok = x && X509_set_version(x, X509_VERSION_3) && set_serial(x) &&
@@ -504,8 +546,8 @@ static X509 *make_leaf(const xds_ca_t *ca, EVP_PKEY *key, const char *uri, time_
               add_ext(x, ca->cert, NID_basic_constraints, "critical,CA:FALSE") &&
               add_ext(x, ca->cert, NID_key_usage, "critical,digitalSignature,keyEncipherment") &&
               add_ext(x, ca->cert, NID_ext_key_usage, "serverAuth,clientAuth") &&
-              add_ext(x, ca->cert, NID_authority_key_identifier, "keyid") && add_uri_san(x, uri) &&
-              X509_sign(x, ca->key, ca->md) > 0;
+              add_ext(x, ca->cert, NID_authority_key_identifier, "keyid") &&
+              add_sans(x, uri, dns, ndns) && X509_sign(x, ca->key, ca->md) > 0;
     if (!ok) {
         X509_free(x);
         return NULL;
@@ -548,7 +590,7 @@ int xds_ca_sign(const xds_ca_t *ca, const char *csr, size_t len, const xds_ca_id
         not_after = ca->not_after;
     char uri[3 * CA_MAX_NAME + 32];
     snprintf(uri, sizeof(uri), "spiffe://%s/ns/%s/sa/%s", id->trust_domain, id->ns, id->sa);
-    X509 *leaf = make_leaf(ca, key, uri, now, not_after);
+    X509 *leaf = make_leaf(ca, key, uri, NULL, 0, now, not_after);
     EVP_PKEY_free(key);
     char **pem = calloc(ca->nchain + 2, sizeof(char *));
     if (!leaf || !pem || !(pem[0] = cert_pem(leaf))) {
@@ -566,6 +608,66 @@ int xds_ca_sign(const xds_ca_t *ca, const char *csr, size_t len, const xds_ca_id
             return fail(err, errlen, XDS_CA_ERR_INTERNAL, "out of memory");
         }
     }
+    ERR_clear_error();
+    return 0;
+}
+
+static char *key_pem(EVP_PKEY *k);
+
+/* A DNS name: labels of letters, digits and '-', joined by dots. */
+static bool valid_dns(const char *s)
+{
+    size_t n = s ? strlen(s) : 0;
+    if (n == 0 || n > CA_MAX_NAME || s[0] == '.' || s[n - 1] == '.' || strstr(s, ".."))
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= '0' && s[i] <= '9') || s[i] == '-' ||
+              s[i] == '.'))
+            return false;
+    return true;
+}
+
+int xds_ca_issue_server(const xds_ca_t *ca, const char *const *dns, size_t ndns, int64_t ttl_s,
+                        char **chain, char **key, int64_t *not_after, char *err, size_t errlen)
+{
+    *chain = *key = NULL;
+    ERR_clear_error();
+    if (ndns == 0 || ttl_s <= 0)
+        return fail(err, errlen, XDS_CA_ERR_IDENTITY, "a serving certificate needs DNS names");
+    for (size_t i = 0; i < ndns; i++)
+        if (!valid_dns(dns[i]))
+            return fail(err, errlen, XDS_CA_ERR_IDENTITY, "%.300s is not a DNS name", dns[i]);
+    time_t now = time(NULL);
+    if (now >= ca->not_after)
+        return fail(err, errlen, XDS_CA_ERR_EXPIRED, "CA certificate expired");
+    time_t na = now + (time_t)ttl_s;
+    if (na > ca->not_after)
+        na = ca->not_after;
+    EVP_PKEY *k = EVP_EC_gen("P-256");
+    X509 *leaf = k ? make_leaf(ca, k, NULL, dns, ndns, now, na) : NULL;
+    char *lp = leaf ? cert_pem(leaf) : NULL;
+    *key = lp ? key_pem(k) : NULL;
+    size_t len = lp ? strlen(lp) : 0;
+    for (size_t i = 0; i < ca->nchain; i++)
+        len += strlen(ca->chain[i]);
+    *chain = *key ? malloc(len + 1) : NULL;
+    if (*chain) {
+        /* the leaf, then its issuers as cert-chain.pem has them */
+        strcpy(*chain, lp);
+        for (size_t i = 0; i < ca->nchain; i++)
+            strcat(*chain, ca->chain[i]);
+    }
+    EVP_PKEY_free(k);
+    X509_free(leaf);
+    free(lp);
+    if (!*chain) {
+        if (*key)
+            memset(*key, 0, strlen(*key));
+        free(*key);
+        *key = NULL;
+        return fail(err, errlen, XDS_CA_ERR_INTERNAL, "issuing a serving certificate");
+    }
+    *not_after = (int64_t)na;
     ERR_clear_error();
     return 0;
 }
@@ -595,25 +697,56 @@ static X509 *make_root(EVP_PKEY *key, const char *org, int64_t ttl_s)
     return x;
 }
 
-int xds_ca_new_self_signed(const char *org, int64_t ttl_s, const xds_ca_opts_t *opts,
-                           xds_ca_t **out, char *err, size_t errlen)
+static char *key_pem(EVP_PKEY *k)
 {
-    *out = NULL;
+    BIO *b = BIO_new(BIO_s_mem());
+    char *out = NULL;
+    /* the traditional form ("RSA PRIVATE KEY"), as istiod writes it */
+    if (b && PEM_write_bio_PrivateKey_traditional(b, k, NULL, NULL, 0, NULL, NULL)) {
+        char *p;
+        long n = BIO_get_mem_data(b, &p);
+        out = malloc((size_t)n + 1);
+        if (out) {
+            memcpy(out, p, (size_t)n);
+            out[n] = '\0';
+        }
+    }
+    BIO_free(b);
+    return out;
+}
+
+int xds_ca_self_signed_pem(const char *org, int64_t ttl_s, char **cert, char **key, char *err,
+                           size_t errlen)
+{
+    *cert = *key = NULL;
     ERR_clear_error();
     if (!org || !*org || ttl_s <= 0)
         return fail(err, errlen, XDS_CA_ERR_CACERTS, "self-signed root needs an org and a TTL");
-    EVP_PKEY *key = EVP_RSA_gen(2048);
-    X509 *root = key ? make_root(key, org, ttl_s) : NULL;
-    char *pem = root ? cert_pem(root) : NULL;
-    STACK_OF(X509) *chain = sk_X509_new_null();
-    if (!pem || !chain) {
-        EVP_PKEY_free(key);
-        X509_free(root);
-        free(pem);
-        sk_X509_free(chain);
+    EVP_PKEY *k = EVP_RSA_gen(2048);
+    X509 *root = k ? make_root(k, org, ttl_s) : NULL;
+    *cert = root ? cert_pem(root) : NULL;
+    *key = root ? key_pem(k) : NULL;
+    EVP_PKEY_free(k);
+    X509_free(root);
+    if (!*cert || !*key) {
+        free(*cert);
+        free(*key);
+        *cert = *key = NULL;
         return fail(err, errlen, XDS_CA_ERR_INTERNAL, "generating a root");
     }
-    int rc = ca_make(root, key, chain, pem, opts, out, err, errlen);
-    free(pem);
+    ERR_clear_error();
+    return 0;
+}
+
+int xds_ca_new_self_signed(const char *org, int64_t ttl_s, const xds_ca_opts_t *opts,
+                           xds_ca_t **out, char *err, size_t errlen)
+{
+    char *cert, *key;
+    *out = NULL;
+    int rc = xds_ca_self_signed_pem(org, ttl_s, &cert, &key, err, errlen);
+    if (rc == 0)
+        rc = xds_ca_new(cert, key, "", cert, opts, out, err, errlen);
+    free(cert);
+    free(key);
     return rc;
 }

@@ -188,7 +188,10 @@ static int add_tls_port(xds_server_t *s, const xds_config_t *cfg, char *err, siz
     char buf[256];
     if (!cfg->tls_listen)
         return 0;
-    if (!(s->tls = xds_tls_new(cfg->tls_cert_file, cfg->tls_key_file, buf, sizeof(buf)))) {
+    s->tls = cfg->tls_cert_pem
+                 ? xds_tls_new_pem(cfg->tls_cert_pem, cfg->tls_key_pem, buf, sizeof(buf))
+                 : xds_tls_new(cfg->tls_cert_file, cfg->tls_key_file, buf, sizeof(buf));
+    if (!s->tls) {
         set_err(err, errlen, buf);
         return -1;
     }
@@ -259,6 +262,33 @@ xds_server_t *xds_server_new(const xds_config_t *cfg, char *err, size_t errlen)
 int xds_server_port(const xds_server_t *s)
 {
     return s->port;
+}
+
+int xds_server_set_tls_pem(xds_server_t *s, const char *cert_chain, const char *key)
+{
+    return xds_tls_set_pem(s->tls, cert_chain, key);
+}
+
+int xds_server_renew_tls(xds_server_t *s, const char *const *dns, size_t ndns, int64_t ttl_s,
+                         int64_t *not_after, char *err, size_t errlen)
+{
+    char *chain = NULL, *key = NULL;
+    pthread_mutex_lock(&s->mu); /* keeps the CA alive, as for every signature */
+    int rc =
+        s->ca ? xds_ca_issue_server(s->ca, dns, ndns, ttl_s, &chain, &key, not_after, err, errlen)
+              : XDS_CA_ERR_INTERNAL;
+    pthread_mutex_unlock(&s->mu);
+    if (!s->ca)
+        snprintf(err, errlen, "no CA");
+    if (rc == XDS_CA_OK && xds_tls_set_pem(s->tls, chain, key) < 0) {
+        snprintf(err, errlen, "the TLS listener does not serve an issued certificate");
+        rc = XDS_CA_ERR_INTERNAL;
+    }
+    if (key)
+        memset(key, 0, strlen(key));
+    free(key);
+    free(chain);
+    return rc;
 }
 
 int xds_server_tls_port(const xds_server_t *s)

@@ -1,6 +1,7 @@
 /*
  * tls.c - server TLS credentials from a PEM certificate chain and key on
- * disk, reloaded when the files change.
+ * disk, reloaded when the files change, or held in memory and replaced by
+ * the caller (a serving certificate meshfed's own CA issues and renews).
  *
  * grpc core asks a certificate-config fetcher for the current config at every
  * new TLS handshake, so rotation needs no timer: the fetcher stats both files
@@ -26,8 +27,10 @@ typedef struct xds_stamp {
 } xds_stamp_t;
 
 struct xds_tls {
-    char *cert_file, *key_file;
-    pthread_mutex_t mu; /* the fetcher runs on grpc's threads */
+    char *cert_file, *key_file; /* NULL: the pair in memory */
+    char *mem_cert, *mem_key;
+    uint64_t mem_gen, mem_served; /* replaced / served generation */
+    pthread_mutex_t mu;           /* the fetcher runs on grpc's threads */
     bool loaded;
     xds_stamp_t cert_st, key_st;
     atomic_uint_fast64_t loads;
@@ -94,6 +97,24 @@ static grpc_ssl_certificate_config_reload_status fetch(void *arg,
     xds_tls_t *t = arg;
     grpc_ssl_certificate_config_reload_status rc = GRPC_SSL_CERTIFICATE_CONFIG_RELOAD_UNCHANGED;
     pthread_mutex_lock(&t->mu);
+    if (!t->cert_file) {
+        if (t->loaded && t->mem_served == t->mem_gen)
+            goto out;
+        grpc_ssl_pem_key_cert_pair pair = {.private_key = t->mem_key, .cert_chain = t->mem_cert};
+        grpc_ssl_server_certificate_config *mc =
+            grpc_ssl_server_certificate_config_create(t->mem_cert, &pair, 1);
+        if (!mc) {
+            if (!t->loaded)
+                rc = GRPC_SSL_CERTIFICATE_CONFIG_RELOAD_FAIL;
+            goto out;
+        }
+        *out = mc;
+        t->mem_served = t->mem_gen;
+        t->loaded = true;
+        atomic_fetch_add(&t->loads, 1);
+        rc = GRPC_SSL_CERTIFICATE_CONFIG_RELOAD_NEW;
+        goto out;
+    }
     xds_stamp_t cs, ks;
     bool have = stamp_of(t->cert_file, &cs) == 0 && stamp_of(t->key_file, &ks) == 0;
     if (have && t->loaded && stamp_eq(&cs, &t->cert_st) && stamp_eq(&ks, &t->key_st))
@@ -138,6 +159,47 @@ xds_tls_t *xds_tls_new(const char *cert_file, const char *key_file, char *err, s
     return t;
 }
 
+/* Replaces the in-memory pair: 0, or -1 (no memory; the old pair stays). */
+static int set_pem(xds_tls_t *t, const char *cert, const char *key)
+{
+    char *c = strstr(cert, "-----BEGIN") ? strdup(cert) : NULL;
+    char *k = c && strstr(key, "-----BEGIN") ? strdup(key) : NULL;
+    if (!k) {
+        free(c);
+        return -1;
+    }
+    pthread_mutex_lock(&t->mu);
+    free(t->mem_cert);
+    if (t->mem_key)
+        memset(t->mem_key, 0, strlen(t->mem_key));
+    free(t->mem_key);
+    t->mem_cert = c;
+    t->mem_key = k;
+    t->mem_gen++;
+    pthread_mutex_unlock(&t->mu);
+    return 0;
+}
+
+xds_tls_t *xds_tls_new_pem(const char *cert, const char *key, char *err, size_t errlen)
+{
+    xds_tls_t *t = calloc(1, sizeof(*t));
+    if (t)
+        pthread_mutex_init(&t->mu, NULL);
+    if (!t || !cert || !key || set_pem(t, cert, key) < 0) {
+        snprintf(err, errlen, "xds: no PEM serving certificate and key");
+        xds_tls_free(t);
+        return NULL;
+    }
+    return t;
+}
+
+int xds_tls_set_pem(xds_tls_t *t, const char *cert, const char *key)
+{
+    if (!t || t->cert_file)
+        return -1;
+    return set_pem(t, cert, key);
+}
+
 grpc_server_credentials *xds_tls_creds(xds_tls_t *t)
 {
     grpc_ssl_server_credentials_options *o =
@@ -158,5 +220,9 @@ void xds_tls_free(xds_tls_t *t)
     pthread_mutex_destroy(&t->mu);
     free(t->cert_file);
     free(t->key_file);
+    free(t->mem_cert);
+    if (t->mem_key)
+        memset(t->mem_key, 0, strlen(t->mem_key));
+    free(t->mem_key);
     free(t);
 }

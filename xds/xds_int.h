@@ -228,6 +228,10 @@ bool xds_stream_network_moved(xds_stream_t *st);
 void xds_stream_state_free(xds_stream_t *st);
 /* tls.c: TLS credentials reloaded from files when they change. */
 xds_tls_t *xds_tls_new(const char *cert_file, const char *key_file, char *err, size_t errlen);
+/* The same from a pair in memory (copied), replaced by xds_tls_set_pem:
+ * new handshakes get the new pair. -1 for a file-backed t. */
+xds_tls_t *xds_tls_new_pem(const char *cert, const char *key, char *err, size_t errlen);
+int xds_tls_set_pem(xds_tls_t *t, const char *cert, const char *key);
 grpc_server_credentials *xds_tls_creds(xds_tls_t *t);
 uint64_t xds_tls_loads(xds_tls_t *t);
 void xds_tls_free(xds_tls_t *t);

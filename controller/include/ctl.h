@@ -43,7 +43,9 @@ typedef struct ctl_config {
     char *xds_auth_audiences;     /* --xds-auth-audiences: comma list */
     char *xds_allowed_identities; /* --xds-allowed-identities: ns/sa patterns, "" = any */
     char *ca;                     /* --ca: "on", "off" or "auto" (on with xds-auth jwt) */
-    char *cacerts_dir;            /* --cacerts-dir, NULL: a self-signed root */
+    char *cacerts_dir;            /* --cacerts-dir, NULL: cacerts_secret or self-signed */
+    char *cacerts_secret;         /* --cacerts-secret, "": none */
+    char *tls_dns_names;          /* --tls-dns-names, NULL: meshfed.<system ns>.svc */
     char *ca_node_accounts;       /* --ca-node-accounts: ns/sa patterns, "" = none */
     int ca_max_ttl_s;             /* --ca-max-ttl */
     int ca_default_ttl_s;         /* --ca-default-ttl */
@@ -115,6 +117,10 @@ void ctl_kube_stop(ctl_kube_t *k);
 /* A copy of how to reach cluster's API server (ctl_conn_fn; arg is the
  * ctl_kube_t). Thread-safe. 0, or -1 when the cluster is unknown. */
 int ctl_kube_conn(void *arg, const char *cluster, kube_conn_t *out);
+/* The CA's root-cert.pem (copied), published as the ConfigMap
+ * istio-ca-root-cert in every namespace of the local cluster (with --ca
+ * only; k NULL: nothing). Thread-safe. */
+void ctl_kube_set_ca_root(ctl_kube_t *k, const char *pem);
 
 /* ---------- xDS client authentication (auth.c, docs/security.md) ---------- */
 
@@ -139,13 +145,23 @@ void ctl_auth_free(ctl_auth_t *a);
 
 typedef struct ctl_ca ctl_ca_t;
 
-/* The CA of cfg: --cacerts-dir loaded, else a self-signed root (with a
- * warning). *first is the CA to give the xDS server (xds_config_t.ca).
- * NULL with err when it cannot be made. */
+/* The CA of cfg: --cacerts-dir loaded, else the --cacerts-secret Secret,
+ * else the self-signed root of istio-ca-secret (with a warning). *first is the CA to give the xDS
+ * server (xds_config_t.ca). NULL with err when it cannot be made. */
 ctl_ca_t *ctl_ca_new(ctl_t *c, const ctl_config_t *cfg, xds_ca_t **first, char *err, size_t errlen);
-/* Reloads --cacerts-dir into x when its files change (a thread). 0 or -1. */
+/* The first serving certificate for xds-tls-listen without --tls-cert,
+ * issued by first (the CA ctl_ca_new made) for --tls-dns-names: *chain and
+ * *key PEM, caller frees (xds_config_t.tls_cert_pem). ctl_ca_watch renews
+ * it at half its life and when the CA changes. 0, or -1 with err. */
+int ctl_ca_serving(ctl_ca_t *a, const xds_ca_t *first, char **chain, char **key, char *err,
+                   size_t errlen);
+/* Reloads --cacerts-dir (or the --cacerts-secret Secret) into x when it
+ * changes, and renews the serving certificate (a thread). 0 or -1. */
 int ctl_ca_watch(ctl_ca_t *a, xds_server_t *x);
-/* Stops watching; before x is freed. */
+/* Stops watching: before the clusters (ctl_kube_stop), whose root
+ * publisher it feeds, and before x is freed. */
+void ctl_ca_stop(ctl_ca_t *a);
+/* After the xDS server is freed: node authorization runs on its calls. */
 void ctl_ca_free(ctl_ca_t *a);
 /* xds_config_t.node_authorize (arg: the ctl_ca_t): the caller is one of
  * --ca-node-accounts and the model has its pod (same uid and service

@@ -181,6 +181,7 @@ typedef enum kube_res {
     KUBE_RES_GATEWAYS,   /* gateway.networking.k8s.io/v1 Gateways; optional (CRD may be absent) */
     KUBE_RES_AUTHZ_POLICIES, /* security.istio.io/v1 AuthorizationPolicies; optional */
     KUBE_RES_PEER_AUTHNS,    /* security.istio.io/v1 PeerAuthentications; optional */
+    KUBE_RES_ROOT_CERTS,     /* istio-ca-root-cert ConfigMaps of every namespace; optional */
     KUBE_RES__COUNT
 } kube_res_t;
 

@@ -147,12 +147,17 @@ if dep:
             check(f"args: --{k}={v}", argmap.get(k) == str(v), f"got {argmap.get(k)!r}")
     cmounts = {m["mountPath"]: m["name"] for m in c.get("volumeMounts", [])}
     cvols = {v["name"]: v for v in pod.get("volumes", [])}
-    if ca["enabled"] and ca.get("cacertsSecret"):
+    if ca["enabled"] and ca.get("cacertsSecret") and ca.get("cacertsFrom") == "mount":
         d = argmap.get("cacerts-dir", "")
         sec = cvols.get(cmounts.get(d, ""), {}).get("secret", {}).get("secretName")
         check("ca: --cacerts-dir is the mounted cacerts Secret", sec == ca["cacertsSecret"], f"{d} {sec}")
+        check("ca: no --cacerts-secret with cacertsFrom mount", "cacerts-secret" not in argmap, str(argmap))
     else:
-        check("ca: no --cacerts-dir without ca.cacertsSecret", "cacerts-dir" not in argmap, str(argmap))
+        check("ca: no --cacerts-dir unless cacertsFrom mount", "cacerts-dir" not in argmap, str(argmap))
+        check("ca: no cacerts volume unless cacertsFrom mount", "cacerts" not in cvols, str(sorted(cvols)))
+        if ca["enabled"]:
+            check("ca: --cacerts-secret names ca.cacertsSecret (read through the API)",
+                  argmap.get("cacerts-secret") == (ca.get("cacertsSecret") or ""), str(argmap.get("cacerts-secret")))
     dl = argmap.get("debug-listen", "")
     check("args: --debug-listen reachable by the kubelet on the probe port",
           dl.rsplit(":", 1)[-1] == str(debug_port) and not dl.startswith(("127.", "localhost", "[::1]")), dl)
@@ -170,7 +175,14 @@ if dep:
         made = [d for d in docs if d["kind"] == "Secret" and d["metadata"]["name"] == tok_secret]
         check("debug token: the chart creates the Secret with a non-empty token",
               len(made) == 1 and made[0].get("data", {}).get("token"), str(tok_secret))
-    if tls:
+    if tls and not values["tls"].get("secretName"):
+        svc_name = (one("Service") or {}).get("metadata", {}).get("name")
+        check("tls from the CA: no --tls-cert, --tls-dns-names the Service's name",
+              "tls-cert" not in argmap and "tls-key" not in argmap and
+              argmap.get("tls-dns-names") == f"{svc_name}.{RELEASE_NS}.svc", str(argmap))
+        check("tls from the CA: no tls volume", "tls" not in {v["name"] for v in pod.get("volumes", [])})
+        check("tls: --xds-tls-listen", argmap.get("xds-tls-listen") == f"0.0.0.0:{values['xds']['tlsPort']}")
+    elif tls:
         mounts = {m["name"]: m for m in c.get("volumeMounts", [])}
         vols = {v["name"]: v for v in pod.get("volumes", [])}
         secret_vols = [n for n, v in vols.items() if v.get("secret", {}).get("secretName") == values["tls"]["secretName"]]
@@ -227,16 +239,17 @@ def of_rules(rules):
     return {(g, r, v) for g, r, verbs in rules for v in verbs}
 
 
-want_cluster = of_rules(CHART_RBAC["cluster"])
-want_secrets = of_rules(CHART_RBAC["system"])
+ca_on = bool(values["ca"]["enabled"])
+want_cluster = of_rules(CHART_RBAC["cluster"] + (CHART_RBAC["ca_cluster"] if ca_on else []))
+want_secrets = of_rules(CHART_RBAC["system"] + (CHART_RBAC["ca_system"] if ca_on else []))
 want_leases = of_rules(CHART_RBAC["release"])
 check("ClusterRole grants Gateway API gateways get/list/watch (meshfed lists them)",
       expand("gateway.networking.k8s.io", ["gateways"], ["get", "list", "watch"]) <= want_cluster)
 # every resource kube/informer.c lists is granted somewhere
-kube_res = re.findall(r'\[KUBE_RES_\w+\] = \{"(\w+)", "(/apis?)/?([^"]*)"',
+kube_res = re.findall(r'\[KUBE_RES_\w+\] = \{"\w+", "(/apis?)/?([^"]*)",\s*"(\w+)"',
                       open(os.path.join(SRC, "kube", "informer.c")).read())
 check("kube/informer.c resources found", len(kube_res) >= 9, str(kube_res))
-for plural, api, gv in kube_res:
+for api, gv, plural in kube_res:
     group = "" if api == "/api" else gv.rsplit("/", 1)[0]
     granted = want_cluster | want_secrets
     check(f"chart grants list/watch on {plural} ({group or 'core'}), which kube/ lists",
@@ -261,7 +274,7 @@ check("Role in the release namespace: leases get/create/update",
       want_leases <= by_ns.get(RELEASE_NS, set()))
 check("secrets/configmaps get/list/watch in the system namespace", want_secrets <= by_ns.get(sys_ns, set()))
 all_role = set().union(*by_ns.values()) if by_ns else set()
-check("Roles grant exactly secrets/configmaps reads and leases", all_role == want_secrets | want_leases,
+check("Roles grant exactly secrets/configmaps reads (with the CA: secrets create) and leases", all_role == want_secrets | want_leases,
       f"extra {sorted(all_role - want_secrets - want_leases)}")
 secrets_ns = {ns for ns, s in by_ns.items() if any(t[1] == "secrets" for t in s)}
 check("secrets readable only in the system namespace", secrets_ns == {sys_ns}, str(secrets_ns))

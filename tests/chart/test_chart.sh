@@ -126,9 +126,10 @@ must_fail() { # name expected-message-fragment --set...
         cat "$WORK/neg.err"; ko "refused: $name (wrong message)"
     fi
 }
-must_fail "tls.enabled without tls.secretName" "needs tls.secretName" --set tls.secretName=
+must_fail "tls.enabled without tls.secretName nor the CA" "needs tls.secretName" --set tls.secretName= --set ca.enabled=false
 must_fail "loopback debug.listen (probes would fail)" "loopback" --set debug.listen=127.0.0.1:15014
 must_fail "ca.enabled with xds.auth none (no identity to certify)" "needs xds.auth=jwt" --set xds.auth=none
+must_fail "ca.cacertsFrom neither api nor mount" "must be api or mount" --set ca.cacertsFrom=file
 
 # The schema validators must reject bad objects.
 if [ "$SCHEMA" = yes ] && [ -f "$WORK/default/crds.json" ]; then

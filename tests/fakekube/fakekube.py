@@ -51,7 +51,8 @@ Control API (no auth, same port), all POST with a JSON body:
   GET /fake/state  {"rv", "watches" (open), "watch_total", "lists"}
 
 Writes behave like the API server's: GET of one object; POST creates (201,
-409 AlreadyExists); PUT replaces with optimistic concurrency (409 Conflict
+409 AlreadyExists; 403 with cause NamespaceTerminating in a Namespace that
+has a metadata.deletionTimestamp); PUT replaces with optimistic concurrency (409 Conflict
 when metadata.resourceVersion is set and stale, 404 when absent); PATCH
 with application/merge-patch+json (415 for other patch types); DELETE (200
 with the object; preconditions.resourceVersion honoured). ServiceScopes have
@@ -113,21 +114,26 @@ CHART_RBAC = {
                 ("authentication.k8s.io", "tokenreviews", ("create",))],
     "system": [("", "secrets", READ), ("", "configmaps", READ)],
     "release": [("coordination.k8s.io", "leases", ("get", "create", "update"))],
+    # with ca.enabled (the default): istio-ca-root-cert in every namespace,
+    # the self-signed root's istio-ca-secret in the system namespace
+    "ca_cluster": [("", "configmaps", READ + ("create", "update"))],
+    "ca_system": [("", "secrets", ("create",))],
 }
 # The chart before it granted Gateways (what a real cluster answered 403 to).
 ROLES = {
     "chart": CHART_RBAC,
     "chart-without-gateways": dict(CHART_RBAC, cluster=[
         r for r in CHART_RBAC["cluster"] if r[1] != "gateways"]),
+    "chart-without-ca": dict(CHART_RBAC, ca_cluster=[], ca_system=[]),
 }
 
 
 def rbac_allows(rules, group, resource, verb, ns):
     """Whether RBAC rules (a CHART_RBAC-shaped dict) allow verb on
     group/resource (with "/subresource") in namespace ns (None: cluster)."""
-    scopes = ["cluster"]
+    scopes = ["cluster", "ca_cluster"]
     if ns == SYSTEM_NAMESPACE:
-        scopes += ["system", "release"]
+        scopes += ["system", "release", "ca_system"]
     return any(g == group and r == resource and verb in verbs
                for sc in scopes for g, r, verbs in rules.get(sc, []))
 
@@ -766,6 +772,14 @@ class Handler(BaseHTTPRequestHandler):
             return bad
         md = obj["metadata"]
         key = (plural, ns, md["name"])
+        nso = self.cl.objects.get(("namespaces", None, ns)) if ns else None
+        if nso and nso["metadata"].get("deletionTimestamp"):  # NamespaceLifecycle admission
+            code, st = self.err(403, "Forbidden", plural, md["name"],
+                                '%s "%s" is forbidden: unable to create new content in namespace '
+                                '%s because it is being terminated' % (self.qual(plural), md["name"], ns))
+            st["details"]["causes"] = [{"reason": "NamespaceTerminating", "field": "metadata.namespace",
+                                        "message": "namespace %s is being terminated" % ns}]
+            return code, st
         if key in self.cl.objects:
             return self.err(409, "AlreadyExists", plural, md["name"], '%s "%s" already exists'
                             % (self.qual(plural), md["name"]))

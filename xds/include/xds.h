@@ -73,8 +73,12 @@ typedef struct xds_config {
     const char *tls_listen;    /* TLS "host:port" or NULL */
     const char *tls_cert_file; /* PEM server certificate chain (with tls_listen) */
     const char *tls_key_file;  /* PEM private key */
-    size_t max_message_bytes;  /* 0: 16 MiB */
-    int max_streams;           /* 0: 10000 */
+    /* Or, instead of the files, a pair in memory (copied), replaced with
+     * xds_server_set_tls_pem (a certificate the CA issued and renews). */
+    const char *tls_cert_pem;
+    const char *tls_key_pem;
+    size_t max_message_bytes; /* 0: 16 MiB */
+    int max_streams;          /* 0: 10000 */
     /* The network of a cluster (used for a proxy whose node metadata names
      * none: ztunnel sends NETWORK only when ISTIO_META_NETWORK is set), NULL
      * for a cluster meshfed does not know (such proxies are served, counted
@@ -130,6 +134,14 @@ typedef struct xds_server xds_server_t;
 xds_server_t *xds_server_new(const xds_config_t *cfg, char *err, size_t errlen);
 /* The bound plaintext port (useful with port 0). */
 int xds_server_port(const xds_server_t *s);
+/* Replaces the TLS listener's in-memory pair (tls_cert_pem): handshakes
+ * from now on present it, open connections keep theirs. Thread-safe. 0, or
+ * -1 when the listener serves files (or none) or out of memory. */
+int xds_server_set_tls_pem(xds_server_t *s, const char *cert_chain, const char *key);
+/* A new serving certificate from the current CA (xds_ca_issue_server)
+ * installed with xds_server_set_tls_pem. 0, or an xds_ca_err_t with err. */
+int xds_server_renew_tls(xds_server_t *s, const char *const *dns, size_t ndns, int64_t ttl_s,
+                         int64_t *not_after, char *err, size_t errlen);
 /* The bound TLS port, 0 without tls_listen. */
 int xds_server_tls_port(const xds_server_t *s);
 /* Starts serving on its own thread(s). 0 or -1. */
@@ -294,14 +306,32 @@ typedef struct xds_ca_opts {
 int xds_ca_new(const char *ca_cert, const char *ca_key, const char *cert_chain,
                const char *root_cert, const xds_ca_opts_t *opts, xds_ca_t **out, char *err,
                size_t errlen);
-/* Same, the four files read from directory dir (a mounted cacerts Secret). */
+/* The same from the kubernetes.io/tls layout istiod also reads (as
+ * cert-manager writes it): tls.crt signs (its chain: tls.crt then ca.crt),
+ * tls.key, ca.crt the root. */
+int xds_ca_new_tls(const char *tls_crt, const char *tls_key, const char *ca_crt,
+                   const xds_ca_opts_t *opts, xds_ca_t **out, char *err, size_t errlen);
+/* Same, the files read from directory dir (a mounted cacerts Secret): the
+ * tls layout when tls.crt exists (as istiod), else Istio's four files. */
 int xds_ca_load_dir(const char *dir, const xds_ca_opts_t *opts, xds_ca_t **out, char *err,
                     size_t errlen);
 /* A new self-signed root (RSA 2048, organisation org, valid ttl_s seconds)
  * that signs directly, as istiod does without cacerts. */
 int xds_ca_new_self_signed(const char *org, int64_t ttl_s, const xds_ca_opts_t *opts,
                            xds_ca_t **out, char *err, size_t errlen);
+/* The same root as PEM texts, to keep (istiod's istio-ca-secret holds them
+ * as ca-cert.pem and ca-key.pem): *cert and *key, caller frees; reloaded by
+ * xds_ca_new(cert, key, "", cert, ...). */
+int xds_ca_self_signed_pem(const char *org, int64_t ttl_s, char **cert, char **key, char *err,
+                           size_t errlen);
 void xds_ca_free(xds_ca_t *ca);
+
+/* A serving certificate for the DNS names dns[0..ndns) (lower case, as
+ * Kubernetes Service names), a new EC P-256 key, valid ttl_s seconds (never
+ * past the CA's expiry, in *not_after), serverAuth and clientAuth: *chain
+ * the leaf then cert-chain.pem, *key its key, PEM, caller frees. */
+int xds_ca_issue_server(const xds_ca_t *ca, const char *const *dns, size_t ndns, int64_t ttl_s,
+                        char **chain, char **key, int64_t *not_after, char *err, size_t errlen);
 
 /* root-cert.pem's text (what istio-ca-root-cert publishes); borrowed for
  * the life of ca. */
