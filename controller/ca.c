@@ -13,11 +13,23 @@
 #include "base.h"
 #include "ctl_int.h"
 
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+/* An error message in err, cut at errlen: the CA's messages nest others
+ * (xds_ca's, the API server's), and a cut one still says what failed. */
+__attribute__((format(printf, 3, 4))) static void errf(char *err, size_t errlen, const char *fmt,
+                                                       ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+}
 
 #define CA_POLL_MS 1000
 #define CA_SELF_SIGNED_TTL_S (10LL * 365 * 86400) /* istiod's self-signed root: 10 years */
@@ -87,7 +99,7 @@ static xds_ca_t *load(ctl_ca_t *a, char *err, size_t errlen)
     char buf[CTL_ERRLEN / 2]; /* room left in err for the directory */
     int rc = xds_ca_load_dir(a->dir, &a->opts, &ca, buf, sizeof(buf));
     if (rc != XDS_CA_OK) {
-        snprintf(err, errlen, "cacerts-dir %s: %s: %s", a->dir, xds_ca_strerror(rc), buf);
+        errf(err, errlen, "cacerts-dir %s: %s: %s", a->dir, xds_ca_strerror(rc), buf);
         return NULL;
     }
     atomic_fetch_add(&ctl_metrics.ca_loads, 1);
@@ -104,10 +116,10 @@ static char *secret_pem(const json_t *secret, const char *key, const char *where
     size_t n = 0;
     char *pem = b64 ? kube_base64_decode(b64, &n) : NULL;
     if (!pem || strlen(pem) != n) {
-        snprintf(err, errlen, "%s: data.%s %s", where, key,
-                 !b64  ? "missing"
-                 : pem ? "holds a NUL byte"
-                       : "is not base64");
+        errf(err, errlen, "%s: data.%s %s", where, key,
+             !b64  ? "missing"
+             : pem ? "holds a NUL byte"
+                   : "is not base64");
         free(pem);
         return NULL;
     }
@@ -126,7 +138,7 @@ static xds_ca_t *secret_ca(ctl_ca_t *a, const json_t *secret, const char *where,
     if (key) {
         int rc = xds_ca_new(cert, key, "", cert, &a->opts, &ca, buf, sizeof(buf));
         if (rc != XDS_CA_OK)
-            snprintf(err, errlen, "%s: %s: %s", where, xds_ca_strerror(rc), buf);
+            errf(err, errlen, "%s: %s: %s", where, xds_ca_strerror(rc), buf);
     }
     free(cert);
     free(key);
@@ -142,7 +154,7 @@ static long create_secret(ctl_ca_t *a, const kube_conn_t *conn, const char *ns, 
     int rc = xds_ca_self_signed_pem(ctl_config(a->ctl)->trust_domain, CA_SELF_SIGNED_TTL_S, &cert,
                                     &key, buf, sizeof(buf));
     if (rc != XDS_CA_OK) {
-        snprintf(err, errlen, "cannot make a self-signed root: %s", buf);
+        errf(err, errlen, "cannot make a self-signed root: %s", buf);
         return -1;
     }
     char *c64 = kube_base64_encode(cert, strlen(cert));
@@ -164,12 +176,12 @@ static long create_secret(ctl_ca_t *a, const kube_conn_t *conn, const char *ns, 
     char *resp = NULL;
     snprintf(path, sizeof(path), "/api/v1/namespaces/%s/secrets", ns);
     if (!body)
-        snprintf(err, errlen, "out of memory");
+        errf(err, errlen, "out of memory");
     else if (kube_request(conn, "POST", path, NULL, body, &code, &resp, err, errlen) < 0)
         code = -1;
     if (code == 201 &&
         xds_ca_new(cert, key, "", cert, &a->opts, ca, buf, sizeof(buf)) != XDS_CA_OK) {
-        snprintf(err, errlen, "the root just made does not load: %s", buf);
+        errf(err, errlen, "the root just made does not load: %s", buf);
         code = -1;
     }
     if (body)
@@ -191,7 +203,7 @@ static xds_ca_t *ephemeral(ctl_ca_t *a, const char *why, char *err, size_t errle
     int rc = xds_ca_new_self_signed(ctl_config(a->ctl)->trust_domain, CA_SELF_SIGNED_TTL_S,
                                     &a->opts, &ca, buf, sizeof(buf));
     if (rc != XDS_CA_OK) {
-        snprintf(err, errlen, "ca: cannot make a self-signed root: %s", buf);
+        errf(err, errlen, "ca: cannot make a self-signed root: %s", buf);
         return NULL;
     }
     ctl_log(CTL_WARN,
@@ -220,12 +232,12 @@ static long fetch_secret(ctl_ca_t *a, const char *name, json_t **out, char *err,
         if (kube_request(&a->conn, "GET", path, NULL, NULL, &code, &resp, err, errlen) < 0)
             code = -1;
         else if (code == 200 && !(*out = json_loads(resp, 0, NULL)))
-            code = -1, snprintf(err, errlen, "the answer is not JSON");
+            code = -1, errf(err, errlen, "the answer is not JSON");
         free(resp);
         if (code == 200 || (code >= 400 && code < 500 && code != 429))
             return code;
         if (code > 0)
-            snprintf(err, errlen, "HTTP %ld", code);
+            errf(err, errlen, "HTTP %ld", code);
         ctl_log(CTL_WARN, "CA: Secret %s/%s: %s; trying again", ns, name, err);
     }
     return -1;
@@ -256,10 +268,10 @@ static xds_ca_t *self_signed(ctl_ca_t *a, char *err, size_t errlen)
         ca = secret_ca(a, sec, where, why, sizeof(why));
         if (!ca) {
             atomic_fetch_add(&ctl_metrics.ca_load_errors, 1);
-            snprintf(err, errlen,
-                     "ca: %s; fix it, or delete it for a new root (every workload certificate "
-                     "then changes root)",
-                     why);
+            errf(err, errlen,
+                 "ca: %s; fix it, or delete it for a new root (every workload certificate "
+                 "then changes root)",
+                 why);
         }
     } else if (code == 403) {
         atomic_fetch_add(&ctl_metrics.ca_load_errors, 1);
@@ -268,9 +280,9 @@ static xds_ca_t *self_signed(ctl_ca_t *a, char *err, size_t errlen)
                 where, cfg->system_namespace);
         ca = ephemeral(a, "no access to istio-ca-secret", err, errlen);
     } else if (!created && code > 0) {
-        snprintf(err, errlen, "ca: %s: refused by the API server (HTTP %ld)", where, code);
+        errf(err, errlen, "ca: %s: refused by the API server (HTTP %ld)", where, code);
     } else if (!created) {
-        snprintf(err, errlen, "ca: %s: %s", where, why);
+        errf(err, errlen, "ca: %s: %s", where, why);
     }
     json_decref(sec);
     if (ca && code != 403)
@@ -301,7 +313,7 @@ static xds_ca_t *cacerts_ca(ctl_ca_t *a, const json_t *sec, const char *where, c
         int rc = tls ? xds_ca_new_tls(pem[0], pem[1], pem[2], &a->opts, &ca, buf, sizeof(buf))
                      : xds_ca_new(pem[0], pem[1], pem[2], pem[3], &a->opts, &ca, buf, sizeof(buf));
         if (rc != XDS_CA_OK)
-            snprintf(err, errlen, "%s: %s: %s", where, xds_ca_strerror(rc), buf);
+            errf(err, errlen, "%s: %s: %s", where, xds_ca_strerror(rc), buf);
     }
     for (int i = 0; i < 4; i++) {
         if (pem[i])
@@ -336,7 +348,7 @@ static xds_ca_t *cacerts_secret(ctl_ca_t *a, bool *absent, char *err, size_t err
             ctl_log(CTL_INFO, "CA: signing with the cacerts of %s", a->secret_where);
         } else {
             atomic_fetch_add(&ctl_metrics.ca_load_errors, 1);
-            snprintf(err, errlen, "ca: %s", why);
+            errf(err, errlen, "ca: %s", why);
         }
     } else if (code == 404 || code == 403) {
         if (code == 403) {
@@ -346,10 +358,9 @@ static xds_ca_t *cacerts_secret(ctl_ca_t *a, bool *absent, char *err, size_t err
         }
         *absent = true;
     } else if (code > 0) {
-        snprintf(err, errlen, "ca: %s: refused by the API server (HTTP %ld)", a->secret_where,
-                 code);
+        errf(err, errlen, "ca: %s: refused by the API server (HTTP %ld)", a->secret_where, code);
     } else {
-        snprintf(err, errlen, "ca: %s: %s", a->secret_where, why);
+        errf(err, errlen, "ca: %s: %s", a->secret_where, why);
     }
     json_decref(sec);
     return ca;
@@ -472,7 +483,7 @@ ctl_ca_t *ctl_ca_new(ctl_t *c, const ctl_config_t *cfg, xds_ca_t **first, char *
     }
     if (!a || !(a->accounts = strdup(cfg->ca_node_accounts ? cfg->ca_node_accounts : "")) ||
         (cfg->cacerts_dir && !(a->dir = strdup(cfg->cacerts_dir)))) {
-        snprintf(err, errlen, "ca: out of memory");
+        errf(err, errlen, "ca: out of memory");
         ctl_ca_free(a);
         return NULL;
     }
@@ -481,7 +492,7 @@ ctl_ca_t *ctl_ca_new(ctl_t *c, const ctl_config_t *cfg, xds_ca_t **first, char *
     a->have_conn = ctl_kube_conn(ctl_kube_of(c), cfg->cluster_id, &a->conn) == 0;
     if (!a->dir && a->have_conn && cfg->cacerts_secret && *cfg->cacerts_secret &&
         !(a->secret = strdup(cfg->cacerts_secret))) {
-        snprintf(err, errlen, "ca: out of memory");
+        errf(err, errlen, "ca: out of memory");
         ctl_ca_free(a);
         return NULL;
     }
@@ -518,18 +529,18 @@ static int parse_dns(ctl_ca_t *a, const ctl_config_t *cfg, char *err, size_t err
         size_t n = strcspn(p, ",");
         if (n > 0) {
             if (a->ndns == CA_MAX_DNS) {
-                snprintf(err, errlen, "tls-dns-names: more than %d names", CA_MAX_DNS);
+                errf(err, errlen, "tls-dns-names: more than %d names", CA_MAX_DNS);
                 return -1;
             }
             if (!(a->dns[a->ndns++] = strndup(p, n))) {
-                snprintf(err, errlen, "out of memory");
+                errf(err, errlen, "out of memory");
                 return -1;
             }
         }
         p += n + (p[n] == ',');
     }
     if (a->ndns == 0) {
-        snprintf(err, errlen, "tls-dns-names: no name");
+        errf(err, errlen, "tls-dns-names: no name");
         return -1;
     }
     return 0;
@@ -541,13 +552,13 @@ int ctl_ca_serving(ctl_ca_t *a, const xds_ca_t *first, char **chain, char **key,
     char buf[CTL_ERRLEN];
     int64_t not_after = 0;
     if (parse_dns(a, ctl_config(a->ctl), buf, sizeof(buf)) < 0) {
-        snprintf(err, errlen, "ca: %s", buf);
+        errf(err, errlen, "ca: %s", buf);
         return -1;
     }
     int rc = xds_ca_issue_server(first, (const char *const *)a->dns, a->ndns, CA_SERVING_TTL_S,
                                  chain, key, &not_after, buf, sizeof(buf));
     if (rc != XDS_CA_OK) {
-        snprintf(err, errlen, "ca: the xDS serving certificate: %s: %s", xds_ca_strerror(rc), buf);
+        errf(err, errlen, "ca: the xDS serving certificate: %s: %s", xds_ca_strerror(rc), buf);
         return -1;
     }
     time_t now = time(NULL);
