@@ -1,8 +1,8 @@
 /*
  * stream.c - an asynchronous ztunnel-like Delta ADS stream, many of which
  * share a few completion queues (the benches' clients): the tag of each
- * operation, requests, ACKs, receives, and reading a response's version and
- * nonce without decoding it.
+ * operation, requests, ACKs, receives, re-opening a call the server dropped,
+ * and reading a response's version and nonce without decoding it.
  */
 #include "testlib.h"
 #include "xds.h"
@@ -47,8 +47,13 @@ bool tl_stream_send_req(tl_stream_t *s, Envoy__Service__Discovery__V3__DeltaDisc
     grpc_op ops[2];
     memset(ops, 0, sizeof(ops));
     size_t n = 0;
-    if (first)
-        ops[n++].op = GRPC_OP_SEND_INITIAL_METADATA;
+    if (first) {
+        ops[n].op = GRPC_OP_SEND_INITIAL_METADATA;
+        if (s->wait_for_ready)
+            ops[n].flags = GRPC_INITIAL_METADATA_WAIT_FOR_READY |
+                           GRPC_INITIAL_METADATA_WAIT_FOR_READY_EXPLICITLY_SET;
+        n++;
+    }
     ops[n].op = GRPC_OP_SEND_MESSAGE;
     ops[n++].data.send_message.send_message = s->sbuf;
     s->sending = true;
@@ -102,6 +107,7 @@ bool tl_stream_start_recv(tl_stream_t *s)
     }
     ops[n].op = GRPC_OP_RECV_MESSAGE;
     ops[n++].data.recv_message.recv_message = &s->rbuf;
+    s->recving = true;
     return tl_stream_start(s, ops, n, TL_OP_RECV);
 }
 
@@ -197,6 +203,7 @@ static void on_recv(tl_streams_t *ss, tl_stream_t *s)
     char nonce[32];
     if (!scan_rbuf(s, &v, nonce, sizeof(nonce)))
         ss->fail("bad response");
+    s->responses++;
     __atomic_add_fetch(&ss->bytes, grpc_byte_buffer_length(s->rbuf), __ATOMIC_RELAXED);
     if (ss->capture)
         ss->capture(ss, s, s->rbuf, v);
@@ -209,6 +216,70 @@ static void on_recv(tl_streams_t *ss, tl_stream_t *s)
     if (!tl_stream_start_recv(s))
         ss->fail("start_batch");
     ss->reach(ss, s, v, t);
+}
+
+static void open_call(tl_streams_t *ss, tl_stream_t *s)
+{
+    s->call = grpc_channel_create_call(s->ch, NULL, GRPC_PROPAGATE_DEFAULTS, ss->cq[s->cq],
+                                       grpc_slice_from_static_string(TL_DELTA), NULL,
+                                       gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
+    grpc_metadata_array_init(&s->imd);
+    grpc_metadata_array_init(&s->tmd);
+    s->got_imd = s->done = false;
+    s->pending_nonce[0] = '\0';
+    s->responses = 0;
+    s->calls++;
+    s->recving = true; /* the call cannot be over before its receive is started */
+    grpc_op op;
+    memset(&op, 0, sizeof(op));
+    op.op = GRPC_OP_RECV_STATUS_ON_CLIENT;
+    op.data.recv_status_on_client.status = &s->status;
+    op.data.recv_status_on_client.status_details = &s->details;
+    op.data.recv_status_on_client.trailing_metadata = &s->tmd;
+    if (!tl_stream_start(s, &op, 1, TL_OP_STATUS) || !tl_stream_send_first(s) ||
+        !tl_stream_start_recv(s))
+        ss->fail("start_batch");
+}
+
+/* The status has come and no batch is in flight: the call is over. A
+ * ztunnel makes a new one; one the server refused before any response waits
+ * first, so that a refusal is not retried in a busy loop. */
+static void call_over(tl_streams_t *ss, tl_stream_t *s)
+{
+    s->ended = false;
+    if (ss->ended)
+        ss->ended(ss, s);
+    if (!ss->reconnect_ms)
+        return;
+    grpc_call_unref(s->call);
+    s->call = NULL;
+    grpc_metadata_array_destroy(&s->imd);
+    grpc_metadata_array_destroy(&s->tmd);
+    grpc_slice_unref(s->details);
+    if (s->responses) {
+        open_call(ss, s);
+        return;
+    }
+    s->due = tl_now_ns() + (uint64_t)ss->reconnect_ms * 1000000u;
+    s->later = ss->later[s->cq];
+    ss->later[s->cq] = s;
+}
+
+/* Re-opens the streams of queue q whose wait is over. */
+static void open_due(tl_streams_t *ss, int q)
+{
+    uint64_t now = tl_now_ns();
+    tl_stream_t **pp = &ss->later[q];
+    while (*pp) {
+        tl_stream_t *s = *pp;
+        if (s->due > now) {
+            pp = &s->later;
+            continue;
+        }
+        *pp = s->later;
+        s->later = NULL;
+        open_call(ss, s);
+    }
 }
 
 static void on_event(tl_streams_t *ss, grpc_event ev)
@@ -228,15 +299,18 @@ static void on_event(tl_streams_t *ss, grpc_event ev)
         }
         break;
     case TL_OP_RECV:
+        s->recving = false;
         if (ev.success)
             on_recv(ss, s);
         else
             s->done = true;
         break;
     case TL_OP_STATUS:
-        s->done = true;
+        s->done = s->ended = true;
         break;
     }
+    if (s->ended && !s->recving && !s->sending)
+        call_over(ss, s);
 }
 
 static void *cq_thread(void *arg)
@@ -244,12 +318,16 @@ static void *cq_thread(void *arg)
     tl_streams_t *ss = ((tl_cq_arg_t *)arg)->ss;
     int i = ((tl_cq_arg_t *)arg)->i;
     for (;;) {
-        grpc_event ev =
-            grpc_completion_queue_next(ss->cq[i], gpr_inf_future(GPR_CLOCK_MONOTONIC), NULL);
+        /* wakes now and then for the streams waiting to re-open */
+        gpr_timespec dl =
+            gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC), gpr_time_from_millis(50, GPR_TIMESPAN));
+        grpc_event ev = grpc_completion_queue_next(ss->cq[i], dl, NULL);
         if (ev.type == GRPC_QUEUE_SHUTDOWN)
             break;
         if (ev.type == GRPC_OP_COMPLETE)
             on_event(ss, ev);
+        if (ss->later[i])
+            open_due(ss, i);
     }
     return NULL;
 }
@@ -263,7 +341,10 @@ void tl_streams_init(tl_streams_t *ss, int n,
     ss->reach = reach;
     ss->fail = fail;
     ss->capture = NULL;
+    ss->ended = NULL;
+    ss->reconnect_ms = ss->connect_timeout_ms = 0;
     for (int i = 0; i < TL_NCQ; i++) {
+        ss->later[i] = NULL;
         ss->cq[i] = grpc_completion_queue_create_for_next(NULL);
         ss->arg[i] = (tl_cq_arg_t){ss, i};
         pthread_create(&ss->thr[i], NULL, cq_thread, &ss->arg[i]);
@@ -273,33 +354,35 @@ void tl_streams_init(tl_streams_t *ss, int n,
 void tl_streams_open(tl_streams_t *ss, int i, const char *target)
 {
     tl_stream_t *s = &ss->st[i];
-    grpc_arg args[3];
-    args[0].type = GRPC_ARG_INTEGER; /* one connection per stream, like ztunnels */
-    args[0].key = (char *)GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL;
-    args[0].value.integer = 1;
-    args[1].type = GRPC_ARG_INTEGER;
-    args[1].key = (char *)GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH;
-    args[1].value.integer = -1;
-    args[2].type = GRPC_ARG_INTEGER;
-    args[2].key = (char *)"meshfed.bench.client";
-    args[2].value.integer = i;
-    grpc_channel_args ca = {3, args};
+    grpc_arg args[6];
+    size_t n = 0;
+    args[n].type = GRPC_ARG_INTEGER; /* one connection per stream, like ztunnels */
+    args[n].key = (char *)GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL;
+    args[n++].value.integer = 1;
+    args[n].type = GRPC_ARG_INTEGER;
+    args[n].key = (char *)GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH;
+    args[n++].value.integer = -1;
+    args[n].type = GRPC_ARG_INTEGER;
+    args[n].key = (char *)"meshfed.bench.client";
+    args[n++].value.integer = i;
+    if (ss->reconnect_ms > 0) {
+        args[n].type = GRPC_ARG_INTEGER;
+        args[n].key = (char *)GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS;
+        args[n++].value.integer = ss->reconnect_ms;
+        args[n].type = GRPC_ARG_INTEGER;
+        args[n].key = (char *)GRPC_ARG_MAX_RECONNECT_BACKOFF_MS;
+        args[n++].value.integer = 10 * ss->reconnect_ms;
+    }
+    if (ss->connect_timeout_ms > 0) {
+        args[n].type = GRPC_ARG_INTEGER;
+        args[n].key = (char *)GRPC_ARG_MIN_RECONNECT_BACKOFF_MS;
+        args[n++].value.integer = ss->connect_timeout_ms;
+    }
+    grpc_channel_args ca = {n, args};
     grpc_channel_credentials *cr = grpc_insecure_credentials_create();
     s->ch = grpc_channel_create(target, cr, &ca);
     grpc_channel_credentials_release(cr);
     s->cq = i % TL_NCQ;
-    s->call = grpc_channel_create_call(s->ch, NULL, GRPC_PROPAGATE_DEFAULTS, ss->cq[s->cq],
-                                       grpc_slice_from_static_string(TL_DELTA), NULL,
-                                       gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
-    grpc_metadata_array_init(&s->imd);
-    grpc_metadata_array_init(&s->tmd);
-    grpc_op op;
-    memset(&op, 0, sizeof(op));
-    op.op = GRPC_OP_RECV_STATUS_ON_CLIENT;
-    op.data.recv_status_on_client.status = &s->status;
-    op.data.recv_status_on_client.status_details = &s->details;
-    op.data.recv_status_on_client.trailing_metadata = &s->tmd;
-    if (!tl_stream_start(s, &op, 1, TL_OP_STATUS) || !tl_stream_send_first(s) ||
-        !tl_stream_start_recv(s))
-        ss->fail("start_batch");
+    s->wait_for_ready = ss->reconnect_ms > 0;
+    open_call(ss, s);
 }

@@ -151,6 +151,16 @@ typedef struct tl_stream {
     bool sending, got_imd, done;
     char pending_nonce[32]; /* ACK waiting for the send in flight */
     uint64_t version;       /* of the last response */
+    /* the first request waits for the channel to connect (wait-for-ready)
+     * instead of failing while the server is down */
+    bool wait_for_ready;
+    /* tl_streams only: a receive in flight, the status received, responses
+     * on the current call, calls made (1 + re-opens) */
+    bool recving, ended;
+    uint64_t responses;
+    int calls;
+    struct tl_stream *later; /* waiting to be re-opened at due (tl_now_ns) */
+    uint64_t due;
 } tl_stream_t;
 
 /* The completion-queue tag of op on s, and back (s is 8-byte aligned). */
@@ -186,6 +196,20 @@ struct tl_streams {
     void (*fail)(const char *msg);
     /* NULL, or called with each response before reach (its bytes borrowed) */
     void (*capture)(tl_streams_t *ss, tl_stream_t *s, grpc_byte_buffer *b, uint64_t v);
+    /* NULL, or called (from the queue threads) when a stream's call is over,
+     * its status and details still set */
+    void (*ended)(tl_streams_t *ss, tl_stream_t *s);
+    /* 0: a call the server ends stays ended. Otherwise, set before
+     * tl_streams_open: each stream is a ztunnel that re-opens its call on the
+     * same channel when the server drops it (at once when the call had a
+     * response, else after reconnect_ms), its first request wait-for-ready;
+     * the channel reconnects with backoff from reconnect_ms (at most 10x). */
+    int reconnect_ms;
+    /* 0: grpc's 20 s. Otherwise how long a connection attempt may take
+     * (GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, which grpc also uses as the
+     * connect timeout) before the channel abandons it and tries again. */
+    int connect_timeout_ms;
+    tl_stream_t *later[TL_NCQ]; /* streams waiting to re-open, per queue */
 };
 
 /* n streams (not yet open) and the queue threads; call after grpc_init. */
