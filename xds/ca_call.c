@@ -163,7 +163,7 @@ static void send_chain(xds_stream_t *st, const xds_ca_chain_t *chain)
 void xds_ca_call_authed(xds_stream_t *st)
 {
     xds_server_t *s = st->srv;
-    char msg[1200], td[254], ns[254], sa[254], cns[254], csa[254];
+    char msg[2048], td[254], ns[254], sa[254], cns[254], csa[254];
     if (!parse_sa(st->identity, cns, csa)) {
         snprintf(msg, sizeof(msg), "ca: %.300s is not a service account", st->identity);
         xds_ca_call_fail(st, XDS_CA_RESULT_DENIED, GRPC_STATUS_PERMISSION_DENIED, msg);
@@ -184,8 +184,8 @@ void xds_ca_call_authed(xds_stream_t *st)
         if (!st->pod_name || !st->pod_uid || !s->node_authorize ||
             !s->node_authorize(s->node_authorize_arg, st->cluster, cns, st->pod_name, st->pod_uid,
                                csa, ns, sa, why, sizeof(why))) {
-            snprintf(msg, sizeof(msg), "ca: %s/%s of cluster %s may not impersonate %s/%s: %s", cns,
-                     csa, st->cluster, ns, sa, why);
+            snprintf(msg, sizeof(msg), "ca: %s/%s of cluster %.253s may not impersonate %s/%s: %s",
+                     cns, csa, st->cluster, ns, sa, why);
             xds_ca_call_fail(st, XDS_CA_RESULT_DENIED, GRPC_STATUS_PERMISSION_DENIED, msg);
             return;
         }
