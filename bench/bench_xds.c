@@ -31,6 +31,7 @@
 #include "testlib.h"
 #include "xds.h"
 
+#include <dlfcn.h>
 #include <grpc/byte_buffer.h>
 #include <grpc/byte_buffer_reader.h>
 #include <grpc/grpc.h>
@@ -167,6 +168,7 @@ static double cpu_s(void) /* this process: the server alone */
 typedef struct figures {
     double push_s, push_bytes; /* the initial push to every stream */
     double idle_kib;           /* RSS per idle stream */
+    double heap_kib;           /* allocated heap per idle stream */
     double p50, p99, max;      /* ms from publish to every stream having the change */
     double cpu_ms, bytes;      /* per change */
     int done;                  /* changes measured */
@@ -217,12 +219,58 @@ static double initial_push(bench_t *b, int port, uint64_t v)
     return (double)(t_done - t_start) / 1e9;
 }
 
+/* BENCH_IDLE_EXIT=meshfed (or 1) or =floor: that server exits once its
+ * streams are idle, for heap profilers (what is live then shows as leaked). */
+static bool idle_exit(const char *server)
+{
+    const char *e = getenv("BENCH_IDLE_EXIT");
+    if (!e)
+        return false;
+    bool floor = strcmp(e, "floor") == 0;
+    return floor == (strcmp(server, "floor") == 0);
+}
+
+/* Bytes the allocator has handed out and not got back: jemalloc's
+ * stats.allocated when the bench is linked with it, else glibc's count.
+ * RSS also holds what the allocator keeps around its live blocks. */
+typedef int (*mallctl_fn)(const char *, void *, size_t *, void *, size_t);
+
+static mallctl_fn jemalloc_ctl(void)
+{
+    return (mallctl_fn)dlsym(RTLD_DEFAULT, "mallctl");
+}
+
+static size_t heap_bytes(void)
+{
+    mallctl_fn ctl = jemalloc_ctl();
+    if (ctl) {
+        uint64_t epoch = 1;
+        size_t alloc = 0, len = sizeof(epoch);
+        ctl("epoch", &epoch, &len, &epoch, len);
+        len = sizeof(alloc);
+        if (ctl("stats.allocated", &alloc, &len, NULL, 0) == 0)
+            return alloc;
+    }
+    struct mallinfo2 mi = mallinfo2();
+    return mi.uordblks + mi.hblkhd;
+}
+
+/* Free pages back to the system, so that RSS counts what is live: glibc's
+ * trim, jemalloc's purge of every arena (4096: MALLCTL_ARENAS_ALL). */
+static void give_back(void)
+{
+    malloc_trim(0);
+    mallctl_fn ctl = jemalloc_ctl();
+    if (ctl)
+        ctl("arena.4096.purge", NULL, NULL, NULL, 0);
+}
+
 /* RSS once the last sends are done and their buffers gone. */
 static long settled_rss_kb(void)
 {
     struct timespec settle = {0, 300000000};
     nanosleep(&settle, NULL);
-    malloc_trim(0);
+    give_back();
     return tl_rss_kb();
 }
 
@@ -248,10 +296,10 @@ static void percentiles(double *lat, figures_t *f)
 /* Printed as soon as measured: a profiler can tell the phases apart. */
 static void print_push(const char *who, const bench_t *b, const figures_t *f)
 {
-    printf("%s: initial push to %d streams %.2f s, %.1f MB (%.0f MB/s); %.1f KiB RSS per idle "
-           "stream\n",
+    printf("%s: initial push to %d streams %.2f s, %.1f MB (%.0f MB/s); per idle stream %.1f KiB "
+           "RSS, %.1f KiB heap\n",
            who, b->nstreams, f->push_s, f->push_bytes / 1e6, f->push_bytes / 1e6 / f->push_s,
-           f->idle_kib);
+           f->idle_kib, f->heap_kib);
     fflush(stdout);
 }
 
@@ -336,8 +384,9 @@ static bool run_meshfed(bench_t *b, int nservices, int nchanges, figures_t *f)
     model_snapshot_each(snap, &view, warm_cb, NULL);
     printf("encoding the view of c0: %.2f s, %.1f MB RSS of shared cache\n",
            (double)(tl_now_ns() - t) / 1e9, (double)(tl_rss_kb() - rss_enc) / 1024.0);
-    malloc_trim(0);
+    give_back();
     long rss0 = tl_rss_kb();
+    size_t heap0 = heap_bytes();
     uint64_t v0 = b->v0 = model_snapshot_version(snap);
     model_snapshot_unref(snap);
     xds_stats_t st;
@@ -356,11 +405,9 @@ static bool run_meshfed(bench_t *b, int nservices, int nchanges, figures_t *f)
            (double)st.bytes_sent / 1e3 / b->nstreams,
            (unsigned long long)(st.resources_sent / (uint64_t)b->nstreams));
     f->idle_kib = (double)(settled_rss_kb() - rss0) / b->nstreams;
-    printf("meshfed memory per idle stream includes the view's shared full-state body, %.1f KiB "
-           "per stream\n",
-           (double)st.bytes_sent / b->nstreams / 1024.0 / b->nstreams);
+    f->heap_kib = ((double)heap_bytes() - (double)heap0) / 1024.0 / b->nstreams;
     print_push("meshfed", b, f);
-    if (getenv("BENCH_IDLE_EXIT")) { /* for heap profilers: what is live now leaks */
+    if (idle_exit("meshfed")) { /* for heap profilers: what is live now leaks */
         kill(b->cl[0].pid, SIGKILL);
         kill(b->cl[1].pid, SIGKILL);
         exit(0);
@@ -617,7 +664,11 @@ static int fl_start(floor_srv_t *fl, const xlog_t *log)
     pthread_mutex_init(&fl->mu, NULL);
     atomic_init(&fl->down, false);
     fl->cq = grpc_completion_queue_create_for_next(NULL);
-    fl->srv = grpc_server_create(NULL, NULL);
+    /* what grpc keeps per call without the two filters meshfed leaves out */
+    grpc_arg args[2] = {{.type = GRPC_ARG_INTEGER, .key = GRPC_ARG_ENABLE_DEADLINE_CHECKS},
+                        {.type = GRPC_ARG_INTEGER, .key = GRPC_ARG_ENABLE_CHANNELZ}};
+    grpc_channel_args ca = {2, args};
+    fl->srv = grpc_server_create(&ca, NULL);
     grpc_server_register_completion_queue(fl->srv, fl->cq, NULL);
     grpc_server_credentials *cr = grpc_insecure_server_credentials_create();
     int port = grpc_server_add_http2_port(fl->srv, "127.0.0.1:0", cr);
@@ -670,8 +721,9 @@ static bool run_floor(bench_t *b, int cap_fd, int nchanges, figures_t *f)
         die("no responses captured");
     floor_srv_t fl = {0};
     int port = fl_start(&fl, &log);
-    malloc_trim(0);
+    give_back();
     long rss0 = tl_rss_kb();
+    size_t heap0 = heap_bytes();
     fl.initial = log_upto(&log, b->v0);
     fl_publish(&fl, fl.initial);
     f->push_s = initial_push(b, port, b->v0);
@@ -683,7 +735,13 @@ static bool run_floor(bench_t *b, int cap_fd, int nchanges, figures_t *f)
     f->push_bytes = (double)fl.bytes_sent;
     pthread_mutex_unlock(&fl.mu);
     f->idle_kib = (double)(settled_rss_kb() - rss0) / b->nstreams;
+    f->heap_kib = ((double)heap_bytes() - (double)heap0) / 1024.0 / b->nstreams;
     print_push("floor", b, f);
+    if (idle_exit("floor")) {
+        kill(b->cl[0].pid, SIGKILL);
+        kill(b->cl[1].pid, SIGKILL);
+        exit(0);
+    }
     double *lat = calloc((size_t)nchanges, sizeof(double));
     double cpu0 = cpu_s();
     double sent0 = f->push_bytes;
@@ -730,8 +788,9 @@ static void print_ratios(const bench_t *b, const figures_t *m, const figures_t *
         printf("  server CPU per change %.1f ms vs %.1f ms: %.2fx\n", m->cpu_ms, fl->cpu_ms,
                m->cpu_ms / fl->cpu_ms);
     }
-    printf("  memory per idle stream %.1f KiB vs %.1f KiB (target <= 32 KiB)\n", m->idle_kib,
-           fl->idle_kib);
+    printf("  memory per idle stream %.1f KiB vs %.1f KiB RSS (target <= 32 KiB), %.1f KiB vs "
+           "%.1f KiB heap\n",
+           m->idle_kib, fl->idle_kib, m->heap_kib, fl->heap_kib);
 }
 
 /* ---------- main ---------- */

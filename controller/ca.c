@@ -56,10 +56,10 @@ static uint64_t dir_signature(const char *dir)
 static xds_ca_t *load(ctl_ca_t *a, char *err, size_t errlen)
 {
     xds_ca_t *ca = NULL;
-    char buf[CTL_ERRLEN];
+    char buf[CTL_ERRLEN / 2]; /* room left in err for the directory */
     int rc = xds_ca_load_dir(a->dir, &a->opts, &ca, buf, sizeof(buf));
     if (rc != XDS_CA_OK) {
-        snprintf(err, errlen, "cacerts-dir %s: %s: %.400s", a->dir, xds_ca_strerror(rc), buf);
+        snprintf(err, errlen, "cacerts-dir %s: %s: %s", a->dir, xds_ca_strerror(rc), buf);
         return NULL;
     }
     atomic_fetch_add(&ctl_metrics.ca_loads, 1);

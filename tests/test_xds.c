@@ -7,6 +7,7 @@
 #include "testcheck.h"
 #include "testlib.h"
 #include "xds.h"
+#include "xds_int.h"
 
 #include "citadel.pb-c.h"
 #include "envoy/service/discovery/v3/discovery.pb-c.h"
@@ -26,6 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #define DELTA TL_DELTA
 #define SOTW TL_SOTW
@@ -837,6 +839,47 @@ static tl_client_t *open_acked(grpc_channel *ch, int port)
     tl_delta_free(r);
     return c;
 }
+
+/* How many full-state bodies the server caches now. */
+static int full_cached(xds_server_t *s)
+{
+    int n = 0;
+    pthread_mutex_lock(&s->mu);
+    for (size_t i = 0; i < XDS_NFULL; i++)
+        n += s->full[i].snap != NULL;
+    pthread_mutex_unlock(&s->mu);
+    return n;
+}
+
+/* Once its full state is out, an idle server keeps no body; the next
+ * stream to connect gets the same full state, built again. */
+START_TEST(full_body_dropped_when_idle)
+{
+    env_t *e = env_new();
+    tl_client_t *c1 = client_open(e->port, DELTA);
+    send_first(c1, XDS_TYPE_ADDRESS, NULL, 0);
+    dresp_t *r1 = recv_delta(c1, 5000);
+    ck_assert_ptr_nonnull(r1);
+    send_ack(c1, XDS_TYPE_ADDRESS, r1->nonce, NULL);
+    int cached = 1;
+    for (int i = 0; i < 200 && (cached = full_cached(e->s)); i++)
+        usleep(10000);
+    ck_assert_int_eq(cached, 0);
+    tl_client_t *c2 = client_open(e->port, DELTA);
+    send_first(c2, XDS_TYPE_ADDRESS, NULL, 0);
+    dresp_t *r2 = recv_delta(c2, 5000);
+    ck_assert_ptr_nonnull(r2);
+    ck_assert_uint_gt(r1->n_resources, 4);
+    ck_assert_uint_eq(r2->n_resources, r1->n_resources);
+    for (size_t i = 0; i < r1->n_resources; i++)
+        ck_assert_str_eq(r2->resources[i]->name, r1->resources[i]->name);
+    tl_delta_free(r1);
+    tl_delta_free(r2);
+    tl_client_close(c1);
+    tl_client_close(c2);
+    env_free(e);
+}
+END_TEST
 
 static void expect_one_change(tl_client_t *c)
 {
@@ -1689,6 +1732,7 @@ int main(void)
     tcase_add_test(t, delta_malformed_request_rejected);
     tcase_add_test(t, authorization_type_empty_set);
     tcase_add_test(t, sotw_full_state);
+    tcase_add_test(t, full_body_dropped_when_idle);
     tcase_add_test(t, bad_stream_does_not_disturb_good_one);
     tcase_add_test(t, node_ztunnel_clusterid_header_and_network_hook);
     tcase_add_test(t, node_istio_meta_prefixed_keys);

@@ -184,8 +184,8 @@ void xds_ca_call_authed(xds_stream_t *st)
         if (!st->pod_name || !st->pod_uid || !s->node_authorize ||
             !s->node_authorize(s->node_authorize_arg, st->cluster, cns, st->pod_name, st->pod_uid,
                                csa, ns, sa, why, sizeof(why))) {
-            snprintf(msg, sizeof(msg), "ca: %s/%s of cluster %.253s may not impersonate %s/%s: %s",
-                     cns, csa, st->cluster, ns, sa, why);
+            snprintf(msg, sizeof(msg), "ca: %s/%s of cluster %s may not impersonate %s/%s: %s", cns,
+                     csa, st->cluster, ns, sa, why);
             xds_ca_call_fail(st, XDS_CA_RESULT_DENIED, GRPC_STATUS_PERMISSION_DENIED, msg);
             return;
         }

@@ -72,8 +72,9 @@ static int client_config(const xds_stream_t *p, Google__Protobuf__Any *any)
 {
     const xds_type_state_t *ts[2 + XDS_ENVOY_NTYPES] = {&p->addr, &p->auth};
     const char *urls[2 + XDS_ENVOY_NTYPES] = {XDS_TYPE_ADDRESS, XDS_TYPE_AUTHORIZATION};
+    static const xds_type_state_t none; /* an Envoy type a ztunnel never asked for */
     for (int t = 0; t < XDS_ENVOY_NTYPES; t++) {
-        ts[2 + t] = &p->envoy[t];
+        ts[2 + t] = p->envoy ? &p->envoy[t] : &none;
         urls[2 + t] = xds_envoy_type_url((xds_envoy_type_t)t);
     }
     generic_t g[2 + XDS_ENVOY_NTYPES], *gp[2 + XDS_ENVOY_NTYPES];
@@ -143,10 +144,10 @@ void xds_debug_pump(xds_stream_t *st)
         ENVOY__SERVICE__DISCOVERY__V3__DISCOVERY_RESPONSE__INIT;
     char ver[24];
     snprintf(ver, sizeof(ver), "%" PRIu64, s->snap ? model_snapshot_version(s->snap) : 0);
-    xds_type_state_next_nonce(st, &st->debug_ts);
+    xds_next_nonce(st, st->debug_nonce);
     r.version_info = ver;
     r.type_url = (char *)XDS_TYPE_DEBUG_SYNCZ;
-    r.nonce = st->debug_ts.nonce;
+    r.nonce = st->debug_nonce;
     r.n_resources = n;
     r.resources = anyp;
     r.control_plane = &cp;

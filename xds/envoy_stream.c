@@ -30,8 +30,10 @@ bool xds_envoy_is_gateway(const char *node_id, const char *role, const char *man
 
 void xds_envoy_state_free(xds_stream_t *st)
 {
-    for (int t = 0; t < XDS_ENVOY_NTYPES; t++)
+    for (int t = 0; st->envoy && t < XDS_ENVOY_NTYPES; t++)
         xds_type_state_clear(&st->envoy[t]);
+    free(st->envoy);
+    st->envoy = NULL;
 }
 
 static void ack(xds_stream_t *st, xds_type_state_t *ts, const char *nonce, bool nack,
@@ -313,7 +315,7 @@ out:
 
 void xds_envoy_pump(xds_stream_t *st)
 {
-    for (int t = 0; t < XDS_ENVOY_NTYPES && !st->sending && !st->closing; t++)
+    for (int t = 0; st->envoy && t < XDS_ENVOY_NTYPES && !st->sending && !st->closing; t++)
         if ((st->delta ? pump_delta(st, t) : pump_sotw(st, t)))
             return;
 }

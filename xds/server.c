@@ -164,7 +164,7 @@ static void arg_int(grpc_arg *a, const char *key, int v)
 
 static grpc_server *server_create(size_t max_msg, int max_age_ms, int max_age_grace_ms)
 {
-    grpc_arg args[10];
+    grpc_arg args[12];
     arg_int(&args[0], GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH,
             (int)(max_msg > 0x7fffffff ? 0x7fffffff : max_msg));
     arg_int(&args[1], GRPC_ARG_KEEPALIVE_TIME_MS, XDS_KEEPALIVE_TIME_MS);
@@ -176,10 +176,12 @@ static grpc_server *server_create(size_t max_msg, int max_age_ms, int max_age_gr
     arg_int(&args[6], GRPC_ARG_MAX_CONCURRENT_STREAMS, XDS_STREAMS_PER_CONN);
     /* a second meshfed on the same port must fail, not split the proxies */
     arg_int(&args[7], GRPC_ARG_ALLOW_REUSEPORT, 0);
+    arg_int(&args[8], GRPC_ARG_ENABLE_DEADLINE_CHECKS, 0);
+    arg_int(&args[9], GRPC_ARG_ENABLE_CHANNELZ, 0);
     /* grpc core adds the jitter to the age itself (max_age filter) */
-    arg_int(&args[8], GRPC_ARG_MAX_CONNECTION_AGE_MS, max_age_ms);
-    arg_int(&args[9], GRPC_ARG_MAX_CONNECTION_AGE_GRACE_MS, max_age_grace_ms);
-    grpc_channel_args ca = {max_age_ms > 0 ? 10 : 8, args};
+    arg_int(&args[10], GRPC_ARG_MAX_CONNECTION_AGE_MS, max_age_ms);
+    arg_int(&args[11], GRPC_ARG_MAX_CONNECTION_AGE_GRACE_MS, max_age_grace_ms);
+    grpc_channel_args ca = {max_age_ms > 0 ? 12 : 10, args};
     return grpc_server_create(&ca, NULL);
 }
 
@@ -355,6 +357,12 @@ static void full_release(xds_stream_t *st)
             s->full_inflight--;
         }
     }
+    /* The last full state is out: an idle server keeps no body (megabytes
+     * per view); the next stream to connect builds it again from the
+     * resources' cached encodings. Messages in flight hold their own refs. */
+    if (!s->full_inflight && !s->wait_head)
+        for (size_t i = 0; i < XDS_NFULL; i++)
+            xds_full_drop(&s->full[i]);
 }
 
 static void stream_free(xds_stream_t *st)

@@ -90,10 +90,15 @@ void xds_type_state_set_base(xds_type_state_t *ts, model_snapshot_t *snap)
     ts->base = snap ? model_snapshot_ref(snap) : NULL;
 }
 
-void xds_type_state_next_nonce(xds_stream_t *st, xds_type_state_t *ts)
+void xds_next_nonce(xds_stream_t *st, char *nonce)
 {
     uint64_t n = atomic_fetch_add(&st->srv->nonce_ctr, 1) + 1;
-    snprintf(ts->nonce, sizeof(ts->nonce), "%" PRIx64, n);
+    snprintf(nonce, XDS_NONCE_LEN, "%" PRIx64, n);
+}
+
+void xds_type_state_next_nonce(xds_stream_t *st, xds_type_state_t *ts)
+{
+    xds_next_nonce(st, ts->nonce);
 }
 
 void xds_stream_state_free(xds_stream_t *st)
@@ -103,7 +108,6 @@ void xds_stream_state_free(xds_stream_t *st)
     xds_type_state_clear(&st->addr);
     xds_type_state_clear(&st->auth);
     xds_envoy_state_free(st);
-    xds_type_state_clear(&st->debug_ts);
     free(st->istio_version);
     free(st->node_id);
     free(st->cluster);
@@ -252,7 +256,12 @@ static int take_node(xds_stream_t *st, const Envoy__Config__Core__V3__Node *node
     st->gateway =
         xds_envoy_is_gateway(st->node_id, meta_string(node->metadata, XDS_GW_ROLE_KEY),
                              meta_nested(node->metadata, XDS_GW_LABELS_KEY, XDS_GW_MANAGED_LABEL));
-    return xds_auth_start(st);
+    int rc = xds_auth_start(st);
+    /* the headers are read (token and clusterid copied): an idle stream
+     * need not keep the array grpc filled in */
+    grpc_metadata_array_destroy(&st->md);
+    grpc_metadata_array_init(&st->md);
+    return rc;
 }
 
 bool xds_stream_network_moved(xds_stream_t *st)
@@ -292,6 +301,10 @@ static xds_type_state_t *type_state(xds_stream_t *st, const char *type_url)
     int et = xds_envoy_type(type_url);
     if (et >= 0) {
         note_kind(st, st->gateway ? XDS_PROXY_GATEWAY : XDS_PROXY_GRPC);
+        if (!st->envoy && !(st->envoy = calloc(XDS_ENVOY_NTYPES, sizeof(*st->envoy)))) {
+            reject(st, GRPC_STATUS_RESOURCE_EXHAUSTED, "xds: out of memory%s", "");
+            return NULL;
+        }
         return &st->envoy[et];
     }
     reject(st, GRPC_STATUS_INVALID_ARGUMENT, "xds: unknown type_url \"%s\"",
@@ -355,7 +368,7 @@ static int check_limits(xds_stream_t *st)
     size_t n = 0, bytes = 0;
     type_names(&st->addr, &n, &bytes);
     type_names(&st->auth, &n, &bytes);
-    for (int t = 0; t < XDS_ENVOY_NTYPES; t++)
+    for (int t = 0; st->envoy && t < XDS_ENVOY_NTYPES; t++)
         type_names(&st->envoy[t], &n, &bytes);
     s->name_bytes = s->name_bytes - st->name_bytes + bytes;
     st->nnames = n;
@@ -463,7 +476,7 @@ static void on_sotw(xds_stream_t *st, Envoy__Service__Discovery__V3__DiscoveryRe
     xds_type_state_t *ts = type_state(st, rq->type_url);
     if (!ts || check_names(st, rq->resource_names, rq->n_resource_names) < 0)
         return;
-    if (ts >= st->envoy && ts < st->envoy + XDS_ENVOY_NTYPES) {
+    if (st->envoy && ts >= st->envoy && ts < st->envoy + XDS_ENVOY_NTYPES) {
         if (rq->n_resource_names > st->srv->max_names) {
             st->srv->stats.limit_names++;
             xds_log(st->srv, true, "xds: node %.200s asked for %zu names at once; stream closed",

@@ -60,13 +60,15 @@ typedef struct xds_tag {
     xds_stream_t *st;
 } xds_tag_t;
 
+#define XDS_NONCE_LEN 24
+
 /* What one stream knows about one resource type. */
 typedef struct xds_type_state {
     bool subscribed;
     bool wildcard;
-    bool need_push;         /* answer even when nothing changed */
-    char nonce[24];         /* response in flight, "" when none */
-    model_snapshot_t *base; /* snapshot the client's state was built from */
+    bool need_push;            /* answer even when nothing changed */
+    char nonce[XDS_NONCE_LEN]; /* response in flight, "" when none */
+    model_snapshot_t *base;    /* snapshot the client's state was built from */
     uint64_t version_sent, version_acked;
     size_t nsent;       /* SotW: resources in the last response */
     size_t nheld;       /* delta wildcard: about how many it holds */
@@ -83,7 +85,9 @@ typedef struct xds_type_state {
 void xds_type_state_clear(xds_type_state_t *ts);
 /* Makes snap (a reference of its own) what the client's state is built from. */
 void xds_type_state_set_base(xds_type_state_t *ts, model_snapshot_t *snap);
-/* A fresh nonce in ts->nonce, unique across the server's streams. */
+/* A fresh nonce in nonce (XDS_NONCE_LEN bytes), unique across the server's
+ * streams; the _type_state_ form writes ts->nonce. */
+void xds_next_nonce(xds_stream_t *st, char *nonce);
 void xds_type_state_next_nonce(xds_stream_t *st, xds_type_state_t *ts);
 
 struct xds_stream {
@@ -103,9 +107,11 @@ struct xds_stream {
     char *node_id, *cluster, *network, *peer;
     model_view_t view;
     xds_type_state_t addr, auth;
-    xds_type_state_t envoy[4]; /* LDS, RDS, CDS, EDS: envoy_stream.c */
-    bool gateway;              /* an east-west gateway (docs/gateway.md) */
-    int proxy_kind;            /* xds_proxy_kind_t once known, else -1 */
+    /* LDS, RDS, CDS, EDS (envoy_stream.c): NULL until the stream first asks
+     * for one of them, so that a ztunnel's stream does not carry four */
+    xds_type_state_t *envoy;
+    bool gateway;   /* an east-west gateway (docs/gateway.md) */
+    int proxy_kind; /* xds_proxy_kind_t once known, else -1 */
     uint64_t nacks;
     char *last_nack;
     /* authentication (auth.c): pending until the authenticator answers;
@@ -119,12 +125,12 @@ struct xds_stream {
     bool ca_call;
     char *ca_csr, *ca_impersonate;
     int64_t ca_ttl;
-    bool unknown_cluster;      /* its cluster is not one meshfed knows */
-    bool net_from_cluster;     /* its network is its cluster's (none in its metadata) */
-    bool debug, debug_want;    /* asks for istio.io/debug/syncz; an answer is due */
-    xds_type_state_t debug_ts; /* its nonce (debug.c) */
-    char *istio_version;       /* node metadata ISTIO_VERSION, or NULL */
-    size_t nnames, name_bytes; /* what its subscriptions hold (limits) */
+    bool unknown_cluster;            /* its cluster is not one meshfed knows */
+    bool net_from_cluster;           /* its network is its cluster's (none in its metadata) */
+    bool debug, debug_want;          /* asks for istio.io/debug/syncz; an answer is due */
+    char debug_nonce[XDS_NONCE_LEN]; /* (debug.c) */
+    char *istio_version;             /* node metadata ISTIO_VERSION, or NULL */
+    size_t nnames, name_bytes;       /* what its subscriptions hold (limits) */
     xds_tag_t t_recv, t_send, t_close, t_status;
     xds_stream_t *next, *prev;
 };

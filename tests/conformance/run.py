@@ -7,10 +7,11 @@ cluster, and expect.yaml with what a ztunnel of the viewing cluster must
 receive, taken from upstream's expectation. For every case the real meshfed
 runs in --demo mode on a copy of the manifests, one ztunnel-like Delta ADS
 client per viewer (tests/ztunnel.py, decoding with modules generated from
-xds/proto) collects the Address resources, and each resource the case names
-is compared field by field (tests/e2e_dataplane.py readable/diff); names
-under `absent` must not be sent, and meshfed must log no warning about the
-inputs. Cases with `steps` edit the manifests between expectations while the
+xds/proto) collects the Address and Authorization resources, and each
+resource the case names is compared field by field (tests/e2e_dataplane.py
+readable/diff); names under `absent` and `policies_absent` must not be sent,
+a policy's status is read from /debug/authorizationz, and meshfed must log no
+warning about the inputs. Cases with `steps` edit the manifests between expectations while the
 same clients stay connected.
 
 Prints one line per case (PASS, FAIL, PENDING) and a summary; exits nonzero
@@ -33,14 +34,14 @@ import yaml
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
-from e2e_dataplane import diff, readable  # noqa: E402
-from e2elib import get, log_ports, stop, wait_for  # noqa: E402
+from e2e_dataplane import diff, ip_text, readable  # noqa: E402
+from e2elib import get, get_json, log_ports, stop, wait_for  # noqa: E402
 import ztunnel  # noqa: E402
 
 CASES = os.path.join(HERE, "cases")
 OUT_OF_SCOPE = os.path.join(HERE, "out_of_scope.yaml")
 FLAGS = {"trust_domain": "--trust-domain", "domain_suffix": "--domain-suffix",
-         "cluster_id": "--cluster-id"}
+         "cluster_id": "--cluster-id", "root_namespace": "--root-namespace", "revision": "--revision"}
 SETTLE = 1.2  # the demo rereads its files every 0.5 s; later pushes must show
 
 
@@ -89,12 +90,61 @@ def network_of(demo, cluster):
     return ""
 
 
-def compare(exp, state):
-    """Readable difference lines between one expectation and a ztunnel's state."""
+def readable_authz(msg):
+    """MessageToDict of an Authorization (proto field names), its IP
+    addresses as text, as `policies_present` writes them."""
+    from google.protobuf.json_format import MessageToDict
+    d = MessageToDict(msg, preserving_proto_field_name=True)
+    for rule in d.get("rules", []):
+        for clause in rule.get("clauses", []):
+            for m in clause.get("matches", []):
+                for k in ("source_ips", "not_source_ips", "destination_ips", "not_destination_ips"):
+                    for a in m.get(k, []):
+                        if "address" in a:
+                            a["address"] = ip_text(a["address"])
+    return d
+
+
+def compare(exp, zt):
+    """Readable difference lines between one expectation and a ztunnel's
+    state (Address and Authorization resources)."""
+    state, authz = zt.state, zt.authz
     want = exp.get("present") or {}
     got = {n: readable(state[n]) for n in want if n in state}
     lines = diff(want, got)
     lines += [f"  sent     {n} (expected absent)" for n in exp.get("absent") or [] if n in state]
+    want = exp.get("policies_present") or {}
+    lines += [f"  missing  {n}" for n, w in want.items() if w is None and n not in authz]
+    want = {n: w for n, w in want.items() if w is not None}
+    got = {n: readable_authz(authz[n]) for n in want if n in authz}
+    lines += diff(want, got)
+    lines += [f"  sent     {n} (expected absent)" for n in exp.get("policies_absent") or [] if n in authz]
+    for n, want_list in (exp.get("workload_policies") or {}).items():
+        if n not in state:
+            lines.append(f"  missing  {n}")
+            continue
+        got_list = list(state[n].workload.authorization_policies)
+        if got_list != (want_list or []):
+            lines.append(f"  differs  {n}")
+            lines.append(f"    workload.authorization_policies: want {want_list or []}, got {got_list}")
+    return lines
+
+
+def compare_status(exp, dport, cluster):
+    """Difference lines between `policy_status` and the status meshfed
+    shows for the cluster's policies in /debug/authorizationz."""
+    want = exp.get("policy_status") or {}
+    if not want:
+        return []
+    az = ((get_json(dport, "/debug/authorizationz") or {}).get("clusters") or {}).get(cluster) or {}
+    lines = []
+    for n, w in want.items():
+        if n not in az:
+            lines.append(f"  missing  {n} in /debug/authorizationz")
+            continue
+        got = az[n].get("status")
+        if got != w:
+            lines.append(f"  differs  {n} status: want {w}, got {got}")
     return lines
 
 
@@ -131,18 +181,25 @@ def run_case(binary, src, case, work):
         if not wait_for(lambda: get(dport, "/ready")[0] == 200, timeout=15):
             return False, ["  meshfed never became ready"]
         for i, (d, exp) in enumerate(plan):
+            with_sends = {v: dict(zt.sends) for v, zt in clients.items()}
             if i and d:
                 apply_step(d, demo)
             lines = []
             for v in viewers(case, exp):
                 if v not in clients:
-                    clients[v] = ztunnel.Ztunnel(src, xport, v, network_of(demo, v), reconnect=True)
+                    clients[v] = ztunnel.Ztunnel(src, xport, v, network_of(demo, v), reconnect=True,
+                                                 authz=True)
                 zt = clients[v]
-                ok = lambda s: not compare(exp, s)  # noqa: E731
+                ok = lambda _: not compare(exp, zt)  # noqa: E731
                 zt.wait(ok, timeout=10)
+                wait_for(lambda: not compare_status(exp, dport, v), timeout=5)
                 time.sleep(SETTLE)
                 with zt.cond:
-                    bad = compare(exp, dict(zt.state))
+                    bad = compare(exp, zt)
+                bad += compare_status(exp, dport, v)
+                before = with_sends.get(v, {})
+                bad += [f"  sent again {n} (expected no push of it in this step)"
+                        for n in exp.get("not_resent") or [] if zt.sends.get(n, 0) != before.get(n, 0)]
                 if zt.error is not None:
                     bad.append(f"  the Delta ADS stream ended: {zt.error}")
                 if bad:
@@ -211,7 +268,9 @@ objects, one directory per upstream test case (plus the cases of helpers the ind
 pod's `workload_name` and `canonical_name`; `pkg/kube/labels/labels_test.go`
 TestCanonicalService, seen as its `canonical_name` and `canonical_revision`;
 `pkg/config/kube/conversion_test.go` TestConvertProtocol, seen as a Service port's
-`app_protocol`):
+`app_protocol`), and what it receives as `istio.security.Authorization` for the same
+AuthorizationPolicies and PeerAuthentications (`authorization_test.go`, the
+`TestRBACConvert` goldens of `testdata/`, the policy tests of `ambientindex_test.go`):
 
 - `cases/<upstream_test>__<case>/clusters/<cluster>/*.yaml`: the Kubernetes objects of
   each cluster, as a real API server returns them (defaults such as `targetPort`,
@@ -222,33 +281,52 @@ TestCanonicalService, seen as its `canonical_name` and `canonical_revision`;
   ConfigMap holds `serviceScopeConfigs` where a case needs rules.
 - `cases/<case>/expect.yaml`: `upstream` (file, test, case), `viewer` (the cluster
   whose ztunnel is compared, istiod's own cluster), `flags` (meshfed's
-  `--cluster-id`, `--domain-suffix`, `--trust-domain`), `status` (`pass` or `pending`
-  with a `reason`), `note`, and the expectation: `present` (resource name -> the
-  Address, in `MessageToDict` form with proto field names, addresses as IP text, fields
-  at their default value left out) and `absent` (names that must not be sent). The
-  `note` says how the inputs differ from upstream's fake objects and why. A case
+  `--cluster-id`, `--domain-suffix`, `--trust-domain`, `--root-namespace`,
+  `--revision`), `status` (`pass` or `pending` with a `reason`), `note`, and the
+  expectation, any of:
+  - `present` (resource name -> the Address, in `MessageToDict` form with proto field
+    names, addresses as IP text, fields at their default value left out) and `absent`
+    (Address names that must not be sent);
+  - `policies_present` (resource name `<namespace>/<name>` -> the
+    `istio.security.Authorization`, in the same form: xds/proto's field names `rules`,
+    `clauses`, `matches`, which are ztunnel's for istio's `groups`, `rules`,
+    `matches`; IPs as text with their `length`) and `policies_absent` (Authorization
+    names that must not be sent); a name mapped to `null` must be sent, its fields
+    not compared (where upstream asserts only that the policy exists);
+  - `workload_policies` (Address name -> its Workload's `authorization_policies`, in
+    order; `[]` for none), where upstream asserts only that field;
+  - `not_resent` (Address or Authorization names that must not be sent again during
+    the step, where upstream asserts that no event happens);
+  - `policy_status` (policy `<namespace>/<name>` -> the status meshfed writes as the
+    `ZtunnelAccepted` condition's `reason` and `message`, or `null` when the
+    translation has no warning and the condition says `Accepted`), read from
+    `/debug/authorizationz` of the viewer's cluster.
+
+  The ztunnel client subscribes to both types on one Delta stream, as ztunnel does.
+  The `note` says how the inputs differ from upstream's fake objects and why. A case
   compares only the resources it names, each field by field. A case with `steps`
-  holds one expectation per step (`do` says what the step changes); a step's `clusters` directory replaces those
-  clusters' files while the same ztunnel stays connected, as live edits would.
+  holds one expectation per step (`do` says what the step changes); a step's
+  `clusters` directory replaces those clusters' files while the same ztunnel stays
+  connected, as live edits would.
 - `out_of_scope.yaml`: upstream cases not run, with the reason (ServiceEntry,
-  WorkloadEntry and waypoints are not implemented; authorization cases are pinned by
-  `tests/test_authz.c` and `tests/e2e_authz.py`, as this suite compares Address
-  resources only; a few test only istiod internals).
+  WorkloadEntry and waypoints are not implemented; a few test only istiod internals,
+  or the status of policies only waypoints enforce).
 
 `run.py MESHFED SOURCE_DIR [-k SUBSTRING] [-j JOBS] [-v]` starts the real meshfed with
 `--demo` on a copy of each case (cases in parallel), connects a Delta ADS client per
-viewer (`tests/ztunnel.py`, which decodes with modules generated from `xds/proto`),
-and compares with `tests/e2e_dataplane.py`'s `readable`/`diff`. It prints PASS, FAIL
-or PENDING per case (a pending case that now passes says so) and exits nonzero on any
-FAIL. A case also fails when meshfed logs a warning or error about its inputs: an object
-meshfed could not read would otherwise make `absent` pass for the wrong reason. ctest
-runs it as `conformance`.
+viewer (`tests/ztunnel.py` with `authz=True`, which decodes with modules generated
+from `xds/proto`), and compares with `tests/e2e_dataplane.py`'s `readable`/`diff`. It
+prints PASS, FAIL or PENDING per case (a pending case that now passes says so) and
+exits nonzero on any FAIL. A case also fails when meshfed logs a warning or error about
+its inputs: an object meshfed could not read would otherwise make `absent` pass for the
+wrong reason. ctest runs it as `conformance`.
 
 Upstream runs most `ambientindex_test.go` tests twice, "base" and "multicluster
 (enabled but unused)"; meshfed has only the multicluster path, so one case covers
 both. Deliberate differences (docs/dataplane.md) are not pending: capacity counts
 ready endpoints (the cases' pods are ready), SANs are sorted, pods are matched through
-EndpointSlices.
+EndpointSlices. A ztunnel gets its own cluster's policies only (docs/limits.md); the
+policy cases have one cluster, where that is all of them, as with istiod.
 
 """
 
