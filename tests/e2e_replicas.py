@@ -238,6 +238,8 @@ def age_phase(binary, work, east, west, other):
         check(bool(resumed.wait(lambda s: wr in s and s[wr].workload.capacity.value == 4, 60)),
               "age: a change reaches the client that resumed across reconnects")
         compare(resumed, ref, "age: the resuming client", 8, 1)
+        c.proc.send_signal(signal.SIGTERM)
+        check(c.proc.wait(timeout=30) == 0, "age: C exits cleanly on SIGTERM, clients connected")
     finally:
         for z in zts:
             z.close()
@@ -332,6 +334,8 @@ def main():
         check(bool(wait_for(second_written)) and
               sum(token_stats(east, other.token)["requests"].get(k, 0) for k in STATUS_WRITES) > 0,
               "and writes status from then on")
+        other.proc.send_signal(signal.SIGTERM)
+        check(other.proc.wait(timeout=30) == 0, "the last replica exits cleanly on SIGTERM")
     finally:
         for z in zts:
             z.close()
