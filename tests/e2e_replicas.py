@@ -16,7 +16,6 @@ it; ztunnel clients on C reconnect and get their view again, equal to the
 other replica's.
 Usage: e2e_replicas.py MESHFED_BINARY SOURCE_DIR
 """
-import json
 import os
 import shutil
 import signal
