@@ -34,6 +34,14 @@ from e2elib import (FAILURES, check, fake_get, gateway, get, get_json, kubeconfi
 
 wait_for = waiter(30.0)
 H = "svc.cluster.local"
+# west's reviews as east sees it: through west's east-west gateway
+WEST_REVIEWS = ("network-west/SplitHorizonWorkload/istio-system/istio-eastwest/198.51.100.10/"
+                f"bookinfo/reviews.bookinfo.{H}")
+
+
+def capacity(state):
+    """West's reviews' capacity (its endpoints) in a client's state, or None."""
+    return state[WEST_REVIEWS].workload.capacity.value if WEST_REVIEWS in state else None
 SRC = None
 STATUS_WRITES = ("patch servicescopes/status", "update servicescopes/status",
                  "patch authorizationpolicies/status", "update authorizationpolicies/status")
@@ -233,8 +241,7 @@ def age_phase(binary, work, east, west, other):
                 "gets the whole view", 8, 1)
         ips = ["10.10.0.11", "10.10.0.12", "10.10.0.13", "10.10.0.14"]
         post(west, "/fake/apply", [slice_("bookinfo", "reviews", ips)] + pods("bookinfo", "reviews", ips))
-        wr = f"network-west/SplitHorizonWorkload/istio-system/istio-eastwest/198.51.100.10/bookinfo/reviews.bookinfo.{H}"
-        check(bool(resumed.wait(lambda s: wr in s and s[wr].workload.capacity.value == 4, 60)),
+        check(bool(resumed.wait(lambda s: capacity(s) == 4, 60)),
               "age: a change reaches the client that resumed across reconnects")
         compare(resumed, ref, "age: the resuming client", 8, 1)
         c.proc.send_signal(signal.SIGTERM)
@@ -278,14 +285,12 @@ def main():
             zts += [za, zb]
             compare(za, zb, f"{cluster}'s view on A and on B", 8, 1)
         za, zb = zts[0], zts[1]
-        wr = f"network-west/SplitHorizonWorkload/istio-system/istio-eastwest/198.51.100.10/bookinfo/reviews.bookinfo.{H}"
-        check(wr in za.state and "east//Pod/bookinfo/reviews-0" in za.state,
+        check(WEST_REVIEWS in za.state and "east//Pod/bookinfo/reviews-0" in za.state,
               "east's view holds west's global service through its gateway and east's own pods")
         ips = ["10.10.0.11", "10.10.0.12", "10.10.0.13"]
         post(west, "/fake/apply", [slice_("bookinfo", "reviews", ips)] + pods("bookinfo", "reviews", ips))
         post(east, "/fake/apply", policy("allow-frontend", "bookinfo", {"rules": [{}]}))
-        check(bool(za.wait(lambda s: wr in s and s[wr].workload.capacity.value == 3)
-                   and zb.wait(lambda s: wr in s and s[wr].workload.capacity.value == 3)),
+        check(bool(za.wait(lambda s: capacity(s) == 3) and zb.wait(lambda s: capacity(s) == 3)),
               "a change in west reaches the clients of both replicas")
         compare(za, zb, "after changes in west and east, east's view on A and on B", 8, 1)
 
