@@ -30,6 +30,7 @@
 #include "model.h"
 #include "testlib.h"
 #include "xds.h"
+#include "xds_int.h"
 
 #include <dlfcn.h>
 #include <grpc/byte_buffer.h>
@@ -268,7 +269,8 @@ static void give_back(void)
 /* RSS once the last sends are done and their buffers gone. */
 static long settled_rss_kb(void)
 {
-    struct timespec settle = {0, 300000000};
+    /* meshfed drops its full-state bodies XDS_FULL_KEEP_US after the last full send */
+    struct timespec settle = {XDS_FULL_KEEP_US / 1000000 + 1, 0};
     nanosleep(&settle, NULL);
     give_back();
     return tl_rss_kb();

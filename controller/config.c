@@ -110,6 +110,10 @@ static const setting_t settings[] = {
     {"root-namespace", "MESHFED_ROOT_NAMESPACE", T_STR, OFF(root_namespace), "istio-system",
      "meshConfig.rootNamespace: its AuthorizationPolicies without a selector apply mesh-wide, "
      "its PeerAuthentications without one set the mesh's mTLS mode"},
+    {"authz-dry-run", "AMBIENT_ENABLE_DRY_RUN_AUTHORIZATION_POLICY", T_BOOL, OFF(authz_dry_run),
+     "false",
+     "send AuthorizationPolicies annotated istio.io/dry-run=true to ztunnel marked dry run (it "
+     "logs what it would allow or deny); off, as in istiod, they are not sent"},
     {"revision", "REVISION", T_STR, OFF(revision), "",
      "istio.io/rev: AuthorizationPolicies and PeerAuthentications labelled with another "
      "revision are ignored (unlabelled ones always apply; empty: every revision)"},

@@ -251,19 +251,18 @@ static int load_doc(json_t *doc, void *arg)
         }
         return 0;
     }
+    /* an east-west Gateway is also kept as a possible waypoint, as every
+     * Gateway is on a live cluster (clusters.c on_gateway) */
     ctl_gateway_t g;
     int gw = kind && strcmp(kind, "Gateway") == 0 ? ctl_gateway_from_json(doc, &g) : 0;
-    if (gw > 0) {
+    if (gw > 0)
         use_gateway(l, &g, true);
-        return 0;
-    }
     if (gw < 0) {
         atomic_fetch_add(&ctl_metrics.gateway_errors, 1);
         ctl_log(CTL_WARN, "%s/%s: %s; its network is not reachable from others until fixed",
                 l->cluster, l->file, g.problem);
         if (!l->gw_from_gateway)
             ctl_cluster_info_gateway(&l->info, NULL, NULL, g.problem);
-        return 0;
     }
     if (l->local && api && kind && strcmp(api, "v1") == 0 && strcmp(kind, "ConfigMap") == 0) {
         load_meshconfig(l, doc);

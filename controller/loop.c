@@ -71,7 +71,7 @@ ctl_t *ctl_new(const ctl_config_t *cfg, char *err, size_t errlen)
     c->cfg = *cfg;
     atomic_init(&c->debounce_ms, cfg->debounce_ms);
     model_config_t mc = {cfg->trust_domain, cfg->domain_suffix, cfg->prefer_cluster,
-                         cfg->root_namespace};
+                         cfg->root_namespace, cfg->authz_dry_run};
     c->model = model_new(&mc);
     c->q = calloc(QUEUE_CAP, sizeof(*c->q));
     if (!c->model || !c->q) {

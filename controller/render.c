@@ -85,6 +85,21 @@ static void gw_json(json_t *o, const char *k, const model_gw_addr_t *gw)
         json_object_set_new(o, "capacity", json_integer(gw->capacity));
 }
 
+/* weighted_waypoints: the primary with the rest of the share, the canary. */
+static json_t *weighted_json(const model_gw_addr_t *primary, const model_gw_addr_t *canary,
+                             unsigned weight)
+{
+    json_t *a = json_array(), *d;
+    const model_gw_addr_t *g[2] = {primary, canary};
+    for (int i = 0; i < 2; i++) {
+        d = json_object();
+        gw_json(d, "destination", g[i]);
+        json_object_set_new(d, "weight", json_integer(i ? weight : 100 - weight));
+        json_array_append_new(a, d);
+    }
+    return a;
+}
+
 static json_t *svcs_json(const model_wl_service_t *svcs, size_t n)
 {
     json_t *o = json_object();
@@ -193,6 +208,9 @@ static const char *const ip_fams[] = {"AUTOMATIC", "IPV4_ONLY", "IPV6_ONLY", "DU
     if (s->f != MODEL_IPF_AUTOMATIC)                                                               \
         json_object_set_new(o, k, json_string(ip_fams[s->f & 3]));
 #define SVC_JSON_GW(f, k) gw_json(o, k, s->f);
+#define SVC_JSON_CANARY(f, k)                                                                      \
+    if (s->waypoint && s->f)                                                                       \
+        json_object_set_new(o, k, weighted_json(s->waypoint, s->f, s->f##_weight));
 #define SVC_JSON_FLAG(f, k)                                                                        \
     if (s->f)                                                                                      \
         json_object_set_new(o, k, json_true());

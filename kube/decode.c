@@ -31,6 +31,7 @@
 #define KUBE_MAX_ADDRESSES 100 /* addresses of one endpoint (API server limit) */
 
 #define TD_ANNOTATION "networking.istio.io/traffic-distribution"
+#define CANARY_WEIGHT_ANNOTATION "istio.io/use-waypoint-canary-weight"
 #define AMBIENT_ANNOTATION "ambient.istio.io/redirection"
 #define SVC_NAME_LABEL "kubernetes.io/service-name"
 
@@ -513,6 +514,16 @@ static model_traffic_dist_t kube_td_annotation(const char *v)
     return MODEL_TD_ANY;
 }
 
+/* A Service's or Namespace's weighted waypoint canary share. */
+static int kube_canary_weight(kube_dctx_t *c, const kube_meta_t *m, uint8_t *out)
+{
+    const char *w;
+    if (kube_get_str(c, m->annotations, &kube_p_annotations, CANARY_WEIGHT_ANNOTATION, &w) < 0)
+        return -1;
+    *out = model_canary_weight(w);
+    return 0;
+}
+
 /* The spec field first; the annotation only when the spec field is unset or
  * unknown, as istiod reads them. Unknown values are ignored: Kubernetes adds
  * new ones over time and a new value must not make a service undecodable. */
@@ -607,8 +618,8 @@ static int kube_decode_service(kube_dctx_t *c, const jv_t *obj, void **out)
         kube_dup(c, m.uid, &s->uid) < 0 ||
         (m.labels && kube_copy_labels(c, m.labels, &s->labels) < 0) ||
         kube_svc_cluster_ips(c, spec, s) < 0 || kube_svc_ports(c, spec, s) < 0 ||
-        kube_svc_td(c, spec, &m, s) < 0 || kube_svc_policy(c, spec, s) < 0 ||
-        kube_svc_lb_ips(c, obj, s) < 0) {
+        kube_svc_td(c, spec, &m, s) < 0 || kube_canary_weight(c, &m, &s->canary_weight) < 0 ||
+        kube_svc_policy(c, spec, s) < 0 || kube_svc_lb_ips(c, obj, s) < 0) {
         model_obj_free(MODEL_KIND_SERVICE, s);
         return -1;
     }
@@ -934,13 +945,48 @@ static int kube_decode_namespace(kube_dctx_t *c, const jv_t *obj, void **out)
         return -1;
     }
     n->traffic_dist = kube_td_annotation(td);
-    if (kube_dup(c, m.name, &n->name) < 0 ||
+    if (kube_canary_weight(c, &m, &n->canary_weight) < 0 || kube_dup(c, m.name, &n->name) < 0 ||
         (m.labels && kube_copy_labels(c, m.labels, &n->labels) < 0)) {
         model_obj_free(MODEL_KIND_NAMESPACE, n);
         return -1;
     }
     *out = n;
     return 0;
+}
+
+static int kube_selector(kube_dctx_t *c, const jv_t *rule, const kube_path_t *p, const char *key,
+                         model_selector_t **out);
+
+/* Which namespaces may bind to the waypoint: allowedRoutes.namespaces of the
+ * HBONE listener on port 15008, as istiod reads it (without a waypoint
+ * inbound binding annotation, which meshfed does not read); no such
+ * listener, or no allowedRoutes, is Same. A selector that does not parse
+ * takes no namespace rather than dropping the Gateway. */
+static void kube_gateway_from(const jv_t *obj, model_gateway_t *g)
+{
+    const jv_t *ls = kube_member(kube_member(obj, "spec"), "listeners"), *l;
+    size_t i;
+    if (!ls || !kube_jis(ls, KUBE_J_ARRAY))
+        return;
+    KUBE_JARRAY_FOREACH(ls, i, l)
+    {
+        const jv_t *proto = kube_member(l, "protocol"), *port = kube_member(l, "port");
+        if (!proto || !kube_jis(proto, KUBE_J_STRING) || strcmp(proto->v.s, "HBONE") != 0 ||
+            !port || !kube_jis(port, KUBE_J_INT) || port->v.i != 15008)
+            continue;
+        const jv_t *nss = kube_member(kube_member(l, "allowedRoutes"), "namespaces");
+        const jv_t *from = kube_member(nss, "from");
+        const char *f = from && kube_jis(from, KUBE_J_STRING) ? from->v.s : "Same";
+        if (strcmp(f, "All") == 0) {
+            g->from = MODEL_WP_FROM_ALL;
+        } else if (strcmp(f, "Selector") == 0) {
+            g->from = MODEL_WP_FROM_SELECTOR;
+            char err[MODEL_ERRLEN];
+            kube_dctx_t sc = {.err = err, .errlen = sizeof(err)};
+            (void)kube_selector(&sc, nss, NULL, "selector", &g->from_sel);
+        }
+        return;
+    }
 }
 
 /* A Gateway of any class, as a waypoint: its istio.io/waypoint-for label and
@@ -969,6 +1015,7 @@ static int kube_decode_gateway(kube_dctx_t *c, const jv_t *obj, void **out)
     const char *host = NULL;
     size_t i;
     if (addrs && kube_jis(addrs, KUBE_J_ARRAY)) {
+        g->ready = addrs->len > 0;
         KUBE_JARRAY_FOREACH(addrs, i, a)
         {
             const jv_t *t = kube_member(a, "type"), *v = kube_member(a, "value");
@@ -986,6 +1033,7 @@ static int kube_decode_gateway(kube_dctx_t *c, const jv_t *obj, void **out)
     }
     if (host)
         memset(&g->ip, 0, sizeof(g->ip));
+    kube_gateway_from(obj, g);
     if (kube_dup(c, m.name, &g->name) < 0 || kube_dup(c, m.ns, &g->ns) < 0 ||
         kube_dup(c, host, &g->hostname) < 0)
         goto fail;

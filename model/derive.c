@@ -218,6 +218,19 @@ static int netaddr_cmp(const void *a, const void *b)
     return strcmp(ka, kb);
 }
 
+/* A Service's waypoint g of cluster c, its strings in a. */
+static model_gw_addr_t *arena_waypoint(model_arena_t *a, const model_cluster_int_t *c,
+                                       const model_gateway_t *wp)
+{
+    model_gw_addr_t *g = model_arena_alloc(a, sizeof(*g));
+    model_waypoint_addr(c, wp, g);
+    g->waypoint = false; /* a Service's has a member of its own */
+    g->network = model_arena_strdup(a, g->network);
+    g->hostname = model_arena_strdup(a, g->hostname);
+    g->ns = model_arena_strdup(a, g->ns);
+    return g;
+}
+
 /* The waypoint (and ingress_use_waypoint) of x's Service, as its cluster
  * binds it, into o; its strings in a. */
 static void set_service_waypoint(model_out_service_t *o, model_arena_t *a, const svc_in_t *x)
@@ -225,36 +238,52 @@ static void set_service_waypoint(model_out_service_t *o, model_arena_t *a, const
     const model_service_t *s = x->svc;
     const model_gateway_t *wp = model_waypoint_of(x->c, s->ns, &s->labels, false);
     o->waypoint = NULL;
+    o->canary = NULL;
+    o->canary_weight = 0;
     o->ingress_use_waypoint = 0;
     if (!wp)
         return;
-    model_gw_addr_t *g = model_arena_alloc(a, sizeof(*g));
-    model_waypoint_addr(x->c, wp, g);
-    g->waypoint = false; /* a Service's has a member of its own */
-    g->network = model_arena_strdup(a, g->network);
-    g->hostname = model_arena_strdup(a, g->hostname);
-    g->ns = model_arena_strdup(a, g->ns);
-    o->waypoint = g;
+    o->waypoint = arena_waypoint(a, x->c, wp);
     o->ingress_use_waypoint = model_waypoint_ingress(x->c, s->ns, &s->labels);
+    unsigned w;
+    const model_gateway_t *canary = model_waypoint_canary(x->c, s, wp, &w);
+    if (canary) {
+        o->canary = arena_waypoint(a, x->c, canary);
+        o->canary_weight = (uint8_t)w;
+    }
 }
 
-/* Whether x's cluster binds its Service to the same waypoint as base's. */
-static bool same_waypoint(const svc_in_t *x, const svc_in_t *base)
+/* Whether Gateways wa of x's cluster and wb of base's give the same
+ * address. */
+static bool same_gateway(const svc_in_t *x, const model_gateway_t *wa, const svc_in_t *base,
+                         const model_gateway_t *wb)
 {
-    const model_service_t *a = x->svc, *b = base->svc;
-    const model_gateway_t *wa = model_waypoint_of(x->c, a->ns, &a->labels, false);
-    const model_gateway_t *wb = model_waypoint_of(base->c, b->ns, &b->labels, false);
     if (!wa || !wb)
         return wa == wb;
     model_gw_addr_t ga, gb;
     model_waypoint_addr(x->c, wa, &ga);
     model_waypoint_addr(base->c, wb, &gb);
     bool ha = ga.hostname != NULL, hb = gb.hostname != NULL;
-    return ha == hb &&
-           (ha ? strcmp(ga.hostname, gb.hostname) == 0 && strcmp(ga.ns, gb.ns) == 0
-               : strcmp(ga.network, gb.network) == 0 && model_ip_equal(&ga.ip, &gb.ip)) &&
-           model_waypoint_ingress(x->c, a->ns, &a->labels) ==
-               model_waypoint_ingress(base->c, b->ns, &b->labels);
+    return ha == hb && (ha ? strcmp(ga.hostname, gb.hostname) == 0 && strcmp(ga.ns, gb.ns) == 0
+                           : strcmp(ga.network, gb.network) == 0 && model_ip_equal(&ga.ip, &gb.ip));
+}
+
+/* Whether x's cluster binds its Service to the same waypoint (and canary)
+ * as base's. */
+static bool same_waypoint(const svc_in_t *x, const svc_in_t *base)
+{
+    const model_service_t *a = x->svc, *b = base->svc;
+    const model_gateway_t *wa = model_waypoint_of(x->c, a->ns, &a->labels, false);
+    const model_gateway_t *wb = model_waypoint_of(base->c, b->ns, &b->labels, false);
+    unsigned pa = 0, pb = 0;
+    const model_gateway_t *ca = model_waypoint_canary(x->c, a, wa, &pa);
+    const model_gateway_t *cb = model_waypoint_canary(base->c, b, wb, &pb);
+    if (!same_gateway(x, wa, base, wb) || !same_gateway(x, ca, base, cb) || (ca && pa != pb))
+        return false;
+    if (!wa)
+        return true;
+    return model_waypoint_ingress(x->c, a->ns, &a->labels) ==
+           model_waypoint_ingress(base->c, b->ns, &b->labels);
 }
 
 static model_res_t *build_service(const model_t *m, const char *key, const char *host,

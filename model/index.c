@@ -579,8 +579,10 @@ static void mark_effects(model_t *m, model_cluster_int_t *c, model_kind_t kind, 
              e = base_map_next(&c->objs[MODEL_KIND_SERVICE], e))
             if (strncmp(e->key, ns, n) == 0 && e->key[n] == '/')
                 model_mark_service(m, ns, e->key + n + 1);
-        /* its pods inherit its waypoint */
-        if (model_waypoint_labelled(&((const model_namespace_t *)obj)->labels))
+        /* its pods inherit its waypoint, and its labels may let them
+         * attach to another namespace's */
+        if (model_waypoint_labelled(&((const model_namespace_t *)obj)->labels) ||
+            model_waypoint_by_selector(c))
             mark_pods_in(m, c, ns);
         break;
     }
@@ -845,6 +847,7 @@ model_t *model_new(const model_config_t *cfg)
     m->trust_domain = strdup(cfg && cfg->trust_domain ? cfg->trust_domain : "cluster.local");
     m->domain_suffix = strdup(cfg && cfg->domain_suffix ? cfg->domain_suffix : "cluster.local");
     m->prefer_cluster = cfg && cfg->prefer_cluster;
+    m->authz_dry_run = cfg && cfg->authz_dry_run;
     m->root_ns = strdup(cfg && cfg->root_namespace && *cfg->root_namespace ? cfg->root_namespace
                                                                            : "istio-system");
     m->rules = model_scope_rules_default();

@@ -163,6 +163,7 @@ struct model {
     base_map_t dirty_authz;  /* "ns/name" of Authorization resources */
     base_map_t dirty_pol;    /* "cluster\nns" -> pods a policy event may move (index.c) */
     char *root_ns;
+    bool authz_dry_run; /* model_config_t */
     bool dirty_gateways;
     base_map_t svc_state;     /* "ns/name" -> model_svc_state_t */
     base_map_t new_conflicts; /* "ns/name" whose conflict changed (model_each_new_conflict) */
@@ -201,8 +202,8 @@ const char *model_pod_policies(model_t *m, model_cluster_int_t *c, const model_p
 
 /* ---------- waypoints (waypoint.c) ---------- */
 
-/* Whether l holds a label that binds a waypoint or asks for ingress
- * through it (a namespace's change then reaches its pods). */
+/* Whether l holds a label that binds a waypoint (or a canary) or asks for
+ * ingress through it (a namespace's change then reaches its pods). */
 bool model_waypoint_labelled(const model_labels_t *l);
 /* The Gateway ("ns/name", into key) an object of namespace ns with labels
  * l is bound to, its own labels first, then its namespace's in c; false
@@ -210,16 +211,26 @@ bool model_waypoint_labelled(const model_labels_t *l);
 bool model_waypoint_binding(const model_cluster_int_t *c, const char *ns, const model_labels_t *l,
                             char *key, size_t len);
 /* The waypoint of a Service (workload false) or a pod: the bound Gateway
- * of c when it exists, has an address and takes that traffic; or NULL. */
+ * of c when it exists, has an address, takes objects of ns and takes that
+ * traffic; or NULL (also for a pod that is a waypoint's instance). */
 const model_gateway_t *model_waypoint_of(const model_cluster_int_t *c, const char *ns,
                                          const model_labels_t *l, bool workload);
+/* The canary waypoint of Service s whose waypoint is primary, and its share
+ * in percent (into weight): istiod's buildWeightedWaypoints for a canary
+ * that is declared, has a valid weight, is not the primary, exists with an
+ * address, takes s's namespace and takes service traffic; or NULL. */
+const model_gateway_t *model_waypoint_canary(const model_cluster_int_t *c, const model_service_t *s,
+                                             const model_gateway_t *primary, unsigned *weight);
 /* Label istio.io/ingress-use-waypoint of the object, else of its namespace. */
 bool model_waypoint_ingress(const model_cluster_int_t *c, const char *ns, const model_labels_t *l);
 /* g's GatewayAddress as c's proxies reach it; its strings are g's and c's. */
 void model_waypoint_addr(const model_cluster_int_t *c, const model_gateway_t *g,
                          model_gw_addr_t *out);
-/* Marks the services and pods of c bound to g. */
+/* Marks the services and pods of c bound to g, and g's instances. */
 void model_waypoint_mark(model_t *m, model_cluster_int_t *c, const model_gateway_t *g);
+/* Whether a Gateway of c takes namespaces by label selector: then any
+ * change of a namespace's labels may move its pods' waypoints. */
+bool model_waypoint_by_selector(const model_cluster_int_t *c);
 
 /* Resource names something published, to unpublish what it no longer makes. */
 typedef struct model_names {

@@ -140,6 +140,7 @@ void model_obj_free(model_kind_t kind, void *obj)
         free(g->ns);
         free(g->name);
         free(g->hostname);
+        model_selector_free(g->from_sel);
         free(g);
         break;
     }

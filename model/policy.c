@@ -28,6 +28,7 @@ const model_authz_set_t *model_authz_set_of(const model_t *m, model_cluster_int_
 {
     model_authz_set_t *s = &c->azset;
     s->opts.root_ns = m->root_ns;
+    s->opts.dry_run_enabled = m->authz_dry_run;
     if (!c->az_stale &&
         (s->aps || s->pas ||
          (!c->objs[MODEL_KIND_AUTHZ_POLICY].n && !c->objs[MODEL_KIND_PEER_AUTHN].n)))

@@ -313,6 +313,7 @@ static bool wl_svcs_equal(const model_wl_service_t *a, size_t na, const model_wl
 #define EQ_IPS(f) ips_equal(a->f, a->n##f, b->f, b->n##f)
 #define EQ_SVCS(f) wl_svcs_equal(a->f, a->n##f, b->f, b->n##f)
 #define EQ_GW(f) gw_equal(a->f, b->f)
+#define EQ_CANARY(f) (gw_equal(a->f, b->f) && a->f##_weight == b->f##_weight)
 #define EQ_WP(f) true /* compared as the GW member it shares */
 #define EQ_NETADDRS(f) netaddrs_equal(a->f, a->n##f, b->f, b->n##f)
 #define EQ_PORTS(f) ports_equal(a->f, a->n##f, b->f, b->n##f)

@@ -1656,6 +1656,37 @@ START_TEST(model_root_namespace_from_config)
 }
 END_TEST
 
+/* --authz-dry-run (model_config_t.authz_dry_run): a dry-run policy is
+ * sent marked dry_run; without it, as istiod by default, not at all. */
+START_TEST(model_dry_run_from_config)
+{
+    for (int on = 0; on < 2; on++) {
+        model_config_t cfg = {.authz_dry_run = on};
+        model_t *m = model_new(&cfg);
+        char err[MODEL_ERRLEN];
+        ck_assert_int_eq(
+            model_cluster_set(m, &(model_cluster_t){.id = "a", .network = "net"}, err, sizeof(err)),
+            0);
+        put(m, "a", MODEL_KIND_AUTHZ_POLICY,
+            ap_full("ns1", "dry", "{\"istio.io/dry-run\":\"true\"}",
+                    "{\"action\":\"DENY\",\"rules\":[{}]}"));
+        put(m, "a", MODEL_KIND_AUTHZ_POLICY, ap("ns1", "real", "{\"rules\":[{}]}"));
+        model_snapshot_t *s = model_commit(m);
+        const model_out_authz_t *a = policy(s, &VA, "ns1/dry");
+        if (on) {
+            ck_assert_ptr_nonnull(a);
+            ck_assert(a->dry_run);
+            ck_assert_int_eq(a->action, MODEL_AUTHZ_DENY);
+        } else {
+            ck_assert_ptr_null(a);
+        }
+        ck_assert(!policy(s, &VA, "ns1/real")->dry_run);
+        model_snapshot_unref(s);
+        model_free(m);
+    }
+}
+END_TEST
+
 typedef struct seen_info {
     char text[1024];
 } seen_info_t;
@@ -1743,6 +1774,7 @@ static Suite *authz_suite(void)
     tcase_add_test(tc, model_namespace_peer_authn_change_moves_converted_policy);
     tcase_add_test(tc, model_root_selector_change_reaches_every_namespace);
     tcase_add_test(tc, model_root_namespace_from_config);
+    tcase_add_test(tc, model_dry_run_from_config);
     tcase_add_test(tc, model_authz_info_for_debug);
     suite_add_tcase(s, tc);
 

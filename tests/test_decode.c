@@ -441,6 +441,91 @@ START_TEST(decode_namespace_labels)
 }
 END_TEST
 
+/* A waypoint Gateway: which namespaces its HBONE listener on 15008 takes
+ * (from Same when absent or unknown, All, Selector with or without a
+ * selector), whether its status has an address at all, and the address. */
+START_TEST(decode_gateway_allowed_routes_and_status)
+{
+    static const char *const gws[] = {
+        "{\"metadata\":{\"name\":\"w\",\"namespace\":\"ns\"},\"spec\":{\"listeners\":["
+        "{\"name\":\"http\",\"port\":80,\"protocol\":\"HTTP\","
+        "\"allowedRoutes\":{\"namespaces\":{\"from\":\"All\"}}},"
+        "{\"name\":\"mesh\",\"port\":15008,\"protocol\":\"HBONE\"}]},"
+        "\"status\":{\"addresses\":[{\"type\":\"IPAddress\",\"value\":\"not-an-ip\"}]}}",
+        "{\"metadata\":{\"name\":\"w\",\"namespace\":\"ns\"},\"spec\":{\"listeners\":["
+        "{\"name\":\"mesh\",\"port\":15008,\"protocol\":\"HBONE\","
+        "\"allowedRoutes\":{\"namespaces\":{\"from\":\"All\"}}}]},"
+        "\"status\":{\"addresses\":[{\"type\":\"IPAddress\",\"value\":\"10.0.0.1\"},"
+        "{\"type\":\"Hostname\",\"value\":\"w.ns.svc\"}]}}",
+        "{\"metadata\":{\"name\":\"w\",\"namespace\":\"ns\"},\"spec\":{\"listeners\":["
+        "{\"name\":\"mesh\",\"port\":15008,\"protocol\":\"HBONE\",\"allowedRoutes\":{"
+        "\"namespaces\":"
+        "{\"from\":\"Selector\",\"selector\":{\"matchLabels\":{\"team\":\"a\"}}}}}]}}",
+        "{\"metadata\":{\"name\":\"w\",\"namespace\":\"ns\"},\"spec\":{\"listeners\":["
+        "{\"name\":\"mesh\",\"port\":15008,\"protocol\":\"HBONE\","
+        "\"allowedRoutes\":{\"namespaces\":{\"from\":\"Selector\"}}}]}}",
+        "{\"metadata\":{\"name\":\"w\",\"namespace\":\"ns\"},\"spec\":{\"listeners\":["
+        "{\"name\":\"mesh\",\"port\":15008,\"protocol\":\"HBONE\","
+        "\"allowedRoutes\":{\"namespaces\":{\"from\":\"None\"}}}]}}",
+    };
+    model_gateway_t *g = decode_text(MODEL_KIND_GATEWAY, gws[0]);
+    ck_assert_int_eq(g->from, MODEL_WP_FROM_SAME); /* the HTTP listener's All is not read */
+    ck_assert(g->ready);                           /* an address, though not a usable one */
+    ck_assert_uint_eq(g->ip.len, 0);
+    ck_assert_ptr_null(g->hostname);
+    model_obj_free(MODEL_KIND_GATEWAY, g);
+
+    g = decode_text(MODEL_KIND_GATEWAY, gws[1]);
+    ck_assert_int_eq(g->from, MODEL_WP_FROM_ALL);
+    ck_assert(g->ready);
+    ck_assert_str_eq(g->hostname, "w.ns.svc");
+    ck_assert_uint_eq(g->ip.len, 0);
+    model_obj_free(MODEL_KIND_GATEWAY, g);
+
+    g = decode_text(MODEL_KIND_GATEWAY, gws[2]);
+    ck_assert_int_eq(g->from, MODEL_WP_FROM_SELECTOR);
+    ck_assert(!g->ready);
+    ck_assert_ptr_nonnull(g->from_sel);
+    model_labels_t l = {0};
+    ck_assert_int_eq(model_labels_set(&l, "team", "a"), 0);
+    ck_assert(model_selector_matches(g->from_sel, &l));
+    model_labels_clear(&l);
+    ck_assert(!model_selector_matches(g->from_sel, &l));
+    model_obj_free(MODEL_KIND_GATEWAY, g);
+
+    g = decode_text(MODEL_KIND_GATEWAY, gws[3]);
+    ck_assert_int_eq(g->from, MODEL_WP_FROM_SELECTOR);
+    ck_assert_ptr_null(g->from_sel); /* takes no namespace */
+    model_obj_free(MODEL_KIND_GATEWAY, g);
+
+    g = decode_text(MODEL_KIND_GATEWAY, gws[4]);
+    ck_assert_int_eq(g->from, MODEL_WP_FROM_SAME);
+    model_obj_free(MODEL_KIND_GATEWAY, g);
+}
+END_TEST
+
+/* The canary weight annotation of a Service and of a Namespace. */
+START_TEST(decode_canary_weight_annotation)
+{
+    model_namespace_t *n = decode_text(
+        MODEL_KIND_NAMESPACE,
+        "{\"metadata\":{\"name\":\"ns\",\"annotations\":{\"istio.io/use-waypoint-canary-weight\":"
+        "\"20\"}}}");
+    ck_assert_uint_eq(n->canary_weight, 21);
+    model_obj_free(MODEL_KIND_NAMESPACE, n);
+    model_service_t *s = decode_text(
+        MODEL_KIND_SERVICE,
+        "{\"metadata\":{\"name\":\"a\",\"namespace\":\"ns\",\"annotations\":{\"istio.io/"
+        "use-waypoint-canary-weight\":\"x\"}},\"spec\":{\"clusterIP\":\"10.0.0.1\"}}");
+    ck_assert_uint_eq(s->canary_weight, MODEL_CANARY_INVALID);
+    model_obj_free(MODEL_KIND_SERVICE, s);
+    s = decode_text(MODEL_KIND_SERVICE, "{\"metadata\":{\"name\":\"a\",\"namespace\":\"ns\"},"
+                                        "\"spec\":{\"clusterIP\":\"10.0.0.1\"}}");
+    ck_assert_uint_eq(s->canary_weight, MODEL_CANARY_ABSENT);
+    model_obj_free(MODEL_KIND_SERVICE, s);
+}
+END_TEST
+
 START_TEST(decode_missing_name_rejected_for_every_kind)
 {
     for (int k = 0; k < MODEL_KIND__COUNT; k++) {
@@ -1202,6 +1287,8 @@ static Suite *decode_suite(void)
     tcase_add_test(tc, decode_istiod_inputs);
     tcase_add_test(tc, decode_node_topology_labels);
     tcase_add_test(tc, decode_namespace_labels);
+    tcase_add_test(tc, decode_gateway_allowed_routes_and_status);
+    tcase_add_test(tc, decode_canary_weight_annotation);
     tcase_add_test(tc, decode_missing_name_rejected_for_every_kind);
     tcase_add_test(tc, decode_kind_mismatch_rejected);
     tcase_add_test(tc, kind_lookup_known_and_unknown);

@@ -260,6 +260,7 @@ static model_out_service_t full_service(void)
 #define SVC_SET_IPF(f) o.f = MODEL_IPF_DUAL;
 #define SVC_SET_STR(f) o.f = #f "-value";
 #define SVC_SET_GW(f) o.f = &svc_wp_a;
+#define SVC_SET_CANARY(f) (o.f = &svc_wp_alt[3], o.f##_weight = 5);
 #define SVC_SET_FLAG(f) o.f = 1;
     MODEL_SERVICE_FIELDS(SVC_SET)
 #undef SVC_SET
@@ -301,6 +302,12 @@ static model_out_service_t full_service(void)
 #define SVC_MUT_GW(f)                                                                              \
     SVC_TRY(x.f = NULL, #f " unset", DIFF_ALL);                                                    \
     for (size_t i = 0; i < sizeof(svc_wp_alt) / sizeof(svc_wp_alt[0]); i++)                        \
+        SVC_TRY(x.f = &svc_wp_alt[i], #f " part", DIFF_ALL);
+#define SVC_MUT_CANARY(f)                                                                          \
+    SVC_TRY(x.f = NULL, #f " unset", DIFF_ALL);                                                    \
+    SVC_TRY(x.f##_weight = 6, #f " weight", DIFF_ALL);                                             \
+    SVC_TRY(x.f##_weight = 0, #f " weight 0", DIFF_ALL);                                           \
+    for (size_t i = 0; i < sizeof(svc_wp_alt) / sizeof(svc_wp_alt[0]) - 1; i++)                    \
         SVC_TRY(x.f = &svc_wp_alt[i], #f " part", DIFF_ALL);
 #define SVC_MUT_FLAG(f) SVC_TRY(x.f = !x.f, #f, DIFF_ALL);
 

@@ -73,6 +73,7 @@ static model_gateway_t *mk_gw(const char *ns, const char *name, const char *addr
     g->ns = strdup(ns);
     g->name = strdup(name);
     g->waypoint_for = wf;
+    g->ready = addr != NULL;
     if (addr && model_ip_parse(addr, &g->ip) < 0)
         g->hostname = strdup(addr);
     return g;
@@ -176,8 +177,9 @@ START_TEST(use_waypoint_namespace_names_the_gateways_namespace)
 {
     static const char *const svckv[] = {USE, "shared", USE_NS, "istio-waypoints", NULL};
     model_t *m = setup(NULL, svckv, NULL);
-    apply(m, "c1", MODEL_KIND_GATEWAY,
-          mk_gw("istio-waypoints", "shared", "wp.example.com", MODEL_WP_ALL));
+    model_gateway_t *shared = mk_gw("istio-waypoints", "shared", "wp.example.com", MODEL_WP_ALL);
+    shared->from = MODEL_WP_FROM_ALL;
+    apply(m, "c1", MODEL_KIND_GATEWAY, shared);
     model_snapshot_t *s = model_commit(m);
     const model_gw_addr_t *g = svc(s, &V1, SVC_A)->waypoint;
     ck_assert_ptr_nonnull(g);
@@ -335,6 +337,191 @@ START_TEST(namespace_label_change_reaches_pods)
 }
 END_TEST
 
+/* A Gateway in another namespace takes an object only as the allowedRoutes
+ * of its HBONE listener say (istiod's AllowsAttachmentFromNamespace): Same
+ * (the default) refuses it, All takes it, Selector takes the namespaces
+ * whose labels match, and no selector takes none. A change of the object's
+ * namespace labels moves it. */
+START_TEST(cross_namespace_waypoint_needs_allowed_routes)
+{
+    static const char *const nskv[] = {"team", "a", NULL};
+    static const char *const svckv[] = {USE, "shared", USE_NS, "wps", NULL};
+    static const char *const podkv[] = {USE, "shared", USE_NS, "wps", NULL};
+    model_t *m = setup(nskv, svckv, podkv);
+    apply(m, "c1", MODEL_KIND_GATEWAY, mk_gw("wps", "shared", "10.0.9.8", MODEL_WP_ALL));
+    model_snapshot_t *s = model_commit(m);
+    ck_assert_ptr_null(svc(s, &V1, SVC_A)->waypoint);
+    ck_assert_ptr_null(wl_wp(wl(s, &V1, POD_A)));
+    model_snapshot_unref(s);
+
+    model_gateway_t *g = mk_gw("wps", "shared", "10.0.9.8", MODEL_WP_ALL);
+    g->from = MODEL_WP_FROM_ALL;
+    apply(m, "c1", MODEL_KIND_GATEWAY, g);
+    s = model_commit(m);
+    expect_ip(svc(s, &V1, SVC_A)->waypoint, "n1", "10.0.9.8");
+    expect_ip(wl_wp(wl(s, &V1, POD_A)), "n1", "10.0.9.8");
+    model_snapshot_unref(s);
+
+    char err[128];
+    g = mk_gw("wps", "shared", "10.0.9.8", MODEL_WP_ALL);
+    g->from = MODEL_WP_FROM_SELECTOR;
+    g->from_sel = model_selector_new();
+    ck_assert_int_eq(model_selector_add_label(g->from_sel, "team", "b", err, sizeof(err)), 0);
+    apply(m, "c1", MODEL_KIND_GATEWAY, g);
+    s = model_commit(m);
+    ck_assert_ptr_null(svc(s, &V1, SVC_A)->waypoint);
+    ck_assert_ptr_null(wl_wp(wl(s, &V1, POD_A)));
+    model_snapshot_unref(s);
+
+    static const char *const nskv_b[] = {"team", "b", NULL};
+    apply(m, "c1", MODEL_KIND_NAMESPACE, mk_ns("ns", nskv_b));
+    s = model_commit(m);
+    expect_ip(svc(s, &V1, SVC_A)->waypoint, "n1", "10.0.9.8");
+    expect_ip(wl_wp(wl(s, &V1, POD_A)), "n1", "10.0.9.8");
+    model_snapshot_unref(s);
+
+    /* Selector without a selector: no namespace, not every one */
+    g = mk_gw("wps", "shared", "10.0.9.8", MODEL_WP_ALL);
+    g->from = MODEL_WP_FROM_SELECTOR;
+    apply(m, "c1", MODEL_KIND_GATEWAY, g);
+    s = model_commit(m);
+    ck_assert_ptr_null(svc(s, &V1, SVC_A)->waypoint);
+    ck_assert_ptr_null(wl_wp(wl(s, &V1, POD_A)));
+    model_snapshot_unref(s);
+    model_free(m);
+}
+END_TEST
+
+/* A pod labelled with a waypoint's name is its instance only once that
+ * Gateway exists with a status address (istiod's fetchWaypointForInstance);
+ * before, it takes its namespace's waypoint like any pod. */
+START_TEST(instance_only_of_an_existing_waypoint)
+{
+    static const char *const nskv[] = {USE, "wl", NULL};
+    static const char *const podkv[] = {"gateway.networking.k8s.io/gateway-name", "other", NULL};
+    model_t *m = setup(nskv, NULL, podkv);
+    model_snapshot_t *s = model_commit(m);
+    expect_ip(wl_wp(wl(s, &V1, POD_A)), "n1", "10.0.9.2");
+    model_snapshot_unref(s);
+    apply(m, "c1", MODEL_KIND_GATEWAY, mk_gw("ns", "other", NULL, MODEL_WP_SERVICE));
+    s = model_commit(m);
+    expect_ip(wl_wp(wl(s, &V1, POD_A)), "n1", "10.0.9.2");
+    model_snapshot_unref(s);
+    apply(m, "c1", MODEL_KIND_GATEWAY, mk_gw("ns", "other", "10.0.9.4", MODEL_WP_SERVICE));
+    s = model_commit(m);
+    ck_assert_ptr_null(wl_wp(wl(s, &V1, POD_A)));
+    model_snapshot_unref(s);
+    model_free(m);
+}
+END_TEST
+
+#define CANARY "istio.io/use-waypoint-canary"
+
+/* A Service with istio.io/use-waypoint-canary gets weighted_waypoints when
+ * the canary exists, takes service traffic, is not the primary and the
+ * weight annotation is a percentage (absent: 0); otherwise only the primary
+ * (istiod's buildWeightedWaypoints). The canary's arrival moves the
+ * Service. */
+START_TEST(canary_takes_its_share_of_the_primary)
+{
+    static const char *const svckv[] = {USE, "wp", CANARY, "next", NULL};
+    model_t *m = setup(NULL, svckv, NULL);
+    model_snapshot_t *s = model_commit(m);
+    const model_out_service_t *o = svc(s, &V1, SVC_A);
+    expect_ip(o->waypoint, "n1", "10.0.9.1");
+    ck_assert_ptr_null(o->canary); /* no Gateway next yet */
+    model_snapshot_unref(s);
+
+    apply(m, "c1", MODEL_KIND_GATEWAY, mk_gw("ns", "next", "10.0.9.9", MODEL_WP_SERVICE));
+    s = model_commit(m);
+    o = svc(s, &V1, SVC_A);
+    expect_ip(o->waypoint, "n1", "10.0.9.1");
+    expect_ip(o->canary, "n1", "10.0.9.9");
+    ck_assert_uint_eq(o->canary_weight, 0); /* no weight annotation: 0% */
+    model_snapshot_unref(s);
+
+    model_service_t *a = mk_svc("ns", "a", "10.96.0.1", svckv);
+    a->canary_weight = model_canary_weight("5");
+    apply(m, "c1", MODEL_KIND_SERVICE, a);
+    s = model_commit(m);
+    ck_assert_uint_eq(svc(s, &V1, SVC_A)->canary_weight, 5);
+    model_snapshot_unref(s);
+
+    a = mk_svc("ns", "a", "10.96.0.1", svckv);
+    a->canary_weight = model_canary_weight("not-a-number");
+    apply(m, "c1", MODEL_KIND_SERVICE, a);
+    s = model_commit(m);
+    ck_assert_ptr_null(svc(s, &V1, SVC_A)->canary);
+    model_snapshot_unref(s);
+
+    /* the canary must take service traffic */
+    apply(m, "c1", MODEL_KIND_SERVICE, mk_svc("ns", "a", "10.96.0.1", svckv));
+    apply(m, "c1", MODEL_KIND_GATEWAY, mk_gw("ns", "next", "10.0.9.9", MODEL_WP_WORKLOAD));
+    s = model_commit(m);
+    ck_assert_ptr_null(svc(s, &V1, SVC_A)->canary);
+    model_snapshot_unref(s);
+
+    /* and not be the primary */
+    static const char *const same[] = {USE, "wp", CANARY, "wp", NULL};
+    apply(m, "c1", MODEL_KIND_SERVICE, mk_svc("ns", "a", "10.96.0.1", same));
+    s = model_commit(m);
+    ck_assert_ptr_null(svc(s, &V1, SVC_A)->canary);
+    model_snapshot_unref(s);
+    model_free(m);
+}
+END_TEST
+
+/* The namespace's canary label and weight count only for a Service without
+ * a use-waypoint label of its own (inherited from the same level as the
+ * primary); a Service's own weight wins over the namespace's. */
+START_TEST(canary_inherited_with_the_primary)
+{
+    static const char *const nskv[] = {USE, "wp", CANARY, "next", NULL};
+    model_t *m = setup(nskv, NULL, NULL);
+    model_namespace_t *n = mk_ns("ns", nskv);
+    n->canary_weight = model_canary_weight("20");
+    apply(m, "c1", MODEL_KIND_NAMESPACE, n);
+    apply(m, "c1", MODEL_KIND_GATEWAY, mk_gw("ns", "next", "10.0.9.9", MODEL_WP_ALL));
+    model_snapshot_t *s = model_commit(m);
+    const model_out_service_t *o = svc(s, &V1, SVC_A);
+    expect_ip(o->canary, "n1", "10.0.9.9");
+    ck_assert_uint_eq(o->canary_weight, 20);
+    model_snapshot_unref(s);
+
+    model_service_t *a = mk_svc("ns", "a", "10.96.0.1", NULL);
+    a->canary_weight = model_canary_weight("30");
+    apply(m, "c1", MODEL_KIND_SERVICE, a);
+    s = model_commit(m);
+    ck_assert_uint_eq(svc(s, &V1, SVC_A)->canary_weight, 30);
+    model_snapshot_unref(s);
+
+    /* its own primary: the namespace's canary is not read */
+    static const char *const own[] = {USE, "wp", NULL};
+    apply(m, "c1", MODEL_KIND_SERVICE, mk_svc("ns", "a", "10.96.0.1", own));
+    s = model_commit(m);
+    expect_ip(svc(s, &V1, SVC_A)->waypoint, "n1", "10.0.9.1");
+    ck_assert_ptr_null(svc(s, &V1, SVC_A)->canary);
+    model_snapshot_unref(s);
+    model_free(m);
+}
+END_TEST
+
+/* Go's strconv.Atoi, then 0-100. */
+START_TEST(canary_weight_parses_as_istiod)
+{
+    ck_assert_uint_eq(model_canary_weight(NULL), MODEL_CANARY_ABSENT);
+    ck_assert_uint_eq(model_canary_weight("0"), 1);
+    ck_assert_uint_eq(model_canary_weight("+7"), 8);
+    ck_assert_uint_eq(model_canary_weight("-0"), 1);
+    ck_assert_uint_eq(model_canary_weight("007"), 8);
+    ck_assert_uint_eq(model_canary_weight("100"), 101);
+    static const char *const bad[] = {"",   "101", "-1", " 5",
+                                      "5%", "1e1", "+",  "99999999999999999999"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        ck_assert_uint_eq(model_canary_weight(bad[i]), MODEL_CANARY_INVALID);
+}
+END_TEST
+
 static void count_conflict(const model_service_info_t *si, void *arg)
 {
     ck_assert_str_eq(si->key, "ns/a");
@@ -426,6 +613,11 @@ static Suite *suite(void)
     tcase_add_test(t, missing_or_unready_waypoint_is_none);
     tcase_add_test(t, namespace_label_change_reaches_pods);
     tcase_add_test(t, multicluster_disagreement_is_a_conflict);
+    tcase_add_test(t, cross_namespace_waypoint_needs_allowed_routes);
+    tcase_add_test(t, instance_only_of_an_existing_waypoint);
+    tcase_add_test(t, canary_takes_its_share_of_the_primary);
+    tcase_add_test(t, canary_inherited_with_the_primary);
+    tcase_add_test(t, canary_weight_parses_as_istiod);
     suite_add_tcase(s, t);
     return s;
 }

@@ -68,6 +68,10 @@ typedef struct parts {
     Istio__Workload__GatewayAddress gw;
     Istio__Workload__NetworkAddress gwa;
     Istio__Workload__NamespacedHostname gwh;
+    Istio__Workload__WeightedWaypoint ww[2], *wwp[2];
+    Istio__Workload__GatewayAddress wgw[2];
+    Istio__Workload__NetworkAddress wgwa[2];
+    Istio__Workload__NamespacedHostname wgwh[2];
     Google__Protobuf__UInt32Value cap;
     Istio__Workload__NetworkAddress *na, **nap;
     Istio__Workload__Port *sports, **sportp;
@@ -164,27 +168,52 @@ static int wl_services(const model_wl_service_t *svcs, size_t n, size_t *np,
 }
 
 /* A GatewayAddress: a network gateway's or a waypoint's; NULL for none. */
+/* g as a GatewayAddress in the storage given. */
+static Istio__Workload__GatewayAddress *gw_fill(const model_gw_addr_t *g,
+                                                Istio__Workload__GatewayAddress *gw,
+                                                Istio__Workload__NamespacedHostname *gwh,
+                                                Istio__Workload__NetworkAddress *gwa)
+{
+    istio__workload__gateway_address__init(gw);
+    if (g->hostname) {
+        istio__workload__namespaced_hostname__init(gwh);
+        gwh->namespace_ = s(g->ns);
+        gwh->hostname = s(g->hostname);
+        gw->destination_case = ISTIO__WORKLOAD__GATEWAY_ADDRESS__DESTINATION_HOSTNAME;
+        gw->hostname = gwh;
+    } else {
+        istio__workload__network_address__init(gwa);
+        gwa->network = s(g->network);
+        gwa->address.data = (uint8_t *)g->ip.b;
+        gwa->address.len = g->ip.len;
+        gw->destination_case = ISTIO__WORKLOAD__GATEWAY_ADDRESS__DESTINATION_ADDRESS;
+        gw->address = gwa;
+    }
+    gw->hbone_mtls_port = g->hbone_port ? g->hbone_port : 15008;
+    return gw;
+}
+
 static Istio__Workload__GatewayAddress *gw_address(const model_gw_addr_t *g, parts_t *p)
 {
-    if (!g)
-        return NULL;
-    istio__workload__gateway_address__init(&p->gw);
-    if (g->hostname) {
-        istio__workload__namespaced_hostname__init(&p->gwh);
-        p->gwh.namespace_ = s(g->ns);
-        p->gwh.hostname = s(g->hostname);
-        p->gw.destination_case = ISTIO__WORKLOAD__GATEWAY_ADDRESS__DESTINATION_HOSTNAME;
-        p->gw.hostname = &p->gwh;
-    } else {
-        istio__workload__network_address__init(&p->gwa);
-        p->gwa.network = s(g->network);
-        p->gwa.address.data = (uint8_t *)g->ip.b;
-        p->gwa.address.len = g->ip.len;
-        p->gw.destination_case = ISTIO__WORKLOAD__GATEWAY_ADDRESS__DESTINATION_ADDRESS;
-        p->gw.address = &p->gwa;
+    return g ? gw_fill(g, &p->gw, &p->gwh, &p->gwa) : NULL;
+}
+
+/* weighted_waypoints: the primary with the rest of the share, then the
+ * canary; none without a canary. */
+static size_t svc_weighted(const model_gw_addr_t *primary, const model_gw_addr_t *canary,
+                           unsigned weight, Istio__Workload__WeightedWaypoint ***out, parts_t *p)
+{
+    if (!primary || !canary)
+        return 0;
+    const model_gw_addr_t *g[2] = {primary, canary};
+    for (int i = 0; i < 2; i++) {
+        istio__workload__weighted_waypoint__init(&p->ww[i]);
+        p->ww[i].destination = gw_fill(g[i], &p->wgw[i], &p->wgwh[i], &p->wgwa[i]);
+        p->ww[i].weight = i ? weight : 100 - weight;
+        p->wwp[i] = &p->ww[i];
     }
-    p->gw.hbone_mtls_port = g->hbone_port ? g->hbone_port : 15008;
-    return &p->gw;
+    *out = p->wwp;
+    return 2;
 }
 
 /* network_gateway, and the capacity that only gateway-reached workloads
@@ -325,6 +354,8 @@ static Istio__Workload__LoadBalancing *svc_lb(model_lb_mode_t mode, const model_
     m.pb = svc_lb(o->f##_mode, o->f##_prefs, o->n##f##_prefs, o->f##_allow_all, &p);
 #define SVC_ENC_IPF(f, pb) m.pb = (Istio__Workload__IPFamilies)o->f;
 #define SVC_ENC_GW(f, pb) m.pb = gw_address(o->f, &p);
+/* the primary is the Service's waypoint member */
+#define SVC_ENC_CANARY(f, pb) m.n_##pb = svc_weighted(o->waypoint, o->f, o->f##_weight, &m.pb, &p);
 #define SVC_ENC_FLAG(f, pb) m.pb = o->f;
 
 static uint8_t *encode_service(const model_out_service_t *o, size_t *len)

@@ -305,6 +305,7 @@ bool xds_full_slot(xds_stream_t *st)
         return true;
     if (s->full_inflight < XDS_MAX_FULL_SENDS && !s->wait_head) {
         s->full_inflight++;
+        s->full_used_us = xds_now_us();
         st->full_sending = true;
         return true;
     }
@@ -351,18 +352,27 @@ static void full_release(xds_stream_t *st)
             continue;
         w->full_sending = true; /* the slot, before it pumps */
         s->full_inflight++;
+        s->full_used_us = xds_now_us();
         xds_stream_pump(w);
         if (!w->sending && w->full_sending) { /* nothing to send after all */
             w->full_sending = false;
             s->full_inflight--;
         }
     }
-    /* The last full state is out: an idle server keeps no body (megabytes
-     * per view); the next stream to connect builds it again from the
-     * resources' cached encodings. Messages in flight hold their own refs. */
-    if (!s->full_inflight && !s->wait_head)
-        for (size_t i = 0; i < XDS_NFULL; i++)
-            xds_full_drop(&s->full[i]);
+}
+
+/* Drops the full-state bodies once no full send has begun for
+ * XDS_FULL_KEEP_US and none is under way: the next stream to connect builds
+ * its view's body again from the resources' cached encodings. Messages in
+ * flight hold their own refs. */
+static void full_expire(xds_server_t *s)
+{
+    if (s->full_inflight || s->wait_head || !s->full_used_us ||
+        xds_now_us() - s->full_used_us < XDS_FULL_KEEP_US)
+        return;
+    for (size_t i = 0; i < XDS_NFULL; i++)
+        xds_full_drop(&s->full[i]);
+    s->full_used_us = 0;
 }
 
 static void stream_free(xds_stream_t *st)
@@ -637,6 +647,7 @@ static void *cq_thread(void *arg)
         pthread_mutex_lock(&s->mu);
         if (ev.type == GRPC_OP_COMPLETE)
             handle_event(s, ev.tag, ev.success != 0);
+        full_expire(s);
         if (atomic_load(&s->quit) && !s->cq_shut && atomic_load(&s->shutdown_done) &&
             !s->nstreams && !s->pending_call) {
             grpc_completion_queue_shutdown(s->cq);

@@ -144,7 +144,11 @@ typedef struct xds_full {
     size_t nres;
 } xds_full_t;
 
-#define XDS_NFULL 8      /* views cached at once */
+#define XDS_NFULL 8 /* views cached at once */
+/* An idle server drops its full-state bodies this long after the last full
+ * send began: megabytes per view not held for nothing, yet not rebuilt for
+ * each stream of a ramp of (re)connections */
+#define XDS_FULL_KEEP_US 2000000
 #define XDS_CQ_THREADS 1 /* 2 measured no faster on 2 cores; raise on big hosts */
 
 void xds_full_drop(xds_full_t *f);
@@ -191,6 +195,7 @@ struct xds_server {
     xds_full_t full[XDS_NFULL];
     size_t full_next;
     int full_inflight;                   /* full-state responses being sent */
+    uint64_t full_used_us;               /* the last full-state send began */
     xds_stream_t *wait_head, *wait_tail; /* streams waiting for a slot, FIFO */
     xds_stream_t *streams;
     size_t nstreams, nopen;

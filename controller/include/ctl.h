@@ -38,6 +38,7 @@ typedef struct ctl_config {
     char *trust_domain;           /* --trust-domain */
     char *domain_suffix;          /* --domain-suffix */
     char *root_namespace;         /* --root-namespace */
+    bool authz_dry_run;           /* --authz-dry-run */
     char *revision;               /* --revision, REVISION: istio.io/rev of the policies read */
     char *config_file;            /* --config */
     char *xds_auth;               /* --xds-auth: "none" or "jwt" */

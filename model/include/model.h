@@ -157,7 +157,15 @@ typedef struct model_namespace {
     /* annotation networking.istio.io/traffic-distribution, inherited by its
      * Services that set none */
     model_traffic_dist_t traffic_dist;
+    /* annotation istio.io/use-waypoint-canary-weight (model_canary_weight) */
+    uint8_t canary_weight;
 } model_namespace_t;
+
+/* Annotation istio.io/use-waypoint-canary-weight as istiod parses it (Go's
+ * strconv.Atoi, then 0-100): MODEL_CANARY_ABSENT (0, so that a zeroed
+ * object has none), 1 + the percentage, or MODEL_CANARY_INVALID. */
+enum { MODEL_CANARY_ABSENT = 0, MODEL_CANARY_INVALID = 255 };
+uint8_t model_canary_weight(const char *annotation);
 
 /* Values of istio.workload.IPFamilies. */
 typedef enum model_ip_families {
@@ -192,6 +200,7 @@ typedef struct model_service {
     bool itp_local;                    /* internalTrafficPolicy Local */
     bool publish_not_ready;            /* publishNotReadyAddresses */
     model_ip_families_t ip_families;   /* from spec.ipFamilies */
+    uint8_t canary_weight;             /* model_canary_weight of its annotation */
     /* status.loadBalancer.ingress addresses (east-west gateway discovery) */
     model_ip_t *lb_ips;
     size_t nlb_ips;
@@ -256,16 +265,32 @@ typedef enum model_wp_for {
     MODEL_WP_OTHER, /* any other value: matches nothing, as in istiod */
 } model_wp_for_t;
 
+/* allowedRoutes.namespaces.from of a Gateway's HBONE listener (port 15008):
+ * which namespaces' objects may use it as their waypoint. */
+typedef enum model_wp_from {
+    MODEL_WP_FROM_SAME = 0, /* the default, and what any other value means */
+    MODEL_WP_FROM_ALL,
+    MODEL_WP_FROM_SELECTOR,
+} model_wp_from_t;
+
 /* A Gateway API Gateway of any class: a waypoint for whatever names it
  * with istio.io/use-waypoint, once its status has an address. */
 typedef struct model_gateway {
     char *ns;
     char *name;
     model_wp_for_t waypoint_for;
+    /* status.addresses has an entry: istiod's Waypoint exists, and pods
+     * labelled with its name are its instances, even without a usable
+     * address below */
+    bool ready;
     /* the first Hostname of status.addresses, or NULL; else the first
      * IPAddress (len 0: none, and the Gateway is no waypoint yet) */
     char *hostname;
     model_ip_t ip;
+    model_wp_from_t from;
+    /* MODEL_WP_FROM_SELECTOR: the namespaces' labels it takes; NULL (no
+     * selector) takes none, as an absent metav1.LabelSelector does */
+    model_selector_t *from_sel;
 } model_gateway_t;
 
 /* Frees an object of the given kind (and the struct itself). NULL is fine. */
@@ -305,6 +330,10 @@ typedef struct model_config {
     /* meshConfig.rootNamespace: its selector-less AuthorizationPolicies
      * apply mesh-wide; "istio-system" when NULL */
     const char *root_namespace;
+    /* AMBIENT_ENABLE_DRY_RUN_AUTHORIZATION_POLICY: a policy annotated
+     * istio.io/dry-run is sent with dry_run set (ztunnel logs what it would
+     * do); off, as in istiod, it is not sent */
+    bool authz_dry_run;
 } model_config_t;
 
 typedef struct model model_t;
@@ -483,6 +512,11 @@ typedef struct model_port_pair {
  * Service's waypoint. */
 #define MODEL_WIDE_GW(m) const model_gw_addr_t *m;
 #define MODEL_NARROW_GW(m)
+/* weighted_waypoints: a Service's canary waypoint, or NULL, and its share
+ * in percent; with one, the Service's waypoint (its `waypoint` member, which
+ * the encoder reads too) takes the rest. */
+#define MODEL_WIDE_CANARY(m) const model_gw_addr_t *m;
+#define MODEL_NARROW_CANARY(m) uint8_t m##_weight;
 /* A Workload's waypoint: no member of its own, the GW member m when it is
  * marked waypoint (see model_gw_addr_t). */
 #define MODEL_WIDE_WP(m)
@@ -547,6 +581,7 @@ typedef struct model_port_pair {
     X(LB, lb, load_balancing, "loadBalancing")                                                     \
     X(IPF, ip_families, ip_families, "ipFamilies")                                                 \
     X(GW, waypoint, waypoint, "waypoint")                                                          \
+    X(CANARY, canary, weighted_waypoints, "weightedWaypoints")                                     \
     X(FLAG, ingress_use_waypoint, ingress_use_waypoint, "ingressUseWaypoint")
 
 typedef struct model_out_service {
