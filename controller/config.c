@@ -15,7 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-typedef enum { T_STR, T_INT, T_LEVEL, T_FORMAT, T_BOOL, T_DUR } type_t;
+typedef enum { T_STR, T_INT, T_LEVEL, T_FORMAT, T_BOOL, T_DUR, T_MS } type_t;
 
 typedef struct setting {
     const char *flag;
@@ -35,6 +35,16 @@ static const struct {
                   {"sync-warn-after", 1, 86400},
                   {"kube-max-list-pages", 1, 1000000},
                   {"kube-max-list-objects", 1, 100000000}};
+
+/* The range each millisecond duration accepts (0: off, where allowed): grpc
+ * core takes them as an int of milliseconds, so at most 24 days. */
+#define MS_MAX (24L * 86400 * 1000)
+static const struct {
+    const char *flag;
+    long min, max;
+    bool zero_off;
+} ms_ranges[] = {{"xds-max-connection-age", 1000, MS_MAX, true},
+                 {"xds-max-connection-age-grace", 0, MS_MAX, false}};
 
 #define OFF(f) offsetof(ctl_config_t, f)
 
@@ -87,6 +97,12 @@ static const setting_t settings[] = {
      "without cacerts-dir: the Secret of the system namespace holding Istio's cacerts, read "
      "through the API and reloaded when it changes; when it does not exist, a self-signed root "
      "kept in the Secret istio-ca-secret, trusted by no other cluster (empty: that root)"},
+    {"xds-max-connection-age", "MESHFED_XDS_MAX_CONNECTION_AGE", T_MS, OFF(xds_conn_age_ms), "30m",
+     "about how long an xDS connection lives before GOAWAY (+-10% jitter), so that clients "
+     "spread over new replicas (1s-24d, e.g. 30m; 0: forever)"},
+    {"xds-max-connection-age-grace", "MESHFED_XDS_MAX_CONNECTION_AGE_GRACE", T_MS,
+     OFF(xds_conn_age_grace_ms), "10s",
+     "how long streams may go on after that GOAWAY before their connection is cut (0-24d)"},
     {"ca-max-ttl", "MESHFED_CA_MAX_TTL", T_DUR, OFF(ca_max_ttl_s), "24h",
      "longest workload certificate lifetime a request may ask for (e.g. 24h, 90m)"},
     {"ca-default-ttl", "MESHFED_CA_DEFAULT_TTL", T_DUR, OFF(ca_default_ttl_s), "24h",
@@ -233,6 +249,31 @@ static int set(ctl_config_t *c, const setting_t *s, const char *v, const char *f
             snprintf(err, errlen,
                      "%s %s: \"%s\" is not a duration from 1m to 3650d (e.g. 24h, 90m, 3600)", from,
                      s->flag, v);
+            return -1;
+        }
+        *(int *)field = (int)(n * unit);
+        return 0;
+    }
+    case T_MS: { /* a number with ms, s, m, h or d (seconds without) */
+        char *end;
+        errno = 0;
+        long n = strtol(v, &end, 10), min = 0, max = MS_MAX;
+        bool zero_off = false;
+        for (size_t i = 0; i < sizeof(ms_ranges) / sizeof(ms_ranges[0]); i++)
+            if (strcmp(ms_ranges[i].flag, s->flag) == 0)
+                min = ms_ranges[i].min, max = ms_ranges[i].max, zero_off = ms_ranges[i].zero_off;
+        long unit = strcmp(end, "ms") == 0           ? 1
+                    : !*end || strcmp(end, "s") == 0 ? 1000
+                    : strcmp(end, "m") == 0          ? 60000
+                    : strcmp(end, "h") == 0          ? 3600000
+                    : strcmp(end, "d") == 0          ? 86400000
+                                                     : 0;
+        bool ok = !errno && end != v && unit && n >= 0 && n <= max / unit;
+        if (!ok || (n * unit < min && !(zero_off && n == 0))) {
+            snprintf(err, errlen,
+                     "%s %s: \"%s\" is not a duration from %lds to %ldd%s (e.g. 30m, 90s, 500ms)",
+                     from, s->flag, v, min / 1000, max / 86400000,
+                     zero_off ? ", or 0 for off" : "");
             return -1;
         }
         *(int *)field = (int)(n * unit);

@@ -220,7 +220,9 @@ int main(int argc, char **argv)
                        .local_cluster = cfg.cluster_id,
                        .ca = first_ca,
                        .node_authorize = ca ? ctl_ca_node_authorize : NULL,
-                       .node_authorize_arg = ca};
+                       .node_authorize_arg = ca,
+                       .max_connection_age_ms = cfg.xds_conn_age_ms,
+                       .max_connection_age_grace_ms = cfg.xds_conn_age_grace_ms};
     x = xds_server_new(&xc, err, sizeof(err));
     first_ca = NULL; /* the server's now, even when it failed */
     if (serving_key)

@@ -133,6 +133,14 @@ START_TEST(config_bad_values_name_the_setting)
         {"--ca-max-ttl=1w", "ca-max-ttl"},
         {"--ca-max-ttl=1h", "ca-default-ttl"}, /* the default 24h is now above it */
         {"--ca-node-accounts=ztunnel", "ca-node-accounts"},
+        {"--xds-max-connection-age=500ms", "xds-max-connection-age"}, /* under 1s */
+        {"--xds-max-connection-age=25d", "xds-max-connection-age"},   /* past grpc's int ms */
+        {"--xds-max-connection-age=-5m", "xds-max-connection-age"},
+        {"--xds-max-connection-age=30x", "xds-max-connection-age"},
+        {"--xds-max-connection-age=", "xds-max-connection-age"},
+        {"--xds-max-connection-age=99999999999999999999", "xds-max-connection-age"},
+        {"--xds-max-connection-age-grace=1w", "xds-max-connection-age-grace"},
+        {"--xds-max-connection-age-grace=-1", "xds-max-connection-age-grace"},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         ctl_config_t c;
@@ -203,6 +211,44 @@ START_TEST(config_tls_from_the_ca_and_cacerts_secret)
     ck_assert_int_eq(
         load(&c, err, 3, "--xds-auth=jwt", "--ca=off", "--xds-tls-listen=0.0.0.0:15012"), -1);
     ctl_config_free(&c);
+}
+END_TEST
+
+/* Connection age as istiod's chart sets it (30m, grace 10s), in ms for grpc;
+ * 0 turns it off; ms, s, m, h and d all parse. */
+START_TEST(config_xds_connection_age)
+{
+    clear_env();
+    ctl_config_t c;
+    char err[CTL_ERRLEN] = "";
+    ck_assert_int_eq(load(&c, err, 0), 0);
+    ck_assert_int_eq(c.xds_conn_age_ms, 30 * 60 * 1000);
+    ck_assert_int_eq(c.xds_conn_age_grace_ms, 10 * 1000);
+    ctl_config_free(&c);
+    ck_assert_msg(
+        load(&c, err, 2, "--xds-max-connection-age=0", "--xds-max-connection-age-grace=0") == 0,
+        "%s", err);
+    ck_assert_int_eq(c.xds_conn_age_ms, 0);
+    ck_assert_int_eq(c.xds_conn_age_grace_ms, 0);
+    ctl_config_free(&c);
+    ck_assert_msg(load(&c, err, 2, "--xds-max-connection-age=1500ms",
+                       "--xds-max-connection-age-grace=2") == 0,
+                  "%s", err);
+    ck_assert_int_eq(c.xds_conn_age_ms, 1500);
+    ck_assert_int_eq(c.xds_conn_age_grace_ms, 2000);
+    ctl_config_free(&c);
+    ck_assert_msg(
+        load(&c, err, 2, "--xds-max-connection-age=24d", "--xds-max-connection-age-grace=1h") == 0,
+        "%s", err);
+    ck_assert_int_eq(c.xds_conn_age_ms, 24 * 86400 * 1000);
+    ck_assert_int_eq(c.xds_conn_age_grace_ms, 3600 * 1000);
+    ctl_config_free(&c);
+    char *file = write_tmp("xdsMaxConnectionAge: 45m\n");
+    ck_assert_msg(load(&c, err, 2, "--config", file) == 0, "%s", err);
+    ck_assert_int_eq(c.xds_conn_age_ms, 45 * 60 * 1000);
+    ctl_config_free(&c);
+    unlink(file);
+    free(file);
 }
 END_TEST
 
@@ -349,6 +395,7 @@ static Suite *suite(void)
     tcase_add_test(t, config_file_accepts_chart_camel_case);
     tcase_add_test(t, config_bad_values_name_the_setting);
     tcase_add_test(t, config_file_errors);
+    tcase_add_test(t, config_xds_connection_age);
     tcase_add_test(t, read_file_only_regular_and_bounded);
     suite_add_tcase(s, t);
     TCase *l = tcase_create("log");

@@ -4,9 +4,10 @@ Delta ADS (DeltaAggregatedResources) for type.googleapis.com/istio.workload.Addr
 (and, with authz=True, type.googleapis.com/istio.security.Authorization on the
 same stream, as ztunnel subscribes both): wildcard subscriptions with node
 metadata CLUSTER_ID/NETWORK, an ACK for every response, and the resulting state
-(name -> decoded Address; name -> decoded Authorization in .authz) kept up to
-date in a background thread. Protos are generated from xds/proto with Debian's
-python3-grpc-tools into a temporary directory.
+(name -> decoded Address; name -> decoded Authorization in .authz; the bytes
+as sent in .raw[type_url]) kept up to date in a background thread. Protos are
+generated from xds/proto with Debian's python3-grpc-tools into a temporary
+directory.
 """
 import os
 import queue
@@ -43,13 +44,15 @@ def protos(src):
 
 class Ztunnel:
     def __init__(self, src, port, cluster, network="", node_id=None, metadata=None,
-                 reconnect=False, authz=False):
+                 reconnect=False, authz=False, resume=True):
         """metadata: optional gRPC request metadata, as ztunnel sends with
         token auth: [("authorization", "Bearer <jwt>"), ("clusterid", id)].
         reconnect: when the server ends the stream UNAVAILABLE, open a new one
-        with the versions held as initial_resource_versions, as ztunnel does."""
+        with the versions held as initial_resource_versions, as ztunnel does
+        (resume=False: with none, the state emptied, to get the whole view again)."""
         self.metadata = metadata
         self.reconnect = reconnect
+        self.resume = resume
         self.reconnects = 0
         self.closed = False
         self.grpc, self.wl, ads, self.disc = protos(src)
@@ -57,6 +60,7 @@ class Ztunnel:
         self.versions = {}
         self.authz = {} if authz else None
         self.authz_versions = {}
+        self.raw = {ADDRESS: {}, AUTHORIZATION: {}}
         self.received = {ADDRESS: 0, AUTHORIZATION: 0}  # resources sent to us, per type
         self.sends = {}  # name -> times it was sent to us (either type)
         if authz:
@@ -110,6 +114,10 @@ class Ztunnel:
             with self.cond:
                 self.reconnects += 1
                 self.reqs = queue.Queue()
+                if not self.resume:
+                    for d in (self.state, self.versions, self.authz_versions, self.authz or {},
+                              *self.raw.values()):
+                        d.clear()
                 self._subscribe()
 
     def _stream(self):
@@ -128,15 +136,20 @@ class Ztunnel:
                         state[r.name] = a
                         self.sends[r.name] = self.sends.get(r.name, 0) + 1
                         versions[r.name] = r.version
+                        self.raw.setdefault(resp.type_url, {})[r.name] = r.resource.value
                     for name in resp.removed_resources:
                         state.pop(name, None)
                         versions.pop(name, None)
+                        self.raw.setdefault(resp.type_url, {}).pop(name, None)
                     self.responses += 1
                     self.cond.notify_all()
                 self.reqs.put(self.disc.DeltaDiscoveryRequest(type_url=resp.type_url,
                                                               response_nonce=resp.nonce))
         except self.grpc.RpcError as e:
             return e
+        except ValueError:  # the channel was closed (close()) between two streams
+            if not self.closed:
+                raise
         return None
 
     def wait(self, pred, timeout=15.0):

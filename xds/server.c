@@ -162,9 +162,9 @@ static void arg_int(grpc_arg *a, const char *key, int v)
     a->value.integer = v;
 }
 
-static grpc_server *server_create(size_t max_msg)
+static grpc_server *server_create(size_t max_msg, int max_age_ms, int max_age_grace_ms)
 {
-    grpc_arg args[10];
+    grpc_arg args[12];
     arg_int(&args[0], GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH,
             (int)(max_msg > 0x7fffffff ? 0x7fffffff : max_msg));
     arg_int(&args[1], GRPC_ARG_KEEPALIVE_TIME_MS, XDS_KEEPALIVE_TIME_MS);
@@ -178,7 +178,10 @@ static grpc_server *server_create(size_t max_msg)
     arg_int(&args[7], GRPC_ARG_ALLOW_REUSEPORT, 0);
     arg_int(&args[8], GRPC_ARG_ENABLE_DEADLINE_CHECKS, 0);
     arg_int(&args[9], GRPC_ARG_ENABLE_CHANNELZ, 0);
-    grpc_channel_args ca = {sizeof(args) / sizeof(args[0]), args};
+    /* grpc core adds the jitter to the age itself (max_age filter) */
+    arg_int(&args[10], GRPC_ARG_MAX_CONNECTION_AGE_MS, max_age_ms);
+    arg_int(&args[11], GRPC_ARG_MAX_CONNECTION_AGE_GRACE_MS, max_age_grace_ms);
+    grpc_channel_args ca = {max_age_ms > 0 ? 12 : 10, args};
     return grpc_server_create(&ca, NULL);
 }
 
@@ -242,7 +245,9 @@ xds_server_t *xds_server_new(const xds_config_t *cfg, char *err, size_t errlen)
     pthread_cond_init(&s->auth_cv, NULL);
     s->t_shutdown.kind = XDS_TAG_SHUTDOWN;
     grpc_init();
-    s->server = server_create(s->max_msg);
+    s->server =
+        server_create(s->max_msg, cfg->max_connection_age_ms,
+                      cfg->max_connection_age_grace_ms < 0 ? 0 : cfg->max_connection_age_grace_ms);
     s->cq = grpc_completion_queue_create_for_next(NULL);
     grpc_server_register_completion_queue(s->server, s->cq, NULL);
     grpc_server_credentials *creds = grpc_insecure_server_credentials_create();

@@ -28,6 +28,8 @@ typedef struct ctl_config {
     char *demo_dir;               /* --demo DIR: file-backed clusters, one per subdirectory */
     char *xds_listen;             /* --xds-listen */
     char *xds_tls_listen;         /* --xds-tls-listen */
+    int xds_conn_age_ms;          /* --xds-max-connection-age, 0: off */
+    int xds_conn_age_grace_ms;    /* --xds-max-connection-age-grace */
     char *tls_cert;               /* --tls-cert */
     char *tls_key;                /* --tls-key */
     char *debug_listen;           /* --debug-listen */

@@ -7,7 +7,8 @@ Compares the rendered objects with what the chart promises for the merged
 values (chart defaults + VALUES_YAML): container flags exist in
 controller/config.c's settings table and carry the values, security context,
 probes, RBAC verbs exactly, Secrets only through namespaced Roles, PDB iff
-replicas > 1, Service ports, ServiceMonitor, the ServiceScope, and that the
+there are always two replicas or more, the HorizontalPodAutoscaler iff
+autoscaling, Service ports, ServiceMonitor, the ServiceScope, and that the
 CRD is structural. Prints "PASS name" / "FAIL name: why" lines. Writes
 OUT_DIR/objects.json (rendered objects plus charts/meshfed/examples) and
 OUT_DIR/crds.json for the OpenAPI validation in schema_validate.mjs.
@@ -48,6 +49,9 @@ if VALUES_FILE:
         values = merge(values, yaml.safe_load(f))
 sys_ns = values.get("systemNamespace") or RELEASE_NS
 replicas = int(values["replicaCount"])
+autoscaling = values["autoscaling"]
+hpa_on = bool(autoscaling["enabled"])
+least_replicas = int(autoscaling["minReplicas"]) if hpa_on else replicas
 tls = bool(values["tls"]["enabled"])
 plain = bool(values["xds"]["plaintextExposed"])
 probe_port = int(values["probe"]["port"])
@@ -82,7 +86,11 @@ dep = one("Deployment")
 if dep:
     pod = dep["spec"]["template"]["spec"]
     c = pod["containers"][0]
-    check("Deployment: replicas", dep["spec"]["replicas"] == replicas, str(dep["spec"]["replicas"]))
+    if hpa_on:
+        check("Deployment: no replicas of its own with autoscaling (the HPA sets them)",
+              "replicas" not in dep["spec"], str(dep["spec"].get("replicas")))
+    else:
+        check("Deployment: replicas", dep["spec"].get("replicas") == replicas, str(dep["spec"].get("replicas")))
     check("Deployment: namespace is the release namespace", dep["metadata"].get("namespace") == RELEASE_NS)
     sel = dep["spec"]["selector"]["matchLabels"]
     pod_labels = dep["spec"]["template"]["metadata"]["labels"]
@@ -130,6 +138,8 @@ if dep:
         # plaintext, unauthenticated xDS stays on loopback unless asked for
         "xds-listen": f"{'0.0.0.0' if plain else '127.0.0.1'}:{values['xds']['port']}",
         "xds-auth": values["xds"]["auth"],
+        "xds-max-connection-age": str(values["xds"]["maxConnectionAge"]),
+        "xds-max-connection-age-grace": str(values["xds"]["maxConnectionAgeGrace"]),
         "probe-listen": f"0.0.0.0:{probe_port}",
     }
     if values["xds"].get("allowedIdentities"):
@@ -306,11 +316,35 @@ if svc:
 
 # ---------- PDB ----------
 pdbs = of_kind("PodDisruptionBudget")
-check(f"PodDisruptionBudget present iff replicas > 1 (replicas {replicas})", len(pdbs) == (1 if replicas > 1 else 0),
-      str(len(pdbs)))
+check(f"PodDisruptionBudget present iff there are always 2 replicas or more (at least {least_replicas})",
+      len(pdbs) == (1 if least_replicas > 1 else 0), str(len(pdbs)))
 for p in pdbs:
     check("PodDisruptionBudget: minAvailable 1 and selects the pods",
           p["spec"].get("minAvailable") == 1 and p["spec"]["selector"]["matchLabels"] == sel)
+
+# ---------- HorizontalPodAutoscaler ----------
+hpas = of_kind("HorizontalPodAutoscaler")
+check("HorizontalPodAutoscaler present iff autoscaling.enabled", len(hpas) == (1 if hpa_on else 0), str(len(hpas)))
+for h in hpas:
+    hs = h["spec"]
+    ref = hs.get("scaleTargetRef", {})
+    check("HorizontalPodAutoscaler: autoscaling/v2, in the release namespace",
+          h["apiVersion"] == "autoscaling/v2" and h["metadata"].get("namespace") == RELEASE_NS)
+    check("HorizontalPodAutoscaler: scales the Deployment",
+          bool(dep) and ref == {"apiVersion": "apps/v1", "kind": "Deployment", "name": dep["metadata"]["name"]},
+          json.dumps(ref))
+    check("HorizontalPodAutoscaler: min and max replicas from values",
+          hs.get("minReplicas") == int(autoscaling["minReplicas"]) and
+          hs.get("maxReplicas") == int(autoscaling["maxReplicas"]), f"{hs.get('minReplicas')} {hs.get('maxReplicas')}")
+    want_metric = [{"type": "Resource", "resource": {"name": "cpu", "target": {
+        "type": "Utilization", "averageUtilization": int(autoscaling["targetCPUUtilizationPercentage"])}}}]
+    check("HorizontalPodAutoscaler: one CPU utilization target", hs.get("metrics") == want_metric,
+          json.dumps(hs.get("metrics")))
+    check("HorizontalPodAutoscaler: behavior from values", hs.get("behavior", {}) == (autoscaling.get("behavior") or {}),
+          json.dumps(hs.get("behavior")))
+    cpu_req = (((dep or {}).get("spec", {}).get("template", {}).get("spec", {}).get("containers") or [{}])[0]
+               .get("resources", {}).get("requests", {}).get("cpu"))
+    check("HorizontalPodAutoscaler: the pods request CPU (utilization is a share of it)", bool(cpu_req))
 
 # ---------- ServiceMonitor ----------
 sms = of_kind("ServiceMonitor")

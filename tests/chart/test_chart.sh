@@ -130,6 +130,10 @@ must_fail "tls.enabled without tls.secretName nor the CA" "needs tls.secretName"
 must_fail "loopback debug.listen (probes would fail)" "loopback" --set debug.listen=127.0.0.1:15014
 must_fail "ca.enabled with xds.auth none (no identity to certify)" "needs xds.auth=jwt" --set xds.auth=none
 must_fail "ca.cacertsFrom neither api nor mount" "must be api or mount" --set ca.cacertsFrom=file
+must_fail "autoscaling without a CPU request" "needs resources.requests.cpu" --set autoscaling.enabled=true \
+    --set resources.requests.cpu=null
+must_fail "autoscaling with maxReplicas below minReplicas" "minReplicas <= maxReplicas" \
+    --set autoscaling.enabled=true --set autoscaling.minReplicas=4 --set autoscaling.maxReplicas=2
 
 # The schema validators must reject bad objects.
 if [ "$SCHEMA" = yes ] && [ -f "$WORK/default/crds.json" ]; then

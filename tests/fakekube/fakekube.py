@@ -48,7 +48,12 @@ Control API (no auth, same port), all POST with a JSON body:
                    JSON Python cannot write (duplicate keys, 1e400);
                    {"absent": [plural, ...]}: these APIs are not served (404,
                    as without their CRD; authorization still comes first)
-  GET /fake/state  {"rv", "watches" (open), "watch_total", "lists"}
+  GET /fake/state  {"rv", "watches" (open), "watch_total", "lists", and what the
+                   API paths cost: "requests" and "bytes" (response bytes, headers
+                   and bodies before TLS) by "verb resource" ("watch pods",
+                   "update leases", "patch servicescopes/status"), and both per
+                   bearer token under "tokens" (give each client its own token
+                   to tell them apart)}
 
 Writes behave like the API server's: GET of one object; POST creates (201,
 409 AlreadyExists; 403 with cause NamespaceTerminating in a Namespace that
@@ -191,6 +196,17 @@ class Cluster:
         self.empty_watch_until = 0.0  # until then, watches get an immediate empty 200
         self.endless = set()  # plurals whose lists never stop paginating
         self.raw = {}  # plural -> raw JSON texts listed after its objects
+        self.stats_lock = threading.Lock()  # what API requests cost, by verb and resource
+        self.stats = {"requests": {}, "bytes": {}, "tokens": {}}
+
+    def count(self, token, key, requests, nbytes):
+        """Adds a request or response bytes to key ("verb resource"), in all
+        and for token."""
+        with self.stats_lock:
+            t = self.stats["tokens"].setdefault(token or "", {"requests": {}, "bytes": {}})
+            for d in (self.stats, t):
+                d["requests"][key] = d["requests"].get(key, 0) + requests
+                d["bytes"][key] = d["bytes"].get(key, 0) + nbytes
 
     def record(self, plural, typ, obj):
         self.history.append((self.rv, plural, typ, json.loads(json.dumps(obj))))
@@ -221,11 +237,48 @@ def matches(obj, ns, labelsel, fieldsel):
     return True
 
 
+class _CountingWriter:
+    """The connection's writer, adding every byte sent for an API request to
+    that request's verb and resource (the control paths are not counted)."""
+
+    def __init__(self, inner, handler):
+        self.inner, self.handler = inner, handler
+
+    def write(self, data):
+        n = self.inner.write(data)
+        acct = getattr(self.handler, "acct", None)
+        if acct:
+            self.handler.cl.count(acct[0], acct[1], 0, len(data))
+        return n
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
 
     def log_message(self, fmt, *args):
         pass
+
+    def setup(self):
+        super().setup()
+        self.wfile = _CountingWriter(self.wfile, self)
+
+    def parse_request(self):
+        """Also notes which token and "verb resource" this request counts
+        for (None for the control paths and what is not an API path)."""
+        self.acct = None
+        if not super().parse_request():
+            return False
+        u = urllib.parse.urlparse(self.path)
+        attrs = None if u.path.startswith("/fake/") else request_attributes(
+            self.command, u.path, {k: v[-1] for k, v in urllib.parse.parse_qs(u.query).items()})
+        if attrs:
+            h = self.headers.get("Authorization", "")
+            self.acct = (h[7:] if h.startswith("Bearer ") else "", "%s %s" % (attrs[3], attrs[1]))
+            self.cl.count(self.acct[0], self.acct[1], 1, 0)
+        return True
 
     @property
     def cl(self):
@@ -417,9 +470,10 @@ class Handler(BaseHTTPRequestHandler):
         if self.path.startswith("/fake/state"):
             cl = self.cl
             with cl.cond:
-                return self.send_json(200, {"rv": cl.rv, "watches": cl.watches,
-                                            "watch_total": cl.watch_total,
-                                            "lists": cl.lists})
+                with cl.stats_lock:
+                    stats = json.loads(json.dumps(cl.stats))
+                return self.send_json(200, dict(stats, rv=cl.rv, watches=cl.watches,
+                                                watch_total=cl.watch_total, lists=cl.lists))
         # authentication, then authorization, then routing: a 403 comes
         # before the 404 of an API that is not installed, as in a real server
         if not self.auth():

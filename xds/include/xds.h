@@ -126,6 +126,14 @@ typedef struct xds_config {
      * impersonation is refused. */
     xds_node_authorize_fn node_authorize;
     void *node_authorize_arg;
+    /* Connection age (grpc core's max_connection_age): after about this many
+     * milliseconds (grpc spreads it by +-10% so that connections made together
+     * do not end together) the server sends GOAWAY; streams still open
+     * max_connection_age_grace_ms later are cut and their clients reconnect,
+     * possibly to another replica behind the same Service. 0: connections
+     * live as long as their clients keep them. */
+    int max_connection_age_ms;
+    int max_connection_age_grace_ms;
 } xds_config_t;
 
 typedef struct xds_server xds_server_t;
