@@ -811,6 +811,9 @@ static const metric_t metrics_xds[] = {
     {"meshfed_xds_push_latency_seconds", "From a snapshot's publication to its send, per push.",
      "histogram", WRITE(write_push_latency)},
     {"meshfed_xds_streams_total", "xDS streams accepted.", "counter", XDS(streams_total)},
+    {"meshfed_xds_listeners_stalled",
+     "xDS ports grpc stopped accepting connections on (after accept failed, e.g. out of files).",
+     "gauge", XDS(listeners_stalled)},
     {"meshfed_xds_pushes_total",
      "xDS responses sent, by what they carried (as istiod's pilot_xds_pushes{type}).", "counter",
      WRITE(write_pushes)},
@@ -891,11 +894,17 @@ static reply_t route(ctl_http_t *h, struct MHD_Connection *conn, const char *url
     bool pretty = MHD_lookup_connection_value_n(conn, MHD_GET_ARGUMENT_KIND, "pretty", 6, &pv,
                                                 &pvlen) == MHD_YES &&
                   !(pv && (strcmp(pv, "0") == 0 || strcmp(pv, "false") == 0));
-    if (strcmp(url, "/healthz") == 0)
-        return text_reply(200, strdup("ok\n"), "text/plain");
+    char why[300], msg[320];
+    xds_server_t *x = ctl_xds(ctl);
+    if (strcmp(url, "/healthz") == 0) {
+        /* a listener grpc gave up on comes back only with a new process */
+        if (!x || xds_server_listening(x, why, sizeof(why)))
+            return text_reply(200, strdup("ok\n"), "text/plain");
+        snprintf(msg, sizeof(msg), "unhealthy: %s\n", why);
+        return text_reply(503, strdup(msg), "text/plain");
+    }
     if (strcmp(url, "/ready") == 0) {
-        char why[300], msg[320];
-        if (ctl_ready(ctl, why, sizeof(why)))
+        if (ctl_ready(ctl, why, sizeof(why)) && (!x || xds_server_listening(x, why, sizeof(why))))
             return text_reply(200, strdup("ready\n"), "text/plain");
         snprintf(msg, sizeof(msg), "not ready: %s\n", why);
         return text_reply(503, strdup(msg), "text/plain");

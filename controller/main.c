@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 static volatile sig_atomic_t got_signal;
@@ -110,6 +111,25 @@ static void banner(const ctl_config_t *cfg, xds_server_t *x, ctl_http_t *h)
 /* Every start-up failure and the end after a signal leave through out:,
  * which stops whatever was started, in the order the parts depend on each
  * other (the stop and free functions take NULL). */
+/* Every proxy is a connection and a file: take the soft file limit up to
+ * the hard one (as Go does for istiod), since grpc core stops accepting on
+ * a port for good when accept runs out of them (listen_check.c). */
+static void raise_file_limit(void)
+{
+    struct rlimit r;
+    if (getrlimit(RLIMIT_NOFILE, &r) != 0)
+        return;
+    rlim_t was = r.rlim_cur;
+    if (r.rlim_cur < r.rlim_max) {
+        r.rlim_cur = r.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &r) != 0)
+            r.rlim_cur = was;
+    }
+    ctl_log(r.rlim_cur < 4096 ? CTL_WARN : CTL_INFO,
+            "file limit %llu (was %llu): each xDS connection takes one",
+            (unsigned long long)r.rlim_cur, (unsigned long long)was);
+}
+
 int main(int argc, char **argv)
 {
     if (argc > 1 && strcmp(argv[1], "create-remote-secret") == 0)
@@ -132,6 +152,7 @@ int main(int argc, char **argv)
         goto out;
     }
     ctl_log_setup(cfg.log_level, cfg.log_json);
+    raise_file_limit();
     /* Block the signals before any thread starts (threads inherit the mask):
      * only the main thread takes them, inside sigsuspend, so none is lost
      * between the check and the wait. */

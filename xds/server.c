@@ -674,6 +674,8 @@ static void *cq_thread(void *arg)
         grpc_event ev = grpc_completion_queue_next(s->cq, dl, NULL);
         if (ev.type == GRPC_QUEUE_SHUTDOWN)
             break;
+        if (!atomic_load(&s->quit))
+            xds_listen_probe(s);
         pthread_mutex_lock(&s->mu);
         if (ev.type == GRPC_OP_COMPLETE)
             handle_event(s, ev.tag, ev.success != 0);
@@ -851,6 +853,8 @@ void xds_server_stats(xds_server_t *s, xds_stats_t *out)
     *out = s->stats;
     pthread_mutex_unlock(&s->mu);
     out->tls_loads = xds_tls_loads(s->tls);
+    out->listeners_stalled =
+        (uint64_t)atomic_load(&s->check[0].stalled) + (uint64_t)atomic_load(&s->check[1].stalled);
 }
 
 void xds_server_each_proxy(xds_server_t *s, xds_proxy_fn fn, void *arg)

@@ -153,6 +153,22 @@ typedef struct xds_full {
 
 void xds_full_drop(xds_full_t *f);
 
+/* One listening port's health (listen_check.c). */
+typedef struct xds_listen_check {
+    uint64_t busy_since;  /* its accept queue has not been empty since, or 0 */
+    unsigned long last_q; /* that queue at the last probe */
+    atomic_bool stalled;  /* grpc takes no more connections on it */
+} xds_listen_check_t;
+
+#define XDS_PROBE_US 5000000  /* a listener probe this often */
+#define XDS_STALL_US 15000000 /* a backlog never empty this long: stalled */
+
+/* On a CQ thread, outside the lock: probes the ports when due. */
+void xds_listen_probe(xds_server_t *s);
+/* The accept queue of the TCP listeners on port (IPv4 and IPv6), from
+ * /proc/net; -1 when none listens there. */
+int xds_accept_queue(int port, unsigned long *q);
+
 struct xds_server {
     char *listen;
     size_t max_msg;
@@ -194,8 +210,11 @@ struct xds_server {
     atomic_bool networks_changed; /* xds_server_networks_changed, not yet checked */
     xds_full_t full[XDS_NFULL];
     size_t full_next;
-    int full_inflight;                   /* full-state responses being sent */
-    uint64_t full_used_us;               /* the last full-state send began */
+    int full_inflight;           /* full-state responses being sent */
+    uint64_t full_used_us;       /* the last full-state send began */
+    xds_listen_check_t check[2]; /* port, tls_port (listen_check.c) */
+    atomic_bool probing;
+    uint64_t probed_us, probed_streams;
     xds_stream_t *wait_head, *wait_tail; /* streams waiting for a slot, FIFO */
     xds_stream_t *streams;
     size_t nstreams, nopen;

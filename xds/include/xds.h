@@ -152,6 +152,9 @@ int xds_server_renew_tls(xds_server_t *s, const char *const *dns, size_t ndns, i
                          int64_t *not_after, char *err, size_t errlen);
 /* The bound TLS port, 0 without tls_listen. */
 int xds_server_tls_port(const xds_server_t *s);
+/* false, with why, once grpc has stopped taking connections on one of the
+ * server's ports (listen_check.c): /ready and /healthz fail then. */
+bool xds_server_listening(xds_server_t *s, char *why, size_t whylen);
 /* Starts serving on its own thread(s). 0 or -1. */
 int xds_server_start(xds_server_t *s);
 /* A cluster's network changed (config.network_of now answers otherwise): the
@@ -212,6 +215,7 @@ const char *xds_ca_result_name(xds_ca_result_t r);
 
 typedef struct xds_stats {
     uint64_t streams_open;
+    uint64_t listeners_stalled; /* ports grpc no longer accepts on (listen_check.c) */
     uint64_t streams_total;
     uint64_t pushes; /* responses sent */
     uint64_t pushes_by_kind[XDS_PUSH_KINDS];
