@@ -1097,18 +1097,6 @@ static bool first_connect(bench_t *b, round_t *rd, long *base_kb, long *base_hwm
 
 /* ---------- main ---------- */
 
-static void raise_nofile(int nstreams)
-{
-    struct rlimit rl;
-    if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
-        return;
-    rl.rlim_cur = rl.rlim_max;
-    setrlimit(RLIMIT_NOFILE, &rl);
-    if ((rlim_t)nstreams + 256 > rl.rlim_cur)
-        fprintf(stderr, "bench_storm: %d streams need more than the %llu files allowed\n", nstreams,
-                (unsigned long long)rl.rlim_cur);
-}
-
 /* meshfed next to the bench's directory (build/bench/.. -> build/meshfed). */
 static const char *default_meshfed(void)
 {
@@ -1188,7 +1176,7 @@ int main(int argc, char **argv)
             die("signals: a comma list of kill and term");
         p += n + (p[n] == ',');
     }
-    raise_nofile(b.nstreams); /* meshfed inherits it */
+    tl_raise_nofile("bench_storm", b.nstreams); /* meshfed inherits it */
     snprintf(b.dir, sizeof(b.dir), "/tmp/meshfed-storm-XXXXXX");
     if (!mkdtemp(b.dir))
         die("mkdtemp");

@@ -797,18 +797,6 @@ static void print_ratios(const bench_t *b, const figures_t *m, const figures_t *
 
 /* ---------- main ---------- */
 
-static void raise_nofile(int nstreams)
-{
-    struct rlimit rl;
-    if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
-        return;
-    rl.rlim_cur = rl.rlim_max;
-    setrlimit(RLIMIT_NOFILE, &rl);
-    if ((rlim_t)nstreams + 256 > rl.rlim_cur)
-        fprintf(stderr, "bench_xds: %d streams need more than the %llu files allowed\n", nstreams,
-                (unsigned long long)rl.rlim_cur);
-}
-
 /* Forks the two client processes before any grpc_init: a child's grpc is
  * its own. The first captures what meshfed sends into cap_fd. */
 static void spawn_clients(bench_t *b, int cap_fd)
@@ -852,7 +840,7 @@ int main(int argc, char **argv)
     b.per = nservices > 0 ? neps / 2 / nservices : 0;
     if (b.per < 1 || b.nstreams < 1 || nchanges < 0)
         die("usage: bench_xds [streams] [endpoints] [services] [changes] [gap-ms]");
-    raise_nofile(b.nstreams); /* one connection per stream on each side */
+    tl_raise_nofile("bench_xds", b.nstreams); /* one connection per stream on each side */
     b.vers = calloc((size_t)nchanges + 1, sizeof(uint64_t));
     FILE *cap = tmpfile(); /* shared with the first client process, which writes it */
     if (!b.vers || !cap)

@@ -132,21 +132,24 @@ bad:
     return NULL;
 }
 
-static char *cert_pem(X509 *x)
+/* What a memory BIO holds, as a malloc'ed string; frees b. NULL when the
+ * write into it failed (ok false) or out of memory. */
+static char *bio_text(BIO *b, bool ok)
 {
-    BIO *b = BIO_new(BIO_s_mem());
-    char *out = NULL;
-    if (b && PEM_write_bio_X509(b, x)) {
-        char *p;
-        long n = BIO_get_mem_data(b, &p);
-        out = malloc((size_t)n + 1);
-        if (out) {
-            memcpy(out, p, (size_t)n);
-            out[n] = '\0';
-        }
+    char *out = NULL, *p;
+    long n = b && ok ? BIO_get_mem_data(b, &p) : -1;
+    if (n >= 0 && (out = malloc((size_t)n + 1))) {
+        memcpy(out, p, (size_t)n);
+        out[n] = '\0';
     }
     BIO_free(b);
     return out;
+}
+
+static char *cert_pem(X509 *x)
+{
+    BIO *b = BIO_new(BIO_s_mem());
+    return bio_text(b, b && PEM_write_bio_X509(b, x));
 }
 
 static time_t asn1_time(const ASN1_TIME *t)
@@ -700,19 +703,8 @@ static X509 *make_root(EVP_PKEY *key, const char *org, int64_t ttl_s)
 static char *key_pem(EVP_PKEY *k)
 {
     BIO *b = BIO_new(BIO_s_mem());
-    char *out = NULL;
     /* the traditional form ("RSA PRIVATE KEY"), as istiod writes it */
-    if (b && PEM_write_bio_PrivateKey_traditional(b, k, NULL, NULL, 0, NULL, NULL)) {
-        char *p;
-        long n = BIO_get_mem_data(b, &p);
-        out = malloc((size_t)n + 1);
-        if (out) {
-            memcpy(out, p, (size_t)n);
-            out[n] = '\0';
-        }
-    }
-    BIO_free(b);
-    return out;
+    return bio_text(b, b && PEM_write_bio_PrivateKey_traditional(b, k, NULL, NULL, 0, NULL, NULL));
 }
 
 int xds_ca_self_signed_pem(const char *org, int64_t ttl_s, char **cert, char **key, char *err,

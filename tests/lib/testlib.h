@@ -31,6 +31,9 @@
 uint64_t tl_now_ns(void); /* CLOCK_MONOTONIC */
 double tl_now(void);      /* CLOCK_MONOTONIC, seconds */
 long tl_rss_kb(void);     /* resident set size from /proc/self/statm; 0 when unknown */
+/* The soft file limit up to the hard one, for a bench of nstreams
+ * connections; says on stderr (as who) when that is still too few. */
+void tl_raise_nofile(const char *who, int nstreams);
 int tl_cmp_double(const void *a, const void *b); /* for qsort, ascending */
 /* A bench and its client process talk over pipes: tl_pipe_put writes v
  * (exits on failure); tl_pipe_get reads len bytes, false on timeout or EOF. */

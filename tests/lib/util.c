@@ -6,6 +6,7 @@
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -21,6 +22,18 @@ double tl_now(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+void tl_raise_nofile(const char *who, int nstreams)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+        return;
+    rl.rlim_cur = rl.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &rl);
+    if ((rlim_t)nstreams + 256 > rl.rlim_cur)
+        fprintf(stderr, "%s: %d streams need more than the %llu files allowed\n", who, nstreams,
+                (unsigned long long)rl.rlim_cur);
 }
 
 long tl_rss_kb(void)
