@@ -868,7 +868,8 @@ START_TEST(test_bad_object_refused_alone)
     /* the same in a watch event; the watch goes on */
     m = col_mark(&col);
     ctl(0, "malformed",
-        "{\"line\":\"{\\\"type\\\":\\\"ADDED\\\",\\\"object\\\":{\\\"metadata\\\":"
+        "{\"plural\":\"services\",\"line\":\"{\\\"type\\\":\\\"ADDED\\\",\\\"object\\\":{"
+        "\\\"metadata\\\":"
         "{\\\"name\\\":\\\"w-bad\\\",\\\"namespace\\\":\\\"default\\\"},"
         "\\\"spec\\\":{\\\"ports\\\":[{\\\"port\\\":1e400}]}}}\"}");
     ck_assert(col_wait(&col, m, "a", SVC, KUBE_EV_ERROR, NULL,

@@ -23,7 +23,8 @@ Control API (no auth, same port), all POST with a JSON body:
                    resourceVersion and gets a new uid, the given ones (matched by
                    kind, namespace and name) also take their new content; watch
                    history is gone and open watches drop, so clients relist
-  /fake/malformed  {"line": "..."} or {"size": N}: send a garbage line on watches
+  /fake/malformed  {"line": "..."} or {"size": N}: send a garbage line on watches; with
+                   "plural": on the first watch of that resource, even one opened later
   /fake/bookmark   send a BOOKMARK on every watch that allows them
   /fake/token      {"token": "...", "forbidden": ["..."]}: rotate accepted tokens
                    (TokenRequests with spec.boundObjectRef of kind Pod are
@@ -189,6 +190,7 @@ class Cluster:
         self.retry_after = 1
         self.disconnects = 0
         self.malformed = []  # (seq, line)
+        self.targeted = []  # [plural, line]: for the next watch of plural
         self.bookmarks = 0
         self.watches = 0
         self.watch_total = 0  # watch requests ever served
@@ -327,7 +329,10 @@ class Handler(BaseHTTPRequestHandler):
                 self.recreate(body.get("objects", []))
             elif path == "/fake/malformed":
                 line = body.get("line") or "x" * int(body.get("size", 0)) or "{not json"
-                cl.malformed.append((len(cl.malformed) + 1, line))
+                if body.get("plural"):
+                    cl.targeted.append([body["plural"], line])
+                else:
+                    cl.malformed.append((len(cl.malformed) + 1, line))
             elif path == "/fake/bookmark":
                 cl.bookmarks += 1
             elif path == "/fake/token":
@@ -621,6 +626,9 @@ class Handler(BaseHTTPRequestHandler):
                 for seq, line in cl.malformed[mal:]:
                     out.append(line)
                 mal = len(cl.malformed)
+                for t in [t for t in cl.targeted if t[0] == plural]:
+                    out.append(t[1])
+                    cl.targeted.remove(t)
                 want_bm = cl.bookmarks != bm or (next_bm and now >= next_bm)
                 bm = cl.bookmarks
                 if want_bm and bookmarks and not cl.paused:
