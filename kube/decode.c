@@ -1096,9 +1096,8 @@ int kube_decode_jv(model_kind_t kind, const kube_jv_t *obj, void **out, char *er
     case MODEL_KIND_NODE:
         return kube_decode_node(&c, obj, out);
     case MODEL_KIND_AUTHZ_POLICY:
-        return kube_decode_authz_jv(obj, (model_authz_policy_t **)out, err, errlen);
     case MODEL_KIND_PEER_AUTHN:
-        return kube_decode_peer_authn_jv(obj, (model_peer_authn_t **)out, err, errlen);
+        return kube_decode_sec_jv(kind, obj, out, err, errlen);
     case MODEL_KIND_GATEWAY:
         return kube_decode_gateway(&c, obj, out);
     case MODEL_KIND__COUNT:

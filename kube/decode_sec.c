@@ -349,33 +349,23 @@ static int sec_peer_authn(kube_dctx_t *c, const kube_jv_t *obj, model_peer_authn
     return sec_ports(c, spec, pa);
 }
 
-int kube_decode_authz_jv(const kube_jv_t *obj, model_authz_policy_t **out, char *err, size_t errlen)
+static const char *sec_kind(model_kind_t kind)
 {
-    kube_dctx_t c = {.err = err, .errlen = errlen, .kind = "AuthorizationPolicy"};
-    if (err && errlen)
-        err[0] = '\0';
-    *out = calloc(1, sizeof(**out));
-    if (!*out)
-        return kube_oom(&c);
-    if (sec_authz(&c, obj, *out) < 0) {
-        model_authz_policy_free(*out);
-        *out = NULL;
-        return -1;
-    }
-    return 0;
+    return kind == MODEL_KIND_AUTHZ_POLICY ? "AuthorizationPolicy" : "PeerAuthentication";
 }
 
-int kube_decode_peer_authn_jv(const kube_jv_t *obj, model_peer_authn_t **out, char *err,
-                              size_t errlen)
+int kube_decode_sec_jv(model_kind_t kind, const kube_jv_t *obj, void **out, char *err,
+                       size_t errlen)
 {
-    kube_dctx_t c = {.err = err, .errlen = errlen, .kind = "PeerAuthentication"};
+    bool authz = kind == MODEL_KIND_AUTHZ_POLICY;
+    kube_dctx_t c = {.err = err, .errlen = errlen, .kind = sec_kind(kind)};
     if (err && errlen)
         err[0] = '\0';
-    *out = calloc(1, sizeof(**out));
+    *out = authz ? calloc(1, sizeof(model_authz_policy_t)) : calloc(1, sizeof(model_peer_authn_t));
     if (!*out)
         return kube_oom(&c);
-    if (sec_peer_authn(&c, obj, *out) < 0) {
-        model_peer_authn_free(*out);
+    if ((authz ? sec_authz(&c, obj, *out) : sec_peer_authn(&c, obj, *out)) < 0) {
+        model_obj_free(kind, *out);
         *out = NULL;
         return -1;
     }
@@ -497,35 +487,26 @@ int kube_decode_failsafe(model_kind_t kind, const json_t *obj, const char *why, 
     return rc;
 }
 
-/* Runs a decoder on the parsed form of a jansson value. */
-static int sec_from_json(const json_t *obj, const char *kind, void **out, char *err, size_t errlen,
-                         int (*fn)(const kube_jv_t *, void **, char *, size_t))
+/* The decoder of kind on the parsed form of a jansson value. */
+static int sec_from_json(model_kind_t kind, const json_t *obj, void **out, char *err, size_t errlen)
 {
-    kube_dctx_t c = {.err = err, .errlen = errlen, .kind = kind};
+    kube_dctx_t c = {.err = err, .errlen = errlen, .kind = sec_kind(kind)};
     kube_jdoc_t d = {0};
     *out = NULL;
     if (err && errlen)
         err[0] = '\0';
     const kube_jv_t *v = obj ? kube_from_json(&d, obj, &c) : NULL;
-    int rc = v ? fn(v, out, err, errlen) : obj ? -1 : kube_fail(&c, NULL, "no object");
+    int rc = v     ? kube_decode_sec_jv(kind, v, out, err, errlen)
+             : obj ? -1
+                   : kube_fail(&c, NULL, "no object");
     kube_jdoc_clear(&d);
     return rc;
-}
-
-static int authz_fn(const kube_jv_t *v, void **out, char *err, size_t errlen)
-{
-    return kube_decode_authz_jv(v, (model_authz_policy_t **)out, err, errlen);
-}
-
-static int peer_authn_fn(const kube_jv_t *v, void **out, char *err, size_t errlen)
-{
-    return kube_decode_peer_authn_jv(v, (model_peer_authn_t **)out, err, errlen);
 }
 
 int kube_decode_authz(const json_t *obj, model_authz_policy_t **out, char *err, size_t errlen)
 {
     void *p;
-    int rc = sec_from_json(obj, "AuthorizationPolicy", &p, err, errlen, authz_fn);
+    int rc = sec_from_json(MODEL_KIND_AUTHZ_POLICY, obj, &p, err, errlen);
     *out = p;
     return rc;
 }
@@ -533,7 +514,7 @@ int kube_decode_authz(const json_t *obj, model_authz_policy_t **out, char *err, 
 int kube_decode_peer_authn(const json_t *obj, model_peer_authn_t **out, char *err, size_t errlen)
 {
     void *p;
-    int rc = sec_from_json(obj, "PeerAuthentication", &p, err, errlen, peer_authn_fn);
+    int rc = sec_from_json(MODEL_KIND_PEER_AUTHN, obj, &p, err, errlen);
     *out = p;
     return rc;
 }

@@ -284,10 +284,9 @@ int kube_copy_labels(kube_dctx_t *c, const kube_jv_t *labels, model_labels_t *ou
  * error) when j breaks a rule of the text form (see kube_jfrom_json). */
 const kube_jv_t *kube_from_json(kube_jdoc_t *d, const json_t *j, kube_dctx_t *c);
 
-/* AuthorizationPolicy and PeerAuthentication on parsed values (decode_sec.c). */
-int kube_decode_authz_jv(const kube_jv_t *obj, model_authz_policy_t **out, char *err,
-                         size_t errlen);
-int kube_decode_peer_authn_jv(const kube_jv_t *obj, model_peer_authn_t **out, char *err,
-                              size_t errlen);
+/* An AuthorizationPolicy or PeerAuthentication (kind) on parsed values
+ * (decode_sec.c). */
+int kube_decode_sec_jv(model_kind_t kind, const kube_jv_t *obj, void **out, char *err,
+                       size_t errlen);
 
 #endif
