@@ -12,40 +12,6 @@
 
 /* ---------- object builders ---------- */
 
-static void labels(model_labels_t *l, const char *const *kv)
-{
-    for (; kv && kv[0]; kv += 2)
-        ck_assert_int_eq(model_labels_set(l, kv[0], kv[1]), 0);
-}
-
-static model_namespace_t *mk_ns(const char *name, const char *const *kv)
-{
-    model_namespace_t *n = calloc(1, sizeof(*n));
-    n->name = strdup(name);
-    labels(&n->labels, kv);
-    return n;
-}
-
-static model_service_t *mk_svc(const char *ns, const char *name, const char *vip,
-                               const char *const *kv, uint16_t port)
-{
-    model_service_t *s = calloc(1, sizeof(*s));
-    s->ns = strdup(ns);
-    s->name = strdup(name);
-    labels(&s->labels, kv);
-    if (vip) {
-        s->cluster_ips = calloc(1, sizeof(model_ip_t));
-        ck_assert_int_eq(model_ip_parse(vip, &s->cluster_ips[0]), 0);
-        s->ncluster_ips = 1;
-    }
-    s->ports = calloc(1, sizeof(model_svc_port_t));
-    s->ports[0].name = strdup("http");
-    s->ports[0].port = port;
-    s->ports[0].target_port = 8080;
-    s->nports = 1;
-    return s;
-}
-
 /* A slice whose endpoints are pods p<i> with IPs base.<i>; ready given per pod. */
 static model_endpointslice_t *mk_slice(const char *ns, const char *name, const char *svc,
                                        const char *ipbase, int n, const bool *ready)
@@ -71,33 +37,18 @@ static model_endpointslice_t *mk_slice(const char *ns, const char *name, const c
     return s;
 }
 
-static model_pod_t *mk_pod(const char *ns, const char *name, const char *ip, const char *node)
-{
-    model_pod_t *p = calloc(1, sizeof(*p));
-    p->ns = strdup(ns);
-    p->name = strdup(name);
-    p->ips = calloc(1, sizeof(model_ip_t));
-    ck_assert_int_eq(model_ip_parse(ip, &p->ips[0]), 0);
-    p->nips = 1;
-    p->node = node ? strdup(node) : NULL;
-    p->service_account = strdup("default");
-    p->ambient = true; /* enrolled: istio-cni annotated it */
-    p->ready = true;
-    return p;
-}
-
 /* Pods "<svc>-<i>" with IPs ipbase.<i+1>, their slice, and the service. */
 static void add_service(model_t *m, const char *cluster, const char *ns, const char *name,
                         const char *vip, const char *const *kv, const char *ipbase, int n)
 {
     if (!model_object(m, cluster, MODEL_KIND_NAMESPACE, ns))
-        apply(m, cluster, MODEL_KIND_NAMESPACE, mk_ns(ns, NULL));
-    apply(m, cluster, MODEL_KIND_SERVICE, mk_svc(ns, name, vip, kv, 80));
+        apply(m, cluster, MODEL_KIND_NAMESPACE, new_ns(ns, NULL));
+    apply(m, cluster, MODEL_KIND_SERVICE, new_svc(ns, name, vip, kv, 80));
     for (int i = 0; i < n; i++) {
         char ip[64], pod[64];
         snprintf(ip, sizeof(ip), "%s.%d", ipbase, i + 1);
         snprintf(pod, sizeof(pod), "%s-%d", name, i);
-        apply(m, cluster, MODEL_KIND_POD, mk_pod(ns, pod, ip, NULL));
+        apply(m, cluster, MODEL_KIND_POD, new_pod(ns, pod, ip, NULL, NULL));
     }
     char slice[128];
     snprintf(slice, sizeof(slice), "%s-abc", name);
@@ -241,15 +192,15 @@ START_TEST(namespace_label_flips_scope)
     const char *const web[] = {"tier", "web", NULL};
     const char *const team_b[] = {"team", "b", NULL};
     const char *const team_a[] = {"team", "a", NULL};
-    apply(m, "c1", MODEL_KIND_NAMESPACE, mk_ns("ns", team_b));
+    apply(m, "c1", MODEL_KIND_NAMESPACE, new_ns("ns", team_b));
     add_service(m, "c1", "ns", "web", "10.96.0.1", web, "10.1.0", 2);
     model_snapshot_t *s1 = model_commit(m);
     ck_assert_ptr_null(svc(s1, &V2, "ns/web.ns.svc.cluster.local"));
-    apply(m, "c1", MODEL_KIND_NAMESPACE, mk_ns("ns", team_a));
+    apply(m, "c1", MODEL_KIND_NAMESPACE, new_ns("ns", team_a));
     model_snapshot_t *s2 = model_commit(m);
     ck_assert_ptr_nonnull(svc(s2, &V2, "ns/web.ns.svc.cluster.local"));
     ck_assert_ptr_nonnull(wl(s2, &V2, SH("n1", "192.0.2.1", "ns", "web.ns.svc.cluster.local")));
-    apply(m, "c1", MODEL_KIND_NAMESPACE, mk_ns("ns", team_b));
+    apply(m, "c1", MODEL_KIND_NAMESPACE, new_ns("ns", team_b));
     model_snapshot_t *s3 = model_commit(m);
     ck_assert_ptr_null(svc(s3, &V2, "ns/web.ns.svc.cluster.local"));
     ck_assert_ptr_null(wl(s3, &V2, SH("n1", "192.0.2.1", "ns", "web.ns.svc.cluster.local")));
@@ -311,7 +262,7 @@ END_TEST
 static void set_sa(model_t *m, const char *cluster, const char *ns, const char *pod, const char *ip,
                    const char *sa)
 {
-    model_pod_t *p = mk_pod(ns, pod, ip, NULL);
+    model_pod_t *p = new_pod(ns, pod, ip, NULL, NULL);
     free(p->service_account);
     p->service_account = strdup(sa);
     apply(m, cluster, MODEL_KIND_POD, p);
@@ -369,7 +320,7 @@ START_TEST(service_sans_follow_service_account_changes_only)
     const char *key = "ns/a.ns.svc.cluster.local", *bkey = "ns/b.ns.svc.cluster.local";
     ck_assert(has_san(svc(s1, &V1, key), "spiffe://cluster.local/ns/ns/sa/default"));
     /* readiness moves: the service is not re-sent */
-    model_pod_t *p = mk_pod("ns", "a-0", "10.2.0.1", NULL);
+    model_pod_t *p = new_pod("ns", "a-0", "10.2.0.1", NULL, NULL);
     p->ready = false;
     apply(m, "c2", MODEL_KIND_POD, p);
     model_snapshot_t *s2 = model_commit(m);
@@ -450,8 +401,8 @@ START_TEST(podless_endpoints_become_slice_workloads)
     model_t *m = model_new(NULL);
     add_cluster(m, "c1", "n1", "192.0.2.1");
     add_cluster(m, "c3", "n1", NULL);
-    apply(m, "c1", MODEL_KIND_NAMESPACE, mk_ns("ns", NULL));
-    apply(m, "c1", MODEL_KIND_SERVICE, mk_svc("ns", "ext", "10.96.0.9", NULL, 443));
+    apply(m, "c1", MODEL_KIND_NAMESPACE, new_ns("ns", NULL));
+    apply(m, "c1", MODEL_KIND_SERVICE, new_svc("ns", "ext", "10.96.0.9", NULL, 443));
     model_endpointslice_t *s = mk_slice("ns", "ext-1", "ext", "172.18.0", 2, (bool[]){true, false});
     free(s->endpoints[0].pod);
     free(s->endpoints[1].pod);
@@ -553,12 +504,12 @@ END_TEST
 START_TEST(conflicting_ports_oldest_definition_wins)
 {
     model_t *m = mesh();
-    model_service_t *a1 = mk_svc("ns", "a", "10.96.0.1", GLOBAL, 80);
-    model_service_t *a2 = mk_svc("ns", "a", "10.97.0.1", GLOBAL, 9090);
+    model_service_t *a1 = new_svc("ns", "a", "10.96.0.1", GLOBAL, 80);
+    model_service_t *a2 = new_svc("ns", "a", "10.97.0.1", GLOBAL, 9090);
     a1->created = 2000;
     a2->created = 1000;
-    apply(m, "c1", MODEL_KIND_NAMESPACE, mk_ns("ns", NULL));
-    apply(m, "c2", MODEL_KIND_NAMESPACE, mk_ns("ns", NULL));
+    apply(m, "c1", MODEL_KIND_NAMESPACE, new_ns("ns", NULL));
+    apply(m, "c2", MODEL_KIND_NAMESPACE, new_ns("ns", NULL));
     apply(m, "c1", MODEL_KIND_SERVICE, a1);
     apply(m, "c2", MODEL_KIND_SERVICE, a2);
     model_snapshot_t *s = model_commit(m);
@@ -596,7 +547,7 @@ START_TEST(service_port_change_rebuilds_pod_workloads)
     add_service(m, "c1", "ns", "a", "10.96.0.1", NULL, "10.1.0", 1);
     model_snapshot_t *s1 = model_commit(m);
     ck_assert_uint_eq(wl(s1, &V1, "c1//Pod/ns/a-0")->services[0].ports[0].service_port, 80);
-    apply(m, "c1", MODEL_KIND_SERVICE, mk_svc("ns", "a", "10.96.0.1", NULL, 9090));
+    apply(m, "c1", MODEL_KIND_SERVICE, new_svc("ns", "a", "10.96.0.1", NULL, 9090));
     model_snapshot_t *s2 = model_commit(m);
     ck_assert_uint_eq(wl(s2, &V1, "c1//Pod/ns/a-0")->services[0].ports[0].service_port, 9090);
     model_snapshot_unref(s1);
@@ -644,14 +595,14 @@ END_TEST
 START_TEST(traffic_distribution_sets_failover)
 {
     model_t *m = mesh();
-    apply(m, "c1", MODEL_KIND_NAMESPACE, mk_ns("ns", NULL));
-    model_service_t *a = mk_svc("ns", "a", "10.96.0.1", GLOBAL, 80);
+    apply(m, "c1", MODEL_KIND_NAMESPACE, new_ns("ns", NULL));
+    model_service_t *a = new_svc("ns", "a", "10.96.0.1", GLOBAL, 80);
     a->traffic_dist = MODEL_TD_PREFER_CLOSE;
     apply(m, "c1", MODEL_KIND_SERVICE, a);
-    model_service_t *b = mk_svc("ns", "b", "10.96.0.2", GLOBAL, 80);
+    model_service_t *b = new_svc("ns", "b", "10.96.0.2", GLOBAL, 80);
     b->traffic_dist = MODEL_TD_PREFER_SAME_NODE;
     apply(m, "c1", MODEL_KIND_SERVICE, b);
-    apply(m, "c1", MODEL_KIND_SERVICE, mk_svc("ns", "c", "10.96.0.3", GLOBAL, 80));
+    apply(m, "c1", MODEL_KIND_SERVICE, new_svc("ns", "c", "10.96.0.3", GLOBAL, 80));
     model_snapshot_t *s = model_commit(m);
     /* istiod's presets: NETWORK, REGION, ZONE (then SUBZONE, NODE) */
     const model_out_service_t *o = svc(s, &V2, "ns/a.ns.svc.cluster.local");
@@ -678,14 +629,14 @@ START_TEST(traffic_policy_namespace_and_opt_in_cluster)
     model_config_t cfg = {.prefer_cluster = true};
     model_t *m = model_new(&cfg);
     add_cluster(m, "c1", "n1", NULL);
-    model_namespace_t *ns = mk_ns("ns", NULL);
+    model_namespace_t *ns = new_ns("ns", NULL);
     ns->traffic_dist = MODEL_TD_PREFER_CLOSE;
     apply(m, "c1", MODEL_KIND_NAMESPACE, ns);
-    apply(m, "c1", MODEL_KIND_SERVICE, mk_svc("ns", "inherits", "10.96.0.1", NULL, 80));
-    model_service_t *any = mk_svc("ns", "any", "10.96.0.2", NULL, 80);
+    apply(m, "c1", MODEL_KIND_SERVICE, new_svc("ns", "inherits", "10.96.0.1", NULL, 80));
+    model_service_t *any = new_svc("ns", "any", "10.96.0.2", NULL, 80);
     any->traffic_dist = MODEL_TD_ANY; /* an annotation istiod does not know */
     apply(m, "c1", MODEL_KIND_SERVICE, any);
-    model_service_t *local = mk_svc("ns", "local", "10.96.0.3", NULL, 80);
+    model_service_t *local = new_svc("ns", "local", "10.96.0.3", NULL, 80);
     local->itp_local = true;
     local->traffic_dist = MODEL_TD_PREFER_SAME_NODE;
     local->publish_not_ready = true;
@@ -703,7 +654,7 @@ START_TEST(traffic_policy_namespace_and_opt_in_cluster)
     ck_assert(o->lb_allow_all);
     ck_assert_int_eq(o->ip_families, MODEL_IPF_DUAL);
     /* the namespace's annotation changes: its services follow */
-    apply(m, "c1", MODEL_KIND_NAMESPACE, mk_ns("ns", NULL));
+    apply(m, "c1", MODEL_KIND_NAMESPACE, new_ns("ns", NULL));
     model_snapshot_t *s2 = model_commit(m);
     ck_assert_uint_eq(svc(s2, &V1, "ns/inherits.ns.svc.cluster.local")->nlb_prefs, 0);
     model_snapshot_unref(s);
@@ -715,21 +666,21 @@ END_TEST
 START_TEST(pod_tunnel_network_mode_and_phase_as_istiod)
 {
     model_t *m = mesh();
-    model_pod_t *sidecar = mk_pod("ns", "sidecar", "10.1.0.1", NULL);
+    model_pod_t *sidecar = new_pod("ns", "sidecar", "10.1.0.1", NULL, NULL);
     sidecar->ambient = false;
     apply(m, "c1", MODEL_KIND_POD, sidecar);
-    model_pod_t *native = mk_pod("ns", "native", "10.1.0.2", NULL);
+    model_pod_t *native = new_pod("ns", "native", "10.1.0.2", NULL, NULL);
     native->ambient = false;
     model_labels_set(&native->labels, "networking.istio.io/tunnel", "h2,http");
     apply(m, "c1", MODEL_KIND_POD, native);
-    model_pod_t *host = mk_pod("ns", "host", "10.0.0.5", NULL);
+    model_pod_t *host = new_pod("ns", "host", "10.0.0.5", NULL, NULL);
     host->ambient = false;
     host->host_network = true;
     apply(m, "c1", MODEL_KIND_POD, host);
-    model_pod_t *done = mk_pod("ns", "done", "10.1.0.3", NULL);
+    model_pod_t *done = new_pod("ns", "done", "10.1.0.3", NULL, NULL);
     done->terminal = true;
     apply(m, "c1", MODEL_KIND_POD, done);
-    model_pod_t *going = mk_pod("ns", "going", "10.1.0.4", NULL);
+    model_pod_t *going = new_pod("ns", "going", "10.1.0.4", NULL, NULL);
     going->terminating = true;
     apply(m, "c1", MODEL_KIND_POD, going);
     model_snapshot_t *s = model_commit(m);
@@ -753,17 +704,17 @@ START_TEST(scope_needs_the_namespace_and_external_name_is_out)
 {
     model_t *m = mesh();
     /* no Namespace object: no rule can match, as in istiod */
-    apply(m, "c1", MODEL_KIND_SERVICE, mk_svc("orphan", "a", "10.96.0.1", GLOBAL, 80));
-    model_service_t *ext = mk_svc("ns", "ext", NULL, GLOBAL, 80);
+    apply(m, "c1", MODEL_KIND_SERVICE, new_svc("orphan", "a", "10.96.0.1", GLOBAL, 80));
+    model_service_t *ext = new_svc("ns", "ext", NULL, GLOBAL, 80);
     ext->external_name = true;
-    apply(m, "c1", MODEL_KIND_NAMESPACE, mk_ns("ns", NULL));
+    apply(m, "c1", MODEL_KIND_NAMESPACE, new_ns("ns", NULL));
     apply(m, "c1", MODEL_KIND_SERVICE, ext);
     model_snapshot_t *s = model_commit(m);
     ck_assert_ptr_nonnull(svc(s, &V1, "orphan/a.orphan.svc.cluster.local"));
     ck_assert_ptr_null(svc(s, &V2, "orphan/a.orphan.svc.cluster.local"));
     ck_assert_ptr_null(svc(s, &V1, "ns/ext.ns.svc.cluster.local"));
     /* the namespace arrives: the service becomes global */
-    apply(m, "c1", MODEL_KIND_NAMESPACE, mk_ns("orphan", NULL));
+    apply(m, "c1", MODEL_KIND_NAMESPACE, new_ns("orphan", NULL));
     model_snapshot_t *s2 = model_commit(m);
     ck_assert_ptr_nonnull(svc(s2, &V2, "orphan/a.orphan.svc.cluster.local"));
     model_snapshot_unref(s);
@@ -776,7 +727,7 @@ START_TEST(endpoints_prefer_local_priorities)
 {
     model_t *m = mesh();
     add_cluster(m, "c3", "n1", NULL);
-    model_service_t *a = mk_svc("ns", "a", "10.96.0.1", GLOBAL, 80);
+    model_service_t *a = new_svc("ns", "a", "10.96.0.1", GLOBAL, 80);
     a->traffic_dist = MODEL_TD_PREFER_CLOSE;
     apply(m, "c1", MODEL_KIND_SERVICE, a);
     apply(m, "c1", MODEL_KIND_ENDPOINTSLICE, mk_slice("ns", "a-abc", "a", "10.1.0", 2, NULL));
@@ -827,7 +778,7 @@ static void shared_strings_round(model_t *m, int r, model_op_t op)
             snprintf(name, sizeof(name), "s%d-%d", k, i);
             snprintf(ip, sizeof(ip), "10.1.%d.%d", k, i + 1);
             snprintf(node, sizeof(node), "node-%d-%d-%d", r, k, i);
-            model_pod_t *p = mk_pod("ns", name, ip, node);
+            model_pod_t *p = new_pod("ns", name, ip, node, NULL);
             free(p->service_account);
             p->service_account = strdup(node + 2); /* "de-<r>-<k>-<i>" */
             char err[MODEL_ERRLEN];
@@ -875,11 +826,11 @@ END_TEST
 START_TEST(pod_keeps_labels_for_policy_selectors)
 {
     model_t *m = mesh();
-    model_pod_t *p = mk_pod("ns", "p-7d9f8-x1", "10.1.0.1", NULL);
+    model_pod_t *p = new_pod("ns", "p-7d9f8-x1", "10.1.0.1", NULL, NULL);
     const char *const kv[] = {
         "app",   "shop", "team", "payments", "version", "v2", "pod-template-hash",
         "7d9f8", "tier", "web",  NULL};
-    labels(&p->labels, kv);
+    set_labels(&p->labels, kv);
     p->owner = strdup("ReplicaSet/p-7d9f8"); /* as the decoder reads ownerReferences */
     apply(m, "c1", MODEL_KIND_POD, p);
     model_snapshot_t *s = model_commit(m);
@@ -920,7 +871,7 @@ START_TEST(pod_workload_name_from_controller)
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         char ip[32];
         snprintf(ip, sizeof(ip), "10.1.0.%zu", i + 1);
-        model_pod_t *p = mk_pod("ns", cases[i].pod, ip, NULL);
+        model_pod_t *p = new_pod("ns", cases[i].pod, ip, NULL, NULL);
         p->owner = cases[i].owner ? strdup(cases[i].owner) : NULL;
         if (cases[i].label)
             model_labels_set(&p->labels, cases[i].label, cases[i].value);
@@ -947,9 +898,9 @@ START_TEST(pod_locality_from_node)
     n->name = strdup("node1");
     const char *const kv[] = {"topology.kubernetes.io/region", "eu", "topology.kubernetes.io/zone",
                               "eu-1", NULL};
-    labels(&n->labels, kv);
+    set_labels(&n->labels, kv);
     apply(m, "c1", MODEL_KIND_NODE, n);
-    apply(m, "c1", MODEL_KIND_POD, mk_pod("ns", "p", "10.1.0.1", "node1"));
+    apply(m, "c1", MODEL_KIND_POD, new_pod("ns", "p", "10.1.0.1", "node1", NULL));
     model_snapshot_t *s = model_commit(m);
     const model_out_workload_t *w = wl(s, &V1, "c1//Pod/ns/p");
     ck_assert_str_eq(w->region, "eu");
@@ -965,7 +916,7 @@ START_TEST(unknown_cluster_rejected_and_object_freed)
     model_t *m = mesh();
     char err[MODEL_ERRLEN];
     ck_assert_int_eq(model_apply(m, "nope", MODEL_KIND_POD, MODEL_OP_UPSERT,
-                                 mk_pod("ns", "p", "10.0.0.1", NULL), err, sizeof(err)),
+                                 new_pod("ns", "p", "10.0.0.1", NULL, NULL), err, sizeof(err)),
                      -1);
     ck_assert_ptr_nonnull(strstr(err, "nope"));
     model_cluster_t bad = {.id = "a/b"};
@@ -1098,8 +1049,8 @@ static void random_event(model_t *m, unsigned *seed)
     switch (rand_r(seed) % 7) {
     case 0:
         try_apply(m, c, MODEL_KIND_SERVICE, MODEL_OP_UPSERT,
-                  mk_svc("ns", name, "10.96.0.1", rand_r(seed) % 2 ? GLOBAL : NULL,
-                         (uint16_t)(80 + rand_r(seed) % 2)));
+                  new_svc("ns", name, "10.96.0.1", rand_r(seed) % 2 ? GLOBAL : NULL,
+                          (uint16_t)(80 + rand_r(seed) % 2)));
         break;
     case 1: {
         int n = rand_r(seed) % 4;
@@ -1121,21 +1072,22 @@ static void random_event(model_t *m, unsigned *seed)
         int i = rand_r(seed) % 4;
         snprintf(pod, sizeof(pod), "%s-%d", name, i);
         snprintf(ip, sizeof(ip), "10.%d.%d.%d", c[1] - '0', si, i + 1);
-        model_pod_t *p = mk_pod("ns", pod, ip, NULL);
+        model_pod_t *p = new_pod("ns", pod, ip, NULL, NULL);
         p->ready = rand_r(seed) % 2;
         try_apply(m, c, MODEL_KIND_POD, MODEL_OP_UPSERT, p);
         break;
     }
     case 3:
         snprintf(pod, sizeof(pod), "%s-%d", name, rand_r(seed) % 4);
-        try_apply(m, c, MODEL_KIND_POD, MODEL_OP_DELETE, mk_pod("ns", pod, "10.0.0.1", NULL));
+        try_apply(m, c, MODEL_KIND_POD, MODEL_OP_DELETE,
+                  new_pod("ns", pod, "10.0.0.1", NULL, NULL));
         break;
     case 4:
-        try_apply(m, c, MODEL_KIND_SERVICE, MODEL_OP_DELETE, mk_svc("ns", name, NULL, NULL, 80));
+        try_apply(m, c, MODEL_KIND_SERVICE, MODEL_OP_DELETE, new_svc("ns", name, NULL, NULL, 80));
         break;
     case 5: {
         const char *const kv[] = {"istio.io/global", "true", NULL};
-        model_namespace_t *ns = mk_ns("ns", rand_r(seed) % 2 ? kv : NULL);
+        model_namespace_t *ns = new_ns("ns", rand_r(seed) % 2 ? kv : NULL);
         try_apply(m, c, MODEL_KIND_NAMESPACE, MODEL_OP_UPSERT, ns);
         break;
     }
@@ -1315,13 +1267,13 @@ END_TEST
 START_TEST(pod_in_more_than_64_services_lists_them_all)
 {
     model_t *m = mesh();
-    apply(m, "c1", MODEL_KIND_NAMESPACE, mk_ns("ns", NULL));
-    apply(m, "c1", MODEL_KIND_POD, mk_pod("ns", "p", "10.1.0.1", NULL));
+    apply(m, "c1", MODEL_KIND_NAMESPACE, new_ns("ns", NULL));
+    apply(m, "c1", MODEL_KIND_POD, new_pod("ns", "p", "10.1.0.1", NULL, NULL));
     for (int i = 0; i < MANY_CLUSTERS; i++) {
         char name[16], slice[32];
         snprintf(name, sizeof(name), "s%d", i);
         snprintf(slice, sizeof(slice), "s%d-abc", i);
-        apply(m, "c1", MODEL_KIND_SERVICE, mk_svc("ns", name, NULL, GLOBAL, 80));
+        apply(m, "c1", MODEL_KIND_SERVICE, new_svc("ns", name, NULL, GLOBAL, 80));
         model_endpointslice_t *sl = mk_slice("ns", slice, name, "10.1.0", 1, NULL);
         free(sl->endpoints[0].pod);
         sl->endpoints[0].pod = strdup("p");

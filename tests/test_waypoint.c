@@ -18,53 +18,6 @@
 
 static const model_view_t V1 = {"c1", "n1"}, V2 = {"c2", "n2"};
 
-static void labels(model_labels_t *l, const char *const *kv)
-{
-    for (; kv && kv[0]; kv += 2)
-        ck_assert_int_eq(model_labels_set(l, kv[0], kv[1]), 0);
-}
-
-static model_namespace_t *mk_ns(const char *name, const char *const *kv)
-{
-    model_namespace_t *n = calloc(1, sizeof(*n));
-    n->name = strdup(name);
-    labels(&n->labels, kv);
-    return n;
-}
-
-static model_service_t *mk_svc(const char *ns, const char *name, const char *vip,
-                               const char *const *kv)
-{
-    model_service_t *s = calloc(1, sizeof(*s));
-    s->ns = strdup(ns);
-    s->name = strdup(name);
-    labels(&s->labels, kv);
-    s->cluster_ips = calloc(1, sizeof(model_ip_t));
-    ck_assert_int_eq(model_ip_parse(vip, &s->cluster_ips[0]), 0);
-    s->ncluster_ips = 1;
-    s->ports = calloc(1, sizeof(model_svc_port_t));
-    s->ports[0].name = strdup("http");
-    s->ports[0].port = 80;
-    s->ports[0].target_port = 8080;
-    s->nports = 1;
-    return s;
-}
-
-static model_pod_t *mk_pod(const char *ns, const char *name, const char *ip, const char *const *kv)
-{
-    model_pod_t *p = calloc(1, sizeof(*p));
-    p->ns = strdup(ns);
-    p->name = strdup(name);
-    p->ips = calloc(1, sizeof(model_ip_t));
-    ck_assert_int_eq(model_ip_parse(ip, &p->ips[0]), 0);
-    p->nips = 1;
-    p->service_account = strdup("default");
-    p->ambient = true;
-    p->ready = true;
-    labels(&p->labels, kv);
-    return p;
-}
-
 /* Gateway ns/name with address addr (an IP, or a hostname when it has a
  * letter; NULL: no address yet) and label istio.io/waypoint-for. */
 static model_gateway_t *mk_gw(const char *ns, const char *name, const char *addr, model_wp_for_t wf)
@@ -125,9 +78,9 @@ static void expect_ip(const model_gw_addr_t *g, const char *net, const char *ip)
 static model_t *setup(const char *const *nskv, const char *const *svckv, const char *const *podkv)
 {
     model_t *m = mesh();
-    apply(m, "c1", MODEL_KIND_NAMESPACE, mk_ns("ns", nskv));
-    apply(m, "c1", MODEL_KIND_SERVICE, mk_svc("ns", "a", "10.96.0.1", svckv));
-    apply(m, "c1", MODEL_KIND_POD, mk_pod("ns", "a-0", "10.1.0.1", podkv));
+    apply(m, "c1", MODEL_KIND_NAMESPACE, new_ns("ns", nskv));
+    apply(m, "c1", MODEL_KIND_SERVICE, new_svc("ns", "a", "10.96.0.1", svckv, 80));
+    apply(m, "c1", MODEL_KIND_POD, new_pod("ns", "a-0", "10.1.0.1", NULL, podkv));
     apply(m, "c1", MODEL_KIND_GATEWAY, mk_gw("ns", "wp", "10.0.9.1", MODEL_WP_SERVICE));
     apply(m, "c1", MODEL_KIND_GATEWAY, mk_gw("ns", "wl", "10.0.9.2", MODEL_WP_WORKLOAD));
     return m;
@@ -260,8 +213,8 @@ START_TEST(waypoint_service_and_instances_get_none)
     static const char *const inst_kv[] = {"gateway.networking.k8s.io/gateway-name", "wl", NULL};
     model_t *m = setup(nskv, NULL, NULL);
     apply(m, "c1", MODEL_KIND_GATEWAY, mk_gw("ns", "wl", "10.0.9.2", MODEL_WP_ALL));
-    apply(m, "c1", MODEL_KIND_SERVICE, mk_svc("ns", "wl", "10.96.0.9", managed_kv));
-    apply(m, "c1", MODEL_KIND_POD, mk_pod("ns", "wl-0", "10.1.0.9", inst_kv));
+    apply(m, "c1", MODEL_KIND_SERVICE, new_svc("ns", "wl", "10.96.0.9", managed_kv, 80));
+    apply(m, "c1", MODEL_KIND_POD, new_pod("ns", "wl-0", "10.1.0.9", NULL, inst_kv));
     model_snapshot_t *s = model_commit(m);
     ck_assert_ptr_nonnull(svc(s, &V1, SVC_A)->waypoint);
     ck_assert_ptr_null(svc(s, &V1, "ns/wl.ns.svc.cluster.local")->waypoint);
@@ -276,14 +229,14 @@ START_TEST(ingress_use_waypoint_only_with_a_waypoint)
     static const char *const nskv[] = {"istio.io/ingress-use-waypoint", "true", NULL};
     static const char *const svckv[] = {USE, "wp", NULL};
     model_t *m = setup(nskv, svckv, NULL);
-    apply(m, "c1", MODEL_KIND_SERVICE, mk_svc("ns", "b", "10.96.0.2", NULL));
+    apply(m, "c1", MODEL_KIND_SERVICE, new_svc("ns", "b", "10.96.0.2", NULL, 80));
     model_snapshot_t *s = model_commit(m);
     ck_assert(svc(s, &V1, SVC_A)->ingress_use_waypoint);
     ck_assert(!svc(s, &V1, "ns/b.ns.svc.cluster.local")->ingress_use_waypoint);
     model_snapshot_unref(s);
     /* the Service's own label wins; ParseBool takes "0" as false */
     static const char *const off[] = {USE, "wp", "istio.io/ingress-use-waypoint", "0", NULL};
-    apply(m, "c1", MODEL_KIND_SERVICE, mk_svc("ns", "a", "10.96.0.1", off));
+    apply(m, "c1", MODEL_KIND_SERVICE, new_svc("ns", "a", "10.96.0.1", off, 80));
     s = model_commit(m);
     ck_assert(!svc(s, &V1, SVC_A)->ingress_use_waypoint);
     model_snapshot_unref(s);
@@ -325,11 +278,11 @@ START_TEST(namespace_label_change_reaches_pods)
     ck_assert_ptr_null(wl_wp(wl(s, &V1, POD_A)));
     model_snapshot_unref(s);
     static const char *const nskv[] = {USE, "wl", NULL};
-    apply(m, "c1", MODEL_KIND_NAMESPACE, mk_ns("ns", nskv));
+    apply(m, "c1", MODEL_KIND_NAMESPACE, new_ns("ns", nskv));
     s = model_commit(m);
     expect_ip(wl_wp(wl(s, &V1, POD_A)), "n1", "10.0.9.2");
     model_snapshot_unref(s);
-    apply(m, "c1", MODEL_KIND_NAMESPACE, mk_ns("ns", NULL));
+    apply(m, "c1", MODEL_KIND_NAMESPACE, new_ns("ns", NULL));
     s = model_commit(m);
     ck_assert_ptr_null(wl_wp(wl(s, &V1, POD_A)));
     model_snapshot_unref(s);
@@ -374,7 +327,7 @@ START_TEST(cross_namespace_waypoint_needs_allowed_routes)
     model_snapshot_unref(s);
 
     static const char *const nskv_b[] = {"team", "b", NULL};
-    apply(m, "c1", MODEL_KIND_NAMESPACE, mk_ns("ns", nskv_b));
+    apply(m, "c1", MODEL_KIND_NAMESPACE, new_ns("ns", nskv_b));
     s = model_commit(m);
     expect_ip(svc(s, &V1, SVC_A)->waypoint, "n1", "10.0.9.8");
     expect_ip(wl_wp(wl(s, &V1, POD_A)), "n1", "10.0.9.8");
@@ -440,14 +393,14 @@ START_TEST(canary_takes_its_share_of_the_primary)
     ck_assert_uint_eq(o->canary_weight, 0); /* no weight annotation: 0% */
     model_snapshot_unref(s);
 
-    model_service_t *a = mk_svc("ns", "a", "10.96.0.1", svckv);
+    model_service_t *a = new_svc("ns", "a", "10.96.0.1", svckv, 80);
     a->canary_weight = model_canary_weight("5");
     apply(m, "c1", MODEL_KIND_SERVICE, a);
     s = model_commit(m);
     ck_assert_uint_eq(svc(s, &V1, SVC_A)->canary_weight, 5);
     model_snapshot_unref(s);
 
-    a = mk_svc("ns", "a", "10.96.0.1", svckv);
+    a = new_svc("ns", "a", "10.96.0.1", svckv, 80);
     a->canary_weight = model_canary_weight("not-a-number");
     apply(m, "c1", MODEL_KIND_SERVICE, a);
     s = model_commit(m);
@@ -455,7 +408,7 @@ START_TEST(canary_takes_its_share_of_the_primary)
     model_snapshot_unref(s);
 
     /* the canary must take service traffic */
-    apply(m, "c1", MODEL_KIND_SERVICE, mk_svc("ns", "a", "10.96.0.1", svckv));
+    apply(m, "c1", MODEL_KIND_SERVICE, new_svc("ns", "a", "10.96.0.1", svckv, 80));
     apply(m, "c1", MODEL_KIND_GATEWAY, mk_gw("ns", "next", "10.0.9.9", MODEL_WP_WORKLOAD));
     s = model_commit(m);
     ck_assert_ptr_null(svc(s, &V1, SVC_A)->canary);
@@ -463,7 +416,7 @@ START_TEST(canary_takes_its_share_of_the_primary)
 
     /* and not be the primary */
     static const char *const same[] = {USE, "wp", CANARY, "wp", NULL};
-    apply(m, "c1", MODEL_KIND_SERVICE, mk_svc("ns", "a", "10.96.0.1", same));
+    apply(m, "c1", MODEL_KIND_SERVICE, new_svc("ns", "a", "10.96.0.1", same, 80));
     s = model_commit(m);
     ck_assert_ptr_null(svc(s, &V1, SVC_A)->canary);
     model_snapshot_unref(s);
@@ -478,7 +431,7 @@ START_TEST(canary_inherited_with_the_primary)
 {
     static const char *const nskv[] = {USE, "wp", CANARY, "next", NULL};
     model_t *m = setup(nskv, NULL, NULL);
-    model_namespace_t *n = mk_ns("ns", nskv);
+    model_namespace_t *n = new_ns("ns", nskv);
     n->canary_weight = model_canary_weight("20");
     apply(m, "c1", MODEL_KIND_NAMESPACE, n);
     apply(m, "c1", MODEL_KIND_GATEWAY, mk_gw("ns", "next", "10.0.9.9", MODEL_WP_ALL));
@@ -488,7 +441,7 @@ START_TEST(canary_inherited_with_the_primary)
     ck_assert_uint_eq(o->canary_weight, 20);
     model_snapshot_unref(s);
 
-    model_service_t *a = mk_svc("ns", "a", "10.96.0.1", NULL);
+    model_service_t *a = new_svc("ns", "a", "10.96.0.1", NULL, 80);
     a->canary_weight = model_canary_weight("30");
     apply(m, "c1", MODEL_KIND_SERVICE, a);
     s = model_commit(m);
@@ -497,7 +450,7 @@ START_TEST(canary_inherited_with_the_primary)
 
     /* its own primary: the namespace's canary is not read */
     static const char *const own[] = {USE, "wp", NULL};
-    apply(m, "c1", MODEL_KIND_SERVICE, mk_svc("ns", "a", "10.96.0.1", own));
+    apply(m, "c1", MODEL_KIND_SERVICE, new_svc("ns", "a", "10.96.0.1", own, 80));
     s = model_commit(m);
     expect_ip(svc(s, &V1, SVC_A)->waypoint, "n1", "10.0.9.1");
     ck_assert_ptr_null(svc(s, &V1, SVC_A)->canary);
@@ -538,13 +491,13 @@ START_TEST(multicluster_disagreement_is_a_conflict)
     static const char *const kv2[] = {"istio.io/global", "true", USE, "other", NULL};
     model_t *m = mesh();
     add_cluster(m, "c3", "n2", "192.0.2.3");
-    apply(m, "c1", MODEL_KIND_NAMESPACE, mk_ns("ns", NULL));
-    apply(m, "c2", MODEL_KIND_NAMESPACE, mk_ns("ns", NULL));
+    apply(m, "c1", MODEL_KIND_NAMESPACE, new_ns("ns", NULL));
+    apply(m, "c2", MODEL_KIND_NAMESPACE, new_ns("ns", NULL));
     apply(m, "c1", MODEL_KIND_GATEWAY, mk_gw("ns", "wp", "10.0.9.1", MODEL_WP_SERVICE));
     apply(m, "c2", MODEL_KIND_GATEWAY, mk_gw("ns", "other", "10.0.9.5", MODEL_WP_SERVICE));
-    model_service_t *a2 = mk_svc("ns", "a", "10.96.1.1", kv2);
+    model_service_t *a2 = new_svc("ns", "a", "10.96.1.1", kv2, 80);
     a2->created = 200;
-    model_service_t *a1 = mk_svc("ns", "a", "10.96.0.1", kv1);
+    model_service_t *a1 = new_svc("ns", "a", "10.96.0.1", kv1, 80);
     a1->created = 100;
     apply(m, "c2", MODEL_KIND_SERVICE, a2);
     apply(m, "c1", MODEL_KIND_SERVICE, a1);
@@ -569,14 +522,14 @@ START_TEST(multicluster_disagreement_is_a_conflict)
     model_each_new_conflict(m, count_conflict, &n);
     ck_assert_int_eq(n, 1);
     model_snapshot_unref(s);
-    apply(m, "c1", MODEL_KIND_NAMESPACE, mk_ns("ns", NULL));
+    apply(m, "c1", MODEL_KIND_NAMESPACE, new_ns("ns", NULL));
     s = model_commit(m);
     model_each_new_conflict(m, count_conflict, &n);
     ck_assert_int_eq(n, 1);
     model_snapshot_unref(s);
     /* agreeing again: no conflict */
     static const char *const kv2b[] = {"istio.io/global", "true", USE, "wp", NULL};
-    model_service_t *a2b = mk_svc("ns", "a", "10.96.1.1", kv2b);
+    model_service_t *a2b = new_svc("ns", "a", "10.96.1.1", kv2b, 80);
     a2b->created = 200;
     apply(m, "c2", MODEL_KIND_SERVICE, a2b);
     s = model_commit(m);

@@ -9,6 +9,8 @@
 #include "testlib.h"
 
 #include <check.h>
+#include <stdlib.h>
+#include <string.h>
 
 typedef Envoy__Service__Discovery__V3__DeltaDiscoveryRequest dreq_t;
 typedef Envoy__Service__Discovery__V3__DeltaDiscoveryResponse dresp_t;
@@ -72,6 +74,63 @@ static inline void add_cluster(model_t *m, const char *id, const char *network, 
 {
     char err[MODEL_ERRLEN];
     ck_assert_msg(tl_add_cluster(m, id, network, gw, err, sizeof(err)) == 0, "%s", err);
+}
+
+/* ---------- model objects for the model's tests ---------- */
+
+/* Labels from a NULL-ended list of key, value pairs (kv may be NULL). */
+static inline void set_labels(model_labels_t *l, const char *const *kv)
+{
+    for (; kv && kv[0]; kv += 2)
+        ck_assert_int_eq(model_labels_set(l, kv[0], kv[1]), 0);
+}
+
+static inline model_namespace_t *new_ns(const char *name, const char *const *kv)
+{
+    model_namespace_t *n = calloc(1, sizeof(*n));
+    n->name = strdup(name);
+    set_labels(&n->labels, kv);
+    return n;
+}
+
+/* Service ns/name with VIP vip (NULL: none) and one port "http" port -> 8080. */
+static inline model_service_t *new_svc(const char *ns, const char *name, const char *vip,
+                                       const char *const *kv, uint16_t port)
+{
+    model_service_t *s = calloc(1, sizeof(*s));
+    s->ns = strdup(ns);
+    s->name = strdup(name);
+    set_labels(&s->labels, kv);
+    if (vip) {
+        s->cluster_ips = calloc(1, sizeof(model_ip_t));
+        ck_assert_int_eq(model_ip_parse(vip, &s->cluster_ips[0]), 0);
+        s->ncluster_ips = 1;
+    }
+    s->ports = calloc(1, sizeof(model_svc_port_t));
+    s->ports[0].name = strdup("http");
+    s->ports[0].port = port;
+    s->ports[0].target_port = 8080;
+    s->nports = 1;
+    return s;
+}
+
+/* A ready, ambient-enrolled pod ns/name of service account default (node
+ * and labels may be NULL). */
+static inline model_pod_t *new_pod(const char *ns, const char *name, const char *ip,
+                                   const char *node, const char *const *kv)
+{
+    model_pod_t *p = calloc(1, sizeof(*p));
+    p->ns = strdup(ns);
+    p->name = strdup(name);
+    p->ips = calloc(1, sizeof(model_ip_t));
+    ck_assert_int_eq(model_ip_parse(ip, &p->ips[0]), 0);
+    p->nips = 1;
+    p->node = node ? strdup(node) : NULL;
+    p->service_account = strdup("default");
+    p->ambient = true; /* enrolled: istio-cni annotated it */
+    p->ready = true;
+    set_labels(&p->labels, kv);
+    return p;
 }
 
 #endif
